@@ -1,0 +1,171 @@
+package jobset
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+)
+
+// jobOwnerIndex indexes Jobs by the UID of the JobSet that controls them.
+// Indexing the UID rather than the name keeps a Job left behind by a deleted
+// JobSet from being mistaken for a child of a new JobSet with the same name.
+const jobOwnerIndex = "jobset.x-k8s.io/controller-uid"
+
+// Reconciler drives a JobSet's child Jobs and headless Service and reports
+// their progress in the JobSet status.
+type Reconciler struct {
+	client      client.Client
+	recorder    events.EventRecorder
+	clock       clock.PassiveClock
+	parallelism int
+	name        string
+}
+
+// Option configures a Reconciler.
+type Option func(*Reconciler)
+
+// WithClock replaces the wall clock (for TTL and condition times).
+func WithClock(c clock.PassiveClock) Option { return func(r *Reconciler) { r.clock = c } }
+
+// WithMaxParallelism bounds how many Job creations or deletions run at once
+// (default 20).
+func WithMaxParallelism(n int) Option {
+	return func(r *Reconciler) {
+		if n > 0 {
+			r.parallelism = n
+		}
+	}
+}
+
+// WithControllerName names the controller (default "jobset"). Controller
+// names must be unique in a process, so tests that run several member
+// clusters in one process give each reconciler its own name.
+func WithControllerName(name string) Option { return func(r *Reconciler) { r.name = name } }
+
+// NewReconciler returns a Reconciler. c must be the manager's client
+// (mgr.GetClient()): child Jobs are listed through a cache index that
+// SetupWithManager registers. The recorder is typically
+// mgr.GetEventRecorder("jobset-controller").
+func NewReconciler(c client.Client, recorder events.EventRecorder, opts ...Option) *Reconciler {
+	r := &Reconciler{client: c, recorder: recorder, clock: clock.RealClock{}, parallelism: 20, name: "jobset"}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// SetupWithManager registers the Job index, the metrics and the controller.
+// It watches JobSets, the Jobs and Services they control — never Pods.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	registerMetrics()
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &batchv1.Job{}, jobOwnerIndex, indexJobOwner); err != nil {
+		return fmt.Errorf("indexing Jobs by controlling JobSet: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(r.name).
+		For(&v1alpha2.JobSet{}, builder.WithPredicates(managedHere())).
+		Owns(&batchv1.Job{}).
+		// Only the Service's existence matters, so cache its metadata only.
+		Owns(&corev1.Service{}, builder.OnlyMetadata).
+		Complete(r)
+}
+
+func indexJobOwner(obj client.Object) []string {
+	owner := metav1.GetControllerOf(obj)
+	if owner == nil || owner.Kind != "JobSet" || owner.APIVersion != v1alpha2.GroupVersion.String() {
+		return nil
+	}
+	return []string{string(owner.UID)}
+}
+
+// managedHere drops events of JobSets that another controller manages
+// (spec.managedBy, immutable): this controller must not touch them at all.
+func managedHere() predicate.Predicate {
+	return predicate.NewPredicateFuncs(func(obj client.Object) bool {
+		js, ok := obj.(*v1alpha2.JobSet)
+		return !ok || !js.ManagedByOther()
+	})
+}
+
+// +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets/finalizers,verbs=update
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=batch,resources=jobs/status,verbs=get;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch;update
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch;update
+
+// Reconcile observes one JobSet, plans, and applies the plan.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
+	start := time.Now()
+	defer func() {
+		result := "success"
+		if err != nil {
+			result = "error"
+		}
+		reconcileDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	}()
+	log := ctrl.LoggerFrom(ctx)
+
+	js := &v1alpha2.JobSet{}
+	if err := r.client.Get(ctx, req.NamespacedName, js); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if js.DeletionTimestamp != nil {
+		// The garbage collector removes the children.
+		return ctrl.Result{}, nil
+	}
+	if js.ManagedByOther() {
+		log.V(5).Info("Skipping JobSet managed by another controller", "managedBy", *js.Spec.ManagedBy)
+		return ctrl.Result{}, nil
+	}
+
+	jobs, err := r.childJobs(ctx, js)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	serviceExists := false
+	if js.DNSHostnamesEnabled() {
+		if serviceExists, err = r.serviceExists(ctx, js); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return r.apply(ctx, js, computePlan(js, jobs, serviceExists, r.clock.Now()))
+}
+
+// childJobs lists the Jobs js controls.
+func (r *Reconciler) childJobs(ctx context.Context, js *v1alpha2.JobSet) ([]batchv1.Job, error) {
+	var list batchv1.JobList
+	if err := r.client.List(ctx, &list, client.InNamespace(js.Namespace), client.MatchingFields{jobOwnerIndex: string(js.UID)}); err != nil {
+		return nil, fmt.Errorf("listing child Jobs of JobSet %s/%s: %w", js.Namespace, js.Name, err)
+	}
+	return list.Items, nil
+}
+
+func (r *Reconciler) serviceExists(ctx context.Context, js *v1alpha2.JobSet) (bool, error) {
+	svc := &metav1.PartialObjectMetadata{}
+	svc.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Service"))
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: js.Namespace, Name: js.Subdomain()}, svc)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("getting headless Service %s/%s: %w", js.Namespace, js.Subdomain(), err)
+	}
+	return true, nil
+}
