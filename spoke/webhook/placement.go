@@ -1,0 +1,154 @@
+package webhook
+
+import (
+	"fmt"
+	"slices"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+)
+
+// Exclusive placement puts each child Job of a JobSet in its own topology
+// domain (the value of a node label, e.g. a rack), with no other Job sharing
+// it. The leader pod (completion index 0) carries the hard constraints:
+// affinity to pods of its own Job and anti-affinity to pods of every other
+// Job. Followers then only need a nodeSelector for the domain the scheduler
+// picked for their leader, which is far cheaper for the scheduler than
+// evaluating inter-pod (anti-)affinity on every pod.
+
+// completionIndexKey is set by the Job controller as both a label and an
+// annotation on pods of Indexed Jobs.
+const completionIndexKey = batchv1.JobCompletionIndexAnnotation
+
+// exclusiveTopologyKey returns the node label key that defines the pod's
+// exclusive domain, and whether this webhook is responsible for the pod at
+// all: it must be a JobSet pod using exclusive placement and not the
+// node-selector strategy (where the reconciler pins pods to pre-labelled
+// nodes itself and no admission-time help is needed).
+func exclusiveTopologyKey(pod *corev1.Pod) (string, bool) {
+	if _, ok := pod.Labels[jobset.JobSetNameKey]; !ok {
+		return "", false
+	}
+	if _, ok := pod.Annotations[jobset.NodeSelectorStrategyKey]; ok {
+		return "", false
+	}
+	key := pod.Annotations[jobset.ExclusiveKey]
+	return key, key != ""
+}
+
+// completionIndex reads the pod's completion index, preferring the label
+// (which is what the leader lookup selects on).
+func completionIndex(pod *corev1.Pod) (string, bool) {
+	if v, ok := pod.Labels[completionIndexKey]; ok {
+		return v, true
+	}
+	v, ok := pod.Annotations[completionIndexKey]
+	return v, ok
+}
+
+// isLeader reports whether the pod anchors its Job's placement. A pod
+// without a completion index (a NonIndexed Job) has no leader to follow, so
+// it carries the affinity rules itself: slower to schedule, still exclusive.
+func isLeader(pod *corev1.Pod) bool {
+	idx, ok := completionIndex(pod)
+	return !ok || idx == "0"
+}
+
+// exclusiveAffinityTerms returns the leader's pod affinity term (same Job,
+// same domain) and anti-affinity term (no other Job in the domain). Both span
+// all namespaces: job-key hashes "<namespace>/<job>", so it is unique
+// cluster-wide and exclusivity holds across namespaces.
+func exclusiveAffinityTerms(jobKey, topologyKey string) (affinity, antiAffinity corev1.PodAffinityTerm) {
+	affinity = corev1.PodAffinityTerm{
+		LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: jobset.JobKey, Operator: metav1.LabelSelectorOpIn, Values: []string{jobKey}},
+		}},
+		TopologyKey:       topologyKey,
+		NamespaceSelector: &metav1.LabelSelector{},
+	}
+	antiAffinity = corev1.PodAffinityTerm{
+		LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: jobset.JobKey, Operator: metav1.LabelSelectorOpExists},
+			{Key: jobset.JobKey, Operator: metav1.LabelSelectorOpNotIn, Values: []string{jobKey}},
+		}},
+		TopologyKey:       topologyKey,
+		NamespaceSelector: &metav1.LabelSelector{},
+	}
+	return affinity, antiAffinity
+}
+
+// setExclusiveAffinity adds the leader's required terms, keeping any the
+// user wrote. It is idempotent so a webhook reinvocation adds nothing.
+func setExclusiveAffinity(pod *corev1.Pod, topologyKey string) {
+	aff, anti := exclusiveAffinityTerms(pod.Labels[jobset.JobKey], topologyKey)
+	if pod.Spec.Affinity == nil {
+		pod.Spec.Affinity = &corev1.Affinity{}
+	}
+	a := pod.Spec.Affinity
+	if a.PodAffinity == nil {
+		a.PodAffinity = &corev1.PodAffinity{}
+	}
+	if a.PodAntiAffinity == nil {
+		a.PodAntiAffinity = &corev1.PodAntiAffinity{}
+	}
+	a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution = appendTerm(a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution, aff)
+	a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution = appendTerm(a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution, anti)
+}
+
+func appendTerm(terms []corev1.PodAffinityTerm, t corev1.PodAffinityTerm) []corev1.PodAffinityTerm {
+	if slices.ContainsFunc(terms, func(x corev1.PodAffinityTerm) bool { return apiequality.Semantic.DeepEqual(x, t) }) {
+		return terms
+	}
+	return append(terms, t)
+}
+
+// leaderSelector selects the completion-index-0 pods of the follower's Job.
+// job-key is stable across JobSet restarts (it hashes the Job name), so the
+// caller must still match owner UIDs; see pickLeader.
+func leaderSelector(follower *corev1.Pod) (labels.Selector, error) {
+	jobKey := follower.Labels[jobset.JobKey]
+	if jobKey == "" {
+		return nil, fmt.Errorf("pod has no %s label", jobset.JobKey)
+	}
+	return labels.SelectorFromSet(labels.Set{jobset.JobKey: jobKey, completionIndexKey: "0"}), nil
+}
+
+// pickLeader chooses the live leader of the follower's Job among candidates
+// selected by leaderSelector. A leader that is being deleted or has finished
+// will not anchor the Job any more, and one owned by a different Job UID is a
+// leftover from before a restart (same name, same job-key, new Job).
+func pickLeader(candidates []corev1.Pod, follower *corev1.Pod) (*corev1.Pod, error) {
+	owner := controllerUID(follower)
+	var live []*corev1.Pod
+	for i := range candidates {
+		p := &candidates[i]
+		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if controllerUID(p) != owner {
+			continue
+		}
+		live = append(live, p)
+	}
+	switch len(live) {
+	case 0:
+		return nil, fmt.Errorf("leader pod (completion index 0, %s=%s) of this Job does not exist yet",
+			jobset.JobKey, follower.Labels[jobset.JobKey])
+	case 1:
+		return live[0], nil
+	default:
+		return nil, fmt.Errorf("found %d live leader pods for %s=%s, expected 1", len(live), jobset.JobKey, follower.Labels[jobset.JobKey])
+	}
+}
+
+func controllerUID(pod *corev1.Pod) string {
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		return string(ref.UID)
+	}
+	return ""
+}
