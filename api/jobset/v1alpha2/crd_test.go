@@ -1,0 +1,250 @@
+package v1alpha2_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+)
+
+var cluster *testenv.Cluster
+
+func TestMain(m *testing.M) {
+	c, stop := testenv.StartMain("api")
+	cluster = c
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+// applyExample creates an example file exactly as written, the way kubectl
+// would send it, in its own namespace.
+func applyExample(t *testing.T, file, namespace string) *v1alpha2.JobSet {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "examples", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(data, &obj.Object); err != nil {
+		t.Fatalf("parse %s: %v", file, err)
+	}
+	obj.SetNamespace(namespace)
+	ctx := context.Background()
+	if err := cluster.Client.Create(ctx, obj); err != nil {
+		t.Fatalf("create %s: %v", file, err)
+	}
+	js := &v1alpha2.JobSet{}
+	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: obj.GetName()}, js); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = strings.TrimRight(name, "-")
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(name)
+	if err := cluster.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func TestSeedJobSetAcceptedWithDefaults(t *testing.T) {
+	ns := newNamespace(t)
+	js := applyExample(t, "pytorch.yaml", ns)
+
+	if got := len(js.Spec.ReplicatedJobs); got != 1 {
+		t.Fatalf("replicatedJobs: got %d, want 1", got)
+	}
+	rjob := js.Spec.ReplicatedJobs[0]
+	if rjob.Replicas != 1 {
+		t.Errorf("replicas default: got %d, want 1", rjob.Replicas)
+	}
+	if rjob.GroupName != "default" {
+		t.Errorf("groupName default: got %q, want %q", rjob.GroupName, "default")
+	}
+	job := rjob.Template.Spec
+	if ptr.Deref(job.Parallelism, 0) != 4 || ptr.Deref(job.Completions, 0) != 4 || ptr.Deref(job.BackoffLimit, -1) != 0 {
+		t.Errorf("job template counts changed: parallelism=%v completions=%v backoffLimit=%v", job.Parallelism, job.Completions, job.BackoffLimit)
+	}
+	containers := job.Template.Spec.Containers
+	if len(containers) != 1 || containers[0].Image != "gcr.io/k8s-staging-jobset/pytorch-resnet:latest" || containers[0].Env[0].Value != "pytorch-workers-0-0.pytorch" {
+		t.Errorf("pod template changed on the way in: %+v", containers)
+	}
+}
+
+func TestAllExamplesAccepted(t *testing.T) {
+	entries, err := os.ReadDir(filepath.Join(testenv.RepoRoot(), "examples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) != ".yaml" {
+			continue
+		}
+		t.Run(e.Name(), func(t *testing.T) {
+			applyExample(t, e.Name(), newNamespace(t))
+		})
+	}
+}
+
+func TestInvalidInputRejectedWithFieldPath(t *testing.T) {
+	ns := newNamespace(t)
+	base := func(name string) *v1alpha2.JobSet {
+		js := &v1alpha2.JobSet{}
+		js.Namespace, js.Name = ns, name
+		js.Spec.ReplicatedJobs = []v1alpha2.ReplicatedJob{{Name: "workers"}}
+		js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
+		return js
+	}
+	cases := []struct {
+		name     string
+		mutate   func(*v1alpha2.JobSet)
+		wantPath string
+	}{
+		{
+			name:     "bad successPolicy operator enum",
+			mutate:   func(js *v1alpha2.JobSet) { js.Spec.SuccessPolicy = &v1alpha2.SuccessPolicy{Operator: "Most"} },
+			wantPath: "spec.successPolicy.operator",
+		},
+		{
+			name: "bad failurePolicy rule action enum",
+			mutate: func(js *v1alpha2.JobSet) {
+				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{{Name: "r", Action: "Explode"}}}
+			},
+			wantPath: "spec.failurePolicy.rules[0].action",
+		},
+		{
+			name: "bad restartStrategy enum",
+			mutate: func(js *v1alpha2.JobSet) {
+				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{RestartStrategy: "Sometimes"}
+			},
+			wantPath: "spec.failurePolicy.restartStrategy",
+		},
+		{
+			name: "bad dependsOn status enum",
+			mutate: func(js *v1alpha2.JobSet) {
+				js.Spec.ReplicatedJobs = append(js.Spec.ReplicatedJobs, js.Spec.ReplicatedJobs[0])
+				js.Spec.ReplicatedJobs[1].Name = "b"
+				js.Spec.ReplicatedJobs[1].DependsOn = []v1alpha2.DependsOn{{Name: "workers", Status: "Started"}}
+			},
+			wantPath: "spec.replicatedJobs[1].dependsOn[0].status",
+		},
+		{
+			name:     "negative ttlSecondsAfterFinished",
+			mutate:   func(js *v1alpha2.JobSet) { js.Spec.TTLSecondsAfterFinished = ptr.To[int32](-1) },
+			wantPath: "spec.ttlSecondsAfterFinished",
+		},
+		{
+			name: "startupPolicy InOrder together with dependsOn",
+			mutate: func(js *v1alpha2.JobSet) {
+				js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+				js.Spec.ReplicatedJobs = append(js.Spec.ReplicatedJobs, js.Spec.ReplicatedJobs[0])
+				js.Spec.ReplicatedJobs[1].Name = "b"
+				js.Spec.ReplicatedJobs[1].DependsOn = []v1alpha2.DependsOn{{Name: "workers", Status: v1alpha2.DependencyReady}}
+			},
+			wantPath: "mutually exclusive",
+		},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			js := base("bad-" + string(rune('a'+i)))
+			tc.mutate(js)
+			err := cluster.Client.Create(context.Background(), js)
+			if err == nil {
+				t.Fatalf("created an invalid JobSet; want an error naming %s", tc.wantPath)
+			}
+			if !strings.Contains(err.Error(), tc.wantPath) {
+				t.Fatalf("error does not name %q: %v", tc.wantPath, err)
+			}
+		})
+	}
+}
+
+func TestImmutableFieldsRejectChanges(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	js := applyExample(t, "pytorch.yaml", ns)
+
+	cases := []struct {
+		name     string
+		mutate   func(*v1alpha2.JobSet)
+		wantPath string
+	}{
+		{"network", func(js *v1alpha2.JobSet) { js.Spec.Network = &v1alpha2.Network{Subdomain: "other"} }, "spec.network"},
+		{"successPolicy", func(js *v1alpha2.JobSet) {
+			js.Spec.SuccessPolicy = &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny}
+		}, "spec.successPolicy"},
+		{"managedBy", func(js *v1alpha2.JobSet) { js.Spec.ManagedBy = ptr.To("example.com/other") }, "spec.managedBy"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// Set the field once, then change it: CEL transition rules only
+			// fire when the old object has the field.
+			first := js.DeepCopy()
+			tc.mutate(first)
+			if err := cluster.Client.Update(ctx, first); err != nil {
+				t.Fatalf("setting %s the first time: %v", tc.name, err)
+			}
+			changed := first.DeepCopy()
+			switch tc.name {
+			case "network":
+				changed.Spec.Network.Subdomain = "changed"
+			case "successPolicy":
+				changed.Spec.SuccessPolicy.Operator = v1alpha2.OperatorAll
+			case "managedBy":
+				changed.Spec.ManagedBy = ptr.To("example.com/changed")
+			}
+			err := cluster.Client.Update(ctx, changed)
+			if err == nil {
+				t.Fatalf("changed immutable %s", tc.name)
+			}
+			if !strings.Contains(err.Error(), tc.wantPath) || !strings.Contains(err.Error(), "immutable") {
+				t.Fatalf("error should name %s and say immutable: %v", tc.wantPath, err)
+			}
+			js = first
+		})
+	}
+}
+
+func TestCRDServesPrinterColumnsAndShortName(t *testing.T) {
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := cluster.Client.Get(context.Background(), client.ObjectKey{Name: "jobsets.jobset.x-k8s.io"}, crd); err != nil {
+		t.Fatal(err)
+	}
+	if got := crd.Spec.Names.ShortNames; len(got) != 1 || got[0] != "js" {
+		t.Errorf("short names: got %v, want [js]", got)
+	}
+	var columns []string
+	for _, c := range crd.Spec.Versions[0].AdditionalPrinterColumns {
+		columns = append(columns, c.Name)
+	}
+	want := "TerminalState,Restarts,Completed,Suspended,Cluster,Age"
+	if got := strings.Join(columns, ","); got != want {
+		t.Errorf("printer columns: got %s, want %s", got, want)
+	}
+	if crd.Spec.Versions[0].Subresources == nil || crd.Spec.Versions[0].Subresources.Status == nil {
+		t.Error("status subresource missing")
+	}
+}

@@ -1,0 +1,213 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// KwokCluster is a full local cluster run by kwokctl with the binary runtime:
+// etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok
+// controller, which plays kubelet for fake nodes (pods become Running, and
+// pods owned by Jobs complete).
+type KwokCluster struct {
+	Name string
+	// Context is the kubeconfig context kwokctl wrote: "kwok-<name>".
+	Context string
+	// KubeconfigPath is the kubeconfig file holding Context.
+	KubeconfigPath string
+	Config         *rest.Config
+	Client         client.Client
+
+	workDir string
+}
+
+// KwokOptions configures CreateKwokCluster.
+type KwokOptions struct {
+	// WorkDir holds kwokctl's state; clusters sharing it can be listed and
+	// deleted together with kwokctl. Defaults to a new temporary directory.
+	WorkDir string
+	// KubeconfigPath is the kubeconfig file kwokctl adds its context to.
+	// Defaults to <WorkDir>/kubeconfig.
+	KubeconfigPath string
+	// ExtraArgs are passed to `kwokctl create cluster` (e.g. --config).
+	ExtraArgs []string
+}
+
+// StartKwok creates a kwok cluster and deletes it when the test ends.
+func StartKwok(t testing.TB, name string, opts KwokOptions) *KwokCluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	k, err := CreateKwokCluster(ctx, name, opts)
+	if err != nil {
+		t.Fatalf("create kwok cluster %q: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := k.Delete(ctx); err != nil {
+			t.Errorf("delete kwok cluster %q: %v", name, err)
+		}
+	})
+	return k
+}
+
+// CreateKwokCluster creates a kwok cluster from the project's binaries and
+// waits until it serves.
+func CreateKwokCluster(ctx context.Context, name string, opts KwokOptions) (*KwokCluster, error) {
+	bins := map[string]string{}
+	for _, b := range []string{"kwokctl", "kwok", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"} {
+		path, err := Binary(b)
+		if err != nil {
+			return nil, err
+		}
+		bins[b] = path
+	}
+	if opts.WorkDir == "" {
+		dir, err := os.MkdirTemp("", "kwok-"+name+"-")
+		if err != nil {
+			return nil, err
+		}
+		opts.WorkDir = dir
+	}
+	if opts.KubeconfigPath == "" {
+		opts.KubeconfigPath = filepath.Join(opts.WorkDir, "kubeconfig")
+	}
+	k := &KwokCluster{Name: name, Context: "kwok-" + name, KubeconfigPath: opts.KubeconfigPath, workDir: opts.WorkDir}
+	args := append([]string{
+		"create", "cluster",
+		"--name=" + name,
+		"--runtime=binary",
+		"--kubeconfig=" + opts.KubeconfigPath,
+		"--etcd-binary=" + bins["etcd"],
+		"--kube-apiserver-binary=" + bins["kube-apiserver"],
+		"--kube-controller-manager-binary=" + bins["kube-controller-manager"],
+		"--kube-scheduler-binary=" + bins["kube-scheduler"],
+		"--kwok-controller-binary=" + bins["kwok"],
+		"--wait=2m",
+	}, opts.ExtraArgs...)
+	if out, err := k.kwokctl(ctx, args...); err != nil {
+		return nil, fmt.Errorf("kwokctl create cluster: %w\n%s", err, out)
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: opts.KubeconfigPath},
+		&clientcmd.ConfigOverrides{CurrentContext: k.Context},
+	).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig of kwok cluster %s: %w", name, err)
+	}
+	k.Config = cfg
+	if k.Client, err = client.New(cfg, client.Options{Scheme: Scheme()}); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *KwokCluster) kwokctl(ctx context.Context, args ...string) ([]byte, error) {
+	bin, err := Binary("kwokctl")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	// KWOK_WORKDIR keeps every file of the cluster out of $HOME.
+	cmd.Env = append(os.Environ(), "KWOK_WORKDIR="+k.workDir)
+	return cmd.CombinedOutput()
+}
+
+// Delete tears the cluster down and removes its files.
+func (k *KwokCluster) Delete(ctx context.Context) error {
+	out, err := k.kwokctl(ctx, "delete", "cluster", "--name="+k.Name, "--kubeconfig="+k.KubeconfigPath)
+	if err != nil {
+		return fmt.Errorf("kwokctl delete cluster %s: %w\n%s", k.Name, err, out)
+	}
+	return nil
+}
+
+// NodeSpec describes fake nodes.
+type NodeSpec struct {
+	Labels map[string]string
+	// Resources is the nodes' capacity and allocatable, e.g. cpu=8,
+	// memory=32Gi, nvidia.com/gpu=4. pods defaults to 110.
+	Resources corev1.ResourceList
+}
+
+// ParseResources turns "cpu=8,memory=32Gi" into a ResourceList.
+func ParseResources(s string) (corev1.ResourceList, error) {
+	list := corev1.ResourceList{}
+	for _, kv := range strings.Split(s, ",") {
+		if kv == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("resource %q is not name=quantity", kv)
+		}
+		q, err := resource.ParseQuantity(value)
+		if err != nil {
+			return nil, fmt.Errorf("resource %q: %w", kv, err)
+		}
+		list[corev1.ResourceName(name)] = q
+	}
+	return list, nil
+}
+
+// AddNode creates a fake node the kwok controller will keep Ready and run
+// pods on.
+func AddNode(ctx context.Context, c client.Client, name string, spec NodeSpec) error {
+	labels := map[string]string{
+		"kubernetes.io/hostname": name,
+		"kubernetes.io/os":       "linux",
+		"kubernetes.io/arch":     "amd64",
+		"type":                   "kwok",
+	}
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	resources := spec.Resources.DeepCopy()
+	if resources == nil {
+		resources = corev1.ResourceList{}
+	}
+	if _, ok := resources[corev1.ResourcePods]; !ok {
+		resources[corev1.ResourcePods] = resource.MustParse("110")
+	}
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   name,
+			Labels: labels,
+			// The kwok controller manages nodes carrying this annotation.
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+		},
+	}
+	if err := c.Create(ctx, node); err != nil {
+		return fmt.Errorf("create node %s: %w", name, err)
+	}
+	node.Status.Capacity = resources
+	node.Status.Allocatable = resources
+	if err := c.Status().Update(ctx, node); err != nil {
+		return fmt.Errorf("set capacity of node %s: %w", name, err)
+	}
+	return nil
+}
+
+// AddNodes adds n fake nodes named <prefix>-<i>.
+func (k *KwokCluster) AddNodes(ctx context.Context, prefix string, n int, spec NodeSpec) error {
+	for i := range n {
+		if err := AddNode(ctx, k.Client, fmt.Sprintf("%s-%d", prefix, i), spec); err != nil {
+			return err
+		}
+	}
+	return nil
+}

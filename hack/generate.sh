@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Regenerates everything controller-gen owns, into the tree rooted at $1.
+set -euo pipefail
+root=${1:-.}
+cd "$root"
+gen="go tool controller-gen"
+
+echo "==> deepcopy"
+$gen object:headerFile=hack/boilerplate.go.txt paths=./api/...
+echo "==> CRDs: jobset.x-k8s.io, fleet.jobset.x-k8s.io"
+$gen crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+# ClusterProfile and PlacementDecision are generated from the pinned
+# cluster-inventory-api module's Go types, so they always match the client.
+echo "==> CRDs: multicluster.x-k8s.io (cluster-inventory-api)"
+$gen crd paths=sigs.k8s.io/cluster-inventory-api/apis/v1alpha1 output:crd:artifacts:config=config/crd/cluster-inventory
+if compgen -G "spoke/webhook/*.go" >/dev/null; then
+	echo "==> webhooks"
+	$gen webhook paths=./spoke/webhook/... output:webhook:artifacts:config=config/webhook
+fi
+for component in spoke hub; do
+	if [[ -d $component ]]; then
+		echo "==> RBAC: $component"
+		$gen rbac:roleName=jobset-fleet-$component paths=./$component/... output:rbac:artifacts:config=config/rbac/$component
+	fi
+done
