@@ -1,0 +1,37 @@
+package v1alpha1
+
+// Names shared by the hub and the agents. They are the contract between the
+// two sides, so they live with the API.
+const (
+	// ClusterManagerName is spec.clusterManager.name (and the
+	// x-k8s.io/cluster-manager label) of the ClusterProfiles the fleet owns.
+	ClusterManagerName = "jobset-fleet"
+
+	// DefaultInventoryNamespace holds the fleet's ClusterProfiles on the hub.
+	DefaultInventoryNamespace = "fleet-system"
+
+	// MemberNamespacePrefix + cluster name is the member's namespace on the
+	// hub: its dispatches and heartbeat Lease live there, and nothing else of
+	// the hub is visible to its agent.
+	MemberNamespacePrefix = "fleet-member-"
+
+	// HeartbeatLeaseName is the Lease an agent renews in its member namespace.
+	HeartbeatLeaseName = "agent-heartbeat"
+
+	// PropertyAllocatablePrefix and PropertyFreePrefix prefix resource names
+	// (cpu, memory, nvidia.com/gpu) in ClusterProfile status.properties:
+	// "allocatable.cpu" is the sum of node allocatable, "free.cpu" that minus
+	// the requests of pods not yet finished.
+	PropertyAllocatablePrefix = "allocatable."
+	PropertyFreePrefix        = "free."
+
+	// DispatchAnnotation on a member JobSet is "<hub namespace>/<dispatch name>".
+	DispatchAnnotation = "fleet.jobset.x-k8s.io/dispatch"
+)
+
+// MemberNamespace is the hub namespace of a member cluster.
+func MemberNamespace(cluster string) string { return MemberNamespacePrefix + cluster }
+
+// DispatchName is the JobSetDispatch name for a hub JobSet. Namespaces cannot
+// contain dots, so "<namespace>.<name>" never collides.
+func DispatchName(namespace, name string) string { return namespace + "." + name }
