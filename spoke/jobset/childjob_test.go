@@ -1,0 +1,252 @@
+package jobset
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"reflect"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+)
+
+func TestBuildJobMetadata(t *testing.T) {
+	js := newJobSet("train", rjobSpec{name: "leader", replicas: 1}, rjobSpec{name: "workers", replicas: 3, parallelism: 4})
+	js.Status.Restarts = 2
+	job := buildJob(defaulted(js), 1, 2)
+
+	sum := sha256.Sum256([]byte("ns/train-workers-2"))
+	want := map[string]string{
+		v1alpha2.JobSetNameKey:         "train",
+		v1alpha2.JobSetUIDKey:          "train-uid",
+		v1alpha2.ReplicatedJobNameKey:  "workers",
+		v1alpha2.ReplicatedJobReplicas: "3",
+		v1alpha2.GlobalReplicasKey:     "4",
+		v1alpha2.JobIndexKey:           "2",
+		v1alpha2.JobGlobalIndexKey:     "3",
+		v1alpha2.JobKey:                hex.EncodeToString(sum[:]),
+		v1alpha2.RestartsKey:           "2",
+		JobRestartAttemptKey:           "0",
+		v1alpha2.GroupNameKey:          "default",
+		v1alpha2.GroupReplicasKey:      "4",
+		v1alpha2.JobGroupIndexKey:      "3",
+	}
+	if job.Name != "train-workers-2" || job.Namespace != "ns" {
+		t.Errorf("name = %s/%s, want ns/train-workers-2", job.Namespace, job.Name)
+	}
+	for name, got := range map[string]map[string]string{
+		"job labels": job.Labels, "job annotations": job.Annotations,
+		"pod labels": job.Spec.Template.Labels, "pod annotations": job.Spec.Template.Annotations,
+	} {
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %v\nwant %v", name, got, want)
+		}
+	}
+	owner := job.OwnerReferences
+	if len(owner) != 1 || !ptr.Deref(owner[0].Controller, false) || owner[0].Kind != "JobSet" || owner[0].UID != "train-uid" ||
+		owner[0].APIVersion != "jobset.x-k8s.io/v1alpha2" || owner[0].Name != "train" {
+		t.Errorf("ownerReferences = %+v, want the JobSet as controller", owner)
+	}
+	if got := ptr.Deref(job.Spec.CompletionMode, ""); got != batchv1.IndexedCompletion {
+		t.Errorf("completionMode = %q, want Indexed", got)
+	}
+	if got := job.Spec.Template.Spec.RestartPolicy; got != corev1.RestartPolicyOnFailure {
+		t.Errorf("restartPolicy = %q, want OnFailure", got)
+	}
+	if got := job.Spec.Template.Spec.Subdomain; got != "train" {
+		t.Errorf("subdomain = %q, want train", got)
+	}
+	if ptr.Deref(job.Spec.Suspend, true) {
+		t.Errorf("suspend = %v, want false", job.Spec.Suspend)
+	}
+	if got := *job.Spec.Parallelism; got != 4 {
+		t.Errorf("parallelism = %d, want the template's 4", got)
+	}
+}
+
+func TestBuildJobVariants(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*v1alpha2.JobSet)
+		check  func(*testing.T, *batchv1.Job)
+	}{{
+		name: "template labels and annotations are kept",
+		mutate: func(js *v1alpha2.JobSet) {
+			js.Spec.ReplicatedJobs[0].Template.Labels = map[string]string{"team": "a"}
+			js.Spec.ReplicatedJobs[0].Template.Spec.Template.Annotations = map[string]string{"note": "x"}
+		},
+		check: func(t *testing.T, job *batchv1.Job) {
+			if job.Labels["team"] != "a" || job.Spec.Template.Annotations["note"] != "x" {
+				t.Errorf("template metadata lost: job labels %v, pod annotations %v", job.Labels, job.Spec.Template.Annotations)
+			}
+			if _, ok := job.Spec.Template.Labels["team"]; ok {
+				t.Errorf("Job template label leaked onto pods")
+			}
+		},
+	}, {
+		name:   "suspended JobSet creates suspended Jobs",
+		mutate: func(js *v1alpha2.JobSet) { js.Spec.Suspend = ptr.To(true) },
+		check: func(t *testing.T, job *batchv1.Job) {
+			if !ptr.Deref(job.Spec.Suspend, false) {
+				t.Errorf("suspend = %v, want true", job.Spec.Suspend)
+			}
+		},
+	}, {
+		name:   "DNS hostnames disabled: no subdomain",
+		mutate: func(js *v1alpha2.JobSet) { js.Spec.Network = &v1alpha2.Network{EnableDNSHostnames: ptr.To(false)} },
+		check: func(t *testing.T, job *batchv1.Job) {
+			if job.Spec.Template.Spec.Subdomain != "" {
+				t.Errorf("subdomain = %q, want none", job.Spec.Template.Spec.Subdomain)
+			}
+		},
+	}, {
+		name:   "custom subdomain",
+		mutate: func(js *v1alpha2.JobSet) { js.Spec.Network = &v1alpha2.Network{Subdomain: "net"} },
+		check: func(t *testing.T, job *batchv1.Job) {
+			if job.Spec.Template.Spec.Subdomain != "net" {
+				t.Errorf("subdomain = %q, want net", job.Spec.Template.Spec.Subdomain)
+			}
+		},
+	}, {
+		name: "coordinator label and annotation",
+		mutate: func(js *v1alpha2.JobSet) {
+			js.Spec.Coordinator = &v1alpha2.Coordinator{ReplicatedJob: "leader", JobIndex: 0, PodIndex: 1}
+		},
+		check: func(t *testing.T, job *batchv1.Job) {
+			want := "js-leader-0-1.js"
+			for _, m := range []map[string]string{job.Labels, job.Annotations, job.Spec.Template.Labels, job.Spec.Template.Annotations} {
+				if m[v1alpha2.CoordinatorKey] != want {
+					t.Errorf("coordinator = %q, want %q", m[v1alpha2.CoordinatorKey], want)
+				}
+			}
+		},
+	}, {
+		name:   "JobSet-level exclusive topology",
+		mutate: func(js *v1alpha2.JobSet) { js.Annotations = map[string]string{v1alpha2.ExclusiveKey: "rack"} },
+		check: func(t *testing.T, job *batchv1.Job) {
+			if job.Annotations[v1alpha2.ExclusiveKey] != "rack" || job.Spec.Template.Annotations[v1alpha2.ExclusiveKey] != "rack" {
+				t.Errorf("exclusive annotation missing: %v / %v", job.Annotations, job.Spec.Template.Annotations)
+			}
+			if _, ok := job.Labels[v1alpha2.ExclusiveKey]; ok {
+				t.Errorf("exclusive topology must not be a label")
+			}
+			if len(job.Spec.Template.Spec.NodeSelector) != 0 {
+				t.Errorf("nodeSelector = %v, want none without the node-selector strategy", job.Spec.Template.Spec.NodeSelector)
+			}
+		},
+	}, {
+		name: "replicatedJob-level exclusive topology wins",
+		mutate: func(js *v1alpha2.JobSet) {
+			js.Annotations = map[string]string{v1alpha2.ExclusiveKey: "rack"}
+			js.Spec.ReplicatedJobs[0].Template.Annotations = map[string]string{v1alpha2.ExclusiveKey: "zone"}
+		},
+		check: func(t *testing.T, job *batchv1.Job) {
+			if job.Annotations[v1alpha2.ExclusiveKey] != "zone" || job.Spec.Template.Annotations[v1alpha2.ExclusiveKey] != "zone" {
+				t.Errorf("exclusive = %q/%q, want zone", job.Annotations[v1alpha2.ExclusiveKey], job.Spec.Template.Annotations[v1alpha2.ExclusiveKey])
+			}
+		},
+	}, {
+		name: "node-selector strategy",
+		mutate: func(js *v1alpha2.JobSet) {
+			js.Annotations = map[string]string{v1alpha2.ExclusiveKey: "rack", v1alpha2.NodeSelectorStrategyKey: "true"}
+		},
+		check: func(t *testing.T, job *batchv1.Job) {
+			pod := job.Spec.Template
+			if pod.Annotations[v1alpha2.NodeSelectorStrategyKey] != "true" {
+				t.Errorf("node-selector annotation missing on pods")
+			}
+			if got := pod.Spec.NodeSelector[v1alpha2.NamespacedJobKey]; got != "ns_js-leader-0" {
+				t.Errorf("nodeSelector = %q, want ns_js-leader-0", got)
+			}
+			want := corev1.Toleration{Key: v1alpha2.NoScheduleTaintKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
+			if len(pod.Spec.Tolerations) != 1 || pod.Spec.Tolerations[0] != want {
+				t.Errorf("tolerations = %v, want %v", pod.Spec.Tolerations, want)
+			}
+		},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			js := newJobSet("js", rjobSpec{name: "leader", replicas: 1})
+			tc.mutate(js)
+			tc.check(t, buildJob(defaulted(js), 0, 0))
+		})
+	}
+}
+
+func TestIndexes(t *testing.T) {
+	js := defaulted(newJobSet("js",
+		rjobSpec{name: "a", replicas: 2, group: "g1"},
+		rjobSpec{name: "b", replicas: 3, group: "g2"},
+		rjobSpec{name: "c", replicas: 4, group: "g1"},
+	))
+	tests := []struct {
+		rjob, idx                       int
+		global, groupReplicas, groupIdx int
+	}{
+		{0, 0, 0, 6, 0},
+		{0, 1, 1, 6, 1},
+		{1, 0, 2, 3, 0},
+		{1, 2, 4, 3, 2},
+		{2, 0, 5, 6, 2},
+		{2, 3, 8, 6, 5},
+	}
+	for _, tc := range tests {
+		if got := globalJobIndex(js, tc.rjob, tc.idx); got != tc.global {
+			t.Errorf("globalJobIndex(%d,%d) = %d, want %d", tc.rjob, tc.idx, got, tc.global)
+		}
+		replicas, idx := groupPosition(js, tc.rjob, tc.idx)
+		if replicas != tc.groupReplicas || idx != tc.groupIdx {
+			t.Errorf("groupPosition(%d,%d) = %d,%d, want %d,%d", tc.rjob, tc.idx, replicas, idx, tc.groupReplicas, tc.groupIdx)
+		}
+	}
+	if got := globalReplicas(js); got != 9 {
+		t.Errorf("globalReplicas = %d, want 9", got)
+	}
+}
+
+func TestResumedPodTemplate(t *testing.T) {
+	job := childJob(newJobSet("js", rjobSpec{name: "a", replicas: 1}), 0, 0)
+	job.Spec.Template.Labels["added-by-job-controller"] = "x"
+	job.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: "old", Operator: corev1.TolerationOpExists}}
+	template := corev1.PodTemplateSpec{}
+	template.Labels = map[string]string{"kueue": "admitted"}
+	template.Annotations = map[string]string{"note": "n"}
+	template.Spec.NodeSelector = map[string]string{"pool": "gpu"}
+	template.Spec.Tolerations = []corev1.Toleration{{Key: "old", Operator: corev1.TolerationOpExists}, {Key: "new", Operator: corev1.TolerationOpExists}}
+	template.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "gate"}}
+
+	got := resumedPodTemplate(&job, &template)
+	if got.Labels["added-by-job-controller"] != "x" || got.Labels["kueue"] != "admitted" || got.Labels[v1alpha2.JobSetNameKey] != "js" {
+		t.Errorf("labels not merged: %v", got.Labels)
+	}
+	if got.Annotations["note"] != "n" || got.Spec.NodeSelector["pool"] != "gpu" {
+		t.Errorf("annotations/nodeSelector not merged: %v %v", got.Annotations, got.Spec.NodeSelector)
+	}
+	if len(got.Spec.Tolerations) != 2 || len(got.Spec.SchedulingGates) != 1 {
+		t.Errorf("tolerations %v / gates %v not merged without duplicates", got.Spec.Tolerations, got.Spec.SchedulingGates)
+	}
+	if _, ok := job.Spec.Template.Labels["kueue"]; ok {
+		t.Errorf("resumedPodTemplate mutated the Job")
+	}
+	if r := (jobResume{job: &job, template: resumedPodTemplate(&job, &corev1.PodTemplateSpec{})}); r.templateChanged() {
+		t.Errorf("empty template must not change the Job's template")
+	}
+}
+
+func TestBuildService(t *testing.T) {
+	js := newJobSet("js", rjobSpec{name: "a", replicas: 1})
+	svc := buildService(defaulted(js))
+	if svc.Name != "js" || svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses ||
+		svc.Spec.Selector[v1alpha2.JobSetNameKey] != "js" || svc.Labels[v1alpha2.JobSetNameKey] != "js" ||
+		len(svc.OwnerReferences) != 1 || svc.OwnerReferences[0].UID != "js-uid" {
+		t.Errorf("unexpected service %+v", svc)
+	}
+	js.Spec.Network = &v1alpha2.Network{Subdomain: "sub", PublishNotReadyAddresses: ptr.To(false)}
+	svc = buildService(defaulted(js))
+	if svc.Name != "sub" || svc.Spec.PublishNotReadyAddresses {
+		t.Errorf("name %q publishNotReady %v, want sub/false", svc.Name, svc.Spec.PublishNotReadyAddresses)
+	}
+}

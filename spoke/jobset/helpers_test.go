@@ -1,0 +1,122 @@
+package jobset
+
+import (
+	"strconv"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+)
+
+// Builders shared by the unit tests (pure, no apiserver).
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+type rjobSpec struct {
+	name        string
+	replicas    int32
+	parallelism int32
+	group       string
+	dependsOn   []v1alpha2.DependsOn
+}
+
+func newJobSet(name string, rjobs ...rjobSpec) *v1alpha2.JobSet {
+	js := &v1alpha2.JobSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID(name + "-uid")},
+	}
+	for _, r := range rjobs {
+		par := r.parallelism
+		if par == 0 {
+			par = 1
+		}
+		js.Spec.ReplicatedJobs = append(js.Spec.ReplicatedJobs, v1alpha2.ReplicatedJob{
+			Name:      r.name,
+			Replicas:  r.replicas,
+			GroupName: r.group,
+			DependsOn: r.dependsOn,
+			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
+				Parallelism: ptr.To(par),
+				Completions: ptr.To(par),
+				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: "c", Image: "busybox"}},
+				}},
+			}},
+		})
+	}
+	return js
+}
+
+func defaulted(js *v1alpha2.JobSet) *v1alpha2.JobSet {
+	out := js.DeepCopy()
+	v1alpha2.Default(out)
+	return out
+}
+
+// childJob builds the Job the controller would create, as a value, with the
+// given status applied.
+func childJob(js *v1alpha2.JobSet, rjobIdx, idx int, mutate ...func(*batchv1.Job)) batchv1.Job {
+	job := buildJob(defaulted(js), rjobIdx, idx)
+	for _, m := range mutate {
+		m(job)
+	}
+	return *job
+}
+
+func allChildJobs(js *v1alpha2.JobSet, mutate ...func(*batchv1.Job)) []batchv1.Job {
+	var jobs []batchv1.Job
+	for i, r := range js.Spec.ReplicatedJobs {
+		for idx := range int(r.Replicas) {
+			jobs = append(jobs, childJob(js, i, idx, mutate...))
+		}
+	}
+	return jobs
+}
+
+func completed(job *batchv1.Job) {
+	job.Status.Succeeded = ptr.Deref(job.Spec.Completions, 1)
+	job.Status.Conditions = append(job.Status.Conditions, batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue})
+}
+
+func failedAt(at time.Time, reason, message string) func(*batchv1.Job) {
+	return func(job *batchv1.Job) {
+		job.Status.Conditions = append(job.Status.Conditions, batchv1.JobCondition{
+			Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: reason, Message: message,
+			LastTransitionTime: metav1.NewTime(at),
+		})
+	}
+}
+
+func ready(job *batchv1.Job) {
+	n := ptr.Deref(job.Spec.Parallelism, 1)
+	job.Status.Active = n
+	job.Status.Ready = ptr.To(n)
+}
+
+func withLabel(key, value string) func(*batchv1.Job) {
+	return func(job *batchv1.Job) { job.Labels[key] = value }
+}
+
+func suspendedJob(job *batchv1.Job) { job.Spec.Suspend = ptr.To(true) }
+
+func jobNames(jobs []*batchv1.Job) []string {
+	var names []string
+	for _, j := range jobs {
+		names = append(names, j.Name)
+	}
+	return names
+}
+
+func ptrs(jobs []batchv1.Job) []*batchv1.Job {
+	out := make([]*batchv1.Job, len(jobs))
+	for i := range jobs {
+		out[i] = &jobs[i]
+	}
+	return out
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,280 @@
+package jobset
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+)
+
+func conditionStatus(st v1alpha2.JobSetStatus, typ string) metav1.ConditionStatus {
+	if c := meta.FindStatusCondition(st.Conditions, typ); c != nil {
+		return c.Status
+	}
+	return ""
+}
+
+func TestComputePlan(t *testing.T) {
+	twoRjobs := func() *v1alpha2.JobSet {
+		return newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1})
+	}
+	tests := []struct {
+		name          string
+		js            func() *v1alpha2.JobSet
+		jobs          func(*v1alpha2.JobSet) []batchv1.Job
+		serviceExists bool
+		check         func(*testing.T, plan)
+	}{{
+		name: "new JobSet: all Jobs and the Service",
+		js:   twoRjobs,
+		check: func(t *testing.T, p plan) {
+			if got, want := jobNames(p.createJobs), []string{"js-a-0", "js-a-1", "js-b-0"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("create %v, want %v", got, want)
+			}
+			if p.createService == nil || p.createService.Name != "js" {
+				t.Errorf("service = %v, want js", p.createService)
+			}
+			if len(p.status.Conditions) != 0 || len(p.events) != 0 {
+				t.Errorf("unexpected conditions %v / events %v", p.status.Conditions, p.events)
+			}
+		},
+	}, {
+		name:          "existing Jobs are not recreated; Service exists",
+		js:            twoRjobs,
+		jobs:          func(js *v1alpha2.JobSet) []batchv1.Job { return []batchv1.Job{childJob(js, 0, 1)} },
+		serviceExists: true,
+		check: func(t *testing.T, p plan) {
+			if got, want := jobNames(p.createJobs), []string{"js-a-0", "js-b-0"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("create %v, want %v", got, want)
+			}
+			if p.createService != nil {
+				t.Errorf("service recreated")
+			}
+		},
+	}, {
+		name: "DNS disabled: no Service",
+		js: func() *v1alpha2.JobSet {
+			js := twoRjobs()
+			js.Spec.Network = &v1alpha2.Network{EnableDNSHostnames: ptr.To(false)}
+			return js
+		},
+		check: func(t *testing.T, p plan) {
+			if p.createService != nil {
+				t.Errorf("service planned with DNS hostnames disabled")
+			}
+		},
+	}, {
+		name: "suspended: Jobs created suspended, running ones suspended",
+		js: func() *v1alpha2.JobSet {
+			js := twoRjobs()
+			js.Spec.Suspend = ptr.To(true)
+			return js
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
+			return []batchv1.Job{childJob(js, 0, 0, func(j *batchv1.Job) { j.Spec.Suspend = ptr.To(false) })}
+		},
+		check: func(t *testing.T, p plan) {
+			for _, j := range p.createJobs {
+				if !ptr.Deref(j.Spec.Suspend, false) {
+					t.Errorf("%s created unsuspended", j.Name)
+				}
+			}
+			if got := jobNames(p.suspendJobs); !reflect.DeepEqual(got, []string{"js-a-0"}) {
+				t.Errorf("suspend %v, want js-a-0", got)
+			}
+			if conditionStatus(p.status, "Suspended") != metav1.ConditionTrue || len(p.events) != 1 || p.events[0].reason != ReasonSuspended {
+				t.Errorf("want Suspended=True with one event, got %v %v", p.status.Conditions, p.events)
+			}
+		},
+	}, {
+		name: "resume: template changes applied, condition flipped",
+		js: func() *v1alpha2.JobSet {
+			js := twoRjobs()
+			js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.NodeSelector = map[string]string{"pool": "x"}
+			js.Status.Conditions = []metav1.Condition{{Type: "Suspended", Status: "True", Reason: ReasonSuspended}}
+			return js
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, suspendedJob) },
+		check: func(t *testing.T, p plan) {
+			if len(p.resumeJobs) != 3 {
+				t.Fatalf("resume %d Jobs, want 3", len(p.resumeJobs))
+			}
+			for _, r := range p.resumeJobs {
+				if r.job.Labels[v1alpha2.ReplicatedJobNameKey] == "a" && r.template.Spec.NodeSelector["pool"] != "x" {
+					t.Errorf("%s resumed without the new nodeSelector", r.job.Name)
+				}
+			}
+			if conditionStatus(p.status, "Suspended") != metav1.ConditionFalse || len(p.events) != 1 || p.events[0].reason != ReasonResumed {
+				t.Errorf("want Suspended=False with one event, got %v %v", p.status.Conditions, p.events)
+			}
+		},
+	}, {
+		name: "in order: only the first replicatedJob until it is ready",
+		js: func() *v1alpha2.JobSet {
+			js := twoRjobs()
+			js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+			return js
+		},
+		check: func(t *testing.T, p plan) {
+			if got := jobNames(p.createJobs); !reflect.DeepEqual(got, []string{"js-a-0", "js-a-1"}) {
+				t.Errorf("create %v, want only a's Jobs", got)
+			}
+			if conditionStatus(p.status, "StartupPolicyInProgress") != metav1.ConditionTrue {
+				t.Errorf("want StartupPolicyInProgress=True, got %v", p.status.Conditions)
+			}
+		},
+	}, {
+		name: "in order: completed once all ready, and stays so",
+		js: func() *v1alpha2.JobSet {
+			js := twoRjobs()
+			js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+			js.Status.Conditions = []metav1.Condition{{Type: "StartupPolicyCompleted", Status: "True", Reason: ReasonInOrderCompleted}}
+			return js
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
+			jobs := allChildJobs(js, ready)
+			jobs[0].Status.Ready = ptr.To[int32](0) // a pod of a stops being ready
+			return jobs
+		},
+		check: func(t *testing.T, p plan) {
+			if conditionStatus(p.status, "StartupPolicyCompleted") != metav1.ConditionTrue || conditionStatus(p.status, "StartupPolicyInProgress") != "" {
+				t.Errorf("startup conditions flapped: %v", p.status.Conditions)
+			}
+		},
+	}, {
+		name: "blocking recreate waits for the previous attempt",
+		js: func() *v1alpha2.JobSet {
+			js := twoRjobs()
+			js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 2, RestartStrategy: v1alpha2.BlockingRecreate}
+			js.Status.Restarts = 1
+			return js
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
+			return []batchv1.Job{childJob(js, 1, 0, withLabel(v1alpha2.RestartsKey, "0"))}
+		},
+		check: func(t *testing.T, p plan) {
+			if len(p.createJobs) != 0 {
+				t.Errorf("created %v while a previous Job exists", jobNames(p.createJobs))
+			}
+			if got := jobNames(p.deleteJobs); !reflect.DeepEqual(got, []string{"js-b-0"}) {
+				t.Errorf("delete %v, want js-b-0", got)
+			}
+		},
+	}, {
+		name: "recreate replaces what is gone and waits for the rest",
+		js: func() *v1alpha2.JobSet {
+			js := twoRjobs()
+			js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 2}
+			js.Status.Restarts = 1
+			return js
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
+			return []batchv1.Job{childJob(js, 1, 0, withLabel(v1alpha2.RestartsKey, "0"), func(j *batchv1.Job) {
+				j.DeletionTimestamp = ptr.To(metav1.NewTime(t0))
+			})}
+		},
+		check: func(t *testing.T, p plan) {
+			if got := jobNames(p.createJobs); !reflect.DeepEqual(got, []string{"js-a-0", "js-a-1"}) {
+				t.Errorf("create %v, want a's Jobs only", got)
+			}
+			for _, j := range p.createJobs {
+				if j.Labels[v1alpha2.RestartsKey] != "1" {
+					t.Errorf("%s restart-attempt = %s, want 1", j.Name, j.Labels[v1alpha2.RestartsKey])
+				}
+			}
+			if len(p.deleteJobs) != 0 {
+				t.Errorf("Job already being deleted deleted again")
+			}
+		},
+	}, {
+		name: "all succeeded: completed",
+		js:   twoRjobs,
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, completed) },
+		check: func(t *testing.T, p plan) {
+			if conditionStatus(p.status, "Completed") != metav1.ConditionTrue || p.status.TerminalState != "Completed" || p.finished != v1alpha2.JobSetCompleted {
+				t.Errorf("not completed: %+v", p.status)
+			}
+			if len(p.events) != 1 || p.events[0].reason != ReasonAllJobsCompleted || p.events[0].eventType != corev1.EventTypeNormal {
+				t.Errorf("events %+v", p.events)
+			}
+		},
+	}, {
+		name: "finished: active Jobs deleted, TTL requeue",
+		js: func() *v1alpha2.JobSet {
+			js := twoRjobs()
+			js.Spec.TTLSecondsAfterFinished = ptr.To[int32](30)
+			js.Status.Conditions = []metav1.Condition{{Type: "Completed", Status: "True", LastTransitionTime: metav1.NewTime(t0.Add(-10 * time.Second))}}
+			return js
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
+			return []batchv1.Job{childJob(js, 0, 0, completed), childJob(js, 0, 1, ready)}
+		},
+		check: func(t *testing.T, p plan) {
+			if got := jobNames(p.deleteJobs); !reflect.DeepEqual(got, []string{"js-a-1"}) {
+				t.Errorf("delete %v, want the active js-a-1", got)
+			}
+			if p.deleteJobSet || p.requeueAfter != 20*time.Second {
+				t.Errorf("deleteJobSet %v requeueAfter %v, want false 20s", p.deleteJobSet, p.requeueAfter)
+			}
+			if len(p.createJobs) != 0 || p.createService != nil {
+				t.Errorf("finished JobSet must not create anything")
+			}
+		},
+	}, {
+		name: "restarting cleared once all Jobs are ready",
+		js: func() *v1alpha2.JobSet {
+			js := twoRjobs()
+			js.Status.Restarts = 1
+			js.Status.Conditions = []metav1.Condition{{Type: ConditionRestarting, Status: "True", Reason: ReasonRestartingDefaultPolicy}}
+			return js
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
+			js = js.DeepCopy()
+			js.Status.Restarts = 1
+			return allChildJobs(js, ready)
+		},
+		serviceExists: true,
+		check: func(t *testing.T, p plan) {
+			c := meta.FindStatusCondition(p.status.Conditions, ConditionRestarting)
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonRestartingJobsReady {
+				t.Errorf("RestartingJobSet = %+v, want False/JobsReady", c)
+			}
+		},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			js := tc.js()
+			var jobs []batchv1.Job
+			if tc.jobs != nil {
+				jobs = tc.jobs(js)
+			}
+			before := js.DeepCopy()
+			p := computePlan(js, jobs, tc.serviceExists, t0)
+			if !reflect.DeepEqual(before, js) {
+				t.Errorf("computePlan mutated its input")
+			}
+			tc.check(t, p)
+		})
+	}
+}
+
+func TestComputePlanIsStable(t *testing.T) {
+	// Reconciling again with the status the first pass produced and nothing
+	// else changed must plan no further status change.
+	js := newJobSet("js", rjobSpec{name: "a", replicas: 2})
+	js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+	jobs := allChildJobs(js, ready)
+	p := computePlan(js, jobs, true, t0)
+	js.Status = p.status
+	again := computePlan(js, jobs, true, t0.Add(time.Minute))
+	if !reflect.DeepEqual(again.status, p.status) || len(again.events) != 0 {
+		t.Errorf("second pass changed the status:\n%+v\n%+v\nevents %v", p.status, again.status, again.events)
+	}
+}

@@ -1,0 +1,387 @@
+package jobset
+
+import (
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+)
+
+func TestClassify(t *testing.T) {
+	js := newJobSet("js", rjobSpec{name: "a", replicas: 2})
+	js.Status.Restarts = 1
+	js.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "a", JobRestarts: []int32{0, 2}}}
+	current := func(j *batchv1.Job) {
+		j.Labels[v1alpha2.RestartsKey] = "1"
+		j.Labels[JobRestartAttemptKey] = "0"
+	}
+	jobs := []batchv1.Job{
+		childJob(js, 0, 0, withLabel(v1alpha2.RestartsKey, "0")),                   // earlier JobSet attempt
+		childJob(js, 0, 0, current),                                                 // active
+		childJob(js, 0, 1, current),                                                 // individual attempt 0 < 2
+		childJob(js, 0, 1, current, withLabel(JobRestartAttemptKey, "2"), completed), // succeeded
+		childJob(js, 0, 1, current, withLabel(JobRestartAttemptKey, "2"), failedAt(t0, "", "")),
+		childJob(js, 0, 1, current, withLabel(v1alpha2.JobIndexKey, "5")),           // beyond replicas
+		childJob(js, 0, 1, current, withLabel(v1alpha2.ReplicatedJobNameKey, "zz")), // unknown replicatedJob
+		childJob(js, 0, 1, withLabel(v1alpha2.RestartsKey, "garbage")),
+	}
+	for i := range jobs {
+		jobs[i].Name = jobs[i].Name + "-" + itoa(i)
+	}
+	kids := classify(defaulted(js), jobs)
+	for name, tc := range map[string]struct {
+		got  []*batchv1.Job
+		want []int
+	}{
+		"previous":  {kids.previous, []int{0, 2, 5, 6, 7}},
+		"active":    {kids.active, []int{1}},
+		"succeeded": {kids.succeeded, []int{3}},
+		"failed":    {kids.failed, []int{4}},
+	} {
+		var want []string
+		for _, i := range tc.want {
+			want = append(want, jobs[i].Name)
+		}
+		if got := jobNames(tc.got); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if len(kids.names) != len(jobs) {
+		t.Errorf("names has %d entries, want %d", len(kids.names), len(jobs))
+	}
+}
+
+func TestReplicatedJobStatuses(t *testing.T) {
+	js := newJobSet("js", rjobSpec{name: "a", replicas: 4, parallelism: 2}, rjobSpec{name: "b", replicas: 1})
+	js.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "a", Ready: 9, JobRestarts: []int32{1, 0, 0, 0}, JobRestartsCountTowardsMax: []int32{1, 0, 0, 0}}}
+	halfReady := func(j *batchv1.Job) { j.Status.Active = 2; j.Status.Ready = ptr.To[int32](1) }
+	readyBySucceeded := func(j *batchv1.Job) { j.Status.Active = 1; j.Status.Ready = ptr.To[int32](1); j.Status.Succeeded = 1 }
+	jobs := []batchv1.Job{
+		childJob(js, 0, 0, ready),
+		childJob(js, 0, 1, halfReady, suspendedJob),
+		childJob(js, 0, 2, readyBySucceeded),
+		childJob(js, 0, 3, completed),
+		childJob(js, 1, 0, failedAt(t0, "", "")),
+	}
+	got := replicatedJobStatuses(defaulted(js), classify(defaulted(js), jobs), js.Status.ReplicatedJobsStatus)
+	want := []v1alpha2.ReplicatedJobStatus{
+		{Name: "a", Ready: 2, Succeeded: 1, Active: 3, Suspended: 1, JobRestarts: []int32{1, 0, 0, 0}, JobRestartsCountTowardsMax: []int32{1, 0, 0, 0}},
+		{Name: "b", Failed: 1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("statuses = %+v\nwant %+v", got, want)
+	}
+}
+
+func TestSetCondition(t *testing.T) {
+	now := metav1.NewTime(t0)
+	cond := func(typ v1alpha2.JobSetConditionType, status metav1.ConditionStatus) metav1.Condition {
+		return metav1.Condition{Type: string(typ), Status: status, Reason: "R", Message: "m"}
+	}
+	tests := []struct {
+		name        string
+		existing    []metav1.Condition
+		set         metav1.Condition
+		wantFlipped bool
+		want        map[string]metav1.ConditionStatus
+	}{
+		{"add true", nil, cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue), true, map[string]metav1.ConditionStatus{"Suspended": "True"}},
+		{"never add false", nil, cond(v1alpha2.JobSetSuspended, metav1.ConditionFalse), false, map[string]metav1.ConditionStatus{}},
+		{"flip to false", []metav1.Condition{cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue)}, cond(v1alpha2.JobSetSuspended, metav1.ConditionFalse), true, map[string]metav1.ConditionStatus{"Suspended": "False"}},
+		{"same status", []metav1.Condition{cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue)}, cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue), false, map[string]metav1.ConditionStatus{"Suspended": "True"}},
+		{"startup completed clears in progress",
+			[]metav1.Condition{cond(v1alpha2.JobSetStartupPolicyInProgress, metav1.ConditionTrue)},
+			cond(v1alpha2.JobSetStartupPolicyCompleted, metav1.ConditionTrue), true,
+			map[string]metav1.ConditionStatus{"StartupPolicyInProgress": "False", "StartupPolicyCompleted": "True"}},
+		{"startup in progress clears completed",
+			[]metav1.Condition{cond(v1alpha2.JobSetStartupPolicyCompleted, metav1.ConditionTrue)},
+			cond(v1alpha2.JobSetStartupPolicyInProgress, metav1.ConditionTrue), true,
+			map[string]metav1.ConditionStatus{"StartupPolicyInProgress": "True", "StartupPolicyCompleted": "False"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := v1alpha2.JobSetStatus{Conditions: slices.Clone(tc.existing)}
+			if got := setCondition(&st, tc.set, now); got != tc.wantFlipped {
+				t.Errorf("flipped = %v, want %v", got, tc.wantFlipped)
+			}
+			got := map[string]metav1.ConditionStatus{}
+			for _, c := range st.Conditions {
+				got[c.Type] = c.Status
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("conditions = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecideFailure(t *testing.T) {
+	js := newJobSet("js", rjobSpec{name: "leader", replicas: 1}, rjobSpec{name: "workers", replicas: 2})
+	leader := childJob(js, 0, 0, failedAt(t0.Add(2*time.Second), "PodFailurePolicy", "Container main for pod ns/p failed with exit code 42 matching FailJob rule at index 0"))
+	worker0 := childJob(js, 1, 0, failedAt(t0.Add(time.Second), "BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+	worker1 := childJob(js, 1, 1, failedAt(t0, "DeadlineExceeded", "Job was active longer than specified deadline"))
+
+	rule := func(name string, action v1alpha2.FailurePolicyAction, mutate func(*v1alpha2.FailurePolicyRule)) v1alpha2.FailurePolicyRule {
+		r := v1alpha2.FailurePolicyRule{Name: name, Action: action}
+		if mutate != nil {
+			mutate(&r)
+		}
+		return r
+	}
+	tests := []struct {
+		name       string
+		policy     *v1alpha2.FailurePolicy
+		failed     []batchv1.Job
+		wantAction v1alpha2.FailurePolicyAction
+		wantRule   string
+		wantJob    string
+	}{
+		{"no failure policy fails on the first failure", nil, []batchv1.Job{leader, worker0}, v1alpha2.FailJobSet, "", "js-workers-0"},
+		{"no rules restart the JobSet", &v1alpha2.FailurePolicy{MaxRestarts: 1}, []batchv1.Job{leader, worker0}, v1alpha2.RestartJobSet, "", "js-workers-0"},
+		{"reason matches", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.OnJobFailureReasons = []string{"PodFailurePolicy"} }),
+		}}, []batchv1.Job{leader, worker0}, v1alpha2.FailJobSet, "r", "js-leader-0"},
+		{"reason does not match", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.OnJobFailureReasons = []string{"PodFailurePolicy"} }),
+		}}, []batchv1.Job{worker0}, v1alpha2.RestartJobSet, "", "js-workers-0"},
+		{"message pattern matches", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.OnJobFailureMessagePatterns = []string{"nope", "exit code 42"} }),
+		}}, []batchv1.Job{leader, worker0}, v1alpha2.FailJobSet, "r", "js-leader-0"},
+		{"reason matches but message does not", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) {
+				r.OnJobFailureReasons = []string{"PodFailurePolicy"}
+				r.OnJobFailureMessagePatterns = []string{"exit code 1 "}
+			}),
+		}}, []batchv1.Job{leader}, v1alpha2.RestartJobSet, "", "js-leader-0"},
+		{"invalid pattern matches nothing", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.OnJobFailureMessagePatterns = []string{"("} }),
+		}}, []batchv1.Job{leader}, v1alpha2.RestartJobSet, "", "js-leader-0"},
+		{"target replicatedJob in list", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+			rule("r", v1alpha2.RestartJobSetAndIgnoreMaxRestarts, func(r *v1alpha2.FailurePolicyRule) { r.TargetReplicatedJobs = []string{"leader"} }),
+		}}, []batchv1.Job{worker0, leader}, v1alpha2.RestartJobSetAndIgnoreMaxRestarts, "r", "js-leader-0"},
+		{"target replicatedJob not in list", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.TargetReplicatedJobs = []string{"leader"} }),
+		}}, []batchv1.Job{worker0}, v1alpha2.RestartJobSet, "", "js-workers-0"},
+		{"first matching rule wins", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+			rule("never", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.OnJobFailureReasons = []string{"Other"} }),
+			rule("first", v1alpha2.RestartJob, nil),
+			rule("second", v1alpha2.FailJobSet, nil),
+		}}, []batchv1.Job{leader, worker0, worker1}, v1alpha2.RestartJob, "first", "js-workers-1"},
+		{"earliest failure among the rule's matches", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+			rule("w", v1alpha2.RestartJob, func(r *v1alpha2.FailurePolicyRule) { r.TargetReplicatedJobs = []string{"workers"} }),
+		}}, []batchv1.Job{worker0, leader, worker1}, v1alpha2.RestartJob, "w", "js-workers-1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			js := js.DeepCopy()
+			js.Spec.FailurePolicy = tc.policy
+			d := decideFailure(defaulted(js), ptrs(tc.failed))
+			gotRule := ""
+			if d.rule != nil {
+				gotRule = d.rule.Name
+			}
+			if d.action != tc.wantAction || gotRule != tc.wantRule || d.job.Name != tc.wantJob {
+				t.Errorf("decision = %s rule %q job %s, want %s rule %q job %s", d.action, gotRule, d.job.Name, tc.wantAction, tc.wantRule, tc.wantJob)
+			}
+		})
+	}
+}
+
+// TestFailurePolicyOutcome covers the status a failure leads to.
+func TestFailurePolicyOutcome(t *testing.T) {
+	type want struct {
+		failedReason       string // "" when not failed
+		restarts, counted  int32
+		jobRestarts        []int32
+		jobRestartsCounted []int32
+		restartingReason   string
+		eventReason        string
+	}
+	tests := []struct {
+		name   string
+		policy *v1alpha2.FailurePolicy
+		status v1alpha2.JobSetStatus
+		want   want
+	}{
+		{"no policy", nil, v1alpha2.JobSetStatus{},
+			want{failedReason: ReasonFailedJobs, eventReason: ReasonFailedJobs}},
+		{"maxRestarts 0", &v1alpha2.FailurePolicy{}, v1alpha2.JobSetStatus{},
+			want{failedReason: ReasonReachedMax, eventReason: ReasonReachedMax}},
+		{"restart within budget", &v1alpha2.FailurePolicy{MaxRestarts: 2}, v1alpha2.JobSetStatus{Restarts: 1, RestartsCountTowardsMax: 1},
+			want{restarts: 2, counted: 2, restartingReason: ReasonRestartingDefaultPolicy, eventReason: ReasonRestartJobSetAction}},
+		{"budget used", &v1alpha2.FailurePolicy{MaxRestarts: 2}, v1alpha2.JobSetStatus{Restarts: 5, RestartsCountTowardsMax: 2},
+			want{failedReason: ReasonReachedMax, restarts: 5, counted: 2, eventReason: ReasonReachedMax}},
+		{"individual restarts count towards the budget", &v1alpha2.FailurePolicy{MaxRestarts: 2},
+			v1alpha2.JobSetStatus{RestartsCountTowardsMax: 1, ReplicatedJobsStatus: []v1alpha2.ReplicatedJobStatus{{Name: "w", JobRestarts: []int32{1, 0}, JobRestartsCountTowardsMax: []int32{1, 0}}}},
+			want{failedReason: ReasonReachedMax, counted: 1, jobRestarts: []int32{1, 0}, jobRestartsCounted: []int32{1, 0}, eventReason: ReasonReachedMax}},
+		{"ignore max restarts", &v1alpha2.FailurePolicy{MaxRestarts: 1, Rules: []v1alpha2.FailurePolicyRule{{Name: "infra", Action: v1alpha2.RestartJobSetAndIgnoreMaxRestarts}}},
+			v1alpha2.JobSetStatus{Restarts: 3, RestartsCountTowardsMax: 1},
+			want{restarts: 4, counted: 1, restartingReason: "FailurePolicy_infra", eventReason: ReasonRestartJobSetIgnoreMaxAction}},
+		{"fail JobSet rule", &v1alpha2.FailurePolicy{MaxRestarts: 5, Rules: []v1alpha2.FailurePolicyRule{{Name: "fatal", Action: v1alpha2.FailJobSet}}},
+			v1alpha2.JobSetStatus{},
+			want{failedReason: ReasonFailJobSetAction, eventReason: ReasonFailJobSetAction}},
+		{"restart one Job", &v1alpha2.FailurePolicy{MaxRestarts: 3, Rules: []v1alpha2.FailurePolicyRule{{Name: "one", Action: v1alpha2.RestartJob}}},
+			v1alpha2.JobSetStatus{},
+			want{jobRestarts: []int32{0, 1}, jobRestartsCounted: []int32{0, 1}, restartingReason: "FailurePolicy_one", eventReason: ReasonRestartJobAction}},
+		{"restart one Job ignoring max", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{{Name: "one", Action: v1alpha2.RestartJobAndIgnoreMaxRestarts}}},
+			v1alpha2.JobSetStatus{ReplicatedJobsStatus: []v1alpha2.ReplicatedJobStatus{{Name: "w", JobRestarts: []int32{0, 4}, JobRestartsCountTowardsMax: []int32{0, 0}}}},
+			want{jobRestarts: []int32{0, 5}, jobRestartsCounted: []int32{0, 0}, restartingReason: "FailurePolicy_one", eventReason: ReasonRestartJobIgnoreMaxAction}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			js := newJobSet("js", rjobSpec{name: "w", replicas: 2})
+			js.Spec.FailurePolicy = tc.policy
+			js.Status = tc.status
+			jobs := allChildJobs(js, ready)
+			failedAt(t0, "BackoffLimitExceeded", "boom")(&jobs[1])
+			p := computePlan(js, jobs, true, t0)
+
+			gotFailed := ""
+			if c := meta.FindStatusCondition(p.status.Conditions, string(v1alpha2.JobSetFailed)); c != nil && c.Status == metav1.ConditionTrue {
+				gotFailed = c.Reason
+				if p.status.TerminalState != "Failed" || p.finished != v1alpha2.JobSetFailed {
+					t.Errorf("terminalState %q finished %q, want Failed", p.status.TerminalState, p.finished)
+				}
+			}
+			if gotFailed != tc.want.failedReason {
+				t.Errorf("Failed reason = %q, want %q", gotFailed, tc.want.failedReason)
+			}
+			if p.status.Restarts != tc.want.restarts || p.status.RestartsCountTowardsMax != tc.want.counted {
+				t.Errorf("restarts %d/%d, want %d/%d", p.status.Restarts, p.status.RestartsCountTowardsMax, tc.want.restarts, tc.want.counted)
+			}
+			rs := findReplicatedJobStatus(p.status.ReplicatedJobsStatus, "w")
+			if !reflect.DeepEqual(rs.JobRestarts, tc.want.jobRestarts) || !reflect.DeepEqual(rs.JobRestartsCountTowardsMax, tc.want.jobRestartsCounted) {
+				t.Errorf("jobRestarts %v/%v, want %v/%v", rs.JobRestarts, rs.JobRestartsCountTowardsMax, tc.want.jobRestarts, tc.want.jobRestartsCounted)
+			}
+			gotRestarting := ""
+			if c := meta.FindStatusCondition(p.status.Conditions, ConditionRestarting); c != nil && c.Status == metav1.ConditionTrue {
+				gotRestarting = c.Reason
+			}
+			if gotRestarting != tc.want.restartingReason {
+				t.Errorf("RestartingJobSet reason = %q, want %q", gotRestarting, tc.want.restartingReason)
+			}
+			if len(p.events) != 1 || p.events[0].reason != tc.want.eventReason {
+				t.Errorf("events = %+v, want one %s", p.events, tc.want.eventReason)
+			}
+			if len(p.createJobs)+len(p.deleteJobs)+len(p.suspendJobs)+len(p.resumeJobs) != 0 {
+				t.Errorf("a failure reconcile must only record the outcome, got job operations")
+			}
+		})
+	}
+}
+
+func TestSuccessPolicyMet(t *testing.T) {
+	js := newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1})
+	a0, a1, b0 := childJob(js, 0, 0, completed), childJob(js, 0, 1, completed), childJob(js, 1, 0, completed)
+	tests := []struct {
+		name      string
+		policy    *v1alpha2.SuccessPolicy
+		succeeded []batchv1.Job
+		want      bool
+	}{
+		{"default All, none", nil, nil, false},
+		{"default All, some", nil, []batchv1.Job{a0, b0}, false},
+		{"default All, all", nil, []batchv1.Job{a0, a1, b0}, true},
+		{"Any, one", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny}, []batchv1.Job{b0}, true},
+		{"Any with target, other rjob", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{b0}, false},
+		{"Any with target, target rjob", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{a1}, true},
+		{"All with target, all targets", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAll, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{a0, a1}, true},
+		{"All with target, partial", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAll, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{a0, b0}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			js := js.DeepCopy()
+			js.Spec.SuccessPolicy = tc.policy
+			if got := successPolicyMet(defaulted(js), ptrs(tc.succeeded)); got != tc.want {
+				t.Errorf("successPolicyMet = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestGateStartup(t *testing.T) {
+	st := func(name string, ready, succeeded int32) v1alpha2.ReplicatedJobStatus {
+		return v1alpha2.ReplicatedJobStatus{Name: name, Ready: ready, Succeeded: succeeded}
+	}
+	inOrder := &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+	tests := []struct {
+		name      string
+		js        *v1alpha2.JobSet
+		statuses  []v1alpha2.ReplicatedJobStatus
+		wantOpen  []bool
+		waitingOn int
+	}{
+		{"any order opens all", newJobSet("js", rjobSpec{name: "a", replicas: 1}, rjobSpec{name: "b", replicas: 1}), nil, []bool{true, true}, -1},
+		{"in order waits on the first", withStartup(newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1}), inOrder, false),
+			[]v1alpha2.ReplicatedJobStatus{st("a", 1, 0), st("b", 0, 0)}, []bool{true, false}, 0},
+		{"in order moves on once ready", withStartup(newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1}), inOrder, false),
+			[]v1alpha2.ReplicatedJobStatus{st("a", 1, 1), st("b", 0, 0)}, []bool{true, true}, 1},
+		{"in order done", withStartup(newJobSet("js", rjobSpec{name: "a", replicas: 1}, rjobSpec{name: "b", replicas: 1}), inOrder, false),
+			[]v1alpha2.ReplicatedJobStatus{st("a", 1, 0), st("b", 1, 0)}, []bool{true, true}, -1},
+		{"in order is off while suspended", withStartup(newJobSet("js", rjobSpec{name: "a", replicas: 1}, rjobSpec{name: "b", replicas: 1}), inOrder, true),
+			nil, []bool{true, true}, -1},
+		{"depends on Ready", newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "a", Status: v1alpha2.DependencyReady}}}),
+			[]v1alpha2.ReplicatedJobStatus{st("a", 1, 0)}, []bool{true, false}, -1},
+		{"depends on Ready met", newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "a", Status: v1alpha2.DependencyReady}}}),
+			[]v1alpha2.ReplicatedJobStatus{st("a", 2, 0)}, []bool{true, true}, -1},
+		{"depends on Complete not met by ready", newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "a", Status: v1alpha2.DependencyComplete}}}),
+			[]v1alpha2.ReplicatedJobStatus{st("a", 2, 0)}, []bool{true, false}, -1},
+		{"depends on Complete met", newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "a", Status: v1alpha2.DependencyComplete}}}),
+			[]v1alpha2.ReplicatedJobStatus{st("a", 0, 2)}, []bool{true, true}, -1},
+		{"chain", newJobSet("js", rjobSpec{name: "a", replicas: 1},
+			rjobSpec{name: "b", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "a", Status: v1alpha2.DependencyComplete}}},
+			rjobSpec{name: "c", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "b", Status: v1alpha2.DependencyReady}}}),
+			[]v1alpha2.ReplicatedJobStatus{st("a", 0, 1), st("b", 0, 0)}, []bool{true, true, false}, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := gateStartup(defaulted(tc.js), tc.statuses)
+			if !reflect.DeepEqual(g.open, tc.wantOpen) || g.waitingOn != tc.waitingOn {
+				t.Errorf("open %v waitingOn %d, want %v %d", g.open, g.waitingOn, tc.wantOpen, tc.waitingOn)
+			}
+		})
+	}
+}
+
+func withStartup(js *v1alpha2.JobSet, sp *v1alpha2.StartupPolicy, suspend bool) *v1alpha2.JobSet {
+	js.Spec.StartupPolicy = sp
+	js.Spec.Suspend = ptr.To(suspend)
+	return js
+}
+
+func TestTTLAfterFinished(t *testing.T) {
+	finishedAt := func(at time.Time) v1alpha2.JobSetStatus {
+		return v1alpha2.JobSetStatus{Conditions: []metav1.Condition{{Type: "Completed", Status: "True", LastTransitionTime: metav1.NewTime(at)}}}
+	}
+	tests := []struct {
+		name        string
+		ttl         *int32
+		status      v1alpha2.JobSetStatus
+		wantExpired bool
+		wantWait    time.Duration
+	}{
+		{"no ttl", nil, finishedAt(t0.Add(-time.Hour)), false, 0},
+		{"not finished", ptr.To[int32](1), v1alpha2.JobSetStatus{}, false, 0},
+		{"waiting", ptr.To[int32](60), finishedAt(t0.Add(-20 * time.Second)), false, 40 * time.Second},
+		{"expired", ptr.To[int32](60), finishedAt(t0.Add(-60 * time.Second)), true, 0},
+		{"zero ttl", ptr.To[int32](0), finishedAt(t0), true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			js := newJobSet("js", rjobSpec{name: "a", replicas: 1})
+			js.Spec.TTLSecondsAfterFinished = tc.ttl
+			js.Status = tc.status
+			expired, wait := ttlAfterFinished(js, t0)
+			if expired != tc.wantExpired || wait != tc.wantWait {
+				t.Errorf("got %v %v, want %v %v", expired, wait, tc.wantExpired, tc.wantWait)
+			}
+		})
+	}
+}
