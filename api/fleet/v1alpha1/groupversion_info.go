@@ -1,4 +1,4 @@
-// Package v1alpha1 holds the fleet API, group fleet.jobset.x-k8s.io: the
+// Package v1alpha1 holds the fleet API (see doc.go for the hub/agent contract), group fleet.jobset.x-k8s.io: the
 // objects the hub and the member agents exchange on the hub cluster.
 //
 // +kubebuilder:object:generate=true

@@ -1,3 +1,4 @@
+// The complete hub/agent contract is written out in doc.go of this package: READ IT.
 package v1alpha1
 
 // Names shared by the hub and the agents. They are the contract between the
