@@ -1,8 +1,6 @@
 /*
 Package v1alpha1 — THE HUB/AGENT CONTRACT. Both sides (hub/ and spoke/agent) must follow it exactly.
 
-
-
 Read /work/shared/DESIGN.md (data flow, invariants 1-5) first. Constants are in /work/main/api/fleet/v1alpha1/names.go and jobsetdispatch_types.go (read them; do not edit api/ — ask in your report if something must change).
 
 - Inventory: ClusterProfiles (`sigs.k8s.io/cluster-inventory-api/apis/v1alpha1`, v0.1.3) in namespace `fleet-system` (DefaultInventoryNamespace, flag-configurable) on the hub, name = member cluster name, `spec.clusterManager.name: jobset-fleet` and label `x-k8s.io/cluster-manager: jobset-fleet`. Member-specific labels on the ClusterProfile (set at join, e.g. `region=eu`) are what the hub's cluster selector matches.
