@@ -8,7 +8,9 @@ gen="go tool controller-gen"
 echo "==> deepcopy"
 $gen object:headerFile=hack/boilerplate.go.txt paths=./api/...
 echo "==> CRDs: jobset.x-k8s.io, fleet.jobset.x-k8s.io"
-$gen crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+# Embedded ObjectMeta (Job and pod templates, PVC templates) gets a real
+# schema, so labels/annotations are validated and CEL can read them.
+$gen crd:generateEmbeddedObjectMeta=true paths=./api/... output:crd:artifacts:config=config/crd/bases
 # ClusterProfile and PlacementDecision are generated from the pinned
 # cluster-inventory-api module's Go types, so they always match the client.
 echo "==> CRDs: multicluster.x-k8s.io (cluster-inventory-api)"

@@ -326,13 +326,13 @@ type FailurePolicyRule struct {
 
 	// onJobFailureReasons matches the failed Job's Failed condition reason;
 	// empty matches any.
-	// +kubebuilder:validation:UniqueItems=true
+	// +listType=set
 	// +optional
 	OnJobFailureReasons []string `json:"onJobFailureReasons,omitempty"`
 
 	// onJobFailureMessagePatterns are RE2 regular expressions matched against
 	// the failed Job's Failed condition message; empty matches any.
-	// +kubebuilder:validation:UniqueItems=true
+	// +listType=set
 	// +optional
 	OnJobFailureMessagePatterns []string `json:"onJobFailureMessagePatterns,omitempty"`
 
