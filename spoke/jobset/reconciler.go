@@ -32,7 +32,6 @@ type Reconciler struct {
 	recorder    events.EventRecorder
 	clock       clock.PassiveClock
 	parallelism int
-	name        string
 }
 
 // Option configures a Reconciler.
@@ -51,17 +50,12 @@ func WithMaxParallelism(n int) Option {
 	}
 }
 
-// WithControllerName names the controller (default "jobset"). Controller
-// names must be unique in a process, so tests that run several member
-// clusters in one process give each reconciler its own name.
-func WithControllerName(name string) Option { return func(r *Reconciler) { r.name = name } }
-
 // NewReconciler returns a Reconciler. c must be the manager's client
 // (mgr.GetClient()): child Jobs are listed through a cache index that
 // SetupWithManager registers. The recorder is typically
 // mgr.GetEventRecorder("jobset-controller").
 func NewReconciler(c client.Client, recorder events.EventRecorder, opts ...Option) *Reconciler {
-	r := &Reconciler{client: c, recorder: recorder, clock: clock.RealClock{}, parallelism: 20, name: "jobset"}
+	r := &Reconciler{client: c, recorder: recorder, clock: clock.RealClock{}, parallelism: 20}
 	for _, o := range opts {
 		o(r)
 	}
@@ -76,7 +70,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("indexing Jobs by controlling JobSet: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		Named(r.name).
+		// Controller names must be unique per process; a process running
+		// several managers (multi-cluster tests) sets
+		// ctrl.Options.Controller.SkipNameValidation.
+		Named("jobset").
 		For(&v1alpha2.JobSet{}, builder.WithPredicates(managedHere())).
 		Owns(&batchv1.Job{}).
 		// Only the Service's existence matters, so cache its metadata only.
