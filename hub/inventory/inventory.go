@@ -1,0 +1,271 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+)
+
+// +kubebuilder:rbac:groups=multicluster.x-k8s.io,resources=clusterprofiles,verbs=get;list;watch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch
+
+// Options configures an Inventory.
+type Options struct {
+	// HeartbeatTimeout is how long an agent's heartbeat stays fresh
+	// (default 30s: three missed renewals at the agents' ~10s period).
+	HeartbeatTimeout time.Duration
+	// MemberLostTimeout is how long a silent member takes to count as lost
+	// (default 60s). Subscribers are told when a member crosses it.
+	MemberLostTimeout time.Duration
+	// Clock defaults to the wall clock.
+	Clock clock.PassiveClock
+}
+
+// Inventory tracks the fleet's members. Its controller records, by the hub's
+// own clock, when each heartbeat Lease and each profile's properties last
+// changed, and tells subscribers whenever a member's health, loss or
+// capacity changes, so that they need no polling.
+type Inventory struct {
+	reader    client.Reader
+	namespace string
+	opts      Options
+
+	mu          sync.Mutex
+	started     time.Time
+	heartbeats  map[string]leaseObservation
+	properties  map[string]propertiesObservation
+	lastState   map[string]string
+	subscribers []chan event.GenericEvent
+}
+
+type leaseObservation struct {
+	resourceVersion string
+	hb              Heartbeat
+}
+
+type propertiesObservation struct {
+	fingerprint string
+	at          time.Time
+}
+
+// New returns an Inventory reading ClusterProfiles from namespace through
+// reader (the manager's cache, configured with CacheByObject).
+func New(reader client.Reader, namespace string, opts Options) *Inventory {
+	if opts.HeartbeatTimeout <= 0 {
+		opts.HeartbeatTimeout = 30 * time.Second
+	}
+	if opts.MemberLostTimeout <= 0 {
+		opts.MemberLostTimeout = 60 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	return &Inventory{
+		reader:     reader,
+		namespace:  namespace,
+		opts:       opts,
+		heartbeats: map[string]leaseObservation{},
+		properties: map[string]propertiesObservation{},
+		lastState:  map[string]string{},
+	}
+}
+
+// Namespace is the inventory namespace holding the ClusterProfiles.
+func (i *Inventory) Namespace() string { return i.namespace }
+
+// MemberLostTimeout is the configured loss timeout.
+func (i *Inventory) MemberLostTimeout() time.Duration { return i.opts.MemberLostTimeout }
+
+// CacheByObject narrows the manager's cache to what the inventory reads:
+// ClusterProfiles of the inventory namespace and heartbeat Leases only (not
+// every Lease of the hub, e.g. leader-election ones).
+func CacheByObject(namespace string) map[client.Object]cache.ByObject {
+	return map[client.Object]cache.ByObject{
+		&clusterinventory.ClusterProfile{}: {Namespaces: map[string]cache.Config{namespace: {}}},
+		&coordinationv1.Lease{}:            {Field: fields.OneTermEqualSelector("metadata.name", fleet.HeartbeatLeaseName)},
+	}
+}
+
+// Subscribe returns a channel that receives an event, carrying a
+// ClusterProfile with only its name and namespace set, whenever a member
+// changes in a way placement cares about. Call it before the manager starts.
+func (i *Inventory) Subscribe() <-chan event.GenericEvent {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	ch := make(chan event.GenericEvent, 1024)
+	i.subscribers = append(i.subscribers, ch)
+	return ch
+}
+
+// SetupWithManager registers the inventory controller. Its requests are
+// keyed by member name (no namespace).
+func (i *Inventory) SetupWithManager(mgr ctrl.Manager) error {
+	toMember := func(_ context.Context, obj client.Object) []reconcile.Request {
+		switch o := obj.(type) {
+		case *clusterinventory.ClusterProfile:
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.Name}}}
+		case *coordinationv1.Lease:
+			if name, ok := strings.CutPrefix(o.Namespace, fleet.MemberNamespacePrefix); ok && o.Name == fleet.HeartbeatLeaseName {
+				return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
+			}
+		}
+		return nil
+	}
+	inNamespace := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetNamespace() == i.namespace })
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("inventory").
+		Watches(&clusterinventory.ClusterProfile{}, handler.EnqueueRequestsFromMapFunc(toMember), builder.WithPredicates(inNamespace)).
+		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(toMember)).
+		Complete(i)
+}
+
+// Reconcile records what changed for one member and notifies subscribers
+// when its assessment changed. It requeues only for the member's next
+// timeout (heartbeat going stale, member becoming lost).
+func (i *Inventory) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	name := req.Name
+	now := i.opts.Clock.Now()
+
+	lease := &coordinationv1.Lease{}
+	err := i.reader.Get(ctx, types.NamespacedName{Namespace: fleet.MemberNamespace(name), Name: fleet.HeartbeatLeaseName}, lease)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return reconcile.Result{}, fmt.Errorf("reading heartbeat of member %s: %w", name, err)
+	}
+	leaseExists := err == nil
+
+	profile := &clusterinventory.ClusterProfile{}
+	err = i.reader.Get(ctx, types.NamespacedName{Namespace: i.namespace, Name: name}, profile)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return reconcile.Result{}, fmt.Errorf("reading ClusterProfile %s: %w", name, err)
+	}
+	profileExists := err == nil && IsFleetProfile(profile)
+
+	i.mu.Lock()
+	i.startLocked(now)
+	if leaseExists {
+		obs := i.heartbeats[name]
+		if !obs.hb.Seen || obs.resourceVersion != lease.ResourceVersion {
+			i.heartbeats[name] = leaseObservation{resourceVersion: lease.ResourceVersion, hb: Heartbeat{Seen: true, LastChange: now}}
+		}
+	}
+	if profileExists {
+		fp := propertiesFingerprint(profile.Status.Properties)
+		if obs, ok := i.properties[name]; !ok || obs.fingerprint != fp {
+			i.properties[name] = propertiesObservation{fingerprint: fp, at: now}
+		}
+	} else {
+		delete(i.properties, name)
+	}
+
+	var m Member
+	state := "absent"
+	if profileExists {
+		m = i.assessLocked(profile, now)
+		state = fmt.Sprintf("healthy=%t lost=%t props=%s labels=%v reason=%s", m.Healthy, m.Lost(i.opts.MemberLostTimeout),
+			i.properties[name].fingerprint, profile.Labels, m.Reason)
+	}
+	changed := i.lastState[name] != state
+	if profileExists {
+		i.lastState[name] = state
+	} else {
+		delete(i.lastState, name)
+		if !leaseExists {
+			delete(i.heartbeats, name)
+		}
+	}
+	subscribers := i.subscribers
+	i.mu.Unlock()
+
+	if changed {
+		log.FromContext(ctx).V(1).Info("member changed", "member", name, "state", state)
+		ev := event.GenericEvent{Object: &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: i.namespace, Name: name}}}
+		for _, ch := range subscribers {
+			select {
+			case ch <- ev:
+			case <-ctx.Done():
+				return reconcile.Result{}, ctx.Err()
+			}
+		}
+	}
+	if !profileExists {
+		return reconcile.Result{}, nil
+	}
+	return reconcile.Result{RequeueAfter: nextTransition(m.SilentFor, i.opts.HeartbeatTimeout, i.opts.MemberLostTimeout)}, nil
+}
+
+// nextTransition is how long until a member silent for silentFor goes
+// stale or lost; zero when both already happened. A small margin makes sure
+// the timeout has really passed when the requeue fires.
+func nextTransition(silentFor, heartbeatTimeout, lostTimeout time.Duration) time.Duration {
+	const margin = 50 * time.Millisecond
+	switch {
+	case silentFor <= heartbeatTimeout:
+		return heartbeatTimeout - silentFor + margin
+	case silentFor <= lostTimeout:
+		return lostTimeout - silentFor + margin
+	}
+	return 0
+}
+
+// startLocked fixes the instant the hub started watching, at first use
+// (after leader election, not at process start, so that a standby that
+// becomes leader late does not find every member long silent).
+func (i *Inventory) startLocked(now time.Time) {
+	if i.started.IsZero() {
+		i.started = now
+	}
+}
+
+func (i *Inventory) assessLocked(p *clusterinventory.ClusterProfile, now time.Time) Member {
+	props, ok := i.properties[p.Name]
+	if !ok {
+		// Not yet seen by our controller: treat the report as just observed.
+		props.at = now
+	}
+	return Assess(p, i.heartbeats[p.Name].hb, props.at, now, Assessment{
+		HeartbeatTimeout: i.opts.HeartbeatTimeout,
+		WatchingSince:    i.started,
+	})
+}
+
+// Members assesses every fleet ClusterProfile, sorted by name.
+func (i *Inventory) Members(ctx context.Context) ([]Member, error) {
+	list := &clusterinventory.ClusterProfileList{}
+	if err := i.reader.List(ctx, list, client.InNamespace(i.namespace)); err != nil {
+		return nil, fmt.Errorf("listing ClusterProfiles in %s: %w", i.namespace, err)
+	}
+	now := i.opts.Clock.Now()
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.startLocked(now)
+	members := make([]Member, 0, len(list.Items))
+	for k := range list.Items {
+		if p := &list.Items[k]; IsFleetProfile(p) {
+			members = append(members, i.assessLocked(p, now))
+		}
+	}
+	sort.Slice(members, func(a, b int) bool { return members[a].Name < members[b].Name })
+	return members, nil
+}
