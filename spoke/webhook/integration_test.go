@@ -1,0 +1,436 @@
+package webhook_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
+)
+
+// One apiserver for the package, calling a webhook server in this process
+// configured exactly like the agent's (SetupWithManager).
+var cluster *testenv.Cluster
+
+func TestMain(m *testing.M) {
+	// Errors only, unless WEBHOOK_TEST_VERBOSE asks for the webhook's V(3) logs.
+	level := slog.LevelError
+	if os.Getenv("WEBHOOK_TEST_VERBOSE") != "" {
+		level = slog.Level(-3)
+	}
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	c, stop := testenv.StartMain("webhook", testenv.WithWebhooks(filepath.Join(testenv.RepoRoot(), "config", "webhook")))
+	cluster = c
+	ctx, cancel := context.WithCancel(context.Background())
+	code := func() int {
+		defer stop()
+		defer cancel()
+		if err := startWebhookServer(ctx, c); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func startWebhookServer(ctx context.Context, c *testenv.Cluster) error {
+	wo := &c.Env.WebhookInstallOptions
+	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{
+		Scheme:                 testenv.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir,
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	if err := spokewebhook.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager stopped:", err)
+		}
+	}()
+	addr := net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			return conn.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("webhook server at %s not serving: %w", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "wh-"}}
+	if err := cluster.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	// No controller-manager runs, so create the ServiceAccount pods default to.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"}}
+	if err := cluster.Client.Create(context.Background(), sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+// seedJobSet is the pytorch example from the JobSet concepts page, verbatim
+// apart from the namespace.
+func seedJobSet(ns string) *jobset.JobSet {
+	return &jobset.JobSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pytorch"},
+		Spec: jobset.JobSetSpec{ReplicatedJobs: []jobset.ReplicatedJob{{
+			Name: "workers",
+			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
+				Parallelism:  ptr.To[int32](4),
+				Completions:  ptr.To[int32](4),
+				BackoffLimit: ptr.To[int32](0),
+				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name:    "pytorch",
+					Image:   "gcr.io/k8s-staging-jobset/pytorch-resnet:latest",
+					Ports:   []corev1.ContainerPort{{ContainerPort: 3389}},
+					Env:     []corev1.EnvVar{{Name: "MASTER_ADDR", Value: "pytorch-workers-0-0.pytorch"}, {Name: "MASTER_PORT", Value: "3389"}},
+					Command: []string{"bash", "-xc", "torchrun --nproc_per_node=1 --master_addr=$MASTER_ADDR --master_port=$MASTER_PORT resnet.py --backend=gloo\n"},
+				}}}},
+			}},
+		}}},
+	}
+}
+
+func TestSeedJobSetDefaulted(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	if err := cluster.Client.Create(ctx, seedJobSet(ns)); err != nil {
+		t.Fatalf("seed JobSet rejected: %v", err)
+	}
+	got := &jobset.JobSet{}
+	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "pytorch"}, got); err != nil {
+		t.Fatal(err)
+	}
+	rj := got.Spec.ReplicatedJobs[0]
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"replicas", rj.Replicas, int32(1)},
+		{"groupName", rj.GroupName, jobset.DefaultGroupName},
+		{"completionMode", ptr.Deref(rj.Template.Spec.CompletionMode, ""), batchv1.IndexedCompletion},
+		{"restartPolicy", rj.Template.Spec.Template.Spec.RestartPolicy, corev1.RestartPolicyOnFailure},
+		{"network.enableDNSHostnames", got.Spec.Network != nil && ptr.Deref(got.Spec.Network.EnableDNSHostnames, false), true},
+		{"network.publishNotReadyAddresses", got.Spec.Network != nil && ptr.Deref(got.Spec.Network.PublishNotReadyAddresses, false), true},
+		{"successPolicy.operator", got.Spec.SuccessPolicy != nil && got.Spec.SuccessPolicy.Operator == jobset.OperatorAll, true},
+		{"startupPolicy", got.Spec.StartupPolicy != nil && got.Spec.StartupPolicy.StartupPolicyOrder == jobset.AnyOrder, true},
+		{"managedBy", ptr.Deref(got.Spec.ManagedBy, ""), jobset.JobSetControllerName},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
+		}
+	}
+}
+
+func TestJobSetRejectedWithFieldPath(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	cases := []struct {
+		name      string
+		mutate    func(js *jobset.JobSet)
+		wantPaths []string
+	}{
+		{
+			name:      "generated names too long",
+			mutate:    func(js *jobset.JobSet) { js.Name = strings.Repeat("p", 50) },
+			wantPaths: []string{"spec.replicatedJobs[0].name"},
+		},
+		{
+			name:      "coordinator names a missing replicatedJob",
+			mutate:    func(js *jobset.JobSet) { js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "leader"} },
+			wantPaths: []string{"spec.coordinator.replicatedJob"},
+		},
+		{
+			name: "coordinator pod index out of range",
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "workers", PodIndex: 4}
+			},
+			wantPaths: []string{"spec.coordinator.podIndex"},
+		},
+		{
+			name: "policy targets unknown replicatedJobs",
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.SuccessPolicy = &jobset.SuccessPolicy{Operator: jobset.OperatorAny, TargetReplicatedJobs: []string{"ghost"}}
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+					{Name: "r", Action: jobset.RestartJob, TargetReplicatedJobs: []string{"workers", "phantom"}},
+				}}
+			},
+			wantPaths: []string{"spec.successPolicy.targetReplicatedJobs[0]", "spec.failurePolicy.rules[0].targetReplicatedJobs[1]"},
+		},
+		{
+			name: "InPlaceRestart passes the schema but not jobset-fleet",
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{RestartStrategy: jobset.InPlaceRestart}
+			},
+			wantPaths: []string{"spec.failurePolicy.restartStrategy"},
+		},
+		{
+			name: "message pattern does not compile",
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+					{Name: "r", Action: jobset.FailJobSet, OnJobFailureMessagePatterns: []string{"a(b"}},
+				}}
+			},
+			wantPaths: []string{"spec.failurePolicy.rules[0].onJobFailureMessagePatterns[0]"},
+		},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			js := seedJobSet(ns)
+			js.Name = fmt.Sprintf("bad-%d", i)
+			tc.mutate(js)
+			err := cluster.Client.Create(ctx, js)
+			if err == nil {
+				t.Fatal("accepted, want rejection")
+			}
+			t.Logf("rejected: %v", err)
+			if !apierrors.IsInvalid(err) {
+				t.Errorf("want 422 Invalid, got %v", err)
+			}
+			for _, p := range tc.wantPaths {
+				if !strings.Contains(err.Error(), p) {
+					t.Errorf("rejection does not name %s: %v", p, err)
+				}
+			}
+		})
+	}
+}
+
+func TestJobSetUpdate(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	running := seedJobSet(ns)
+	running.Name = "running"
+	suspended := seedJobSet(ns)
+	suspended.Name = "suspended"
+	suspended.Spec.Suspend = ptr.To(true)
+	for _, js := range []*jobset.JobSet{running, suspended} {
+		if err := cluster.Client.Create(ctx, js); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	editTemplate := func(js *jobset.JobSet) {
+		pt := &js.Spec.ReplicatedJobs[0].Template.Spec.Template
+		pt.Labels = map[string]string{"kueue.x-k8s.io/podset": "workers"}
+		pt.Annotations = map[string]string{"note": "placed"}
+		pt.Spec.NodeSelector = map[string]string{"pool": "a100"}
+		pt.Spec.Tolerations = []corev1.Toleration{{Key: "gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+		pt.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/gate"}}
+	}
+	update := func(name string, mutate func(js *jobset.JobSet)) error {
+		js := &jobset.JobSet{}
+		if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, js); err != nil {
+			t.Fatal(err)
+		}
+		mutate(js)
+		return cluster.Client.Update(ctx, js)
+	}
+
+	t.Run("running: scheduling edit rejected", func(t *testing.T) {
+		err := update("running", editTemplate)
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.replicatedJobs[0].template") {
+			t.Fatalf("want Invalid naming spec.replicatedJobs[0].template, got %v", err)
+		}
+	})
+	t.Run("running: replicas change rejected", func(t *testing.T) {
+		err := update("running", func(js *jobset.JobSet) { js.Spec.ReplicatedJobs[0].Replicas = 2 })
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.replicatedJobs[0].replicas") {
+			t.Fatalf("want Invalid naming spec.replicatedJobs[0].replicas, got %v", err)
+		}
+	})
+	t.Run("suspended: scheduling edit accepted", func(t *testing.T) {
+		if err := update("suspended", editTemplate); err != nil {
+			t.Fatalf("rejected: %v", err)
+		}
+		js := &jobset.JobSet{}
+		if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "suspended"}, js); err != nil {
+			t.Fatal(err)
+		}
+		if got := js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.NodeSelector["pool"]; got != "a100" {
+			t.Errorf("nodeSelector not stored: %q", got)
+		}
+	})
+	t.Run("suspended: image change rejected", func(t *testing.T) {
+		err := update("suspended", func(js *jobset.JobSet) {
+			js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers[0].Image = "evil"
+		})
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.replicatedJobs[0].template") {
+			t.Fatalf("want Invalid naming spec.replicatedJobs[0].template, got %v", err)
+		}
+	})
+	t.Run("resume together with a scheduling edit accepted", func(t *testing.T) {
+		err := update("suspended", func(js *jobset.JobSet) {
+			js.Spec.Suspend = ptr.To(false)
+			js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.NodeSelector = map[string]string{"pool": "h100"}
+		})
+		if err != nil {
+			t.Fatalf("rejected: %v", err)
+		}
+	})
+}
+
+const rackKey = "example.com/rack"
+
+// exclusivePod is a pod as the Job controller creates it for a JobSet Job
+// with exclusive placement (labels and annotations copied from the
+// reconciler's pod template, plus the Job controller's index).
+func exclusivePod(ns, name string, index int, jobUID types.UID, jobKey string) *corev1.Pod {
+	idx := strconv.Itoa(index)
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns, Name: name,
+			Labels: map[string]string{
+				jobset.JobSetNameKey:                 "js",
+				jobset.ReplicatedJobNameKey:          "workers",
+				jobset.JobIndexKey:                   "0",
+				jobset.JobKey:                        jobKey,
+				batchv1.JobCompletionIndexAnnotation: idx,
+			},
+			Annotations: map[string]string{
+				jobset.ExclusiveKey:                  rackKey,
+				batchv1.JobCompletionIndexAnnotation: idx,
+			},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "batch/v1", Kind: "Job", Name: "js-workers-0", UID: jobUID,
+				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+			}},
+		},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+	}
+}
+
+func TestExclusivePlacementPods(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	c := cluster.Client
+	nodeName := "node-" + ns
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{rackKey: "rack-a"}}}
+	if err := c.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), node) })
+
+	jobUID := types.UID("uid-" + ns)
+	jobKey := "key-" + ns
+
+	leader := exclusivePod(ns, "js-workers-0-0-aaaaa", 0, jobUID, jobKey)
+	if err := c.Create(ctx, leader); err != nil {
+		t.Fatalf("leader rejected: %v", err)
+	}
+	a := leader.Spec.Affinity
+	if a == nil || a.PodAffinity == nil || a.PodAntiAffinity == nil {
+		t.Fatalf("leader has no exclusive affinity: %+v", a)
+	}
+	aff := a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+	anti := a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+	if len(aff) != 1 || aff[0].TopologyKey != rackKey || aff[0].LabelSelector.MatchExpressions[0].Values[0] != jobKey {
+		t.Errorf("leader pod affinity = %+v, want same-%s affinity to job-key %s", aff, rackKey, jobKey)
+	}
+	if len(anti) != 1 || anti[0].TopologyKey != rackKey || anti[0].LabelSelector.MatchExpressions[1].Operator != metav1.LabelSelectorOpNotIn {
+		t.Errorf("leader pod anti-affinity = %+v, want anti-affinity to other job-keys", anti)
+	}
+
+	follower := func(name string, index int) *corev1.Pod { return exclusivePod(ns, name, index, jobUID, jobKey) }
+
+	err := c.Create(ctx, follower("js-workers-0-1-bbbbb", 1))
+	if err == nil {
+		t.Fatal("follower admitted before its leader was scheduled")
+	}
+	t.Logf("follower rejected: %v", err)
+	if !strings.Contains(err.Error(), "spec.nodeSelector["+rackKey+"]") || !strings.Contains(err.Error(), "not scheduled yet") {
+		t.Errorf("rejection should name spec.nodeSelector[%s] and say the leader is not scheduled: %v", rackKey, err)
+	}
+
+	// Schedule the leader the way the scheduler does: through the binding subresource.
+	binding := &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: leader.Name},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: nodeName},
+	}
+	if err := c.SubResource("binding").Create(ctx, leader, binding); err != nil {
+		t.Fatalf("binding leader: %v", err)
+	}
+
+	f := follower("js-workers-0-1-ccccc", 1)
+	if err := c.Create(ctx, f); err != nil {
+		t.Fatalf("follower rejected after its leader was scheduled: %v", err)
+	}
+	if got := f.Spec.NodeSelector[rackKey]; got != "rack-a" {
+		t.Errorf("follower nodeSelector[%s] = %q, want rack-a", rackKey, got)
+	}
+	if f.Spec.Affinity != nil {
+		t.Errorf("follower got affinity %+v, want only a nodeSelector", f.Spec.Affinity)
+	}
+
+	// A follower that asks for another rack is put in its leader's rack.
+	f2 := follower("js-workers-0-2-ddddd", 2)
+	f2.Spec.NodeSelector = map[string]string{rackKey: "rack-z", "other": "kept"}
+	if err := c.Create(ctx, f2); err != nil {
+		t.Fatalf("follower rejected: %v", err)
+	}
+	if f2.Spec.NodeSelector[rackKey] != "rack-a" || f2.Spec.NodeSelector["other"] != "kept" {
+		t.Errorf("follower nodeSelector = %v, want rack-a and the user's other key", f2.Spec.NodeSelector)
+	}
+
+	// A follower of a different Job incarnation (same job-key after a JobSet
+	// restart, new Job UID) must not follow the old leader.
+	stale := exclusivePod(ns, "js-workers-0-1-eeeee", 1, "new-job-uid", jobKey)
+	if err := c.Create(ctx, stale); err == nil {
+		t.Error("follower of a new Job incarnation admitted using the previous incarnation's leader")
+	}
+
+	// Pods without exclusive placement are never touched.
+	plain := follower("js-workers-0-3-fffff", 3)
+	delete(plain.Annotations, jobset.ExclusiveKey)
+	if err := c.Create(ctx, plain); err != nil {
+		t.Fatalf("non-exclusive JobSet pod rejected: %v", err)
+	}
+	if plain.Spec.NodeSelector != nil || plain.Spec.Affinity != nil {
+		t.Errorf("non-exclusive pod mutated: %+v", plain.Spec)
+	}
+	strategy := follower("js-workers-0-4-ggggg", 4)
+	strategy.Annotations[jobset.NodeSelectorStrategyKey] = "true"
+	if err := c.Create(ctx, strategy); err != nil {
+		t.Fatalf("node-selector-strategy pod rejected: %v", err)
+	}
+	if strategy.Spec.NodeSelector != nil {
+		t.Errorf("node-selector-strategy pod mutated: %v", strategy.Spec.NodeSelector)
+	}
+}
