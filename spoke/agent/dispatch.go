@@ -1,0 +1,215 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+)
+
+// Field indexes the agent registers.
+const (
+	// dispatchIndex indexes member JobSets by their dispatch annotation.
+	dispatchIndex = "fleet.jobset.x-k8s.io/dispatch"
+	// originIndex indexes hub dispatches by "<origin namespace>/<origin
+	// name>", to find the dispatch a conflicting member JobSet blocks.
+	originIndex = "fleet.jobset.x-k8s.io/origin"
+)
+
+// +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=create
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=list
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+
+// dispatchReconciler turns the dispatches of one member namespace on the hub
+// into member JobSets and reports their status back.
+type dispatchReconciler struct {
+	hub       client.Client // cached reads of this member namespace, writes
+	hubReader client.Reader // live reads, to confirm a dispatch is gone
+	member    client.Client // the member manager's cached client
+
+	clusterName     string
+	memberNamespace string
+	live            *liveness
+	clock           clock.PassiveClock
+}
+
+// Reconcile observes one dispatch and its member copies, plans, and applies.
+func (r *dispatchReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	logger := ctrl.LoggerFrom(ctx)
+	if r.live.isFenced() {
+		// Cut off from the hub: the fencer owns the copies until the
+		// heartbeat is back, and then resyncs every dispatch.
+		logger.V(4).Info("Fenced; not reconciling")
+		return ctrl.Result{}, nil
+	}
+	o, err := r.observe(ctx, req)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	p := ComputePlan(o)
+	return r.apply(ctx, o, p)
+}
+
+func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request) (Observed, error) {
+	o := Observed{Key: req.Namespace + "/" + req.Name, ClusterName: r.clusterName, Now: metav1.NewTime(r.clock.Now())}
+	d := &fleetv1alpha1.JobSetDispatch{}
+	switch err := r.hub.Get(ctx, req.NamespacedName, d); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return o, fmt.Errorf("getting JobSetDispatch %s: %w", o.Key, err)
+	default:
+		o.Dispatch = d
+	}
+
+	var copies v1alpha2.JobSetList
+	if err := r.member.List(ctx, &copies, client.MatchingFields{dispatchIndex: o.Key}); err != nil {
+		return o, fmt.Errorf("listing member JobSets of dispatch %s: %w", o.Key, err)
+	}
+	o.Copies = copies.Items
+
+	if o.Dispatch != nil {
+		t := &v1alpha2.JobSet{}
+		key := client.ObjectKey{Namespace: d.Spec.Origin.Namespace, Name: d.Spec.Origin.Name}
+		switch err := r.member.Get(ctx, key, t); {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return o, fmt.Errorf("getting member JobSet %s: %w", key, err)
+		default:
+			o.Target = t
+		}
+	}
+	return o, nil
+}
+
+// apply carries out a plan. Each step is idempotent, so a failure part way
+// is finished by the retry.
+func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctrl.Result, error) {
+	logger := ctrl.LoggerFrom(ctx)
+	if p.ConfirmDispatchGone {
+		// The cache may lag behind the hub right after a reconnect; never
+		// delete work the hub still wants.
+		ns, name, _ := strings.Cut(o.Key, "/")
+		err := r.hubReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &fleetv1alpha1.JobSetDispatch{})
+		switch {
+		case err == nil:
+			logger.V(2).Info("Dispatch still exists on the hub; waiting for the cache")
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		case !apierrors.IsNotFound(err):
+			return ctrl.Result{}, fmt.Errorf("confirming JobSetDispatch %s is gone: %w", o.Key, err)
+		}
+	}
+	for _, js := range p.Delete {
+		if err := deleteJobSet(ctx, r.member, js); err != nil {
+			return ctrl.Result{}, err
+		}
+		logger.Info("Deleted member JobSet", "jobset", client.ObjectKeyFromObject(js), "epoch", Epoch(js), "originUID", js.Labels[fleetv1alpha1.OriginUIDLabel])
+	}
+	d := o.Dispatch
+	if p.AddFinalizer {
+		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.AddFinalizer(d, Finalizer)
+		if err := r.hub.Patch(ctx, d, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer to JobSetDispatch %s: %w", o.Key, err)
+		}
+	}
+	if js := p.Create; js != nil {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: js.Namespace}}
+		if err := r.member.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return ctrl.Result{}, fmt.Errorf("creating namespace %s: %w", js.Namespace, err)
+		}
+		if err := r.member.Create(ctx, js); err != nil {
+			return ctrl.Result{}, fmt.Errorf("creating member JobSet %s/%s: %w", js.Namespace, js.Name, err)
+		}
+		logger.Info("Created member JobSet", "jobset", client.ObjectKeyFromObject(js), "epoch", d.Spec.Epoch)
+	}
+	if js := p.Update; js != nil {
+		if err := r.member.Update(ctx, js); err != nil {
+			return ctrl.Result{}, fmt.Errorf("updating member JobSet %s/%s: %w", js.Namespace, js.Name, err)
+		}
+		logger.Info("Updated member JobSet from dispatch", "jobset", client.ObjectKeyFromObject(js), "suspend", js.IsSuspended())
+	}
+	if p.Status != nil {
+		patch := client.MergeFrom(d.DeepCopy())
+		d.Status = *p.Status
+		if err := r.hub.Status().Patch(ctx, d, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("patching status of JobSetDispatch %s: %w", o.Key, err)
+		}
+	}
+	if p.RemoveFinalizer {
+		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.RemoveFinalizer(d, Finalizer)
+		if err := r.hub.Patch(ctx, d, patch); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("removing finalizer from JobSetDispatch %s: %w", o.Key, err)
+		}
+		logger.Info("Member JobSet gone; released the dispatch")
+	}
+	if p.Waiting != "" {
+		logger.V(2).Info("Waiting", "for", p.Waiting)
+		// The delete event requeues too; this is the safety net.
+		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// jobSetToDispatches maps a member JobSet to the dispatch it was made for,
+// or, for a JobSet without the annotation, to the dispatches whose origin it
+// occupies (so a Conflict clears when the JobSet goes away).
+func (r *dispatchReconciler) jobSetToDispatches(ctx context.Context, js *v1alpha2.JobSet) []reconcile.Request {
+	if key, ok := js.Annotations[fleetv1alpha1.DispatchAnnotation]; ok {
+		ns, name, ok := strings.Cut(key, "/")
+		if ok && ns == r.memberNamespace {
+			return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: ns, Name: name}}}
+		}
+	}
+	var list fleetv1alpha1.JobSetDispatchList
+	if err := r.hub.List(ctx, &list, client.InNamespace(r.memberNamespace), client.MatchingFields{originIndex: js.Namespace + "/" + js.Name}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Mapping member JobSet to dispatches", "jobset", client.ObjectKeyFromObject(js))
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// allKeys is every dispatch the agent may have to act on: those in the hub
+// cache and those member copies point at (orphans included).
+func (r *dispatchReconciler) allKeys(ctx context.Context) ([]reconcile.Request, error) {
+	seen := map[client.ObjectKey]bool{}
+	var dispatches fleetv1alpha1.JobSetDispatchList
+	if err := r.hub.List(ctx, &dispatches, client.InNamespace(r.memberNamespace)); err != nil {
+		return nil, fmt.Errorf("listing dispatches: %w", err)
+	}
+	for i := range dispatches.Items {
+		seen[client.ObjectKeyFromObject(&dispatches.Items[i])] = true
+	}
+	var jobSets v1alpha2.JobSetList
+	if err := r.member.List(ctx, &jobSets); err != nil {
+		return nil, fmt.Errorf("listing member JobSets: %w", err)
+	}
+	for i := range jobSets.Items {
+		if js := &jobSets.Items[i]; isFleetCopy(js, r.memberNamespace) {
+			_, name, _ := strings.Cut(js.Annotations[fleetv1alpha1.DispatchAnnotation], "/")
+			seen[client.ObjectKey{Namespace: r.memberNamespace, Name: name}] = true
+		}
+	}
+	reqs := make([]reconcile.Request, 0, len(seen))
+	for k := range seen {
+		reqs = append(reqs, reconcile.Request{NamespacedName: k})
+	}
+	return reqs, nil
+}

@@ -1,0 +1,203 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+)
+
+// FenceAction is what a fenced agent does to its fleet JobSets.
+type FenceAction string
+
+const (
+	// FenceSuspend suspends them: Jobs and Pods go away, the JobSets (and
+	// their restart counters) stay, and the agent resumes them if the hub
+	// still wants them after reconnecting.
+	FenceSuspend FenceAction = "suspend"
+	// FenceDelete deletes them.
+	FenceDelete FenceAction = "delete"
+)
+
+// ParseFenceAction parses a --fence-action value.
+func ParseFenceAction(s string) (FenceAction, error) {
+	switch a := FenceAction(s); a {
+	case FenceSuspend, FenceDelete:
+		return a, nil
+	}
+	return "", fmt.Errorf("fence action %q: want %q or %q", s, FenceSuspend, FenceDelete)
+}
+
+// ShouldFence reports whether an agent whose last successful heartbeat was
+// sinceRenewal ago must stop its fleet JobSets. The hub re-dispatches only
+// after memberLostTimeout > fenceTimeout, so by then this copy is stopped.
+func ShouldFence(sinceRenewal, fenceTimeout time.Duration) bool {
+	return sinceRenewal >= fenceTimeout
+}
+
+// FenceActions says which fleet JobSets a fenced agent suspends and which it
+// deletes. Fleet JobSets are those annotated with a dispatch of this
+// member's hub namespace; anything else on the member is not the fleet's.
+func FenceActions(jobSets []v1alpha2.JobSet, memberNamespace string, action FenceAction) (suspend, del []*v1alpha2.JobSet) {
+	for i := range jobSets {
+		js := &jobSets[i]
+		if js.DeletionTimestamp != nil || !isFleetCopy(js, memberNamespace) {
+			continue
+		}
+		switch action {
+		case FenceDelete:
+			del = append(del, js)
+		default:
+			if !js.IsSuspended() {
+				suspend = append(suspend, js)
+			}
+		}
+	}
+	return suspend, del
+}
+
+// isFleetCopy reports whether js was made for a dispatch in memberNamespace.
+func isFleetCopy(js *v1alpha2.JobSet, memberNamespace string) bool {
+	ns, _, ok := strings.Cut(js.Annotations[fleetv1alpha1.DispatchAnnotation], "/")
+	return ok && ns == memberNamespace
+}
+
+// liveness tracks, on the local monotonic clock, when the last heartbeat
+// succeeded and whether the agent is fenced.
+type liveness struct {
+	clock clock.PassiveClock
+
+	mu          sync.Mutex
+	lastRenewal time.Time
+	fenced      bool
+}
+
+func newLiveness(c clock.PassiveClock) *liveness {
+	// Start counts as a renewal: an agent that never reaches the hub fences
+	// fenceTimeout after it starts.
+	return &liveness{clock: c, lastRenewal: c.Now()}
+}
+
+func (l *liveness) markRenewed() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastRenewal = l.clock.Now()
+}
+
+func (l *liveness) sinceRenewal() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.clock.Since(l.lastRenewal)
+}
+
+// LastRenewal is when the heartbeat last succeeded (local clock).
+func (l *liveness) LastRenewal() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastRenewal
+}
+
+func (l *liveness) isFenced() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fenced
+}
+
+// fencer stops fleet JobSets while the agent is cut off from the hub and
+// asks for a full resync when it is back.
+type fencer struct {
+	member          client.Client
+	memberNamespace string
+	timeout         time.Duration
+	action          FenceAction
+	live            *liveness
+	resync          func(context.Context)
+}
+
+func (f *fencer) NeedLeaderElection() bool { return true }
+
+func (f *fencer) Start(ctx context.Context) error {
+	tick := min(max(f.timeout/10, 100*time.Millisecond), time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			f.check(ctx)
+		}
+	}
+}
+
+func (f *fencer) check(ctx context.Context) {
+	logger := log.FromContext(ctx).WithValues("memberNamespace", f.memberNamespace)
+	since := f.live.sinceRenewal()
+	fence := ShouldFence(since, f.timeout)
+
+	f.live.mu.Lock()
+	was := f.live.fenced
+	f.live.fenced = fence
+	f.live.mu.Unlock()
+
+	switch {
+	case fence && !was:
+		logger.Info("No heartbeat reached the hub within the fence timeout; stopping fleet JobSets",
+			"sinceLastRenewal", since, "fenceTimeout", f.timeout, "action", f.action)
+	case !fence && was:
+		logger.Info("Heartbeat reaches the hub again; resyncing every dispatch")
+		f.resync(ctx)
+	}
+	if fence {
+		// Enforced on every tick, not once: a reconcile that raced the
+		// transition may have resumed a copy.
+		if err := f.enforce(ctx); err != nil {
+			logger.Error(err, "Stopping fleet JobSets")
+		}
+	}
+}
+
+func (f *fencer) enforce(ctx context.Context) error {
+	var list v1alpha2.JobSetList
+	if err := f.member.List(ctx, &list); err != nil {
+		return fmt.Errorf("listing member JobSets: %w", err)
+	}
+	suspend, del := FenceActions(list.Items, f.memberNamespace, f.action)
+	logger := log.FromContext(ctx)
+	for _, js := range suspend {
+		patch := client.MergeFrom(js.DeepCopy())
+		js.Spec.Suspend = ptr.To(true)
+		if err := f.member.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("suspending JobSet %s/%s: %w", js.Namespace, js.Name, err)
+		}
+		logger.Info("Suspended fleet JobSet while fenced", "jobset", client.ObjectKeyFromObject(js))
+	}
+	for _, js := range del {
+		if err := deleteJobSet(ctx, f.member, js); err != nil {
+			return err
+		}
+		logger.Info("Deleted fleet JobSet while fenced", "jobset", client.ObjectKeyFromObject(js))
+	}
+	return nil
+}
+
+// deleteJobSet deletes a member JobSet in the foreground, so it disappears
+// only after its Jobs: its absence then means nothing of it runs any more.
+// The UID precondition keeps a same-named newer JobSet safe.
+func deleteJobSet(ctx context.Context, c client.Client, js *v1alpha2.JobSet) error {
+	err := c.Delete(ctx, js, client.PropagationPolicy("Foreground"), client.Preconditions{UID: &js.UID})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting JobSet %s/%s: %w", js.Namespace, js.Name, err)
+	}
+	return nil
+}
