@@ -1,0 +1,41 @@
+package placement
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+)
+
+const (
+	// SchedulerName is the PlacementDecision schedulerName the hub writes.
+	SchedulerName = "jobset-fleet-hub"
+	// ReasonsAnnotation on a PlacementDecision explains the verdict for
+	// every member considered, chosen or not.
+	ReasonsAnnotation = "fleet.jobset.x-k8s.io/placement-reasons"
+)
+
+// Decision is the PlacementDecision the hub publishes for a JobSet: same
+// namespace and name as the JobSet, controlled by it (so it goes away with
+// it), listing the chosen cluster (none while pending) with the reason.
+func Decision(js *jobset.JobSet, r Result, inventoryNamespace string) *clusterinventory.PlacementDecision {
+	pd := &clusterinventory.PlacementDecision{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:       js.Namespace,
+			Name:            js.Name,
+			Labels:          map[string]string{clusterinventory.PlacementKeyLabel: string(js.UID)},
+			Annotations:     map[string]string{ReasonsAnnotation: r.Explain()},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(js, jobset.GroupVersion.WithKind("JobSet"))},
+		},
+		// Decisions is required: an empty list, never null, means "none".
+		Decisions:     []clusterinventory.ClusterDecision{},
+		SchedulerName: SchedulerName,
+	}
+	if r.Cluster != "" {
+		pd.Decisions = append(pd.Decisions, clusterinventory.ClusterDecision{
+			ClusterProfileRef: clusterinventory.ClusterProfileReference{Name: r.Cluster, Namespace: inventoryNamespace},
+			Reason:            r.Reason(),
+		})
+	}
+	return pd
+}

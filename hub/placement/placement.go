@@ -1,0 +1,340 @@
+// Package placement decides which member cluster runs a JobSet: it filters
+// the members (health, pinned cluster, cluster selector, resource fit net of
+// the hub's own not-yet-reported commitments), scores the rest with a
+// pluggable policy, and explains the outcome for every cluster considered.
+// Everything here is a pure function of its inputs.
+package placement
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
+
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+)
+
+// Annotations a user sets on a hub JobSet to steer placement.
+const (
+	// PinnedClusterAnnotation names the only member the JobSet may run on.
+	PinnedClusterAnnotation = "fleet.jobset.x-k8s.io/pinned-cluster"
+	// ClusterSelectorAnnotation is a label selector (kubectl syntax, e.g.
+	// "region=eu,gpu in (a100,h100)") over ClusterProfile labels.
+	ClusterSelectorAnnotation = "fleet.jobset.x-k8s.io/cluster-selector"
+)
+
+// Policy scores the members that fit.
+type Policy string
+
+const (
+	// Spread prefers the member with the largest fraction left free after
+	// placement, so load evens out across the fleet.
+	Spread Policy = "spread"
+	// BinPack prefers the member with the smallest fraction left free after
+	// placement, keeping other members empty for big JobSets.
+	BinPack Policy = "binpack"
+)
+
+// ParsePolicy parses a --placement-policy value.
+func ParsePolicy(s string) (Policy, error) {
+	switch p := Policy(strings.ToLower(s)); p {
+	case Spread, BinPack:
+		return p, nil
+	}
+	return "", fmt.Errorf("unknown placement policy %q: want %q or %q", s, Spread, BinPack)
+}
+
+// Request is the input of Place.
+type Request struct {
+	JobSet  *jobset.JobSet
+	Members []inventory.Member
+	// Committed is, per member, what the hub dispatched there after the
+	// member last reported its free resources.
+	Committed map[string]corev1.ResourceList
+	// Excluded members are not candidates; the value says why (e.g. the
+	// member the JobSet was lost on).
+	Excluded map[string]string
+	Policy   Policy
+}
+
+// Verdict is the outcome for one member.
+type Verdict struct {
+	Cluster string
+	Fits    bool
+	// Score is the fraction of the scarcest requested resource left free
+	// after placement (only meaningful when Fits).
+	Score  float64
+	Reason string
+}
+
+// Result is a placement decision with its explanation.
+type Result struct {
+	// Cluster is the chosen member, empty when none fits.
+	Cluster string
+	// Requests is the total the JobSet asks for.
+	Requests corev1.ResourceList
+	// Verdicts has one entry per member considered, by name.
+	Verdicts []Verdict
+	// Note explains a problem outside any member, e.g. a pinned cluster that
+	// is not in the fleet.
+	Note string
+}
+
+// Reason is the chosen member's verdict reason ("" when none was chosen).
+func (r Result) Reason() string {
+	for _, v := range r.Verdicts {
+		if v.Cluster == r.Cluster {
+			return v.Reason
+		}
+	}
+	return ""
+}
+
+// Explain lists every member's verdict: "m1: <reason>; m2: <reason>".
+func (r Result) Explain() string {
+	parts := make([]string, 0, len(r.Verdicts)+1)
+	if r.Note != "" {
+		parts = append(parts, r.Note)
+	}
+	for _, v := range r.Verdicts {
+		parts = append(parts, v.Cluster+": "+v.Reason)
+	}
+	if len(parts) == 0 {
+		return "no member clusters in the fleet"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Place filters and scores the members for a JobSet. It fails only on a
+// malformed selector annotation (admission rejects those, so this guards
+// objects stored before the webhook existed).
+func Place(req Request) (Result, error) {
+	js := req.JobSet
+	res := Result{Requests: Requests(&js.Spec)}
+	selector := labels.Everything()
+	if s, ok := js.Annotations[ClusterSelectorAnnotation]; ok {
+		parsed, err := labels.Parse(s)
+		if err != nil {
+			return res, fmt.Errorf("annotation %s: %w", ClusterSelectorAnnotation, err)
+		}
+		selector = parsed
+	}
+	pinned := js.Annotations[PinnedClusterAnnotation]
+	if pinned != "" && !containsMember(req.Members, pinned) {
+		res.Note = fmt.Sprintf("pinned cluster %q is not in the fleet", pinned)
+	}
+
+	for _, m := range req.Members {
+		v := Verdict{Cluster: m.Name}
+		switch {
+		case req.Excluded[m.Name] != "":
+			v.Reason = req.Excluded[m.Name]
+		case pinned != "" && m.Name != pinned:
+			v.Reason = fmt.Sprintf("not the pinned cluster %q", pinned)
+		case !selector.Matches(labels.Set(m.Labels)):
+			v.Reason = fmt.Sprintf("labels do not match selector %q", selector.String())
+		case !m.Healthy:
+			v.Reason = "unhealthy: " + m.Reason
+		default:
+			v = fit(m, res.Requests, req.Committed[m.Name])
+		}
+		res.Verdicts = append(res.Verdicts, v)
+	}
+
+	best := -1
+	for i, v := range res.Verdicts {
+		if !v.Fits {
+			continue
+		}
+		if best < 0 || better(req.Policy, v, res.Verdicts[best]) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		res.Cluster = res.Verdicts[best].Cluster
+		res.Verdicts[best].Reason = fmt.Sprintf("chosen by %s policy; %s", policyName(req.Policy), res.Verdicts[best].Reason)
+	}
+	return res, nil
+}
+
+func policyName(p Policy) Policy {
+	if p == "" {
+		return Spread
+	}
+	return p
+}
+
+// better reports whether a beats b under the policy; ties go to the name
+// that sorts first so decisions are reproducible.
+func better(p Policy, a, b Verdict) bool {
+	const eps = 1e-9
+	switch {
+	case math.Abs(a.Score-b.Score) < eps:
+		return a.Cluster < b.Cluster
+	case p == BinPack:
+		return a.Score < b.Score
+	default:
+		return a.Score > b.Score
+	}
+}
+
+// fit checks every requested resource against free minus committed and
+// scores what would be left.
+func fit(m inventory.Member, requests, committed corev1.ResourceList) Verdict {
+	v := Verdict{Cluster: m.Name, Fits: true}
+	var short []string
+	for _, name := range sortedNames(requests) {
+		want := requests[name]
+		avail := available(m.Free, committed, name)
+		if avail.Cmp(want) < 0 {
+			msg := fmt.Sprintf("needs %s %s, %s free", name, want.String(), avail.String())
+			if c, ok := committed[name]; ok && !c.IsZero() {
+				msg += fmt.Sprintf(" after %s committed to recent dispatches", c.String())
+			}
+			short = append(short, msg)
+		}
+	}
+	if len(short) > 0 {
+		return Verdict{Cluster: m.Name, Reason: "insufficient resources: " + strings.Join(short, ", ")}
+	}
+
+	// Score on the scarcest resource the JobSet asks for; a JobSet asking
+	// nothing is scored on everything the member reports.
+	scored := sortedNames(requests)
+	if len(scored) == 0 {
+		scored = sortedNames(m.Allocatable)
+	}
+	v.Score, v.Reason = 0, "fits; no allocatable resources reported"
+	first := true
+	for _, name := range scored {
+		alloc, ok := m.Allocatable[name]
+		if !ok || alloc.IsZero() {
+			continue
+		}
+		left := available(m.Free, committed, name)
+		if want, ok := requests[name]; ok {
+			left.Sub(want)
+		}
+		frac := left.AsApproximateFloat64() / alloc.AsApproximateFloat64()
+		if first || frac < v.Score {
+			v.Score = frac
+			v.Reason = fmt.Sprintf("fits; %.0f%% of %s free after placement (%s of %s)", 100*frac, name, left.String(), alloc.String())
+			first = false
+		}
+	}
+	return v
+}
+
+func available(free, committed corev1.ResourceList, name corev1.ResourceName) resource.Quantity {
+	q := free[name].DeepCopy()
+	if c, ok := committed[name]; ok {
+		q.Sub(c)
+	}
+	return q
+}
+
+func sortedNames(l corev1.ResourceList) []corev1.ResourceName {
+	names := make([]corev1.ResourceName, 0, len(l))
+	for n := range l {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return names[i] < names[j] })
+	return names
+}
+
+func containsMember(ms []inventory.Member, name string) bool {
+	for _, m := range ms {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Requests is what a JobSet's pods ask for in total: the sum over
+// replicatedJobs of replicas x parallelism x the pod's request. Only
+// resources with a non-zero total are listed.
+func Requests(spec *jobset.JobSetSpec) corev1.ResourceList {
+	total := corev1.ResourceList{}
+	for i := range spec.ReplicatedJobs {
+		rjob := &spec.ReplicatedJobs[i]
+		pods := int64(rjob.Replicas) * int64(ptr.Deref(rjob.Template.Spec.Parallelism, 1))
+		if pods <= 0 {
+			continue
+		}
+		for name, q := range PodRequests(&rjob.Template.Spec.Template.Spec) {
+			q.Mul(pods)
+			AddTo(total, corev1.ResourceList{name: q})
+		}
+	}
+	for name, q := range total {
+		if q.IsZero() {
+			delete(total, name)
+		}
+	}
+	return total
+}
+
+// PodRequests is the request the scheduler accounts for one pod: the sum of
+// the containers and restartable (sidecar) init containers, or the largest
+// regular init container plus the sidecars started before it, whichever is
+// larger per resource, plus the pod overhead. A container without requests
+// but with limits requests its limits (the API server defaults it so).
+func PodRequests(spec *corev1.PodSpec) corev1.ResourceList {
+	reqs := corev1.ResourceList{}
+	for i := range spec.Containers {
+		AddTo(reqs, containerRequests(&spec.Containers[i]))
+	}
+	sidecars := corev1.ResourceList{}
+	initMax := corev1.ResourceList{}
+	for i := range spec.InitContainers {
+		c := &spec.InitContainers[i]
+		r := containerRequests(c)
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			AddTo(reqs, r)
+			AddTo(sidecars, r)
+			continue
+		}
+		step := corev1.ResourceList{}
+		AddTo(step, r)
+		AddTo(step, sidecars)
+		maxInto(initMax, step)
+	}
+	maxInto(reqs, initMax)
+	AddTo(reqs, spec.Overhead)
+	return reqs
+}
+
+func containerRequests(c *corev1.Container) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for name, q := range c.Resources.Limits {
+		out[name] = q.DeepCopy()
+	}
+	for name, q := range c.Resources.Requests {
+		out[name] = q.DeepCopy()
+	}
+	return out
+}
+
+// AddTo adds add into total.
+func AddTo(total, add corev1.ResourceList) {
+	for name, q := range add {
+		cur := total[name].DeepCopy()
+		cur.Add(q)
+		total[name] = cur
+	}
+}
+
+func maxInto(into, other corev1.ResourceList) {
+	for name, q := range other {
+		if cur, ok := into[name]; !ok || q.Cmp(cur) > 0 {
+			into[name] = q.DeepCopy()
+		}
+	}
+}

@@ -1,0 +1,253 @@
+package placement
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+)
+
+func rl(kv ...string) corev1.ResourceList {
+	l := corev1.ResourceList{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		l[corev1.ResourceName(kv[i])] = resource.MustParse(kv[i+1])
+	}
+	return l
+}
+
+func member(name string, allocCPU, freeCPU string, lbls ...string) inventory.Member {
+	m := inventory.Member{Name: name, Healthy: true, Reason: "healthy", Labels: map[string]string{},
+		Allocatable: rl("cpu", allocCPU), Free: rl("cpu", freeCPU)}
+	for i := 0; i+1 < len(lbls); i += 2 {
+		m.Labels[lbls[i]] = lbls[i+1]
+	}
+	return m
+}
+
+// js is a JobSet of replicas x parallelism pods asking cpu each.
+func js(replicas, parallelism int32, cpu string, annotations ...string) *jobset.JobSet {
+	j := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Name: "train", Namespace: "team", UID: "uid-1", Annotations: map[string]string{}}}
+	for i := 0; i+1 < len(annotations); i += 2 {
+		j.Annotations[annotations[i]] = annotations[i+1]
+	}
+	rj := jobset.ReplicatedJob{Name: "w", Replicas: replicas}
+	rj.Template.Spec.Parallelism = ptr.To(parallelism)
+	rj.Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{Requests: rl("cpu", cpu)}}}
+	j.Spec.ReplicatedJobs = []jobset.ReplicatedJob{rj}
+	return j
+}
+
+func TestRequests(t *testing.T) {
+	j := js(2, 3, "500m")
+	// A second replicatedJob with a big init container and a sidecar.
+	rj := jobset.ReplicatedJob{Name: "driver", Replicas: 1}
+	ps := &rj.Template.Spec.Template.Spec
+	ps.Containers = []corev1.Container{{Name: "main", Resources: corev1.ResourceRequirements{Requests: rl("cpu", "1", "memory", "1Gi")}}}
+	ps.InitContainers = []corev1.Container{
+		{Name: "sidecar", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways), Resources: corev1.ResourceRequirements{Requests: rl("cpu", "100m")}},
+		{Name: "warmup", Resources: corev1.ResourceRequirements{Requests: rl("cpu", "4")}},
+		{Name: "limits-only", Resources: corev1.ResourceRequirements{Limits: rl("nvidia.com/gpu", "1")}},
+	}
+	j.Spec.ReplicatedJobs = append(j.Spec.ReplicatedJobs, rj)
+	got := Requests(&j.Spec)
+	// workers: 2*3*0.5 = 3 cpu. driver: max(1+0.1, 4+0.1) = 4.1 cpu, 1Gi, 1 gpu.
+	want := rl("cpu", "7100m", "memory", "1Gi", "nvidia.com/gpu", "1")
+	if len(got) != len(want) {
+		t.Fatalf("Requests = %v, want %v", got, want)
+	}
+	for n, q := range want {
+		if g := got[n]; g.Cmp(q) != 0 {
+			t.Errorf("Requests[%s] = %s, want %s", n, g.String(), q.String())
+		}
+	}
+}
+
+func TestPlaceFilters(t *testing.T) {
+	unhealthy := member("sick", "10", "10")
+	unhealthy.Healthy, unhealthy.Reason = false, "heartbeat not renewed within 30s"
+	members := []inventory.Member{
+		member("a", "10", "2", "region", "eu"),
+		member("b", "10", "8", "region", "us"),
+		member("c", "10", "9", "region", "eu"),
+		unhealthy,
+	}
+	tests := []struct {
+		name      string
+		job       *jobset.JobSet
+		committed map[string]corev1.ResourceList
+		excluded  map[string]string
+		want      string
+		reasons   map[string]string
+		note      string
+	}{
+		{
+			name: "fit and health",
+			job:  js(1, 4, "1"),
+			want: "c",
+			reasons: map[string]string{
+				"a":    "insufficient resources: needs cpu 4, 2 free",
+				"b":    "fits; 40% of cpu free after placement",
+				"c":    "chosen by spread policy; fits; 50% of cpu free",
+				"sick": "unhealthy: heartbeat not renewed within 30s",
+			},
+		},
+		{
+			name:      "commitments count against free",
+			job:       js(1, 4, "1"),
+			committed: map[string]corev1.ResourceList{"c": rl("cpu", "6")},
+			want:      "b",
+			reasons:   map[string]string{"c": "needs cpu 4, 3 free after 6 committed to recent dispatches"},
+		},
+		{
+			name:    "selector",
+			job:     js(1, 1, "1", ClusterSelectorAnnotation, "region=us"),
+			want:    "b",
+			reasons: map[string]string{"c": `labels do not match selector "region=us"`},
+		},
+		{
+			name:    "pinned",
+			job:     js(1, 1, "1", PinnedClusterAnnotation, "a"),
+			want:    "a",
+			reasons: map[string]string{"b": `not the pinned cluster "a"`},
+		},
+		{
+			name: "pinned to an unknown cluster",
+			job:  js(1, 1, "1", PinnedClusterAnnotation, "zz"),
+			note: `pinned cluster "zz" is not in the fleet`,
+		},
+		{
+			name:     "excluded (lost member)",
+			job:      js(1, 1, "1"),
+			excluded: map[string]string{"c": "member lost"},
+			want:     "b",
+			reasons:  map[string]string{"c": "member lost"},
+		},
+		{
+			name: "nothing fits",
+			job:  js(2, 5, "1"),
+			reasons: map[string]string{
+				"b": "needs cpu 10, 8 free",
+				"c": "needs cpu 10, 9 free",
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Place(Request{JobSet: tc.job, Members: members, Committed: tc.committed, Excluded: tc.excluded, Policy: Spread})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Cluster != tc.want {
+				t.Errorf("chose %q, want %q; %s", r.Cluster, tc.want, r.Explain())
+			}
+			if len(r.Verdicts) != len(members) {
+				t.Errorf("want a verdict per member, got %d", len(r.Verdicts))
+			}
+			for _, v := range r.Verdicts {
+				if w, ok := tc.reasons[v.Cluster]; ok && !strings.Contains(v.Reason, w) {
+					t.Errorf("reason for %s = %q, want it to contain %q", v.Cluster, v.Reason, w)
+				}
+			}
+			if tc.note != "" && !strings.Contains(r.Explain(), tc.note) {
+				t.Errorf("Explain() = %q, want %q", r.Explain(), tc.note)
+			}
+		})
+	}
+}
+
+func TestPlaceBadSelector(t *testing.T) {
+	_, err := Place(Request{JobSet: js(1, 1, "1", ClusterSelectorAnnotation, "a in (")})
+	if err == nil || !strings.Contains(err.Error(), ClusterSelectorAnnotation) {
+		t.Fatalf("want an error naming the annotation, got %v", err)
+	}
+}
+
+func TestPolicies(t *testing.T) {
+	members := []inventory.Member{member("big", "100", "60"), member("small", "10", "8")}
+	// After placing 2 cpu: big 58% free, small 60% free.
+	for _, tc := range []struct {
+		policy Policy
+		want   string
+	}{{Spread, "small"}, {BinPack, "big"}, {"", "small"}} {
+		r, err := Place(Request{JobSet: js(1, 2, "1"), Members: members, Policy: tc.policy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Cluster != tc.want {
+			t.Errorf("policy %q chose %q, want %q: %s", tc.policy, r.Cluster, tc.want, r.Explain())
+		}
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	if p, err := ParsePolicy("BinPack"); err != nil || p != BinPack {
+		t.Errorf("ParsePolicy(BinPack) = %q, %v", p, err)
+	}
+	if _, err := ParsePolicy("random"); err == nil {
+		t.Error("want an error for an unknown policy")
+	}
+}
+
+// TestBurstSpreadsByCapacity places 50 one-cpu JobSets in a row, each
+// counting the ones before it as commitments, as the dispatcher does before
+// members report: they must land in proportion to capacity, never overflow.
+func TestBurstSpreadsByCapacity(t *testing.T) {
+	members := []inventory.Member{member("m40", "40", "40"), member("m20", "20", "20"), member("m2", "2", "2")}
+	for _, policy := range []Policy{Spread, BinPack} {
+		committed := map[string]corev1.ResourceList{}
+		counts := map[string]int{}
+		for range 50 {
+			r, err := Place(Request{JobSet: js(1, 1, "1"), Members: members, Committed: committed, Policy: policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Cluster == "" {
+				t.Fatalf("%s: no fit with capacity left: %s", policy, r.Explain())
+			}
+			counts[r.Cluster]++
+			if committed[r.Cluster] == nil {
+				committed[r.Cluster] = corev1.ResourceList{}
+			}
+			AddTo(committed[r.Cluster], r.Requests)
+		}
+		switch policy {
+		case Spread:
+			// Equal free fractions: 62 cpu, 50 used → about 19% left everywhere.
+			if counts["m40"] < 31 || counts["m40"] > 34 || counts["m20"] < 15 || counts["m20"] > 18 || counts["m2"] > 2 {
+				t.Errorf("spread: counts %v, want about 32/16/2", counts)
+			}
+		case BinPack:
+			// Fill the fullest first: m2, then m20, then the rest on m40.
+			if counts["m2"] != 2 || counts["m20"] != 20 || counts["m40"] != 28 {
+				t.Errorf("binpack: counts %v, want m2=2 m20=20 m40=28", counts)
+			}
+		}
+	}
+}
+
+func TestDecision(t *testing.T) {
+	j := js(1, 1, "1")
+	r, err := Place(Request{JobSet: j, Members: []inventory.Member{member("a", "4", "4")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd := Decision(j, r, "fleet-system")
+	if pd.Name != "train" || pd.Namespace != "team" || len(pd.Decisions) != 1 ||
+		pd.Decisions[0].ClusterProfileRef.Name != "a" || pd.Decisions[0].ClusterProfileRef.Namespace != "fleet-system" ||
+		!strings.Contains(pd.Decisions[0].Reason, "chosen by spread policy") {
+		t.Errorf("unexpected decision %+v", pd)
+	}
+	if !*pd.OwnerReferences[0].Controller || pd.OwnerReferences[0].UID != "uid-1" {
+		t.Errorf("decision must be controlled by the JobSet: %+v", pd.OwnerReferences)
+	}
+	none := Decision(j, Result{Verdicts: []Verdict{{Cluster: "a", Reason: "unhealthy"}}}, "fleet-system")
+	if none.Decisions == nil || len(none.Decisions) != 0 || none.Annotations[ReasonsAnnotation] != "a: unhealthy" {
+		t.Errorf("pending decision: %+v", none)
+	}
+}
