@@ -191,7 +191,7 @@ func assertAdmissionWorks(t *testing.T, c client.Client, name string) {
 	ctx := context.Background()
 	js := &jobset.JobSet{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
-		Spec: jobset.JobSetSpec{ReplicatedJobs: []jobset.ReplicatedJob{{Name: "w", Replicas: 1}}},
+		Spec:       jobset.JobSetSpec{ReplicatedJobs: []jobset.ReplicatedJob{{Name: "w", Replicas: 1}}},
 	}
 	js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
 	if err := c.Create(ctx, js); err != nil {
@@ -222,4 +222,3 @@ func countCerts(data []byte) int {
 		}
 	}
 }
-
