@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -432,5 +433,65 @@ func TestExclusivePlacementPods(t *testing.T) {
 	}
 	if strategy.Spec.NodeSelector != nil {
 		t.Errorf("node-selector-strategy pod mutated: %v", strategy.Spec.NodeSelector)
+	}
+}
+
+// podWebhookCalls counts admission requests the pod webhooks served, from
+// controller-runtime's webhook metrics.
+func podWebhookCalls(t *testing.T) float64 {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range families {
+		if mf.GetName() != "controller_runtime_webhook_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "webhook" && strings.HasSuffix(l.GetValue(), "-v1-pod") {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// The apiserver must not call the pod webhooks for pods that do not use
+// exclusive placement: objectSelector and matchConditions filter them out,
+// so a webhook outage or slowness cannot affect them.
+func TestPodWebhookScope(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	c := cluster.Client
+
+	before := podWebhookCalls(t)
+	plain := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plain", Annotations: map[string]string{jobset.ExclusiveKey: rackKey}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+	}
+	nonExclusive := exclusivePod(ns, "non-exclusive", 1, "uid-x", "key-x")
+	delete(nonExclusive.Annotations, jobset.ExclusiveKey)
+	strategy := exclusivePod(ns, "strategy", 1, "uid-x", "key-x")
+	strategy.Annotations[jobset.NodeSelectorStrategyKey] = "true"
+	for _, p := range []*corev1.Pod{plain, nonExclusive, strategy} {
+		if err := c.Create(ctx, p); err != nil {
+			t.Fatalf("pod %s rejected: %v", p.Name, err)
+		}
+	}
+	if after := podWebhookCalls(t); after != before {
+		t.Errorf("pod webhooks called %v times for pods outside their scope", after-before)
+	}
+
+	// Sanity check that the counter does count: an exclusive leader goes
+	// through both pod webhooks.
+	if err := c.Create(ctx, exclusivePod(ns, "leader", 0, "uid-y", "key-y")); err != nil {
+		t.Fatal(err)
+	}
+	if got := podWebhookCalls(t) - before; got != 2 {
+		t.Errorf("exclusive leader: pod webhooks called %v times, want 2 (mutating + validating)", got)
 	}
 }

@@ -74,15 +74,21 @@ func ValidateJobSet(js *jobset.JobSet) field.ErrorList {
 // create checks on unchanged fields: a stored object must stay updatable (for
 // example to remove a finalizer) even if validation tightened since it was
 // created. Fields that may change (the coordinator) are re-validated.
+//
+// The old object is defaulted before comparing: the new one always is (the
+// mutating webhook ran), and an object stored before this webhook was
+// installed must not look "changed" merely because defaults were filled in.
 func ValidateJobSetUpdate(oldJS, newJS *jobset.JobSet) field.ErrorList {
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
+	oldJS = oldJS.DeepCopy()
+	jobset.Default(oldJS)
 	suspended := oldJS.IsSuspended() || newJS.IsSuspended()
 	errs = append(errs, validateReplicatedJobsUpdate(oldJS.Spec.ReplicatedJobs, newJS.Spec.ReplicatedJobs, suspended, spec.Child("replicatedJobs"))...)
 
 	// CEL's "self == oldSelf" only fires when the field is set on both sides,
 	// so setting or clearing managedBy has to be caught here.
-	if !apiequality.Semantic.DeepEqual(oldJS.Spec.ManagedBy, newJS.Spec.ManagedBy) {
+	if managedBy(oldJS) != managedBy(newJS) {
 		errs = append(errs, field.Invalid(spec.Child("managedBy"), ptr.Deref(newJS.Spec.ManagedBy, ""), "field is immutable"))
 	}
 	if !apiequality.Semantic.DeepEqual(oldJS.Spec.Coordinator, newJS.Spec.Coordinator) {
@@ -309,4 +315,13 @@ func validateReplicatedJobsUpdate(oldJobs, newJobs []jobset.ReplicatedJob, suspe
 
 func isIndexed(spec *batchv1.JobSpec) bool {
 	return ptr.Deref(spec.CompletionMode, batchv1.NonIndexedCompletion) == batchv1.IndexedCompletion
+}
+
+// managedBy normalizes spec.managedBy: unset, empty and the built-in
+// controller's name all mean the built-in controller.
+func managedBy(js *jobset.JobSet) string {
+	if m := ptr.Deref(js.Spec.ManagedBy, ""); m != "" {
+		return m
+	}
+	return jobset.JobSetControllerName
 }

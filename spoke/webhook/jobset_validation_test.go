@@ -371,8 +371,12 @@ func TestValidateJobSetUpdate(t *testing.T) {
 			wantPaths: []string{"spec.replicatedJobs[1].name", "spec.replicatedJobs[1].dependsOn"},
 		},
 		{
-			name:      "managedBy cleared",
-			mutate:    func(js *jobset.JobSet) { js.Spec.ManagedBy = nil },
+			name:   "managedBy cleared means the same controller",
+			mutate: func(js *jobset.JobSet) { js.Spec.ManagedBy = nil },
+		},
+		{
+			name:      "managedBy handed to another controller",
+			mutate:    func(js *jobset.JobSet) { js.Spec.ManagedBy = ptr.To("kueue.x-k8s.io/multikueue") },
 			wantPaths: []string{"spec.managedBy"},
 		},
 		{
@@ -393,6 +397,24 @@ func TestValidateJobSetUpdate(t *testing.T) {
 			_, err := jobSetWebhook{}.ValidateUpdate(context.Background(), oldJS, newJS)
 			assertInvalid(t, err, tc.wantPaths, tc.wantText)
 		})
+	}
+}
+
+// An object stored before the webhook was installed has no defaults; an
+// update (say, a label) arrives defaulted and must not count as a change.
+func TestValidateJobSetUpdateUndefaultedOld(t *testing.T) {
+	oldJS := &jobset.JobSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "pytorch"},
+		Spec:       jobset.JobSetSpec{ReplicatedJobs: []jobset.ReplicatedJob{rjob("workers", 1, 4)}},
+	}
+	newJS := oldJS.DeepCopy()
+	newJS.Labels = map[string]string{"team": "a"}
+	jobset.Default(newJS)
+	if _, err := (jobSetWebhook{}).ValidateUpdate(context.Background(), oldJS, newJS); err != nil {
+		t.Fatalf("metadata-only update of an undefaulted JobSet rejected: %v", err)
+	}
+	if oldJS.Spec.ManagedBy != nil {
+		t.Error("validation mutated the old object")
 	}
 }
 
