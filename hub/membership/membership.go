@@ -1,0 +1,354 @@
+// Package membership joins a member cluster to the fleet and removes it
+// again. Both operations are idempotent: running them twice is the same as
+// running them once, and a second Join repairs whatever drifted.
+//
+// Join creates, on the hub: the inventory namespace (if missing), the
+// member's ClusterProfile, its namespace fleet-member-<name>, the agent's
+// ServiceAccount there, the Roles that limit the agent to that namespace and
+// to its own ClusterProfile, and a long-lived token. On the member: the
+// fleet's CRDs, the namespace jobset-fleet-system and the Secret
+// hub-kubeconfig the agent reads its hub credentials from.
+//
+// The CRDs are read from a directory (Options.CRDDir, by default
+// config/crd/bases of a checkout or release) rather than embedded: the
+// JobSet CRD is 860 KB, and an embedded copy would be a second source of
+// truth that `make manifests` does not regenerate.
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+)
+
+// Names of what Join creates.
+const (
+	// AgentServiceAccount is the agent's identity on the hub, in the member
+	// namespace.
+	AgentServiceAccount = "agent"
+	// AgentTokenSecret holds the agent's long-lived token on the hub.
+	AgentTokenSecret = "agent-token"
+	// AgentRole names the agent's Role and RoleBinding in the member
+	// namespace; in the inventory namespace they are AgentRole-<cluster>.
+	AgentRole = "jobset-fleet-agent"
+	// AgentNamespace is the agent's namespace on the member.
+	AgentNamespace = "jobset-fleet-system"
+	// KubeconfigSecret in AgentNamespace holds the agent's hub kubeconfig
+	// under KubeconfigKey.
+	KubeconfigSecret = "hub-kubeconfig"
+	KubeconfigKey    = "kubeconfig"
+	// CreatedByLabel marks namespaces Join created, which Unjoin may delete.
+	CreatedByLabel = "fleet.jobset.x-k8s.io/created-by"
+	createdByValue = "join"
+	// FieldOwner is the server-side-apply field manager of the CRDs.
+	FieldOwner = "jobset-fleet-join"
+)
+
+// Options configure Join and Unjoin.
+type Options struct {
+	// ClusterName is the member's name (required): its ClusterProfile and
+	// its hub namespace fleet-member-<ClusterName>.
+	ClusterName string
+	// InventoryNamespace holds the ClusterProfiles; default fleet-system.
+	InventoryNamespace string
+	// Labels are added to the ClusterProfile (for cluster selectors).
+	Labels map[string]string
+	// DisplayName is the ClusterProfile's spec.displayName; default ClusterName.
+	DisplayName string
+
+	// HubServerURL is the hub apiserver address as the agent reaches it
+	// (required by Join); HubCAData its CA bundle (empty: system roots).
+	HubServerURL string
+	HubCAData    []byte
+
+	// CRDDir holds the CRD manifests installed on the member; default
+	// config/crd/bases. SkipCRDs installs none.
+	CRDDir   string
+	SkipCRDs bool
+
+	// TokenWait is how long Join waits for the token controller to fill the
+	// ServiceAccount token Secret before it falls back to the TokenRequest
+	// API; default 10s.
+	TokenWait time.Duration
+	// TokenExpiration is the lifetime asked of TokenRequest; default one
+	// year (the hub may cap it: --service-account-max-token-expiration).
+	TokenExpiration time.Duration
+
+	// Unjoin only: RemoveCRDs also deletes the CRDs from the member (and with
+	// them every JobSet there); KeepWorkloads leaves the fleet's JobSets on
+	// the member running.
+	RemoveCRDs    bool
+	KeepWorkloads bool
+}
+
+func (o *Options) defaults() error {
+	if o.ClusterName == "" {
+		return errors.New("membership: ClusterName is required")
+	}
+	if o.InventoryNamespace == "" {
+		o.InventoryNamespace = fleetv1alpha1.DefaultInventoryNamespace
+	}
+	if o.DisplayName == "" {
+		o.DisplayName = o.ClusterName
+	}
+	if o.CRDDir == "" {
+		o.CRDDir = filepath.Join("config", "crd", "bases")
+	}
+	if o.TokenWait == 0 {
+		o.TokenWait = 10 * time.Second
+	}
+	if o.TokenExpiration == 0 {
+		o.TokenExpiration = 365 * 24 * time.Hour
+	}
+	return nil
+}
+
+func (o *Options) memberNamespace() string { return fleetv1alpha1.MemberNamespace(o.ClusterName) }
+func (o *Options) inventoryRole() string   { return AgentRole + "-" + o.ClusterName }
+
+// AgentRules are what the agent may do in its member namespace on the hub.
+func AgentRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{fleetv1alpha1.GroupVersion.Group}, Resources: []string{"jobsetdispatches"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
+		{APIGroups: []string{fleetv1alpha1.GroupVersion.Group}, Resources: []string{"jobsetdispatches/status", "jobsetdispatches/finalizers"}, Verbs: []string{"update", "patch"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	}
+}
+
+// ProfileRules are what the agent may do in the inventory namespace: read
+// and write its own ClusterProfile, nothing else.
+func ProfileRules(cluster string) []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{{
+		APIGroups:     []string{clusterinventory.GroupVersion.Group},
+		Resources:     []string{"clusterprofiles", "clusterprofiles/status"},
+		Verbs:         []string{"get", "update", "patch"},
+		ResourceNames: []string{cluster},
+	}}
+}
+
+// Join makes the member part of the fleet and returns the agent's hub
+// kubeconfig (also stored in the member's hub-kubeconfig Secret).
+func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	if opts.HubServerURL == "" {
+		return nil, errors.New("membership: HubServerURL is required to join")
+	}
+	var crds []*unstructured.Unstructured
+	if !opts.SkipCRDs {
+		var err error
+		if crds, err = readCRDs(opts.CRDDir); err != nil {
+			return nil, err
+		}
+	}
+	memberNS := opts.memberNamespace()
+
+	// Hub.
+	for _, ns := range []string{opts.InventoryNamespace, memberNS} {
+		if err := ensureNamespace(ctx, hub, ns); err != nil {
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+	}
+	cp := &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}}
+	if _, err := controllerutil.CreateOrUpdate(ctx, hub, cp, func() error {
+		if cp.Labels == nil {
+			cp.Labels = map[string]string{}
+		}
+		maps.Copy(cp.Labels, opts.Labels)
+		cp.Labels[clusterinventory.LabelClusterManagerKey] = fleetv1alpha1.ClusterManagerName
+		cp.Spec.DisplayName = opts.DisplayName
+		cp.Spec.ClusterManager.Name = fleetv1alpha1.ClusterManagerName
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("hub: ClusterProfile %s/%s: %w", cp.Namespace, cp.Name, err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: memberNS, Name: AgentServiceAccount}}
+	if err := hub.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("hub: ServiceAccount %s/%s: %w", memberNS, sa.Name, err)
+	}
+	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: memberNS, Name: AgentServiceAccount}
+	if err := ensureRole(ctx, hub, memberNS, AgentRole, AgentRules(), subject); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if err := ensureRole(ctx, hub, opts.InventoryNamespace, opts.inventoryRole(), ProfileRules(opts.ClusterName), subject); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	token, err := agentToken(ctx, hub, memberNS, opts)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	kubeconfig, err := Kubeconfig(opts.HubServerURL, opts.HubCAData, memberNS, token)
+	if err != nil {
+		return nil, err
+	}
+
+	// Member.
+	for _, crd := range crds {
+		if err := member.Apply(ctx, client.ApplyConfigurationFromUnstructured(crd), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			return nil, fmt.Errorf("member: applying CRD %s: %w", crd.GetName(), err)
+		}
+	}
+	if err := ensureNamespace(ctx, member, AgentNamespace); err != nil {
+		return nil, fmt.Errorf("member: %w", err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: AgentNamespace, Name: KubeconfigSecret}}
+	if _, err := controllerutil.CreateOrUpdate(ctx, member, secret, func() error {
+		secret.Data = map[string][]byte{KubeconfigKey: kubeconfig}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("member: Secret %s/%s: %w", AgentNamespace, KubeconfigSecret, err)
+	}
+	return kubeconfig, nil
+}
+
+// Kubeconfig is a kubeconfig for the agent: the hub, a token, and the
+// member namespace as default namespace.
+func Kubeconfig(server string, caData []byte, namespace, token string) ([]byte, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["hub"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caData}
+	cfg.AuthInfos["agent"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["agent@hub"] = &clientcmdapi.Context{Cluster: "hub", AuthInfo: "agent", Namespace: namespace}
+	cfg.CurrentContext = "agent@hub"
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return nil, fmt.Errorf("writing agent kubeconfig: %w", err)
+	}
+	return data, nil
+}
+
+// agentToken returns the token of the agent's service-account-token Secret,
+// or, where no token controller fills it (envtest, some hardened hubs), a
+// TokenRequest token with a long expiration.
+func agentToken(ctx context.Context, hub client.Client, ns string, opts Options) (string, error) {
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: AgentTokenSecret,
+			Annotations: map[string]string{corev1.ServiceAccountNameKey: AgentServiceAccount}},
+		Type: corev1.SecretTypeServiceAccountToken,
+	}
+	if err := hub.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("token Secret %s/%s: %w", ns, AgentTokenSecret, err)
+	}
+	var token string
+	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, opts.TokenWait, true, func(ctx context.Context) (bool, error) {
+		if err := hub.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
+			return false, nil
+		}
+		token = string(secret.Data[corev1.ServiceAccountTokenKey])
+		return token != "", nil
+	})
+	if token != "" {
+		return token, nil
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: AgentServiceAccount}}
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: ptr.To(int64(opts.TokenExpiration.Seconds())),
+	}}
+	if err := hub.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return "", fmt.Errorf("no token in Secret %s/%s after %s, and TokenRequest failed: %w", ns, AgentTokenSecret, opts.TokenWait, err)
+	}
+	return tr.Status.Token, nil
+}
+
+func ensureNamespace(ctx context.Context, c client.Client, name string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{CreatedByLabel: createdByValue}}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+func ensureRole(ctx context.Context, c client.Client, ns, name string, rules []rbacv1.PolicyRule, subject rbacv1.Subject) error {
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if _, err := controllerutil.CreateOrUpdate(ctx, c, role, func() error {
+		role.Rules = rules
+		return nil
+	}); err != nil {
+		return fmt.Errorf("Role %s/%s: %w", ns, name, err)
+	}
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	roleRef := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(rb), rb); err == nil && rb.RoleRef != roleRef {
+		// roleRef is immutable: replace a binding that points elsewhere.
+		if err := c.Delete(ctx, rb); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("RoleBinding %s/%s: %w", ns, name, err)
+		}
+		rb = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	}
+	if _, err := controllerutil.CreateOrUpdate(ctx, c, rb, func() error {
+		rb.RoleRef = roleRef
+		rb.Subjects = []rbacv1.Subject{subject}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("RoleBinding %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// readCRDs reads every CustomResourceDefinition in the YAML files of dir.
+func readCRDs(dir string) ([]*unstructured.Unstructured, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading CRD directory (set --crd-dir, or run from a checkout): %w", err)
+	}
+	var crds []*unstructured.Unstructured
+	for _, e := range entries {
+		if e.IsDir() || !slices.Contains([]string{".yaml", ".yml"}, filepath.Ext(e.Name())) {
+			continue
+		}
+		found, err := readCRDFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		crds = append(crds, found...)
+	}
+	if len(crds) == 0 {
+		return nil, fmt.Errorf("no CustomResourceDefinitions in %s", dir)
+	}
+	return crds, nil
+}
+
+func readCRDFile(path string) ([]*unstructured.Unstructured, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var crds []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+			return crds, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", path, err)
+		}
+		if u.GetKind() == "CustomResourceDefinition" {
+			crds = append(crds, u)
+		}
+	}
+}
