@@ -1,0 +1,215 @@
+package singlecluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// env is the package's one kwok cluster. Tests use namespaces of their own;
+// the one that needs the racks to itself (exclusive placement) runs before
+// the parallel ones start.
+var env *kwokEnv
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		ctx := context.Background()
+		start := time.Now()
+		e, err := startKwokEnv(ctx, fmt.Sprintf("singlecluster-%d", os.Getpid()%100000))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "starting the kwok cluster: %v\n", err)
+			return 1
+		}
+		env = e
+		fmt.Fprintf(os.Stderr, "kwok cluster %s ready in %s (kubeconfig %s, context %s)\n",
+			e.cluster.Name, time.Since(start).Round(time.Millisecond), e.cluster.KubeconfigPath, e.cluster.Context)
+		code := m.Run()
+		if code != 0 {
+			e.saveClusterLogs()
+			fmt.Fprintf(os.Stderr, "logs of the controller and of the cluster's components are in %s\n", e.logDir)
+		}
+		e.stop(ctx)
+		if code == 0 {
+			_ = os.RemoveAll(e.workDir)
+		}
+		return code
+	}())
+}
+
+// setLogger sends the controller's logs (verbosity 3) to path.
+func setLogger(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.Level(-3)})))
+	return nil
+}
+
+// newNamespace creates a namespace for one test and deletes it, waiting
+// until it is gone, when the test ends.
+func newNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := env.c.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpNamespace(t, ns.Name)
+		}
+		if err := env.c.Delete(ctx, ns); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete namespace %s: %v", ns.Name, err)
+			return
+		}
+		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			err := env.c.Get(ctx, client.ObjectKeyFromObject(ns), &corev1.Namespace{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			t.Errorf("namespace %s was not deleted within 2m: %v", ns.Name, err)
+		}
+	})
+	// Pods need the default ServiceAccount, which kube-controller-manager
+	// creates shortly after the namespace.
+	eventually(t, time.Minute, "default ServiceAccount in "+ns.Name, func() (bool, string) {
+		err := env.c.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "default"}, &corev1.ServiceAccount{})
+		return err == nil, fmt.Sprint(err)
+	})
+	return ns.Name
+}
+
+// dumpNamespace logs what a user would look at when a test fails.
+func dumpNamespace(t *testing.T, ns string) {
+	ctx := context.Background()
+	for _, args := range [][]string{
+		{"get", "jobsets,jobs,pods,services", "-o", "wide"},
+		{"get", "jobsets", "-o", "yaml"},
+		{"get", "events", "--sort-by=.lastTimestamp"},
+	} {
+		out, err := env.kubectl(ctx, append([]string{"-n", ns}, args...)...)
+		t.Logf("$ kubectl -n %s %s\n%s%v", ns, strings.Join(args, " "), out, errOrEmpty(err))
+	}
+	t.Logf("controller log: %s", env.logDir)
+}
+
+func errOrEmpty(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// kubectl runs bin/kubectl against the test cluster and fails the test on
+// error.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := env.kubectl(ctx, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return out
+}
+
+// kubectlJSON runs kubectl with -o json and decodes the output into into.
+func kubectlJSON(t *testing.T, into any, args ...string) {
+	t.Helper()
+	out := kubectl(t, append(args, "-o", "json")...)
+	if err := json.Unmarshal([]byte(out), into); err != nil {
+		t.Fatalf("decoding kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// eventually polls cond every 250ms until it holds or timeout passes; the
+// failure message carries cond's last description of what it saw.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	var last string
+	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		var ok bool
+		ok, last = cond()
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, last)
+	}
+}
+
+// podPhases records, from a watch, every phase each pod of a namespace went
+// through, so a test can tell that pods really ran before they finished
+// even when a poll would have missed the Running window.
+type podPhases struct {
+	mu     sync.Mutex
+	phases map[string][]corev1.PodPhase
+	labels map[string]map[string]string
+}
+
+func watchPodPhases(t *testing.T, ns string) *podPhases {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := env.c.Watch(ctx, &corev1.PodList{}, client.InNamespace(ns))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	p := &podPhases{phases: map[string][]corev1.PodPhase{}, labels: map[string]map[string]string{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted {
+				continue
+			}
+			p.mu.Lock()
+			p.labels[pod.Name] = pod.Labels
+			seen := p.phases[pod.Name]
+			if len(seen) == 0 || seen[len(seen)-1] != pod.Status.Phase {
+				p.phases[pod.Name] = append(seen, pod.Status.Phase)
+			}
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		w.Stop()
+		cancel()
+		<-done
+	})
+	return p
+}
+
+// seen returns the phases pod went through, in order.
+func (p *podPhases) seen(pod string) []corev1.PodPhase {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]corev1.PodPhase(nil), p.phases[pod]...)
+}
+
+// pods returns the names of every pod the watch saw, with their labels.
+func (p *podPhases) pods() map[string]map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]map[string]string, len(p.labels))
+	for name, labels := range p.labels {
+		out[name] = labels
+	}
+	return out
+}
