@@ -37,6 +37,9 @@ type Member struct {
 	// PropertiesObserved is the hub-local time the properties were last seen
 	// to change: work dispatched after it is not yet reflected in Free.
 	PropertiesObserved time.Time
+	// HeartbeatFresh is true when the agent renewed its Lease within the
+	// heartbeat timeout: the status it reports is current.
+	HeartbeatFresh bool
 	// SilentFor is how long, by the hub's clock, the heartbeat has not changed
 	// (or, if never seen, how long the hub has been watching).
 	SilentFor time.Duration
@@ -105,6 +108,7 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, propertiesObserved
 		// conditions quoting it are not rewritten every reconcile.
 		problems = append(problems, fmt.Sprintf("heartbeat not renewed within %s", a.HeartbeatTimeout))
 	}
+	m.HeartbeatFresh = hb.Seen && m.SilentFor <= a.HeartbeatTimeout
 	m.Healthy = len(problems) == 0
 	m.Reason = "healthy"
 	if !m.Healthy {

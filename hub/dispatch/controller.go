@@ -1,0 +1,138 @@
+// Package dispatch is the hub's controller for users' JobSets: it places
+// each JobSet on a member cluster, writes the JobSetDispatch the member's
+// agent runs, keeps the dispatch in step with the JobSet's spec, mirrors the
+// member's status back, moves the JobSet when its member is lost, and
+// removes the member copy before letting the JobSet go.
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
+)
+
+// +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets/finalizers,verbs=update
+// +kubebuilder:rbac:groups=fleet.jobset.x-k8s.io,resources=jobsetdispatches,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=multicluster.x-k8s.io,resources=placementdecisions,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// OriginUIDIndex indexes JobSetDispatches by spec.origin.uid, so the hub
+// finds a JobSet's dispatches in any member namespace (after a restart, or
+// left on a lost member) without knowing where it put them.
+const OriginUIDIndex = "spec.origin.uid"
+
+// Options configures a Reconciler.
+type Options struct {
+	// Policy scores members (default Spread).
+	Policy placement.Policy
+	// MaxConcurrentReconciles defaults to 4.
+	MaxConcurrentReconciles int
+	// Clock defaults to the wall clock.
+	Clock clock.PassiveClock
+}
+
+// Reconciler is the hub dispatcher.
+type Reconciler struct {
+	client    client.Client
+	inventory *inventory.Inventory
+	recorder  events.EventRecorder
+	opts      Options
+
+	// placing serializes "read commitments, choose, reserve" so that
+	// concurrent placements see each other.
+	placing sync.Mutex
+	ledger  ledger
+	gauges  gauges
+}
+
+// NewReconciler returns a Reconciler. c must be the manager's client (it
+// reads dispatches through the OriginUIDIndex that SetupWithManager adds).
+func NewReconciler(c client.Client, inv *inventory.Inventory, recorder events.EventRecorder, opts Options) *Reconciler {
+	if opts.Policy == "" {
+		opts.Policy = placement.Spread
+	}
+	if opts.MaxConcurrentReconciles <= 0 {
+		opts.MaxConcurrentReconciles = 4
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	return &Reconciler{client: c, inventory: inv, recorder: recorder, opts: opts}
+}
+
+// SetupWithManager registers the index, metrics and controller. The
+// inventory must be set up on the same manager.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	registerMetrics()
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleet.JobSetDispatch{}, OriginUIDIndex,
+		func(o client.Object) []string { return []string{string(o.(*fleet.JobSetDispatch).Spec.Origin.UID)} }); err != nil {
+		return fmt.Errorf("indexing JobSetDispatches by origin: %w", err)
+	}
+	toOrigin := func(_ context.Context, o client.Object) []reconcile.Request {
+		d := o.(*fleet.JobSetDispatch)
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: d.Spec.Origin.Namespace, Name: d.Spec.Origin.Name}}}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("hub-dispatch").
+		// Our own status writes need no reconcile; spec, metadata and
+		// deletion changes do.
+		For(&jobset.JobSet{}, builder.WithPredicates(managedByFleet(), predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&fleet.JobSetDispatch{}, handler.EnqueueRequestsFromMapFunc(toOrigin)).
+		WatchesRawSource(source.Channel(r.inventory.Subscribe(), handler.EnqueueRequestsFromMapFunc(r.affectedBy))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
+		Complete(r)
+}
+
+func managedByFleet() predicate.Predicate {
+	return predicate.NewPredicateFuncs(func(o client.Object) bool {
+		js, ok := o.(*jobset.JobSet)
+		return ok && ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet
+	})
+}
+
+// affectedBy maps a member change to the JobSets it may affect: those on
+// that member and those waiting for one.
+func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcile.Request {
+	member := o.(*clusterinventory.ClusterProfile).Name
+	list := &jobset.JobSetList{}
+	if err := r.client.List(ctx, list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing JobSets for a member change", "member", member)
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		js := &list.Items[i]
+		if ptr.Deref(js.Spec.ManagedBy, "") != fleet.ManagedByFleet {
+			continue
+		}
+		if js.Labels[fleet.ClusterLabel] == member || !meta.IsStatusConditionTrue(js.Status.Conditions, ConditionDispatched) || js.DeletionTimestamp != nil {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(js)})
+		}
+	}
+	return reqs
+}
+
