@@ -28,6 +28,18 @@ build: ## Build the hub and agent binaries into bin/.
 	go build -o $(BIN)/jobset-fleet-hub ./cmd/hub
 	go build -o $(BIN)/jobset-fleet-agent ./cmd/agent
 
+.PHONY: run
+run: ## The local fleet (hub, member-1, member-2 as kwok clusters) in the foreground; Ctrl-C tears it down.
+	hack/dev.sh run
+
+.PHONY: dev-up
+dev-up: ## The local fleet, in the background.
+	hack/dev.sh up
+
+.PHONY: dev-down
+dev-down: ## Tear the local fleet down.
+	hack/dev.sh down
+
 .PHONY: vet
 vet: ## go vet.
 	go vet ./...

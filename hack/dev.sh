@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The local fleet, no Docker: three kwok clusters (hub, member-1, member-2) made
+# of real control-plane processes, with the hub and both agents running as
+# local processes.
+#
+#   hack/dev.sh run    bring it up, follow the logs, tear down on Ctrl-C
+#   hack/dev.sh up     bring it up in the background (for scripts)
+#   hack/dev.sh down   tear it down
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$root/bin
+dev=$root/.dev
+export KWOK_WORKDIR=$dev/kwok
+kubeconfig=$dev/kubeconfig
+members=(member-1 member-2)
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+
+# Ports of the local processes; the agents' are offset per member.
+hub_probe_port=18081
+hub_metrics_port=18080
+agent_port_base=18100
+
+create_cluster() {
+	local name=$1
+	if "$bin/kwokctl" get clusters 2>/dev/null | grep -qx "$name"; then
+		step "cluster $name: already exists"
+		return
+	fi
+	step "cluster $name: creating (kwok, binary runtime)"
+	"$bin/kwokctl" create cluster --name "$name" --runtime binary \
+		--kubeconfig "$kubeconfig" \
+		--etcd-binary "$bin/etcd" \
+		--kube-apiserver-binary "$bin/kube-apiserver" \
+		--kube-controller-manager-binary "$bin/kube-controller-manager" \
+		--kube-scheduler-binary "$bin/kube-scheduler" \
+		--kwok-controller-binary "$bin/kwok" \
+		--wait 2m >"$dev/logs/kwokctl-$name.log" 2>&1
+	kubectl config rename-context "kwok-$name" "$name" >/dev/null
+	kubectl config view --minify --flatten --context "$name" >"$dev/$name.kubeconfig"
+}
+
+# add_nodes member rack-count: two fake nodes per rack, each with 16 cpu,
+# 64Gi and 4 GPUs; kwok keeps them Ready and runs their pods.
+add_nodes() {
+	local member=$1 racks=$2
+	for ((r = 0; r < racks; r++)); do
+		for n in 0 1; do
+			local node="$member-rack$r-node$n"
+			kubectl --context "$member" get node "$node" >/dev/null 2>&1 && continue
+			kubectl --context "$member" apply -f - >/dev/null <<NODE
+apiVersion: v1
+kind: Node
+metadata:
+  name: $node
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: $node
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+    rack: rack$r
+NODE
+			kubectl --context "$member" patch node "$node" --subresource=status --type=merge \
+				-p '{"status":{"capacity":{"cpu":"16","memory":"64Gi","nvidia.com/gpu":"4","pods":"110"},"allocatable":{"cpu":"16","memory":"64Gi","nvidia.com/gpu":"4","pods":"110"}}}' >/dev/null
+		done
+	done
+	step "cluster $member: $((racks * 2)) fake nodes in $racks racks"
+}
+
+start_process() { # name, command...
+	local name=$1
+	shift
+	"$@" >"$dev/logs/$name.log" 2>&1 &
+	echo $! >"$dev/pids/$name"
+}
+
+up() {
+	mkdir -p "$dev/logs" "$dev/pids" "$KWOK_WORKDIR"
+	step "building tools and binaries"
+	make -C "$root" --no-print-directory tools build
+	for c in hub "${members[@]}"; do create_cluster "$c"; done
+	add_nodes member-1 4
+	add_nodes member-2 2
+
+	step "installing CRDs on the hub"
+	kubectl --context hub apply --server-side --force-conflicts \
+		-f "$root/config/crd/bases" -f "$root/config/crd/cluster-inventory" >/dev/null
+
+	local i=0
+	for m in "${members[@]}"; do
+		step "joining $m"
+		(cd "$root" && "$bin/jobset-fleet-agent" join \
+			--hub-kubeconfig "$dev/hub.kubeconfig" \
+			--member-kubeconfig "$dev/$m.kubeconfig" \
+			--cluster-name "$m" --labels "fleet.jobset.x-k8s.io/member=$m" \
+			--output-kubeconfig "$dev/$m-agent-hub.kubeconfig") >"$dev/logs/join-$m.log" 2>&1
+		i=$((i + 1))
+	done
+
+	step "starting the hub and the agents"
+	start_process hub "$bin/jobset-fleet-hub" \
+		--kubeconfig "$dev/hub.kubeconfig" --leader-elect=false --disable-webhooks \
+		--metrics-bind-address ":$hub_metrics_port" --health-probe-bind-address ":$hub_probe_port"
+	i=0
+	for m in "${members[@]}"; do
+		start_process "agent-$m" "$bin/jobset-fleet-agent" \
+			--kubeconfig "$dev/$m.kubeconfig" \
+			--hub-kubeconfig "$dev/$m-agent-hub.kubeconfig" --cluster-name "$m" \
+			--leader-elect=false --disable-webhooks \
+			--metrics-bind-address ":$((agent_port_base + 10 * i))" \
+			--health-probe-bind-address ":$((agent_port_base + 10 * i + 1))"
+		i=$((i + 1))
+	done
+	sleep 2
+	for p in "$dev"/pids/*; do
+		if ! kill -0 "$(cat "$p")" 2>/dev/null; then
+			echo "$(basename "$p") exited; its log:" >&2
+			tail -20 "$dev/logs/$(basename "$p").log" >&2
+			exit 1
+		fi
+	done
+	cat <<MSG
+
+The fleet is up. Kubeconfig: $kubeconfig (contexts: hub, member-1, member-2)
+
+  export KUBECONFIG=$kubeconfig
+  kubectl --context hub apply --server-side -f examples/pytorch.yaml
+  kubectl --context hub get jobsets -L fleet.jobset.x-k8s.io/cluster
+  kubectl --context member-1 get jobs,pods,services --selector=jobset.sigs.k8s.io/jobset-name=pytorch
+  kubectl --context hub get clusterprofiles -n fleet-system
+
+Logs: $dev/logs/  (hub.log, agent-member-1.log, agent-member-2.log)
+MSG
+}
+
+down() {
+	step "stopping the hub and the agents"
+	if [[ -d $dev/pids ]]; then
+		for p in "$dev"/pids/*; do
+			[[ -e $p ]] || continue
+			kill "$(cat "$p")" 2>/dev/null || true
+			rm -f "$p"
+		done
+	fi
+	for c in hub "${members[@]}"; do
+		if [[ -x $bin/kwokctl ]] && "$bin/kwokctl" get clusters 2>/dev/null | grep -qx "$c"; then
+			step "cluster $c: deleting"
+			"$bin/kwokctl" delete cluster --name "$c" --kubeconfig "$kubeconfig" >/dev/null 2>&1 || true
+		fi
+	done
+	rm -rf "$dev"
+}
+
+run() {
+	trap 'echo; down; exit 0' INT TERM
+	up
+	echo "Following logs; Ctrl-C tears everything down."
+	for name in hub "${members[@]/#/agent-}"; do
+		tail -n +1 -F "$dev/logs/$name.log" 2>/dev/null | sed -u "s/^/[$name] /" &
+	done
+	wait
+}
+
+case ${1:-} in
+up) up ;;
+down) down ;;
+run) run ;;
+*) echo "usage: $0 run|up|down" >&2; exit 2 ;;
+esac
