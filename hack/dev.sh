@@ -10,7 +10,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/bin
-dev=$root/.dev
+# DEV_DIR and DEV_PORT_BASE let tests run a private fleet beside a developer's.
+dev=${DEV_DIR:-$root/.dev}
 export KWOK_WORKDIR=$dev/kwok
 kubeconfig=$dev/kubeconfig
 members=(member-1 member-2)
@@ -18,10 +19,11 @@ members=(member-1 member-2)
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
-# Ports of the local processes; the agents' are offset per member.
-hub_probe_port=18081
-hub_metrics_port=18080
-agent_port_base=18100
+# Ports of the local processes: the hub's, then 10 per agent.
+port_base=${DEV_PORT_BASE:-18080}
+hub_metrics_port=$port_base
+hub_probe_port=$((port_base + 1))
+agent_port_base=$((port_base + 20))
 
 create_cluster() {
 	local name=$1
@@ -37,6 +39,7 @@ create_cluster() {
 		--kube-controller-manager-binary "$bin/kube-controller-manager" \
 		--kube-scheduler-binary "$bin/kube-scheduler" \
 		--kwok-controller-binary "$bin/kwok" \
+		--config "$root/e2e/kwok/stages.yaml" \
 		--wait 2m >"$dev/logs/kwokctl-$name.log" 2>&1
 	kubectl config rename-context "kwok-$name" "$name" >/dev/null
 	kubectl config view --minify --flatten --context "$name" >"$dev/$name.kubeconfig"
