@@ -1,0 +1,329 @@
+// Package fleet_test runs the local fleet exactly as `make dev-up` brings it
+// up — three kwok clusters (hub, member-1, member-2) of real control-plane
+// processes, the hub and both agents as separate processes — and drives it
+// the way a user does: kubectl against the hub.
+package fleet_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+)
+
+var devDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fleet-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	devDir = dir
+	code := func() int {
+		defer devScript("down")
+		if out, err := devScript("up"); err != nil {
+			fmt.Fprintf(os.Stderr, "hack/dev.sh up failed: %v\n%s\n", err, out)
+			dumpLogs()
+			return 1
+		}
+		code := m.Run()
+		if code != 0 {
+			dumpLogs()
+		}
+		return code
+	}()
+	os.Exit(code)
+}
+
+func devScript(verb string) ([]byte, error) {
+	cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "hack", "dev.sh"), verb)
+	cmd.Env = append(os.Environ(), "DEV_DIR="+devDir, "DEV_PORT_BASE=28080")
+	return cmd.CombinedOutput()
+}
+
+func dumpLogs() {
+	logs, _ := filepath.Glob(filepath.Join(devDir, "logs", "*.log"))
+	for _, l := range logs {
+		data, _ := os.ReadFile(l)
+		lines := strings.Split(string(data), "\n")
+		if len(lines) > 60 {
+			lines = lines[len(lines)-60:]
+		}
+		fmt.Fprintf(os.Stderr, "===== %s (tail)\n%s\n", filepath.Base(l), strings.Join(lines, "\n"))
+	}
+}
+
+// kubectl runs the real kubectl against the fleet's kubeconfig.
+func kubectl(t *testing.T, stdin []byte, args ...string) string {
+	t.Helper()
+	out, err := kubectlErr(stdin, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func kubectlErr(stdin []byte, args ...string) (string, error) {
+	bin, err := testenv.Binary("kubectl")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(bin, append([]string{"--kubeconfig", filepath.Join(devDir, "kubeconfig")}, args...)...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// example reads an example JobSet and applies edit to it.
+func example(t *testing.T, file string, edit func(obj map[string]any)) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "examples", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit == nil {
+		return data
+	}
+	obj := map[string]any{}
+	if err := yaml.Unmarshal(data, &obj); err != nil {
+		t.Fatal(err)
+	}
+	edit(obj)
+	out, err := yaml.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func namespace(t *testing.T, name string) string {
+	t.Helper()
+	kubectl(t, nil, "--context", "hub", "create", "namespace", name)
+	return name
+}
+
+// eventually polls check until it returns "" (success) or the timeout
+// passes, then fails with the last complaint.
+func eventually(t *testing.T, timeout time.Duration, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		if last = check(); last == "" {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("after %s: %s", timeout, last)
+}
+
+// jobSet reads a JobSet as the user sees it.
+type jobSet struct {
+	Metadata struct {
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Status struct {
+		TerminalState string `json:"terminalState"`
+		Restarts      int    `json:"restarts"`
+		Conditions    []struct {
+			Type    string `json:"type"`
+			Status  string `json:"status"`
+			Reason  string `json:"reason"`
+			Message string `json:"message"`
+		} `json:"conditions"`
+	} `json:"status"`
+}
+
+func getJobSet(t *testing.T, context, ns, name string) (*jobSet, error) {
+	out, err := kubectlErr(nil, "--context", context, "-n", ns, "get", "jobset", name, "-o", "json")
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, out)
+	}
+	js := &jobSet{}
+	if err := json.Unmarshal([]byte(out), js); err != nil {
+		return nil, err
+	}
+	return js, nil
+}
+
+// waitPlaced waits for the hub to place a JobSet and returns the member.
+func waitPlaced(t *testing.T, ns, name string) string {
+	t.Helper()
+	var member string
+	eventually(t, time.Minute, func() string {
+		js, err := getJobSet(t, "hub", ns, name)
+		if err != nil {
+			return err.Error()
+		}
+		member = js.Metadata.Labels["fleet.jobset.x-k8s.io/cluster"]
+		if member == "" {
+			return fmt.Sprintf("hub JobSet %s/%s not placed yet: %+v", ns, name, js.Status.Conditions)
+		}
+		return ""
+	})
+	return member
+}
+
+func waitTerminal(t *testing.T, ns, name, want string) *jobSet {
+	t.Helper()
+	var js *jobSet
+	eventually(t, 3*time.Minute, func() string {
+		var err error
+		if js, err = getJobSet(t, "hub", ns, name); err != nil {
+			return err.Error()
+		}
+		if js.Status.TerminalState != want {
+			return fmt.Sprintf("hub JobSet %s/%s terminalState %q, want %q; conditions %+v", ns, name, js.Status.TerminalState, want, js.Status.Conditions)
+		}
+		return ""
+	})
+	return js
+}
+
+type podList struct {
+	Items []struct {
+		Metadata struct {
+			Name        string            `json:"name"`
+			Labels      map[string]string `json:"labels"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+		Spec struct {
+			Hostname  string `json:"hostname"`
+			Subdomain string `json:"subdomain"`
+			NodeName  string `json:"nodeName"`
+		} `json:"spec"`
+	} `json:"items"`
+}
+
+func pods(t *testing.T, context, ns, selector string) *podList {
+	t.Helper()
+	out := kubectl(t, nil, "--context", context, "-n", ns, "get", "pods", "--selector", selector, "-o", "json")
+	list := &podList{}
+	if err := json.Unmarshal([]byte(out), list); err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+func TestSeedPytorchRunsOnAMemberAndCompletesOnTheHub(t *testing.T) {
+	ns := namespace(t, "e2e-pytorch")
+	kubectl(t, example(t, "pytorch.yaml", nil), "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
+	member := waitPlaced(t, ns, "pytorch")
+
+	eventually(t, time.Minute, func() string {
+		out, err := kubectlErr(nil, "--context", member, "-n", ns, "get", "jobs", "--selector=jobset.sigs.k8s.io/jobset-name=pytorch", "-o", "name")
+		if err != nil || strings.TrimSpace(out) != "job.batch/pytorch-workers-0" {
+			return fmt.Sprintf("jobs on %s: %q %v", member, out, err)
+		}
+		return ""
+	})
+	eventually(t, time.Minute, func() string {
+		p := pods(t, member, ns, "jobset.sigs.k8s.io/jobset-name=pytorch")
+		if len(p.Items) != 4 {
+			return fmt.Sprintf("%d pods on %s, want 4", len(p.Items), member)
+		}
+		for _, pod := range p.Items {
+			idx := pod.Metadata.Labels["batch.kubernetes.io/job-completion-index"]
+			if pod.Spec.Hostname != "pytorch-workers-0-"+idx || pod.Spec.Subdomain != "pytorch" {
+				return fmt.Sprintf("pod %s: hostname %q subdomain %q", pod.Metadata.Name, pod.Spec.Hostname, pod.Spec.Subdomain)
+			}
+		}
+		return ""
+	})
+	kubectl(t, nil, "--context", member, "-n", ns, "get", "service", "pytorch")
+	waitTerminal(t, ns, "pytorch", "Completed")
+}
+
+func TestCoordinatorLabelsEveryPod(t *testing.T) {
+	ns := namespace(t, "e2e-coordinator")
+	kubectl(t, example(t, "coordinator.yaml", nil), "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
+	member := waitPlaced(t, ns, "pytorch")
+	eventually(t, time.Minute, func() string {
+		p := pods(t, member, ns, "jobset.sigs.k8s.io/jobset-name=pytorch")
+		if len(p.Items) != 9 {
+			return fmt.Sprintf("%d pods, want 9", len(p.Items))
+		}
+		for _, pod := range p.Items {
+			if pod.Metadata.Labels["jobset.sigs.k8s.io/coordinator"] != "pytorch-leader-0-0.pytorch" ||
+				pod.Metadata.Annotations["jobset.sigs.k8s.io/coordinator"] != "pytorch-leader-0-0.pytorch" {
+				return fmt.Sprintf("pod %s lacks the coordinator label/annotation: %v", pod.Metadata.Name, pod.Metadata.Labels)
+			}
+		}
+		return ""
+	})
+	waitTerminal(t, ns, "pytorch", "Completed")
+}
+
+func TestExclusiveTopologyGivesEachJobItsOwnRack(t *testing.T) {
+	ns := namespace(t, "e2e-exclusive")
+	manifest := example(t, "exclusive-topology.yaml", func(obj map[string]any) {
+		// member-1 has 4 racks; member-2 only 2.
+		obj["metadata"].(map[string]any)["annotations"].(map[string]any)["fleet.jobset.x-k8s.io/pinned-cluster"] = "member-1"
+	})
+	kubectl(t, manifest, "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
+	if member := waitPlaced(t, ns, "pytorch"); member != "member-1" {
+		t.Fatalf("pinned to member-1, placed on %s", member)
+	}
+	rackOf := map[string]string{}
+	for r := range 4 {
+		for n := range 2 {
+			rackOf[fmt.Sprintf("member-1-rack%d-node%d", r, n)] = fmt.Sprintf("rack%d", r)
+		}
+	}
+	eventually(t, 2*time.Minute, func() string {
+		p := pods(t, "member-1", ns, "jobset.sigs.k8s.io/jobset-name=pytorch")
+		if len(p.Items) != 8 {
+			return fmt.Sprintf("%d pods, want 8", len(p.Items))
+		}
+		jobRack := map[string]string{}
+		rackJob := map[string]string{}
+		for _, pod := range p.Items {
+			job := pod.Metadata.Labels["job-name"]
+			rack := rackOf[pod.Spec.NodeName]
+			if rack == "" {
+				return fmt.Sprintf("pod %s not scheduled yet", pod.Metadata.Name)
+			}
+			if prev, ok := jobRack[job]; ok && prev != rack {
+				return fmt.Sprintf("job %s spans racks %s and %s", job, prev, rack)
+			}
+			if other, ok := rackJob[rack]; ok && other != job {
+				return fmt.Sprintf("jobs %s and %s share %s", job, other, rack)
+			}
+			jobRack[job], rackJob[rack] = rack, job
+		}
+		if len(rackJob) != 4 {
+			return fmt.Sprintf("jobs on %d racks, want 4", len(rackJob))
+		}
+		return ""
+	})
+	waitTerminal(t, ns, "pytorch", "Completed")
+}
+
+func TestFailingPodRestartsTheJobSetWhichThenCompletes(t *testing.T) {
+	ns := namespace(t, "e2e-restart")
+	manifest := example(t, "pytorch.yaml", func(obj map[string]any) {
+		spec := obj["spec"].(map[string]any)
+		spec["failurePolicy"] = map[string]any{"maxRestarts": 1}
+		podTemplate := spec["replicatedJobs"].([]any)[0].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["template"].(map[string]any)
+		// The kwok stage fails pods with this annotation while their
+		// restart-attempt is 0.
+		podTemplate["metadata"] = map[string]any{"annotations": map[string]any{"e2e.jobset-fleet.io/fail-first-attempt": "true"}}
+	})
+	kubectl(t, manifest, "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
+	waitPlaced(t, ns, "pytorch")
+	js := waitTerminal(t, ns, "pytorch", "Completed")
+	if js.Status.Restarts != 1 {
+		t.Fatalf("hub shows %d restarts, want 1", js.Status.Restarts)
+	}
+}
