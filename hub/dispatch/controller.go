@@ -135,4 +135,3 @@ func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcil
 	}
 	return reqs
 }
-

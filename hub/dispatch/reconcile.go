@@ -153,7 +153,7 @@ func (r *Reconciler) sync(ctx context.Context, o *observed) (reconcile.Result, e
 		if _, err := r.createDispatch(ctx, js, rec); err != nil {
 			return reconcile.Result{}, err
 		}
-		r.setCondition(status, ConditionDispatched, true, ReasonDispatched, dispatchedMessage(rec))
+		r.markDispatched(status, rec)
 
 	case current != nil:
 		if err := r.propagateSpec(ctx, js, current, rec); err != nil {
@@ -166,9 +166,8 @@ func (r *Reconciler) sync(ctx context.Context, o *observed) (reconcile.Result, e
 		*status = mirrored
 		if msg, rejected := AgentRejected(current); rejected {
 			r.setCondition(status, ConditionDispatched, false, ReasonMemberRejected, msg)
-		} else if c := meta.FindStatusCondition(status.Conditions, ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue || c.Message != dispatchedMessage(rec) {
-			// Left alone when already True, so a Redispatched reason stays.
-			r.setCondition(status, ConditionDispatched, true, ReasonDispatched, dispatchedMessage(rec))
+		} else {
+			r.markDispatched(status, rec)
 		}
 	}
 
@@ -273,6 +272,15 @@ func (r *Reconciler) place(ctx context.Context, o *observed, rec Placement, excl
 	log.Info("dispatched", "member", next.Cluster, "epoch", next.Epoch, "reason", res.Reason())
 	r.setCondition(status, ConditionDispatched, true, reason, dispatchedMessage(next))
 	return next, nil
+}
+
+// markDispatched sets Dispatched=True for rec, leaving a condition that
+// already says so alone (so a Redispatched reason stays).
+func (r *Reconciler) markDispatched(status *jobset.JobSetStatus, rec Placement) {
+	c := meta.FindStatusCondition(status.Conditions, ConditionDispatched)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Message != dispatchedMessage(rec) {
+		r.setCondition(status, ConditionDispatched, true, ReasonDispatched, dispatchedMessage(rec))
+	}
 }
 
 func dispatchedMessage(p Placement) string {

@@ -1,0 +1,476 @@
+package dispatch_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
+)
+
+// TestSubmitDispatchAndMirror: a JobSet lands on the member with the most
+// room, as epoch 1, and the user sees the member's status on it.
+func TestSubmitDispatchAndMirror(t *testing.T) {
+	startHub(t, placement.Spread)
+	sel := map[string]string{"test": "submit"}
+	join(t, "submit-big", "8", sel)
+	join(t, "submit-small", "4", sel)
+	ns := namespace(t, "team-submit")
+	js := newJobSet(ns, "train", 2, "1", placement.ClusterSelectorAnnotation, "test=submit")
+	js.Labels = map[string]string{"app": "train"}
+	create(t, js)
+
+	d := waitDispatched(t, js, "submit-big")
+	if d.Spec.Epoch != 1 || d.Spec.Origin.UID != js.UID || d.Labels[fleet.OriginUIDLabel] != string(js.UID) {
+		t.Errorf("dispatch: epoch %d origin %+v labels %v", d.Spec.Epoch, d.Spec.Origin, d.Labels)
+	}
+	if d.Spec.JobSet.Spec.ManagedBy != nil || d.Spec.JobSet.Labels["app"] != "train" || len(d.Spec.JobSet.Annotations) != 0 {
+		t.Errorf("template must carry the user's labels, no fleet annotations and no managedBy: %+v", d.Spec.JobSet)
+	}
+	if dispatchOf(t, js, "submit-small") != nil {
+		t.Error("a second dispatch was created")
+	}
+	eventually(t, "Dispatched condition, cluster label, epoch", func() error {
+		cur := get(t, js)
+		c := condition(cur, dispatch.ConditionDispatched)
+		if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "submit-big") {
+			return fmt.Errorf("Dispatched = %+v", c)
+		}
+		if cur.Labels[fleet.ClusterLabel] != "submit-big" || cur.Annotations[dispatch.EpochAnnotation] != "1" {
+			return fmt.Errorf("labels %v annotations %v", cur.Labels, cur.Annotations)
+		}
+		if len(cur.Finalizers) != 1 || cur.Finalizers[0] != dispatch.JobSetFinalizer {
+			return fmt.Errorf("finalizers %v", cur.Finalizers)
+		}
+		return nil
+	})
+
+	pd := &clusterinventory.PlacementDecision{}
+	if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), pd); err != nil {
+		t.Fatalf("PlacementDecision: %v", err)
+	}
+	if len(pd.Decisions) != 1 || pd.Decisions[0].ClusterProfileRef.Name != "submit-big" || !strings.Contains(pd.Decisions[0].Reason, "chosen by spread") ||
+		!strings.Contains(pd.Annotations[placement.ReasonsAnnotation], "submit-small: fits") || pd.OwnerReferences[0].UID != js.UID {
+		t.Errorf("PlacementDecision = %+v", pd)
+	}
+
+	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
+		s.JobSetStatus = jobset.JobSetStatus{Restarts: 1, ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "workers", Active: 1}}}
+	})
+	eventually(t, "status mirrored", func() error {
+		cur := get(t, js)
+		if cur.Status.Restarts != 1 || len(cur.Status.ReplicatedJobsStatus) != 1 || cur.Status.ReplicatedJobsStatus[0].Active != 1 {
+			return fmt.Errorf("status %+v", cur.Status)
+		}
+		if c := condition(cur, dispatch.ConditionMemberStatusStale); c == nil || c.Status != metav1.ConditionFalse {
+			return fmt.Errorf("MemberStatusStale = %+v", c)
+		}
+		return nil
+	})
+	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
+		s.JobSetStatus.TerminalState = string(jobset.JobSetCompleted)
+		s.JobSetStatus.ReplicatedJobsStatus[0] = jobset.ReplicatedJobStatus{Name: "workers", Succeeded: 1}
+		s.JobSetStatus.Conditions = []metav1.Condition{{Type: string(jobset.JobSetCompleted), Status: metav1.ConditionTrue, Reason: "AllJobsCompleted", LastTransitionTime: metav1.Now()}}
+	})
+	eventually(t, "completion mirrored", func() error {
+		cur := get(t, js)
+		c := condition(cur, string(jobset.JobSetCompleted))
+		if cur.Status.TerminalState != "Completed" || c == nil || c.Status != metav1.ConditionTrue || condition(cur, dispatch.ConditionDispatched) == nil {
+			return fmt.Errorf("status %+v", cur.Status)
+		}
+		return nil
+	})
+	eventually(t, "events", func() error { return hasEvent(t, js, dispatch.ReasonDispatched) })
+}
+
+// TestNoFitThenCapacity: a JobSet too big for every member stays pending and
+// says why per cluster; it is dispatched as soon as a member reports room.
+func TestNoFitThenCapacity(t *testing.T) {
+	startHub(t, placement.Spread)
+	sel := map[string]string{"test": "nofit"}
+	small := join(t, "nofit-a", "2", sel)
+	join(t, "nofit-b", "3", sel)
+	ns := namespace(t, "team-nofit")
+	js := newJobSet(ns, "big", 4, "1", placement.ClusterSelectorAnnotation, "test=nofit")
+	create(t, js)
+
+	eventually(t, "NoFit condition", func() error {
+		c := condition(get(t, js), dispatch.ConditionDispatched)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != dispatch.ReasonNoFit ||
+			!strings.Contains(c.Message, "nofit-a: insufficient resources: needs cpu 4, 2 free") ||
+			!strings.Contains(c.Message, "nofit-b: insufficient resources: needs cpu 4, 3 free") {
+			return fmt.Errorf("Dispatched = %+v", c)
+		}
+		return nil
+	})
+	consistently(t, "no dispatch while nothing fits", time.Second, func() error {
+		if n := len(allDispatchesOf(t, js)); n != 0 {
+			return fmt.Errorf("%d dispatches", n)
+		}
+		return nil
+	})
+	pd := &clusterinventory.PlacementDecision{}
+	if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), pd); err != nil || len(pd.Decisions) != 0 ||
+		!strings.Contains(pd.Annotations[placement.ReasonsAnnotation], "needs cpu 4") {
+		t.Errorf("pending PlacementDecision = %+v, %v", pd, err)
+	}
+
+	small.report("16", "16")
+	waitDispatched(t, js, "nofit-a")
+	eventually(t, "Dispatched=True", func() error {
+		if c := condition(get(t, js), dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("Dispatched = %+v", c)
+		}
+		return hasEvent(t, js, dispatch.ReasonNoFit)
+	})
+}
+
+// TestSelectorAndPin: the selector and the pin override capacity.
+func TestSelectorAndPin(t *testing.T) {
+	startHub(t, placement.Spread)
+	join(t, "sel-eu", "100", map[string]string{"test": "sel", "region": "eu"})
+	join(t, "sel-us", "4", map[string]string{"test": "sel", "region": "us"})
+	ns := namespace(t, "team-sel")
+	us := newJobSet(ns, "to-us", 1, "1", placement.ClusterSelectorAnnotation, "test=sel,region in (us)")
+	pinned := newJobSet(ns, "pinned", 1, "1", placement.PinnedClusterAnnotation, "sel-us")
+	free := newJobSet(ns, "free", 1, "1", placement.ClusterSelectorAnnotation, "test=sel")
+	for _, js := range []*jobset.JobSet{us, pinned, free} {
+		create(t, js)
+	}
+	waitDispatched(t, us, "sel-us")
+	waitDispatched(t, pinned, "sel-us")
+	waitDispatched(t, free, "sel-eu")
+	c := condition(get(t, us), dispatch.ConditionDispatched)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Dispatched = %+v", c)
+	}
+	pd := &clusterinventory.PlacementDecision{}
+	if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(pinned), pd); err != nil ||
+		!strings.Contains(pd.Annotations[placement.ReasonsAnnotation], `sel-eu: not the pinned cluster "sel-us"`) {
+		t.Errorf("pinned PlacementDecision = %+v, %v", pd, err)
+	}
+}
+
+// TestSuspendResumePropagate: spec changes reach the dispatch.
+func TestSuspendResumePropagate(t *testing.T) {
+	startHub(t, placement.Spread)
+	join(t, "susp", "8", map[string]string{"test": "susp"})
+	ns := namespace(t, "team-susp")
+	js := newJobSet(ns, "train", 1, "1", placement.PinnedClusterAnnotation, "susp")
+	create(t, js)
+	waitDispatched(t, js, "susp")
+
+	update := func(f func(*jobset.JobSet)) {
+		eventually(t, "updating the JobSet", func() error {
+			cur := get(t, js)
+			f(cur)
+			return hub.Client.Update(context.Background(), cur)
+		})
+	}
+	update(func(j *jobset.JobSet) { j.Spec.Suspend = ptr.To(true) })
+	eventually(t, "suspend propagated", func() error {
+		if d := dispatchOf(t, js, "susp"); !ptr.Deref(d.Spec.JobSet.Spec.Suspend, false) {
+			return fmt.Errorf("dispatch suspend = %v", d.Spec.JobSet.Spec.Suspend)
+		}
+		return nil
+	})
+	// While suspended, a queueing system may change the pod template.
+	update(func(j *jobset.JobSet) {
+		tpl := &j.Spec.ReplicatedJobs[0].Template.Spec.Template
+		tpl.Labels = map[string]string{"kueue.x-k8s.io/queue": "gpu"}
+		tpl.Spec.NodeSelector = map[string]string{"pool": "a100"}
+	})
+	update(func(j *jobset.JobSet) { j.Spec.Suspend = ptr.To(false) })
+	eventually(t, "resume and template change propagated", func() error {
+		d := dispatchOf(t, js, "susp")
+		tpl := d.Spec.JobSet.Spec.ReplicatedJobs[0].Template.Spec.Template
+		if ptr.Deref(d.Spec.JobSet.Spec.Suspend, true) || tpl.Labels["kueue.x-k8s.io/queue"] != "gpu" || tpl.Spec.NodeSelector["pool"] != "a100" {
+			return fmt.Errorf("dispatch spec %+v", d.Spec.JobSet.Spec)
+		}
+		if d.Spec.Epoch != 1 {
+			return fmt.Errorf("a spec change must not change the epoch: %d", d.Spec.Epoch)
+		}
+		return nil
+	})
+	eventually(t, "events", func() error { return hasEvent(t, js, "Resuming") })
+}
+
+// TestDeleteWaitsForAgent: deleting a JobSet deletes its dispatch and keeps
+// the JobSet until the agent reports its copy deleted.
+func TestDeleteWaitsForAgent(t *testing.T) {
+	startHub(t, placement.Spread)
+	join(t, "del", "8", map[string]string{"test": "del"})
+	ns := namespace(t, "team-del")
+	js := newJobSet(ns, "train", 1, "1", placement.PinnedClusterAnnotation, "del")
+	create(t, js)
+	d := waitDispatched(t, js, "del")
+	eventually(t, "finalizer", func() error {
+		if len(get(t, js).Finalizers) == 0 {
+			return fmt.Errorf("no finalizer yet")
+		}
+		return nil
+	})
+
+	if err := hub.Client.Delete(context.Background(), get(t, js)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "dispatch being deleted", func() error {
+		if cur := dispatchOf(t, js, "del"); cur == nil || cur.DeletionTimestamp == nil {
+			return fmt.Errorf("dispatch %+v", cur)
+		}
+		return nil
+	})
+	// Longer than nothing, shorter than the member-lost timeout: the hub
+	// must wait for the agent, not give up.
+	consistently(t, "JobSet kept while the member copy may exist", 2*time.Second, func() error {
+		cur := &jobset.JobSet{}
+		return hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), cur)
+	})
+	reportDeleted(t, d)
+	eventually(t, "JobSet and dispatch gone", func() error {
+		err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), &jobset.JobSet{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("JobSet still there (%v)", err)
+		}
+		if cur := dispatchOf(t, js, "del"); cur != nil {
+			return fmt.Errorf("dispatch still there: finalizers %v", cur.Finalizers)
+		}
+		return nil
+	})
+}
+
+// TestDeleteReleasesAfterMemberLost: a silent member does not block
+// deletion forever.
+func TestDeleteReleasesAfterMemberLost(t *testing.T) {
+	startHub(t, placement.Spread)
+	a := join(t, "dellost", "8", map[string]string{"test": "dellost"})
+	ns := namespace(t, "team-dellost")
+	js := newJobSet(ns, "train", 1, "1", placement.PinnedClusterAnnotation, "dellost")
+	create(t, js)
+	waitDispatched(t, js, "dellost")
+	eventually(t, "finalizer", func() error {
+		if len(get(t, js).Finalizers) == 0 {
+			return fmt.Errorf("no finalizer yet")
+		}
+		return nil
+	})
+	a.stop()
+	if err := hub.Client.Delete(context.Background(), get(t, js)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "JobSet released after the member-lost timeout", func() error {
+		err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), &jobset.JobSet{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("JobSet still there (%v)", err)
+		}
+		return nil
+	})
+}
+
+// TestMemberLostRedispatch: when its member goes silent the JobSet shows
+// stale status, then moves to the other member with epoch 2, carrying its
+// restarts; the copy on the lost member is released.
+func TestMemberLostRedispatch(t *testing.T) {
+	startHub(t, placement.Spread)
+	sel := map[string]string{"test": "lost"}
+	first := join(t, "lost-a", "16", sel)
+	join(t, "lost-b", "8", sel)
+	ns := namespace(t, "team-lost")
+	js := newJobSet(ns, "train", 2, "1", placement.ClusterSelectorAnnotation, "test=lost")
+	js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 5}
+	create(t, js)
+	d := waitDispatched(t, js, "lost-a")
+	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
+		s.JobSetStatus = jobset.JobSetStatus{Restarts: 2, RestartsCountTowardsMax: 2, ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "workers", Active: 1}}}
+	})
+	eventually(t, "restarts mirrored", func() error {
+		if r := get(t, js).Status.Restarts; r != 2 {
+			return fmt.Errorf("restarts %d", r)
+		}
+		return nil
+	})
+
+	lostAt := time.Now()
+	first.stop()
+	eventually(t, "MemberStatusStale", func() error {
+		c := condition(get(t, js), dispatch.ConditionMemberStatusStale)
+		if c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("MemberStatusStale = %+v", c)
+		}
+		return nil
+	})
+	d2 := waitDispatched(t, js, "lost-b")
+	// Silence counts from the last renewal, at most renewEvery before stop.
+	if since := time.Since(lostAt); since < lostTimeout-renewEvery {
+		t.Errorf("re-dispatched %s after the member went silent, before the %s member-lost timeout", since, lostTimeout)
+	}
+	if d2.Spec.Epoch != 2 {
+		t.Errorf("epoch = %d, want 2", d2.Spec.Epoch)
+	}
+	if mr := d2.Spec.JobSet.Spec.FailurePolicy.MaxRestarts; mr != 3 {
+		t.Errorf("maxRestarts on the new member = %d, want 5-2 = 3", mr)
+	}
+	eventually(t, "JobSet moved, restarts carried, old dispatch released", func() error {
+		cur := get(t, js)
+		if cur.Labels[fleet.ClusterLabel] != "lost-b" || cur.Annotations[dispatch.EpochAnnotation] != "2" || cur.Annotations[dispatch.RestartsCarriedAnnotation] != "2" {
+			return fmt.Errorf("labels %v annotations %v", cur.Labels, cur.Annotations)
+		}
+		if c := condition(cur, dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue || c.Reason != dispatch.ReasonRedispatched {
+			return fmt.Errorf("Dispatched = %+v", c)
+		}
+		if c := condition(cur, dispatch.ConditionMemberStatusStale); c == nil || c.Status != metav1.ConditionFalse {
+			return fmt.Errorf("MemberStatusStale = %+v", c)
+		}
+		if old := dispatchOf(t, js, "lost-a"); old != nil {
+			return fmt.Errorf("dispatch on the lost member still there: deleting=%v finalizers=%v", old.DeletionTimestamp != nil, old.Finalizers)
+		}
+		return nil
+	})
+	reportStatus(t, d2, func(s *fleet.JobSetDispatchStatus) {
+		s.JobSetStatus = jobset.JobSetStatus{Restarts: 1, RestartsCountTowardsMax: 1}
+	})
+	eventually(t, "restarts add up across members", func() error {
+		if s := get(t, js).Status; s.Restarts != 3 || s.RestartsCountTowardsMax != 3 {
+			return fmt.Errorf("restarts %d towards max %d, want 3 and 3", s.Restarts, s.RestartsCountTowardsMax)
+		}
+		return nil
+	})
+	if n := len(allDispatchesOf(t, js)); n != 1 {
+		t.Errorf("%d dispatches, want 1", n)
+	}
+}
+
+// TestMemberLostFail: on-member-lost=Fail fails the JobSet instead.
+func TestMemberLostFail(t *testing.T) {
+	startHub(t, placement.Spread)
+	sel := map[string]string{"test": "lostfail"}
+	first := join(t, "lostfail-a", "16", sel)
+	join(t, "lostfail-b", "8", sel)
+	ns := namespace(t, "team-lostfail")
+	js := newJobSet(ns, "train", 1, "1", placement.ClusterSelectorAnnotation, "test=lostfail", dispatch.OnMemberLostAnnotation, dispatch.OnMemberLostFail)
+	create(t, js)
+	waitDispatched(t, js, "lostfail-a")
+	first.stop()
+	eventually(t, "JobSet failed", func() error {
+		cur := get(t, js)
+		c := condition(cur, string(jobset.JobSetFailed))
+		if cur.Status.TerminalState != "Failed" || c == nil || c.Reason != dispatch.ReasonMemberLost {
+			return fmt.Errorf("status %+v", cur.Status)
+		}
+		return nil
+	})
+	if d := dispatchOf(t, js, "lostfail-b"); d != nil {
+		t.Error("a failed JobSet must not be re-dispatched")
+	}
+}
+
+// TestHubRestartMidDispatch: restarting the hub never creates a second
+// dispatch, and a decision recorded before a crash is carried out as is.
+func TestHubRestartMidDispatch(t *testing.T) {
+	stop := startHub(t, placement.Spread)
+	sel := map[string]string{"test": "restart"}
+	join(t, "restart-a", "16", sel)
+	join(t, "restart-b", "16", sel)
+	ns := namespace(t, "team-restart")
+	js := newJobSet(ns, "train", 1, "1", placement.ClusterSelectorAnnotation, "test=restart")
+	create(t, js)
+	eventually(t, "dispatch", func() error {
+		if n := len(allDispatchesOf(t, js)); n != 1 {
+			return fmt.Errorf("%d dispatches", n)
+		}
+		return nil
+	})
+	stop()
+
+	// Crashed after recording a decision for restart-b, before creating it.
+	crashed := newJobSet(ns, "crashed", 1, "1", placement.ClusterSelectorAnnotation, "test=restart")
+	crashed.Labels = map[string]string{fleet.ClusterLabel: "restart-b"}
+	crashed.Annotations[dispatch.EpochAnnotation] = "3"
+	create(t, crashed)
+	// A dispatch whose JobSet lost its record (e.g. edited away): adopt it.
+	orphan := newJobSet(ns, "orphan", 1, "1", placement.ClusterSelectorAnnotation, "test=restart")
+	create(t, orphan)
+	od := dispatch.NewDispatch(orphan, dispatch.Placement{Cluster: "restart-b", Epoch: 1})
+	create(t, od)
+
+	startHub(t, placement.Spread)
+	d := waitDispatched(t, crashed, "restart-b")
+	if d.Spec.Epoch != 3 {
+		t.Errorf("recorded decision must be carried out with its epoch: got %d, want 3", d.Spec.Epoch)
+	}
+	eventually(t, "orphan adopted", func() error {
+		cur := get(t, orphan)
+		if cur.Labels[fleet.ClusterLabel] != "restart-b" || cur.Annotations[dispatch.EpochAnnotation] != "1" {
+			return fmt.Errorf("labels %v annotations %v", cur.Labels, cur.Annotations)
+		}
+		return hasEvent(t, orphan, dispatch.ReasonAdopted)
+	})
+	consistently(t, "exactly one dispatch each", 2*time.Second, func() error {
+		for _, j := range []*jobset.JobSet{js, crashed, orphan} {
+			if ds := allDispatchesOf(t, j); len(ds) != 1 {
+				return fmt.Errorf("%s: %d dispatches", j.Name, len(ds))
+			}
+		}
+		if e := allDispatchesOf(t, js)[0].Spec.Epoch; e != 1 {
+			return fmt.Errorf("epoch %d after restart, want 1", e)
+		}
+		return nil
+	})
+}
+
+// TestBurstSpreadsByCapacity: 50 JobSets submitted at once spread in
+// proportion to capacity, because the hub counts its own commitments before
+// members report them.
+func TestBurstSpreadsByCapacity(t *testing.T) {
+	startHub(t, placement.Spread)
+	sel := map[string]string{"test": "burst"}
+	join(t, "burst-40", "40", sel)
+	join(t, "burst-20", "20", sel)
+	join(t, "burst-2", "2", sel)
+	ns := namespace(t, "team-burst")
+	var jobs []*jobset.JobSet
+	for i := range 50 {
+		js := newJobSet(ns, fmt.Sprintf("job-%02d", i), 1, "1", placement.ClusterSelectorAnnotation, "test=burst")
+		create(t, js)
+		jobs = append(jobs, js)
+	}
+	counts := map[string]int{}
+	eventually(t, "all 50 dispatched", func() error {
+		list := &fleet.JobSetDispatchList{}
+		if err := hub.Client.List(context.Background(), list); err != nil {
+			return err
+		}
+		clear(counts)
+		n := 0
+		for _, d := range list.Items {
+			if d.Spec.Origin.Namespace == ns {
+				counts[dispatch.MemberOf(&d)]++
+				n++
+			}
+		}
+		if n != 50 {
+			return fmt.Errorf("%d dispatched: %v", n, counts)
+		}
+		return nil
+	})
+	t.Logf("burst placement: %v", counts)
+	if counts["burst-40"] < 30 || counts["burst-40"] > 35 || counts["burst-20"] < 14 || counts["burst-20"] > 19 || counts["burst-2"] > 2 {
+		t.Errorf("placement %v, want about 32/16/2 (in proportion to capacity, never over it)", counts)
+	}
+	for _, js := range jobs {
+		if n := len(allDispatchesOf(t, js)); n != 1 {
+			t.Errorf("%s: %d dispatches", js.Name, n)
+		}
+	}
+}
