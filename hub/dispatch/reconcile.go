@@ -277,10 +277,18 @@ func (r *Reconciler) place(ctx context.Context, o *observed, rec Placement, excl
 // markDispatched sets Dispatched=True for rec, leaving a condition that
 // already says so alone (so a Redispatched reason stays).
 func (r *Reconciler) markDispatched(status *jobset.JobSetStatus, rec Placement) {
+	msg := dispatchedMessage(rec)
 	c := meta.FindStatusCondition(status.Conditions, ConditionDispatched)
-	if c == nil || c.Status != metav1.ConditionTrue || c.Message != dispatchedMessage(rec) {
-		r.setCondition(status, ConditionDispatched, true, ReasonDispatched, dispatchedMessage(rec))
+	if c != nil && c.Status == metav1.ConditionTrue && c.Message == msg {
+		return
 	}
+	reason := ReasonDispatched
+	if c != nil && (c.Status == metav1.ConditionTrue || c.Reason == ReasonMemberLost) {
+		// It ran elsewhere before: this is a move (seen here when the
+		// status written by place() is not in the cache yet).
+		reason = ReasonRedispatched
+	}
+	r.setCondition(status, ConditionDispatched, true, reason, msg)
 }
 
 func dispatchedMessage(p Placement) string {
