@@ -40,6 +40,9 @@ const (
 	// date because the member's heartbeat is not fresh.
 	ConditionMemberStatusStale = "MemberStatusStale"
 
+	// ConditionAgentDeleted is True on a deleting dispatch once the agent
+	// removed the member copy (spoke/agent.ConditionDeleted).
+	ConditionAgentDeleted = "Deleted"
 	// ReasonDeleted is the reason of the Accepted=False condition an agent
 	// writes on a dispatch once the member copy is gone.
 	ReasonDeleted = "Deleted"
@@ -180,8 +183,13 @@ func Reported(d *fleet.JobSetDispatch) bool {
 	return d.Status.ObservedEpoch == d.Spec.Epoch || (d.Status.ObservedEpoch == 0 && d.Status.LastSyncTime != nil)
 }
 
-// AgentDeleted reports whether the agent says the member copy is gone.
+// AgentDeleted reports whether the agent says the member copy is gone:
+// condition Deleted=True (what spoke/agent writes), or Accepted=False with
+// reason Deleted.
 func AgentDeleted(d *fleet.JobSetDispatch) bool {
+	if meta.IsStatusConditionTrue(d.Status.Conditions, ConditionAgentDeleted) {
+		return true
+	}
 	c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchAccepted)
 	return c != nil && c.Status == metav1.ConditionFalse && c.Reason == ReasonDeleted
 }

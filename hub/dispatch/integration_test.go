@@ -220,10 +220,11 @@ func reportStatus(t *testing.T, d *fleet.JobSetDispatch, mutate func(*fleet.JobS
 	})
 }
 
+// reportDeleted reports the member copy gone, as spoke/agent does.
 func reportDeleted(t *testing.T, d *fleet.JobSetDispatch) {
 	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
-		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: fleet.DispatchAccepted, Status: metav1.ConditionFalse,
-			Reason: dispatch.ReasonDeleted, Message: "member JobSet and its Jobs are gone"})
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: dispatch.ConditionAgentDeleted, Status: metav1.ConditionTrue,
+			Reason: "MemberJobSetDeleted", Message: "the member JobSet no longer exists"})
 	})
 }
 
