@@ -1,0 +1,193 @@
+// Command jobset-fleet-hub runs the fleet's hub: it places users' JobSets on
+// member clusters, dispatches them to the members' agents and mirrors their
+// status back.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/hub/admission"
+	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
+	"github.com/jobset-fleet/jobset-fleet/spoke/webhook/certs"
+)
+
+// The hub holds its leader-election Lease in its own namespace.
+//
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get;create;update
+
+const usage = `jobset-fleet-hub places JobSets applied to this (hub) cluster on member
+clusters of the fleet and mirrors their status back.
+
+Usage:
+  jobset-fleet-hub [flags]
+
+Members join with "jobset-fleet-agent join"; their ClusterProfiles live in
+--inventory-namespace. A member whose agent has not renewed its heartbeat for
+--heartbeat-timeout is unhealthy (no new work); after --member-lost-timeout it
+is lost and its JobSets move elsewhere (annotation
+fleet.jobset.x-k8s.io/on-member-lost: Redispatch, Fail or Wait). Keep the
+agents' --fence-timeout below --member-lost-timeout.
+
+Flags:
+`
+
+type flags struct {
+	inventoryNamespace string
+	heartbeatTimeout   time.Duration
+	memberLostTimeout  time.Duration
+	placementPolicy    string
+	concurrency        int
+
+	disableWebhooks    bool
+	webhookPort        int
+	webhookCertDir     string
+	manageWebhookCerts bool
+	webhookService     string
+	webhookSecret      string
+	namespace          string
+
+	leaderElect bool
+	metricsAddr string
+	probeAddr   string
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("jobset-fleet-hub", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	var f flags
+	config.RegisterFlags(fs) // --kubeconfig
+	fs.StringVar(&f.inventoryNamespace, "inventory-namespace", fleetv1alpha1.DefaultInventoryNamespace, "Namespace of the fleet's ClusterProfiles.")
+	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", 30*time.Second, "A member whose heartbeat Lease did not change for this long gets no new JobSets and its JobSets show MemberStatusStale.")
+	fs.DurationVar(&f.memberLostTimeout, "member-lost-timeout", 60*time.Second, "A member silent for this long is lost: its JobSets are re-dispatched and deletions no longer wait for it. Must exceed the agents' --fence-timeout.")
+	fs.StringVar(&f.placementPolicy, "placement-policy", string(placement.Spread), "How to choose among fitting members: spread (most free) or binpack (least free after placement).")
+	fs.IntVar(&f.concurrency, "concurrent-reconciles", 4, "JobSets reconciled in parallel.")
+	fs.BoolVar(&f.disableWebhooks, "disable-webhooks", false, "Do not serve the JobSet admission webhooks (e.g. for local runs).")
+	fs.IntVar(&f.webhookPort, "webhook-port", 9443, "Webhook server port.")
+	fs.StringVar(&f.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "jobset-fleet-hub-webhook-certs"), "Directory of the webhook serving certificate.")
+	fs.BoolVar(&f.manageWebhookCerts, "manage-webhook-certs", true, "Generate and rotate the webhook certificate and inject its CA into the hub webhook configurations.")
+	fs.StringVar(&f.webhookService, "webhook-service", "jobset-fleet-hub-webhook-service", "Service in front of the webhook server (the certificate's name).")
+	fs.StringVar(&f.webhookSecret, "webhook-secret", "jobset-fleet-hub-webhook-certs", "Secret that stores the webhook CA and certificate.")
+	fs.StringVar(&f.namespace, "namespace", "jobset-fleet-system", "The hub's own namespace (leader election, webhook Secret).")
+	fs.BoolVar(&f.leaderElect, "leader-elect", true, "Elect a leader so only one replica reconciles.")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Metrics address; 0 disables.")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Health and readiness probe address.")
+	klog.InitFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	ctrl.SetLogger(klog.NewKlogr())
+	policy, err := placement.ParsePolicy(f.placementPolicy)
+	if err != nil {
+		return err
+	}
+	if f.memberLostTimeout <= f.heartbeatTimeout {
+		return fmt.Errorf("--member-lost-timeout (%s) must exceed --heartbeat-timeout (%s)", f.memberLostTimeout, f.heartbeatTimeout)
+	}
+	cfg, err := config.GetConfig()
+	if err != nil {
+		return fmt.Errorf("hub kubeconfig: %w", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        newScheme(),
+		Cache:                         cache.Options{ByObject: inventory.CacheByObject(f.inventoryNamespace)},
+		Metrics:                       metricsserver.Options{BindAddress: f.metricsAddr},
+		HealthProbeBindAddress:        f.probeAddr,
+		LeaderElection:                f.leaderElect,
+		LeaderElectionID:              "jobset-fleet-hub",
+		LeaderElectionNamespace:       f.namespace,
+		LeaderElectionReleaseOnCancel: true,
+		WebhookServer:                 webhook.NewServer(webhook.Options{Port: f.webhookPort, CertDir: f.webhookCertDir}),
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	inv := inventory.New(mgr.GetCache(), f.inventoryNamespace, inventory.Options{
+		HeartbeatTimeout:  f.heartbeatTimeout,
+		MemberLostTimeout: f.memberLostTimeout,
+	})
+	if err := inv.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up inventory: %w", err)
+	}
+	if err := dispatch.NewReconciler(mgr.GetClient(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{
+		Policy:                  policy,
+		MaxConcurrentReconciles: f.concurrency,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up dispatcher: %w", err)
+	}
+	if !f.disableWebhooks {
+		if f.manageWebhookCerts {
+			if _, err := certs.Setup(ctx, mgr, certs.Options{
+				SecretNamespace:                 f.namespace,
+				SecretName:                      f.webhookSecret,
+				ServiceName:                     f.webhookService,
+				CertDir:                         f.webhookCertDir,
+				ExtraDNSNames:                   []string{"localhost"},
+				ExtraIPs:                        []net.IP{net.IPv4(127, 0, 0, 1)},
+				MutatingWebhookConfigurations:   []string{admission.MutatingWebhookConfigurationName},
+				ValidatingWebhookConfigurations: []string{admission.ValidatingWebhookConfigurationName},
+			}); err != nil {
+				return fmt.Errorf("webhook certificates: %w", err)
+			}
+		}
+		if err := admission.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up admission webhooks: %w", err)
+		}
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	ready := healthz.Ping
+	if !f.disableWebhooks {
+		ready = mgr.GetWebhookServer().StartedChecker()
+	}
+	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
+		return err
+	}
+	ctrl.Log.Info("Starting hub", "inventoryNamespace", f.inventoryNamespace, "policy", policy,
+		"heartbeatTimeout", f.heartbeatTimeout, "memberLostTimeout", f.memberLostTimeout, "webhooks", !f.disableWebhooks)
+	return mgr.Start(ctx)
+}
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(jobsetv1alpha2.AddToScheme(s))
+	utilruntime.Must(fleetv1alpha1.AddToScheme(s))
+	utilruntime.Must(clusterinventory.AddToScheme(s))
+	return s
+}
