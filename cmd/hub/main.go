@@ -33,10 +33,9 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/spoke/webhook/certs"
 )
 
-// The hub holds its leader-election Lease in its own namespace.
-//
-// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
-// +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get;create;update
+// RBAC markers for what this main wires in (leader election, webhook
+// certificates) live in hub/inventory and hub/admission, where the
+// generator (paths=./hub/...) reads them.
 
 const usage = `jobset-fleet-hub places JobSets applied to this (hub) cluster on member
 clusters of the fleet and mirrors their status back.

@@ -40,6 +40,12 @@ const (
 // +kubebuilder:webhook:path=/mutate-jobset-x-k8s-io-v1alpha2-jobset,mutating=true,failurePolicy=fail,sideEffects=None,groups=jobset.x-k8s.io,resources=jobsets,verbs=create;update,versions=v1alpha2,name=mjobset.fleet.jobset.x-k8s.io,admissionReviewVersions=v1,serviceName=jobset-fleet-hub-webhook-service,serviceNamespace=jobset-fleet-system,timeoutSeconds=10
 // +kubebuilder:webhook:path=/validate-jobset-x-k8s-io-v1alpha2-jobset,mutating=false,failurePolicy=fail,sideEffects=None,groups=jobset.x-k8s.io,resources=jobsets,verbs=create;update,versions=v1alpha2,name=vjobset.fleet.jobset.x-k8s.io,admissionReviewVersions=v1,serviceName=jobset-fleet-hub-webhook-service,serviceNamespace=jobset-fleet-system,timeoutSeconds=10
 
+// The hub's certificate rotator (spoke/webhook/certs) keeps the serving
+// certificate in a Secret and injects its CA into the hub's configurations.
+//
+// +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update,resourceNames=jobset-fleet-hub-mutating-webhook-configuration;jobset-fleet-hub-validating-webhook-configuration
+
 type jobSetWebhook struct{}
 
 var (

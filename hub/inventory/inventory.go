@@ -30,6 +30,8 @@ import (
 
 // +kubebuilder:rbac:groups=multicluster.x-k8s.io,resources=clusterprofiles,verbs=get;list;watch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch
+// The hub's leader-election Lease (cmd/hub) lives in its own namespace.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
 
 // Options configures an Inventory.
 type Options struct {
