@@ -1,7 +1,7 @@
 package jobset
 
 import (
-	"crypto/sha256"
+	"crypto/sha1" //nolint:gosec // see jobKey
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -122,9 +122,12 @@ func withEntries(dst, src map[string]string) map[string]string {
 	return dst
 }
 
-// jobKey identifies a Job across restarts and namespaces in a label-safe way.
+// jobKey identifies a Job across restarts and namespaces in a label-safe
+// way. It is the SHA-1 hex digest (40 characters) of "<namespace>/<name>",
+// as upstream computes it: a SHA-256 hex digest (64 characters) would not fit
+// in a label value (63 at most). Not used for security.
 func jobKey(namespace, jobName string) string {
-	sum := sha256.Sum256([]byte(namespace + "/" + jobName))
+	sum := sha1.Sum([]byte(namespace + "/" + jobName)) //nolint:gosec // an identifier, not a security hash
 	return hex.EncodeToString(sum[:])
 }
 

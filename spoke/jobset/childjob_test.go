@@ -1,7 +1,7 @@
 package jobset
 
 import (
-	"crypto/sha256"
+	"crypto/sha1"
 	"encoding/hex"
 	"reflect"
 	"testing"
@@ -18,7 +18,7 @@ func TestBuildJobMetadata(t *testing.T) {
 	js.Status.Restarts = 2
 	job := buildJob(defaulted(js), 1, 2)
 
-	sum := sha256.Sum256([]byte("ns/train-workers-2"))
+	sum := sha1.Sum([]byte("ns/train-workers-2"))
 	want := map[string]string{
 		v1alpha2.JobSetNameKey:         "train",
 		v1alpha2.JobSetUIDKey:          "train-uid",

@@ -2,7 +2,7 @@ package jobset_test
 
 import (
 	"context"
-	"crypto/sha256"
+	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
@@ -38,7 +39,7 @@ func TestChildJobsAndService(t *testing.T) {
 		if i == 0 {
 			rjobName, idx, replicas = "leader", 0, "1"
 		}
-		sum := sha256.Sum256([]byte(ns + "/" + job.Name))
+		sum := sha1.Sum([]byte(ns + "/" + job.Name))
 		want := map[string]string{
 			v1alpha2.JobSetNameKey:         "pytorch",
 			v1alpha2.ReplicatedJobNameKey:  rjobName,
@@ -785,4 +786,56 @@ func TestInvalidJobTemplateEmitsWarning(t *testing.T) {
 	if jobs := e.jobs(t, js); len(jobs) != 0 {
 		t.Errorf("Jobs %v exist", names(jobs))
 	}
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	e := plain
+	ns := e.namespace(t)
+	ok := newJobSet(ns, "m-ok", rjob("a", 1, 1))
+	bad := newJobSet(ns, "m-bad", rjob("a", 1, 1))
+	e.create(t, ok)
+	e.create(t, bad)
+	e.waitJobs(t, ok, []string{"m-ok-a-0"}, nil)
+	e.waitJobs(t, bad, []string{"m-bad-a-0"}, nil)
+	e.markSucceeded(t, ns, "m-ok-a-0")
+	e.markFailed(t, ns, "m-bad-a-0", "BackoffLimitExceeded", "boom")
+	e.waitCondition(t, ok, "Completed", metav1.ConditionTrue, "")
+	e.waitCondition(t, bad, "Failed", metav1.ConditionTrue, "")
+
+	eventually(t, timeout, "metrics", func() error {
+		families, err := ctrlmetrics.Registry.Gather()
+		if err != nil {
+			return err
+		}
+		counter := func(name, jobSet string) float64 {
+			for _, f := range families {
+				if f.GetName() != name {
+					continue
+				}
+				for _, m := range f.GetMetric() {
+					labels := map[string]string{}
+					for _, l := range m.GetLabel() {
+						labels[l.GetName()] = l.GetValue()
+					}
+					if labels["jobset_name"] == jobSet && labels["namespace"] == ns {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+			return 0
+		}
+		if got := counter("jobset_completed_total", "m-ok"); got != 1 {
+			return fmt.Errorf("jobset_completed_total = %v, want 1", got)
+		}
+		if got := counter("jobset_failed_total", "m-bad"); got != 1 {
+			return fmt.Errorf("jobset_failed_total = %v, want 1", got)
+		}
+		for _, f := range families {
+			if f.GetName() == "jobset_reconcile_duration_seconds" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no jobset_reconcile_duration_seconds histogram")
+	})
 }

@@ -23,9 +23,9 @@ func TestClassify(t *testing.T) {
 		j.Labels[JobRestartAttemptKey] = "0"
 	}
 	jobs := []batchv1.Job{
-		childJob(js, 0, 0, withLabel(v1alpha2.RestartsKey, "0")),                   // earlier JobSet attempt
-		childJob(js, 0, 0, current),                                                 // active
-		childJob(js, 0, 1, current),                                                 // individual attempt 0 < 2
+		childJob(js, 0, 0, withLabel(v1alpha2.RestartsKey, "0")),                     // earlier JobSet attempt
+		childJob(js, 0, 0, current),                                                  // active
+		childJob(js, 0, 1, current),                                                  // individual attempt 0 < 2
 		childJob(js, 0, 1, current, withLabel(JobRestartAttemptKey, "2"), completed), // succeeded
 		childJob(js, 0, 1, current, withLabel(JobRestartAttemptKey, "2"), failedAt(t0, "", "")),
 		childJob(js, 0, 1, current, withLabel(v1alpha2.JobIndexKey, "5")),           // beyond replicas
