@@ -58,6 +58,7 @@ func TestAgent(t *testing.T) {
 	hub := testenv.Start(t, "agent-hub")
 	member := testenv.Start(t, "agent-member", testenv.WithControllerManager())
 	ctx := context.Background()
+	cleanupAtEnd := t.Cleanup
 
 	hubURL, err := url.Parse(hub.Config.Host)
 	if err != nil {
@@ -94,7 +95,7 @@ func TestAgent(t *testing.T) {
 	node.Status.Capacity = node.Status.Allocatable
 	must(t, member.Client.Status().Update(ctx, node))
 
-	a := startAgent(t, member, agentCfg)
+	a := startAgent(t, t.Cleanup, member, agentCfg)
 
 	t.Run("heartbeat renews the Lease and publishes the ClusterProfile", func(t *testing.T) {
 		var first *metav1.MicroTime
@@ -312,7 +313,7 @@ func TestAgent(t *testing.T) {
 			t.Fatalf("want 2 Jobs before restart, got %v", before)
 		}
 		a.stop()
-		a = startAgent(t, member, agentCfg)
+		a = startAgent(t, cleanupAtEnd, member, agentCfg)
 		restarted := time.Now()
 		eventually(t, 10*time.Second, func() error {
 			if a.LastRenewal().Before(restarted) {
@@ -344,7 +345,7 @@ func TestAgent(t *testing.T) {
 					return err
 				}
 				if !js.IsSuspended() {
-					return fmt.Errorf("%s not suspended", name)
+					return fmt.Errorf("%s not suspended (last renewal %s ago, fenced %v)", name, time.Since(a.LastRenewal()), a.Fenced())
 				}
 			}
 			return nil
@@ -409,7 +410,9 @@ func (a *runningAgent) stop() {
 
 var agentRuns int
 
-func startAgent(t *testing.T, member *testenv.Cluster, hubCfg *rest.Config) *runningAgent {
+// startAgent runs a member manager with the JobSet reconciler and the agent
+// until cleanup (the whole test's, not a subtest's) runs.
+func startAgent(t *testing.T, cleanup func(func()), member *testenv.Cluster, hubCfg *rest.Config) *runningAgent {
 	t.Helper()
 	agentRuns++
 	mgr, err := ctrl.NewManager(member.Config, ctrl.Options{
@@ -437,7 +440,7 @@ func startAgent(t *testing.T, member *testenv.Cluster, hubCfg *rest.Config) *run
 			fmt.Fprintf(os.Stderr, "agent manager stopped: %v\n", err)
 		}
 	}()
-	t.Cleanup(func() {
+	cleanup(func() {
 		select {
 		case <-r.done:
 		default:
