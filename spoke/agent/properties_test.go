@@ -1,0 +1,117 @@
+package agent
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+)
+
+func TestComputeProperties(t *testing.T) {
+	q := resource.MustParse
+	node := func(cpu, mem, gpu string, unschedulable bool) corev1.Node {
+		n := corev1.Node{Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{corev1.ResourceCPU: q(cpu), corev1.ResourceMemory: q(mem)}}}
+		if gpu != "" {
+			n.Status.Allocatable[ResourceGPU] = q(gpu)
+		}
+		n.Spec.Unschedulable = unschedulable
+		return n
+	}
+	pod := func(phase corev1.PodPhase, cpu, mem string) corev1.Pod {
+		return corev1.Pod{
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: q(cpu), corev1.ResourceMemory: q(mem)}}}}},
+			Status: corev1.PodStatus{Phase: phase},
+		}
+	}
+	tests := []struct {
+		name  string
+		nodes []corev1.Node
+		pods  []corev1.Pod
+		want  map[string]string
+	}{
+		{
+			name: "empty cluster reports zeros",
+			want: map[string]string{"allocatable.cpu": "0", "free.cpu": "0", "allocatable.nvidia.com/gpu": "0"},
+		},
+		{
+			name:  "sum of schedulable nodes minus unfinished pods",
+			nodes: []corev1.Node{node("4", "8Gi", "2", false), node("4", "8Gi", "", false), node("64", "1Ti", "8", true)},
+			pods:  []corev1.Pod{pod(corev1.PodRunning, "1500m", "1Gi"), pod(corev1.PodPending, "500m", "1Gi"), pod(corev1.PodSucceeded, "4", "4Gi")},
+			want: map[string]string{
+				"allocatable.cpu": "8", "free.cpu": "6",
+				"allocatable.memory": "16Gi", "free.memory": "14Gi",
+				"allocatable.nvidia.com/gpu": "2", "free.nvidia.com/gpu": "2",
+			},
+		},
+		{
+			name:  "overcommitted floors at zero",
+			nodes: []corev1.Node{node("1", "1Gi", "", false)},
+			pods:  []corev1.Pod{pod(corev1.PodRunning, "2", "1Gi")},
+			want:  map[string]string{"free.cpu": "0", "free.memory": "0"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[string]string{}
+			for _, p := range ComputeProperties(tc.nodes, tc.pods, now) {
+				got[p.Name] = p.Value
+				if !p.LastObservedTime.Equal(&now) {
+					t.Errorf("%s: lastObservedTime %v", p.Name, p.LastObservedTime)
+				}
+			}
+			if len(got) != 6 {
+				t.Errorf("want 6 properties, got %v", got)
+			}
+			for k, want := range tc.want {
+				if got[k] != want {
+					t.Errorf("%s = %q, want %q (all: %v)", k, got[k], want, got)
+				}
+			}
+		})
+	}
+}
+
+func TestPodRequests(t *testing.T) {
+	q := resource.MustParse
+	req := func(cpu string) corev1.ResourceRequirements {
+		return corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q(cpu)}}
+	}
+	pod := &corev1.Pod{Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{
+			{Resources: req("1")}, // plain init, alone
+			{Resources: req("1"), RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}, // sidecar
+			{Resources: req("3")}, // runs with the sidecar: 4
+		},
+		Containers: []corev1.Container{{Resources: req("1")}, {Resources: req("1")}},
+		Overhead:   corev1.ResourceList{corev1.ResourceCPU: q("100m")},
+	}}
+	// max(app 2 + sidecar 1 = 3, init 3 + sidecar 1 = 4) + overhead.
+	if got := PodRequests(pod)[corev1.ResourceCPU]; got.Cmp(q("4100m")) != 0 {
+		t.Errorf("PodRequests cpu = %s, want 4100m", got.String())
+	}
+}
+
+func TestProfileStatus(t *testing.T) {
+	old := clusterinventory.ClusterProfileStatus{
+		Properties: []clusterinventory.Property{{Name: "free.cpu", Value: "1"}, {Name: "site", Value: "eu"}},
+	}
+	props := []clusterinventory.Property{{Name: "free.cpu", Value: "2"}}
+	st := ProfileStatus(old, Health{Healthy: true}, "v1.37.2", props)
+	if st.Version.Kubernetes != "v1.37.2" || len(st.Properties) != 2 || st.Properties[0].Name != "site" || st.Properties[1].Value != "2" {
+		t.Errorf("status %+v", st)
+	}
+	if len(st.Conditions) != 1 || st.Conditions[0].Status != metav1.ConditionTrue {
+		t.Errorf("conditions %+v", st.Conditions)
+	}
+	st = ProfileStatus(st, Health{Message: "etcd down"}, "", props)
+	if st.Conditions[0].Status != metav1.ConditionFalse || st.Conditions[0].Message != "etcd down" || st.Version.Kubernetes != "v1.37.2" {
+		t.Errorf("unhealthy status %+v", st)
+	}
+	if old.Properties[0].Value != "1" {
+		t.Error("ProfileStatus modified its input")
+	}
+}
