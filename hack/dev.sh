@@ -23,6 +23,7 @@ kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 port_base=${DEV_PORT_BASE:-18080}
 hub_metrics_port=$port_base
 hub_probe_port=$((port_base + 1))
+hub_webhook_port=$((port_base + 2))
 agent_port_base=$((port_base + 20))
 
 create_cluster() {
@@ -74,6 +75,19 @@ NODE
 	step "cluster $member: $((racks * 2)) fake nodes in $racks racks"
 }
 
+# install_webhooks context manifests port: the webhook configurations, pointed
+# at a local process (https://127.0.0.1:port) instead of an in-cluster Service.
+# The process injects its own CA bundle into them when it starts.
+install_webhooks() {
+	local context=$1 manifests=$2 port=$3
+	awk -v base="https://127.0.0.1:$port" '
+		/^    service:$/ { in_service = 1; next }
+		in_service && /^      (name|namespace|port):/ { next }
+		in_service && /^      path:/ { sub(/^      path: /, ""); print "    url: " base $0; in_service = 0; next }
+		{ print }
+	' "$manifests" | kubectl --context "$context" apply -f - >/dev/null
+}
+
 start_process() { # name, command...
 	local name=$1
 	shift
@@ -92,28 +106,39 @@ up() {
 	step "installing CRDs on the hub"
 	kubectl --context hub apply --server-side --force-conflicts \
 		-f "$root/config/crd/bases" -f "$root/config/crd/cluster-inventory" >/dev/null
+	kubectl --context hub wait --for condition=established --timeout 60s crd --all >/dev/null
 
-	local i=0
 	for m in "${members[@]}"; do
 		step "joining $m"
 		(cd "$root" && "$bin/jobset-fleet-agent" join \
 			--hub-kubeconfig "$dev/hub.kubeconfig" \
 			--member-kubeconfig "$dev/$m.kubeconfig" \
 			--cluster-name "$m" --labels "fleet.jobset.x-k8s.io/member=$m" \
-			--output-kubeconfig "$dev/$m-agent-hub.kubeconfig") >"$dev/logs/join-$m.log" 2>&1
+			--output-kubeconfig "$dev/$m-agent-hub.kubeconfig") >"$dev/logs/join-$m.log" 2>&1 ||
+			{ cat "$dev/logs/join-$m.log" >&2; exit 1; }
+	done
+
+	step "installing admission webhooks (served by the local processes)"
+	kubectl --context hub create namespace jobset-fleet-system --dry-run=client -o yaml | kubectl --context hub apply -f - >/dev/null
+	install_webhooks hub "$root/config/hub-webhook/manifests.yaml" "$hub_webhook_port"
+	local i=0
+	for m in "${members[@]}"; do
+		install_webhooks "$m" "$root/config/webhook/manifests.yaml" "$((agent_port_base + 10 * i + 2))"
 		i=$((i + 1))
 	done
 
 	step "starting the hub and the agents"
 	start_process hub "$bin/jobset-fleet-hub" \
-		--kubeconfig "$dev/hub.kubeconfig" --leader-elect=false --disable-webhooks \
+		--kubeconfig "$dev/hub.kubeconfig" --leader-elect=false \
+		--webhook-port "$hub_webhook_port" --webhook-cert-dir "$dev/certs/hub" \
 		--metrics-bind-address ":$hub_metrics_port" --health-probe-bind-address ":$hub_probe_port"
 	i=0
 	for m in "${members[@]}"; do
 		start_process "agent-$m" "$bin/jobset-fleet-agent" \
 			--kubeconfig "$dev/$m.kubeconfig" \
 			--hub-kubeconfig "$dev/$m-agent-hub.kubeconfig" --cluster-name "$m" \
-			--leader-elect=false --disable-webhooks \
+			--leader-elect=false \
+			--webhook-port "$((agent_port_base + 10 * i + 2))" --webhook-cert-dir "$dev/certs/agent-$m" \
 			--metrics-bind-address ":$((agent_port_base + 10 * i))" \
 			--health-probe-bind-address ":$((agent_port_base + 10 * i + 1))"
 		i=$((i + 1))
