@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -473,4 +474,31 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 			t.Errorf("%s: %d dispatches", js.Name, n)
 		}
 	}
+	eventually(t, "metrics", func() error {
+		families, err := ctrlmetrics.Registry.Gather()
+		if err != nil {
+			return err
+		}
+		perMember := map[string]float64{}
+		var latencies uint64
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				switch f.GetName() {
+				case "jobset_fleet_hub_member_jobsets":
+					perMember[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+				case "jobset_fleet_hub_dispatch_latency_seconds":
+					latencies = m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+		for member, n := range counts {
+			if perMember[member] != float64(n) {
+				return fmt.Errorf("member_jobsets{member=%s} = %v, want %d", member, perMember[member], n)
+			}
+		}
+		if latencies < 50 {
+			return fmt.Errorf("dispatch latency observed %d times, want at least 50", latencies)
+		}
+		return nil
+	})
 }

@@ -258,10 +258,37 @@ func (i *Inventory) Members(ctx context.Context) ([]Member, error) {
 	if err := i.reader.List(ctx, list, client.InNamespace(i.namespace)); err != nil {
 		return nil, fmt.Errorf("listing ClusterProfiles in %s: %w", i.namespace, err)
 	}
+	// A Lease our controller has not reconciled yet (just after a restart or
+	// a leader change) is read here, so a live member never looks silent.
+	var unseen []string
+	i.mu.Lock()
+	for k := range list.Items {
+		if name := list.Items[k].Name; !i.heartbeats[name].hb.Seen {
+			unseen = append(unseen, name)
+		}
+	}
+	i.mu.Unlock()
+	leases := map[string]string{}
+	for _, name := range unseen {
+		lease := &coordinationv1.Lease{}
+		err := i.reader.Get(ctx, types.NamespacedName{Namespace: fleet.MemberNamespace(name), Name: fleet.HeartbeatLeaseName}, lease)
+		switch {
+		case err == nil:
+			leases[name] = lease.ResourceVersion
+		case !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("reading heartbeat of member %s: %w", name, err)
+		}
+	}
+
 	now := i.opts.Clock.Now()
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.startLocked(now)
+	for name, rv := range leases {
+		if !i.heartbeats[name].hb.Seen {
+			i.heartbeats[name] = leaseObservation{resourceVersion: rv, hb: Heartbeat{Seen: true, LastChange: now}}
+		}
+	}
 	members := make([]Member, 0, len(list.Items))
 	for k := range list.Items {
 		if p := &list.Items[k]; IsFleetProfile(p) {
