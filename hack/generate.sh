@@ -15,13 +15,11 @@ $gen crd:generateEmbeddedObjectMeta=true paths=./api/... output:crd:artifacts:co
 # cluster-inventory-api module's Go types, so they always match the client.
 echo "==> CRDs: multicluster.x-k8s.io (cluster-inventory-api)"
 $gen crd paths=sigs.k8s.io/cluster-inventory-api/apis/v1alpha1 output:crd:artifacts:config=config/crd/cluster-inventory
-if compgen -G "spoke/webhook/*.go" >/dev/null; then
-	echo "==> webhooks"
-	$gen webhook paths=./spoke/webhook/... output:webhook:artifacts:config=config/webhook
-fi
-for component in spoke hub; do
-	if [[ -d $component ]]; then
-		echo "==> RBAC: $component"
-		$gen rbac:roleName=jobset-fleet-$component paths=./$component/... output:rbac:artifacts:config=config/rbac/$component
-	fi
-done
+echo "==> webhooks: member (JobSet, Pod) and hub (JobSet)"
+$gen webhook paths=./spoke/webhook/... output:webhook:artifacts:config=config/webhook
+$gen webhook paths=./hub/admission/... output:webhook:artifacts:config=config/hub-webhook
+# The agent's role covers everything that runs in a member (spoke/ and the
+# agent main); the hub's everything in hub/ and the hub main.
+echo "==> RBAC: agent, hub"
+$gen rbac:roleName=jobset-fleet-agent paths=./spoke/... paths=./cmd/agent/... output:rbac:artifacts:config=config/rbac/agent
+$gen rbac:roleName=jobset-fleet-hub paths=./hub/... paths=./cmd/hub/... output:rbac:artifacts:config=config/rbac/hub

@@ -7,7 +7,7 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
 cp -r "$root"/{go.mod,go.sum,api,config,hack} "$scratch"/
-for d in spoke hub; do [[ -d "$root/$d" ]] && cp -r "$root/$d" "$scratch"/; done
+cp -r "$root"/{spoke,hub,cmd} "$scratch"/
 "$root"/hack/generate.sh "$scratch" >/dev/null
 
 stale=0
