@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,12 +43,13 @@ import (
 )
 
 // The identity the in-process controller runs as: the agent's ServiceAccount,
-// bound to the generated spoke RBAC (config/rbac/spoke). The manager
+// bound to the agent's generated RBAC (config/rbac/agent). The manager
 // impersonates it, so a permission missing from the generated role fails
 // these tests the way it would fail a real deployment.
 const (
 	systemNamespace    = "jobset-fleet-system"
-	serviceAccountName = "jobset-fleet-spoke"
+	serviceAccountName = "jobset-fleet-agent"
+	roleName           = "jobset-fleet-agent"
 )
 
 // rack describes the fake nodes every test cluster gets: 4 racks of 2 nodes.
@@ -81,6 +83,8 @@ func startKwokEnv(ctx context.Context, name string) (_ *kwokEnv, err error) {
 	close(e.done) // until a manager runs
 	defer func() {
 		if err != nil {
+			e.saveClusterLogs()
+			err = fmt.Errorf("%w (logs in %s)", err, e.logDir)
 			e.stop(context.Background())
 		}
 	}()
@@ -104,7 +108,7 @@ func startKwokEnv(ctx context.Context, name string) (_ *kwokEnv, err error) {
 		return nil, err
 	}
 	if err := e.addRacks(ctx); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("adding nodes: %w", err)
 	}
 	if err := e.installCRDs(ctx); err != nil {
 		return nil, err
@@ -181,27 +185,38 @@ func (e *kwokEnv) addRacks(ctx context.Context) error {
 		}
 	}
 	// Wait until the scheduler can use every node: Ready and schedulable.
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	var notReady []string
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		var nodes corev1.NodeList
 		if err := e.c.List(ctx, &nodes, client.HasLabels{"rack"}); err != nil {
+			notReady = []string{err.Error()}
 			return false, nil
 		}
-		ready := 0
+		notReady = nil
 		for _, n := range nodes.Items {
-			for _, c := range n.Status.Conditions {
-				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && n.Status.Allocatable.Cpu().Value() == 8 {
-					ready++
-				}
+			ready := slices.ContainsFunc(n.Status.Conditions, func(c corev1.NodeCondition) bool {
+				return c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue
+			})
+			if !ready || n.Status.Allocatable.Cpu().Value() != 8 {
+				notReady = append(notReady, fmt.Sprintf("%s(ready=%t cpu=%s)", n.Name, ready, n.Status.Allocatable.Cpu()))
 			}
 		}
-		return ready == len(racks)*nodesPerRack, nil
+		return len(nodes.Items) == len(racks)*nodesPerRack && len(notReady) == 0, nil
 	})
+	if err != nil {
+		return fmt.Errorf("nodes not ready: %w: %v", err, notReady)
+	}
+	return nil
 }
 
-// addNode is testenv.AddNode made safe against the kwok controller: kwok
-// initializes a node's status as soon as it sees the node, so the capacity
-// is written with a retry on conflict instead of with the resourceVersion
-// the create returned.
+// addNode is testenv.AddNode without its race against the kwok controller.
+// testenv.AddNode creates the node and then writes its capacity with a
+// status update; kwok's node-initialize stage renders the node's status from
+// what its informer saw (no capacity yet, so its defaults) and can patch that
+// over the update, leaving the node with the wrong capacity (seen: cpu=32
+// instead of 8), or make the update fail with a conflict. A kubelet sends its
+// capacity with the create, and so does this: the apiserver keeps the status
+// of a created node.
 func addNode(ctx context.Context, c client.Client, name string, spec testenv.NodeSpec) error {
 	labels := map[string]string{
 		"kubernetes.io/hostname": name,
@@ -219,22 +234,21 @@ func addNode(ctx context.Context, c client.Client, name string, spec testenv.Nod
 	if _, ok := resources[corev1.ResourcePods]; !ok {
 		resources[corev1.ResourcePods] = resource.MustParse("110")
 	}
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-		Name:        name,
-		Labels:      labels,
-		Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
-	}}
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Labels:      labels,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+		},
+		Status: corev1.NodeStatus{Capacity: resources, Allocatable: resources.DeepCopy()},
+	}
 	if err := c.Create(ctx, node); err != nil {
 		return fmt.Errorf("create node %s: %w", name, err)
 	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(node), node); err != nil {
-			return err
-		}
-		node.Status.Capacity = resources
-		node.Status.Allocatable = resources
-		return c.Status().Update(ctx, node)
-	})
+	if !node.Status.Allocatable.Cpu().Equal(*resources.Cpu()) {
+		return fmt.Errorf("node %s was created with allocatable %v, want %v", name, node.Status.Allocatable, resources)
+	}
+	return nil
 }
 
 // installCRDs applies config/crd/bases with kubectl, server-side as the
@@ -245,15 +259,34 @@ func (e *kwokEnv) installCRDs(ctx context.Context) error {
 	if out, err := e.kubectl(ctx, "apply", "--server-side", "-f", dir); err != nil {
 		return fmt.Errorf("kubectl apply CRDs: %w\n%s", err, out)
 	}
-	if out, err := e.kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s",
-		"crd/jobsets.jobset.x-k8s.io", "crd/jobsetdispatches.fleet.jobset.x-k8s.io"); err != nil {
-		return fmt.Errorf("waiting for CRDs: %w\n%s", err, out)
+	// Polled rather than `kubectl wait`, which fails outright when it looks
+	// before the apiserver has written any condition.
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		for _, name := range []string{"jobsets.jobset.x-k8s.io", "jobsetdispatches.fleet.jobset.x-k8s.io"} {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := e.c.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
+				last = err.Error()
+				return false, nil
+			}
+			established := slices.ContainsFunc(crd.Status.Conditions, func(c apiextensionsv1.CustomResourceDefinitionCondition) bool {
+				return c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue
+			})
+			if !established {
+				last = name + " not Established"
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for CRDs: %w (%s)", err, last)
 	}
 	return nil
 }
 
 // installRBAC creates the agent's ServiceAccount and binds it to the
-// generated spoke roles.
+// agent's generated roles.
 func (e *kwokEnv) installRBAC(ctx context.Context) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}
 	if err := e.c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -263,20 +296,20 @@ func (e *kwokEnv) installRBAC(ctx context.Context) error {
 	if err := e.c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	roles := filepath.Join(testenv.RepoRoot(), "config", "rbac", "spoke", "role.yaml")
+	roles := filepath.Join(testenv.RepoRoot(), "config", "rbac", "agent", "role.yaml")
 	if out, err := e.kubectl(ctx, "apply", "--server-side", "-f", roles); err != nil {
-		return fmt.Errorf("kubectl apply spoke RBAC: %w\n%s", err, out)
+		return fmt.Errorf("kubectl apply agent RBAC: %w\n%s", err, out)
 	}
 	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: systemNamespace, Name: serviceAccountName}
 	bindings := []client.Object{
 		&rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "jobset-fleet-spoke"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "jobset-fleet-spoke"},
+			ObjectMeta: metav1.ObjectMeta{Name: roleName},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: roleName},
 			Subjects:   []rbacv1.Subject{subject},
 		},
 		&rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Namespace: systemNamespace, Name: "jobset-fleet-spoke"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "jobset-fleet-spoke"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: systemNamespace, Name: roleName},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: roleName},
 			Subjects:   []rbacv1.Subject{subject},
 		},
 	}
