@@ -1,0 +1,779 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
+)
+
+// 1. A JobSet applied to the hub runs on one member and its status comes
+// back to the hub.
+func TestSubmitDispatchAndStatus(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "submit")
+	create(t, newJobSet(ns, "train", 2, "100m"))
+
+	js, m := waitPlaced(t, ns, "train")
+	if got := ptr.Deref(js.Spec.ManagedBy, ""); got != fleet.ManagedByFleet {
+		t.Errorf("hub admission did not claim the JobSet for the fleet: managedBy %q", got)
+	}
+	if c := condition(js, dispatch.ConditionDispatched); !strings.Contains(c.Message, m) {
+		t.Errorf("Dispatched condition does not name member %s: %q", m, c.Message)
+	}
+
+	var copy *jobset.JobSet
+	eventually(t, time.Minute, "member copy with two Jobs", func() error {
+		if copy = memberJobSet(t, m, ns, "train"); copy == nil {
+			return fmt.Errorf("no JobSet %s/train on %s", ns, m)
+		}
+		if n := len(memberJobs(t, m, ns, "train")); n != 2 {
+			return fmt.Errorf("%d Jobs on %s", n, m)
+		}
+		return nil
+	})
+	if copy.Labels[fleet.OriginUIDLabel] != string(js.UID) || copy.Labels[fleet.EpochLabel] != "1" || copy.Labels["app"] != "train" {
+		t.Errorf("member copy labels %v: want origin-uid %s, epoch 1 and the user's app label", copy.Labels, js.UID)
+	}
+	if copy.Spec.ManagedBy != nil && *copy.Spec.ManagedBy != jobset.JobSetControllerName {
+		t.Errorf("member copy managedBy %q: the member's controller would ignore it", *copy.Spec.ManagedBy)
+	}
+	names := []string{}
+	for _, j := range memberJobs(t, m, ns, "train") {
+		names = append(names, j.Name)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"train-w-0", "train-w-1"}) {
+		t.Errorf("member Jobs %v, want train-w-0, train-w-1", names)
+	}
+	if other := memberJobSet(t, env.other(m), ns, "train"); other != nil {
+		t.Errorf("a second copy exists on %s", env.other(m))
+	}
+
+	// Play the kubelet: both pods succeed; the real Job controller
+	// completes the Jobs, the member's JobSet controller the JobSet.
+	eventually(t, time.Minute, "pods of the member Jobs", func() error {
+		var pods corev1.PodList
+		must(t, env.members[m].cluster.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{jobset.JobSetNameKey: "train"}))
+		if len(pods.Items) != 2 {
+			return fmt.Errorf("%d pods", len(pods.Items))
+		}
+		return nil
+	})
+	finishPods(t, m, ns, "train")
+
+	eventually(t, time.Minute, "hub JobSet Completed", func() error {
+		js = hubJobSet(t, ns, "train")
+		c := condition(js, string(jobset.JobSetCompleted))
+		if js.Status.TerminalState != string(jobset.JobSetCompleted) || c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("terminalState %q, conditions %+v", js.Status.TerminalState, js.Status.Conditions)
+		}
+		return nil
+	})
+	rjs := js.Status.ReplicatedJobsStatus
+	if len(rjs) != 1 || rjs[0].Name != "w" || rjs[0].Succeeded != 2 {
+		t.Errorf("hub replicatedJobsStatus %+v, want w with 2 succeeded", rjs)
+	}
+	if c := condition(js, dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("finished JobSet lost its Dispatched condition: %+v", js.Status.Conditions)
+	}
+}
+
+// 2. A JobSet no member can hold stays pending with a reason per member,
+// and is dispatched once a member reports enough capacity.
+func TestNoFitUntilCapacityGrows(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "nofit")
+	create(t, newJobSet(ns, "huge", 1, "20"))
+
+	var msg string
+	eventually(t, time.Minute, "Dispatched=False NoFit", func() error {
+		js := hubJobSet(t, ns, "huge")
+		c := condition(js, dispatch.ConditionDispatched)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != dispatch.ReasonNoFit {
+			return fmt.Errorf("conditions %+v", js.Status.Conditions)
+		}
+		msg = c.Message
+		return nil
+	})
+	for _, m := range env.names {
+		if !strings.Contains(msg, m+": insufficient resources: needs cpu 20") {
+			t.Errorf("NoFit message does not say why %s does not fit: %q", m, msg)
+		}
+	}
+	// It stays pending: no dispatch, no member copy.
+	for range 20 {
+		js := hubJobSet(t, ns, "huge")
+		if d := dispatchesOf(t, js.UID); len(d) > 0 || js.Labels[fleet.ClusterLabel] != "" {
+			t.Fatalf("dispatched although nothing fits: %d dispatches, cluster %q", len(d), js.Labels[fleet.ClusterLabel])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// beta grows: a node with 32 cpu joins it.
+	c := env.members[beta].cluster.Client
+	must(t, addNode(ctx, c, "big-"+ns, "32", "64Gi"))
+	t.Cleanup(func() {
+		_ = c.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "big-" + ns}})
+	})
+	js, m := waitPlaced(t, ns, "huge")
+	if m != beta {
+		t.Fatalf("placed on %s, want %s (the only member with 20 cpu free)", m, beta)
+	}
+	if c := condition(js, dispatch.ConditionDispatched); c.Reason != dispatch.ReasonDispatched {
+		t.Errorf("Dispatched reason %q", c.Reason)
+	}
+	eventually(t, time.Minute, "member copy on beta", func() error {
+		if memberJobSet(t, beta, ns, "huge") == nil {
+			return fmt.Errorf("no copy on %s", beta)
+		}
+		return nil
+	})
+}
+
+// 3. Cluster selectors and pinned clusters decide where JobSets go.
+func TestClusterSelectorAndPinnedCluster(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "steer")
+	cases := []struct {
+		name        string
+		annotations []string
+		want        string // member, or "" for pending
+		wantMsg     string
+	}{
+		{"sel-eu", []string{placement.ClusterSelectorAnnotation, "region=eu"}, alpha, ""},
+		{"sel-us", []string{placement.ClusterSelectorAnnotation, "region=us"}, beta, ""},
+		{"sel-gold", []string{placement.ClusterSelectorAnnotation, "tier=gold,region in (eu,us)"}, alpha, ""},
+		{"pin-alpha", []string{placement.PinnedClusterAnnotation, alpha}, alpha, ""},
+		{"pin-beta", []string{placement.PinnedClusterAnnotation, beta}, beta, ""},
+		{"sel-mars", []string{placement.ClusterSelectorAnnotation, "region=mars"}, "", `labels do not match selector "region=mars"`},
+		{"pin-gamma", []string{placement.PinnedClusterAnnotation, "gamma"}, "", `pinned cluster "gamma" is not in the fleet`},
+	}
+	for _, tc := range cases {
+		create(t, newJobSet(ns, tc.name, 1, "10m", tc.annotations...))
+	}
+	for _, tc := range cases {
+		if tc.want != "" {
+			_, m := waitPlaced(t, ns, tc.name)
+			if m != tc.want {
+				t.Errorf("%s: placed on %s, want %s", tc.name, m, tc.want)
+			}
+			eventually(t, time.Minute, tc.name+" copy on "+tc.want, func() error {
+				if memberJobSet(t, tc.want, ns, tc.name) == nil {
+					return fmt.Errorf("no copy")
+				}
+				return nil
+			})
+			if memberJobSet(t, env.other(tc.want), ns, tc.name) != nil {
+				t.Errorf("%s: copy on %s too", tc.name, env.other(tc.want))
+			}
+			continue
+		}
+		eventually(t, time.Minute, tc.name+" pending", func() error {
+			js := hubJobSet(t, ns, tc.name)
+			c := condition(js, dispatch.ConditionDispatched)
+			if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, tc.wantMsg) {
+				return fmt.Errorf("conditions %+v", js.Status.Conditions)
+			}
+			return nil
+		})
+	}
+
+	// A malformed selector is rejected at admission, with the field path.
+	err := env.hub.Client.Create(ctx, newJobSet(ns, "bad-sel", 1, "10m", placement.ClusterSelectorAnnotation, "region in (eu"))
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "metadata.annotations["+placement.ClusterSelectorAnnotation+"]") {
+		t.Errorf("malformed selector: want Invalid naming metadata.annotations[%s], got %v", placement.ClusterSelectorAnnotation, err)
+	}
+}
+
+// 4. Suspend, resume and delete on the hub reach the member.
+func TestSuspendResumeDelete(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "lifecycle")
+	create(t, newJobSet(ns, "sr", 2, "100m"))
+	_, m := waitPlaced(t, ns, "sr")
+	jobsSuspended := func(want bool) func() error {
+		return func() error {
+			js := memberJobSet(t, m, ns, "sr")
+			if js == nil {
+				return fmt.Errorf("no copy on %s", m)
+			}
+			if js.IsSuspended() != want {
+				return fmt.Errorf("member JobSet suspend=%v", js.IsSuspended())
+			}
+			jobs := memberJobs(t, m, ns, "sr")
+			if len(jobs) != 2 {
+				return fmt.Errorf("%d Jobs", len(jobs))
+			}
+			for _, j := range jobs {
+				if ptr.Deref(j.Spec.Suspend, false) != want {
+					return fmt.Errorf("Job %s suspend=%v", j.Name, ptr.Deref(j.Spec.Suspend, false))
+				}
+			}
+			return nil
+		}
+	}
+	eventually(t, time.Minute, "running copy", jobsSuspended(false))
+
+	setSuspend := func(v bool) {
+		eventually(t, 30*time.Second, "update hub JobSet", func() error {
+			js := hubJobSet(t, ns, "sr")
+			js.Spec.Suspend = ptr.To(v)
+			return env.hub.Client.Update(ctx, js)
+		})
+	}
+	setSuspend(true)
+	eventually(t, time.Minute, "member JobSet and Jobs suspended", jobsSuspended(true))
+	eventually(t, time.Minute, "hub shows Suspended", func() error {
+		js := hubJobSet(t, ns, "sr")
+		if c := condition(js, string(jobset.JobSetSuspended)); c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("conditions %+v", js.Status.Conditions)
+		}
+		return nil
+	})
+
+	setSuspend(false)
+	eventually(t, time.Minute, "member JobSet and Jobs resumed", jobsSuspended(false))
+	eventually(t, time.Minute, "hub shows resumed", func() error {
+		js := hubJobSet(t, ns, "sr")
+		if c := condition(js, string(jobset.JobSetSuspended)); c != nil && c.Status == metav1.ConditionTrue {
+			return fmt.Errorf("conditions %+v", js.Status.Conditions)
+		}
+		return nil
+	})
+
+	// Delete: the member copy and its Jobs go first, then the hub JobSet.
+	js := hubJobSet(t, ns, "sr")
+	must(t, env.hub.Client.Delete(ctx, js))
+	eventually(t, 2*time.Minute, "hub JobSet gone", func() error {
+		err := env.hub.Client.Get(ctx, client.ObjectKeyFromObject(js), &jobset.JobSet{})
+		if err == nil {
+			return fmt.Errorf("hub JobSet still there")
+		}
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		// The hub JobSet is gone: nothing of it may be left on the member.
+		if c := memberJobSet(t, m, ns, "sr"); c != nil {
+			t.Fatalf("hub JobSet gone while the member copy still exists (deleting=%v)", c.DeletionTimestamp != nil)
+		}
+		if jobs := memberJobs(t, m, ns, "sr"); len(jobs) > 0 {
+			t.Fatalf("hub JobSet gone while %d member Jobs still exist", len(jobs))
+		}
+		return nil
+	})
+	if d := dispatchesOf(t, js.UID); len(d) > 0 {
+		t.Errorf("%d dispatches left after the JobSet is gone", len(d))
+	}
+}
+
+// 5. A burst of submissions spreads according to the members' capacity.
+func TestBurstSpreadsByCapacity(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "burst")
+	const n = 50
+	const perJobSet = 0.2 // cpu
+	// Start from what the members report.
+	free := map[string]float64{}
+	alloc := map[string]float64{}
+	eventually(t, time.Minute, "members report their nodes' capacity, all free", func() error {
+		for _, spec := range memberSpecs {
+			cp := &clusterinventory.ClusterProfile{}
+			must(t, env.hub.Client.Get(ctx, types.NamespacedName{Namespace: inventoryNS, Name: spec.name}, cp))
+			a, f := inventory.ParseProperties(cp.Status.Properties)
+			ac, fc := a[corev1.ResourceCPU], f[corev1.ResourceCPU]
+			alloc[spec.name], free[spec.name] = ac.AsApproximateFloat64(), fc.AsApproximateFloat64()
+			if ac.String() != spec.cpu || fc.Cmp(ac) != 0 {
+				return fmt.Errorf("%s: allocatable %s free %s", spec.name, ac.String(), fc.String())
+			}
+		}
+		return nil
+	})
+	// Spread evens out the fraction left free: (Fa-x*r)/Aa == (Fb-y*r)/Ab
+	// with x+y = n.
+	fa, fb, aa, ab := free[alpha], free[beta], alloc[alpha], alloc[beta]
+	wantAlpha := (fa/aa - fb/ab + n*perJobSet/ab) / (perJobSet/aa + perJobSet/ab)
+	t.Logf("free cpu: %v; spread expects about %.1f on %s, %.1f on %s", free, wantAlpha, alpha, n-wantAlpha, beta)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := range 5 {
+		wg.Go(func() {
+			for i := w; i < n; i += 5 {
+				if err := env.hub.Client.Create(ctx, newJobSet(ns, fmt.Sprintf("b-%02d", i), 1, "200m")); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	count := map[string]int{}
+	for i := range n {
+		name := fmt.Sprintf("b-%02d", i)
+		js, m := waitPlaced(t, ns, name)
+		count[m]++
+		if d := dispatchesOf(t, js.UID); len(d) != 1 || d[0].Namespace != fleet.MemberNamespace(m) {
+			t.Errorf("%s: %d dispatches, want one in %s", name, len(d), fleet.MemberNamespace(m))
+		}
+	}
+	t.Logf("placed: %v", count)
+	if math.Abs(float64(count[alpha])-wantAlpha) > 6 {
+		t.Errorf("%s got %d of %d, spread by capacity expects about %.0f (counts %v)", alpha, count[alpha], n, wantAlpha, count)
+	}
+	for _, m := range env.names {
+		if used := float64(count[m]) * perJobSet; used > free[m]+1e-9 {
+			t.Errorf("%s over-committed: %.1f cpu placed, %.1f free", m, used, free[m])
+		}
+	}
+	// Each lands where the hub says, and only there.
+	eventually(t, 2*time.Minute, "member copies", func() error {
+		for _, m := range env.names {
+			var list jobset.JobSetList
+			must(t, env.members[m].cluster.Client.List(ctx, &list, client.InNamespace(ns)))
+			if len(list.Items) != count[m] {
+				return fmt.Errorf("%s has %d copies, hub placed %d there", m, len(list.Items), count[m])
+			}
+		}
+		return nil
+	})
+}
+
+// 6. The agent's real join credentials are confined to its namespace and
+// its own ClusterProfile.
+func TestJoinCredentialsLeastPrivilege(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "priv")
+	a := env.members[alpha].hubClient
+	otherNS := fleet.MemberNamespace(beta)
+	otherCP := &clusterinventory.ClusterProfile{}
+	must(t, env.hub.Client.Get(ctx, types.NamespacedName{Namespace: inventoryNS, Name: beta}, otherCP))
+	otherCP.Status.Version.Kubernetes = "v0.0.0-forged"
+
+	forbidden := map[string]error{
+		"list another member's dispatches": a.List(ctx, &fleet.JobSetDispatchList{}, client.InNamespace(otherNS)),
+		"get another member's dispatch":    a.Get(ctx, types.NamespacedName{Namespace: otherNS, Name: "x.y"}, &fleet.JobSetDispatch{}),
+		"list JobSets in a user namespace": a.List(ctx, &jobset.JobSetList{}, client.InNamespace(ns)),
+		"get another ClusterProfile":       a.Get(ctx, client.ObjectKeyFromObject(otherCP), &clusterinventory.ClusterProfile{}),
+		"write another profile's status":   a.Status().Update(ctx, otherCP),
+		"renew another member's heartbeat": a.Get(ctx, types.NamespacedName{Namespace: otherNS, Name: fleet.HeartbeatLeaseName}, &coordinationv1.Lease{}),
+	}
+	for what, err := range forbidden {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("%s: want 403 Forbidden, got %v", what, err)
+		}
+	}
+	if err := a.Get(ctx, types.NamespacedName{Namespace: inventoryNS, Name: alpha}, &clusterinventory.ClusterProfile{}); err != nil {
+		t.Errorf("get own ClusterProfile: %v", err)
+	}
+	if err := a.List(ctx, &fleet.JobSetDispatchList{}, client.InNamespace(fleet.MemberNamespace(alpha))); err != nil {
+		t.Errorf("list own dispatches: %v", err)
+	}
+}
+
+// 7. FAULT: a member cut off from the hub fences its copy; the hub moves
+// the JobSet to the other member only afterwards; when the link heals the
+// old copy goes. Two copies never run at once.
+func TestPartitionFencesThenRedispatches(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "partition")
+	create(t, newJobSet(ns, "p", 2, "100m"))
+	js, from := waitPlaced(t, ns, "p")
+	to := env.other(from)
+	eventually(t, time.Minute, "copy running on "+from, func() error {
+		running, state, err := copyRunning(ctx, from, ns, "p")
+		if err != nil || !running {
+			return fmt.Errorf("%s: %s %v", from, state, err)
+		}
+		return nil
+	})
+
+	s := startSampler(ns, "p")
+	defer s.stop()
+
+	p := env.members[from].proxy
+	p.cut()
+	cut := time.Now()
+	healed := false
+	defer func() {
+		if !healed {
+			_ = p.heal()
+		}
+	}()
+
+	eventually(t, time.Minute, "copy on "+from+" fenced (suspended)", func() error {
+		c := memberJobSet(t, from, ns, "p")
+		if c == nil || !c.IsSuspended() {
+			return fmt.Errorf("copy on %s not suspended", from)
+		}
+		return nil
+	})
+	fenced := time.Since(cut)
+	if fenced < fenceTimeout-500*time.Millisecond {
+		t.Errorf("fenced %s after the cut, before fenceTimeout %s", fenced, fenceTimeout)
+	}
+
+	sawStale := false
+	eventually(t, 2*time.Minute, "hub re-dispatches to "+to, func() error {
+		cur := hubJobSet(t, ns, "p")
+		if c := condition(cur, dispatch.ConditionMemberStatusStale); c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, from) {
+			sawStale = true
+		}
+		if cur.Labels[fleet.ClusterLabel] != to {
+			return fmt.Errorf("still on %q", cur.Labels[fleet.ClusterLabel])
+		}
+		return nil
+	})
+	moved := time.Since(cut)
+	if !sawStale {
+		t.Errorf("hub JobSet never showed MemberStatusStale=True for %s before moving", from)
+	}
+	if moved < memberLostTimeout {
+		t.Errorf("re-dispatched %s after the cut, before memberLostTimeout %s", moved, memberLostTimeout)
+	}
+	t.Logf("fenced after %s, re-dispatched after %s", fenced.Round(100*time.Millisecond), moved.Round(100*time.Millisecond))
+
+	eventually(t, time.Minute, "hub shows the new member", func() error {
+		cur := hubJobSet(t, ns, "p")
+		d := condition(cur, dispatch.ConditionDispatched)
+		st := condition(cur, dispatch.ConditionMemberStatusStale)
+		if d == nil || d.Status != metav1.ConditionTrue || d.Reason != dispatch.ReasonRedispatched || !strings.Contains(d.Message, to) || !strings.Contains(d.Message, "epoch 2") {
+			return fmt.Errorf("Dispatched %+v", d)
+		}
+		if st == nil || st.Status != metav1.ConditionFalse || !strings.Contains(st.Message, to) {
+			return fmt.Errorf("MemberStatusStale %+v", st)
+		}
+		if cur.Annotations[dispatch.EpochAnnotation] != "2" {
+			return fmt.Errorf("epoch annotation %q", cur.Annotations[dispatch.EpochAnnotation])
+		}
+		return nil
+	})
+	eventually(t, time.Minute, "epoch-2 copy running on "+to, func() error {
+		c := memberJobSet(t, to, ns, "p")
+		if c == nil || c.Labels[fleet.EpochLabel] != "2" {
+			return fmt.Errorf("copy on %s: %v", to, c)
+		}
+		running, state, err := copyRunning(ctx, to, ns, "p")
+		if err != nil || !running {
+			return fmt.Errorf("%s: %s %v", to, state, err)
+		}
+		return nil
+	})
+	// While cut off, the old copy stays stopped.
+	if c := memberJobSet(t, from, ns, "p"); c == nil || !c.IsSuspended() || c.Labels[fleet.EpochLabel] != "1" {
+		t.Errorf("old copy on %s while partitioned: %v", from, c)
+	}
+
+	must(t, p.heal())
+	healed = true
+	eventually(t, time.Minute, "old copy on "+from+" removed after healing", func() error {
+		if a := env.members[from].currentAgent(); a.Fenced() {
+			return fmt.Errorf("agent of %s still fenced", from)
+		}
+		if c := memberJobSet(t, from, ns, "p"); c != nil {
+			return fmt.Errorf("copy on %s still there (epoch %s, deleting %v)", from, c.Labels[fleet.EpochLabel], c.DeletionTimestamp != nil)
+		}
+		if jobs := memberJobs(t, from, ns, "p"); len(jobs) > 0 {
+			return fmt.Errorf("%d Jobs still on %s", len(jobs), from)
+		}
+		return nil
+	})
+	eventually(t, time.Minute, "only the epoch-2 dispatch is left", func() error {
+		ds := dispatchesOf(t, js.UID)
+		if len(ds) != 1 || ds[0].Namespace != fleet.MemberNamespace(to) || ds[0].Spec.Epoch != 2 {
+			var got []string
+			for _, d := range ds {
+				got = append(got, fmt.Sprintf("%s epoch %d deleting=%v", d.Namespace, d.Spec.Epoch, d.DeletionTimestamp != nil))
+			}
+			return fmt.Errorf("dispatches %v", got)
+		}
+		return nil
+	})
+	if running, state, err := copyRunning(ctx, to, ns, "p"); err != nil || !running {
+		t.Errorf("copy on %s after healing: %s %v", to, state, err)
+	}
+
+	s.stop()
+	for _, v := range s.violations() {
+		t.Error(v)
+	}
+	if s.samples() < 50 {
+		t.Errorf("only %d samples taken", s.samples())
+	}
+	if last, first := s.lastRunning(from), s.firstRunning(to); first.IsZero() || !last.Before(first) {
+		t.Errorf("copy on %s last seen running at %s, copy on %s first seen running at %s", from, last.Format(time.StampMilli), to, first.Format(time.StampMilli))
+	}
+}
+
+// 8. FAULT: the hub's controllers restart in the middle of a burst; every
+// JobSet is dispatched exactly once.
+func TestHubRestartDuringBurst(t *testing.T) {
+	ns := namespace(t, "hubrestart")
+	const n = 20
+
+	mon := startDispatchMonitor(ns)
+	defer mon.stop()
+
+	for i := range n {
+		if i == 8 {
+			must(t, env.stopHub())
+			t.Logf("hub stopped after %d submissions", i)
+		}
+		create(t, newJobSet(ns, fmt.Sprintf("h-%02d", i), 1, "10m"))
+		if i == 14 {
+			must(t, env.startHub())
+			t.Logf("hub started again after %d submissions", i+1)
+		}
+	}
+
+	for i := range n {
+		name := fmt.Sprintf("h-%02d", i)
+		js, m := waitPlaced(t, ns, name)
+		if js.Annotations[dispatch.EpochAnnotation] != "1" {
+			t.Errorf("%s: epoch %q, want 1 (placed once)", name, js.Annotations[dispatch.EpochAnnotation])
+		}
+		ds := dispatchesOf(t, js.UID)
+		if len(ds) != 1 || ds[0].Namespace != fleet.MemberNamespace(m) || ds[0].Spec.Epoch != 1 {
+			t.Errorf("%s: dispatches %d, want one epoch-1 dispatch in %s", name, len(ds), fleet.MemberNamespace(m))
+		}
+		eventually(t, time.Minute, name+" copy on "+m, func() error {
+			if memberJobSet(t, m, ns, name) == nil {
+				return fmt.Errorf("no copy on %s", m)
+			}
+			return nil
+		})
+		if memberJobSet(t, env.other(m), ns, name) != nil {
+			t.Errorf("%s: copy on %s too", name, env.other(m))
+		}
+	}
+	mon.stop()
+	for _, v := range mon.violations() {
+		t.Error(v)
+	}
+}
+
+// 9. FAULT: an agent restart creates no duplicate Jobs.
+func TestAgentRestartNoDuplicateJobs(t *testing.T) {
+	ns := namespace(t, "agentrestart")
+	create(t, newJobSet(ns, "ar", 3, "100m"))
+	js, m := waitPlaced(t, ns, "ar")
+	eventually(t, time.Minute, "three Jobs", func() error {
+		if n := len(memberJobs(t, m, ns, "ar")); n != 3 {
+			return fmt.Errorf("%d Jobs", n)
+		}
+		return nil
+	})
+	uids := func() []string {
+		var out []string
+		for _, j := range memberJobs(t, m, ns, "ar") {
+			out = append(out, j.Name+"="+string(j.UID))
+		}
+		slices.Sort(out)
+		return out
+	}
+	before := uids()
+	copyBefore := memberJobSet(t, m, ns, "ar")
+
+	mem := env.members[m]
+	must(t, mem.stopAgent())
+	must(t, mem.startAgent())
+	restarted := time.Now()
+	eventually(t, time.Minute, "restarted agent renews", func() error {
+		if mem.currentAgent().LastRenewal().Before(restarted) {
+			return fmt.Errorf("no renewal yet")
+		}
+		return nil
+	})
+	// Let the new controllers reconcile everything, then compare, several
+	// times over a few seconds.
+	for range 10 {
+		time.Sleep(300 * time.Millisecond)
+		if after := uids(); !slices.Equal(before, after) {
+			t.Fatalf("Jobs changed across an agent restart: before %v, after %v", before, after)
+		}
+	}
+	if c := memberJobSet(t, m, ns, "ar"); c == nil || c.UID != copyBefore.UID {
+		t.Errorf("member JobSet replaced across the restart")
+	}
+	cur := hubJobSet(t, ns, "ar")
+	if cur.Labels[fleet.ClusterLabel] != m || cur.Annotations[dispatch.EpochAnnotation] != "1" {
+		t.Errorf("hub JobSet moved: cluster %q epoch %q", cur.Labels[fleet.ClusterLabel], cur.Annotations[dispatch.EpochAnnotation])
+	}
+	if ds := dispatchesOf(t, js.UID); len(ds) != 1 {
+		t.Errorf("%d dispatches", len(ds))
+	}
+	if memberJobSet(t, env.other(m), ns, "ar") != nil {
+		t.Errorf("copy on %s too", env.other(m))
+	}
+}
+
+// --- samplers ----------------------------------------------------------
+
+// sampler checks both members every ~100ms and records any instant at
+// which two copies of one JobSet ran.
+type sampler struct {
+	stopOnce sync.Once
+	quit     chan struct{}
+	done     chan struct{}
+
+	mu    sync.Mutex
+	bad   []string
+	n     int
+	first map[string]time.Time
+	last  map[string]time.Time
+}
+
+func startSampler(ns, name string) *sampler {
+	s := &sampler{quit: make(chan struct{}), done: make(chan struct{}), first: map[string]time.Time{}, last: map[string]time.Time{}}
+	go func() {
+		defer close(s.done)
+		ctx := context.Background()
+		for {
+			select {
+			case <-s.quit:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			var running, states []string
+			ok := true
+			for _, m := range env.names {
+				r, state, err := copyRunning(ctx, m, ns, name)
+				if err != nil {
+					ok = false
+					break
+				}
+				states = append(states, m+": "+state)
+				if r {
+					running = append(running, m)
+				}
+			}
+			if !ok {
+				continue
+			}
+			now := time.Now()
+			s.mu.Lock()
+			s.n++
+			for _, m := range running {
+				if s.first[m].IsZero() {
+					s.first[m] = now
+				}
+				s.last[m] = now
+			}
+			if len(running) > 1 {
+				s.bad = append(s.bad, fmt.Sprintf("%s: two copies of %s/%s running: %s", now.Format(time.StampMilli), ns, name, strings.Join(states, "; ")))
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (s *sampler) stop() {
+	s.stopOnce.Do(func() { close(s.quit) })
+	<-s.done
+}
+
+func (s *sampler) violations() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.bad)
+}
+
+func (s *sampler) samples() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+func (s *sampler) firstRunning(m string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first[m]
+}
+
+func (s *sampler) lastRunning(m string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last[m]
+}
+
+// dispatchMonitor lists the hub's dispatches every ~100ms and records any
+// JobSet of ns that ever had two different dispatch objects.
+type dispatchMonitor struct {
+	stopOnce sync.Once
+	quit     chan struct{}
+	done     chan struct{}
+
+	mu   sync.Mutex
+	seen map[types.UID]map[types.UID]string // origin -> dispatch uid -> where
+	bad  []string
+}
+
+func startDispatchMonitor(ns string) *dispatchMonitor {
+	d := &dispatchMonitor{quit: make(chan struct{}), done: make(chan struct{}), seen: map[types.UID]map[types.UID]string{}}
+	go func() {
+		defer close(d.done)
+		for {
+			var list fleet.JobSetDispatchList
+			if err := env.hub.Client.List(context.Background(), &list); err == nil {
+				d.mu.Lock()
+				for _, x := range list.Items {
+					if x.Spec.Origin.Namespace != ns {
+						continue
+					}
+					o := x.Spec.Origin.UID
+					if d.seen[o] == nil {
+						d.seen[o] = map[types.UID]string{}
+					}
+					if _, ok := d.seen[o][x.UID]; !ok {
+						d.seen[o][x.UID] = fmt.Sprintf("%s epoch %d", x.Namespace, x.Spec.Epoch)
+						if len(d.seen[o]) > 1 {
+							d.bad = append(d.bad, fmt.Sprintf("JobSet %s/%s dispatched twice: %v", ns, x.Spec.Origin.Name, d.seen[o]))
+						}
+					}
+				}
+				d.mu.Unlock()
+			}
+			select {
+			case <-d.quit:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return d
+}
+
+func (d *dispatchMonitor) stop() {
+	d.stopOnce.Do(func() { close(d.quit) })
+	<-d.done
+}
+
+func (d *dispatchMonitor) violations() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.bad)
+}

@@ -1,0 +1,787 @@
+// Package integration tests the whole fleet in one process on real
+// apiservers: a hub (with the hub's admission webhooks, inventory and
+// dispatcher) and two members (with kube-controller-manager, the spoke
+// JobSet reconciler and the agent), joined with hub/membership.Join and
+// reaching the hub through TCP proxies the tests can cut.
+package integration
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+	"github.com/jobset-fleet/jobset-fleet/hub/admission"
+	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
+	spokejobset "github.com/jobset-fleet/jobset-fleet/spoke/jobset"
+)
+
+// Timings. The agents renew every 500ms and fence after fenceTimeout; the
+// hub calls a member stale after heartbeatTimeout and lost after
+// memberLostTimeout (> fenceTimeout, as the design requires).
+const (
+	heartbeatInterval = 500 * time.Millisecond
+	profileInterval   = time.Second
+	fenceTimeout      = 3 * time.Second
+	heartbeatTimeout  = 2500 * time.Millisecond
+	memberLostTimeout = 8 * time.Second
+
+	inventoryNS = fleet.DefaultInventoryNamespace
+)
+
+// The two members: names, ClusterProfile labels and node capacity.
+const (
+	alpha = "alpha"
+	beta  = "beta"
+)
+
+var memberSpecs = []struct {
+	name   string
+	labels map[string]string
+	cpu    string
+	memory string
+}{
+	{alpha, map[string]string{"region": "eu", "tier": "gold"}, "8", "32Gi"},
+	{beta, map[string]string{"region": "us"}, "4", "16Gi"},
+}
+
+// env is the fleet shared by every test of the package.
+var env *fleetEnv
+
+type fleetEnv struct {
+	hub     *testenv.Cluster
+	members map[string]*member
+	names   []string // member names, sorted
+
+	hubMu   sync.Mutex
+	hubCtl  *runningManager
+	hubRuns int
+}
+
+// member is one member cluster with its agent.
+type member struct {
+	name    string
+	cluster *testenv.Cluster
+	proxy   *tcpProxy
+	// hubConfig and hubClient are the agent's join credentials.
+	hubConfig *rest.Config
+	hubClient client.Client
+
+	mu    sync.Mutex
+	agent *runningAgent
+	runs  int
+}
+
+type runningManager struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (m *runningManager) stop() error {
+	m.cancel()
+	return <-m.done
+}
+
+type runningAgent struct {
+	*agent.Agent
+	runningManager
+}
+
+var logPath string
+
+func TestMain(m *testing.M) {
+	logger, closeLog := fileLogger()
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger)
+	code := func() int {
+		defer closeLog()
+		e, stop, err := startFleet()
+		defer stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "starting the fleet:", err)
+			return 1
+		}
+		env = e
+		return m.Run()
+	}()
+	if code != 0 {
+		fmt.Fprintln(os.Stderr, "controller logs:", logPath)
+	}
+	os.Exit(code)
+}
+
+// fileLogger writes the controllers' logs (V(1)) to a file, named on
+// failure, so test output stays readable. FLEET_TEST_VERBOSE sends them to
+// stderr instead.
+func fileLogger() (logr.Logger, func()) {
+	out := io.Writer(os.Stderr)
+	closeFn := func() {}
+	if os.Getenv("FLEET_TEST_VERBOSE") == "" {
+		f, err := os.CreateTemp("", "fleet-integration-*.log")
+		if err != nil {
+			return logr.Discard(), closeFn
+		}
+		logPath = f.Name()
+		out, closeFn = f, func() { f.Close() }
+	}
+	var mu sync.Mutex
+	return funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintln(out, time.Now().Format("15:04:05.000"), prefix, args)
+	}, funcr.Options{Verbosity: 1}), closeFn
+}
+
+// startFleet starts the hub and the members, the hub's webhook server and
+// controllers, joins each member and starts its agent.
+func startFleet() (_ *fleetEnv, stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+
+	e := &fleetEnv{members: map[string]*member{}}
+	// Start the three control planes in parallel.
+	var wg sync.WaitGroup
+	clusters := make([]*testenv.Cluster, 1+len(memberSpecs))
+	stopFns := make([]func(), len(clusters))
+	errs := make([]error, len(clusters))
+	for i := range clusters {
+		wg.Go(func() {
+			defer func() {
+				if r := recover(); r != nil {
+					errs[i] = fmt.Errorf("%v", r)
+				}
+			}()
+			if i == 0 {
+				clusters[i], stopFns[i] = testenv.StartMain("hub", testenv.WithWebhooks(filepath.Join(testenv.RepoRoot(), "config", "hub-webhook")))
+				return
+			}
+			clusters[i], stopFns[i] = testenv.StartMain(memberSpecs[i-1].name, testenv.WithControllerManager())
+		})
+	}
+	wg.Wait()
+	for _, s := range stopFns {
+		if s != nil {
+			stops = append(stops, s)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, stop, err
+	}
+	e.hub = clusters[0]
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stops = append(stops, cancel)
+	if err := startHubWebhooks(ctx, e.hub); err != nil {
+		return nil, stop, err
+	}
+	stops = append(stops, func() { e.stopHub() })
+	if err := e.startHub(); err != nil {
+		return nil, stop, err
+	}
+
+	hubURL, err := url.Parse(e.hub.Config.Host)
+	if err != nil {
+		return nil, stop, err
+	}
+	for i, spec := range memberSpecs {
+		m := &member{name: spec.name, cluster: clusters[i+1]}
+		m.proxy, err = startProxy(hubURL.Host)
+		if err != nil {
+			return nil, stop, err
+		}
+		stops = append(stops, m.proxy.cut)
+		kubeconfig, err := membership.Join(ctx, e.hub.Client, m.cluster.Client, membership.Options{
+			ClusterName:  spec.name,
+			Labels:       spec.labels,
+			HubServerURL: "https://" + m.proxy.addr,
+			HubCAData:    e.hub.Config.CAData,
+			SkipCRDs:     true, // testenv installed them
+			TokenWait:    500 * time.Millisecond,
+		})
+		if err != nil {
+			return nil, stop, fmt.Errorf("join %s: %w", spec.name, err)
+		}
+		// Exactly what cmd/agent does with the Secret's kubeconfig.
+		if m.hubConfig, err = clientcmd.RESTConfigFromKubeConfig(kubeconfig); err != nil {
+			return nil, stop, err
+		}
+		if m.hubClient, err = client.New(m.hubConfig, client.Options{Scheme: testenv.Scheme()}); err != nil {
+			return nil, stop, err
+		}
+		if err := addNode(ctx, m.cluster.Client, "node-1", spec.cpu, spec.memory); err != nil {
+			return nil, stop, fmt.Errorf("node on %s: %w", spec.name, err)
+		}
+		if err := m.startAgent(); err != nil {
+			return nil, stop, fmt.Errorf("agent of %s: %w", spec.name, err)
+		}
+		stops = append(stops, func() { _ = m.stopAgent() })
+		e.members[spec.name] = m
+		e.names = append(e.names, spec.name)
+	}
+	sort.Strings(e.names)
+
+	// Wait until the hub sees every member healthy with its capacity.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := e.checkMembersReady(ctx)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, stop, fmt.Errorf("members not ready: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return e, stop, nil
+}
+
+func (e *fleetEnv) checkMembersReady(ctx context.Context) error {
+	for _, spec := range memberSpecs {
+		cp := &clusterinventory.ClusterProfile{}
+		if err := e.hub.Client.Get(ctx, types.NamespacedName{Namespace: inventoryNS, Name: spec.name}, cp); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(cp.Status.Conditions, clusterinventory.ClusterConditionControlPlaneHealthy) {
+			return fmt.Errorf("%s: not healthy: %+v", spec.name, cp.Status.Conditions)
+		}
+		alloc, _ := inventory.ParseProperties(cp.Status.Properties)
+		if q := alloc[corev1.ResourceCPU]; q.Cmp(resource.MustParse(spec.cpu)) != 0 {
+			return fmt.Errorf("%s: allocatable cpu %s", spec.name, q.String())
+		}
+	}
+	return nil
+}
+
+// startHubWebhooks serves the hub's admission webhooks (hub/admission) for
+// the whole run, outside the hub controllers' manager, so that restarting
+// the controllers does not make JobSet creation fail.
+func startHubWebhooks(ctx context.Context, hub *testenv.Cluster) error {
+	wo := &hub.Env.WebhookInstallOptions
+	mgr, err := ctrl.NewManager(hub.Config, ctrl.Options{
+		Scheme:                 testenv.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir,
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("webhook manager: %w", err)
+	}
+	if err := admission.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "hub webhook manager stopped:", err)
+		}
+	}()
+	addr := net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			return conn.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("hub webhook server at %s not serving: %w", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startHub runs the hub's controllers (inventory + dispatch) as cmd/hub
+// wires them, with short timeouts.
+func (e *fleetEnv) startHub() error {
+	e.hubMu.Lock()
+	defer e.hubMu.Unlock()
+	if e.hubCtl != nil {
+		return errors.New("hub already running")
+	}
+	e.hubRuns++
+	mgr, err := ctrl.NewManager(e.hub.Config, ctrl.Options{
+		Scheme:                 testenv.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		Cache:                  cache.Options{ByObject: inventory.CacheByObject(inventoryNS)},
+	})
+	if err != nil {
+		return err
+	}
+	inv := inventory.New(mgr.GetCache(), inventoryNS, inventory.Options{HeartbeatTimeout: heartbeatTimeout, MemberLostTimeout: memberLostTimeout})
+	if err := inv.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := dispatch.NewReconciler(mgr.GetClient(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningManager{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- mgr.Start(ctx) }()
+	e.hubCtl = r
+	return nil
+}
+
+// stopHub stops the hub's controllers, as a crash or a rollout would.
+func (e *fleetEnv) stopHub() error {
+	e.hubMu.Lock()
+	defer e.hubMu.Unlock()
+	if e.hubCtl == nil {
+		return nil
+	}
+	err := e.hubCtl.stop()
+	e.hubCtl = nil
+	return err
+}
+
+// startAgent runs the member's manager: the spoke JobSet reconciler and the
+// agent with its join credentials, as cmd/agent wires them.
+func (m *member) startAgent() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.agent != nil {
+		return errors.New("agent already running")
+	}
+	m.runs++
+	mgr, err := ctrl.NewManager(m.cluster.Config, ctrl.Options{
+		Scheme:                 testenv.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return err
+	}
+	if err := spokejobset.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("jobset-controller")).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	a, err := agent.Setup(mgr, agent.Options{
+		ClusterName:       m.name,
+		HubConfig:         rest.CopyConfig(m.hubConfig),
+		HeartbeatInterval: heartbeatInterval,
+		ProfileInterval:   profileInterval,
+		FenceTimeout:      fenceTimeout,
+		Identity:          fmt.Sprintf("%s/test-%d", m.name, m.runs),
+		ControllerName:    "jobset-fleet-agent-" + m.name,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningAgent{Agent: a, runningManager: runningManager{cancel: cancel, done: make(chan error, 1)}}
+	go func() { r.done <- mgr.Start(ctx) }()
+	m.agent = r
+	return nil
+}
+
+func (m *member) stopAgent() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.agent == nil {
+		return nil
+	}
+	err := m.agent.stop()
+	m.agent = nil
+	return err
+}
+
+func (m *member) currentAgent() *runningAgent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.agent
+}
+
+func (e *fleetEnv) other(name string) string {
+	for _, n := range e.names {
+		if n != name {
+			return n
+		}
+	}
+	return ""
+}
+
+// --- objects -------------------------------------------------------------
+
+func addNode(ctx context.Context, c client.Client, name, cpu, memory string) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := c.Create(ctx, node); err != nil {
+		return err
+	}
+	node.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(memory), corev1.ResourcePods: resource.MustParse("1000")}
+	node.Status.Capacity = node.Status.Allocatable
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	return c.Status().Update(ctx, node)
+}
+
+// newJobSet is a plain user JobSet, exactly as a user would apply it (no
+// managedBy: the hub's admission claims it for the fleet): one
+// ReplicatedJob "w" of replicas Jobs of one pod asking cpu.
+func newJobSet(ns, name string, replicas int32, cpu string, annotations ...string) *jobset.JobSet {
+	js := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}}}
+	if len(annotations) > 0 {
+		js.Annotations = map[string]string{}
+		for i := 0; i+1 < len(annotations); i += 2 {
+			js.Annotations[annotations[i]] = annotations[i+1]
+		}
+	}
+	rj := jobset.ReplicatedJob{Name: "w", Replicas: replicas}
+	rj.Template.Spec.Parallelism = ptr.To(int32(1))
+	rj.Template.Spec.Completions = ptr.To(int32(1))
+	rj.Template.Spec.BackoffLimit = ptr.To(int32(0))
+	rj.Template.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+	rj.Template.Spec.Template.Spec.Containers = []corev1.Container{{
+		Name: "main", Image: "busybox",
+		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}},
+	}}
+	js.Spec.ReplicatedJobs = []jobset.ReplicatedJob{rj}
+	return js
+}
+
+// --- test helpers --------------------------------------------------------
+
+var nsCounter struct {
+	sync.Mutex
+	n int
+}
+
+// namespace creates a fresh namespace on the hub for one test, and deletes
+// the test's JobSets (waiting until their member copies are gone) when the
+// test ends.
+func namespace(t *testing.T, prefix string) string {
+	t.Helper()
+	nsCounter.Lock()
+	nsCounter.n++
+	name := fmt.Sprintf("%s-%d", prefix, nsCounter.n)
+	nsCounter.Unlock()
+	must(t, env.hub.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}))
+	t.Cleanup(func() { cleanupNamespace(t, name) })
+	return name
+}
+
+// cleanupNamespace deletes every hub JobSet of ns and waits until they and
+// their member copies (JobSets and Pods) are gone, so the next test starts
+// with the members' capacity free.
+func cleanupNamespace(t *testing.T, ns string) {
+	ctx := context.Background()
+	if err := env.hub.Client.DeleteAllOf(ctx, &jobset.JobSet{}, client.InNamespace(ns)); err != nil {
+		t.Errorf("cleanup: deleting JobSets of %s: %v", ns, err)
+		return
+	}
+	err := poll(3*time.Minute, func() error {
+		var list jobset.JobSetList
+		if err := env.hub.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if len(list.Items) > 0 {
+			return fmt.Errorf("%d hub JobSets left in %s", len(list.Items), ns)
+		}
+		for _, name := range env.names {
+			c := env.members[name].cluster.Client
+			var jss jobset.JobSetList
+			if err := c.List(ctx, &jss, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			var pods corev1.PodList
+			if err := c.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			if len(jss.Items)+len(pods.Items) > 0 {
+				return fmt.Errorf("member %s: %d JobSets, %d Pods left in %s", name, len(jss.Items), len(pods.Items), ns)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// poll runs f every 100ms until it returns nil or timeout passes.
+func poll(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s: %w", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	if err := poll(timeout, f); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func create(t testing.TB, obj client.Object) {
+	t.Helper()
+	must(t, env.hub.Client.Create(context.Background(), obj))
+}
+
+func hubJobSet(t testing.TB, ns, name string) *jobset.JobSet {
+	t.Helper()
+	js := &jobset.JobSet{}
+	must(t, env.hub.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, js))
+	return js
+}
+
+// memberJobSet returns the member's copy, or nil.
+func memberJobSet(t testing.TB, member, ns, name string) *jobset.JobSet {
+	t.Helper()
+	js := &jobset.JobSet{}
+	err := env.members[member].cluster.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, js)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	must(t, err)
+	return js
+}
+
+func memberJobs(t testing.TB, member, ns, name string) []batchv1.Job {
+	t.Helper()
+	var list batchv1.JobList
+	must(t, env.members[member].cluster.Client.List(context.Background(), &list, client.InNamespace(ns), client.MatchingLabels{jobset.JobSetNameKey: name}))
+	return list.Items
+}
+
+// dispatchesOf lists a hub JobSet's dispatches in every member namespace.
+func dispatchesOf(t testing.TB, uid types.UID) []fleet.JobSetDispatch {
+	t.Helper()
+	var list fleet.JobSetDispatchList
+	must(t, env.hub.Client.List(context.Background(), &list, client.MatchingLabels{fleet.OriginUIDLabel: string(uid)}))
+	return list.Items
+}
+
+func condition(js *jobset.JobSet, typ string) *metav1.Condition {
+	return meta.FindStatusCondition(js.Status.Conditions, typ)
+}
+
+// waitPlaced waits until the hub JobSet is Dispatched=True and returns it
+// with the member it names.
+func waitPlaced(t testing.TB, ns, name string) (*jobset.JobSet, string) {
+	t.Helper()
+	var js *jobset.JobSet
+	eventually(t, time.Minute, "dispatch of "+ns+"/"+name, func() error {
+		js = hubJobSet(t, ns, name)
+		c := condition(js, dispatch.ConditionDispatched)
+		if c == nil || c.Status != metav1.ConditionTrue || js.Labels[fleet.ClusterLabel] == "" {
+			return fmt.Errorf("not dispatched: labels %v, conditions %+v", js.Labels, js.Status.Conditions)
+		}
+		return nil
+	})
+	return js, js.Labels[fleet.ClusterLabel]
+}
+
+// jobRunning reports whether a Job may run pods: not suspended, not finished.
+func jobRunning(j *batchv1.Job) bool {
+	if ptr.Deref(j.Spec.Suspend, false) {
+		return false
+	}
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return false
+		}
+	}
+	return true
+}
+
+// copyRunning reports whether the member runs a copy of ns/name: the member
+// JobSet exists, is not suspended, and has a Job that is neither suspended
+// nor finished.
+func copyRunning(ctx context.Context, member, ns, name string) (bool, string, error) {
+	c := env.members[member].cluster.Client
+	js := &jobset.JobSet{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, js); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, "absent", nil
+		}
+		return false, "", err
+	}
+	if js.IsSuspended() {
+		return false, "suspended (epoch " + js.Labels[fleet.EpochLabel] + ")", nil
+	}
+	var jobs batchv1.JobList
+	if err := c.List(ctx, &jobs, client.InNamespace(ns), client.MatchingLabels{jobset.JobSetNameKey: name}); err != nil {
+		return false, "", err
+	}
+	for i := range jobs.Items {
+		if jobRunning(&jobs.Items[i]) {
+			return true, fmt.Sprintf("running (epoch %s, Job %s)", js.Labels[fleet.EpochLabel], jobs.Items[i].Name), nil
+		}
+	}
+	return false, fmt.Sprintf("not suspended, no running Job (epoch %s, %d Jobs)", js.Labels[fleet.EpochLabel], len(jobs.Items)), nil
+}
+
+// finishPods plays the kubelet: every pod of the member JobSet succeeds.
+func finishPods(t testing.TB, member, ns, name string) int {
+	t.Helper()
+	c := env.members[member].cluster.Client
+	var pods corev1.PodList
+	must(t, c.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{jobset.JobSetNameKey: name}))
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			got := &corev1.Pod{}
+			if err := c.Get(context.Background(), client.ObjectKeyFromObject(p), got); err != nil {
+				return err
+			}
+			now := metav1.Now()
+			got.Status.Phase = corev1.PodSucceeded
+			got.Status.StartTime = &now
+			got.Status.ContainerStatuses = []corev1.ContainerStatus{{
+				Name: "main", Image: "busybox",
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}},
+			}}
+			return c.Status().Update(context.Background(), got)
+		})
+		must(t, err)
+	}
+	return len(pods.Items)
+}
+
+// --- a TCP proxy a test can cut --------------------------------------------
+
+type tcpProxy struct {
+	addr   string
+	target string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]bool
+}
+
+func startProxy(target string) (*tcpProxy, error) {
+	p := &tcpProxy{target: target, conns: map[net.Conn]bool{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	return p, nil
+}
+
+func (p *tcpProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", p.target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			if p.ln != ln { // cut meanwhile
+				p.mu.Unlock()
+				in.Close()
+				out.Close()
+				continue
+			}
+			p.conns[in], p.conns[out] = true, true
+			p.mu.Unlock()
+			go pipe(in, out)
+			go pipe(out, in)
+		}
+	}()
+}
+
+func pipe(dst, src net.Conn) {
+	_, _ = io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+}
+
+// cut closes the listener and every open connection: every request of the
+// member's agent to the hub fails from now on.
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+// heal listens again on the same address.
+func (p *tcpProxy) heal() error {
+	var err error
+	for range 50 {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			p.serve(ln)
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("re-listening on %s: %w", p.addr, err)
+}
