@@ -39,6 +39,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "kwok cluster %s ready in %s (kubeconfig %s, context %s)\n",
 			e.cluster.Name, time.Since(start).Round(time.Millisecond), e.cluster.KubeconfigPath, e.cluster.Context)
 		code := m.Run()
+		if err := waitForNamespacesGone(ctx, 2*time.Minute); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL:", err)
+			code = 1
+		}
 		if code != 0 {
 			e.saveClusterLogs()
 			fmt.Fprintf(os.Stderr, "logs of the controller and of the cluster's components are in %s\n", e.logDir)
@@ -61,8 +65,33 @@ func setLogger(path string) error {
 	return nil
 }
 
-// newNamespace creates a namespace for one test and deletes it, waiting
-// until it is gone, when the test ends.
+// deletedNamespaces are the test namespaces deleted so far.
+var deletedNamespaces sync.Map
+
+// waitForNamespacesGone waits until every deleted test namespace is gone:
+// the namespace controller, the garbage collector and the kwok pod-delete
+// stage have removed the JobSets, Jobs, pods and Services in them.
+func waitForNamespacesGone(ctx context.Context, timeout time.Duration) error {
+	var left []string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		left = nil
+		deletedNamespaces.Range(func(name, _ any) bool {
+			err := env.c.Get(ctx, client.ObjectKey{Name: name.(string)}, &corev1.Namespace{})
+			if !apierrors.IsNotFound(err) {
+				left = append(left, name.(string))
+			}
+			return true
+		})
+		return len(left) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("test namespaces %v not deleted within %s: %w", left, timeout, err)
+	}
+	return nil
+}
+
+// newNamespace creates a namespace for one test and deletes it when the test
+// ends.
 func newNamespace(t *testing.T, prefix string) string {
 	t.Helper()
 	ctx := context.Background()
@@ -74,17 +103,12 @@ func newNamespace(t *testing.T, prefix string) string {
 		if t.Failed() {
 			dumpNamespace(t, ns.Name)
 		}
+		// Deleted here, and waited for once all tests are done (see
+		// TestMain), so the wait overlaps with the tests still running.
 		if err := env.c.Delete(ctx, ns); err != nil && !apierrors.IsNotFound(err) {
 			t.Errorf("delete namespace %s: %v", ns.Name, err)
-			return
 		}
-		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-			err := env.c.Get(ctx, client.ObjectKeyFromObject(ns), &corev1.Namespace{})
-			return apierrors.IsNotFound(err), nil
-		})
-		if err != nil {
-			t.Errorf("namespace %s was not deleted within 2m: %v", ns.Name, err)
-		}
+		deletedNamespaces.Store(ns.Name, true)
 	})
 	// Pods need the default ServiceAccount, which kube-controller-manager
 	// creates shortly after the namespace.
