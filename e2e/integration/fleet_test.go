@@ -314,6 +314,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 	wantAlpha := (fa/aa - fb/ab + n*perJobSet/ab) / (perJobSet/aa + perJobSet/ab)
 	t.Logf("free cpu: %v; spread expects about %.1f on %s, %.1f on %s", free, wantAlpha, alpha, n-wantAlpha, beta)
 
+	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for w := range 5 {
@@ -340,8 +341,8 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 			t.Errorf("%s: %d dispatches, want one in %s", name, len(d), fleet.MemberNamespace(m))
 		}
 	}
-	t.Logf("placed: %v", count)
-	if math.Abs(float64(count[alpha])-wantAlpha) > 6 {
+	t.Logf("placed: %v (%s after the first submission)", count, time.Since(start).Round(100*time.Millisecond))
+	if math.Abs(float64(count[alpha])-wantAlpha) > 3 {
 		t.Errorf("%s got %d of %d, spread by capacity expects about %.0f (counts %v)", alpha, count[alpha], n, wantAlpha, count)
 	}
 	for _, m := range env.names {
@@ -360,6 +361,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("all copies on the members %s after the first submission", time.Since(start).Round(100*time.Millisecond))
 }
 
 // 6. The agent's real join credentials are confined to its namespace and
@@ -451,8 +453,10 @@ func TestPartitionFencesThenRedispatches(t *testing.T) {
 	if !sawStale {
 		t.Errorf("hub JobSet never showed MemberStatusStale=True for %s before moving", from)
 	}
-	if moved < memberLostTimeout {
-		t.Errorf("re-dispatched %s after the cut, before memberLostTimeout %s", moved, memberLostTimeout)
+	// The hub counts from the last renewal it saw, at most one heartbeat
+	// interval before the cut.
+	if moved < memberLostTimeout-heartbeatInterval || moved < fenced {
+		t.Errorf("re-dispatched %s after the cut: before memberLostTimeout %s (less one renewal interval) or before the fence (%s)", moved, memberLostTimeout, fenced)
 	}
 	t.Logf("fenced after %s, re-dispatched after %s", fenced.Round(100*time.Millisecond), moved.Round(100*time.Millisecond))
 
@@ -517,8 +521,8 @@ func TestPartitionFencesThenRedispatches(t *testing.T) {
 	}
 
 	s.stop()
-	for _, v := range s.violations() {
-		t.Error(v)
+	if v := s.violations(); len(v) > 0 {
+		t.Errorf("INVARIANT 1 VIOLATED: two copies ran at once in %d of %d samples; first: %s; last: %s", len(v), s.samples(), v[0], v[len(v)-1])
 	}
 	if s.samples() < 50 {
 		t.Errorf("only %d samples taken", s.samples())

@@ -511,6 +511,8 @@ func namespace(t *testing.T, prefix string) string {
 // with the members' capacity free.
 func cleanupNamespace(t *testing.T, ns string) {
 	ctx := context.Background()
+	start := time.Now()
+	defer func() { t.Logf("cleanup of namespace %s took %s", ns, time.Since(start).Round(100*time.Millisecond)) }()
 	if err := env.hub.Client.DeleteAllOf(ctx, &jobset.JobSet{}, client.InNamespace(ns)); err != nil {
 		t.Errorf("cleanup: deleting JobSets of %s: %v", ns, err)
 		return
