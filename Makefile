@@ -46,7 +46,9 @@ vet: ## go vet.
 
 .PHONY: test
 test: tools verify-manifests vet ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
-	go test $(GO_TEST_FLAGS) ./...
+	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /e2e/)
+	@# End-to-end suites each run whole clusters of processes: one at a time.
+	go test $(GO_TEST_FLAGS) -p 1 ./e2e/...
 
 .PHONY: unit
 unit: ## Unit tests only (no control planes).

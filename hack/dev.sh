@@ -13,6 +13,8 @@ bin=$root/bin
 # DEV_DIR and DEV_PORT_BASE let tests run a private fleet beside a developer's.
 dev=${DEV_DIR:-$root/.dev}
 export KWOK_WORKDIR=$dev/kwok
+# kwokctl runs kubectl from PATH; it must be ours (a missing one is downloaded).
+export PATH=$bin:$PATH
 kubeconfig=$dev/kubeconfig
 members=(member-1 member-2)
 
@@ -106,7 +108,11 @@ up() {
 	step "installing CRDs on the hub"
 	kubectl --context hub apply --server-side --force-conflicts \
 		-f "$root/config/crd/bases" -f "$root/config/crd/cluster-inventory" >/dev/null
-	kubectl --context hub wait --for condition=established --timeout 60s crd --all >/dev/null
+	# A CRD without status yet makes `kubectl wait` fail outright: retry.
+	for _ in $(seq 60); do
+		kubectl --context hub wait --for condition=established --timeout 30s crd --all >/dev/null 2>&1 && break
+		sleep 1
+	done
 
 	for m in "${members[@]}"; do
 		step "joining $m"

@@ -122,8 +122,12 @@ func (k *KwokCluster) kwokctl(ctx context.Context, args ...string) ([]byte, erro
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
-	// KWOK_WORKDIR keeps every file of the cluster out of $HOME.
-	cmd.Env = append(os.Environ(), "KWOK_WORKDIR="+k.workDir)
+	// KWOK_WORKDIR keeps every file of the cluster out of $HOME. kwokctl
+	// runs kubectl from PATH: ours must come first, since another kubectl
+	// may be too old for the server, or missing (kwokctl would download one).
+	cmd.Env = append(os.Environ(),
+		"KWOK_WORKDIR="+k.workDir,
+		"PATH="+BinDir()+string(os.PathListSeparator)+os.Getenv("PATH"))
 	return cmd.CombinedOutput()
 }
 
