@@ -56,7 +56,9 @@ add_nodes() {
 		for n in 0 1; do
 			local node="$member-rack$r-node$n"
 			kubectl --context "$member" get node "$node" >/dev/null 2>&1 && continue
-			kubectl --context "$member" apply -f - >/dev/null <<NODE
+			# Capacity is part of the create: a later status patch races with
+			# the kwok controller initializing the node.
+			kubectl --context "$member" create -f - >/dev/null <<NODE
 apiVersion: v1
 kind: Node
 metadata:
@@ -69,9 +71,10 @@ metadata:
     kubernetes.io/arch: amd64
     type: kwok
     rack: rack$r
+status:
+  capacity: {cpu: "16", memory: 64Gi, nvidia.com/gpu: "4", pods: "110"}
+  allocatable: {cpu: "16", memory: 64Gi, nvidia.com/gpu: "4", pods: "110"}
 NODE
-			kubectl --context "$member" patch node "$node" --subresource=status --type=merge \
-				-p '{"status":{"capacity":{"cpu":"16","memory":"64Gi","nvidia.com/gpu":"4","pods":"110"},"allocatable":{"cpu":"16","memory":"64Gi","nvidia.com/gpu":"4","pods":"110"}}}' >/dev/null
 		done
 	done
 	step "cluster $member: $((racks * 2)) fake nodes in $racks racks"

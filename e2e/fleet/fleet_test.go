@@ -327,3 +327,37 @@ func TestFailingPodRestartsTheJobSetWhichThenCompletes(t *testing.T) {
 		t.Fatalf("hub shows %d restarts, want 1", js.Status.Restarts)
 	}
 }
+
+func TestMembersReportHealthAndCapacityToTheHub(t *testing.T) {
+	// member-1: 8 nodes x 16 cpu; member-2: 4 nodes x 16 cpu (hack/dev.sh).
+	want := map[string]string{"member-1": "128", "member-2": "64"}
+	for member, cpu := range want {
+		eventually(t, time.Minute, func() string {
+			out, err := kubectlErr(nil, "--context", "hub", "-n", "fleet-system", "get", "clusterprofile", member, "-o", "json")
+			if err != nil {
+				return out
+			}
+			var profile struct {
+				Status struct {
+					Conditions []struct{ Type, Status string } `json:"conditions"`
+					Properties []struct{ Name, Value string }  `json:"properties"`
+				} `json:"status"`
+			}
+			if err := json.Unmarshal([]byte(out), &profile); err != nil {
+				return err.Error()
+			}
+			healthy := false
+			for _, c := range profile.Status.Conditions {
+				healthy = healthy || (c.Type == "ControlPlaneHealthy" && c.Status == "True")
+			}
+			props := map[string]string{}
+			for _, p := range profile.Status.Properties {
+				props[p.Name] = p.Value
+			}
+			if !healthy || props["allocatable.cpu"] != cpu || props["allocatable.nvidia.com/gpu"] == "" {
+				return fmt.Sprintf("%s: healthy=%v properties=%v, want allocatable.cpu=%s and GPUs", member, healthy, props, cpu)
+			}
+			return ""
+		})
+	}
+}

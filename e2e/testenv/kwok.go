@@ -31,7 +31,8 @@ type KwokCluster struct {
 	Config         *rest.Config
 	Client         client.Client
 
-	workDir string
+	workDir    string
+	ownWorkDir bool // created by CreateKwokCluster, removed by Delete
 }
 
 // KwokOptions configures CreateKwokCluster.
@@ -76,7 +77,8 @@ func CreateKwokCluster(ctx context.Context, name string, opts KwokOptions) (*Kwo
 		}
 		bins[b] = path
 	}
-	if opts.WorkDir == "" {
+	ownWorkDir := opts.WorkDir == ""
+	if ownWorkDir {
 		dir, err := os.MkdirTemp("", "kwok-"+name+"-")
 		if err != nil {
 			return nil, err
@@ -86,7 +88,7 @@ func CreateKwokCluster(ctx context.Context, name string, opts KwokOptions) (*Kwo
 	if opts.KubeconfigPath == "" {
 		opts.KubeconfigPath = filepath.Join(opts.WorkDir, "kubeconfig")
 	}
-	k := &KwokCluster{Name: name, Context: "kwok-" + name, KubeconfigPath: opts.KubeconfigPath, workDir: opts.WorkDir}
+	k := &KwokCluster{Name: name, Context: "kwok-" + name, KubeconfigPath: opts.KubeconfigPath, workDir: opts.WorkDir, ownWorkDir: ownWorkDir}
 	args := append([]string{
 		"create", "cluster",
 		"--name=" + name,
@@ -136,6 +138,9 @@ func (k *KwokCluster) Delete(ctx context.Context) error {
 	out, err := k.kwokctl(ctx, "delete", "cluster", "--name="+k.Name, "--kubeconfig="+k.KubeconfigPath)
 	if err != nil {
 		return fmt.Errorf("kwokctl delete cluster %s: %w\n%s", k.Name, err, out)
+	}
+	if k.ownWorkDir {
+		return os.RemoveAll(k.workDir)
 	}
 	return nil
 }
@@ -194,14 +199,12 @@ func AddNode(ctx context.Context, c client.Client, name string, spec NodeSpec) e
 			// The kwok controller manages nodes carrying this annotation.
 			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
 		},
+		// Capacity goes in with the create: a later status update races
+		// with the kwok controller initializing the node.
+		Status: corev1.NodeStatus{Capacity: resources, Allocatable: resources.DeepCopy()},
 	}
 	if err := c.Create(ctx, node); err != nil {
 		return fmt.Errorf("create node %s: %w", name, err)
-	}
-	node.Status.Capacity = resources
-	node.Status.Allocatable = resources
-	if err := c.Status().Update(ctx, node); err != nil {
-		return fmt.Errorf("set capacity of node %s: %w", name, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unicode/utf8"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -60,7 +61,7 @@ func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p plan) (ct
 		errs = append(errs, err)
 	case saved:
 		for _, e := range p.events {
-			r.recorder.Eventf(js, nil, e.eventType, e.reason, eventAction, "%s", e.note)
+			r.event(js, e.eventType, e.reason, e.note)
 		}
 		switch p.finished {
 		case v1alpha2.JobSetCompleted:
@@ -144,7 +145,7 @@ func (r *Reconciler) createService(ctx context.Context, js *v1alpha2.JobSet, svc
 		return nil
 	}
 	if err != nil {
-		r.recorder.Eventf(js, nil, corev1.EventTypeWarning, ReasonHeadlessServiceCreationFailed, eventAction, "%s", err.Error())
+		r.event(js, corev1.EventTypeWarning, ReasonHeadlessServiceCreationFailed, err.Error())
 		return fmt.Errorf("creating headless Service %s: %w", klog.KObj(svc), err)
 	}
 	ctrl.LoggerFrom(ctx).V(2).Info("Created headless Service", "service", klog.KObj(svc))
@@ -179,10 +180,10 @@ func (r *Reconciler) createJobs(ctx context.Context, js *v1alpha2.JobSet, jobs [
 	if len(rejected) > 0 {
 		invalid := errors.Join(rejected...)
 		log.Error(invalid, "The apiserver rejected child Jobs; fix the JobSet's Job template", "count", len(rejected))
-		r.recorder.Eventf(js, nil, corev1.EventTypeWarning, ReasonJobCreationFailed, eventAction, "%s", invalid.Error())
+		r.event(js, corev1.EventTypeWarning, ReasonJobCreationFailed, invalid.Error())
 	}
 	if err != nil {
-		r.recorder.Eventf(js, nil, corev1.EventTypeWarning, ReasonJobCreationFailed, eventAction, "%s", err.Error())
+		r.event(js, corev1.EventTypeWarning, ReasonJobCreationFailed, err.Error())
 	}
 	return err
 }
@@ -228,4 +229,27 @@ func (r *Reconciler) resumeJobs(ctx context.Context, resumes []jobResume) error 
 		ctrl.LoggerFrom(ctx).V(2).Info("Resumed Job", "job", klog.KObj(job))
 		return nil
 	})
+}
+
+// maxEventNote is the longest note the events API accepts; a longer one is
+// rejected and the user would see no event at all.
+const maxEventNote = 1024
+
+// event records an event, shortening notes the API would refuse (several
+// failed Job creates joined together easily exceed the limit).
+func (r *Reconciler) event(js *v1alpha2.JobSet, eventType, reason, note string) {
+	r.recorder.Eventf(js, nil, eventType, reason, eventAction, "%s", truncateNote(note))
+}
+
+// truncateNote cuts note to maxEventNote bytes on a rune boundary.
+func truncateNote(note string) string {
+	const ellipsis = " …"
+	if len(note) <= maxEventNote {
+		return note
+	}
+	cut := maxEventNote - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(note[cut]) {
+		cut--
+	}
+	return note[:cut] + ellipsis
 }

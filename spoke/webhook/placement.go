@@ -118,25 +118,39 @@ func leaderSelector(follower *corev1.Pod) (labels.Selector, error) {
 	return labels.SelectorFromSet(labels.Set{jobset.JobKey: jobKey, completionIndexKey: "0"}), nil
 }
 
-// pickLeader chooses the live leader of the follower's Job among candidates
-// selected by leaderSelector. A leader that is being deleted or has finished
-// will not anchor the Job any more, and one owned by a different Job UID is a
-// leftover from before a restart (same name, same job-key, new Job).
+// pickLeader chooses the leader of the follower's Job among candidates
+// selected by leaderSelector: the live one, else one that succeeded on a node.
+// A leader being deleted or failed does not anchor the Job (its replacement
+// will), and one owned by a different Job UID is a leftover from before a
+// restart (same name, same job-key, new Job).
 func pickLeader(candidates []corev1.Pod, follower *corev1.Pod) (*corev1.Pod, error) {
 	owner := controllerUID(follower)
 	var live []*corev1.Pod
+	// A leader that already succeeded still tells the domain: its Job ran
+	// there, and a follower created late (a slow Job controller, or a
+	// replacement for a failed follower) must join it.
+	var finished *corev1.Pod
 	for i := range candidates {
 		p := &candidates[i]
-		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		if p.DeletionTimestamp != nil || controllerUID(p) != owner {
 			continue
 		}
-		if controllerUID(p) != owner {
-			continue
+		switch p.Status.Phase {
+		case corev1.PodSucceeded:
+			if p.Spec.NodeName != "" {
+				finished = p
+			}
+		case corev1.PodFailed:
+			// Its replacement decides the domain.
+		default:
+			live = append(live, p)
 		}
-		live = append(live, p)
 	}
 	switch len(live) {
 	case 0:
+		if finished != nil {
+			return finished, nil
+		}
 		return nil, fmt.Errorf("leader pod (completion index 0, %s=%s) of this Job does not exist yet",
 			jobset.JobKey, follower.Labels[jobset.JobKey])
 	case 1:

@@ -102,6 +102,8 @@ func TestPickLeader(t *testing.T) {
 	deleting.DeletionTimestamp = &now
 	failed := exclusivePod("failed", "0", testJobUID)
 	failed.Status.Phase = corev1.PodFailed
+	succeeded := scheduled(exclusivePod("done", "0", testJobUID), "n3")
+	succeeded.Status.Phase = corev1.PodSucceeded
 
 	cases := []struct {
 		name       string
@@ -115,6 +117,9 @@ func TestPickLeader(t *testing.T) {
 		{name: "only stale", candidates: []*corev1.Pod{stale}, wantErr: "does not exist yet"},
 		{name: "deleting and failed ignored", candidates: []*corev1.Pod{deleting, failed, live}, want: "l"},
 		{name: "two live", candidates: []*corev1.Pod{live, live}, wantErr: "expected 1"},
+		{name: "succeeded leader still names the domain", candidates: []*corev1.Pod{failed, succeeded}, want: "done"},
+		{name: "live leader preferred over a succeeded one", candidates: []*corev1.Pod{succeeded, live}, want: "l"},
+		{name: "only failed", candidates: []*corev1.Pod{failed}, wantErr: "does not exist yet"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
