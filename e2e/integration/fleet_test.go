@@ -286,12 +286,15 @@ func TestSuspendResumeDelete(t *testing.T) {
 	}
 }
 
-// 5. A burst of submissions spreads according to the members' capacity.
+// 5. A burst of submissions spreads according to the members' capacity:
+// 48 JobSets of 250m fill the fleet's 12 cpu exactly, so spread must put 32
+// on alpha (8 cpu) and 16 on beta (4 cpu), and no member may be given more
+// than it holds.
 func TestBurstSpreadsByCapacity(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t, "burst")
-	const n = 50
-	const perJobSet = 0.2 // cpu
+	const n = 48
+	const perJobSet = 0.25 // cpu
 	// Start from what the members report.
 	free := map[string]float64{}
 	alloc := map[string]float64{}
@@ -320,7 +323,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 	for w := range 5 {
 		wg.Go(func() {
 			for i := w; i < n; i += 5 {
-				if err := env.hub.Client.Create(ctx, newJobSet(ns, fmt.Sprintf("b-%02d", i), 1, "200m")); err != nil {
+				if err := env.hub.Client.Create(ctx, newJobSet(ns, fmt.Sprintf("b-%02d", i), 1, "250m")); err != nil {
 					errs <- err
 				}
 			}
@@ -347,7 +350,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 	}
 	for _, m := range env.names {
 		if used := float64(count[m]) * perJobSet; used > free[m]+1e-9 {
-			t.Errorf("%s over-committed: %.1f cpu placed, %.1f free", m, used, free[m])
+			t.Errorf("%s over-committed: %d JobSets, %.2f cpu placed on a member with %.2f cpu free: their pods can never all run, although the fleet has room for all of them", m, count[m], used, free[m])
 		}
 	}
 	// Each lands where the hub says, and only there.
@@ -532,26 +535,39 @@ func TestPartitionFencesThenRedispatches(t *testing.T) {
 	}
 }
 
-// 8. FAULT: the hub's controllers restart in the middle of a burst; every
-// JobSet is dispatched exactly once.
+// 8. FAULT: the hub's controllers crash in the middle of a burst of
+// dispatches and start again; every JobSet is dispatched exactly once.
 func TestHubRestartDuringBurst(t *testing.T) {
+	ctx := context.Background()
 	ns := namespace(t, "hubrestart")
-	const n = 20
+	const n = 24
 
 	mon := startDispatchMonitor(ns)
 	defer mon.stop()
 
-	for i := range n {
-		if i == 8 {
-			must(t, env.stopHub())
-			t.Logf("hub stopped after %d submissions", i)
+	created := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if err := env.hub.Client.Create(ctx, newJobSet(ns, fmt.Sprintf("h-%02d", i), 1, "10m")); err != nil {
+				created <- err
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		create(t, newJobSet(ns, fmt.Sprintf("h-%02d", i), 1, "10m"))
-		if i == 14 {
-			must(t, env.startHub())
-			t.Logf("hub started again after %d submissions", i+1)
+		created <- nil
+	}()
+	// Crash while placements are under way.
+	eventually(t, time.Minute, "first dispatches", func() error {
+		if k := mon.count(); k < 4 {
+			return fmt.Errorf("%d dispatched", k)
 		}
-	}
+		return nil
+	})
+	must(t, env.crashHub())
+	t.Logf("hub crashed with %d JobSets dispatched", mon.count())
+	time.Sleep(time.Second)
+	must(t, env.startHub())
+	must(t, <-created)
 
 	for i := range n {
 		name := fmt.Sprintf("h-%02d", i)
@@ -774,6 +790,13 @@ func startDispatchMonitor(ns string) *dispatchMonitor {
 func (d *dispatchMonitor) stop() {
 	d.stopOnce.Do(func() { close(d.quit) })
 	<-d.done
+}
+
+// count is how many JobSets of the namespace were seen dispatched.
+func (d *dispatchMonitor) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.seen)
 }
 
 func (d *dispatchMonitor) violations() []string {

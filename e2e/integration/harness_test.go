@@ -91,6 +91,11 @@ type fleetEnv struct {
 	members map[string]*member
 	names   []string // member names, sorted
 
+	// hubProxy carries the hub controllers' own connection to the hub
+	// apiserver: cutting it before stopping them makes the stop look like
+	// a crash (in-flight writes fail) rather than a graceful shutdown.
+	hubProxy *tcpProxy
+
 	hubMu   sync.Mutex
 	hubCtl  *runningManager
 	hubRuns int
@@ -221,13 +226,16 @@ func startFleet() (_ *fleetEnv, stop func(), err error) {
 	if err := startHubWebhooks(ctx, e.hub); err != nil {
 		return nil, stop, err
 	}
-	stops = append(stops, func() { e.stopHub() })
-	if err := e.startHub(); err != nil {
-		return nil, stop, err
-	}
-
 	hubURL, err := url.Parse(e.hub.Config.Host)
 	if err != nil {
+		return nil, stop, err
+	}
+	if e.hubProxy, err = startProxy(hubURL.Host); err != nil {
+		return nil, stop, err
+	}
+	stops = append(stops, e.hubProxy.cut)
+	stops = append(stops, func() { _ = e.stopHub() })
+	if err := e.startHub(); err != nil {
 		return nil, stop, err
 	}
 	for i, spec := range memberSpecs {
@@ -346,7 +354,9 @@ func (e *fleetEnv) startHub() error {
 		return errors.New("hub already running")
 	}
 	e.hubRuns++
-	mgr, err := ctrl.NewManager(e.hub.Config, ctrl.Options{
+	cfg := rest.CopyConfig(e.hub.Config)
+	cfg.Host = "https://" + e.hubProxy.addr
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testenv.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -370,7 +380,16 @@ func (e *fleetEnv) startHub() error {
 	return nil
 }
 
-// stopHub stops the hub's controllers, as a crash or a rollout would.
+// crashHub cuts the hub controllers off the apiserver, so that whatever
+// they were writing fails, then stops them and restores the link for the
+// next run.
+func (e *fleetEnv) crashHub() error {
+	e.hubProxy.cut()
+	_ = e.stopHub() // a crashed manager's errors do not matter
+	return e.hubProxy.heal()
+}
+
+// stopHub stops the hub's controllers, as a rollout would.
 func (e *fleetEnv) stopHub() error {
 	e.hubMu.Lock()
 	defer e.hubMu.Unlock()
