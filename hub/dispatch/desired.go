@@ -29,9 +29,8 @@ const (
 	// the restarts the JobSet made on members it was moved away from.
 	RestartsCarriedAnnotation           = "fleet.jobset.x-k8s.io/restarts-carried"
 	RestartsTowardsMaxCarriedAnnotation = "fleet.jobset.x-k8s.io/restarts-towards-max-carried"
-	// OnMemberLostAnnotation says what to do when the member running the
-	// JobSet is lost: Redispatch (default), Fail, or Wait.
-	OnMemberLostAnnotation = "fleet.jobset.x-k8s.io/on-member-lost"
+	// OnMemberLostAnnotation: see the API.
+	OnMemberLostAnnotation = fleet.OnMemberLostAnnotation
 
 	// ConditionDispatched is True while a member runs the JobSet; False with
 	// the reason (NoFit, MemberLost, MemberRejected) while it is pending.
@@ -41,8 +40,8 @@ const (
 	ConditionMemberStatusStale = "MemberStatusStale"
 
 	// ConditionAgentDeleted is True on a deleting dispatch once the agent
-	// removed the member copy (spoke/agent.ConditionDeleted).
-	ConditionAgentDeleted = "Deleted"
+	// removed the member copy.
+	ConditionAgentDeleted = fleet.DispatchDeleted
 	// ReasonDeleted is the reason of the Accepted=False condition an agent
 	// writes on a dispatch once the member copy is gone.
 	ReasonDeleted = "Deleted"

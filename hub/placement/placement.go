@@ -16,17 +16,16 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 )
 
 // Annotations a user sets on a hub JobSet to steer placement.
 const (
-	// PinnedClusterAnnotation names the only member the JobSet may run on.
-	PinnedClusterAnnotation = "fleet.jobset.x-k8s.io/pinned-cluster"
-	// ClusterSelectorAnnotation is a label selector (kubectl syntax, e.g.
-	// "region=eu,gpu in (a100,h100)") over ClusterProfile labels.
-	ClusterSelectorAnnotation = "fleet.jobset.x-k8s.io/cluster-selector"
+	// See the API for their meaning.
+	PinnedClusterAnnotation   = fleet.PinnedClusterAnnotation
+	ClusterSelectorAnnotation = fleet.ClusterSelectorAnnotation
 )
 
 // Policy scores the members that fit.

@@ -18,14 +18,10 @@ import (
 // Names the agent adds to the fleet contract. They belong with the API
 // (api/fleet/v1alpha1/names.go) once the hub reads them.
 const (
-	// Finalizer is put on a dispatch before its member JobSet is created, so
-	// deleting the dispatch cannot leave a copy running: the agent removes it
-	// only after the member copy (and, through foreground deletion, its Jobs)
-	// is gone.
-	Finalizer = "fleet.jobset.x-k8s.io/agent"
-	// ConditionDeleted is True on a deleting dispatch once the member copy is
-	// gone; the hub may then place the JobSet elsewhere.
-	ConditionDeleted = "Deleted"
+	// Finalizer and ConditionDeleted are the agent's side of the dispatch
+	// deletion contract; see the API.
+	Finalizer        = fleetv1alpha1.AgentFinalizer
+	ConditionDeleted = fleetv1alpha1.DispatchDeleted
 
 	ReasonAccepted    = "Accepted"
 	ReasonConflict    = "Conflict"

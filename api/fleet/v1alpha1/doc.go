@@ -1,15 +1,38 @@
-/*
-Package v1alpha1 — THE HUB/AGENT CONTRACT. Both sides (hub/ and spoke/agent) must follow it exactly.
-
-Read /work/shared/DESIGN.md (data flow, invariants 1-5) first. Constants are in /work/main/api/fleet/v1alpha1/names.go and jobsetdispatch_types.go (read them; do not edit api/ — ask in your report if something must change).
-
-- Inventory: ClusterProfiles (`sigs.k8s.io/cluster-inventory-api/apis/v1alpha1`, v0.1.3) in namespace `fleet-system` (DefaultInventoryNamespace, flag-configurable) on the hub, name = member cluster name, `spec.clusterManager.name: jobset-fleet` and label `x-k8s.io/cluster-manager: jobset-fleet`. Member-specific labels on the ClusterProfile (set at join, e.g. `region=eu`) are what the hub's cluster selector matches.
-- Member namespace on the hub: `fleet-member-<cluster>` (MemberNamespace()).
-- Heartbeat: the agent renews a coordination.k8s.io/v1 Lease `agent-heartbeat` (HeartbeatLeaseName) in its member namespace about every 10 s (holderIdentity = cluster name, leaseDurationSeconds = 40, renewTime updated each renewal). The hub judges freshness ONLY by its own clock: it records the local time at which it last saw the Lease change (resourceVersion/renewTime change), never by comparing renewTime to its clock.
-- ClusterProfile status (written by the agent via the status subresource, at most every 30 s unless health changes): condition `ControlPlaneHealthy` (True when the member apiserver's /readyz answers ok), `status.version.kubernetes` (member server version), and `status.properties` with names `allocatable.cpu`, `allocatable.memory`, `allocatable.nvidia.com/gpu`, `free.cpu`, `free.memory`, `free.nvidia.com/gpu` (values are resource.Quantity strings; allocatable = sum of Ready nodes' allocatable; free = allocatable minus requests of non-terminal pods bound to those nodes; compute with a pods list, not a Pod informer — or a metadata/field-selector-limited read — memory matters).
-- JobSetDispatch (fleet.jobset.x-k8s.io/v1alpha1) named `<origin namespace>.<origin name>` (DispatchName()) in the member namespace, written by the hub: spec.origin {namespace, name, uid}, spec.epoch (>=1, a new placement gets a larger epoch), spec.jobSet {labels, annotations, spec}. The hub sets spec.jobSet.spec.managedBy to nil (so the member's built-in controller runs it) and reduces spec.jobSet.spec.failurePolicy.maxRestarts by the restarts already used on earlier members, so maxRestarts holds across the fleet. Spec updates the hub propagates: suspend, and the pod-template fields mutable while suspended. The hub puts a finalizer `fleet.jobset.x-k8s.io/cleanup` on dispatches it creates and removes it once the member copy is gone (dispatch status condition Accepted=False reason Deleted, or the member is lost past memberLostTimeout).
-- The agent, for each dispatch in ITS namespace only: creates/updates the member JobSet in namespace = origin namespace (creating the namespace if missing), name = origin name, with labels `fleet.jobset.x-k8s.io/origin-uid`, `fleet.jobset.x-k8s.io/epoch` and annotation `fleet.jobset.x-k8s.io/dispatch: <hub ns>/<dispatch name>`; refuses (condition Accepted=False, reason Conflict, clear message) to take over a same-name JobSet it did not create; writes status back (status.jobSetStatus = member JobSet status, observedEpoch, observedGeneration, lastSyncTime, condition Accepted=True reason Running) only when it changed; when the dispatch is being deleted (deletionTimestamp set), deletes the member JobSet (foreground), then reports condition Accepted=False reason Deleted (the hub then drops the finalizer).
-- Hub JobSet: the user's JobSet in any namespace except fleet-system / fleet-member-*. The hub adds finalizer `fleet.jobset.x-k8s.io/dispatch`, label `fleet.jobset.x-k8s.io/cluster=<member>`, condition `Dispatched` (True with reason/message naming the member, or False reason NoFit with a per-cluster message), and mirrors status (conditions, replicatedJobsStatus, restarts (+ carried), restartsCountTowardsMax, terminalState) from the dispatch. A condition `MemberStatusStale` turns True when the member's heartbeat is not fresh. Per-JobSet annotations: `fleet.jobset.x-k8s.io/cluster-selector: <label selector on ClusterProfile labels>`, `fleet.jobset.x-k8s.io/pinned-cluster: <name>`, `fleet.jobset.x-k8s.io/on-member-lost: Redispatch|Wait|Fail` (default Redispatch).
-- Fencing: the agent stops (suspend or delete, flag, default suspend) its fleet JobSets when it has not renewed its heartbeat for fenceTimeout (default 30s, measured on its own clock); the hub re-dispatches only after memberLostTimeout (default 60s > fenceTimeout) of not seeing the Lease change. On reconnect the agent removes member JobSets whose epoch label is older than the dispatch's epoch or whose dispatch no longer exists.
-*/
+// Package v1alpha1 holds the fleet API, group fleet.jobset.x-k8s.io: the
+// objects the hub and the member agents exchange on the hub cluster, and the
+// names both sides agree on (names.go). The contract in short:
+//
+// Inventory. Each member has a ClusterProfile (cluster-inventory-api) in the
+// inventory namespace (default fleet-system), clusterManager jobset-fleet,
+// named after the member; its labels are what a JobSet's cluster selector
+// matches. Its agent keeps the profile's status current — ControlPlaneHealthy,
+// version.kubernetes, and properties allocatable.<resource> and
+// free.<resource> for cpu, memory and nvidia.com/gpu — at most every 30s, and
+// renews the Lease agent-heartbeat in its member namespace fleet-member-<name>
+// about every 10s. The hub judges a heartbeat by when it last saw the Lease
+// change on its own clock, never by comparing timestamps across clocks.
+//
+// Dispatch. For each hub JobSet the hub writes one JobSetDispatch named
+// <namespace>.<name> in the chosen member's namespace, with the origin, an
+// epoch that grows with every placement (never reused, even across hub
+// restarts), and the JobSet's labels, annotations and spec — managedBy
+// cleared so the member's built-in controller runs it, and
+// failurePolicy.maxRestarts reduced by restarts already spent on earlier
+// members. The agent, watching only its namespace, adds AgentFinalizer and
+// runs a member JobSet of the same namespace and name, labelled with
+// OriginUIDLabel and EpochLabel and annotated with DispatchAnnotation; it
+// refuses (Accepted=False, reason Conflict) to take over a JobSet it did not
+// create, and reports the member status back in status only when it changed.
+//
+// Deletion. When a dispatch is deleted the agent deletes the member copy in
+// the foreground, sets DispatchDeleted=True and drops its finalizer; the hub
+// then releases the user's JobSet. A member silent for the hub's
+// member-lost timeout no longer blocks deletion, and its JobSets are placed
+// again with a new epoch. Its agent, having failed to renew the heartbeat for
+// its shorter fence timeout, has already stopped them (suspend or delete);
+// on reconnect it removes copies whose epoch is stale or whose dispatch is
+// gone.
+//
+// +kubebuilder:object:generate=true
+// +groupName=fleet.jobset.x-k8s.io
 package v1alpha1

@@ -1,8 +1,3 @@
-// Package v1alpha1 holds the fleet API (see doc.go for the hub/agent contract), group fleet.jobset.x-k8s.io: the
-// objects the hub and the member agents exchange on the hub cluster.
-//
-// +kubebuilder:object:generate=true
-// +groupName=fleet.jobset.x-k8s.io
 package v1alpha1
 
 import (

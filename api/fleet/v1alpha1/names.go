@@ -1,4 +1,3 @@
-// The complete hub/agent contract is written out in doc.go of this package: READ IT.
 package v1alpha1
 
 // Names shared by the hub and the agents. They are the contract between the
@@ -28,6 +27,27 @@ const (
 
 	// DispatchAnnotation on a member JobSet is "<hub namespace>/<dispatch name>".
 	DispatchAnnotation = "fleet.jobset.x-k8s.io/dispatch"
+
+	// AgentFinalizer is put on a dispatch by its agent before the member copy
+	// is created and removed once that copy (and its Jobs) is gone, so
+	// deleting a dispatch can never leave a copy running.
+	AgentFinalizer = "fleet.jobset.x-k8s.io/agent"
+
+	// DispatchDeleted is the dispatch condition the agent sets True once the
+	// member copy of a deleting dispatch is gone.
+	DispatchDeleted = "Deleted"
+)
+
+// Annotations a user sets on a hub JobSet.
+const (
+	// PinnedClusterAnnotation names the only member the JobSet may run on.
+	PinnedClusterAnnotation = "fleet.jobset.x-k8s.io/pinned-cluster"
+	// ClusterSelectorAnnotation is a label selector (kubectl syntax, e.g.
+	// "region=eu,gpu in (a100,h100)") over ClusterProfile labels.
+	ClusterSelectorAnnotation = "fleet.jobset.x-k8s.io/cluster-selector"
+	// OnMemberLostAnnotation says what happens when the member running the
+	// JobSet is lost: Redispatch (default), Fail, or Wait.
+	OnMemberLostAnnotation = "fleet.jobset.x-k8s.io/on-member-lost"
 )
 
 // MemberNamespace is the hub namespace of a member cluster.
