@@ -18,7 +18,6 @@ import (
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
-	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
 
 // Unjoin removes what Join created. The member's CRDs stay unless
@@ -117,11 +116,11 @@ func releaseDispatches(ctx context.Context, hub client.Client, memberNS string) 
 	}
 	for i := range list.Items {
 		d := &list.Items[i]
-		if !controllerutil.ContainsFinalizer(d, agent.Finalizer) {
+		if !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer) {
 			continue
 		}
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.RemoveFinalizer(d, agent.Finalizer)
+		controllerutil.RemoveFinalizer(d, fleetv1alpha1.AgentFinalizer)
 		if err := hub.Patch(ctx, d, patch); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("releasing dispatch %s: %w", client.ObjectKeyFromObject(d), err)
 		}
