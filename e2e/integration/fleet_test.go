@@ -322,6 +322,11 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 	wantAlpha := (fa/aa - fb/ab + n*perJobSet/ab) / (perJobSet/aa + perJobSet/ab)
 	t.Logf("free cpu: %v; spread expects about %.1f on %s, %.1f on %s", free, wantAlpha, alpha, n-wantAlpha, beta)
 
+	// A burst must not cut a healthy member off: its agent keeps renewing
+	// its heartbeat while it turns dispatches into JobSets.
+	fences := watchFences()
+	defer fences.stop()
+
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -400,6 +405,10 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 		return nil
 	})
 	t.Logf("all copies on the members %s after the first submission", time.Since(start).Round(100*time.Millisecond))
+	fences.stop()
+	if f := fences.fenced(); len(f) > 0 {
+		t.Errorf("agents fenced themselves during the burst (their heartbeat did not reach the hub for %s): %v", fenceTimeout, f)
+	}
 }
 
 // 6. The agent's real join credentials are confined to its namespace and
@@ -628,6 +637,25 @@ func TestHubRestartDuringBurst(t *testing.T) {
 	for _, v := range mon.violations() {
 		t.Error(v)
 	}
+
+	// Nothing lost: status still flows for JobSets placed before and after
+	// the crash.
+	for _, name := range []string{"h-00", fmt.Sprintf("h-%02d", n-1)} {
+		_, m := waitPlaced(t, ns, name)
+		eventually(t, time.Minute, "pod of "+name, func() error {
+			if finishPods(t, m, ns, name) == 0 {
+				return fmt.Errorf("no pod yet")
+			}
+			return nil
+		})
+		eventually(t, time.Minute, name+" Completed on the hub", func() error {
+			js := hubJobSet(t, ns, name)
+			if js.Status.TerminalState != string(jobset.JobSetCompleted) {
+				return fmt.Errorf("terminalState %q", js.Status.TerminalState)
+			}
+			return nil
+		})
+	}
 }
 
 // 9. FAULT: an agent restart creates no duplicate Jobs.
@@ -838,4 +866,51 @@ func (d *dispatchMonitor) violations() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Clone(d.bad)
+}
+
+// fenceWatch records which agents were ever fenced while it ran.
+type fenceWatch struct {
+	stopOnce sync.Once
+	quit     chan struct{}
+	done     chan struct{}
+	mu       sync.Mutex
+	seen     map[string]bool
+}
+
+func watchFences() *fenceWatch {
+	f := &fenceWatch{quit: make(chan struct{}), done: make(chan struct{}), seen: map[string]bool{}}
+	go func() {
+		defer close(f.done)
+		for {
+			for _, m := range env.names {
+				if a := env.members[m].currentAgent(); a != nil && a.Fenced() {
+					f.mu.Lock()
+					f.seen[m] = true
+					f.mu.Unlock()
+				}
+			}
+			select {
+			case <-f.quit:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return f
+}
+
+func (f *fenceWatch) stop() {
+	f.stopOnce.Do(func() { close(f.quit) })
+	<-f.done
+}
+
+func (f *fenceWatch) fenced() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for m := range f.seen {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
 }
