@@ -361,3 +361,26 @@ func TestMembersReportHealthAndCapacityToTheHub(t *testing.T) {
 		})
 	}
 }
+
+func TestTTLDeletesTheJobSetEverywhereAndNothingRunsTwice(t *testing.T) {
+	ns := namespace(t, "e2e-ttl")
+	manifest := example(t, "pytorch.yaml", func(obj map[string]any) {
+		obj["spec"].(map[string]any)["ttlSecondsAfterFinished"] = 5
+	})
+	kubectl(t, manifest, "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
+	member := waitPlaced(t, ns, "pytorch")
+	waitTerminal(t, ns, "pytorch", "Completed")
+	eventually(t, time.Minute, func() string {
+		hub, hubErr := kubectlErr(nil, "--context", "hub", "-n", ns, "get", "jobsets", "-o", "name")
+		mem, memErr := kubectlErr(nil, "--context", member, "-n", ns, "get", "jobsets,jobs", "-o", "name")
+		if hubErr != nil || memErr != nil || strings.TrimSpace(hub) != "" || strings.TrimSpace(mem) != "" {
+			return fmt.Sprintf("after the TTL: hub has %q, %s has %q", hub, member, mem)
+		}
+		return ""
+	})
+	// The finished copy must not come back to run a second time.
+	time.Sleep(5 * time.Second)
+	if out := kubectl(t, nil, "--context", member, "-n", ns, "get", "jobsets,jobs", "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Fatalf("the JobSet came back on %s after its TTL: %s", member, out)
+	}
+}

@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"time"
+
 	"fmt"
 	"strconv"
 	"strings"
@@ -241,6 +243,21 @@ func MirrorStatus(current jobset.JobSetStatus, d *fleet.JobSetDispatch, carried 
 
 // IsFinished reports whether a JobSet status is terminal.
 func IsFinished(s *jobset.JobSetStatus) bool { return s.TerminalState != "" }
+
+// TTLExpiry is when a finished hub JobSet with ttlSecondsAfterFinished is to
+// be deleted: that many seconds after its Completed or Failed condition
+// turned True. ok is false when the JobSet is not finished or has no TTL.
+func TTLExpiry(js *jobset.JobSet, status *jobset.JobSetStatus) (expiry time.Time, ok bool) {
+	ttl := js.Spec.TTLSecondsAfterFinished
+	if ttl == nil || !IsFinished(status) {
+		return time.Time{}, false
+	}
+	c := meta.FindStatusCondition(status.Conditions, status.TerminalState)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		return time.Time{}, false
+	}
+	return c.LastTransitionTime.Add(time.Duration(*ttl) * time.Second), true
+}
 
 // failedByHub marks a status Failed because its member was lost.
 func failedByHub(s *jobset.JobSetStatus, msg string) {

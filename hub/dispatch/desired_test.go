@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -165,5 +166,35 @@ func TestOnMemberLost(t *testing.T) {
 		if got := OnMemberLost(js); got != want {
 			t.Errorf("OnMemberLost(%q) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+func TestTTLExpiry(t *testing.T) {
+	finishedAt := metav1.NewTime(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	completed := jobset.JobSetStatus{
+		TerminalState: string(jobset.JobSetCompleted),
+		Conditions:    []metav1.Condition{{Type: string(jobset.JobSetCompleted), Status: metav1.ConditionTrue, LastTransitionTime: finishedAt}},
+	}
+	cases := []struct {
+		name   string
+		ttl    *int32
+		status jobset.JobSetStatus
+		want   time.Time
+		wantOK bool
+	}{
+		{name: "no TTL", status: completed},
+		{name: "running", ttl: ptr.To[int32](60)},
+		{name: "completed with TTL", ttl: ptr.To[int32](60), status: completed, want: finishedAt.Add(time.Minute), wantOK: true},
+		{name: "zero TTL expires at once", ttl: ptr.To[int32](0), status: completed, want: finishedAt.Time, wantOK: true},
+		{name: "terminal state without its condition", ttl: ptr.To[int32](60), status: jobset.JobSetStatus{TerminalState: "Failed"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			js := &jobset.JobSet{Spec: jobset.JobSetSpec{TTLSecondsAfterFinished: tc.ttl}}
+			got, ok := TTLExpiry(js, &tc.status)
+			if ok != tc.wantOK || !got.Equal(tc.want) {
+				t.Fatalf("TTLExpiry = %v, %v; want %v, %v", got, ok, tc.want, tc.wantOK)
+			}
+		})
 	}
 }

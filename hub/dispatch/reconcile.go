@@ -204,6 +204,21 @@ func (r *Reconciler) sync(ctx context.Context, o *observed) (reconcile.Result, e
 		return reconcile.Result{}, err
 	}
 	r.updateGauges(js, rec, status)
+
+	// ttlSecondsAfterFinished holds on the hub as on a single cluster: the
+	// member removes its copy, the hub removes the user's JobSet.
+	if expiry, ok := TTLExpiry(js, status); ok {
+		if wait := expiry.Sub(o.now); wait > 0 {
+			if result.RequeueAfter == 0 || wait+requeueMargin < result.RequeueAfter {
+				result.RequeueAfter = wait + requeueMargin
+			}
+		} else {
+			log.Info("deleting finished JobSet: ttlSecondsAfterFinished passed", "ttlSecondsAfterFinished", *js.Spec.TTLSecondsAfterFinished)
+			if err := r.client.Delete(ctx, js, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+				return reconcile.Result{}, fmt.Errorf("deleting JobSet after its TTL: %w", err)
+			}
+		}
+	}
 	return result, nil
 }
 

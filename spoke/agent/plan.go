@@ -190,6 +190,10 @@ func ComputePlan(o Observed) Plan {
 
 	t := o.Target
 	switch {
+	case t == nil && finishedHere(d):
+		// The copy finished and was then removed (ttlSecondsAfterFinished,
+		// or by hand): its result is already reported, and running it again
+		// would be a second run of a finished JobSet.
 	case t == nil:
 		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, Finalizer)
 		p.Create = DesiredJobSet(d)
@@ -222,6 +226,12 @@ func ComputePlan(o Observed) Plan {
 		})
 	}
 	return p
+}
+
+// finishedHere reports whether the dispatch's status already holds a terminal
+// JobSet status for its current epoch.
+func finishedHere(d *fleetv1alpha1.JobSetDispatch) bool {
+	return d.Status.ObservedEpoch == d.Spec.Epoch && d.Status.JobSetStatus.TerminalState != ""
 }
 
 // live returns pointers to the copies that match and are not already being

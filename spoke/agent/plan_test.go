@@ -121,6 +121,11 @@ func TestComputePlan(t *testing.T) {
 	withFinalizer := d.DeepCopy()
 	withFinalizer.Finalizers = []string{Finalizer}
 	key := "fleet-member-a/team.train"
+	finished := withFinalizer.DeepCopy()
+	finished.Status.ObservedEpoch = 2
+	finished.Status.JobSetStatus.TerminalState = string(v1alpha2.JobSetCompleted)
+	finishedEarlierEpoch := finished.DeepCopy()
+	finishedEarlierEpoch.Status.ObservedEpoch = 1
 
 	tests := []struct {
 		name   string
@@ -143,6 +148,25 @@ func TestComputePlan(t *testing.T) {
 			o:    Observed{Dispatch: withFinalizer, Target: ours, Copies: []v1alpha2.JobSet{*ours}},
 			check: func(t *testing.T, p Plan) {
 				if p.AddFinalizer || p.Create != nil || p.Update != nil || p.Status.JobSetStatus.Restarts != 1 || p.Status.ObservedEpoch != 2 || p.Status.ObservedGeneration != 3 {
+					t.Errorf("plan %+v", p)
+				}
+			},
+			reason: ReasonAccepted,
+		},
+		{
+			name: "finished copy removed (TTL): not run again",
+			o:    Observed{Dispatch: finished},
+			check: func(t *testing.T, p Plan) {
+				if p.Create != nil || p.Update != nil || len(p.Delete) != 0 || p.Status != nil {
+					t.Errorf("plan %+v", p)
+				}
+			},
+		},
+		{
+			name: "copy missing after a finish in an earlier epoch: run this epoch",
+			o:    Observed{Dispatch: finishedEarlierEpoch},
+			check: func(t *testing.T, p Plan) {
+				if p.Create == nil {
 					t.Errorf("plan %+v", p)
 				}
 			},
