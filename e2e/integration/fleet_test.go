@@ -428,7 +428,7 @@ func TestJoinCredentialsLeastPrivilege(t *testing.T) {
 		"list JobSets in a user namespace": a.List(ctx, &jobset.JobSetList{}, client.InNamespace(ns)),
 		"get another ClusterProfile":       a.Get(ctx, client.ObjectKeyFromObject(otherCP), &clusterinventory.ClusterProfile{}),
 		"write another profile's status":   a.Status().Update(ctx, otherCP),
-		"renew another member's heartbeat": a.Get(ctx, types.NamespacedName{Namespace: otherNS, Name: fleet.HeartbeatLeaseName}, &coordinationv1.Lease{}),
+		"read another member's heartbeat":  a.Get(ctx, types.NamespacedName{Namespace: otherNS, Name: fleet.HeartbeatLeaseName}, &coordinationv1.Lease{}),
 	}
 	for what, err := range forbidden {
 		if !apierrors.IsForbidden(err) {
