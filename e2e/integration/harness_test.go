@@ -2,7 +2,14 @@
 // apiservers: a hub (with the hub's admission webhooks, inventory and
 // dispatcher) and two members (with kube-controller-manager, the spoke
 // JobSet reconciler and the agent), joined with hub/membership.Join and
-// reaching the hub through TCP proxies the tests can cut.
+// reaching the hub through TCP proxies the tests can cut. The clusters are
+// shared by every test (TestMain); each test works in its own namespace and
+// leaves the members empty when it ends.
+//
+//	KUBEBUILDER_ASSETS=$PWD/bin go test ./e2e/integration/ -v -count=1
+//
+// Controller logs go to a temporary file named when the run fails
+// (FLEET_TEST_VERBOSE=1 sends them to stderr).
 package integration
 
 import (
