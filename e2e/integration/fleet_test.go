@@ -462,6 +462,10 @@ func TestPartitionFencesThenRedispatches(t *testing.T) {
 
 	s := startSampler(ns, "p")
 	defer s.stop()
+	// Polling can miss a short window; a watch sees every write of the old
+	// copy: once fenced (suspended) it must never run again.
+	w := watchResume(t, from, ns, "p")
+	defer w.stop()
 
 	p := env.members[from].proxy
 	p.cut()
@@ -568,6 +572,10 @@ func TestPartitionFencesThenRedispatches(t *testing.T) {
 	}
 
 	s.stop()
+	w.stop()
+	if r := w.resumed(); r != "" {
+		t.Errorf("INVARIANT 1 VIOLATED: the fenced copy on %s was resumed: %s", from, r)
+	}
 	if v := s.violations(); len(v) > 0 {
 		t.Errorf("INVARIANT 1 VIOLATED: two copies ran at once in %d of %d samples; first: %s; last: %s", len(v), s.samples(), v[0], v[len(v)-1])
 	}
@@ -913,4 +921,66 @@ func (f *fenceWatch) fenced() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// resumeWatch watches a member's copy of a JobSet and records the first
+// write that resumed it after it had been suspended.
+type resumeWatch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	first  string
+}
+
+func watchResume(t *testing.T, member, ns, name string) *resumeWatch {
+	t.Helper()
+	c, err := client.NewWithWatch(env.members[member].cluster.Config, client.Options{Scheme: env.hub.Client.Scheme()})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	wi, err := c.Watch(ctx, &jobset.JobSetList{}, client.InNamespace(ns))
+	must(t, err)
+	w := &resumeWatch{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		defer wi.Stop()
+		suspended := map[types.UID]bool{}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-wi.ResultChan():
+				if !ok {
+					return
+				}
+				js, ok := ev.Object.(*jobset.JobSet)
+				if !ok || js.Name != name || js.DeletionTimestamp != nil {
+					continue
+				}
+				if js.IsSuspended() {
+					suspended[js.UID] = true
+					continue
+				}
+				if suspended[js.UID] {
+					w.mu.Lock()
+					if w.first == "" {
+						w.first = fmt.Sprintf("at %s resourceVersion %s (epoch %s) has spec.suspend=false again",
+							time.Now().Format(time.StampMilli), js.ResourceVersion, js.Labels[fleet.EpochLabel])
+					}
+					w.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return w
+}
+
+func (w *resumeWatch) stop() {
+	w.cancel()
+	<-w.done
+}
+
+func (w *resumeWatch) resumed() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.first
 }
