@@ -146,7 +146,7 @@ up() {
 		start_process "agent-$m" "$bin/jobset-fleet-agent" \
 			--kubeconfig "$dev/$m.kubeconfig" \
 			--hub-kubeconfig "$dev/$m-agent-hub.kubeconfig" --cluster-name "$m" \
-			--leader-elect=false \
+			--leader-elect=false --topology-keys rack,kubernetes.io/hostname \
 			--webhook-port "$((agent_port_base + 10 * i + 2))" --webhook-cert-dir "$dev/certs/agent-$m" \
 			--metrics-bind-address ":$((agent_port_base + 10 * i))" \
 			--health-probe-bind-address ":$((agent_port_base + 10 * i + 1))"

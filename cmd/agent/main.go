@@ -96,6 +96,7 @@ type controllerFlags struct {
 	fenceTimeout        time.Duration
 	fenceAction         string
 	heartbeatInterval   time.Duration
+	topologyKeys        string
 
 	disableWebhooks    bool
 	webhookPort        int
@@ -122,6 +123,7 @@ func runController(args []string, scheme *runtime.Scheme) error {
 	fs.DurationVar(&f.fenceTimeout, "fence-timeout", 30*time.Second, "Stop fleet JobSets when no heartbeat reached the hub for this long. Keep it below the hub's member-lost timeout.")
 	fs.StringVar(&f.fenceAction, "fence-action", string(agent.FenceSuspend), "What fencing does to fleet JobSets: suspend or delete.")
 	fs.DurationVar(&f.heartbeatInterval, "heartbeat-interval", 10*time.Second, "How often the heartbeat Lease on the hub is renewed.")
+	fs.StringVar(&f.topologyKeys, "topology-keys", "kubernetes.io/hostname,topology.kubernetes.io/zone", "Node label keys whose number of domains is reported to the hub (comma-separated), so exclusive-topology JobSets are placed only where they fit.")
 	fs.BoolVar(&f.disableWebhooks, "disable-webhooks", false, "Do not serve the JobSet and Pod admission webhooks (e.g. for local runs).")
 	fs.IntVar(&f.webhookPort, "webhook-port", 9443, "Webhook server port.")
 	fs.StringVar(&f.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "jobset-fleet-webhook-certs"), "Directory of the webhook serving certificate.")
@@ -202,6 +204,7 @@ func runController(args []string, scheme *runtime.Scheme) error {
 			HubConfig:          hubConfig,
 			InventoryNamespace: f.inventoryNamespace,
 			HeartbeatInterval:  f.heartbeatInterval,
+			TopologyKeys:       splitList(f.topologyKeys),
 			FenceTimeout:       f.fenceTimeout,
 			FenceAction:        fenceAction,
 		}); err != nil {
@@ -383,4 +386,15 @@ func caData(cfg *rest.Config) ([]byte, error) {
 		return nil, fmt.Errorf("hub CA file: %w", err)
 	}
 	return data, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -50,7 +50,14 @@ func devScript(verb string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
+// dumpLogs prints the tail of every process's log and keeps the full logs
+// (dev.sh down removes the fleet's directory) for a closer look.
 func dumpLogs() {
+	kept, err := os.MkdirTemp("", "fleet-e2e-logs-")
+	if err == nil {
+		_ = exec.Command("cp", "-r", filepath.Join(devDir, "logs"), kept).Run()
+		fmt.Fprintf(os.Stderr, "full logs kept in %s\n", kept)
+	}
 	logs, _ := filepath.Glob(filepath.Join(devDir, "logs", "*.log"))
 	for _, l := range logs {
 		data, _ := os.ReadFile(l)
@@ -267,13 +274,11 @@ func TestCoordinatorLabelsEveryPod(t *testing.T) {
 
 func TestExclusiveTopologyGivesEachJobItsOwnRack(t *testing.T) {
 	ns := namespace(t, "e2e-exclusive")
-	manifest := example(t, "exclusive-topology.yaml", func(obj map[string]any) {
-		// member-1 has 4 racks; member-2 only 2.
-		obj["metadata"].(map[string]any)["annotations"].(map[string]any)["fleet.jobset.x-k8s.io/pinned-cluster"] = "member-1"
-	})
-	kubectl(t, manifest, "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
+	// 4 Jobs, one rack each: member-1 has 4 racks, member-2 only 2, so the
+	// hub must choose member-1 on its own (the agents report rack domains).
+	kubectl(t, example(t, "exclusive-topology.yaml", nil), "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
 	if member := waitPlaced(t, ns, "pytorch"); member != "member-1" {
-		t.Fatalf("pinned to member-1, placed on %s", member)
+		t.Fatalf("placed on %s; only member-1 has a rack for each of the 4 Jobs", member)
 	}
 	rackOf := map[string]string{}
 	for r := range 4 {

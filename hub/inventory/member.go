@@ -6,6 +6,7 @@ package inventory
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,9 @@ type Member struct {
 	// (allocatable.<resource>, free.<resource>).
 	Allocatable corev1.ResourceList
 	Free        corev1.ResourceList
+	// TopologyDomains counts the domains per node label key
+	// (topology.<key> properties); a key the agent does not report is absent.
+	TopologyDomains map[string]int
 	// PropertiesObserved is the hub-local time the properties were last seen
 	// to change: work dispatched after it is not yet reflected in Free.
 	PropertiesObserved time.Time
@@ -80,6 +84,7 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, propertiesObserved
 		PropertiesObserved: propertiesObserved,
 	}
 	m.Allocatable, m.Free = ParseProperties(p.Status.Properties)
+	m.TopologyDomains = ParseTopology(p.Status.Properties)
 
 	since := a.WatchingSince
 	if hb.Seen {
@@ -140,6 +145,22 @@ func ParseProperties(props []clusterinventory.Property) (allocatable, free corev
 		into[corev1.ResourceName(name)] = q
 	}
 	return allocatable, free
+}
+
+// ParseTopology reads topology.<key> properties: domain counts per node
+// label key. Malformed counts are ignored.
+func ParseTopology(props []clusterinventory.Property) map[string]int {
+	domains := map[string]int{}
+	for _, p := range props {
+		key, ok := strings.CutPrefix(p.Name, fleet.PropertyTopologyPrefix)
+		if !ok || key == "" {
+			continue
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(p.Value)); err == nil && n >= 0 {
+			domains[key] = n
+		}
+	}
+	return domains
 }
 
 // propertiesFingerprint changes whenever a property name or value changes;

@@ -7,7 +7,9 @@ package placement
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -125,6 +127,7 @@ func Place(req Request) (Result, error) {
 		selector = parsed
 	}
 	pinned := js.Annotations[PinnedClusterAnnotation]
+	exclusive := ExclusiveJobs(js)
 	if pinned != "" && !containsMember(req.Members, pinned) {
 		res.Note = fmt.Sprintf("pinned cluster %q is not in the fleet", pinned)
 	}
@@ -140,6 +143,8 @@ func Place(req Request) (Result, error) {
 			v.Reason = fmt.Sprintf("labels do not match selector %q", selector.String())
 		case !m.Healthy:
 			v.Reason = "unhealthy: " + m.Reason
+		case topologyShortfall(m, exclusive) != "":
+			v.Reason = topologyShortfall(m, exclusive)
 		default:
 			v = fit(m, res.Requests, req.Committed[m.Name])
 		}
@@ -254,6 +259,38 @@ func containsMember(ms []inventory.Member, name string) bool {
 		}
 	}
 	return false
+}
+
+// ExclusiveJobs counts, per topology key, the Jobs that each need a domain of
+// their own (exclusive-topology annotation on the JobSet, or on a
+// ReplicatedJob's Job template).
+func ExclusiveJobs(js *jobset.JobSet) map[string]int {
+	need := map[string]int{}
+	for _, rjob := range js.Spec.ReplicatedJobs {
+		key := js.Annotations[jobset.ExclusiveKey]
+		if k := rjob.Template.Annotations[jobset.ExclusiveKey]; k != "" {
+			key = k
+		}
+		if key != "" {
+			need[key] += int(rjob.Replicas)
+		}
+	}
+	return need
+}
+
+// topologyShortfall says why a member has too few topology domains for the
+// JobSet's exclusive Jobs, or "" when it has enough.
+func topologyShortfall(m inventory.Member, need map[string]int) string {
+	for _, key := range slices.Sorted(maps.Keys(need)) {
+		have, reported := m.TopologyDomains[key]
+		switch {
+		case !reported:
+			return fmt.Sprintf("does not report %q topology domains (agent --topology-keys); %d exclusive Jobs need one each", key, need[key])
+		case have < need[key]:
+			return fmt.Sprintf("has %d %q topology domains, %d exclusive Jobs need one each", have, key, need[key])
+		}
+	}
+	return ""
 }
 
 // Requests is what a JobSet's pods ask for in total: the sum over

@@ -251,3 +251,39 @@ func TestDecision(t *testing.T) {
 		t.Errorf("pending decision: %+v", none)
 	}
 }
+
+func TestPlaceExclusiveTopologyNeedsADomainPerJob(t *testing.T) {
+	withRacks := func(m inventory.Member, racks int) inventory.Member {
+		m.TopologyDomains = map[string]int{"rack": racks}
+		return m
+	}
+	members := []inventory.Member{
+		withRacks(member("four-racks", "100", "50"), 4),
+		withRacks(member("two-racks", "100", "100"), 2),
+		member("unreported", "100", "100"),
+	}
+	// 4 exclusive Jobs: spread would prefer the emptier members, but only
+	// four-racks has a rack for each Job.
+	res, err := Place(Request{JobSet: js(4, 1, "1", jobset.ExclusiveKey, "rack"), Members: members, Policy: Spread})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cluster != "four-racks" {
+		t.Fatalf("chose %q, want four-racks; %s", res.Cluster, res.Explain())
+	}
+	for _, want := range []string{`two-racks: has 2 "rack" topology domains, 4 exclusive Jobs need one each`, `unreported: does not report "rack" topology domains`} {
+		if !strings.Contains(res.Explain(), want) {
+			t.Errorf("explanation %q lacks %q", res.Explain(), want)
+		}
+	}
+
+	// The annotation on a ReplicatedJob's template counts that one's Jobs.
+	j := js(3, 1, "1")
+	j.Spec.ReplicatedJobs[0].Template.Annotations = map[string]string{jobset.ExclusiveKey: "rack"}
+	if got := ExclusiveJobs(j); got["rack"] != 3 || len(got) != 1 {
+		t.Errorf("ExclusiveJobs = %v, want rack:3", got)
+	}
+	if got := ExclusiveJobs(js(3, 1, "1")); len(got) != 0 {
+		t.Errorf("ExclusiveJobs without the annotation = %v", got)
+	}
+}

@@ -46,6 +46,10 @@ type Options struct {
 	FenceTimeout time.Duration
 	// FenceAction is suspend (default) or delete.
 	FenceAction FenceAction
+	// TopologyKeys are node label keys whose domain counts are reported
+	// (topology.<key>), so the hub places exclusive-topology JobSets only
+	// where there are enough domains.
+	TopologyKeys []string
 	// Identity is the Lease holder identity; default "<cluster>/<hostname>".
 	Identity string
 	// ControllerName names the dispatch controller; default "jobset-fleet-agent".
@@ -206,6 +210,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		interval:           opts.HeartbeatInterval,
 		profileInterval:    opts.ProfileInterval,
 		fenceTimeout:       opts.FenceTimeout,
+		topologyKeys:       opts.TopologyKeys,
 		live:               live,
 	}
 	f := &fencer{

@@ -35,6 +35,7 @@ type heartbeat struct {
 	interval           time.Duration
 	profileInterval    time.Duration
 	fenceTimeout       time.Duration
+	topologyKeys       []string
 	live               *liveness
 
 	lease       *coordinationv1.Lease
@@ -181,5 +182,5 @@ func (h *heartbeat) properties(ctx context.Context) ([]clusterinventory.Property
 			break
 		}
 	}
-	return ComputeProperties(nodes, pods, metav1.Now()), nil
+	return ComputeProperties(nodes, pods, h.topologyKeys, metav1.Now()), nil
 }

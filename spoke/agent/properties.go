@@ -2,6 +2,7 @@ package agent
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,9 +23,10 @@ const ResourceGPU corev1.ResourceName = "nvidia.com/gpu"
 var reportedResources = []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, ResourceGPU}
 
 // ComputeProperties returns the capacity properties of a member: the sum of
-// allocatable over schedulable nodes, and that minus the requests of every
-// pod that has not finished, floored at zero.
-func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, now metav1.Time) []clusterinventory.Property {
+// allocatable over schedulable nodes, that minus the requests of every pod
+// that has not finished (floored at zero), and for each topology key the
+// number of distinct values it has on schedulable nodes.
+func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, topologyKeys []string, now metav1.Time) []clusterinventory.Property {
 	alloc := corev1.ResourceList{}
 	for i := range nodes {
 		if nodes[i].Spec.Unschedulable {
@@ -50,6 +52,15 @@ func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, now metav1.Time) 
 			clusterinventory.Property{Name: fleetv1alpha1.PropertyAllocatablePrefix + string(r), Value: a.String(), LastObservedTime: now},
 			clusterinventory.Property{Name: fleetv1alpha1.PropertyFreePrefix + string(r), Value: free.String(), LastObservedTime: now},
 		)
+	}
+	for _, key := range topologyKeys {
+		domains := map[string]bool{}
+		for i := range nodes {
+			if v, ok := nodes[i].Labels[key]; ok && !nodes[i].Spec.Unschedulable {
+				domains[v] = true
+			}
+		}
+		props = append(props, clusterinventory.Property{Name: fleetv1alpha1.PropertyTopologyPrefix + key, Value: strconv.Itoa(len(domains)), LastObservedTime: now})
 	}
 	return props
 }

@@ -57,7 +57,7 @@ func TestComputeProperties(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := map[string]string{}
-			for _, p := range ComputeProperties(tc.nodes, tc.pods, now) {
+			for _, p := range ComputeProperties(tc.nodes, tc.pods, nil, now) {
 				got[p.Name] = p.Value
 				if !p.LastObservedTime.Equal(&now) {
 					t.Errorf("%s: lastObservedTime %v", p.Name, p.LastObservedTime)
@@ -113,5 +113,25 @@ func TestProfileStatus(t *testing.T) {
 	}
 	if old.Properties[0].Value != "1" {
 		t.Error("ProfileStatus modified its input")
+	}
+}
+
+func TestComputePropertiesCountsTopologyDomains(t *testing.T) {
+	node := func(rack string, unschedulable bool) corev1.Node {
+		n := corev1.Node{}
+		if rack != "" {
+			n.Labels = map[string]string{"rack": rack}
+		}
+		n.Spec.Unschedulable = unschedulable
+		return n
+	}
+	nodes := []corev1.Node{node("r0", false), node("r0", false), node("r1", false), node("r2", true), node("", false)}
+	got := map[string]string{}
+	for _, p := range ComputeProperties(nodes, nil, []string{"rack", "zone"}, now) {
+		got[p.Name] = p.Value
+	}
+	// r2's only node is cordoned; nodes without the label are no domain.
+	if got["topology.rack"] != "2" || got["topology.zone"] != "0" {
+		t.Fatalf("topology properties = rack:%q zone:%q, want 2 and 0", got["topology.rack"], got["topology.zone"])
 	}
 }

@@ -24,6 +24,10 @@ const (
 	// the requests of pods not yet finished.
 	PropertyAllocatablePrefix = "allocatable."
 	PropertyFreePrefix        = "free."
+	// PropertyTopologyPrefix + a node label key ("topology.rack") is the
+	// number of distinct values of that label among schedulable nodes: the
+	// topology domains an exclusive-topology JobSet can spread its Jobs over.
+	PropertyTopologyPrefix = "topology."
 
 	// DispatchAnnotation on a member JobSet is "<hub namespace>/<dispatch name>".
 	DispatchAnnotation = "fleet.jobset.x-k8s.io/dispatch"
