@@ -111,6 +111,17 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 			return ctrl.Result{}, fmt.Errorf("confirming JobSetDispatch %s is gone: %w", o.Key, err)
 		}
 	}
+	if p.ConfirmDispatchCurrent {
+		live := &fleetv1alpha1.JobSetDispatch{}
+		err := r.hubReader.Get(ctx, client.ObjectKeyFromObject(o.Dispatch), live)
+		switch {
+		case apierrors.IsNotFound(err) || (err == nil && (live.DeletionTimestamp != nil || live.ResourceVersion != o.Dispatch.ResourceVersion)):
+			logger.Info("Not starting work from a cached dispatch the hub has changed or removed; waiting for the cache")
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		case err != nil:
+			return ctrl.Result{}, fmt.Errorf("confirming JobSetDispatch %s before starting work: %w", o.Key, err)
+		}
+	}
 	for _, js := range p.Delete {
 		if err := deleteJobSet(ctx, r.member, js); err != nil {
 			return ctrl.Result{}, err

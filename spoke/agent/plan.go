@@ -145,7 +145,12 @@ type Plan struct {
 	// ConfirmDispatchGone: the deletions are orphans found through the cache;
 	// they may only happen once a live read confirms the dispatch is gone.
 	ConfirmDispatchGone bool
-	AddFinalizer        bool
+	// ConfirmDispatchCurrent asks for a live read before the plan starts
+	// work (creates a running copy or resumes one): right after a reconnect
+	// the hub cache can still hold a dispatch the hub has since deleted or
+	// moved, and acting on it would run a second copy.
+	ConfirmDispatchCurrent bool
+	AddFinalizer           bool
 	// Create is a member JobSet to create, with its namespace if missing.
 	Create *v1alpha2.JobSet
 	// Update is the target with the dispatch's mutable fields applied.
@@ -197,6 +202,7 @@ func ComputePlan(o Observed) Plan {
 	case t == nil:
 		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, Finalizer)
 		p.Create = DesiredJobSet(d)
+		p.ConfirmDispatchCurrent = !p.Create.IsSuspended()
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
 			accepted(st, d, o.ClusterName)
 			st.ObservedEpoch = d.Spec.Epoch
@@ -219,6 +225,7 @@ func ComputePlan(o Observed) Plan {
 	default:
 		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, Finalizer)
 		p.Update = MergeMutable(t, DesiredJobSet(d))
+		p.ConfirmDispatchCurrent = p.Update != nil && t.IsSuspended() && !p.Update.IsSuspended()
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
 			accepted(st, d, o.ClusterName)
 			st.ObservedEpoch = Epoch(t)

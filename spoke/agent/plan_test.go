@@ -121,6 +121,8 @@ func TestComputePlan(t *testing.T) {
 	withFinalizer := d.DeepCopy()
 	withFinalizer.Finalizers = []string{Finalizer}
 	key := "fleet-member-a/team.train"
+	fenced := ours.DeepCopy()
+	fenced.Spec.Suspend = ptr.To(true)
 	finished := withFinalizer.DeepCopy()
 	finished.Status.ObservedEpoch = 2
 	finished.Status.JobSetStatus.TerminalState = string(v1alpha2.JobSetCompleted)
@@ -134,10 +136,10 @@ func TestComputePlan(t *testing.T) {
 		reason string // Accepted reason in the new status, "" for no status write
 	}{
 		{
-			name: "new dispatch: finalizer, create, Accepted",
+			name: "new dispatch: finalizer, create after a live check, Accepted",
 			o:    Observed{Dispatch: d},
 			check: func(t *testing.T, p Plan) {
-				if !p.AddFinalizer || p.Create == nil || p.Update != nil || len(p.Delete) != 0 {
+				if !p.AddFinalizer || p.Create == nil || !p.ConfirmDispatchCurrent || p.Update != nil || len(p.Delete) != 0 {
 					t.Errorf("plan %+v", p)
 				}
 			},
@@ -147,7 +149,7 @@ func TestComputePlan(t *testing.T) {
 			name: "running copy: status from the member",
 			o:    Observed{Dispatch: withFinalizer, Target: ours, Copies: []v1alpha2.JobSet{*ours}},
 			check: func(t *testing.T, p Plan) {
-				if p.AddFinalizer || p.Create != nil || p.Update != nil || p.Status.JobSetStatus.Restarts != 1 || p.Status.ObservedEpoch != 2 || p.Status.ObservedGeneration != 3 {
+				if p.ConfirmDispatchCurrent || p.AddFinalizer || p.Create != nil || p.Update != nil || p.Status.JobSetStatus.Restarts != 1 || p.Status.ObservedEpoch != 2 || p.Status.ObservedGeneration != 3 {
 					t.Errorf("plan %+v", p)
 				}
 			},
@@ -167,6 +169,16 @@ func TestComputePlan(t *testing.T) {
 			o:    Observed{Dispatch: finishedEarlierEpoch},
 			check: func(t *testing.T, p Plan) {
 				if p.Create == nil {
+					t.Errorf("plan %+v", p)
+				}
+			},
+			reason: ReasonAccepted,
+		},
+		{
+			name: "fenced copy: resuming it needs a live check of the dispatch",
+			o:    Observed{Dispatch: withFinalizer, Target: fenced, Copies: []v1alpha2.JobSet{*fenced}},
+			check: func(t *testing.T, p Plan) {
+				if p.Update == nil || p.Update.IsSuspended() || !p.ConfirmDispatchCurrent {
 					t.Errorf("plan %+v", p)
 				}
 			},
