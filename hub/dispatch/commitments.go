@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -24,7 +23,6 @@ type commitment struct {
 	member    string
 	epoch     int64
 	resources corev1.ResourceList
-	at        time.Time
 }
 
 func (l *ledger) put(uid types.UID, c commitment) {
@@ -42,22 +40,17 @@ func (l *ledger) forget(uid types.UID) {
 	delete(l.entries, uid)
 }
 
-// committed computes, per member, the resources of live, unfinished
-// dispatches made after the member last reported its free resources, except
-// those of the JobSet being placed.
+// committed computes, per member, what the hub has committed there beyond
+// what the member's free resources already reflect: the requests of every
+// live, unfinished dispatch (but the JobSet being placed), minus what the
+// member reports its fleet pods use (fleet-used.<r>). Counting whole
+// dispatches against fleet pods, rather than guessing from report times,
+// keeps a burst honest while its pods do not exist yet.
 func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventory.Member, placing types.UID) map[string]corev1.ResourceList {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	observed := map[string]time.Time{}
-	for _, m := range members {
-		observed[m.Name] = m.PropertiesObserved
-	}
 	out := map[string]corev1.ResourceList{}
-	add := func(member string, at time.Time, res corev1.ResourceList) {
-		obs, ok := observed[member]
-		if !ok || !at.After(obs) {
-			return
-		}
+	add := func(member string, res corev1.ResourceList) {
 		if out[member] == nil {
 			out[member] = corev1.ResourceList{}
 		}
@@ -66,20 +59,32 @@ func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventor
 	seen := map[types.UID]bool{}
 	for i := range dispatches {
 		d := &dispatches[i]
-		uid, member, at := d.Spec.Origin.UID, MemberOf(d), d.CreationTimestamp.Time
+		uid, member := d.Spec.Origin.UID, MemberOf(d)
 		if e, ok := l.entries[uid]; ok && e.member == member && e.epoch == d.Spec.Epoch {
-			// The cache caught up: count the dispatch once, at our exact time.
-			at = e.at
-			seen[uid] = true
+			seen[uid] = true // the cache caught up: count it once
 		}
 		if uid == placing || d.DeletionTimestamp != nil || d.Status.JobSetStatus.TerminalState != "" {
 			continue
 		}
-		add(member, at, placement.Requests(&d.Spec.JobSet.Spec))
+		add(member, placement.Requests(&d.Spec.JobSet.Spec))
 	}
 	for uid, e := range l.entries {
 		if uid != placing && !seen[uid] {
-			add(e.member, e.at, e.resources)
+			add(e.member, e.resources)
+		}
+	}
+	for _, m := range members {
+		c := out[m.Name]
+		for name, used := range m.FleetUsed {
+			q, ok := c[name]
+			if !ok {
+				continue
+			}
+			q.Sub(used)
+			if q.Sign() < 0 {
+				q.Set(0)
+			}
+			c[name] = q
 		}
 	}
 	return out

@@ -271,7 +271,7 @@ func (r *Reconciler) place(ctx context.Context, o *observed, rec Placement, excl
 	if err := r.record(ctx, js, next); err != nil {
 		return rec, err
 	}
-	r.ledger.put(js.UID, commitment{member: next.Cluster, epoch: next.Epoch, resources: res.Requests, at: r.opts.Clock.Now()})
+	r.ledger.put(js.UID, commitment{member: next.Cluster, epoch: next.Epoch, resources: res.Requests})
 	if _, err := r.createDispatch(ctx, js, next); err != nil {
 		return next, err
 	}

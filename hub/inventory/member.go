@@ -35,6 +35,9 @@ type Member struct {
 	// (allocatable.<resource>, free.<resource>).
 	Allocatable corev1.ResourceList
 	Free        corev1.ResourceList
+	// FleetUsed is what the pods of fleet JobSets request (fleet-used.<r>):
+	// the part of Allocatable-Free the hub accounts for by its dispatches.
+	FleetUsed corev1.ResourceList
 	// TopologyDomains counts the domains per node label key
 	// (topology.<key> properties); a key the agent does not report is absent.
 	TopologyDomains map[string]int
@@ -85,6 +88,7 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, propertiesObserved
 	}
 	m.Allocatable, m.Free = ParseProperties(p.Status.Properties)
 	m.TopologyDomains = ParseTopology(p.Status.Properties)
+	m.FleetUsed = parseQuantities(p.Status.Properties, fleet.PropertyFleetUsedPrefix)
 
 	since := a.WatchingSince
 	if hb.Seen {
@@ -126,25 +130,22 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, propertiesObserved
 // properties. Values that do not parse as quantities are ignored: a
 // malformed report must not make a member look bigger than it is.
 func ParseProperties(props []clusterinventory.Property) (allocatable, free corev1.ResourceList) {
-	allocatable, free = corev1.ResourceList{}, corev1.ResourceList{}
+	return parseQuantities(props, fleet.PropertyAllocatablePrefix), parseQuantities(props, fleet.PropertyFreePrefix)
+}
+
+// parseQuantities reads the properties <prefix><resource> as quantities.
+func parseQuantities(props []clusterinventory.Property, prefix string) corev1.ResourceList {
+	out := corev1.ResourceList{}
 	for _, p := range props {
-		var into corev1.ResourceList
-		var name string
-		switch {
-		case strings.HasPrefix(p.Name, fleet.PropertyAllocatablePrefix):
-			into, name = allocatable, strings.TrimPrefix(p.Name, fleet.PropertyAllocatablePrefix)
-		case strings.HasPrefix(p.Name, fleet.PropertyFreePrefix):
-			into, name = free, strings.TrimPrefix(p.Name, fleet.PropertyFreePrefix)
-		default:
+		name, ok := strings.CutPrefix(p.Name, prefix)
+		if !ok || name == "" {
 			continue
 		}
-		q, err := resource.ParseQuantity(strings.TrimSpace(p.Value))
-		if err != nil || name == "" {
-			continue
+		if q, err := resource.ParseQuantity(strings.TrimSpace(p.Value)); err == nil {
+			out[corev1.ResourceName(name)] = q
 		}
-		into[corev1.ResourceName(name)] = q
 	}
-	return allocatable, free
+	return out
 }
 
 // ParseTopology reads topology.<key> properties: domain counts per node

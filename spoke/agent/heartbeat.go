@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // heartbeat renews the Lease in the member namespace and publishes the
@@ -182,5 +183,18 @@ func (h *heartbeat) properties(ctx context.Context) ([]clusterinventory.Property
 			break
 		}
 	}
-	return ComputeProperties(nodes, pods, h.topologyKeys, metav1.Now()), nil
+	var fleetJobSets metav1.PartialObjectMetadataList
+	fleetJobSets.SetGroupVersionKind(v1alpha2.GroupVersion.WithKind("JobSetList"))
+	if err := h.memberReader.List(ctx, &fleetJobSets, client.HasLabels{fleetv1alpha1.OriginUIDLabel}); err != nil {
+		return nil, fmt.Errorf("listing fleet JobSets: %w", err)
+	}
+	fleet := map[client.ObjectKey]bool{}
+	for i := range fleetJobSets.Items {
+		fleet[client.ObjectKeyFromObject(&fleetJobSets.Items[i])] = true
+	}
+	isFleetPod := func(p *corev1.Pod) bool {
+		name, ok := p.Labels[v1alpha2.JobSetNameKey]
+		return ok && fleet[client.ObjectKey{Namespace: p.Namespace, Name: name}]
+	}
+	return ComputeProperties(nodes, pods, isFleetPod, h.topologyKeys, metav1.Now()), nil
 }

@@ -26,7 +26,10 @@ var reportedResources = []corev1.ResourceName{corev1.ResourceCPU, corev1.Resourc
 // allocatable over schedulable nodes, that minus the requests of every pod
 // that has not finished (floored at zero), and for each topology key the
 // number of distinct values it has on schedulable nodes.
-func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, topologyKeys []string, now metav1.Time) []clusterinventory.Property {
+//
+// isFleetPod tells the pods of fleet JobSets, whose requests are also
+// reported apart as fleet-used.<r>.
+func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, isFleetPod func(*corev1.Pod) bool, topologyKeys []string, now metav1.Time) []clusterinventory.Property {
 	alloc := corev1.ResourceList{}
 	for i := range nodes {
 		if nodes[i].Spec.Unschedulable {
@@ -34,10 +37,13 @@ func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, topologyKeys []st
 		}
 		addTo(alloc, nodes[i].Status.Allocatable)
 	}
-	used := corev1.ResourceList{}
+	used, fleetUsed := corev1.ResourceList{}, corev1.ResourceList{}
 	for i := range pods {
 		if p := &pods[i]; p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
 			addTo(used, PodRequests(p))
+			if isFleetPod != nil && isFleetPod(p) {
+				addTo(fleetUsed, PodRequests(p))
+			}
 		}
 	}
 	props := make([]clusterinventory.Property, 0, 2*len(reportedResources))
@@ -52,6 +58,8 @@ func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, topologyKeys []st
 			clusterinventory.Property{Name: fleetv1alpha1.PropertyAllocatablePrefix + string(r), Value: a.String(), LastObservedTime: now},
 			clusterinventory.Property{Name: fleetv1alpha1.PropertyFreePrefix + string(r), Value: free.String(), LastObservedTime: now},
 		)
+		f := fleetUsed[r]
+		props = append(props, clusterinventory.Property{Name: fleetv1alpha1.PropertyFleetUsedPrefix + string(r), Value: f.String(), LastObservedTime: now})
 	}
 	for _, key := range topologyKeys {
 		domains := map[string]bool{}

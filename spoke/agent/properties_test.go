@@ -57,14 +57,14 @@ func TestComputeProperties(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := map[string]string{}
-			for _, p := range ComputeProperties(tc.nodes, tc.pods, nil, now) {
+			for _, p := range ComputeProperties(tc.nodes, tc.pods, nil, nil, now) {
 				got[p.Name] = p.Value
 				if !p.LastObservedTime.Equal(&now) {
 					t.Errorf("%s: lastObservedTime %v", p.Name, p.LastObservedTime)
 				}
 			}
-			if len(got) != 6 {
-				t.Errorf("want 6 properties, got %v", got)
+			if len(got) != 9 {
+				t.Errorf("want 9 properties, got %v", got)
 			}
 			for k, want := range tc.want {
 				if got[k] != want {
@@ -127,7 +127,7 @@ func TestComputePropertiesCountsTopologyDomains(t *testing.T) {
 	}
 	nodes := []corev1.Node{node("r0", false), node("r0", false), node("r1", false), node("r2", true), node("", false)}
 	got := map[string]string{}
-	for _, p := range ComputeProperties(nodes, nil, []string{"rack", "zone"}, now) {
+	for _, p := range ComputeProperties(nodes, nil, nil, []string{"rack", "zone"}, now) {
 		got[p.Name] = p.Value
 	}
 	// r2's only node is cordoned; nodes without the label are no domain.

@@ -24,6 +24,11 @@ const (
 	// the requests of pods not yet finished.
 	PropertyAllocatablePrefix = "allocatable."
 	PropertyFreePrefix        = "free."
+	// PropertyFleetUsedPrefix + resource ("fleet-used.cpu") is what the
+	// unfinished pods of fleet JobSets request. The hub adds it back to free
+	// and subtracts the full requests of its dispatches instead, so a burst
+	// of dispatches whose pods do not exist yet is never counted as free.
+	PropertyFleetUsedPrefix = "fleet-used."
 	// PropertyTopologyPrefix + a node label key ("topology.rack") is the
 	// number of distinct values of that label among schedulable nodes: the
 	// topology domains an exclusive-topology JobSet can spread its Jobs over.
