@@ -145,8 +145,13 @@ func ProfileStatus(old clusterinventory.ClusterProfileStatus, health Health, ver
 	if version != "" {
 		st.Version.Kubernetes = version
 	}
+	// Replace what the agent reports, keep properties others publish.
+	ours := map[string]bool{}
+	for _, p := range props {
+		ours[p.Name] = true
+	}
 	st.Properties = slices.DeleteFunc(st.Properties, func(p clusterinventory.Property) bool {
-		return strings.HasPrefix(p.Name, fleetv1alpha1.PropertyAllocatablePrefix) || strings.HasPrefix(p.Name, fleetv1alpha1.PropertyFreePrefix)
+		return ours[p.Name] || strings.HasPrefix(p.Name, fleetv1alpha1.PropertyAllocatablePrefix) || strings.HasPrefix(p.Name, fleetv1alpha1.PropertyFreePrefix)
 	})
 	st.Properties = append(st.Properties, props...)
 	return st

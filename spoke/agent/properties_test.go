@@ -114,6 +114,22 @@ func TestProfileStatus(t *testing.T) {
 	if old.Properties[0].Value != "1" {
 		t.Error("ProfileStatus modified its input")
 	}
+	// Publishing again replaces every property the agent reports (the
+	// apiserver rejects duplicate names), whatever its prefix.
+	all := ComputeProperties(nil, nil, nil, []string{"rack"}, now)
+	st = ProfileStatus(ProfileStatus(st, Health{Healthy: true}, "", all), Health{Healthy: true}, "", all)
+	names := map[string]int{}
+	for _, p := range st.Properties {
+		names[p.Name]++
+	}
+	for name, n := range names {
+		if n != 1 {
+			t.Errorf("property %s published %d times", name, n)
+		}
+	}
+	if names["site"] != 1 || names["topology.rack"] != 1 || names["fleet-used.cpu"] != 1 {
+		t.Errorf("properties after republishing: %v", names)
+	}
 }
 
 func TestComputePropertiesCountsTopologyDomains(t *testing.T) {
