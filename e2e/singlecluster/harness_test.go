@@ -23,7 +23,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -179,7 +178,7 @@ func (e *kwokEnv) addRacks(ctx context.Context) error {
 	for _, r := range racks {
 		for i := range nodesPerRack {
 			name := fmt.Sprintf("rack-%s-%d", r, i)
-			if err := addNode(ctx, e.c, name, testenv.NodeSpec{Labels: map[string]string{"rack": r}, Resources: resources}); err != nil {
+			if err := testenv.AddNode(ctx, e.c, name, testenv.NodeSpec{Labels: map[string]string{"rack": r}, Resources: resources}); err != nil {
 				return err
 			}
 		}
@@ -205,48 +204,6 @@ func (e *kwokEnv) addRacks(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("nodes not ready: %w: %v", err, notReady)
-	}
-	return nil
-}
-
-// addNode is testenv.AddNode without its race against the kwok controller.
-// testenv.AddNode creates the node and then writes its capacity with a
-// status update; kwok's node-initialize stage renders the node's status from
-// what its informer saw (no capacity yet, so its defaults) and can patch that
-// over the update, leaving the node with the wrong capacity (seen: cpu=32
-// instead of 8), or make the update fail with a conflict. A kubelet sends its
-// capacity with the create, and so does this: the apiserver keeps the status
-// of a created node.
-func addNode(ctx context.Context, c client.Client, name string, spec testenv.NodeSpec) error {
-	labels := map[string]string{
-		"kubernetes.io/hostname": name,
-		"kubernetes.io/os":       "linux",
-		"kubernetes.io/arch":     "amd64",
-		"type":                   "kwok",
-	}
-	for k, v := range spec.Labels {
-		labels[k] = v
-	}
-	resources := spec.Resources.DeepCopy()
-	if resources == nil {
-		resources = corev1.ResourceList{}
-	}
-	if _, ok := resources[corev1.ResourcePods]; !ok {
-		resources[corev1.ResourcePods] = resource.MustParse("110")
-	}
-	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Labels:      labels,
-			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
-		},
-		Status: corev1.NodeStatus{Capacity: resources, Allocatable: resources.DeepCopy()},
-	}
-	if err := c.Create(ctx, node); err != nil {
-		return fmt.Errorf("create node %s: %w", name, err)
-	}
-	if !node.Status.Allocatable.Cpu().Equal(*resources.Cpu()) {
-		return fmt.Errorf("node %s was created with allocatable %v, want %v", name, node.Status.Allocatable, resources)
 	}
 	return nil
 }
