@@ -468,12 +468,12 @@ func TestPartitionFencesThenRedispatches(t *testing.T) {
 	defer w.stop()
 
 	p := env.members[from].proxy
-	p.cut()
+	p.Cut()
 	cut := time.Now()
 	healed := false
 	defer func() {
 		if !healed {
-			_ = p.heal()
+			_ = p.Heal()
 		}
 	}()
 
@@ -542,7 +542,7 @@ func TestPartitionFencesThenRedispatches(t *testing.T) {
 		t.Errorf("old copy on %s while partitioned: %v", from, c)
 	}
 
-	must(t, p.heal())
+	must(t, p.Heal())
 	healed = true
 	eventually(t, time.Minute, "old copy on "+from+" removed after healing", func() error {
 		if a := env.members[from].currentAgent(); a.Fenced() {

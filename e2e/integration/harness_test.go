@@ -101,7 +101,7 @@ type fleetEnv struct {
 	// hubProxy carries the hub controllers' own connection to the hub
 	// apiserver: cutting it before stopping them makes the stop look like
 	// a crash (in-flight writes fail) rather than a graceful shutdown.
-	hubProxy *tcpProxy
+	hubProxy *testenv.Proxy
 
 	hubMu   sync.Mutex
 	hubCtl  *runningManager
@@ -112,7 +112,7 @@ type fleetEnv struct {
 type member struct {
 	name    string
 	cluster *testenv.Cluster
-	proxy   *tcpProxy
+	proxy   *testenv.Proxy
 	// hubConfig and hubClient are the agent's join credentials.
 	hubConfig *rest.Config
 	hubClient client.Client
@@ -237,25 +237,25 @@ func startFleet() (_ *fleetEnv, stop func(), err error) {
 	if err != nil {
 		return nil, stop, err
 	}
-	if e.hubProxy, err = startProxy(hubURL.Host); err != nil {
+	if e.hubProxy, err = testenv.StartProxy(hubURL.Host); err != nil {
 		return nil, stop, err
 	}
-	stops = append(stops, e.hubProxy.cut)
+	stops = append(stops, e.hubProxy.Cut)
 	stops = append(stops, func() { _ = e.stopHub() })
 	if err := e.startHub(); err != nil {
 		return nil, stop, err
 	}
 	for i, spec := range memberSpecs {
 		m := &member{name: spec.name, cluster: clusters[i+1]}
-		m.proxy, err = startProxy(hubURL.Host)
+		m.proxy, err = testenv.StartProxy(hubURL.Host)
 		if err != nil {
 			return nil, stop, err
 		}
-		stops = append(stops, m.proxy.cut)
+		stops = append(stops, m.proxy.Cut)
 		kubeconfig, err := membership.Join(ctx, e.hub.Client, m.cluster.Client, membership.Options{
 			ClusterName:  spec.name,
 			Labels:       spec.labels,
-			HubServerURL: "https://" + m.proxy.addr,
+			HubServerURL: "https://" + m.proxy.Addr,
 			HubCAData:    e.hub.Config.CAData,
 			SkipCRDs:     true, // testenv installed them
 			TokenWait:    500 * time.Millisecond,
@@ -362,7 +362,7 @@ func (e *fleetEnv) startHub() error {
 	}
 	e.hubRuns++
 	cfg := rest.CopyConfig(e.hub.Config)
-	cfg.Host = "https://" + e.hubProxy.addr
+	cfg.Host = "https://" + e.hubProxy.Addr
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testenv.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -391,9 +391,9 @@ func (e *fleetEnv) startHub() error {
 // they were writing fails, then stops them and restores the link for the
 // next run.
 func (e *fleetEnv) crashHub() error {
-	e.hubProxy.cut()
+	e.hubProxy.Cut()
 	_ = e.stopHub() // a crashed manager's errors do not matter
-	return e.hubProxy.heal()
+	return e.hubProxy.Heal()
 }
 
 // stopHub stops the hub's controllers, as a rollout would.
@@ -725,91 +725,4 @@ func finishPods(t testing.TB, member, ns, name string) int {
 		must(t, err)
 	}
 	return len(pods.Items)
-}
-
-// --- a TCP proxy a test can cut --------------------------------------------
-
-type tcpProxy struct {
-	addr   string
-	target string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]bool
-}
-
-func startProxy(target string) (*tcpProxy, error) {
-	p := &tcpProxy{target: target, conns: map[net.Conn]bool{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	return p, nil
-}
-
-func (p *tcpProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", p.target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			if p.ln != ln { // cut meanwhile
-				p.mu.Unlock()
-				in.Close()
-				out.Close()
-				continue
-			}
-			p.conns[in], p.conns[out] = true, true
-			p.mu.Unlock()
-			go pipe(in, out)
-			go pipe(out, in)
-		}
-	}()
-}
-
-func pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-// cut closes the listener and every open connection: every request of the
-// member's agent to the hub fails from now on.
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-// heal listens again on the same address.
-func (p *tcpProxy) heal() error {
-	var err error
-	for range 50 {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			p.serve(ln)
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("re-listening on %s: %w", p.addr, err)
 }

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"os"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,13 +61,15 @@ func TestAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := startProxy(t, hubURL.Host)
+	proxy, err := testenv.StartProxy(hubURL.Host)
+	must(t, err)
+	t.Cleanup(proxy.Cut)
 
 	start := time.Now()
 	kubeconfig, err := membership.Join(ctx, hub.Client, member.Client, membership.Options{
 		ClusterName:  clusterName,
 		Labels:       map[string]string{"region": "eu"},
-		HubServerURL: "https://" + proxy.addr,
+		HubServerURL: "https://" + proxy.Addr,
 		HubCAData:    hub.Config.CAData,
 		CRDDir:       testenv.CRDPaths()[0],
 		TokenWait:    time.Second,
@@ -335,7 +334,7 @@ func TestAgent(t *testing.T) {
 	})
 
 	t.Run("fencing: cut off past fenceTimeout suspends; on healing stale copies go", func(t *testing.T) {
-		proxy.cut()
+		proxy.Cut()
 		cut := time.Now()
 		eventually(t, 3*fenceTimeout, func() error {
 			for _, name := range []string{"train", "moved"} {
@@ -372,7 +371,7 @@ func TestAgent(t *testing.T) {
 		oldMoved := &v1alpha2.JobSet{}
 		must(t, member.Client.Get(ctx, types.NamespacedName{Namespace: "team-c", Name: "moved"}, oldMoved))
 
-		proxy.heal()
+		must(t, proxy.Heal())
 		eventually(t, 30*time.Second, func() error {
 			if a.Fenced() {
 				return errors.New("still fenced")
@@ -598,87 +597,6 @@ func jobUIDs(t *testing.T, c client.Client, ns, jobSet string) []string {
 	}
 	slices.Sort(uids)
 	return uids
-}
-
-// --- a TCP proxy the test can cut ------------------------------------------
-
-type tcpProxy struct {
-	addr   string
-	target string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]bool
-}
-
-func startProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	p := &tcpProxy{target: target, conns: map[net.Conn]bool{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *tcpProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", p.target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[in], p.conns[out] = true, true
-			p.mu.Unlock()
-			go pipe(in, out)
-			go pipe(out, in)
-		}
-	}()
-}
-
-func pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-// cut closes the listener and every open connection: the agent's requests
-// fail from now on.
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-// heal listens again on the same address.
-func (p *tcpProxy) heal() {
-	var ln net.Listener
-	var err error
-	for range 50 {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			p.serve(ln)
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	panic(fmt.Sprintf("re-listening on %s: %v", p.addr, err))
 }
 
 func TestMain(m *testing.M) {
