@@ -23,7 +23,6 @@ import (
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
-	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
 
 // 1. A JobSet applied to the hub runs on one member and its status comes
@@ -160,13 +159,13 @@ func TestClusterSelectorAndPinnedCluster(t *testing.T) {
 		want        string // member, or "" for pending
 		wantMsg     string
 	}{
-		{"sel-eu", []string{placement.ClusterSelectorAnnotation, "region=eu"}, alpha, ""},
-		{"sel-us", []string{placement.ClusterSelectorAnnotation, "region=us"}, beta, ""},
-		{"sel-gold", []string{placement.ClusterSelectorAnnotation, "tier=gold,region in (eu,us)"}, alpha, ""},
-		{"pin-alpha", []string{placement.PinnedClusterAnnotation, alpha}, alpha, ""},
-		{"pin-beta", []string{placement.PinnedClusterAnnotation, beta}, beta, ""},
-		{"sel-mars", []string{placement.ClusterSelectorAnnotation, "region=mars"}, "", `labels do not match selector "region=mars"`},
-		{"pin-gamma", []string{placement.PinnedClusterAnnotation, "gamma"}, "", `pinned cluster "gamma" is not in the fleet`},
+		{"sel-eu", []string{fleet.ClusterSelectorAnnotation, "region=eu"}, alpha, ""},
+		{"sel-us", []string{fleet.ClusterSelectorAnnotation, "region=us"}, beta, ""},
+		{"sel-gold", []string{fleet.ClusterSelectorAnnotation, "tier=gold,region in (eu,us)"}, alpha, ""},
+		{"pin-alpha", []string{fleet.PinnedClusterAnnotation, alpha}, alpha, ""},
+		{"pin-beta", []string{fleet.PinnedClusterAnnotation, beta}, beta, ""},
+		{"sel-mars", []string{fleet.ClusterSelectorAnnotation, "region=mars"}, "", `labels do not match selector "region=mars"`},
+		{"pin-gamma", []string{fleet.PinnedClusterAnnotation, "gamma"}, "", `pinned cluster "gamma" is not in the fleet`},
 	}
 	for _, tc := range cases {
 		create(t, newJobSet(ns, tc.name, 1, "10m", tc.annotations...))
@@ -199,9 +198,9 @@ func TestClusterSelectorAndPinnedCluster(t *testing.T) {
 	}
 
 	// A malformed selector is rejected at admission, with the field path.
-	err := env.hub.Client.Create(ctx, newJobSet(ns, "bad-sel", 1, "10m", placement.ClusterSelectorAnnotation, "region in (eu"))
-	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "metadata.annotations["+placement.ClusterSelectorAnnotation+"]") {
-		t.Errorf("malformed selector: want Invalid naming metadata.annotations[%s], got %v", placement.ClusterSelectorAnnotation, err)
+	err := env.hub.Client.Create(ctx, newJobSet(ns, "bad-sel", 1, "10m", fleet.ClusterSelectorAnnotation, "region in (eu"))
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "metadata.annotations["+fleet.ClusterSelectorAnnotation+"]") {
+		t.Errorf("malformed selector: want Invalid naming metadata.annotations[%s], got %v", fleet.ClusterSelectorAnnotation, err)
 	}
 }
 

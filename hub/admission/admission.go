@@ -24,7 +24,6 @@ import (
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
-	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
 )
 
@@ -110,20 +109,20 @@ func (jobSetWebhook) ValidateDelete(context.Context, *jobset.JobSet) (admission.
 func ValidateFleetAnnotations(annotations map[string]string) field.ErrorList {
 	var errs field.ErrorList
 	path := field.NewPath("metadata", "annotations")
-	if v, ok := annotations[placement.ClusterSelectorAnnotation]; ok {
+	if v, ok := annotations[fleet.ClusterSelectorAnnotation]; ok {
 		if _, err := labels.Parse(v); err != nil {
-			errs = append(errs, field.Invalid(path.Key(placement.ClusterSelectorAnnotation), v, err.Error()))
+			errs = append(errs, field.Invalid(path.Key(fleet.ClusterSelectorAnnotation), v, err.Error()))
 		}
 	}
-	if v, ok := annotations[placement.PinnedClusterAnnotation]; ok {
+	if v, ok := annotations[fleet.PinnedClusterAnnotation]; ok {
 		for _, msg := range validation.IsDNS1123Subdomain(v) {
-			errs = append(errs, field.Invalid(path.Key(placement.PinnedClusterAnnotation), v, msg))
+			errs = append(errs, field.Invalid(path.Key(fleet.PinnedClusterAnnotation), v, msg))
 		}
 	}
-	if v, ok := annotations[dispatch.OnMemberLostAnnotation]; ok {
+	if v, ok := annotations[fleet.OnMemberLostAnnotation]; ok {
 		allowed := []string{dispatch.OnMemberLostRedispatch, dispatch.OnMemberLostFail, dispatch.OnMemberLostWait}
 		if v != allowed[0] && v != allowed[1] && v != allowed[2] {
-			errs = append(errs, field.NotSupported(path.Key(dispatch.OnMemberLostAnnotation), v, allowed))
+			errs = append(errs, field.NotSupported(path.Key(fleet.OnMemberLostAnnotation), v, allowed))
 		}
 	}
 	return errs

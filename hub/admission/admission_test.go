@@ -20,8 +20,6 @@ import (
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/admission"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
-	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
 
 func TestClaimForFleet(t *testing.T) {
@@ -48,10 +46,10 @@ func TestValidateFleetAnnotations(t *testing.T) {
 		annotations map[string]string
 		wantPath    string
 	}{
-		{"valid", map[string]string{placement.ClusterSelectorAnnotation: "region in (eu,us),!spot", placement.PinnedClusterAnnotation: "member-1", dispatch.OnMemberLostAnnotation: "Fail"}, ""},
-		{"bad selector", map[string]string{placement.ClusterSelectorAnnotation: "region in (eu"}, "metadata.annotations[fleet.jobset.x-k8s.io/cluster-selector]"},
-		{"bad pin", map[string]string{placement.PinnedClusterAnnotation: "Member_1"}, "metadata.annotations[fleet.jobset.x-k8s.io/pinned-cluster]"},
-		{"bad policy", map[string]string{dispatch.OnMemberLostAnnotation: "Retry"}, "metadata.annotations[fleet.jobset.x-k8s.io/on-member-lost]"},
+		{"valid", map[string]string{fleet.ClusterSelectorAnnotation: "region in (eu,us),!spot", fleet.PinnedClusterAnnotation: "member-1", fleet.OnMemberLostAnnotation: "Fail"}, ""},
+		{"bad selector", map[string]string{fleet.ClusterSelectorAnnotation: "region in (eu"}, "metadata.annotations[fleet.jobset.x-k8s.io/cluster-selector]"},
+		{"bad pin", map[string]string{fleet.PinnedClusterAnnotation: "Member_1"}, "metadata.annotations[fleet.jobset.x-k8s.io/pinned-cluster]"},
+		{"bad policy", map[string]string{fleet.OnMemberLostAnnotation: "Retry"}, "metadata.annotations[fleet.jobset.x-k8s.io/on-member-lost]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			errs := admission.ValidateFleetAnnotations(tc.annotations)
@@ -127,7 +125,7 @@ func TestHubAdmission(t *testing.T) {
 
 	bad := js.DeepCopy()
 	bad.Name = "bad"
-	bad.Annotations = map[string]string{placement.ClusterSelectorAnnotation: "region in (eu"}
+	bad.Annotations = map[string]string{fleet.ClusterSelectorAnnotation: "region in (eu"}
 	bad.Spec.SuccessPolicy = &jobset.SuccessPolicy{Operator: jobset.OperatorAll, TargetReplicatedJobs: []string{"nope"}}
 	err = c.Client.Create(ctx, bad)
 	if err == nil {

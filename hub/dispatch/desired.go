@@ -31,8 +31,6 @@ const (
 	// the restarts the JobSet made on members it was moved away from.
 	RestartsCarriedAnnotation           = "fleet.jobset.x-k8s.io/restarts-carried"
 	RestartsTowardsMaxCarriedAnnotation = "fleet.jobset.x-k8s.io/restarts-towards-max-carried"
-	// OnMemberLostAnnotation: see the API.
-	OnMemberLostAnnotation = fleet.OnMemberLostAnnotation
 
 	// ConditionDispatched is True while a member runs the JobSet; False with
 	// the reason (NoFit, MemberLost, MemberRejected) while it is pending.
@@ -40,13 +38,6 @@ const (
 	// ConditionMemberStatusStale is True when the status shown may be out of
 	// date because the member's heartbeat is not fresh.
 	ConditionMemberStatusStale = "MemberStatusStale"
-
-	// ConditionAgentDeleted is True on a deleting dispatch once the agent
-	// removed the member copy.
-	ConditionAgentDeleted = fleet.DispatchDeleted
-	// ReasonDeleted is the reason of the Accepted=False condition an agent
-	// writes on a dispatch once the member copy is gone.
-	ReasonDeleted = "Deleted"
 )
 
 // OnMemberLost values.
@@ -117,7 +108,7 @@ func (p Placement) Record(js *jobset.JobSet) {
 
 // OnMemberLost is the JobSet's member-loss policy.
 func OnMemberLost(js *jobset.JobSet) string {
-	switch v := js.Annotations[OnMemberLostAnnotation]; v {
+	switch v := js.Annotations[fleet.OnMemberLostAnnotation]; v {
 	case OnMemberLostFail, OnMemberLostWait:
 		return v
 	}
@@ -184,21 +175,15 @@ func Reported(d *fleet.JobSetDispatch) bool {
 	return d.Status.ObservedEpoch == d.Spec.Epoch || (d.Status.ObservedEpoch == 0 && d.Status.LastSyncTime != nil)
 }
 
-// AgentDeleted reports whether the agent says the member copy is gone:
-// condition Deleted=True (what spoke/agent writes), or Accepted=False with
-// reason Deleted.
+// AgentDeleted reports whether the agent says the member copy is gone.
 func AgentDeleted(d *fleet.JobSetDispatch) bool {
-	if meta.IsStatusConditionTrue(d.Status.Conditions, ConditionAgentDeleted) {
-		return true
-	}
-	c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchAccepted)
-	return c != nil && c.Status == metav1.ConditionFalse && c.Reason == ReasonDeleted
+	return meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchDeleted)
 }
 
 // AgentRejected returns the agent's refusal, if it refused the dispatch.
 func AgentRejected(d *fleet.JobSetDispatch) (string, bool) {
 	c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchAccepted)
-	if c == nil || c.Status != metav1.ConditionFalse || c.Reason == ReasonDeleted {
+	if c == nil || c.Status != metav1.ConditionFalse {
 		return "", false
 	}
 	return fmt.Sprintf("member %s refused the JobSet: %s: %s", MemberOf(d), c.Reason, c.Message), true

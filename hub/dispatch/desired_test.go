@@ -144,13 +144,13 @@ func TestAgentReports(t *testing.T) {
 	if msg, ok := AgentRejected(d); !ok || msg != "member m1 refused the JobSet: Conflict: a JobSet train exists" {
 		t.Errorf("AgentRejected = %q, %t", msg, ok)
 	}
-	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: ConditionAgentDeleted, Status: metav1.ConditionTrue, Reason: "MemberJobSetDeleted"})
+	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue, Reason: "MemberJobSetDeleted"})
 	if !AgentDeleted(d) {
 		t.Error("Deleted=True is the agent's deletion report")
 	}
-	d.Status.Conditions = []metav1.Condition{{Type: fleet.DispatchAccepted, Status: metav1.ConditionFalse, Reason: ReasonDeleted}}
-	if !AgentDeleted(d) {
-		t.Error("Accepted=False/Deleted is a deletion report")
+	d.Status.Conditions = []metav1.Condition{
+		{Type: fleet.DispatchAccepted, Status: metav1.ConditionTrue, Reason: "Accepted"},
+		{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue, Reason: "MemberJobSetDeleted"},
 	}
 	if _, ok := AgentRejected(d); ok {
 		t.Error("a deletion report is not a refusal")
@@ -161,7 +161,7 @@ func TestOnMemberLost(t *testing.T) {
 	for v, want := range map[string]string{"": OnMemberLostRedispatch, "Fail": OnMemberLostFail, "Wait": OnMemberLostWait, "bogus": OnMemberLostRedispatch} {
 		js := &jobset.JobSet{}
 		if v != "" {
-			js.Annotations = map[string]string{OnMemberLostAnnotation: v}
+			js.Annotations = map[string]string{fleet.OnMemberLostAnnotation: v}
 		}
 		if got := OnMemberLost(js); got != want {
 			t.Errorf("OnMemberLost(%q) = %q, want %q", v, got, want)

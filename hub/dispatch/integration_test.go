@@ -223,7 +223,7 @@ func reportStatus(t *testing.T, d *fleet.JobSetDispatch, mutate func(*fleet.JobS
 // reportDeleted reports the member copy gone, as spoke/agent does.
 func reportDeleted(t *testing.T, d *fleet.JobSetDispatch) {
 	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
-		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: dispatch.ConditionAgentDeleted, Status: metav1.ConditionTrue,
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue,
 			Reason: "MemberJobSetDeleted", Message: "the member JobSet no longer exists"})
 	})
 }

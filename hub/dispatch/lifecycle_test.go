@@ -28,7 +28,7 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 	join(t, "submit-big", "8", sel)
 	join(t, "submit-small", "4", sel)
 	ns := namespace(t, "team-submit")
-	js := newJobSet(ns, "train", 2, "1", placement.ClusterSelectorAnnotation, "test=submit")
+	js := newJobSet(ns, "train", 2, "1", fleet.ClusterSelectorAnnotation, "test=submit")
 	js.Labels = map[string]string{"app": "train"}
 	create(t, js)
 
@@ -103,7 +103,7 @@ func TestNoFitThenCapacity(t *testing.T) {
 	small := join(t, "nofit-a", "2", sel)
 	join(t, "nofit-b", "3", sel)
 	ns := namespace(t, "team-nofit")
-	js := newJobSet(ns, "big", 4, "1", placement.ClusterSelectorAnnotation, "test=nofit")
+	js := newJobSet(ns, "big", 4, "1", fleet.ClusterSelectorAnnotation, "test=nofit")
 	create(t, js)
 
 	eventually(t, "NoFit condition", func() error {
@@ -143,9 +143,9 @@ func TestSelectorAndPin(t *testing.T) {
 	join(t, "sel-eu", "100", map[string]string{"test": "sel", "region": "eu"})
 	join(t, "sel-us", "4", map[string]string{"test": "sel", "region": "us"})
 	ns := namespace(t, "team-sel")
-	us := newJobSet(ns, "to-us", 1, "1", placement.ClusterSelectorAnnotation, "test=sel,region in (us)")
-	pinned := newJobSet(ns, "pinned", 1, "1", placement.PinnedClusterAnnotation, "sel-us")
-	free := newJobSet(ns, "free", 1, "1", placement.ClusterSelectorAnnotation, "test=sel")
+	us := newJobSet(ns, "to-us", 1, "1", fleet.ClusterSelectorAnnotation, "test=sel,region in (us)")
+	pinned := newJobSet(ns, "pinned", 1, "1", fleet.PinnedClusterAnnotation, "sel-us")
+	free := newJobSet(ns, "free", 1, "1", fleet.ClusterSelectorAnnotation, "test=sel")
 	for _, js := range []*jobset.JobSet{us, pinned, free} {
 		create(t, js)
 	}
@@ -168,7 +168,7 @@ func TestSuspendResumePropagate(t *testing.T) {
 	startHub(t, placement.Spread)
 	join(t, "susp", "8", map[string]string{"test": "susp"})
 	ns := namespace(t, "team-susp")
-	js := newJobSet(ns, "train", 1, "1", placement.PinnedClusterAnnotation, "susp")
+	js := newJobSet(ns, "train", 1, "1", fleet.PinnedClusterAnnotation, "susp")
 	create(t, js)
 	waitDispatched(t, js, "susp")
 
@@ -213,7 +213,7 @@ func TestDeleteWaitsForAgent(t *testing.T) {
 	startHub(t, placement.Spread)
 	join(t, "del", "8", map[string]string{"test": "del"})
 	ns := namespace(t, "team-del")
-	js := newJobSet(ns, "train", 1, "1", placement.PinnedClusterAnnotation, "del")
+	js := newJobSet(ns, "train", 1, "1", fleet.PinnedClusterAnnotation, "del")
 	create(t, js)
 	d := waitDispatched(t, js, "del")
 	eventually(t, "finalizer", func() error {
@@ -257,7 +257,7 @@ func TestDeleteReleasesAfterMemberLost(t *testing.T) {
 	startHub(t, placement.Spread)
 	a := join(t, "dellost", "8", map[string]string{"test": "dellost"})
 	ns := namespace(t, "team-dellost")
-	js := newJobSet(ns, "train", 1, "1", placement.PinnedClusterAnnotation, "dellost")
+	js := newJobSet(ns, "train", 1, "1", fleet.PinnedClusterAnnotation, "dellost")
 	create(t, js)
 	waitDispatched(t, js, "dellost")
 	eventually(t, "finalizer", func() error {
@@ -288,7 +288,7 @@ func TestMemberLostRedispatch(t *testing.T) {
 	first := join(t, "lost-a", "16", sel)
 	join(t, "lost-b", "8", sel)
 	ns := namespace(t, "team-lost")
-	js := newJobSet(ns, "train", 2, "1", placement.ClusterSelectorAnnotation, "test=lost")
+	js := newJobSet(ns, "train", 2, "1", fleet.ClusterSelectorAnnotation, "test=lost")
 	js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 5}
 	create(t, js)
 	d := waitDispatched(t, js, "lost-a")
@@ -359,7 +359,7 @@ func TestMemberLostFail(t *testing.T) {
 	first := join(t, "lostfail-a", "16", sel)
 	join(t, "lostfail-b", "8", sel)
 	ns := namespace(t, "team-lostfail")
-	js := newJobSet(ns, "train", 1, "1", placement.ClusterSelectorAnnotation, "test=lostfail", dispatch.OnMemberLostAnnotation, dispatch.OnMemberLostFail)
+	js := newJobSet(ns, "train", 1, "1", fleet.ClusterSelectorAnnotation, "test=lostfail", fleet.OnMemberLostAnnotation, dispatch.OnMemberLostFail)
 	create(t, js)
 	waitDispatched(t, js, "lostfail-a")
 	first.stop()
@@ -384,7 +384,7 @@ func TestHubRestartMidDispatch(t *testing.T) {
 	join(t, "restart-a", "16", sel)
 	join(t, "restart-b", "16", sel)
 	ns := namespace(t, "team-restart")
-	js := newJobSet(ns, "train", 1, "1", placement.ClusterSelectorAnnotation, "test=restart")
+	js := newJobSet(ns, "train", 1, "1", fleet.ClusterSelectorAnnotation, "test=restart")
 	create(t, js)
 	eventually(t, "dispatch", func() error {
 		if n := len(allDispatchesOf(t, js)); n != 1 {
@@ -395,12 +395,12 @@ func TestHubRestartMidDispatch(t *testing.T) {
 	stop()
 
 	// Crashed after recording a decision for restart-b, before creating it.
-	crashed := newJobSet(ns, "crashed", 1, "1", placement.ClusterSelectorAnnotation, "test=restart")
+	crashed := newJobSet(ns, "crashed", 1, "1", fleet.ClusterSelectorAnnotation, "test=restart")
 	crashed.Labels = map[string]string{fleet.ClusterLabel: "restart-b"}
 	crashed.Annotations[dispatch.EpochAnnotation] = "3"
 	create(t, crashed)
 	// A dispatch whose JobSet lost its record (e.g. edited away): adopt it.
-	orphan := newJobSet(ns, "orphan", 1, "1", placement.ClusterSelectorAnnotation, "test=restart")
+	orphan := newJobSet(ns, "orphan", 1, "1", fleet.ClusterSelectorAnnotation, "test=restart")
 	create(t, orphan)
 	od := dispatch.NewDispatch(orphan, dispatch.Placement{Cluster: "restart-b", Epoch: 1})
 	create(t, od)
@@ -442,7 +442,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 	ns := namespace(t, "team-burst")
 	var jobs []*jobset.JobSet
 	for i := range 50 {
-		js := newJobSet(ns, fmt.Sprintf("job-%02d", i), 1, "1", placement.ClusterSelectorAnnotation, "test=burst")
+		js := newJobSet(ns, fmt.Sprintf("job-%02d", i), 1, "1", fleet.ClusterSelectorAnnotation, "test=burst")
 		create(t, js)
 		jobs = append(jobs, js)
 	}

@@ -46,8 +46,7 @@ type Options struct {
 }
 
 // Inventory tracks the fleet's members. Its controller records, by the hub's
-// own clock, when each heartbeat Lease and each profile's properties last
-// changed, and tells subscribers whenever a member's health, loss or
+// own clock, when each heartbeat Lease last changed, and tells subscribers whenever a member's health, loss or
 // capacity changes, so that they need no polling.
 type Inventory struct {
 	reader    client.Reader
@@ -57,7 +56,6 @@ type Inventory struct {
 	mu          sync.Mutex
 	started     time.Time
 	heartbeats  map[string]leaseObservation
-	properties  map[string]propertiesObservation
 	lastState   map[string]string
 	subscribers []chan event.GenericEvent
 }
@@ -65,11 +63,6 @@ type Inventory struct {
 type leaseObservation struct {
 	resourceVersion string
 	hb              Heartbeat
-}
-
-type propertiesObservation struct {
-	fingerprint string
-	at          time.Time
 }
 
 // New returns an Inventory reading ClusterProfiles from namespace through
@@ -89,7 +82,6 @@ func New(reader client.Reader, namespace string, opts Options) *Inventory {
 		namespace:  namespace,
 		opts:       opts,
 		heartbeats: map[string]leaseObservation{},
-		properties: map[string]propertiesObservation{},
 		lastState:  map[string]string{},
 	}
 }
@@ -172,21 +164,12 @@ func (i *Inventory) Reconcile(ctx context.Context, req reconcile.Request) (recon
 			i.heartbeats[name] = leaseObservation{resourceVersion: lease.ResourceVersion, hb: Heartbeat{Seen: true, LastChange: now}}
 		}
 	}
-	if profileExists {
-		fp := propertiesFingerprint(profile.Status.Properties)
-		if obs, ok := i.properties[name]; !ok || obs.fingerprint != fp {
-			i.properties[name] = propertiesObservation{fingerprint: fp, at: now}
-		}
-	} else {
-		delete(i.properties, name)
-	}
-
 	var m Member
 	state := "absent"
 	if profileExists {
 		m = i.assessLocked(profile, now)
 		state = fmt.Sprintf("healthy=%t lost=%t props=%s labels=%v reason=%s", m.Healthy, m.Lost(i.opts.MemberLostTimeout),
-			i.properties[name].fingerprint, profile.Labels, m.Reason)
+			propertiesFingerprint(profile.Status.Properties), profile.Labels, m.Reason)
 	}
 	changed := i.lastState[name] != state
 	if profileExists {
@@ -241,12 +224,7 @@ func (i *Inventory) startLocked(now time.Time) {
 }
 
 func (i *Inventory) assessLocked(p *clusterinventory.ClusterProfile, now time.Time) Member {
-	props, ok := i.properties[p.Name]
-	if !ok {
-		// Not yet seen by our controller: treat the report as just observed.
-		props.at = now
-	}
-	return Assess(p, i.heartbeats[p.Name].hb, props.at, now, Assessment{
+	return Assess(p, i.heartbeats[p.Name].hb, now, Assessment{
 		HeartbeatTimeout: i.opts.HeartbeatTimeout,
 		WatchingSince:    i.started,
 	})

@@ -41,9 +41,6 @@ type Member struct {
 	// TopologyDomains counts the domains per node label key
 	// (topology.<key> properties); a key the agent does not report is absent.
 	TopologyDomains map[string]int
-	// PropertiesObserved is the hub-local time the properties were last seen
-	// to change: work dispatched after it is not yet reflected in Free.
-	PropertiesObserved time.Time
 	// HeartbeatFresh is true when the agent renewed its Lease within the
 	// heartbeat timeout: the status it reports is current.
 	HeartbeatFresh bool
@@ -79,12 +76,11 @@ type Assessment struct {
 
 // Assess turns a ClusterProfile and the hub's heartbeat observation into a
 // Member. It is pure: now is passed in.
-func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, propertiesObserved, now time.Time, a Assessment) Member {
+func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a Assessment) Member {
 	m := Member{
-		Name:               p.Name,
-		ProfileNamespace:   p.Namespace,
-		Labels:             p.Labels,
-		PropertiesObserved: propertiesObserved,
+		Name:             p.Name,
+		ProfileNamespace: p.Namespace,
+		Labels:           p.Labels,
 	}
 	m.Allocatable, m.Free = ParseProperties(p.Status.Properties)
 	m.TopologyDomains = ParseTopology(p.Status.Properties)

@@ -45,7 +45,7 @@ func TestAssess(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := Assess(tc.profile, tc.hb, t0, now, a)
+			m := Assess(tc.profile, tc.hb, now, a)
 			if m.Healthy != tc.wantHealthy {
 				t.Errorf("Healthy = %t, want %t (reason %q)", m.Healthy, tc.wantHealthy, m.Reason)
 			}

@@ -23,13 +23,6 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 )
 
-// Annotations a user sets on a hub JobSet to steer placement.
-const (
-	// See the API for their meaning.
-	PinnedClusterAnnotation   = fleet.PinnedClusterAnnotation
-	ClusterSelectorAnnotation = fleet.ClusterSelectorAnnotation
-)
-
 // Policy scores the members that fit.
 type Policy string
 
@@ -119,14 +112,14 @@ func Place(req Request) (Result, error) {
 	js := req.JobSet
 	res := Result{Requests: Requests(&js.Spec)}
 	selector := labels.Everything()
-	if s, ok := js.Annotations[ClusterSelectorAnnotation]; ok {
+	if s, ok := js.Annotations[fleet.ClusterSelectorAnnotation]; ok {
 		parsed, err := labels.Parse(s)
 		if err != nil {
-			return res, fmt.Errorf("annotation %s: %w", ClusterSelectorAnnotation, err)
+			return res, fmt.Errorf("annotation %s: %w", fleet.ClusterSelectorAnnotation, err)
 		}
 		selector = parsed
 	}
-	pinned := js.Annotations[PinnedClusterAnnotation]
+	pinned := js.Annotations[fleet.PinnedClusterAnnotation]
 	exclusive := ExclusiveJobs(js)
 	if pinned != "" && !containsMember(req.Members, pinned) {
 		res.Note = fmt.Sprintf("pinned cluster %q is not in the fleet", pinned)

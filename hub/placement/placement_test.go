@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 )
@@ -106,19 +107,19 @@ func TestPlaceFilters(t *testing.T) {
 		},
 		{
 			name:    "selector",
-			job:     js(1, 1, "1", ClusterSelectorAnnotation, "region=us"),
+			job:     js(1, 1, "1", fleet.ClusterSelectorAnnotation, "region=us"),
 			want:    "b",
 			reasons: map[string]string{"c": `labels do not match selector "region=us"`},
 		},
 		{
 			name:    "pinned",
-			job:     js(1, 1, "1", PinnedClusterAnnotation, "a"),
+			job:     js(1, 1, "1", fleet.PinnedClusterAnnotation, "a"),
 			want:    "a",
 			reasons: map[string]string{"b": `not the pinned cluster "a"`},
 		},
 		{
 			name: "pinned to an unknown cluster",
-			job:  js(1, 1, "1", PinnedClusterAnnotation, "zz"),
+			job:  js(1, 1, "1", fleet.PinnedClusterAnnotation, "zz"),
 			note: `pinned cluster "zz" is not in the fleet`,
 		},
 		{
@@ -162,8 +163,8 @@ func TestPlaceFilters(t *testing.T) {
 }
 
 func TestPlaceBadSelector(t *testing.T) {
-	_, err := Place(Request{JobSet: js(1, 1, "1", ClusterSelectorAnnotation, "a in (")})
-	if err == nil || !strings.Contains(err.Error(), ClusterSelectorAnnotation) {
+	_, err := Place(Request{JobSet: js(1, 1, "1", fleet.ClusterSelectorAnnotation, "a in (")})
+	if err == nil || !strings.Contains(err.Error(), fleet.ClusterSelectorAnnotation) {
 		t.Fatalf("want an error naming the annotation, got %v", err)
 	}
 }

@@ -131,7 +131,7 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 	d := o.Dispatch
 	if p.AddFinalizer {
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.AddFinalizer(d, Finalizer)
+		controllerutil.AddFinalizer(d, fleetv1alpha1.AgentFinalizer)
 		if err := r.hub.Patch(ctx, d, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer to JobSetDispatch %s: %w", o.Key, err)
 		}
@@ -161,7 +161,7 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 	}
 	if p.RemoveFinalizer {
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.RemoveFinalizer(d, Finalizer)
+		controllerutil.RemoveFinalizer(d, fleetv1alpha1.AgentFinalizer)
 		if err := r.hub.Patch(ctx, d, patch); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("removing finalizer from JobSetDispatch %s: %w", o.Key, err)
 		}

@@ -160,7 +160,7 @@ func TestAgent(t *testing.T) {
 			if c == nil || c.Status != metav1.ConditionTrue || d.Status.ObservedEpoch != 1 || d.Status.LastSyncTime == nil {
 				return fmt.Errorf("status %+v", d.Status)
 			}
-			if !slices.Contains(d.Finalizers, agent.Finalizer) {
+			if !slices.Contains(d.Finalizers, fleetv1alpha1.AgentFinalizer) {
 				return fmt.Errorf("no agent finalizer: %v", d.Finalizers)
 			}
 			rjs := d.Status.JobSetStatus.ReplicatedJobsStatus
@@ -245,7 +245,7 @@ func TestAgent(t *testing.T) {
 		must(t, hub.Client.Delete(ctx, d))
 		eventually(t, 30*time.Second, func() error {
 			got := getDispatch(t, hub.Client, d.Name)
-			if !meta.IsStatusConditionTrue(got.Status.Conditions, agent.ConditionDeleted) || slices.Contains(got.Finalizers, agent.Finalizer) {
+			if !meta.IsStatusConditionTrue(got.Status.Conditions, fleetv1alpha1.DispatchDeleted) || slices.Contains(got.Finalizers, fleetv1alpha1.AgentFinalizer) {
 				return fmt.Errorf("conditions %+v finalizers %v", got.Status.Conditions, got.Finalizers)
 			}
 			return nil

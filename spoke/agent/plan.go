@@ -15,14 +15,8 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// Names the agent adds to the fleet contract. They belong with the API
-// (api/fleet/v1alpha1/names.go) once the hub reads them.
+// Reasons of the agent's dispatch conditions.
 const (
-	// Finalizer and ConditionDeleted are the agent's side of the dispatch
-	// deletion contract; see the API.
-	Finalizer        = fleetv1alpha1.AgentFinalizer
-	ConditionDeleted = fleetv1alpha1.DispatchDeleted
-
 	ReasonAccepted    = "Accepted"
 	ReasonConflict    = "Conflict"
 	ReasonNewerEpoch  = "NewerEpochOnMember"
@@ -181,10 +175,10 @@ func ComputePlan(o Observed) Plan {
 			return p
 		}
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			setCondition(st, d, ConditionDeleted, metav1.ConditionTrue, ReasonCopyDeleted,
+			setCondition(st, d, fleetv1alpha1.DispatchDeleted, metav1.ConditionTrue, ReasonCopyDeleted,
 				fmt.Sprintf("the member JobSet no longer exists on cluster %s", o.ClusterName))
 		})
-		p.RemoveFinalizer = controllerutil.ContainsFinalizer(d, Finalizer)
+		p.RemoveFinalizer = controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
 		return p
 	}
 
@@ -200,7 +194,7 @@ func ComputePlan(o Observed) Plan {
 		// or by hand): its result is already reported, and running it again
 		// would be a second run of a finished JobSet.
 	case t == nil:
-		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, Finalizer)
+		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
 		p.Create = DesiredJobSet(d)
 		p.ConfirmDispatchCurrent = !p.Create.IsSuspended()
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
@@ -223,7 +217,7 @@ func ComputePlan(o Observed) Plan {
 				fmt.Sprintf("cluster %s runs JobSet %s/%s for epoch %d, newer than this dispatch's %d", o.ClusterName, t.Namespace, t.Name, Epoch(t), d.Spec.Epoch))
 		})
 	default:
-		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, Finalizer)
+		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
 		p.Update = MergeMutable(t, DesiredJobSet(d))
 		p.ConfirmDispatchCurrent = p.Update != nil && t.IsSuspended() && !p.Update.IsSuspended()
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {

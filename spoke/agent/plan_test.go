@@ -117,9 +117,9 @@ func TestComputePlan(t *testing.T) {
 	newer := memberCopy(testDispatch(3))
 	deleting := d.DeepCopy()
 	deleting.DeletionTimestamp = &now
-	deleting.Finalizers = []string{Finalizer}
+	deleting.Finalizers = []string{fleetv1alpha1.AgentFinalizer}
 	withFinalizer := d.DeepCopy()
-	withFinalizer.Finalizers = []string{Finalizer}
+	withFinalizer.Finalizers = []string{fleetv1alpha1.AgentFinalizer}
 	key := "fleet-member-a/team.train"
 	fenced := ours.DeepCopy()
 	fenced.Spec.Suspend = ptr.To(true)
@@ -235,7 +235,7 @@ func TestComputePlan(t *testing.T) {
 			name: "dispatch deleting, copy gone: Deleted, release",
 			o:    Observed{Dispatch: deleting},
 			check: func(t *testing.T, p Plan) {
-				if !p.RemoveFinalizer || p.Status == nil || !meta.IsStatusConditionTrue(p.Status.Conditions, ConditionDeleted) {
+				if !p.RemoveFinalizer || p.Status == nil || !meta.IsStatusConditionTrue(p.Status.Conditions, fleetv1alpha1.DispatchDeleted) {
 					t.Errorf("plan %+v", p)
 				}
 			},
@@ -262,7 +262,7 @@ func TestComputePlan(t *testing.T) {
 
 func TestStatusWrittenOnlyOnChange(t *testing.T) {
 	d := testDispatch(2)
-	d.Finalizers = []string{Finalizer}
+	d.Finalizers = []string{fleetv1alpha1.AgentFinalizer}
 	ours := memberCopy(d)
 	o := Observed{Key: "fleet-member-a/team.train", ClusterName: "a", Now: now, Dispatch: d, Target: ours, Copies: []v1alpha2.JobSet{*ours}}
 	first := ComputePlan(o)

@@ -286,44 +286,55 @@ func (r *Rotator) ensureSecret(ctx context.Context) (*Bundle, error) {
 // that does not already carry it.
 func (r *Rotator) injectCABundle(ctx context.Context, caBundle []byte) error {
 	for _, name := range r.opts.MutatingWebhookConfigurations {
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
-			if err := r.c.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
-				return err
-			}
-			changed := false
-			for i := range cfg.Webhooks {
-				changed = setCABundle(&cfg.Webhooks[i].ClientConfig, caBundle) || changed
-			}
-			if !changed {
-				return nil
-			}
-			return r.c.Update(ctx, cfg)
-		})
-		if err != nil {
-			return fmt.Errorf("injecting caBundle into MutatingWebhookConfiguration %s: %w", name, err)
+		if err := r.injectInto(ctx, "MutatingWebhookConfiguration", &admissionregistrationv1.MutatingWebhookConfiguration{}, name, caBundle); err != nil {
+			return err
 		}
 	}
 	for _, name := range r.opts.ValidatingWebhookConfigurations {
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-			if err := r.c.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
-				return err
-			}
-			changed := false
-			for i := range cfg.Webhooks {
-				changed = setCABundle(&cfg.Webhooks[i].ClientConfig, caBundle) || changed
-			}
-			if !changed {
-				return nil
-			}
-			return r.c.Update(ctx, cfg)
-		})
-		if err != nil {
-			return fmt.Errorf("injecting caBundle into ValidatingWebhookConfiguration %s: %w", name, err)
+		if err := r.injectInto(ctx, "ValidatingWebhookConfiguration", &admissionregistrationv1.ValidatingWebhookConfiguration{}, name, caBundle); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// injectInto updates one webhook configuration (cfg is an empty object of
+// its kind), only when a caBundle differs.
+func (r *Rotator) injectInto(ctx context.Context, kind string, cfg client.Object, name string, caBundle []byte) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := r.c.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
+			return err
+		}
+		changed := false
+		for _, cc := range clientConfigs(cfg) {
+			changed = setCABundle(cc, caBundle) || changed
+		}
+		if !changed {
+			return nil
+		}
+		return r.c.Update(ctx, cfg)
+	})
+	if err != nil {
+		return fmt.Errorf("injecting caBundle into %s %s: %w", kind, name, err)
+	}
+	return nil
+}
+
+// clientConfigs returns every webhook's clientConfig of a webhook
+// configuration, for editing in place.
+func clientConfigs(cfg client.Object) []*admissionregistrationv1.WebhookClientConfig {
+	var out []*admissionregistrationv1.WebhookClientConfig
+	switch c := cfg.(type) {
+	case *admissionregistrationv1.MutatingWebhookConfiguration:
+		for i := range c.Webhooks {
+			out = append(out, &c.Webhooks[i].ClientConfig)
+		}
+	case *admissionregistrationv1.ValidatingWebhookConfiguration:
+		for i := range c.Webhooks {
+			out = append(out, &c.Webhooks[i].ClientConfig)
+		}
+	}
+	return out
 }
 
 func setCABundle(cc *admissionregistrationv1.WebhookClientConfig, caBundle []byte) bool {
