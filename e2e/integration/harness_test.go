@@ -14,16 +14,13 @@ package integration
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -48,7 +45,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -318,38 +314,7 @@ func (e *fleetEnv) checkMembersReady(ctx context.Context) error {
 // the whole run, outside the hub controllers' manager, so that restarting
 // the controllers does not make JobSet creation fail.
 func startHubWebhooks(ctx context.Context, hub *testenv.Cluster) error {
-	wo := &hub.Env.WebhookInstallOptions
-	mgr, err := ctrl.NewManager(hub.Config, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		WebhookServer: webhook.NewServer(webhook.Options{
-			Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir,
-		}),
-	})
-	if err != nil {
-		return fmt.Errorf("webhook manager: %w", err)
-	}
-	if err := admission.SetupWithManager(mgr); err != nil {
-		return err
-	}
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "hub webhook manager stopped:", err)
-		}
-	}()
-	addr := net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
-		if err == nil {
-			return conn.Close()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("hub webhook server at %s not serving: %w", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return hub.ServeWebhooks(ctx, admission.SetupWithManager)
 }
 
 // startHub runs the hub's controllers (inventory + dispatch) as cmd/hub

@@ -5,16 +5,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -71,37 +66,17 @@ func TestValidateFleetAnnotations(t *testing.T) {
 // invalid ones are rejected with field paths.
 func TestHubAdmission(t *testing.T) {
 	c := testenv.Start(t, "hub-admission", testenv.WithWebhooks(filepath.Join(testenv.RepoRoot(), "config", "hub-webhook")))
-	wio := c.Env.WebhookInstallOptions
-	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		WebhookServer:          webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := admission.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go func() { _ = mgr.Start(ctx) }()
+	if err := c.ServeWebhooks(ctx, admission.SetupWithManager); err != nil {
+		t.Fatal(err)
+	}
 
 	js := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "plain"}}
 	rj := jobset.ReplicatedJob{Name: "workers", Replicas: 2}
 	rj.Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
 	js.Spec.ReplicatedJobs = []jobset.ReplicatedJob{rj}
-	// The webhook server needs a moment to come up.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err = c.Client.Create(ctx, js.DeepCopy())
-		if err == nil || time.Now().After(deadline) || !strings.Contains(err.Error(), "connect") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	err := c.Client.Create(ctx, js.DeepCopy())
 	if err != nil {
 		t.Fatalf("creating a plain JobSet: %v", err)
 	}
