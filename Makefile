@@ -5,7 +5,7 @@ SHELL := /usr/bin/env bash
 BIN := $(CURDIR)/bin
 export KUBEBUILDER_ASSETS := $(BIN)
 CONTROLLER_GEN := go tool controller-gen
-GO_TEST_FLAGS ?= -p 2 -timeout 40m
+GO_TEST_FLAGS ?= -timeout 40m
 
 .PHONY: help
 help: ## List the targets.
@@ -46,13 +46,9 @@ vet: ## go vet.
 
 .PHONY: test
 test: tools verify-manifests vet ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
-	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /e2e/)
+	go test $(GO_TEST_FLAGS) -p 2 $$(go list ./... | grep -v /e2e/)
 	@# End-to-end suites each run whole clusters of processes: one at a time.
 	go test $(GO_TEST_FLAGS) -p 1 ./e2e/...
-
-.PHONY: unit
-unit: ## Unit tests only (no control planes).
-	go test -short ./...
 
 .PHONY: bench
 bench: tools ## Benchmarks.

@@ -11,9 +11,9 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
 
-// ledger remembers the dispatches this process made, with the exact time,
-// because the cache may not show a dispatch right after its creation and a
-// burst of placements must still see each other.
+// ledger remembers the dispatches this process made until the cache shows
+// them: right after a create the cache may not, and a burst of placements
+// must still see each other.
 type ledger struct {
 	mu      sync.Mutex
 	entries map[types.UID]commitment
@@ -56,12 +56,11 @@ func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventor
 		}
 		placement.AddTo(out[member], res)
 	}
-	seen := map[types.UID]bool{}
 	for i := range dispatches {
 		d := &dispatches[i]
 		uid, member := d.Spec.Origin.UID, MemberOf(d)
 		if e, ok := l.entries[uid]; ok && e.member == member && e.epoch == d.Spec.Epoch {
-			seen[uid] = true // the cache caught up: count it once
+			delete(l.entries, uid) // the cache caught up: it counts from now on
 		}
 		if uid == placing || d.DeletionTimestamp != nil || d.Status.JobSetStatus.TerminalState != "" {
 			continue
@@ -69,7 +68,7 @@ func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventor
 		add(member, placement.Requests(&d.Spec.JobSet.Spec))
 	}
 	for uid, e := range l.entries {
-		if uid != placing && !seen[uid] {
+		if uid != placing {
 			add(e.member, e.resources)
 		}
 	}
