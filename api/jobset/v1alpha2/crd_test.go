@@ -187,35 +187,37 @@ func TestImmutableFieldsRejectChanges(t *testing.T) {
 	ns := newNamespace(t)
 	js := applyExample(t, "pytorch.yaml", ns)
 
+	// set gives the field a first value, change a different one: CEL
+	// transition rules only fire when the old object has the field.
 	cases := []struct {
-		name     string
-		mutate   func(*v1alpha2.JobSet)
-		wantPath string
+		name        string
+		set, change func(*v1alpha2.JobSet)
+		wantPath    string
 	}{
-		{"network", func(js *v1alpha2.JobSet) { js.Spec.Network = &v1alpha2.Network{Subdomain: "other"} }, "spec.network"},
-		{"successPolicy", func(js *v1alpha2.JobSet) {
-			js.Spec.SuccessPolicy = &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny}
-		}, "spec.successPolicy"},
-		{"managedBy", func(js *v1alpha2.JobSet) { js.Spec.ManagedBy = ptr.To("example.com/other") }, "spec.managedBy"},
+		{"network",
+			func(js *v1alpha2.JobSet) { js.Spec.Network = &v1alpha2.Network{Subdomain: "other"} },
+			func(js *v1alpha2.JobSet) { js.Spec.Network.Subdomain = "changed" },
+			"spec.network"},
+		{"successPolicy",
+			func(js *v1alpha2.JobSet) {
+				js.Spec.SuccessPolicy = &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny}
+			},
+			func(js *v1alpha2.JobSet) { js.Spec.SuccessPolicy.Operator = v1alpha2.OperatorAll },
+			"spec.successPolicy"},
+		{"managedBy",
+			func(js *v1alpha2.JobSet) { js.Spec.ManagedBy = ptr.To("example.com/other") },
+			func(js *v1alpha2.JobSet) { js.Spec.ManagedBy = ptr.To("example.com/changed") },
+			"spec.managedBy"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			// Set the field once, then change it: CEL transition rules only
-			// fire when the old object has the field.
 			first := js.DeepCopy()
-			tc.mutate(first)
+			tc.set(first)
 			if err := cluster.Client.Update(ctx, first); err != nil {
 				t.Fatalf("setting %s the first time: %v", tc.name, err)
 			}
 			changed := first.DeepCopy()
-			switch tc.name {
-			case "network":
-				changed.Spec.Network.Subdomain = "changed"
-			case "successPolicy":
-				changed.Spec.SuccessPolicy.Operator = v1alpha2.OperatorAll
-			case "managedBy":
-				changed.Spec.ManagedBy = ptr.To("example.com/changed")
-			}
+			tc.change(changed)
 			err := cluster.Client.Update(ctx, changed)
 			if err == nil {
 				t.Fatalf("changed immutable %s", tc.name)
