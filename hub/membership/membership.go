@@ -57,9 +57,11 @@ const (
 	// AgentNamespace is the agent's namespace on the member.
 	AgentNamespace = "jobset-fleet-system"
 	// KubeconfigSecret in AgentNamespace holds the agent's hub kubeconfig
-	// under KubeconfigKey.
+	// under KubeconfigKey and the member's fleet name under ClusterNameKey,
+	// so one agent install fits every member.
 	KubeconfigSecret = "hub-kubeconfig"
 	KubeconfigKey    = "kubeconfig"
+	ClusterNameKey   = "cluster-name"
 	// CreatedByLabel marks namespaces Join created, which Unjoin may delete.
 	CreatedByLabel = "fleet.jobset.x-k8s.io/created-by"
 	createdByValue = "join"
@@ -218,7 +220,7 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: AgentNamespace, Name: KubeconfigSecret}}
 	if _, err := controllerutil.CreateOrUpdate(ctx, member, secret, func() error {
-		secret.Data = map[string][]byte{KubeconfigKey: kubeconfig}
+		secret.Data = map[string][]byte{KubeconfigKey: kubeconfig, ClusterNameKey: []byte(opts.ClusterName)}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("member: Secret %s/%s: %w", AgentNamespace, KubeconfigSecret, err)
