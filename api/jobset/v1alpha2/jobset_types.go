@@ -146,6 +146,11 @@ type JobSetStatus struct {
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	CurrentInPlaceRestartAttempt *int32 `json:"currentInPlaceRestartAttempt,omitempty"`
+
+	// fleet is the jobset-fleet hub's placement bookkeeping: set on a hub
+	// JobSet only, by the hub (not part of upstream JobSet).
+	// +optional
+	Fleet *FleetStatus `json:"fleet,omitempty"`
 }
 
 // ReplicatedJobStatus counts the child Jobs of one ReplicatedJob by state.
@@ -193,7 +198,7 @@ type ReplicatedJobStatus struct {
 // +kubebuilder:printcolumn:name="Restarts",JSONPath=".status.restarts",type=string,description="Number of restarts"
 // +kubebuilder:printcolumn:name="Completed",JSONPath=".status.conditions[?(@.type==\"Completed\")].status",type=string
 // +kubebuilder:printcolumn:name="Suspended",JSONPath=".spec.suspend",type=string,description="JobSet suspended"
-// +kubebuilder:printcolumn:name="Cluster",JSONPath=".metadata.labels.fleet\\.jobset\\.x-k8s\\.io/cluster",type=string,priority=0,description="Member cluster the fleet placed the JobSet on"
+// +kubebuilder:printcolumn:name="Cluster",JSONPath=".status.fleet.cluster",type=string,priority=0,description="Member cluster the fleet placed the JobSet on"
 // +kubebuilder:printcolumn:name="Age",JSONPath=".metadata.creationTimestamp",type=date
 type JobSet struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -1,0 +1,33 @@
+package v1alpha2
+
+// FleetStatus is the jobset-fleet hub's bookkeeping for a JobSet it runs on a
+// member cluster. It lives in status because only the hub may write it: a
+// user who could edit where a JobSet runs, or its epoch, could bypass
+// placement or make a member replace running pods. It is never set on a
+// member, so a member's JobSet status has upstream's shape exactly.
+type FleetStatus struct {
+	// cluster is the member cluster the JobSet is placed on; empty while it
+	// waits for one.
+	// +optional
+	Cluster string `json:"cluster,omitempty"`
+
+	// epoch numbers the hub's placements of this JobSet: it grows with every
+	// placement and is never reused, so a member copy made for an earlier
+	// placement is known to be stale wherever it turns up.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Epoch int64 `json:"epoch,omitempty"`
+
+	// restartsCarried are the restarts made on earlier placements, each move
+	// counting as one; restarts adds them to the current member's.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	RestartsCarried int32 `json:"restartsCarried,omitempty"`
+
+	// restartsCountTowardsMaxCarried are the carried restarts that count
+	// towards failurePolicy.maxRestarts; the member runs the JobSet with
+	// maxRestarts reduced by them.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	RestartsCountTowardsMaxCarried int32 `json:"restartsCountTowardsMaxCarried,omitempty"`
+}
