@@ -43,8 +43,56 @@ const (
 	AgentFinalizer = "fleet.jobset.x-k8s.io/agent"
 
 	// DispatchDeleted is the dispatch condition the agent sets True once the
-	// member copy of a deleting dispatch is gone.
+	// member copy of a deleting dispatch is gone. `unjoin` sets it too
+	// (reason ReasonUnjoined) after deleting the member's copies itself. For
+	// the hub it is proof that nothing of that dispatch runs any more.
 	DispatchDeleted = "Deleted"
+	// ReasonUnjoined is the DispatchDeleted reason `unjoin` writes.
+	ReasonUnjoined = "Unjoined"
+
+	// ReportFinalizer is held by the agent on every member copy until the
+	// copy's final status has reached the hub, so a copy deleted on the
+	// member (ttlSecondsAfterFinished, by hand) while the hub is unreachable
+	// is never mistaken for one that never ran, and never run again.
+	ReportFinalizer = "fleet.jobset.x-k8s.io/report"
+	// RestartsOffsetAnnotation on a member copy counts the restarts earlier
+	// copies of the same dispatch made on this member (a copy deleted by hand
+	// and created again): the agent reports the copy's restarts plus this,
+	// and runs it with maxRestarts reduced by the part that counts towards
+	// the maximum, so restarts are never lost or reset.
+	RestartsOffsetAnnotation = "fleet.jobset.x-k8s.io/restarts-offset"
+	// RestartsTowardsMaxOffsetAnnotation is the part of the offset that
+	// counts towards failurePolicy.maxRestarts.
+	RestartsTowardsMaxOffsetAnnotation = "fleet.jobset.x-k8s.io/restarts-towards-max-offset"
+
+	// LastRenewalLeaseName is a Lease in the agent's namespace on the member
+	// whose renewTime records the agent's last successful heartbeat, so an
+	// agent that restarts while the hub is unreachable still fences on time.
+	LastRenewalLeaseName = "agent-hub-renewal"
+)
+
+// ClusterProfile keys the hub reads. Agents may write only a profile's
+// status, so everything here is set by `join` or an operator.
+const (
+	// OutOfServiceLabel on a ClusterProfile is an operator's statement that
+	// nothing of the fleet runs on that member any more (shut down, wiped,
+	// or its copies stopped by hand): the fleet's version of the
+	// node.kubernetes.io/out-of-service taint. The hub places nothing there
+	// and, once the member's agent is silent, moves its JobSets without
+	// waiting for the agent to confirm their copies stopped.
+	OutOfServiceLabel = "fleet.jobset.x-k8s.io/out-of-service"
+	// ClusterIDAnnotation on a ClusterProfile is the member's identity, the
+	// UID of its kube-system namespace, recorded by `join`. The agent
+	// reports the same value as property ClusterIDProperty; the hub trusts
+	// a heartbeat only from the member whose reports match, so one member
+	// identity is held by one cluster.
+	ClusterIDAnnotation = "fleet.jobset.x-k8s.io/cluster-id"
+	// ClusterIDProperty is the KEP-2149 ClusterProperty name of the cluster
+	// ID, reported in ClusterProfile status.properties.
+	ClusterIDProperty = "cluster.clusterset.k8s.io"
+	// AllowedNamespacesAnnotation on a ClusterProfile, when set, lists the
+	// hub namespaces (comma-separated) whose JobSets may run on the member.
+	AllowedNamespacesAnnotation = "fleet.jobset.x-k8s.io/allowed-namespaces"
 )
 
 // Annotations a user sets on a hub JobSet.
