@@ -204,10 +204,6 @@ func TestImmutableFieldsRejectChanges(t *testing.T) {
 			},
 			func(js *v1alpha2.JobSet) { js.Spec.SuccessPolicy.Operator = v1alpha2.OperatorAll },
 			"spec.successPolicy"},
-		{"managedBy",
-			func(js *v1alpha2.JobSet) { js.Spec.ManagedBy = ptr.To("example.com/other") },
-			func(js *v1alpha2.JobSet) { js.Spec.ManagedBy = ptr.To("example.com/changed") },
-			"spec.managedBy"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -230,13 +226,14 @@ func TestImmutableFieldsRejectChanges(t *testing.T) {
 	}
 }
 
-func TestCRDServesPrinterColumnsAndShortName(t *testing.T) {
+func TestCRDServesPrinterColumns(t *testing.T) {
 	crd := &apiextensionsv1.CustomResourceDefinition{}
 	if err := cluster.Client.Get(context.Background(), client.ObjectKey{Name: "jobsets.jobset.x-k8s.io"}, crd); err != nil {
 		t.Fatal(err)
 	}
-	if got := crd.Spec.Names.ShortNames; len(got) != 1 || got[0] != "js" {
-		t.Errorf("short names: got %v, want [js]", got)
+	// Like upstream's, the CRD has no short name.
+	if got := crd.Spec.Names.ShortNames; len(got) != 0 {
+		t.Errorf("short names: got %v, want none", got)
 	}
 	var columns []string
 	for _, c := range crd.Spec.Versions[0].AdditionalPrinterColumns {
@@ -248,5 +245,24 @@ func TestCRDServesPrinterColumnsAndShortName(t *testing.T) {
 	}
 	if crd.Spec.Versions[0].Subresources == nil || crd.Spec.Versions[0].Subresources.Status == nil {
 		t.Error("status subresource missing")
+	}
+}
+
+// Without admission webhooks (e.g. the agent started with
+// --disable-webhooks) the apiserver accepts what upstream's CRD accepts:
+// rule names are checked by the webhook only, after it defaulted them.
+func TestSchemaAcceptsWhatUpstreamSchemaAccepts(t *testing.T) {
+	ns := newNamespace(t)
+	js := &v1alpha2.JobSet{}
+	js.Namespace, js.Name = ns, "loose"
+	js.Spec.ReplicatedJobs = []v1alpha2.ReplicatedJob{{Name: "workers"}}
+	js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
+	js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+		{Action: v1alpha2.RestartJobSet},                              // unnamed
+		{Name: strings.Repeat("r", 200), Action: v1alpha2.FailJobSet}, // longer than admission allows
+		{Name: "a", Action: v1alpha2.FailJobSet, OnJobFailureReasons: []string{"BackoffLimitExceeded", "BackoffLimitExceeded"}},
+	}}
+	if err := cluster.Client.Create(context.Background(), js); err != nil {
+		t.Fatalf("rejected by the schema, upstream's accepts it: %v", err)
 	}
 }

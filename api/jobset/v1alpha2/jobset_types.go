@@ -52,7 +52,6 @@ type JobSetSpec struct {
 	// replicatedJobs is the group of jobs that form the set.
 	// +listType=map
 	// +listMapKey=name
-	// +kubebuilder:validation:MinItems=1
 	ReplicatedJobs []ReplicatedJob `json:"replicatedJobs,omitempty"`
 
 	// network configures DNS for the JobSet's pods.
@@ -91,8 +90,8 @@ type JobSetSpec struct {
 	// managedBy names the controller that reconciles this JobSet. Empty or
 	// "jobset.sigs.k8s.io/jobset-controller" means the built-in controller;
 	// any other value makes the built-in controller leave the JobSet alone.
-	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="Value is immutable"
+	// It must be a domain-prefixed path of at most 63 characters and cannot
+	// change; admission checks both, as upstream's does (the schema does not).
 	// +optional
 	ManagedBy *string `json:"managedBy,omitempty"`
 
@@ -193,7 +192,6 @@ type ReplicatedJobStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=js
 // +kubebuilder:printcolumn:name="TerminalState",JSONPath=".status.terminalState",type=string,description="Final state of the JobSet"
 // +kubebuilder:printcolumn:name="Restarts",JSONPath=".status.restarts",type=string,description="Number of restarts"
 // +kubebuilder:printcolumn:name="Completed",JSONPath=".status.conditions[?(@.type==\"Completed\")].status",type=string
@@ -233,7 +231,6 @@ type ReplicatedJob struct {
 
 	// replicas is the number of Jobs made from the template.
 	// +kubebuilder:default=1
-	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`
 
@@ -321,9 +318,11 @@ const (
 // FailurePolicyRule maps a Job failure to an action. Rules are tried in
 // order; the first whose reasons, message patterns and targets all match wins.
 type FailurePolicyRule struct {
-	// name defaults to failurePolicyRule<N>.
-	// +kubebuilder:validation:Pattern=`^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`
-	// +kubebuilder:validation:MaxLength=128
+	// name defaults to failurePolicyRule<N>, N being the rule's index.
+	// Admission requires 1 to 128 characters matching
+	// ^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$, unique among the rules; the
+	// schema does not check the name (nor does upstream's), so that unnamed
+	// rules can be defaulted.
 	Name string `json:"name"`
 
 	// +kubebuilder:validation:Enum=FailJobSet;RestartJobSet;RestartJobSetAndIgnoreMaxRestarts;RestartJob;RestartJobAndIgnoreMaxRestarts
@@ -331,13 +330,11 @@ type FailurePolicyRule struct {
 
 	// onJobFailureReasons matches the failed Job's Failed condition reason;
 	// empty matches any.
-	// +listType=set
 	// +optional
 	OnJobFailureReasons []string `json:"onJobFailureReasons,omitempty"`
 
 	// onJobFailureMessagePatterns are RE2 regular expressions matched against
 	// the failed Job's Failed condition message; empty matches any.
-	// +listType=set
 	// +optional
 	OnJobFailureMessagePatterns []string `json:"onJobFailureMessagePatterns,omitempty"`
 
@@ -351,7 +348,6 @@ type FailurePolicyRule struct {
 // FailurePolicy says how Job failures are handled.
 type FailurePolicy struct {
 	// maxRestarts limits the restarts that count towards it.
-	// +kubebuilder:validation:Minimum=0
 	// +optional
 	MaxRestarts int32 `json:"maxRestarts,omitempty"`
 
