@@ -161,15 +161,15 @@ func (i *Inventory) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	if leaseExists {
 		obs := i.heartbeats[name]
 		if !obs.hb.Seen || obs.resourceVersion != lease.ResourceVersion {
-			i.heartbeats[name] = leaseObservation{resourceVersion: lease.ResourceVersion, hb: Heartbeat{Seen: true, LastChange: now}}
+			i.heartbeats[name] = observeLease(lease, now)
 		}
 	}
 	var m Member
 	state := "absent"
 	if profileExists {
 		m = i.assessLocked(profile, now)
-		state = fmt.Sprintf("healthy=%t lost=%t props=%s labels=%v reason=%s", m.Healthy, m.Lost(i.opts.MemberLostTimeout),
-			propertiesFingerprint(profile.Status.Properties), profile.Labels, m.Reason)
+		state = fmt.Sprintf("healthy=%t lost=%t props=%s labels=%v allowed=%v access=%d reason=%s", m.Healthy, m.Lost(i.opts.MemberLostTimeout),
+			propertiesFingerprint(profile.Status.Properties), profile.Labels, m.AllowedNamespaces, len(profile.Status.AccessProviders), m.Reason)
 	}
 	changed := i.lastState[name] != state
 	if profileExists {
@@ -225,9 +225,20 @@ func (i *Inventory) startLocked(now time.Time) {
 
 func (i *Inventory) assessLocked(p *clusterinventory.ClusterProfile, now time.Time) Member {
 	return Assess(p, i.heartbeats[p.Name].hb, now, Assessment{
-		HeartbeatTimeout: i.opts.HeartbeatTimeout,
-		WatchingSince:    i.started,
+		HeartbeatTimeout:  i.opts.HeartbeatTimeout,
+		MemberLostTimeout: i.opts.MemberLostTimeout,
+		WatchingSince:     i.started,
 	})
+}
+
+// observeLease records that the hub saw this version of a heartbeat Lease
+// at now (the hub's clock).
+func observeLease(lease *coordinationv1.Lease, now time.Time) leaseObservation {
+	hb := Heartbeat{Seen: true, LastChange: now}
+	if d := lease.Spec.LeaseDurationSeconds; d != nil && *d > 0 {
+		hb.FenceTimeout = time.Duration(*d) * time.Second
+	}
+	return leaseObservation{resourceVersion: lease.ResourceVersion, hb: hb}
 }
 
 // Members assesses every fleet ClusterProfile, sorted by name.
@@ -246,13 +257,13 @@ func (i *Inventory) Members(ctx context.Context) ([]Member, error) {
 		}
 	}
 	i.mu.Unlock()
-	leases := map[string]string{}
+	leases := map[string]*coordinationv1.Lease{}
 	for _, name := range unseen {
 		lease := &coordinationv1.Lease{}
 		err := i.reader.Get(ctx, types.NamespacedName{Namespace: fleet.MemberNamespace(name), Name: fleet.HeartbeatLeaseName}, lease)
 		switch {
 		case err == nil:
-			leases[name] = lease.ResourceVersion
+			leases[name] = lease
 		case !apierrors.IsNotFound(err):
 			return nil, fmt.Errorf("reading heartbeat of member %s: %w", name, err)
 		}
@@ -262,9 +273,9 @@ func (i *Inventory) Members(ctx context.Context) ([]Member, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.startLocked(now)
-	for name, rv := range leases {
+	for name, lease := range leases {
 		if !i.heartbeats[name].hb.Seen {
-			i.heartbeats[name] = leaseObservation{resourceVersion: rv, hb: Heartbeat{Seen: true, LastChange: now}}
+			i.heartbeats[name] = observeLease(lease, now)
 		}
 	}
 	members := make([]Member, 0, len(list.Items))

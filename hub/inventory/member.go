@@ -47,6 +47,16 @@ type Member struct {
 	// SilentFor is how long, by the hub's clock, the heartbeat has not changed
 	// (or, if never seen, how long the hub has been watching).
 	SilentFor time.Duration
+	// OutOfService is set when an operator labelled the ClusterProfile
+	// out of service: nothing of the fleet runs there any more.
+	OutOfService bool
+	// AllowedNamespaces, when not nil, are the only hub namespaces whose
+	// JobSets may run on the member (the profile's allowed-namespaces
+	// annotation, set at join).
+	AllowedNamespaces []string
+	// Profile is the ClusterProfile the member was assessed from; the hub's
+	// optional access to the member is read from its access providers.
+	Profile *clusterinventory.ClusterProfile
 }
 
 // Lost reports whether the member has been silent for longer than timeout.
@@ -63,16 +73,32 @@ type Heartbeat struct {
 	Seen bool
 	// LastChange is when the hub last saw the Lease change (or first saw it).
 	LastChange time.Time
+	// FenceTimeout is the agent's fence timeout as it publishes it in the
+	// Lease's leaseDurationSeconds (zero when not published).
+	FenceTimeout time.Duration
 }
 
 // Assessment configures Assess.
 type Assessment struct {
 	// HeartbeatTimeout is how long a heartbeat stays fresh.
 	HeartbeatTimeout time.Duration
+	// MemberLostTimeout is when a silent member counts as lost. An agent
+	// must fence (stop its copies) before that, so an agent whose published
+	// fence timeout is not below it gets no work.
+	MemberLostTimeout time.Duration
 	// WatchingSince is when the hub started observing heartbeats; a member
 	// never seen is silent since then.
 	WatchingSince time.Time
 }
+
+// Bounds on what a member may report: a member's claims must not be able
+// to make the hub's memory, conditions or events grow without limit.
+const (
+	// MaxProperties is the most ClusterProfile properties the hub reads.
+	MaxProperties = 512
+	// MaxReasonLength bounds a member's health message as quoted by the hub.
+	MaxReasonLength = 256
+)
 
 // Assess turns a ClusterProfile and the hub's heartbeat observation into a
 // Member. It is pure: now is passed in.
@@ -81,10 +107,19 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 		Name:             p.Name,
 		ProfileNamespace: p.Namespace,
 		Labels:           p.Labels,
+		Profile:          p,
 	}
-	m.Allocatable, m.Free = ParseProperties(p.Status.Properties)
-	m.TopologyDomains = ParseTopology(p.Status.Properties)
-	m.FleetUsed = parseQuantities(p.Status.Properties, fleet.PropertyFleetUsedPrefix)
+	_, m.OutOfService = p.Labels[fleet.OutOfServiceLabel]
+	if v, ok := p.Annotations[fleet.AllowedNamespacesAnnotation]; ok {
+		m.AllowedNamespaces = splitList(v)
+	}
+	props := p.Status.Properties
+	if len(props) > MaxProperties {
+		props = props[:MaxProperties]
+	}
+	m.Allocatable, m.Free = ParseProperties(props)
+	m.TopologyDomains = ParseTopology(props)
+	m.FleetUsed = parseQuantities(props, fleet.PropertyFleetUsedPrefix)
 
 	since := a.WatchingSince
 	if hb.Seen {
@@ -95,15 +130,31 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 	}
 
 	var problems []string
+	if m.OutOfService {
+		problems = append(problems, fmt.Sprintf("marked out of service (label %s)", fleet.OutOfServiceLabel))
+	}
 	switch c := meta.FindStatusCondition(p.Status.Conditions, clusterinventory.ClusterConditionControlPlaneHealthy); {
 	case c == nil:
 		problems = append(problems, "ControlPlaneHealthy not reported")
 	case c.Status != metav1.ConditionTrue:
 		msg := fmt.Sprintf("ControlPlaneHealthy is %s", c.Status)
 		if c.Message != "" {
-			msg += ": " + c.Message
+			msg += ": " + truncate(c.Message, MaxReasonLength)
 		}
 		problems = append(problems, msg)
+	}
+	if len(p.Status.Properties) > MaxProperties {
+		problems = append(problems, fmt.Sprintf("reports %d properties, more than the %d the hub reads", len(p.Status.Properties), MaxProperties))
+	}
+	if want, ok := p.Annotations[fleet.ClusterIDAnnotation]; ok {
+		if got := propertyValue(p.Status.Properties, fleet.ClusterIDProperty); got != want {
+			// Another cluster (or a copy of the agent elsewhere) speaks for
+			// this member: trusting it could run work twice.
+			problems = append(problems, fmt.Sprintf("reports cluster ID %q, but joined as %q", truncate(got, 64), want))
+		}
+	}
+	if hb.FenceTimeout > 0 && a.MemberLostTimeout > 0 && hb.FenceTimeout >= a.MemberLostTimeout {
+		problems = append(problems, fmt.Sprintf("agent fence timeout %s is not below the hub's member-lost timeout %s", hb.FenceTimeout, a.MemberLostTimeout))
 	}
 	switch {
 	case !hb.Seen:
@@ -120,6 +171,33 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 		m.Reason = strings.Join(problems, "; ")
 	}
 	return m
+}
+
+func propertyValue(props []clusterinventory.Property, name string) string {
+	for _, p := range props {
+		if p.Name == name {
+			return p.Value
+		}
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// splitList splits a comma-separated annotation value, dropping blanks.
+func splitList(s string) []string {
+	out := []string{}
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // ParseProperties reads allocatable.<resource> and free.<resource>

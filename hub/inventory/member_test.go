@@ -1,6 +1,8 @@
 package inventory
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 func profile(healthy metav1.ConditionStatus, props ...string) *clusterinventory.ClusterProfile {
@@ -58,6 +62,62 @@ func TestAssess(t *testing.T) {
 				t.Errorf("SilentFor = %s, want %s", m.SilentFor, tc.wantSilent)
 			}
 		})
+	}
+}
+
+// TestAssessTrust: what an operator or join set on the profile, and what
+// the agent claims, decide whether the hub gives the member work.
+func TestAssessTrust(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0.Add(time.Minute)
+	a := Assessment{HeartbeatTimeout: 30 * time.Second, MemberLostTimeout: 60 * time.Second, WatchingSince: t0}
+	fresh := Heartbeat{Seen: true, LastChange: now}
+	withLabel := func(p *clusterinventory.ClusterProfile, k, v string) *clusterinventory.ClusterProfile {
+		p.Labels = map[string]string{k: v}
+		return p
+	}
+	withAnnotation := func(p *clusterinventory.ClusterProfile, k, v string) *clusterinventory.ClusterProfile {
+		p.Annotations = map[string]string{k: v}
+		return p
+	}
+	many := profile(metav1.ConditionTrue)
+	for i := range MaxProperties + 1 {
+		many.Status.Properties = append(many.Status.Properties, clusterinventory.Property{Name: fmt.Sprintf("p%d", i), Value: "1"})
+	}
+	tests := []struct {
+		name        string
+		profile     *clusterinventory.ClusterProfile
+		hb          Heartbeat
+		wantHealthy bool
+		wantReason  string
+	}{
+		{"out of service", withLabel(profile(metav1.ConditionTrue), fleet.OutOfServiceLabel, "true"), fresh, false, "marked out of service"},
+		{"cluster ID matches", withAnnotation(profile(metav1.ConditionTrue, fleet.ClusterIDProperty, "uid-1"), fleet.ClusterIDAnnotation, "uid-1"), fresh, true, "healthy"},
+		{"cluster ID differs", withAnnotation(profile(metav1.ConditionTrue, fleet.ClusterIDProperty, "uid-2"), fleet.ClusterIDAnnotation, "uid-1"), fresh, false, `reports cluster ID "uid-2", but joined as "uid-1"`},
+		{"cluster ID not reported", withAnnotation(profile(metav1.ConditionTrue), fleet.ClusterIDAnnotation, "uid-1"), fresh, false, `reports cluster ID ""`},
+		{"fence timeout below lost timeout", profile(metav1.ConditionTrue), Heartbeat{Seen: true, LastChange: now, FenceTimeout: 30 * time.Second}, true, "healthy"},
+		{"fence timeout not below lost timeout", profile(metav1.ConditionTrue), Heartbeat{Seen: true, LastChange: now, FenceTimeout: 60 * time.Second}, false, "agent fence timeout 1m0s is not below the hub's member-lost timeout 1m0s"},
+		{"too many properties", many, fresh, false, "reports 513 properties"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := Assess(tc.profile, tc.hb, now, a)
+			if m.Healthy != tc.wantHealthy || !strings.Contains(m.Reason, tc.wantReason) {
+				t.Errorf("Healthy = %t (%q), want %t with %q", m.Healthy, m.Reason, tc.wantHealthy, tc.wantReason)
+			}
+		})
+	}
+	long := profile(metav1.ConditionFalse)
+	long.Status.Conditions[0].Message = strings.Repeat("x", 10000)
+	if m := Assess(long, fresh, now, a); len(m.Reason) > MaxReasonLength+100 {
+		t.Errorf("a member's message must be bounded, got %d bytes", len(m.Reason))
+	}
+	allowed := withAnnotation(profile(metav1.ConditionTrue), fleet.AllowedNamespacesAnnotation, "team-a, team-b,")
+	if m := Assess(allowed, fresh, now, a); !slices.Equal(m.AllowedNamespaces, []string{"team-a", "team-b"}) {
+		t.Errorf("AllowedNamespaces = %v", m.AllowedNamespaces)
+	}
+	if m := Assess(profile(metav1.ConditionTrue), fresh, now, a); m.AllowedNamespaces != nil {
+		t.Errorf("no annotation must mean no restriction, got %v", m.AllowedNamespaces)
 	}
 }
 
