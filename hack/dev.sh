@@ -81,11 +81,13 @@ NODE
 }
 
 # install_webhooks context manifests port: the webhook configurations, pointed
-# at a local process (https://127.0.0.1:port) instead of an in-cluster Service.
-# The process injects its own CA bundle into them when it starts.
+# at a local process (https://localhost:port) instead of an in-cluster Service.
+# The process injects its own CA bundle into them when it starts, and its
+# certificate names localhost because it runs with
+# --webhook-cert-extra-dns-names=localhost.
 install_webhooks() {
 	local context=$1 manifests=$2 port=$3
-	awk -v base="https://127.0.0.1:$port" '
+	awk -v base="https://localhost:$port" '
 		/^    service:$/ { in_service = 1; next }
 		in_service && /^      (name|namespace|port):/ { next }
 		in_service && /^      path:/ { sub(/^      path: /, ""); print "    url: " base $0; in_service = 0; next }
@@ -140,6 +142,7 @@ up() {
 	start_process hub "$bin/jobset-fleet-hub" \
 		--kubeconfig "$dev/hub.kubeconfig" --leader-elect=false \
 		--webhook-port "$hub_webhook_port" --webhook-cert-dir "$dev/certs/hub" \
+		--webhook-cert-extra-dns-names localhost \
 		--metrics-bind-address ":$hub_metrics_port" --health-probe-bind-address ":$hub_probe_port"
 	i=0
 	for m in "${members[@]}"; do
@@ -148,15 +151,37 @@ up() {
 			--hub-kubeconfig "$dev/$m-agent-hub.kubeconfig" --cluster-name "$m" \
 			--leader-elect=false --topology-keys rack,kubernetes.io/hostname \
 			--webhook-port "$((agent_port_base + 10 * i + 2))" --webhook-cert-dir "$dev/certs/agent-$m" \
+			--webhook-cert-extra-dns-names localhost \
 			--metrics-bind-address ":$((agent_port_base + 10 * i))" \
 			--health-probe-bind-address ":$((agent_port_base + 10 * i + 1))"
 		i=$((i + 1))
 	done
-	sleep 2
-	for p in "$dev"/pids/*; do
-		if ! kill -0 "$(cat "$p")" 2>/dev/null; then
-			echo "$(basename "$p") exited; its log:" >&2
-			tail -20 "$dev/logs/$(basename "$p").log" >&2
+	# Ready means serving webhooks with a certificate the apiserver trusts;
+	# a process that exits instead fails the bring-up with its log.
+	step "waiting for the hub and the agents to be ready"
+	local probes=("hub:$hub_probe_port")
+	i=0
+	for m in "${members[@]}"; do
+		probes+=("agent-$m:$((agent_port_base + 10 * i + 1))")
+		i=$((i + 1))
+	done
+	for probe in "${probes[@]}"; do
+		local name=${probe%%:*} port=${probe##*:} ready=0
+		for _ in $(seq 120); do
+			if ! kill -0 "$(cat "$dev/pids/$name")" 2>/dev/null; then
+				echo "$name exited; its log:" >&2
+				tail -20 "$dev/logs/$name.log" >&2
+				exit 1
+			fi
+			if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+				ready=1
+				break
+			fi
+			sleep 0.5
+		done
+		if ((!ready)); then
+			echo "$name not ready after 60s; its log:" >&2
+			tail -20 "$dev/logs/$name.log" >&2
 			exit 1
 		fi
 	done

@@ -10,15 +10,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -32,18 +34,26 @@ import (
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/cmd/internal/crdwait"
+	"github.com/jobset-fleet/jobset-fleet/cmd/internal/restconfig"
+	"github.com/jobset-fleet/jobset-fleet/cmd/internal/webhookcerts"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
 	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
-	"github.com/jobset-fleet/jobset-fleet/spoke/webhook/certs"
 )
 
 // The agent reads its hub kubeconfig Secret and holds its leader-election
-// Lease in its own namespace on the member.
+// Lease in its own namespace on the member. Its webhook certificate
+// (cert-controller, cmd/internal/webhookcerts) lives in a Secret there too
+// (watched, created empty at start), and its CA goes into the agent's two
+// webhook configurations; the rotator watches webhook configurations
+// cluster-wide but may change only these.
 //
-// +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update,resourceNames=jobset-fleet-mutating-webhook-configuration;jobset-fleet-validating-webhook-configuration
 
 const usage = `jobset-fleet-agent runs JobSets in a member cluster.
 
@@ -57,6 +67,8 @@ Without --hub-kubeconfig or --hub-kubeconfig-secret the agent is a standalone
 JobSet controller for this cluster. With one of them it also executes the
 JobSetDispatches of its member namespace on the hub, renews its heartbeat and
 stops (fences) fleet JobSets when the hub is unreachable for --fence-timeout.
+The Secret that join writes also holds the member's fleet name, so
+--cluster-name is needed only with --hub-kubeconfig.
 
 Flags:
 `
@@ -88,7 +100,7 @@ func newScheme() *runtime.Scheme {
 }
 
 type controllerFlags struct {
-	kubeconfig          string
+	kube                restconfig.Flags
 	hubKubeconfig       string
 	hubKubeconfigSecret string
 	clusterName         string
@@ -104,6 +116,7 @@ type controllerFlags struct {
 	manageWebhookCerts bool
 	webhookService     string
 	webhookSecret      string
+	webhookDNSNames    string
 	namespace          string
 
 	leaderElect bool
@@ -115,10 +128,10 @@ func runController(args []string, scheme *runtime.Scheme) error {
 	fs := flag.NewFlagSet("jobset-fleet-agent", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	var f controllerFlags
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Member cluster kubeconfig (default: in-cluster config or $KUBECONFIG).")
+	f.kube.AddFlags(fs, "Member cluster kubeconfig (default: $KUBECONFIG, else in-cluster config).")
 	fs.StringVar(&f.hubKubeconfig, "hub-kubeconfig", "", "Hub kubeconfig of this agent (from `join --output-kubeconfig`). Enables the fleet agent.")
 	fs.StringVar(&f.hubKubeconfigSecret, "hub-kubeconfig-secret", "", "Read the hub kubeconfig from this member Secret, <namespace>/<name> (key \"kubeconfig\"), e.g. "+membership.AgentNamespace+"/"+membership.KubeconfigSecret+". Enables the fleet agent.")
-	fs.StringVar(&f.clusterName, "cluster-name", "", "This member's name in the fleet (required with a hub kubeconfig).")
+	fs.StringVar(&f.clusterName, "cluster-name", "", "This member's name in the fleet (default: key \""+membership.ClusterNameKey+"\" of --hub-kubeconfig-secret; required with --hub-kubeconfig).")
 	fs.StringVar(&f.inventoryNamespace, "inventory-namespace", fleetv1alpha1.DefaultInventoryNamespace, "Hub namespace of the ClusterProfiles.")
 	fs.DurationVar(&f.fenceTimeout, "fence-timeout", 30*time.Second, "Stop fleet JobSets when no heartbeat reached the hub for this long. Keep it below the hub's member-lost timeout.")
 	fs.StringVar(&f.fenceAction, "fence-action", string(agent.FenceSuspend), "What fencing does to fleet JobSets: suspend or delete.")
@@ -130,6 +143,7 @@ func runController(args []string, scheme *runtime.Scheme) error {
 	fs.BoolVar(&f.manageWebhookCerts, "manage-webhook-certs", true, "Generate and rotate the webhook certificate and inject its CA into the webhook configurations.")
 	fs.StringVar(&f.webhookService, "webhook-service", "jobset-fleet-webhook-service", "Service in front of the webhook server (the certificate's name).")
 	fs.StringVar(&f.webhookSecret, "webhook-secret", "jobset-fleet-webhook-certs", "Secret that stores the webhook CA and certificate.")
+	fs.StringVar(&f.webhookDNSNames, "webhook-cert-extra-dns-names", "", "Extra DNS names of the managed webhook certificate, comma-separated (e.g. localhost, when the apiserver calls a local process by URL).")
 	fs.StringVar(&f.namespace, "namespace", membership.AgentNamespace, "The agent's own namespace on the member (leader election, webhook Secret).")
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "Elect a leader so only one replica reconciles.")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Metrics address; 0 disables.")
@@ -148,18 +162,34 @@ func runController(args []string, scheme *runtime.Scheme) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(f.kubeconfig)
+	if err := f.kube.Validate(); err != nil {
+		return err
+	}
+	cfg, err := f.kube.Load()
 	if err != nil {
 		return fmt.Errorf("member kubeconfig: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	// The JobSet CRD may be installed right before the agent starts (join,
+	// or the same kubectl apply -k): wait for it to be served.
+	if err := crdwait.Wait(ctx, ctrl.Log, cfg, []schema.GroupVersionKind{jobsetv1alpha2.GroupVersion.WithKind("JobSet")}, crdwait.Options{}); err != nil {
+		return err
+	}
 
-	hubConfig, err := hubConfig(ctx, cfg, scheme, f.hubKubeconfig, f.hubKubeconfigSecret)
+	hub, err := loadHub(ctx, ctrl.Log, cfg, scheme, f.hubKubeconfig, f.hubKubeconfigSecret)
 	if err != nil {
 		return err
 	}
-	if hubConfig != nil && f.clusterName == "" {
-		return errors.New("--cluster-name is required with a hub kubeconfig")
+	var hubConfig *rest.Config
+	if hub != nil {
+		hubConfig = hub.config
+		f.kube.Apply(hubConfig)
+		if f.clusterName == "" {
+			f.clusterName = hub.clusterName
+		}
+		if f.clusterName == "" {
+			return fmt.Errorf("--cluster-name is required: neither the flag nor the hub kubeconfig Secret (key %q, written by join) names this member", membership.ClusterNameKey)
+		}
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -180,22 +210,18 @@ func runController(args []string, scheme *runtime.Scheme) error {
 		return fmt.Errorf("setting up JobSet controller: %w", err)
 	}
 	if !f.disableWebhooks {
-		if f.manageWebhookCerts {
-			if _, err := certs.Setup(ctx, mgr, certs.Options{
-				SecretNamespace:                 f.namespace,
-				SecretName:                      f.webhookSecret,
-				ServiceName:                     f.webhookService,
-				CertDir:                         f.webhookCertDir,
-				ExtraDNSNames:                   []string{"localhost"},
-				ExtraIPs:                        []net.IP{net.IPv4(127, 0, 0, 1)},
-				MutatingWebhookConfigurations:   []string{spokewebhook.MutatingWebhookConfigurationName},
-				ValidatingWebhookConfigurations: []string{spokewebhook.ValidatingWebhookConfigurationName},
-			}); err != nil {
-				return fmt.Errorf("webhook certificates: %w", err)
-			}
-		}
-		if err := spokewebhook.SetupWithManager(mgr); err != nil {
-			return err
+		if err := webhookcerts.Serve(ctx, mgr, webhookcerts.Options{
+			Manage:                          f.manageWebhookCerts,
+			Namespace:                       f.namespace,
+			SecretName:                      f.webhookSecret,
+			ServiceName:                     f.webhookService,
+			ExtraDNSNames:                   splitList(f.webhookDNSNames),
+			CertDir:                         f.webhookCertDir,
+			CAName:                          "jobset-fleet-webhook-ca",
+			MutatingWebhookConfigurations:   []string{spokewebhook.MutatingWebhookConfigurationName},
+			ValidatingWebhookConfigurations: []string{spokewebhook.ValidatingWebhookConfigurationName},
+		}, spokewebhook.SetupWithManager); err != nil {
+			return fmt.Errorf("setting up JobSet and Pod webhooks: %w", err)
 		}
 	}
 	if hubConfig != nil {
@@ -221,9 +247,18 @@ func runController(args []string, scheme *runtime.Scheme) error {
 	return mgr.Start(ctx)
 }
 
-// hubConfig loads the agent's hub credentials from a file or a member
-// Secret; nil when neither is given (standalone mode).
-func hubConfig(ctx context.Context, member *rest.Config, scheme *runtime.Scheme, path, secretRef string) (*rest.Config, error) {
+// hubAccess is what the agent needs to reach the hub as this member.
+type hubAccess struct {
+	config *rest.Config
+	// clusterName is the member's fleet name as join recorded it; empty
+	// for a kubeconfig file.
+	clusterName string
+}
+
+// loadHub loads the agent's hub credentials from a file or a member Secret;
+// nil when neither is given (standalone mode). A missing Secret is waited
+// for, with a log line: the agent may be installed before join wrote it.
+func loadHub(ctx context.Context, log logr.Logger, member *rest.Config, scheme *runtime.Scheme, path, secretRef string) (*hubAccess, error) {
 	switch {
 	case path != "" && secretRef != "":
 		return nil, errors.New("give --hub-kubeconfig or --hub-kubeconfig-secret, not both")
@@ -232,7 +267,7 @@ func hubConfig(ctx context.Context, member *rest.Config, scheme *runtime.Scheme,
 		if err != nil {
 			return nil, fmt.Errorf("hub kubeconfig %s: %w", path, err)
 		}
-		return cfg, nil
+		return &hubAccess{config: cfg}, nil
 	case secretRef != "":
 		ns, name, ok := strings.Cut(secretRef, "/")
 		if !ok {
@@ -243,23 +278,28 @@ func hubConfig(ctx context.Context, member *rest.Config, scheme *runtime.Scheme,
 			return nil, err
 		}
 		secret := &corev1.Secret{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, secret); err != nil {
-			return nil, fmt.Errorf("reading hub kubeconfig Secret %s: %w", secretRef, err)
+		var lastErr error
+		err = wait.PollUntilContextCancel(ctx, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+			err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, secret)
+			if err == nil {
+				return true, nil
+			}
+			if lastErr == nil || err.Error() != lastErr.Error() {
+				log.Info("Waiting for the hub kubeconfig Secret (jobset-fleet-agent join writes it)", "secret", secretRef, "error", err.Error())
+			}
+			lastErr = err
+			return false, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reading hub kubeconfig Secret %s: %w (last error: %v)", secretRef, err, lastErr)
 		}
 		cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[membership.KubeconfigKey])
 		if err != nil {
 			return nil, fmt.Errorf("hub kubeconfig in Secret %s: %w", secretRef, err)
 		}
-		return cfg, nil
+		return &hubAccess{config: cfg, clusterName: string(secret.Data[membership.ClusterNameKey])}, nil
 	}
 	return nil, nil
-}
-
-func loadConfig(path string) (*rest.Config, error) {
-	if path == "" {
-		return ctrl.GetConfig()
-	}
-	return clientcmd.BuildConfigFromFlags("", path)
 }
 
 type membershipFlags struct {

@@ -7,35 +7,43 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/cmd/internal/crdwait"
+	"github.com/jobset-fleet/jobset-fleet/cmd/internal/restconfig"
+	"github.com/jobset-fleet/jobset-fleet/cmd/internal/webhookcerts"
 	"github.com/jobset-fleet/jobset-fleet/hub/admission"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
-	"github.com/jobset-fleet/jobset-fleet/spoke/webhook/certs"
 )
 
-// RBAC markers for what this main wires in (leader election, webhook
-// certificates) live in hub/inventory and hub/admission, where the
-// generator (paths=./hub/...) reads them.
+// The webhook certificate (cert-controller, cmd/internal/webhookcerts): its
+// Secret in the hub's namespace (watched there, created empty at start),
+// and the CA bundle of the hub's two webhook configurations. The rotator
+// watches webhook configurations cluster-wide but may change only these.
+// The hub's leader-election Lease is covered by hub/inventory's markers.
+//
+// +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update,resourceNames=jobset-fleet-hub-mutating-webhook-configuration;jobset-fleet-hub-validating-webhook-configuration
 
 const usage = `jobset-fleet-hub places JobSets applied to this (hub) cluster on member
 clusters of the fleet and mirrors their status back.
@@ -54,6 +62,7 @@ Flags:
 `
 
 type flags struct {
+	kube               restconfig.Flags
 	inventoryNamespace string
 	heartbeatTimeout   time.Duration
 	memberLostTimeout  time.Duration
@@ -66,6 +75,7 @@ type flags struct {
 	manageWebhookCerts bool
 	webhookService     string
 	webhookSecret      string
+	webhookDNSNames    string
 	namespace          string
 
 	leaderElect bool
@@ -84,7 +94,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("jobset-fleet-hub", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	var f flags
-	config.RegisterFlags(fs) // --kubeconfig
+	f.kube.AddFlags(fs, "Hub kubeconfig (default: $KUBECONFIG, else in-cluster config).")
 	fs.StringVar(&f.inventoryNamespace, "inventory-namespace", fleetv1alpha1.DefaultInventoryNamespace, "Namespace of the fleet's ClusterProfiles.")
 	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", 30*time.Second, "A member whose heartbeat Lease did not change for this long gets no new JobSets and its JobSets show MemberStatusStale.")
 	fs.DurationVar(&f.memberLostTimeout, "member-lost-timeout", 60*time.Second, "A member silent for this long is lost: its JobSets are re-dispatched and deletions no longer wait for it. Must exceed the agents' --fence-timeout.")
@@ -96,6 +106,7 @@ func run(args []string) error {
 	fs.BoolVar(&f.manageWebhookCerts, "manage-webhook-certs", true, "Generate and rotate the webhook certificate and inject its CA into the hub webhook configurations.")
 	fs.StringVar(&f.webhookService, "webhook-service", "jobset-fleet-hub-webhook-service", "Service in front of the webhook server (the certificate's name).")
 	fs.StringVar(&f.webhookSecret, "webhook-secret", "jobset-fleet-hub-webhook-certs", "Secret that stores the webhook CA and certificate.")
+	fs.StringVar(&f.webhookDNSNames, "webhook-cert-extra-dns-names", "", "Extra DNS names of the managed webhook certificate, comma-separated (e.g. localhost, when the apiserver calls a local process by URL).")
 	fs.StringVar(&f.namespace, "namespace", "jobset-fleet-system", "The hub's own namespace (leader election, webhook Secret).")
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "Elect a leader so only one replica reconciles.")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Metrics address; 0 disables.")
@@ -115,14 +126,21 @@ func run(args []string) error {
 	if f.memberLostTimeout <= f.heartbeatTimeout {
 		return fmt.Errorf("--member-lost-timeout (%s) must exceed --heartbeat-timeout (%s)", f.memberLostTimeout, f.heartbeatTimeout)
 	}
-	cfg, err := config.GetConfig()
+	if err := f.kube.Validate(); err != nil {
+		return err
+	}
+	cfg, err := f.kube.Load()
 	if err != nil {
 		return fmt.Errorf("hub kubeconfig: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	scheme := newScheme()
+	if err := crdwait.Wait(ctx, ctrl.Log, cfg, servedKinds(), crdwait.Options{}); err != nil {
+		return err
+	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        newScheme(),
+		Scheme:                        scheme,
 		Cache:                         cache.Options{ByObject: inventory.CacheByObject(f.inventoryNamespace)},
 		Metrics:                       metricsserver.Options{BindAddress: f.metricsAddr},
 		HealthProbeBindAddress:        f.probeAddr,
@@ -149,37 +167,51 @@ func run(args []string) error {
 		return fmt.Errorf("setting up dispatcher: %w", err)
 	}
 	if !f.disableWebhooks {
-		if f.manageWebhookCerts {
-			if _, err := certs.Setup(ctx, mgr, certs.Options{
-				SecretNamespace:                 f.namespace,
-				SecretName:                      f.webhookSecret,
-				ServiceName:                     f.webhookService,
-				CertDir:                         f.webhookCertDir,
-				ExtraDNSNames:                   []string{"localhost"},
-				ExtraIPs:                        []net.IP{net.IPv4(127, 0, 0, 1)},
-				MutatingWebhookConfigurations:   []string{admission.MutatingWebhookConfigurationName},
-				ValidatingWebhookConfigurations: []string{admission.ValidatingWebhookConfigurationName},
-			}); err != nil {
-				return fmt.Errorf("webhook certificates: %w", err)
-			}
-		}
-		if err := admission.SetupWithManager(mgr); err != nil {
+		if err := webhookcerts.Serve(ctx, mgr, webhookcerts.Options{
+			Manage:                          f.manageWebhookCerts,
+			Namespace:                       f.namespace,
+			SecretName:                      f.webhookSecret,
+			ServiceName:                     f.webhookService,
+			ExtraDNSNames:                   splitList(f.webhookDNSNames),
+			CertDir:                         f.webhookCertDir,
+			CAName:                          "jobset-fleet-hub-webhook-ca",
+			MutatingWebhookConfigurations:   []string{admission.MutatingWebhookConfigurationName},
+			ValidatingWebhookConfigurations: []string{admission.ValidatingWebhookConfigurationName},
+		}, admission.SetupWithManager); err != nil {
 			return fmt.Errorf("setting up admission webhooks: %w", err)
 		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	ready := healthz.Ping
-	if !f.disableWebhooks {
-		ready = mgr.GetWebhookServer().StartedChecker()
-	}
-	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
 	ctrl.Log.Info("Starting hub", "inventoryNamespace", f.inventoryNamespace, "policy", policy,
 		"heartbeatTimeout", f.heartbeatTimeout, "memberLostTimeout", f.memberLostTimeout, "webhooks", !f.disableWebhooks)
 	return mgr.Start(ctx)
+}
+
+// servedKinds are the kinds the hub cannot start without: its own CRDs and
+// cluster-inventory-api's.
+func servedKinds() []schema.GroupVersionKind {
+	return []schema.GroupVersionKind{
+		jobsetv1alpha2.GroupVersion.WithKind("JobSet"),
+		fleetv1alpha1.GroupVersion.WithKind("JobSetDispatch"),
+		clusterinventory.GroupVersion.WithKind("ClusterProfile"),
+		clusterinventory.GroupVersion.WithKind("PlacementDecision"),
+	}
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func newScheme() *runtime.Scheme {

@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
+	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,7 +39,6 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
 	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
-	"github.com/jobset-fleet/jobset-fleet/spoke/webhook/certs"
 )
 
 // The identity the in-process controller runs as: the agent's ServiceAccount,
@@ -278,18 +278,18 @@ func (e *kwokEnv) installRBAC(ctx context.Context) error {
 	return nil
 }
 
+// servingCert is a serving pair and the CA bundle that trusts it.
+type servingCert struct{ Cert, Key, CACerts []byte }
+
 // issueServingCert makes a CA and a serving certificate for 127.0.0.1, where
 // the kwok apiserver (a host process) reaches the in-process webhook server.
-func issueServingCert() (*certs.Bundle, error) {
-	spec := certs.Spec{
-		DNSNames:     []string{"localhost"},
-		IPs:          []net.IP{net.IPv4(127, 0, 0, 1)},
-		CAValidity:   24 * time.Hour,
-		CertValidity: 12 * time.Hour,
-		RenewBefore:  time.Hour,
+func issueServingCert() (*servingCert, error) {
+	// The certificate PEM holds the serving certificate and its CA.
+	cert, key, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
+	if err != nil {
+		return nil, err
 	}
-	now := time.Now()
-	return certs.Renew(&certs.Bundle{}, certs.Check(&certs.Bundle{}, spec, now), spec, now)
+	return &servingCert{Cert: cert, Key: key, CACerts: cert}, nil
 }
 
 func freePort() (int, error) {
@@ -304,12 +304,12 @@ func freePort() (int, error) {
 // startController runs, in this process, what the agent runs in a member
 // cluster: a manager with the JobSet reconciler and the spoke webhooks,
 // authenticated as the agent's ServiceAccount.
-func (e *kwokEnv) startController(ctx context.Context, port int, bundle *certs.Bundle) error {
+func (e *kwokEnv) startController(ctx context.Context, port int, bundle *servingCert) error {
 	certDir := filepath.Join(e.workDir, "serving-certs")
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
 		return err
 	}
-	for name, data := range map[string][]byte{certs.ServingCertKey: bundle.Cert, certs.ServingKeyKey: bundle.Key} {
+	for name, data := range map[string][]byte{"tls.crt": bundle.Cert, "tls.key": bundle.Key} {
 		if err := os.WriteFile(filepath.Join(certDir, name), data, 0o600); err != nil {
 			return err
 		}
