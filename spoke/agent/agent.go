@@ -4,20 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -25,15 +35,27 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
+// DefaultNamespace is the agent's own namespace on the member (the one
+// `join` creates): its leader-election Lease, its hub kubeconfig Secret and
+// the LastRenewalLeaseName Lease live there.
+const DefaultNamespace = "jobset-fleet-system"
+
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
+
 // Options configure the agent. ClusterName and HubConfig are required.
 type Options struct {
 	// ClusterName is this member's name: its ClusterProfile and its
 	// namespace fleet-member-<ClusterName> on the hub.
 	ClusterName string
-	// HubConfig are the agent's hub credentials (from `join`).
+	// HubConfig are the agent's hub credentials (from `join`); see
+	// HubConfigFromSecret and HubConfigFromFile for credentials that are
+	// reloaded when they rotate.
 	HubConfig *rest.Config
 	// InventoryNamespace holds the ClusterProfiles; default fleet-system.
 	InventoryNamespace string
+	// Namespace is the agent's own namespace on the member, where it
+	// records its last successful renewal; default jobset-fleet-system.
+	Namespace string
 	// HeartbeatInterval is how often the Lease is renewed; default 10s.
 	HeartbeatInterval time.Duration
 	// ProfileInterval is how often, at most, the ClusterProfile status is
@@ -55,6 +77,13 @@ type Options struct {
 	// ControllerName names the dispatch controller; default "jobset-fleet-agent".
 	// Tests running several agents in one process give each its own.
 	ControllerName string
+	// CacheSyncTimeout bounds how long the dispatch controller waits for its
+	// sources once the hub cache has synced; default 2m. Waiting for the hub
+	// itself has no timeout: an unreachable hub never stops the process.
+	CacheSyncTimeout time.Duration
+	// HubWaitLogInterval is how often the agent logs that it still waits
+	// for the hub cache; default 30s.
+	HubWaitLogInterval time.Duration
 	// Clock measures time since the last renewal; default the real clock.
 	Clock clock.Clock
 }
@@ -65,6 +94,9 @@ func (o *Options) defaults() error {
 	}
 	if o.InventoryNamespace == "" {
 		o.InventoryNamespace = fleetv1alpha1.DefaultInventoryNamespace
+	}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
 	}
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = 10 * time.Second
@@ -91,31 +123,62 @@ func (o *Options) defaults() error {
 	if o.ControllerName == "" {
 		o.ControllerName = "jobset-fleet-agent"
 	}
+	if o.CacheSyncTimeout <= 0 {
+		o.CacheSyncTimeout = 2 * time.Minute
+	}
+	if o.HubWaitLogInterval <= 0 {
+		o.HubWaitLogInterval = 30 * time.Second
+	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
 	return nil
 }
 
-// Agent is a running agent's handle: tests and health checks read its
-// liveness from it.
+// Agent is a running agent's handle: tests, health checks and metrics read
+// its state from it.
 type Agent struct {
-	live *liveness
+	clusterName string
+	live        *liveness
+	states      *dispatchStates
+	hubSynced   chan struct{}
 	// Hub is the hub cluster, with a cache of the member namespace only.
+	// The agent starts it itself, in the background.
 	Hub cluster.Cluster
 }
 
-// LastRenewal is when a heartbeat last reached the hub (local clock).
+// LastRenewal is when a heartbeat last reached the hub (local clock), or,
+// before the first renewal of this process, the renewal the previous
+// process recorded on the member.
 func (a *Agent) LastRenewal() time.Time { return a.live.LastRenewal() }
 
 // Fenced reports whether the agent currently stops its fleet JobSets.
 func (a *Agent) Fenced() bool { return a.live.isFenced() }
 
+// HubSynced reports whether the hub cache has synced and the dispatch
+// controller runs.
+func (a *Agent) HubSynced() bool {
+	select {
+	case <-a.hubSynced:
+		return true
+	default:
+		return false
+	}
+}
+
 var podsNotFinished = fields.ParseSelectorOrDie("status.phase!=Succeeded,status.phase!=Failed")
 
-// Setup adds the agent to mgr, the member cluster's manager: the hub cluster,
-// the dispatch controller, the heartbeat and the fencer. mgr's scheme must
-// hold core, coordination, JobSet, fleet and cluster-inventory types.
+// Setup adds the agent to mgr, the member cluster's manager. mgr's scheme
+// must hold core, coordination, events, JobSet, fleet and cluster-inventory
+// types.
+//
+// Nothing of the hub is a runnable of mgr: the member's caches, its JobSet
+// controller and webhooks start and keep working whatever the hub does. The
+// agent itself is one leader-elected runnable that starts the hub cluster in
+// the background and runs, each on its own goroutine, the heartbeat renewal,
+// the record of renewals on the member, the ClusterProfile publisher, the
+// fencer, and — once the hub cache has synced, however long that takes —
+// the dispatch controller.
 func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
@@ -125,12 +188,13 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		o.Scheme = mgr.GetScheme()
 		// The agent may list only its member namespace on the hub.
 		o.Cache.DefaultNamespaces = map[string]cache.Config{memberNS: {}}
+		// A fixed mapper: the agent uses a handful of hub kinds, and
+		// discovery would make even registering an index fail while the
+		// hub is unreachable.
+		o.MapperProvider = hubRESTMapper
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hub cluster: %w", err)
-	}
-	if err := mgr.Add(hub); err != nil {
-		return nil, fmt.Errorf("adding hub cluster to manager: %w", err)
 	}
 	ctx := context.Background()
 	if err := hub.GetFieldIndexer().IndexField(ctx, &fleetv1alpha1.JobSetDispatch{}, originIndex, func(obj client.Object) []string {
@@ -149,6 +213,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 	}
 
 	live := newLiveness(opts.Clock)
+	a := &Agent{clusterName: opts.ClusterName, live: live, states: newDispatchStates(), hubSynced: make(chan struct{}), Hub: hub}
 	r := &dispatchReconciler{
 		hub:             hub.GetClient(),
 		hubReader:       hub.GetAPIReader(),
@@ -157,6 +222,8 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		memberNamespace: memberNS,
 		live:            live,
 		clock:           opts.Clock,
+		states:          a.states,
+		errors:          agentErrors.WithLabelValues(opts.ClusterName, "reconcile"),
 	}
 	var (
 		queueMu sync.Mutex
@@ -169,20 +236,31 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		queue = q
 		return nil
 	})
-	err = ctrl.NewControllerManagedBy(mgr).
-		Named(opts.ControllerName).
-		WatchesRawSource(source.Kind(hub.GetCache(), &fleetv1alpha1.JobSetDispatch{}, &handler.TypedEnqueueRequestForObject[*fleetv1alpha1.JobSetDispatch]{})).
-		WatchesRawSource(source.Kind(mgr.GetCache(), &v1alpha2.JobSet{}, handler.TypedEnqueueRequestsFromMapFunc(r.jobSetToDispatches))).
-		WatchesRawSource(resyncSource).
-		Complete(r)
+	copts := controller.Options{Reconciler: r, CacheSyncTimeout: opts.CacheSyncTimeout}
+	copts.DefaultFromConfig(mgr.GetControllerOptions())
+	if copts.Logger.GetSink() == nil {
+		copts.Logger = mgr.GetLogger()
+	}
+	// Unmanaged: the agent starts it once the hub cache has synced, so the
+	// controller's cache-sync timeout never sees an unreachable hub.
+	ctl, err := controller.NewUnmanaged(opts.ControllerName, copts)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch controller: %w", err)
+	}
+	for _, src := range []source.Source{
+		source.Kind(hub.GetCache(), &fleetv1alpha1.JobSetDispatch{}, &handler.TypedEnqueueRequestForObject[*fleetv1alpha1.JobSetDispatch]{}),
+		source.Kind(mgr.GetCache(), &v1alpha2.JobSet{}, handler.TypedEnqueueRequestsFromMapFunc(r.jobSetToDispatches)),
+		resyncSource,
+	} {
+		if err := ctl.Watch(src); err != nil {
+			return nil, fmt.Errorf("dispatch controller: %w", err)
+		}
 	}
 
 	resync := func(ctx context.Context) {
 		reqs, err := r.allKeys(ctx)
 		if err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Resyncing dispatches after reconnect")
+			log.FromContext(ctx).Error(err, "Resyncing dispatches after reconnect")
 			return
 		}
 		queueMu.Lock()
@@ -198,20 +276,37 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("member discovery client: %w", err)
 	}
-	hb := &heartbeat{
+	record := &renewalRecord{
+		member:    mgr.GetClient(),
+		reader:    mgr.GetAPIReader(),
+		namespace: opts.Namespace,
+		identity:  opts.Identity,
+		pending:   make(chan time.Time, 1),
+		errors:    agentErrors.WithLabelValues(opts.ClusterName, "record"),
+	}
+	renew := &renewer{
+		hub:             hub.GetClient(),
+		hubReader:       hub.GetAPIReader(),
+		memberNamespace: memberNS,
+		identity:        opts.Identity,
+		interval:        opts.HeartbeatInterval,
+		fenceTimeout:    opts.FenceTimeout,
+		clock:           opts.Clock,
+		live:            live,
+		record:          record,
+		errors:          agentErrors.WithLabelValues(opts.ClusterName, "renew"),
+	}
+	pub := &publisher{
 		hub:                hub.GetClient(),
 		hubReader:          hub.GetAPIReader(),
 		memberReader:       mgr.GetAPIReader(),
 		memberDiscovery:    disc,
 		clusterName:        opts.ClusterName,
-		memberNamespace:    memberNS,
 		inventoryNamespace: opts.InventoryNamespace,
-		identity:           opts.Identity,
 		interval:           opts.HeartbeatInterval,
 		profileInterval:    opts.ProfileInterval,
-		fenceTimeout:       opts.FenceTimeout,
 		topologyKeys:       opts.TopologyKeys,
-		live:               live,
+		errors:             agentErrors.WithLabelValues(opts.ClusterName, "profile"),
 	}
 	f := &fencer{
 		member:          mgr.GetClient(),
@@ -220,14 +315,152 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		action:          opts.FenceAction,
 		live:            live,
 		resync:          resync,
+		errors:          agentErrors.WithLabelValues(opts.ClusterName, "fence"),
 	}
-	for _, run := range []interface {
-		Start(context.Context) error
-		NeedLeaderElection() bool
-	}{hb, f} {
-		if err := mgr.Add(run); err != nil {
-			return nil, fmt.Errorf("adding agent runnable: %w", err)
+	run := &runner{
+		agent:        a,
+		opts:         opts,
+		hub:          hub,
+		controller:   ctl,
+		record:       record,
+		loops:        []func(context.Context){f.run, renew.run, record.run, pub.run},
+		memberNS:     memberNS,
+		waitInterval: opts.HubWaitLogInterval,
+	}
+	if err := mgr.Add(run); err != nil {
+		return nil, fmt.Errorf("adding the agent to the manager: %w", err)
+	}
+	return a, nil
+}
+
+// runner is the agent's one manager runnable.
+type runner struct {
+	agent        *Agent
+	opts         Options
+	hub          cluster.Cluster
+	controller   controller.Controller
+	record       *renewalRecord
+	loops        []func(context.Context)
+	memberNS     string
+	waitInterval time.Duration
+}
+
+// NeedLeaderElection: one replica fences, renews and runs dispatches.
+func (r *runner) NeedLeaderElection() bool { return true }
+
+func (r *runner) Start(ctx context.Context) error {
+	logger := log.FromContext(ctx).WithValues("cluster", r.opts.ClusterName, "memberNamespace", r.memberNS)
+	ctx = log.IntoContext(ctx, logger)
+	register(r.agent)
+	defer unregister(r.agent)
+
+	// A restart is not a renewal: count from the last renewal any agent
+	// process recorded, before anything can fence or renew.
+	if err := r.restoreLastRenewal(ctx); err != nil {
+		return nil // only when ctx is done
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, loop := range r.loops {
+		wg.Go(func() { loop(ctx) })
+	}
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		if err := r.hub.Start(ctx); err != nil {
+			logger.Error(err, "Hub cluster stopped")
+		}
+	})
+	wg.Go(func() { errc <- r.runDispatches(ctx) })
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// restoreLastRenewal reads the renewal recorded on the member, retrying
+// until it can: an agent that cannot read the member could not fence it
+// either.
+func (r *runner) restoreLastRenewal(ctx context.Context) error {
+	logger := log.FromContext(ctx)
+	for {
+		recorded, err := r.record.load(ctx)
+		if err == nil {
+			if recorded.IsZero() {
+				logger.Info("No renewal recorded on the member; counting towards the fence timeout from now")
+				return nil
+			}
+			// Wall clocks of two nodes are compared here, once: the
+			// previous process may have run on another node. A clock
+			// behind the old one's by s makes the agent fence s late.
+			elapsed := max(r.opts.Clock.Now().Sub(recorded), 0)
+			r.agent.live.restore(elapsed)
+			logger.Info("Counting towards the fence timeout from the last recorded renewal", "lastRenewal", recorded, "sinceLastRenewal", elapsed, "fenceTimeout", r.opts.FenceTimeout)
+			return nil
+		}
+		logger.Error(err, "Reading the last recorded renewal; retrying")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
 		}
 	}
-	return &Agent{live: live, Hub: hub}, nil
+}
+
+// runDispatches waits for the hub cache, logging while it waits and never
+// giving up, then runs the dispatch controller.
+func (r *runner) runDispatches(ctx context.Context) error {
+	logger := log.FromContext(ctx)
+	started := time.Now()
+	// Creating the informer here makes WaitForCacheSync wait for it.
+	if _, err := r.hub.GetCache().GetInformer(ctx, &fleetv1alpha1.JobSetDispatch{}, cache.BlockUntilSynced(false)); err != nil {
+		return fmt.Errorf("hub informer for JobSetDispatches: %w", err)
+	}
+	for {
+		wctx, cancel := context.WithTimeout(ctx, r.waitInterval)
+		synced := r.hub.GetCache().WaitForCacheSync(wctx)
+		cancel()
+		if synced {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		logger.Info("Waiting for the hub cache to sync; the member's own JobSets are unaffected",
+			"waiting", time.Since(started).Round(time.Second), "sinceLastRenewal", r.agent.live.sinceRenewal().Round(time.Second), "fenced", r.agent.live.isFenced())
+	}
+	logger.Info("Hub cache synced; starting the dispatch controller", "waited", time.Since(started).Round(time.Millisecond))
+	close(r.agent.hubSynced)
+	if err := r.controller.Start(ctx); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("dispatch controller: %w", err)
+	}
+	return nil
+}
+
+// hubRESTMapper maps the kinds the agent uses on the hub, without
+// discovery.
+func hubRESTMapper(*rest.Config, *http.Client) (meta.RESTMapper, error) {
+	m := meta.NewDefaultRESTMapper(nil)
+	for _, k := range []struct {
+		gvk      schema.GroupVersionKind
+		resource string
+	}{
+		{fleetv1alpha1.GroupVersion.WithKind("JobSetDispatch"), "jobsetdispatches"},
+		{coordinationv1.SchemeGroupVersion.WithKind("Lease"), "leases"},
+		{clusterinventory.GroupVersion.WithKind("ClusterProfile"), "clusterprofiles"},
+		{corev1.SchemeGroupVersion.WithKind("Event"), "events"},
+		{eventsv1.SchemeGroupVersion.WithKind("Event"), "events"},
+		{corev1.SchemeGroupVersion.WithKind("ServiceAccount"), "serviceaccounts"},
+	} {
+		plural := k.gvk.GroupVersion().WithResource(k.resource)
+		singular := k.gvk.GroupVersion().WithResource(strings.ToLower(k.gvk.Kind))
+		m.AddSpecific(k.gvk, plural, singular, meta.RESTScopeNamespace)
+	}
+	return m, nil
 }

@@ -6,9 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,6 +34,7 @@ const (
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=create
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=list
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch
 
 // dispatchReconciler turns the dispatches of one member namespace on the hub
 // into member JobSets and reports their status back.
@@ -44,6 +47,8 @@ type dispatchReconciler struct {
 	memberNamespace string
 	live            *liveness
 	clock           clock.PassiveClock
+	states          *dispatchStates
+	errors          prometheus.Counter
 }
 
 // Reconcile observes one dispatch and its member copies, plans, and applies.
@@ -57,10 +62,16 @@ func (r *dispatchReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	}
 	o, err := r.observe(ctx, req)
 	if err != nil {
+		r.errors.Inc()
 		return ctrl.Result{}, err
 	}
 	p := ComputePlan(o)
-	return r.apply(ctx, o, p)
+	r.states.set(o.Key, p.State)
+	res, err := r.apply(ctx, o, p)
+	if err != nil {
+		r.errors.Inc()
+	}
+	return res, err
 }
 
 func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request) (Observed, error) {
@@ -79,6 +90,18 @@ func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request)
 		return o, fmt.Errorf("listing member JobSets of dispatch %s: %w", o.Key, err)
 	}
 	o.Copies = copies.Items
+	for i := range o.Copies {
+		if js := &o.Copies[i]; js.DeletionTimestamp != nil {
+			if o.Jobs == nil {
+				o.Jobs = map[types.UID]int{}
+			}
+			n, err := countJobs(ctx, r.member, js)
+			if err != nil {
+				return o, err
+			}
+			o.Jobs[js.UID] = n
+		}
+	}
 
 	if o.Dispatch != nil {
 		t := &v1alpha2.JobSet{}
@@ -158,6 +181,14 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		if err := r.hub.Status().Patch(ctx, d, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("patching status of JobSetDispatch %s: %w", o.Key, err)
 		}
+	}
+	for _, js := range p.Release {
+		patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.RemoveFinalizer(js, fleetv1alpha1.ReportFinalizer)
+		if err := r.member.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("removing finalizer from member JobSet %s/%s: %w", js.Namespace, js.Name, err)
+		}
+		logger.Info("Member JobSet's Jobs are gone and its last status reported; released it", "jobset", client.ObjectKeyFromObject(js), "epoch", Epoch(js), "terminalState", js.Status.TerminalState)
 	}
 	if p.RemoveFinalizer {
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})

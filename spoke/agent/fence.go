@@ -7,10 +7,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -48,10 +53,20 @@ func ShouldFence(sinceRenewal, fenceTimeout time.Duration) bool {
 // FenceActions says which fleet JobSets a fenced agent suspends and which it
 // deletes. Fleet JobSets are those annotated with a dispatch of this
 // member's hub namespace; anything else on the member is not the fleet's.
-func FenceActions(jobSets []v1alpha2.JobSet, memberNamespace string, action FenceAction) (suspend, del []*v1alpha2.JobSet) {
+// A finished copy runs nothing and keeps its result for the hub, so it is
+// left alone. A copy already being deleted in the background, whose Jobs
+// (counted in jobs) would run until it is gone, is deleted again in the
+// foreground.
+func FenceActions(jobSets []v1alpha2.JobSet, jobs map[types.UID]int, memberNamespace string, action FenceAction) (suspend, del []*v1alpha2.JobSet) {
 	for i := range jobSets {
 		js := &jobSets[i]
-		if js.DeletionTimestamp != nil || !isFleetCopy(js, memberNamespace) {
+		if !isFleetCopy(js, memberNamespace) || js.Status.TerminalState != "" {
+			continue
+		}
+		if js.DeletionTimestamp != nil {
+			if jobs[js.UID] > 0 && !controllerutil.ContainsFinalizer(js, metav1.FinalizerDeleteDependents) {
+				del = append(del, js)
+			}
 			continue
 		}
 		switch action {
@@ -83,15 +98,27 @@ type liveness struct {
 }
 
 func newLiveness(c clock.PassiveClock) *liveness {
-	// Start counts as a renewal: an agent that never reaches the hub fences
-	// fenceTimeout after it starts.
+	// Start counts as a renewal until the agent has read the last renewal
+	// recorded on the member (restore): only an agent that never renewed
+	// counts from its start.
 	return &liveness{clock: c, lastRenewal: c.Now()}
 }
 
-func (l *liveness) markRenewed() {
+// markRenewed records a renewal sent at the given local time.
+func (l *liveness) markRenewed(sent time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lastRenewal = l.clock.Now()
+	if sent.After(l.lastRenewal) {
+		l.lastRenewal = sent
+	}
+}
+
+// restore sets the last renewal to elapsed ago: what a previous agent
+// process recorded. From here on it is measured on the monotonic clock.
+func (l *liveness) restore(elapsed time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastRenewal = l.clock.Now().Add(-elapsed)
 }
 
 func (l *liveness) sinceRenewal() time.Duration {
@@ -122,18 +149,17 @@ type fencer struct {
 	action          FenceAction
 	live            *liveness
 	resync          func(context.Context)
+	errors          prometheus.Counter
 }
 
-func (f *fencer) NeedLeaderElection() bool { return true }
-
-func (f *fencer) Start(ctx context.Context) error {
+func (f *fencer) run(ctx context.Context) {
 	tick := min(max(f.timeout/10, 100*time.Millisecond), time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
 			f.check(ctx)
 		}
@@ -162,6 +188,7 @@ func (f *fencer) check(ctx context.Context) {
 		// Enforced on every tick, not once: a reconcile that raced the
 		// transition may have resumed a copy.
 		if err := f.enforce(ctx); err != nil {
+			f.errors.Inc()
 			logger.Error(err, "Stopping fleet JobSets")
 		}
 	}
@@ -172,7 +199,17 @@ func (f *fencer) enforce(ctx context.Context) error {
 	if err := f.member.List(ctx, &list); err != nil {
 		return fmt.Errorf("listing member JobSets: %w", err)
 	}
-	suspend, del := FenceActions(list.Items, f.memberNamespace, f.action)
+	jobs := map[types.UID]int{}
+	for i := range list.Items {
+		if js := &list.Items[i]; js.DeletionTimestamp != nil && isFleetCopy(js, f.memberNamespace) {
+			n, err := countJobs(ctx, f.member, js)
+			if err != nil {
+				return err
+			}
+			jobs[js.UID] = n
+		}
+	}
+	suspend, del := FenceActions(list.Items, jobs, f.memberNamespace, f.action)
 	logger := log.FromContext(ctx)
 	for _, js := range suspend {
 		patch := client.MergeFrom(js.DeepCopy())
@@ -191,11 +228,27 @@ func (f *fencer) enforce(ctx context.Context) error {
 	return nil
 }
 
+// countJobs counts the Jobs js controls, from the member cache the JobSet
+// controller's Job informer fills.
+func countJobs(ctx context.Context, c client.Reader, js *v1alpha2.JobSet) (int, error) {
+	var jobs batchv1.JobList
+	if err := c.List(ctx, &jobs, client.InNamespace(js.Namespace), client.MatchingLabels{v1alpha2.JobSetNameKey: js.Name}); err != nil {
+		return 0, fmt.Errorf("listing Jobs of member JobSet %s/%s: %w", js.Namespace, js.Name, err)
+	}
+	n := 0
+	for i := range jobs.Items {
+		if owner := metav1.GetControllerOf(&jobs.Items[i]); owner != nil && owner.UID == js.UID {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // deleteJobSet deletes a member JobSet in the foreground, so it disappears
 // only after its Jobs: its absence then means nothing of it runs any more.
 // The UID precondition keeps a same-named newer JobSet safe.
 func deleteJobSet(ctx context.Context, c client.Client, js *v1alpha2.JobSet) error {
-	err := c.Delete(ctx, js, client.PropagationPolicy("Foreground"), client.Preconditions{UID: &js.UID})
+	err := c.Delete(ctx, js, client.PropagationPolicy(metav1.DeletePropagationForeground), client.Preconditions{UID: &js.UID})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting JobSet %s/%s: %w", js.Namespace, js.Name, err)
 	}

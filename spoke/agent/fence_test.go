@@ -4,7 +4,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -23,40 +26,81 @@ func TestShouldFence(t *testing.T) {
 }
 
 func TestFenceActions(t *testing.T) {
-	js := func(name, dispatch string, suspended, deleting bool) v1alpha2.JobSet {
-		j := v1alpha2.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}
+	type opt func(*v1alpha2.JobSet)
+	suspended := func(j *v1alpha2.JobSet) { j.Spec.Suspend = ptr.To(true) }
+	deleting := func(j *v1alpha2.JobSet) { j.DeletionTimestamp = &now }
+	foreground := func(j *v1alpha2.JobSet) { j.Finalizers = append(j.Finalizers, metav1.FinalizerDeleteDependents) }
+	finished := func(j *v1alpha2.JobSet) { j.Status.TerminalState = string(v1alpha2.JobSetCompleted) }
+	js := func(name, dispatch string, opts ...opt) v1alpha2.JobSet {
+		j := v1alpha2.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(name)}}
 		if dispatch != "" {
 			j.Annotations = map[string]string{fleetv1alpha1.DispatchAnnotation: dispatch}
 		}
-		j.Spec.Suspend = ptr.To(suspended)
-		if deleting {
-			j.DeletionTimestamp = &now
+		j.Spec.Suspend = ptr.To(false)
+		for _, o := range opts {
+			o(&j)
 		}
 		return j
 	}
 	all := []v1alpha2.JobSet{
-		js("fleet-running", "fleet-member-a/ns.x", false, false),
-		js("fleet-suspended", "fleet-member-a/ns.y", true, false),
-		js("fleet-deleting", "fleet-member-a/ns.z", false, true),
-		js("other-member", "fleet-member-b/ns.x", false, false),
-		js("local", "", false, false),
+		js("fleet-running", "fleet-member-a/ns.x"),
+		js("fleet-suspended", "fleet-member-a/ns.y", suspended),
+		js("fleet-deleting-jobs-gone", "fleet-member-a/ns.z", deleting),
+		js("fleet-deleting-background", "fleet-member-a/ns.b", deleting),
+		js("fleet-deleting-foreground", "fleet-member-a/ns.f", deleting, foreground),
+		js("fleet-finished", "fleet-member-a/ns.d", finished),
+		js("other-member", "fleet-member-b/ns.x"),
+		js("local", ""),
 	}
+	jobs := map[types.UID]int{"fleet-deleting-background": 2, "fleet-deleting-foreground": 2}
 	names := func(l []*v1alpha2.JobSet) []string {
-		var out []string
+		out := []string{}
 		for _, j := range l {
 			out = append(out, j.Name)
 		}
 		return out
 	}
-	suspend, del := FenceActions(all, "fleet-member-a", FenceSuspend)
-	if got := names(suspend); len(got) != 1 || got[0] != "fleet-running" || len(del) != 0 {
-		t.Errorf("suspend: got suspend=%v delete=%v", got, names(del))
-	}
-	suspend, del = FenceActions(all, "fleet-member-a", FenceDelete)
-	if got := names(del); len(got) != 2 || got[0] != "fleet-running" || got[1] != "fleet-suspended" || len(suspend) != 0 {
-		t.Errorf("delete: got suspend=%v delete=%v", names(suspend), got)
+	for _, tc := range []struct {
+		action              FenceAction
+		wantSuspend, wantDel []string
+	}{
+		{FenceSuspend, []string{"fleet-running"}, []string{"fleet-deleting-background"}},
+		{FenceDelete, []string{}, []string{"fleet-running", "fleet-suspended", "fleet-deleting-background"}},
+	} {
+		suspend, del := FenceActions(all, jobs, "fleet-member-a", tc.action)
+		if diff := cmp.Diff(tc.wantSuspend, names(suspend)); diff != "" {
+			t.Errorf("%s: suspend (-want +got):\n%s", tc.action, diff)
+		}
+		if diff := cmp.Diff(tc.wantDel, names(del)); diff != "" {
+			t.Errorf("%s: delete (-want +got):\n%s", tc.action, diff)
+		}
 	}
 	if _, err := ParseFenceAction("pause"); err == nil {
 		t.Error("ParseFenceAction accepted an unknown action")
+	}
+}
+
+func TestLivenessRestore(t *testing.T) {
+	c := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := newLiveness(c)
+	// A previous process renewed 20s ago: 10s more and the agent fences,
+	// not 30s after it started.
+	l.restore(20 * time.Second)
+	c.Step(9 * time.Second)
+	if ShouldFence(l.sinceRenewal(), 30*time.Second) {
+		t.Fatalf("fenced %s after the recorded renewal", l.sinceRenewal())
+	}
+	c.Step(time.Second)
+	if !ShouldFence(l.sinceRenewal(), 30*time.Second) {
+		t.Fatalf("not fenced %s after the recorded renewal", l.sinceRenewal())
+	}
+	// A renewal sent before the restored time does not move it back.
+	l.markRenewed(c.Now().Add(-time.Minute))
+	if got := l.sinceRenewal(); got != 30*time.Second {
+		t.Errorf("since renewal %s after an older renewal, want 30s", got)
+	}
+	l.markRenewed(c.Now())
+	if got := l.sinceRenewal(); got != 0 {
+		t.Errorf("since renewal %s right after a renewal", got)
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"math"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,76 +22,62 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// heartbeat renews the Lease in the member namespace and publishes the
-// ClusterProfile status. The Lease is the liveness signal the hub (and the
-// fencer) rely on; the profile is inventory and may lag.
-type heartbeat struct {
-	hub             client.Client // writes
-	hubReader       client.Reader // live reads: the agent cannot list Leases or ClusterProfiles
-	memberReader    client.Reader // live reads of nodes and pods: no Pod informer
-	memberDiscovery discovery.DiscoveryInterface
+// renewer renews the heartbeat Lease in the member namespace on the hub.
+// It runs on its own goroutine and does nothing else, so no member-side
+// work can delay a renewal: the Lease is the liveness signal the hub and
+// the fencer rely on.
+type renewer struct {
+	hub       client.Client // writes
+	hubReader client.Reader // live reads: the agent cannot list Leases
 
-	clusterName        string
-	memberNamespace    string
-	inventoryNamespace string
-	identity           string
-	interval           time.Duration
-	profileInterval    time.Duration
-	fenceTimeout       time.Duration
-	topologyKeys       []string
-	live               *liveness
+	memberNamespace string
+	identity        string
+	interval        time.Duration
+	fenceTimeout    time.Duration
+	clock           clock.PassiveClock
+	live            *liveness
+	record          *renewalRecord
+	errors          prometheus.Counter
 
-	lease       *coordinationv1.Lease
-	lastProfile time.Time
-	lastHealth  *Health
+	lease *coordinationv1.Lease
 }
 
-func (h *heartbeat) NeedLeaderElection() bool { return true }
-
-func (h *heartbeat) Start(ctx context.Context) error {
-	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("cluster", h.clusterName, "memberNamespace", h.memberNamespace))
+func (h *renewer) run(ctx context.Context) {
 	t := time.NewTicker(h.interval)
 	defer t.Stop()
 	for {
 		h.beat(ctx)
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
 		}
 	}
 }
 
-func (h *heartbeat) beat(ctx context.Context) {
-	logger := log.FromContext(ctx)
+func (h *renewer) beat(ctx context.Context) {
+	// The renewal counts from when it was sent, not when the answer came:
+	// the hub saw it no earlier, so the agent never believes itself more
+	// recently renewed than the hub does.
+	sent := h.clock.Now()
 	// A renewal that takes longer than the interval is as good as lost.
 	rctx, cancel := context.WithTimeout(ctx, h.interval)
-	err := h.renew(rctx)
+	err := h.renew(rctx, metav1.NewMicroTime(sent))
 	cancel()
 	if err != nil {
-		logger.Error(err, "Renewing the heartbeat Lease", "lease", h.memberNamespace+"/"+fleetv1alpha1.HeartbeatLeaseName, "sinceLastRenewal", h.live.sinceRenewal())
-	} else {
-		h.live.markRenewed()
-	}
-
-	health := h.health(ctx)
-	changed := h.lastHealth == nil || *h.lastHealth != health
-	if !changed && time.Since(h.lastProfile) < h.profileInterval {
+		if ctx.Err() == nil {
+			h.errors.Inc()
+			log.FromContext(ctx).Error(err, "Renewing the heartbeat Lease", "lease", h.memberNamespace+"/"+fleetv1alpha1.HeartbeatLeaseName, "sinceLastRenewal", h.live.sinceRenewal())
+		}
 		return
 	}
-	pctx, cancel := context.WithTimeout(ctx, h.interval)
-	defer cancel()
-	if err := h.publishProfile(pctx, health); err != nil {
-		logger.Error(err, "Publishing the ClusterProfile status", "clusterProfile", h.inventoryNamespace+"/"+h.clusterName)
-		return
-	}
-	h.lastHealth, h.lastProfile = &health, time.Now()
+	h.live.markRenewed(sent)
+	h.record.notify(sent)
 }
 
 // renew updates the Lease, reusing the last written object so a renewal is
 // one request; it reads the Lease only when it has none or lost a race.
-func (h *heartbeat) renew(ctx context.Context) error {
-	now := metav1.NowMicro()
+func (h *renewer) renew(ctx context.Context, now metav1.MicroTime) error {
 	if h.lease == nil {
 		lease := &coordinationv1.Lease{}
 		err := h.hubReader.Get(ctx, client.ObjectKey{Namespace: h.memberNamespace, Name: fleetv1alpha1.HeartbeatLeaseName}, lease)
@@ -118,39 +106,186 @@ func (h *heartbeat) renew(ctx context.Context) error {
 	return nil
 }
 
-func (h *heartbeat) setLeaseSpec(lease *coordinationv1.Lease, now metav1.MicroTime) {
+func (h *renewer) setLeaseSpec(lease *coordinationv1.Lease, now metav1.MicroTime) {
 	lease.Spec.HolderIdentity = ptr.To(h.identity)
 	// The hub may read the duration as a hint; it measures staleness itself.
 	lease.Spec.LeaseDurationSeconds = ptr.To(int32(math.Ceil(h.fenceTimeout.Seconds())))
 	lease.Spec.RenewTime = &now
 }
 
-func (h *heartbeat) health(ctx context.Context) Health {
-	ctx, cancel := context.WithTimeout(ctx, h.interval)
+// renewalRecord writes each successful renewal's wall-clock time to the
+// Lease LastRenewalLeaseName in the agent's namespace on the member, on its
+// own goroutine: the next agent process counts towards the fence timeout
+// from there. A failed member write is logged and superseded by the next
+// renewal's; it never delays a renewal.
+type renewalRecord struct {
+	member    client.Client // writes
+	reader    client.Reader // live reads: no Lease informer on the member
+	namespace string
+	identity  string
+	// pending holds the newest renewal not yet written (capacity 1).
+	pending chan time.Time
+	errors  prometheus.Counter
+
+	lease *coordinationv1.Lease
+}
+
+// notify hands a renewal to the writer, replacing one not yet written. Only
+// the renewer calls it, so the drain-then-send cannot block.
+func (r *renewalRecord) notify(at time.Time) {
+	select {
+	case <-r.pending:
+	default:
+	}
+	r.pending <- at
+}
+
+func (r *renewalRecord) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case at := <-r.pending:
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := r.write(wctx, at)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				r.errors.Inc()
+				log.FromContext(ctx).Error(err, "Recording the last renewal on the member", "lease", r.namespace+"/"+fleetv1alpha1.LastRenewalLeaseName)
+			}
+		}
+	}
+}
+
+func (r *renewalRecord) key() client.ObjectKey {
+	return client.ObjectKey{Namespace: r.namespace, Name: fleetv1alpha1.LastRenewalLeaseName}
+}
+
+// load returns the recorded renewal time, zero when none is recorded.
+func (r *renewalRecord) load(ctx context.Context) (time.Time, error) {
+	lease := &coordinationv1.Lease{}
+	switch err := r.reader.Get(ctx, r.key(), lease); {
+	case apierrors.IsNotFound(err):
+		return time.Time{}, nil
+	case err != nil:
+		return time.Time{}, fmt.Errorf("reading Lease %s: %w", r.key(), err)
+	}
+	r.lease = lease
+	if lease.Spec.RenewTime == nil {
+		return time.Time{}, nil
+	}
+	return lease.Spec.RenewTime.Time, nil
+}
+
+func (r *renewalRecord) write(ctx context.Context, at time.Time) error {
+	now := metav1.NewMicroTime(at)
+	if r.lease == nil {
+		lease := &coordinationv1.Lease{}
+		switch err := r.reader.Get(ctx, r.key(), lease); {
+		case apierrors.IsNotFound(err):
+			lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: r.namespace, Name: fleetv1alpha1.LastRenewalLeaseName}}
+			lease.Spec.HolderIdentity = ptr.To(r.identity)
+			lease.Spec.RenewTime = &now
+			if err := r.member.Create(ctx, lease); err != nil {
+				return fmt.Errorf("creating Lease %s: %w", r.key(), err)
+			}
+			r.lease = lease
+			return nil
+		case err != nil:
+			return fmt.Errorf("reading Lease %s: %w", r.key(), err)
+		}
+		r.lease = lease
+	}
+	lease := r.lease.DeepCopy()
+	lease.Spec.HolderIdentity = ptr.To(r.identity)
+	lease.Spec.RenewTime = &now
+	if err := r.member.Update(ctx, lease); err != nil {
+		r.lease = nil
+		return fmt.Errorf("updating Lease %s: %w", r.key(), err)
+	}
+	r.lease = lease
+	return nil
+}
+
+// publisher keeps the ClusterProfile status current, on its own goroutine:
+// it lists nodes and pods of the member, which can take long on a large
+// cluster, and the profile is inventory that may lag.
+type publisher struct {
+	hub             client.Client // writes
+	hubReader       client.Reader // live reads: the agent cannot list ClusterProfiles
+	memberReader    client.Reader // live reads of nodes and pods: no Pod informer
+	memberDiscovery discovery.DiscoveryInterface
+
+	clusterName        string
+	inventoryNamespace string
+	interval           time.Duration
+	profileInterval    time.Duration
+	topologyKeys       []string
+	errors             prometheus.Counter
+
+	lastProfile time.Time
+	lastHealth  *Health
+}
+
+func (p *publisher) run(ctx context.Context) {
+	// Health is checked every heartbeat interval so a change is published
+	// at once; the rest at most every profileInterval.
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
+		p.publish(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *publisher) publish(ctx context.Context) {
+	health := p.health(ctx)
+	changed := p.lastHealth == nil || *p.lastHealth != health
+	if !changed && time.Since(p.lastProfile) < p.profileInterval {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, max(p.interval, 30*time.Second))
 	defer cancel()
-	body, err := h.memberDiscovery.RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	if err := p.publishProfile(pctx, health); err != nil {
+		if ctx.Err() == nil {
+			p.errors.Inc()
+			log.FromContext(ctx).Error(err, "Publishing the ClusterProfile status", "clusterProfile", p.inventoryNamespace+"/"+p.clusterName)
+		}
+		return
+	}
+	p.lastHealth, p.lastProfile = &health, time.Now()
+}
+
+func (p *publisher) health(ctx context.Context) Health {
+	ctx, cancel := context.WithTimeout(ctx, p.interval)
+	defer cancel()
+	body, err := p.memberDiscovery.RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 	if err != nil {
 		return Health{Message: fmt.Sprintf("/readyz: %v: %s", err, body)}
 	}
 	return Health{Healthy: true}
 }
 
-func (h *heartbeat) publishProfile(ctx context.Context, health Health) error {
-	cp := &clusterinventory.ClusterProfile{}
-	if err := h.hubReader.Get(ctx, client.ObjectKey{Namespace: h.inventoryNamespace, Name: h.clusterName}, cp); err != nil {
-		return fmt.Errorf("reading ClusterProfile: %w", err)
-	}
+func (p *publisher) publishProfile(ctx context.Context, health Health) error {
 	version := ""
-	if v, err := h.memberDiscovery.ServerVersion(); err == nil {
+	if v, err := p.memberDiscovery.ServerVersion(); err == nil {
 		version = v.GitVersion
 	}
-	props, err := h.properties(ctx)
+	props, err := p.properties(ctx)
 	if err != nil {
 		return err
 	}
+	cp := &clusterinventory.ClusterProfile{}
+	if err := p.hubReader.Get(ctx, client.ObjectKey{Namespace: p.inventoryNamespace, Name: p.clusterName}, cp); err != nil {
+		return fmt.Errorf("reading ClusterProfile: %w", err)
+	}
 	patch := client.MergeFrom(cp.DeepCopy())
 	cp.Status = ProfileStatus(cp.Status, health, version, props)
-	if err := h.hub.Status().Patch(ctx, cp, patch); err != nil {
+	if err := p.hub.Status().Patch(ctx, cp, patch); err != nil {
 		return fmt.Errorf("patching ClusterProfile status: %w", err)
 	}
 	return nil
@@ -159,11 +294,11 @@ func (h *heartbeat) publishProfile(ctx context.Context, health Health) error {
 // properties lists nodes and unfinished pods live, page by page: this runs
 // at most every profileInterval, which is far cheaper than a Pod informer on
 // a large cluster.
-func (h *heartbeat) properties(ctx context.Context) ([]clusterinventory.Property, error) {
+func (p *publisher) properties(ctx context.Context) ([]clusterinventory.Property, error) {
 	var nodes []corev1.Node
 	for cont := ""; ; {
 		var list corev1.NodeList
-		if err := h.memberReader.List(ctx, &list, client.Limit(500), client.Continue(cont)); err != nil {
+		if err := p.memberReader.List(ctx, &list, client.Limit(500), client.Continue(cont)); err != nil {
 			return nil, fmt.Errorf("listing nodes: %w", err)
 		}
 		nodes = append(nodes, list.Items...)
@@ -175,7 +310,7 @@ func (h *heartbeat) properties(ctx context.Context) ([]clusterinventory.Property
 	unfinished := client.MatchingFieldsSelector{Selector: podsNotFinished}
 	for cont := ""; ; {
 		var list corev1.PodList
-		if err := h.memberReader.List(ctx, &list, unfinished, client.Limit(500), client.Continue(cont)); err != nil {
+		if err := p.memberReader.List(ctx, &list, unfinished, client.Limit(500), client.Continue(cont)); err != nil {
 			return nil, fmt.Errorf("listing pods: %w", err)
 		}
 		pods = append(pods, list.Items...)
@@ -185,16 +320,16 @@ func (h *heartbeat) properties(ctx context.Context) ([]clusterinventory.Property
 	}
 	var fleetJobSets metav1.PartialObjectMetadataList
 	fleetJobSets.SetGroupVersionKind(v1alpha2.GroupVersion.WithKind("JobSetList"))
-	if err := h.memberReader.List(ctx, &fleetJobSets, client.HasLabels{fleetv1alpha1.OriginUIDLabel}); err != nil {
+	if err := p.memberReader.List(ctx, &fleetJobSets, client.HasLabels{fleetv1alpha1.OriginUIDLabel}); err != nil {
 		return nil, fmt.Errorf("listing fleet JobSets: %w", err)
 	}
 	fleet := map[client.ObjectKey]bool{}
 	for i := range fleetJobSets.Items {
 		fleet[client.ObjectKeyFromObject(&fleetJobSets.Items[i])] = true
 	}
-	isFleetPod := func(p *corev1.Pod) bool {
-		name, ok := p.Labels[v1alpha2.JobSetNameKey]
-		return ok && fleet[client.ObjectKey{Namespace: p.Namespace, Name: name}]
+	isFleetPod := func(pod *corev1.Pod) bool {
+		name, ok := pod.Labels[v1alpha2.JobSetNameKey]
+		return ok && fleet[client.ObjectKey{Namespace: pod.Namespace, Name: name}]
 	}
-	return ComputeProperties(nodes, pods, isFleetPod, h.topologyKeys, metav1.Now()), nil
+	return ComputeProperties(nodes, pods, isFleetPod, p.topologyKeys, metav1.Now()), nil
 }

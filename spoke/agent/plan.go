@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -126,15 +127,32 @@ type Observed struct {
 	Target *v1alpha2.JobSet
 	// Copies are the member JobSets whose dispatch annotation is Key.
 	Copies []v1alpha2.JobSet
+	// Jobs counts, for each copy being deleted, the Jobs it still controls.
+	Jobs map[types.UID]int
 	// ClusterName names this member in messages.
 	ClusterName string
 	Now         metav1.Time
 }
 
+// States of a dispatch's member copy, as the jobset_fleet_agent_dispatches
+// metric reports them.
+const (
+	StatePending   = "Pending"
+	StateRunning   = "Running"
+	StateSuspended = "Suspended"
+	StateFinished  = "Finished"
+	StateRefused   = "Refused"
+	StateDeleting  = "Deleting"
+)
+
+// DispatchStates lists every state.
+var DispatchStates = []string{StatePending, StateRunning, StateSuspended, StateFinished, StateRefused, StateDeleting}
+
 // Plan is what Reconcile must do, in this order.
 type Plan struct {
-	// Delete are member JobSets to remove (stale epoch, other origin, or no
-	// dispatch any more).
+	// Delete are member JobSets to delete in the foreground (stale epoch,
+	// other origin, or no dispatch any more), or whose deletion must become
+	// foreground so their Jobs go before them.
 	Delete []*v1alpha2.JobSet
 	// ConfirmDispatchGone: the deletions are orphans found through the cache;
 	// they may only happen once a live read confirms the dispatch is gone.
@@ -150,26 +168,59 @@ type Plan struct {
 	// Update is the target with the dispatch's mutable fields applied.
 	Update *v1alpha2.JobSet
 	// Status is the new dispatch status; nil when it did not change.
-	Status          *fleetv1alpha1.JobSetDispatchStatus
+	Status *fleetv1alpha1.JobSetDispatchStatus
+	// Release are copies being deleted whose Jobs are gone and whose last
+	// status the hub holds (or no longer needs): ReportFinalizer comes off.
+	Release         []*v1alpha2.JobSet
 	RemoveFinalizer bool
 	// Waiting is set while a deletion must finish before the next step; the
 	// JobSet delete event triggers the next reconcile.
 	Waiting string
+	// State is the copy's state for metrics; empty once nothing is left.
+	State string
 }
 
 // ComputePlan decides what to do for one dispatch. It is pure.
+//
+// Every copy the agent creates carries ReportFinalizer, and so does every
+// copy it adopts. A copy being deleted — by ttlSecondsAfterFinished, by
+// hand, by the fencer or by the agent — therefore stays visible until its
+// Jobs are gone and the dispatch status holds its last status for its
+// epoch: a finished copy is never mistaken for one that never ran, and an
+// unfinished one is created again with the restarts it had spent.
 func ComputePlan(o Observed) Plan {
 	var p Plan
 	d := o.Dispatch
 	if d == nil {
-		// No dispatch: every copy made for it is an orphan.
-		p.Delete = live(o.Copies, func(*v1alpha2.JobSet) bool { return true })
-		p.ConfirmDispatchGone = len(p.Delete) > 0
+		// No dispatch: every copy made for it is an orphan, and there is
+		// nothing left to report to.
+		for i := range o.Copies {
+			p.retire(&o.Copies[i], o)
+		}
+		p.ConfirmDispatchGone = len(p.Delete) > 0 || len(p.Release) > 0
+		if len(o.Copies) > 0 {
+			p.State = StateDeleting
+		}
 		return p
 	}
+	ours := func(js *v1alpha2.JobSet) bool {
+		return js.Annotations[fleetv1alpha1.DispatchAnnotation] == o.Key && js.Labels[fleetv1alpha1.OriginUIDLabel] == string(d.Spec.Origin.UID)
+	}
+	current := o.Target != nil && ours(o.Target) && Epoch(o.Target) == d.Spec.Epoch
 
 	if d.DeletionTimestamp != nil {
-		p.Delete = live(o.Copies, func(*v1alpha2.JobSet) bool { return true })
+		p.State = StateDeleting
+		for i := range o.Copies {
+			p.retire(&o.Copies[i], o)
+		}
+		if current {
+			// The hub learns how the copy ended, so a deleted dispatch
+			// is not taken for a copy that never finished.
+			p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
+				st.ObservedEpoch = Epoch(o.Target)
+				st.JobSetStatus = ReportedStatus(o.Target)
+			})
+		}
 		if len(o.Copies) > 0 {
 			p.Waiting = "member JobSet is being deleted"
 			return p
@@ -179,72 +230,194 @@ func ComputePlan(o Observed) Plan {
 				fmt.Sprintf("the member JobSet no longer exists on cluster %s", o.ClusterName))
 		})
 		p.RemoveFinalizer = controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
+		p.State = ""
 		return p
 	}
 
 	stale := func(js *v1alpha2.JobSet) bool {
 		return js.Labels[fleetv1alpha1.OriginUIDLabel] != string(d.Spec.Origin.UID) || Epoch(js) < d.Spec.Epoch
 	}
-	p.Delete = live(o.Copies, stale)
+	for i := range o.Copies {
+		if stale(&o.Copies[i]) {
+			p.retire(&o.Copies[i], o)
+		}
+	}
 
 	t := o.Target
 	switch {
 	case t == nil && finishedHere(d):
 		// The copy finished and was then removed (ttlSecondsAfterFinished,
-		// or by hand): its result is already reported, and running it again
+		// or by hand) after its result reached the hub: running it again
 		// would be a second run of a finished JobSet.
+		p.State = StateFinished
 	case t == nil:
+		// Never created for this epoch, or deleted unfinished on the
+		// member after its last status reached the hub: (re)create it,
+		// carrying the restarts earlier copies of this epoch spent.
+		restarts, towardsMax := carriedRestarts(d)
 		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
-		p.Create = DesiredJobSet(d)
+		p.Create = NewCopy(d, restarts, towardsMax)
 		p.ConfirmDispatchCurrent = !p.Create.IsSuspended()
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
 			accepted(st, d, o.ClusterName)
 			st.ObservedEpoch = d.Spec.Epoch
-			st.JobSetStatus = v1alpha2.JobSetStatus{}
+			st.JobSetStatus = v1alpha2.JobSetStatus{Restarts: restarts, RestartsCountTowardsMax: towardsMax}
 		})
+		p.State = StatePending
 	case t.Annotations[fleetv1alpha1.DispatchAnnotation] == o.Key && stale(t):
 		// The old copy must be gone before the new one takes its name.
 		p.Waiting = "stale member JobSet is being deleted"
-	case t.Annotations[fleetv1alpha1.DispatchAnnotation] != o.Key || t.Labels[fleetv1alpha1.OriginUIDLabel] != string(d.Spec.Origin.UID):
+		p.State = StatePending
+	case !ours(t):
 		// Someone else's JobSet: never take it over.
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
 			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, ReasonConflict,
 				fmt.Sprintf("JobSet %s/%s already exists on cluster %s and was not created for this dispatch", t.Namespace, t.Name, o.ClusterName))
 		})
+		p.State = StateRefused
 	case Epoch(t) > d.Spec.Epoch:
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
 			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, ReasonNewerEpoch,
 				fmt.Sprintf("cluster %s runs JobSet %s/%s for epoch %d, newer than this dispatch's %d", o.ClusterName, t.Namespace, t.Name, Epoch(t), d.Spec.Epoch))
 		})
+		p.State = StateRefused
+	case t.DeletionTimestamp != nil:
+		// This epoch's copy is being deleted on the member (its TTL, by
+		// hand, by the fencer): it still exists, so it is never created
+		// anew while it does. Report its last status, then let it go.
+		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
+		p.Status = mirror(d, t, o)
+		p.State = StateDeleting
+		if t.Status.TerminalState != "" {
+			p.State = StateFinished
+		}
+		if !controllerutil.ContainsFinalizer(t, fleetv1alpha1.ReportFinalizer) {
+			p.Waiting = "member JobSet is being deleted"
+			break
+		}
+		switch {
+		case controllerutil.ContainsFinalizer(t, metav1.FinalizerDeleteDependents):
+			p.Waiting = "Jobs of the member JobSet are being deleted"
+		case o.Jobs[t.UID] > 0:
+			// Deleted in the background: its Jobs would run until the
+			// JobSet is gone. Make it foreground.
+			p.Delete = append(p.Delete, t)
+			p.Waiting = "Jobs of the member JobSet are being deleted"
+		case p.Status == nil:
+			// The hub holds exactly what the copy ended with.
+			p.Release = append(p.Release, t)
+		default:
+			p.Waiting = "reporting the last status of the member JobSet"
+		}
 	default:
 		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
 		p.Update = MergeMutable(t, DesiredJobSet(d))
+		if !controllerutil.ContainsFinalizer(t, fleetv1alpha1.ReportFinalizer) {
+			// Adopt a copy made before the agent held ReportFinalizer.
+			if p.Update == nil {
+				p.Update = t.DeepCopy()
+			}
+			controllerutil.AddFinalizer(p.Update, fleetv1alpha1.ReportFinalizer)
+		}
 		p.ConfirmDispatchCurrent = p.Update != nil && t.IsSuspended() && !p.Update.IsSuspended()
-		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			accepted(st, d, o.ClusterName)
-			st.ObservedEpoch = Epoch(t)
-			st.JobSetStatus = *t.Status.DeepCopy()
-		})
+		p.Status = mirror(d, t, o)
+		switch {
+		case t.Status.TerminalState != "":
+			p.State = StateFinished
+		case t.IsSuspended():
+			p.State = StateSuspended
+		default:
+			p.State = StateRunning
+		}
 	}
 	return p
+}
+
+// retire plans the removal of a copy that must go whatever it reports
+// (stale, orphaned, or its dispatch deleting): delete it in the foreground,
+// and once its Jobs are gone release ReportFinalizer.
+func (p *Plan) retire(js *v1alpha2.JobSet, o Observed) {
+	p.Waiting = "member JobSet is being deleted"
+	switch {
+	case js.DeletionTimestamp == nil:
+		p.Delete = append(p.Delete, js)
+	case !controllerutil.ContainsFinalizer(js, fleetv1alpha1.ReportFinalizer):
+		// Going away on its own.
+	case controllerutil.ContainsFinalizer(js, metav1.FinalizerDeleteDependents):
+		// The garbage collector is deleting its Jobs.
+	case o.Jobs[js.UID] > 0:
+		p.Delete = append(p.Delete, js)
+	default:
+		p.Release = append(p.Release, js)
+	}
+}
+
+// mirror is d's status with the copy's status reported, or nil when the
+// hub already holds it.
+func mirror(d *fleetv1alpha1.JobSetDispatch, t *v1alpha2.JobSet, o Observed) *fleetv1alpha1.JobSetDispatchStatus {
+	return nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
+		accepted(st, d, o.ClusterName)
+		st.ObservedEpoch = Epoch(t)
+		st.JobSetStatus = ReportedStatus(t)
+	})
+}
+
+// NewCopy is the member JobSet to create for d: DesiredJobSet, held by
+// ReportFinalizer, and, when earlier copies of this epoch spent restarts on
+// this member (a copy deleted unfinished and created again), annotated with
+// them and with failurePolicy.maxRestarts reduced by those that count
+// towards it, so restarts are neither lost nor granted twice.
+func NewCopy(d *fleetv1alpha1.JobSetDispatch, restarts, towardsMax int32) *v1alpha2.JobSet {
+	js := DesiredJobSet(d)
+	controllerutil.AddFinalizer(js, fleetv1alpha1.ReportFinalizer)
+	if restarts == 0 && towardsMax == 0 {
+		return js
+	}
+	js.Annotations[fleetv1alpha1.RestartsOffsetAnnotation] = strconv.FormatInt(int64(restarts), 10)
+	js.Annotations[fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation] = strconv.FormatInt(int64(towardsMax), 10)
+	if fp := js.Spec.FailurePolicy; fp != nil {
+		fp.MaxRestarts = max(fp.MaxRestarts-towardsMax, 0)
+	}
+	return js
+}
+
+// RestartOffsets are the restarts earlier copies spent, from a copy's
+// annotations (0 when absent or unparsable).
+func RestartOffsets(js *v1alpha2.JobSet) (restarts, towardsMax int32) {
+	parse := func(key string) int32 {
+		v, err := strconv.ParseInt(js.Annotations[key], 10, 32)
+		if err != nil || v < 0 {
+			return 0
+		}
+		return int32(v)
+	}
+	return parse(fleetv1alpha1.RestartsOffsetAnnotation), parse(fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation)
+}
+
+// ReportedStatus is the status the agent reports for a copy: the copy's
+// own, with the restarts of earlier copies of the same epoch added, so the
+// count the hub sees never goes backwards.
+func ReportedStatus(js *v1alpha2.JobSet) v1alpha2.JobSetStatus {
+	st := *js.Status.DeepCopy()
+	restarts, towardsMax := RestartOffsets(js)
+	st.Restarts += restarts
+	st.RestartsCountTowardsMax += towardsMax
+	return st
+}
+
+// carriedRestarts are the restarts the dispatch status holds for its
+// current epoch: what copies of this epoch spent before.
+func carriedRestarts(d *fleetv1alpha1.JobSetDispatch) (restarts, towardsMax int32) {
+	if d.Status.ObservedEpoch != d.Spec.Epoch {
+		return 0, 0
+	}
+	return d.Status.JobSetStatus.Restarts, d.Status.JobSetStatus.RestartsCountTowardsMax
 }
 
 // finishedHere reports whether the dispatch's status already holds a terminal
 // JobSet status for its current epoch.
 func finishedHere(d *fleetv1alpha1.JobSetDispatch) bool {
 	return d.Status.ObservedEpoch == d.Spec.Epoch && d.Status.JobSetStatus.TerminalState != ""
-}
-
-// live returns pointers to the copies that match and are not already being
-// deleted.
-func live(copies []v1alpha2.JobSet, match func(*v1alpha2.JobSet) bool) []*v1alpha2.JobSet {
-	var out []*v1alpha2.JobSet
-	for i := range copies {
-		if copies[i].DeletionTimestamp == nil && match(&copies[i]) {
-			out = append(out, &copies[i])
-		}
-	}
-	return out
 }
 
 func accepted(st *fleetv1alpha1.JobSetDispatchStatus, d *fleetv1alpha1.JobSetDispatch, cluster string) {

@@ -4,9 +4,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -37,7 +39,7 @@ func testDispatch(epoch int64) *fleetv1alpha1.JobSetDispatch {
 
 // memberCopy is the JobSet the agent would have created for d, as stored.
 func memberCopy(d *fleetv1alpha1.JobSetDispatch) *v1alpha2.JobSet {
-	js := DesiredJobSet(d)
+	js := NewCopy(d, 0, 0)
 	js.UID = "member-uid"
 	return js
 }
@@ -108,153 +110,321 @@ func TestMergeMutable(t *testing.T) {
 	}
 }
 
+// planSummary is what a test compares of a Plan.
+type planSummary struct {
+	Delete, Release []string
+	Create          *copySummary
+	Update          *copySummary
+	ConfirmGone     bool
+	ConfirmCurrent  bool
+	AddFinalizer    bool
+	RemoveFinalizer bool
+	Waiting         bool
+	State           string
+	Status          *statusSummary
+}
+
+type copySummary struct {
+	Suspended                  bool
+	Finalizers                 []string
+	RestartsOffset, TowardsMax string
+	MaxRestarts                int32
+}
+
+type statusSummary struct {
+	ObservedEpoch        int64
+	Restarts, TowardsMax int32
+	TerminalState        string
+	Accepted             string // reason, "" when absent
+	Deleted              bool
+}
+
+func summarize(p Plan) planSummary {
+	names := func(l []*v1alpha2.JobSet) []string {
+		var out []string
+		for _, js := range l {
+			out = append(out, string(js.UID))
+		}
+		return out
+	}
+	copyOf := func(js *v1alpha2.JobSet) *copySummary {
+		if js == nil {
+			return nil
+		}
+		c := &copySummary{
+			Suspended:      js.IsSuspended(),
+			Finalizers:     js.Finalizers,
+			RestartsOffset: js.Annotations[fleetv1alpha1.RestartsOffsetAnnotation],
+			TowardsMax:     js.Annotations[fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation],
+		}
+		if js.Spec.FailurePolicy != nil {
+			c.MaxRestarts = js.Spec.FailurePolicy.MaxRestarts
+		}
+		return c
+	}
+	s := planSummary{
+		Delete: names(p.Delete), Release: names(p.Release), Create: copyOf(p.Create), Update: copyOf(p.Update),
+		ConfirmGone: p.ConfirmDispatchGone, ConfirmCurrent: p.ConfirmDispatchCurrent,
+		AddFinalizer: p.AddFinalizer, RemoveFinalizer: p.RemoveFinalizer, Waiting: p.Waiting != "", State: p.State,
+	}
+	if st := p.Status; st != nil {
+		s.Status = &statusSummary{
+			ObservedEpoch: st.ObservedEpoch, Restarts: st.JobSetStatus.Restarts, TowardsMax: st.JobSetStatus.RestartsCountTowardsMax,
+			TerminalState: st.JobSetStatus.TerminalState, Deleted: meta.IsStatusConditionTrue(st.Conditions, fleetv1alpha1.DispatchDeleted),
+		}
+		if c := meta.FindStatusCondition(st.Conditions, fleetv1alpha1.DispatchAccepted); c != nil {
+			s.Status.Accepted = c.Reason
+		}
+		if st.LastSyncTime == nil {
+			s.Status.Accepted += " (no lastSyncTime)"
+		}
+	}
+	return s
+}
+
 func TestComputePlan(t *testing.T) {
+	report := []string{fleetv1alpha1.ReportFinalizer}
 	d := testDispatch(2)
+	d.Finalizers = []string{fleetv1alpha1.AgentFinalizer}
+	d.Spec.JobSet.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 5}
+	fresh := d.DeepCopy()
+	fresh.Finalizers = nil
+
 	ours := memberCopy(d)
+	ours.UID = "ours"
 	ours.Status.Restarts = 1
-	stale := memberCopy(testDispatch(1))
-	foreign := &v1alpha2.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "train", UID: "x"}}
-	newer := memberCopy(testDispatch(3))
+
+	// reported is d once the hub holds what copy reports.
+	reported := func(copy *v1alpha2.JobSet) *fleetv1alpha1.JobSetDispatch {
+		r := d.DeepCopy()
+		p := ComputePlan(Observed{Key: "fleet-member-a/team.train", ClusterName: "a", Now: now, Dispatch: r, Target: copy, Copies: []v1alpha2.JobSet{*copy}, Jobs: map[types.UID]int{}})
+		if p.Status != nil {
+			r.Status = *p.Status
+		}
+		return r
+	}
+	with := func(js *v1alpha2.JobSet, uid string, mutate func(*v1alpha2.JobSet)) *v1alpha2.JobSet {
+		js = js.DeepCopy()
+		js.UID = types.UID(uid)
+		mutate(js)
+		return js
+	}
+	legacy := with(ours, "legacy", func(js *v1alpha2.JobSet) { js.Finalizers = nil })
+	stale := with(memberCopy(testDispatch(1)), "stale", func(*v1alpha2.JobSet) {})
+	staleGone := with(stale, "stale-gone", func(js *v1alpha2.JobSet) { js.DeletionTimestamp = &now })
+	foreign := &v1alpha2.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "train", UID: "foreign"}}
+	newer := with(memberCopy(testDispatch(3)), "newer", func(*v1alpha2.JobSet) {})
+	suspended := with(ours, "suspended", func(js *v1alpha2.JobSet) { js.Spec.Suspend = ptr.To(true) })
+	// A finished copy deleted by its TTL (foreground, Jobs gone).
+	ttl := with(ours, "ttl", func(js *v1alpha2.JobSet) {
+		js.DeletionTimestamp = &now
+		js.Status.TerminalState = string(v1alpha2.JobSetCompleted)
+	})
+	// An unfinished copy deleted by hand (kubectl's background deletion).
+	byHand := with(ours, "by-hand", func(js *v1alpha2.JobSet) {
+		js.DeletionTimestamp = &now
+		js.Status.Restarts, js.Status.RestartsCountTowardsMax = 3, 2
+	})
+	byHandForeground := with(byHand, "by-hand", func(js *v1alpha2.JobSet) {
+		js.Finalizers = append(js.Finalizers, metav1.FinalizerDeleteDependents)
+	})
+	// A copy created again after one was deleted by hand.
+	again := with(NewCopy(d, 3, 2), "again", func(js *v1alpha2.JobSet) { js.Status.Restarts, js.Status.RestartsCountTowardsMax = 1, 1 })
+
 	deleting := d.DeepCopy()
 	deleting.DeletionTimestamp = &now
-	deleting.Finalizers = []string{fleetv1alpha1.AgentFinalizer}
-	withFinalizer := d.DeepCopy()
-	withFinalizer.Finalizers = []string{fleetv1alpha1.AgentFinalizer}
-	key := "fleet-member-a/team.train"
-	fenced := ours.DeepCopy()
-	fenced.Spec.Suspend = ptr.To(true)
-	finished := withFinalizer.DeepCopy()
+	finished := d.DeepCopy()
 	finished.Status.ObservedEpoch = 2
 	finished.Status.JobSetStatus.TerminalState = string(v1alpha2.JobSetCompleted)
 	finishedEarlierEpoch := finished.DeepCopy()
 	finishedEarlierEpoch.Status.ObservedEpoch = 1
+	// The hub holds the hand-deleted copy's restarts; the copy is gone.
+	afterHandDelete := reported(byHand)
 
 	tests := []struct {
-		name   string
-		o      Observed
-		check  func(t *testing.T, p Plan)
-		reason string // Accepted reason in the new status, "" for no status write
+		name string
+		o    Observed
+		want planSummary
 	}{
 		{
-			name: "new dispatch: finalizer, create after a live check, Accepted",
-			o:    Observed{Dispatch: d},
-			check: func(t *testing.T, p Plan) {
-				if !p.AddFinalizer || p.Create == nil || !p.ConfirmDispatchCurrent || p.Update != nil || len(p.Delete) != 0 {
-					t.Errorf("plan %+v", p)
-				}
+			name: "new dispatch: finalizer, create held by ReportFinalizer after a live check, Accepted",
+			o:    Observed{Dispatch: fresh},
+			want: planSummary{
+				AddFinalizer: true, ConfirmCurrent: true, State: StatePending,
+				Create: &copySummary{Finalizers: report, MaxRestarts: 5},
+				Status: &statusSummary{ObservedEpoch: 2, Accepted: ReasonAccepted},
 			},
-			reason: ReasonAccepted,
 		},
 		{
 			name: "running copy: status from the member",
-			o:    Observed{Dispatch: withFinalizer, Target: ours, Copies: []v1alpha2.JobSet{*ours}},
-			check: func(t *testing.T, p Plan) {
-				if p.ConfirmDispatchCurrent || p.AddFinalizer || p.Create != nil || p.Update != nil || p.Status.JobSetStatus.Restarts != 1 || p.Status.ObservedEpoch != 2 || p.Status.ObservedGeneration != 3 {
-					t.Errorf("plan %+v", p)
-				}
-			},
-			reason: ReasonAccepted,
+			o:    Observed{Dispatch: d, Target: ours, Copies: []v1alpha2.JobSet{*ours}},
+			want: planSummary{State: StateRunning, Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, Accepted: ReasonAccepted}},
 		},
 		{
-			name: "finished copy removed (TTL): not run again",
-			o:    Observed{Dispatch: finished},
-			check: func(t *testing.T, p Plan) {
-				if p.Create != nil || p.Update != nil || len(p.Delete) != 0 || p.Status != nil {
-					t.Errorf("plan %+v", p)
-				}
+			name: "copy made before ReportFinalizer: adopted",
+			o:    Observed{Dispatch: d, Target: legacy, Copies: []v1alpha2.JobSet{*legacy}},
+			want: planSummary{
+				State:  StateRunning,
+				Update: &copySummary{Finalizers: report, MaxRestarts: 5},
+				Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, Accepted: ReasonAccepted},
 			},
+		},
+		{
+			name: "fenced copy: resuming it needs a live check of the dispatch",
+			o:    Observed{Dispatch: reported(suspended), Target: suspended, Copies: []v1alpha2.JobSet{*suspended}},
+			want: planSummary{
+				State: StateSuspended, ConfirmCurrent: true,
+				Update: &copySummary{Finalizers: report, MaxRestarts: 5},
+			},
+		},
+		{
+			name: "finished copy deleted by its TTL before the hub knew: report, keep it",
+			o:    Observed{Dispatch: d, Target: ttl, Copies: []v1alpha2.JobSet{*ttl}, Jobs: map[types.UID]int{"ttl": 0}},
+			want: planSummary{
+				State: StateFinished, Waiting: true,
+				Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, TerminalState: "Completed", Accepted: ReasonAccepted},
+			},
+		},
+		{
+			name: "finished copy deleted by its TTL, the hub holds its result: release",
+			o:    Observed{Dispatch: reported(ttl), Target: ttl, Copies: []v1alpha2.JobSet{*ttl}, Jobs: map[types.UID]int{"ttl": 0}},
+			want: planSummary{State: StateFinished, Release: []string{"ttl"}},
+		},
+		{
+			name: "finished copy gone after its result reached the hub: not run again",
+			o:    Observed{Dispatch: finished},
+			want: planSummary{State: StateFinished},
 		},
 		{
 			name: "copy missing after a finish in an earlier epoch: run this epoch",
 			o:    Observed{Dispatch: finishedEarlierEpoch},
-			check: func(t *testing.T, p Plan) {
-				if p.Create == nil {
-					t.Errorf("plan %+v", p)
-				}
+			want: planSummary{
+				ConfirmCurrent: true, State: StatePending,
+				Create: &copySummary{Finalizers: report, MaxRestarts: 5},
+				Status: &statusSummary{ObservedEpoch: 2, Accepted: ReasonAccepted, TerminalState: ""},
 			},
-			reason: ReasonAccepted,
 		},
 		{
-			name: "fenced copy: resuming it needs a live check of the dispatch",
-			o:    Observed{Dispatch: withFinalizer, Target: fenced, Copies: []v1alpha2.JobSet{*fenced}},
-			check: func(t *testing.T, p Plan) {
-				if p.Update == nil || p.Update.IsSuspended() || !p.ConfirmDispatchCurrent {
-					t.Errorf("plan %+v", p)
-				}
+			name: "copy deleted by hand in the background: made foreground so its Jobs stop first",
+			o:    Observed{Dispatch: reported(byHand), Target: byHand, Copies: []v1alpha2.JobSet{*byHand}, Jobs: map[types.UID]int{"by-hand": 2}},
+			want: planSummary{State: StateDeleting, Delete: []string{"by-hand"}, Waiting: true},
+		},
+		{
+			name: "copy deleted by hand, Jobs being deleted: wait",
+			o:    Observed{Dispatch: reported(byHand), Target: byHandForeground, Copies: []v1alpha2.JobSet{*byHandForeground}, Jobs: map[types.UID]int{"by-hand": 2}},
+			want: planSummary{State: StateDeleting, Waiting: true},
+		},
+		{
+			name: "copy deleted by hand, Jobs gone, restarts not yet reported: report first",
+			o:    Observed{Dispatch: d, Target: byHand, Copies: []v1alpha2.JobSet{*byHand}, Jobs: map[types.UID]int{"by-hand": 0}},
+			want: planSummary{
+				State: StateDeleting, Waiting: true,
+				Status: &statusSummary{ObservedEpoch: 2, Restarts: 3, TowardsMax: 2, Accepted: ReasonAccepted},
 			},
-			reason: ReasonAccepted,
+		},
+		{
+			name: "copy deleted by hand, Jobs gone, restarts reported: release",
+			o:    Observed{Dispatch: afterHandDelete, Target: byHand, Copies: []v1alpha2.JobSet{*byHand}, Jobs: map[types.UID]int{"by-hand": 0}},
+			want: planSummary{State: StateDeleting, Release: []string{"by-hand"}},
+		},
+		{
+			name: "copy deleted by hand is gone: created again with its restarts carried",
+			o:    Observed{Dispatch: afterHandDelete},
+			want: planSummary{
+				ConfirmCurrent: true, State: StatePending,
+				Create: &copySummary{Finalizers: report, RestartsOffset: "3", TowardsMax: "2", MaxRestarts: 3},
+			},
+		},
+		{
+			name: "copy created again: reports its restarts plus those carried",
+			o:    Observed{Dispatch: afterHandDelete, Target: again, Copies: []v1alpha2.JobSet{*again}},
+			want: planSummary{State: StateRunning, Status: &statusSummary{ObservedEpoch: 2, Restarts: 4, TowardsMax: 3, Accepted: ReasonAccepted}},
 		},
 		{
 			name: "foreign JobSet: Conflict, no takeover",
-			o:    Observed{Dispatch: d, Target: foreign},
-			check: func(t *testing.T, p Plan) {
-				if p.Create != nil || p.Update != nil || len(p.Delete) != 0 || p.AddFinalizer {
-					t.Errorf("plan %+v", p)
-				}
-			},
-			reason: ReasonConflict,
+			o:    Observed{Dispatch: fresh, Target: foreign},
+			want: planSummary{State: StateRefused, Status: &statusSummary{Accepted: ReasonConflict}},
 		},
 		{
 			name: "stale epoch at the origin: delete, wait, then create",
 			o:    Observed{Dispatch: d, Target: stale, Copies: []v1alpha2.JobSet{*stale}},
-			check: func(t *testing.T, p Plan) {
-				if len(p.Delete) != 1 || p.Create != nil || p.Waiting == "" {
-					t.Errorf("plan %+v", p)
-				}
-			},
+			want: planSummary{State: StatePending, Delete: []string{"stale"}, Waiting: true},
+		},
+		{
+			name: "stale copy deleted, Jobs gone: released whatever it reported",
+			o:    Observed{Dispatch: d, Target: staleGone, Copies: []v1alpha2.JobSet{*staleGone}, Jobs: map[types.UID]int{"stale-gone": 0}},
+			want: planSummary{State: StatePending, Release: []string{"stale-gone"}, Waiting: true},
 		},
 		{
 			name: "newer epoch on the member: refuse",
 			o:    Observed{Dispatch: d, Target: newer, Copies: []v1alpha2.JobSet{*newer}},
-			check: func(t *testing.T, p Plan) {
-				if len(p.Delete) != 0 || p.Update != nil {
-					t.Errorf("plan %+v", p)
-				}
-			},
-			reason: ReasonNewerEpoch,
+			want: planSummary{State: StateRefused, Status: &statusSummary{Accepted: ReasonNewerEpoch}},
 		},
 		{
 			name: "dispatch gone: delete orphan after a live check",
 			o:    Observed{Copies: []v1alpha2.JobSet{*ours}},
-			check: func(t *testing.T, p Plan) {
-				if len(p.Delete) != 1 || !p.ConfirmDispatchGone || p.Status != nil {
-					t.Errorf("plan %+v", p)
-				}
-			},
+			want: planSummary{State: StateDeleting, Delete: []string{"ours"}, ConfirmGone: true, Waiting: true},
 		},
 		{
-			name: "dispatch deleting, copy present: delete and wait",
+			name: "dispatch gone, orphan's Jobs gone: released after a live check",
+			o:    Observed{Copies: []v1alpha2.JobSet{*ttl}, Jobs: map[types.UID]int{"ttl": 0}},
+			want: planSummary{State: StateDeleting, Release: []string{"ttl"}, ConfirmGone: true, Waiting: true},
+		},
+		{
+			name: "dispatch deleting, copy present: delete and wait, report its status",
 			o:    Observed{Dispatch: deleting, Target: ours, Copies: []v1alpha2.JobSet{*ours}},
-			check: func(t *testing.T, p Plan) {
-				if len(p.Delete) != 1 || p.Waiting == "" || p.RemoveFinalizer || p.Status != nil {
-					t.Errorf("plan %+v", p)
-				}
-			},
+			want: planSummary{State: StateDeleting, Delete: []string{"ours"}, Waiting: true, Status: &statusSummary{ObservedEpoch: 2, Restarts: 1}},
+		},
+		{
+			name: "dispatch deleting, copy's Jobs gone: released",
+			o:    Observed{Dispatch: deleting, Target: ttl, Copies: []v1alpha2.JobSet{*ttl}, Jobs: map[types.UID]int{"ttl": 0}},
+			want: planSummary{State: StateDeleting, Release: []string{"ttl"}, Waiting: true, Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, TerminalState: "Completed"}},
 		},
 		{
 			name: "dispatch deleting, copy gone: Deleted, release",
 			o:    Observed{Dispatch: deleting},
-			check: func(t *testing.T, p Plan) {
-				if !p.RemoveFinalizer || p.Status == nil || !meta.IsStatusConditionTrue(p.Status.Conditions, fleetv1alpha1.DispatchDeleted) {
-					t.Errorf("plan %+v", p)
-				}
-			},
+			want: planSummary{RemoveFinalizer: true, Status: &statusSummary{Deleted: true}},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.o.Key, tc.o.ClusterName, tc.o.Now = key, "a", now
-			p := ComputePlan(tc.o)
-			tc.check(t, p)
-			if tc.reason == "" {
-				return
+			tc.o.Key, tc.o.ClusterName, tc.o.Now = "fleet-member-a/team.train", "a", now
+			if diff := cmp.Diff(tc.want, summarize(ComputePlan(tc.o))); diff != "" {
+				t.Errorf("plan (-want +got):\n%s", diff)
 			}
-			if p.Status == nil {
-				t.Fatalf("want a status write with reason %s", tc.reason)
+		})
+	}
+}
+
+func TestNewCopy(t *testing.T) {
+	d := testDispatch(2)
+	d.Spec.JobSet.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 2}
+	for _, tc := range []struct {
+		name                 string
+		restarts, towardsMax int32
+		want                 copySummary
+	}{
+		{"first copy", 0, 0, copySummary{Finalizers: []string{fleetv1alpha1.ReportFinalizer}, MaxRestarts: 2}},
+		{"restarts that do not count", 4, 0, copySummary{Finalizers: []string{fleetv1alpha1.ReportFinalizer}, RestartsOffset: "4", TowardsMax: "0", MaxRestarts: 2}},
+		{"some count", 4, 1, copySummary{Finalizers: []string{fleetv1alpha1.ReportFinalizer}, RestartsOffset: "4", TowardsMax: "1", MaxRestarts: 1}},
+		{"never below zero", 5, 5, copySummary{Finalizers: []string{fleetv1alpha1.ReportFinalizer}, RestartsOffset: "5", TowardsMax: "5", MaxRestarts: 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			js := NewCopy(d, tc.restarts, tc.towardsMax)
+			got := copySummary{
+				Finalizers: js.Finalizers, RestartsOffset: js.Annotations[fleetv1alpha1.RestartsOffsetAnnotation],
+				TowardsMax: js.Annotations[fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation], MaxRestarts: js.Spec.FailurePolicy.MaxRestarts,
 			}
-			c := meta.FindStatusCondition(p.Status.Conditions, fleetv1alpha1.DispatchAccepted)
-			if c == nil || c.Reason != tc.reason || p.Status.LastSyncTime == nil {
-				t.Errorf("Accepted condition %+v, want reason %s", c, tc.reason)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("copy (-want +got):\n%s", diff)
+			}
+			if d.Spec.JobSet.Spec.FailurePolicy.MaxRestarts != 2 {
+				t.Error("NewCopy modified the dispatch")
+			}
+			js.Status.Restarts, js.Status.RestartsCountTowardsMax = 1, 1
+			st := ReportedStatus(js)
+			if st.Restarts != tc.restarts+1 || st.RestartsCountTowardsMax != tc.towardsMax+1 {
+				t.Errorf("reported restarts %d/%d, want %d/%d", st.Restarts, st.RestartsCountTowardsMax, tc.restarts+1, tc.towardsMax+1)
 			}
 		})
 	}
