@@ -61,7 +61,7 @@ func TestFenceActions(t *testing.T) {
 		return out
 	}
 	for _, tc := range []struct {
-		action              FenceAction
+		action               FenceAction
 		wantSuspend, wantDel []string
 	}{
 		{FenceSuspend, []string{"fleet-running"}, []string{"fleet-deleting-background"}},
