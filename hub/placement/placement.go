@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
+	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/utils/ptr"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -54,7 +55,11 @@ type Request struct {
 	// Excluded members are not candidates; the value says why (e.g. the
 	// member the JobSet was lost on).
 	Excluded map[string]string
-	Policy   Policy
+	// Load is, per member, how many unfinished JobSets the hub has placed
+	// there. It decides between members that resources cannot tell apart,
+	// such as for JobSets that request nothing.
+	Load   map[string]int
+	Policy Policy
 }
 
 // Verdict is the outcome for one member.
@@ -63,7 +68,9 @@ type Verdict struct {
 	Fits    bool
 	// Score is the fraction of the scarcest requested resource left free
 	// after placement (only meaningful when Fits).
-	Score  float64
+	Score float64
+	// Load is the member's unfinished JobSets placed by the hub.
+	Load   int
 	Reason string
 }
 
@@ -136,20 +143,24 @@ func Place(req Request) (Result, error) {
 			v.Reason = fmt.Sprintf("labels do not match selector %q", selector.String())
 		case !m.Healthy:
 			v.Reason = "unhealthy: " + m.Reason
+		case m.AllowedNamespaces != nil && !slices.Contains(m.AllowedNamespaces, js.Namespace):
+			v.Reason = fmt.Sprintf("namespace %q is not among the namespaces allowed on this member", js.Namespace)
 		case topologyShortfall(m, exclusive) != "":
 			v.Reason = topologyShortfall(m, exclusive)
 		default:
 			v = fit(m, res.Requests, req.Committed[m.Name])
+			v.Load = req.Load[m.Name]
 		}
 		res.Verdicts = append(res.Verdicts, v)
 	}
 
+	byCount := len(res.Requests) == 0
 	best := -1
 	for i, v := range res.Verdicts {
 		if !v.Fits {
 			continue
 		}
-		if best < 0 || better(req.Policy, v, res.Verdicts[best]) {
+		if best < 0 || better(req.Policy, byCount, v, res.Verdicts[best]) {
 			best = i
 		}
 	}
@@ -167,17 +178,30 @@ func policyName(p Policy) Policy {
 	return p
 }
 
-// better reports whether a beats b under the policy; ties go to the name
-// that sorts first so decisions are reproducible.
-func better(p Policy, a, b Verdict) bool {
+// better reports whether a beats b under the policy. A JobSet that requests
+// nothing leaves every member's free resources as they were, so it is
+// placed by how many JobSets each member already runs; otherwise the load
+// only breaks ties in the score. Remaining ties go to the name that sorts
+// first, so decisions are reproducible.
+func better(p Policy, byCount bool, a, b Verdict) bool {
 	const eps = 1e-9
+	fewer := func() bool { // a has the better load under p
+		if p == BinPack {
+			return a.Load > b.Load
+		}
+		return a.Load < b.Load
+	}
 	switch {
-	case math.Abs(a.Score-b.Score) < eps:
-		return a.Cluster < b.Cluster
-	case p == BinPack:
+	case byCount && a.Load != b.Load:
+		return fewer()
+	case math.Abs(a.Score-b.Score) >= eps && p == BinPack:
 		return a.Score < b.Score
-	default:
+	case math.Abs(a.Score-b.Score) >= eps:
 		return a.Score > b.Score
+	case a.Load != b.Load:
+		return fewer()
+	default:
+		return a.Cluster < b.Cluster
 	}
 }
 
@@ -310,45 +334,34 @@ func Requests(spec *jobset.JobSetSpec) corev1.ResourceList {
 	return total
 }
 
-// PodRequests is the request the scheduler accounts for one pod: the sum of
-// the containers and restartable (sidecar) init containers, or the largest
-// regular init container plus the sidecars started before it, whichever is
-// larger per resource, plus the pod overhead. A container without requests
-// but with limits requests its limits (the API server defaults it so).
+// PodRequests is what the scheduler accounts for one pod with this spec,
+// computed by k8s.io/component-helpers (as the scheduler and Kueue do):
+// containers, sidecars and init containers, pod-level resources and
+// overhead. It first applies the defaulting the API server gives a pod but
+// not a template: a request left unset where a limit is set is the limit.
 func PodRequests(spec *corev1.PodSpec) corev1.ResourceList {
-	reqs := corev1.ResourceList{}
-	for i := range spec.Containers {
-		AddTo(reqs, containerRequests(&spec.Containers[i]))
+	pod := &corev1.Pod{Spec: *spec.DeepCopy()}
+	for i := range pod.Spec.InitContainers {
+		defaultRequestsToLimits(&pod.Spec.InitContainers[i].Resources)
 	}
-	sidecars := corev1.ResourceList{}
-	initMax := corev1.ResourceList{}
-	for i := range spec.InitContainers {
-		c := &spec.InitContainers[i]
-		r := containerRequests(c)
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			AddTo(reqs, r)
-			AddTo(sidecars, r)
-			continue
-		}
-		step := corev1.ResourceList{}
-		AddTo(step, r)
-		AddTo(step, sidecars)
-		maxInto(initMax, step)
+	for i := range pod.Spec.Containers {
+		defaultRequestsToLimits(&pod.Spec.Containers[i].Resources)
 	}
-	maxInto(reqs, initMax)
-	AddTo(reqs, spec.Overhead)
-	return reqs
+	if pod.Spec.Resources != nil {
+		defaultRequestsToLimits(pod.Spec.Resources)
+	}
+	return resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 }
 
-func containerRequests(c *corev1.Container) corev1.ResourceList {
-	out := corev1.ResourceList{}
-	for name, q := range c.Resources.Limits {
-		out[name] = q.DeepCopy()
+func defaultRequestsToLimits(r *corev1.ResourceRequirements) {
+	for name, q := range r.Limits {
+		if _, ok := r.Requests[name]; !ok {
+			if r.Requests == nil {
+				r.Requests = corev1.ResourceList{}
+			}
+			r.Requests[name] = q.DeepCopy()
+		}
 	}
-	for name, q := range c.Resources.Requests {
-		out[name] = q.DeepCopy()
-	}
-	return out
 }
 
 // AddTo adds add into total.
@@ -357,13 +370,5 @@ func AddTo(total, add corev1.ResourceList) {
 		cur := total[name].DeepCopy()
 		cur.Add(q)
 		total[name] = cur
-	}
-}
-
-func maxInto(into, other corev1.ResourceList) {
-	for name, q := range other {
-		if cur, ok := into[name]; !ok || q.Cmp(cur) > 0 {
-			into[name] = q.DeepCopy()
-		}
 	}
 }

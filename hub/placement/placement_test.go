@@ -288,3 +288,59 @@ func TestPlaceExclusiveTopologyNeedsADomainPerJob(t *testing.T) {
 		t.Errorf("ExclusiveJobs without the annotation = %v", got)
 	}
 }
+
+// TestSpreadByLoad: JobSets that request nothing still spread (by how many
+// each member runs), bin-pack fills one member, and load breaks score ties.
+func TestSpreadByLoad(t *testing.T) {
+	j := js(1, 1, "0")
+	j.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers[0].Resources = corev1.ResourceRequirements{}
+	members := []inventory.Member{member("a", "8", "8"), member("b", "8", "8"), member("c", "8", "8")}
+	load := map[string]int{"a": 3, "b": 1, "c": 2}
+	for _, tc := range []struct {
+		policy Policy
+		want   string
+	}{{Spread, "b"}, {BinPack, "a"}} {
+		r, err := Place(Request{JobSet: j, Members: members, Load: load, Policy: tc.policy})
+		if err != nil || r.Cluster != tc.want {
+			t.Errorf("%s: chose %q (%v), want %q", tc.policy, r.Cluster, err, tc.want)
+		}
+	}
+	// Equal scores with requests: the less loaded member wins under spread.
+	r, _ := Place(Request{JobSet: js(1, 1, "1"), Members: members, Load: load, Policy: Spread})
+	if r.Cluster != "b" {
+		t.Errorf("score tie: chose %q, want b", r.Cluster)
+	}
+}
+
+func TestAllowedNamespaces(t *testing.T) {
+	only := member("only-other", "8", "8")
+	only.AllowedNamespaces = []string{"other"}
+	open := member("open", "4", "4")
+	r, _ := Place(Request{JobSet: js(1, 1, "1"), Members: []inventory.Member{only, open}})
+	if r.Cluster != "open" || !strings.Contains(r.Explain(), `only-other: namespace "team" is not among the namespaces allowed on this member`) {
+		t.Errorf("chose %q: %s", r.Cluster, r.Explain())
+	}
+	only.AllowedNamespaces = []string{"team"}
+	if r, _ := Place(Request{JobSet: js(1, 1, "1"), Members: []inventory.Member{only, open}}); r.Cluster != "only-other" {
+		t.Errorf("allowed namespace: chose %q: %s", r.Cluster, r.Explain())
+	}
+}
+
+// TestPodLevelResources: pod-level requests (or limits) replace the
+// containers' sum, as the scheduler counts them.
+func TestPodLevelResources(t *testing.T) {
+	spec := &corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{Requests: rl("cpu", "1")}}},
+		Resources:  &corev1.ResourceRequirements{Limits: rl("cpu", "3", "memory", "2Gi")},
+	}
+	got := PodRequests(spec)
+	if q := got[corev1.ResourceCPU]; q.Cmp(resource.MustParse("3")) != 0 {
+		t.Errorf("cpu = %s, want the pod-level 3", q.String())
+	}
+	if q := got[corev1.ResourceMemory]; q.Cmp(resource.MustParse("2Gi")) != 0 {
+		t.Errorf("memory = %s, want 2Gi", q.String())
+	}
+	if spec.Resources.Requests != nil || spec.Containers[0].Resources.Limits != nil {
+		t.Error("PodRequests must not modify the template it reads")
+	}
+}
