@@ -14,6 +14,9 @@
 # stderr ("==> ..."); the node image to use is the last line on stdout and is
 # also written to bin/kind/node-image. See hack/kind/README.md.
 #
+# Usage: node-image.sh          everything
+#        node-image.sh host     only the host setup (packages, dockerd)
+#
 # Environment:
 #   KIND_NODE_IMAGE_SOURCE=auto|stock|local  (default auto: stock if available)
 #   KIND_SKIP_HOST_SETUP=1                   do not install packages or touch dockerd
@@ -225,6 +228,7 @@ apt_mirror() {
 			END {if (ok && uri ~ /debian\/?$/) print uri}' "$f" | head -1
 	done | head -1
 	grep -hE "^deb [^ ]+ $DEBIAN_SUITE " /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | head -1
+	return 0
 }
 
 # rootfs_image NAME PACKAGE...: a Debian minbase root filesystem with the
@@ -241,7 +245,7 @@ rootfs_image() {
 		return
 	fi
 	local dir=$tmp/rootfs-$name mirror start=$SECONDS
-	mirror=$(apt_mirror | head -1)
+	mirror=$(apt_mirror | head -1 || true)
 	step "rootfs $name: debootstrap $DEBIAN_SUITE with $* (~2 min)"
 	local inc
 	inc=$(IFS=,; echo "$*")
@@ -429,6 +433,10 @@ main() {
 		ensure_packages
 		ensure_docker_runtime
 		ensure_dockerd
+	fi
+	if [[ ${1:-} == host ]]; then
+		step "host ready in $((SECONDS - start))s"
+		return
 	fi
 	local image
 	if stock_available; then
