@@ -53,3 +53,7 @@ test: tools verify-manifests vet ## Everything: unit, integration (real apiserve
 .PHONY: bench
 bench: tools ## Benchmarks.
 	go test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: kind-node-image
+kind-node-image: ## Build or find the kind node image (Docker; offline-capable).
+	hack/kind/node-image.sh
