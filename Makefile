@@ -7,6 +7,12 @@ export KUBEBUILDER_ASSETS := $(BIN)
 CONTROLLER_GEN := go tool controller-gen
 GO_TEST_FLAGS ?= -timeout 40m
 
+# Images `make images` builds and `make e2e-kind` runs.
+IMG_HUB ?= jobset-fleet/hub:dev
+IMG_AGENT ?= jobset-fleet/agent:dev
+IMG_WORKLOAD ?= jobset-fleet/workload:dev
+export IMG_HUB IMG_AGENT IMG_WORKLOAD
+
 .PHONY: help
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -27,6 +33,16 @@ verify-manifests: ## Fail if generated code or manifests are stale.
 build: ## Build the hub and agent binaries into bin/.
 	go build -o $(BIN)/jobset-fleet-hub ./cmd/hub
 	go build -o $(BIN)/jobset-fleet-agent ./cmd/agent
+
+.PHONY: images
+images: ## Build the hub, agent and e2e workload images (static binaries FROM scratch; IMG_HUB, IMG_AGENT, IMG_WORKLOAD).
+	hack/images/build.sh hub=$(IMG_HUB) agent=$(IMG_AGENT) workload=$(IMG_WORKLOAD)
+
+.PHONY: e2e-kind
+e2e-kind: ## Kind clusters hub, member-1, member-2: build, install, join, e2e tests with real pods (KEEP_CLUSTERS=1 keeps them).
+	@# The test harness (e2e/kindfleet) builds the node image and the images itself.
+	hack/tools.sh kubectl
+	JOBSET_FLEET_E2E_KIND=1 go test -timeout 45m -count 1 -v ./e2e/kindfleet/
 
 .PHONY: run
 run: ## The local fleet (hub, member-1, member-2 as kwok clusters) in the foreground; Ctrl-C tears it down.

@@ -1,0 +1,542 @@
+package kindfleet_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/e2e/kind/cluster"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+)
+
+const (
+	hubName = "hub"
+	// hubServer is the hub's apiserver as member pods reach it: its kind
+	// node's name on the Docker network the clusters share.
+	hubServer = "https://hub-control-plane:6443"
+	// rackLabel is the workers' topology label (the agents report its
+	// domains: --topology-keys in overlays/agent).
+	rackLabel = "rack"
+	// poolLabel is a ClusterProfile label every member gets at join, for
+	// JobSets that may run on either member (cluster-selector).
+	poolLabel = "e2e.jobset-fleet.io/pool"
+	poolValue = "kind"
+
+	systemNamespace = "jobset-fleet-system"
+	hubDeployment   = "jobset-fleet-hub"
+	agentDeployment = "jobset-fleet-agent"
+	agentReplicas   = 2
+)
+
+var memberNames = []string{"member-1", "member-2"}
+
+// kindCluster is one cluster of the fleet, as the tests reach it.
+type kindCluster struct {
+	name string
+	// context is the cluster's context in env.kubeconfig.
+	context string
+	cfg     *rest.Config
+	c       client.Client
+	cs      kubernetes.Interface
+}
+
+// fleetEnv is the running fleet.
+type fleetEnv struct {
+	root       string
+	kubeconfig string // every cluster, contexts hub, member-1, member-2
+	kubectl    string
+	hub        *kindCluster
+	members    map[string]*kindCluster
+	images     struct{ hub, agent, workload string }
+	logDir     string
+	// reused are the clusters kept from an earlier run (KEEP_CLUSTERS=1).
+	reused map[string]bool
+}
+
+var env *fleetEnv
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if os.Getenv("JOBSET_FLEET_E2E_KIND") != "1" {
+		fmt.Println("kindfleet: skipped; needs Docker. Run `make e2e-kind` (sets JOBSET_FLEET_E2E_KIND=1).")
+		os.Exit(0)
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	keep := os.Getenv("KEEP_CLUSTERS") == "1"
+	start := time.Now()
+	var teardownOnce sync.Once
+	teardown := func() {
+		teardownOnce.Do(func() {
+			if keep {
+				progress(start, "keeping the clusters (KEEP_CLUSTERS=1):\n\n    export KUBECONFIG=%s   # contexts: hub, member-1, member-2\n", env.kubeconfigOrEmpty())
+				return
+			}
+			progress(start, "deleting the clusters")
+			for _, name := range append([]string{hubName}, memberNames...) {
+				if err := cluster.Delete(name); err != nil {
+					fmt.Fprintf(os.Stderr, "kindfleet: deleting cluster %s: %v\n", name, err)
+				}
+			}
+		})
+	}
+	// An interrupt or the test binary's timeout must not leave clusters
+	// behind: neither runs deferred functions.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "kindfleet: %s: tearing down\n", s)
+			cancel()
+			teardown()
+			os.Exit(130)
+		case <-ctx.Done():
+		}
+	}()
+	if d := testTimeout(); d > 0 {
+		watchdog := time.AfterFunc(d-time.Minute, func() {
+			fmt.Fprintf(os.Stderr, "kindfleet: about to hit the test timeout (%s): collecting logs and tearing down\n", d)
+			env.dumpDiagnostics(context.Background())
+			teardown()
+			os.Exit(1)
+		})
+		defer watchdog.Stop()
+	}
+	defer teardown()
+
+	e, err := setUp(ctx, start, keep)
+	env = e
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kindfleet: setting up the fleet failed: %v\n", err)
+		env.dumpDiagnostics(context.Background())
+		return 1
+	}
+	progress(start, "fleet ready; running the tests")
+	testsStart := time.Now()
+	code := m.Run()
+	progress(start, "tests done in %s (exit %d)", time.Since(testsStart).Round(time.Second), code)
+	if code != 0 {
+		env.dumpDiagnostics(context.Background())
+	}
+	return code
+}
+
+// testTimeout is go test's -timeout, if any.
+func testTimeout() time.Duration {
+	f := flag.Lookup("test.timeout")
+	if f == nil {
+		return 0
+	}
+	d, _ := time.ParseDuration(f.Value.String())
+	return d
+}
+
+// progress prints a step of the set-up with the time since start.
+func progress(start time.Time, format string, args ...any) {
+	el := time.Since(start).Round(time.Second)
+	fmt.Printf("==> [%02d:%02d] %s\n", int(el.Minutes()), int(el.Seconds())%60, fmt.Sprintf(format, args...))
+}
+
+// prefixed writes each line it receives to stdout behind a prefix.
+type prefixed struct {
+	prefix string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (p *prefixed) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		fmt.Printf("    %s%s\n", p.prefix, p.buf[:i])
+		p.buf = p.buf[i+1:]
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
+	root := testenv.RepoRoot()
+	e := &fleetEnv{root: root, members: map[string]*kindCluster{}, reused: map[string]bool{}}
+	e.images.hub = envOr("IMG_HUB", "jobset-fleet/hub:dev")
+	e.images.agent = envOr("IMG_AGENT", "jobset-fleet/agent:dev")
+	e.images.workload = envOr("IMG_WORKLOAD", "jobset-fleet/workload:dev")
+	e.kubectl = filepath.Join(root, "bin", "kubectl")
+	if _, err := os.Stat(e.kubectl); err != nil {
+		if e.kubectl, err = exec.LookPath("kubectl"); err != nil {
+			return e, errors.New("no kubectl: run `hack/tools.sh kubectl` (builds bin/kubectl) or put one on PATH")
+		}
+	}
+	dir := filepath.Join(root, "bin", "e2e-kind")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return e, err
+	}
+	e.logDir = filepath.Join(dir, "logs")
+	_ = os.RemoveAll(e.logDir)
+
+	progress(start, "Docker and the kind node image (hack/kind/node-image.sh)")
+	imgs, err := cluster.EnsureImages(ctx, &prefixed{prefix: "node-image: "})
+	if err != nil {
+		return e, err
+	}
+	progress(start, "node image %s", imgs.Node)
+
+	progress(start, "building the binaries and images (make build images)")
+	mk := exec.CommandContext(ctx, "make", "-C", root, "--no-print-directory", "build", "images")
+	mk.Env = append(os.Environ(), "IMG_HUB="+e.images.hub, "IMG_AGENT="+e.images.agent, "IMG_WORKLOAD="+e.images.workload)
+	mk.Stdout, mk.Stderr = &prefixed{prefix: "make: "}, &prefixed{prefix: "make: "}
+	if err := mk.Run(); err != nil {
+		return e, fmt.Errorf("make build images: %w", err)
+	}
+
+	progress(start, "creating the clusters hub, %s", strings.Join(memberNames, ", "))
+	existing, err := cluster.List()
+	if err != nil {
+		return e, fmt.Errorf("listing kind clusters: %w", err)
+	}
+	names := append([]string{hubName}, memberNames...)
+	kinds := make([]*cluster.Cluster, len(names))
+	reused := make([]bool, len(names))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, name := range names {
+		g.Go(func() error {
+			if slices.Contains(existing, name) {
+				if keep {
+					c, err := cluster.Connect(name)
+					if err == nil {
+						progress(start, "cluster %s: reusing (KEEP_CLUSTERS=1)", name)
+						kinds[i], reused[i] = c, true
+						return nil
+					}
+					progress(start, "cluster %s: cannot reuse (%v): recreating", name, err)
+				}
+				if err := cluster.Delete(name); err != nil {
+					return fmt.Errorf("deleting stale cluster %s: %w", name, err)
+				}
+			}
+			opts := cluster.Options{Name: name, NodeImage: imgs.Node, NetdImage: imgs.Netd, Log: &prefixed{prefix: name + ": "}}
+			if name != hubName {
+				// Two workers, each its own rack.
+				opts.Workers = 2
+				opts.WorkerLabels = []map[string]string{{rackLabel: name + "-rack-a"}, {rackLabel: name + "-rack-b"}}
+			}
+			c, err := cluster.Create(gctx, opts)
+			if err != nil {
+				return err
+			}
+			progress(start, "cluster %s: ready", name)
+			kinds[i] = c
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return e, err
+	}
+	for i, name := range names {
+		e.reused[name] = reused[i]
+	}
+	if err := e.connect(kinds, dir); err != nil {
+		return e, err
+	}
+
+	progress(start, "loading images into the clusters")
+	g, _ = errgroup.WithContext(ctx)
+	g.Go(func() error { return cluster.LoadImages(hubName, e.images.hub) })
+	for _, m := range memberNames {
+		g.Go(func() error { return cluster.LoadImages(m, e.images.agent, e.images.workload) })
+	}
+	if err := g.Wait(); err != nil {
+		return e, fmt.Errorf("loading images: %w", err)
+	}
+
+	progress(start, "installing the hub: kubectl apply --server-side -k config/hub (e2e overlay)")
+	if err := e.install(ctx, e.hub, "hub", "jobset-fleet/hub", e.images.hub, hubDeployment); err != nil {
+		return e, err
+	}
+
+	for _, m := range memberNames {
+		progress(start, "joining %s: jobset-fleet-agent join --hub-server %s", m, hubServer)
+		if err := e.join(ctx, m); err != nil {
+			return e, err
+		}
+	}
+
+	progress(start, "installing the agents: kubectl apply --server-side -k config/agent (e2e overlay)")
+	g, gctx = errgroup.WithContext(ctx)
+	for _, m := range memberNames {
+		g.Go(func() error {
+			return e.install(gctx, e.members[m], "agent", "jobset-fleet/agent", e.images.agent, agentDeployment)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return e, err
+	}
+
+	progress(start, "waiting for both members to be healthy on the hub")
+	for _, m := range memberNames {
+		if err := e.waitMemberHealthy(ctx, m, 3*time.Minute); err != nil {
+			return e, err
+		}
+	}
+	return e, nil
+}
+
+// connect writes one kubeconfig with the contexts hub, member-1 and
+// member-2 and builds the clients of each cluster.
+func (e *fleetEnv) connect(kinds []*cluster.Cluster, dir string) error {
+	merged := clientcmdapi.NewConfig()
+	for _, k := range kinds {
+		cfg, err := clientcmd.Load(k.Kubeconfig)
+		if err != nil {
+			return fmt.Errorf("kubeconfig of %s: %w", k.Name, err)
+		}
+		kctx := cfg.Contexts[cfg.CurrentContext]
+		if kctx == nil {
+			return fmt.Errorf("kubeconfig of %s has no current context", k.Name)
+		}
+		merged.Clusters[k.Name] = cfg.Clusters[kctx.Cluster]
+		merged.AuthInfos[k.Name] = cfg.AuthInfos[kctx.AuthInfo]
+		merged.Contexts[k.Name] = &clientcmdapi.Context{Cluster: k.Name, AuthInfo: k.Name}
+		merged.CurrentContext = hubName
+
+		restCfg := rest.CopyConfig(k.Config)
+		restCfg.QPS, restCfg.Burst = 100, 200
+		c, err := client.New(restCfg, client.Options{Scheme: testenv.Scheme()})
+		if err != nil {
+			return err
+		}
+		cs, err := kubernetes.NewForConfig(restCfg)
+		if err != nil {
+			return err
+		}
+		kc := &kindCluster{name: k.Name, context: k.Name, cfg: restCfg, c: c, cs: cs}
+		if k.Name == hubName {
+			e.hub = kc
+		} else {
+			e.members[k.Name] = kc
+		}
+	}
+	e.kubeconfig = filepath.Join(dir, "kubeconfig")
+	return clientcmd.WriteToFile(*merged, e.kubeconfig)
+}
+
+func (e *fleetEnv) kubeconfigOrEmpty() string {
+	if e == nil {
+		return ""
+	}
+	return e.kubeconfig
+}
+
+// kubectlCmd runs kubectl against one cluster of the fleet.
+func (e *fleetEnv) kubectlCmd(ctx context.Context, kc *kindCluster, stdin []byte, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, e.kubectl, append([]string{"--kubeconfig", e.kubeconfig, "--context", kc.context}, args...)...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("kubectl --context %s %s: %w\n%s", kc.context, strings.Join(args, " "), err, out.String())
+	}
+	return out.String(), nil
+}
+
+// install applies a component's e2e overlay (e2e/kindfleet/overlays/<what>,
+// config/<what> plus short timeouts) with the image under test, the way
+// the README installs it, and waits for its Deployment to roll out.
+func (e *fleetEnv) install(ctx context.Context, kc *kindCluster, what, imageName, image, deployment string) error {
+	dir, err := os.MkdirTemp("", "kindfleet-"+what+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	name, tag := splitImage(image)
+	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- %s
+images:
+- name: %s
+  newName: %s
+  newTag: %s
+`, filepath.Join(e.root, "e2e", "kindfleet", "overlays", what), imageName, name, tag)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
+		return err
+	}
+	if _, err := e.kubectlCmd(ctx, kc, nil, "apply", "--server-side", "-k", dir); err != nil {
+		return err
+	}
+	// A reused cluster runs the previous build under the same tag.
+	if e.reused[kc.name] {
+		if _, err := e.kubectlCmd(ctx, kc, nil, "-n", systemNamespace, "rollout", "restart", "deployment/"+deployment); err != nil {
+			return err
+		}
+	}
+	if _, err := e.kubectlCmd(ctx, kc, nil, "-n", systemNamespace, "rollout", "status", "deployment/"+deployment, "--timeout=5m"); err != nil {
+		return fmt.Errorf("%s on %s did not roll out: %w", deployment, kc.name, err)
+	}
+	return nil
+}
+
+func splitImage(image string) (name, tag string) {
+	slash := strings.LastIndex(image, "/")
+	if i := strings.LastIndex(image, ":"); i > slash {
+		return image[:i], image[i+1:]
+	}
+	return image, "latest"
+}
+
+// join runs the real `jobset-fleet-agent join` with admin kubeconfigs of
+// the hub and the member, as a cluster admin does.
+func (e *fleetEnv) join(ctx context.Context, member string) error {
+	dir, err := os.MkdirTemp("", "kindfleet-join-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	paths := map[string]string{}
+	for _, name := range []string{hubName, member} {
+		out, err := e.kubectlCmd(ctx, e.cluster(name), nil, "config", "view", "--minify", "--flatten")
+		if err != nil {
+			return err
+		}
+		paths[name] = filepath.Join(dir, name+".kubeconfig")
+		if err := os.WriteFile(paths[name], []byte(out), 0o600); err != nil {
+			return err
+		}
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(e.root, "bin", "jobset-fleet-agent"), "join",
+		"--hub-kubeconfig", paths[hubName], "--member-kubeconfig", paths[member],
+		"--cluster-name", member, "--hub-server", hubServer,
+		"--labels", poolLabel+"="+poolValue)
+	cmd.Dir = e.root // --crd-dir defaults to config/crd/bases
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("jobset-fleet-agent join %s: %w\n%s", member, err, out)
+	}
+	fmt.Printf("    join: %s", out)
+	return nil
+}
+
+func (e *fleetEnv) cluster(name string) *kindCluster {
+	if name == hubName {
+		return e.hub
+	}
+	return e.members[name]
+}
+
+// waitMemberHealthy waits for the member's ClusterProfile on the hub to say
+// its control plane is healthy: the agent reports, through its hub
+// credentials, from inside the member.
+func (e *fleetEnv) waitMemberHealthy(ctx context.Context, member string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for {
+		cp := &clusterinventory.ClusterProfile{}
+		err := e.hub.c.Get(ctx, client.ObjectKey{Namespace: fleet.DefaultInventoryNamespace, Name: member}, cp)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case apimeta.IsStatusConditionTrue(cp.Status.Conditions, clusterinventory.ClusterConditionControlPlaneHealthy):
+			return nil
+		default:
+			last = fmt.Sprintf("conditions %+v", cp.Status.Conditions)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("member %s not healthy on the hub after %s: %s", member, timeout, last)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// dumpDiagnostics saves what explains a failure (pods, events, JobSets and
+// the components' logs of every cluster) into bin/e2e-kind/logs and prints
+// the components' log tails.
+func (e *fleetEnv) dumpDiagnostics(ctx context.Context) {
+	if e == nil || e.hub == nil || e.kubeconfig == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	_ = os.MkdirAll(e.logDir, 0o755)
+	for _, kc := range append([]*kindCluster{e.hub}, e.memberList()...) {
+		component := "agent"
+		if kc == e.hub {
+			component = "hub"
+		}
+		for file, args := range map[string][]string{
+			"pods":     {"get", "pods", "-A", "-o", "wide"},
+			"events":   {"get", "events", "-A", "--sort-by=.lastTimestamp"},
+			"jobsets":  {"get", "jobsets", "-A", "-o", "yaml"},
+			"profiles": {"get", "clusterprofiles", "-A", "-o", "yaml"},
+			component:  {"-n", systemNamespace, "logs", "-l", "app.kubernetes.io/component=" + component, "--all-containers", "--prefix", "--tail=-1"},
+		} {
+			out, _ := e.kubectlCmd(ctx, kc, nil, args...)
+			_ = os.WriteFile(filepath.Join(e.logDir, kc.name+"-"+file+".txt"), []byte(out), 0o644)
+			if file == component {
+				fmt.Fprintf(os.Stderr, "===== %s %s logs (tail; full: %s)\n%s\n", kc.name, component, e.logDir, tail(out, 60))
+			}
+		}
+	}
+}
+
+func (e *fleetEnv) memberList() []*kindCluster {
+	var out []*kindCluster
+	for _, m := range memberNames {
+		if kc := e.members[m]; kc != nil {
+			out = append(out, kc)
+		}
+	}
+	return out
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+var _ io.Writer = (*prefixed)(nil)

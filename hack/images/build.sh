@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the project's images from static binaries built here with go build:
+#
+#   hack/images/build.sh hub=IMAGE agent=IMAGE workload=IMAGE ...
+#
+# Each image is hack/images/<what>/Dockerfile: FROM scratch and one binary,
+# so the docker daemon needs nothing from a registry. The binaries are built
+# for linux on the daemon's architecture.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+export DOCKER_BUILDKIT=0 # the classic builder: no buildkit image to pull
+
+step() { printf '==> %s\n' "$*" >&2; }
+
+if ! docker info >/dev/null 2>&1; then
+	echo "images: the docker daemon is not reachable (on a machine without Docker, hack/kind/node-image.sh host installs and starts it)" >&2
+	exit 1
+fi
+arch=$(docker info --format '{{.Architecture}}')
+case $arch in
+x86_64 | amd64) goarch=amd64 ;;
+aarch64 | arm64) goarch=arm64 ;;
+*) goarch=$(go env GOARCH) ;;
+esac
+
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+
+for spec in "$@"; do
+	what=${spec%%=*} image=${spec#*=}
+	case $what in
+	hub) pkg=./cmd/hub binary=jobset-fleet-hub ;;
+	agent) pkg=./cmd/agent binary=jobset-fleet-agent ;;
+	workload) pkg=./e2e/kindfleet/workload binary=jobset-fleet-workload ;;
+	*) echo "images: unknown image $what (hub, agent, workload)" >&2; exit 2 ;;
+	esac
+	start=$SECONDS
+	(cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -ldflags '-s -w' -o "$ctx/$binary" "$pkg")
+	cp "$root/hack/images/$what/Dockerfile" "$ctx/Dockerfile"
+	docker build -q -t "$image" "$ctx" >/dev/null
+	step "$image: $binary ($(du -h "$ctx/$binary" | cut -f1)) in $((SECONDS - start))s"
+	rm -f "$ctx/$binary"
+done
