@@ -3,11 +3,17 @@
 // running them once, and a second Join repairs whatever drifted.
 //
 // Join creates, on the hub: the inventory namespace (if missing), the
-// member's ClusterProfile, its namespace fleet-member-<name>, the agent's
-// ServiceAccount there, the Roles that limit the agent to that namespace and
-// to its own ClusterProfile, and a long-lived token. On the member: the
-// fleet's CRDs, the namespace jobset-fleet-system and the Secret
+// member's ClusterProfile (recording the member's identity, the UID of its
+// kube-system namespace), its namespace fleet-member-<name>, the agent's
+// ServiceAccount there, the Roles that limit the agent to that namespace, to
+// reading its own ClusterProfile and writing that profile's status, and a
+// short-lived token (TokenRequest) the agent refreshes itself. On the
+// member: the fleet's CRDs, the namespace jobset-fleet-system and the Secret
 // hub-kubeconfig the agent reads its hub credentials from.
+//
+// Join never adopts a namespace it did not create, and refuses a cluster
+// name another cluster already joined with; Unjoin deletes only namespaces
+// Join created.
 //
 // The CRDs are read from a directory (Options.CRDDir, by default
 // config/crd/bases of a checkout or release) rather than embedded: the
@@ -24,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -32,7 +39,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -49,7 +55,8 @@ const (
 	// AgentServiceAccount is the agent's identity on the hub, in the member
 	// namespace.
 	AgentServiceAccount = "agent"
-	// AgentTokenSecret holds the agent's long-lived token on the hub.
+	// AgentTokenSecret held the agent's long-lived token on the hub before
+	// Join used TokenRequest; Unjoin still removes it.
 	AgentTokenSecret = "agent-token"
 	// AgentRole names the agent's Role and RoleBinding in the member
 	// namespace; in the inventory namespace they are AgentRole-<cluster>.
@@ -65,6 +72,10 @@ const (
 	// CreatedByLabel marks namespaces Join created, which Unjoin may delete.
 	CreatedByLabel = "fleet.jobset.x-k8s.io/created-by"
 	createdByValue = "join"
+	// installedByLabel marks the agent namespace the fleet's own install
+	// (config/agent) creates: Join may use it, Unjoin leaves it.
+	installedByLabel = "app.kubernetes.io/name"
+	installedByValue = "jobset-fleet"
 	// FieldOwner is the server-side-apply field manager of the CRDs.
 	FieldOwner = "jobset-fleet-join"
 )
@@ -91,19 +102,34 @@ type Options struct {
 	CRDDir   string
 	SkipCRDs bool
 
-	// TokenWait is how long Join waits for the token controller to fill the
-	// ServiceAccount token Secret before it falls back to the TokenRequest
-	// API; default 10s.
+	// TokenWait is ignored: Join no longer waits for a legacy
+	// service-account-token Secret.
+	//
+	// Deprecated: kept for source compatibility.
 	TokenWait time.Duration
-	// TokenExpiration is the lifetime asked of TokenRequest; default one
-	// year (the hub may cap it: --service-account-max-token-expiration).
+	// TokenExpiration is the lifetime of the agent's hub token (TokenRequest);
+	// default 24h. The agent requests a new one for itself before 80% of it
+	// has passed, so it needs no new join. The hub may shorten it
+	// (--service-account-max-token-expiration) and refuses less than 10m.
 	TokenExpiration time.Duration
+	// AllowedNamespaces, when not empty, are the only hub namespaces whose
+	// JobSets may run on the member (AllowedNamespacesAnnotation on the
+	// profile); empty removes the restriction.
+	AllowedNamespaces []string
+	// Force lets Join take over a cluster name that a different cluster
+	// (another kube-system UID) joined with: the old cluster's agent loses
+	// the hub's trust.
+	Force bool
 
 	// Unjoin only: RemoveCRDs also deletes the CRDs from the member (and with
 	// them every JobSet there); KeepWorkloads leaves the fleet's JobSets on
-	// the member running.
+	// the member running (the hub then keeps waiting for them to be
+	// confirmed stopped before it runs them elsewhere).
 	RemoveCRDs    bool
 	KeepWorkloads bool
+	// WaitTimeout bounds how long Unjoin waits for the member's fleet
+	// JobSets to be gone, Jobs included; default 5m.
+	WaitTimeout time.Duration
 }
 
 func (o *Options) defaults() error {
@@ -119,11 +145,11 @@ func (o *Options) defaults() error {
 	if o.CRDDir == "" {
 		o.CRDDir = filepath.Join("config", "crd", "bases")
 	}
-	if o.TokenWait == 0 {
-		o.TokenWait = 10 * time.Second
-	}
 	if o.TokenExpiration == 0 {
-		o.TokenExpiration = 365 * 24 * time.Hour
+		o.TokenExpiration = 24 * time.Hour
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = 5 * time.Minute
 	}
 	return nil
 }
@@ -131,25 +157,37 @@ func (o *Options) defaults() error {
 func (o *Options) memberNamespace() string { return fleetv1alpha1.MemberNamespace(o.ClusterName) }
 func (o *Options) inventoryRole() string   { return AgentRole + "-" + o.ClusterName }
 
-// AgentRules are what the agent may do in its member namespace on the hub.
+// AgentRules are what the agent may do in its member namespace on the hub:
+// run its dispatches, renew its heartbeat, and request new tokens for its
+// own ServiceAccount.
 func AgentRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{fleetv1alpha1.GroupVersion.Group}, Resources: []string{"jobsetdispatches"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
 		{APIGroups: []string{fleetv1alpha1.GroupVersion.Group}, Resources: []string{"jobsetdispatches/status", "jobsetdispatches/finalizers"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}, ResourceNames: []string{AgentServiceAccount}},
 	}
 }
 
 // ProfileRules are what the agent may do in the inventory namespace: read
-// and write its own ClusterProfile, nothing else.
+// its own ClusterProfile and write that profile's status — never its labels
+// (what cluster selectors match) or spec.
 func ProfileRules(cluster string) []rbacv1.PolicyRule {
-	return []rbacv1.PolicyRule{{
-		APIGroups:     []string{clusterinventory.GroupVersion.Group},
-		Resources:     []string{"clusterprofiles", "clusterprofiles/status"},
-		Verbs:         []string{"get", "update", "patch"},
-		ResourceNames: []string{cluster},
-	}}
+	return []rbacv1.PolicyRule{
+		{
+			APIGroups:     []string{clusterinventory.GroupVersion.Group},
+			Resources:     []string{"clusterprofiles"},
+			Verbs:         []string{"get"},
+			ResourceNames: []string{cluster},
+		},
+		{
+			APIGroups:     []string{clusterinventory.GroupVersion.Group},
+			Resources:     []string{"clusterprofiles/status"},
+			Verbs:         []string{"get", "update", "patch"},
+			ResourceNames: []string{cluster},
+		},
+	}
 }
 
 // Join makes the member part of the fleet and returns the agent's hub
@@ -169,20 +207,45 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 		}
 	}
 	memberNS := opts.memberNamespace()
+	clusterID, err := ClusterID(ctx, member)
+	if err != nil {
+		return nil, fmt.Errorf("member: %w", err)
+	}
 
 	// Hub.
-	for _, ns := range []string{opts.InventoryNamespace, memberNS} {
-		if err := ensureNamespace(ctx, hub, ns); err != nil {
-			return nil, fmt.Errorf("hub: %w", err)
+	if err := ensureNamespace(ctx, hub, opts.InventoryNamespace, true); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	cp := &clusterinventory.ClusterProfile{}
+	switch err := hub.Get(ctx, client.ObjectKey{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}, cp); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("hub: reading ClusterProfile %s/%s: %w", opts.InventoryNamespace, opts.ClusterName, err)
+	default:
+		if id := cp.Annotations[fleetv1alpha1.ClusterIDAnnotation]; id != "" && id != clusterID && !opts.Force {
+			return nil, fmt.Errorf("hub: cluster name %q is already joined by another cluster (ClusterProfile %s/%s has %s=%s, this member's kube-system UID is %s): unjoin it first, pick another name, or force the takeover",
+				opts.ClusterName, opts.InventoryNamespace, opts.ClusterName, fleetv1alpha1.ClusterIDAnnotation, id, clusterID)
 		}
 	}
-	cp := &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}}
+	if err := ensureNamespace(ctx, hub, memberNS, false); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	cp = &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}}
 	if _, err := controllerutil.CreateOrUpdate(ctx, hub, cp, func() error {
 		if cp.Labels == nil {
 			cp.Labels = map[string]string{}
 		}
 		maps.Copy(cp.Labels, opts.Labels)
 		cp.Labels[clusterinventory.LabelClusterManagerKey] = fleetv1alpha1.ClusterManagerName
+		if cp.Annotations == nil {
+			cp.Annotations = map[string]string{}
+		}
+		cp.Annotations[fleetv1alpha1.ClusterIDAnnotation] = clusterID
+		if len(opts.AllowedNamespaces) > 0 {
+			cp.Annotations[fleetv1alpha1.AllowedNamespacesAnnotation] = strings.Join(opts.AllowedNamespaces, ",")
+		} else {
+			delete(cp.Annotations, fleetv1alpha1.AllowedNamespacesAnnotation)
+		}
 		cp.Spec.DisplayName = opts.DisplayName
 		cp.Spec.ClusterManager.Name = fleetv1alpha1.ClusterManagerName
 		return nil
@@ -215,7 +278,7 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 			return nil, fmt.Errorf("member: applying CRD %s: %w", crd.GetName(), err)
 		}
 	}
-	if err := ensureNamespace(ctx, member, AgentNamespace); err != nil {
+	if err := ensureNamespace(ctx, member, AgentNamespace, false); err != nil {
 		return nil, fmt.Errorf("member: %w", err)
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: AgentNamespace, Name: KubeconfigSecret}}
@@ -243,45 +306,52 @@ func Kubeconfig(server string, caData []byte, namespace, token string) ([]byte, 
 	return data, nil
 }
 
-// agentToken returns the token of the agent's service-account-token Secret,
-// or, where no token controller fills it (envtest, some hardened hubs), a
-// TokenRequest token with a long expiration.
+// agentToken requests a token for the agent's ServiceAccount with a
+// bounded lifetime. The agent requests the next ones itself.
 func agentToken(ctx context.Context, hub client.Client, ns string, opts Options) (string, error) {
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: AgentTokenSecret,
-			Annotations: map[string]string{corev1.ServiceAccountNameKey: AgentServiceAccount}},
-		Type: corev1.SecretTypeServiceAccountToken,
-	}
-	if err := hub.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", fmt.Errorf("token Secret %s/%s: %w", ns, AgentTokenSecret, err)
-	}
-	var token string
-	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, opts.TokenWait, true, func(ctx context.Context) (bool, error) {
-		if err := hub.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
-			return false, nil
-		}
-		token = string(secret.Data[corev1.ServiceAccountTokenKey])
-		return token != "", nil
-	})
-	if token != "" {
-		return token, nil
-	}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: AgentServiceAccount}}
 	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 		ExpirationSeconds: ptr.To(int64(opts.TokenExpiration.Seconds())),
 	}}
 	if err := hub.SubResource("token").Create(ctx, sa, tr); err != nil {
-		return "", fmt.Errorf("no token in Secret %s/%s after %s, and TokenRequest failed: %w", ns, AgentTokenSecret, opts.TokenWait, err)
+		return "", fmt.Errorf("requesting a token for ServiceAccount %s/%s: %w", ns, AgentServiceAccount, err)
 	}
 	return tr.Status.Token, nil
 }
 
-func ensureNamespace(ctx context.Context, c client.Client, name string) error {
+// ClusterID is the member's identity: the UID of its kube-system namespace,
+// which lives as long as the cluster.
+func ClusterID(ctx context.Context, member client.Reader) (string, error) {
+	ns := &corev1.Namespace{}
+	if err := member.Get(ctx, client.ObjectKey{Name: metav1.NamespaceSystem}, ns); err != nil {
+		return "", fmt.Errorf("reading namespace %s for the cluster ID: %w", metav1.NamespaceSystem, err)
+	}
+	return string(ns.UID), nil
+}
+
+// ensureNamespace creates a namespace labelled as Join's. An existing one
+// is used only when Join created it (or, for the member's agent namespace,
+// the fleet's install did), or when shared is set: Join never takes over a
+// namespace someone else uses.
+func ensureNamespace(ctx context.Context, c client.Client, name string, shared bool) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{CreatedByLabel: createdByValue}}}
-	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+	err := c.Create(ctx, ns)
+	if err == nil || !apierrors.IsAlreadyExists(err) {
+		if err != nil {
+			return fmt.Errorf("namespace %s: %w", name, err)
+		}
+		return nil
+	}
+	if shared {
+		return nil
+	}
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
 		return fmt.Errorf("namespace %s: %w", name, err)
 	}
-	return nil
+	if ns.Labels[CreatedByLabel] == createdByValue || (name == AgentNamespace && ns.Labels[installedByLabel] == installedByValue) {
+		return nil
+	}
+	return fmt.Errorf("namespace %s exists and was not created by join (no label %s=%s): refusing to take it over; delete it or choose another cluster name", name, CreatedByLabel, createdByValue)
 }
 
 func ensureRole(ctx context.Context, c client.Client, ns, name string, rules []rbacv1.PolicyRule, subject rbacv1.Subject) error {

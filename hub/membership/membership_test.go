@@ -84,8 +84,10 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		}
 		role := &rbacv1.Role{}
 		must(t, hub.Client.Get(ctx, client.ObjectKey{Namespace: inv, Name: membership.AgentRole + "-m1"}, role))
-		if len(role.Rules) != 1 || len(role.Rules[0].ResourceNames) != 1 || role.Rules[0].ResourceNames[0] != "m1" {
-			t.Errorf("inventory Role not limited to the member's profile: %+v", role.Rules)
+		for _, rule := range role.Rules {
+			if len(rule.ResourceNames) != 1 || rule.ResourceNames[0] != "m1" {
+				t.Errorf("inventory Role not limited to the member's profile: %+v", role.Rules)
+			}
 		}
 		crd := &apiextensionsv1.CustomResourceDefinition{}
 		must(t, memberClient.Get(ctx, client.ObjectKey{Name: "jobsets.jobset.x-k8s.io"}, crd))

@@ -1,0 +1,336 @@
+package membership_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+)
+
+// TestJoinIdentityPrivilegeAndNamespaces joins real members to a real hub
+// and checks what an agent's join credentials may do, that one cluster name
+// is held by one cluster, and that Join and Unjoin leave namespaces they did
+// not create alone.
+func TestJoinIdentityPrivilegeAndNamespaces(t *testing.T) {
+	clusters := testenv.StartN(t, "identity-hub", "identity-a", "identity-b")
+	hub, a, b := clusters[0], clusters[1], clusters[2]
+	ctx := context.Background()
+	inv := fleetv1alpha1.DefaultInventoryNamespace
+	opts := func(name string) membership.Options {
+		return membership.Options{
+			ClusterName:  name,
+			Labels:       map[string]string{"region": "eu"},
+			HubServerURL: hub.Config.Host,
+			HubCAData:    hub.Config.CAData,
+			SkipCRDs:     true, // testenv installed them
+		}
+	}
+	profile := func(name string) *clusterinventory.ClusterProfile {
+		cp := &clusterinventory.ClusterProfile{}
+		must(t, hub.Client.Get(ctx, client.ObjectKey{Namespace: inv, Name: name}, cp))
+		return cp
+	}
+	idA, idB := kubeSystemUID(t, a.Client), kubeSystemUID(t, b.Client)
+
+	withAllowed := opts("m1")
+	withAllowed.AllowedNamespaces = []string{"team-a", "team-b"}
+	kubeconfig, err := membership.Join(ctx, hub.Client, a.Client, withAllowed)
+	must(t, err)
+	cp := profile("m1")
+	if diff := cmp.Diff(map[string]string{
+		fleetv1alpha1.ClusterIDAnnotation:         idA,
+		fleetv1alpha1.AllowedNamespacesAnnotation: "team-a,team-b",
+	}, cp.Annotations); diff != "" {
+		t.Errorf("profile annotations (-want +got):\n%s", diff)
+	}
+
+	t.Run("the agent's token is short-lived and may only write its profile's status", func(t *testing.T) {
+		cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+		must(t, err)
+		if iat, exp := tokenTimes(t, cfg.BearerToken); exp.Sub(iat) != 24*time.Hour {
+			t.Errorf("token lifetime %s, want the 24h default", exp.Sub(iat))
+		}
+		agentHub := clientFor(t, kubeconfig, testenv.Scheme())
+		own := profile("m1")
+		if err := agentHub.Get(ctx, client.ObjectKeyFromObject(own), &clusterinventory.ClusterProfile{}); err != nil {
+			t.Errorf("get own ClusterProfile: %v", err)
+		}
+		status := own.DeepCopy()
+		status.Status.Version.Kubernetes = "v1.37.0"
+		if err := agentHub.Status().Patch(ctx, status, client.MergeFrom(own)); err != nil {
+			t.Errorf("patch own ClusterProfile status: %v", err)
+		}
+		labels := own.DeepCopy()
+		labels.Labels["gpu"] = "h100"
+		spec := own.DeepCopy()
+		spec.Spec.DisplayName = "forged"
+		annotations := own.DeepCopy()
+		annotations.Annotations[fleetv1alpha1.ClusterIDAnnotation] = "forged"
+		forbidden := map[string]error{
+			"patch own labels":                agentHub.Patch(ctx, labels, client.MergeFrom(own)),
+			"patch own spec":                  agentHub.Patch(ctx, spec, client.MergeFrom(own)),
+			"patch own cluster-id annotation": agentHub.Patch(ctx, annotations, client.MergeFrom(own)),
+			"update own profile":              agentHub.Update(ctx, labels),
+			"delete own profile":              agentHub.Delete(ctx, own.DeepCopy()),
+			"token for another ServiceAccount": agentHub.SubResource("token").Create(ctx,
+				&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet-member-m1", Name: "default"}}, &authenticationv1.TokenRequest{}),
+		}
+		for what, err := range forbidden {
+			if !apierrors.IsForbidden(err) {
+				t.Errorf("%s: want 403 Forbidden, got %v", what, err)
+			}
+		}
+		// It renews its own token.
+		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}
+		if err := agentHub.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet-member-m1", Name: membership.AgentServiceAccount}}, tr); err != nil || tr.Status.Token == "" {
+			t.Errorf("token for its own ServiceAccount: %v", err)
+		}
+	})
+
+	t.Run("one cluster name, one cluster", func(t *testing.T) {
+		_, err := membership.Join(ctx, hub.Client, b.Client, opts("m1"))
+		if err == nil || !strings.Contains(err.Error(), "already joined by another cluster") {
+			t.Fatalf("second cluster joining as m1: want a refusal, got %v", err)
+		}
+		if got := profile("m1").Annotations[fleetv1alpha1.ClusterIDAnnotation]; got != idA {
+			t.Errorf("refused join changed the cluster ID to %s", got)
+		}
+		// The same cluster joins again (repair) without trouble, and an
+		// empty allowlist removes the annotation.
+		_, err = membership.Join(ctx, hub.Client, a.Client, opts("m1"))
+		must(t, err)
+		if _, ok := profile("m1").Annotations[fleetv1alpha1.AllowedNamespacesAnnotation]; ok {
+			t.Error("join without AllowedNamespaces kept the allowlist")
+		}
+		forced := opts("m1")
+		forced.Force = true
+		_, err = membership.Join(ctx, hub.Client, b.Client, forced)
+		must(t, err)
+		if got := profile("m1").Annotations[fleetv1alpha1.ClusterIDAnnotation]; got != idB {
+			t.Errorf("forced join: cluster ID %s, want %s", got, idB)
+		}
+		if _, err := membership.Join(ctx, hub.Client, a.Client, opts("m1")); err == nil {
+			t.Error("the old cluster took its name back without force")
+		}
+	})
+
+	t.Run("join adopts no namespace it did not create; unjoin deletes none", func(t *testing.T) {
+		// Someone's namespace on the hub with a member namespace's name.
+		must(t, hub.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fleet-member-m3"}}))
+		_, err := membership.Join(ctx, hub.Client, a.Client, opts("m3"))
+		if err == nil || !strings.Contains(err.Error(), "namespace fleet-member-m3") {
+			t.Errorf("join into a foreign hub namespace: want a refusal naming it, got %v", err)
+		}
+		if err := hub.Client.Get(ctx, client.ObjectKey{Namespace: "fleet-member-m3", Name: membership.AgentServiceAccount}, &corev1.ServiceAccount{}); !apierrors.IsNotFound(err) {
+			t.Errorf("refused join created the agent's ServiceAccount: %v", err)
+		}
+		must(t, membership.Unjoin(ctx, hub.Client, a.Client, opts("m3")))
+		ns := &corev1.Namespace{}
+		must(t, hub.Client.Get(ctx, client.ObjectKey{Name: "fleet-member-m3"}, ns))
+		if ns.DeletionTimestamp != nil {
+			t.Error("unjoin deleted a hub namespace join did not create")
+		}
+	})
+}
+
+// TestJoinRefusesForeignAgentNamespace: a member namespace jobset-fleet-system
+// that neither join nor the fleet's install created is not taken over; one
+// the install created is used, and left in place by unjoin.
+func TestJoinRefusesForeignAgentNamespace(t *testing.T) {
+	clusters := testenv.StartN(t, "agentns-hub", "agentns-member")
+	hub, member := clusters[0], clusters[1]
+	ctx := context.Background()
+	opts := membership.Options{ClusterName: "m1", HubServerURL: hub.Config.Host, HubCAData: hub.Config.CAData, SkipCRDs: true}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: membership.AgentNamespace}}
+	must(t, member.Client.Create(ctx, ns))
+	_, err := membership.Join(ctx, hub.Client, member.Client, opts)
+	if err == nil || !strings.Contains(err.Error(), "namespace "+membership.AgentNamespace) {
+		t.Fatalf("join into a foreign member namespace: want a refusal naming it, got %v", err)
+	}
+	ns.Labels = map[string]string{"app.kubernetes.io/name": "jobset-fleet"}
+	must(t, member.Client.Update(ctx, ns))
+	_, err = membership.Join(ctx, hub.Client, member.Client, opts)
+	must(t, err)
+	must(t, membership.Unjoin(ctx, hub.Client, member.Client, opts))
+	must(t, member.Client.Get(ctx, client.ObjectKeyFromObject(ns), ns))
+	if ns.DeletionTimestamp != nil {
+		t.Error("unjoin deleted the namespace the install created")
+	}
+	if err := member.Client.Get(ctx, client.ObjectKey{Namespace: membership.AgentNamespace, Name: membership.KubeconfigSecret}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("unjoin left the hub kubeconfig Secret: %v", err)
+	}
+}
+
+// TestUnjoinConfirmsCopiesStopped runs a member with kube-controller-manager
+// (garbage collector): Unjoin deletes the fleet's copies, waits until they
+// and their Jobs are gone, and only then marks the dispatches Deleted
+// (reason Unjoined) with how each copy ended; with KeepWorkloads it leaves
+// the copies running and marks nothing.
+func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
+	hub := testenv.Start(t, "unjoin-hub")
+	member := testenv.Start(t, "unjoin-member", testenv.WithControllerManager())
+	ctx := context.Background()
+	const hubFinalizer = "test.fleet.jobset.x-k8s.io/hub"
+	opts := func(name string) membership.Options {
+		return membership.Options{ClusterName: name, HubServerURL: hub.Config.Host, HubCAData: hub.Config.CAData, SkipCRDs: true, WaitTimeout: time.Minute}
+	}
+
+	// Two memberships of the same cluster: m1 is unjoined fully, m2 with
+	// KeepWorkloads.
+	for _, name := range []string{"m1", "m2"} {
+		_, err := membership.Join(ctx, hub.Client, member.Client, opts(name))
+		must(t, err)
+	}
+	dispatch := func(cluster, ns, name string, epoch int64) *fleetv1alpha1.JobSetDispatch {
+		d := &fleetv1alpha1.JobSetDispatch{
+			ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.MemberNamespace(cluster), Name: fleetv1alpha1.DispatchName(ns, name),
+				Finalizers: []string{fleetv1alpha1.AgentFinalizer, hubFinalizer}},
+			Spec: fleetv1alpha1.JobSetDispatchSpec{
+				Origin: fleetv1alpha1.Origin{Namespace: ns, Name: name, UID: types.UID("uid-" + name)},
+				Epoch:  epoch,
+				JobSet: fleetv1alpha1.JobSetTemplate{Spec: jobSetSpec()},
+			},
+		}
+		must(t, hub.Client.Create(ctx, d))
+		return d
+	}
+	// copyOf is the agent's copy of d on the member, finished or not, with
+	// one Job of its own.
+	copyOf := func(d *fleetv1alpha1.JobSetDispatch, terminal string) *v1alpha2.JobSet {
+		must(t, client.IgnoreAlreadyExists(member.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.Spec.Origin.Namespace}})))
+		js := &v1alpha2.JobSet{
+			ObjectMeta: metav1.ObjectMeta{
+				Namespace: d.Spec.Origin.Namespace, Name: d.Spec.Origin.Name,
+				Labels:      map[string]string{fleetv1alpha1.OriginUIDLabel: string(d.Spec.Origin.UID), fleetv1alpha1.EpochLabel: fmt.Sprint(d.Spec.Epoch)},
+				Annotations: map[string]string{fleetv1alpha1.DispatchAnnotation: d.Namespace + "/" + d.Name, fleetv1alpha1.RestartsOffsetAnnotation: "2"},
+				Finalizers:  []string{fleetv1alpha1.ReportFinalizer},
+			},
+			Spec: jobSetSpec(),
+		}
+		js.Spec.ManagedBy = ptr.To("test.example.com/nobody") // no JobSet controller runs here
+		must(t, member.Client.Create(ctx, js))
+		js.Status.Restarts = 1
+		if terminal != "" {
+			js.Status.TerminalState = terminal
+			js.Status.Conditions = []metav1.Condition{{Type: terminal, Status: metav1.ConditionTrue, Reason: "Test", LastTransitionTime: metav1.Now()}}
+		}
+		must(t, member.Client.Status().Update(ctx, js))
+		job := &batchv1.Job{
+			ObjectMeta: metav1.ObjectMeta{Namespace: js.Namespace, Name: js.Name + "-w-0", Labels: map[string]string{v1alpha2.JobSetNameKey: js.Name}},
+			Spec:       batchv1.JobSpec{Template: js.Spec.ReplicatedJobs[0].Template.Spec.Template},
+		}
+		job.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+		must(t, controllerRef(js, job))
+		must(t, member.Client.Create(ctx, job))
+		return js
+	}
+	done := dispatch("m1", "team", "done", 3)
+	running := dispatch("m1", "team", "running", 1)
+	kept := dispatch("m2", "team", "kept", 1)
+	doneCopy, runningCopy, keptCopy := copyOf(done, string(v1alpha2.JobSetCompleted)), copyOf(running, ""), copyOf(kept, "")
+
+	must(t, membership.Unjoin(ctx, hub.Client, member.Client, opts("m1")))
+	for _, js := range []*v1alpha2.JobSet{doneCopy, runningCopy} {
+		if err := member.Client.Get(ctx, client.ObjectKeyFromObject(js), &v1alpha2.JobSet{}); !apierrors.IsNotFound(err) {
+			t.Errorf("copy %s after unjoin: want NotFound, got %v", client.ObjectKeyFromObject(js), err)
+		}
+		if err := member.Client.Get(ctx, client.ObjectKey{Namespace: js.Namespace, Name: js.Name + "-w-0"}, &batchv1.Job{}); !apierrors.IsNotFound(err) {
+			t.Errorf("Job of %s after unjoin: want NotFound, got %v", client.ObjectKeyFromObject(js), err)
+		}
+	}
+	for _, tc := range []struct {
+		d        *fleetv1alpha1.JobSetDispatch
+		terminal string
+	}{{done, "Completed"}, {running, ""}} {
+		d := &fleetv1alpha1.JobSetDispatch{}
+		must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(tc.d), d))
+		c := meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchDeleted)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != fleetv1alpha1.ReasonUnjoined {
+			t.Errorf("%s: Deleted condition %+v, want True/%s", d.Name, c, fleetv1alpha1.ReasonUnjoined)
+		}
+		got := struct {
+			Epoch     int64
+			Restarts  int32
+			Terminal  string
+			Finalizer bool
+		}{d.Status.ObservedEpoch, d.Status.JobSetStatus.Restarts, d.Status.JobSetStatus.TerminalState, slices.Contains(d.Finalizers, fleetv1alpha1.AgentFinalizer)}
+		want := got
+		want.Epoch, want.Restarts, want.Terminal, want.Finalizer = tc.d.Spec.Epoch, 3, tc.terminal, false
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: status after unjoin (-want +got):\n%s", d.Name, diff)
+		}
+	}
+
+	must(t, membership.Unjoin(ctx, hub.Client, member.Client, func() membership.Options {
+		o := opts("m2")
+		o.KeepWorkloads = true
+		return o
+	}()))
+	js := &v1alpha2.JobSet{}
+	must(t, member.Client.Get(ctx, client.ObjectKeyFromObject(keptCopy), js))
+	if js.DeletionTimestamp != nil || slices.Contains(js.Finalizers, fleetv1alpha1.ReportFinalizer) {
+		t.Errorf("KeepWorkloads: copy deleting=%v finalizers=%v, want running without ReportFinalizer", js.DeletionTimestamp != nil, js.Finalizers)
+	}
+	d := &fleetv1alpha1.JobSetDispatch{}
+	must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(kept), d))
+	if meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchDeleted) != nil || slices.Contains(d.Finalizers, fleetv1alpha1.AgentFinalizer) {
+		t.Errorf("KeepWorkloads: dispatch conditions %+v finalizers %v, want released but not marked", d.Status.Conditions, d.Finalizers)
+	}
+}
+
+func jobSetSpec() v1alpha2.JobSetSpec {
+	spec := v1alpha2.JobSetSpec{ReplicatedJobs: []v1alpha2.ReplicatedJob{{Name: "w", Replicas: 1}}}
+	spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
+	return spec
+}
+
+func controllerRef(owner *v1alpha2.JobSet, obj metav1.Object) error {
+	obj.SetOwnerReferences([]metav1.OwnerReference{{
+		APIVersion: v1alpha2.GroupVersion.String(), Kind: "JobSet", Name: owner.Name, UID: owner.UID,
+		Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+	}})
+	return nil
+}
+
+func kubeSystemUID(t *testing.T, c client.Client) string {
+	t.Helper()
+	ns := &corev1.Namespace{}
+	must(t, c.Get(context.Background(), client.ObjectKey{Name: metav1.NamespaceSystem}, ns))
+	return string(ns.UID)
+}
+
+// tokenTimes reads iat and exp from a JWT's claims (no signature check).
+func tokenTimes(t *testing.T, token string) (iat, exp time.Time) {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token is not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	must(t, err)
+	var claims struct{ Iat, Exp int64 }
+	must(t, json.Unmarshal(payload, &claims))
+	return time.Unix(claims.Iat, 0), time.Unix(claims.Exp, 0)
+}
