@@ -225,7 +225,10 @@ type publisher struct {
 
 	lastProfile time.Time
 	lastHealth  *Health
+	clusterID   string
 }
+
+// +kubebuilder:rbac:groups="",resources=namespaces,resourceNames=kube-system,verbs=get
 
 func (p *publisher) run(ctx context.Context) {
 	// Health is checked every heartbeat interval so a change is published
@@ -279,6 +282,16 @@ func (p *publisher) publishProfile(ctx context.Context, health Health) error {
 	if err != nil {
 		return err
 	}
+	if p.clusterID == "" {
+		// The member's identity, which `join` recorded on the profile: the
+		// hub trusts the member only while both match.
+		ns := &corev1.Namespace{}
+		if err := p.memberReader.Get(ctx, client.ObjectKey{Name: metav1.NamespaceSystem}, ns); err != nil {
+			return fmt.Errorf("reading namespace %s for the cluster ID: %w", metav1.NamespaceSystem, err)
+		}
+		p.clusterID = string(ns.UID)
+	}
+	props = append(props, clusterinventory.Property{Name: fleetv1alpha1.ClusterIDProperty, Value: p.clusterID, LastObservedTime: metav1.Now()})
 	cp := &clusterinventory.ClusterProfile{}
 	if err := p.hubReader.Get(ctx, client.ObjectKey{Namespace: p.inventoryNamespace, Name: p.clusterName}, cp); err != nil {
 		return fmt.Errorf("reading ClusterProfile: %w", err)

@@ -130,6 +130,9 @@ func TestAgent(t *testing.T) {
 			if props["allocatable.cpu"] != "8" || props["allocatable.memory"] != "32Gi" || props["free.cpu"] != "8" || props["allocatable.nvidia.com/gpu"] != "0" {
 				return fmt.Errorf("properties %v", props)
 			}
+			if id := cp.Annotations[fleetv1alpha1.ClusterIDAnnotation]; id == "" || props[fleetv1alpha1.ClusterIDProperty] != id {
+				return fmt.Errorf("cluster ID property %q, join recorded %q", props[fleetv1alpha1.ClusterIDProperty], id)
+			}
 			return nil
 		})
 	})
