@@ -48,6 +48,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
 
 // Names of what Join creates.
@@ -62,12 +63,12 @@ const (
 	// namespace; in the inventory namespace they are AgentRole-<cluster>.
 	AgentRole = "jobset-fleet-agent"
 	// AgentNamespace is the agent's namespace on the member.
-	AgentNamespace = "jobset-fleet-system"
+	AgentNamespace = agent.DefaultNamespace
 	// KubeconfigSecret in AgentNamespace holds the agent's hub kubeconfig
 	// under KubeconfigKey and the member's fleet name under ClusterNameKey,
 	// so one agent install fits every member.
 	KubeconfigSecret = "hub-kubeconfig"
-	KubeconfigKey    = "kubeconfig"
+	KubeconfigKey    = agent.KubeconfigKey
 	ClusterNameKey   = "cluster-name"
 	// CreatedByLabel marks namespaces Join created, which Unjoin may delete.
 	CreatedByLabel = "fleet.jobset.x-k8s.io/created-by"

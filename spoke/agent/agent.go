@@ -51,6 +51,11 @@ type Options struct {
 	// HubConfigFromSecret and HubConfigFromFile for credentials that are
 	// reloaded when they rotate.
 	HubConfig *rest.Config
+	// Credentials, when HubConfig came from HubConfigFromSecret or
+	// HubConfigFromFile, are kept current by the agent while it leads: it
+	// reloads rotated credentials and requests new tokens before they
+	// expire.
+	Credentials *HubCredentials
 	// InventoryNamespace holds the ClusterProfiles; default fleet-system.
 	InventoryNamespace string
 	// Namespace is the agent's own namespace on the member, where it
@@ -317,13 +322,17 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		resync:          resync,
 		errors:          agentErrors.WithLabelValues(opts.ClusterName, "fence"),
 	}
+	loops := []func(context.Context){f.run, renew.run, record.run, pub.run}
+	if opts.Credentials != nil {
+		loops = append(loops, opts.Credentials.Run)
+	}
 	run := &runner{
 		agent:        a,
 		opts:         opts,
 		hub:          hub,
 		controller:   ctl,
 		record:       record,
-		loops:        []func(context.Context){f.run, renew.run, record.run, pub.run},
+		loops:        loops,
 		memberNS:     memberNS,
 		waitInterval: opts.HubWaitLogInterval,
 	}
@@ -358,6 +367,12 @@ func (r *runner) Start(ctx context.Context) error {
 	// process recorded, before anything can fence or renew.
 	if err := r.restoreLastRenewal(ctx); err != nil {
 		return nil // only when ctx is done
+	}
+
+	if r.opts.Credentials != nil {
+		// A replica that just became leader may hold credentials read long
+		// ago; the leader before it may have rotated them.
+		r.opts.Credentials.Reload(ctx)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
