@@ -167,7 +167,7 @@ func (f *fencer) run(ctx context.Context) {
 }
 
 func (f *fencer) check(ctx context.Context) {
-	logger := log.FromContext(ctx).WithValues("memberNamespace", f.memberNamespace)
+	logger := log.FromContext(ctx)
 	since := f.live.sinceRenewal()
 	fence := ShouldFence(since, f.timeout)
 

@@ -414,7 +414,7 @@ var agentRuns int
 
 // startAgent runs a member manager with the JobSet reconciler and the agent
 // until cleanup (the whole test's, not a subtest's) runs.
-func startAgent(t *testing.T, cleanup func(func()), member *testenv.Cluster, hubCfg *rest.Config) *runningAgent {
+func startAgent(t *testing.T, cleanup func(func()), member *testenv.Cluster, hubCfg *rest.Config, mutate ...func(*agent.Options)) *runningAgent {
 	t.Helper()
 	agentRuns++
 	mgr, err := ctrl.NewManager(member.Config, ctrl.Options{
@@ -425,14 +425,18 @@ func startAgent(t *testing.T, cleanup func(func()), member *testenv.Cluster, hub
 	})
 	must(t, err)
 	must(t, jobset.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("jobset-controller")).SetupWithManager(mgr))
-	a, err := agent.Setup(mgr, agent.Options{
+	opts := agent.Options{
 		ClusterName:       clusterName,
 		HubConfig:         hubCfg,
 		HeartbeatInterval: 500 * time.Millisecond,
 		ProfileInterval:   time.Second,
 		FenceTimeout:      fenceTimeout,
 		Identity:          fmt.Sprintf("test-%d", agentRuns),
-	})
+	}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	a, err := agent.Setup(mgr, opts)
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningAgent{Agent: a, cancel: cancel, done: make(chan struct{})}
