@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -115,7 +116,8 @@ func TestSeedJobSetDefaulted(t *testing.T) {
 		{"network.publishNotReadyAddresses", got.Spec.Network != nil && ptr.Deref(got.Spec.Network.PublishNotReadyAddresses, false), true},
 		{"successPolicy.operator", got.Spec.SuccessPolicy != nil && got.Spec.SuccessPolicy.Operator == jobset.OperatorAll, true},
 		{"startupPolicy", got.Spec.StartupPolicy != nil && got.Spec.StartupPolicy.StartupPolicyOrder == jobset.AnyOrder, true},
-		{"managedBy", ptr.Deref(got.Spec.ManagedBy, ""), jobset.JobSetControllerName},
+		// Like upstream, managedBy stays unset: the built-in controller.
+		{"managedBy", got.Spec.ManagedBy == nil, true},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -124,56 +126,52 @@ func TestSeedJobSetDefaulted(t *testing.T) {
 	}
 }
 
-func TestJobSetRejectedWithFieldPath(t *testing.T) {
+// The apiserver returns upstream JobSet's rejections, word for word
+// (webhook names included).
+func TestJobSetRejectedAsUpstream(t *testing.T) {
+	const denied = `admission webhook "vjobset.kb.io" denied the request: `
 	ctx := context.Background()
 	ns := newNamespace(t)
 	cases := []struct {
-		name      string
-		mutate    func(js *jobset.JobSet)
-		wantPaths []string
+		name   string
+		mutate func(js *jobset.JobSet)
+		want   string
 	}{
 		{
-			name:      "generated names too long",
-			mutate:    func(js *jobset.JobSet) { js.Name = strings.Repeat("p", 50) },
-			wantPaths: []string{"spec.replicatedJobs[0].name"},
+			name:   "generated names too long",
+			mutate: func(js *jobset.JobSet) { js.Name = strings.Repeat("p", 50) },
+			want: denied + `JobSet.jobset.x-k8s.io "` + strings.Repeat("p", 50) + `" is invalid: spec.replicatedJobs[0].name: Invalid value: "` +
+				strings.Repeat("p", 50) + `-workers-0": JobSet name is too long, pod names generated for this JobSet will exceed 63 characters`,
 		},
 		{
-			name:      "coordinator names a missing replicatedJob",
-			mutate:    func(js *jobset.JobSet) { js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "leader"} },
-			wantPaths: []string{"spec.coordinator.replicatedJob"},
+			name:   "coordinator names a missing replicatedJob",
+			mutate: func(js *jobset.JobSet) { js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "leader"} },
+			want:   denied + `JobSet.jobset.x-k8s.io "bad-1" is invalid: <nil>: Internal error: coordinator replicatedJob leader does not exist`,
 		},
 		{
-			name: "coordinator pod index out of range",
-			mutate: func(js *jobset.JobSet) {
-				js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "workers", PodIndex: 4}
-			},
-			wantPaths: []string{"spec.coordinator.podIndex"},
-		},
-		{
-			name: "policy targets unknown replicatedJobs",
+			name: "policies target unknown replicatedJobs",
 			mutate: func(js *jobset.JobSet) {
 				js.Spec.SuccessPolicy = &jobset.SuccessPolicy{Operator: jobset.OperatorAny, TargetReplicatedJobs: []string{"ghost"}}
 				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
-					{Name: "r", Action: jobset.RestartJob, TargetReplicatedJobs: []string{"workers", "phantom"}},
+					{Name: "r", Action: jobset.RestartJobSet, TargetReplicatedJobs: []string{"workers", "phantom"}},
 				}}
 			},
-			wantPaths: []string{"spec.successPolicy.targetReplicatedJobs[0]", "spec.failurePolicy.rules[0].targetReplicatedJobs[1]"},
+			want: denied + `JobSet.jobset.x-k8s.io "bad-2" is invalid: [<nil>: Internal error: invalid replicatedJob name 'ghost' does not appear in .spec.ReplicatedJobs, ` +
+				`<nil>: Internal error: invalid replicatedJob name 'phantom' in failure policy does not appear in .spec.ReplicatedJobs]`,
 		},
 		{
-			name: "InPlaceRestart passes the schema but not jobset-fleet",
+			name: "InPlaceRestart while its feature gate is off",
 			mutate: func(js *jobset.JobSet) {
 				js.Spec.FailurePolicy = &jobset.FailurePolicy{RestartStrategy: jobset.InPlaceRestart}
 			},
-			wantPaths: []string{"spec.failurePolicy.restartStrategy"},
+			want: denied + `JobSet.jobset.x-k8s.io "bad-3" is invalid: <nil>: Internal error: InPlaceRestart restart strategy cannot be set when InPlaceRestart feature gate is disabled`,
 		},
 		{
-			name: "message pattern does not compile",
+			name: "RestartJob while its feature gate is off",
 			mutate: func(js *jobset.JobSet) {
-				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
-					{Name: "r", Action: jobset.FailJobSet, OnJobFailureMessagePatterns: []string{"a(b"}},
-				}}
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{{Action: jobset.RestartJob}}}
 			},
-			wantPaths: []string{"spec.failurePolicy.rules[0].onJobFailureMessagePatterns[0]"},
+			want: denied + `JobSet.jobset.x-k8s.io "bad-4" is invalid: <nil>: Internal error: RestartJob and RestartJobAndIgnoreMaxRestarts failure policy actions are not allowed when RestartJob feature gate is disabled`,
 		},
 	}
 	for i, tc := range cases {
@@ -182,19 +180,31 @@ func TestJobSetRejectedWithFieldPath(t *testing.T) {
 			js.Name = fmt.Sprintf("bad-%d", i)
 			tc.mutate(js)
 			err := cluster.Client.Create(ctx, js)
-			if err == nil {
-				t.Fatal("accepted, want rejection")
-			}
-			t.Logf("rejected: %v", err)
 			if !apierrors.IsInvalid(err) {
-				t.Errorf("want 422 Invalid, got %v", err)
+				t.Fatalf("want 422 Invalid, got %v", err)
 			}
-			for _, p := range tc.wantPaths {
-				if !strings.Contains(err.Error(), p) {
-					t.Errorf("rejection does not name %s: %v", p, err)
-				}
+			if d := cmp.Diff(tc.want, err.Error()); d != "" {
+				t.Errorf("rejection (-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// Unnamed failure policy rules are named by the defaulting webhook, then
+// accepted.
+func TestUnnamedRulesDefaulted(t *testing.T) {
+	ctx := context.Background()
+	js := seedJobSet(newNamespace(t))
+	js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{{Action: jobset.RestartJobSet}, {Action: jobset.FailJobSet}}}
+	if err := cluster.Client.Create(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range js.Spec.FailurePolicy.Rules {
+		names = append(names, r.Name)
+	}
+	if d := cmp.Diff([]string{"failurePolicyRule0", "failurePolicyRule1"}, names); d != "" {
+		t.Errorf("rule names (-want +got):\n%s", d)
 	}
 }
 
@@ -231,14 +241,14 @@ func TestJobSetUpdate(t *testing.T) {
 
 	t.Run("running: scheduling edit rejected", func(t *testing.T) {
 		err := update("running", editTemplate)
-		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.replicatedJobs[0].template") {
-			t.Fatalf("want Invalid naming spec.replicatedJobs[0].template, got %v", err)
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.replicatedJobs: Invalid value: ") || !strings.HasSuffix(err.Error(), ": field is immutable") {
+			t.Fatalf("want upstream's Invalid naming spec.replicatedJobs, got %v", err)
 		}
 	})
 	t.Run("running: replicas change rejected", func(t *testing.T) {
 		err := update("running", func(js *jobset.JobSet) { js.Spec.ReplicatedJobs[0].Replicas = 2 })
-		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.replicatedJobs[0].replicas") {
-			t.Fatalf("want Invalid naming spec.replicatedJobs[0].replicas, got %v", err)
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.replicatedJobs: Invalid value: ") || !strings.HasSuffix(err.Error(), ": field is immutable") {
+			t.Fatalf("want upstream's Invalid naming spec.replicatedJobs, got %v", err)
 		}
 	})
 	t.Run("suspended: scheduling edit accepted", func(t *testing.T) {
@@ -257,8 +267,8 @@ func TestJobSetUpdate(t *testing.T) {
 		err := update("suspended", func(js *jobset.JobSet) {
 			js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers[0].Image = "evil"
 		})
-		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.replicatedJobs[0].template") {
-			t.Fatalf("want Invalid naming spec.replicatedJobs[0].template, got %v", err)
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.replicatedJobs: Invalid value: ") || !strings.HasSuffix(err.Error(), ": field is immutable") {
+			t.Fatalf("want upstream's Invalid naming spec.replicatedJobs, got %v", err)
 		}
 	})
 	t.Run("resume together with a scheduling edit accepted", func(t *testing.T) {

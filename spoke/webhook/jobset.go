@@ -3,24 +3,38 @@ package webhook
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/validation"
 )
 
-// JobSet admission: failurePolicy=fail because an undefaulted or invalid
-// JobSet must never be stored; the JobSet API is ours, so an outage of this
-// webhook only blocks JobSet writes, nothing else in the cluster.
+// JobSet admission, as upstream JobSet v0.12's: defaulting on create only
+// (an update keeps what create stored), validation on create and update.
+// failurePolicy=fail because an undefaulted or invalid JobSet must never be
+// stored; the JobSet API is ours, so an outage of this webhook only blocks
+// JobSet writes, nothing else in the cluster.
 //
-// +kubebuilder:webhook:path=/mutate-jobset-x-k8s-io-v1alpha2-jobset,mutating=true,failurePolicy=fail,sideEffects=None,groups=jobset.x-k8s.io,resources=jobsets,verbs=create;update,versions=v1alpha2,name=mjobset.jobset.x-k8s.io,admissionReviewVersions=v1,serviceName=jobset-fleet-webhook-service,serviceNamespace=jobset-fleet-system,timeoutSeconds=10
-// +kubebuilder:webhook:path=/validate-jobset-x-k8s-io-v1alpha2-jobset,mutating=false,failurePolicy=fail,sideEffects=None,groups=jobset.x-k8s.io,resources=jobsets,verbs=create;update,versions=v1alpha2,name=vjobset.jobset.x-k8s.io,admissionReviewVersions=v1,serviceName=jobset-fleet-webhook-service,serviceNamespace=jobset-fleet-system,timeoutSeconds=10
+// +kubebuilder:webhook:path=/mutate-jobset-x-k8s-io-v1alpha2-jobset,mutating=true,failurePolicy=fail,sideEffects=None,groups=jobset.x-k8s.io,resources=jobsets,verbs=create,versions=v1alpha2,name=mjobset.kb.io,admissionReviewVersions=v1,serviceName=jobset-fleet-webhook-service,serviceNamespace=jobset-fleet-system,timeoutSeconds=10
+// +kubebuilder:webhook:path=/validate-jobset-x-k8s-io-v1alpha2-jobset,mutating=false,failurePolicy=fail,sideEffects=None,groups=jobset.x-k8s.io,resources=jobsets,verbs=create;update,versions=v1alpha2,name=vjobset.kb.io,admissionReviewVersions=v1,serviceName=jobset-fleet-webhook-service,serviceNamespace=jobset-fleet-system,timeoutSeconds=10
 
-// jobSetWebhook defaults and validates JobSets. It is stateless: every
-// decision is a function of the object (and, on update, the old object).
-type jobSetWebhook struct{}
+// Creating a JobSet whose volumeClaimPolicies name an existing PVC is
+// checked against that PVC.
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get
+
+// jobSetWebhook defaults and validates JobSets. Every decision is a function
+// of the object (and, on update, the old object), except that a new JobSet's
+// PVC templates are compared with PVCs that already exist.
+type jobSetWebhook struct {
+	// pvcs reads PVCs live (no PVC informer: the webhook needs one PVC per
+	// template, once per JobSet creation).
+	pvcs client.Reader
+}
 
 var (
 	_ admission.Defaulter[*jobset.JobSet] = jobSetWebhook{}
@@ -28,11 +42,11 @@ var (
 )
 
 // SetupJobSetWebhook registers the JobSet defaulting and validating webhooks.
-// The hub can call it alone to reject bad JobSets before dispatch.
 func SetupJobSetWebhook(mgr ctrl.Manager) error {
+	w := jobSetWebhook{pvcs: mgr.GetAPIReader()}
 	return ctrl.NewWebhookManagedBy(mgr, &jobset.JobSet{}).
-		WithDefaulter(jobSetWebhook{}).
-		WithValidator(jobSetWebhook{}).
+		WithDefaulter(w).
+		WithValidator(w).
 		Complete()
 }
 
@@ -42,23 +56,53 @@ func (jobSetWebhook) Default(_ context.Context, js *jobset.JobSet) error {
 	return nil
 }
 
-func (jobSetWebhook) ValidateCreate(_ context.Context, js *jobset.JobSet) (admission.Warnings, error) {
-	return nil, invalid(js, ValidateJobSet(js))
+func (w jobSetWebhook) ValidateCreate(ctx context.Context, js *jobset.JobSet) (admission.Warnings, error) {
+	return nil, invalid(js, validation.ValidateJobSet(ctx, js, w.existingPVC))
 }
 
 func (jobSetWebhook) ValidateUpdate(_ context.Context, oldJS, newJS *jobset.JobSet) (admission.Warnings, error) {
-	return nil, invalid(newJS, ValidateJobSetUpdate(oldJS, newJS))
+	return nil, invalid(newJS, validation.ValidateJobSetUpdate(oldJS, newJS))
 }
 
 func (jobSetWebhook) ValidateDelete(context.Context, *jobset.JobSet) (admission.Warnings, error) {
 	return nil, nil
 }
 
-// invalid turns field errors into a 422 whose message lists every field path,
-// e.g. `JobSet.jobset.x-k8s.io "x" is invalid: spec.replicatedJobs[0].name: ...`.
+func (w jobSetWebhook) existingPVC(ctx context.Context, namespace, name string) (*corev1.PersistentVolumeClaim, error) {
+	if w.pvcs == nil {
+		return nil, nil
+	}
+	pvc := &corev1.PersistentVolumeClaim{}
+	err := w.pvcs.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pvc)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pvc, nil
+}
+
+// invalid turns field errors into upstream's 422:
+// `JobSet.jobset.x-k8s.io "x" is invalid: [...]`.
 func invalid(js *jobset.JobSet, errs field.ErrorList) error {
 	if len(errs) == 0 {
 		return nil
 	}
 	return apierrors.NewInvalid(jobset.GroupVersion.WithKind("JobSet").GroupKind(), js.Name, errs)
+}
+
+// ValidateJobSet forwards to validation.ValidateJobSetWithFieldPaths, for
+// callers outside a member (the hub), which compare with no existing PVC.
+//
+// Deprecated: use api/jobset/v1alpha2/validation directly.
+func ValidateJobSet(js *jobset.JobSet) field.ErrorList {
+	return validation.ValidateJobSetWithFieldPaths(context.Background(), js, nil)
+}
+
+// ValidateJobSetUpdate forwards to validation.ValidateJobSetUpdate.
+//
+// Deprecated: use api/jobset/v1alpha2/validation directly.
+func ValidateJobSetUpdate(oldJS, newJS *jobset.JobSet) field.ErrorList {
+	return validation.ValidateJobSetUpdate(oldJS, newJS)
 }

@@ -33,6 +33,13 @@ const (
 
 	// DefaultGroupName is the groupName of a ReplicatedJob that names none.
 	DefaultGroupName = "default"
+
+	// InPlaceRestartAttemptKey is the pod annotation in which upstream's
+	// in-place restart agent reports the restart attempt its pod is at.
+	InPlaceRestartAttemptKey = "jobset.sigs.k8s.io/in-place-restart-attempt"
+	// DisableInPlaceRestartKey, set on a JobSet, tells the in-place restart
+	// agent to skip its barrier and start the worker at once.
+	DisableInPlaceRestartKey = "jobset.sigs.k8s.io/disable-in-place-restart"
 )
 
 // JobSetConditionType is the type of a JobSet status condition.
@@ -42,6 +49,7 @@ const (
 	JobSetCompleted               JobSetConditionType = "Completed"
 	JobSetFailed                  JobSetConditionType = "Failed"
 	JobSetSuspended               JobSetConditionType = "Suspended"
+	JobSetRestarting              JobSetConditionType = "RestartingJobSet"
 	JobSetStartupPolicyInProgress JobSetConditionType = "StartupPolicyInProgress"
 	JobSetStartupPolicyCompleted  JobSetConditionType = "StartupPolicyCompleted"
 )
