@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	resourcehelper "k8s.io/component-helpers/resource"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -17,18 +18,27 @@ import (
 // ResourceGPU is the extended resource reported as GPUs.
 const ResourceGPU corev1.ResourceName = "nvidia.com/gpu"
 
-// reportedResources are the resources published as allocatable.<r> and
-// free.<r>; all three are always published (0 when absent) so placement can
-// tell "none" from "not reported".
-var reportedResources = []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, ResourceGPU}
+// alwaysReported are published even when no node has them (0), so
+// placement can tell "none" from "not reported".
+var alwaysReported = []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, ResourceGPU}
 
-// ComputeProperties returns the capacity properties of a member: the sum of
-// allocatable over schedulable nodes, that minus the requests of every pod
-// that has not finished (floored at zero), and for each topology key the
-// number of distinct values it has on schedulable nodes.
+// MaxReportedResources bounds how many resources the agent reports (three
+// properties each), so nodes with a flood of extended resources cannot make
+// the ClusterProfile huge: alwaysReported first, then the others in name
+// order.
+const MaxReportedResources = 32
+
+// ComputeProperties returns the capacity properties of a member, for every
+// resource schedulable nodes have (cpu, memory, ephemeral-storage, pods,
+// hugepages-*, extended resources): allocatable.<r>, the sum over
+// schedulable nodes; free.<r>, that minus what pods that have not finished
+// request (floored at zero; a pod counts 1 of "pods"); fleet-used.<r>, the
+// part of it that pods of fleet JobSets request (isFleetPod). And for each
+// topology key the number of distinct values it has on schedulable nodes.
 //
-// isFleetPod tells the pods of fleet JobSets, whose requests are also
-// reported apart as fleet-used.<r>.
+// Pod requests are computed by k8s.io/component-helpers, as the scheduler
+// and Kueue compute them (sidecars, init containers, pod-level resources,
+// overhead).
 func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, isFleetPod func(*corev1.Pod) bool, topologyKeys []string, now metav1.Time) []clusterinventory.Property {
 	alloc := corev1.ResourceList{}
 	for i := range nodes {
@@ -38,28 +48,32 @@ func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, isFleetPod func(*
 		addTo(alloc, nodes[i].Status.Allocatable)
 	}
 	used, fleetUsed := corev1.ResourceList{}, corev1.ResourceList{}
+	onePod := corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")}
 	for i := range pods {
 		if p := &pods[i]; p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			addTo(used, PodRequests(p))
+			reqs := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
+			addTo(reqs, onePod)
+			addTo(used, reqs)
 			if isFleetPod != nil && isFleetPod(p) {
-				addTo(fleetUsed, PodRequests(p))
+				addTo(fleetUsed, reqs)
 			}
 		}
 	}
-	props := make([]clusterinventory.Property, 0, 2*len(reportedResources))
-	for _, r := range reportedResources {
+	names := reportedResources(alloc)
+	props := make([]clusterinventory.Property, 0, 3*len(names)+len(topologyKeys))
+	for _, r := range names {
 		a := alloc[r]
 		free := a.DeepCopy()
 		free.Sub(used[r])
 		if free.Sign() < 0 {
 			free = resource.Quantity{Format: a.Format}
 		}
+		f := fleetUsed[r]
 		props = append(props,
 			clusterinventory.Property{Name: fleetv1alpha1.PropertyAllocatablePrefix + string(r), Value: a.String(), LastObservedTime: now},
 			clusterinventory.Property{Name: fleetv1alpha1.PropertyFreePrefix + string(r), Value: free.String(), LastObservedTime: now},
+			clusterinventory.Property{Name: fleetv1alpha1.PropertyFleetUsedPrefix + string(r), Value: f.String(), LastObservedTime: now},
 		)
-		f := fleetUsed[r]
-		props = append(props, clusterinventory.Property{Name: fleetv1alpha1.PropertyFleetUsedPrefix + string(r), Value: f.String(), LastObservedTime: now})
 	}
 	for _, key := range topologyKeys {
 		domains := map[string]bool{}
@@ -73,35 +87,19 @@ func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, isFleetPod func(*
 	return props
 }
 
-// PodRequests is what the scheduler reserves for a pod: the larger of the
-// app containers plus sidecars and the largest init container (with the
-// sidecars started before it), plus the overhead; pod-level requests, when
-// set, win for the resources they name.
-func PodRequests(pod *corev1.Pod) corev1.ResourceList {
-	reqs := corev1.ResourceList{}
-	for _, c := range pod.Spec.Containers {
-		addTo(reqs, c.Resources.Requests)
-	}
-	sidecars := corev1.ResourceList{}
-	initMax := corev1.ResourceList{}
-	for _, c := range pod.Spec.InitContainers {
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			addTo(reqs, c.Resources.Requests)
-			addTo(sidecars, c.Resources.Requests)
-			continue
-		}
-		step := sidecars.DeepCopy()
-		addTo(step, c.Resources.Requests)
-		maxInto(initMax, step)
-	}
-	maxInto(reqs, initMax)
-	if pod.Spec.Resources != nil {
-		for name, q := range pod.Spec.Resources.Requests {
-			reqs[name] = q.DeepCopy()
+// reportedResources are alwaysReported, then the other resources nodes
+// have in name order, at most MaxReportedResources.
+func reportedResources(alloc corev1.ResourceList) []corev1.ResourceName {
+	names := slices.Clone(alwaysReported)
+	var others []corev1.ResourceName
+	for r := range alloc {
+		if !slices.Contains(alwaysReported, r) {
+			others = append(others, r)
 		}
 	}
-	addTo(reqs, pod.Spec.Overhead)
-	return reqs
+	slices.Sort(others)
+	names = append(names, others...)
+	return names[:min(len(names), MaxReportedResources)]
 }
 
 func addTo(sum, add corev1.ResourceList) {
@@ -112,19 +110,23 @@ func addTo(sum, add corev1.ResourceList) {
 	}
 }
 
-func maxInto(dst, other corev1.ResourceList) {
-	for name, q := range other {
-		if v, ok := dst[name]; !ok || q.Cmp(v) > 0 {
-			dst[name] = q.DeepCopy()
-		}
-	}
-}
+// MaxHealthMessage bounds the ControlPlaneHealthy message (the /readyz
+// answer of a failing apiserver lists every check).
+const MaxHealthMessage = 1024
 
 // Health is what the agent observed of its member's control plane.
 type Health struct {
 	Healthy bool
 	// Message says why not, or is empty.
 	Message string
+}
+
+// agentPrefixes are the property prefixes only the agent publishes: a
+// property with one of them that the agent no longer reports (a resource
+// no node has any more, a topology key dropped) is removed.
+var agentPrefixes = []string{
+	fleetv1alpha1.PropertyAllocatablePrefix, fleetv1alpha1.PropertyFreePrefix,
+	fleetv1alpha1.PropertyFleetUsedPrefix, fleetv1alpha1.PropertyTopologyPrefix,
 }
 
 // ProfileStatus is the ClusterProfile status the agent publishes: old with
@@ -139,7 +141,11 @@ func ProfileStatus(old clusterinventory.ClusterProfileStatus, health Health, ver
 		Message: "the member's kube-apiserver reports ready",
 	}
 	if !health.Healthy {
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Unhealthy", health.Message
+		msg := health.Message
+		if len(msg) > MaxHealthMessage {
+			msg = strings.ToValidUTF8(msg[:MaxHealthMessage-3], "") + "..."
+		}
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Unhealthy", msg
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	if version != "" {
@@ -151,7 +157,7 @@ func ProfileStatus(old clusterinventory.ClusterProfileStatus, health Health, ver
 		ours[p.Name] = true
 	}
 	st.Properties = slices.DeleteFunc(st.Properties, func(p clusterinventory.Property) bool {
-		return ours[p.Name] || strings.HasPrefix(p.Name, fleetv1alpha1.PropertyAllocatablePrefix) || strings.HasPrefix(p.Name, fleetv1alpha1.PropertyFreePrefix)
+		return ours[p.Name] || slices.ContainsFunc(agentPrefixes, func(prefix string) bool { return strings.HasPrefix(p.Name, prefix) })
 	})
 	st.Properties = append(st.Properties, props...)
 	return st

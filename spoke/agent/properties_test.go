@@ -1,8 +1,11 @@
 package agent
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,23 +78,61 @@ func TestComputeProperties(t *testing.T) {
 	}
 }
 
-func TestPodRequests(t *testing.T) {
+func TestComputePropertiesReportsEveryResource(t *testing.T) {
 	q := resource.MustParse
+	node := corev1.Node{Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{
+		corev1.ResourceCPU: q("8"), corev1.ResourceMemory: q("32Gi"), corev1.ResourceEphemeralStorage: q("100Gi"),
+		corev1.ResourcePods: q("110"), "hugepages-2Mi": q("1Gi"), "example.com/fpga": q("2"),
+	}}}
 	req := func(cpu string) corev1.ResourceRequirements {
 		return corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q(cpu)}}
 	}
-	pod := &corev1.Pod{Spec: corev1.PodSpec{
-		InitContainers: []corev1.Container{
-			{Resources: req("1")}, // plain init, alone
-			{Resources: req("1"), RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}, // sidecar
-			{Resources: req("3")}, // runs with the sidecar: 4
+	pod := corev1.Pod{
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{
+				{Resources: req("1")}, // plain init, alone
+				{Resources: req("1"), RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}, // sidecar
+				{Resources: req("3")}, // runs with the sidecar: 4
+			},
+			Containers: []corev1.Container{
+				{Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+					corev1.ResourceCPU: q("1"), corev1.ResourceEphemeralStorage: q("10Gi"), "hugepages-2Mi": q("512Mi"), "example.com/fpga": q("1"),
+				}}},
+				{Resources: req("1")},
+			},
+			Overhead: corev1.ResourceList{corev1.ResourceCPU: q("100m")},
 		},
-		Containers: []corev1.Container{{Resources: req("1")}, {Resources: req("1")}},
-		Overhead:   corev1.ResourceList{corev1.ResourceCPU: q("100m")},
-	}}
-	// max(app 2 + sidecar 1 = 3, init 3 + sidecar 1 = 4) + overhead.
-	if got := PodRequests(pod)[corev1.ResourceCPU]; got.Cmp(q("4100m")) != 0 {
-		t.Errorf("PodRequests cpu = %s, want 4100m", got.String())
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	got := map[string]string{}
+	for _, p := range ComputeProperties([]corev1.Node{node}, []corev1.Pod{pod}, func(*corev1.Pod) bool { return true }, nil, now) {
+		got[p.Name] = p.Value
+	}
+	want := map[string]string{
+		// max(app 2 + sidecar 1 = 3, init 3 + sidecar 1 = 4) + overhead.
+		"allocatable.cpu": "8", "free.cpu": "3900m", "fleet-used.cpu": "4100m",
+		"allocatable.memory": "32Gi", "free.memory": "32Gi", "fleet-used.memory": "0",
+		"allocatable.nvidia.com/gpu": "0", "free.nvidia.com/gpu": "0", "fleet-used.nvidia.com/gpu": "0",
+		"allocatable.ephemeral-storage": "100Gi", "free.ephemeral-storage": "90Gi", "fleet-used.ephemeral-storage": "10Gi",
+		"allocatable.pods": "110", "free.pods": "109", "fleet-used.pods": "1",
+		"allocatable.hugepages-2Mi": "1Gi", "free.hugepages-2Mi": "512Mi", "fleet-used.hugepages-2Mi": "512Mi",
+		"allocatable.example.com/fpga": "2", "free.example.com/fpga": "1", "fleet-used.example.com/fpga": "1",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("properties (-want +got):\n%s", diff)
+	}
+
+	// A flood of extended resources is cut, the always-reported ones kept.
+	flood := corev1.Node{Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{}}}
+	for i := range 100 {
+		flood.Status.Allocatable[corev1.ResourceName(fmt.Sprintf("example.com/r%03d", i))] = q("1")
+	}
+	props := ComputeProperties([]corev1.Node{flood}, nil, nil, nil, now)
+	if len(props) != 3*MaxReportedResources {
+		t.Errorf("%d properties for 100 resources, want %d", len(props), 3*MaxReportedResources)
+	}
+	if props[0].Name != "allocatable.cpu" || props[6].Name != "allocatable.nvidia.com/gpu" || props[9].Name != "allocatable.example.com/r000" {
+		t.Errorf("order: %s, %s, %s", props[0].Name, props[6].Name, props[9].Name)
 	}
 }
 
@@ -129,6 +170,18 @@ func TestProfileStatus(t *testing.T) {
 	}
 	if names["site"] != 1 || names["topology.rack"] != 1 || names["fleet-used.cpu"] != 1 {
 		t.Errorf("properties after republishing: %v", names)
+	}
+	// A resource no node has any more, and a dropped topology key, go.
+	st = ProfileStatus(st, Health{Healthy: true}, "", ComputeProperties(nil, nil, nil, nil, now))
+	for _, p := range st.Properties {
+		if p.Name == "topology.rack" {
+			t.Errorf("stale property %s kept", p.Name)
+		}
+	}
+	// Health messages are bounded.
+	st = ProfileStatus(st, Health{Message: strings.Repeat("x", 10000)}, "", nil)
+	if n := len(st.Conditions[0].Message); n > MaxHealthMessage {
+		t.Errorf("health message of %d bytes", n)
 	}
 }
 
