@@ -263,6 +263,11 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 	}
 
 	resync := func(ctx context.Context) {
+		if !a.HubSynced() {
+			// Listing an unsynced hub cache would block the fencer; the
+			// controller enqueues every dispatch when it starts anyway.
+			return
+		}
 		reqs, err := r.allKeys(ctx)
 		if err != nil {
 			log.FromContext(ctx).Error(err, "Resyncing dispatches after reconnect")
