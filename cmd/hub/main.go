@@ -160,7 +160,7 @@ func run(args []string) error {
 	if err := inv.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up inventory: %w", err)
 	}
-	if err := dispatch.NewReconciler(mgr.GetClient(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{
+	if err := dispatch.NewReconciler(mgr.GetClient(), mgr.GetAPIReader(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{
 		Policy:                  policy,
 		MaxConcurrentReconciles: f.concurrency,
 	}).SetupWithManager(mgr); err != nil {

@@ -45,12 +45,16 @@ func (l *ledger) forget(uid types.UID) {
 // live, unfinished dispatch (but the JobSet being placed), minus what the
 // member reports its fleet pods use (fleet-used.<r>). Counting whole
 // dispatches against fleet pods, rather than guessing from report times,
-// keeps a burst honest while its pods do not exist yet.
-func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventory.Member, placing types.UID) map[string]corev1.ResourceList {
+// keeps a burst honest while its pods do not exist yet. load counts those
+// dispatches per member. dispatches may be shared with the cache: they are
+// only read.
+func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventory.Member, placing types.UID) (committed map[string]corev1.ResourceList, load map[string]int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := map[string]corev1.ResourceList{}
+	load = map[string]int{}
 	add := func(member string, res corev1.ResourceList) {
+		load[member]++
 		if out[member] == nil {
 			out[member] = corev1.ResourceList{}
 		}
@@ -86,5 +90,5 @@ func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventor
 			c[name] = q
 		}
 	}
-	return out
+	return out, load
 }

@@ -27,11 +27,12 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/hub/fence"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
 
-// +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets/finalizers,verbs=update
 // +kubebuilder:rbac:groups=fleet.jobset.x-k8s.io,resources=jobsetdispatches,verbs=get;list;watch;create;update;patch;delete
@@ -39,10 +40,11 @@ import (
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
-// OriginUIDIndex indexes JobSetDispatches by spec.origin.uid, so the hub
-// finds a JobSet's dispatches in any member namespace (after a restart, or
-// left on a lost member) without knowing where it put them.
-const OriginUIDIndex = "spec.origin.uid"
+// OriginIndex indexes JobSetDispatches by "<origin namespace>/<origin
+// name>", so the hub finds a JobSet's dispatches in any member namespace
+// (after a restart, or left on a lost member) without knowing where it put
+// them — and those of an earlier JobSet of the same name, to collect them.
+const OriginIndex = "spec.origin"
 
 // Options configures a Reconciler.
 type Options struct {
@@ -50,13 +52,18 @@ type Options struct {
 	Policy placement.Policy
 	// MaxConcurrentReconciles defaults to 4.
 	MaxConcurrentReconciles int
+	// Access is the hub's optional access to members, used to confirm or
+	// enforce that a silent member's copy stopped; nil: none.
+	Access *fence.Access
 	// Clock defaults to the wall clock.
 	Clock clock.PassiveClock
 }
 
 // Reconciler is the hub dispatcher.
 type Reconciler struct {
-	client    client.Client
+	client client.Client
+	// reader reads from the API server, not the cache.
+	reader    client.Reader
 	inventory *inventory.Inventory
 	recorder  events.EventRecorder
 	opts      Options
@@ -65,12 +72,12 @@ type Reconciler struct {
 	// concurrent placements see each other.
 	placing sync.Mutex
 	ledger  ledger
-	gauges  gauges
 }
 
 // NewReconciler returns a Reconciler. c must be the manager's client (it
-// reads dispatches through the OriginUIDIndex that SetupWithManager adds).
-func NewReconciler(c client.Client, inv *inventory.Inventory, recorder events.EventRecorder, opts Options) *Reconciler {
+// reads dispatches through the OriginIndex that SetupWithManager adds), and
+// reader its API reader.
+func NewReconciler(c client.Client, reader client.Reader, inv *inventory.Inventory, recorder events.EventRecorder, opts Options) *Reconciler {
 	if opts.Policy == "" {
 		opts.Policy = placement.Spread
 	}
@@ -80,17 +87,21 @@ func NewReconciler(c client.Client, inv *inventory.Inventory, recorder events.Ev
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	return &Reconciler{client: c, inventory: inv, recorder: recorder, opts: opts}
+	return &Reconciler{client: c, reader: reader, inventory: inv, recorder: recorder, opts: opts}
 }
 
 // SetupWithManager registers the index, metrics and controller. The
 // inventory must be set up on the same manager.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	registerMetrics()
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleet.JobSetDispatch{}, OriginUIDIndex,
-		func(o client.Object) []string { return []string{string(o.(*fleet.JobSetDispatch).Spec.Origin.UID)} }); err != nil {
+	registerMetrics(mgr.GetClient())
+	ctx := context.Background()
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &fleet.JobSetDispatch{}, OriginIndex, func(o client.Object) []string {
+		origin := o.(*fleet.JobSetDispatch).Spec.Origin
+		return []string{origin.Namespace + "/" + origin.Name}
+	}); err != nil {
 		return fmt.Errorf("indexing JobSetDispatches by origin: %w", err)
 	}
+
 	toOrigin := func(_ context.Context, o client.Object) []reconcile.Request {
 		d := o.(*fleet.JobSetDispatch)
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: d.Spec.Origin.Namespace, Name: d.Spec.Origin.Name}}}
@@ -115,12 +126,13 @@ func managedByFleet() predicate.Predicate {
 }
 
 // affectedBy maps a member change to the JobSets it may affect: those on
-// that member and those waiting for one.
+// that member, those waiting for one, and those being deleted or waiting
+// for an old copy (which may be on any member).
 func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcile.Request {
 	member := o.(*clusterinventory.ClusterProfile).Name
 	list := &jobset.JobSetList{}
-	if err := r.client.List(ctx, list); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing JobSets for a member change", "member", member)
+	if err := r.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing JobSets for a member change", "member", member)
 		return nil
 	}
 	var reqs []reconcile.Request
@@ -129,7 +141,9 @@ func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcil
 		if ptr.Deref(js.Spec.ManagedBy, "") != fleet.ManagedByFleet {
 			continue
 		}
-		if js.Labels[fleet.ClusterLabel] == member || !meta.IsStatusConditionTrue(js.Status.Conditions, ConditionDispatched) || js.DeletionTimestamp != nil {
+		waiting := !meta.IsStatusConditionTrue(js.Status.Conditions, ConditionDispatched) ||
+			meta.IsStatusConditionTrue(js.Status.Conditions, ConditionMemberStatusStale)
+		if fleetOf(&js.Status).Cluster == member || waiting || js.DeletionTimestamp != nil {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(js)})
 		}
 	}

@@ -1,11 +1,8 @@
 package dispatch
 
 import (
-	"time"
-
-	"fmt"
-	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,120 +11,97 @@ import (
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// Finalizers, annotations and conditions the hub owns.
+// Finalizers and conditions the hub owns. Its placement bookkeeping lives
+// in the JobSet's status.fleet, which only the hub writes.
 const (
 	// JobSetFinalizer keeps a hub JobSet until its member copy is gone.
 	JobSetFinalizer = "fleet.jobset.x-k8s.io/dispatch"
-	// DispatchFinalizer keeps a JobSetDispatch until its agent reports the
-	// member copy deleted (or the member is lost), so the report has an
-	// object to land on.
+	// DispatchFinalizer keeps a JobSetDispatch until the hub knows its
+	// member copy is stopped, so the dispatch, and the proof it carries,
+	// outlives the copy.
 	DispatchFinalizer = "fleet.jobset.x-k8s.io/member-cleanup"
 
-	// EpochAnnotation on a hub JobSet is the last epoch the hub assigned. It
-	// is written before the dispatch is created, so no epoch is ever reused,
-	// even across hub restarts.
-	EpochAnnotation = "fleet.jobset.x-k8s.io/epoch"
-	// RestartsCarriedAnnotation and RestartsTowardsMaxCarriedAnnotation hold
-	// the restarts the JobSet made on members it was moved away from.
-	RestartsCarriedAnnotation           = "fleet.jobset.x-k8s.io/restarts-carried"
-	RestartsTowardsMaxCarriedAnnotation = "fleet.jobset.x-k8s.io/restarts-towards-max-carried"
-
 	// ConditionDispatched is True while a member runs the JobSet; False with
-	// the reason (NoFit, MemberLost, MemberRejected) while it is pending.
+	// the reason (NoFit, MemberLost, InvalidPlacement) while it is pending.
 	ConditionDispatched = "Dispatched"
 	// ConditionMemberStatusStale is True when the status shown may be out of
-	// date because the member's heartbeat is not fresh.
+	// date because the member's heartbeat is not fresh, and says what the
+	// JobSet waits for when its member is lost (AwaitingFence).
 	ConditionMemberStatusStale = "MemberStatusStale"
 )
 
-// OnMemberLost values.
+// OnMemberLost values (annotation fleet.jobset.x-k8s.io/on-member-lost).
 const (
+	// OnMemberLostRedispatch (the default) runs the JobSet elsewhere once
+	// its copy on the lost member is confirmed stopped: at most one copy
+	// ever runs.
 	OnMemberLostRedispatch = "Redispatch"
-	OnMemberLostFail       = "Fail"
-	OnMemberLostWait       = "Wait"
+	// OnMemberLostAtLeastOnce runs it elsewhere as soon as the member counts
+	// as lost, without proof that its copy stopped: faster, but two copies
+	// may run for a while. The agent's self-fencing shortens the overlap.
+	OnMemberLostAtLeastOnce = "RedispatchAtLeastOnce"
+	// OnMemberLostFail fails the JobSet.
+	OnMemberLostFail = "Fail"
+	// OnMemberLostWait keeps waiting for the member to return.
+	OnMemberLostWait = "Wait"
 )
+
+// OnMemberLostPolicies lists the valid values, for validation messages.
+var OnMemberLostPolicies = []string{OnMemberLostRedispatch, OnMemberLostAtLeastOnce, OnMemberLostFail, OnMemberLostWait}
 
 // Reasons of hub conditions and events.
 const (
-	ReasonDispatched     = "Dispatched"
-	ReasonRedispatched   = "Redispatched"
-	ReasonNoFit          = "NoFit"
-	ReasonMemberLost     = "MemberLost"
-	ReasonMemberRejected = "MemberRejected"
-	ReasonHeartbeatStale = "HeartbeatStale"
-	ReasonHeartbeatFresh = "HeartbeatFresh"
-	ReasonSpecPropagated = "SpecPropagated"
-	ReasonAdopted        = "Adopted"
-	ReasonDeleting       = "DeletingMemberCopy"
-	ReasonReleased       = "MemberCopyDeleted"
+	ReasonDispatched       = "Dispatched"
+	ReasonRedispatched     = "Redispatched"
+	ReasonNoFit            = "NoFit"
+	ReasonInvalidPlacement = "InvalidPlacement"
+	ReasonMemberLost       = "MemberLost"
+	ReasonAwaitingFence    = "AwaitingFence"
+	ReasonHeartbeatStale   = "HeartbeatStale"
+	ReasonHeartbeatFresh   = "HeartbeatFresh"
+	ReasonSpecPropagated   = "SpecPropagated"
+	ReasonSuspending       = "Suspending"
+	ReasonResuming         = "Resuming"
+	ReasonAdopted          = "Adopted"
+	ReasonDispatchDeleted  = "DispatchDeleted"
+	ReasonDeleting         = "DeletingDispatch"
+	ReasonReleased         = "DispatchReleased"
+	ReasonCopyStopped      = "MemberCopyStopped"
 )
 
 // hubConditionTypes are set by the hub, never copied from the member.
 var hubConditionTypes = map[string]bool{ConditionDispatched: true, ConditionMemberStatusStale: true}
 
-// Carried is what earlier members contributed to the JobSet's restarts.
-type Carried struct {
-	Restarts           int32
-	RestartsTowardsMax int32
-}
-
-// Placement is the hub's recorded decision for a JobSet: which member, which
-// epoch, and the restarts carried over from earlier members.
-type Placement struct {
-	Cluster string
-	Epoch   int64
-	Carried Carried
-}
-
-// RecordedPlacement reads the decision recorded on a hub JobSet. Malformed
-// annotations read as zero: epochs then restart from the dispatches found.
-func RecordedPlacement(js *jobset.JobSet) Placement {
-	p := Placement{Cluster: js.Labels[fleet.ClusterLabel]}
-	p.Epoch, _ = strconv.ParseInt(js.Annotations[EpochAnnotation], 10, 64)
-	r, _ := strconv.ParseInt(js.Annotations[RestartsCarriedAnnotation], 10, 32)
-	m, _ := strconv.ParseInt(js.Annotations[RestartsTowardsMaxCarriedAnnotation], 10, 32)
-	p.Carried = Carried{Restarts: int32(r), RestartsTowardsMax: int32(m)}
-	return p
-}
-
-// Record writes p onto the JobSet's metadata (the caller patches it).
-func (p Placement) Record(js *jobset.JobSet) {
-	if js.Labels == nil {
-		js.Labels = map[string]string{}
+// fleetOf is the hub's bookkeeping in a status (zero when none).
+func fleetOf(s *jobset.JobSetStatus) jobset.FleetStatus {
+	if s.Fleet == nil {
+		return jobset.FleetStatus{}
 	}
-	if js.Annotations == nil {
-		js.Annotations = map[string]string{}
-	}
-	js.Labels[fleet.ClusterLabel] = p.Cluster
-	js.Annotations[EpochAnnotation] = strconv.FormatInt(p.Epoch, 10)
-	if p.Carried != (Carried{}) {
-		js.Annotations[RestartsCarriedAnnotation] = strconv.Itoa(int(p.Carried.Restarts))
-		js.Annotations[RestartsTowardsMaxCarriedAnnotation] = strconv.Itoa(int(p.Carried.RestartsTowardsMax))
-	}
+	return *s.Fleet
 }
 
 // OnMemberLost is the JobSet's member-loss policy.
 func OnMemberLost(js *jobset.JobSet) string {
 	switch v := js.Annotations[fleet.OnMemberLostAnnotation]; v {
-	case OnMemberLostFail, OnMemberLostWait:
+	case OnMemberLostAtLeastOnce, OnMemberLostFail, OnMemberLostWait:
 		return v
 	}
 	return OnMemberLostRedispatch
 }
 
 // Template is what the member must run for a hub JobSet: the user's labels,
-// annotations and spec, without the hub's own bookkeeping, managed by the
-// member's built-in controller, with maxRestarts reduced by the restarts
-// already spent on earlier members.
-func Template(js *jobset.JobSet, carried Carried) fleet.JobSetTemplate {
+// annotations and spec, without the hub's own keys, managed by the member's
+// built-in controller, with maxRestarts reduced by the restarts already
+// spent on earlier placements.
+func Template(js *jobset.JobSet, fs jobset.FleetStatus) fleet.JobSetTemplate {
 	t := fleet.JobSetTemplate{
 		Labels:      withoutFleetKeys(js.Labels),
 		Annotations: withoutFleetKeys(js.Annotations),
 	}
 	js.Spec.DeepCopyInto(&t.Spec)
 	t.Spec.ManagedBy = nil
-	if fp := t.Spec.FailurePolicy; fp != nil && carried.RestartsTowardsMax > 0 {
-		fp.MaxRestarts = max(0, fp.MaxRestarts-carried.RestartsTowardsMax)
+	if fp := t.Spec.FailurePolicy; fp != nil && fs.RestartsCountTowardsMaxCarried > 0 {
+		fp.MaxRestarts = max(0, fp.MaxRestarts-fs.RestartsCountTowardsMaxCarried)
 	}
 	return t
 }
@@ -146,19 +120,19 @@ func withoutFleetKeys(in map[string]string) map[string]string {
 	return out
 }
 
-// NewDispatch is the JobSetDispatch for placement p of a hub JobSet.
-func NewDispatch(js *jobset.JobSet, p Placement) *fleet.JobSetDispatch {
+// NewDispatch is the JobSetDispatch for the placement fs of a hub JobSet.
+func NewDispatch(js *jobset.JobSet, fs jobset.FleetStatus) *fleet.JobSetDispatch {
 	return &fleet.JobSetDispatch{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace:  fleet.MemberNamespace(p.Cluster),
+			Namespace:  fleet.MemberNamespace(fs.Cluster),
 			Name:       fleet.DispatchName(js.Namespace, js.Name),
 			Labels:     map[string]string{fleet.OriginUIDLabel: string(js.UID)},
 			Finalizers: []string{DispatchFinalizer},
 		},
 		Spec: fleet.JobSetDispatchSpec{
 			Origin: fleet.Origin{Namespace: js.Namespace, Name: js.Name, UID: js.UID},
-			Epoch:  p.Epoch,
-			JobSet: Template(js, p.Carried),
+			Epoch:  fs.Epoch,
+			JobSet: Template(js, fs),
 		},
 	}
 }
@@ -168,44 +142,47 @@ func MemberOf(d *fleet.JobSetDispatch) string {
 	return strings.TrimPrefix(d.Namespace, fleet.MemberNamespacePrefix)
 }
 
-// Reported reports whether the agent wrote status for this dispatch's epoch.
+// reported reports whether the agent wrote status for this dispatch's epoch.
 // Agents that do not fill observedEpoch are trusted once they synced: a
 // dispatch object only ever carries one epoch.
-func Reported(d *fleet.JobSetDispatch) bool {
+func reported(d *fleet.JobSetDispatch) bool {
 	return d.Status.ObservedEpoch == d.Spec.Epoch || (d.Status.ObservedEpoch == 0 && d.Status.LastSyncTime != nil)
 }
 
-// AgentDeleted reports whether the agent says the member copy is gone.
-func AgentDeleted(d *fleet.JobSetDispatch) bool {
-	return meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchDeleted)
-}
-
-// AgentRejected returns the agent's refusal, if it refused the dispatch.
-func AgentRejected(d *fleet.JobSetDispatch) (string, bool) {
+// rejected reports whether the agent refused the dispatch: it runs no copy
+// for it.
+func rejected(d *fleet.JobSetDispatch) bool {
 	c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchAccepted)
-	if c == nil || c.Status != metav1.ConditionFalse {
-		return "", false
-	}
-	return fmt.Sprintf("member %s refused the JobSet: %s: %s", MemberOf(d), c.Reason, c.Message), true
+	return c != nil && c.Status == metav1.ConditionFalse
 }
 
-// MirrorStatus is the user's JobSet status given the member's report: the
+// rejectionMessage quotes the agent's refusal.
+func rejectionMessage(d *fleet.JobSetDispatch) string {
+	c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchAccepted)
+	if c == nil {
+		return ""
+	}
+	return c.Reason + ": " + c.Message
+}
+
+// mirrorStatus is the user's JobSet status given the member's report: the
 // member's status with the carried restarts added, the member's conditions,
-// and the hub's own conditions kept. A finished JobSet stays finished, and
-// nothing changes until the member reported for this dispatch's epoch.
-func MirrorStatus(current jobset.JobSetStatus, d *fleet.JobSetDispatch, carried Carried) jobset.JobSetStatus {
+// and the hub's own conditions and bookkeeping kept. Restarts never go
+// backwards, a finished JobSet stays finished, and nothing changes until
+// the member reported for this dispatch's epoch.
+func mirrorStatus(current jobset.JobSetStatus, d *fleet.JobSetDispatch, fs jobset.FleetStatus) jobset.JobSetStatus {
 	out := *current.DeepCopy()
 	if current.TerminalState != "" {
 		return out
 	}
-	out.Restarts = max(out.Restarts, carried.Restarts)
-	out.RestartsCountTowardsMax = max(out.RestartsCountTowardsMax, carried.RestartsTowardsMax)
-	if d == nil || !Reported(d) {
+	out.Restarts = max(out.Restarts, fs.RestartsCarried)
+	out.RestartsCountTowardsMax = max(out.RestartsCountTowardsMax, fs.RestartsCountTowardsMaxCarried)
+	if d == nil || !reported(d) {
 		return out
 	}
 	ms := d.Status.JobSetStatus.DeepCopy()
-	out.Restarts = ms.Restarts + carried.Restarts
-	out.RestartsCountTowardsMax = ms.RestartsCountTowardsMax + carried.RestartsTowardsMax
+	out.Restarts = max(out.Restarts, ms.Restarts+fs.RestartsCarried)
+	out.RestartsCountTowardsMax = max(out.RestartsCountTowardsMax, ms.RestartsCountTowardsMax+fs.RestartsCountTowardsMaxCarried)
 	out.TerminalState = ms.TerminalState
 	out.ReplicatedJobsStatus = ms.ReplicatedJobsStatus
 	out.PreviousInPlaceRestartAttempt = ms.PreviousInPlaceRestartAttempt

@@ -15,9 +15,9 @@ import (
 func hubJobSet() *jobset.JobSet {
 	js := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{
 		Namespace: "team", Name: "train", UID: "uid-1",
-		Labels: map[string]string{"app": "train", fleet.ClusterLabel: "m1"},
+		Labels: map[string]string{"app": "train", "fleet.jobset.x-k8s.io/cluster": "m1"},
 		Annotations: map[string]string{
-			"owner": "alice", EpochAnnotation: "2", RestartsCarriedAnnotation: "3", RestartsTowardsMaxCarriedAnnotation: "2",
+			"owner": "alice", fleet.OnMemberLostAnnotation: OnMemberLostWait,
 			"kubectl.kubernetes.io/last-applied-configuration": "{}",
 		},
 	}}
@@ -28,26 +28,9 @@ func hubJobSet() *jobset.JobSet {
 	return js
 }
 
-func TestRecordedPlacementRoundTrip(t *testing.T) {
-	js := hubJobSet()
-	p := RecordedPlacement(js)
-	want := Placement{Cluster: "m1", Epoch: 2, Carried: Carried{Restarts: 3, RestartsTowardsMax: 2}}
-	if p != want {
-		t.Fatalf("RecordedPlacement = %+v, want %+v", p, want)
-	}
-	fresh := &jobset.JobSet{}
-	want.Record(fresh)
-	if got := RecordedPlacement(fresh); got != want {
-		t.Errorf("Record then read = %+v, want %+v", got, want)
-	}
-	if got := RecordedPlacement(&jobset.JobSet{}); got != (Placement{}) {
-		t.Errorf("unplaced JobSet: %+v", got)
-	}
-}
-
 func TestTemplate(t *testing.T) {
 	js := hubJobSet()
-	tpl := Template(js, RecordedPlacement(js).Carried)
+	tpl := Template(js, jobset.FleetStatus{Cluster: "m1", Epoch: 2, RestartsCarried: 3, RestartsCountTowardsMaxCarried: 2})
 	if tpl.Spec.ManagedBy != nil {
 		t.Error("the member copy must be left to the member's built-in controller")
 	}
@@ -64,17 +47,17 @@ func TestTemplate(t *testing.T) {
 		t.Error("suspend must propagate")
 	}
 	js.Spec.FailurePolicy.MaxRestarts = 1
-	if got := Template(js, Carried{RestartsTowardsMax: 4}).Spec.FailurePolicy.MaxRestarts; got != 0 {
+	if got := Template(js, jobset.FleetStatus{RestartsCountTowardsMaxCarried: 4}).Spec.FailurePolicy.MaxRestarts; got != 0 {
 		t.Errorf("maxRestarts floor: got %d, want 0", got)
 	}
-	d := NewDispatch(js, Placement{Cluster: "m2", Epoch: 3})
+	d := NewDispatch(js, jobset.FleetStatus{Cluster: "m2", Epoch: 3})
 	if d.Namespace != "fleet-member-m2" || d.Name != "team.train" || d.Spec.Epoch != 3 || d.Labels[fleet.OriginUIDLabel] != "uid-1" ||
 		d.Spec.Origin != (fleet.Origin{Namespace: "team", Name: "train", UID: "uid-1"}) || d.Finalizers[0] != DispatchFinalizer {
 		t.Errorf("NewDispatch = %+v", d)
 	}
 }
 
-func reported(epoch, observed int64, s jobset.JobSetStatus) *fleet.JobSetDispatch {
+func reportedAt(epoch, observed int64, s jobset.JobSetStatus) *fleet.JobSetDispatch {
 	d := &fleet.JobSetDispatch{}
 	d.Spec.Epoch = epoch
 	d.Status.ObservedEpoch = observed
@@ -97,21 +80,22 @@ func TestMirrorStatus(t *testing.T) {
 		name     string
 		current  jobset.JobSetStatus
 		d        *fleet.JobSetDispatch
-		carried  Carried
+		carried  jobset.FleetStatus
 		restarts int32
 		active   int32
 		conds    []string
 	}{
-		{"not reported yet: unchanged", jobset.JobSetStatus{Conditions: hubConds}, reported(1, 0, memberStatus), Carried{}, 0, 0, []string{"Dispatched=True"}},
-		{"report for another epoch is ignored", jobset.JobSetStatus{Conditions: hubConds}, reported(2, 1, memberStatus), Carried{}, 0, 0, []string{"Dispatched=True"}},
-		{"reported", jobset.JobSetStatus{Conditions: hubConds}, reported(1, 1, memberStatus), Carried{}, 1, 2, []string{"Dispatched=True", "Suspended=False"}},
-		{"carried restarts add up", jobset.JobSetStatus{Conditions: hubConds}, reported(2, 2, memberStatus), Carried{Restarts: 3, RestartsTowardsMax: 2}, 4, 2, []string{"Dispatched=True", "Suspended=False"}},
-		{"carried shown before the new member reports", jobset.JobSetStatus{Restarts: 1}, reported(2, 0, memberStatus), Carried{Restarts: 3}, 3, 0, nil},
-		{"finished stays finished", jobset.JobSetStatus{TerminalState: "Failed", Restarts: 7}, reported(1, 1, memberStatus), Carried{}, 7, 0, nil},
+		{"not reported yet: unchanged", jobset.JobSetStatus{Conditions: hubConds}, reportedAt(1, 0, memberStatus), jobset.FleetStatus{}, 0, 0, []string{"Dispatched=True"}},
+		{"report for another epoch is ignored", jobset.JobSetStatus{Conditions: hubConds}, reportedAt(2, 1, memberStatus), jobset.FleetStatus{}, 0, 0, []string{"Dispatched=True"}},
+		{"reported", jobset.JobSetStatus{Conditions: hubConds}, reportedAt(1, 1, memberStatus), jobset.FleetStatus{}, 1, 2, []string{"Dispatched=True", "Suspended=False"}},
+		{"carried restarts add up", jobset.JobSetStatus{Conditions: hubConds}, reportedAt(2, 2, memberStatus), jobset.FleetStatus{RestartsCarried: 3, RestartsCountTowardsMaxCarried: 2}, 4, 2, []string{"Dispatched=True", "Suspended=False"}},
+		{"carried shown before the new member reports", jobset.JobSetStatus{Restarts: 1}, reportedAt(2, 0, memberStatus), jobset.FleetStatus{RestartsCarried: 3}, 3, 0, nil},
+		{"restarts never go backwards (a copy re-created with fewer)", jobset.JobSetStatus{Restarts: 5}, reportedAt(1, 1, memberStatus), jobset.FleetStatus{}, 5, 2, []string{"Suspended=False"}},
+		{"finished stays finished", jobset.JobSetStatus{TerminalState: "Failed", Restarts: 7}, reportedAt(1, 1, memberStatus), jobset.FleetStatus{}, 7, 0, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := MirrorStatus(tc.current, tc.d, tc.carried)
+			got := mirrorStatus(tc.current, tc.d, tc.carried)
 			if got.Restarts != tc.restarts {
 				t.Errorf("restarts = %d, want %d", got.Restarts, tc.restarts)
 			}
@@ -134,31 +118,25 @@ func TestMirrorStatus(t *testing.T) {
 	}
 }
 
-func TestAgentReports(t *testing.T) {
+func TestRejected(t *testing.T) {
 	d := &fleet.JobSetDispatch{}
 	d.Namespace = "fleet-member-m1"
-	if AgentDeleted(d) {
-		t.Error("no report is not deleted")
+	if rejected(d) {
+		t.Error("no report is no refusal")
 	}
 	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchAccepted, Status: metav1.ConditionFalse, Reason: "Conflict", Message: "a JobSet train exists"})
-	if msg, ok := AgentRejected(d); !ok || msg != "member m1 refused the JobSet: Conflict: a JobSet train exists" {
-		t.Errorf("AgentRejected = %q, %t", msg, ok)
+	if !rejected(d) || rejectionMessage(d) != "Conflict: a JobSet train exists" {
+		t.Errorf("rejected = %t, %q", rejected(d), rejectionMessage(d))
 	}
-	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue, Reason: "MemberJobSetDeleted"})
-	if !AgentDeleted(d) {
-		t.Error("Deleted=True is the agent's deletion report")
-	}
-	d.Status.Conditions = []metav1.Condition{
-		{Type: fleet.DispatchAccepted, Status: metav1.ConditionTrue, Reason: "Accepted"},
-		{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue, Reason: "MemberJobSetDeleted"},
-	}
-	if _, ok := AgentRejected(d); ok {
-		t.Error("a deletion report is not a refusal")
+	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchAccepted, Status: metav1.ConditionTrue, Reason: "Accepted"})
+	if rejected(d) {
+		t.Error("an accepted dispatch is not refused")
 	}
 }
 
 func TestOnMemberLost(t *testing.T) {
-	for v, want := range map[string]string{"": OnMemberLostRedispatch, "Fail": OnMemberLostFail, "Wait": OnMemberLostWait, "bogus": OnMemberLostRedispatch} {
+	for v, want := range map[string]string{"": OnMemberLostRedispatch, "Fail": OnMemberLostFail, "Wait": OnMemberLostWait,
+		"RedispatchAtLeastOnce": OnMemberLostAtLeastOnce, "bogus": OnMemberLostRedispatch} {
 		js := &jobset.JobSet{}
 		if v != "" {
 			js.Annotations = map[string]string{fleet.OnMemberLostAnnotation: v}

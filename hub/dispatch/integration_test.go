@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -83,7 +84,7 @@ func startHub(t *testing.T, policy placement.Policy) (stop func()) {
 	if err := inv.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	r := dispatch.NewReconciler(mgr.GetClient(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{Policy: policy})
+	r := dispatch.NewReconciler(mgr.GetClient(), mgr.GetAPIReader(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{Policy: policy})
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -220,12 +221,68 @@ func reportStatus(t *testing.T, d *fleet.JobSetDispatch, mutate func(*fleet.JobS
 	})
 }
 
-// reportDeleted reports the member copy gone, as spoke/agent does.
+// reportDeleted reports the member copy gone and lets the dispatch go, as
+// spoke/agent does.
 func reportDeleted(t *testing.T, d *fleet.JobSetDispatch) {
+	t.Helper()
 	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue,
 			Reason: "MemberJobSetDeleted", Message: "the member JobSet no longer exists"})
 	})
+	eventually(t, "removing the agent's finalizer", func() error {
+		cur := &fleet.JobSetDispatch{}
+		if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(d), cur); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		controllerutil.RemoveFinalizer(cur, fleet.AgentFinalizer)
+		return hub.Client.Update(context.Background(), cur)
+	})
+}
+
+// accept takes the dispatch as the agent does before it creates a copy:
+// its finalizer first, then an Accepted report.
+func accept(t *testing.T, d *fleet.JobSetDispatch) {
+	t.Helper()
+	eventually(t, "adding the agent's finalizer", func() error {
+		cur := &fleet.JobSetDispatch{}
+		if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(d), cur); err != nil {
+			return err
+		}
+		if controllerutil.ContainsFinalizer(cur, fleet.AgentFinalizer) {
+			return nil
+		}
+		controllerutil.AddFinalizer(cur, fleet.AgentFinalizer)
+		return hub.Client.Update(context.Background(), cur)
+	})
+	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: fleet.DispatchAccepted, Status: metav1.ConditionTrue,
+			Reason: "Accepted", Message: "running"})
+	})
+}
+
+// markOutOfService labels a member's ClusterProfile out of service, as an
+// operator confirms nothing of the fleet runs there.
+func markOutOfService(t *testing.T, member string) {
+	t.Helper()
+	eventually(t, "labelling "+member+" out of service", func() error {
+		p := &clusterinventory.ClusterProfile{}
+		if err := hub.Client.Get(context.Background(), types.NamespacedName{Namespace: inventoryNS, Name: member}, p); err != nil {
+			return err
+		}
+		if p.Labels == nil {
+			p.Labels = map[string]string{}
+		}
+		p.Labels[fleet.OutOfServiceLabel] = "true"
+		return hub.Client.Update(context.Background(), p)
+	})
+}
+
+// placed is the hub's recorded placement of a JobSet.
+func placed(js *jobset.JobSet) jobset.FleetStatus {
+	if js.Status.Fleet == nil {
+		return jobset.FleetStatus{}
+	}
+	return *js.Status.Fleet
 }
 
 func namespace(t *testing.T, name string) string {
@@ -300,19 +357,20 @@ func consistently(t *testing.T, what string, d time.Duration, f func() error) {
 	}
 }
 
-// waitDispatched waits for the JobSet to be dispatched to member and
-// returns the dispatch.
+// waitDispatched waits for the JobSet to be dispatched to member, accepts
+// the dispatch as the member's agent would, and returns it.
 func waitDispatched(t *testing.T, js *jobset.JobSet, member string) *fleet.JobSetDispatch {
 	t.Helper()
 	var d *fleet.JobSetDispatch
 	eventually(t, "dispatch to "+member, func() error {
-		if d = dispatchOf(t, js, member); d == nil {
+		if d = dispatchOf(t, js, member); d == nil || d.DeletionTimestamp != nil {
 			cur := get(t, js)
-			return fmt.Errorf("no dispatch in %s yet; conditions %+v", fleet.MemberNamespace(member), cur.Status.Conditions)
+			return fmt.Errorf("no live dispatch in %s yet; conditions %+v", fleet.MemberNamespace(member), cur.Status.Conditions)
 		}
 		return nil
 	})
-	return d
+	accept(t, d)
+	return dispatchOf(t, js, member)
 }
 
 func condition(js *jobset.JobSet, typ string) *metav1.Condition {

@@ -7,11 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -42,14 +44,17 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 	if dispatchOf(t, js, "submit-small") != nil {
 		t.Error("a second dispatch was created")
 	}
-	eventually(t, "Dispatched condition, cluster label, epoch", func() error {
+	eventually(t, "Dispatched condition, placement in status", func() error {
 		cur := get(t, js)
 		c := condition(cur, dispatch.ConditionDispatched)
 		if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "submit-big") {
 			return fmt.Errorf("Dispatched = %+v", c)
 		}
-		if cur.Labels[fleet.ClusterLabel] != "submit-big" || cur.Annotations[dispatch.EpochAnnotation] != "1" {
-			return fmt.Errorf("labels %v annotations %v", cur.Labels, cur.Annotations)
+		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "submit-big", Epoch: 1}, placed(cur)); diff != "" {
+			return fmt.Errorf("status.fleet (-want +got):\n%s", diff)
+		}
+		if len(cur.Labels) != 1 || len(cur.Annotations) != 1 {
+			return fmt.Errorf("the hub must keep its bookkeeping out of metadata: labels %v annotations %v", cur.Labels, cur.Annotations)
 		}
 		if len(cur.Finalizers) != 1 || cur.Finalizers[0] != dispatch.JobSetFinalizer {
 			return fmt.Errorf("finalizers %v", cur.Finalizers)
@@ -251,9 +256,10 @@ func TestDeleteWaitsForAgent(t *testing.T) {
 	})
 }
 
-// TestDeleteReleasesAfterMemberLost: a silent member does not block
-// deletion forever.
-func TestDeleteReleasesAfterMemberLost(t *testing.T) {
+// TestDeleteWaitsForConfirmedFence: deleting a JobSet whose member went
+// silent waits, saying why and what confirms it, until an operator marks
+// the member out of service.
+func TestDeleteWaitsForConfirmedFence(t *testing.T) {
 	startHub(t, placement.Spread)
 	a := join(t, "dellost", "8", map[string]string{"test": "dellost"})
 	ns := namespace(t, "team-dellost")
@@ -270,7 +276,18 @@ func TestDeleteReleasesAfterMemberLost(t *testing.T) {
 	if err := hub.Client.Delete(context.Background(), get(t, js)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "JobSet released after the member-lost timeout", func() error {
+	eventually(t, "AwaitingFence while the silent member may still run the copy", func() error {
+		c := condition(get(t, js), dispatch.ConditionMemberStatusStale)
+		if c == nil || c.Reason != dispatch.ReasonAwaitingFence || !strings.Contains(c.Message, "kubectl label clusterprofile -n fleet-system dellost fleet.jobset.x-k8s.io/out-of-service=true") {
+			return fmt.Errorf("MemberStatusStale = %+v", c)
+		}
+		return nil
+	})
+	consistently(t, "JobSet kept past the member-lost timeout", lostTimeout, func() error {
+		return hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), &jobset.JobSet{})
+	})
+	markOutOfService(t, "dellost")
+	eventually(t, "JobSet released once the member is confirmed out of service", func() error {
 		err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), &jobset.JobSet{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("JobSet still there (%v)", err)
@@ -279,10 +296,11 @@ func TestDeleteReleasesAfterMemberLost(t *testing.T) {
 	})
 }
 
-// TestMemberLostRedispatch: when its member goes silent the JobSet shows
-// stale status, then moves to the other member with epoch 2, carrying its
-// restarts; the copy on the lost member is released.
-func TestMemberLostRedispatch(t *testing.T) {
+// TestMemberLostAwaitsFence: when its member goes silent the JobSet shows
+// stale status and waits — past the member-lost timeout — for proof that
+// its copy stopped; once an operator confirms, it moves to the other member
+// with a new epoch, the move counted as a restart against maxRestarts.
+func TestMemberLostAwaitsFence(t *testing.T) {
 	startHub(t, placement.Spread)
 	sel := map[string]string{"test": "lost"}
 	first := join(t, "lost-a", "16", sel)
@@ -302,30 +320,36 @@ func TestMemberLostRedispatch(t *testing.T) {
 		return nil
 	})
 
-	lostAt := time.Now()
 	first.stop()
-	eventually(t, "MemberStatusStale", func() error {
+	eventually(t, "AwaitingFence", func() error {
 		c := condition(get(t, js), dispatch.ConditionMemberStatusStale)
-		if c == nil || c.Status != metav1.ConditionTrue {
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != dispatch.ReasonAwaitingFence {
 			return fmt.Errorf("MemberStatusStale = %+v", c)
+		}
+		return hasEvent(t, js, dispatch.ReasonAwaitingFence)
+	})
+	consistently(t, "no second copy without proof the first stopped", 2*lostTimeout, func() error {
+		if d := dispatchOf(t, js, "lost-b"); d != nil {
+			return fmt.Errorf("dispatched to lost-b while lost-a may still run it")
+		}
+		if cur := dispatchOf(t, js, "lost-a"); cur == nil || cur.DeletionTimestamp != nil {
+			return fmt.Errorf("the copy on lost-a must be left alone while waiting: %+v", cur)
 		}
 		return nil
 	})
+
+	markOutOfService(t, "lost-a")
 	d2 := waitDispatched(t, js, "lost-b")
-	// Silence counts from the last renewal, at most renewEvery before stop.
-	if since := time.Since(lostAt); since < lostTimeout-renewEvery {
-		t.Errorf("re-dispatched %s after the member went silent, before the %s member-lost timeout", since, lostTimeout)
-	}
 	if d2.Spec.Epoch != 2 {
 		t.Errorf("epoch = %d, want 2", d2.Spec.Epoch)
 	}
-	if mr := d2.Spec.JobSet.Spec.FailurePolicy.MaxRestarts; mr != 3 {
-		t.Errorf("maxRestarts on the new member = %d, want 5-2 = 3", mr)
+	if mr := d2.Spec.JobSet.Spec.FailurePolicy.MaxRestarts; mr != 2 {
+		t.Errorf("maxRestarts on the new member = %d, want 5 - (2 restarts + 1 move) = 2", mr)
 	}
 	eventually(t, "JobSet moved, restarts carried, old dispatch released", func() error {
 		cur := get(t, js)
-		if cur.Labels[fleet.ClusterLabel] != "lost-b" || cur.Annotations[dispatch.EpochAnnotation] != "2" || cur.Annotations[dispatch.RestartsCarriedAnnotation] != "2" {
-			return fmt.Errorf("labels %v annotations %v", cur.Labels, cur.Annotations)
+		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "lost-b", Epoch: 2, RestartsCarried: 3, RestartsCountTowardsMaxCarried: 3}, placed(cur)); diff != "" {
+			return fmt.Errorf("status.fleet (-want +got):\n%s", diff)
 		}
 		if c := condition(cur, dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue || c.Reason != dispatch.ReasonRedispatched {
 			return fmt.Errorf("Dispatched = %+v", c)
@@ -333,8 +357,8 @@ func TestMemberLostRedispatch(t *testing.T) {
 		if c := condition(cur, dispatch.ConditionMemberStatusStale); c == nil || c.Status != metav1.ConditionFalse {
 			return fmt.Errorf("MemberStatusStale = %+v", c)
 		}
-		if old := dispatchOf(t, js, "lost-a"); old != nil {
-			return fmt.Errorf("dispatch on the lost member still there: deleting=%v finalizers=%v", old.DeletionTimestamp != nil, old.Finalizers)
+		if old := dispatchOf(t, js, "lost-a"); old != nil && controllerutil.ContainsFinalizer(old, dispatch.DispatchFinalizer) {
+			return fmt.Errorf("dispatch on the lost member not released: %v", old.Finalizers)
 		}
 		return nil
 	})
@@ -342,13 +366,60 @@ func TestMemberLostRedispatch(t *testing.T) {
 		s.JobSetStatus = jobset.JobSetStatus{Restarts: 1, RestartsCountTowardsMax: 1}
 	})
 	eventually(t, "restarts add up across members", func() error {
-		if s := get(t, js).Status; s.Restarts != 3 || s.RestartsCountTowardsMax != 3 {
-			return fmt.Errorf("restarts %d towards max %d, want 3 and 3", s.Restarts, s.RestartsCountTowardsMax)
+		if s := get(t, js).Status; s.Restarts != 4 || s.RestartsCountTowardsMax != 4 {
+			return fmt.Errorf("restarts %d towards max %d, want 4 and 4", s.Restarts, s.RestartsCountTowardsMax)
 		}
 		return nil
 	})
-	if n := len(allDispatchesOf(t, js)); n != 1 {
-		t.Errorf("%d dispatches, want 1", n)
+}
+
+// TestMemberLostAtLeastOnce: a JobSet that opts into at-least-once
+// failover moves once its member counts as lost, without proof.
+func TestMemberLostAtLeastOnce(t *testing.T) {
+	startHub(t, placement.Spread)
+	sel := map[string]string{"test": "alo"}
+	first := join(t, "alo-a", "16", sel)
+	join(t, "alo-b", "8", sel)
+	ns := namespace(t, "team-alo")
+	js := newJobSet(ns, "train", 1, "1", fleet.ClusterSelectorAnnotation, "test=alo", fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce)
+	js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 1}
+	create(t, js)
+	waitDispatched(t, js, "alo-a")
+	lostAt := time.Now()
+	first.stop()
+	d2 := waitDispatched(t, js, "alo-b")
+	// Silence counts from the last renewal, at most renewEvery before stop.
+	if since := time.Since(lostAt); since < lostTimeout-renewEvery {
+		t.Errorf("re-dispatched %s after the member went silent, before the %s member-lost timeout", since, lostTimeout)
+	}
+	if d2.Spec.Epoch != 2 || d2.Spec.JobSet.Spec.FailurePolicy.MaxRestarts != 0 {
+		t.Errorf("epoch %d maxRestarts %d, want 2 and 0", d2.Spec.Epoch, d2.Spec.JobSet.Spec.FailurePolicy.MaxRestarts)
+	}
+}
+
+// TestMoveBeyondMaxRestartsFails: a move is a restart; one more than
+// failurePolicy.maxRestarts allows fails the JobSet instead.
+func TestMoveBeyondMaxRestartsFails(t *testing.T) {
+	startHub(t, placement.Spread)
+	sel := map[string]string{"test": "maxr"}
+	first := join(t, "maxr-a", "16", sel)
+	join(t, "maxr-b", "8", sel)
+	ns := namespace(t, "team-maxr")
+	js := newJobSet(ns, "train", 1, "1", fleet.ClusterSelectorAnnotation, "test=maxr")
+	create(t, js)
+	waitDispatched(t, js, "maxr-a")
+	first.stop()
+	markOutOfService(t, "maxr-a")
+	eventually(t, "JobSet failed", func() error {
+		cur := get(t, js)
+		c := condition(cur, string(jobset.JobSetFailed))
+		if cur.Status.TerminalState != "Failed" || c == nil || !strings.Contains(c.Message, "more than failurePolicy.maxRestarts (0)") {
+			return fmt.Errorf("status %+v", cur.Status)
+		}
+		return nil
+	})
+	if d := dispatchOf(t, js, "maxr-b"); d != nil {
+		t.Error("a JobSet out of restarts must not move")
 	}
 }
 
@@ -396,29 +467,33 @@ func TestHubRestartMidDispatch(t *testing.T) {
 
 	// Crashed after recording a decision for restart-b, before creating it.
 	crashed := newJobSet(ns, "crashed", 1, "1", fleet.ClusterSelectorAnnotation, "test=restart")
-	crashed.Labels = map[string]string{fleet.ClusterLabel: "restart-b"}
-	crashed.Annotations[dispatch.EpochAnnotation] = "3"
 	create(t, crashed)
-	// A dispatch whose JobSet lost its record (e.g. edited away): adopt it.
-	orphan := newJobSet(ns, "orphan", 1, "1", fleet.ClusterSelectorAnnotation, "test=restart")
-	create(t, orphan)
-	od := dispatch.NewDispatch(orphan, dispatch.Placement{Cluster: "restart-b", Epoch: 1})
-	create(t, od)
+	crashed.Status.Fleet = &jobset.FleetStatus{Cluster: "restart-b", Epoch: 3}
+	if err := hub.Client.Status().Update(context.Background(), crashed); err != nil {
+		t.Fatal(err)
+	}
+	// A dispatch whose JobSet has no record of it (made by an older hub, or
+	// the status was lost): adopt it.
+	adopted := newJobSet(ns, "adopted", 1, "1", fleet.ClusterSelectorAnnotation, "test=restart")
+	create(t, adopted)
+	create(t, dispatch.NewDispatch(adopted, jobset.FleetStatus{Cluster: "restart-b", Epoch: 1}))
 
 	startHub(t, placement.Spread)
-	d := waitDispatched(t, crashed, "restart-b")
-	if d.Spec.Epoch != 3 {
-		t.Errorf("recorded decision must be carried out with its epoch: got %d, want 3", d.Spec.Epoch)
-	}
-	eventually(t, "orphan adopted", func() error {
-		cur := get(t, orphan)
-		if cur.Labels[fleet.ClusterLabel] != "restart-b" || cur.Annotations[dispatch.EpochAnnotation] != "1" {
-			return fmt.Errorf("labels %v annotations %v", cur.Labels, cur.Annotations)
+	eventually(t, "crashed placement carried out with a new epoch", func() error {
+		ds := allDispatchesOf(t, crashed)
+		if len(ds) != 1 || ds[0].Spec.Epoch != 4 {
+			return fmt.Errorf("dispatches %d, want 1 with epoch 4 (3 was given out)", len(ds))
 		}
-		return hasEvent(t, orphan, dispatch.ReasonAdopted)
+		return nil
+	})
+	eventually(t, "dispatch adopted", func() error {
+		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "restart-b", Epoch: 1}, placed(get(t, adopted))); diff != "" {
+			return fmt.Errorf("status.fleet (-want +got):\n%s", diff)
+		}
+		return hasEvent(t, adopted, dispatch.ReasonAdopted)
 	})
 	consistently(t, "exactly one dispatch each", 2*time.Second, func() error {
-		for _, j := range []*jobset.JobSet{js, crashed, orphan} {
+		for _, j := range []*jobset.JobSet{js, crashed, adopted} {
 			if ds := allDispatchesOf(t, j); len(ds) != 1 {
 				return fmt.Errorf("%s: %d dispatches", j.Name, len(ds))
 			}

@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -20,6 +19,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/hub/fence"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
@@ -29,457 +29,300 @@ const eventAction = "Dispatch"
 // requeueMargin makes sure a timeout has passed when the requeue fires.
 const requeueMargin = 100 * time.Millisecond
 
-// observed is everything one reconcile reads.
-type observed struct {
-	js         *jobset.JobSet
-	dispatches []fleet.JobSetDispatch // this JobSet's, in any member namespace
-	members    map[string]inventory.Member
-	memberList []inventory.Member
-	now        time.Time
-}
-
-func (o *observed) member(name string) (inventory.Member, bool) {
-	m, ok := o.members[name]
-	return m, ok
-}
-
-// Reconcile drives one hub JobSet.
+// Reconcile drives one hub JobSet: observe, plan (pure), apply.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	log := ctrl.LoggerFrom(ctx).WithValues("jobset", req.NamespacedName.String())
 	ctx = ctrl.LoggerInto(ctx, log)
 
-	js := &jobset.JobSet{}
-	if err := r.client.Get(ctx, req.NamespacedName, js); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.gauges.set(req.NamespacedName, "", false)
-			return reconcile.Result{}, nil
-		}
-		return reconcile.Result{}, fmt.Errorf("reading JobSet %s: %w", req.NamespacedName, err)
-	}
-	if ptr.Deref(js.Spec.ManagedBy, "") != fleet.ManagedByFleet {
-		r.gauges.set(req.NamespacedName, "", false)
-		return reconcile.Result{}, nil
-	}
-	o, err := r.observe(ctx, js)
+	o, members, err := r.observe(ctx, req.NamespacedName)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if js.DeletionTimestamp != nil {
-		return r.finalize(ctx, o)
+	if o.JobSet == nil && len(o.Orphans) == 0 {
+		return reconcile.Result{}, nil
 	}
-	if !controllerutil.ContainsFinalizer(js, JobSetFinalizer) {
+
+	// Choosing and reserving are serialized so concurrent placements see
+	// each other; nothing in here waits for the API server.
+	r.placing.Lock()
+	p, err := ComputePlan(*o, r.chooser(ctx, o, members))
+	if err == nil && p.Create != nil {
+		r.ledger.put(o.JobSet.UID, commitment{member: MemberOf(p.Create), epoch: p.Create.Spec.Epoch, resources: p.Reserve})
+	}
+	r.placing.Unlock()
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+
+	res, err := r.apply(ctx, o, p)
+	if err != nil && p.Create != nil {
+		// The dispatch may not exist; the next reconcile places again.
+		r.ledger.forget(o.JobSet.UID)
+	}
+	return res, err
+}
+
+// observe reads the JobSet, its dispatches (and those of an earlier JobSet
+// of the same name), the members, and — for a silent member the hub can
+// reach itself — the JobSet's copy there.
+func (r *Reconciler) observe(ctx context.Context, key types.NamespacedName) (*Observed, []inventory.Member, error) {
+	o := &Observed{
+		Now:                r.opts.Clock.Now(),
+		LostTimeout:        r.inventory.MemberLostTimeout(),
+		InventoryNamespace: r.inventory.Namespace(),
+	}
+	js := &jobset.JobSet{}
+	switch err := r.client.Get(ctx, key, js); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, nil, fmt.Errorf("reading JobSet %s: %w", key, err)
+	case ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet:
+		o.JobSet = js
+	}
+
+	list := &fleet.JobSetDispatchList{}
+	if err := r.client.List(ctx, list, client.MatchingFields{OriginIndex: key.String()}); err != nil {
+		return nil, nil, fmt.Errorf("listing dispatches of JobSet %s: %w", key, err)
+	}
+	for _, d := range list.Items {
+		if o.JobSet != nil && d.Spec.Origin.UID == o.JobSet.UID {
+			o.Dispatches = append(o.Dispatches, d)
+		} else {
+			o.Orphans = append(o.Orphans, d)
+		}
+	}
+	if o.JobSet == nil && len(o.Orphans) == 0 {
+		return o, nil, nil
+	}
+
+	members, err := r.inventory.Members(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	o.Members = make(map[string]inventory.Member, len(members))
+	for _, m := range members {
+		o.Members[m.Name] = m
+	}
+
+	if o.JobSet != nil {
+		if err := r.observeRecordedDispatch(ctx, o); err != nil {
+			return nil, nil, err
+		}
+	}
+	r.observeCopies(ctx, o)
+	return o, members, nil
+}
+
+// observeRecordedDispatch reads the recorded placement's dispatch from the
+// API server when the cache does not have it: right after a create, or a
+// hub restart, acting on its absence would place the JobSet twice.
+func (r *Reconciler) observeRecordedDispatch(ctx context.Context, o *Observed) error {
+	fs := fleetOf(&o.JobSet.Status)
+	if fs.Cluster == "" || currentDispatch(o.Dispatches, fs) != nil {
+		return nil
+	}
+	d := &fleet.JobSetDispatch{}
+	name := types.NamespacedName{Namespace: fleet.MemberNamespace(fs.Cluster), Name: fleet.DispatchName(o.JobSet.Namespace, o.JobSet.Name)}
+	switch err := r.reader.Get(ctx, name, d); {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading JobSetDispatch %s: %w", name, err)
+	case d.Spec.Origin.UID != o.JobSet.UID:
+		return nil // an orphan; the watch brings it
+	}
+	for i := range o.Dispatches {
+		if o.Dispatches[i].UID == d.UID {
+			o.Dispatches[i] = *d
+			return nil
+		}
+	}
+	o.Dispatches = append(o.Dispatches, *d)
+	return nil
+}
+
+// observeCopies looks, through the hub's own access, at the copies on
+// silent members that hold a dispatch not yet known to be stopped.
+func (r *Reconciler) observeCopies(ctx context.Context, o *Observed) {
+	if r.opts.Access == nil {
+		return
+	}
+	for _, d := range append(append([]fleet.JobSetDispatch{}, o.Dispatches...), o.Orphans...) {
+		name := MemberOf(&d)
+		m, known := o.Members[name]
+		if !known || !m.Lost(o.LostTimeout) || !controllerutil.ContainsFinalizer(&d, DispatchFinalizer) || !r.opts.Access.Available(m.Profile) {
+			continue
+		}
+		if _, seen := o.Copies[name]; seen {
+			continue
+		}
+		c, err := r.opts.Access.Inspect(ctx, m.Profile, d.Spec.Origin)
+		if err != nil {
+			if o.CopyErrors == nil {
+				o.CopyErrors = map[string]string{}
+			}
+			o.CopyErrors[name] = err.Error()
+			continue
+		}
+		if o.Copies == nil {
+			o.Copies = map[string]fence.Copy{}
+		}
+		o.Copies[name] = c
+	}
+}
+
+// chooser runs placement with the hub's commitments: what it dispatched
+// that members do not report yet, and how many JobSets each runs.
+func (r *Reconciler) chooser(ctx context.Context, o *Observed, members []inventory.Member) Chooser {
+	return func(excluded map[string]string) (placement.Result, error) {
+		all := &fleet.JobSetDispatchList{}
+		// Read-only and under the placement lock: no copy of every dispatch.
+		if err := r.client.List(ctx, all, client.UnsafeDisableDeepCopy); err != nil {
+			return placement.Result{}, fmt.Errorf("listing dispatches for commitments: %w", err)
+		}
+		committed, load := r.ledger.committed(all.Items, members, o.JobSet.UID)
+		return placement.Place(placement.Request{
+			JobSet:    o.JobSet,
+			Members:   members,
+			Committed: committed,
+			Load:      load,
+			Excluded:  excluded,
+			Policy:    r.opts.Policy,
+		})
+	}
+}
+
+// apply carries out a plan in its order. Each step is idempotent, so a
+// failure part way is finished by the retry; decisions made on cached
+// objects are written with optimistic locks, so a stale cache turns into a
+// conflict and a retry, never into a wrong step.
+func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	js := o.JobSet
+	if p.AddFinalizer {
 		patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.AddFinalizer(js, JobSetFinalizer)
 		if err := r.client.Patch(ctx, js, patch); err != nil {
 			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
 	}
-	return r.sync(ctx, o)
-}
-
-func (r *Reconciler) observe(ctx context.Context, js *jobset.JobSet) (*observed, error) {
-	list := &fleet.JobSetDispatchList{}
-	if err := r.client.List(ctx, list, client.MatchingFields{OriginUIDIndex: string(js.UID)}); err != nil {
-		return nil, fmt.Errorf("listing dispatches of JobSet: %w", err)
-	}
-	members, err := r.inventory.Members(ctx)
-	if err != nil {
-		return nil, err
-	}
-	o := &observed{js: js, dispatches: list.Items, members: map[string]inventory.Member{}, memberList: members, now: r.opts.Clock.Now()}
-	for _, m := range members {
-		o.members[m.Name] = m
-	}
-	return o, nil
-}
-
-// sync moves a live JobSet towards running on exactly one healthy member.
-func (r *Reconciler) sync(ctx context.Context, o *observed) (reconcile.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
-	js := o.js
-	status := js.Status.DeepCopy()
-	rec := RecordedPlacement(js)
-	timeout := r.inventory.MemberLostTimeout()
-
-	if rec.Cluster == "" {
-		if d := newestLive(o.dispatches); d != nil {
-			// A dispatch exists but the JobSet does not say where: adopt it
-			// rather than place again, so there is never a second copy.
-			adopted := Placement{Cluster: MemberOf(d), Epoch: max(rec.Epoch, d.Spec.Epoch), Carried: rec.Carried}
-			if err := r.record(ctx, js, adopted); err != nil {
-				return reconcile.Result{}, err
-			}
-			rec = adopted
-			r.event(js, corev1.EventTypeNormal, ReasonAdopted, "adopted dispatch %s/%s (epoch %d)", d.Namespace, d.Name, d.Spec.Epoch)
-			r.setCondition(status, ConditionDispatched, true, ReasonDispatched, dispatchedMessage(rec))
-		}
-	}
-
-	m, known := o.member(rec.Cluster)
-	lost := rec.Cluster != "" && (!known || m.Lost(timeout))
-	current := currentDispatch(o.dispatches, rec)
-
-	switch {
-	case rec.Cluster == "":
-		next, err := r.place(ctx, o, rec, nil, status)
-		if err != nil {
+	// Old copies are released before a new one is created: the release is
+	// where the proof that they stopped is checked against the API server.
+	for _, d := range p.Release {
+		if err := r.release(ctx, o, d); err != nil {
 			return reconcile.Result{}, err
 		}
-		rec = next
-
-	case lost && !IsFinished(status):
-		why := fmt.Sprintf("member %s lost: no heartbeat for more than %s", rec.Cluster, timeout)
-		if !known {
-			why = fmt.Sprintf("member %s lost: it left the fleet", rec.Cluster)
+	}
+	for _, d := range p.Delete {
+		if err := r.client.Delete(ctx, d, client.Preconditions{UID: ptr.To(d.UID)}); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("deleting JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
 		}
-		switch OnMemberLost(js) {
-		case OnMemberLostFail:
-			log.Info("member lost; failing the JobSet as asked", "member", rec.Cluster)
-			failedByHub(status, why)
-		case OnMemberLostWait:
-			// Keep waiting for the member; the stale condition says why.
+		r.event(o, corev1.EventTypeNormal, ReasonDeleting, "deleting JobSetDispatch %s/%s (epoch %d) on member %s", d.Namespace, d.Name, d.Spec.Epoch, MemberOf(d))
+	}
+	if p.Record != nil {
+		// Recorded before the dispatch exists: after a crash the next
+		// reconcile knows this epoch was given out.
+		patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		js.Status = *p.Record.DeepCopy()
+		if err := r.client.Status().Patch(ctx, js, patch); err != nil {
+			return reconcile.Result{}, fmt.Errorf("recording placement on member %s: %w", fleetOf(p.Record).Cluster, err)
+		}
+	}
+	if d := p.Create; d != nil {
+		switch err := r.client.Create(ctx, d); {
+		case err == nil:
+			log.Info("Dispatched", "member", MemberOf(d), "epoch", d.Spec.Epoch)
+			if d.Spec.Epoch == 1 {
+				dispatchLatency.Observe(r.opts.Clock.Since(js.CreationTimestamp.Time).Seconds())
+			}
+		case apierrors.IsAlreadyExists(err):
+			// Ours, created before a crash; or an older one still going away
+			// (placement excluded it, the cache lagged): the next reconcile
+			// sees which.
 		default:
-			next, err := r.place(ctx, o, rec, map[string]string{rec.Cluster: why}, status)
-			if err != nil {
-				return reconcile.Result{}, err
-			}
-			rec = next
+			return reconcile.Result{}, fmt.Errorf("creating JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
 		}
-
-	case current == nil && !IsFinished(status):
-		// The decision is recorded but its dispatch is missing: the hub
-		// stopped between recording and creating, or the cache lags. Create
-		// exactly the recorded dispatch; an existing one is adopted.
-		if _, err := r.createDispatch(ctx, js, rec); err != nil {
+	}
+	if d := p.Update; d != nil {
+		if err := r.client.Update(ctx, d); err != nil {
+			return reconcile.Result{}, fmt.Errorf("propagating spec to JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
+		}
+	}
+	for _, name := range p.StopCopies {
+		if err := r.stopCopy(ctx, o, name); err != nil {
+			log.Error(err, "Stopping the copy through the hub's access to the member", "member", name)
+		}
+	}
+	if p.Decision != nil {
+		if err := r.publishDecision(ctx, js, *p.Decision); err != nil {
 			return reconcile.Result{}, err
 		}
-		r.markDispatched(status, rec)
-
-	case current != nil:
-		if err := r.propagateSpec(ctx, js, current, rec); err != nil {
-			return reconcile.Result{}, err
-		}
-		mirrored := MirrorStatus(*status, current, rec.Carried)
-		if !IsFinished(status) && IsFinished(&mirrored) {
-			r.event(js, corev1.EventTypeNormal, mirrored.TerminalState, "JobSet %s on member %s", mirrored.TerminalState, rec.Cluster)
-		}
-		*status = mirrored
-		if msg, rejected := AgentRejected(current); rejected {
-			r.setCondition(status, ConditionDispatched, false, ReasonMemberRejected, msg)
-		} else {
-			r.markDispatched(status, rec)
-		}
 	}
-
-	// The member's heartbeat decides whether the status shown is current.
-	m, known = o.member(rec.Cluster)
-	lost = rec.Cluster != "" && (!known || m.Lost(timeout))
-	var result reconcile.Result
-	if rec.Cluster != "" && meta.FindStatusCondition(status.Conditions, ConditionDispatched) != nil {
-		switch {
-		case lost:
-			r.setCondition(status, ConditionMemberStatusStale, true, ReasonMemberLost,
-				fmt.Sprintf("member %s is lost (%s); status may be out of date", rec.Cluster, memberProblem(m, known)))
-		case !m.HeartbeatFresh:
-			r.setCondition(status, ConditionMemberStatusStale, true, ReasonHeartbeatStale,
-				fmt.Sprintf("member %s: %s; status may be out of date", rec.Cluster, m.Reason))
-			result.RequeueAfter = m.LostIn(timeout) + requeueMargin
-		default:
-			r.setCondition(status, ConditionMemberStatusStale, false, ReasonHeartbeatFresh,
-				fmt.Sprintf("member %s renews its heartbeat", rec.Cluster))
-		}
-	}
-
-	// Any dispatch but the current one is stale; so is the current one of a
-	// finished JobSet whose member is gone (a returning agent must not run it).
-	keep := currentDispatch(o.dispatches, rec)
-	if lost && IsFinished(status) {
-		keep = nil
-	}
-	if err := r.removeDispatches(ctx, o, keep); err != nil {
-		return reconcile.Result{}, err
-	}
-
-	if err := r.writeStatus(ctx, js, status); err != nil {
-		return reconcile.Result{}, err
-	}
-	r.updateGauges(js, rec, status)
-
-	// ttlSecondsAfterFinished holds on the hub as on a single cluster: the
-	// member removes its copy, the hub removes the user's JobSet.
-	if expiry, ok := TTLExpiry(js, status); ok {
-		if wait := expiry.Sub(o.now); wait > 0 {
-			if result.RequeueAfter == 0 || wait+requeueMargin < result.RequeueAfter {
-				result.RequeueAfter = wait + requeueMargin
-			}
-		} else {
-			log.Info("deleting finished JobSet: ttlSecondsAfterFinished passed", "ttlSecondsAfterFinished", *js.Spec.TTLSecondsAfterFinished)
-			if err := r.client.Delete(ctx, js, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
-				return reconcile.Result{}, fmt.Errorf("deleting JobSet after its TTL: %w", err)
+	if p.Status != nil {
+		base := js.DeepCopy()
+		js.Status = *p.Status
+		if !equality.Semantic.DeepEqual(base.Status, js.Status) {
+			if err := r.client.Status().Patch(ctx, js, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+				return reconcile.Result{}, fmt.Errorf("writing status: %w", err)
 			}
 		}
 	}
-	return result, nil
+	for _, e := range p.Events {
+		r.event(o, e.Type, e.Reason, "%s", e.Message)
+	}
+	if p.RemoveFinalizer {
+		patch := client.MergeFrom(js.DeepCopy())
+		controllerutil.RemoveFinalizer(js, JobSetFinalizer)
+		if err := r.client.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("removing finalizer: %w", err)
+		}
+		r.ledger.forget(js.UID)
+		log.Info("Member copies removed; JobSet released")
+	}
+	if p.DeleteJobSet {
+		log.Info("Deleting finished JobSet: ttlSecondsAfterFinished passed", "ttlSecondsAfterFinished", ptr.Deref(js.Spec.TTLSecondsAfterFinished, 0))
+		if err := r.client.Delete(ctx, js, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+			return reconcile.Result{}, fmt.Errorf("deleting JobSet after its TTL: %w", err)
+		}
+	}
+	return reconcile.Result{RequeueAfter: p.RequeueAfter}, nil
 }
 
-// place chooses a member and dispatches the JobSet there. excluded names
-// the member being moved away from, if any. It returns the (possibly new)
-// recorded placement.
-func (r *Reconciler) place(ctx context.Context, o *observed, rec Placement, excluded map[string]string, status *jobset.JobSetStatus) (Placement, error) {
-	js := o.js
-	log := ctrl.LoggerFrom(ctx)
-	r.placing.Lock()
-	defer r.placing.Unlock()
-
-	all := &fleet.JobSetDispatchList{}
-	if err := r.client.List(ctx, all); err != nil {
-		return rec, fmt.Errorf("listing dispatches for commitments: %w", err)
+// release removes the hub's finalizer from a dispatch whose copy is known
+// to be stopped. The optimistic lock makes sure the proof read from the
+// cache is the dispatch as it is now.
+func (r *Reconciler) release(ctx context.Context, o *Observed, d *fleet.JobSetDispatch) error {
+	patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(d, DispatchFinalizer)
+	if err := r.client.Patch(ctx, d, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("releasing JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
 	}
-	res, err := placement.Place(placement.Request{
-		JobSet:    js,
-		Members:   o.memberList,
-		Committed: r.ledger.committed(all.Items, o.memberList, js.UID),
-		Excluded:  excluded,
-		Policy:    r.opts.Policy,
-	})
+	pl := planner{o: *o}
+	_, how := pl.stopped(d)
+	r.event(o, corev1.EventTypeNormal, ReasonReleased, "released JobSetDispatch %s/%s (epoch %d): %s", d.Namespace, d.Name, d.Spec.Epoch, how)
+	return nil
+}
+
+// stopCopy stops the JobSet's copy on a silent member through the hub's
+// own access to it.
+func (r *Reconciler) stopCopy(ctx context.Context, o *Observed, member string) error {
+	m := o.Members[member]
+	var origin fleet.Origin
+	for _, d := range append(append([]fleet.JobSetDispatch{}, o.Dispatches...), o.Orphans...) {
+		if MemberOf(&d) == member {
+			origin = d.Spec.Origin
+			break
+		}
+	}
+	before := o.Copies[member]
+	gone, err := r.opts.Access.Stop(ctx, m.Profile, origin)
 	if err != nil {
-		// Only a malformed annotation gets here; retrying cannot help.
-		r.setCondition(status, ConditionDispatched, false, "InvalidPlacement", err.Error())
-		return rec, nil
+		return err
 	}
-	if err := r.publishDecision(ctx, js, res); err != nil {
-		return rec, err
-	}
-	if res.Cluster == "" {
-		reason, msg := ReasonNoFit, "no member cluster fits: "+res.Explain()
-		if len(excluded) > 0 {
-			reason, msg = ReasonMemberLost, "no other member cluster fits: "+res.Explain()
-		}
-		log.V(1).Info("no member fits", "reasons", res.Explain())
-		r.setCondition(status, ConditionDispatched, false, reason, msg)
-		return rec, nil
-	}
-
-	next := Placement{Cluster: res.Cluster, Epoch: nextEpoch(rec, o.dispatches), Carried: rec.Carried}
-	moving := rec.Cluster != ""
-	if moving {
-		// Restarts spent on the lost member count on the next one.
-		next.Carried = Carried{Restarts: status.Restarts, RestartsTowardsMax: status.RestartsCountTowardsMax}
-	}
-	// Record before creating: after a crash, the next reconcile recreates
-	// exactly this dispatch instead of placing again.
-	if err := r.record(ctx, js, next); err != nil {
-		return rec, err
-	}
-	r.ledger.put(js.UID, commitment{member: next.Cluster, epoch: next.Epoch, resources: res.Requests})
-	if _, err := r.createDispatch(ctx, js, next); err != nil {
-		return next, err
-	}
-	if next.Epoch == 1 {
-		dispatchLatency.Observe(r.opts.Clock.Since(js.CreationTimestamp.Time).Seconds())
-	}
-	reason := ReasonDispatched
-	if moving {
-		reason = ReasonRedispatched
-		r.event(js, corev1.EventTypeWarning, ReasonRedispatched, "%s; moved to member %s (epoch %d, %d restarts carried)",
-			excluded[rec.Cluster], next.Cluster, next.Epoch, next.Carried.Restarts)
-	}
-	log.Info("dispatched", "member", next.Cluster, "epoch", next.Epoch, "reason", res.Reason())
-	r.setCondition(status, ConditionDispatched, true, reason, dispatchedMessage(next))
-	return next, nil
-}
-
-// markDispatched sets Dispatched=True for rec, leaving a condition that
-// already says so alone (so a Redispatched reason stays).
-func (r *Reconciler) markDispatched(status *jobset.JobSetStatus, rec Placement) {
-	msg := dispatchedMessage(rec)
-	c := meta.FindStatusCondition(status.Conditions, ConditionDispatched)
-	if c != nil && c.Status == metav1.ConditionTrue && c.Message == msg {
-		return
-	}
-	reason := ReasonDispatched
-	if c != nil && (c.Status == metav1.ConditionTrue || c.Reason == ReasonMemberLost) {
-		// It ran elsewhere before: this is a move (seen here when the
-		// status written by place() is not in the cache yet).
-		reason = ReasonRedispatched
-	}
-	r.setCondition(status, ConditionDispatched, true, reason, msg)
-}
-
-func dispatchedMessage(p Placement) string {
-	return fmt.Sprintf("dispatched to member %s (epoch %d)", p.Cluster, p.Epoch)
-}
-
-func memberProblem(m inventory.Member, known bool) string {
-	if !known {
-		return "not in the fleet"
-	}
-	return m.Reason
-}
-
-// nextEpoch is one more than any epoch recorded or seen on a dispatch.
-func nextEpoch(rec Placement, dispatches []fleet.JobSetDispatch) int64 {
-	e := rec.Epoch
-	for i := range dispatches {
-		e = max(e, dispatches[i].Spec.Epoch)
-	}
-	return e + 1
-}
-
-func currentDispatch(dispatches []fleet.JobSetDispatch, rec Placement) *fleet.JobSetDispatch {
-	if rec.Cluster == "" {
-		return nil
-	}
-	for i := range dispatches {
-		d := &dispatches[i]
-		if d.Namespace == fleet.MemberNamespace(rec.Cluster) && d.Spec.Epoch == rec.Epoch && d.DeletionTimestamp == nil {
-			return d
-		}
+	if !before.Deleting && !gone {
+		r.event(o, corev1.EventTypeWarning, ReasonCopyStopped, "member %s is silent: the hub is stopping the copy there through its own access to the member", member)
 	}
 	return nil
-}
-
-func newestLive(dispatches []fleet.JobSetDispatch) *fleet.JobSetDispatch {
-	var newest *fleet.JobSetDispatch
-	for i := range dispatches {
-		d := &dispatches[i]
-		if d.DeletionTimestamp == nil && (newest == nil || d.Spec.Epoch > newest.Spec.Epoch) {
-			newest = d
-		}
-	}
-	return newest
-}
-
-// record writes a placement onto the JobSet. The optimistic lock turns a
-// decision made on a stale cached JobSet into a conflict and a retry.
-func (r *Reconciler) record(ctx context.Context, js *jobset.JobSet, p Placement) error {
-	patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	p.Record(js)
-	if err := r.client.Patch(ctx, js, patch); err != nil {
-		return fmt.Errorf("recording placement on member %s epoch %d: %w", p.Cluster, p.Epoch, err)
-	}
-	return nil
-}
-
-// createDispatch creates the dispatch for p; one already there for the same
-// epoch is adopted.
-func (r *Reconciler) createDispatch(ctx context.Context, js *jobset.JobSet, p Placement) (*fleet.JobSetDispatch, error) {
-	d := NewDispatch(js, p)
-	err := r.client.Create(ctx, d)
-	switch {
-	case err == nil:
-		r.event(js, corev1.EventTypeNormal, ReasonDispatched, "created JobSetDispatch %s/%s (epoch %d)", d.Namespace, d.Name, p.Epoch)
-		return d, nil
-	case apierrors.IsAlreadyExists(err):
-		// Ours from before a restart, or an older epoch still being removed
-		// (the stale-dispatch cleanup deletes it and its deletion requeues us).
-		return nil, nil
-	default:
-		return nil, fmt.Errorf("creating JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
-	}
-}
-
-// propagateSpec keeps the dispatch's template equal to the JobSet's.
-func (r *Reconciler) propagateSpec(ctx context.Context, js *jobset.JobSet, d *fleet.JobSetDispatch, rec Placement) error {
-	want := Template(js, rec.Carried)
-	if equality.Semantic.DeepEqual(d.Spec.JobSet, want) {
-		return nil
-	}
-	wasSuspended := ptr.Deref(d.Spec.JobSet.Spec.Suspend, false)
-	patch := client.MergeFrom(d.DeepCopy())
-	d.Spec.JobSet = want
-	if err := r.client.Patch(ctx, d, patch); err != nil {
-		return fmt.Errorf("propagating spec to JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
-	}
-	switch suspended := ptr.Deref(want.Spec.Suspend, false); {
-	case suspended && !wasSuspended:
-		r.event(js, corev1.EventTypeNormal, "Suspending", "suspend sent to member %s", rec.Cluster)
-	case !suspended && wasSuspended:
-		r.event(js, corev1.EventTypeNormal, "Resuming", "resume sent to member %s", rec.Cluster)
-	default:
-		r.event(js, corev1.EventTypeNormal, ReasonSpecPropagated, "spec change sent to member %s", rec.Cluster)
-	}
-	return nil
-}
-
-// removeDispatches deletes every dispatch of the JobSet except keep. A
-// dispatch is let go (finalizer removed) once its agent reports the member
-// copy deleted, or right away when its member is lost: a returning agent
-// removes copies whose dispatch is gone.
-func (r *Reconciler) removeDispatches(ctx context.Context, o *observed, keep *fleet.JobSetDispatch) error {
-	for i := range o.dispatches {
-		d := &o.dispatches[i]
-		if keep != nil && d.UID == keep.UID {
-			continue
-		}
-		if _, err := r.removeDispatch(ctx, o, d); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// removeDispatch deletes d and reports whether it is gone for good (the
-// agent reported or the member is lost), or how long until the member
-// counts as lost.
-func (r *Reconciler) removeDispatch(ctx context.Context, o *observed, d *fleet.JobSetDispatch) (time.Duration, error) {
-	if d.DeletionTimestamp == nil {
-		err := r.client.Delete(ctx, d, client.Preconditions{UID: ptr.To(d.UID)})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return 0, fmt.Errorf("deleting JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
-		}
-		r.event(o.js, corev1.EventTypeNormal, ReasonDeleting, "deleting JobSetDispatch %s/%s (epoch %d) on member %s", d.Namespace, d.Name, d.Spec.Epoch, MemberOf(d))
-	}
-	m, known := o.member(MemberOf(d))
-	timeout := r.inventory.MemberLostTimeout()
-	lost := !known || m.Lost(timeout)
-	if !AgentDeleted(d) && !lost && controllerutil.ContainsFinalizer(d, DispatchFinalizer) {
-		return m.LostIn(timeout), nil
-	}
-	if controllerutil.ContainsFinalizer(d, DispatchFinalizer) {
-		patch := client.MergeFrom(d.DeepCopy())
-		controllerutil.RemoveFinalizer(d, DispatchFinalizer)
-		if err := r.client.Patch(ctx, d, patch); err != nil && !apierrors.IsNotFound(err) {
-			return 0, fmt.Errorf("releasing JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
-		}
-		why := "member reported its copy deleted"
-		if !AgentDeleted(d) {
-			why = "member lost; a returning agent removes its copy"
-		}
-		r.event(o.js, corev1.EventTypeNormal, ReasonReleased, "released JobSetDispatch %s/%s: %s", d.Namespace, d.Name, why)
-	}
-	return 0, nil
-}
-
-// finalize removes the member copy, then lets the JobSet go.
-func (r *Reconciler) finalize(ctx context.Context, o *observed) (reconcile.Result, error) {
-	js := o.js
-	if !controllerutil.ContainsFinalizer(js, JobSetFinalizer) {
-		return reconcile.Result{}, nil
-	}
-	var wait time.Duration
-	for i := range o.dispatches {
-		w, err := r.removeDispatch(ctx, o, &o.dispatches[i])
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		if w > 0 && (wait == 0 || w < wait) {
-			wait = w
-		}
-	}
-	if wait > 0 {
-		ctrl.LoggerFrom(ctx).V(1).Info("waiting for members to delete their copies", "atMost", wait)
-		return reconcile.Result{RequeueAfter: wait + requeueMargin}, nil
-	}
-	patch := client.MergeFrom(js.DeepCopy())
-	controllerutil.RemoveFinalizer(js, JobSetFinalizer)
-	if err := r.client.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {
-		return reconcile.Result{}, fmt.Errorf("removing finalizer: %w", err)
-	}
-	r.ledger.forget(js.UID)
-	r.gauges.set(client.ObjectKeyFromObject(js), "", false)
-	ctrl.LoggerFrom(ctx).Info("member copies removed; JobSet released")
-	return reconcile.Result{}, nil
 }
 
 // publishDecision creates or updates the JobSet's PlacementDecision.
@@ -512,55 +355,10 @@ func (r *Reconciler) publishDecision(ctx context.Context, js *jobset.JobSet, res
 	return nil
 }
 
-// writeStatus patches the status when it changed, with an event for each
-// hub condition that changed status or reason.
-func (r *Reconciler) writeStatus(ctx context.Context, js *jobset.JobSet, status *jobset.JobSetStatus) error {
-	if equality.Semantic.DeepEqual(js.Status, *status) {
-		return nil
+// event records an event on the JobSet (nothing when it is gone).
+func (r *Reconciler) event(o *Observed, typ, reason, format string, args ...any) {
+	if o.JobSet == nil {
+		return
 	}
-	for _, t := range []string{ConditionDispatched, ConditionMemberStatusStale} {
-		before, after := meta.FindStatusCondition(js.Status.Conditions, t), meta.FindStatusCondition(status.Conditions, t)
-		if after == nil || (before != nil && before.Status == after.Status && before.Reason == after.Reason) {
-			continue
-		}
-		typ := corev1.EventTypeNormal
-		if (t == ConditionDispatched) != (after.Status == metav1.ConditionTrue) {
-			typ = corev1.EventTypeWarning
-		}
-		if !(t == ConditionMemberStatusStale && before == nil && after.Status == metav1.ConditionFalse) {
-			r.event(js, typ, after.Reason, "%s", after.Message)
-		}
-	}
-	patch := client.MergeFrom(js.DeepCopy())
-	js.Status = *status
-	if err := r.client.Status().Patch(ctx, js, patch); err != nil {
-		return fmt.Errorf("writing status: %w", err)
-	}
-	return nil
-}
-
-func (r *Reconciler) setCondition(s *jobset.JobSetStatus, typ string, ok bool, reason, msg string) {
-	st := metav1.ConditionFalse
-	if ok {
-		st = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(&s.Conditions, metav1.Condition{
-		Type: typ, Status: st, Reason: reason, Message: msg, LastTransitionTime: metav1.NewTime(r.opts.Clock.Now()),
-	})
-}
-
-func (r *Reconciler) updateGauges(js *jobset.JobSet, rec Placement, s *jobset.JobSetStatus) {
-	key := types.NamespacedName{Namespace: js.Namespace, Name: js.Name}
-	switch {
-	case IsFinished(s):
-		r.gauges.set(key, "", false)
-	case meta.IsStatusConditionTrue(s.Conditions, ConditionDispatched):
-		r.gauges.set(key, rec.Cluster, true)
-	default:
-		r.gauges.set(key, "", true)
-	}
-}
-
-func (r *Reconciler) event(js *jobset.JobSet, typ, reason, format string, args ...any) {
-	r.recorder.Eventf(js, nil, typ, reason, eventAction, format, args...)
+	r.recorder.Eventf(o.JobSet, nil, typ, reason, eventAction, format, args...)
 }
