@@ -143,7 +143,7 @@ k8s_ldflags() {
 	echo "-s -w $f"
 }
 
-# fresh NAME VERSION: true if bin/kind/NAME exists and was built at VERSION.
+# fresh NAME KEY: true if bin/kind/NAME exists and was built with KEY (version, flags).
 fresh() { [[ -x $out/$1 && -f $out/.$1.version && $(cat "$out/.$1.version") == "$2" ]]; }
 stamp() { echo "$2" >"$out/.$1.version"; }
 
@@ -167,14 +167,16 @@ install_mod() {
 	local env=()
 	while [[ $1 != -- ]]; do env+=("$1"); shift; done
 	shift
-	if fresh "$name" "$version"; then step "$name: present"; return; fi
+	# The stamp covers the flags too, so a changed recipe rebuilds.
+	local key="$version ${env[*]} $*"
+	if fresh "$name" "$key"; then step "$name: present"; return; fi
 	step "$name: building $version"
 	local start=$SECONDS gobin=$tmp/gobin-$name
 	mkdir -p "$gobin"
 	env GOBIN="$gobin" "${env[@]}" go install -trimpath "$@"
 	local f
 	for f in "$gobin"/*; do mv "$f" "$out/$(basename "$f")"; done
-	stamp "$name" "$version"
+	stamp "$name" "$key"
 	step "$name: built in $((SECONDS - start))s"
 }
 
@@ -191,7 +193,7 @@ build_binaries() {
 		"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
 		"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION" \
 		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
-	install_mod runc "$RUNC_VERSION" CGO_ENABLED=1 -- -tags "seccomp urfave_cli_no_docs" \
+	install_mod runc "$RUNC_VERSION" CGO_ENABLED=1 -- -tags "seccomp urfave_cli_no_docs netgo osusergo" \
 		-ldflags "-s -w -X main.version=${RUNC_VERSION#v} -extldflags -static" \
 		"github.com/opencontainers/runc@$RUNC_VERSION"
 	install_mod crictl "$CRICTL_VERSION" CGO_ENABLED=0 -- -ldflags "-s -w" \
