@@ -1,0 +1,54 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+func TestMetrics(t *testing.T) {
+	c := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a := &Agent{clusterName: "m1", live: newLiveness(c), states: newDispatchStates(), hubSynced: make(chan struct{})}
+	a.live.restore(12 * time.Second)
+	a.live.fenced = true
+	a.states.set("fleet-member-m1/a.x", StateRunning)
+	a.states.set("fleet-member-m1/a.y", StateRunning)
+	a.states.set("fleet-member-m1/a.z", StateFinished)
+	a.states.set("fleet-member-m1/a.z", "") // gone
+	register(a)
+	defer unregister(a)
+
+	want := `
+# HELP jobset_fleet_agent_fenced 1 while the agent stops its fleet JobSets because no heartbeat renewal reached the hub within the fence timeout.
+# TYPE jobset_fleet_agent_fenced gauge
+jobset_fleet_agent_fenced{cluster="m1"} 1
+# HELP jobset_fleet_agent_seconds_since_last_renewal Seconds since the heartbeat Lease was last renewed on the hub, on the agent's monotonic clock.
+# TYPE jobset_fleet_agent_seconds_since_last_renewal gauge
+jobset_fleet_agent_seconds_since_last_renewal{cluster="m1"} 12
+# HELP jobset_fleet_agent_dispatches Dispatches of the member namespace by state of their member copy: Pending, Running, Suspended, Finished, Refused, Deleting.
+# TYPE jobset_fleet_agent_dispatches gauge
+jobset_fleet_agent_dispatches{cluster="m1",state="Deleting"} 0
+jobset_fleet_agent_dispatches{cluster="m1",state="Finished"} 0
+jobset_fleet_agent_dispatches{cluster="m1",state="Pending"} 0
+jobset_fleet_agent_dispatches{cluster="m1",state="Refused"} 0
+jobset_fleet_agent_dispatches{cluster="m1",state="Running"} 2
+jobset_fleet_agent_dispatches{cluster="m1",state="Suspended"} 0
+`
+	if err := testutil.CollectAndCompare(running, strings.NewReader(want),
+		"jobset_fleet_agent_fenced", "jobset_fleet_agent_seconds_since_last_renewal", "jobset_fleet_agent_dispatches"); err != nil {
+		t.Error(err)
+	}
+	// Computed on scrape.
+	c.Step(3 * time.Second)
+	want = `
+# HELP jobset_fleet_agent_seconds_since_last_renewal Seconds since the heartbeat Lease was last renewed on the hub, on the agent's monotonic clock.
+# TYPE jobset_fleet_agent_seconds_since_last_renewal gauge
+jobset_fleet_agent_seconds_since_last_renewal{cluster="m1"} 15
+`
+	if err := testutil.CollectAndCompare(running, strings.NewReader(want), "jobset_fleet_agent_seconds_since_last_renewal"); err != nil {
+		t.Error(err)
+	}
+}
