@@ -13,8 +13,9 @@ import (
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
+	kwait "k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 )
@@ -33,22 +34,31 @@ type Options struct {
 // found" are retried too: an apiserver that is still starting is the same
 // situation as a CRD that is not established yet.
 func Wait(ctx context.Context, log logr.Logger, cfg *rest.Config, kinds []schema.GroupVersionKind, opts Options) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
+	}
+	return wait(ctx, log, dc, kinds, opts)
+}
+
+// groupVersionLister is the part of discovery Wait uses.
+type groupVersionLister interface {
+	ServerResourcesForGroupVersion(groupVersion string) (*metav1.APIResourceList, error)
+}
+
+func wait(ctx context.Context, log logr.Logger, dc groupVersionLister, kinds []schema.GroupVersionKind, opts Options) error {
 	if opts.Interval == 0 {
 		opts.Interval = 2 * time.Second
 	}
 	if opts.LogEvery == 0 {
 		opts.LogEvery = 30 * time.Second
 	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("discovery client: %w", err)
-	}
 	var (
 		lastMissing []string
 		lastLog     time.Time
 		waited      bool
 	)
-	err = wait.PollUntilContextCancel(ctx, opts.Interval, true, func(ctx context.Context) (bool, error) {
+	err := kwait.PollUntilContextCancel(ctx, opts.Interval, true, func(ctx context.Context) (bool, error) {
 		missing, cause := Missing(dc, kinds)
 		if len(missing) == 0 {
 			return true, nil
@@ -75,7 +85,7 @@ func Wait(ctx context.Context, log logr.Logger, cfg *rest.Config, kinds []schema
 
 // Missing returns the kinds (as Kind.group/version) that discovery does not
 // list, and the last discovery error other than NotFound, if any.
-func Missing(dc discovery.DiscoveryInterface, kinds []schema.GroupVersionKind) ([]string, error) {
+func Missing(dc groupVersionLister, kinds []schema.GroupVersionKind) ([]string, error) {
 	var (
 		missing []string
 		cause   error

@@ -16,6 +16,7 @@ package webhookcerts
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,11 @@ type Options struct {
 
 	MutatingWebhookConfigurations   []string
 	ValidatingWebhookConfigurations []string
+
+	// ControllerName names the rotator's controller; default
+	// <SecretName>-rotator. Controller names are unique per process, so
+	// only a test running two replicas in one process sets it.
+	ControllerName string
 }
 
 func (o *Options) validate() error {
@@ -168,7 +174,7 @@ func setup(ctx context.Context, mgr ctrl.Manager, opts Options) (chan struct{}, 
 		RequireLeaderElection: false,
 		// The files are reloaded by the webhook server; no restart.
 		RestartOnSecretRefresh: false,
-		ControllerName:         opts.SecretName + "-rotator",
+		ControllerName:         cmp.Or(opts.ControllerName, opts.SecretName+"-rotator"),
 	}); err != nil {
 		return nil, fmt.Errorf("webhook certificate rotator: %w", err)
 	}
