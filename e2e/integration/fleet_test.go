@@ -122,8 +122,8 @@ func TestNoFitUntilCapacityGrows(t *testing.T) {
 	// It stays pending: no dispatch, no member copy.
 	for range 20 {
 		js := hubJobSet(t, ns, "huge")
-		if d := dispatchesOf(t, js.UID); len(d) > 0 || js.Labels[fleet.ClusterLabel] != "" {
-			t.Fatalf("dispatched although nothing fits: %d dispatches, cluster %q", len(d), js.Labels[fleet.ClusterLabel])
+		if d := dispatchesOf(t, js.UID); len(d) > 0 || placedOn(js) != "" {
+			t.Fatalf("dispatched although nothing fits: %d dispatches, cluster %q", len(d), placedOn(js))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -355,8 +355,8 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 			js := &list.Items[i]
 			c := condition(js, dispatch.ConditionDispatched)
 			switch {
-			case c != nil && c.Status == metav1.ConditionTrue && js.Labels[fleet.ClusterLabel] != "":
-				count[js.Labels[fleet.ClusterLabel]]++
+			case c != nil && c.Status == metav1.ConditionTrue && placedOn(js) != "":
+				count[placedOn(js)]++
 			case c != nil:
 				pending = append(pending, js.Name+": "+c.Message)
 			default:
@@ -376,7 +376,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 	must(t, env.hub.Client.List(ctx, &list, client.InNamespace(ns)))
 	for i := range list.Items {
 		js := &list.Items[i]
-		m := js.Labels[fleet.ClusterLabel]
+		m := placedOn(js)
 		if m == "" {
 			continue
 		}
@@ -442,13 +442,17 @@ func TestJoinCredentialsLeastPrivilege(t *testing.T) {
 	}
 }
 
-// 7. FAULT: a member cut off from the hub fences its copy; the hub moves
-// the JobSet to the other member only afterwards; when the link heals the
-// old copy goes. Two copies never run at once.
-func TestPartitionFencesThenRedispatches(t *testing.T) {
+// 7. FAULT: a member cut off from the hub fences its copy; a JobSet that
+// opted into at-least-once failover moves to the other member only
+// afterwards (by the agent's fence timeout being below the hub's
+// member-lost timeout); when the link heals the old copy goes. Two copies
+// never run at once.
+func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t, "partition")
-	create(t, newJobSet(ns, "p", 2, "100m"))
+	js := newJobSet(ns, "p", 2, "100m", fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce)
+	js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 3}
+	create(t, js)
 	js, from := waitPlaced(t, ns, "p")
 	to := env.other(from)
 	eventually(t, time.Minute, "copy running on "+from, func() error {
@@ -494,8 +498,8 @@ func TestPartitionFencesThenRedispatches(t *testing.T) {
 		if c := condition(cur, dispatch.ConditionMemberStatusStale); c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, from) {
 			sawStale = true
 		}
-		if cur.Labels[fleet.ClusterLabel] != to {
-			return fmt.Errorf("still on %q", cur.Labels[fleet.ClusterLabel])
+		if placedOn(cur) != to {
+			return fmt.Errorf("still on %q", placedOn(cur))
 		}
 		return nil
 	})
@@ -520,8 +524,8 @@ func TestPartitionFencesThenRedispatches(t *testing.T) {
 		if st == nil || st.Status != metav1.ConditionFalse || !strings.Contains(st.Message, to) {
 			return fmt.Errorf("MemberStatusStale %+v", st)
 		}
-		if cur.Annotations[dispatch.EpochAnnotation] != "2" {
-			return fmt.Errorf("epoch annotation %q", cur.Annotations[dispatch.EpochAnnotation])
+		if epochOf(cur) != 2 {
+			return fmt.Errorf("epoch %d", epochOf(cur))
 		}
 		return nil
 	})
@@ -586,6 +590,86 @@ func TestPartitionFencesThenRedispatches(t *testing.T) {
 	}
 }
 
+// 7b. FAULT: under the default policy a partition never starts a second
+// copy, however long it lasts: the member's agent fences its copy, the hub
+// waits past its member-lost timeout saying what would confirm the fence,
+// and when the link heals the JobSet carries on where it was, same epoch.
+func TestPartitionWaitsForConfirmedFence(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "partition-safe")
+	create(t, newJobSet(ns, "p", 2, "100m"))
+	js, from := waitPlaced(t, ns, "p")
+	to := env.other(from)
+	eventually(t, time.Minute, "copy running on "+from, func() error {
+		running, state, err := copyRunning(ctx, from, ns, "p")
+		if err != nil || !running {
+			return fmt.Errorf("%s: %s %v", from, state, err)
+		}
+		return nil
+	})
+	s := startSampler(ns, "p")
+	defer s.stop()
+
+	p := env.members[from].proxy
+	p.Cut()
+	healed := false
+	defer func() {
+		if !healed {
+			_ = p.Heal()
+		}
+	}()
+	eventually(t, time.Minute, "copy on "+from+" fenced (suspended)", func() error {
+		if c := memberJobSet(t, from, ns, "p"); c == nil || !c.IsSuspended() {
+			return fmt.Errorf("copy on %s not suspended", from)
+		}
+		return nil
+	})
+	eventually(t, time.Minute, "hub awaits a confirmed fence", func() error {
+		c := condition(hubJobSet(t, ns, "p"), dispatch.ConditionMemberStatusStale)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != dispatch.ReasonAwaitingFence ||
+			!strings.Contains(c.Message, fleet.OutOfServiceLabel) {
+			return fmt.Errorf("MemberStatusStale %+v", c)
+		}
+		return nil
+	})
+	// Well past the member-lost timeout: still no second copy.
+	deadline := time.Now().Add(memberLostTimeout)
+	for time.Now().Before(deadline) {
+		if cur := hubJobSet(t, ns, "p"); placedOn(cur) != from || epochOf(cur) != 1 {
+			t.Fatalf("hub moved the JobSet without proof the copy stopped: %+v", cur.Status.Fleet)
+		}
+		if memberJobSet(t, to, ns, "p") != nil {
+			t.Fatalf("a copy appeared on %s", to)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	must(t, p.Heal())
+	healed = true
+	eventually(t, time.Minute, "copy resumed on "+from, func() error {
+		running, state, err := copyRunning(ctx, from, ns, "p")
+		if err != nil || !running {
+			return fmt.Errorf("%s: %s %v", from, state, err)
+		}
+		return nil
+	})
+	eventually(t, time.Minute, "hub shows it fresh on the same member and epoch", func() error {
+		cur := hubJobSet(t, ns, "p")
+		st := condition(cur, dispatch.ConditionMemberStatusStale)
+		if placedOn(cur) != from || epochOf(cur) != 1 || st == nil || st.Status != metav1.ConditionFalse {
+			return fmt.Errorf("placed on %q epoch %d, MemberStatusStale %+v", placedOn(cur), epochOf(cur), st)
+		}
+		return nil
+	})
+	if ds := dispatchesOf(t, js.UID); len(ds) != 1 {
+		t.Errorf("%d dispatches, want 1", len(ds))
+	}
+	s.stop()
+	for _, v := range s.violations() {
+		t.Error(v)
+	}
+}
+
 // 8. FAULT: the hub's controllers crash in the middle of a burst of
 // dispatches and start again; every JobSet is dispatched exactly once.
 func TestHubRestartDuringBurst(t *testing.T) {
@@ -623,8 +707,8 @@ func TestHubRestartDuringBurst(t *testing.T) {
 	for i := range n {
 		name := fmt.Sprintf("h-%02d", i)
 		js, m := waitPlaced(t, ns, name)
-		if js.Annotations[dispatch.EpochAnnotation] != "1" {
-			t.Errorf("%s: epoch %q, want 1 (placed once)", name, js.Annotations[dispatch.EpochAnnotation])
+		if epochOf(js) != 1 {
+			t.Errorf("%s: epoch %d, want 1 (placed once)", name, epochOf(js))
 		}
 		ds := dispatchesOf(t, js.UID)
 		if len(ds) != 1 || ds[0].Namespace != fleet.MemberNamespace(m) || ds[0].Spec.Epoch != 1 {
@@ -709,8 +793,8 @@ func TestAgentRestartNoDuplicateJobs(t *testing.T) {
 		t.Errorf("member JobSet replaced across the restart")
 	}
 	cur := hubJobSet(t, ns, "ar")
-	if cur.Labels[fleet.ClusterLabel] != m || cur.Annotations[dispatch.EpochAnnotation] != "1" {
-		t.Errorf("hub JobSet moved: cluster %q epoch %q", cur.Labels[fleet.ClusterLabel], cur.Annotations[dispatch.EpochAnnotation])
+	if placedOn(cur) != m || epochOf(cur) != 1 {
+		t.Errorf("hub JobSet moved: cluster %q epoch %d", placedOn(cur), epochOf(cur))
 	}
 	if ds := dispatchesOf(t, js.UID); len(ds) != 1 {
 		t.Errorf("%d dispatches", len(ds))

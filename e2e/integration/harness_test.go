@@ -342,7 +342,7 @@ func (e *fleetEnv) startHub() error {
 	if err := inv.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := dispatch.NewReconciler(mgr.GetClient(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{}).SetupWithManager(mgr); err != nil {
+	if err := dispatch.NewReconciler(mgr.GetClient(), mgr.GetAPIReader(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -617,12 +617,28 @@ func waitPlaced(t testing.TB, ns, name string) (*jobset.JobSet, string) {
 	eventually(t, time.Minute, "dispatch of "+ns+"/"+name, func() error {
 		js = hubJobSet(t, ns, name)
 		c := condition(js, dispatch.ConditionDispatched)
-		if c == nil || c.Status != metav1.ConditionTrue || js.Labels[fleet.ClusterLabel] == "" {
-			return fmt.Errorf("not dispatched: labels %v, conditions %+v", js.Labels, js.Status.Conditions)
+		if c == nil || c.Status != metav1.ConditionTrue || placedOn(js) == "" {
+			return fmt.Errorf("not dispatched: status.fleet %+v, conditions %+v", js.Status.Fleet, js.Status.Conditions)
 		}
 		return nil
 	})
-	return js, js.Labels[fleet.ClusterLabel]
+	return js, placedOn(js)
+}
+
+// placedOn is the member the hub placed a JobSet on ("" while pending).
+func placedOn(js *jobset.JobSet) string {
+	if js.Status.Fleet == nil {
+		return ""
+	}
+	return js.Status.Fleet.Cluster
+}
+
+// epochOf is the hub's current epoch for a JobSet.
+func epochOf(js *jobset.JobSet) int64 {
+	if js.Status.Fleet == nil {
+		return 0
+	}
+	return js.Status.Fleet.Epoch
 }
 
 // jobRunning reports whether a Job may run pods: not suspended, not finished.

@@ -1,7 +1,10 @@
 // Package admission is the hub's JobSet admission: it hands every new JobSet
-// to the fleet (spec.managedBy), fills in the API defaults, and rejects
-// invalid JobSets with the same checks and field paths as a member, plus
-// the fleet's placement annotations, before anything is dispatched.
+// to the fleet (spec.managedBy, and the dispatcher's finalizer), fills in
+// the API defaults, and, before anything is dispatched, rejects what could
+// never run or is not the user's to set: invalid JobSets (the same checks
+// and field paths as a member), bad placement annotations, JobSets in
+// namespaces the fleet does not run, resources no member has, and the
+// fleet's own keys.
 //
 // +kubebuilder:webhookconfiguration:mutating=true,name=jobset-fleet-hub-mutating-webhook-configuration
 // +kubebuilder:webhookconfiguration:mutating=false,name=jobset-fleet-hub-validating-webhook-configuration
@@ -11,20 +14,30 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobsetvalidation "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/validation"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
-	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 )
 
 // Names of the generated webhook configurations (config/hub-webhook).
@@ -45,18 +58,50 @@ const (
 // +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get;create;update
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update,resourceNames=jobset-fleet-hub-mutating-webhook-configuration;jobset-fleet-hub-validating-webhook-configuration
 
-type jobSetWebhook struct{}
+// DefaultDeniedNamespaces are hub namespaces whose JobSets are never run on
+// members: the system's and the fleet's own (a JobSet there would run pods
+// next to the agent's hub credentials), and every member namespace.
+var DefaultDeniedNamespaces = []string{
+	metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease,
+	"jobset-fleet-system", fleet.DefaultInventoryNamespace, fleet.MemberNamespacePrefix + "*",
+}
+
+// Options configure the hub's JobSet admission.
+type Options struct {
+	// DeniedNamespaces are namespaces (a trailing * matches a prefix) whose
+	// JobSets are rejected; default DefaultDeniedNamespaces.
+	DeniedNamespaces []string
+	// InventoryNamespace holds the ClusterProfiles; default fleet-system.
+	InventoryNamespace string
+}
+
+type jobSetWebhook struct {
+	opts   Options
+	reader client.Reader
+}
 
 var (
-	_ admission.Defaulter[*jobset.JobSet] = jobSetWebhook{}
-	_ admission.Validator[*jobset.JobSet] = jobSetWebhook{}
+	_ admission.Defaulter[*jobset.JobSet] = &jobSetWebhook{}
+	_ admission.Validator[*jobset.JobSet] = &jobSetWebhook{}
 )
 
-// SetupWithManager registers the hub's JobSet webhooks on mgr's webhook server.
-func SetupWithManager(mgr ctrl.Manager) error {
+// SetupWithManager registers the hub's JobSet webhooks, with the default
+// options, on mgr's webhook server.
+func SetupWithManager(mgr ctrl.Manager) error { return Options{}.SetupWithManager(mgr) }
+
+// SetupWithManager registers the hub's JobSet webhooks on mgr's webhook
+// server. They read ClusterProfiles through mgr's cache.
+func (o Options) SetupWithManager(mgr ctrl.Manager) error {
+	if o.DeniedNamespaces == nil {
+		o.DeniedNamespaces = DefaultDeniedNamespaces
+	}
+	if o.InventoryNamespace == "" {
+		o.InventoryNamespace = fleet.DefaultInventoryNamespace
+	}
+	w := &jobSetWebhook{opts: o, reader: mgr.GetClient()}
 	return ctrl.NewWebhookManagedBy(mgr, &jobset.JobSet{}).
-		WithDefaulter(jobSetWebhook{}).
-		WithValidator(jobSetWebhook{}).
+		WithDefaulter(w).
+		WithValidator(w).
 		Complete()
 }
 
@@ -69,10 +114,11 @@ func ClaimForFleet(js *jobset.JobSet) {
 	}
 }
 
-// Default claims new JobSets for the fleet, then applies the API defaults.
-// On update an omitted managedBy keeps the stored value (a full replace
-// that drops it must not trip the immutability check).
-func (jobSetWebhook) Default(ctx context.Context, js *jobset.JobSet) error {
+// Default claims new JobSets for the fleet, with the dispatcher's finalizer
+// (saving it a write), then applies the API defaults. On update an omitted
+// managedBy keeps the stored value (a full replace that drops it must not
+// trip the immutability check).
+func (w *jobSetWebhook) Default(ctx context.Context, js *jobset.JobSet) error {
 	req, err := admission.RequestFromContext(ctx)
 	if err == nil && req.Operation == admissionv1.Update {
 		if js.Spec.ManagedBy == nil && len(req.OldObject.Raw) > 0 {
@@ -84,26 +130,145 @@ func (jobSetWebhook) Default(ctx context.Context, js *jobset.JobSet) error {
 		}
 	} else {
 		ClaimForFleet(js)
+		if ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet {
+			controllerutil.AddFinalizer(js, dispatch.JobSetFinalizer)
+		}
 	}
 	jobset.Default(js)
 	return nil
 }
 
-func (jobSetWebhook) ValidateCreate(_ context.Context, js *jobset.JobSet) (admission.Warnings, error) {
-	errs := spokewebhook.ValidateJobSet(js)
+func (w *jobSetWebhook) ValidateCreate(ctx context.Context, js *jobset.JobSet) (admission.Warnings, error) {
+	errs := jobsetvalidation.ValidateJobSetWithFieldPaths(ctx, js, nil)
 	errs = append(errs, ValidateFleetAnnotations(js.Annotations)...)
+	errs = append(errs, ValidateHubOwnedKeys(nil, js)...)
+	if ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet {
+		errs = append(errs, ValidateNamespace(js.Namespace, w.opts.DeniedNamespaces)...)
+		fleetErrs, err := w.validateResources(ctx, js)
+		if err != nil {
+			return nil, err
+		}
+		errs = append(errs, fleetErrs...)
+	}
 	return nil, invalid(js, errs)
 }
 
-func (jobSetWebhook) ValidateUpdate(_ context.Context, oldJS, newJS *jobset.JobSet) (admission.Warnings, error) {
-	errs := spokewebhook.ValidateJobSetUpdate(oldJS, newJS)
+func (w *jobSetWebhook) ValidateUpdate(_ context.Context, oldJS, newJS *jobset.JobSet) (admission.Warnings, error) {
+	errs := jobsetvalidation.ValidateJobSetUpdate(oldJS, newJS)
 	errs = append(errs, ValidateFleetAnnotations(newJS.Annotations)...)
+	errs = append(errs, ValidateHubOwnedKeys(oldJS, newJS)...)
 	return nil, invalid(newJS, errs)
 }
 
-func (jobSetWebhook) ValidateDelete(context.Context, *jobset.JobSet) (admission.Warnings, error) {
+func (w *jobSetWebhook) ValidateDelete(context.Context, *jobset.JobSet) (admission.Warnings, error) {
 	return nil, nil
 }
+
+// validateResources rejects a JobSet asking for a resource no member of
+// the fleet has at all: it could never run. Too little of one, now, only
+// keeps it pending. A fleet with no members yet rejects nothing.
+func (w *jobSetWebhook) validateResources(ctx context.Context, js *jobset.JobSet) (field.ErrorList, error) {
+	profiles := &clusterinventory.ClusterProfileList{}
+	if err := w.reader.List(ctx, profiles, client.InNamespace(w.opts.InventoryNamespace)); err != nil {
+		return nil, fmt.Errorf("listing ClusterProfiles: %w", err)
+	}
+	var members []inventory.Member
+	for i := range profiles.Items {
+		if p := &profiles.Items[i]; inventory.IsFleetProfile(p) {
+			members = append(members, inventory.Assess(p, inventory.Heartbeat{}, time.Time{}, inventory.Assessment{}))
+		}
+	}
+	return ValidateResourcesExist(&js.Spec, members), nil
+}
+
+// ValidateResourcesExist reports each container request for a resource
+// that no member reports allocatable. With no members it reports nothing.
+func ValidateResourcesExist(spec *jobset.JobSetSpec, members []inventory.Member) field.ErrorList {
+	if len(members) == 0 {
+		return nil
+	}
+	known := map[corev1.ResourceName]bool{}
+	for _, m := range members {
+		for name := range m.Allocatable {
+			known[name] = true
+		}
+	}
+	var errs field.ErrorList
+	for i := range spec.ReplicatedJobs {
+		pod := &spec.ReplicatedJobs[i].Template.Spec.Template.Spec
+		podPath := field.NewPath("spec", "replicatedJobs").Index(i).Child("template", "spec", "template", "spec")
+		check := func(path *field.Path, r corev1.ResourceRequirements) {
+			for _, list := range []struct {
+				name string
+				l    corev1.ResourceList
+			}{{"requests", r.Requests}, {"limits", r.Limits}} {
+				for _, name := range slices.Sorted(maps.Keys(list.l)) {
+					if q := list.l[name]; !known[name] && !q.IsZero() {
+						errs = append(errs, field.Invalid(path.Child(list.name).Key(string(name)), q.String(),
+							fmt.Sprintf("no member cluster of the fleet has resource %s", name)))
+					}
+				}
+			}
+		}
+		for j := range pod.InitContainers {
+			check(podPath.Child("initContainers").Index(j).Child("resources"), pod.InitContainers[j].Resources)
+		}
+		for j := range pod.Containers {
+			check(podPath.Child("containers").Index(j).Child("resources"), pod.Containers[j].Resources)
+		}
+		if pod.Resources != nil {
+			check(podPath.Child("resources"), *pod.Resources)
+		}
+	}
+	return errs
+}
+
+// ValidateNamespace rejects a JobSet in a namespace the fleet does not run.
+func ValidateNamespace(namespace string, denied []string) field.ErrorList {
+	for _, d := range denied {
+		if d == namespace || (strings.HasSuffix(d, "*") && strings.HasPrefix(namespace, strings.TrimSuffix(d, "*"))) {
+			return field.ErrorList{field.Forbidden(field.NewPath("metadata", "namespace"),
+				fmt.Sprintf("the fleet does not run JobSets of namespace %s on member clusters (hub --denied-namespaces)", namespace))}
+		}
+	}
+	return nil
+}
+
+// userAnnotations are the fleet.jobset.x-k8s.io/ keys a user may set.
+var userAnnotations = map[string]bool{
+	fleet.PinnedClusterAnnotation:   true,
+	fleet.ClusterSelectorAnnotation: true,
+	fleet.OnMemberLostAnnotation:    true,
+}
+
+// ValidateHubOwnedKeys rejects labels and annotations under the fleet's
+// prefix that a user set or changed, other than the placement annotations
+// users own: the rest is the fleet's bookkeeping (or was, in earlier
+// versions), and a user editing it could steer a JobSet past placement.
+// Removing one is allowed. old is nil on create.
+func ValidateHubOwnedKeys(old, js *jobset.JobSet) field.ErrorList {
+	var errs field.ErrorList
+	check := func(path *field.Path, now, before map[string]string, allowed map[string]bool) {
+		for _, k := range slices.Sorted(maps.Keys(now)) {
+			if !strings.HasPrefix(k, fleetPrefix) || allowed[k] {
+				continue
+			}
+			if v, ok := before[k]; ok && v == now[k] {
+				continue
+			}
+			errs = append(errs, field.Forbidden(path.Key(k), "keys under "+fleetPrefix+" belong to the fleet hub"))
+		}
+	}
+	var oldLabels, oldAnnotations map[string]string
+	if old != nil {
+		oldLabels, oldAnnotations = old.Labels, old.Annotations
+	}
+	check(field.NewPath("metadata", "labels"), js.Labels, oldLabels, nil)
+	check(field.NewPath("metadata", "annotations"), js.Annotations, oldAnnotations, userAnnotations)
+	return errs
+}
+
+const fleetPrefix = "fleet.jobset.x-k8s.io/"
 
 // ValidateFleetAnnotations checks the placement annotations a user may set.
 func ValidateFleetAnnotations(annotations map[string]string) field.ErrorList {
@@ -119,11 +284,8 @@ func ValidateFleetAnnotations(annotations map[string]string) field.ErrorList {
 			errs = append(errs, field.Invalid(path.Key(fleet.PinnedClusterAnnotation), v, msg))
 		}
 	}
-	if v, ok := annotations[fleet.OnMemberLostAnnotation]; ok {
-		allowed := []string{dispatch.OnMemberLostRedispatch, dispatch.OnMemberLostFail, dispatch.OnMemberLostWait}
-		if v != allowed[0] && v != allowed[1] && v != allowed[2] {
-			errs = append(errs, field.NotSupported(path.Key(fleet.OnMemberLostAnnotation), v, allowed))
-		}
+	if v, ok := annotations[fleet.OnMemberLostAnnotation]; ok && !slices.Contains(dispatch.OnMemberLostPolicies, v) {
+		errs = append(errs, field.NotSupported(path.Key(fleet.OnMemberLostAnnotation), v, dispatch.OnMemberLostPolicies))
 	}
 	return errs
 }

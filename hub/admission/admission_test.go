@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,6 +17,8 @@ import (
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/admission"
+	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 )
 
 func TestClaimForFleet(t *testing.T) {
@@ -61,6 +65,70 @@ func TestValidateFleetAnnotations(t *testing.T) {
 	}
 }
 
+func TestValidateHubOwnedKeys(t *testing.T) {
+	withMeta := func(labels, annotations map[string]string) *jobset.JobSet {
+		return &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations}}
+	}
+	legacy := withMeta(map[string]string{"fleet.jobset.x-k8s.io/cluster": "m1"}, nil)
+	for _, tc := range []struct {
+		name     string
+		old, new *jobset.JobSet
+		want     []string
+	}{
+		{"user annotations", nil, withMeta(nil, map[string]string{fleet.PinnedClusterAnnotation: "m1", fleet.OnMemberLostAnnotation: "Wait"}), nil},
+		{"other keys", nil, withMeta(map[string]string{"app": "x"}, map[string]string{"team": "y"}), nil},
+		{"hub label on create", nil, withMeta(map[string]string{"fleet.jobset.x-k8s.io/cluster": "m1"}, nil), []string{"metadata.labels[fleet.jobset.x-k8s.io/cluster]"}},
+		{"hub annotation on create", nil, withMeta(nil, map[string]string{"fleet.jobset.x-k8s.io/epoch": "7"}), []string{"metadata.annotations[fleet.jobset.x-k8s.io/epoch]"}},
+		{"legacy key kept", legacy, legacy, nil},
+		{"legacy key changed", legacy, withMeta(map[string]string{"fleet.jobset.x-k8s.io/cluster": "m2"}, nil), []string{"metadata.labels[fleet.jobset.x-k8s.io/cluster]"}},
+		{"legacy key removed", legacy, withMeta(nil, nil), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, e := range admission.ValidateHubOwnedKeys(tc.old, tc.new) {
+				got = append(got, e.Field)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("fields (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestValidateNamespace(t *testing.T) {
+	for ns, denied := range map[string]bool{
+		"kube-system": true, "jobset-fleet-system": true, "fleet-system": true, "fleet-member-m1": true,
+		"default": false, "team-a": false, "fleet-members": false,
+	} {
+		if got := len(admission.ValidateNamespace(ns, admission.DefaultDeniedNamespaces)) > 0; got != denied {
+			t.Errorf("namespace %s: denied = %t, want %t", ns, got, denied)
+		}
+	}
+}
+
+func TestValidateResourcesExist(t *testing.T) {
+	members := []inventory.Member{
+		{Name: "a", Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"), "nvidia.com/gpu": resource.MustParse("0")}},
+		{Name: "b", Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceEphemeralStorage: resource.MustParse("100Gi")}},
+	}
+	spec := &jobset.JobSetSpec{ReplicatedJobs: []jobset.ReplicatedJob{{Name: "w"}}}
+	spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceEphemeralStorage: resource.MustParse("1Gi"), "example.com/fpga": resource.MustParse("1")},
+		Limits:   corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("1")},
+	}}}
+	var got []string
+	for _, e := range admission.ValidateResourcesExist(spec, members) {
+		got = append(got, e.Field+": "+e.Detail)
+	}
+	want := []string{"spec.replicatedJobs[0].template.spec.template.spec.containers[0].resources.requests[example.com/fpga]: no member cluster of the fleet has resource example.com/fpga"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+	if errs := admission.ValidateResourcesExist(spec, nil); len(errs) != 0 {
+		t.Errorf("a fleet without members must reject nothing: %v", errs)
+	}
+}
+
 // TestHubAdmission runs the generated webhook configuration against a real
 // apiserver: a plain upstream JobSet is claimed for the fleet and defaulted;
 // invalid ones are rejected with field paths.
@@ -89,6 +157,22 @@ func TestHubAdmission(t *testing.T) {
 	}
 	if got.Spec.SuccessPolicy == nil || got.Spec.ReplicatedJobs[0].GroupName != jobset.DefaultGroupName || got.Spec.Network == nil {
 		t.Errorf("defaults not applied: %+v", got.Spec)
+	}
+	if diff := cmp.Diff([]string{dispatch.JobSetFinalizer}, got.Finalizers); diff != "" {
+		t.Errorf("finalizers (-want +got):\n%s", diff)
+	}
+
+	// The fleet's own keys are not the user's.
+	edited := got.DeepCopy()
+	edited.Labels = map[string]string{"fleet.jobset.x-k8s.io/cluster": "elsewhere"}
+	if err := c.Client.Update(ctx, edited); err == nil || !strings.Contains(err.Error(), "metadata.labels[fleet.jobset.x-k8s.io/cluster]") {
+		t.Errorf("editing a hub-owned label: %v", err)
+	}
+	// Nor are system namespaces the fleet's to run.
+	system := js.DeepCopy()
+	system.Namespace = "kube-system"
+	if err := c.Client.Create(ctx, system); err == nil || !strings.Contains(err.Error(), "metadata.namespace") {
+		t.Errorf("a JobSet in kube-system: %v", err)
 	}
 
 	// A full update that omits managedBy keeps it.
