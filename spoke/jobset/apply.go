@@ -21,33 +21,28 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// eventAction is the events.k8s.io "action" of every event this controller
-// emits: they all report the outcome of reconciling the JobSet.
-const eventAction = "Reconcile"
-
-// apply carries out p for js (as observed). Child objects are changed first
-// and the status last, so that the status never claims more than was done;
-// transition events go out only once the status that records them is saved.
+// apply carries out p for js (as observed), step by step in upstream's
+// order; the first step that fails ends the reconcile with its error and
+// nothing more is done (the status is not saved, its events are not
+// emitted), as upstream's reconcile does. Transition events go out only
+// once the status that records them is saved.
 func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p plan) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
-	var errs []error
-
-	if err := r.deleteJobs(ctx, p.deleteJobs); err != nil {
-		errs = append(errs, err)
+	steps := []func() error{
+		func() error { return r.deleteJobs(ctx, p.deleteJobs) },
+		func() error { return r.deleteJobSetAfterTTL(ctx, js, p.deleteJobSet) },
+		func() error { return p.err },
+		func() error { return r.createService(ctx, js, p.createService) },
+		func() error { return r.createPVCs(ctx, js, p.createPVCs) },
+		func() error { return r.scaleJobs(ctx, p.scaleJobs) },
+		func() error { return r.createJobGroups(ctx, js, p.createJobs) },
+		func() error { return r.suspendJobs(ctx, p.suspendJobs) },
+		func() error { return r.resumeJobs(ctx, p.resumeJobs) },
 	}
-	if p.createService != nil {
-		if err := r.createService(ctx, js, p.createService); err != nil {
-			errs = append(errs, err)
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return ctrl.Result{}, err
 		}
-	}
-	if err := r.createJobs(ctx, js, p.createJobs); err != nil {
-		errs = append(errs, err)
-	}
-	if err := r.suspendJobs(ctx, p.suspendJobs); err != nil {
-		errs = append(errs, err)
-	}
-	if err := r.resumeJobs(ctx, p.resumeJobs); err != nil {
-		errs = append(errs, err)
 	}
 
 	saved, err := r.saveStatus(ctx, js, p.status)
@@ -56,9 +51,11 @@ func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p plan) (ct
 		// The JobSet changed since it was read; the watch event of that
 		// change reconciles it again with fresh data.
 		log.V(2).Info("JobSet changed while reconciling; waiting for the newer version")
-		return ctrl.Result{}, errors.Join(errs...)
+		return ctrl.Result{}, nil
+	case apierrors.IsNotFound(err) && p.deleteJobSet:
+		return ctrl.Result{}, nil
 	case err != nil:
-		errs = append(errs, err)
+		return ctrl.Result{}, err
 	case saved:
 		for _, e := range p.events {
 			r.event(js, e.eventType, e.reason, e.note)
@@ -72,21 +69,22 @@ func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p plan) (ct
 			log.V(2).Info("JobSet failed")
 		}
 	}
-
-	if p.deleteJobSet {
-		log.V(2).Info("Deleting JobSet: ttlSecondsAfterFinished expired")
-		err := r.client.Delete(ctx, js,
-			client.PropagationPolicy(metav1.DeletePropagationForeground),
-			// Never delete a newer JobSet that reuses the name.
-			client.Preconditions{UID: ptr.To(js.UID)})
-		if client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting JobSet after ttlSecondsAfterFinished: %w", err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return ctrl.Result{}, err
-	}
 	return ctrl.Result{RequeueAfter: p.requeueAfter}, nil
+}
+
+func (r *Reconciler) deleteJobSetAfterTTL(ctx context.Context, js *v1alpha2.JobSet, due bool) error {
+	if !due {
+		return nil
+	}
+	ctrl.LoggerFrom(ctx).V(2).Info("Deleting JobSet: ttlSecondsAfterFinished expired")
+	err := r.client.Delete(ctx, js,
+		client.PropagationPolicy(metav1.DeletePropagationForeground),
+		// Never delete a newer JobSet that reuses the name.
+		client.Preconditions{UID: ptr.To(js.UID)})
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting JobSet after ttlSecondsAfterFinished: %w", err)
+	}
+	return nil
 }
 
 // saveStatus patches the status when it differs from the observed one. The
@@ -140,9 +138,12 @@ func (r *Reconciler) deleteJobs(ctx context.Context, jobs []*batchv1.Job) error 
 }
 
 func (r *Reconciler) createService(ctx context.Context, js *v1alpha2.JobSet, svc *corev1.Service) error {
+	if svc == nil {
+		return nil
+	}
 	err := r.client.Create(ctx, svc)
 	if apierrors.IsAlreadyExists(err) {
-		return nil
+		return nil // created by an earlier reconcile the cache has not seen yet
 	}
 	if err != nil {
 		r.event(js, corev1.EventTypeWarning, ReasonHeadlessServiceCreationFailed, err.Error())
@@ -152,40 +153,79 @@ func (r *Reconciler) createService(ctx context.Context, js *v1alpha2.JobSet, svc
 	return nil
 }
 
-// createJobs creates the Jobs in parallel. A Job the apiserver rejects as
-// invalid is reported with a Warning event and not retried: retrying cannot
-// help until the JobSet changes, and that change triggers a reconcile.
+// createPVCs creates the volumeClaimPolicies' PVCs that do not exist yet.
+// Like upstream, it asks the apiserver every time rather than watching
+// PVCs: one request per claim, and an existing PVC is left as it is.
+func (r *Reconciler) createPVCs(ctx context.Context, js *v1alpha2.JobSet, pvcs []*corev1.PersistentVolumeClaim) error {
+	for _, pvc := range pvcs {
+		err := r.client.Create(ctx, pvc)
+		switch {
+		case err == nil:
+			ctrl.LoggerFrom(ctx).V(2).Info("Created PVC", "pvc", klog.KObj(pvc))
+		case apierrors.IsAlreadyExists(err):
+		default:
+			r.event(js, corev1.EventTypeWarning, ReasonPVCCreationFailed, err.Error())
+			return fmt.Errorf("creating PVC %s: %w", klog.KObj(pvc), err)
+		}
+	}
+	return nil
+}
+
+// scaleJobs patches parallelism and completions of running Jobs
+// (ElasticJobSet).
+func (r *Reconciler) scaleJobs(ctx context.Context, scales []jobScale) error {
+	var errs []error
+	for _, s := range scales {
+		scaled := s.job.DeepCopy()
+		scaled.Spec.Parallelism, scaled.Spec.Completions = s.parallelism, s.completions
+		ctrl.LoggerFrom(ctx).V(2).Info("Scaling Job", "job", klog.KObj(s.job),
+			"parallelism", ptr.Deref(s.parallelism, 0), "completions", ptr.Deref(s.completions, 0))
+		if err := r.client.Patch(ctx, scaled, client.MergeFrom(s.job)); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("failed to patch job %q for scaling: %w", s.job.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// createJobGroups creates the Jobs of one replicatedJob after another;
+// a replicatedJob whose Jobs are not all created stops the rest.
+func (r *Reconciler) createJobGroups(ctx context.Context, js *v1alpha2.JobSet, groups [][]*batchv1.Job) error {
+	for _, jobs := range groups {
+		if err := r.createJobs(ctx, js, jobs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createJobs creates Jobs in parallel. When some cannot be created, one
+// Warning event carries every failure in upstream's words, and the
+// reconcile fails, to be retried with backoff: a repeated failure repeats
+// the same note, which the events API folds into one event whose count
+// grows. A Job that already exists (created by an earlier reconcile the
+// cache has not seen yet) is not a failure.
 func (r *Reconciler) createJobs(ctx context.Context, js *v1alpha2.JobSet, jobs []*batchv1.Job) error {
 	log := ctrl.LoggerFrom(ctx)
-	var mu sync.Mutex
-	var rejected []error
-	err := r.parallel(ctx, len(jobs), func(i int) error {
+	failures := make([]error, len(jobs))
+	_ = r.parallel(ctx, len(jobs), func(i int) error {
 		job := jobs[i]
 		err := r.client.Create(ctx, job)
 		switch {
 		case err == nil:
 			log.V(2).Info("Created Job", "job", klog.KObj(job))
-			return nil
 		case apierrors.IsAlreadyExists(err):
-			return nil // created by an earlier reconcile the cache has not seen yet
-		case apierrors.IsInvalid(err):
-			mu.Lock()
-			rejected = append(rejected, err)
-			mu.Unlock()
-			return nil
 		default:
-			return fmt.Errorf("creating Job %s: %w", klog.KObj(job), err)
+			failures[i] = fmt.Errorf("job %q creation failed with error: %v", job.Name, err)
 		}
+		return nil
 	})
-	if len(rejected) > 0 {
-		invalid := errors.Join(rejected...)
-		log.Error(invalid, "The apiserver rejected child Jobs; fix the JobSet's Job template", "count", len(rejected))
-		r.event(js, corev1.EventTypeWarning, ReasonJobCreationFailed, invalid.Error())
-	}
-	if err != nil {
+	// Joined in spec order, so that the same failures make the same note.
+	if err := errors.Join(failures...); err != nil {
+		log.Error(err, "Creating Jobs")
 		r.event(js, corev1.EventTypeWarning, ReasonJobCreationFailed, err.Error())
+		return err
 	}
-	return err
+	return nil
 }
 
 func (r *Reconciler) suspendJobs(ctx context.Context, jobs []*batchv1.Job) error {

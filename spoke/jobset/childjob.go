@@ -3,7 +3,6 @@ package jobset
 import (
 	"crypto/sha1" //nolint:gosec // see jobKey
 	"encoding/hex"
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
@@ -66,6 +66,7 @@ func buildJob(js *v1alpha2.JobSet, rjobIdx, jobIdx int) *batchv1.Job {
 	}
 
 	job.Spec.Suspend = ptr.To(js.IsSuspended())
+	addClaimVolumes(js, &job.Spec.Template.Spec)
 	return job
 }
 
@@ -90,13 +91,15 @@ func jobMetadata(js *v1alpha2.JobSet, rjobIdx, jobIdx int) objectMetadata {
 		v1alpha2.JobGlobalIndexKey:     strconv.Itoa(globalJobIndex(js, rjobIdx, jobIdx)),
 		v1alpha2.JobKey:                jobKey(js.Namespace, name),
 		v1alpha2.RestartsKey:           strconv.Itoa(int(js.Status.Restarts)),
-		JobRestartAttemptKey:           strconv.Itoa(int(individualRestarts(&js.Status, rjob.Name, jobIdx))),
 		v1alpha2.GroupNameKey:          rjob.GroupName,
 		v1alpha2.GroupReplicasKey:      strconv.Itoa(groupReplicas),
 		v1alpha2.JobGroupIndexKey:      strconv.Itoa(groupIndex),
 	}
+	if features.Enabled(features.RestartJob) {
+		labels[JobRestartAttemptKey] = strconv.Itoa(int(individualRestarts(&js.Status, rjob.Name, jobIdx)))
+	}
 	if js.Spec.Coordinator != nil {
-		labels[v1alpha2.CoordinatorKey] = coordinatorEndpoint(js)
+		labels[v1alpha2.CoordinatorKey] = v1alpha2.CoordinatorEndpoint(js)
 	}
 	annotations := maps.Clone(labels)
 	// Exclusive placement can be asked for on the whole JobSet or on one
@@ -129,12 +132,6 @@ func withEntries(dst, src map[string]string) map[string]string {
 func jobKey(namespace, jobName string) string {
 	sum := sha1.Sum([]byte(namespace + "/" + jobName)) //nolint:gosec // an identifier, not a security hash
 	return hex.EncodeToString(sum[:])
-}
-
-// coordinatorEndpoint is the stable DNS name of the coordinator pod.
-func coordinatorEndpoint(js *v1alpha2.JobSet) string {
-	c := js.Spec.Coordinator
-	return fmt.Sprintf("%s-%s-%d-%d.%s", js.Name, c.ReplicatedJob, c.JobIndex, c.PodIndex, js.Subdomain())
 }
 
 // globalReplicas is the number of Jobs in the whole JobSet.

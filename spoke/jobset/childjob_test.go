@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
@@ -29,7 +30,6 @@ func TestBuildJobMetadata(t *testing.T) {
 		v1alpha2.JobGlobalIndexKey:     "3",
 		v1alpha2.JobKey:                hex.EncodeToString(sum[:]),
 		v1alpha2.RestartsKey:           "2",
-		JobRestartAttemptKey:           "0",
 		v1alpha2.GroupNameKey:          "default",
 		v1alpha2.GroupReplicasKey:      "4",
 		v1alpha2.JobGroupIndexKey:      "3",
@@ -64,6 +64,17 @@ func TestBuildJobMetadata(t *testing.T) {
 	}
 	if got := *job.Spec.Parallelism; got != 4 {
 		t.Errorf("parallelism = %d, want the template's 4", got)
+	}
+
+	// The per-Job restart attempt exists with the RestartJob gate only.
+	features.SetForTest(t, features.RestartJob, true)
+	js.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "workers", JobRestarts: []int32{0, 0, 3}}}
+	job = buildJob(defaulted(js), 1, 2)
+	if got := job.Labels[JobRestartAttemptKey]; got != "3" {
+		t.Errorf("%s = %q, want 3", JobRestartAttemptKey, got)
+	}
+	if got := job.Spec.Template.Annotations[JobRestartAttemptKey]; got != "3" {
+		t.Errorf("pod annotation %s = %q, want 3", JobRestartAttemptKey, got)
 	}
 }
 

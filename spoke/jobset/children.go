@@ -7,6 +7,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
@@ -66,9 +67,16 @@ func outdated(js *v1alpha2.JobSet, job *batchv1.Job, replicas map[string]int32) 
 		// Left over from a replicatedJob that was scaled down.
 		return true
 	}
+	if !features.Enabled(features.RestartJob) {
+		// Individual restarts exist only behind the gate; upstream ignores
+		// the label without it.
+		return false
+	}
 	individual, err := strconv.Atoi(job.Labels[JobRestartAttemptKey])
 	if err != nil {
-		individual = 0 // Jobs created before individual restarts existed.
+		// Upstream keeps a Job without the label (created before the gate
+		// was turned on): it gets one when recreated.
+		return false
 	}
 	return int32(individual) < individualRestarts(&js.Status, rjobName, idx)
 }

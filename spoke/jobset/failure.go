@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
@@ -21,7 +22,7 @@ type failureDecision struct {
 	// JobSet has no failure policy).
 	rule *v1alpha2.FailurePolicyRule
 	// job is the failed Job the decision is about: the earliest failed Job
-	// the rule matched.
+	// the rule matched, or the earliest failed Job when no rule matched.
 	job *batchv1.Job
 }
 
@@ -44,28 +45,30 @@ func decideFailure(js *v1alpha2.JobSet, failed []*batchv1.Job) failureDecision {
 }
 
 // ruleMatches: a rule matches a failed Job when each of its non-empty lists
-// matches — the Job's replicatedJob, its Failed condition's reason, and a
-// regular expression matching the condition's message.
+// matches — the Job's Failed condition's reason, a regular expression
+// matching the condition's message, and the Job's replicatedJob (a Job
+// without the replicatedJob label matches no rule).
 func ruleMatches(rule *v1alpha2.FailurePolicyRule, job *batchv1.Job) bool {
 	cond := jobFailure(job)
 	if cond == nil {
-		return false
-	}
-	if len(rule.TargetReplicatedJobs) > 0 && !slices.Contains(rule.TargetReplicatedJobs, job.Labels[v1alpha2.ReplicatedJobNameKey]) {
 		return false
 	}
 	if len(rule.OnJobFailureReasons) > 0 && !slices.Contains(rule.OnJobFailureReasons, cond.Reason) {
 		return false
 	}
 	if len(rule.OnJobFailureMessagePatterns) > 0 && !slices.ContainsFunc(rule.OnJobFailureMessagePatterns, func(pattern string) bool {
+		// Admission does not compile the patterns (upstream's does not
+		// either); one that does not compile matches nothing.
 		re, err := regexp.Compile(pattern)
-		// An invalid pattern (admission should have caught it) matches
-		// nothing rather than everything.
 		return err == nil && re.MatchString(cond.Message)
 	}) {
 		return false
 	}
-	return true
+	rjobName := job.Labels[v1alpha2.ReplicatedJobNameKey]
+	if rjobName == "" {
+		return false
+	}
+	return len(rule.TargetReplicatedJobs) == 0 || slices.Contains(rule.TargetReplicatedJobs, rjobName)
 }
 
 // earliestFailed returns the Job that failed first among those accepted by
@@ -99,87 +102,129 @@ func restartsCountedTowardsMax(st *v1alpha2.JobSetStatus) int32 {
 	return used
 }
 
-// applyFailure carries out the decision on the planned status.
-func (p *plan) applyFailure(js *v1alpha2.JobSet, d failureDecision) {
+// withFirstFailedJob is how upstream names the Job behind a failure.
+func withFirstFailedJob(message, jobName string) string {
+	return fmt.Sprintf("%s (first failed job: %s)", message, jobName)
+}
+
+// applyFailure carries out the decision on the planned status, as
+// upstream's failure policy actions do. It returns an error, and changes
+// nothing, for an action whose feature gate is off: upstream fails the
+// reconcile then, and so retries until the gate is turned on.
+func (p *plan) applyFailure(js *v1alpha2.JobSet, d failureDecision) error {
 	st := &p.status
 	jobName := d.job.Name
 	if js.Spec.FailurePolicy == nil {
-		p.fail(ReasonFailedJobs, fmt.Sprintf("JobSet failed because its child Job %s failed", jobName))
-		return
+		p.fail(ReasonFailedJobs, withFirstFailedJob(MessageFailedJobs, jobName))
+		return nil
 	}
-	countsTowardsMax := d.action == v1alpha2.RestartJobSet || d.action == v1alpha2.RestartJob
-	if countsTowardsMax {
-		if used, max := restartsCountedTowardsMax(st), js.Spec.FailurePolicy.MaxRestarts; used >= max {
-			p.fail(ReasonReachedMax, fmt.Sprintf("JobSet failed: child Job %s failed and all %d restarts allowed by failurePolicy.maxRestarts are used", jobName, max))
-			return
-		}
-	}
+	maxRestarts := js.Spec.FailurePolicy.MaxRestarts
 	restartingReason := ReasonRestartingDefaultPolicy
-	ruleText := "no failure policy rule matched"
 	if d.rule != nil {
-		restartingReason = reasonRestartingRulePrefix + d.rule.Name
-		ruleText = fmt.Sprintf("failure policy rule %q matched", d.rule.Name)
+		restartingReason = fmt.Sprintf(reasonRestartingRuleFormat, d.rule.Name)
 	}
 
 	switch d.action {
 	case v1alpha2.FailJobSet:
-		p.fail(ReasonFailJobSetAction, fmt.Sprintf("JobSet failed: child Job %s failed and %s with action FailJobSet", jobName, ruleText))
-		return
-	case v1alpha2.RestartJob, v1alpha2.RestartJobAndIgnoreMaxRestarts:
-		if p.restartOneJob(js, d.job, countsTowardsMax) {
-			reason := ReasonRestartJobAction
-			if !countsTowardsMax {
-				reason = ReasonRestartJobIgnoreMaxAction
-			}
-			msg := fmt.Sprintf("recreating child Job %s after it failed (%s, action %s)", jobName, ruleText, d.action)
-			p.event(corev1.EventTypeWarning, reason, msg)
-			p.setRestarting(restartingReason, msg)
-			return
+		p.fail(ReasonFailJobSetAction, withFirstFailedJob(MessageFailJobSetAction, jobName))
+	case v1alpha2.RestartJobSet:
+		// Individual restarts count towards the maximum only while they
+		// exist, i.e. with the RestartJob gate on.
+		used := st.RestartsCountTowardsMax
+		if features.Enabled(features.RestartJob) {
+			used = restartsCountedTowardsMax(st)
 		}
-		// The Job cannot be restarted on its own (its replicatedJob is too
-		// large for per-Job counters): restart the whole JobSet instead.
+		if used >= maxRestarts {
+			p.fail(ReasonReachedMaxRestarts, withFirstFailedJob(MessageReachedMaxRestarts, jobName))
+			return nil
+		}
+		p.restartAll(true, restartingReason, ReasonRestartJobSetAction, withFirstFailedJob(MessageRestartJobSetAction, jobName))
+	case v1alpha2.RestartJobSetAndIgnoreMaxRestarts:
+		p.restartAll(false, restartingReason, ReasonRestartJobSetIgnoreMaxAction, withFirstFailedJob(MessageRestartJobSetIgnoreMaxAction, jobName))
+	case v1alpha2.RestartJob:
+		if !features.Enabled(features.RestartJob) {
+			return fmt.Errorf("RestartJob failure policy action cannot be used when the feature gate RestartJob is disabled")
+		}
+		if restartsCountedTowardsMax(st) >= maxRestarts {
+			p.fail(ReasonReachedMaxRestarts, withFirstFailedJob(MessageReachedMaxRestarts, jobName))
+			return nil
+		}
+		if err := p.restartOneJob(js, d.job, true); err != nil {
+			return err
+		}
+		p.event(corev1.EventTypeWarning, ReasonRestartJobAction, withFirstFailedJob(MessageRestartJobAction, jobName))
+	case v1alpha2.RestartJobAndIgnoreMaxRestarts:
+		if !features.Enabled(features.RestartJob) {
+			return fmt.Errorf("RestartJobAndIgnoreMaxRestarts failure policy action cannot be used when the feature gate RestartJob is disabled")
+		}
+		if err := p.restartOneJob(js, d.job, false); err != nil {
+			return err
+		}
+		p.event(corev1.EventTypeWarning, ReasonRestartJobIgnoreMaxAction, withFirstFailedJob(MessageRestartJobIgnoreMaxAction, jobName))
+	default:
+		return fmt.Errorf("failed to find a corresponding action for the FailurePolicyRuleAction %v", d.action)
 	}
+	return nil
+}
 
-	reason := ReasonRestartJobSetAction
-	if d.action == v1alpha2.RestartJobSetAndIgnoreMaxRestarts || d.action == v1alpha2.RestartJobAndIgnoreMaxRestarts {
-		reason = ReasonRestartJobSetIgnoreMaxAction
-	}
-	st.Restarts++
+// restartAll recreates every Job: the next reconcile finds them all from
+// an earlier attempt and replaces them. The Restarting condition and the
+// action's event both announce it.
+func (p *plan) restartAll(countsTowardsMax bool, conditionReason, eventReason, message string) {
+	p.status.Restarts++
 	if countsTowardsMax {
-		st.RestartsCountTowardsMax++
+		p.status.RestartsCountTowardsMax++
 	}
-	msg := fmt.Sprintf("restarting the JobSet (attempt %d) after child Job %s failed (%s, action %s)", st.Restarts, jobName, ruleText, d.action)
-	p.event(corev1.EventTypeWarning, reason, msg)
-	p.setRestarting(restartingReason, msg)
+	p.setCondition(metav1.Condition{
+		Type: string(v1alpha2.JobSetRestarting), Status: metav1.ConditionTrue, Reason: conditionReason, Message: message,
+	}, corev1.EventTypeWarning)
+	p.event(corev1.EventTypeWarning, eventReason, message)
 }
 
 // restartOneJob bumps the individual restart counters of job's index so that
-// the next reconcile replaces just that Job. It reports false when the
-// replicatedJob has too many replicas for per-index counters.
-func (p *plan) restartOneJob(js *v1alpha2.JobSet, job *batchv1.Job, countsTowardsMax bool) bool {
-	rjobName := job.Labels[v1alpha2.ReplicatedJobNameKey]
-	idx, err := strconv.Atoi(job.Labels[v1alpha2.JobIndexKey])
-	rjobIdx := slices.IndexFunc(js.Spec.ReplicatedJobs, func(r v1alpha2.ReplicatedJob) bool { return r.Name == rjobName })
+// the next reconcile replaces just that Job. The counter lists are created
+// with one entry per replica when first needed; jobRestartsCountTowardsMax
+// only by an action that counts.
+func (p *plan) restartOneJob(js *v1alpha2.JobSet, job *batchv1.Job, countsTowardsMax bool) error {
+	rjobName, ok := job.Labels[v1alpha2.ReplicatedJobNameKey]
+	if !ok {
+		return fmt.Errorf("failed job %s missing %s label", job.Name, v1alpha2.ReplicatedJobNameKey)
+	}
+	idxLabel, ok := job.Labels[v1alpha2.JobIndexKey]
+	if !ok {
+		return fmt.Errorf("failed job %s missing %s label", job.Name, v1alpha2.JobIndexKey)
+	}
+	idx, err := strconv.Atoi(idxLabel)
+	if err != nil {
+		return fmt.Errorf("failed job %s has invalid %s label: %s: %w", job.Name, v1alpha2.JobIndexKey, idxLabel, err)
+	}
 	rs := findReplicatedJobStatus(p.status.ReplicatedJobsStatus, rjobName)
-	if err != nil || rjobIdx < 0 || rs == nil {
-		return false
+	replicas := replicasOf(js, rjobName)
+	if rs == nil || idx < 0 || idx >= int(replicas) {
+		return fmt.Errorf("failed job %s has index %d out of bounds for replicated job %s (replicas: %d)", job.Name, idx, rjobName, replicas)
 	}
-	replicas := int(js.Spec.ReplicatedJobs[rjobIdx].Replicas)
-	if replicas > maxIndividualRestartReplicas || idx >= replicas {
-		return false
-	}
-	rs.JobRestarts = padTo(rs.JobRestarts, replicas)
-	rs.JobRestartsCountTowardsMax = padTo(rs.JobRestartsCountTowardsMax, replicas)
+	rs.JobRestarts = countersFor(rs.JobRestarts, replicas)
 	rs.JobRestarts[idx]++
 	if countsTowardsMax {
+		rs.JobRestartsCountTowardsMax = countersFor(rs.JobRestartsCountTowardsMax, replicas)
 		rs.JobRestartsCountTowardsMax[idx]++
 	}
-	return true
+	return nil
 }
 
-func padTo(counters []int32, n int) []int32 {
-	if len(counters) >= n {
-		return counters
+// countersFor returns counters, or replicas zeros when there are none yet.
+func countersFor(counters []int32, replicas int32) []int32 {
+	if len(counters) == 0 {
+		return make([]int32, replicas)
 	}
-	return append(counters, make([]int32, n-len(counters))...)
+	return slices.Clone(counters)
+}
+
+func replicasOf(js *v1alpha2.JobSet, rjobName string) int32 {
+	for _, r := range js.Spec.ReplicatedJobs {
+		if r.Name == rjobName {
+			return r.Replicas
+		}
+	}
+	return 0
 }

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
@@ -212,12 +215,13 @@ func TestCompletesOnlyWhenAllJobsSucceed(t *testing.T) {
 			return nil
 		})
 	}
-	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "a"}, v1alpha2.ReplicatedJobStatus{Name: "b"})
+	// Upstream stores the list in descending order of name.
+	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "b"}, v1alpha2.ReplicatedJobStatus{Name: "a"})
 	e.markReady(t, ns, "all-a-0", "all-b-0")
-	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "a", Ready: 1, Active: 1}, v1alpha2.ReplicatedJobStatus{Name: "b", Ready: 1, Active: 1})
+	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "b", Ready: 1, Active: 1}, v1alpha2.ReplicatedJobStatus{Name: "a", Ready: 1, Active: 1})
 
 	e.markSucceeded(t, ns, "all-a-0", "all-b-0")
-	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "a", Succeeded: 1}, v1alpha2.ReplicatedJobStatus{Name: "b", Succeeded: 1})
+	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "b", Succeeded: 1}, v1alpha2.ReplicatedJobStatus{Name: "a", Succeeded: 1})
 	consistently(t, 2*time.Second, "not complete with a Job still running", notFinished(t, e, js))
 
 	e.markSucceeded(t, ns, "all-a-1")
@@ -225,7 +229,7 @@ func TestCompletesOnlyWhenAllJobsSucceed(t *testing.T) {
 	if got.Status.TerminalState != "Completed" {
 		t.Errorf("terminalState %q, want Completed", got.Status.TerminalState)
 	}
-	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "a", Succeeded: 2}, v1alpha2.ReplicatedJobStatus{Name: "b", Succeeded: 1})
+	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "b", Succeeded: 1}, v1alpha2.ReplicatedJobStatus{Name: "a", Succeeded: 2})
 	e.waitEvent(t, js, corev1.EventTypeNormal, "AllJobsCompleted")
 }
 
@@ -475,8 +479,9 @@ func TestRestartJobSetAndIgnoreMaxRestarts(t *testing.T) {
 	}
 }
 
+// Gated tests do not run in parallel: the gates are process-wide.
 func TestRestartJobRecreatesOnlyTheFailedJob(t *testing.T) {
-	t.Parallel()
+	features.SetForTest(t, features.RestartJob, true)
 	e := plain
 	ns := e.namespace(t)
 	js := newJobSet(ns, "one", rjob("a", 3, 1))
@@ -780,12 +785,37 @@ func TestInvalidJobTemplateEmitsWarning(t *testing.T) {
 	js := newJobSet(ns, "invalid", bad)
 	e.create(t, js)
 	note := e.waitEvent(t, js, corev1.EventTypeWarning, "JobCreationFailed")
-	if !containsText(note, "invalid-a-0") {
-		t.Errorf("event note %q does not name the Job", note)
+	// Upstream's words, and the apiserver's reason.
+	if want := `job "invalid-a-0" creation failed with error: Job.batch "invalid-a-0" is invalid: `; !strings.HasPrefix(note, want) {
+		t.Errorf("event note %q, want it to start with %q", note, want)
 	}
 	if jobs := e.jobs(t, js); len(jobs) != 0 {
 		t.Errorf("Jobs %v exist", names(jobs))
 	}
+	// The reconcile fails and is retried; each retry repeats the same
+	// event, which the events API folds into one whose series grows.
+	eventually(t, timeout, "one JobCreationFailed event with a series", func() error {
+		var list eventsv1.EventList
+		if err := e.c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		var found []eventsv1.Event
+		for _, ev := range list.Items {
+			if ev.Regarding.Name == js.Name && ev.Reason == "JobCreationFailed" {
+				found = append(found, ev)
+			}
+		}
+		if len(found) != 1 {
+			return fmt.Errorf("%d JobCreationFailed events, want 1", len(found))
+		}
+		if found[0].Series == nil || found[0].Series.Count < 2 {
+			return fmt.Errorf("series %+v, want a count of at least 2", found[0].Series)
+		}
+		if found[0].Action != "Reconciling" || found[0].ReportingController != "jobset" {
+			return fmt.Errorf("action %q reportingController %q, want Reconciling and jobset", found[0].Action, found[0].ReportingController)
+		}
+		return nil
+	})
 }
 
 func TestMetrics(t *testing.T) {

@@ -1,7 +1,6 @@
 package jobset
 
 import (
-	"fmt"
 	"slices"
 	"time"
 
@@ -10,11 +9,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // plan is everything one reconcile will change, computed without side
-// effects from what was observed.
+// effects from what was observed. Its steps are upstream's, in upstream's
+// order; apply carries them out in that order and stops at the first that
+// fails, leaving the status unsaved, as upstream's reconcile does.
 type plan struct {
 	// status is the JobSet status to save (patched only if it differs from
 	// the observed one).
@@ -23,16 +25,25 @@ type plan struct {
 	// transitions recorded in it.
 	events []event
 
-	deleteJobs    []*batchv1.Job
-	createService *corev1.Service
-	createJobs    []*batchv1.Job
-	suspendJobs   []*batchv1.Job
-	resumeJobs    []jobResume
-
+	deleteJobs []*batchv1.Job
 	// deleteJobSet asks for the finished JobSet to be deleted (TTL).
 	deleteJobSet bool
 	// requeueAfter is set when time alone will make the plan change (TTL).
 	requeueAfter time.Duration
+
+	createService *corev1.Service
+	createPVCs    []*corev1.PersistentVolumeClaim
+	scaleJobs     []jobScale
+	// createJobs holds the Jobs to create per replicatedJob, in spec order:
+	// a replicatedJob whose Jobs cannot all be created stops the rest.
+	createJobs  [][]*batchv1.Job
+	suspendJobs []*batchv1.Job
+	resumeJobs  []jobResume
+
+	// err fails the reconcile before anything is saved (upstream does so
+	// for a failure policy action whose feature gate is off).
+	err error
+
 	// finished is set when this reconcile finishes the JobSet.
 	finished v1alpha2.JobSetConditionType
 
@@ -53,158 +64,181 @@ func (r jobResume) templateChanged() bool {
 	return !equality.Semantic.DeepEqual(r.template, r.job.Spec.Template)
 }
 
-// computePlan decides what to do for a JobSet (with its observed status)
-// whose controller-owned child Jobs are jobs. It is pure: time comes in as
-// now.
-func computePlan(observed *v1alpha2.JobSet, jobs []batchv1.Job, serviceExists bool, now time.Time) plan {
-	js := observed.DeepCopy()
+// observed is what a reconcile reads besides the JobSet.
+type observed struct {
+	// jobs are the Jobs the JobSet controls.
+	jobs          []batchv1.Job
+	serviceExists bool
+	// pods are the JobSet's pods, read only for in-place restart.
+	pods []corev1.Pod
+}
+
+// computePlan decides what to do for a JobSet (with its observed status).
+// It is pure: time comes in as now.
+func computePlan(js0 *v1alpha2.JobSet, obs observed, now time.Time) plan {
+	js := js0.DeepCopy()
+	// The webhook defaults what is stored; defaulting a copy here keeps a
+	// JobSet stored without it (webhooks disabled) from stalling.
 	v1alpha2.Default(js)
 	p := plan{status: *js.Status.DeepCopy(), now: metav1.NewTime(now)}
-	kids := classify(js, jobs)
-	p.status.ReplicatedJobsStatus = replicatedJobStatuses(js, kids, js.Status.ReplicatedJobsStatus)
+	kids := classify(js, obs.jobs)
+	p.status.ReplicatedJobsStatus = replicatedJobStatuses(js, kids)
+	statuses := p.status.ReplicatedJobsStatus
 
-	if finishedCondition(&p.status) != nil {
+	if finishedCondition(&js.Status) != nil {
 		// Nothing runs after the end, whatever the reason it came.
-		p.deleteJobs = notDeleting(slices.Concat(kids.active, kids.previous))
+		p.deleteJobs = notDeleting(kids.active)
 		p.deleteJobSet, p.requeueAfter = ttlAfterFinished(js, now)
 		return p
 	}
-
 	p.deleteJobs = notDeleting(kids.previous)
+
+	if !js.IsSuspended() && allJobsReady(js, statuses) {
+		p.clearRestarting(ReasonRestartingJobsReady, MessageRestartingJobsReady)
+	}
 	if len(kids.failed) > 0 {
 		// The outcome is recorded first; the next reconcile, triggered by
 		// the status change, deletes and recreates Jobs accordingly.
-		p.applyFailure(js, decideFailure(js, kids.failed))
+		if err := p.applyFailure(js, decideFailure(js, kids.failed)); err != nil {
+			p.err = err
+		}
 		return p
 	}
-	if successPolicyMet(js, kids.succeeded) {
+	if len(kids.succeeded) > 0 && successPolicyMet(js, kids.succeeded) {
 		p.complete()
 		return p
 	}
 
-	if js.DNSHostnamesEnabled() && !serviceExists {
+	if js.DNSHostnamesEnabled() && !obs.serviceExists {
 		p.createService = buildService(js)
 	}
-
-	gate := gateStartup(js, p.status.ReplicatedJobsStatus)
-	// BlockingRecreate: no new Job until every Job of the previous attempt is
-	// gone, so old and new pods never run side by side.
-	blocked := len(kids.previous) > 0 && js.Spec.FailurePolicy != nil &&
-		js.Spec.FailurePolicy.RestartStrategy == v1alpha2.BlockingRecreate
-	if !blocked {
-		for i, rjob := range js.Spec.ReplicatedJobs {
-			if !gate.open[i] {
-				continue
-			}
-			for idx := range int(rjob.Replicas) {
-				if !kids.names[v1alpha2.JobName(js.Name, rjob.Name, idx)] {
-					p.createJobs = append(p.createJobs, buildJob(js, i, idx))
-				}
-			}
-		}
+	p.createPVCs = buildPVCs(js)
+	if features.Enabled(features.ElasticJobSet) {
+		p.scaleJobs = planScaling(js, kids.active)
 	}
-
+	p.planJobCreation(js, kids, statuses)
 	if js.IsSuspended() {
-		for _, job := range notDeleting(kids.active) {
-			if !jobSuspended(job) {
-				p.suspendJobs = append(p.suspendJobs, job)
-			}
-		}
-		p.setCondition(metav1.Condition{
-			Type: string(v1alpha2.JobSetSuspended), Status: metav1.ConditionTrue,
-			Reason: ReasonSuspended, Message: "JobSet is suspended",
-		}, corev1.EventTypeNormal)
-		p.clearRestarting(ReasonRestartingJobSetSuspended, "JobSet is suspended")
+		p.planSuspend(kids)
 	} else {
-		for _, job := range notDeleting(kids.active) {
-			i := replicatedJobIndex(js, job)
-			if !jobSuspended(job) || i < 0 || !gate.open[i] {
-				continue
-			}
-			p.resumeJobs = append(p.resumeJobs, jobResume{
-				job:      job,
-				template: resumedPodTemplate(job, &js.Spec.ReplicatedJobs[i].Template.Spec.Template),
-			})
+		p.planResume(js, kids, statuses)
+	}
+	if inPlaceRestartStrategy(js) && features.Enabled(features.InPlaceRestart) {
+		if err := p.inPlaceRestart(js, obs.pods); err != nil {
+			p.err = err
 		}
-		p.setCondition(metav1.Condition{
-			Type: string(v1alpha2.JobSetSuspended), Status: metav1.ConditionFalse,
-			Reason: ReasonResumed, Message: "JobSet is resumed",
-		}, corev1.EventTypeNormal)
-	}
-
-	if gate.inOrder {
-		p.setStartupConditions(js, gate, kids)
-	}
-	if !js.IsSuspended() && allJobsReady(js, p.status.ReplicatedJobsStatus) {
-		p.clearRestarting(ReasonRestartingJobsReady, fmt.Sprintf("all Jobs of restart attempt %d are ready", p.status.Restarts))
 	}
 	return p
 }
 
-// setStartupConditions reports the progress of an InOrder startup.
-func (p *plan) setStartupConditions(js *v1alpha2.JobSet, gate startupGate, kids children) {
-	if gate.waitingOn < 0 {
+// planJobCreation creates the missing Jobs of each replicatedJob whose
+// dependencies are met. With an InOrder startup (not while suspended) it
+// stops at the first replicatedJob whose Jobs are not all running yet.
+func (p *plan) planJobCreation(js *v1alpha2.JobSet, kids children, statuses []v1alpha2.ReplicatedJobStatus) {
+	ordered := inOrder(js) && !js.IsSuspended()
+	seen := map[string]int32{}
+	for i := range js.Spec.ReplicatedJobs {
+		rjob := &js.Spec.ReplicatedJobs[i]
+		seen[rjob.Name] = rjob.Replicas
+		if !dependenciesReached(rjob, seen, statuses) {
+			continue
+		}
+		if ordered && allStarted(rjob.Replicas, findReplicatedJobStatus(statuses, rjob.Name)) {
+			continue
+		}
+		if jobs := missingJobs(js, i, kids); len(jobs) > 0 {
+			p.createJobs = append(p.createJobs, jobs)
+		}
+		if ordered {
+			p.setInOrderInProgress()
+			return
+		}
+	}
+	if ordered {
 		p.setCondition(metav1.Condition{
 			Type: string(v1alpha2.JobSetStartupPolicyCompleted), Status: metav1.ConditionTrue,
-			Reason: ReasonInOrderCompleted, Message: "all replicatedJobs have started in order",
+			Reason: ReasonInOrderCompleted, Message: MessageInOrderCompleted,
 		}, corev1.EventTypeNormal)
-		return
 	}
-	// Once startup completed, a replicatedJob whose pods stop being ready
-	// does not send the JobSet back to "starting" unless Jobs after it are
-	// actually being held back (missing, or suspended).
-	if conditionTrue(&p.status, string(v1alpha2.JobSetStartupPolicyCompleted)) && !heldBack(js, gate.waitingOn, kids) {
-		return
+}
+
+// missingJobs returns the Jobs of replicatedJobs[rjobIdx] that do not exist.
+// BlockingRecreate creates none while any Job of an earlier attempt
+// remains, so old and new pods never run side by side.
+func missingJobs(js *v1alpha2.JobSet, rjobIdx int, kids children) []*batchv1.Job {
+	if len(kids.previous) > 0 && js.Spec.FailurePolicy != nil && js.Spec.FailurePolicy.RestartStrategy == v1alpha2.BlockingRecreate {
+		return nil
+	}
+	rjob := &js.Spec.ReplicatedJobs[rjobIdx]
+	var jobs []*batchv1.Job
+	for idx := range int(rjob.Replicas) {
+		if !kids.names[v1alpha2.JobName(js.Name, rjob.Name, idx)] {
+			jobs = append(jobs, buildJob(js, rjobIdx, idx))
+		}
+	}
+	return jobs
+}
+
+func (p *plan) planSuspend(kids children) {
+	for _, job := range kids.active {
+		if !jobSuspended(job) {
+			p.suspendJobs = append(p.suspendJobs, job)
+		}
 	}
 	p.setCondition(metav1.Condition{
-		Type: string(v1alpha2.JobSetStartupPolicyInProgress), Status: metav1.ConditionTrue,
-		Reason:  ReasonInOrderInProgress,
-		Message: fmt.Sprintf("waiting for all Jobs of replicatedJob %s to be ready", js.Spec.ReplicatedJobs[gate.waitingOn].Name),
+		Type: string(v1alpha2.JobSetSuspended), Status: metav1.ConditionTrue,
+		Reason: ReasonSuspended, Message: MessageSuspended,
+	}, corev1.EventTypeNormal)
+	p.clearRestarting(ReasonRestartingJobSetSuspended, MessageSuspended)
+}
+
+// planResume resumes the suspended Jobs of each replicatedJob whose
+// dependencies are met, bringing their pod templates up to date. With an
+// InOrder startup it resumes one replicatedJob at a time, and the JobSet
+// counts as resumed only once all have started.
+func (p *plan) planResume(js *v1alpha2.JobSet, kids children, statuses []v1alpha2.ReplicatedJobStatus) {
+	ordered := inOrder(js)
+	seen := map[string]int32{}
+	for i := range js.Spec.ReplicatedJobs {
+		rjob := &js.Spec.ReplicatedJobs[i]
+		seen[rjob.Name] = rjob.Replicas
+		if !dependenciesReached(rjob, seen, statuses) {
+			continue
+		}
+		if ordered && allStarted(rjob.Replicas, findReplicatedJobStatus(statuses, rjob.Name)) {
+			continue
+		}
+		for _, job := range kids.active {
+			if jobSuspended(job) && job.Labels[v1alpha2.ReplicatedJobNameKey] == rjob.Name {
+				p.resumeJobs = append(p.resumeJobs, jobResume{
+					job:      job,
+					template: resumedPodTemplate(job, &rjob.Template.Spec.Template),
+				})
+			}
+		}
+		if ordered {
+			p.setInOrderInProgress()
+			return
+		}
+	}
+	p.setCondition(metav1.Condition{
+		Type: string(v1alpha2.JobSetSuspended), Status: metav1.ConditionFalse,
+		Reason: ReasonResumed, Message: MessageResumed,
 	}, corev1.EventTypeNormal)
 }
 
-// heldBack: some replicatedJob after index waitingOn lacks Jobs or has
-// suspended ones.
-func heldBack(js *v1alpha2.JobSet, waitingOn int, kids children) bool {
-	later := js.Spec.ReplicatedJobs[waitingOn+1:]
-	for _, rjob := range later {
-		for idx := range int(rjob.Replicas) {
-			if !kids.names[v1alpha2.JobName(js.Name, rjob.Name, idx)] {
-				return true
-			}
-		}
-	}
-	for _, job := range kids.active {
-		if jobSuspended(job) && slices.ContainsFunc(later, func(r v1alpha2.ReplicatedJob) bool {
-			return r.Name == job.Labels[v1alpha2.ReplicatedJobNameKey]
-		}) {
-			return true
-		}
-	}
-	return false
-}
-
-// allJobsReady: every Job of the current run is ready or succeeded.
-func allJobsReady(js *v1alpha2.JobSet, statuses []v1alpha2.ReplicatedJobStatus) bool {
-	for _, rjob := range js.Spec.ReplicatedJobs {
-		s := findReplicatedJobStatus(statuses, rjob.Name)
-		if s == nil || s.Ready+s.Succeeded < rjob.Replicas {
-			return false
-		}
-	}
-	return true
-}
-
-func replicatedJobIndex(js *v1alpha2.JobSet, job *batchv1.Job) int {
-	name := job.Labels[v1alpha2.ReplicatedJobNameKey]
-	return slices.IndexFunc(js.Spec.ReplicatedJobs, func(r v1alpha2.ReplicatedJob) bool { return r.Name == name })
+func (p *plan) setInOrderInProgress() {
+	p.setCondition(metav1.Condition{
+		Type: string(v1alpha2.JobSetStartupPolicyInProgress), Status: metav1.ConditionTrue,
+		Reason: ReasonInOrderInProgress, Message: MessageInOrderInProgress,
+	}, corev1.EventTypeNormal)
 }
 
 func (p *plan) event(eventType, reason, note string) {
 	p.events = append(p.events, event{eventType: eventType, reason: reason, note: note})
 }
 
-// setCondition records c and, when its status flips, an event.
+// setCondition records c and, when that changes the status, an event with
+// the condition's reason and message.
 func (p *plan) setCondition(c metav1.Condition, eventType string) {
 	if setCondition(&p.status, c, p.now) {
 		p.event(eventType, c.Reason, c.Message)
@@ -215,31 +249,28 @@ func (p *plan) fail(reason, message string) {
 	p.setCondition(metav1.Condition{
 		Type: string(v1alpha2.JobSetFailed), Status: metav1.ConditionTrue, Reason: reason, Message: message,
 	}, corev1.EventTypeWarning)
+	p.clearRestarting(ReasonRestartingJobSetFailed, MessageRestartingJobSetFailed)
 	p.status.TerminalState = string(v1alpha2.JobSetFailed)
 	p.finished = v1alpha2.JobSetFailed
-	p.clearRestarting(ReasonRestartingJobSetFailed, "JobSet failed")
 }
 
 func (p *plan) complete() {
 	p.setCondition(metav1.Condition{
 		Type: string(v1alpha2.JobSetCompleted), Status: metav1.ConditionTrue,
-		Reason: ReasonAllJobsCompleted, Message: "JobSet completed successfully",
+		Reason: ReasonAllJobsCompleted, Message: MessageAllJobsCompleted,
 	}, corev1.EventTypeNormal)
+	p.clearRestarting(ReasonRestartingJobSetCompleted, MessageAllJobsCompleted)
 	p.status.TerminalState = string(v1alpha2.JobSetCompleted)
 	p.finished = v1alpha2.JobSetCompleted
-	p.clearRestarting(ReasonRestartingJobSetCompleted, "JobSet completed")
 }
 
-// setRestarting marks the JobSet as restarting. No event of its own: the
-// restart action already emitted one.
-func (p *plan) setRestarting(reason, message string) {
-	setCondition(&p.status, metav1.Condition{
-		Type: ConditionRestarting, Status: metav1.ConditionTrue, Reason: reason, Message: message,
-	}, p.now)
-}
-
+// clearRestarting sets RestartingJobSet False, if the JobSet has that
+// condition at all.
 func (p *plan) clearRestarting(reason, message string) {
 	p.setCondition(metav1.Condition{
-		Type: ConditionRestarting, Status: metav1.ConditionFalse, Reason: reason, Message: message,
+		Type: string(v1alpha2.JobSetRestarting), Status: metav1.ConditionFalse, Reason: reason, Message: message,
 	}, corev1.EventTypeNormal)
 }
+
+// allCreates flattens createJobs.
+func (p *plan) allCreates() []*batchv1.Job { return slices.Concat(p.createJobs...) }

@@ -13,22 +13,22 @@ import (
 func BenchmarkComputePlan(b *testing.B) {
 	for _, replicas := range []int32{16, 256, 1024} {
 		js := newJobSet("bench", rjobSpec{name: "workers", replicas: replicas, parallelism: 8})
-		first := computePlan(js, nil, false, t0)
-		running := make([]batchv1.Job, 0, len(first.createJobs))
-		for _, j := range first.createJobs {
+		first := computePlan(js, observed{}, t0)
+		running := make([]batchv1.Job, 0, len(first.allCreates()))
+		for _, j := range first.allCreates() {
 			running = append(running, *j)
 		}
 		b.Run(fmt.Sprintf("jobs=%d/create", replicas), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				computePlan(js, nil, false, t0)
+				computePlan(js, observed{}, t0)
 			}
 		})
 		b.Run(fmt.Sprintf("jobs=%d/steady", replicas), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if p := computePlan(js, running, true, t0); len(p.createJobs) != 0 {
-					b.Fatalf("steady state plans %d creates", len(p.createJobs))
+				if p := computePlan(js, observed{jobs: running, serviceExists: true}, t0); len(p.allCreates()) != 0 {
+					b.Fatalf("steady state plans %d creates", len(p.allCreates()))
 				}
 			}
 		})

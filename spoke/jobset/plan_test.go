@@ -35,7 +35,7 @@ func TestComputePlan(t *testing.T) {
 		name: "new JobSet: all Jobs and the Service",
 		js:   twoRjobs,
 		check: func(t *testing.T, p plan) {
-			if got, want := jobNames(p.createJobs), []string{"js-a-0", "js-a-1", "js-b-0"}; !reflect.DeepEqual(got, want) {
+			if got, want := jobNames(p.allCreates()), []string{"js-a-0", "js-a-1", "js-b-0"}; !reflect.DeepEqual(got, want) {
 				t.Errorf("create %v, want %v", got, want)
 			}
 			if p.createService == nil || p.createService.Name != "js" {
@@ -51,7 +51,7 @@ func TestComputePlan(t *testing.T) {
 		jobs:          func(js *v1alpha2.JobSet) []batchv1.Job { return []batchv1.Job{childJob(js, 0, 1)} },
 		serviceExists: true,
 		check: func(t *testing.T, p plan) {
-			if got, want := jobNames(p.createJobs), []string{"js-a-0", "js-b-0"}; !reflect.DeepEqual(got, want) {
+			if got, want := jobNames(p.allCreates()), []string{"js-a-0", "js-b-0"}; !reflect.DeepEqual(got, want) {
 				t.Errorf("create %v, want %v", got, want)
 			}
 			if p.createService != nil {
@@ -81,7 +81,7 @@ func TestComputePlan(t *testing.T) {
 			return []batchv1.Job{childJob(js, 0, 0, func(j *batchv1.Job) { j.Spec.Suspend = ptr.To(false) })}
 		},
 		check: func(t *testing.T, p plan) {
-			for _, j := range p.createJobs {
+			for _, j := range p.allCreates() {
 				if !ptr.Deref(j.Spec.Suspend, false) {
 					t.Errorf("%s created unsuspended", j.Name)
 				}
@@ -123,7 +123,7 @@ func TestComputePlan(t *testing.T) {
 			return js
 		},
 		check: func(t *testing.T, p plan) {
-			if got := jobNames(p.createJobs); !reflect.DeepEqual(got, []string{"js-a-0", "js-a-1"}) {
+			if got := jobNames(p.allCreates()); !reflect.DeepEqual(got, []string{"js-a-0", "js-a-1"}) {
 				t.Errorf("create %v, want only a's Jobs", got)
 			}
 			if conditionStatus(p.status, "StartupPolicyInProgress") != metav1.ConditionTrue {
@@ -131,7 +131,9 @@ func TestComputePlan(t *testing.T) {
 			}
 		},
 	}, {
-		name: "in order: completed once all ready, and stays so",
+		// Upstream's InOrder startup goes back to "in progress" whenever a
+		// started replicatedJob stops being ready.
+		name: "in order: back in progress when a started replicatedJob is not ready",
 		js: func() *v1alpha2.JobSet {
 			js := twoRjobs()
 			js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
@@ -144,8 +146,8 @@ func TestComputePlan(t *testing.T) {
 			return jobs
 		},
 		check: func(t *testing.T, p plan) {
-			if conditionStatus(p.status, "StartupPolicyCompleted") != metav1.ConditionTrue || conditionStatus(p.status, "StartupPolicyInProgress") != "" {
-				t.Errorf("startup conditions flapped: %v", p.status.Conditions)
+			if conditionStatus(p.status, "StartupPolicyCompleted") != metav1.ConditionFalse || conditionStatus(p.status, "StartupPolicyInProgress") != metav1.ConditionTrue {
+				t.Errorf("startup conditions: %v, want InProgress True and Completed False", p.status.Conditions)
 			}
 		},
 	}, {
@@ -160,8 +162,8 @@ func TestComputePlan(t *testing.T) {
 			return []batchv1.Job{childJob(js, 1, 0, withLabel(v1alpha2.RestartsKey, "0"))}
 		},
 		check: func(t *testing.T, p plan) {
-			if len(p.createJobs) != 0 {
-				t.Errorf("created %v while a previous Job exists", jobNames(p.createJobs))
+			if len(p.allCreates()) != 0 {
+				t.Errorf("created %v while a previous Job exists", jobNames(p.allCreates()))
 			}
 			if got := jobNames(p.deleteJobs); !reflect.DeepEqual(got, []string{"js-b-0"}) {
 				t.Errorf("delete %v, want js-b-0", got)
@@ -181,10 +183,10 @@ func TestComputePlan(t *testing.T) {
 			})}
 		},
 		check: func(t *testing.T, p plan) {
-			if got := jobNames(p.createJobs); !reflect.DeepEqual(got, []string{"js-a-0", "js-a-1"}) {
+			if got := jobNames(p.allCreates()); !reflect.DeepEqual(got, []string{"js-a-0", "js-a-1"}) {
 				t.Errorf("create %v, want a's Jobs only", got)
 			}
-			for _, j := range p.createJobs {
+			for _, j := range p.allCreates() {
 				if j.Labels[v1alpha2.RestartsKey] != "1" {
 					t.Errorf("%s restart-attempt = %s, want 1", j.Name, j.Labels[v1alpha2.RestartsKey])
 				}
@@ -223,7 +225,7 @@ func TestComputePlan(t *testing.T) {
 			if p.deleteJobSet || p.requeueAfter != 20*time.Second {
 				t.Errorf("deleteJobSet %v requeueAfter %v, want false 20s", p.deleteJobSet, p.requeueAfter)
 			}
-			if len(p.createJobs) != 0 || p.createService != nil {
+			if len(p.allCreates()) != 0 || p.createService != nil {
 				t.Errorf("finished JobSet must not create anything")
 			}
 		},
@@ -232,7 +234,7 @@ func TestComputePlan(t *testing.T) {
 		js: func() *v1alpha2.JobSet {
 			js := twoRjobs()
 			js.Status.Restarts = 1
-			js.Status.Conditions = []metav1.Condition{{Type: ConditionRestarting, Status: "True", Reason: ReasonRestartingDefaultPolicy}}
+			js.Status.Conditions = []metav1.Condition{{Type: string(v1alpha2.JobSetRestarting), Status: "True", Reason: ReasonRestartingDefaultPolicy}}
 			return js
 		},
 		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
@@ -242,7 +244,7 @@ func TestComputePlan(t *testing.T) {
 		},
 		serviceExists: true,
 		check: func(t *testing.T, p plan) {
-			c := meta.FindStatusCondition(p.status.Conditions, ConditionRestarting)
+			c := meta.FindStatusCondition(p.status.Conditions, string(v1alpha2.JobSetRestarting))
 			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonRestartingJobsReady {
 				t.Errorf("RestartingJobSet = %+v, want False/JobsReady", c)
 			}
@@ -256,7 +258,7 @@ func TestComputePlan(t *testing.T) {
 				jobs = tc.jobs(js)
 			}
 			before := js.DeepCopy()
-			p := computePlan(js, jobs, tc.serviceExists, t0)
+			p := computePlan(js, observed{jobs: jobs, serviceExists: tc.serviceExists}, t0)
 			if !reflect.DeepEqual(before, js) {
 				t.Errorf("computePlan mutated its input")
 			}
@@ -271,9 +273,9 @@ func TestComputePlanIsStable(t *testing.T) {
 	js := newJobSet("js", rjobSpec{name: "a", replicas: 2})
 	js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
 	jobs := allChildJobs(js, ready)
-	p := computePlan(js, jobs, true, t0)
+	p := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0)
 	js.Status = p.status
-	again := computePlan(js, jobs, true, t0.Add(time.Minute))
+	again := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0.Add(time.Minute))
 	if !reflect.DeepEqual(again.status, p.status) || len(again.events) != 0 {
 		t.Errorf("second pass changed the status:\n%+v\n%+v\nevents %v", p.status, again.status, again.events)
 	}

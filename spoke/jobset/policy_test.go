@@ -6,15 +6,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/component-base/featuregate"
 	"k8s.io/utils/ptr"
 
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 func TestClassify(t *testing.T) {
+	// Individual restart attempts matter only with the RestartJob gate.
+	features.SetForTest(t, features.RestartJob, true)
 	js := newJobSet("js", rjobSpec{name: "a", replicas: 2})
 	js.Status.Restarts = 1
 	js.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "a", JobRestarts: []int32{0, 2}}}
@@ -70,13 +75,22 @@ func TestReplicatedJobStatuses(t *testing.T) {
 		childJob(js, 0, 3, completed),
 		childJob(js, 1, 0, failedAt(t0, "", "")),
 	}
-	got := replicatedJobStatuses(defaulted(js), classify(defaulted(js), jobs), js.Status.ReplicatedJobsStatus)
+	// Upstream's order (descending names); per-Job restart counters are
+	// dropped without the RestartJob gate.
+	got := replicatedJobStatuses(defaulted(js), classify(defaulted(js), jobs))
 	want := []v1alpha2.ReplicatedJobStatus{
-		{Name: "a", Ready: 2, Succeeded: 1, Active: 3, Suspended: 1, JobRestarts: []int32{1, 0, 0, 0}, JobRestartsCountTowardsMax: []int32{1, 0, 0, 0}},
 		{Name: "b", Failed: 1},
+		{Name: "a", Ready: 2, Succeeded: 1, Active: 3, Suspended: 1},
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("statuses = %+v\nwant %+v", got, want)
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("statuses (-want +got):\n%s", d)
+	}
+
+	features.SetForTest(t, features.RestartJob, true)
+	got = replicatedJobStatuses(defaulted(js), classify(defaulted(js), jobs))
+	want[1].JobRestarts, want[1].JobRestartsCountTowardsMax = []int32{1, 0, 0, 0}, []int32{1, 0, 0, 0}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("statuses with the RestartJob gate (-want +got):\n%s", d)
 	}
 }
 
@@ -96,6 +110,8 @@ func TestSetCondition(t *testing.T) {
 		{"never add false", nil, cond(v1alpha2.JobSetSuspended, metav1.ConditionFalse), false, map[string]metav1.ConditionStatus{}},
 		{"flip to false", []metav1.Condition{cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue)}, cond(v1alpha2.JobSetSuspended, metav1.ConditionFalse), true, map[string]metav1.ConditionStatus{"Suspended": "False"}},
 		{"same status", []metav1.Condition{cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue)}, cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue), false, map[string]metav1.ConditionStatus{"Suspended": "True"}},
+		{"same status, new message", []metav1.Condition{cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue)},
+			metav1.Condition{Type: "Suspended", Status: metav1.ConditionTrue, Reason: "R", Message: "other"}, true, map[string]metav1.ConditionStatus{"Suspended": "True"}},
 		{"startup completed clears in progress",
 			[]metav1.Condition{cond(v1alpha2.JobSetStartupPolicyInProgress, metav1.ConditionTrue)},
 			cond(v1alpha2.JobSetStartupPolicyCompleted, metav1.ConditionTrue), true,
@@ -194,7 +210,8 @@ func TestDecideFailure(t *testing.T) {
 	}
 }
 
-// TestFailurePolicyOutcome covers the status a failure leads to.
+// TestFailurePolicyOutcome covers the status a failure leads to, and the
+// events announcing it, in upstream's order.
 func TestFailurePolicyOutcome(t *testing.T) {
 	type want struct {
 		failedReason       string // "" when not failed
@@ -202,47 +219,74 @@ func TestFailurePolicyOutcome(t *testing.T) {
 		jobRestarts        []int32
 		jobRestartsCounted []int32
 		restartingReason   string
-		eventReason        string
+		events             []event
+		err                string
 	}
+	const first = " (first failed job: js-w-1)"
+	restartJob := map[featuregate.Feature]bool{features.RestartJob: true}
 	tests := []struct {
 		name   string
+		gates  map[featuregate.Feature]bool
 		policy *v1alpha2.FailurePolicy
 		status v1alpha2.JobSetStatus
 		want   want
 	}{
-		{"no policy", nil, v1alpha2.JobSetStatus{},
-			want{failedReason: ReasonFailedJobs, eventReason: ReasonFailedJobs}},
-		{"maxRestarts 0", &v1alpha2.FailurePolicy{}, v1alpha2.JobSetStatus{},
-			want{failedReason: ReasonReachedMax, eventReason: ReasonReachedMax}},
-		{"restart within budget", &v1alpha2.FailurePolicy{MaxRestarts: 2}, v1alpha2.JobSetStatus{Restarts: 1, RestartsCountTowardsMax: 1},
-			want{restarts: 2, counted: 2, restartingReason: ReasonRestartingDefaultPolicy, eventReason: ReasonRestartJobSetAction}},
-		{"budget used", &v1alpha2.FailurePolicy{MaxRestarts: 2}, v1alpha2.JobSetStatus{Restarts: 5, RestartsCountTowardsMax: 2},
-			want{failedReason: ReasonReachedMax, restarts: 5, counted: 2, eventReason: ReasonReachedMax}},
-		{"individual restarts count towards the budget", &v1alpha2.FailurePolicy{MaxRestarts: 2},
-			v1alpha2.JobSetStatus{RestartsCountTowardsMax: 1, ReplicatedJobsStatus: []v1alpha2.ReplicatedJobStatus{{Name: "w", JobRestarts: []int32{1, 0}, JobRestartsCountTowardsMax: []int32{1, 0}}}},
-			want{failedReason: ReasonReachedMax, counted: 1, jobRestarts: []int32{1, 0}, jobRestartsCounted: []int32{1, 0}, eventReason: ReasonReachedMax}},
-		{"ignore max restarts", &v1alpha2.FailurePolicy{MaxRestarts: 1, Rules: []v1alpha2.FailurePolicyRule{{Name: "infra", Action: v1alpha2.RestartJobSetAndIgnoreMaxRestarts}}},
-			v1alpha2.JobSetStatus{Restarts: 3, RestartsCountTowardsMax: 1},
-			want{restarts: 4, counted: 1, restartingReason: "FailurePolicy_infra", eventReason: ReasonRestartJobSetIgnoreMaxAction}},
-		{"fail JobSet rule", &v1alpha2.FailurePolicy{MaxRestarts: 5, Rules: []v1alpha2.FailurePolicyRule{{Name: "fatal", Action: v1alpha2.FailJobSet}}},
-			v1alpha2.JobSetStatus{},
-			want{failedReason: ReasonFailJobSetAction, eventReason: ReasonFailJobSetAction}},
-		{"restart one Job", &v1alpha2.FailurePolicy{MaxRestarts: 3, Rules: []v1alpha2.FailurePolicyRule{{Name: "one", Action: v1alpha2.RestartJob}}},
-			v1alpha2.JobSetStatus{},
-			want{jobRestarts: []int32{0, 1}, jobRestartsCounted: []int32{0, 1}, restartingReason: "FailurePolicy_one", eventReason: ReasonRestartJobAction}},
-		{"restart one Job ignoring max", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{{Name: "one", Action: v1alpha2.RestartJobAndIgnoreMaxRestarts}}},
-			v1alpha2.JobSetStatus{ReplicatedJobsStatus: []v1alpha2.ReplicatedJobStatus{{Name: "w", JobRestarts: []int32{0, 4}, JobRestartsCountTowardsMax: []int32{0, 0}}}},
-			want{jobRestarts: []int32{0, 5}, jobRestartsCounted: []int32{0, 0}, restartingReason: "FailurePolicy_one", eventReason: ReasonRestartJobIgnoreMaxAction}},
+		{name: "no policy", want: want{failedReason: ReasonFailedJobs,
+			events: []event{{"Warning", ReasonFailedJobs, MessageFailedJobs + first}}}},
+		{name: "maxRestarts 0", policy: &v1alpha2.FailurePolicy{}, want: want{failedReason: ReasonReachedMaxRestarts,
+			events: []event{{"Warning", ReasonReachedMaxRestarts, MessageReachedMaxRestarts + first}}}},
+		{name: "restart within budget", policy: &v1alpha2.FailurePolicy{MaxRestarts: 2}, status: v1alpha2.JobSetStatus{Restarts: 1, RestartsCountTowardsMax: 1},
+			want: want{restarts: 2, counted: 2, restartingReason: ReasonRestartingDefaultPolicy, events: []event{
+				{"Warning", ReasonRestartingDefaultPolicy, MessageRestartJobSetAction + first},
+				{"Warning", ReasonRestartJobSetAction, MessageRestartJobSetAction + first},
+			}}},
+		{name: "budget used", policy: &v1alpha2.FailurePolicy{MaxRestarts: 2}, status: v1alpha2.JobSetStatus{Restarts: 5, RestartsCountTowardsMax: 2},
+			want: want{failedReason: ReasonReachedMaxRestarts, restarts: 5, counted: 2,
+				events: []event{{"Warning", ReasonReachedMaxRestarts, MessageReachedMaxRestarts + first}}}},
+		{name: "individual restarts count towards the budget", gates: restartJob, policy: &v1alpha2.FailurePolicy{MaxRestarts: 2},
+			status: v1alpha2.JobSetStatus{RestartsCountTowardsMax: 1, ReplicatedJobsStatus: []v1alpha2.ReplicatedJobStatus{{Name: "w", JobRestarts: []int32{1, 0}, JobRestartsCountTowardsMax: []int32{1, 0}}}},
+			want: want{failedReason: ReasonReachedMaxRestarts, counted: 1, jobRestarts: []int32{1, 0}, jobRestartsCounted: []int32{1, 0},
+				events: []event{{"Warning", ReasonReachedMaxRestarts, MessageReachedMaxRestarts + first}}}},
+		{name: "ignore max restarts", policy: &v1alpha2.FailurePolicy{MaxRestarts: 1, Rules: []v1alpha2.FailurePolicyRule{{Name: "infra", Action: v1alpha2.RestartJobSetAndIgnoreMaxRestarts}}},
+			status: v1alpha2.JobSetStatus{Restarts: 3, RestartsCountTowardsMax: 1},
+			want: want{restarts: 4, counted: 1, restartingReason: "FailurePolicy_infra", events: []event{
+				{"Warning", "FailurePolicy_infra", MessageRestartJobSetIgnoreMaxAction + first},
+				{"Warning", ReasonRestartJobSetIgnoreMaxAction, MessageRestartJobSetIgnoreMaxAction + first},
+			}}},
+		{name: "fail JobSet rule", policy: &v1alpha2.FailurePolicy{MaxRestarts: 5, Rules: []v1alpha2.FailurePolicyRule{{Name: "fatal", Action: v1alpha2.FailJobSet}}},
+			want: want{failedReason: ReasonFailJobSetAction,
+				events: []event{{"Warning", ReasonFailJobSetAction, MessageFailJobSetAction + first}}}},
+		{name: "restart one Job", gates: restartJob, policy: &v1alpha2.FailurePolicy{MaxRestarts: 3, Rules: []v1alpha2.FailurePolicyRule{{Name: "one", Action: v1alpha2.RestartJob}}},
+			want: want{jobRestarts: []int32{0, 1}, jobRestartsCounted: []int32{0, 1},
+				events: []event{{"Warning", ReasonRestartJobAction, MessageRestartJobAction + first}}}},
+		{name: "restart one Job ignoring max leaves the counted list unset", gates: restartJob,
+			policy: &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{{Name: "one", Action: v1alpha2.RestartJobAndIgnoreMaxRestarts}}},
+			status: v1alpha2.JobSetStatus{ReplicatedJobsStatus: []v1alpha2.ReplicatedJobStatus{{Name: "w", JobRestarts: []int32{0, 4}}}},
+			want: want{jobRestarts: []int32{0, 5},
+				events: []event{{"Warning", ReasonRestartJobIgnoreMaxAction, MessageRestartJobIgnoreMaxAction + first}}}},
+		{name: "restart one Job with the gate off fails the reconcile",
+			policy: &v1alpha2.FailurePolicy{MaxRestarts: 3, Rules: []v1alpha2.FailurePolicyRule{{Name: "one", Action: v1alpha2.RestartJob}}},
+			want:   want{err: "RestartJob failure policy action cannot be used when the feature gate RestartJob is disabled"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			for g, on := range tc.gates {
+				features.SetForTest(t, g, on)
+			}
 			js := newJobSet("js", rjobSpec{name: "w", replicas: 2})
 			js.Spec.FailurePolicy = tc.policy
 			js.Status = tc.status
 			jobs := allChildJobs(js, ready)
 			failedAt(t0, "BackoffLimitExceeded", "boom")(&jobs[1])
-			p := computePlan(js, jobs, true, t0)
+			p := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0)
 
+			gotErr := ""
+			if p.err != nil {
+				gotErr = p.err.Error()
+			}
+			if gotErr != tc.want.err {
+				t.Errorf("err = %q, want %q", gotErr, tc.want.err)
+			}
 			gotFailed := ""
 			if c := meta.FindStatusCondition(p.status.Conditions, string(v1alpha2.JobSetFailed)); c != nil && c.Status == metav1.ConditionTrue {
 				gotFailed = c.Reason
@@ -257,20 +301,23 @@ func TestFailurePolicyOutcome(t *testing.T) {
 				t.Errorf("restarts %d/%d, want %d/%d", p.status.Restarts, p.status.RestartsCountTowardsMax, tc.want.restarts, tc.want.counted)
 			}
 			rs := findReplicatedJobStatus(p.status.ReplicatedJobsStatus, "w")
-			if !reflect.DeepEqual(rs.JobRestarts, tc.want.jobRestarts) || !reflect.DeepEqual(rs.JobRestartsCountTowardsMax, tc.want.jobRestartsCounted) {
-				t.Errorf("jobRestarts %v/%v, want %v/%v", rs.JobRestarts, rs.JobRestartsCountTowardsMax, tc.want.jobRestarts, tc.want.jobRestartsCounted)
+			if d := cmp.Diff(tc.want.jobRestarts, rs.JobRestarts); d != "" {
+				t.Errorf("jobRestarts (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tc.want.jobRestartsCounted, rs.JobRestartsCountTowardsMax); d != "" {
+				t.Errorf("jobRestartsCountTowardsMax (-want +got):\n%s", d)
 			}
 			gotRestarting := ""
-			if c := meta.FindStatusCondition(p.status.Conditions, ConditionRestarting); c != nil && c.Status == metav1.ConditionTrue {
+			if c := meta.FindStatusCondition(p.status.Conditions, string(v1alpha2.JobSetRestarting)); c != nil && c.Status == metav1.ConditionTrue {
 				gotRestarting = c.Reason
 			}
 			if gotRestarting != tc.want.restartingReason {
 				t.Errorf("RestartingJobSet reason = %q, want %q", gotRestarting, tc.want.restartingReason)
 			}
-			if len(p.events) != 1 || p.events[0].reason != tc.want.eventReason {
-				t.Errorf("events = %+v, want one %s", p.events, tc.want.eventReason)
+			if d := cmp.Diff(tc.want.events, p.events, cmp.AllowUnexported(event{})); d != "" {
+				t.Errorf("events (-want +got):\n%s", d)
 			}
-			if len(p.createJobs)+len(p.deleteJobs)+len(p.suspendJobs)+len(p.resumeJobs) != 0 {
+			if len(p.allCreates())+len(p.deleteJobs)+len(p.suspendJobs)+len(p.resumeJobs) != 0 {
 				t.Errorf("a failure reconcile must only record the outcome, got job operations")
 			}
 		})
@@ -306,45 +353,31 @@ func TestSuccessPolicyMet(t *testing.T) {
 	}
 }
 
-func TestGateStartup(t *testing.T) {
-	st := func(name string, ready, succeeded int32) v1alpha2.ReplicatedJobStatus {
-		return v1alpha2.ReplicatedJobStatus{Name: name, Ready: ready, Succeeded: succeeded}
+func TestDependenciesReached(t *testing.T) {
+	st := func(name string, ready, succeeded, failed int32) v1alpha2.ReplicatedJobStatus {
+		return v1alpha2.ReplicatedJobStatus{Name: name, Ready: ready, Succeeded: succeeded, Failed: failed}
 	}
-	inOrder := &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+	dep := func(status v1alpha2.DependsOnStatus) *v1alpha2.ReplicatedJob {
+		return &v1alpha2.ReplicatedJob{Name: "b", Replicas: 1, DependsOn: []v1alpha2.DependsOn{{Name: "a", Status: status}}}
+	}
+	seen := map[string]int32{"a": 2, "b": 1}
 	tests := []struct {
-		name      string
-		js        *v1alpha2.JobSet
-		statuses  []v1alpha2.ReplicatedJobStatus
-		wantOpen  []bool
-		waitingOn int
+		name     string
+		rjob     *v1alpha2.ReplicatedJob
+		statuses []v1alpha2.ReplicatedJobStatus
+		want     bool
 	}{
-		{"any order opens all", newJobSet("js", rjobSpec{name: "a", replicas: 1}, rjobSpec{name: "b", replicas: 1}), nil, []bool{true, true}, -1},
-		{"in order waits on the first", withStartup(newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1}), inOrder, false),
-			[]v1alpha2.ReplicatedJobStatus{st("a", 1, 0), st("b", 0, 0)}, []bool{true, false}, 0},
-		{"in order moves on once ready", withStartup(newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1}), inOrder, false),
-			[]v1alpha2.ReplicatedJobStatus{st("a", 1, 1), st("b", 0, 0)}, []bool{true, true}, 1},
-		{"in order done", withStartup(newJobSet("js", rjobSpec{name: "a", replicas: 1}, rjobSpec{name: "b", replicas: 1}), inOrder, false),
-			[]v1alpha2.ReplicatedJobStatus{st("a", 1, 0), st("b", 1, 0)}, []bool{true, true}, -1},
-		{"in order is off while suspended", withStartup(newJobSet("js", rjobSpec{name: "a", replicas: 1}, rjobSpec{name: "b", replicas: 1}), inOrder, true),
-			nil, []bool{true, true}, -1},
-		{"depends on Ready", newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "a", Status: v1alpha2.DependencyReady}}}),
-			[]v1alpha2.ReplicatedJobStatus{st("a", 1, 0)}, []bool{true, false}, -1},
-		{"depends on Ready met", newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "a", Status: v1alpha2.DependencyReady}}}),
-			[]v1alpha2.ReplicatedJobStatus{st("a", 2, 0)}, []bool{true, true}, -1},
-		{"depends on Complete not met by ready", newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "a", Status: v1alpha2.DependencyComplete}}}),
-			[]v1alpha2.ReplicatedJobStatus{st("a", 2, 0)}, []bool{true, false}, -1},
-		{"depends on Complete met", newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "a", Status: v1alpha2.DependencyComplete}}}),
-			[]v1alpha2.ReplicatedJobStatus{st("a", 0, 2)}, []bool{true, true}, -1},
-		{"chain", newJobSet("js", rjobSpec{name: "a", replicas: 1},
-			rjobSpec{name: "b", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "a", Status: v1alpha2.DependencyComplete}}},
-			rjobSpec{name: "c", replicas: 1, dependsOn: []v1alpha2.DependsOn{{Name: "b", Status: v1alpha2.DependencyReady}}}),
-			[]v1alpha2.ReplicatedJobStatus{st("a", 0, 1), st("b", 0, 0)}, []bool{true, true, false}, -1},
+		{"no dependency", &v1alpha2.ReplicatedJob{Name: "b"}, nil, true},
+		{"no status yet", dep(v1alpha2.DependencyReady), nil, false},
+		{"Ready: not all", dep(v1alpha2.DependencyReady), []v1alpha2.ReplicatedJobStatus{st("a", 1, 0, 0)}, false},
+		{"Ready: ready, succeeded and failed count", dep(v1alpha2.DependencyReady), []v1alpha2.ReplicatedJobStatus{st("a", 0, 1, 1)}, true},
+		{"Complete: ready is not enough", dep(v1alpha2.DependencyComplete), []v1alpha2.ReplicatedJobStatus{st("a", 2, 0, 0)}, false},
+		{"Complete: all succeeded", dep(v1alpha2.DependencyComplete), []v1alpha2.ReplicatedJobStatus{st("a", 0, 2, 0)}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			g := gateStartup(defaulted(tc.js), tc.statuses)
-			if !reflect.DeepEqual(g.open, tc.wantOpen) || g.waitingOn != tc.waitingOn {
-				t.Errorf("open %v waitingOn %d, want %v %d", g.open, g.waitingOn, tc.wantOpen, tc.waitingOn)
+			if got := dependenciesReached(tc.rjob, seen, tc.statuses); got != tc.want {
+				t.Errorf("dependenciesReached = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -15,8 +15,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
@@ -32,6 +34,9 @@ type Reconciler struct {
 	recorder    events.EventRecorder
 	clock       clock.PassiveClock
 	parallelism int
+	// watchPods is set when the InPlaceRestart gate was on at setup: only
+	// then are Pods cached.
+	watchPods bool
 }
 
 // Option configures a Reconciler.
@@ -41,7 +46,7 @@ type Option func(*Reconciler)
 func WithClock(c clock.PassiveClock) Option { return func(r *Reconciler) { r.clock = c } }
 
 // WithMaxParallelism bounds how many Job creations or deletions run at once
-// (default 20).
+// (default 50, upstream's).
 func WithMaxParallelism(n int) Option {
 	return func(r *Reconciler) {
 		if n > 0 {
@@ -53,9 +58,9 @@ func WithMaxParallelism(n int) Option {
 // NewReconciler returns a Reconciler. c must be the manager's client
 // (mgr.GetClient()): child Jobs are listed through a cache index that
 // SetupWithManager registers. The recorder is typically
-// mgr.GetEventRecorder("jobset-controller").
+// mgr.GetEventRecorder(ReportingController).
 func NewReconciler(c client.Client, recorder events.EventRecorder, opts ...Option) *Reconciler {
-	r := &Reconciler{client: c, recorder: recorder, clock: clock.RealClock{}, parallelism: 20}
+	r := &Reconciler{client: c, recorder: recorder, clock: clock.RealClock{}, parallelism: 50}
 	for _, o := range opts {
 		o(r)
 	}
@@ -63,13 +68,15 @@ func NewReconciler(c client.Client, recorder events.EventRecorder, opts ...Optio
 }
 
 // SetupWithManager registers the Job index, the metrics and the controller.
-// It watches JobSets, the Jobs and Services they control — never Pods.
+// It watches JobSets, the Jobs and Services they control, and Pods only with
+// the InPlaceRestart gate on (in-place restart reads the agents' reports on
+// the pods; without it, a Pod informer would cost memory for nothing).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	registerMetrics()
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &batchv1.Job{}, jobOwnerIndex, indexJobOwner); err != nil {
 		return fmt.Errorf("indexing Jobs by controlling JobSet: %w", err)
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		// Controller names must be unique per process; a process running
 		// several managers (multi-cluster tests) sets
 		// ctrl.Options.Controller.SkipNameValidation.
@@ -77,8 +84,29 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha2.JobSet{}, builder.WithPredicates(managedHere())).
 		Owns(&batchv1.Job{}).
 		// Only the Service's existence matters, so cache its metadata only.
-		Owns(&corev1.Service{}, builder.OnlyMetadata).
-		Complete(r)
+		Owns(&corev1.Service{}, builder.OnlyMetadata)
+	if features.Enabled(features.InPlaceRestart) {
+		r.watchPods = true
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, podsByJobSetIndex, indexPodJobSet); err != nil {
+			return fmt.Errorf("indexing Pods by JobSet: %w", err)
+		}
+		b = b.Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []ctrl.Request {
+			name, ok := o.GetLabels()[v1alpha2.JobSetNameKey]
+			if !ok {
+				return nil
+			}
+			return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+		}))
+	}
+	return b.Complete(r)
+}
+
+func indexPodJobSet(obj client.Object) []string {
+	name, ok := obj.GetLabels()[v1alpha2.JobSetNameKey]
+	if !ok {
+		return nil
+	}
+	return []string{obj.GetNamespace() + "/" + name}
 }
 
 func indexJobOwner(obj client.Object) []string {
@@ -108,6 +136,8 @@ func managedHere() predicate.Predicate {
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=batch,resources=jobs/status,verbs=get;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=create
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch;update
 
 // Reconcile observes one JobSet, plans, and applies the plan.
@@ -135,17 +165,33 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		return ctrl.Result{}, nil
 	}
 
-	jobs, err := r.childJobs(ctx, js)
-	if err != nil {
+	log.V(2).Info("Reconciling JobSet")
+	var obs observed
+
+	if obs.jobs, err = r.childJobs(ctx, js); err != nil {
 		return ctrl.Result{}, err
 	}
-	serviceExists := false
 	if js.DNSHostnamesEnabled() {
-		if serviceExists, err = r.serviceExists(ctx, js); err != nil {
+		if obs.serviceExists, err = r.serviceExists(ctx, js); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
-	return r.apply(ctx, js, computePlan(js, jobs, serviceExists, r.clock.Now()))
+	if inPlaceRestartStrategy(js) {
+		if !features.Enabled(features.InPlaceRestart) || !r.watchPods {
+			log.Info("In-place restart strategy cannot be used when the feature gate is disabled", "featureGate", features.InPlaceRestart)
+		} else if obs.pods, err = r.pods(ctx, js); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return r.apply(ctx, js, computePlan(js, obs, r.clock.Now()))
+}
+
+func (r *Reconciler) pods(ctx context.Context, js *v1alpha2.JobSet) ([]corev1.Pod, error) {
+	var list corev1.PodList
+	if err := r.client.List(ctx, &list, client.InNamespace(js.Namespace), client.MatchingFields{podsByJobSetIndex: js.Namespace + "/" + js.Name}); err != nil {
+		return nil, fmt.Errorf("listing Pods of JobSet %s/%s: %w", js.Namespace, js.Name, err)
+	}
+	return list.Items, nil
 }
 
 // childJobs lists the Jobs js controls.

@@ -2,26 +2,34 @@ package jobset
 
 import (
 	"slices"
+	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// replicatedJobStatuses counts the current run's Jobs per replicatedJob, in
-// spec order. The per-index restart counters are history, not observation,
-// so they are carried over from prev.
-func replicatedJobStatuses(js *v1alpha2.JobSet, kids children, prev []v1alpha2.ReplicatedJobStatus) []v1alpha2.ReplicatedJobStatus {
+// replicatedJobStatuses counts the current run's Jobs per replicatedJob.
+//
+// The shape is upstream's, because clients diff it: one entry per
+// replicatedJob, in descending order of name (the order upstream's
+// controller stores), and the per-index restart counters carried over only
+// while the RestartJob gate is on (upstream drops them otherwise); they are
+// history, not observation.
+func replicatedJobStatuses(js *v1alpha2.JobSet, kids children) []v1alpha2.ReplicatedJobStatus {
 	out := make([]v1alpha2.ReplicatedJobStatus, len(js.Spec.ReplicatedJobs))
 	index := make(map[string]*v1alpha2.ReplicatedJobStatus, len(out))
 	for i, rjob := range js.Spec.ReplicatedJobs {
 		out[i].Name = rjob.Name
-		if j := slices.IndexFunc(prev, func(s v1alpha2.ReplicatedJobStatus) bool { return s.Name == rjob.Name }); j >= 0 {
-			out[i].JobRestarts = slices.Clone(prev[j].JobRestarts)
-			out[i].JobRestartsCountTowardsMax = slices.Clone(prev[j].JobRestartsCountTowardsMax)
+		if features.Enabled(features.RestartJob) {
+			if prev := findReplicatedJobStatus(js.Status.ReplicatedJobsStatus, rjob.Name); prev != nil {
+				out[i].JobRestarts = slices.Clone(prev.JobRestarts)
+				out[i].JobRestartsCountTowardsMax = slices.Clone(prev.JobRestartsCountTowardsMax)
+			}
 		}
 		index[rjob.Name] = &out[i]
 	}
@@ -36,7 +44,8 @@ func replicatedJobStatuses(js *v1alpha2.JobSet, kids children, prev []v1alpha2.R
 		if jobReady(job) {
 			s.Ready++
 		}
-		if job.Status.Active > 0 && job.DeletionTimestamp == nil {
+		// Upstream counts a Job being deleted too, as long as it has pods.
+		if job.Status.Active > 0 {
 			s.Active++
 		}
 		if jobSuspended(job) {
@@ -45,6 +54,7 @@ func replicatedJobStatuses(js *v1alpha2.JobSet, kids children, prev []v1alpha2.R
 	})
 	count(kids.succeeded, func(s *v1alpha2.ReplicatedJobStatus, _ *batchv1.Job) { s.Succeeded++ })
 	count(kids.failed, func(s *v1alpha2.ReplicatedJobStatus, _ *batchv1.Job) { s.Failed++ })
+	slices.SortFunc(out, func(a, b v1alpha2.ReplicatedJobStatus) int { return strings.Compare(b.Name, a.Name) })
 	return out
 }
 
@@ -66,50 +76,61 @@ func findReplicatedJobStatus(statuses []v1alpha2.ReplicatedJobStatus, name strin
 	return nil
 }
 
-// setCondition applies c (LastTransitionTime taken from now) and reports
-// whether the condition's status flipped, i.e. whether this is a transition
-// worth an event. A False condition is never added, only flipped, so that a
-// JobSet that was never suspended shows no Suspended condition at all.
+// setCondition applies c the way upstream's controller does and reports
+// whether the status changed, which is when upstream emits an event for it:
+//   - a condition of that type whose status differs is replaced (new
+//     lastTransitionTime);
+//   - one with the same status but another reason or message is updated,
+//     keeping its lastTransitionTime;
+//   - a missing condition is added only when it is True, so a JobSet that
+//     was never suspended shows no Suspended condition;
+//   - a True startup-policy condition turns the other one False (status
+//     only, as upstream does).
 func setCondition(st *v1alpha2.JobSetStatus, c metav1.Condition, now metav1.Time) bool {
 	c.LastTransitionTime = now
-	existing := meta.FindStatusCondition(st.Conditions, c.Type)
-	if existing == nil && c.Status != metav1.ConditionTrue {
-		return false
-	}
-	flipped := existing == nil || existing.Status != c.Status
-	if flipped && c.Status == metav1.ConditionTrue {
-		// The two startup-policy conditions exclude each other.
-		if other := exclusiveWith(c.Type); other != "" {
-			if o := meta.FindStatusCondition(st.Conditions, other); o != nil && o.Status == metav1.ConditionTrue {
-				o.Status = metav1.ConditionFalse
-				o.LastTransitionTime = now
+	changed, found := false, false
+	for i := range st.Conditions {
+		cur := &st.Conditions[i]
+		switch {
+		case cur.Type == c.Type:
+			found = true
+			if cur.Status != c.Status {
+				*cur = c
+				changed = true
+			} else if cur.Reason != c.Reason || cur.Message != c.Message {
+				c.LastTransitionTime = cur.LastTransitionTime
+				*cur = c
+				changed = true
 			}
+		case exclusive(cur.Type, c.Type) && cur.Status == metav1.ConditionTrue && c.Status == metav1.ConditionTrue:
+			cur.Status = metav1.ConditionFalse
+			changed = true
 		}
 	}
-	meta.SetStatusCondition(&st.Conditions, c)
-	return flipped
-}
-
-func exclusiveWith(conditionType string) string {
-	switch conditionType {
-	case string(v1alpha2.JobSetStartupPolicyInProgress):
-		return string(v1alpha2.JobSetStartupPolicyCompleted)
-	case string(v1alpha2.JobSetStartupPolicyCompleted):
-		return string(v1alpha2.JobSetStartupPolicyInProgress)
+	if !found && c.Status == metav1.ConditionTrue {
+		st.Conditions = append(st.Conditions, c)
+		changed = true
 	}
-	return ""
+	return changed
 }
 
-func conditionTrue(st *v1alpha2.JobSetStatus, conditionType string) bool {
-	return meta.IsStatusConditionTrue(st.Conditions, conditionType)
+// exclusive: the two startup-policy conditions exclude each other.
+func exclusive(a, b string) bool {
+	inProgress, completed := string(v1alpha2.JobSetStartupPolicyInProgress), string(v1alpha2.JobSetStartupPolicyCompleted)
+	return (a == inProgress && b == completed) || (a == completed && b == inProgress)
 }
 
 // finishedCondition returns the JobSet's true Completed or Failed condition.
 func finishedCondition(st *v1alpha2.JobSetStatus) *metav1.Condition {
-	for _, t := range []v1alpha2.JobSetConditionType{v1alpha2.JobSetCompleted, v1alpha2.JobSetFailed} {
-		if c := meta.FindStatusCondition(st.Conditions, string(t)); c != nil && c.Status == metav1.ConditionTrue {
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		if (c.Type == string(v1alpha2.JobSetCompleted) || c.Type == string(v1alpha2.JobSetFailed)) && c.Status == metav1.ConditionTrue {
 			return c
 		}
 	}
 	return nil
+}
+
+func conditionTrue(st *v1alpha2.JobSetStatus, conditionType string) bool {
+	return meta.IsStatusConditionTrue(st.Conditions, conditionType)
 }

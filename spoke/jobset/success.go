@@ -9,9 +9,10 @@ import (
 )
 
 // successPolicyMet reports whether the succeeded Jobs of the current run
-// satisfy the success policy: with operator All every Job of the targeted
-// replicatedJobs (all when none are named) succeeded, with Any at least one
-// of them did. js must be defaulted.
+// satisfy the success policy: with operator All as many Jobs of the targeted
+// replicatedJobs (all when none are named) succeeded as they have, with Any
+// at least one did. Like upstream, it is asked only once some Job
+// succeeded. js must be defaulted.
 func successPolicyMet(js *v1alpha2.JobSet, succeeded []*batchv1.Job) bool {
 	sp := js.Spec.SuccessPolicy
 	targeted := func(rjobName string) bool {
@@ -23,16 +24,15 @@ func successPolicyMet(js *v1alpha2.JobSet, succeeded []*batchv1.Job) bool {
 			done++
 		}
 	}
-	if done == 0 {
-		return false
-	}
-	if sp.Operator == v1alpha2.OperatorAny {
-		return true
-	}
 	want := 0
-	for _, rjob := range js.Spec.ReplicatedJobs {
-		if targeted(rjob.Name) {
-			want += int(rjob.Replicas)
+	switch sp.Operator {
+	case v1alpha2.OperatorAny:
+		want = 1
+	case v1alpha2.OperatorAll:
+		for _, rjob := range js.Spec.ReplicatedJobs {
+			if targeted(rjob.Name) {
+				want += int(rjob.Replicas)
+			}
 		}
 	}
 	return done >= want

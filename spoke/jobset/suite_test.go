@@ -112,7 +112,7 @@ func startEnv(cluster *testenv.Cluster, fakeGC bool) *env {
 	if err != nil {
 		panic(err)
 	}
-	r := jobset.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("jobset-controller"))
+	r := jobset.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder(jobset.ReportingController))
 	if err := r.SetupWithManager(mgr); err != nil {
 		panic(err)
 	}
