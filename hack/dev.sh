@@ -191,7 +191,7 @@ The fleet is up. Kubeconfig: $kubeconfig (contexts: hub, member-1, member-2)
 
   export KUBECONFIG=$kubeconfig
   kubectl --context hub apply --server-side -f examples/pytorch.yaml
-  kubectl --context hub get jobsets -L fleet.jobset.x-k8s.io/cluster
+  kubectl --context hub get jobsets
   kubectl --context member-1 get jobs,pods,services --selector=jobset.sigs.k8s.io/jobset-name=pytorch
   kubectl --context hub get clusterprofiles -n fleet-system
 

@@ -143,7 +143,10 @@ type jobSet struct {
 	Status struct {
 		TerminalState string `json:"terminalState"`
 		Restarts      int    `json:"restarts"`
-		Conditions    []struct {
+		Fleet         struct {
+			Cluster string `json:"cluster"`
+		} `json:"fleet"`
+		Conditions []struct {
 			Type    string `json:"type"`
 			Status  string `json:"status"`
 			Reason  string `json:"reason"`
@@ -173,7 +176,7 @@ func waitPlaced(t *testing.T, ns, name string) string {
 		if err != nil {
 			return err.Error()
 		}
-		member = js.Metadata.Labels["fleet.jobset.x-k8s.io/cluster"]
+		member = js.Status.Fleet.Cluster
 		if member == "" {
 			return fmt.Sprintf("hub JobSet %s/%s not placed yet: %+v", ns, name, js.Status.Conditions)
 		}

@@ -9,8 +9,6 @@ import (
 
 // Labels and annotations the fleet puts on objects.
 const (
-	// ClusterLabel on a hub JobSet names the member it was placed on.
-	ClusterLabel = "fleet.jobset.x-k8s.io/cluster"
 	// OriginUIDLabel on a member JobSet is the UID of the hub JobSet it copies.
 	OriginUIDLabel = "fleet.jobset.x-k8s.io/origin-uid"
 	// EpochLabel on a member JobSet is the dispatch epoch it was made for.
