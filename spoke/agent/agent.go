@@ -466,8 +466,7 @@ func (r *runner) runDispatches(ctx context.Context) error {
 // hubRESTMapper maps the kinds the agent uses on the hub, without
 // discovery.
 func hubRESTMapper(*rest.Config, *http.Client) (meta.RESTMapper, error) {
-	m := meta.NewDefaultRESTMapper(nil)
-	for _, k := range []struct {
+	kinds := []struct {
 		gvk      schema.GroupVersionKind
 		resource string
 	}{
@@ -477,10 +476,18 @@ func hubRESTMapper(*rest.Config, *http.Client) (meta.RESTMapper, error) {
 		{corev1.SchemeGroupVersion.WithKind("Event"), "events"},
 		{eventsv1.SchemeGroupVersion.WithKind("Event"), "events"},
 		{corev1.SchemeGroupVersion.WithKind("ServiceAccount"), "serviceaccounts"},
-	} {
-		plural := k.gvk.GroupVersion().WithResource(k.resource)
-		singular := k.gvk.GroupVersion().WithResource(strings.ToLower(k.gvk.Kind))
-		m.AddSpecific(k.gvk, plural, singular, meta.RESTScopeNamespace)
+	}
+	var versions []schema.GroupVersion
+	for _, k := range kinds {
+		versions = append(versions, k.gvk.GroupVersion())
+	}
+	m := meta.NewDefaultRESTMapper(versions)
+	for _, k := range kinds {
+		gv := k.gvk.GroupVersion()
+		m.AddSpecific(k.gvk, gv.WithResource(k.resource), gv.WithResource(strings.ToLower(k.gvk.Kind)), meta.RESTScopeNamespace)
+		// Caches look up a list's scope by its own kind, as discovery
+		// mappers allow.
+		m.Add(gv.WithKind(k.gvk.Kind+"List"), meta.RESTScopeNamespace)
 	}
 	return m, nil
 }

@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/apimachinery/pkg/api/meta"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 func TestMetrics(t *testing.T) {
@@ -50,5 +53,25 @@ jobset_fleet_agent_seconds_since_last_renewal{cluster="m1"} 15
 `
 	if err := testutil.CollectAndCompare(running, strings.NewReader(want), "jobset_fleet_agent_seconds_since_last_renewal"); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestHubRESTMapper(t *testing.T) {
+	m, err := hubRESTMapper(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"JobSetDispatch", "JobSetDispatchList"} {
+		mapping, err := m.RESTMapping(fleetv1alpha1.GroupVersion.WithKind(kind).GroupKind(), fleetv1alpha1.GroupVersion.Version)
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		if mapping.Scope.Name() != meta.RESTScopeNameNamespace {
+			t.Errorf("%s: scope %s", kind, mapping.Scope.Name())
+		}
+	}
+	mapping, err := m.RESTMapping(fleetv1alpha1.GroupVersion.WithKind("JobSetDispatch").GroupKind())
+	if err != nil || mapping.Resource.Resource != "jobsetdispatches" {
+		t.Errorf("JobSetDispatch resource %+v, %v", mapping, err)
 	}
 }
