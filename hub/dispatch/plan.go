@@ -352,11 +352,9 @@ func (pl *planner) memberGone(choose Chooser, current *fleet.JobSetDispatch, fs 
 func (pl *planner) move(choose Chooser, old *fleet.JobSetDispatch, fs jobset.FleetStatus, why string) error {
 	fs.RestartsCarried = pl.status.Restarts + 1
 	fs.RestartsCountTowardsMaxCarried = pl.status.RestartsCountTowardsMax + 1
-	if max := maxRestarts(pl.o.JobSet); fs.RestartsCountTowardsMaxCarried > max {
-		pl.status.Restarts, pl.status.RestartsCountTowardsMax = fs.RestartsCarried, fs.RestartsCountTowardsMaxCarried
+	if limit := maxRestarts(pl.o.JobSet); fs.RestartsCountTowardsMaxCarried > limit {
 		failedByHub(pl.status, fmt.Sprintf("%s; moving it to another member would be restart %d, more than failurePolicy.maxRestarts (%d)",
-			why, fs.RestartsCountTowardsMaxCarried, max))
-		pl.setFleet(fs)
+			why, fs.RestartsCountTowardsMaxCarried, limit))
 		return nil
 	}
 	pl.status.Restarts, pl.status.RestartsCountTowardsMax = fs.RestartsCarried, fs.RestartsCountTowardsMaxCarried

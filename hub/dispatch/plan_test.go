@@ -1,0 +1,358 @@
+package dispatch
+
+import (
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/hub/fence"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
+)
+
+var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+const lostAfter = time.Minute
+
+// planMember is a member with room for anything.
+func planMember(name string, mutate ...func(*inventory.Member)) inventory.Member {
+	m := inventory.Member{
+		Name: name, Healthy: true, Reason: "healthy", HeartbeatFresh: true, Labels: map[string]string{},
+		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("64")},
+		Free:        corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("64")},
+	}
+	for _, f := range mutate {
+		f(&m)
+	}
+	return m
+}
+
+// silent: no heartbeat for longer than the member-lost timeout.
+func silent(m *inventory.Member) {
+	m.Healthy, m.HeartbeatFresh, m.SilentFor, m.Reason = false, false, 2*lostAfter, "heartbeat not renewed"
+}
+
+func outOfService(m *inventory.Member) {
+	m.OutOfService, m.Healthy, m.Reason = true, false, "marked out of service"
+}
+
+// planJobSet is a hub JobSet of one pod, placed as fs (zero: not placed).
+func planJobSet(fs jobset.FleetStatus, annotations ...string) *jobset.JobSet {
+	js := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "train", UID: "uid-1",
+		Finalizers: []string{JobSetFinalizer}, Annotations: map[string]string{}, CreationTimestamp: metav1.NewTime(t0)}}
+	for i := 0; i+1 < len(annotations); i += 2 {
+		js.Annotations[annotations[i]] = annotations[i+1]
+	}
+	js.Spec.ManagedBy = ptr.To(fleet.ManagedByFleet)
+	js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 3}
+	rj := jobset.ReplicatedJob{Name: "w", Replicas: 1}
+	rj.Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
+	js.Spec.ReplicatedJobs = []jobset.ReplicatedJob{rj}
+	if fs != (jobset.FleetStatus{}) {
+		js.Status.Fleet = &fs
+		js.Status.Conditions = []metav1.Condition{{Type: ConditionDispatched, Status: metav1.ConditionTrue, Reason: ReasonDispatched,
+			Message: dispatchedMessage(fs), LastTransitionTime: metav1.NewTime(t0)}}
+	}
+	return js
+}
+
+// planDispatch is the dispatch of js's placement fs, accepted by its agent
+// (which holds its finalizer), unless mutated.
+func planDispatch(js *jobset.JobSet, fs jobset.FleetStatus, mutate ...func(*fleet.JobSetDispatch)) fleet.JobSetDispatch {
+	d := NewDispatch(js, fs)
+	d.UID = types.UID("d-" + fs.Cluster)
+	d.Finalizers = append(d.Finalizers, fleet.AgentFinalizer)
+	for _, f := range mutate {
+		f(d)
+	}
+	return *d
+}
+
+func deleting(d *fleet.JobSetDispatch) { d.DeletionTimestamp = ptr.To(metav1.NewTime(t0)) }
+
+func withoutAgent(d *fleet.JobSetDispatch) {
+	d.Finalizers = []string{DispatchFinalizer}
+}
+
+func reportedDeleted(d *fleet.JobSetDispatch) {
+	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue, Reason: "MemberJobSetDeleted"})
+}
+
+func refused(d *fleet.JobSetDispatch) {
+	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchAccepted, Status: metav1.ConditionFalse, Reason: "Conflict", Message: "a JobSet train exists"})
+}
+
+// summary is what a plan does, in comparable form.
+type summary struct {
+	Record           string // "member/epoch"
+	Create           string
+	Update           bool
+	Delete, Release  []string // members
+	StopCopies       []string
+	Dispatched       string // "True/Reason"
+	Stale            string
+	Terminal         string
+	Restarts         int32
+	RemoveFinalizer  bool
+	EventReasons     []string
+	MaxRestartsThere int32 // of the created dispatch
+}
+
+func summarize(p Plan) summary {
+	s := summary{Update: p.Update != nil, RemoveFinalizer: p.RemoveFinalizer, StopCopies: p.StopCopies}
+	if p.Record != nil {
+		s.Record = fleetOf(p.Record).Cluster + "/" + itoa(fleetOf(p.Record).Epoch)
+	}
+	if p.Create != nil {
+		s.Create = MemberOf(p.Create) + "/" + itoa(p.Create.Spec.Epoch)
+		if fp := p.Create.Spec.JobSet.Spec.FailurePolicy; fp != nil {
+			s.MaxRestartsThere = fp.MaxRestarts
+		}
+	}
+	for _, d := range p.Delete {
+		s.Delete = append(s.Delete, MemberOf(d))
+	}
+	for _, d := range p.Release {
+		s.Release = append(s.Release, MemberOf(d))
+	}
+	if st := p.Status; st != nil {
+		if c := meta.FindStatusCondition(st.Conditions, ConditionDispatched); c != nil {
+			s.Dispatched = string(c.Status) + "/" + c.Reason
+		}
+		if c := meta.FindStatusCondition(st.Conditions, ConditionMemberStatusStale); c != nil {
+			s.Stale = string(c.Status) + "/" + c.Reason
+		}
+		s.Terminal, s.Restarts = st.TerminalState, st.Restarts
+	}
+	for _, e := range p.Events {
+		s.EventReasons = append(s.EventReasons, e.Reason)
+	}
+	sort.Strings(s.EventReasons)
+	return s
+}
+
+func itoa(i int64) string { return strings.TrimSpace(resource.NewQuantity(i, resource.DecimalSI).String()) }
+
+// TestComputePlan is the hub's safety argument as a table: a JobSet starts
+// a second copy only when the first is proven stopped (or it opted into
+// at-least-once), epochs only grow, finished JobSets never run again, and
+// old dispatches are released only on proof.
+func TestComputePlan(t *testing.T) {
+	at := func(c string, e int64) jobset.FleetStatus { return jobset.FleetStatus{Cluster: c, Epoch: e} }
+	type tc struct {
+		name       string
+		js         *jobset.JobSet
+		dispatches func(js *jobset.JobSet) []fleet.JobSetDispatch
+		orphans    func() []fleet.JobSetDispatch
+		members    []inventory.Member
+		copies     map[string]fence.Copy
+		want       summary
+		wantMsg    []string // substrings of the MemberStatusStale message
+	}
+	none := func(*jobset.JobSet) []fleet.JobSetDispatch { return nil }
+	on := func(fs jobset.FleetStatus, mutate ...func(*fleet.JobSetDispatch)) func(*jobset.JobSet) []fleet.JobSetDispatch {
+		return func(js *jobset.JobSet) []fleet.JobSetDispatch { return []fleet.JobSetDispatch{planDispatch(js, fs, mutate...)} }
+	}
+	healthy := []inventory.Member{planMember("a"), planMember("b")}
+	aSilent := []inventory.Member{planMember("a", silent), planMember("b")}
+	tests := []tc{
+		{
+			name: "new JobSet: recorded, then dispatched, as epoch 1",
+			js:   planJobSet(jobset.FleetStatus{}), dispatches: none, members: healthy,
+			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{ReasonDispatched}, MaxRestartsThere: 3},
+		},
+		{
+			name: "placed on a healthy member: nothing to do",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)), members: healthy,
+			want: summary{Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh"},
+		},
+		{
+			name: "member silent, no proof: wait, say why and how to confirm, leave the copy alone",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)), members: aSilent,
+			want:    summary{Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			wantMsg: []string{"member a is lost", "kubectl label clusterprofile -n fleet-system a fleet.jobset.x-k8s.io/out-of-service=true"},
+		},
+		{
+			name: "member silent and out of service: release the old copy, move; the move is a restart",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)),
+			members: []inventory.Member{planMember("a", silent, outOfService), planMember("b")},
+			want: summary{Record: "b/2", Create: "b/2", Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Redispatched",
+				Stale: "False/HeartbeatFresh", Restarts: 1, EventReasons: []string{ReasonRedispatched}, MaxRestartsThere: 2},
+		},
+		{
+			name: "out of service but its agent is alive: delete the dispatch so the agent stops the copy; wait for its word",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)),
+			members: []inventory.Member{planMember("a", outOfService), planMember("b")},
+			want:    summary{Delete: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+		},
+		{
+			name: "the agent reported its copy deleted: move",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), deleting, reportedDeleted), members: aSilent,
+			want: summary{Record: "b/2", Create: "b/2", Release: []string{"a"}, Dispatched: "True/Redispatched", Stale: "False/HeartbeatFresh",
+				Restarts: 1, EventReasons: []string{ReasonRedispatched}, MaxRestartsThere: 2},
+		},
+		{
+			name: "the hub sees through its own access that the copy is gone: move",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)), members: aSilent, copies: map[string]fence.Copy{"a": {}},
+			want: summary{Record: "b/2", Create: "b/2", Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Redispatched",
+				Stale: "False/HeartbeatFresh", Restarts: 1, EventReasons: []string{ReasonRedispatched}, MaxRestartsThere: 2},
+		},
+		{
+			name: "the hub sees the copy still there: it stops it and waits",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)), members: aSilent, copies: map[string]fence.Copy{"a": {Exists: true, Epoch: 1}},
+			want:    summary{StopCopies: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			wantMsg: []string{"stopping the copy through its own access"},
+		},
+		{
+			name: "the hub reads a result the silent agent never reported: finished, never run again",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)), members: aSilent,
+			copies: map[string]fence.Copy{"a": {Exists: true, Epoch: 1, Status: jobset.JobSetStatus{TerminalState: "Completed",
+				Conditions: []metav1.Condition{{Type: "Completed", Status: metav1.ConditionTrue, Reason: "AllJobsCompleted"}}}}},
+			want: summary{Delete: []string{"a"}, StopCopies: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/MemberLost",
+				Terminal: "Completed", EventReasons: []string{"Completed", ReasonMemberLost}},
+		},
+		{
+			name: "at-least-once: move as soon as the member is lost",
+			js:   planJobSet(at("a", 1), fleet.OnMemberLostAnnotation, OnMemberLostAtLeastOnce), dispatches: on(at("a", 1)), members: aSilent,
+			want: summary{Record: "b/2", Create: "b/2", Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Redispatched",
+				Stale: "False/HeartbeatFresh", Restarts: 1, EventReasons: []string{ReasonRedispatched}, MaxRestartsThere: 2},
+		},
+		{
+			name: "Wait: keep waiting for the member",
+			js:   planJobSet(at("a", 1), fleet.OnMemberLostAnnotation, OnMemberLostWait), dispatches: on(at("a", 1)), members: aSilent,
+			want: summary{Dispatched: "True/Dispatched", Stale: "True/MemberLost", EventReasons: []string{ReasonMemberLost}},
+		},
+		{
+			name: "Fail: failed; the copy is released only on proof",
+			js:   planJobSet(at("a", 1), fleet.OnMemberLostAnnotation, OnMemberLostFail), dispatches: on(at("a", 1)), members: aSilent,
+			want: summary{Delete: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/MemberLost", Terminal: "Failed",
+				EventReasons: []string{ReasonMemberLost, ReasonMemberLost}},
+		},
+		{
+			name: "a move past maxRestarts fails the JobSet",
+			js: func() *jobset.JobSet {
+				js := planJobSet(at("a", 1))
+				js.Status.RestartsCountTowardsMax = 3
+				return js
+			}(),
+			dispatches: on(at("a", 1)), members: []inventory.Member{planMember("a", silent, outOfService), planMember("b")},
+			want: summary{Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/MemberLost", Terminal: "Failed",
+				EventReasons: []string{ReasonMemberLost}},
+		},
+		{
+			name: "refused by its member: placed elsewhere, not counted as a restart",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), refused), members: healthy,
+			want: summary{Record: "b/2", Create: "b/2", Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Dispatched",
+				Stale: "False/HeartbeatFresh", MaxRestartsThere: 3},
+		},
+		{
+			name: "dispatch deleted by hand, copy not yet confirmed gone: nothing new runs",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), deleting), members: healthy,
+			want: summary{Dispatched: "False/DispatchDeleted", EventReasons: []string{ReasonDispatchDeleted}},
+		},
+		{
+			name: "dispatch deleted by hand and its copy confirmed gone: placed anew, new epoch",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), deleting, reportedDeleted), members: healthy,
+			want: summary{Record: "b/2", Create: "b/2", Release: []string{"a"}, Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", MaxRestartsThere: 3},
+		},
+		{
+			name: "recorded but never created (a crash): placed anew with a new epoch",
+			js:   planJobSet(at("a", 3)), dispatches: none, members: healthy,
+			want: summary{Record: "a/4", Create: "a/4", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", MaxRestartsThere: 3},
+		},
+		{
+			name: "finished: never dispatched again",
+			js: func() *jobset.JobSet {
+				js := planJobSet(at("a", 1))
+				js.Status.TerminalState = "Completed"
+				return js
+			}(),
+			dispatches: none, members: healthy,
+			want: summary{Stale: "False/HeartbeatFresh", Terminal: "Completed", Dispatched: "True/Dispatched"},
+		},
+		{
+			name: "pending, but an old copy on a silent member may still run: wait",
+			js: func() *jobset.JobSet {
+				js := planJobSet(jobset.FleetStatus{Epoch: 1})
+				js.Status.Conditions = nil
+				return js
+			}(),
+			dispatches: on(at("a", 1), deleting), members: aSilent,
+			want: summary{Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+		},
+		{
+			name: "an earlier JobSet's dispatch: collected, released only on proof",
+			js:   planJobSet(at("b", 1)), dispatches: on(at("b", 1)), members: aSilent,
+			orphans: func() []fleet.JobSetDispatch {
+				old := planJobSet(at("a", 1))
+				old.UID = "uid-0"
+				return []fleet.JobSetDispatch{planDispatch(old, at("a", 1))}
+			},
+			want: summary{Delete: []string{"a"}, Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh"},
+		},
+		{
+			name: "deleting the JobSet: its dispatch goes; the finalizer stays until the copy is proven gone",
+			js: func() *jobset.JobSet {
+				js := planJobSet(at("a", 1))
+				js.DeletionTimestamp = ptr.To(metav1.NewTime(t0))
+				return js
+			}(),
+			dispatches: on(at("a", 1)), members: aSilent,
+			want: summary{Delete: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+		},
+		{
+			name: "deleting the JobSet: released and let go once the agent reports",
+			js: func() *jobset.JobSet {
+				js := planJobSet(at("a", 1))
+				js.DeletionTimestamp = ptr.To(metav1.NewTime(t0))
+				return js
+			}(),
+			dispatches: on(at("a", 1), deleting, reportedDeleted), members: healthy,
+			want: summary{Release: []string{"a"}, RemoveFinalizer: true},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Observed{
+				JobSet: tc.js, Dispatches: tc.dispatches(tc.js), Members: map[string]inventory.Member{},
+				Copies: tc.copies, Now: t0.Add(time.Hour), LostTimeout: lostAfter, InventoryNamespace: fleet.DefaultInventoryNamespace,
+			}
+			if tc.orphans != nil {
+				o.Orphans = tc.orphans()
+			}
+			for _, m := range tc.members {
+				o.Members[m.Name] = m
+			}
+			choose := func(excluded map[string]string) (placement.Result, error) {
+				return placement.Place(placement.Request{JobSet: tc.js, Members: tc.members, Excluded: excluded, Policy: placement.Spread})
+			}
+			p, err := ComputePlan(o, choose)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, summarize(p)); diff != "" {
+				t.Errorf("plan (-want +got):\n%s", diff)
+			}
+			if p.Create != nil && p.Record == nil {
+				t.Error("a dispatch must never be created before its placement is recorded")
+			}
+			for _, want := range tc.wantMsg {
+				c := meta.FindStatusCondition(p.Status.Conditions, ConditionMemberStatusStale)
+				if c == nil || !strings.Contains(c.Message, want) {
+					t.Errorf("MemberStatusStale %+v does not say %q", c, want)
+				}
+			}
+		})
+	}
+}
