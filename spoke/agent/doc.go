@@ -24,7 +24,12 @@
 //     the hub will soon place them elsewhere. Durations are measured on the
 //     agent's own monotonic clock; only when a new agent process starts does
 //     it compare wall clocks, once, to count from the renewal its
-//     predecessor recorded (a restart is not a renewal).
+//     predecessor recorded (a restart is not a renewal). The predecessor
+//     may have run on another node: a clock behind the old node's by s
+//     makes the new process fence s late (one ahead, s early), so the fence
+//     timeout's margin below the hub's member-lost timeout must cover the
+//     nodes' clock skew (NTP keeps it to milliseconds). A process that
+//     finds no record (first start) counts from its own start.
 //   - Metrics (metrics.go): fenced, seconds since the last renewal,
 //     dispatches by state, errors per loop.
 //
