@@ -31,7 +31,7 @@ const completionIndexKey = batchv1.JobCompletionIndexAnnotation
 // node-selector strategy (where the reconciler pins pods to pre-labelled
 // nodes itself and no admission-time help is needed).
 func exclusiveTopologyKey(pod *corev1.Pod) (string, bool) {
-	if _, ok := pod.Labels[jobset.JobSetNameKey]; !ok {
+	if !isJobSetPod(pod) {
 		return "", false
 	}
 	if _, ok := pod.Annotations[jobset.NodeSelectorStrategyKey]; ok {
@@ -39,6 +39,14 @@ func exclusiveTopologyKey(pod *corev1.Pod) (string, bool) {
 	}
 	key := pod.Annotations[jobset.ExclusiveKey]
 	return key, key != ""
+}
+
+// isJobSetPod: the pod is a JobSet's (the reconciler puts the jobset-name
+// key on pod templates as both a label and an annotation).
+func isJobSetPod(pod *corev1.Pod) bool {
+	_, label := pod.Labels[jobset.JobSetNameKey]
+	_, annotation := pod.Annotations[jobset.JobSetNameKey]
+	return label || annotation
 }
 
 // completionIndex reads the pod's completion index, preferring the label
@@ -63,7 +71,7 @@ func isLeader(pod *corev1.Pod) bool {
 // same domain) and anti-affinity term (no other Job in the domain). Both span
 // all namespaces: job-key hashes "<namespace>/<job>", so it is unique
 // cluster-wide and exclusivity holds across namespaces.
-func exclusiveAffinityTerms(jobKey, topologyKey string) (affinity, antiAffinity corev1.PodAffinityTerm) {
+func exclusiveAffinityTerms(jobKey, priority, topologyKey string) (affinity, antiAffinity corev1.PodAffinityTerm) {
 	affinity = corev1.PodAffinityTerm{
 		LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 			{Key: jobset.JobKey, Operator: metav1.LabelSelectorOpIn, Values: []string{jobKey}},
@@ -75,6 +83,8 @@ func exclusiveAffinityTerms(jobKey, topologyKey string) (affinity, antiAffinity 
 		LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 			{Key: jobset.JobKey, Operator: metav1.LabelSelectorOpExists},
 			{Key: jobset.JobKey, Operator: metav1.LabelSelectorOpNotIn, Values: []string{jobKey}},
+			// Only Jobs of the same priority exclude each other.
+			{Key: jobset.PriorityKey, Operator: metav1.LabelSelectorOpIn, Values: []string{priority}},
 		}},
 		TopologyKey:       topologyKey,
 		NamespaceSelector: &metav1.LabelSelector{},
@@ -85,7 +95,7 @@ func exclusiveAffinityTerms(jobKey, topologyKey string) (affinity, antiAffinity 
 // setExclusiveAffinity adds the leader's required terms, keeping any the
 // user wrote. It is idempotent so a webhook reinvocation adds nothing.
 func setExclusiveAffinity(pod *corev1.Pod, topologyKey string) {
-	aff, anti := exclusiveAffinityTerms(pod.Labels[jobset.JobKey], topologyKey)
+	aff, anti := exclusiveAffinityTerms(pod.Labels[jobset.JobKey], pod.Labels[jobset.PriorityKey], topologyKey)
 	if pod.Spec.Affinity == nil {
 		pod.Spec.Affinity = &corev1.Affinity{}
 	}
@@ -146,18 +156,22 @@ func pickLeader(candidates []corev1.Pod, follower *corev1.Pod) (*corev1.Pod, err
 			live = append(live, p)
 		}
 	}
-	switch len(live) {
-	case 0:
-		if finished != nil {
-			return finished, nil
-		}
-		return nil, fmt.Errorf("leader pod (completion index 0, %s=%s) of this Job does not exist yet",
-			jobset.JobKey, follower.Labels[jobset.JobKey])
-	case 1:
+	switch {
+	case len(live) == 1:
 		return live[0], nil
+	case len(live) == 0 && finished != nil:
+		return finished, nil
 	default:
-		return nil, fmt.Errorf("found %d live leader pods for %s=%s, expected 1", len(live), jobset.JobKey, follower.Labels[jobset.JobKey])
+		// Upstream's words for a leader that is missing or ambiguous.
+		return nil, fmt.Errorf("expected 1 leader pod (%s), but got %d. this is an expected, transient error", leaderName(follower), len(live))
 	}
+}
+
+// leaderName is the name (without the random suffix) of the follower's
+// leader: <jobset>-<replicatedJob>-<jobIndex>-0.
+func leaderName(follower *corev1.Pod) string {
+	l := follower.Labels
+	return fmt.Sprintf("%s-%s-%s-0", l[jobset.JobSetNameKey], l[jobset.ReplicatedJobNameKey], l[jobset.JobIndexKey])
 }
 
 func controllerUID(pod *corev1.Pod) string {

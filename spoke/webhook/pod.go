@@ -6,29 +6,32 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// Pod admission for exclusive placement.
+// Pod admission for exclusive placement, and the priority label.
 //
-// Scope: the objectSelector only sends JobSet pods (jobset-name label), and
-// the matchConditions further drop pods without the exclusive-topology
-// annotation or with the node-selector strategy, so every other pod in the
-// cluster never reaches this server. Only CREATE is intercepted.
+// Scope: the objectSelector only sends JobSet pods (jobset-name label), as
+// upstream's does. The mutating webhook sees every JobSet pod except those
+// of the node-selector strategy (it labels them with their priority, which
+// exclusive placement uses); matchConditions keep the validating webhook to
+// followers-to-be: pods with the exclusive-topology annotation and without
+// the node-selector strategy. Other pods never reach this server. Only
+// CREATE is intercepted.
 //
 // failurePolicy=fail, deliberately: with "ignore", a follower admitted while
 // the webhook is down would carry no nodeSelector and could land in another
 // Job's domain, silently breaking the exclusivity the user asked for. With
 // "fail", the Job controller just retries pod creation with backoff until the
 // webhook is back. The narrow scope above keeps an outage from blocking any
-// pod that does not use exclusive placement (system pods, the agent itself).
+// pod that is not a JobSet's (system pods, the agent itself).
 //
-// +kubebuilder:webhook:path=/mutate--v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=mpod.kb.io,admissionReviewVersions=v1,serviceName=jobset-fleet-webhook-service,serviceNamespace=jobset-fleet-system,timeoutSeconds=10,patch=`{"objectSelector":{"matchExpressions":[{"key":"jobset.sigs.k8s.io/jobset-name","operator":"Exists"}]},"matchConditions":[{"name":"exclusive-topology","expression":"has(object.metadata.annotations) && 'alpha.jobset.sigs.k8s.io/exclusive-topology' in object.metadata.annotations && !('alpha.jobset.sigs.k8s.io/node-selector' in object.metadata.annotations)"}]}`
+// +kubebuilder:webhook:path=/mutate--v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=mpod.kb.io,admissionReviewVersions=v1,serviceName=jobset-fleet-webhook-service,serviceNamespace=jobset-fleet-system,timeoutSeconds=10,patch=`{"objectSelector":{"matchExpressions":[{"key":"jobset.sigs.k8s.io/jobset-name","operator":"Exists"}]},"matchConditions":[{"name":"not-node-selector-strategy","expression":"!(has(object.metadata.annotations) && 'alpha.jobset.sigs.k8s.io/node-selector' in object.metadata.annotations)"}]}`
 // +kubebuilder:webhook:path=/validate--v1-pod,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=vpod.kb.io,admissionReviewVersions=v1,serviceName=jobset-fleet-webhook-service,serviceNamespace=jobset-fleet-system,timeoutSeconds=10,patch=`{"objectSelector":{"matchExpressions":[{"key":"jobset.sigs.k8s.io/jobset-name","operator":"Exists"}]},"matchConditions":[{"name":"exclusive-topology","expression":"has(object.metadata.annotations) && 'alpha.jobset.sigs.k8s.io/exclusive-topology' in object.metadata.annotations && !('alpha.jobset.sigs.k8s.io/node-selector' in object.metadata.annotations)"}]}`
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
@@ -60,11 +63,26 @@ func SetupPodWebhook(mgr ctrl.Manager, reader client.Reader) error {
 		Complete()
 }
 
-// Default gives leaders their (anti-)affinity and followers the nodeSelector
-// of their leader's domain. When the domain is not known yet it leaves the
-// follower alone; the validating webhook then rejects it with the reason, and
-// the Job controller retries.
+// Default labels JobSet pods with their priority, then gives leaders their
+// (anti-)affinity and followers the nodeSelector of their leader's domain.
+// When the leader is not scheduled yet it leaves the follower alone; the
+// validating webhook then rejects it, and the Job controller retries.
 func (w *podWebhook) Default(ctx context.Context, pod *corev1.Pod) error {
+	if !isJobSetPod(pod) {
+		return nil
+	}
+	if _, ok := pod.Annotations[jobset.NodeSelectorStrategyKey]; ok {
+		return nil
+	}
+	// Exclusive placement holds among pods of the same priority: a
+	// higher-priority JobSet may preempt its way into a domain (upstream
+	// jobset#1057). The label is what the leaders' anti-affinity selects on.
+	if pod.Spec.Priority != nil {
+		if pod.Labels == nil {
+			pod.Labels = map[string]string{}
+		}
+		pod.Labels[jobset.PriorityKey] = fmt.Sprint(*pod.Spec.Priority)
+	}
 	topologyKey, ok := exclusiveTopologyKey(pod)
 	if !ok {
 		return nil
@@ -75,10 +93,14 @@ func (w *podWebhook) Default(ctx context.Context, pod *corev1.Pod) error {
 		log.V(3).Info("Set exclusive affinity on leader pod")
 		return nil
 	}
-	domain, leader, err := w.leaderDomain(ctx, pod, topologyKey)
+	leader, err := w.scheduledLeader(ctx, pod)
 	if err != nil {
-		log.V(2).Info("Leader domain not known yet; validation will reject the follower", "reason", err.Error())
+		log.V(2).Info("Leader not scheduled yet; validation will reject the follower", "reason", err.Error())
 		return nil
+	}
+	domain, err := w.domainOf(ctx, leader, topologyKey)
+	if err != nil {
+		return err
 	}
 	if pod.Spec.NodeSelector == nil {
 		pod.Spec.NodeSelector = map[string]string{}
@@ -88,32 +110,22 @@ func (w *podWebhook) Default(ctx context.Context, pod *corev1.Pod) error {
 	return nil
 }
 
-// ValidateCreate admits a follower only once its leader is scheduled and
-// only with a nodeSelector naming the leader's domain.
+// ValidateCreate admits a follower only with a nodeSelector for the
+// topology and once its leader is scheduled, with upstream's messages (the
+// Job controller reports them in its FailedCreate events).
 func (w *podWebhook) ValidateCreate(ctx context.Context, pod *corev1.Pod) (admission.Warnings, error) {
 	topologyKey, ok := exclusiveTopologyKey(pod)
 	if !ok || isLeader(pod) {
 		return nil, nil
 	}
-	selPath := field.NewPath("spec", "nodeSelector").Key(topologyKey)
-	got, has := pod.Spec.NodeSelector[topologyKey]
-	domain, leader, err := w.leaderDomain(ctx, pod, topologyKey)
-	switch {
-	case err != nil:
-		var transient *notReadyError
-		if errors.As(err, &transient) {
-			// The Job controller retries the create; this is the expected way
-			// followers wait for their leader.
-			return nil, podInvalid(pod, field.Forbidden(selPath,
-				fmt.Sprintf("follower pod is admitted only after its leader is scheduled (expected, transient): %v", err)))
-		}
-		return nil, podInvalid(pod, field.InternalError(selPath, fmt.Errorf("looking up the leader's topology domain: %w", err)))
-	case !has:
-		return nil, podInvalid(pod, field.Required(selPath,
-			fmt.Sprintf("must select %q, the %s domain of leader pod %s", domain, topologyKey, leader.Name)))
-	case got != domain:
-		return nil, podInvalid(pod, field.Invalid(selPath, got,
-			fmt.Sprintf("must be %q, the %s domain of leader pod %s on node %s", domain, topologyKey, leader.Name, leader.Spec.NodeName)))
+	if pod.Spec.NodeSelector == nil {
+		return nil, errors.New("follower pod node selector not set")
+	}
+	if _, ok := pod.Spec.NodeSelector[topologyKey]; !ok {
+		return nil, fmt.Errorf("follower pod node selector for topology domain not found. missing selector: %s", topologyKey)
+	}
+	if _, err := w.scheduledLeader(ctx, pod); err != nil {
+		return nil, err
 	}
 	return nil, nil
 }
@@ -126,51 +138,39 @@ func (w *podWebhook) ValidateDelete(context.Context, *corev1.Pod) (admission.War
 	return nil, nil
 }
 
-// notReadyError marks the expected wait for a leader to exist or be scheduled.
-type notReadyError struct{ msg string }
-
-func (e *notReadyError) Error() string { return e.msg }
-
-// leaderDomain finds the follower's leader and the value of topologyKey on
-// the node it is scheduled to.
-func (w *podWebhook) leaderDomain(ctx context.Context, follower *corev1.Pod, topologyKey string) (string, *corev1.Pod, error) {
+// scheduledLeader finds the follower's leader and checks it is scheduled.
+func (w *podWebhook) scheduledLeader(ctx context.Context, follower *corev1.Pod) (*corev1.Pod, error) {
 	sel, err := leaderSelector(follower)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	var pods corev1.PodList
 	if err := w.reader.List(ctx, &pods, client.InNamespace(podNamespace(ctx, follower)), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-		return "", nil, fmt.Errorf("listing leader pods %s: %w", sel, err)
+		return nil, fmt.Errorf("listing leader pods %s: %w", sel, err)
 	}
 	leader, err := pickLeader(pods.Items, follower)
 	if err != nil {
-		return "", nil, &notReadyError{msg: err.Error()}
+		return nil, err
 	}
 	if leader.Spec.NodeName == "" {
-		return "", leader, &notReadyError{msg: fmt.Sprintf("leader pod %s is not scheduled yet", leader.Name)}
+		return nil, errors.New("leader pod not yet scheduled, not creating follower pod. this is an expected, transient error")
 	}
+	return leader, nil
+}
+
+// domainOf is the value of topologyKey on the leader's node.
+func (w *podWebhook) domainOf(ctx context.Context, leader *corev1.Pod, topologyKey string) (string, error) {
 	// Only labels are needed, so skip the node's (large) status.
 	node := &metav1.PartialObjectMetadata{}
 	node.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
 	if err := w.reader.Get(ctx, client.ObjectKey{Name: leader.Spec.NodeName}, node); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", leader, &notReadyError{msg: fmt.Sprintf("node %s of leader pod %s not found", leader.Spec.NodeName, leader.Name)}
-		}
-		return "", leader, fmt.Errorf("getting node %s of leader pod %s: %w", leader.Spec.NodeName, leader.Name, err)
+		return "", err
 	}
 	domain, ok := node.Labels[topologyKey]
 	if !ok {
-		return "", leader, fmt.Errorf("node %s of leader pod %s has no %s label", leader.Spec.NodeName, leader.Name, topologyKey)
+		return "", fmt.Errorf("node does not have topology label: %s", topologyKey)
 	}
-	return domain, leader, nil
-}
-
-func podInvalid(pod *corev1.Pod, err *field.Error) error {
-	name := pod.Name
-	if name == "" {
-		name = pod.GenerateName
-	}
-	return apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Pod").GroupKind(), name, field.ErrorList{err})
+	return domain, nil
 }
 
 func podRef(pod *corev1.Pod) string {

@@ -30,8 +30,10 @@ func exclusivePod(name string, index string, jobUID types.UID) *corev1.Pod {
 			Name:      name,
 			Namespace: "ns",
 			Labels: map[string]string{
-				jobset.JobSetNameKey: "js",
-				jobset.JobKey:        testJobKey,
+				jobset.JobSetNameKey:        "js",
+				jobset.ReplicatedJobNameKey: "workers",
+				jobset.JobIndexKey:          "0",
+				jobset.JobKey:               testJobKey,
 			},
 			Annotations: map[string]string{jobset.ExclusiveKey: testTopology},
 			OwnerReferences: []metav1.OwnerReference{{
@@ -58,6 +60,7 @@ func node(name string, labels map[string]string) *corev1.Node {
 
 func TestSetExclusiveAffinity(t *testing.T) {
 	pod := exclusivePod("leader", "0", testJobUID)
+	pod.Labels[jobset.PriorityKey] = "100"
 	userTerm := corev1.PodAffinityTerm{TopologyKey: "zone", LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}}
 	pod.Spec.Affinity = &corev1.Affinity{PodAffinity: &corev1.PodAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{userTerm}}}
 
@@ -82,6 +85,7 @@ func TestSetExclusiveAffinity(t *testing.T) {
 		LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 			{Key: jobset.JobKey, Operator: metav1.LabelSelectorOpExists},
 			{Key: jobset.JobKey, Operator: metav1.LabelSelectorOpNotIn, Values: []string{testJobKey}},
+			{Key: jobset.PriorityKey, Operator: metav1.LabelSelectorOpIn, Values: []string{"100"}},
 		}},
 		TopologyKey: testTopology, NamespaceSelector: &metav1.LabelSelector{},
 	}
@@ -111,15 +115,15 @@ func TestPickLeader(t *testing.T) {
 		want       string
 		wantErr    string
 	}{
-		{name: "none", wantErr: "does not exist yet"},
+		{name: "none", wantErr: "expected 1 leader pod (js-workers-0-0), but got 0. this is an expected, transient error"},
 		{name: "one live", candidates: []*corev1.Pod{live}, want: "l"},
 		{name: "stale leader of a previous Job is ignored", candidates: []*corev1.Pod{stale, live}, want: "l"},
-		{name: "only stale", candidates: []*corev1.Pod{stale}, wantErr: "does not exist yet"},
+		{name: "only stale", candidates: []*corev1.Pod{stale}, wantErr: "but got 0"},
 		{name: "deleting and failed ignored", candidates: []*corev1.Pod{deleting, failed, live}, want: "l"},
-		{name: "two live", candidates: []*corev1.Pod{live, live}, wantErr: "expected 1"},
+		{name: "two live", candidates: []*corev1.Pod{live, live}, wantErr: "but got 2"},
 		{name: "succeeded leader still names the domain", candidates: []*corev1.Pod{failed, succeeded}, want: "done"},
 		{name: "live leader preferred over a succeeded one", candidates: []*corev1.Pod{succeeded, live}, want: "l"},
-		{name: "only failed", candidates: []*corev1.Pod{failed}, wantErr: "does not exist yet"},
+		{name: "only failed", candidates: []*corev1.Pod{failed}, wantErr: "but got 0"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,8 +160,12 @@ func TestPodWebhook(t *testing.T) {
 		// topology key after mutation ("" = not set).
 		wantSelector string
 		wantAffinity bool
-		// wantReject lists strings the validation error must contain (the
-		// field path first); nil means admitted.
+		// wantDefaultErr is the mutating webhook's error, if any.
+		wantDefaultErr string
+		// wantLabels are labels the mutating webhook must set.
+		wantLabels map[string]string
+		// wantReject lists strings the validation error must contain; nil
+		// means admitted.
 		wantReject []string
 		// afterMutate tweaks the pod between mutation and validation, as a
 		// later mutating webhook or a bypassing client could.
@@ -207,19 +215,19 @@ func TestPodWebhook(t *testing.T) {
 			name:       "follower before leader exists",
 			existing:   []client.Object{rackNode},
 			pod:        exclusivePod("f", "1", testJobUID),
-			wantReject: []string{"spec.nodeSelector[example.com/rack]", "does not exist yet", "transient"},
+			wantReject: []string{"follower pod node selector not set"},
 		},
 		{
 			name:       "follower before leader is scheduled",
 			existing:   []client.Object{rackNode, exclusivePod("leader", "0", testJobUID)},
 			pod:        exclusivePod("f", "1", testJobUID),
-			wantReject: []string{"spec.nodeSelector[example.com/rack]", "leader pod leader is not scheduled yet", "transient"},
+			wantReject: []string{"follower pod node selector not set"},
 		},
 		{
 			name:       "leader of a previous Job incarnation is not followed",
 			existing:   []client.Object{rackNode, scheduled(exclusivePod("leader", "0", "old-uid"), "n1")},
 			pod:        exclusivePod("f", "1", testJobUID),
-			wantReject: []string{"spec.nodeSelector[example.com/rack]", "does not exist yet"},
+			wantReject: []string{"follower pod node selector not set"},
 		},
 		{
 			name: "leader in another namespace is not followed",
@@ -229,27 +237,46 @@ func TestPodWebhook(t *testing.T) {
 				return l
 			}()},
 			pod:        exclusivePod("f", "1", testJobUID),
-			wantReject: []string{"spec.nodeSelector[example.com/rack]", "does not exist yet"},
+			wantReject: []string{"follower pod node selector not set"},
 		},
 		{
-			name:       "leader's node lacks the topology label",
-			existing:   []client.Object{bareNode, scheduled(exclusivePod("leader", "0", testJobUID), "n2")},
-			pod:        exclusivePod("f", "1", testJobUID),
-			wantReject: []string{"spec.nodeSelector[example.com/rack]", "has no example.com/rack label"},
+			name:           "leader's node lacks the topology label",
+			existing:       []client.Object{bareNode, scheduled(exclusivePod("leader", "0", testJobUID), "n2")},
+			pod:            exclusivePod("f", "1", testJobUID),
+			wantDefaultErr: "node does not have topology label: example.com/rack",
 		},
 		{
-			name:       "leader's node is gone",
-			existing:   []client.Object{scheduled(exclusivePod("leader", "0", testJobUID), "n9")},
-			pod:        exclusivePod("f", "1", testJobUID),
-			wantReject: []string{"spec.nodeSelector[example.com/rack]", "node n9 of leader pod leader not found"},
+			name:           "leader's node is gone",
+			existing:       []client.Object{scheduled(exclusivePod("leader", "0", testJobUID), "n9")},
+			pod:            exclusivePod("f", "1", testJobUID),
+			wantDefaultErr: `nodes "n9" not found`,
 		},
 		{
-			name:         "follower selecting another domain is rejected",
-			existing:     []client.Object{rackNode, scheduled(exclusivePod("leader", "0", testJobUID), "n1")},
-			pod:          exclusivePod("f", "1", testJobUID),
-			wantSelector: "rack-a",
-			afterMutate:  func(p *corev1.Pod) { p.Spec.NodeSelector[testTopology] = "rack-b" },
-			wantReject:   []string{"spec.nodeSelector[example.com/rack]", `Invalid value: "rack-b"`, `must be "rack-a"`},
+			name:     "follower with another nodeSelector, leader not scheduled",
+			existing: []client.Object{rackNode, exclusivePod("leader", "0", testJobUID)},
+			pod: func() *corev1.Pod {
+				p := exclusivePod("f", "1", testJobUID)
+				p.Spec.NodeSelector = map[string]string{"pool": "a"}
+				return p
+			}(),
+			wantReject: []string{"follower pod node selector for topology domain not found. missing selector: example.com/rack"},
+		},
+		{
+			name:        "follower with the selector, leader scheduled since",
+			existing:    []client.Object{rackNode, exclusivePod("leader", "0", testJobUID)},
+			pod:         exclusivePod("f", "1", testJobUID),
+			afterMutate: func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{testTopology: "rack-a"} },
+			wantReject:  []string{"leader pod not yet scheduled, not creating follower pod. this is an expected, transient error"},
+		},
+		{
+			name: "JobSet pod with a priority is labelled with it",
+			pod: func() *corev1.Pod {
+				p := exclusivePod("x", "1", testJobUID)
+				delete(p.Annotations, jobset.ExclusiveKey)
+				p.Spec.Priority = ptr.To[int32](1000)
+				return p
+			}(),
+			wantLabels: map[string]string{jobset.PriorityKey: "1000"},
 		},
 		{
 			name:         "follower whose selector was removed is rejected",
@@ -257,7 +284,7 @@ func TestPodWebhook(t *testing.T) {
 			pod:          exclusivePod("f", "1", testJobUID),
 			wantSelector: "rack-a",
 			afterMutate:  func(p *corev1.Pod) { delete(p.Spec.NodeSelector, testTopology) },
-			wantReject:   []string{"spec.nodeSelector[example.com/rack]", "Required value"},
+			wantReject:   []string{"follower pod node selector for topology domain not found. missing selector: example.com/rack"},
 		},
 	}
 	for _, tc := range cases {
@@ -266,8 +293,20 @@ func TestPodWebhook(t *testing.T) {
 			w := &podWebhook{reader: c}
 			ctx := context.Background()
 			pod := tc.pod.DeepCopy()
-			if err := w.Default(ctx, pod); err != nil {
+			err := w.Default(ctx, pod)
+			if tc.wantDefaultErr != "" {
+				if err == nil || err.Error() != tc.wantDefaultErr {
+					t.Fatalf("Default: %v, want %q", err, tc.wantDefaultErr)
+				}
+				return
+			}
+			if err != nil {
 				t.Fatalf("Default: %v", err)
+			}
+			for k, v := range tc.wantLabels {
+				if got := pod.Labels[k]; got != v {
+					t.Errorf("label %s = %q, want %q", k, got, v)
+				}
 			}
 
 			if got := pod.Spec.NodeSelector[testTopology]; got != tc.wantSelector {
@@ -277,14 +316,14 @@ func TestPodWebhook(t *testing.T) {
 			if hasAffinity != tc.wantAffinity {
 				t.Errorf("affinity set = %v, want %v", hasAffinity, tc.wantAffinity)
 			}
-			if !tc.wantAffinity && tc.wantSelector == "" && !apiequality.Semantic.DeepEqual(pod, tc.pod) {
+			if !tc.wantAffinity && tc.wantSelector == "" && tc.wantLabels == nil && !apiequality.Semantic.DeepEqual(pod, tc.pod) {
 				t.Errorf("pod mutated unexpectedly:\n got %+v\nwant %+v", pod.Spec, tc.pod.Spec)
 			}
 			if tc.afterMutate != nil {
 				tc.afterMutate(pod)
 			}
 
-			_, err := w.ValidateCreate(ctx, pod)
+			_, err = w.ValidateCreate(ctx, pod)
 			if tc.wantReject == nil {
 				if err != nil {
 					t.Fatalf("rejected: %v", err)

@@ -40,6 +40,10 @@ const (
 	// DisableInPlaceRestartKey, set on a JobSet, tells the in-place restart
 	// agent to skip its barrier and start the worker at once.
 	DisableInPlaceRestartKey = "jobset.sigs.k8s.io/disable-in-place-restart"
+
+	// PriorityKey labels a JobSet pod with its priority (set by the pod
+	// webhook): exclusive placement holds among pods of the same priority.
+	PriorityKey = "jobset.sigs.k8s.io/priority"
 )
 
 // JobSetConditionType is the type of a JobSet status condition.
