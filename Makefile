@@ -62,9 +62,13 @@ vet: ## go vet.
 
 .PHONY: test
 test: tools verify-manifests vet ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
-	go test $(GO_TEST_FLAGS) -p 2 $$(go list ./... | grep -v /e2e/)
 	@# End-to-end suites each run whole clusters of processes: one at a time.
-	go test $(GO_TEST_FLAGS) -p 1 ./e2e/...
+	@# Whatever the outcome, nothing the tests started may outlive them.
+	rc=0; \
+	go test $(GO_TEST_FLAGS) -p 2 $$(go list ./... | grep -v /e2e/) || rc=$$?; \
+	go test $(GO_TEST_FLAGS) -p 1 ./e2e/... || rc=$$?; \
+	hack/check-leaks.sh || rc=$$?; \
+	exit $$rc
 
 .PHONY: bench
 bench: tools ## Benchmarks.
