@@ -15,12 +15,15 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
@@ -478,5 +481,83 @@ func TestPodWebhookScope(t *testing.T) {
 	}
 	if got := podWebhookCalls(t) - before; got != 2 {
 		t.Errorf("exclusive leader: pod webhooks called %v times, want 2 (mutating + validating)", got)
+	}
+}
+
+// volumeClaimPolicies are checked at creation as upstream checks them,
+// against PVCs that already exist too.
+func TestVolumeClaimPoliciesAdmission(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	claim := func() corev1.PersistentVolumeClaim {
+		return corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "data"},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+			},
+		}
+	}
+	withClaim := func(name string, retention jobset.RetentionPolicyType, mounted bool) *jobset.JobSet {
+		js := seedJobSet(ns)
+		js.Name = name
+		js.Spec.VolumeClaimPolicies = []jobset.VolumeClaimPolicy{{
+			Templates:       []corev1.PersistentVolumeClaim{claim()},
+			RetentionPolicy: &jobset.VolumeRetentionPolicy{WhenDeleted: ptr.To(retention)},
+		}}
+		if mounted {
+			c := &js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers[0]
+			c.VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+		}
+		return js
+	}
+
+	err := cluster.Client.Create(ctx, withClaim("unmounted", jobset.RetentionPolicyDelete, false))
+	if err == nil || !strings.HasSuffix(err.Error(), ": replicatedJob containers don't have a matching volumeMount: data from VolumeClaimPolicies") {
+		t.Errorf("unmounted claim: got %v, want upstream's rejection", err)
+	}
+
+	// The template is adopted only if the PVC is exactly it and retained.
+	existing := claim()
+	existing.Name, existing.Namespace = "data-adopt", ns
+	if err := cluster.Client.Create(ctx, &existing); err != nil {
+		t.Fatal(err)
+	}
+	err = cluster.Client.Create(ctx, withClaim("adopt", jobset.RetentionPolicyDelete, true))
+	want := `admission webhook "vjobset.kb.io" denied the request: JobSet.jobset.x-k8s.io "adopt" is invalid: `
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "spec.volumeClaimPolicies[0].template[0].spec: Invalid value: ") ||
+		!strings.Contains(err.Error(), `spec.volumeClaimPolicies[0].retentionPolicy.whenDeleted: Invalid value: "Delete": retentionPolicy must be retain when PVC exists`) {
+		t.Errorf("existing PVC: got %v, want upstream's two rejections (the stored PVC spec is defaulted, so it differs)", err)
+	}
+}
+
+// With ElasticJobSet, a running JobSet's parallelism and completions may
+// change together; without it, not at all. Gated: not parallel.
+func TestElasticJobSetAdmission(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	js := seedJobSet(ns)
+	if err := cluster.Client.Create(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	scale := func(parallelism, completions int32) error {
+		got := &jobset.JobSet{}
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(js), got); err != nil {
+			t.Fatal(err)
+		}
+		s := &got.Spec.ReplicatedJobs[0].Template.Spec
+		s.Parallelism, s.Completions = ptr.To(parallelism), ptr.To(completions)
+		return cluster.Client.Update(ctx, got)
+	}
+	if err := scale(8, 8); err == nil || !strings.HasSuffix(err.Error(), ": field is immutable") {
+		t.Errorf("gate off: got %v, want field is immutable", err)
+	}
+	features.SetForTest(t, features.ElasticJobSet, true)
+	if err := scale(8, 8); err != nil {
+		t.Errorf("gate on: scaling rejected: %v", err)
+	}
+	want := `admission webhook "vjobset.kb.io" denied the request: JobSet.jobset.x-k8s.io "pytorch" is invalid: spec.replicatedJobs[0].template.spec.completions: Invalid value: 6: completions must be equal to parallelism for Elastic Indexed Jobs`
+	if err := scale(8, 6); err == nil || err.Error() != want {
+		t.Errorf("gate on, unequal: got %v, want %q", err, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -157,6 +158,20 @@ func TestInvalidInputRejectedWithFieldPath(t *testing.T) {
 			wantPath: "spec.ttlSecondsAfterFinished",
 		},
 		{
+			name: "PVC template with a namespace",
+			mutate: func(js *v1alpha2.JobSet) {
+				js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "elsewhere"}}}}}
+			},
+			wantPath: "namespace cannot be set for VolumeClaimPolicies templates",
+		},
+		{
+			name: "bad retention policy enum",
+			mutate: func(js *v1alpha2.JobSet) {
+				js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{{RetentionPolicy: &v1alpha2.VolumeRetentionPolicy{WhenDeleted: ptr.To[v1alpha2.RetentionPolicyType]("Sometimes")}}}
+			},
+			wantPath: "spec.volumeClaimPolicies[0].retentionPolicy.whenDeleted",
+		},
+		{
 			name: "startupPolicy InOrder together with dependsOn",
 			mutate: func(js *v1alpha2.JobSet) {
 				js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
@@ -204,6 +219,12 @@ func TestImmutableFieldsRejectChanges(t *testing.T) {
 			},
 			func(js *v1alpha2.JobSet) { js.Spec.SuccessPolicy.Operator = v1alpha2.OperatorAll },
 			"spec.successPolicy"},
+		{"volumeClaimPolicies",
+			func(js *v1alpha2.JobSet) {
+				js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}}}
+			},
+			func(js *v1alpha2.JobSet) { js.Spec.VolumeClaimPolicies[0].Templates[0].Name = "other" },
+			"spec.volumeClaimPolicies"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
