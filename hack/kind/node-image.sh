@@ -265,7 +265,7 @@ rootfs_image() {
 
 # docker_build TAG DIR: build DIR/Dockerfile as TAG (quietly).
 docker_build() {
-	docker build -q -t "$1" "$2" >/dev/null || die "docker build $1 failed"
+	docker build -q -t "$1" "$2" >/dev/null 2>"$tmp/build.log" || { cat "$tmp/build.log" >&2; die "docker build $1 failed"; }
 }
 
 # A scratch image with one static binary (plus /tmp and a passwd file).
@@ -400,9 +400,13 @@ build_node_image() {
 	local img
 	for img in "${component_images[@]}"; do
 		docker save "$img" | docker exec -i "$c" ctr -n k8s.io images import \
-			--label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - >/dev/null
+			--label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - \
+			>/dev/null 2>"$tmp/import.log" || { cat "$tmp/import.log" >&2; die "importing $img failed"; }
 	done
-	docker exec "$c" bash -c 'ctr -n k8s.io images ls -q | grep -v sha256: ; pkill -x containerd; while pgrep -x containerd >/dev/null; do sleep 0.2; done; rm -rf /tmp/* /run/containerd' >&2
+	# PID 1 of this container (sleep) does not reap: wait until containerd is gone or a zombie.
+	docker exec "$c" bash -c 'pkill -x containerd
+		while ps -C containerd -o stat= | grep -qv "^Z"; do sleep 0.2; done
+		rm -rf /tmp/* /run/containerd'
 	docker commit \
 		--change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
 		--change 'CMD []' \
@@ -422,8 +426,18 @@ stock_available() {
 	*) die "KIND_NODE_IMAGE_SOURCE must be auto, stock or local" ;;
 	esac
 	if docker image inspect "$STOCK_IMAGE" >/dev/null 2>&1; then return 0; fi
+	# A failed pull is remembered for an hour (it costs seconds offline).
+	local nopull=$out/.stock-unavailable
+	if [[ ${KIND_NODE_IMAGE_SOURCE:-auto} == auto && -n $(find "$nopull" -mmin -60 2>/dev/null) ]]; then
+		step "node image: $STOCK_IMAGE not pullable (checked within the hour), building $LOCAL_IMAGE"
+		return 1
+	fi
 	step "node image: trying docker pull $STOCK_IMAGE (30s)"
-	timeout 30 docker pull -q "$STOCK_IMAGE" >/dev/null 2>&1 && return 0
+	if timeout 30 docker pull -q "$STOCK_IMAGE" >/dev/null 2>&1; then
+		rm -f "$nopull"
+		return 0
+	fi
+	touch "$nopull"
 	[[ ${KIND_NODE_IMAGE_SOURCE:-auto} == stock ]] && die "cannot pull $STOCK_IMAGE"
 	step "node image: no $STOCK_IMAGE, building $LOCAL_IMAGE"
 	return 1
