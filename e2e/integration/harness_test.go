@@ -41,7 +41,6 @@ import (
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -49,7 +48,7 @@ import (
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/admission"
+	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
@@ -314,7 +313,14 @@ func (e *fleetEnv) checkMembersReady(ctx context.Context) error {
 // the whole run, outside the hub controllers' manager, so that restarting
 // the controllers does not make JobSet creation fail.
 func startHubWebhooks(ctx context.Context, hub *testenv.Cluster) error {
-	return hub.ServeWebhooks(ctx, admission.SetupWithManager)
+	return hub.ServeWebhooks(ctx, hubOptions().Admission())
+}
+
+// hubOptions are the hub's, with short timeouts.
+func hubOptions() hubcomponent.Options {
+	o := hubcomponent.DefaultOptions()
+	o.InventoryNamespace, o.HeartbeatTimeout, o.MemberLostTimeout = inventoryNS, heartbeatTimeout, memberLostTimeout
+	return o
 }
 
 // startHub runs the hub's controllers (inventory + dispatch) as cmd/hub
@@ -328,21 +334,18 @@ func (e *fleetEnv) startHub() error {
 	e.hubRuns++
 	cfg := rest.CopyConfig(e.hub.Config)
 	cfg.Host = "https://" + e.hubProxy.Addr
+	opts := hubOptions()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testenv.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:                  cache.Options{ByObject: inventory.CacheByObject(inventoryNS)},
+		Cache:                  opts.CacheOptions(),
 	})
 	if err != nil {
 		return err
 	}
-	inv := inventory.New(mgr.GetCache(), inventoryNS, inventory.Options{HeartbeatTimeout: heartbeatTimeout, MemberLostTimeout: memberLostTimeout})
-	if err := inv.SetupWithManager(mgr); err != nil {
-		return err
-	}
-	if err := dispatch.NewReconciler(mgr.GetClient(), mgr.GetAPIReader(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{}).SetupWithManager(mgr); err != nil {
+	if err := hubcomponent.Setup(mgr, opts); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -22,7 +22,6 @@ import (
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -31,8 +30,7 @@ import (
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
-	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
 
@@ -70,22 +68,19 @@ func testLogger() logr.Logger {
 // returned stop function is called or the test ends.
 func startHub(t *testing.T, policy placement.Policy) (stop func()) {
 	t.Helper()
+	opts := hubcomponent.DefaultOptions()
+	opts.InventoryNamespace, opts.HeartbeatTimeout, opts.MemberLostTimeout, opts.PlacementPolicy = inventoryNS, heartbeatTimeout, lostTimeout, string(policy)
 	mgr, err := ctrl.NewManager(hub.Config, ctrl.Options{
 		Scheme:                 testenv.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:                  cache.Options{ByObject: inventory.CacheByObject(inventoryNS)},
+		Cache:                  opts.CacheOptions(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv := inventory.New(mgr.GetCache(), inventoryNS, inventory.Options{HeartbeatTimeout: heartbeatTimeout, MemberLostTimeout: lostTimeout})
-	if err := inv.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	r := dispatch.NewReconciler(mgr.GetClient(), mgr.GetAPIReader(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{Policy: policy})
-	if err := r.SetupWithManager(mgr); err != nil {
+	if err := hubcomponent.Setup(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

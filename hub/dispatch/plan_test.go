@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,7 +143,7 @@ func summarize(p Plan) summary {
 	return s
 }
 
-func itoa(i int64) string { return strings.TrimSpace(resource.NewQuantity(i, resource.DecimalSI).String()) }
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
 
 // TestComputePlan is the hub's safety argument as a table: a JobSet starts
 // a second copy only when the first is proven stopped (or it opted into
@@ -162,7 +163,9 @@ func TestComputePlan(t *testing.T) {
 	}
 	none := func(*jobset.JobSet) []fleet.JobSetDispatch { return nil }
 	on := func(fs jobset.FleetStatus, mutate ...func(*fleet.JobSetDispatch)) func(*jobset.JobSet) []fleet.JobSetDispatch {
-		return func(js *jobset.JobSet) []fleet.JobSetDispatch { return []fleet.JobSetDispatch{planDispatch(js, fs, mutate...)} }
+		return func(js *jobset.JobSet) []fleet.JobSetDispatch {
+			return []fleet.JobSetDispatch{planDispatch(js, fs, mutate...)}
+		}
 	}
 	healthy := []inventory.Member{planMember("a"), planMember("b")}
 	aSilent := []inventory.Member{planMember("a", silent), planMember("b")}

@@ -1,0 +1,150 @@
+// Package hub is the fleet hub as one component: its options, their flags,
+// and Setup, which adds the hub's controllers to a manager. cmd/hub and
+// every test that runs a hub use it, so they run the same thing.
+//
+// The hub's parts live in packages named for what they hold: inventory
+// (members and heartbeats), placement (which member), dispatch (the
+// JobSet's lifecycle across members), fence (the hub's optional access to
+// members), admission (what the hub accepts), membership (join, unjoin).
+package hub
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/hub/admission"
+	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
+	"github.com/jobset-fleet/jobset-fleet/hub/fence"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
+)
+
+// Options configure the hub.
+type Options struct {
+	// InventoryNamespace holds the fleet's ClusterProfiles.
+	InventoryNamespace string
+	// HeartbeatTimeout: a member whose heartbeat did not change for this
+	// long gets no new JobSets, and its JobSets show MemberStatusStale.
+	HeartbeatTimeout time.Duration
+	// MemberLostTimeout: a member silent for this long is lost.
+	MemberLostTimeout time.Duration
+	// PlacementPolicy is spread or binpack.
+	PlacementPolicy string
+	// Concurrency is how many JobSets are reconciled in parallel.
+	Concurrency int
+	// ClusterProfileProviderFile configures the hub's optional access to
+	// members (cluster-inventory-api access providers); empty: none.
+	ClusterProfileProviderFile string
+	// DeniedNamespaces are hub namespaces whose JobSets are rejected.
+	DeniedNamespaces []string
+	// Clock is for tests; default the wall clock.
+	Clock clock.PassiveClock
+}
+
+// DefaultOptions are the hub's defaults.
+func DefaultOptions() Options {
+	return Options{
+		InventoryNamespace: fleet.DefaultInventoryNamespace,
+		HeartbeatTimeout:   30 * time.Second,
+		MemberLostTimeout:  60 * time.Second,
+		PlacementPolicy:    string(placement.Spread),
+		Concurrency:        4,
+		DeniedNamespaces:   admission.DefaultDeniedNamespaces,
+	}
+}
+
+// AddFlags registers the options as flags, with o's values as defaults.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.InventoryNamespace, "inventory-namespace", o.InventoryNamespace, "Namespace of the fleet's ClusterProfiles.")
+	fs.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", o.HeartbeatTimeout,
+		"A member whose heartbeat Lease did not change for this long gets no new JobSets and its JobSets show MemberStatusStale.")
+	fs.DurationVar(&o.MemberLostTimeout, "member-lost-timeout", o.MemberLostTimeout,
+		"A member silent for this long is lost. Its JobSets run elsewhere once their copy there is confirmed stopped "+
+			"(or at once, for JobSets that opt into at-least-once failover). Agents must fence before it: their --fence-timeout must be below it.")
+	fs.StringVar(&o.PlacementPolicy, "placement-policy", o.PlacementPolicy, "How to choose among fitting members: spread (most free, fewest JobSets) or binpack (least free after placement).")
+	fs.IntVar(&o.Concurrency, "concurrent-reconciles", o.Concurrency, "JobSets reconciled in parallel.")
+	fs.StringVar(&o.ClusterProfileProviderFile, "clusterprofile-provider-file", o.ClusterProfileProviderFile,
+		"cluster-inventory-api access provider file (JSON). With it the hub can reach members whose ClusterProfile lists a matching access provider, "+
+			"and uses that only to confirm, or enforce, that a silent member's copy of a JobSet stopped. Empty: no access to members.")
+	fs.Func("denied-namespaces", fmt.Sprintf("Comma-separated hub namespaces whose JobSets are rejected (a trailing * matches a prefix). Default %q.",
+		strings.Join(o.DeniedNamespaces, ",")), func(s string) error {
+		o.DeniedNamespaces = nil
+		for _, ns := range strings.Split(s, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				o.DeniedNamespaces = append(o.DeniedNamespaces, ns)
+			}
+		}
+		return nil
+	})
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	var errs []error
+	if _, err := placement.ParsePolicy(o.PlacementPolicy); err != nil {
+		errs = append(errs, err)
+	}
+	if o.HeartbeatTimeout <= 0 || o.MemberLostTimeout <= o.HeartbeatTimeout {
+		errs = append(errs, fmt.Errorf("--member-lost-timeout (%s) must exceed --heartbeat-timeout (%s), which must be positive", o.MemberLostTimeout, o.HeartbeatTimeout))
+	}
+	if o.Concurrency <= 0 {
+		errs = append(errs, fmt.Errorf("--concurrent-reconciles must be positive, not %d", o.Concurrency))
+	}
+	if o.InventoryNamespace == "" {
+		errs = append(errs, errors.New("--inventory-namespace must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// CacheOptions narrows a manager's cache to what the hub reads; the
+// manager must be created with them.
+func (o *Options) CacheOptions() cache.Options {
+	return cache.Options{ByObject: inventory.CacheByObject(o.InventoryNamespace)}
+}
+
+// Setup adds the hub's controllers (inventory, dispatcher) to mgr.
+func Setup(mgr ctrl.Manager, o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	policy, _ := placement.ParsePolicy(o.PlacementPolicy)
+	var access *fence.Access
+	if o.ClusterProfileProviderFile != "" {
+		var err error
+		if access, err = fence.New(o.ClusterProfileProviderFile, mgr.GetScheme()); err != nil {
+			return err
+		}
+	}
+	inv := inventory.New(mgr.GetCache(), o.InventoryNamespace, inventory.Options{
+		HeartbeatTimeout:  o.HeartbeatTimeout,
+		MemberLostTimeout: o.MemberLostTimeout,
+		Clock:             o.Clock,
+	})
+	if err := inv.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up inventory: %w", err)
+	}
+	r := dispatch.NewReconciler(mgr.GetClient(), mgr.GetAPIReader(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{
+		Policy:                  policy,
+		MaxConcurrentReconciles: o.Concurrency,
+		Access:                  access,
+		Clock:                   o.Clock,
+	})
+	if err := r.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up dispatcher: %w", err)
+	}
+	return nil
+}
+
+// Admission is the setup of the hub's admission webhooks, for the webhook
+// server of the same manager.
+func (o Options) Admission() func(ctrl.Manager) error {
+	return admission.Options{DeniedNamespaces: o.DeniedNamespaces, InventoryNamespace: o.InventoryNamespace}.SetupWithManager
+}
