@@ -220,6 +220,18 @@ func (f *fencer) enforce(ctx context.Context) error {
 		logger.Info("Suspended fleet JobSet while fenced", "jobset", client.ObjectKeyFromObject(js))
 	}
 	for _, js := range del {
+		if js.DeletionTimestamp == nil && controllerutil.ContainsFinalizer(js, fleetv1alpha1.ReportFinalizer) {
+			// The fencer's own deletion of an unfinished copy must not wait
+			// for the hub. Dropping ReportFinalizer first is safe: deleted
+			// in the foreground, the copy still disappears only after its
+			// Jobs. What is lost are restarts since the last report; a
+			// finished copy, whose result matters, is never deleted here.
+			patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
+			controllerutil.RemoveFinalizer(js, fleetv1alpha1.ReportFinalizer)
+			if err := f.member.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("removing finalizer from JobSet %s/%s: %w", js.Namespace, js.Name, err)
+			}
+		}
 		if err := deleteJobSet(ctx, f.member, js); err != nil {
 			return err
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
 
 // TestCopiesKeepTheirHistory runs a member with kube-controller-manager (Job
@@ -177,6 +178,34 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 		if !slices.IsSorted(seen) {
 			t.Errorf("the hub saw restarts go backwards: %v", seen)
 		}
+	})
+
+	t.Run("the fencer's delete does not wait for the hub; the copy comes back after", func(t *testing.T) {
+		a.stop()
+		a = startAgent(t, t.Cleanup, member, agentCfg, func(o *agent.Options) { o.FenceAction = agent.FenceDelete })
+		d := newDispatch("team-fence", "cut", 1)
+		must(t, hub.Client.Create(ctx, d))
+		first := waitMemberJobSet(t, member.Client, "team-fence", "cut", nil)
+		eventually(t, 20*time.Second, func() error {
+			if n := len(memberJobs(t, member.Client, "team-fence", "cut")); n != 2 {
+				return fmt.Errorf("%d Jobs", n)
+			}
+			return nil
+		})
+		proxy.Cut()
+		eventually(t, 3*fenceTimeout+30*time.Second, func() error {
+			if n := len(memberJobs(t, member.Client, "team-fence", "cut")); n != 0 {
+				return fmt.Errorf("%d Jobs while fenced", n)
+			}
+			return gone(member.Client, memberJobSet("team-fence", "cut"))
+		})
+		must(t, proxy.Heal())
+		waitMemberJobSet(t, member.Client, "team-fence", "cut", func(js *v1alpha2.JobSet) error {
+			if js.UID == first.UID || js.IsSuspended() {
+				return fmt.Errorf("uid %s (first %s), suspended %v", js.UID, first.UID, js.IsSuspended())
+			}
+			return nil
+		})
 	})
 }
 
