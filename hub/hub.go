@@ -126,6 +126,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	inv := inventory.New(mgr.GetCache(), o.InventoryNamespace, inventory.Options{
 		HeartbeatTimeout:  o.HeartbeatTimeout,
 		MemberLostTimeout: o.MemberLostTimeout,
+		LiveReader:        mgr.GetAPIReader(),
 		Clock:             o.Clock,
 	})
 	if err := inv.SetupWithManager(mgr); err != nil {

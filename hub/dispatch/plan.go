@@ -373,11 +373,13 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 		excluded = map[string]string{}
 	}
 	// A new placement makes every existing dispatch old, and a member still
-	// holding one cannot take a new one of the same name yet.
-	for i := range pl.o.Dispatches {
-		d := &pl.o.Dispatches[i]
-		if _, ok := excluded[MemberOf(d)]; !ok {
-			excluded[MemberOf(d)] = fmt.Sprintf("its copy of epoch %d is still being removed", d.Spec.Epoch)
+	// holding one (or one of an earlier JobSet of the same name) cannot
+	// take a new one of the same name yet.
+	for _, ds := range [][]fleet.JobSetDispatch{pl.o.Dispatches, pl.o.Orphans} {
+		for i := range ds {
+			if _, ok := excluded[MemberOf(&ds[i])]; !ok {
+				excluded[MemberOf(&ds[i])] = fmt.Sprintf("a copy of epoch %d of a JobSet of this name is still being removed", ds[i].Spec.Epoch)
+			}
 		}
 	}
 	if blocker := pl.unreleasedBlocker(); blocker != nil {

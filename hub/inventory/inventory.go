@@ -41,9 +41,17 @@ type Options struct {
 	// MemberLostTimeout is how long a silent member takes to count as lost
 	// (default 60s). Subscribers are told when a member crosses it.
 	MemberLostTimeout time.Duration
+	// LiveReader reads Leases from the API server. Before a member counts
+	// as stale or lost, its Lease is read live: a hub that was frozen, cut
+	// off or slow must not judge members by a cache that stopped moving.
+	// Nil: the cache alone decides.
+	LiveReader client.Reader
 	// Clock defaults to the wall clock.
 	Clock clock.PassiveClock
 }
+
+// liveCheckEvery bounds the live reads of one member's Lease.
+const liveCheckEvery = time.Second
 
 // Inventory tracks the fleet's members. Its controller records, by the hub's
 // own clock, when each heartbeat Lease last changed, and tells subscribers whenever a member's health, loss or
@@ -57,6 +65,7 @@ type Inventory struct {
 	started     time.Time
 	heartbeats  map[string]leaseObservation
 	lastState   map[string]string
+	liveChecked map[string]time.Time
 	subscribers []chan event.GenericEvent
 }
 
@@ -81,9 +90,46 @@ func New(reader client.Reader, namespace string, opts Options) *Inventory {
 		reader:     reader,
 		namespace:  namespace,
 		opts:       opts,
-		heartbeats: map[string]leaseObservation{},
-		lastState:  map[string]string{},
+		heartbeats:  map[string]leaseObservation{},
+		lastState:   map[string]string{},
+		liveChecked: map[string]time.Time{},
 	}
+}
+
+// confirmSilence reads the Lease of a member that looks silent from the API
+// server and records a change the cache has not shown yet. It reads at
+// most every liveCheckEvery per member.
+func (i *Inventory) confirmSilence(ctx context.Context, name string) error {
+	if i.opts.LiveReader == nil {
+		return nil
+	}
+	now := i.opts.Clock.Now()
+	i.mu.Lock()
+	obs, ok := i.heartbeats[name]
+	recent := now.Sub(i.liveChecked[name]) < liveCheckEvery
+	silent := ok && obs.hb.Seen && now.Sub(obs.hb.LastChange) > i.opts.HeartbeatTimeout
+	if silent && !recent {
+		i.liveChecked[name] = now
+	}
+	i.mu.Unlock()
+	if !silent || recent {
+		return nil
+	}
+	lease := &coordinationv1.Lease{}
+	err := i.opts.LiveReader.Get(ctx, types.NamespacedName{Namespace: fleet.MemberNamespace(name), Name: fleet.HeartbeatLeaseName}, lease)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		// The hub cannot see the truth; the member is not judged on a guess.
+		return fmt.Errorf("confirming the heartbeat of member %s: %w", name, err)
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if cur := i.heartbeats[name]; cur.resourceVersion != lease.ResourceVersion {
+		i.heartbeats[name] = observeLease(lease, i.opts.Clock.Now())
+	}
+	return nil
 }
 
 // Namespace is the inventory namespace holding the ClusterProfiles.
@@ -155,15 +201,16 @@ func (i *Inventory) Reconcile(ctx context.Context, req reconcile.Request) (recon
 		return reconcile.Result{}, fmt.Errorf("reading ClusterProfile %s: %w", name, err)
 	}
 	profileExists := err == nil && IsFleetProfile(profile)
+	if leaseExists {
+		i.recordLease(name, lease, now)
+	}
+	if err := i.confirmSilence(ctx, name); err != nil {
+		return reconcile.Result{}, err
+	}
+	now = i.opts.Clock.Now()
 
 	i.mu.Lock()
 	i.startLocked(now)
-	if leaseExists {
-		obs := i.heartbeats[name]
-		if !obs.hb.Seen || obs.resourceVersion != lease.ResourceVersion {
-			i.heartbeats[name] = observeLease(lease, now)
-		}
-	}
 	var m Member
 	state := "absent"
 	if profileExists {
@@ -231,6 +278,16 @@ func (i *Inventory) assessLocked(p *clusterinventory.ClusterProfile, now time.Ti
 	})
 }
 
+// recordLease records a version of a member's Lease read from the cache.
+func (i *Inventory) recordLease(name string, lease *coordinationv1.Lease, now time.Time) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	obs := i.heartbeats[name]
+	if !obs.hb.Seen || obs.resourceVersion != lease.ResourceVersion {
+		i.heartbeats[name] = observeLease(lease, now)
+	}
+}
+
 // observeLease records that the hub saw this version of a heartbeat Lease
 // at now (the hub's clock).
 func observeLease(lease *coordinationv1.Lease, now time.Time) leaseObservation {
@@ -270,14 +327,18 @@ func (i *Inventory) Members(ctx context.Context) ([]Member, error) {
 	}
 
 	now := i.opts.Clock.Now()
+	for name, lease := range leases {
+		i.recordLease(name, lease, now)
+	}
+	for k := range list.Items {
+		if err := i.confirmSilence(ctx, list.Items[k].Name); err != nil {
+			return nil, err
+		}
+	}
+	now = i.opts.Clock.Now()
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.startLocked(now)
-	for name, lease := range leases {
-		if !i.heartbeats[name].hb.Seen {
-			i.heartbeats[name] = observeLease(lease, now)
-		}
-	}
 	members := make([]Member, 0, len(list.Items))
 	for k := range list.Items {
 		if p := &list.Items[k]; IsFleetProfile(p) {
