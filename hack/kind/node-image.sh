@@ -181,9 +181,9 @@ install_mod() {
 }
 
 # build_local NAME PKG: a program of this repository (always rebuilt; the Go
-# cache makes that a second, and the output is reproducible).
+# cache makes that a second, and the output is reproducible: no VCS stamp).
 build_local() {
-	(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/$1.tmp" "$2")
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$out/$1.tmp" "$2")
 	mv "$out/$1.tmp" "$out/$1"
 }
 
@@ -396,7 +396,7 @@ build_node_image() {
 	containers+=("$c")
 	docker exec "$c" bash -c 'nohup containerd >/tmp/containerd.log 2>&1 &
 		for i in $(seq 1 50); do ctr version >/dev/null 2>&1 && break; sleep 0.2; done
-		ctr version >/dev/null && ctr oci spec | jq "del(.process.rlimits)" >/etc/containerd/cri-base.json'
+		ctr version >/dev/null && ctr oci spec 2>/dev/null | jq "del(.process.rlimits)" >/etc/containerd/cri-base.json'
 	local img
 	for img in "${component_images[@]}"; do
 		docker save "$img" | docker exec -i "$c" ctr -n k8s.io images import \
