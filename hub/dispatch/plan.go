@@ -230,15 +230,20 @@ func (pl *planner) finalize() {
 	}
 }
 
-// unreleasedBlocker is a dispatch whose copy may still run.
+// unreleasedBlocker is a dispatch whose copy may still run: one of this
+// JobSet, or of an earlier JobSet of the same name (whose finalizer was
+// removed by hand) — a JobSet of the same name usually means the same
+// work, so a new one does not start while the old one may run.
 func (pl *planner) unreleasedBlocker() *fleet.JobSetDispatch {
-	for i := range pl.o.Dispatches {
-		d := &pl.o.Dispatches[i]
-		if !controllerutil.ContainsFinalizer(d, DispatchFinalizer) {
-			continue
-		}
-		if ok, _ := pl.stopped(d); !ok {
-			return d
+	for _, ds := range [][]fleet.JobSetDispatch{pl.o.Dispatches, pl.o.Orphans} {
+		for i := range ds {
+			d := &ds[i]
+			if !controllerutil.ContainsFinalizer(d, DispatchFinalizer) {
+				continue
+			}
+			if ok, _ := pl.stopped(d); !ok {
+				return d
+			}
 		}
 	}
 	return nil

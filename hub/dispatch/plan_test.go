@@ -305,6 +305,16 @@ func TestComputePlan(t *testing.T) {
 			want: summary{Delete: []string{"a"}, Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh"},
 		},
 		{
+			name: "a new JobSet of a name whose earlier copy may still run: wait for it",
+			js:   planJobSet(jobset.FleetStatus{}), dispatches: none, members: aSilent,
+			orphans: func() []fleet.JobSetDispatch {
+				old := planJobSet(at("a", 1))
+				old.UID = "uid-0"
+				return []fleet.JobSetDispatch{planDispatch(old, at("a", 1))}
+			},
+			want: summary{Delete: []string{"a"}, Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+		},
+		{
 			name: "deleting the JobSet: its dispatch goes; the finalizer stays until the copy is proven gone",
 			js: func() *jobset.JobSet {
 				js := planJobSet(at("a", 1))
