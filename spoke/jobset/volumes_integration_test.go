@@ -3,6 +3,7 @@ package jobset_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,6 +168,41 @@ func TestElasticJobSetScalesRunningJobs(t *testing.T) {
 	e.waitJobs(t, js, []string{"elastic-w-0", "elastic-w-1"}, func(j batchv1.Job) error {
 		if ptr.Deref(j.Spec.Parallelism, 0) != 4 || ptr.Deref(j.Spec.Completions, 0) != 4 {
 			return fmt.Errorf("parallelism %v completions %v, want 4", ptr.Deref(j.Spec.Parallelism, 0), ptr.Deref(j.Spec.Completions, 0))
+		}
+		return nil
+	})
+}
+
+// A PVC that cannot be created stops the reconcile before any Job is
+// created, with a PVCCreationFailed warning carrying the apiserver's error,
+// as upstream's reconcile does.
+func TestPVCCreationFailure(t *testing.T) {
+	t.Parallel()
+	e := plain
+	ns := e.namespace(t)
+	quota := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-claims"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePersistentVolumeClaims: resource.MustParse("0")}},
+	}
+	e.create(t, quota)
+	// The quota admission plugin only enforces a quota once its usage is
+	// computed (by the controller-manager, absent here): do it ourselves.
+	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{corev1.ResourcePersistentVolumeClaims: resource.MustParse("0")}}
+	if err := e.c.Status().Update(context.Background(), quota); err != nil {
+		t.Fatal(err)
+	}
+	r := rjob("a", 1, 1)
+	mountClaim(&r, "data")
+	js := newJobSet(ns, "noquota", r)
+	js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{claimPolicy(v1alpha2.RetentionPolicyDelete, "data")}
+	e.create(t, js)
+	note := e.waitEvent(t, js, corev1.EventTypeWarning, "PVCCreationFailed")
+	if want := `persistentvolumeclaims "data-noquota" is forbidden: exceeded quota: no-claims`; !strings.HasPrefix(note, want) {
+		t.Errorf("note %q, want it to start with %q", note, want)
+	}
+	consistently(t, 2*time.Second, "no Job without its PVC", func() error {
+		if jobs := e.jobs(t, js); len(jobs) != 0 {
+			return fmt.Errorf("Jobs %v created", names(jobs))
 		}
 		return nil
 	})
