@@ -707,12 +707,13 @@ func TestHubRestartDuringBurst(t *testing.T) {
 	for i := range n {
 		name := fmt.Sprintf("h-%02d", i)
 		js, m := waitPlaced(t, ns, name)
-		if epochOf(js) != 1 {
-			t.Errorf("%s: epoch %d, want 1 (placed once)", name, epochOf(js))
-		}
+		// A placement recorded just before the crash, its dispatch not yet
+		// created, is placed anew with the next epoch: epochs are never
+		// reused, but one may be skipped. Either way there is one dispatch.
 		ds := dispatchesOf(t, js.UID)
-		if len(ds) != 1 || ds[0].Namespace != fleet.MemberNamespace(m) || ds[0].Spec.Epoch != 1 {
-			t.Errorf("%s: dispatches %d, want one epoch-1 dispatch in %s", name, len(ds), fleet.MemberNamespace(m))
+		if len(ds) != 1 || ds[0].Namespace != fleet.MemberNamespace(m) || ds[0].Spec.Epoch != epochOf(js) || epochOf(js) > 2 {
+			t.Errorf("%s: %d dispatches, want one in %s for epoch %d (1, or 2 after a crash between recording and creating)",
+				name, len(ds), fleet.MemberNamespace(m), epochOf(js))
 		}
 		eventually(t, time.Minute, name+" copy on "+m, func() error {
 			if memberJobSet(t, m, ns, name) == nil {
