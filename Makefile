@@ -70,6 +70,10 @@ test: tools verify-manifests vet ## Everything: unit, integration (real apiserve
 	hack/check-leaks.sh || rc=$$?; \
 	exit $$rc
 
+.PHONY: test-faults
+test-faults: tools ## The fault matrix rows that take minutes (partitions healing around the lost timeout, 20 runs).
+	FLEET_FAULTS=1 go test $(GO_TEST_FLAGS) -count=1 -run 'TestFault' ./e2e/integration/ ; rc=$$?; hack/check-leaks.sh || rc=$$?; exit $$rc
+
 .PHONY: bench
 bench: tools ## Benchmarks.
 	go test -run '^$$' -bench . -benchmem ./...
