@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -278,5 +279,81 @@ func TestComputePlanIsStable(t *testing.T) {
 	again := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0.Add(time.Minute))
 	if !reflect.DeepEqual(again.status, p.status) || len(again.events) != 0 {
 		t.Errorf("second pass changed the status:\n%+v\n%+v\nevents %v", p.status, again.status, again.events)
+	}
+}
+
+// The events (and so the condition reasons and messages) of each
+// transition, word for word as upstream emits them, in its order.
+func TestTransitionEvents(t *testing.T) {
+	restarting := metav1.Condition{Type: "RestartingJobSet", Status: "True", Reason: ReasonRestartingDefaultPolicy}
+	tests := []struct {
+		name   string
+		mutate func(js *v1alpha2.JobSet)
+		jobs   func(js *v1alpha2.JobSet) []batchv1.Job
+		want   []event
+	}{{
+		name: "completed while restarting",
+		mutate: func(js *v1alpha2.JobSet) {
+			js.Status.Conditions = []metav1.Condition{restarting}
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, completed) },
+		// Succeeded Jobs count as ready first, as upstream counts them.
+		want: []event{
+			{"Normal", "JobsReady", "all jobs are ready"},
+			{"Normal", "AllJobsCompleted", "jobset completed successfully"},
+			{"Normal", "JobSetCompleted", "jobset completed successfully"},
+		},
+	}, {
+		name: "suspended while restarting",
+		mutate: func(js *v1alpha2.JobSet) {
+			js.Spec.Suspend = ptr.To(true)
+			js.Status.Conditions = []metav1.Condition{restarting}
+		},
+		want: []event{
+			{"Normal", "SuspendedJobs", "jobset is suspended"},
+			{"Normal", "JobSetSuspended", "jobset is suspended"},
+		},
+	}, {
+		name: "resumed",
+		mutate: func(js *v1alpha2.JobSet) {
+			js.Status.Conditions = []metav1.Condition{{Type: "Suspended", Status: "True", Reason: ReasonSuspended, Message: MessageSuspended}}
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, suspendedJob) },
+		want: []event{{"Normal", "ResumeJobs", "jobset is resumed"}},
+	}, {
+		name: "restarted Jobs all ready",
+		mutate: func(js *v1alpha2.JobSet) {
+			js.Status.Conditions = []metav1.Condition{restarting}
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, ready) },
+		want: []event{{"Normal", "JobsReady", "all jobs are ready"}},
+	}, {
+		name: "in order startup",
+		mutate: func(js *v1alpha2.JobSet) {
+			js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+		},
+		want: []event{{"Normal", "InOrderStartupPolicyInProgress", "in order startup policy is in progress"}},
+	}, {
+		name: "in order startup done",
+		mutate: func(js *v1alpha2.JobSet) {
+			js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+			js.Status.Conditions = []metav1.Condition{{Type: "StartupPolicyInProgress", Status: "True", Reason: ReasonInOrderInProgress, Message: MessageInOrderInProgress}}
+		},
+		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, ready) },
+		want: []event{{"Normal", "InOrderStartupPolicyCompleted", "in order startup policy has completed"}},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			js := newJobSet("js", rjobSpec{name: "a", replicas: 1}, rjobSpec{name: "b", replicas: 1})
+			tc.mutate(js)
+			var jobs []batchv1.Job
+			if tc.jobs != nil {
+				jobs = tc.jobs(js)
+			}
+			p := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0)
+			if d := cmp.Diff(tc.want, p.events, cmp.AllowUnexported(event{})); d != "" {
+				t.Errorf("events (-want +got):\n%s", d)
+			}
+		})
 	}
 }
