@@ -89,7 +89,7 @@ ensure_packages() {
 ensure_docker_runtime() {
 	host_lacks_sys_resource || { step "dockerd runtime: host has CAP_SYS_RESOURCE, runc as is"; return 0; }
 	local wrap=/usr/local/bin/jobset-fleet-ociwrap conf=/etc/docker/daemon.json
-	build_local ociwrap ./hack/kind/ociwrap
+	build_local ociwrap
 	if ! cmp -s "$out/ociwrap" "$wrap"; then
 		step "dockerd runtime: installing $wrap"
 		install -m 0755 "$out/ociwrap" "$wrap.tmp" && mv "$wrap.tmp" "$wrap"
@@ -180,11 +180,15 @@ install_mod() {
 	step "$name: built in $((SECONDS - start))s"
 }
 
-# build_local NAME PKG: a program of this repository (always rebuilt; the Go
-# cache makes that a second, and the output is reproducible: no VCS stamp).
+# Programs of this repository are always rebuilt: the Go cache makes that
+# quick, and the output is reproducible (no VCS stamp).
+# build_local NAME...: hack/kind/NAME for each NAME, in one go build.
 build_local() {
-	(cd "$root" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$out/$1.tmp" "$2")
-	mv "$out/$1.tmp" "$out/$1"
+	local d=$tmp/local-$RANDOM n pkgs=()
+	mkdir -p "$d"
+	for n in "$@"; do pkgs+=("./hack/kind/$n"); done
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$d/" "${pkgs[@]}")
+	for n in "$@"; do mv "$d/$n" "$out/$n"; done
 }
 
 build_binaries() {
@@ -211,10 +215,7 @@ build_binaries() {
 	# The control plane and kubectl: shared with the integration tests.
 	"$root/hack/tools.sh" kube-apiserver kube-controller-manager kube-scheduler kubectl etcd >&2
 	step "in-repo programs: ociwrap, pause, netd, testserver"
-	build_local ociwrap ./hack/kind/ociwrap
-	build_local pause ./hack/kind/pause
-	build_local netd ./hack/kind/netd
-	build_local testserver ./hack/kind/testserver
+	build_local ociwrap pause netd testserver
 }
 
 # ------------------------------------------------------------- root images
@@ -268,9 +269,16 @@ docker_build() {
 	docker build -q -t "$1" "$2" >/dev/null 2>"$tmp/build.log" || { cat "$tmp/build.log" >&2; die "docker build $1 failed"; }
 }
 
+# image_current TAG HASH: TAG exists and was built from inputs hashing to HASH.
+image_current() {
+	[[ $(docker image inspect -f "{{index .Config.Labels \"$INPUTS_LABEL\"}}" "$1" 2>/dev/null) == "$2" ]]
+}
+
 # A scratch image with one static binary (plus /tmp and a passwd file).
 scratch_image() { # tag, binary, entrypoint-json
-	local tag=$1 bin=$2 entry=$3 dir
+	local tag=$1 bin=$2 entry=$3 dir hash
+	hash=$( (echo "scratch-v1 $entry"; sha256sum <"$bin") | sha256sum | cut -c1-16)
+	image_current "$tag" "$hash" && return
 	dir=$tmp/img-$(basename "$bin")-$RANDOM
 	mkdir -p "$dir/fs/usr/local/bin" "$dir/fs/tmp" "$dir/fs/etc"
 	chmod 1777 "$dir/fs/tmp"
@@ -281,6 +289,7 @@ scratch_image() { # tag, binary, entrypoint-json
 		FROM scratch
 		COPY fs/ /
 		ENV PATH=/usr/local/bin:/usr/bin:/bin
+		LABEL $INPUTS_LABEL=$hash
 		ENTRYPOINT $entry
 	EOF
 	docker_build "$tag" "$dir"
@@ -289,7 +298,10 @@ scratch_image() { # tag, binary, entrypoint-json
 # A Debian image (iptables, iproute2, conntrack) with one binary; its iptables
 # commands pick the node's backend on first use.
 debian_image() { # tag, base, binary, entrypoint-json
-	local tag=$1 base=$2 bin=$3 entry=$4 dir
+	local tag=$1 base=$2 bin=$3 entry=$4 dir hash
+	hash=$( (echo "debian-v1 $base $entry"; sha256sum <"$bin"; sha256sum <"$here/images/iptables-select") |
+		sha256sum | cut -c1-16)
+	image_current "$tag" "$hash" && return
 	dir=$tmp/img-$(basename "$bin")-$RANDOM
 	mkdir -p "$dir/fs/usr/local/bin" "$dir/fs/usr/sbin"
 	cp "$bin" "$dir/fs/usr/local/bin/"
@@ -298,6 +310,7 @@ debian_image() { # tag, base, binary, entrypoint-json
 		FROM $base
 		COPY fs/ /
 		RUN chmod 0755 /usr/sbin/iptables-select && for c in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do ln -sf iptables-select /usr/sbin/\$c; done
+		LABEL $INPUTS_LABEL=$hash
 		ENTRYPOINT $entry
 	EOF
 	docker_build "$tag" "$dir"
@@ -354,7 +367,7 @@ node_inputs_hash() {
 build_node_image() {
 	local base=$1 hash
 	hash=$(node_inputs_hash "$base")
-	if [[ $(docker image inspect -f "{{index .Config.Labels \"$INPUTS_LABEL\"}}" "$LOCAL_IMAGE" 2>/dev/null) == "$hash" ]]; then
+	if image_current "$LOCAL_IMAGE" "$hash"; then
 		step "node image: $LOCAL_IMAGE up to date ($hash)"
 		return
 	fi
@@ -396,7 +409,7 @@ build_node_image() {
 	containers+=("$c")
 	docker exec "$c" bash -c 'nohup containerd >/tmp/containerd.log 2>&1 &
 		for i in $(seq 1 50); do ctr version >/dev/null 2>&1 && break; sleep 0.2; done
-		ctr version >/dev/null && ctr oci spec 2>/dev/null | jq "del(.process.rlimits)" >/etc/containerd/cri-base.json'
+		ctr version >/dev/null 2>&1 && ctr oci spec 2>/dev/null | jq "del(.process.rlimits)" >/etc/containerd/cri-base.json'
 	local img
 	for img in "${component_images[@]}"; do
 		docker save "$img" | docker exec -i "$c" ctr -n k8s.io images import \
@@ -458,8 +471,7 @@ main() {
 	if stock_available; then
 		image=$STOCK_IMAGE
 		step "node image: using $STOCK_IMAGE"
-		build_local netd ./hack/kind/netd
-		build_local testserver ./hack/kind/testserver
+		build_local netd testserver
 		local slim
 		slim=$(rootfs_image slim "${SLIM_PACKAGES[@]}")
 		build_aux_images "$slim"

@@ -19,8 +19,10 @@ const rackLabel = "topology.kubernetes.io/rack"
 
 // TestKindCluster proves a 1 control plane + 2 worker cluster works end to
 // end: two pods on different workers behind a headless Service resolve each
-// other as <hostname>.<subdomain>, talk HTTP to each other, and CoreDNS
-// answers for cluster names and for the kind node containers (Docker DNS).
+// other as <hostname>.<subdomain>, talk HTTP to each other, CoreDNS answers
+// for cluster names and for the kind node containers (Docker DNS), and pods
+// reach the apiserver at <cluster>-control-plane:6443 (as pods of another
+// kind cluster would, with InternalKubeconfig).
 //
 // It needs Docker and runs only with E2E_KIND=1:
 //
@@ -121,6 +123,9 @@ func TestKindCluster(t *testing.T) {
 							"kubernetes.default.svc.cluster.local",       // a ClusterIP Service
 							cluster.ControlPlaneNodeName(name),           // a kind node (Docker's DNS)
 						}, ","),
+						// The apiserver by its container name: the way pods of
+						// one kind cluster reach another cluster's apiserver.
+						"-tcp=" + cluster.ControlPlaneNodeName(name) + ":6443",
 					},
 					Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
 				}},

@@ -1,7 +1,7 @@
 // Command testserver is the tiny workload of the kind cluster e2e test. It
 // serves "hello from <hostname>" over HTTP and, until they all pass, retries
-// its checks once a second: each -resolve name resolves, and a GET of each
-// -peer (host:port) answers 200. It logs every first success and then
+// its checks once a second: each -resolve name resolves, each -tcp address
+// accepts a connection, and a GET of each -peer (host:port) answers 200. It logs every first success and then
 // "CHECKS PASSED", which the test waits for.
 package main
 
@@ -22,6 +22,7 @@ func main() {
 	listen := flag.String("listen", ":8080", "HTTP listen address")
 	peers := flag.String("peer", "", "comma-separated host:port to GET")
 	names := flag.String("resolve", "", "comma-separated names that must resolve")
+	dials := flag.String("tcp", "", "comma-separated host:port that must accept a TCP connection")
 	flag.Parse()
 
 	host, _ := os.Hostname()
@@ -37,6 +38,16 @@ func main() {
 			defer cancel()
 			addrs, err := net.DefaultResolver.LookupHost(ctx, n)
 			return strings.Join(addrs, ","), err
+		}
+	}
+	for _, a := range split(*dials) {
+		pending["tcp "+a] = func() (string, error) {
+			c, err := net.DialTimeout("tcp", a, 3*time.Second)
+			if err != nil {
+				return "", err
+			}
+			defer c.Close()
+			return c.RemoteAddr().String(), nil
 		}
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
