@@ -236,8 +236,11 @@ func TestFaultFinalizerRemovedSameNameRecreated(t *testing.T) {
 	ns := namespace(t, "fault-finalizer")
 	old, from, _ := placeRunning(t, ns, "f")
 	cur := hubJobSet(t, ns, "f")
-	cur.Finalizers = nil
-	must(t, env.hub.Client.Update(ctx, cur))
+	eventually(t, time.Minute, "finalizer removed by hand", func() error {
+		cur = hubJobSet(t, ns, "f")
+		cur.Finalizers = nil
+		return env.hub.Client.Update(ctx, cur)
+	})
 	must(t, env.hub.Client.Delete(ctx, cur))
 	eventually(t, time.Minute, "old hub JobSet gone", func() error {
 		err := env.hub.Client.Get(ctx, client.ObjectKeyFromObject(cur), &jobset.JobSet{})
