@@ -454,14 +454,14 @@ func (e *kwokEnv) waitForWebhooks(ctx context.Context) error {
 			last = fmt.Sprintf("dry-run create: %v", err)
 			return false, nil
 		}
-		if ptr.Deref(good.Spec.ManagedBy, "") != jobsetapi.JobSetControllerName {
+		if good.Spec.SuccessPolicy == nil {
 			last = "dry-run JobSet was not defaulted by the mutating webhook"
 			return false, nil
 		}
 		bad := probe("webhook-probe-invalid")
 		bad.Spec.Coordinator = &jobsetapi.Coordinator{ReplicatedJob: "missing"}
 		err := e.c.Create(ctx, bad, client.DryRunAll)
-		if err == nil || !strings.Contains(err.Error(), "spec.coordinator.replicatedJob") {
+		if err == nil || !strings.Contains(err.Error(), "coordinator replicatedJob missing does not exist") {
 			last = fmt.Sprintf("invalid dry-run JobSet: got %v, want the validating webhook's error", err)
 			return false, nil
 		}
