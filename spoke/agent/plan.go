@@ -77,7 +77,8 @@ func DesiredJobSet(d *fleetv1alpha1.JobSetDispatch) *v1alpha2.JobSet {
 
 // MergeMutable returns current with every field the dispatch may change
 // after creation set from desired: labels and annotations the dispatch
-// names, spec.suspend and, while the JobSet is or becomes suspended, the pod
+// names, spec.suspend, the parallelism and completions of its Jobs
+// (ElasticJobSet) and, while the JobSet is or becomes suspended, the pod
 // template fields the JobSet API lets change then (what Kueue-style
 // admission edits). Everything else in a JobSet spec is immutable. It
 // returns nil when nothing changes.
@@ -95,20 +96,19 @@ func MergeMutable(current, desired *v1alpha2.JobSet) *v1alpha2.JobSet {
 	if current.IsSuspended() != desired.IsSuspended() {
 		updated.Spec.Suspend = ptr.To(desired.IsSuspended())
 	}
-	if current.IsSuspended() || desired.IsSuspended() {
-		for i := range updated.Spec.ReplicatedJobs {
-			rj := &updated.Spec.ReplicatedJobs[i]
-			for _, want := range desired.Spec.ReplicatedJobs {
-				if want.Name != rj.Name {
-					continue
-				}
-				got, src := &rj.Template.Spec.Template, &want.Template.Spec.Template
-				got.Labels = maps.Clone(src.Labels)
-				got.Annotations = maps.Clone(src.Annotations)
-				got.Spec.NodeSelector = maps.Clone(src.Spec.NodeSelector)
-				got.Spec.Tolerations = src.DeepCopy().Spec.Tolerations
-				got.Spec.SchedulingGates = src.DeepCopy().Spec.SchedulingGates
+	for i := range updated.Spec.ReplicatedJobs {
+		rj := &updated.Spec.ReplicatedJobs[i]
+		for _, want := range desired.Spec.ReplicatedJobs {
+			if want.Name != rj.Name {
+				continue
 			}
+			if current.IsSuspended() || desired.IsSuspended() {
+				v1alpha2.CopySuspendMutableFields(&rj.Template.Spec.Template, want.Template.Spec.Template.DeepCopy())
+			}
+			// ElasticJobSet scaling, decided on the hub; the member's own
+			// admission (its gate) has the last word.
+			rj.Template.Spec.Parallelism = want.Template.Spec.Parallelism
+			rj.Template.Spec.Completions = want.Template.Spec.Completions
 		}
 	}
 	if equality.Semantic.DeepEqual(updated, current) {

@@ -108,6 +108,15 @@ func TestMergeMutable(t *testing.T) {
 	if got == nil || got.IsSuspended() || got.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.NodeSelector["pool"] != "b" {
 		t.Errorf("resume with edit not propagated: %+v", got)
 	}
+	// ElasticJobSet: a running JobSet's parallelism and completions follow
+	// the hub (the member's admission decides whether they may).
+	scaled := testDispatch(1)
+	scaled.Spec.JobSet.Spec.ReplicatedJobs[0].Template.Spec.Parallelism = ptr.To[int32](7)
+	scaled.Spec.JobSet.Spec.ReplicatedJobs[0].Template.Spec.Completions = ptr.To[int32](7)
+	got = MergeMutable(current, DesiredJobSet(scaled))
+	if got == nil || ptr.Deref(got.Spec.ReplicatedJobs[0].Template.Spec.Parallelism, 0) != 7 || ptr.Deref(got.Spec.ReplicatedJobs[0].Template.Spec.Completions, 0) != 7 {
+		t.Errorf("scaling not propagated: %+v", got)
+	}
 }
 
 // planSummary is what a test compares of a Plan.
