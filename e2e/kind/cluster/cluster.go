@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -216,13 +217,21 @@ func connect(p *kindcluster.Provider, name, kubeconfigPath string, logw io.Write
 	if err != nil {
 		return nil, err
 	}
+	var workers []string
 	for _, n := range ns {
 		if n.String() == ControlPlaneNodeName(name) {
-			c.Nodes = append([]string{n.String()}, c.Nodes...)
-		} else {
 			c.Nodes = append(c.Nodes, n.String())
+		} else {
+			workers = append(workers, n.String())
 		}
 	}
+	sort.Slice(workers, func(i, j int) bool { // worker, worker2, ..., worker10
+		if len(workers[i]) != len(workers[j]) {
+			return len(workers[i]) < len(workers[j])
+		}
+		return workers[i] < workers[j]
+	})
+	c.Nodes = append(c.Nodes, workers...)
 	return c, nil
 }
 
