@@ -358,9 +358,9 @@ node_inputs_hash() {
 		for img in "${component_images[@]}"; do echo "$img $(docker image inspect -f '{{.Id}}' "$img")"; done
 		(cd "$out" && sha256sum containerd ctr containerd-shim-runc-v2 runc crictl ociwrap kubelet kubeadm \
 			bridge ptp loopback host-local portmap)
-		sha256sum "$root/bin/kubectl"
+		sha256sum <"$root/bin/kubectl"
 		(cd "$here" && find node -type f -print0 | sort -z | xargs -0 sha256sum)
-		sha256sum "$0"
+		sha256sum <"$0" # by content: the path it was called by does not matter
 	} | sha256sum | cut -c1-16
 }
 
@@ -420,6 +420,8 @@ build_node_image() {
 	docker exec "$c" bash -c 'pkill -x containerd
 		while ps -C containerd -o stat= | grep -qv "^Z"; do sleep 0.2; done
 		rm -rf /tmp/* /run/containerd'
+	local previous
+	previous=$(docker image inspect -f '{{.Id}}' "$LOCAL_IMAGE" 2>/dev/null || true)
 	docker commit \
 		--change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
 		--change 'CMD []' \
@@ -427,6 +429,8 @@ build_node_image() {
 		"$c" "$LOCAL_IMAGE" >/dev/null
 	docker rm -f -v "$c" >/dev/null
 	docker rmi "$LOCAL_IMAGE-stage" >/dev/null 2>&1 || true
+	# The image it replaces is 1.5 GB; keep it only while a container uses it.
+	[[ -z $previous ]] || docker rmi "$previous" >/dev/null 2>&1 || true
 	step "node image: $LOCAL_IMAGE built in $((SECONDS - start))s"
 }
 
