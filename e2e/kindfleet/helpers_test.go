@@ -13,7 +13,6 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
@@ -28,13 +27,13 @@ const (
 	reasonAwaitingFence  = "AwaitingFence"
 )
 
-// placedOn is the member a hub JobSet runs on: the hub's status.fleet, or
-// (hubs before status.fleet) the CLUSTER label.
+// placedOn is the member a hub JobSet runs on, as the hub records it in
+// status.fleet (the CLUSTER column of kubectl get jobsets).
 func placedOn(js *jobset.JobSet) string {
-	if js.Status.Fleet != nil && js.Status.Fleet.Cluster != "" {
-		return js.Status.Fleet.Cluster
+	if js.Status.Fleet == nil {
+		return ""
 	}
-	return js.Labels[fleet.ClusterLabel]
+	return js.Status.Fleet.Cluster
 }
 
 // newNamespace creates a namespace on the hub for one test. Cleanup deletes
