@@ -278,15 +278,18 @@ func TestFaultHealAroundLostTimeout(t *testing.T) {
 	if os.Getenv("FLEET_FAULTS") == "" {
 		t.Skip("minutes long: runs with FLEET_FAULTS=1 (make test-faults)")
 	}
+	// One namespace for every run: its cleanup (all copies gone) is waited
+	// for once, at the end.
+	ns := namespace(t, "fault-heal")
 	for run := range 20 {
 		offset := time.Duration(run%5-2) * 500 * time.Millisecond // -1s .. +1s
 		var annotations []string
 		if run%2 == 1 {
 			annotations = []string{fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce}
 		}
+		name := fmt.Sprintf("x-%02d", run)
 		t.Run(fmt.Sprintf("run-%02d-offset-%s", run, offset), func(t *testing.T) {
-			ns := namespace(t, "fault-heal")
-			_, from, _ := placeRunning(t, ns, "x", annotations...)
+			_, from, _ := placeRunning(t, ns, name, annotations...)
 			p := env.members[from].proxy
 			p.Cut()
 			// The hub counts from the last renewal it saw, up to one
@@ -295,13 +298,14 @@ func TestFaultHealAroundLostTimeout(t *testing.T) {
 			must(t, p.Heal())
 			// Let both sides settle: the sampler watches throughout.
 			eventually(t, time.Minute, "one copy running", func() error {
-				cur := hubJobSet(t, ns, "x")
-				running, state, err := copyRunning(context.Background(), placedOn(cur), ns, "x")
+				cur := hubJobSet(t, ns, name)
+				running, state, err := copyRunning(context.Background(), placedOn(cur), ns, name)
 				if err != nil || !running {
 					return fmt.Errorf("%s: %s %v", placedOn(cur), state, err)
 				}
 				return nil
 			})
+			must(t, client.IgnoreNotFound(env.hub.Client.Delete(context.Background(), hubJobSet(t, ns, name))))
 		})
 	}
 }
