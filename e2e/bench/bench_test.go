@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestMain lets the test binary play the raw-client contender, as the
+// benchmark binary does, when the harness test starts it.
+func TestMain(m *testing.M) {
+	if os.Getenv(roleEnv) == "raw" {
+		os.Exit(rawMain(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		method, path, query string
+		want                reqKey
+	}{
+		{"POST", "/apis/batch/v1/namespaces/ns/jobs", "", reqKey{"create", "jobs"}},
+		{"GET", "/apis/batch/v1/jobs", "watch=true&resourceVersion=1", reqKey{"watch", "jobs"}},
+		{"GET", "/apis/batch/v1/namespaces/ns/jobs", "limit=500", reqKey{"list", "jobs"}},
+		{"GET", "/api/v1/namespaces/ns/services/s", "", reqKey{"get", "services"}},
+		{"PATCH", "/apis/jobset.x-k8s.io/v1alpha2/namespaces/ns/jobsets/js/status", "", reqKey{"patch", "jobsets/status"}},
+		{"PUT", "/apis/jobset.x-k8s.io/v1alpha2/namespaces/ns/jobsets/js/status", "", reqKey{"update", "jobsets/status"}},
+		{"POST", "/api/v1/namespaces", "", reqKey{"create", "namespaces"}},
+		{"GET", "/api/v1/namespaces/ns", "", reqKey{"get", "namespaces"}},
+		{"DELETE", "/apis/batch/v1/namespaces/ns/jobs", "", reqKey{"deletecollection", "jobs"}},
+		{"DELETE", "/apis/batch/v1/namespaces/ns/jobs/j", "", reqKey{"delete", "jobs"}},
+		{"GET", "/apis/batch/v1", "", reqKey{"get", "-"}},
+		{"GET", "/version", "", reqKey{"get", "-"}},
+	}
+	for _, c := range cases {
+		if got := classify(c.method, c.path, c.query); got != c.want {
+			t.Errorf("classify(%s %s?%s) = %v, want %v", c.method, c.path, c.query, got, c.want)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 50 * time.Millisecond}, {99, 99 * time.Millisecond}, {100, 100 * time.Millisecond}, {0, time.Millisecond}} {
+		if got := percentile(d, c.p); got != c.want {
+			t.Errorf("p%.0f = %s, want %s", c.p, got, c.want)
+		}
+	}
+	if got := percentile(nil, 50); got != 0 {
+		t.Errorf("p50 of nothing = %s", got)
+	}
+}
+
+// TestHarness runs the harness's own pieces at tiny N on a real apiserver:
+// the raw contender as a process behind a counting proxy, the watch that
+// times completion, the request counts, and the verification — including
+// that it fails when a counted object is missing. It asserts no time.
+func TestHarness(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := startCluster("bench-harness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.stop()
+	cert, err := newServingCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := startCountingProxy(c.Config, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.close()
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := proxy.writeKubeconfig(kubeconfig, cert, ""); err != nil {
+		t.Fatal(err)
+	}
+	const ns, n = "bench", 3
+	if err := createNamespace(ctx, c.Client, ns); err != nil {
+		t.Fatal(err)
+	}
+	tracker, err := startChildTracker(ctx, "member", c.Config, ns, n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tracker.stop()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rawContender(benchBins{self: self}, 5).start(dir, kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+	names := []string{jobSetName(0), jobSetName(1), jobSetName(2)}
+	if err := createJobSets(ctx, c.Client, ns, names, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitDone(ctx, tracker.done, p, time.Minute, func() string { return "the children of 3 JobSets" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitQuiet(ctx, []*countingProxy{proxy}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := proxy.snapshot()
+	if got[reqKey{"create", "jobs"}] != n*jobsPerJobSet || got[reqKey{"create", "services"}] != n {
+		t.Errorf("proxy counted %v, want %d Job and %d Service creates", got, n*jobsPerJobSet, n)
+	}
+	if got[reqKey{"list", "jobsets"}] != 1 || got[reqKey{"watch", "jobsets"}] != 1 {
+		t.Errorf("proxy counted %v, want one list and one watch of JobSets", got)
+	}
+	if len(tracker.completions()) != n {
+		t.Errorf("tracker completed %d JobSets, want %d", len(tracker.completions()), n)
+	}
+	jobs, services, err := verifyChildren(ctx, c.Config, ns, names)
+	if err != nil || jobs != n*jobsPerJobSet || services != n {
+		t.Fatalf("verifyChildren = %d Jobs, %d Services, %v; want %d, %d, nil", jobs, services, err, n*jobsPerJobSet, n)
+	}
+	p.stop()
+	// A missing Job must fail the verification.
+	gone := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: childJobNames(names[1])[2]}}
+	if err := c.Client.Delete(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := verifyChildren(ctx, c.Config, ns, names); err == nil {
+		t.Errorf("verifyChildren passed with Job %s deleted", gone.Name)
+	}
+}

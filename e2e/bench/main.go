@@ -1,0 +1,217 @@
+// Command bench is jobset-fleet's scale benchmark (`make bench-scale`). In
+// one run, on fresh local clusters and the same workload (JobSets of one
+// replicatedJob × 4 replicas, parallelism 2), it compares side by side:
+//
+//   - member materialization, catch-up and steady: the raw client-go floor,
+//     upstream JobSet v0.12.0 and jobset-fleet-agent standalone, on a
+//     kube-apiserver + etcd with no controller-manager or scheduler:
+//     wall time to every Job and Service, peak RSS, CPU, API requests;
+//   - memory with pods: upstream vs ours on a kwok cluster (controller-
+//     manager, scheduler, fake nodes) with ~10k Pods;
+//   - hub throughput and latency: the hub and two agents as processes,
+//     a burst and fixed offered rates, submit → all Jobs on a member.
+//
+// It prints tables and the issue's targets as PASS/MISS with the measured
+// value; it never fails on a time. It fails when what it counts is not
+// there (a Job missing, a JobSet on two members). Every process it starts is
+// stopped on the way out, on failure and on SIGINT/SIGTERM too.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+type options struct {
+	n          int // member scenario JobSets
+	podsN      int // memory scenario JobSets (8 pods each)
+	hubN       int // hub burst JobSets
+	rates      []float64
+	rateFor    time.Duration
+	scenarios  map[string]bool
+	contenders map[string]bool
+	oursArgs   []string
+	runTimeout time.Duration
+	workDir    string
+	keep       bool
+	out        string
+}
+
+func main() {
+	if os.Getenv(roleEnv) == "raw" {
+		os.Exit(rawMain(os.Args[1:]))
+	}
+	os.Exit(benchMain(os.Args[1:]))
+}
+
+func benchMain(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var o options
+	var scenarios, rates, contenders, oursArgs string
+	fs.IntVar(&o.n, "n", 1000, "JobSets in the member scenario (targets are stated at 1000).")
+	fs.IntVar(&o.podsN, "pods-n", 1250, "JobSets in the memory scenario (8 Pods each: 1250 → 10k Pods).")
+	fs.IntVar(&o.hubN, "hub-n", 1000, "JobSets of the hub burst (targets are stated at 1000).")
+	fs.StringVar(&rates, "rates", "50", "Offered rates (JobSets/s) of the hub scenario, comma-separated.")
+	fs.DurationVar(&o.rateFor, "rate-for", 20*time.Second, "How long each offered rate is held.")
+	fs.StringVar(&scenarios, "scenarios", "member,pods,hub", "Which scenarios to run: member, pods, hub.")
+	fs.StringVar(&contenders, "contenders", "raw,upstream,ours,ours-unlimited", "Contenders of the member scenario (raw, upstream, ours, ours-unlimited).")
+	fs.StringVar(&oursArgs, "ours-args", "", "Extra flags for every jobset-fleet process, space-separated (e.g. -v=4 to debug).")
+	fs.DurationVar(&o.runTimeout, "run-timeout", 20*time.Minute, "Give up on one run after this long.")
+	fs.StringVar(&o.workDir, "work-dir", "", "Where logs and kubeconfigs go (default: a new temporary directory).")
+	fs.BoolVar(&o.keep, "keep", false, "Keep the work dir (logs) even when the run succeeds.")
+	fs.StringVar(&o.out, "out", "", "Also write the report (markdown) to this file.")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o.scenarios = map[string]bool{}
+	for _, s := range strings.Split(scenarios, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "member", "pods", "hub":
+			o.scenarios[s] = true
+		case "":
+		default:
+			fmt.Fprintf(os.Stderr, "unknown scenario %q (member, pods, hub)\n", s)
+			return 2
+		}
+	}
+	o.contenders = map[string]bool{}
+	for _, c := range strings.Split(contenders, ",") {
+		o.contenders[strings.TrimSpace(c)] = true
+	}
+	o.oursArgs = strings.Fields(oursArgs)
+	for _, r := range strings.Split(rates, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(r, 64)
+		if err != nil || v <= 0 {
+			fmt.Fprintf(os.Stderr, "bad rate %q\n", r)
+			return 2
+		}
+		o.rates = append(o.rates, v)
+	}
+	// The control-plane libraries log through klog and controller-runtime;
+	// the benchmark's own output is its progress lines and the report.
+	klog.SetLogger(logr.Discard())
+	ctrl.SetLogger(logr.Discard())
+	return run(o)
+}
+
+// logf prints a progress line with the time of day.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func run(o options) (code int) {
+	// SIGINT/SIGTERM cancel the context: every scenario unwinds through
+	// its deferred stops, so no apiserver, etcd or controller outlives us.
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	defer func() {
+		if killed := killChildren(); len(killed) > 0 {
+			logf("killed leftover processes: %s", strings.Join(killed, ", "))
+		}
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			logf("panic: %v", r)
+			code = 1
+		}
+	}()
+
+	var err error
+	if o.workDir == "" {
+		o.workDir, err = os.MkdirTemp("", "jobset-fleet-bench-")
+	} else {
+		err = os.MkdirAll(o.workDir, 0o755)
+	}
+	if err != nil {
+		logf("work dir: %v", err)
+		return 1
+	}
+	bins, err := findBins(binDir())
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	cert, err := newServingCert()
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	rep := &report{started: time.Now(), loadAtStart: loadAverage(), opts: o}
+	logf("jobset-fleet scale benchmark; logs in %s; load average %s", o.workDir, rep.loadAtStart)
+	err = runScenarios(ctx, o, bins, cert, rep)
+	rep.loadAtEnd = loadAverage()
+	rep.finished = time.Now()
+	text := rep.markdown()
+	fmt.Print(text)
+	if o.out != "" {
+		if werr := os.WriteFile(o.out, []byte(text), 0o644); werr != nil {
+			logf("writing %s: %v", o.out, werr)
+		}
+	}
+	if err != nil {
+		logf("FAILED: %v (logs kept in %s)", err, o.workDir)
+		return 1
+	}
+	if !o.keep {
+		_ = os.RemoveAll(o.workDir)
+	}
+	return 0
+}
+
+func runScenarios(ctx context.Context, o options, bins benchBins, cert *servingCert, rep *report) error {
+	if o.scenarios["member"] {
+		all := []contender{
+			rawContender(bins, 50),
+			upstreamContender(bins, cert),
+			oursContender(bins, "ours", "jobset-fleet-agent (--kubeconfig)", o.oursArgs...),
+			oursContender(bins, "ours-unlimited", "jobset-fleet-agent --kube-api-qps=-1", append([]string{"--kube-api-qps=-1"}, o.oursArgs...)...),
+		}
+		for _, mode := range []memberMode{catchUp, steady} {
+			for _, ct := range all {
+				if !o.contenders[ct.key] {
+					continue
+				}
+				res, err := runMember(ctx, o, ct, mode, cert)
+				if err != nil {
+					return fmt.Errorf("member scenario, %s, %s: %w", ct.name, mode, err)
+				}
+				rep.member = append(rep.member, res)
+			}
+		}
+	}
+	if o.scenarios["pods"] {
+		for _, ct := range []contender{upstreamContender(bins, cert), oursContender(bins, "ours", "jobset-fleet-agent (--kubeconfig)", o.oursArgs...)} {
+			res, err := runPods(ctx, o, ct, cert)
+			if err != nil {
+				return fmt.Errorf("memory scenario, %s: %w", ct.name, err)
+			}
+			rep.pods = append(rep.pods, res)
+		}
+	}
+	if o.scenarios["hub"] {
+		res, err := runHub(ctx, o, bins, cert)
+		rep.hub = res
+		if err != nil {
+			return fmt.Errorf("hub scenario: %w", err)
+		}
+	}
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+	return nil
+}

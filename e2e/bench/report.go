@@ -1,0 +1,313 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Minimum API writes per JobSet the design needs, for this workload
+// (4 Jobs, one Service), against which the targets allow +2.
+const (
+	// Member, standalone controller: 4 Job creates, 1 Service create, 1
+	// JobSet status write (the status shape upstream reports once its
+	// children exist).
+	minMemberControllerWrites = jobsPerJobSet + 1 + 1
+	// Member, via the fleet: the agent's create of the local JobSet, plus
+	// the controller's writes above.
+	minMemberFleetWrites = 1 + minMemberControllerWrites
+	// Hub: the placement recorded in the JobSet's status.fleet before
+	// anything else (it is what makes at-most-one-copy safe), the
+	// JobSetDispatch create, the PlacementDecision create, the agent's
+	// one dispatch status report, the hub's one mirror of that status into
+	// the JobSet. The finalizer comes with the user's create (admission).
+	minHubWrites = 5
+)
+
+// Targets of the issue.
+const (
+	targetMemberRatio    = 1.3 // × raw floor, at N=1000
+	targetRSSRatio       = 0.5 // × upstream, at ~10k pods
+	targetHubBurst       = 100 // JobSets/s, burst of 1000
+	targetHubP99         = 3 * time.Second
+	targetHubP99Rate     = 50 // at this offered rate
+	targetWritesAboveMin = 2
+)
+
+type report struct {
+	opts                   options
+	started, finished      time.Time
+	loadAtStart, loadAtEnd string
+	member                 []memberResult
+	pods                   []podsResult
+	hub                    *hubResult
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+func secs(d time.Duration) string {
+	if d == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func ratio(a, b float64) string {
+	if b == 0 || a == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+func perJobSet(n int64, jobsets int) string {
+	if jobsets == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", float64(n)/float64(jobsets))
+}
+
+func passMiss(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+func (r *report) findMember(key string, mode memberMode) *memberResult {
+	for i := range r.member {
+		if r.member[i].contender.key == key && r.member[i].mode == mode {
+			return &r.member[i]
+		}
+	}
+	return nil
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## jobset-fleet scale benchmark — %s\n\n", r.started.Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Load average at start %s, at end %s; %d CPUs; took %s. All figures come from this one run.\n",
+		r.loadAtStart, r.loadAtEnd, runtime.NumCPU(), r.finished.Sub(r.started).Round(time.Second))
+	r.memberSection(&b)
+	r.podsSection(&b)
+	r.hubSection(&b)
+	r.targetsSection(&b)
+	return b.String()
+}
+
+func (r *report) memberSection(b *strings.Builder) {
+	if len(r.member) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n### Member materialization (kube-apiserver + etcd only; %d JobSets → %d Jobs + %d Services)\n\n",
+		r.member[0].n, r.member[0].n*jobsPerJobSet, r.member[0].n)
+	b.WriteString("Time: clock start (catch-up: contender launched with every JobSet already there; steady: first of the JobSets submitted by 50 concurrent creates to a running, warmed-up contender) until a watch has seen every Job and Service. Quiet: until the contender made no write for 3 s. RSS, CPU and requests are the contender's own (its /proc; a counting proxy in front of the apiserver), up to quiet.\n\n")
+	b.WriteString("| mode | contender | time | × raw | × upstream | quiet | peak RSS | CPU | requests/JobSet | writes/JobSet | apiserver CPU | etcd CPU | machine busy | load |\n")
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	for _, m := range r.member {
+		raw, up := r.findMember("raw", m.mode), r.findMember("upstream", m.mode)
+		var vsRaw, vsUp string = "—", "—"
+		if raw != nil && m.contender.key != "raw" {
+			vsRaw = ratio(m.wall.Seconds(), raw.wall.Seconds())
+		}
+		if up != nil && m.contender.key != "upstream" {
+			vsUp = ratio(m.wall.Seconds(), up.wall.Seconds())
+		}
+		all, writes := m.requests.total()
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %.1f s | %s | %s | %.1f s | %.1f s | %.0f%% | %s |\n",
+			m.mode, m.contender.name, secs(m.wall), vsRaw, vsUp, secs(m.quiet), mib(m.usage.PeakRSS), m.usage.CPU.Seconds(),
+			perJobSet(all, m.n), perJobSet(writes, m.n), m.apiserverCPU.Seconds(), m.etcdCPU.Seconds(), 100*m.machineBusy, m.load)
+	}
+	b.WriteString("\nWrites by kind (whole run):\n\n")
+	for _, m := range r.member {
+		fmt.Fprintf(b, "- %s, %s: %s\n", m.mode, m.contender.name, m.requests.writesString())
+	}
+	b.WriteString("\n```\n")
+	for _, mode := range []memberMode{catchUp, steady} {
+		var rows []barRow
+		for _, m := range r.member {
+			if m.mode == mode {
+				rows = append(rows, barRow{m.contender.name, m.wall.Seconds()})
+			}
+		}
+		if len(rows) > 0 {
+			b.WriteString(barChart(fmt.Sprintf("%s: seconds to all Jobs and Services", mode), rows))
+		}
+	}
+	b.WriteString("```\n")
+}
+
+func (r *report) podsSection(b *strings.Builder) {
+	if len(r.pods) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n### Memory with pods (kwok cluster: controller-manager, scheduler, %d fake nodes; %d JobSets → %d Pods)\n\n",
+		r.pods[0].nodes, r.pods[0].n, r.pods[0].n*jobsPerJobSet*podsPerJob)
+	b.WriteString("The JobSets exist before the contender starts; RSS is its peak (VmHWM) after every Pod exists and Running Pods stopped changing for the settle time.\n\n")
+	b.WriteString("| contender | Pods | Running | peak RSS | × upstream | CPU | requests/JobSet | writes/JobSet | time to all Pods | load |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	var upRSS int64
+	for _, p := range r.pods {
+		if p.contender.key == "upstream" {
+			upRSS = p.usage.PeakRSS
+		}
+	}
+	for _, p := range r.pods {
+		vs := "—"
+		if p.contender.key != "upstream" {
+			vs = ratio(float64(p.usage.PeakRSS), float64(upRSS))
+		}
+		all, writes := p.requests.total()
+		fmt.Fprintf(b, "| %s | %d | %d | %s | %s | %.1f s | %s | %s | %s | %s |\n",
+			p.contender.name, p.pods, p.running, mib(p.usage.PeakRSS), vs, p.usage.CPU.Seconds(),
+			perJobSet(all, p.n), perJobSet(writes, p.n), secs(p.allPods), p.load)
+	}
+}
+
+func (r *report) hubSection(b *strings.Builder) {
+	h := r.hub
+	if h == nil {
+		return
+	}
+	b.WriteString("\n### Hub throughput and latency (hub + 2 members: envtest control planes; jobset-fleet-hub and two jobset-fleet-agent processes, admission webhooks served)\n\n")
+	b.WriteString("Latency: the submitting create call started → a watch on the member saw the JobSet's 4th Job and its Service. Throughput: JobSets / (first submit → last completion). Writes: through counting proxies, every process's, submit of the first → 3 s without a write.\n\n")
+	b.WriteString("| phase | JobSets | offered | achieved submit rate | completed/s | p50 | p99 | max | spread (member-1/member-2) | hub writes/JobSet | member writes/JobSet | hub apiserver CPU | load |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |\n")
+	for _, p := range h.phases {
+		offered := "burst"
+		if p.rate > 0 {
+			offered = fmt.Sprintf("%.0f/s", p.rate)
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %.1f/s | %.1f/s | %s | %s | %s | %s | %s | %s | %.1f s | %s |\n",
+			p.name, p.n, offered, p.submitRate, p.throughput, secs(p.p50), secs(p.p99), secs(p.max),
+			p.spreadString(), perJobSet(p.hubWrites(), p.n), perJobSet(p.memberWrites(), p.n), p.hubAPIServerCPU.Seconds(), p.load)
+	}
+	b.WriteString("\nWrites by kind:\n\n")
+	for _, p := range h.phases {
+		fmt.Fprintf(b, "- %s, hub apiserver: hub: %s; agents: %s\n", p.name, p.hubByHub.writesString(), p.hubByAgents.writesString())
+		fmt.Fprintf(b, "- %s, member apiservers (agents): %s\n", p.name, p.memberByAgents.writesString())
+	}
+	fmt.Fprintf(b, "\nMinimum writes per JobSet the design needs: hub %d (status.fleet placement record, JobSetDispatch create, PlacementDecision create, the agent's dispatch status report, the hub's status mirror; the finalizer comes with the user's create); member %d (the local JobSet, %d Jobs, the Service, one JobSet status write). Events are counted in the writes.\n",
+		minHubWrites, minMemberFleetWrites, jobsPerJobSet)
+	if len(h.phases) > 0 && len(h.phases[0].latencies) > 0 {
+		b.WriteString("\n```\n")
+		for _, p := range h.phases {
+			b.WriteString(latencyHistogram(p.name, p.latencies))
+		}
+		b.WriteString("```\n")
+	}
+}
+
+func (r *report) targetsSection(b *strings.Builder) {
+	b.WriteString("\n### Targets (evaluated, never asserted)\n\n")
+	b.WriteString("| target | measured | result |\n| --- | --- | --- |\n")
+	for _, mode := range []memberMode{catchUp, steady} {
+		raw, ours, up := r.findMember("raw", mode), r.findMember("ours", mode), r.findMember("upstream", mode)
+		if raw == nil || ours == nil {
+			continue
+		}
+		x := ours.wall.Seconds() / raw.wall.Seconds()
+		note := ""
+		if ours.n != 1000 {
+			note = fmt.Sprintf(" (N=%d; the target is stated at N=1000)", ours.n)
+		}
+		fmt.Fprintf(b, "| member %s: ours ≤ %.1f× raw floor | %.2f× (%s vs %s)%s | %s |\n",
+			mode, targetMemberRatio, x, secs(ours.wall), secs(raw.wall), note, passMiss(x <= targetMemberRatio))
+		if up != nil {
+			y := raw.wall.Seconds() / up.wall.Seconds()
+			fmt.Fprintf(b, "| member %s: raw floor ≈ ≤ 0.25× upstream (context) | %.2f× | — |\n", mode, y)
+		}
+		_, w := ours.requests.total()
+		pj := float64(w) / float64(ours.n)
+		fmt.Fprintf(b, "| member %s: ours writes/JobSet ≤ %d+%d | %.1f | %s |\n", mode, minMemberControllerWrites, targetWritesAboveMin, pj,
+			passMiss(pj <= minMemberControllerWrites+targetWritesAboveMin))
+	}
+	var up, ours *podsResult
+	for i := range r.pods {
+		switch r.pods[i].contender.key {
+		case "upstream":
+			up = &r.pods[i]
+		case "ours":
+			ours = &r.pods[i]
+		}
+	}
+	if up != nil && ours != nil {
+		x := float64(ours.usage.PeakRSS) / float64(up.usage.PeakRSS)
+		fmt.Fprintf(b, "| peak RSS at %d pods: ours ≤ %.1f× upstream | %.2f× (%s vs %s) | %s |\n", ours.pods, targetRSSRatio, x,
+			mib(ours.usage.PeakRSS), mib(up.usage.PeakRSS), passMiss(x <= targetRSSRatio))
+	}
+	if h := r.hub; h != nil {
+		for _, p := range h.phases {
+			if p.rate == 0 {
+				note := ""
+				if p.n != 1000 {
+					note = fmt.Sprintf(" (N=%d; the target is stated for 1000)", p.n)
+				}
+				fmt.Fprintf(b, "| hub burst ≥ %d JobSets/s end to end | %.1f/s%s | %s |\n", targetHubBurst, p.throughput, note, passMiss(p.throughput >= targetHubBurst))
+			}
+			if p.rate == targetHubP99Rate {
+				fmt.Fprintf(b, "| hub p99 < %s at %d/s offered | %s | %s |\n", targetHubP99, targetHubP99Rate, secs(p.p99), passMiss(p.completed == p.n && p.p99 < targetHubP99))
+			}
+			hw, mw := float64(p.hubWrites())/float64(p.n), float64(p.memberWrites())/float64(p.n)
+			fmt.Fprintf(b, "| %s: hub writes/JobSet ≤ %d+%d | %.1f | %s |\n", p.name, minHubWrites, targetWritesAboveMin, hw, passMiss(hw <= minHubWrites+targetWritesAboveMin))
+			fmt.Fprintf(b, "| %s: member writes/JobSet ≤ %d+%d | %.1f | %s |\n", p.name, minMemberFleetWrites, targetWritesAboveMin, mw, passMiss(mw <= minMemberFleetWrites+targetWritesAboveMin))
+		}
+	}
+}
+
+type barRow struct {
+	label string
+	value float64
+}
+
+// barChart is a text bar chart, the plot of the report (no plotting
+// dependency; it reads in a terminal and in markdown).
+func barChart(title string, rows []barRow) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n", title)
+	max, width := 0.0, 0
+	for _, r := range rows {
+		max = math.Max(max, r.value)
+		width = int(math.Max(float64(width), float64(len([]rune(r.label)))))
+	}
+	for _, r := range rows {
+		n := 0
+		if max > 0 {
+			n = int(math.Round(50 * r.value / max))
+		}
+		fmt.Fprintf(&b, "  %-*s %s %.2f\n", width, r.label, strings.Repeat("█", n), r.value)
+	}
+	return b.String()
+}
+
+// latencyHistogram is a text histogram of latencies in log-spaced buckets.
+func latencyHistogram(title string, lat []time.Duration) string {
+	bounds := []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second,
+		2 * time.Second, 3 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Hour}
+	labels := []string{"<0.1s", "<0.25s", "<0.5s", "<1s", "<2s", "<3s", "<5s", "<10s", "<30s", "≥30s"}
+	countsBy := make([]int, len(bounds))
+	for _, l := range lat {
+		i := slices.IndexFunc(bounds, func(b time.Duration) bool { return l < b })
+		if i < 0 {
+			i = len(bounds) - 1
+		}
+		countsBy[i]++
+	}
+	rows := make([]barRow, len(bounds))
+	for i := range bounds {
+		rows[i] = barRow{labels[i], float64(countsBy[i])}
+	}
+	return barChart(title+": JobSets by submit → all Jobs latency", rows)
+}
+
+// percentile of sorted durations (nearest rank).
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	i = max(0, min(i, len(sorted)-1))
+	return sorted[i]
+}
