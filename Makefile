@@ -56,12 +56,16 @@ dev-up: ## The local fleet, in the background.
 dev-down: ## Tear the local fleet down.
 	hack/dev.sh down
 
+.PHONY: verify-tidy
+verify-tidy: ## Fail if go.mod/go.sum are not what `go mod tidy` makes them.
+	@go mod tidy -diff || { echo "run 'go mod tidy' and commit the result" >&2; exit 1; }
+
 .PHONY: vet
 vet: ## go vet.
 	go vet ./...
 
 .PHONY: test
-test: tools verify-manifests vet ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
+test: tools verify-manifests verify-tidy vet ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
 	@# End-to-end suites each run whole clusters of processes: one at a time.
 	@# Whatever the outcome, nothing the tests started may outlive them.
 	rc=0; \
