@@ -38,7 +38,12 @@ for spec in "$@"; do
 	start=$SECONDS
 	(cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -ldflags '-s -w' -o "$ctx/$binary" "$pkg")
 	cp "$root/hack/images/$what/Dockerfile" "$ctx/Dockerfile"
-	docker build -q -t "$image" "$ctx" >/dev/null
+	# The classic builder warns that it is deprecated on every build:
+	# show its output only when the build fails.
+	if ! docker build -q -t "$image" "$ctx" >"$ctx/build.log" 2>&1; then
+		cat "$ctx/build.log" >&2
+		exit 1
+	fi
 	step "$image: $binary ($(du -h "$ctx/$binary" | cut -f1)) in $((SECONDS - start))s"
 	rm -f "$ctx/$binary"
 done
