@@ -53,8 +53,14 @@ die() { printf 'node-image: %s\n' "$*" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/jobset-fleet-kind.XXXXXX")
 containers=()
+rootfs_pid=""
 cleanup() {
 	local c
+	if [[ -n $rootfs_pid ]] && kill -0 "$rootfs_pid" 2>/dev/null; then
+		pkill -TERM -P "$rootfs_pid" 2>/dev/null || true
+		kill "$rootfs_pid" 2>/dev/null || true
+		wait "$rootfs_pid" 2>/dev/null || true
+	fi
 	for c in "${containers[@]+"${containers[@]}"}"; do docker rm -f -v "$c" >/dev/null 2>&1 || true; done
 	rm -rf "$tmp"
 }
@@ -486,9 +492,10 @@ main() {
 			rootfs_image slim "${SLIM_PACKAGES[@]}" >"$tmp/slim.tag"
 			rootfs_image node "${NODE_PACKAGES[@]}" >"$tmp/node.tag"
 		) &
-		local rootfs_pid=$!
+		rootfs_pid=$!
 		build_binaries
-		wait "$rootfs_pid" || die "root filesystem images failed"
+		wait "$rootfs_pid" || { rootfs_pid=""; die "root filesystem images failed"; }
+		rootfs_pid=""
 		local slim base
 		slim=$(cat "$tmp/slim.tag")
 		base=$(cat "$tmp/node.tag")
