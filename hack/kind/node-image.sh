@@ -468,6 +468,12 @@ stock_available() {
 
 main() {
 	local start=$SECONDS
+	# One run at a time per checkout (tests and make targets may overlap).
+	exec 9>"$out/.lock"
+	if ! flock -n 9; then
+		step "waiting for another node-image.sh run to finish"
+		flock 9
+	fi
 	if [[ -z ${KIND_SKIP_HOST_SETUP:-} ]]; then
 		ensure_packages
 		ensure_docker_runtime
