@@ -67,6 +67,7 @@ const (
 	ReasonDeleting         = "DeletingDispatch"
 	ReasonReleased         = "DispatchReleased"
 	ReasonCopyStopped      = "MemberCopyStopped"
+	ReasonVolumesNotMoved  = "VolumesNotMoved"
 )
 
 // hubConditionTypes are set by the hub, never copied from the member.

@@ -417,6 +417,10 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 	reason := ReasonDispatched
 	if moving {
 		reason = ReasonRedispatched
+		if len(pl.o.JobSet.Spec.VolumeClaimPolicies) > 0 {
+			pl.event(corev1.EventTypeWarning, ReasonVolumesNotMoved,
+				"the volumeClaimPolicies claims are created anew on member %s: what the copy wrote to its claims elsewhere does not move with it", fs.Cluster)
+		}
 	}
 	pl.setCondition(ConditionDispatched, true, reason, dispatchedMessage(fs))
 	return nil

@@ -54,6 +54,9 @@ type Member struct {
 	// JobSets may run on the member (the profile's allowed-namespaces
 	// annotation, set at join).
 	AllowedNamespaces []string
+	// StorageClasses are the member's storage classes by name, true for
+	// its default one (storageclass.<name> properties).
+	StorageClasses map[string]bool
 	// Profile is the ClusterProfile the member was assessed from; the hub's
 	// optional access to the member is read from its access providers.
 	Profile *clusterinventory.ClusterProfile
@@ -120,6 +123,7 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 	m.Allocatable, m.Free = ParseProperties(props)
 	m.TopologyDomains = ParseTopology(props)
 	m.FleetUsed = parseQuantities(props, fleet.PropertyFleetUsedPrefix)
+	m.StorageClasses = parseStorageClasses(props)
 
 	since := a.WatchingSince
 	if hb.Seen {
@@ -220,6 +224,17 @@ func parseQuantities(props []clusterinventory.Property, prefix string) corev1.Re
 		}
 	}
 	return out
+}
+
+// parseStorageClasses reads storageclass.<name> properties.
+func parseStorageClasses(props []clusterinventory.Property) map[string]bool {
+	classes := map[string]bool{}
+	for _, p := range props {
+		if name, ok := strings.CutPrefix(p.Name, fleet.PropertyStorageClassPrefix); ok && name != "" {
+			classes[name] = p.Value == fleet.PropertyStorageClassDefault
+		}
+	}
+	return classes
 }
 
 // ParseTopology reads topology.<key> properties: domain counts per node

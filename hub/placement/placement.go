@@ -147,6 +147,8 @@ func Place(req Request) (Result, error) {
 			v.Reason = fmt.Sprintf("namespace %q is not among the namespaces allowed on this member", js.Namespace)
 		case topologyShortfall(m, exclusive) != "":
 			v.Reason = topologyShortfall(m, exclusive)
+		case storageShortfall(m, js) != "":
+			v.Reason = storageShortfall(m, js)
 		default:
 			v = fit(m, res.Requests, req.Committed[m.Name])
 			v.Load = req.Load[m.Name]
@@ -308,6 +310,33 @@ func topologyShortfall(m inventory.Member, need map[string]int) string {
 		}
 	}
 	return ""
+}
+
+// storageShortfall says why a member cannot provision the JobSet's
+// volumeClaimPolicies claims (they are created on the member that runs
+// it), or "" when it can.
+func storageShortfall(m inventory.Member, js *jobset.JobSet) string {
+	hasDefault := false
+	for _, isDefault := range m.StorageClasses {
+		hasDefault = hasDefault || isDefault
+	}
+	for i, vcp := range js.Spec.VolumeClaimPolicies {
+		for j, claim := range vcp.Templates {
+			class := ptr.Deref(claim.Spec.StorageClassName, "")
+			switch {
+			case claim.Spec.StorageClassName == nil && !hasDefault:
+				return fmt.Sprintf("has no default storage class for volumeClaimPolicies[%d].templates[%d] (%s)", i, j, claim.Name)
+			case class != "" && !hasKey(m.StorageClasses, class):
+				return fmt.Sprintf("has no storage class %q for volumeClaimPolicies[%d].templates[%d] (%s)", class, i, j, claim.Name)
+			}
+		}
+	}
+	return ""
+}
+
+func hasKey(m map[string]bool, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // Requests is what a JobSet's pods ask for in total: the sum over

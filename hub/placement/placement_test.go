@@ -344,3 +344,30 @@ func TestPodLevelResources(t *testing.T) {
 		t.Error("PodRequests must not modify the template it reads")
 	}
 }
+
+// TestVolumeClaimPolicies: claims are provisioned on the member that runs
+// the JobSet, so it must have their storage classes.
+func TestVolumeClaimPolicies(t *testing.T) {
+	j := js(1, 1, "1")
+	j.Spec.VolumeClaimPolicies = []jobset.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{
+		{ObjectMeta: metav1.ObjectMeta{Name: "ckpt"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To("fast")}},
+	}}}
+	none := member("none", "8", "8")
+	defaultOnly := member("default-only", "8", "8")
+	defaultOnly.StorageClasses = map[string]bool{"standard": true}
+	both := member("both", "4", "4")
+	both.StorageClasses = map[string]bool{"standard": true, "fast": false}
+	r, _ := Place(Request{JobSet: j, Members: []inventory.Member{none, defaultOnly, both}})
+	if r.Cluster != "both" {
+		t.Errorf("chose %q: %s", r.Cluster, r.Explain())
+	}
+	for _, want := range []string{
+		"none: has no default storage class for volumeClaimPolicies[0].templates[0] (ckpt)",
+		`default-only: has no storage class "fast" for volumeClaimPolicies[0].templates[1] (data)`,
+	} {
+		if !strings.Contains(r.Explain(), want) {
+			t.Errorf("explanation %q lacks %q", r.Explain(), want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
@@ -304,6 +305,8 @@ func (p *publisher) publishProfile(ctx context.Context, health Health) error {
 	return nil
 }
 
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=list
+
 // properties lists nodes and unfinished pods live, page by page: this runs
 // at most every profileInterval, which is far cheaper than a Pod informer on
 // a large cluster.
@@ -344,5 +347,10 @@ func (p *publisher) properties(ctx context.Context) ([]clusterinventory.Property
 		name, ok := pod.Labels[v1alpha2.JobSetNameKey]
 		return ok && fleet[client.ObjectKey{Namespace: pod.Namespace, Name: name}]
 	}
-	return ComputeProperties(nodes, pods, isFleetPod, p.topologyKeys, metav1.Now()), nil
+	var classes storagev1.StorageClassList
+	if err := p.memberReader.List(ctx, &classes); err != nil {
+		return nil, fmt.Errorf("listing storage classes: %w", err)
+	}
+	now := metav1.Now()
+	return append(ComputeProperties(nodes, pods, isFleetPod, p.topologyKeys, now), StorageClassProperties(classes.Items, now)...), nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -127,6 +128,7 @@ type Health struct {
 var agentPrefixes = []string{
 	fleetv1alpha1.PropertyAllocatablePrefix, fleetv1alpha1.PropertyFreePrefix,
 	fleetv1alpha1.PropertyFleetUsedPrefix, fleetv1alpha1.PropertyTopologyPrefix,
+	fleetv1alpha1.PropertyStorageClassPrefix,
 }
 
 // ProfileStatus is the ClusterProfile status the agent publishes: old with
@@ -161,4 +163,26 @@ func ProfileStatus(old clusterinventory.ClusterProfileStatus, health Health, ver
 	})
 	st.Properties = append(st.Properties, props...)
 	return st
+}
+
+// defaultStorageClassAnnotation marks the cluster's default StorageClass.
+const defaultStorageClassAnnotation = "storageclass.kubernetes.io/is-default-class"
+
+// maxStorageClasses bounds the storage classes reported.
+const maxStorageClasses = 16
+
+// StorageClassProperties reports the member's storage classes, so the hub
+// places JobSets with volumeClaimPolicies only where their claims can be
+// provisioned.
+func StorageClassProperties(classes []storagev1.StorageClass, now metav1.Time) []clusterinventory.Property {
+	slices.SortFunc(classes, func(a, b storagev1.StorageClass) int { return strings.Compare(a.Name, b.Name) })
+	props := make([]clusterinventory.Property, 0, min(len(classes), maxStorageClasses))
+	for _, c := range classes[:min(len(classes), maxStorageClasses)] {
+		v := fleetv1alpha1.PropertyStorageClassAvailable
+		if c.Annotations[defaultStorageClassAnnotation] == "true" {
+			v = fleetv1alpha1.PropertyStorageClassDefault
+		}
+		props = append(props, clusterinventory.Property{Name: fleetv1alpha1.PropertyStorageClassPrefix + c.Name, Value: v, LastObservedTime: now})
+	}
+	return props
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -202,5 +203,20 @@ func TestComputePropertiesCountsTopologyDomains(t *testing.T) {
 	// r2's only node is cordoned; nodes without the label are no domain.
 	if got["topology.rack"] != "2" || got["topology.zone"] != "0" {
 		t.Fatalf("topology properties = rack:%q zone:%q, want 2 and 0", got["topology.rack"], got["topology.zone"])
+	}
+}
+
+func TestStorageClassProperties(t *testing.T) {
+	now := metav1.Now()
+	classes := []storagev1.StorageClass{
+		{ObjectMeta: metav1.ObjectMeta{Name: "standard", Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "fast"}},
+	}
+	var got []string
+	for _, p := range StorageClassProperties(classes, now) {
+		got = append(got, p.Name+"="+p.Value)
+	}
+	if diff := cmp.Diff([]string{"storageclass.fast=available", "storageclass.standard=default"}, got); diff != "" {
+		t.Errorf("properties (-want +got):\n%s", diff)
 	}
 }

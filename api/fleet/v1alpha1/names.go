@@ -33,6 +33,13 @@ const (
 	// number of distinct values of that label among schedulable nodes: the
 	// topology domains an exclusive-topology JobSet can spread its Jobs over.
 	PropertyTopologyPrefix = "topology."
+	// PropertyStorageClassPrefix + a StorageClass name is a storage class
+	// the member has; the value is PropertyStorageClassDefault for the
+	// default class, else PropertyStorageClassAvailable. JobSets with
+	// volumeClaimPolicies are placed only where their claims' classes are.
+	PropertyStorageClassPrefix    = "storageclass."
+	PropertyStorageClassDefault   = "default"
+	PropertyStorageClassAvailable = "available"
 
 	// DispatchAnnotation on a member JobSet is "<hub namespace>/<dispatch name>".
 	DispatchAnnotation = "fleet.jobset.x-k8s.io/dispatch"
