@@ -231,7 +231,7 @@ func (i *Inventory) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	i.mu.Unlock()
 
 	if changed {
-		log.FromContext(ctx).V(1).Info("member changed", "member", name, "state", state)
+		log.FromContext(ctx).V(1).Info("Member changed", "member", name, "state", state)
 		ev := event.GenericEvent{Object: &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: i.namespace, Name: name}}}
 		for _, ch := range subscribers {
 			select {
