@@ -94,7 +94,11 @@ func run(m *testing.M) int {
 	teardown := func() {
 		teardownOnce.Do(func() {
 			if keep {
-				progress(start, "keeping the clusters (KEEP_CLUSTERS=1):\n\n    export KUBECONFIG=%s   # contexts: hub, member-1, member-2\n", env.kubeconfigOrEmpty())
+				if kc := env.kubeconfigOrEmpty(); kc != "" {
+					progress(start, "keeping the clusters (KEEP_CLUSTERS=1):\n\n    export KUBECONFIG=%s   # contexts: hub, member-1, member-2\n", kc)
+				} else {
+					progress(start, "keeping the clusters (KEEP_CLUSTERS=1)")
+				}
 				return
 			}
 			progress(start, "deleting the clusters")
@@ -235,39 +239,17 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 	names := append([]string{hubName}, memberNames...)
 	kinds := make([]*cluster.Cluster, len(names))
 	reused := make([]bool, len(names))
-	g, gctx := errgroup.WithContext(ctx)
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
 	for i, name := range names {
-		g.Go(func() error {
-			if slices.Contains(existing, name) {
-				if keep {
-					c, err := cluster.Connect(name)
-					if err == nil {
-						progress(start, "cluster %s: reusing (KEEP_CLUSTERS=1)", name)
-						kinds[i], reused[i] = c, true
-						return nil
-					}
-					progress(start, "cluster %s: cannot reuse (%v): recreating", name, err)
-				}
-				if err := cluster.Delete(name); err != nil {
-					return fmt.Errorf("deleting stale cluster %s: %w", name, err)
-				}
-			}
-			opts := cluster.Options{Name: name, NodeImage: imgs.Node, NetdImage: imgs.Netd, Log: &prefixed{prefix: name + ": "}}
-			if name != hubName {
-				// Two workers, each its own rack.
-				opts.Workers = 2
-				opts.WorkerLabels = []map[string]string{{rackLabel: name + "-rack-a"}, {rackLabel: name + "-rack-b"}}
-			}
-			c, err := cluster.Create(gctx, opts)
-			if err != nil {
-				return err
-			}
-			progress(start, "cluster %s: ready", name)
-			kinds[i] = c
-			return nil
+		// Independent of each other: one cluster's failure must not tear
+		// down the others half-way.
+		wg.Go(func() {
+			kinds[i], reused[i], errs[i] = createCluster(ctx, start, name, imgs, keep && slices.Contains(existing, name), slices.Contains(existing, name))
 		})
 	}
-	if err := g.Wait(); err != nil {
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return e, err
 	}
 	for i, name := range names {
@@ -278,7 +260,7 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 	}
 
 	progress(start, "loading images into the clusters")
-	g, _ = errgroup.WithContext(ctx)
+	var g errgroup.Group
 	g.Go(func() error { return cluster.LoadImages(hubName, e.images.hub) })
 	for _, m := range memberNames {
 		g.Go(func() error { return cluster.LoadImages(m, e.images.agent, e.images.workload) })
@@ -300,13 +282,13 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 	}
 
 	progress(start, "installing the agents: kubectl apply --server-side -k config/agent (e2e overlay)")
-	g, gctx = errgroup.WithContext(ctx)
+	ig, gctx := errgroup.WithContext(ctx)
 	for _, m := range memberNames {
-		g.Go(func() error {
+		ig.Go(func() error {
 			return e.install(gctx, e.members[m], "agent", "jobset-fleet/agent", e.images.agent, agentDeployment)
 		})
 	}
-	if err := g.Wait(); err != nil {
+	if err := ig.Wait(); err != nil {
 		return e, err
 	}
 
@@ -317,6 +299,44 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 		}
 	}
 	return e, nil
+}
+
+// createCluster creates one cluster of the fleet, or reuses it. A cluster
+// that fails to come up (on a loaded machine an apiserver may restart while
+// it is being set up) is deleted and created once more.
+func createCluster(ctx context.Context, start time.Time, name string, imgs cluster.Images, reuse, exists bool) (*cluster.Cluster, bool, error) {
+	if reuse {
+		c, err := cluster.Connect(name)
+		if err == nil {
+			progress(start, "cluster %s: reusing (KEEP_CLUSTERS=1)", name)
+			return c, true, nil
+		}
+		progress(start, "cluster %s: cannot reuse (%v): recreating", name, err)
+	}
+	if exists {
+		if err := cluster.Delete(name); err != nil {
+			return nil, false, fmt.Errorf("deleting stale cluster %s: %w", name, err)
+		}
+	}
+	opts := cluster.Options{Name: name, NodeImage: imgs.Node, NetdImage: imgs.Netd, Log: &prefixed{prefix: name + ": "}}
+	if name != hubName {
+		// Two workers, each its own rack.
+		opts.Workers = 2
+		opts.WorkerLabels = []map[string]string{{rackLabel: name + "-rack-a"}, {rackLabel: name + "-rack-b"}}
+	}
+	const attempts = 2
+	for attempt := 1; ; attempt++ {
+		c, err := cluster.Create(ctx, opts)
+		if err == nil {
+			progress(start, "cluster %s: ready", name)
+			return c, false, nil
+		}
+		if attempt == attempts || ctx.Err() != nil {
+			return nil, false, err
+		}
+		progress(start, "cluster %s: failed to come up, creating it again: %v", name, err)
+		_ = cluster.Delete(name)
+	}
 }
 
 // connect writes one kubeconfig with the contexts hub, member-1 and
