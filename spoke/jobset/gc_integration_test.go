@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 // pods lists the JobSet's pods that are not being deleted.
@@ -37,7 +38,7 @@ func (e *env) pods(t *testing.T, js *v1alpha2.JobSet) []corev1.Pod {
 func (e *env) waitPodOf(t *testing.T, js *v1alpha2.JobSet, job batchv1.Job) corev1.Pod {
 	t.Helper()
 	var pod corev1.Pod
-	eventually(t, gcTimeout, "pod of "+job.Name, func() error {
+	testenv.Eventually(t, gcTimeout, "pod of "+job.Name, func() error {
 		for _, p := range e.pods(t, js) {
 			if owner := metav1.GetControllerOf(&p); owner != nil && owner.UID == job.UID {
 				pod = p
@@ -92,7 +93,7 @@ func TestRestartWithRealJobControllerAndGarbageCollector(t *testing.T) {
 
 	// The pod fails; with backoffLimit 0 the Job controller fails the Job.
 	e.finishPod(t, oldPods[0], corev1.PodFailed)
-	eventually(t, gcTimeout, "JobSet restarted", func() error {
+	testenv.Eventually(t, gcTimeout, "JobSet restarted", func() error {
 		if got := e.jobSet(t, js); got.Status.Restarts != 1 {
 			return fmt.Errorf("restarts %d", got.Status.Restarts)
 		}
@@ -101,7 +102,7 @@ func TestRestartWithRealJobControllerAndGarbageCollector(t *testing.T) {
 
 	// Old Jobs and their pods go away (foreground deletion), new ones come.
 	var second []batchv1.Job
-	eventually(t, gcTimeout, "Jobs of attempt 1", func() error {
+	testenv.Eventually(t, gcTimeout, "Jobs of attempt 1", func() error {
 		second = e.jobs(t, js)
 		if len(second) != 2 {
 			return fmt.Errorf("Jobs %v", names(second))
@@ -114,7 +115,7 @@ func TestRestartWithRealJobControllerAndGarbageCollector(t *testing.T) {
 		return nil
 	})
 	oldUIDs := []types.UID{first[0].UID, first[1].UID}
-	eventually(t, gcTimeout, "old pods deleted, new pods created", func() error {
+	testenv.Eventually(t, gcTimeout, "old pods deleted, new pods created", func() error {
 		pods := e.pods(t, js)
 		for _, p := range pods {
 			if owner := metav1.GetControllerOf(&p); owner != nil && slices.Contains(oldUIDs, owner.UID) {
@@ -142,7 +143,7 @@ func TestRestartWithRealJobControllerAndGarbageCollector(t *testing.T) {
 	for _, j := range second {
 		e.finishPod(t, e.waitPodOf(t, js, j), corev1.PodSucceeded)
 	}
-	eventually(t, gcTimeout, "JobSet completed", func() error {
+	testenv.Eventually(t, gcTimeout, "JobSet completed", func() error {
 		got := e.jobSet(t, js)
 		if got.Status.TerminalState != "Completed" {
 			return fmt.Errorf("terminalState %q, conditions %v", got.Status.TerminalState, got.Status.Conditions)
@@ -160,7 +161,7 @@ func TestTTLAfterFinishedDeletesTheJobSet(t *testing.T) {
 	e.create(t, js)
 	jobs := e.waitJobs(t, js, []string{"ttl-a-0"}, nil)
 	e.finishPod(t, e.waitPodOf(t, js, jobs[0]), corev1.PodSucceeded)
-	eventually(t, gcTimeout, "JobSet completed", func() error {
+	testenv.Eventually(t, gcTimeout, "JobSet completed", func() error {
 		got := &v1alpha2.JobSet{}
 		if err := e.c.Get(context.Background(), client.ObjectKeyFromObject(js), got); err != nil {
 			return err
@@ -171,7 +172,7 @@ func TestTTLAfterFinishedDeletesTheJobSet(t *testing.T) {
 		return nil
 	})
 
-	eventually(t, gcTimeout, "JobSet deleted after its TTL", func() error {
+	testenv.Eventually(t, gcTimeout, "JobSet deleted after its TTL", func() error {
 		got := &v1alpha2.JobSet{}
 		err := e.c.Get(context.Background(), client.ObjectKeyFromObject(js), got)
 		if isNotFound(err) {
@@ -182,7 +183,7 @@ func TestTTLAfterFinishedDeletesTheJobSet(t *testing.T) {
 		}
 		return fmt.Errorf("JobSet still exists (terminalState %q, deleting %v)", got.Status.TerminalState, got.DeletionTimestamp != nil)
 	})
-	eventually(t, gcTimeout, "children deleted", func() error {
+	testenv.Eventually(t, gcTimeout, "children deleted", func() error {
 		var jobs batchv1.JobList
 		if err := e.c.List(context.Background(), &jobs, client.InNamespace(ns)); err != nil {
 			return err

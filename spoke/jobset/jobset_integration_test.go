@@ -23,6 +23,7 @@ import (
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 func TestChildJobsAndService(t *testing.T) {
@@ -92,7 +93,7 @@ func TestChildJobsAndService(t *testing.T) {
 	}
 
 	svc := &corev1.Service{}
-	eventually(t, timeout, "headless Service", func() error {
+	testenv.Eventually(t, timeout, "headless Service", func() error {
 		return e.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "pytorch"}, svc)
 	})
 	if svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses ||
@@ -108,7 +109,7 @@ func TestChildJobsAndService(t *testing.T) {
 	if err := e.c.Delete(context.Background(), svc); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, timeout, "Service recreated", func() error {
+	testenv.Eventually(t, timeout, "Service recreated", func() error {
 		again := &corev1.Service{}
 		if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "pytorch"}, again); err != nil {
 			return err
@@ -131,7 +132,7 @@ func TestNoServiceWithoutDNSHostnames(t *testing.T) {
 	if jobs[0].Spec.Template.Spec.Subdomain != "" {
 		t.Errorf("subdomain %q, want none", jobs[0].Spec.Template.Spec.Subdomain)
 	}
-	consistently(t, 2*time.Second, "no Service", func() error {
+	testenv.Consistently(t, 2*time.Second, "no Service", func() error {
 		err := e.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "nodns"}, &corev1.Service{})
 		if !isNotFound(err) {
 			return fmt.Errorf("Service exists (or error %v)", err)
@@ -147,7 +148,7 @@ func TestGenerateNameServiceIsNamedAfterTheJobSet(t *testing.T) {
 	js := newJobSet(ns, "", rjob("a", 1, 1))
 	js.GenerateName = "gen-"
 	e.create(t, js)
-	eventually(t, timeout, "Service named after the JobSet", func() error {
+	testenv.Eventually(t, timeout, "Service named after the JobSet", func() error {
 		return e.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: js.Name}, &corev1.Service{})
 	})
 	jobs := e.waitJobs(t, js, []string{js.Name + "-a-0"}, nil)
@@ -205,7 +206,7 @@ func TestCompletesOnlyWhenAllJobsSucceed(t *testing.T) {
 	// replicatedJobsStatus on creation, then as Jobs progress.
 	wantStatus := func(want ...v1alpha2.ReplicatedJobStatus) {
 		t.Helper()
-		eventually(t, timeout, fmt.Sprintf("replicatedJobsStatus %+v", want), func() error {
+		testenv.Eventually(t, timeout, fmt.Sprintf("replicatedJobsStatus %+v", want), func() error {
 			got := e.jobSet(t, js).Status.ReplicatedJobsStatus
 			if !slices.EqualFunc(got, want, func(a, b v1alpha2.ReplicatedJobStatus) bool {
 				return a.Name == b.Name && a.Ready == b.Ready && a.Succeeded == b.Succeeded && a.Failed == b.Failed && a.Active == b.Active && a.Suspended == b.Suspended
@@ -222,7 +223,7 @@ func TestCompletesOnlyWhenAllJobsSucceed(t *testing.T) {
 
 	e.markSucceeded(t, ns, "all-a-0", "all-b-0")
 	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "b", Succeeded: 1}, v1alpha2.ReplicatedJobStatus{Name: "a", Succeeded: 1})
-	consistently(t, 2*time.Second, "not complete with a Job still running", notFinished(t, e, js))
+	testenv.Consistently(t, 2*time.Second, "not complete with a Job still running", notFinished(t, e, js))
 
 	e.markSucceeded(t, ns, "all-a-1")
 	got := e.waitCondition(t, js, "Completed", metav1.ConditionTrue, "AllJobsCompleted")
@@ -260,12 +261,12 @@ func TestSuccessPolicy(t *testing.T) {
 			e.markReady(t, ns, "sp-leader-0", "sp-workers-0", "sp-workers-1")
 			e.markSucceeded(t, ns, tc.succeed...)
 			if !tc.completes {
-				consistently(t, 2*time.Second, "JobSet must not complete", notFinished(t, e, js))
+				testenv.Consistently(t, 2*time.Second, "JobSet must not complete", notFinished(t, e, js))
 				return
 			}
 			e.waitCondition(t, js, "Completed", metav1.ConditionTrue, "AllJobsCompleted")
 			// The Jobs still running are deleted once the JobSet is done.
-			eventually(t, timeout, "active Jobs deleted", func() error {
+			testenv.Eventually(t, timeout, "active Jobs deleted", func() error {
 				for _, j := range e.jobs(t, js) {
 					if !slices.Contains(tc.succeed, j.Name) {
 						return fmt.Errorf("%s still exists", j.Name)
@@ -299,7 +300,7 @@ func TestIgnoresJobsOfAnotherJobSetWithTheSameName(t *testing.T) {
 	stranger.Spec = rjob("a", 1, 1).Template.Spec
 	e.create(t, stranger)
 	e.markFailed(t, ns, "same-a-7", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
-	consistently(t, 2*time.Second, "JobSet must not fail because of another JobSet's Job", notFinished(t, e, js))
+	testenv.Consistently(t, 2*time.Second, "JobSet must not fail because of another JobSet's Job", notFinished(t, e, js))
 	if got := e.jobSet(t, js).Status.ReplicatedJobsStatus; len(got) != 1 || got[0].Failed != 0 {
 		t.Errorf("replicatedJobsStatus %+v counts the stranger", got)
 	}
@@ -491,7 +492,7 @@ func TestRestartJobRecreatesOnlyTheFailedJob(t *testing.T) {
 	e.markFailed(t, ns, "one-a-1", "BackoffLimitExceeded", "boom")
 
 	var after []batchv1.Job
-	eventually(t, timeout, "one-a-1 recreated", func() error {
+	testenv.Eventually(t, timeout, "one-a-1 recreated", func() error {
 		after = e.jobs(t, js)
 		if len(after) != 3 || after[1].UID == before[1].UID {
 			return fmt.Errorf("Jobs %v", names(after))
@@ -514,7 +515,7 @@ func TestRestartJobRecreatesOnlyTheFailedJob(t *testing.T) {
 	// Individual restarts count towards maxRestarts (2): one more is
 	// allowed, the third failure fails the JobSet.
 	e.markFailed(t, ns, "one-a-0", "BackoffLimitExceeded", "boom")
-	eventually(t, timeout, "one-a-0 recreated", func() error {
+	testenv.Eventually(t, timeout, "one-a-0 recreated", func() error {
 		jobs := e.jobs(t, js)
 		if len(jobs) != 3 || jobs[0].UID == before[0].UID {
 			return fmt.Errorf("Jobs %v", names(jobs))
@@ -550,14 +551,14 @@ func TestBlockingRecreateWaitsForOldJobs(t *testing.T) {
 			e.markFailed(t, ns, "block-a-0", "BackoffLimitExceeded", "boom")
 
 			// block-a-0 is gone and block-a-1 is stuck in deletion.
-			eventually(t, timeout, "old Jobs deleted", func() error {
+			testenv.Eventually(t, timeout, "old Jobs deleted", func() error {
 				if jobs := e.jobs(t, js); len(jobs) != 0 && (strategy == v1alpha2.BlockingRecreate || jobs[0].Labels[v1alpha2.RestartsKey] != "1") {
 					return fmt.Errorf("Jobs %v", names(jobs))
 				}
 				return nil
 			})
 			if strategy == v1alpha2.BlockingRecreate {
-				consistently(t, 2*time.Second, "no new Job while an old one exists", func() error {
+				testenv.Consistently(t, 2*time.Second, "no new Job while an old one exists", func() error {
 					if jobs := e.jobs(t, js); len(jobs) != 0 {
 						return fmt.Errorf("created %v", names(jobs))
 					}
@@ -657,7 +658,7 @@ func TestInOrderStartup(t *testing.T) {
 	e.waitCondition(t, js, "StartupPolicyInProgress", metav1.ConditionTrue, "InOrderStartupPolicyInProgress")
 
 	e.markReady(t, ns, "order-a-0")
-	consistently(t, 2*time.Second, "b waits until all of a is ready", func() error {
+	testenv.Consistently(t, 2*time.Second, "b waits until all of a is ready", func() error {
 		if got := names(e.jobs(t, js)); len(got) != 2 {
 			return fmt.Errorf("Jobs %v", got)
 		}
@@ -697,20 +698,20 @@ func TestInOrderStartupWithSuspend(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, timeout, "a resumed", func() error {
+	testenv.Eventually(t, timeout, "a resumed", func() error {
 		if s := suspendedOf(); s["osus-a-0"] {
 			return fmt.Errorf("suspended: %v", s)
 		}
 		return nil
 	})
-	consistently(t, 2*time.Second, "b stays suspended until a is ready", func() error {
+	testenv.Consistently(t, 2*time.Second, "b stays suspended until a is ready", func() error {
 		if s := suspendedOf(); !s["osus-b-0"] {
 			return fmt.Errorf("b resumed early: %v", s)
 		}
 		return nil
 	})
 	e.markReady(t, ns, "osus-a-0")
-	eventually(t, timeout, "b resumed", func() error {
+	testenv.Eventually(t, timeout, "b resumed", func() error {
 		if s := suspendedOf(); s["osus-b-0"] {
 			return fmt.Errorf("suspended: %v", s)
 		}
@@ -734,7 +735,7 @@ func TestDependsOn(t *testing.T) {
 
 	e.waitJobs(t, js, []string{"deps-init-0"}, nil)
 	e.markReady(t, ns, "deps-init-0")
-	consistently(t, 2*time.Second, "leader waits for init to complete, not just be ready", func() error {
+	testenv.Consistently(t, 2*time.Second, "leader waits for init to complete, not just be ready", func() error {
 		if got := names(e.jobs(t, js)); len(got) != 1 {
 			return fmt.Errorf("Jobs %v", got)
 		}
@@ -742,7 +743,7 @@ func TestDependsOn(t *testing.T) {
 	})
 	e.markSucceeded(t, ns, "deps-init-0")
 	e.waitJobs(t, js, []string{"deps-init-0", "deps-leader-0"}, nil)
-	consistently(t, time.Second, "workers wait for the leader to be ready", func() error {
+	testenv.Consistently(t, time.Second, "workers wait for the leader to be ready", func() error {
 		if got := names(e.jobs(t, js)); len(got) != 2 {
 			return fmt.Errorf("Jobs %v", got)
 		}
@@ -761,7 +762,7 @@ func TestManagedByAnotherControllerIsLeftAlone(t *testing.T) {
 	js := newJobSet(ns, "other", rjob("a", 2, 1))
 	js.Spec.ManagedBy = ptr.To("kueue.x-k8s.io/multikueue")
 	e.create(t, js)
-	consistently(t, 3*time.Second, "no Jobs, Service or status", func() error {
+	testenv.Consistently(t, 3*time.Second, "no Jobs, Service or status", func() error {
 		if jobs := e.jobs(t, js); len(jobs) != 0 {
 			return fmt.Errorf("Jobs %v", names(jobs))
 		}
@@ -794,7 +795,7 @@ func TestInvalidJobTemplateEmitsWarning(t *testing.T) {
 	}
 	// The reconcile fails and is retried; each retry repeats the same
 	// event, which the events API folds into one whose series grows.
-	eventually(t, timeout, "one JobCreationFailed event with a series", func() error {
+	testenv.Eventually(t, timeout, "one JobCreationFailed event with a series", func() error {
 		var list eventsv1.EventList
 		if err := e.c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
 			return err
@@ -833,7 +834,7 @@ func TestMetrics(t *testing.T) {
 	e.waitCondition(t, ok, "Completed", metav1.ConditionTrue, "")
 	e.waitCondition(t, bad, "Failed", metav1.ConditionTrue, "")
 
-	eventually(t, timeout, "metrics", func() error {
+	testenv.Eventually(t, timeout, "metrics", func() error {
 		families, err := ctrlmetrics.Registry.Gather()
 		if err != nil {
 			return err

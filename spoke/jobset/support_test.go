@@ -20,42 +20,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 const (
 	timeout   = 30 * time.Second
 	gcTimeout = 90 * time.Second
-	interval  = 100 * time.Millisecond
 )
-
-// eventually polls check until it returns nil, failing the test with the
-// last error after d.
-func eventually(t *testing.T, d time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %v", d, what, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
-// consistently fails the test if check returns an error at any time in d.
-func consistently(t *testing.T, d time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := check(); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(interval)
-	}
-}
 
 // namespace creates a fresh namespace for one test.
 func (e *env) namespace(t *testing.T) string {
@@ -150,7 +121,7 @@ func names(jobs []batchv1.Job) []string {
 func (e *env) waitJobs(t *testing.T, js *v1alpha2.JobSet, want []string, ok func(batchv1.Job) error) []batchv1.Job {
 	t.Helper()
 	var jobs []batchv1.Job
-	eventually(t, timeout, fmt.Sprintf("Jobs %v", want), func() error {
+	testenv.Eventually(t, timeout, fmt.Sprintf("Jobs %v", want), func() error {
 		jobs = e.jobs(t, js)
 		if got := names(jobs); !slices.Equal(got, want) {
 			return fmt.Errorf("Jobs are %v", got)
@@ -242,7 +213,7 @@ func (e *env) markFailed(t *testing.T, ns, name, reason, message string) {
 func (e *env) waitCondition(t *testing.T, js *v1alpha2.JobSet, typ string, status metav1.ConditionStatus, reason string) *v1alpha2.JobSet {
 	t.Helper()
 	var got *v1alpha2.JobSet
-	eventually(t, timeout, fmt.Sprintf("condition %s=%s %s", typ, status, reason), func() error {
+	testenv.Eventually(t, timeout, fmt.Sprintf("condition %s=%s %s", typ, status, reason), func() error {
 		got = e.jobSet(t, js)
 		c := meta.FindStatusCondition(got.Status.Conditions, typ)
 		if c == nil {
@@ -274,7 +245,7 @@ func notFinished(t *testing.T, e *env, js *v1alpha2.JobSet) func() error {
 func (e *env) waitEvent(t *testing.T, js *v1alpha2.JobSet, eventType, reason string) string {
 	t.Helper()
 	var note string
-	eventually(t, timeout, fmt.Sprintf("%s event %s", eventType, reason), func() error {
+	testenv.Eventually(t, timeout, fmt.Sprintf("%s event %s", eventType, reason), func() error {
 		var list eventsv1.EventList
 		if err := e.c.List(context.Background(), &list, client.InNamespace(js.Namespace)); err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 func claimPolicy(retention v1alpha2.RetentionPolicyType, claims ...string) v1alpha2.VolumeClaimPolicy {
@@ -94,7 +95,7 @@ func TestVolumeClaimPolicies(t *testing.T) {
 		{"cache-vcp", nil},
 	} {
 		var pvc *corev1.PersistentVolumeClaim
-		eventually(t, timeout, "PVC "+tc.name, func() (err error) {
+		testenv.Eventually(t, timeout, "PVC "+tc.name, func() (err error) {
 			pvc, err = e.pvc(t, ns, tc.name)
 			return err
 		})
@@ -127,19 +128,19 @@ func TestVolumeClaimRetention(t *testing.T) {
 	}
 	e.create(t, js)
 	for _, name := range []string{"scratch-keep", "results-keep"} {
-		eventually(t, gcTimeout, "PVC "+name, func() error { _, err := e.pvc(t, ns, name); return err })
+		testenv.Eventually(t, gcTimeout, "PVC "+name, func() error { _, err := e.pvc(t, ns, name); return err })
 	}
 	if err := e.c.Delete(context.Background(), js, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, gcTimeout, "scratch-keep deleted with the JobSet", func() error {
+	testenv.Eventually(t, gcTimeout, "scratch-keep deleted with the JobSet", func() error {
 		pvc, err := e.pvc(t, ns, "scratch-keep")
 		if isNotFound(err) || (err == nil && pvc.DeletionTimestamp != nil) {
 			return nil
 		}
 		return fmt.Errorf("PVC still there: %v", err)
 	})
-	consistently(t, 3*time.Second, "results-keep retained", func() error {
+	testenv.Consistently(t, 3*time.Second, "results-keep retained", func() error {
 		pvc, err := e.pvc(t, ns, "results-keep")
 		if err != nil {
 			return err
@@ -200,7 +201,7 @@ func TestPVCCreationFailure(t *testing.T) {
 	if want := `persistentvolumeclaims "data-noquota" is forbidden: exceeded quota: no-claims`; !strings.HasPrefix(note, want) {
 		t.Errorf("note %q, want it to start with %q", note, want)
 	}
-	consistently(t, 2*time.Second, "no Job without its PVC", func() error {
+	testenv.Consistently(t, 2*time.Second, "no Job without its PVC", func() error {
 		if jobs := e.jobs(t, js); len(jobs) != 0 {
 			return fmt.Errorf("Jobs %v created", names(jobs))
 		}
