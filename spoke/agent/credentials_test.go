@@ -58,7 +58,7 @@ func TestHubCredentials(t *testing.T) {
 	must(t, canRead())
 
 	go creds.Run(ctx)
-	eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, "the token refreshed and stored", func() error {
 		if creds.Token() == first {
 			return errorf("token not refreshed yet")
 		}

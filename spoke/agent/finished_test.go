@@ -63,7 +63,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 		proxy.Cut()
 		finishPods(t, member.Client, "team-ttl", "once", corev1.PodSucceeded)
 		// Completed, deleted by the TTL, Jobs gone: held for the report.
-		eventually(t, 60*time.Second, func() error {
+		testenv.Eventually(t, 60*time.Second, "the finished copy deleted by its TTL, its Jobs gone", func() error {
 			js := &v1alpha2.JobSet{}
 			if err := member.Client.Get(ctx, client.ObjectKeyFromObject(first), js); err != nil {
 				return err
@@ -79,7 +79,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 		if got := getDispatch(t, hub.Client, d.Name); got.Status.JobSetStatus.TerminalState != "" {
 			t.Fatalf("the hub learned the result through the cut: %+v", got.Status)
 		}
-		eventually(t, 3*fenceTimeout, func() error {
+		testenv.Eventually(t, 3*fenceTimeout, "the agent fenced", func() error {
 			if !a.Fenced() {
 				return errors.New("not fenced")
 			}
@@ -87,7 +87,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 		})
 
 		must(t, proxy.Heal())
-		eventually(t, 60*time.Second, func() error {
+		testenv.Eventually(t, 60*time.Second, "the result at the hub and the copy released", func() error {
 			got := getDispatch(t, hub.Client, d.Name)
 			if got.Status.JobSetStatus.TerminalState != string(v1alpha2.JobSetCompleted) || got.Status.ObservedEpoch != 1 {
 				return fmt.Errorf("dispatch status %+v", got.Status)
@@ -95,16 +95,15 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 			return gone(member.Client, memberJobSet("team-ttl", "once"))
 		})
 		// And it stays gone: no second run.
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
+		testenv.Consistently(t, 5*time.Second, "the finished JobSet gone, not run again", func() error {
 			if err := gone(member.Client, memberJobSet("team-ttl", "once")); err != nil {
-				t.Fatalf("the finished JobSet was created again: %v", err)
+				return fmt.Errorf("created again: %w", err)
 			}
 			if n := len(memberJobs(t, member.Client, "team-ttl", "once")); n != 0 {
-				t.Fatalf("the finished JobSet runs again: %d Jobs", n)
+				return fmt.Errorf("runs again: %d Jobs", n)
 			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return nil
+		}, testenv.Every(200*time.Millisecond))
 	})
 
 	t.Run("a copy deleted by hand comes back with its restarts", func(t *testing.T) {
@@ -139,7 +138,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 		// One failure: the JobSet restarts once, and the hub hears of it.
 		waitPods(t, member.Client, "team-hand", "resilient", 1)
 		finishPods(t, member.Client, "team-hand", "resilient", corev1.PodFailed)
-		eventually(t, 60*time.Second, func() error {
+		testenv.Eventually(t, 60*time.Second, "one restart reported to the hub", func() error {
 			if got := getDispatch(t, hub.Client, d.Name); got.Status.JobSetStatus.Restarts != 1 {
 				return fmt.Errorf("restarts %d", got.Status.JobSetStatus.Restarts)
 			}
@@ -167,7 +166,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 		// Another failure on the new copy: 2 in all.
 		waitPodsOf(t, member.Client, "team-hand", "resilient", again.UID, 1)
 		finishPods(t, member.Client, "team-hand", "resilient", corev1.PodFailed)
-		eventually(t, 60*time.Second, func() error {
+		testenv.Eventually(t, 60*time.Second, "two restarts reported to the hub", func() error {
 			if got := getDispatch(t, hub.Client, d.Name); got.Status.JobSetStatus.Restarts != 2 || got.Status.JobSetStatus.RestartsCountTowardsMax != 2 {
 				return fmt.Errorf("restarts %d, towards max %d", got.Status.JobSetStatus.Restarts, got.Status.JobSetStatus.RestartsCountTowardsMax)
 			}
@@ -186,14 +185,14 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 		d := newDispatch("team-fence", "cut", 1)
 		must(t, hub.Client.Create(ctx, d))
 		first := waitMemberJobSet(t, member.Client, "team-fence", "cut", nil)
-		eventually(t, 20*time.Second, func() error {
+		testenv.Eventually(t, 20*time.Second, "2 Jobs", func() error {
 			if n := len(memberJobs(t, member.Client, "team-fence", "cut")); n != 2 {
 				return fmt.Errorf("%d Jobs", n)
 			}
 			return nil
 		})
 		proxy.Cut()
-		eventually(t, 3*fenceTimeout+30*time.Second, func() error {
+		testenv.Eventually(t, 3*fenceTimeout+30*time.Second, "the fenced copy and its Jobs deleted", func() error {
 			if n := len(memberJobs(t, member.Client, "team-fence", "cut")); n != 0 {
 				return fmt.Errorf("%d Jobs while fenced", n)
 			}
@@ -218,7 +217,7 @@ func memberPods(t *testing.T, c client.Client, ns, jobSet string) []corev1.Pod {
 
 func waitPods(t *testing.T, c client.Client, ns, jobSet string, n int) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("%d pods of %s", n, jobSet), func() error {
 		if got := len(memberPods(t, c, ns, jobSet)); got != n {
 			return fmt.Errorf("%d pods, want %d", got, n)
 		}
@@ -229,7 +228,7 @@ func waitPods(t *testing.T, c client.Client, ns, jobSet string, n int) {
 // waitPodsOf waits for n pending pods of Jobs owned by the JobSet with uid.
 func waitPodsOf(t *testing.T, c client.Client, ns, jobSet string, uid types.UID, n int) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("%d pending pods of %s %s", n, jobSet, uid), func() error {
 		owned := map[string]bool{}
 		for _, j := range memberJobs(t, c, ns, jobSet) {
 			if owner := metav1.GetControllerOf(&j); owner != nil && owner.UID == uid {

@@ -98,7 +98,7 @@ func TestAgent(t *testing.T) {
 
 	t.Run("heartbeat renews the Lease and publishes the ClusterProfile", func(t *testing.T) {
 		var first *metav1.MicroTime
-		eventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, "a heartbeat renewal", func() error {
 			lease := &coordinationv1.Lease{}
 			if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: memberNS, Name: fleetv1alpha1.HeartbeatLeaseName}, lease); err != nil {
 				return err
@@ -115,7 +115,7 @@ func TestAgent(t *testing.T) {
 		if time.Since(a.LastRenewal()) > 2*time.Second {
 			t.Errorf("agent's local last renewal is %v old", time.Since(a.LastRenewal()))
 		}
-		eventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, "the ClusterProfile published", func() error {
 			cp := &clusterinventory.ClusterProfile{}
 			if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: clusterName}, cp); err != nil {
 				return err
@@ -150,14 +150,14 @@ func TestAgent(t *testing.T) {
 		if js.ManagedByOther() {
 			t.Errorf("member JobSet managedBy %q: the member's controller would ignore it", *js.Spec.ManagedBy)
 		}
-		eventually(t, 20*time.Second, func() error {
+		testenv.Eventually(t, 20*time.Second, "2 Jobs", func() error {
 			jobs := memberJobs(t, member.Client, "team-a", "train")
 			if len(jobs) != 2 {
 				return fmt.Errorf("%d Jobs", len(jobs))
 			}
 			return nil
 		})
-		eventually(t, 20*time.Second, func() error {
+		testenv.Eventually(t, 20*time.Second, "the dispatch accepted and reported", func() error {
 			d := getDispatch(t, hub.Client, train.Name)
 			c := meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchAccepted)
 			if c == nil || c.Status != metav1.ConditionTrue || d.Status.ObservedEpoch != 1 || d.Status.LastSyncTime == nil {
@@ -184,7 +184,7 @@ func TestAgent(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, 20*time.Second, func() error {
+		testenv.Eventually(t, 20*time.Second, "every Job suspended", func() error {
 			for _, j := range memberJobs(t, member.Client, "team-a", "train") {
 				if !ptr.Deref(j.Spec.Suspend, false) {
 					return fmt.Errorf("Job %s not suspended", j.Name)
@@ -202,7 +202,7 @@ func TestAgent(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, 20*time.Second, func() error {
+		testenv.Eventually(t, 20*time.Second, "the generation of the dispatch observed", func() error {
 			d := getDispatch(t, hub.Client, train.Name)
 			if d.Status.ObservedGeneration != d.Generation {
 				return fmt.Errorf("observedGeneration %d, generation %d", d.Status.ObservedGeneration, d.Generation)
@@ -216,7 +216,7 @@ func TestAgent(t *testing.T) {
 		must(t, member.Client.Create(ctx, foreign))
 		d := newDispatch("team-a", "taken", 1)
 		must(t, hub.Client.Create(ctx, d))
-		eventually(t, 20*time.Second, func() error {
+		testenv.Eventually(t, 20*time.Second, "the dispatch refused with Conflict", func() error {
 			got := getDispatch(t, hub.Client, d.Name)
 			c := meta.FindStatusCondition(got.Status.Conditions, fleetv1alpha1.DispatchAccepted)
 			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != agent.ReasonConflict {
@@ -230,7 +230,7 @@ func TestAgent(t *testing.T) {
 			t.Errorf("foreign JobSet was touched: %v %v", js.Labels, js.Annotations)
 		}
 		must(t, hub.Client.Delete(ctx, d))
-		eventually(t, 20*time.Second, func() error { return gone(hub.Client, d) })
+		testenv.Eventually(t, 20*time.Second, "the dispatch deleted", func() error { return gone(hub.Client, d) })
 		must(t, member.Client.Get(ctx, client.ObjectKeyFromObject(foreign), js))
 	})
 
@@ -239,14 +239,14 @@ func TestAgent(t *testing.T) {
 		d.Finalizers = []string{hubFinalizer}
 		must(t, hub.Client.Create(ctx, d))
 		waitMemberJobSet(t, member.Client, "team-b", "short", nil)
-		eventually(t, 20*time.Second, func() error {
+		testenv.Eventually(t, 20*time.Second, "2 Jobs", func() error {
 			if n := len(memberJobs(t, member.Client, "team-b", "short")); n != 2 {
 				return fmt.Errorf("%d Jobs", n)
 			}
 			return nil
 		})
 		must(t, hub.Client.Delete(ctx, d))
-		eventually(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, "the dispatch reported Deleted and released", func() error {
 			got := getDispatch(t, hub.Client, d.Name)
 			if !meta.IsStatusConditionTrue(got.Status.Conditions, fleetv1alpha1.DispatchDeleted) || slices.Contains(got.Finalizers, fleetv1alpha1.AgentFinalizer) {
 				return fmt.Errorf("conditions %+v finalizers %v", got.Status.Conditions, got.Finalizers)
@@ -317,7 +317,7 @@ func TestAgent(t *testing.T) {
 		a.stop()
 		a = startAgent(t, cleanupAtEnd, member, agentCfg)
 		restarted := time.Now()
-		eventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, "a renewal by the restarted agent", func() error {
 			if a.LastRenewal().Before(restarted) {
 				return errors.New("restarted agent has not renewed yet")
 			}
@@ -339,7 +339,7 @@ func TestAgent(t *testing.T) {
 	t.Run("fencing: cut off past fenceTimeout suspends; on healing stale copies go", func(t *testing.T) {
 		proxy.Cut()
 		cut := time.Now()
-		eventually(t, 3*fenceTimeout, func() error {
+		testenv.Eventually(t, 3*fenceTimeout, "both copies suspended", func() error {
 			for _, name := range []string{"train", "moved"} {
 				ns := map[string]string{"train": "team-a", "moved": "team-c"}[name]
 				js := &v1alpha2.JobSet{}
@@ -375,7 +375,7 @@ func TestAgent(t *testing.T) {
 		must(t, member.Client.Get(ctx, types.NamespacedName{Namespace: "team-c", Name: "moved"}, oldMoved))
 
 		must(t, proxy.Heal())
-		eventually(t, 30*time.Second, func() error {
+		testenv.Eventually(t, 30*time.Second, "the agent unfenced and the stale copy deleted", func() error {
 			if a.Fenced() {
 				return errors.New("still fenced")
 			}
@@ -387,7 +387,7 @@ func TestAgent(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, 20*time.Second, func() error {
+		testenv.Eventually(t, 20*time.Second, "the moved dispatch accepted at epoch 2", func() error {
 			d := getDispatch(t, hub.Client, moved2.Name)
 			if d.Status.ObservedEpoch != 2 || !meta.IsStatusConditionTrue(d.Status.Conditions, fleetv1alpha1.DispatchAccepted) {
 				return fmt.Errorf("status %+v", d.Status)
@@ -502,21 +502,6 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func gone(c client.Client, obj client.Object) error {
 	err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
 	if apierrors.IsNotFound(err) {
@@ -537,7 +522,7 @@ func getDispatch(t *testing.T, c client.Client, name string) *fleetv1alpha1.JobS
 
 func updateDispatch(t *testing.T, c client.Client, name string, mutate func(*fleetv1alpha1.JobSetDispatch)) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, "update of dispatch "+name, func() error {
 		d := getDispatch(t, c, name)
 		mutate(d)
 		return c.Update(context.Background(), d)
@@ -546,7 +531,7 @@ func updateDispatch(t *testing.T, c client.Client, name string, mutate func(*fle
 
 func releaseHubFinalizer(t *testing.T, c client.Client, name string) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, "hub finalizer removed from dispatch "+name, func() error {
 		d := &fleetv1alpha1.JobSetDispatch{}
 		if err := c.Get(context.Background(), types.NamespacedName{Namespace: memberNS, Name: name}, d); err != nil {
 			return client.IgnoreNotFound(err)
@@ -562,7 +547,7 @@ func forceDelete(t *testing.T, c client.Client, name string) {
 	t.Helper()
 	d := getDispatch(t, c, name)
 	must(t, c.Delete(context.Background(), d))
-	eventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, "dispatch "+name+" deleted", func() error {
 		d := &fleetv1alpha1.JobSetDispatch{}
 		if err := c.Get(context.Background(), types.NamespacedName{Namespace: memberNS, Name: name}, d); err != nil {
 			return client.IgnoreNotFound(err)
@@ -578,7 +563,7 @@ func forceDelete(t *testing.T, c client.Client, name string) {
 func waitMemberJobSet(t *testing.T, c client.Client, ns, name string, check func(*v1alpha2.JobSet) error) *v1alpha2.JobSet {
 	t.Helper()
 	js := &v1alpha2.JobSet{}
-	eventually(t, 20*time.Second, func() error {
+	testenv.Eventually(t, 20*time.Second, "member JobSet "+ns+"/"+name, func() error {
 		if err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, js); err != nil {
 			return err
 		}

@@ -67,7 +67,7 @@ func TestAgentRestartWhileHubUnreachable(t *testing.T) {
 	proxy.Cut()
 	// The last renewal the old process recorded stops moving.
 	var recorded time.Time
-	eventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, "the recorded renewal to stop moving", func() error {
 		lease := &coordinationv1.Lease{}
 		if err := member.Client.Get(ctx, client.ObjectKey{Namespace: membership.AgentNamespace, Name: fleetv1alpha1.LastRenewalLeaseName}, lease); err != nil {
 			return err
@@ -88,7 +88,7 @@ func TestAgentRestartWhileHubUnreachable(t *testing.T) {
 	a = startAgent(t, t.Cleanup, member, agentCfg, options)
 
 	var suspendedAt time.Time
-	eventually(t, 3*fence, func() error {
+	testenv.Eventually(t, 3*fence, "the copy suspended", func() error {
 		js := waitMemberJobSet(t, member.Client, "team-a", "train", nil)
 		if !js.IsSuspended() {
 			return errors.New("not suspended")
@@ -114,7 +114,7 @@ func TestAgentRestartWhileHubUnreachable(t *testing.T) {
 	local.Spec.ManagedBy = nil
 	must(t, member.Client.Create(ctx, namespace("team-local")))
 	must(t, member.Client.Create(ctx, local))
-	eventually(t, 20*time.Second, func() error {
+	testenv.Eventually(t, 20*time.Second, "2 child Jobs of the local JobSet", func() error {
 		if n := len(memberJobs(t, member.Client, "team-local", "local")); n != 2 {
 			return fmt.Errorf("%d child Jobs of a local JobSet while the hub is unreachable", n)
 		}
@@ -130,7 +130,7 @@ func TestAgentRestartWhileHubUnreachable(t *testing.T) {
 	}
 
 	must(t, proxy.Heal())
-	eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, "the agent synced with the hub and unfenced", func() error {
 		if !a.HubSynced() || a.Fenced() {
 			return fmt.Errorf("hub synced %v, fenced %v", a.HubSynced(), a.Fenced())
 		}
