@@ -39,6 +39,8 @@ const (
 	heartbeatTimeout = 2 * time.Second
 	lostTimeout      = 4 * time.Second
 	renewEvery       = 300 * time.Millisecond
+	// timeout is how long a test waits for the hub to act.
+	timeout = 30 * time.Second
 )
 
 var hub *testenv.Cluster
@@ -203,7 +205,7 @@ func allDispatchesOf(t *testing.T, js *jobset.JobSet) []fleet.JobSetDispatch {
 // reportStatus writes the member's view into the dispatch, as the agent does.
 func reportStatus(t *testing.T, d *fleet.JobSetDispatch, mutate func(*fleet.JobSetDispatchStatus)) {
 	t.Helper()
-	eventually(t, "writing dispatch status", func() error {
+	testenv.Eventually(t, timeout, "writing dispatch status", func() error {
 		cur := &fleet.JobSetDispatch{}
 		if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(d), cur); err != nil {
 			return err
@@ -224,7 +226,7 @@ func reportDeleted(t *testing.T, d *fleet.JobSetDispatch) {
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue,
 			Reason: "MemberJobSetDeleted", Message: "the member JobSet no longer exists"})
 	})
-	eventually(t, "removing the agent's finalizer", func() error {
+	testenv.Eventually(t, timeout, "removing the agent's finalizer", func() error {
 		cur := &fleet.JobSetDispatch{}
 		if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(d), cur); err != nil {
 			return client.IgnoreNotFound(err)
@@ -238,7 +240,7 @@ func reportDeleted(t *testing.T, d *fleet.JobSetDispatch) {
 // its finalizer first, then an Accepted report.
 func accept(t *testing.T, d *fleet.JobSetDispatch) {
 	t.Helper()
-	eventually(t, "adding the agent's finalizer", func() error {
+	testenv.Eventually(t, timeout, "adding the agent's finalizer", func() error {
 		cur := &fleet.JobSetDispatch{}
 		if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(d), cur); err != nil {
 			return err
@@ -259,7 +261,7 @@ func accept(t *testing.T, d *fleet.JobSetDispatch) {
 // operator confirms nothing of the fleet runs there.
 func markOutOfService(t *testing.T, member string) {
 	t.Helper()
-	eventually(t, "labelling "+member+" out of service", func() error {
+	testenv.Eventually(t, timeout, "labelling "+member+" out of service", func() error {
 		p := &clusterinventory.ClusterProfile{}
 		if err := hub.Client.Get(context.Background(), types.NamespacedName{Namespace: inventoryNS, Name: member}, p); err != nil {
 			return err
@@ -324,40 +326,12 @@ func get(t *testing.T, js *jobset.JobSet) *jobset.JobSet {
 	return out
 }
 
-// eventually retries f until it returns nil, for up to 30s.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// consistently checks f keeps returning nil for d.
-func consistently(t *testing.T, what string, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := f(); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // waitDispatched waits for the JobSet to be dispatched to member, accepts
 // the dispatch as the member's agent would, and returns it.
 func waitDispatched(t *testing.T, js *jobset.JobSet, member string) *fleet.JobSetDispatch {
 	t.Helper()
 	var d *fleet.JobSetDispatch
-	eventually(t, "dispatch to "+member, func() error {
+	testenv.Eventually(t, timeout, "dispatch to "+member, func() error {
 		if d = dispatchOf(t, js, member); d == nil || d.DeletionTimestamp != nil {
 			cur := get(t, js)
 			return fmt.Errorf("no live dispatch in %s yet; conditions %+v", fleet.MemberNamespace(member), cur.Status.Conditions)

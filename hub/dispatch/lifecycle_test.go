@@ -18,6 +18,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
@@ -44,7 +45,7 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 	if dispatchOf(t, js, "submit-small") != nil {
 		t.Error("a second dispatch was created")
 	}
-	eventually(t, "Dispatched condition, placement in status", func() error {
+	testenv.Eventually(t, timeout, "Dispatched condition, placement in status", func() error {
 		cur := get(t, js)
 		c := condition(cur, dispatch.ConditionDispatched)
 		if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "submit-big") {
@@ -74,7 +75,7 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
 		s.JobSetStatus = jobset.JobSetStatus{Restarts: 1, ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "workers", Active: 1}}}
 	})
-	eventually(t, "status mirrored", func() error {
+	testenv.Eventually(t, timeout, "status mirrored", func() error {
 		cur := get(t, js)
 		if cur.Status.Restarts != 1 || len(cur.Status.ReplicatedJobsStatus) != 1 || cur.Status.ReplicatedJobsStatus[0].Active != 1 {
 			return fmt.Errorf("status %+v", cur.Status)
@@ -89,7 +90,7 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 		s.JobSetStatus.ReplicatedJobsStatus[0] = jobset.ReplicatedJobStatus{Name: "workers", Succeeded: 1}
 		s.JobSetStatus.Conditions = []metav1.Condition{{Type: string(jobset.JobSetCompleted), Status: metav1.ConditionTrue, Reason: "AllJobsCompleted", LastTransitionTime: metav1.Now()}}
 	})
-	eventually(t, "completion mirrored", func() error {
+	testenv.Eventually(t, timeout, "completion mirrored", func() error {
 		cur := get(t, js)
 		c := condition(cur, string(jobset.JobSetCompleted))
 		if cur.Status.TerminalState != "Completed" || c == nil || c.Status != metav1.ConditionTrue || condition(cur, dispatch.ConditionDispatched) == nil {
@@ -97,7 +98,7 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, "events", func() error { return hasEvent(t, js, dispatch.ReasonDispatched) })
+	testenv.Eventually(t, timeout, "events", func() error { return hasEvent(t, js, dispatch.ReasonDispatched) })
 }
 
 // TestNoFitThenCapacity: a JobSet too big for every member stays pending and
@@ -111,7 +112,7 @@ func TestNoFitThenCapacity(t *testing.T) {
 	js := newJobSet(ns, "big", 4, "1", fleet.ClusterSelectorAnnotation, "test=nofit")
 	create(t, js)
 
-	eventually(t, "NoFit condition", func() error {
+	testenv.Eventually(t, timeout, "NoFit condition", func() error {
 		c := condition(get(t, js), dispatch.ConditionDispatched)
 		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != dispatch.ReasonNoFit ||
 			!strings.Contains(c.Message, "nofit-a: insufficient resources: needs cpu 4, 2 free") ||
@@ -120,7 +121,7 @@ func TestNoFitThenCapacity(t *testing.T) {
 		}
 		return nil
 	})
-	consistently(t, "no dispatch while nothing fits", time.Second, func() error {
+	testenv.Consistently(t, time.Second, "no dispatch while nothing fits", func() error {
 		if n := len(allDispatchesOf(t, js)); n != 0 {
 			return fmt.Errorf("%d dispatches", n)
 		}
@@ -134,7 +135,7 @@ func TestNoFitThenCapacity(t *testing.T) {
 
 	small.report("16", "16")
 	waitDispatched(t, js, "nofit-a")
-	eventually(t, "Dispatched=True", func() error {
+	testenv.Eventually(t, timeout, "Dispatched=True", func() error {
 		if c := condition(get(t, js), dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("Dispatched = %+v", c)
 		}
@@ -178,14 +179,14 @@ func TestSuspendResumePropagate(t *testing.T) {
 	waitDispatched(t, js, "susp")
 
 	update := func(f func(*jobset.JobSet)) {
-		eventually(t, "updating the JobSet", func() error {
+		testenv.Eventually(t, timeout, "updating the JobSet", func() error {
 			cur := get(t, js)
 			f(cur)
 			return hub.Client.Update(context.Background(), cur)
 		})
 	}
 	update(func(j *jobset.JobSet) { j.Spec.Suspend = ptr.To(true) })
-	eventually(t, "suspend propagated", func() error {
+	testenv.Eventually(t, timeout, "suspend propagated", func() error {
 		if d := dispatchOf(t, js, "susp"); !ptr.Deref(d.Spec.JobSet.Spec.Suspend, false) {
 			return fmt.Errorf("dispatch suspend = %v", d.Spec.JobSet.Spec.Suspend)
 		}
@@ -198,7 +199,7 @@ func TestSuspendResumePropagate(t *testing.T) {
 		tpl.Spec.NodeSelector = map[string]string{"pool": "a100"}
 	})
 	update(func(j *jobset.JobSet) { j.Spec.Suspend = ptr.To(false) })
-	eventually(t, "resume and template change propagated", func() error {
+	testenv.Eventually(t, timeout, "resume and template change propagated", func() error {
 		d := dispatchOf(t, js, "susp")
 		tpl := d.Spec.JobSet.Spec.ReplicatedJobs[0].Template.Spec.Template
 		if ptr.Deref(d.Spec.JobSet.Spec.Suspend, true) || tpl.Labels["kueue.x-k8s.io/queue"] != "gpu" || tpl.Spec.NodeSelector["pool"] != "a100" {
@@ -209,7 +210,7 @@ func TestSuspendResumePropagate(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, "events", func() error { return hasEvent(t, js, "Resuming") })
+	testenv.Eventually(t, timeout, "events", func() error { return hasEvent(t, js, "Resuming") })
 }
 
 // TestDeleteWaitsForAgent: deleting a JobSet deletes its dispatch and keeps
@@ -221,7 +222,7 @@ func TestDeleteWaitsForAgent(t *testing.T) {
 	js := newJobSet(ns, "train", 1, "1", fleet.PinnedClusterAnnotation, "del")
 	create(t, js)
 	d := waitDispatched(t, js, "del")
-	eventually(t, "finalizer", func() error {
+	testenv.Eventually(t, timeout, "finalizer", func() error {
 		if len(get(t, js).Finalizers) == 0 {
 			return fmt.Errorf("no finalizer yet")
 		}
@@ -231,7 +232,7 @@ func TestDeleteWaitsForAgent(t *testing.T) {
 	if err := hub.Client.Delete(context.Background(), get(t, js)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "dispatch being deleted", func() error {
+	testenv.Eventually(t, timeout, "dispatch being deleted", func() error {
 		if cur := dispatchOf(t, js, "del"); cur == nil || cur.DeletionTimestamp == nil {
 			return fmt.Errorf("dispatch %+v", cur)
 		}
@@ -239,12 +240,12 @@ func TestDeleteWaitsForAgent(t *testing.T) {
 	})
 	// Longer than nothing, shorter than the member-lost timeout: the hub
 	// must wait for the agent, not give up.
-	consistently(t, "JobSet kept while the member copy may exist", 2*time.Second, func() error {
+	testenv.Consistently(t, 2*time.Second, "JobSet kept while the member copy may exist", func() error {
 		cur := &jobset.JobSet{}
 		return hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), cur)
 	})
 	reportDeleted(t, d)
-	eventually(t, "JobSet and dispatch gone", func() error {
+	testenv.Eventually(t, timeout, "JobSet and dispatch gone", func() error {
 		err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), &jobset.JobSet{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("JobSet still there (%v)", err)
@@ -266,7 +267,7 @@ func TestDeleteWaitsForConfirmedFence(t *testing.T) {
 	js := newJobSet(ns, "train", 1, "1", fleet.PinnedClusterAnnotation, "dellost")
 	create(t, js)
 	waitDispatched(t, js, "dellost")
-	eventually(t, "finalizer", func() error {
+	testenv.Eventually(t, timeout, "finalizer", func() error {
 		if len(get(t, js).Finalizers) == 0 {
 			return fmt.Errorf("no finalizer yet")
 		}
@@ -276,18 +277,18 @@ func TestDeleteWaitsForConfirmedFence(t *testing.T) {
 	if err := hub.Client.Delete(context.Background(), get(t, js)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "AwaitingFence while the silent member may still run the copy", func() error {
+	testenv.Eventually(t, timeout, "AwaitingFence while the silent member may still run the copy", func() error {
 		c := condition(get(t, js), dispatch.ConditionMemberStatusStale)
 		if c == nil || c.Reason != dispatch.ReasonAwaitingFence || !strings.Contains(c.Message, "kubectl label clusterprofile -n fleet-system dellost fleet.jobset.x-k8s.io/out-of-service=true") {
 			return fmt.Errorf("MemberStatusStale = %+v", c)
 		}
 		return nil
 	})
-	consistently(t, "JobSet kept past the member-lost timeout", lostTimeout, func() error {
+	testenv.Consistently(t, lostTimeout, "JobSet kept past the member-lost timeout", func() error {
 		return hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), &jobset.JobSet{})
 	})
 	markOutOfService(t, "dellost")
-	eventually(t, "JobSet released once the member is confirmed out of service", func() error {
+	testenv.Eventually(t, timeout, "JobSet released once the member is confirmed out of service", func() error {
 		err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), &jobset.JobSet{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("JobSet still there (%v)", err)
@@ -313,7 +314,7 @@ func TestMemberLostAwaitsFence(t *testing.T) {
 	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
 		s.JobSetStatus = jobset.JobSetStatus{Restarts: 2, RestartsCountTowardsMax: 2, ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "workers", Active: 1}}}
 	})
-	eventually(t, "restarts mirrored", func() error {
+	testenv.Eventually(t, timeout, "restarts mirrored", func() error {
 		if r := get(t, js).Status.Restarts; r != 2 {
 			return fmt.Errorf("restarts %d", r)
 		}
@@ -321,14 +322,14 @@ func TestMemberLostAwaitsFence(t *testing.T) {
 	})
 
 	first.stop()
-	eventually(t, "AwaitingFence", func() error {
+	testenv.Eventually(t, timeout, "AwaitingFence", func() error {
 		c := condition(get(t, js), dispatch.ConditionMemberStatusStale)
 		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != dispatch.ReasonAwaitingFence {
 			return fmt.Errorf("MemberStatusStale = %+v", c)
 		}
 		return hasEvent(t, js, dispatch.ReasonAwaitingFence)
 	})
-	consistently(t, "no second copy without proof the first stopped", 2*lostTimeout, func() error {
+	testenv.Consistently(t, 2*lostTimeout, "no second copy without proof the first stopped", func() error {
 		if d := dispatchOf(t, js, "lost-b"); d != nil {
 			return fmt.Errorf("dispatched to lost-b while lost-a may still run it")
 		}
@@ -346,7 +347,7 @@ func TestMemberLostAwaitsFence(t *testing.T) {
 	if mr := d2.Spec.JobSet.Spec.FailurePolicy.MaxRestarts; mr != 2 {
 		t.Errorf("maxRestarts on the new member = %d, want 5 - (2 restarts + 1 move) = 2", mr)
 	}
-	eventually(t, "JobSet moved, restarts carried, old dispatch released", func() error {
+	testenv.Eventually(t, timeout, "JobSet moved, restarts carried, old dispatch released", func() error {
 		cur := get(t, js)
 		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "lost-b", Epoch: 2, RestartsCarried: 3, RestartsCountTowardsMaxCarried: 3}, placed(cur)); diff != "" {
 			return fmt.Errorf("status.fleet (-want +got):\n%s", diff)
@@ -365,7 +366,7 @@ func TestMemberLostAwaitsFence(t *testing.T) {
 	reportStatus(t, d2, func(s *fleet.JobSetDispatchStatus) {
 		s.JobSetStatus = jobset.JobSetStatus{Restarts: 1, RestartsCountTowardsMax: 1}
 	})
-	eventually(t, "restarts add up across members", func() error {
+	testenv.Eventually(t, timeout, "restarts add up across members", func() error {
 		if s := get(t, js).Status; s.Restarts != 4 || s.RestartsCountTowardsMax != 4 {
 			return fmt.Errorf("restarts %d towards max %d, want 4 and 4", s.Restarts, s.RestartsCountTowardsMax)
 		}
@@ -410,7 +411,7 @@ func TestMoveBeyondMaxRestartsFails(t *testing.T) {
 	waitDispatched(t, js, "maxr-a")
 	first.stop()
 	markOutOfService(t, "maxr-a")
-	eventually(t, "JobSet failed", func() error {
+	testenv.Eventually(t, timeout, "JobSet failed", func() error {
 		cur := get(t, js)
 		c := condition(cur, string(jobset.JobSetFailed))
 		if cur.Status.TerminalState != "Failed" || c == nil || !strings.Contains(c.Message, "more than failurePolicy.maxRestarts (0)") {
@@ -434,7 +435,7 @@ func TestMemberLostFail(t *testing.T) {
 	create(t, js)
 	waitDispatched(t, js, "lostfail-a")
 	first.stop()
-	eventually(t, "JobSet failed", func() error {
+	testenv.Eventually(t, timeout, "JobSet failed", func() error {
 		cur := get(t, js)
 		c := condition(cur, string(jobset.JobSetFailed))
 		if cur.Status.TerminalState != "Failed" || c == nil || c.Reason != dispatch.ReasonMemberLost {
@@ -457,7 +458,7 @@ func TestHubRestartMidDispatch(t *testing.T) {
 	ns := namespace(t, "team-restart")
 	js := newJobSet(ns, "train", 1, "1", fleet.ClusterSelectorAnnotation, "test=restart")
 	create(t, js)
-	eventually(t, "dispatch", func() error {
+	testenv.Eventually(t, timeout, "dispatch", func() error {
 		if n := len(allDispatchesOf(t, js)); n != 1 {
 			return fmt.Errorf("%d dispatches", n)
 		}
@@ -479,20 +480,20 @@ func TestHubRestartMidDispatch(t *testing.T) {
 	create(t, dispatch.NewDispatch(adopted, jobset.FleetStatus{Cluster: "restart-b", Epoch: 1}))
 
 	startHub(t, placement.Spread)
-	eventually(t, "crashed placement carried out with a new epoch", func() error {
+	testenv.Eventually(t, timeout, "crashed placement carried out with a new epoch", func() error {
 		ds := allDispatchesOf(t, crashed)
 		if len(ds) != 1 || ds[0].Spec.Epoch != 4 {
 			return fmt.Errorf("dispatches %d, want 1 with epoch 4 (3 was given out)", len(ds))
 		}
 		return nil
 	})
-	eventually(t, "dispatch adopted", func() error {
+	testenv.Eventually(t, timeout, "dispatch adopted", func() error {
 		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "restart-b", Epoch: 1}, placed(get(t, adopted))); diff != "" {
 			return fmt.Errorf("status.fleet (-want +got):\n%s", diff)
 		}
 		return hasEvent(t, adopted, dispatch.ReasonAdopted)
 	})
-	consistently(t, "exactly one dispatch each", 2*time.Second, func() error {
+	testenv.Consistently(t, 2*time.Second, "exactly one dispatch each", func() error {
 		for _, j := range []*jobset.JobSet{js, crashed, adopted} {
 			if ds := allDispatchesOf(t, j); len(ds) != 1 {
 				return fmt.Errorf("%s: %d dispatches", j.Name, len(ds))
@@ -522,7 +523,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 		jobs = append(jobs, js)
 	}
 	counts := map[string]int{}
-	eventually(t, "all 50 dispatched", func() error {
+	testenv.Eventually(t, timeout, "all 50 dispatched", func() error {
 		list := &fleet.JobSetDispatchList{}
 		if err := hub.Client.List(context.Background(), list); err != nil {
 			return err
@@ -549,7 +550,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 			t.Errorf("%s: %d dispatches", js.Name, n)
 		}
 	}
-	eventually(t, "metrics", func() error {
+	testenv.Eventually(t, timeout, "metrics", func() error {
 		families, err := ctrlmetrics.Registry.Gather()
 		if err != nil {
 			return err
