@@ -16,6 +16,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
 )
@@ -47,7 +48,7 @@ func placeRunning(t *testing.T, ns, name string, annotations ...string) (*jobset
 
 func waitCopyRunning(t *testing.T, member, ns, name string) {
 	t.Helper()
-	eventually(t, time.Minute, "copy of "+ns+"/"+name+" running on "+member, func() error {
+	testenv.Eventually(t, time.Minute, "copy of "+ns+"/"+name+" running on "+member, func() error {
 		running, state, err := copyRunning(context.Background(), member, ns, name)
 		if err != nil || !running {
 			return fmt.Errorf("%s: %s %v", member, state, err)
@@ -60,7 +61,7 @@ func waitCopyRunning(t *testing.T, member, ns, name string) {
 // operator confirming nothing of the fleet runs there.
 func setOutOfService(t *testing.T, member string, on bool) {
 	t.Helper()
-	eventually(t, time.Minute, fmt.Sprintf("out-of-service=%t on %s", on, member), func() error {
+	testenv.Eventually(t, time.Minute, fmt.Sprintf("out-of-service=%t on %s", on, member), func() error {
 		p := &clusterinventory.ClusterProfile{}
 		if err := env.hub.Client.Get(context.Background(), types.NamespacedName{Namespace: inventoryNS, Name: member}, p); err != nil {
 			return err
@@ -83,7 +84,7 @@ func setOutOfService(t *testing.T, member string, on bool) {
 func stopCopyByHand(t *testing.T, member, ns, name string) {
 	t.Helper()
 	c := env.members[member].cluster.Client
-	eventually(t, time.Minute, "copy of "+ns+"/"+name+" on "+member+" gone", func() error {
+	testenv.Eventually(t, time.Minute, "copy of "+ns+"/"+name+" on "+member+" gone", func() error {
 		js := &jobset.JobSet{}
 		err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, js)
 		switch {
@@ -107,7 +108,7 @@ func stopCopyByHand(t *testing.T, member, ns, name string) {
 // awaitingFence waits for the hub to say the JobSet waits for proof.
 func awaitingFence(t *testing.T, ns, name string) {
 	t.Helper()
-	eventually(t, time.Minute, ns+"/"+name+" awaits a confirmed fence", func() error {
+	testenv.Eventually(t, time.Minute, ns+"/"+name+" awaits a confirmed fence", func() error {
 		c := condition(hubJobSet(t, ns, name), dispatch.ConditionMemberStatusStale)
 		if c == nil || c.Reason != dispatch.ReasonAwaitingFence || !strings.Contains(c.Message, fleet.OutOfServiceLabel) {
 			return fmt.Errorf("MemberStatusStale %+v", c)
@@ -120,15 +121,16 @@ func awaitingFence(t *testing.T, ns, name string) {
 // unchanged, with no copy anywhere else.
 func staysOn(t *testing.T, ns, name, member string, epoch int64, d time.Duration) {
 	t.Helper()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	testenv.Consistently(t, d, fmt.Sprintf("%s placed on %s at epoch %d, no copy elsewhere", name, member, epoch), func() error {
 		cur := hubJobSet(t, ns, name)
 		if placedOn(cur) != member || epochOf(cur) != epoch {
-			t.Fatalf("moved without proof the copy on %s stopped: %+v", member, cur.Status.Fleet)
+			return fmt.Errorf("moved without proof the copy on %s stopped: %+v", member, cur.Status.Fleet)
 		}
 		if memberJobSet(t, env.other(member), ns, name) != nil {
-			t.Fatalf("a copy appeared on %s", env.other(member))
+			return fmt.Errorf("a copy appeared on %s", env.other(member))
 		}
-	}
+		return nil
+	}, testenv.Every(200*time.Millisecond))
 }
 
 // FAULT: the agent is killed (no fencing, no goodbye) and stays dead for
@@ -154,7 +156,7 @@ func TestFaultDeadAgentWaitsForOperator(t *testing.T) {
 
 	stopCopyByHand(t, from, ns, "d")
 	setOutOfService(t, from, true)
-	eventually(t, time.Minute, "moved to "+to, func() error {
+	testenv.Eventually(t, time.Minute, "moved to "+to, func() error {
 		if cur := hubJobSet(t, ns, "d"); placedOn(cur) != to || epochOf(cur) != 2 || cur.Status.Restarts != 1 {
 			return fmt.Errorf("status.fleet %+v restarts %d", cur.Status.Fleet, cur.Status.Restarts)
 		}
@@ -219,7 +221,7 @@ func TestFaultProfileDeletedDuringPartition(t *testing.T) {
 	must(t, mem.proxy.Heal())
 	healed = true
 	waitCopyRunning(t, from, ns, "p")
-	eventually(t, time.Minute, "fresh again on "+from, func() error {
+	testenv.Eventually(t, time.Minute, "fresh again on "+from, func() error {
 		cur := hubJobSet(t, ns, "p")
 		if c := condition(cur, dispatch.ConditionMemberStatusStale); placedOn(cur) != from || epochOf(cur) != 1 || c == nil || c.Status != metav1.ConditionFalse {
 			return fmt.Errorf("status.fleet %+v, MemberStatusStale %+v", cur.Status.Fleet, c)
@@ -236,13 +238,13 @@ func TestFaultFinalizerRemovedSameNameRecreated(t *testing.T) {
 	ns := namespace(t, "fault-finalizer")
 	old, from, _ := placeRunning(t, ns, "f")
 	cur := hubJobSet(t, ns, "f")
-	eventually(t, time.Minute, "finalizer removed by hand", func() error {
+	testenv.Eventually(t, time.Minute, "finalizer removed by hand", func() error {
 		cur = hubJobSet(t, ns, "f")
 		cur.Finalizers = nil
 		return env.hub.Client.Update(ctx, cur)
 	})
 	must(t, env.hub.Client.Delete(ctx, cur))
-	eventually(t, time.Minute, "old hub JobSet gone", func() error {
+	testenv.Eventually(t, time.Minute, "old hub JobSet gone", func() error {
 		err := env.hub.Client.Get(ctx, client.ObjectKeyFromObject(cur), &jobset.JobSet{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("still there (%v)", err)
@@ -256,7 +258,7 @@ func TestFaultFinalizerRemovedSameNameRecreated(t *testing.T) {
 	if renewed.UID == old.UID {
 		t.Fatal("the JobSet was not re-created")
 	}
-	eventually(t, time.Minute, "old dispatches and copy collected", func() error {
+	testenv.Eventually(t, time.Minute, "old dispatches and copy collected", func() error {
 		if ds := dispatchesOf(t, old.UID); len(ds) > 0 {
 			return fmt.Errorf("%d dispatches of the old JobSet", len(ds))
 		}
@@ -297,7 +299,7 @@ func TestFaultHealAroundLostTimeout(t *testing.T) {
 			time.Sleep(memberLostTimeout + offset)
 			must(t, p.Heal())
 			// Let both sides settle: the sampler watches throughout.
-			eventually(t, time.Minute, "one copy running", func() error {
+			testenv.Eventually(t, time.Minute, "one copy running", func() error {
 				cur := hubJobSet(t, ns, name)
 				running, state, err := copyRunning(context.Background(), placedOn(cur), ns, name)
 				if err != nil || !running {

@@ -21,6 +21,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 )
@@ -41,7 +42,7 @@ func TestSubmitDispatchAndStatus(t *testing.T) {
 	}
 
 	var copy *jobset.JobSet
-	eventually(t, time.Minute, "member copy with two Jobs", func() error {
+	testenv.Eventually(t, time.Minute, "member copy with two Jobs", func() error {
 		if copy = memberJobSet(t, m, ns, "train"); copy == nil {
 			return fmt.Errorf("no JobSet %s/train on %s", ns, m)
 		}
@@ -70,7 +71,7 @@ func TestSubmitDispatchAndStatus(t *testing.T) {
 
 	// Play the kubelet: both pods succeed; the real Job controller
 	// completes the Jobs, the member's JobSet controller the JobSet.
-	eventually(t, time.Minute, "pods of the member Jobs", func() error {
+	testenv.Eventually(t, time.Minute, "pods of the member Jobs", func() error {
 		var pods corev1.PodList
 		must(t, env.members[m].cluster.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{jobset.JobSetNameKey: "train"}))
 		if len(pods.Items) != 2 {
@@ -80,7 +81,7 @@ func TestSubmitDispatchAndStatus(t *testing.T) {
 	})
 	finishPods(t, m, ns, "train")
 
-	eventually(t, time.Minute, "hub JobSet Completed", func() error {
+	testenv.Eventually(t, time.Minute, "hub JobSet Completed", func() error {
 		js = hubJobSet(t, ns, "train")
 		c := condition(js, string(jobset.JobSetCompleted))
 		if js.Status.TerminalState != string(jobset.JobSetCompleted) || c == nil || c.Status != metav1.ConditionTrue {
@@ -105,7 +106,7 @@ func TestNoFitUntilCapacityGrows(t *testing.T) {
 	create(t, newJobSet(ns, "huge", 1, "20"))
 
 	var msg string
-	eventually(t, time.Minute, "Dispatched=False NoFit", func() error {
+	testenv.Eventually(t, time.Minute, "Dispatched=False NoFit", func() error {
 		js := hubJobSet(t, ns, "huge")
 		c := condition(js, dispatch.ConditionDispatched)
 		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != dispatch.ReasonNoFit {
@@ -141,7 +142,7 @@ func TestNoFitUntilCapacityGrows(t *testing.T) {
 	if c := condition(js, dispatch.ConditionDispatched); c.Reason != dispatch.ReasonDispatched {
 		t.Errorf("Dispatched reason %q", c.Reason)
 	}
-	eventually(t, time.Minute, "member copy on beta", func() error {
+	testenv.Eventually(t, time.Minute, "member copy on beta", func() error {
 		if memberJobSet(t, beta, ns, "huge") == nil {
 			return fmt.Errorf("no copy on %s", beta)
 		}
@@ -176,7 +177,7 @@ func TestClusterSelectorAndPinnedCluster(t *testing.T) {
 			if m != tc.want {
 				t.Errorf("%s: placed on %s, want %s", tc.name, m, tc.want)
 			}
-			eventually(t, time.Minute, tc.name+" copy on "+tc.want, func() error {
+			testenv.Eventually(t, time.Minute, tc.name+" copy on "+tc.want, func() error {
 				if memberJobSet(t, tc.want, ns, tc.name) == nil {
 					return fmt.Errorf("no copy")
 				}
@@ -187,7 +188,7 @@ func TestClusterSelectorAndPinnedCluster(t *testing.T) {
 			}
 			continue
 		}
-		eventually(t, time.Minute, tc.name+" pending", func() error {
+		testenv.Eventually(t, time.Minute, tc.name+" pending", func() error {
 			js := hubJobSet(t, ns, tc.name)
 			c := condition(js, dispatch.ConditionDispatched)
 			if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, tc.wantMsg) {
@@ -231,18 +232,18 @@ func TestSuspendResumeDelete(t *testing.T) {
 			return nil
 		}
 	}
-	eventually(t, time.Minute, "running copy", jobsSuspended(false))
+	testenv.Eventually(t, time.Minute, "running copy", jobsSuspended(false))
 
 	setSuspend := func(v bool) {
-		eventually(t, 30*time.Second, "update hub JobSet", func() error {
+		testenv.Eventually(t, 30*time.Second, "update hub JobSet", func() error {
 			js := hubJobSet(t, ns, "sr")
 			js.Spec.Suspend = ptr.To(v)
 			return env.hub.Client.Update(ctx, js)
 		})
 	}
 	setSuspend(true)
-	eventually(t, time.Minute, "member JobSet and Jobs suspended", jobsSuspended(true))
-	eventually(t, time.Minute, "hub shows Suspended", func() error {
+	testenv.Eventually(t, time.Minute, "member JobSet and Jobs suspended", jobsSuspended(true))
+	testenv.Eventually(t, time.Minute, "hub shows Suspended", func() error {
 		js := hubJobSet(t, ns, "sr")
 		if c := condition(js, string(jobset.JobSetSuspended)); c == nil || c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("conditions %+v", js.Status.Conditions)
@@ -251,8 +252,8 @@ func TestSuspendResumeDelete(t *testing.T) {
 	})
 
 	setSuspend(false)
-	eventually(t, time.Minute, "member JobSet and Jobs resumed", jobsSuspended(false))
-	eventually(t, time.Minute, "hub shows resumed", func() error {
+	testenv.Eventually(t, time.Minute, "member JobSet and Jobs resumed", jobsSuspended(false))
+	testenv.Eventually(t, time.Minute, "hub shows resumed", func() error {
 		js := hubJobSet(t, ns, "sr")
 		if c := condition(js, string(jobset.JobSetSuspended)); c != nil && c.Status == metav1.ConditionTrue {
 			return fmt.Errorf("conditions %+v", js.Status.Conditions)
@@ -263,7 +264,7 @@ func TestSuspendResumeDelete(t *testing.T) {
 	// Delete: the member copy and its Jobs go first, then the hub JobSet.
 	js := hubJobSet(t, ns, "sr")
 	must(t, env.hub.Client.Delete(ctx, js))
-	eventually(t, 2*time.Minute, "hub JobSet gone", func() error {
+	testenv.Eventually(t, 2*time.Minute, "hub JobSet gone", func() error {
 		err := env.hub.Client.Get(ctx, client.ObjectKeyFromObject(js), &jobset.JobSet{})
 		if err == nil {
 			return fmt.Errorf("hub JobSet still there")
@@ -282,7 +283,7 @@ func TestSuspendResumeDelete(t *testing.T) {
 	})
 	// The dispatch goes once the agent drops its own finalizer, right after
 	// reporting the copy deleted.
-	eventually(t, 30*time.Second, "dispatch gone", func() error {
+	testenv.Eventually(t, 30*time.Second, "dispatch gone", func() error {
 		if d := dispatchesOf(t, js.UID); len(d) > 0 {
 			return fmt.Errorf("%d dispatches left after the JobSet is gone (finalizers %v)", len(d), d[0].Finalizers)
 		}
@@ -302,7 +303,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 	// Start from what the members report.
 	free := map[string]float64{}
 	alloc := map[string]float64{}
-	eventually(t, time.Minute, "members report their nodes' capacity, all free", func() error {
+	testenv.Eventually(t, time.Minute, "members report their nodes' capacity, all free", func() error {
 		for _, spec := range memberSpecs {
 			cp := &clusterinventory.ClusterProfile{}
 			must(t, env.hub.Client.Get(ctx, types.NamespacedName{Namespace: inventoryNS, Name: spec.name}, cp))
@@ -347,7 +348,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 	// Every JobSet fits, so every one must be dispatched; collect where.
 	var count map[string]int
 	var pending []string
-	err := poll(time.Minute, func() error {
+	err := testenv.Poll(time.Minute, func() error {
 		count, pending = map[string]int{}, nil
 		var list jobset.JobSetList
 		must(t, env.hub.Client.List(ctx, &list, client.InNamespace(ns)))
@@ -393,7 +394,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 		}
 	}
 	// Each lands where the hub says, and only there.
-	eventually(t, 2*time.Minute, "member copies", func() error {
+	testenv.Eventually(t, 2*time.Minute, "member copies", func() error {
 		for _, m := range env.names {
 			var list jobset.JobSetList
 			must(t, env.members[m].cluster.Client.List(ctx, &list, client.InNamespace(ns)))
@@ -455,7 +456,7 @@ func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 	create(t, js)
 	js, from := waitPlaced(t, ns, "p")
 	to := env.other(from)
-	eventually(t, time.Minute, "copy running on "+from, func() error {
+	testenv.Eventually(t, time.Minute, "copy running on "+from, func() error {
 		running, state, err := copyRunning(ctx, from, ns, "p")
 		if err != nil || !running {
 			return fmt.Errorf("%s: %s %v", from, state, err)
@@ -480,7 +481,7 @@ func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 		}
 	}()
 
-	eventually(t, time.Minute, "copy on "+from+" fenced (suspended)", func() error {
+	testenv.Eventually(t, time.Minute, "copy on "+from+" fenced (suspended)", func() error {
 		c := memberJobSet(t, from, ns, "p")
 		if c == nil || !c.IsSuspended() {
 			return fmt.Errorf("copy on %s not suspended", from)
@@ -493,7 +494,7 @@ func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 	}
 
 	sawStale := false
-	eventually(t, 2*time.Minute, "hub re-dispatches to "+to, func() error {
+	testenv.Eventually(t, 2*time.Minute, "hub re-dispatches to "+to, func() error {
 		cur := hubJobSet(t, ns, "p")
 		if c := condition(cur, dispatch.ConditionMemberStatusStale); c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, from) {
 			sawStale = true
@@ -514,7 +515,7 @@ func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 	}
 	t.Logf("fenced after %s, re-dispatched after %s", fenced.Round(100*time.Millisecond), moved.Round(100*time.Millisecond))
 
-	eventually(t, time.Minute, "hub shows the new member", func() error {
+	testenv.Eventually(t, time.Minute, "hub shows the new member", func() error {
 		cur := hubJobSet(t, ns, "p")
 		d := condition(cur, dispatch.ConditionDispatched)
 		st := condition(cur, dispatch.ConditionMemberStatusStale)
@@ -529,7 +530,7 @@ func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, time.Minute, "epoch-2 copy running on "+to, func() error {
+	testenv.Eventually(t, time.Minute, "epoch-2 copy running on "+to, func() error {
 		c := memberJobSet(t, to, ns, "p")
 		if c == nil || c.Labels[fleet.EpochLabel] != "2" {
 			return fmt.Errorf("copy on %s: %v", to, c)
@@ -547,7 +548,7 @@ func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 
 	must(t, p.Heal())
 	healed = true
-	eventually(t, time.Minute, "old copy on "+from+" removed after healing", func() error {
+	testenv.Eventually(t, time.Minute, "old copy on "+from+" removed after healing", func() error {
 		if a := env.members[from].currentAgent(); a.Fenced() {
 			return fmt.Errorf("agent of %s still fenced", from)
 		}
@@ -559,7 +560,7 @@ func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, time.Minute, "only the epoch-2 dispatch is left", func() error {
+	testenv.Eventually(t, time.Minute, "only the epoch-2 dispatch is left", func() error {
 		ds := dispatchesOf(t, js.UID)
 		if len(ds) != 1 || ds[0].Namespace != fleet.MemberNamespace(to) || ds[0].Spec.Epoch != 2 {
 			var got []string
@@ -600,7 +601,7 @@ func TestPartitionWaitsForConfirmedFence(t *testing.T) {
 	create(t, newJobSet(ns, "p", 2, "100m"))
 	js, from := waitPlaced(t, ns, "p")
 	to := env.other(from)
-	eventually(t, time.Minute, "copy running on "+from, func() error {
+	testenv.Eventually(t, time.Minute, "copy running on "+from, func() error {
 		running, state, err := copyRunning(ctx, from, ns, "p")
 		if err != nil || !running {
 			return fmt.Errorf("%s: %s %v", from, state, err)
@@ -618,13 +619,13 @@ func TestPartitionWaitsForConfirmedFence(t *testing.T) {
 			_ = p.Heal()
 		}
 	}()
-	eventually(t, time.Minute, "copy on "+from+" fenced (suspended)", func() error {
+	testenv.Eventually(t, time.Minute, "copy on "+from+" fenced (suspended)", func() error {
 		if c := memberJobSet(t, from, ns, "p"); c == nil || !c.IsSuspended() {
 			return fmt.Errorf("copy on %s not suspended", from)
 		}
 		return nil
 	})
-	eventually(t, time.Minute, "hub awaits a confirmed fence", func() error {
+	testenv.Eventually(t, time.Minute, "hub awaits a confirmed fence", func() error {
 		c := condition(hubJobSet(t, ns, "p"), dispatch.ConditionMemberStatusStale)
 		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != dispatch.ReasonAwaitingFence ||
 			!strings.Contains(c.Message, fleet.OutOfServiceLabel) {
@@ -633,27 +634,26 @@ func TestPartitionWaitsForConfirmedFence(t *testing.T) {
 		return nil
 	})
 	// Well past the member-lost timeout: still no second copy.
-	deadline := time.Now().Add(memberLostTimeout)
-	for time.Now().Before(deadline) {
+	testenv.Consistently(t, memberLostTimeout, "no second copy without proof the copy stopped", func() error {
 		if cur := hubJobSet(t, ns, "p"); placedOn(cur) != from || epochOf(cur) != 1 {
-			t.Fatalf("hub moved the JobSet without proof the copy stopped: %+v", cur.Status.Fleet)
+			return fmt.Errorf("hub moved the JobSet: %+v", cur.Status.Fleet)
 		}
 		if memberJobSet(t, to, ns, "p") != nil {
-			t.Fatalf("a copy appeared on %s", to)
+			return fmt.Errorf("a copy appeared on %s", to)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	}, testenv.Every(200*time.Millisecond))
 
 	must(t, p.Heal())
 	healed = true
-	eventually(t, time.Minute, "copy resumed on "+from, func() error {
+	testenv.Eventually(t, time.Minute, "copy resumed on "+from, func() error {
 		running, state, err := copyRunning(ctx, from, ns, "p")
 		if err != nil || !running {
 			return fmt.Errorf("%s: %s %v", from, state, err)
 		}
 		return nil
 	})
-	eventually(t, time.Minute, "hub shows it fresh on the same member and epoch", func() error {
+	testenv.Eventually(t, time.Minute, "hub shows it fresh on the same member and epoch", func() error {
 		cur := hubJobSet(t, ns, "p")
 		st := condition(cur, dispatch.ConditionMemberStatusStale)
 		if placedOn(cur) != from || epochOf(cur) != 1 || st == nil || st.Status != metav1.ConditionFalse {
@@ -692,7 +692,7 @@ func TestHubRestartDuringBurst(t *testing.T) {
 		created <- nil
 	}()
 	// Crash while placements are under way.
-	eventually(t, time.Minute, "first dispatches", func() error {
+	testenv.Eventually(t, time.Minute, "first dispatches", func() error {
 		if k := mon.count(); k < 4 {
 			return fmt.Errorf("%d dispatched", k)
 		}
@@ -715,7 +715,7 @@ func TestHubRestartDuringBurst(t *testing.T) {
 			t.Errorf("%s: %d dispatches, want one in %s for epoch %d (1, or 2 after a crash between recording and creating)",
 				name, len(ds), fleet.MemberNamespace(m), epochOf(js))
 		}
-		eventually(t, time.Minute, name+" copy on "+m, func() error {
+		testenv.Eventually(t, time.Minute, name+" copy on "+m, func() error {
 			if memberJobSet(t, m, ns, name) == nil {
 				return fmt.Errorf("no copy on %s", m)
 			}
@@ -734,13 +734,13 @@ func TestHubRestartDuringBurst(t *testing.T) {
 	// the crash.
 	for _, name := range []string{"h-00", fmt.Sprintf("h-%02d", n-1)} {
 		_, m := waitPlaced(t, ns, name)
-		eventually(t, time.Minute, "pod of "+name, func() error {
+		testenv.Eventually(t, time.Minute, "pod of "+name, func() error {
 			if finishPods(t, m, ns, name) == 0 {
 				return fmt.Errorf("no pod yet")
 			}
 			return nil
 		})
-		eventually(t, time.Minute, name+" Completed on the hub", func() error {
+		testenv.Eventually(t, time.Minute, name+" Completed on the hub", func() error {
 			js := hubJobSet(t, ns, name)
 			if js.Status.TerminalState != string(jobset.JobSetCompleted) {
 				return fmt.Errorf("terminalState %q", js.Status.TerminalState)
@@ -755,7 +755,7 @@ func TestAgentRestartNoDuplicateJobs(t *testing.T) {
 	ns := namespace(t, "agentrestart")
 	create(t, newJobSet(ns, "ar", 3, "100m"))
 	js, m := waitPlaced(t, ns, "ar")
-	eventually(t, time.Minute, "three Jobs", func() error {
+	testenv.Eventually(t, time.Minute, "three Jobs", func() error {
 		if n := len(memberJobs(t, m, ns, "ar")); n != 3 {
 			return fmt.Errorf("%d Jobs", n)
 		}
@@ -776,7 +776,7 @@ func TestAgentRestartNoDuplicateJobs(t *testing.T) {
 	must(t, mem.stopAgent())
 	must(t, mem.startAgent())
 	restarted := time.Now()
-	eventually(t, time.Minute, "restarted agent renews", func() error {
+	testenv.Eventually(t, time.Minute, "restarted agent renews", func() error {
 		if mem.currentAgent().LastRenewal().Before(restarted) {
 			return fmt.Errorf("no renewal yet")
 		}

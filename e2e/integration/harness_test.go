@@ -278,16 +278,8 @@ func startFleet() (_ *fleetEnv, stop func(), err error) {
 	sort.Strings(e.names)
 
 	// Wait until the hub sees every member healthy with its capacity.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		err := e.checkMembersReady(ctx)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, stop, fmt.Errorf("members not ready: %w", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := testenv.Poll(2*time.Minute, func() error { return e.checkMembersReady(ctx) }, testenv.Every(200*time.Millisecond)); err != nil {
+		return nil, stop, fmt.Errorf("members not ready: %w", err)
 	}
 	return e, stop, nil
 }
@@ -511,7 +503,7 @@ func cleanupNamespace(t *testing.T, ns string) {
 		t.Errorf("cleanup: deleting JobSets of %s: %v", ns, err)
 		return
 	}
-	err := poll(3*time.Minute, func() error {
+	err := testenv.Poll(3*time.Minute, func() error {
 		var list jobset.JobSetList
 		if err := env.hub.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return err
@@ -544,28 +536,6 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// poll runs f every 100ms until it returns nil or timeout passes.
-func poll(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	if err := poll(timeout, f); err != nil {
-		t.Fatalf("%s: %v", what, err)
 	}
 }
 
@@ -617,7 +587,7 @@ func condition(js *jobset.JobSet, typ string) *metav1.Condition {
 func waitPlaced(t testing.TB, ns, name string) (*jobset.JobSet, string) {
 	t.Helper()
 	var js *jobset.JobSet
-	eventually(t, time.Minute, "dispatch of "+ns+"/"+name, func() error {
+	testenv.Eventually(t, time.Minute, "dispatch of "+ns+"/"+name, func() error {
 		js = hubJobSet(t, ns, name)
 		c := condition(js, dispatch.ConditionDispatched)
 		if c == nil || c.Status != metav1.ConditionTrue || placedOn(js) == "" {
