@@ -2,10 +2,10 @@ package singlecluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	jobsetapi "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 // JobSets finish within seconds on kwok (pods complete 2-3 s after they
@@ -25,6 +26,9 @@ const (
 	jobSetTimeout = 3 * time.Minute
 	objectTimeout = time.Minute
 )
+
+// pollEvery is how often the suite's waits look again.
+var pollEvery = testenv.Every(250 * time.Millisecond)
 
 // TestPyTorchExample applies the concepts page's pytorch JobSet unchanged and
 // checks what the page says a user sees: one Job pytorch-workers-0, four
@@ -37,10 +41,16 @@ func TestPyTorchExample(t *testing.T) {
 	kubectl(t, "-n", ns, "apply", "--server-side", "-f", "examples/pytorch.yaml")
 
 	selector := "--selector=jobset.sigs.k8s.io/jobset-name=pytorch"
-	eventually(t, objectTimeout, "kubectl get jobs to list pytorch-workers-0", func() (bool, string) {
+	testenv.Eventually(t, objectTimeout, "kubectl get jobs to list pytorch-workers-0", func() error {
 		out, err := env.kubectl(context.Background(), "-n", ns, "get", "jobs", selector, "-o", "name")
-		return err == nil && strings.TrimSpace(out) == "job.batch/pytorch-workers-0", out + errOrEmpty(err)
-	})
+		if err != nil {
+			return fmt.Errorf("%s%w", out, err)
+		}
+		if strings.TrimSpace(out) != "job.batch/pytorch-workers-0" {
+			return fmt.Errorf("listed %q", out)
+		}
+		return nil
+	}, pollEvery)
 
 	js := waitForTerminalState(t, ns, "pytorch")
 	requireCompleted(t, js, 0)
@@ -208,7 +218,12 @@ func TestExclusiveTopologyExample(t *testing.T) {
 		pending = unschedulable[0]
 		return true, state
 	}
-	eventually(t, jobSetTimeout, "4 Jobs running on 4 distinct racks and a 5th unschedulable", check)
+	testenv.Eventually(t, jobSetTimeout, "4 Jobs running on 4 distinct racks and a 5th unschedulable", func() error {
+		if ok, state := check(); !ok {
+			return errors.New(state)
+		}
+		return nil
+	}, pollEvery)
 	t.Logf("%s: 4 Jobs run on 4 racks, Job %s is unschedulable", since(start), pending)
 	// And it stays that way: the fifth Job never gets a rack.
 	time.Sleep(5 * time.Second)
@@ -230,13 +245,16 @@ func TestRestartAfterPodFailure(t *testing.T) {
 	phases := watchPodPhases(t, ns)
 	kubectl(t, "-n", ns, "apply", "--server-side", "-f", "e2e/singlecluster/testdata/restart.yaml")
 
-	eventually(t, jobSetTimeout, "status.restarts of JobSet flaky to become 1", func() (bool, string) {
+	testenv.Eventually(t, jobSetTimeout, "status.restarts of JobSet flaky to become 1", func() error {
 		js := &jobsetapi.JobSet{}
 		if err := env.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "flaky"}, js); err != nil {
-			return false, err.Error()
+			return err
 		}
-		return js.Status.Restarts >= 1, describeJobSet(js)
-	})
+		if js.Status.Restarts < 1 {
+			return errors.New(describeJobSet(js))
+		}
+		return nil
+	}, pollEvery)
 	js := waitForTerminalState(t, ns, "flaky")
 	requireCompleted(t, js, 1)
 
@@ -338,12 +356,15 @@ func since(start time.Time) time.Duration { return time.Since(start).Round(100 *
 func waitForTerminalState(t *testing.T, ns, name string) *jobsetapi.JobSet {
 	t.Helper()
 	js := &jobsetapi.JobSet{}
-	eventually(t, jobSetTimeout, fmt.Sprintf("JobSet %s/%s to finish", ns, name), func() (bool, string) {
+	testenv.Eventually(t, jobSetTimeout, fmt.Sprintf("JobSet %s/%s to finish", ns, name), func() error {
 		if err := env.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, js); err != nil {
-			return false, err.Error()
+			return err
 		}
-		return js.Status.TerminalState != "", describeJobSet(js)
-	})
+		if js.Status.TerminalState == "" {
+			return errors.New(describeJobSet(js))
+		}
+		return nil
+	}, pollEvery)
 	return js
 }
 
@@ -549,10 +570,10 @@ func keys[V any](m map[string]V) []string {
 // placement starts from free racks.
 func waitForNoRunningJobSetPods(t *testing.T) {
 	t.Helper()
-	eventually(t, 2*time.Minute, "no live JobSet pods in the cluster", func() (bool, string) {
+	testenv.Eventually(t, 2*time.Minute, "no live JobSet pods in the cluster", func() error {
 		var pods corev1.PodList
 		if err := env.c.List(context.Background(), &pods, client.HasLabels{jobsetapi.JobSetNameKey}); err != nil {
-			return false, err.Error()
+			return err
 		}
 		var live []string
 		for _, p := range pods.Items {
@@ -560,6 +581,9 @@ func waitForNoRunningJobSetPods(t *testing.T) {
 				live = append(live, p.Namespace+"/"+p.Name)
 			}
 		}
-		return len(live) == 0, strconv.Itoa(len(live)) + " live: " + strings.Join(live, ",")
-	})
+		if len(live) > 0 {
+			return fmt.Errorf("%d live: %s", len(live), strings.Join(live, ","))
+		}
+		return nil
+	}, pollEvery)
 }

@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 // env is the package's one kwok cluster. Tests use namespaces of their own;
@@ -112,10 +114,9 @@ func newNamespace(t *testing.T, prefix string) string {
 	})
 	// Pods need the default ServiceAccount, which kube-controller-manager
 	// creates shortly after the namespace.
-	eventually(t, time.Minute, "default ServiceAccount in "+ns.Name, func() (bool, string) {
-		err := env.c.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "default"}, &corev1.ServiceAccount{})
-		return err == nil, fmt.Sprint(err)
-	})
+	testenv.Eventually(t, time.Minute, "default ServiceAccount in "+ns.Name, func() error {
+		return env.c.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "default"}, &corev1.ServiceAccount{})
+	}, pollEvery)
 	return ns.Name
 }
 
@@ -159,21 +160,6 @@ func kubectlJSON(t *testing.T, into any, args ...string) {
 	out := kubectl(t, append(args, "-o", "json")...)
 	if err := json.Unmarshal([]byte(out), into); err != nil {
 		t.Fatalf("decoding kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// eventually polls cond every 250ms until it holds or timeout passes; the
-// failure message carries cond's last description of what it saw.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	var last string
-	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		var ok bool
-		ok, last = cond()
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, last)
 	}
 }
 
