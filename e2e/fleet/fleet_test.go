@@ -7,6 +7,7 @@ package fleet_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -120,20 +121,8 @@ func namespace(t *testing.T, name string) string {
 	return name
 }
 
-// eventually polls check until it returns "" (success) or the timeout
-// passes, then fails with the last complaint.
-func eventually(t *testing.T, timeout time.Duration, check func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		if last = check(); last == "" {
-			return
-		}
-		time.Sleep(time.Second)
-	}
-	t.Fatalf("after %s: %s", timeout, last)
-}
+// every is how often a wait looks again: each look runs kubectl.
+var every = testenv.Every(time.Second)
 
 // jobSet reads a JobSet as the user sees it.
 type jobSet struct {
@@ -171,33 +160,33 @@ func getJobSet(t *testing.T, context, ns, name string) (*jobSet, error) {
 func waitPlaced(t *testing.T, ns, name string) string {
 	t.Helper()
 	var member string
-	eventually(t, time.Minute, func() string {
+	testenv.Eventually(t, time.Minute, "placement of "+ns+"/"+name, func() error {
 		js, err := getJobSet(t, "hub", ns, name)
 		if err != nil {
-			return err.Error()
+			return err
 		}
 		member = js.Status.Fleet.Cluster
 		if member == "" {
-			return fmt.Sprintf("hub JobSet %s/%s not placed yet: %+v", ns, name, js.Status.Conditions)
+			return fmt.Errorf("hub JobSet %s/%s not placed yet: %+v", ns, name, js.Status.Conditions)
 		}
-		return ""
-	})
+		return nil
+	}, every)
 	return member
 }
 
 func waitTerminal(t *testing.T, ns, name, want string) *jobSet {
 	t.Helper()
 	var js *jobSet
-	eventually(t, 3*time.Minute, func() string {
+	testenv.Eventually(t, 3*time.Minute, fmt.Sprintf("%s/%s terminalState %s", ns, name, want), func() error {
 		var err error
 		if js, err = getJobSet(t, "hub", ns, name); err != nil {
-			return err.Error()
+			return err
 		}
 		if js.Status.TerminalState != want {
-			return fmt.Sprintf("hub JobSet %s/%s terminalState %q, want %q; conditions %+v", ns, name, js.Status.TerminalState, want, js.Status.Conditions)
+			return fmt.Errorf("hub JobSet %s/%s terminalState %q, want %q; conditions %+v", ns, name, js.Status.TerminalState, want, js.Status.Conditions)
 		}
-		return ""
-	})
+		return nil
+	}, every)
 	return js
 }
 
@@ -231,26 +220,26 @@ func TestSeedPytorchRunsOnAMemberAndCompletesOnTheHub(t *testing.T) {
 	kubectl(t, example(t, "pytorch.yaml", nil), "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
 	member := waitPlaced(t, ns, "pytorch")
 
-	eventually(t, time.Minute, func() string {
+	testenv.Eventually(t, time.Minute, "pytorch-workers-0 listed on "+member, func() error {
 		out, err := kubectlErr(nil, "--context", member, "-n", ns, "get", "jobs", "--selector=jobset.sigs.k8s.io/jobset-name=pytorch", "-o", "name")
 		if err != nil || strings.TrimSpace(out) != "job.batch/pytorch-workers-0" {
-			return fmt.Sprintf("jobs on %s: %q %v", member, out, err)
+			return fmt.Errorf("jobs on %s: %q %v", member, out, err)
 		}
-		return ""
-	})
-	eventually(t, time.Minute, func() string {
+		return nil
+	}, every)
+	testenv.Eventually(t, time.Minute, "4 pods with stable hostnames on "+member, func() error {
 		p := pods(t, member, ns, "jobset.sigs.k8s.io/jobset-name=pytorch")
 		if len(p.Items) != 4 {
-			return fmt.Sprintf("%d pods on %s, want 4", len(p.Items), member)
+			return fmt.Errorf("%d pods on %s, want 4", len(p.Items), member)
 		}
 		for _, pod := range p.Items {
 			idx := pod.Metadata.Labels["batch.kubernetes.io/job-completion-index"]
 			if pod.Spec.Hostname != "pytorch-workers-0-"+idx || pod.Spec.Subdomain != "pytorch" {
-				return fmt.Sprintf("pod %s: hostname %q subdomain %q", pod.Metadata.Name, pod.Spec.Hostname, pod.Spec.Subdomain)
+				return fmt.Errorf("pod %s: hostname %q subdomain %q", pod.Metadata.Name, pod.Spec.Hostname, pod.Spec.Subdomain)
 			}
 		}
-		return ""
-	})
+		return nil
+	}, every)
 	kubectl(t, nil, "--context", member, "-n", ns, "get", "service", "pytorch")
 	waitTerminal(t, ns, "pytorch", "Completed")
 }
@@ -259,19 +248,19 @@ func TestCoordinatorLabelsEveryPod(t *testing.T) {
 	ns := namespace(t, "e2e-coordinator")
 	kubectl(t, example(t, "coordinator.yaml", nil), "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
 	member := waitPlaced(t, ns, "pytorch")
-	eventually(t, time.Minute, func() string {
+	testenv.Eventually(t, time.Minute, "9 pods with the coordinator label and annotation", func() error {
 		p := pods(t, member, ns, "jobset.sigs.k8s.io/jobset-name=pytorch")
 		if len(p.Items) != 9 {
-			return fmt.Sprintf("%d pods, want 9", len(p.Items))
+			return fmt.Errorf("%d pods, want 9", len(p.Items))
 		}
 		for _, pod := range p.Items {
 			if pod.Metadata.Labels["jobset.sigs.k8s.io/coordinator"] != "pytorch-leader-0-0.pytorch" ||
 				pod.Metadata.Annotations["jobset.sigs.k8s.io/coordinator"] != "pytorch-leader-0-0.pytorch" {
-				return fmt.Sprintf("pod %s lacks the coordinator label/annotation: %v", pod.Metadata.Name, pod.Metadata.Labels)
+				return fmt.Errorf("pod %s lacks the coordinator label/annotation: %v", pod.Metadata.Name, pod.Metadata.Labels)
 			}
 		}
-		return ""
-	})
+		return nil
+	}, every)
 	waitTerminal(t, ns, "pytorch", "Completed")
 }
 
@@ -289,10 +278,10 @@ func TestExclusiveTopologyGivesEachJobItsOwnRack(t *testing.T) {
 			rackOf[fmt.Sprintf("member-1-rack%d-node%d", r, n)] = fmt.Sprintf("rack%d", r)
 		}
 	}
-	eventually(t, 2*time.Minute, func() string {
+	testenv.Eventually(t, 2*time.Minute, "8 pods of 4 Jobs, one rack each", func() error {
 		p := pods(t, "member-1", ns, "jobset.sigs.k8s.io/jobset-name=pytorch")
 		if len(p.Items) != 8 {
-			return fmt.Sprintf("%d pods, want 8", len(p.Items))
+			return fmt.Errorf("%d pods, want 8", len(p.Items))
 		}
 		jobRack := map[string]string{}
 		rackJob := map[string]string{}
@@ -300,21 +289,21 @@ func TestExclusiveTopologyGivesEachJobItsOwnRack(t *testing.T) {
 			job := pod.Metadata.Labels["job-name"]
 			rack := rackOf[pod.Spec.NodeName]
 			if rack == "" {
-				return fmt.Sprintf("pod %s not scheduled yet", pod.Metadata.Name)
+				return fmt.Errorf("pod %s not scheduled yet", pod.Metadata.Name)
 			}
 			if prev, ok := jobRack[job]; ok && prev != rack {
-				return fmt.Sprintf("job %s spans racks %s and %s", job, prev, rack)
+				return fmt.Errorf("job %s spans racks %s and %s", job, prev, rack)
 			}
 			if other, ok := rackJob[rack]; ok && other != job {
-				return fmt.Sprintf("jobs %s and %s share %s", job, other, rack)
+				return fmt.Errorf("jobs %s and %s share %s", job, other, rack)
 			}
 			jobRack[job], rackJob[rack] = rack, job
 		}
 		if len(rackJob) != 4 {
-			return fmt.Sprintf("jobs on %d racks, want 4", len(rackJob))
+			return fmt.Errorf("jobs on %d racks, want 4", len(rackJob))
 		}
-		return ""
-	})
+		return nil
+	}, every)
 	waitTerminal(t, ns, "pytorch", "Completed")
 }
 
@@ -340,10 +329,10 @@ func TestMembersReportHealthAndCapacityToTheHub(t *testing.T) {
 	// member-1: 8 nodes x 16 cpu; member-2: 4 nodes x 16 cpu (hack/dev.sh).
 	want := map[string]string{"member-1": "128", "member-2": "64"}
 	for member, cpu := range want {
-		eventually(t, time.Minute, func() string {
+		testenv.Eventually(t, time.Minute, member+" healthy with its capacity", func() error {
 			out, err := kubectlErr(nil, "--context", "hub", "-n", "fleet-system", "get", "clusterprofile", member, "-o", "json")
 			if err != nil {
-				return out
+				return errors.New(out)
 			}
 			var profile struct {
 				Status struct {
@@ -352,7 +341,7 @@ func TestMembersReportHealthAndCapacityToTheHub(t *testing.T) {
 				} `json:"status"`
 			}
 			if err := json.Unmarshal([]byte(out), &profile); err != nil {
-				return err.Error()
+				return err
 			}
 			healthy := false
 			for _, c := range profile.Status.Conditions {
@@ -363,10 +352,10 @@ func TestMembersReportHealthAndCapacityToTheHub(t *testing.T) {
 				props[p.Name] = p.Value
 			}
 			if !healthy || props["allocatable.cpu"] != cpu || props["allocatable.nvidia.com/gpu"] == "" {
-				return fmt.Sprintf("%s: healthy=%v properties=%v, want allocatable.cpu=%s and GPUs", member, healthy, props, cpu)
+				return fmt.Errorf("%s: healthy=%v properties=%v, want allocatable.cpu=%s and GPUs", member, healthy, props, cpu)
 			}
-			return ""
-		})
+			return nil
+		}, every)
 	}
 }
 
@@ -378,14 +367,14 @@ func TestTTLDeletesTheJobSetEverywhereAndNothingRunsTwice(t *testing.T) {
 	kubectl(t, manifest, "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
 	member := waitPlaced(t, ns, "pytorch")
 	waitTerminal(t, ns, "pytorch", "Completed")
-	eventually(t, time.Minute, func() string {
+	testenv.Eventually(t, time.Minute, "the JobSet deleted on the hub and the member", func() error {
 		hub, hubErr := kubectlErr(nil, "--context", "hub", "-n", ns, "get", "jobsets", "-o", "name")
 		mem, memErr := kubectlErr(nil, "--context", member, "-n", ns, "get", "jobsets,jobs", "-o", "name")
 		if hubErr != nil || memErr != nil || strings.TrimSpace(hub) != "" || strings.TrimSpace(mem) != "" {
-			return fmt.Sprintf("after the TTL: hub has %q, %s has %q", hub, member, mem)
+			return fmt.Errorf("after the TTL: hub has %q, %s has %q", hub, member, mem)
 		}
-		return ""
-	})
+		return nil
+	}, every)
 	// The finished copy must not come back to run a second time.
 	time.Sleep(5 * time.Second)
 	if out := kubectl(t, nil, "--context", member, "-n", ns, "get", "jobsets,jobs", "-o", "name"); strings.TrimSpace(out) != "" {
