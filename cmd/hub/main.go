@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -19,7 +18,6 @@ import (
 	"k8s.io/klog/v2"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -29,10 +27,8 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/crdwait"
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/restconfig"
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/webhookcerts"
+	"github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/admission"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
-	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
-	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
 
 // The webhook certificate (cert-controller, cmd/internal/webhookcerts): its
@@ -53,21 +49,19 @@ Usage:
 
 Members join with "jobset-fleet-agent join"; their ClusterProfiles live in
 --inventory-namespace. A member whose agent has not renewed its heartbeat for
---heartbeat-timeout is unhealthy (no new work); after --member-lost-timeout it
-is lost and its JobSets move elsewhere (annotation
-fleet.jobset.x-k8s.io/on-member-lost: Redispatch, Fail or Wait). Keep the
-agents' --fence-timeout below --member-lost-timeout.
+--heartbeat-timeout gets no new work; after --member-lost-timeout it is lost,
+and its JobSets run elsewhere once their copy there is confirmed stopped (the
+agent reported it, the hub stopped it through --clusterprofile-provider-file
+access, an operator labelled the ClusterProfile
+fleet.jobset.x-k8s.io/out-of-service=true, or the member was unjoined). Keep
+the agents' --fence-timeout below --member-lost-timeout.
 
 Flags:
 `
 
 type flags struct {
-	kube               restconfig.Flags
-	inventoryNamespace string
-	heartbeatTimeout   time.Duration
-	memberLostTimeout  time.Duration
-	placementPolicy    string
-	concurrency        int
+	kube restconfig.Flags
+	hub  hub.Options
 
 	disableWebhooks    bool
 	webhookPort        int
@@ -93,17 +87,13 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("jobset-fleet-hub", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
-	var f flags
+	f := flags{hub: hub.DefaultOptions()}
 	f.kube.AddFlags(fs, "Hub kubeconfig (default: $KUBECONFIG, else in-cluster config).")
-	fs.StringVar(&f.inventoryNamespace, "inventory-namespace", fleetv1alpha1.DefaultInventoryNamespace, "Namespace of the fleet's ClusterProfiles.")
-	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", 30*time.Second, "A member whose heartbeat Lease did not change for this long gets no new JobSets and its JobSets show MemberStatusStale.")
-	fs.DurationVar(&f.memberLostTimeout, "member-lost-timeout", 60*time.Second, "A member silent for this long is lost: its JobSets are re-dispatched and deletions no longer wait for it. Must exceed the agents' --fence-timeout.")
-	fs.StringVar(&f.placementPolicy, "placement-policy", string(placement.Spread), "How to choose among fitting members: spread (most free) or binpack (least free after placement).")
-	fs.IntVar(&f.concurrency, "concurrent-reconciles", 4, "JobSets reconciled in parallel.")
+	f.hub.AddFlags(fs)
 	fs.BoolVar(&f.disableWebhooks, "disable-webhooks", false, "Do not serve the JobSet admission webhooks (e.g. for local runs).")
 	fs.IntVar(&f.webhookPort, "webhook-port", 9443, "Webhook server port.")
 	fs.StringVar(&f.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "jobset-fleet-hub-webhook-certs"), "Directory of the webhook serving certificate.")
-	fs.BoolVar(&f.manageWebhookCerts, "manage-webhook-certs", true, "Generate and rotate the webhook certificate and inject its CA into the hub webhook configurations.")
+	fs.BoolVar(&f.manageWebhookCerts, "manage-webhook-certs", true, "Generate and rotate the webhook certificate and inject its CA into the hub webhook configurations. Off: provide tls.crt and tls.key in --webhook-cert-dir.")
 	fs.StringVar(&f.webhookService, "webhook-service", "jobset-fleet-hub-webhook-service", "Service in front of the webhook server (the certificate's name).")
 	fs.StringVar(&f.webhookSecret, "webhook-secret", "jobset-fleet-hub-webhook-certs", "Secret that stores the webhook CA and certificate.")
 	fs.StringVar(&f.webhookDNSNames, "webhook-cert-extra-dns-names", "", "Extra DNS names of the managed webhook certificate, comma-separated (e.g. localhost, when the apiserver calls a local process by URL).")
@@ -119,14 +109,7 @@ func run(args []string) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	ctrl.SetLogger(klog.NewKlogr())
-	policy, err := placement.ParsePolicy(f.placementPolicy)
-	if err != nil {
-		return err
-	}
-	if f.memberLostTimeout <= f.heartbeatTimeout {
-		return fmt.Errorf("--member-lost-timeout (%s) must exceed --heartbeat-timeout (%s)", f.memberLostTimeout, f.heartbeatTimeout)
-	}
-	if err := f.kube.Validate(); err != nil {
+	if err := errors.Join(f.hub.Validate(), f.kube.Validate()); err != nil {
 		return err
 	}
 	cfg, err := f.kube.Load()
@@ -134,14 +117,13 @@ func run(args []string) error {
 		return fmt.Errorf("hub kubeconfig: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	scheme := newScheme()
 	if err := crdwait.Wait(ctx, ctrl.Log, cfg, servedKinds(), crdwait.Options{}); err != nil {
 		return err
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme,
-		Cache:                         cache.Options{ByObject: inventory.CacheByObject(f.inventoryNamespace)},
+		Scheme:                        newScheme(),
+		Cache:                         f.hub.CacheOptions(),
 		Metrics:                       metricsserver.Options{BindAddress: f.metricsAddr},
 		HealthProbeBindAddress:        f.probeAddr,
 		LeaderElection:                f.leaderElect,
@@ -153,18 +135,8 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-	inv := inventory.New(mgr.GetCache(), f.inventoryNamespace, inventory.Options{
-		HeartbeatTimeout:  f.heartbeatTimeout,
-		MemberLostTimeout: f.memberLostTimeout,
-	})
-	if err := inv.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up inventory: %w", err)
-	}
-	if err := dispatch.NewReconciler(mgr.GetClient(), mgr.GetAPIReader(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{
-		Policy:                  policy,
-		MaxConcurrentReconciles: f.concurrency,
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up dispatcher: %w", err)
+	if err := hub.Setup(mgr, f.hub); err != nil {
+		return err
 	}
 	if !f.disableWebhooks {
 		if err := webhookcerts.Serve(ctx, mgr, webhookcerts.Options{
@@ -177,7 +149,7 @@ func run(args []string) error {
 			CAName:                          "jobset-fleet-hub-webhook-ca",
 			MutatingWebhookConfigurations:   []string{admission.MutatingWebhookConfigurationName},
 			ValidatingWebhookConfigurations: []string{admission.ValidatingWebhookConfigurationName},
-		}, admission.SetupWithManager); err != nil {
+		}, f.hub.Admission()); err != nil {
 			return fmt.Errorf("setting up admission webhooks: %w", err)
 		}
 	}
@@ -187,8 +159,8 @@ func run(args []string) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	ctrl.Log.Info("Starting hub", "inventoryNamespace", f.inventoryNamespace, "policy", policy,
-		"heartbeatTimeout", f.heartbeatTimeout, "memberLostTimeout", f.memberLostTimeout, "webhooks", !f.disableWebhooks)
+	ctrl.Log.Info("Starting hub", "inventoryNamespace", f.hub.InventoryNamespace, "policy", f.hub.PlacementPolicy,
+		"heartbeatTimeout", f.hub.HeartbeatTimeout, "memberLostTimeout", f.hub.MemberLostTimeout, "webhooks", !f.disableWebhooks)
 	return mgr.Start(ctx)
 }
 
