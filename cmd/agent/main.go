@@ -183,6 +183,8 @@ func runController(args []string, scheme *runtime.Scheme) error {
 	var hubConfig *rest.Config
 	if hub != nil {
 		hubConfig = hub.config
+		// The config's token follows hub.credentials (rotated Secret, own
+		// token refreshes); the rate limits are ours.
 		f.kube.Apply(hubConfig)
 		if f.clusterName == "" {
 			f.clusterName = hub.clusterName
@@ -228,6 +230,7 @@ func runController(args []string, scheme *runtime.Scheme) error {
 		if _, err := agent.Setup(mgr, agent.Options{
 			ClusterName:        f.clusterName,
 			HubConfig:          hubConfig,
+			Credentials:        hub.credentials,
 			InventoryNamespace: f.inventoryNamespace,
 			HeartbeatInterval:  f.heartbeatInterval,
 			TopologyKeys:       splitList(f.topologyKeys),
@@ -249,7 +252,8 @@ func runController(args []string, scheme *runtime.Scheme) error {
 
 // hubAccess is what the agent needs to reach the hub as this member.
 type hubAccess struct {
-	config *rest.Config
+	config      *rest.Config
+	credentials *agent.HubCredentials
 	// clusterName is the member's fleet name as join recorded it; empty
 	// for a kubeconfig file.
 	clusterName string
@@ -263,11 +267,11 @@ func loadHub(ctx context.Context, log logr.Logger, member *rest.Config, scheme *
 	case path != "" && secretRef != "":
 		return nil, errors.New("give --hub-kubeconfig or --hub-kubeconfig-secret, not both")
 	case path != "":
-		cfg, err := clientcmd.BuildConfigFromFlags("", path)
+		cfg, creds, err := agent.HubConfigFromFile(path, agent.CredentialsOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("hub kubeconfig %s: %w", path, err)
 		}
-		return &hubAccess{config: cfg}, nil
+		return &hubAccess{config: cfg, credentials: creds}, nil
 	case secretRef != "":
 		ns, name, ok := strings.Cut(secretRef, "/")
 		if !ok {
@@ -277,10 +281,11 @@ func loadHub(ctx context.Context, log logr.Logger, member *rest.Config, scheme *
 		if err != nil {
 			return nil, err
 		}
+		key := client.ObjectKey{Namespace: ns, Name: name}
 		secret := &corev1.Secret{}
 		var lastErr error
 		err = wait.PollUntilContextCancel(ctx, 5*time.Second, true, func(ctx context.Context) (bool, error) {
-			err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, secret)
+			err := c.Get(ctx, key, secret)
 			if err == nil {
 				return true, nil
 			}
@@ -293,11 +298,11 @@ func loadHub(ctx context.Context, log logr.Logger, member *rest.Config, scheme *
 		if err != nil {
 			return nil, fmt.Errorf("reading hub kubeconfig Secret %s: %w (last error: %v)", secretRef, err, lastErr)
 		}
-		cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[membership.KubeconfigKey])
+		cfg, creds, err := agent.HubConfigFromSecret(ctx, c, key, agent.CredentialsOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("hub kubeconfig in Secret %s: %w", secretRef, err)
 		}
-		return &hubAccess{config: cfg, clusterName: string(secret.Data[membership.ClusterNameKey])}, nil
+		return &hubAccess{config: cfg, credentials: creds, clusterName: string(secret.Data[membership.ClusterNameKey])}, nil
 	}
 	return nil, nil
 }
