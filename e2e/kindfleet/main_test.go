@@ -45,6 +45,9 @@ const (
 	poolLabel = "e2e.jobset-fleet.io/pool"
 	poolValue = "kind"
 
+	// runNodeImage is this harness's tag of the node image it runs.
+	runNodeImage = "jobset-fleet/kind-node:kindfleet"
+
 	systemNamespace = "jobset-fleet-system"
 	hubDeployment   = "jobset-fleet-hub"
 	agentDeployment = "jobset-fleet-agent"
@@ -221,7 +224,13 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 	if err != nil {
 		return e, err
 	}
-	progress(start, "node image %s", imgs.Node)
+	// A tag of our own for this run: a concurrent rebuild of the node image
+	// (another checkout, a developer) re-tags and drops the shared one.
+	if out, err := exec.CommandContext(ctx, "docker", "tag", imgs.Node, runNodeImage).CombinedOutput(); err != nil {
+		return e, fmt.Errorf("docker tag %s %s: %w\n%s", imgs.Node, runNodeImage, err, out)
+	}
+	progress(start, "node image %s (as %s)", imgs.Node, runNodeImage)
+	imgs.Node = runNodeImage
 
 	progress(start, "building the binaries and images (make build images)")
 	mk := exec.CommandContext(ctx, "make", "-C", root, "--no-print-directory", "build", "images")
