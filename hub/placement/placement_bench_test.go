@@ -16,7 +16,7 @@ func BenchmarkPlace(b *testing.B) {
 			for i := range members {
 				members[i] = member(fmt.Sprintf("m%d", i), "512", fmt.Sprint(64+i%400))
 			}
-			req := Request{JobSet: js(8, 4, "2"), Members: members, Policy: Spread}
+			req := Request{JobSet: jobSet(8, 4, "2").Obj(), Members: members, Policy: Spread}
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := Place(req); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 )
 
@@ -31,21 +32,15 @@ func member(name string, allocCPU, freeCPU string, lbls ...string) inventory.Mem
 	return m
 }
 
-// js is a JobSet of replicas x parallelism pods asking cpu each.
-func js(replicas, parallelism int32, cpu string, annotations ...string) *jobset.JobSet {
-	j := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Name: "train", Namespace: "team", UID: "uid-1", Annotations: map[string]string{}}}
-	for i := 0; i+1 < len(annotations); i += 2 {
-		j.Annotations[annotations[i]] = annotations[i+1]
-	}
-	rj := jobset.ReplicatedJob{Name: "w", Replicas: replicas}
-	rj.Template.Spec.Parallelism = ptr.To(parallelism)
-	rj.Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{Requests: rl("cpu", cpu)}}}
-	j.Spec.ReplicatedJobs = []jobset.ReplicatedJob{rj}
-	return j
+// jobSet is the JobSet team/train of replicas Jobs of parallelism pods
+// asking cpu each.
+func jobSet(replicas, parallelism int32, cpu string) *jstesting.JobSetWrapper {
+	return jstesting.MakeJobSet("team", "train").UID("uid-1").ReplicatedJob(
+		jstesting.MakeReplicatedJob("w").Replicas(replicas).Parallelism(parallelism).Container("c", "").Requests(rl("cpu", cpu)).Obj())
 }
 
 func TestRequests(t *testing.T) {
-	j := js(2, 3, "500m")
+	j := jobSet(2, 3, "500m").Obj()
 	// A second replicatedJob with a big init container and a sidecar.
 	rj := jobset.ReplicatedJob{Name: "driver", Replicas: 1}
 	ps := &rj.Template.Spec.Template.Spec
@@ -89,7 +84,7 @@ func TestPlaceFilters(t *testing.T) {
 	}{
 		{
 			name: "fit and health",
-			job:  js(1, 4, "1"),
+			job:  jobSet(1, 4, "1").Obj(),
 			want: "c",
 			reasons: map[string]string{
 				"a":    "insufficient resources: needs cpu 4, 2 free",
@@ -100,38 +95,38 @@ func TestPlaceFilters(t *testing.T) {
 		},
 		{
 			name:      "commitments count against free",
-			job:       js(1, 4, "1"),
+			job:       jobSet(1, 4, "1").Obj(),
 			committed: map[string]corev1.ResourceList{"c": rl("cpu", "6")},
 			want:      "b",
 			reasons:   map[string]string{"c": "needs cpu 4, 3 free after 6 committed to recent dispatches"},
 		},
 		{
 			name:    "selector",
-			job:     js(1, 1, "1", fleet.ClusterSelectorAnnotation, "region=us"),
+			job:     jobSet(1, 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "region=us").Obj(),
 			want:    "b",
 			reasons: map[string]string{"c": `labels do not match selector "region=us"`},
 		},
 		{
 			name:    "pinned",
-			job:     js(1, 1, "1", fleet.PinnedClusterAnnotation, "a"),
+			job:     jobSet(1, 1, "1").Annotation(fleet.PinnedClusterAnnotation, "a").Obj(),
 			want:    "a",
 			reasons: map[string]string{"b": `not the pinned cluster "a"`},
 		},
 		{
 			name: "pinned to an unknown cluster",
-			job:  js(1, 1, "1", fleet.PinnedClusterAnnotation, "zz"),
+			job:  jobSet(1, 1, "1").Annotation(fleet.PinnedClusterAnnotation, "zz").Obj(),
 			note: `pinned cluster "zz" is not in the fleet`,
 		},
 		{
 			name:     "excluded (lost member)",
-			job:      js(1, 1, "1"),
+			job:      jobSet(1, 1, "1").Obj(),
 			excluded: map[string]string{"c": "member lost"},
 			want:     "b",
 			reasons:  map[string]string{"c": "member lost"},
 		},
 		{
 			name: "nothing fits",
-			job:  js(2, 5, "1"),
+			job:  jobSet(2, 5, "1").Obj(),
 			reasons: map[string]string{
 				"b": "needs cpu 10, 8 free",
 				"c": "needs cpu 10, 9 free",
@@ -163,7 +158,7 @@ func TestPlaceFilters(t *testing.T) {
 }
 
 func TestPlaceBadSelector(t *testing.T) {
-	_, err := Place(Request{JobSet: js(1, 1, "1", fleet.ClusterSelectorAnnotation, "a in (")})
+	_, err := Place(Request{JobSet: jobSet(1, 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "a in (").Obj()})
 	if err == nil || !strings.Contains(err.Error(), fleet.ClusterSelectorAnnotation) {
 		t.Fatalf("want an error naming the annotation, got %v", err)
 	}
@@ -176,7 +171,7 @@ func TestPolicies(t *testing.T) {
 		policy Policy
 		want   string
 	}{{Spread, "small"}, {BinPack, "big"}, {"", "small"}} {
-		r, err := Place(Request{JobSet: js(1, 2, "1"), Members: members, Policy: tc.policy})
+		r, err := Place(Request{JobSet: jobSet(1, 2, "1").Obj(), Members: members, Policy: tc.policy})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +199,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 		committed := map[string]corev1.ResourceList{}
 		counts := map[string]int{}
 		for range 50 {
-			r, err := Place(Request{JobSet: js(1, 1, "1"), Members: members, Committed: committed, Policy: policy})
+			r, err := Place(Request{JobSet: jobSet(1, 1, "1").Obj(), Members: members, Committed: committed, Policy: policy})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -233,7 +228,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 }
 
 func TestDecision(t *testing.T) {
-	j := js(1, 1, "1")
+	j := jobSet(1, 1, "1").Obj()
 	r, err := Place(Request{JobSet: j, Members: []inventory.Member{member("a", "4", "4")}})
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +260,7 @@ func TestPlaceExclusiveTopologyNeedsADomainPerJob(t *testing.T) {
 	}
 	// 4 exclusive Jobs: spread would prefer the emptier members, but only
 	// four-racks has a rack for each Job.
-	res, err := Place(Request{JobSet: js(4, 1, "1", jobset.ExclusiveKey, "rack"), Members: members, Policy: Spread})
+	res, err := Place(Request{JobSet: jobSet(4, 1, "1").Annotation(jobset.ExclusiveKey, "rack").Obj(), Members: members, Policy: Spread})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,12 +274,12 @@ func TestPlaceExclusiveTopologyNeedsADomainPerJob(t *testing.T) {
 	}
 
 	// The annotation on a ReplicatedJob's template counts that one's Jobs.
-	j := js(3, 1, "1")
+	j := jobSet(3, 1, "1").Obj()
 	j.Spec.ReplicatedJobs[0].Template.Annotations = map[string]string{jobset.ExclusiveKey: "rack"}
 	if got := ExclusiveJobs(j); got["rack"] != 3 || len(got) != 1 {
 		t.Errorf("ExclusiveJobs = %v, want rack:3", got)
 	}
-	if got := ExclusiveJobs(js(3, 1, "1")); len(got) != 0 {
+	if got := ExclusiveJobs(jobSet(3, 1, "1").Obj()); len(got) != 0 {
 		t.Errorf("ExclusiveJobs without the annotation = %v", got)
 	}
 }
@@ -292,7 +287,7 @@ func TestPlaceExclusiveTopologyNeedsADomainPerJob(t *testing.T) {
 // TestSpreadByLoad: JobSets that request nothing still spread (by how many
 // each member runs), bin-pack fills one member, and load breaks score ties.
 func TestSpreadByLoad(t *testing.T) {
-	j := js(1, 1, "0")
+	j := jobSet(1, 1, "0").Obj()
 	j.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers[0].Resources = corev1.ResourceRequirements{}
 	members := []inventory.Member{member("a", "8", "8"), member("b", "8", "8"), member("c", "8", "8")}
 	load := map[string]int{"a": 3, "b": 1, "c": 2}
@@ -306,7 +301,7 @@ func TestSpreadByLoad(t *testing.T) {
 		}
 	}
 	// Equal scores with requests: the less loaded member wins under spread.
-	r, _ := Place(Request{JobSet: js(1, 1, "1"), Members: members, Load: load, Policy: Spread})
+	r, _ := Place(Request{JobSet: jobSet(1, 1, "1").Obj(), Members: members, Load: load, Policy: Spread})
 	if r.Cluster != "b" {
 		t.Errorf("score tie: chose %q, want b", r.Cluster)
 	}
@@ -316,12 +311,12 @@ func TestAllowedNamespaces(t *testing.T) {
 	only := member("only-other", "8", "8")
 	only.AllowedNamespaces = []string{"other"}
 	open := member("open", "4", "4")
-	r, _ := Place(Request{JobSet: js(1, 1, "1"), Members: []inventory.Member{only, open}})
+	r, _ := Place(Request{JobSet: jobSet(1, 1, "1").Obj(), Members: []inventory.Member{only, open}})
 	if r.Cluster != "open" || !strings.Contains(r.Explain(), `only-other: namespace "team" is not among the namespaces allowed on this member`) {
 		t.Errorf("chose %q: %s", r.Cluster, r.Explain())
 	}
 	only.AllowedNamespaces = []string{"team"}
-	if r, _ := Place(Request{JobSet: js(1, 1, "1"), Members: []inventory.Member{only, open}}); r.Cluster != "only-other" {
+	if r, _ := Place(Request{JobSet: jobSet(1, 1, "1").Obj(), Members: []inventory.Member{only, open}}); r.Cluster != "only-other" {
 		t.Errorf("allowed namespace: chose %q: %s", r.Cluster, r.Explain())
 	}
 }
@@ -348,7 +343,7 @@ func TestPodLevelResources(t *testing.T) {
 // TestVolumeClaimPolicies: claims are provisioned on the member that runs
 // the JobSet, so it must have their storage classes.
 func TestVolumeClaimPolicies(t *testing.T) {
-	j := js(1, 1, "1")
+	j := jobSet(1, 1, "1").Obj()
 	j.Spec.VolumeClaimPolicies = []jobset.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{
 		{ObjectMeta: metav1.ObjectMeta{Name: "ckpt"}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To("fast")}},
