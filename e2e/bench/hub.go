@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,8 +48,10 @@ type hubPhase struct {
 
 	// Requests by process and apiserver, first submit → quiet.
 	hubByHub, hubByAgents, memberByAgents counts
-	hubAPIServerCPU                       time.Duration
-	load                                  string
+	// Of those, the requests answered with an error.
+	failedHub, failedAgentsHub, failedMember counts
+	hubAPIServerCPU                          time.Duration
+	load                                     string
 }
 
 func (p *hubPhase) hubWrites() int64 {
@@ -84,6 +87,7 @@ type hubFleet struct {
 	agentHubProxies   []*countingProxy
 	agentMemberProxes []*countingProxy
 	procs             []*proc
+	cleanups          []func()
 
 	mu         sync.Mutex
 	submitted  map[string]time.Time // "<ns>/<name>" → create call started
@@ -113,6 +117,36 @@ func (f *hubFleet) onSubmit(ns string) func(name string, at time.Time) {
 	}
 }
 
+func (f *hubFleet) onCleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
+
+func (f *hubFleet) cleanup() {
+	for _, fn := range slices.Backward(f.cleanups) {
+		fn()
+	}
+}
+
+// startProc starts a process of the fleet, stopped at cleanup.
+func (f *hubFleet) startProc(name, logPath, bin string, args []string) (*proc, error) {
+	p, err := startProc(name, logPath, bin, args, nil)
+	if err != nil {
+		return nil, err
+	}
+	f.procs = append(f.procs, p)
+	f.onCleanup(p.stop)
+	return p, nil
+}
+
+// startProxy starts a counting proxy in front of cfg's apiserver, closed at
+// cleanup.
+func (f *hubFleet) startProxy(cfg *rest.Config, cert *servingCert) (*countingProxy, error) {
+	p, err := startCountingProxy(cfg, cert)
+	if err != nil {
+		return nil, err
+	}
+	f.onCleanup(p.close)
+	return p, nil
+}
+
 func (f *hubFleet) exited() error {
 	for _, p := range f.procs {
 		if err := p.exited(); err != nil {
@@ -131,24 +165,23 @@ func runHub(ctx context.Context, o options, bins benchBins, cert *servingCert) (
 	}
 	logf("hub: starting the hub and 2 member clusters (load %s)", loadAverage())
 	f := &hubFleet{members: map[string]*cluster{}, submitted: map[string]time.Time{}, completed: map[string]time.Time{}, placedOn: map[string]string{}}
-	defer func() {
-		for _, p := range slices.Backward(f.procs) {
-			p.stop()
-		}
-	}()
+	// Everything started is stopped in reverse order: processes before
+	// the proxies before the apiservers they talk to (an apiserver with
+	// clients still watching takes minutes to shut down).
+	defer f.cleanup()
 	if f.hub, err = startCluster("hub"); err != nil {
 		return res, err
 	}
-	defer f.hub.stop()
+	f.onCleanup(f.hub.stop)
 	for _, m := range memberNames {
 		c, err := startCluster(m)
 		if err != nil {
 			return res, err
 		}
-		defer c.stop()
+		f.onCleanup(c.stop)
 		f.members[m] = c
 	}
-	if err := f.start(ctx, dir, bins, cert); err != nil {
+	if err := f.start(ctx, dir, bins, cert, o.oursArgs); err != nil {
 		return res, err
 	}
 	for _, m := range memberNames {
@@ -156,7 +189,7 @@ func runHub(ctx context.Context, o options, bins benchBins, cert *servingCert) (
 		if err != nil {
 			return res, err
 		}
-		defer tr.stop()
+		f.onCleanup(tr.stop)
 	}
 	if err := f.warmUp(ctx); err != nil {
 		return res, err
@@ -178,7 +211,7 @@ func runHub(ctx context.Context, o options, bins benchBins, cert *servingCert) (
 // start joins the members, installs the webhook configurations (pointing
 // at the local processes) and starts the hub and the agents, each talking
 // to its apiservers through its own counting proxy.
-func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *servingCert) error {
+func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *servingCert, extra []string) error {
 	root := testenv.RepoRoot()
 	hubWebhookPort, err := freePort()
 	if err != nil {
@@ -190,7 +223,7 @@ func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *
 	if err := installWebhooks(ctx, f.hub.Client, filepath.Join(root, "config", "hub-webhook", "manifests.yaml"), hubWebhookPort); err != nil {
 		return err
 	}
-	if f.hubProxy, err = startCountingProxy(f.hub.Config, cert); err != nil {
+	if f.hubProxy, err = f.startProxy(f.hub.Config, cert); err != nil {
 		return err
 	}
 	hubKubeconfig := filepath.Join(dir, "hub-proxied.kubeconfig")
@@ -201,7 +234,7 @@ func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *
 	if err != nil {
 		return err
 	}
-	hubProc, err := startProc("hub", filepath.Join(dir, "hub.log"), bins.hub, []string{
+	hubProc, err := f.startProc("hub", filepath.Join(dir, "hub.log"), bins.hub, append([]string{
 		"--kubeconfig=" + hubKubeconfig,
 		"--leader-elect=false",
 		"--webhook-port=" + strconv.Itoa(hubWebhookPort),
@@ -209,11 +242,10 @@ func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *
 		"--webhook-cert-extra-dns-names=localhost",
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(hubProbe),
-	}, nil)
+	}, extra...))
 	if err != nil {
 		return err
 	}
-	f.procs = append(f.procs, hubProc)
 	probes := map[*proc]int{hubProc: hubProbe}
 
 	for _, m := range memberNames {
@@ -233,7 +265,7 @@ func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *
 		if err := installWebhooks(ctx, c.Client, filepath.Join(root, "config", "webhook", "manifests.yaml"), agentWebhookPort); err != nil {
 			return err
 		}
-		memberProxy, err := startCountingProxy(c.Config, cert)
+		memberProxy, err := f.startProxy(c.Config, cert)
 		if err != nil {
 			return err
 		}
@@ -242,7 +274,7 @@ func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *
 		if err := memberProxy.writeKubeconfig(memberKubeconfig, cert, ""); err != nil {
 			return err
 		}
-		agentHubProxy, err := startCountingProxy(f.hub.Config, cert)
+		agentHubProxy, err := f.startProxy(f.hub.Config, cert)
 		if err != nil {
 			return err
 		}
@@ -261,7 +293,7 @@ func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *
 		if err != nil {
 			return err
 		}
-		agent, err := startProc("agent-"+m, filepath.Join(dir, "agent-"+m+".log"), bins.agent, []string{
+		agent, err := f.startProc("agent-"+m, filepath.Join(dir, "agent-"+m+".log"), bins.agent, append([]string{
 			"--kubeconfig=" + memberKubeconfig,
 			"--hub-kubeconfig=" + agentHubKubeconfig,
 			"--cluster-name=" + m,
@@ -271,11 +303,10 @@ func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *
 			"--webhook-cert-extra-dns-names=localhost",
 			"--metrics-bind-address=0",
 			"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probe),
-		}, nil)
+		}, extra...))
 		if err != nil {
 			return err
 		}
-		f.procs = append(f.procs, agent)
 		probes[agent] = probe
 	}
 	for p, port := range probes {
@@ -458,6 +489,14 @@ func sumCounts(ps []*countingProxy) counts {
 	return c
 }
 
+func sumFailures(ps []*countingProxy) counts {
+	c := counts{}
+	for _, p := range ps {
+		c = c.add(p.failures())
+	}
+	return c
+}
+
 // runPhase submits one phase's JobSets in a namespace of its own and
 // measures it.
 func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error {
@@ -475,6 +514,7 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 		names[i] = jobSetName(i)
 	}
 	baseHub, baseAgentsHub, baseAgentsMember := f.hubProxy.snapshot(), sumCounts(f.agentHubProxies), sumCounts(f.agentMemberProxes)
+	baseFHub, baseFAgentsHub, baseFMember := f.hubProxy.failures(), sumFailures(f.agentHubProxies), sumFailures(f.agentMemberProxes)
 	apiA0, _ := f.hub.cpu()
 
 	submitErr := make(chan error, 1)
@@ -536,6 +576,9 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	ph.hubByHub = f.hubProxy.snapshot().minus(baseHub)
 	ph.hubByAgents = sumCounts(f.agentHubProxies).minus(baseAgentsHub)
 	ph.memberByAgents = sumCounts(f.agentMemberProxes).minus(baseAgentsMember)
+	ph.failedHub = f.hubProxy.failures().minus(baseFHub)
+	ph.failedAgentsHub = sumFailures(f.agentHubProxies).minus(baseFAgentsHub)
+	ph.failedMember = sumFailures(f.agentMemberProxes).minus(baseFMember)
 
 	f.mu.Lock()
 	var firstSubmit, lastSubmit, lastDone time.Time

@@ -23,7 +23,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,15 +52,31 @@ type options struct {
 }
 
 func main() {
-	if os.Getenv(roleEnv) == "raw" {
+	switch os.Getenv(roleEnv) {
+	case "raw":
 		os.Exit(rawMain(os.Args[1:]))
+	case "worker":
+		os.Exit(benchMain(os.Args[1:]))
+	default:
+		os.Exit(supervise(os.Args[1:]))
 	}
-	os.Exit(benchMain(os.Args[1:]))
 }
 
 func benchMain(args []string) int {
+	o, code := parseOptions(args)
+	if code >= 0 {
+		return code
+	}
+	// The control-plane libraries log through klog and controller-runtime;
+	// the benchmark's own output is its progress lines and the report.
+	klog.SetLogger(logr.Discard())
+	ctrl.SetLogger(logr.Discard())
+	return run(o)
+}
+
+// parseOptions parses the flags; code is -1 to go on, else the exit code.
+func parseOptions(args []string) (o options, code int) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	var o options
 	var scenarios, rates, contenders, oursArgs string
 	fs.IntVar(&o.n, "n", 1000, "JobSets in the member scenario (targets are stated at 1000).")
 	fs.IntVar(&o.podsN, "pods-n", 1250, "JobSets in the memory scenario (8 Pods each: 1250 → 10k Pods).")
@@ -73,7 +91,7 @@ func benchMain(args []string) int {
 	fs.BoolVar(&o.keep, "keep", false, "Keep the work dir (logs) even when the run succeeds.")
 	fs.StringVar(&o.out, "out", "", "Also write the report (markdown) to this file.")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return o, 2
 	}
 	o.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scenarios, ",") {
@@ -83,7 +101,7 @@ func benchMain(args []string) int {
 		case "":
 		default:
 			fmt.Fprintf(os.Stderr, "unknown scenario %q (member, pods, hub)\n", s)
-			return 2
+			return o, 2
 		}
 	}
 	o.contenders = map[string]bool{}
@@ -98,15 +116,96 @@ func benchMain(args []string) int {
 		v, err := strconv.ParseFloat(r, 64)
 		if err != nil || v <= 0 {
 			fmt.Fprintf(os.Stderr, "bad rate %q\n", r)
-			return 2
+			return o, 2
 		}
 		o.rates = append(o.rates, v)
 	}
-	// The control-plane libraries log through klog and controller-runtime;
-	// the benchmark's own output is its progress lines and the report.
-	klog.SetLogger(logr.Discard())
-	ctrl.SetLogger(logr.Discard())
-	return run(o)
+	return o, -1
+}
+
+// supervise runs the benchmark in a child process and, whatever way that
+// child ends (a panic, SIGKILL, a cleanup that hung), kills every process
+// it left behind and deletes the kwok clusters left in the work dir.
+// envtest's apiservers and etcds run in process groups of their own and
+// are not told to die with their parent; as a child subreaper the
+// supervisor inherits them (and kwokctl's daemons) when their parent dies,
+// so it can find them. SIGINT and SIGTERM are passed on to the child,
+// which stops everything in order.
+func supervise(args []string) int {
+	o, code := parseOptions(args)
+	if code >= 0 {
+		return code
+	}
+	if o.workDir == "" {
+		dir, err := os.MkdirTemp("", "jobset-fleet-bench-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "work dir:", err)
+			return 1
+		}
+		args = append(args, "-work-dir="+dir)
+		o.workDir = dir
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	const prSetChildSubreaper = 36 // PR_SET_CHILD_SUBREAPER, linux/prctl.h
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		fmt.Fprintln(os.Stderr, "becoming a child subreaper:", errno)
+		return 1
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), roleEnv+"=worker")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the benchmark:", err)
+		return 1
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var waitErr error
+wait:
+	for {
+		select {
+		case sig := <-sigs:
+			_ = cmd.Process.Signal(sig)
+		case waitErr = <-done:
+			break wait
+		}
+	}
+	// Whatever is still our child outlived the benchmark.
+	if killed := killChildren(); len(killed) > 0 {
+		logf("killed processes the benchmark left behind: %s", strings.Join(killed, ", "))
+	}
+	sweepKwok(o.workDir)
+	if waitErr != nil {
+		if exit, ok := waitErr.(*exec.ExitError); ok && exit.ExitCode() > 0 {
+			return exit.ExitCode()
+		}
+		logf("benchmark ended: %v", waitErr)
+		return 1
+	}
+	return 0
+}
+
+// sweepKwok deletes every kwok cluster whose kwokctl state is still in the
+// work dir (a clean run deleted them all).
+func sweepKwok(workDir string) {
+	dirs, _ := filepath.Glob(filepath.Join(workDir, "*", "kwok-*", "clusters", "*"))
+	for _, d := range dirs {
+		kwokDir := filepath.Dir(filepath.Dir(d))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		if err := deleteKwok(ctx, kwokDir, filepath.Base(d)); err != nil {
+			logf("%v", err)
+		} else {
+			logf("deleted kwok cluster %s the benchmark left behind", filepath.Base(d))
+		}
+		cancel()
+	}
 }
 
 // logf prints a progress line with the time of day.

@@ -118,6 +118,7 @@ type memberResult struct {
 	// requests the contender made (through its proxy), clock start to
 	// quiet; catch-up includes its start-up (discovery, lists, watches).
 	requests counts
+	failed   counts // of requests, those answered with an error
 	// control plane CPU and the whole machine's busy fraction over the run.
 	apiserverCPU, etcdCPU time.Duration
 	machineBusy           float64
@@ -194,12 +195,12 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 	var (
 		p             *proc
 		t0            time.Time
-		base          counts
+		base, baseF   counts
 		apiA0, etcdA0 time.Duration
 		busy0, total0 time.Duration
 	)
 	mark := func() {
-		base = proxy.snapshot()
+		base, baseF = proxy.snapshot(), proxy.failures()
 		apiA0, etcdA0 = c.cpu()
 		busy0, total0, _ = machineCPU()
 		t0 = time.Now()
@@ -267,6 +268,7 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 		return res, err
 	}
 	res.requests = proxy.snapshot().minus(base)
+	res.failed = proxy.failures().minus(baseF)
 	apiA1, etcdA1 := c.cpu()
 	res.apiserverCPU, res.etcdCPU = apiA1-apiA0, etcdA1-etcdA0
 	busy1, total1, _ := machineCPU()

@@ -36,6 +36,7 @@ type podsResult struct {
 	allPods  time.Duration
 	usage    usage
 	requests counts
+	failed   counts
 	load     string
 }
 
@@ -117,7 +118,7 @@ func runPods(ctx context.Context, o options, ct contender, cert *servingCert) (r
 		return res, err
 	}
 	logf("memory %s, N=%d (%d Pods): creating a kwok cluster (load %s)", ct.name, o.podsN, wantPods, res.load)
-	k, cleanup, err := startKwok(ctx, filepath.Join(dir, "kwok"), "bench-pods-"+ct.key)
+	k, cleanup, err := startKwok(ctx, dir, "bench-pods-"+ct.key)
 	defer cleanup()
 	if err != nil {
 		return res, err
@@ -170,7 +171,7 @@ func runPods(ctx context.Context, o options, ct contender, cert *servingCert) (r
 		// them) shows as no change at all: fail rather than wait out
 		// the run timeout.
 		if time.Since(lastChange) > 3*time.Minute && (pods < wantPods || running < wantPods) {
-			return res, fmt.Errorf("no Pod changed for 3m at %d Pods, %d Running, want %d; kwok cluster logs in %s", pods, running, wantPods, filepath.Join(dir, "kwok"))
+			return res, fmt.Errorf("no Pod changed for 3m at %d Pods, %d Running, want %d; kwok cluster logs in %s", pods, running, wantPods, dir)
 		}
 		if pods >= wantPods && res.allPods == 0 {
 			res.allPods = lastChange.Sub(t0)
@@ -197,7 +198,7 @@ func runPods(ctx context.Context, o options, ct contender, cert *servingCert) (r
 	if res.usage, err = procUsage(p.pid()); err != nil {
 		return res, err
 	}
-	res.requests = proxy.snapshot()
+	res.requests, res.failed = proxy.snapshot(), proxy.failures()
 	res.pods, res.running, _ = pc.counts()
 	p.stop()
 	// What was measured exists: every Job and Service, and the Pods.
@@ -224,22 +225,43 @@ var nodeSpec = testenv.NodeSpec{Resources: corev1.ResourceList{
 // waiting for a slow apiserver at start and exit, and kwokctl does not
 // restart it, so a cluster failing the canary is deleted and made again.
 // cleanup deletes whatever was created, even after an error.
-func startKwok(ctx context.Context, workDir, name string) (k *testenv.KwokCluster, cleanup func(), err error) {
+func startKwok(ctx context.Context, dir, name string) (k *testenv.KwokCluster, cleanup func(), err error) {
+	var workDir string
 	cleanup = func() {
+		if workDir == "" {
+			return
+		}
+		// Keep the control plane's logs: kwokctl delete removes them.
+		logs := filepath.Join(workDir, "clusters", name, "logs")
+		_ = exec.Command("cp", "-r", logs, workDir+"-logs").Run()
 		delCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if derr := deleteKwok(delCtx, workDir, name); derr != nil {
 			logf("deleting kwok cluster %s: %v", name, derr)
 		}
+		workDir = ""
 	}
 	for attempt := 1; attempt <= 3; attempt++ {
 		if err = ctx.Err(); err != nil {
 			return nil, cleanup, err
 		}
+		// A fresh kwokctl work dir (and kubeconfig) per attempt: nothing
+		// of a failed cluster is reused.
+		workDir = filepath.Join(dir, fmt.Sprintf("kwok-%d", attempt))
+		if err = os.MkdirAll(workDir, 0o755); err != nil {
+			return nil, cleanup, err
+		}
+		noElection := filepath.Join(workDir, "no-leader-election.yaml")
+		if err = os.WriteFile(noElection, []byte(kwokctlNoLeaderElection), 0o644); err != nil {
+			return nil, cleanup, err
+		}
 		createCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		k, err = testenv.CreateKwokCluster(createCtx, name, testenv.KwokOptions{
-			WorkDir:   workDir,
-			ExtraArgs: []string{"--config=" + filepath.Join(testenv.RepoRoot(), "e2e", "kwok", "stages.yaml")},
+			WorkDir: workDir,
+			ExtraArgs: []string{
+				"--config=" + filepath.Join(testenv.RepoRoot(), "e2e", "kwok", "stages.yaml"),
+				"--config=" + noElection,
+			},
 		})
 		cancel()
 		if err == nil {
@@ -248,16 +270,33 @@ func startKwok(ctx context.Context, workDir, name string) (k *testenv.KwokCluste
 		if err == nil {
 			return k, cleanup, nil
 		}
-		logf("  kwok cluster %s, attempt %d: %v", name, attempt, err)
+		logf("  kwok cluster %s, attempt %d: %v (its logs: %s-logs)", name, attempt, err, workDir)
 		cleanup()
 	}
 	return nil, cleanup, err
 }
 
+// kwokctlNoLeaderElection turns leader election off in the cluster's
+// kube-controller-manager and kube-scheduler (kwokctl leaves it on): on a
+// loaded machine a lease renewal that misses its 10 s deadline makes them
+// exit, and kwokctl does not restart them. There is one replica of each.
+const kwokctlNoLeaderElection = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+componentsPatches:
+- name: kube-controller-manager
+  extraArgs:
+  - key: leader-elect
+    value: "false"
+- name: kube-scheduler
+  extraArgs:
+  - key: leader-elect
+    value: "false"
+`
+
 // kwokCanary installs the CRDs, adds the first node and runs a one-pod Job
 // to Running: controller-manager, scheduler and kwok all work.
 func kwokCanary(ctx context.Context, k *testenv.KwokCluster) error {
-	if _, err := envtest.InstallCRDs(k.Config, envtest.CRDInstallOptions{Paths: testenv.CRDPaths(), ErrorIfPathMissing: true}); err != nil {
+	if _, err := envtest.InstallCRDs(k.Config, envtest.CRDInstallOptions{Paths: testenv.CRDPaths(), ErrorIfPathMissing: true, MaxTime: 2 * time.Minute}); err != nil {
 		return fmt.Errorf("installing CRDs: %w", err)
 	}
 	if err := testenv.AddNode(ctx, k.Client, "bench-node-canary", nodeSpec); err != nil {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -113,9 +114,10 @@ func (c counts) writesExcept(resources ...string) int64 {
 	return n
 }
 
-// String lists the writes by kind, largest first, e.g. "create jobs 4000,
-// patch jobsets/status 1000".
-func (c counts) writesString() string {
+// writesString lists the writes by kind, largest first, with how many of
+// them failed (from failed, may be nil), e.g. "create jobs 4000, create
+// namespaces 1000 (1000 failed)".
+func (c counts) writesString(failed counts) string {
 	type kv struct {
 		k reqKey
 		v int64
@@ -134,7 +136,14 @@ func (c counts) writesString() string {
 	})
 	var parts []string
 	for _, e := range list {
-		parts = append(parts, fmt.Sprintf("%s %s %d", e.k.verb, e.k.resource, e.v))
+		part := fmt.Sprintf("%s %s %d", e.k.verb, e.k.resource, e.v)
+		if f := failed[e.k]; f > 0 {
+			part += fmt.Sprintf(" (%d failed)", f)
+		}
+		parts = append(parts, part)
+	}
+	if len(parts) == 0 {
+		return "none"
 	}
 	return strings.Join(parts, ", ")
 }
@@ -203,9 +212,10 @@ func classify(method, path, rawQuery string) reqKey {
 // admin credentials of the proxy's target config (the benchmark's
 // kubeconfig files for admin processes then hold no secret at all).
 type countingProxy struct {
-	URL string
-	srv *http.Server
-	ln  net.Listener
+	URL          string
+	srv          *http.Server
+	ln           net.Listener
+	errorsLogged atomic.Int32
 
 	mu     sync.Mutex
 	counts counts
@@ -262,8 +272,9 @@ func startCountingProxy(target *rest.Config, cert *servingCert) (*countingProxy,
 		// Watches stream: flush every event as it comes.
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			// A client hanging up mid-watch is normal at shutdown.
-			if !errors.Is(err, context.Canceled) {
+			// A client hanging up mid-watch is normal at shutdown; a few
+			// other errors are worth a line, thousands are not.
+			if !errors.Is(err, context.Canceled) && p.errorsLogged.Add(1) <= 5 {
 				fmt.Fprintf(os.Stderr, "proxy %s: %s %s: %v\n", p.URL, r.Method, r.URL.Path, err)
 			}
 			w.WriteHeader(http.StatusBadGateway)

@@ -122,7 +122,7 @@ func (r *report) memberSection(b *strings.Builder) {
 	}
 	b.WriteString("\nWrites by kind (whole run):\n\n")
 	for _, m := range r.member {
-		fmt.Fprintf(b, "- %s, %s: %s\n", m.mode, m.contender.name, m.requests.writesString())
+		fmt.Fprintf(b, "- %s, %s: %s\n", m.mode, m.contender.name, m.requests.writesString(m.failed))
 	}
 	b.WriteString("\n```\n")
 	for _, mode := range []memberMode{catchUp, steady} {
@@ -164,6 +164,10 @@ func (r *report) podsSection(b *strings.Builder) {
 			p.contender.name, p.pods, p.running, mib(p.usage.PeakRSS), vs, p.usage.CPU.Seconds(),
 			perJobSet(all, p.n), perJobSet(writes, p.n), secs(p.allPods), p.load)
 	}
+	b.WriteString("\nWrites by kind:\n\n")
+	for _, p := range r.pods {
+		fmt.Fprintf(b, "- %s: %s\n", p.contender.name, p.requests.writesString(p.failed))
+	}
 }
 
 func (r *report) hubSection(b *strings.Builder) {
@@ -186,8 +190,9 @@ func (r *report) hubSection(b *strings.Builder) {
 	}
 	b.WriteString("\nWrites by kind:\n\n")
 	for _, p := range h.phases {
-		fmt.Fprintf(b, "- %s, hub apiserver: hub: %s; agents: %s\n", p.name, p.hubByHub.writesString(), p.hubByAgents.writesString())
-		fmt.Fprintf(b, "- %s, member apiservers (agents): %s\n", p.name, p.memberByAgents.writesString())
+		fmt.Fprintf(b, "- %s, hub apiserver, by the hub: %s\n", p.name, p.hubByHub.writesString(p.failedHub))
+		fmt.Fprintf(b, "- %s, hub apiserver, by the agents: %s\n", p.name, p.hubByAgents.writesString(p.failedAgentsHub))
+		fmt.Fprintf(b, "- %s, member apiservers, by the agents: %s\n", p.name, p.memberByAgents.writesString(p.failedMember))
 	}
 	fmt.Fprintf(b, "\nMinimum writes per JobSet the design needs: hub %d (status.fleet placement record, JobSetDispatch create, PlacementDecision create, the agent's dispatch status report, the hub's status mirror; the finalizer comes with the user's create); member %d (the local JobSet, %d Jobs, the Service, one JobSet status write). Events are counted in the writes.\n",
 		minHubWrites, minMemberFleetWrites, jobsPerJobSet)
