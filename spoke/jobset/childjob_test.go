@@ -15,7 +15,7 @@ import (
 )
 
 func TestBuildJobMetadata(t *testing.T) {
-	js := newJobSet("train", rjobSpec{name: "leader", replicas: 1}, rjobSpec{name: "workers", replicas: 3, parallelism: 4})
+	js := testJobSet("train").ReplicatedJob(rjob("leader", 1, 1).Obj(), rjob("workers", 3, 4).Obj()).Obj()
 	js.Status.Restarts = 2
 	job := buildJob(defaulted(js), 1, 2)
 
@@ -180,7 +180,7 @@ func TestBuildJobVariants(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			js := newJobSet("js", rjobSpec{name: "leader", replicas: 1})
+			js := testJobSet("js").ReplicatedJob(rjob("leader", 1, 1).Obj()).Obj()
 			tc.mutate(js)
 			tc.check(t, buildJob(defaulted(js), 0, 0))
 		})
@@ -188,11 +188,11 @@ func TestBuildJobVariants(t *testing.T) {
 }
 
 func TestIndexes(t *testing.T) {
-	js := defaulted(newJobSet("js",
-		rjobSpec{name: "a", replicas: 2, group: "g1"},
-		rjobSpec{name: "b", replicas: 3, group: "g2"},
-		rjobSpec{name: "c", replicas: 4, group: "g1"},
-	))
+	js := defaulted(testJobSet("js").ReplicatedJob(
+		rjob("a", 2, 1).GroupName("g1").Obj(),
+		rjob("b", 3, 1).GroupName("g2").Obj(),
+		rjob("c", 4, 1).GroupName("g1").Obj(),
+	).Obj())
 	tests := []struct {
 		rjob, idx                       int
 		global, groupReplicas, groupIdx int
@@ -219,7 +219,7 @@ func TestIndexes(t *testing.T) {
 }
 
 func TestResumedPodTemplate(t *testing.T) {
-	job := childJob(newJobSet("js", rjobSpec{name: "a", replicas: 1}), 0, 0)
+	job := childJob(testJobSet("js").ReplicatedJob(rjob("a", 1, 1).Obj()).Obj(), 0, 0)
 	job.Spec.Template.Labels["added-by-job-controller"] = "x"
 	job.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: "old", Operator: corev1.TolerationOpExists}}
 	template := corev1.PodTemplateSpec{}
@@ -248,7 +248,7 @@ func TestResumedPodTemplate(t *testing.T) {
 }
 
 func TestBuildService(t *testing.T) {
-	js := newJobSet("js", rjobSpec{name: "a", replicas: 1})
+	js := testJobSet("js").ReplicatedJob(rjob("a", 1, 1).Obj()).Obj()
 	svc := buildService(defaulted(js))
 	if svc.Name != "js" || svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses ||
 		svc.Spec.Selector[v1alpha2.JobSetNameKey] != "js" || svc.Labels[v1alpha2.JobSetNameKey] != "js" ||

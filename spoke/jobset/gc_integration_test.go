@@ -16,10 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
@@ -78,8 +78,10 @@ func TestRestartWithRealJobControllerAndGarbageCollector(t *testing.T) {
 	t.Parallel()
 	e := gcEnv(t)
 	ns := e.namespace(t)
-	js := newJobSet(ns, "real", rjob("a", 2, 1))
-	js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 1}
+	js := jstesting.MakeJobSet(ns, "real").
+		ReplicatedJob(rjob("a", 2, 1).Obj()).
+		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 1}).
+		Obj()
 	e.create(t, js)
 
 	first := e.waitJobs(t, js, []string{"real-a-0", "real-a-1"}, attempt(0))
@@ -156,8 +158,10 @@ func TestTTLAfterFinishedDeletesTheJobSet(t *testing.T) {
 	t.Parallel()
 	e := gcEnv(t)
 	ns := e.namespace(t)
-	js := newJobSet(ns, "ttl", rjob("a", 1, 1))
-	js.Spec.TTLSecondsAfterFinished = ptr.To[int32](3)
+	js := jstesting.MakeJobSet(ns, "ttl").
+		ReplicatedJob(rjob("a", 1, 1).Obj()).
+		TTLSecondsAfterFinished(3).
+		Obj()
 	e.create(t, js)
 	jobs := e.waitJobs(t, js, []string{"ttl-a-0"}, nil)
 	e.finishPod(t, e.waitPodOf(t, js, jobs[0]), corev1.PodSucceeded)

@@ -11,44 +11,22 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 )
 
 // Builders shared by the unit tests (pure, no apiserver).
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-type rjobSpec struct {
-	name        string
-	replicas    int32
-	parallelism int32
-	group       string
-	dependsOn   []v1alpha2.DependsOn
+// testJobSet starts a JobSet as the apiserver would hold it before
+// defaulting: in namespace ns, with a UID derived from its name.
+func testJobSet(name string) *jstesting.JobSetWrapper {
+	return jstesting.MakeJobSet("ns", name).UID(types.UID(name + "-uid"))
 }
 
-func newJobSet(name string, rjobs ...rjobSpec) *v1alpha2.JobSet {
-	js := &v1alpha2.JobSet{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID(name + "-uid")},
-	}
-	for _, r := range rjobs {
-		par := r.parallelism
-		if par == 0 {
-			par = 1
-		}
-		js.Spec.ReplicatedJobs = append(js.Spec.ReplicatedJobs, v1alpha2.ReplicatedJob{
-			Name:      r.name,
-			Replicas:  r.replicas,
-			GroupName: r.group,
-			DependsOn: r.dependsOn,
-			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
-				Parallelism: ptr.To(par),
-				Completions: ptr.To(par),
-				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "c", Image: "busybox"}},
-				}},
-			}},
-		})
-	}
-	return js
+// rjob is a replicatedJob of replicas Jobs of pods pods each.
+func rjob(name string, replicas, pods int32) *jstesting.ReplicatedJobWrapper {
+	return jstesting.MakeReplicatedJob(name).Replicas(replicas).Parallelism(pods).Completions(pods).Container("c", "busybox")
 }
 
 func defaulted(js *v1alpha2.JobSet) *v1alpha2.JobSet {

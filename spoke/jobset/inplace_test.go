@@ -61,7 +61,7 @@ func TestInPlaceRestart(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			js := newJobSet("js", rjobSpec{name: "w", replicas: 2, parallelism: 2})
+			js := testJobSet("js").ReplicatedJob(rjob("w", 2, 2).Obj()).Obj()
 			js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 2, RestartStrategy: v1alpha2.InPlaceRestart}
 			js.Status = tc.status
 			p := computePlan(js, observed{jobs: allChildJobs(js), serviceExists: true, pods: tc.pods}, t0)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
@@ -33,7 +34,7 @@ func TestChildJobsAndService(t *testing.T) {
 	leader := rjob("leader", 1, 1)
 	leader.Template.Spec.Template.Spec.RestartPolicy = "" // defaulted to OnFailure
 	leader.Template.Labels = map[string]string{"team": "ml"}
-	js := newJobSet(ns, "pytorch", leader, rjob("workers", 2, 4))
+	js := jstesting.MakeJobSet(ns, "pytorch").ReplicatedJob(leader.Obj(), rjob("workers", 2, 4).Obj()).Obj()
 	e.create(t, js)
 	js = e.jobSet(t, js)
 
@@ -125,8 +126,10 @@ func TestNoServiceWithoutDNSHostnames(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "nodns", rjob("a", 1, 1))
-	js.Spec.Network = &v1alpha2.Network{EnableDNSHostnames: ptr.To(false)}
+	js := jstesting.MakeJobSet(ns, "nodns").
+		ReplicatedJob(rjob("a", 1, 1).Obj()).
+		Network(&v1alpha2.Network{EnableDNSHostnames: ptr.To(false)}).
+		Obj()
 	e.create(t, js)
 	jobs := e.waitJobs(t, js, []string{"nodns-a-0"}, nil)
 	if jobs[0].Spec.Template.Spec.Subdomain != "" {
@@ -145,8 +148,10 @@ func TestGenerateNameServiceIsNamedAfterTheJobSet(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "", rjob("a", 1, 1))
-	js.GenerateName = "gen-"
+	js := jstesting.MakeJobSet(ns, "").
+		ReplicatedJob(rjob("a", 1, 1).Obj()).
+		GenerateName("gen-").
+		Obj()
 	e.create(t, js)
 	testenv.Eventually(t, timeout, "Service named after the JobSet", func() error {
 		return e.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: js.Name}, &corev1.Service{})
@@ -163,9 +168,12 @@ func TestCoordinatorAndExclusiveTopology(t *testing.T) {
 	ns := e.namespace(t)
 	workers := rjob("workers", 2, 1)
 	workers.Template.Annotations = map[string]string{v1alpha2.ExclusiveKey: "zone"}
-	js := newJobSet(ns, "coord", rjob("leader", 1, 1), workers)
-	js.Annotations = map[string]string{v1alpha2.ExclusiveKey: "rack", v1alpha2.NodeSelectorStrategyKey: "true"}
-	js.Spec.Coordinator = &v1alpha2.Coordinator{ReplicatedJob: "leader", JobIndex: 0, PodIndex: 0}
+	js := jstesting.MakeJobSet(ns, "coord").
+		ReplicatedJob(rjob("leader", 1, 1).Obj(), workers.Obj()).
+		Annotation(v1alpha2.ExclusiveKey, "rack").
+		Annotation(v1alpha2.NodeSelectorStrategyKey, "true").
+		Coordinator(&v1alpha2.Coordinator{ReplicatedJob: "leader", JobIndex: 0, PodIndex: 0}).
+		Obj()
 	e.create(t, js)
 	jobs := e.waitJobs(t, js, []string{"coord-leader-0", "coord-workers-0", "coord-workers-1"}, nil)
 	for _, job := range jobs {
@@ -199,7 +207,7 @@ func TestCompletesOnlyWhenAllJobsSucceed(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "all", rjob("a", 2, 1), rjob("b", 1, 2))
+	js := jstesting.MakeJobSet(ns, "all").ReplicatedJob(rjob("a", 2, 1).Obj(), rjob("b", 1, 2).Obj()).Obj()
 	e.create(t, js)
 	e.waitJobs(t, js, []string{"all-a-0", "all-a-1", "all-b-0"}, nil)
 
@@ -254,8 +262,10 @@ func TestSuccessPolicy(t *testing.T) {
 			t.Parallel()
 			e := plain
 			ns := e.namespace(t)
-			js := newJobSet(ns, "sp", rjob("leader", 1, 1), rjob("workers", 2, 1))
-			js.Spec.SuccessPolicy = tc.policy
+			js := jstesting.MakeJobSet(ns, "sp").
+				ReplicatedJob(rjob("leader", 1, 1).Obj(), rjob("workers", 2, 1).Obj()).
+				SuccessPolicy(tc.policy).
+				Obj()
 			e.create(t, js)
 			e.waitJobs(t, js, []string{"sp-leader-0", "sp-workers-0", "sp-workers-1"}, nil)
 			e.markReady(t, ns, "sp-leader-0", "sp-workers-0", "sp-workers-1")
@@ -282,7 +292,7 @@ func TestIgnoresJobsOfAnotherJobSetWithTheSameName(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "same", rjob("a", 1, 1))
+	js := jstesting.MakeJobSet(ns, "same").ReplicatedJob(rjob("a", 1, 1).Obj()).Obj()
 	e.create(t, js)
 	e.waitJobs(t, js, []string{"same-a-0"}, nil)
 
@@ -313,7 +323,7 @@ func TestFailsAtOnceWithoutFailurePolicy(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "nofp", rjob("a", 2, 1))
+	js := jstesting.MakeJobSet(ns, "nofp").ReplicatedJob(rjob("a", 2, 1).Obj()).Obj()
 	e.create(t, js)
 	e.waitJobs(t, js, []string{"nofp-a-0", "nofp-a-1"}, nil)
 	e.markFailed(t, ns, "nofp-a-1", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
@@ -332,8 +342,10 @@ func TestRestartsUpToMaxRestarts(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "maxr", rjob("a", 2, 1))
-	js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 1}
+	js := jstesting.MakeJobSet(ns, "maxr").
+		ReplicatedJob(rjob("a", 2, 1).Obj()).
+		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 1}).
+		Obj()
 	e.create(t, js)
 	first := e.waitJobs(t, js, []string{"maxr-a-0", "maxr-a-1"}, attempt(0))
 
@@ -368,8 +380,10 @@ func TestSucceedsAfterOneRestart(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "once", rjob("a", 2, 1))
-	js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 3}
+	js := jstesting.MakeJobSet(ns, "once").
+		ReplicatedJob(rjob("a", 2, 1).Obj()).
+		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 3}).
+		Obj()
 	e.create(t, js)
 	e.waitJobs(t, js, []string{"once-a-0", "once-a-1"}, attempt(0))
 	e.markSucceeded(t, ns, "once-a-0")
@@ -427,8 +441,10 @@ func TestFailurePolicyRules(t *testing.T) {
 			t.Parallel()
 			e := plain
 			ns := e.namespace(t)
-			js := newJobSet(ns, "fp", rjob("leader", 1, 1), rjob("workers", 2, 1))
-			js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 2, Rules: tc.rules}
+			js := jstesting.MakeJobSet(ns, "fp").
+				ReplicatedJob(rjob("leader", 1, 1).Obj(), rjob("workers", 2, 1).Obj()).
+				FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 2, Rules: tc.rules}).
+				Obj()
 			e.create(t, js)
 			e.waitJobs(t, js, []string{"fp-leader-0", "fp-workers-0", "fp-workers-1"}, attempt(0))
 			e.markFailed(t, ns, tc.fail.job, tc.fail.reason, tc.fail.message)
@@ -456,10 +472,12 @@ func TestRestartJobSetAndIgnoreMaxRestarts(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "ignore", rjob("a", 1, 1))
-	js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 1, Rules: []v1alpha2.FailurePolicyRule{{
-		Name: "preempted", Action: v1alpha2.RestartJobSetAndIgnoreMaxRestarts, OnJobFailureReasons: []string{"PodFailurePolicy"},
-	}}}
+	js := jstesting.MakeJobSet(ns, "ignore").
+		ReplicatedJob(rjob("a", 1, 1).Obj()).
+		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 1, Rules: []v1alpha2.FailurePolicyRule{{
+			Name: "preempted", Action: v1alpha2.RestartJobSetAndIgnoreMaxRestarts, OnJobFailureReasons: []string{"PodFailurePolicy"},
+		}}}).
+		Obj()
 	e.create(t, js)
 	for n := range 3 {
 		e.waitJobs(t, js, []string{"ignore-a-0"}, attempt(n))
@@ -485,8 +503,10 @@ func TestRestartJobRecreatesOnlyTheFailedJob(t *testing.T) {
 	features.SetForTest(t, features.RestartJob, true)
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "one", rjob("a", 3, 1))
-	js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 2, Rules: []v1alpha2.FailurePolicyRule{{Name: "single", Action: v1alpha2.RestartJob}}}
+	js := jstesting.MakeJobSet(ns, "one").
+		ReplicatedJob(rjob("a", 3, 1).Obj()).
+		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 2, Rules: []v1alpha2.FailurePolicyRule{{Name: "single", Action: v1alpha2.RestartJob}}}).
+		Obj()
 	e.create(t, js)
 	before := e.waitJobs(t, js, []string{"one-a-0", "one-a-1", "one-a-2"}, nil)
 	e.markFailed(t, ns, "one-a-1", "BackoffLimitExceeded", "boom")
@@ -533,8 +553,10 @@ func TestBlockingRecreateWaitsForOldJobs(t *testing.T) {
 			t.Parallel()
 			e := plain
 			ns := e.namespace(t)
-			js := newJobSet(ns, "block", rjob("a", 2, 1))
-			js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 1, RestartStrategy: strategy}
+			js := jstesting.MakeJobSet(ns, "block").
+				ReplicatedJob(rjob("a", 2, 1).Obj()).
+				FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 1, RestartStrategy: strategy}).
+				Obj()
 			e.create(t, js)
 			e.waitJobs(t, js, []string{"block-a-0", "block-a-1"}, attempt(0))
 
@@ -598,8 +620,10 @@ func TestSuspendAndResume(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "susp", rjob("a", 2, 1))
-	js.Spec.Suspend = ptr.To(true)
+	js := jstesting.MakeJobSet(ns, "susp").
+		ReplicatedJob(rjob("a", 2, 1).Obj()).
+		Suspend(true).
+		Obj()
 	e.create(t, js)
 
 	suspended := func(want bool) func(batchv1.Job) error {
@@ -651,8 +675,10 @@ func TestInOrderStartup(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "order", rjob("a", 2, 1), rjob("b", 1, 1))
-	js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+	js := jstesting.MakeJobSet(ns, "order").
+		ReplicatedJob(rjob("a", 2, 1).Obj(), rjob("b", 1, 1).Obj()).
+		StartupPolicy(&v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}).
+		Obj()
 	e.create(t, js)
 	e.waitJobs(t, js, []string{"order-a-0", "order-a-1"}, nil)
 	e.waitCondition(t, js, "StartupPolicyInProgress", metav1.ConditionTrue, "InOrderStartupPolicyInProgress")
@@ -677,9 +703,11 @@ func TestInOrderStartupWithSuspend(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "osus", rjob("a", 1, 1), rjob("b", 1, 1))
-	js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
-	js.Spec.Suspend = ptr.To(true)
+	js := jstesting.MakeJobSet(ns, "osus").
+		ReplicatedJob(rjob("a", 1, 1).Obj(), rjob("b", 1, 1).Obj()).
+		StartupPolicy(&v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}).
+		Suspend(true).
+		Obj()
 	e.create(t, js)
 	// Suspended: every Job exists, all suspended.
 	e.waitJobs(t, js, []string{"osus-a-0", "osus-b-0"}, func(j batchv1.Job) error {
@@ -726,11 +754,9 @@ func TestDependsOn(t *testing.T) {
 	e := plain
 	ns := e.namespace(t)
 	init := rjob("init", 1, 1)
-	leader := rjob("leader", 1, 1)
-	leader.DependsOn = []v1alpha2.DependsOn{{Name: "init", Status: v1alpha2.DependencyComplete}}
-	workers := rjob("workers", 2, 1)
-	workers.DependsOn = []v1alpha2.DependsOn{{Name: "leader", Status: v1alpha2.DependencyReady}}
-	js := newJobSet(ns, "deps", init, leader, workers)
+	leader := rjob("leader", 1, 1).DependsOn(v1alpha2.DependsOn{Name: "init", Status: v1alpha2.DependencyComplete})
+	workers := rjob("workers", 2, 1).DependsOn(v1alpha2.DependsOn{Name: "leader", Status: v1alpha2.DependencyReady})
+	js := jstesting.MakeJobSet(ns, "deps").ReplicatedJob(init.Obj(), leader.Obj(), workers.Obj()).Obj()
 	e.create(t, js)
 
 	e.waitJobs(t, js, []string{"deps-init-0"}, nil)
@@ -759,8 +785,10 @@ func TestManagedByAnotherControllerIsLeftAlone(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "other", rjob("a", 2, 1))
-	js.Spec.ManagedBy = ptr.To("kueue.x-k8s.io/multikueue")
+	js := jstesting.MakeJobSet(ns, "other").
+		ReplicatedJob(rjob("a", 2, 1).Obj()).
+		ManagedBy("kueue.x-k8s.io/multikueue").
+		Obj()
 	e.create(t, js)
 	testenv.Consistently(t, 3*time.Second, "no Jobs, Service or status", func() error {
 		if jobs := e.jobs(t, js); len(jobs) != 0 {
@@ -783,7 +811,7 @@ func TestInvalidJobTemplateEmitsWarning(t *testing.T) {
 	ns := e.namespace(t)
 	bad := rjob("a", 1, 1)
 	bad.Template.Spec.Template.Spec.Containers[0].Name = "Not_A_DNS_Label"
-	js := newJobSet(ns, "invalid", bad)
+	js := jstesting.MakeJobSet(ns, "invalid").ReplicatedJob(bad.Obj()).Obj()
 	e.create(t, js)
 	note := e.waitEvent(t, js, corev1.EventTypeWarning, "JobCreationFailed")
 	// Upstream's words, and the apiserver's reason.
@@ -823,8 +851,8 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	ok := newJobSet(ns, "m-ok", rjob("a", 1, 1))
-	bad := newJobSet(ns, "m-bad", rjob("a", 1, 1))
+	ok := jstesting.MakeJobSet(ns, "m-ok").ReplicatedJob(rjob("a", 1, 1).Obj()).Obj()
+	bad := jstesting.MakeJobSet(ns, "m-bad").ReplicatedJob(rjob("a", 1, 1).Obj()).Obj()
 	e.create(t, ok)
 	e.create(t, bad)
 	e.waitJobs(t, ok, []string{"m-ok-a-0"}, nil)

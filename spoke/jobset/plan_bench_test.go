@@ -12,7 +12,7 @@ import (
 // (the steady state, reconciled on every Job status change).
 func BenchmarkComputePlan(b *testing.B) {
 	for _, replicas := range []int32{16, 256, 1024} {
-		js := newJobSet("bench", rjobSpec{name: "workers", replicas: replicas, parallelism: 8})
+		js := testJobSet("bench").ReplicatedJob(rjob("workers", replicas, 8).Obj()).Obj()
 		first := computePlan(js, observed{}, t0)
 		running := make([]batchv1.Job, 0, len(first.allCreates()))
 		for _, j := range first.allCreates() {

@@ -24,7 +24,7 @@ func conditionStatus(st v1alpha2.JobSetStatus, typ string) metav1.ConditionStatu
 
 func TestComputePlan(t *testing.T) {
 	twoRjobs := func() *v1alpha2.JobSet {
-		return newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1})
+		return testJobSet("js").ReplicatedJob(rjob("a", 2, 1).Obj(), rjob("b", 1, 1).Obj()).Obj()
 	}
 	tests := []struct {
 		name          string
@@ -271,7 +271,7 @@ func TestComputePlan(t *testing.T) {
 func TestComputePlanIsStable(t *testing.T) {
 	// Reconciling again with the status the first pass produced and nothing
 	// else changed must plan no further status change.
-	js := newJobSet("js", rjobSpec{name: "a", replicas: 2})
+	js := testJobSet("js").ReplicatedJob(rjob("a", 2, 1).Obj()).Obj()
 	js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
 	jobs := allChildJobs(js, ready)
 	p := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0)
@@ -344,7 +344,7 @@ func TestTransitionEvents(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			js := newJobSet("js", rjobSpec{name: "a", replicas: 1}, rjobSpec{name: "b", replicas: 1})
+			js := testJobSet("js").ReplicatedJob(rjob("a", 1, 1).Obj(), rjob("b", 1, 1).Obj()).Obj()
 			tc.mutate(js)
 			var jobs []batchv1.Job
 			if tc.jobs != nil {

@@ -20,7 +20,7 @@ import (
 func TestClassify(t *testing.T) {
 	// Individual restart attempts matter only with the RestartJob gate.
 	features.SetForTest(t, features.RestartJob, true)
-	js := newJobSet("js", rjobSpec{name: "a", replicas: 2})
+	js := testJobSet("js").ReplicatedJob(rjob("a", 2, 1).Obj()).Obj()
 	js.Status.Restarts = 1
 	js.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "a", JobRestarts: []int32{0, 2}}}
 	current := func(j *batchv1.Job) {
@@ -64,7 +64,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestReplicatedJobStatuses(t *testing.T) {
-	js := newJobSet("js", rjobSpec{name: "a", replicas: 4, parallelism: 2}, rjobSpec{name: "b", replicas: 1})
+	js := testJobSet("js").ReplicatedJob(rjob("a", 4, 2).Obj(), rjob("b", 1, 1).Obj()).Obj()
 	js.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "a", Ready: 9, JobRestarts: []int32{1, 0, 0, 0}, JobRestartsCountTowardsMax: []int32{1, 0, 0, 0}}}
 	halfReady := func(j *batchv1.Job) { j.Status.Active = 2; j.Status.Ready = ptr.To[int32](1) }
 	readyBySucceeded := func(j *batchv1.Job) { j.Status.Active = 1; j.Status.Ready = ptr.To[int32](1); j.Status.Succeeded = 1 }
@@ -139,7 +139,7 @@ func TestSetCondition(t *testing.T) {
 }
 
 func TestDecideFailure(t *testing.T) {
-	js := newJobSet("js", rjobSpec{name: "leader", replicas: 1}, rjobSpec{name: "workers", replicas: 2})
+	js := testJobSet("js").ReplicatedJob(rjob("leader", 1, 1).Obj(), rjob("workers", 2, 1).Obj()).Obj()
 	leader := childJob(js, 0, 0, failedAt(t0.Add(2*time.Second), "PodFailurePolicy", "Container main for pod ns/p failed with exit code 42 matching FailJob rule at index 0"))
 	worker0 := childJob(js, 1, 0, failedAt(t0.Add(time.Second), "BackoffLimitExceeded", "Job has reached the specified backoff limit"))
 	worker1 := childJob(js, 1, 1, failedAt(t0, "DeadlineExceeded", "Job was active longer than specified deadline"))
@@ -273,7 +273,7 @@ func TestFailurePolicyOutcome(t *testing.T) {
 			for g, on := range tc.gates {
 				features.SetForTest(t, g, on)
 			}
-			js := newJobSet("js", rjobSpec{name: "w", replicas: 2})
+			js := testJobSet("js").ReplicatedJob(rjob("w", 2, 1).Obj()).Obj()
 			js.Spec.FailurePolicy = tc.policy
 			js.Status = tc.status
 			jobs := allChildJobs(js, ready)
@@ -325,7 +325,7 @@ func TestFailurePolicyOutcome(t *testing.T) {
 }
 
 func TestSuccessPolicyMet(t *testing.T) {
-	js := newJobSet("js", rjobSpec{name: "a", replicas: 2}, rjobSpec{name: "b", replicas: 1})
+	js := testJobSet("js").ReplicatedJob(rjob("a", 2, 1).Obj(), rjob("b", 1, 1).Obj()).Obj()
 	a0, a1, b0 := childJob(js, 0, 0, completed), childJob(js, 0, 1, completed), childJob(js, 1, 0, completed)
 	tests := []struct {
 		name      string
@@ -383,12 +383,6 @@ func TestDependenciesReached(t *testing.T) {
 	}
 }
 
-func withStartup(js *v1alpha2.JobSet, sp *v1alpha2.StartupPolicy, suspend bool) *v1alpha2.JobSet {
-	js.Spec.StartupPolicy = sp
-	js.Spec.Suspend = ptr.To(suspend)
-	return js
-}
-
 func TestTTLAfterFinished(t *testing.T) {
 	finishedAt := func(at time.Time) v1alpha2.JobSetStatus {
 		return v1alpha2.JobSetStatus{Conditions: []metav1.Condition{{Type: "Completed", Status: "True", LastTransitionTime: metav1.NewTime(at)}}}
@@ -408,7 +402,7 @@ func TestTTLAfterFinished(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			js := newJobSet("js", rjobSpec{name: "a", replicas: 1})
+			js := testJobSet("js").ReplicatedJob(rjob("a", 1, 1).Obj()).Obj()
 			js.Spec.TTLSecondsAfterFinished = tc.ttl
 			js.Status = tc.status
 			expired, wait := ttlAfterFinished(js, t0)

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
@@ -40,27 +41,10 @@ func (e *env) namespace(t *testing.T) string {
 
 // rjob is a replicatedJob whose Jobs run parallelism pods, failing at the
 // first pod failure.
-func rjob(name string, replicas, parallelism int32) v1alpha2.ReplicatedJob {
-	return v1alpha2.ReplicatedJob{
-		Name:     name,
-		Replicas: replicas,
-		Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
-			Parallelism:  ptr.To(parallelism),
-			Completions:  ptr.To(parallelism),
-			BackoffLimit: ptr.To[int32](0),
-			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyNever,
-				Containers:    []corev1.Container{{Name: "main", Image: "busybox"}},
-			}},
-		}},
-	}
-}
-
-func newJobSet(ns, name string, rjobs ...v1alpha2.ReplicatedJob) *v1alpha2.JobSet {
-	return &v1alpha2.JobSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       v1alpha2.JobSetSpec{ReplicatedJobs: rjobs},
-	}
+func rjob(name string, replicas, parallelism int32) *jstesting.ReplicatedJobWrapper {
+	return jstesting.MakeReplicatedJob(name).Replicas(replicas).
+		Parallelism(parallelism).Completions(parallelism).BackoffLimit(0).
+		RestartPolicy(corev1.RestartPolicyNever).Container("main", "busybox")
 }
 
 func (e *env) create(t *testing.T, obj client.Object) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
@@ -32,11 +33,6 @@ func claimPolicy(retention v1alpha2.RetentionPolicyType, claims ...string) v1alp
 		})
 	}
 	return p
-}
-
-func mountClaim(r *v1alpha2.ReplicatedJob, claim string) {
-	c := &r.Template.Spec.Template.Spec.Containers[0]
-	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: claim, MountPath: "/" + claim})
 }
 
 func (e *env) pvc(t *testing.T, ns, name string) (*corev1.PersistentVolumeClaim, error) {
@@ -55,16 +51,16 @@ func TestVolumeClaimPolicies(t *testing.T) {
 	t.Parallel()
 	e := plain
 	ns := e.namespace(t)
-	trainer, evaluator := rjob("trainer", 2, 1), rjob("evaluator", 1, 1)
-	mountClaim(&trainer, "model")
-	mountClaim(&trainer, "cache")
-	mountClaim(&evaluator, "model")
-	js := newJobSet(ns, "vcp", trainer, evaluator)
-	js.Spec.Suspend = ptr.To(true)
-	js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{
-		claimPolicy(v1alpha2.RetentionPolicyDelete, "model"),
-		claimPolicy(v1alpha2.RetentionPolicyRetain, "cache"),
-	}
+	trainer := rjob("trainer", 2, 1).VolumeMount("model", "/model").VolumeMount("cache", "/cache")
+	evaluator := rjob("evaluator", 1, 1).VolumeMount("model", "/model")
+	js := jstesting.MakeJobSet(ns, "vcp").
+		ReplicatedJob(trainer.Obj(), evaluator.Obj()).
+		Suspend(true).
+		VolumeClaimPolicies(
+			claimPolicy(v1alpha2.RetentionPolicyDelete, "model"),
+			claimPolicy(v1alpha2.RetentionPolicyRetain, "cache"),
+		).
+		Obj()
 	e.create(t, js)
 	js = e.jobSet(t, js)
 
@@ -118,14 +114,14 @@ func TestVolumeClaimRetention(t *testing.T) {
 	t.Parallel()
 	e := gcEnv(t)
 	ns := e.namespace(t)
-	r := rjob("a", 1, 1)
-	mountClaim(&r, "scratch")
-	mountClaim(&r, "results")
-	js := newJobSet(ns, "keep", r)
-	js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{
-		claimPolicy(v1alpha2.RetentionPolicyDelete, "scratch"),
-		claimPolicy(v1alpha2.RetentionPolicyRetain, "results"),
-	}
+	r := rjob("a", 1, 1).VolumeMount("scratch", "/scratch").VolumeMount("results", "/results")
+	js := jstesting.MakeJobSet(ns, "keep").
+		ReplicatedJob(r.Obj()).
+		VolumeClaimPolicies(
+			claimPolicy(v1alpha2.RetentionPolicyDelete, "scratch"),
+			claimPolicy(v1alpha2.RetentionPolicyRetain, "results"),
+		).
+		Obj()
 	e.create(t, js)
 	for _, name := range []string{"scratch-keep", "results-keep"} {
 		testenv.Eventually(t, gcTimeout, "PVC "+name, func() error { _, err := e.pvc(t, ns, name); return err })
@@ -158,7 +154,7 @@ func TestElasticJobSetScalesRunningJobs(t *testing.T) {
 	features.SetForTest(t, features.ElasticJobSet, true)
 	e := plain
 	ns := e.namespace(t)
-	js := newJobSet(ns, "elastic", rjob("w", 2, 2))
+	js := jstesting.MakeJobSet(ns, "elastic").ReplicatedJob(rjob("w", 2, 2).Obj()).Obj()
 	e.create(t, js)
 	e.waitJobs(t, js, []string{"elastic-w-0", "elastic-w-1"}, nil)
 	// No webhook runs here; admission is tested in spoke/webhook.
@@ -192,10 +188,11 @@ func TestPVCCreationFailure(t *testing.T) {
 	if err := e.c.Status().Update(context.Background(), quota); err != nil {
 		t.Fatal(err)
 	}
-	r := rjob("a", 1, 1)
-	mountClaim(&r, "data")
-	js := newJobSet(ns, "noquota", r)
-	js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{claimPolicy(v1alpha2.RetentionPolicyDelete, "data")}
+	r := rjob("a", 1, 1).VolumeMount("data", "/data")
+	js := jstesting.MakeJobSet(ns, "noquota").
+		ReplicatedJob(r.Obj()).
+		VolumeClaimPolicies(claimPolicy(v1alpha2.RetentionPolicyDelete, "data")).
+		Obj()
 	e.create(t, js)
 	note := e.waitEvent(t, js, corev1.EventTypeWarning, "PVCCreationFailed")
 	if want := `persistentvolumeclaims "data-noquota" is forbidden: exceeded quota: no-claims`; !strings.HasPrefix(note, want) {
