@@ -209,10 +209,22 @@ func (w *ReplicatedJobWrapper) Containers(containers ...corev1.Container) *Repli
 // Requests sets the resource requests of the pod template's last
 // container.
 func (w *ReplicatedJobWrapper) Requests(requests corev1.ResourceList) *ReplicatedJobWrapper {
+	w.lastContainer("Requests").Resources.Requests = requests
+	return w
+}
+
+// VolumeMount mounts the volume name at path in the pod template's last
+// container.
+func (w *ReplicatedJobWrapper) VolumeMount(name, path string) *ReplicatedJobWrapper {
+	c := w.lastContainer("VolumeMount")
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: name, MountPath: path})
+	return w
+}
+
+func (w *ReplicatedJobWrapper) lastContainer(method string) *corev1.Container {
 	cs := w.Template.Spec.Template.Spec.Containers
 	if len(cs) == 0 {
-		panic("Requests: the replicatedJob " + w.Name + " has no container yet")
+		panic(method + ": the replicatedJob " + w.Name + " has no container yet")
 	}
-	cs[len(cs)-1].Resources.Requests = requests
-	return w
+	return &cs[len(cs)-1]
 }
