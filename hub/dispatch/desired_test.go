@@ -10,26 +10,17 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 )
 
-func hubJobSet() *jobset.JobSet {
-	js := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{
-		Namespace: "team", Name: "train", UID: "uid-1",
-		Labels: map[string]string{"app": "train", "fleet.jobset.x-k8s.io/cluster": "m1"},
-		Annotations: map[string]string{
-			"owner": "alice", fleet.OnMemberLostAnnotation: OnMemberLostWait,
-			"kubectl.kubernetes.io/last-applied-configuration": "{}",
-		},
-	}}
-	js.Spec.ManagedBy = ptr.To(fleet.ManagedByFleet)
-	js.Spec.Suspend = ptr.To(true)
-	js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 5}
-	js.Spec.ReplicatedJobs = []jobset.ReplicatedJob{{Name: "w", Replicas: 2}}
-	return js
-}
-
 func TestTemplate(t *testing.T) {
-	js := hubJobSet()
+	js := jstesting.MakeJobSet("team", "train").UID("uid-1").
+		Label("app", "train").Label("fleet.jobset.x-k8s.io/cluster", "m1").
+		Annotation("owner", "alice").Annotation(fleet.OnMemberLostAnnotation, OnMemberLostWait).
+		Annotation("kubectl.kubernetes.io/last-applied-configuration", "{}").
+		ManagedBy(fleet.ManagedByFleet).Suspend(true).FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 5}).
+		ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(2).Obj()).
+		Obj()
 	tpl := Template(js, jobset.FleetStatus{Cluster: "m1", Epoch: 2, RestartsCarried: 3, RestartsCountTowardsMaxCarried: 2})
 	if tpl.Spec.ManagedBy != nil {
 		t.Error("the member copy must be left to the member's built-in controller")

@@ -29,6 +29,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
@@ -290,24 +291,12 @@ func namespace(t *testing.T, name string) string {
 	return name
 }
 
-// newJobSet is a fleet JobSet of pods pods asking cpu each; annotations are
-// key, value pairs.
-func newJobSet(ns, name string, pods int32, cpu string, annotations ...string) *jobset.JobSet {
-	js := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{}}}
-	for i := 0; i+1 < len(annotations); i += 2 {
-		js.Annotations[annotations[i]] = annotations[i+1]
-	}
-	js.Spec.ManagedBy = ptr.To(fleet.ManagedByFleet)
-	rj := jobset.ReplicatedJob{Name: "workers", Replicas: 1}
-	rj.Template.Spec.Parallelism = ptr.To(pods)
-	rj.Template.Spec.Completions = ptr.To(pods)
-	rj.Template.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
-	rj.Template.Spec.Template.Spec.Containers = []corev1.Container{{
-		Name: "train", Image: "busybox",
-		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}},
-	}}
-	js.Spec.ReplicatedJobs = []jobset.ReplicatedJob{rj}
-	return js
+// fleetJobSet is a fleet JobSet of one Job of pods pods asking cpu each.
+func fleetJobSet(ns, name string, pods int32, cpu string) *jstesting.JobSetWrapper {
+	return jstesting.MakeJobSet(ns, name).ManagedBy(fleet.ManagedByFleet).ReplicatedJob(
+		jstesting.MakeReplicatedJob("workers").Replicas(1).Parallelism(pods).Completions(pods).
+			RestartPolicy(corev1.RestartPolicyNever).Container("train", "busybox").
+			Requests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}).Obj())
 }
 
 func create(t *testing.T, obj client.Object) {

@@ -31,8 +31,10 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 	join(t, "submit-big", "8", sel)
 	join(t, "submit-small", "4", sel)
 	ns := namespace(t, "team-submit")
-	js := newJobSet(ns, "train", 2, "1", fleet.ClusterSelectorAnnotation, "test=submit")
-	js.Labels = map[string]string{"app": "train"}
+	js := fleetJobSet(ns, "train", 2, "1").
+		Annotation(fleet.ClusterSelectorAnnotation, "test=submit").
+		Label("app", "train").
+		Obj()
 	create(t, js)
 
 	d := waitDispatched(t, js, "submit-big")
@@ -109,7 +111,7 @@ func TestNoFitThenCapacity(t *testing.T) {
 	small := join(t, "nofit-a", "2", sel)
 	join(t, "nofit-b", "3", sel)
 	ns := namespace(t, "team-nofit")
-	js := newJobSet(ns, "big", 4, "1", fleet.ClusterSelectorAnnotation, "test=nofit")
+	js := fleetJobSet(ns, "big", 4, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=nofit").Obj()
 	create(t, js)
 
 	testenv.Eventually(t, timeout, "NoFit condition", func() error {
@@ -149,9 +151,9 @@ func TestSelectorAndPin(t *testing.T) {
 	join(t, "sel-eu", "100", map[string]string{"test": "sel", "region": "eu"})
 	join(t, "sel-us", "4", map[string]string{"test": "sel", "region": "us"})
 	ns := namespace(t, "team-sel")
-	us := newJobSet(ns, "to-us", 1, "1", fleet.ClusterSelectorAnnotation, "test=sel,region in (us)")
-	pinned := newJobSet(ns, "pinned", 1, "1", fleet.PinnedClusterAnnotation, "sel-us")
-	free := newJobSet(ns, "free", 1, "1", fleet.ClusterSelectorAnnotation, "test=sel")
+	us := fleetJobSet(ns, "to-us", 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=sel,region in (us)").Obj()
+	pinned := fleetJobSet(ns, "pinned", 1, "1").Annotation(fleet.PinnedClusterAnnotation, "sel-us").Obj()
+	free := fleetJobSet(ns, "free", 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=sel").Obj()
 	for _, js := range []*jobset.JobSet{us, pinned, free} {
 		create(t, js)
 	}
@@ -174,7 +176,7 @@ func TestSuspendResumePropagate(t *testing.T) {
 	startHub(t, placement.Spread)
 	join(t, "susp", "8", map[string]string{"test": "susp"})
 	ns := namespace(t, "team-susp")
-	js := newJobSet(ns, "train", 1, "1", fleet.PinnedClusterAnnotation, "susp")
+	js := fleetJobSet(ns, "train", 1, "1").Annotation(fleet.PinnedClusterAnnotation, "susp").Obj()
 	create(t, js)
 	waitDispatched(t, js, "susp")
 
@@ -219,7 +221,7 @@ func TestDeleteWaitsForAgent(t *testing.T) {
 	startHub(t, placement.Spread)
 	join(t, "del", "8", map[string]string{"test": "del"})
 	ns := namespace(t, "team-del")
-	js := newJobSet(ns, "train", 1, "1", fleet.PinnedClusterAnnotation, "del")
+	js := fleetJobSet(ns, "train", 1, "1").Annotation(fleet.PinnedClusterAnnotation, "del").Obj()
 	create(t, js)
 	d := waitDispatched(t, js, "del")
 	testenv.Eventually(t, timeout, "finalizer", func() error {
@@ -264,7 +266,7 @@ func TestDeleteWaitsForConfirmedFence(t *testing.T) {
 	startHub(t, placement.Spread)
 	a := join(t, "dellost", "8", map[string]string{"test": "dellost"})
 	ns := namespace(t, "team-dellost")
-	js := newJobSet(ns, "train", 1, "1", fleet.PinnedClusterAnnotation, "dellost")
+	js := fleetJobSet(ns, "train", 1, "1").Annotation(fleet.PinnedClusterAnnotation, "dellost").Obj()
 	create(t, js)
 	waitDispatched(t, js, "dellost")
 	testenv.Eventually(t, timeout, "finalizer", func() error {
@@ -307,8 +309,10 @@ func TestMemberLostAwaitsFence(t *testing.T) {
 	first := join(t, "lost-a", "16", sel)
 	join(t, "lost-b", "8", sel)
 	ns := namespace(t, "team-lost")
-	js := newJobSet(ns, "train", 2, "1", fleet.ClusterSelectorAnnotation, "test=lost")
-	js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 5}
+	js := fleetJobSet(ns, "train", 2, "1").
+		Annotation(fleet.ClusterSelectorAnnotation, "test=lost").
+		FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 5}).
+		Obj()
 	create(t, js)
 	d := waitDispatched(t, js, "lost-a")
 	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
@@ -382,8 +386,11 @@ func TestMemberLostAtLeastOnce(t *testing.T) {
 	first := join(t, "alo-a", "16", sel)
 	join(t, "alo-b", "8", sel)
 	ns := namespace(t, "team-alo")
-	js := newJobSet(ns, "train", 1, "1", fleet.ClusterSelectorAnnotation, "test=alo", fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce)
-	js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 1}
+	js := fleetJobSet(ns, "train", 1, "1").
+		Annotation(fleet.ClusterSelectorAnnotation, "test=alo").
+		Annotation(fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce).
+		FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 1}).
+		Obj()
 	create(t, js)
 	waitDispatched(t, js, "alo-a")
 	lostAt := time.Now()
@@ -406,7 +413,7 @@ func TestMoveBeyondMaxRestartsFails(t *testing.T) {
 	first := join(t, "maxr-a", "16", sel)
 	join(t, "maxr-b", "8", sel)
 	ns := namespace(t, "team-maxr")
-	js := newJobSet(ns, "train", 1, "1", fleet.ClusterSelectorAnnotation, "test=maxr")
+	js := fleetJobSet(ns, "train", 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=maxr").Obj()
 	create(t, js)
 	waitDispatched(t, js, "maxr-a")
 	first.stop()
@@ -431,7 +438,10 @@ func TestMemberLostFail(t *testing.T) {
 	first := join(t, "lostfail-a", "16", sel)
 	join(t, "lostfail-b", "8", sel)
 	ns := namespace(t, "team-lostfail")
-	js := newJobSet(ns, "train", 1, "1", fleet.ClusterSelectorAnnotation, "test=lostfail", fleet.OnMemberLostAnnotation, dispatch.OnMemberLostFail)
+	js := fleetJobSet(ns, "train", 1, "1").
+		Annotation(fleet.ClusterSelectorAnnotation, "test=lostfail").
+		Annotation(fleet.OnMemberLostAnnotation, dispatch.OnMemberLostFail).
+		Obj()
 	create(t, js)
 	waitDispatched(t, js, "lostfail-a")
 	first.stop()
@@ -456,7 +466,7 @@ func TestHubRestartMidDispatch(t *testing.T) {
 	join(t, "restart-a", "16", sel)
 	join(t, "restart-b", "16", sel)
 	ns := namespace(t, "team-restart")
-	js := newJobSet(ns, "train", 1, "1", fleet.ClusterSelectorAnnotation, "test=restart")
+	js := fleetJobSet(ns, "train", 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=restart").Obj()
 	create(t, js)
 	testenv.Eventually(t, timeout, "dispatch", func() error {
 		if n := len(allDispatchesOf(t, js)); n != 1 {
@@ -467,7 +477,7 @@ func TestHubRestartMidDispatch(t *testing.T) {
 	stop()
 
 	// Crashed after recording a decision for restart-b, before creating it.
-	crashed := newJobSet(ns, "crashed", 1, "1", fleet.ClusterSelectorAnnotation, "test=restart")
+	crashed := fleetJobSet(ns, "crashed", 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=restart").Obj()
 	create(t, crashed)
 	crashed.Status.Fleet = &jobset.FleetStatus{Cluster: "restart-b", Epoch: 3}
 	if err := hub.Client.Status().Update(context.Background(), crashed); err != nil {
@@ -475,7 +485,7 @@ func TestHubRestartMidDispatch(t *testing.T) {
 	}
 	// A dispatch whose JobSet has no record of it (made by an older hub, or
 	// the status was lost): adopt it.
-	adopted := newJobSet(ns, "adopted", 1, "1", fleet.ClusterSelectorAnnotation, "test=restart")
+	adopted := fleetJobSet(ns, "adopted", 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=restart").Obj()
 	create(t, adopted)
 	create(t, dispatch.NewDispatch(adopted, jobset.FleetStatus{Cluster: "restart-b", Epoch: 1}))
 
@@ -518,7 +528,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 	ns := namespace(t, "team-burst")
 	var jobs []*jobset.JobSet
 	for i := range 50 {
-		js := newJobSet(ns, fmt.Sprintf("job-%02d", i), 1, "1", fleet.ClusterSelectorAnnotation, "test=burst")
+		js := fleetJobSet(ns, fmt.Sprintf("job-%02d", i), 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=burst").Obj()
 		create(t, js)
 		jobs = append(jobs, js)
 	}

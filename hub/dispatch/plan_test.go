@@ -17,6 +17,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/hub/fence"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
@@ -50,16 +51,13 @@ func outOfService(m *inventory.Member) {
 
 // planJobSet is a hub JobSet of one pod, placed as fs (zero: not placed).
 func planJobSet(fs jobset.FleetStatus, annotations ...string) *jobset.JobSet {
-	js := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "train", UID: "uid-1",
-		Finalizers: []string{JobSetFinalizer}, Annotations: map[string]string{}, CreationTimestamp: metav1.NewTime(t0)}}
+	w := jstesting.MakeJobSet("team", "train").UID("uid-1").Finalizers(JobSetFinalizer).CreationTimestamp(t0).
+		ManagedBy(fleet.ManagedByFleet).FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 3}).
+		ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(1).Container("c", "busybox").Obj())
 	for i := 0; i+1 < len(annotations); i += 2 {
-		js.Annotations[annotations[i]] = annotations[i+1]
+		w.Annotation(annotations[i], annotations[i+1])
 	}
-	js.Spec.ManagedBy = ptr.To(fleet.ManagedByFleet)
-	js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 3}
-	rj := jobset.ReplicatedJob{Name: "w", Replicas: 1}
-	rj.Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
-	js.Spec.ReplicatedJobs = []jobset.ReplicatedJob{rj}
+	js := w.Obj()
 	if fs != (jobset.FleetStatus{}) {
 		js.Status.Fleet = &fs
 		js.Status.Conditions = []metav1.Condition{{Type: ConditionDispatched, Status: metav1.ConditionTrue, Reason: ReasonDispatched,
