@@ -92,11 +92,11 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 			if got.Status.JobSetStatus.TerminalState != string(v1alpha2.JobSetCompleted) || got.Status.ObservedEpoch != 1 {
 				return fmt.Errorf("dispatch status %+v", got.Status)
 			}
-			return gone(member.Client, memberJobSet("team-ttl", "once"))
+			return gone(member.Client, memberJobSet("team-ttl", "once").Obj())
 		})
 		// And it stays gone: no second run.
 		testenv.Consistently(t, 5*time.Second, "the finished JobSet gone, not run again", func() error {
-			if err := gone(member.Client, memberJobSet("team-ttl", "once")); err != nil {
+			if err := gone(member.Client, memberJobSet("team-ttl", "once").Obj()); err != nil {
 				return fmt.Errorf("created again: %w", err)
 			}
 			if n := len(memberJobs(t, member.Client, "team-ttl", "once")); n != 0 {
@@ -196,7 +196,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 			if n := len(memberJobs(t, member.Client, "team-fence", "cut")); n != 0 {
 				return fmt.Errorf("%d Jobs while fenced", n)
 			}
-			return gone(member.Client, memberJobSet("team-fence", "cut"))
+			return gone(member.Client, memberJobSet("team-fence", "cut").Obj())
 		})
 		must(t, proxy.Heal())
 		waitMemberJobSet(t, member.Client, "team-fence", "cut", func(js *v1alpha2.JobSet) error {

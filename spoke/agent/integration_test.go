@@ -32,6 +32,7 @@ import (
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
@@ -212,7 +213,7 @@ func TestAgent(t *testing.T) {
 	})
 
 	t.Run("a foreign JobSet is not taken over: Conflict", func(t *testing.T) {
-		foreign := memberJobSet("team-a", "taken")
+		foreign := memberJobSet("team-a", "taken").ManagedBy(fleetv1alpha1.ManagedByFleet).Obj()
 		must(t, member.Client.Create(ctx, foreign))
 		d := newDispatch("team-a", "taken", 1)
 		must(t, hub.Client.Create(ctx, d))
@@ -254,7 +255,7 @@ func TestAgent(t *testing.T) {
 			return nil
 		})
 		// Deleted means gone, Jobs included (foreground deletion).
-		if err := gone(member.Client, memberJobSet("team-b", "short")); err != nil {
+		if err := gone(member.Client, memberJobSet("team-b", "short").Obj()); err != nil {
 			t.Error(err)
 		}
 		if n := len(memberJobs(t, member.Client, "team-b", "short")); n != 0 {
@@ -379,7 +380,7 @@ func TestAgent(t *testing.T) {
 			if a.Fenced() {
 				return errors.New("still fenced")
 			}
-			return gone(member.Client, memberJobSet("team-a", "train"))
+			return gone(member.Client, memberJobSet("team-a", "train").Obj())
 		})
 		waitMemberJobSet(t, member.Client, "team-c", "moved", func(js *v1alpha2.JobSet) error {
 			if js.UID == oldMoved.UID || js.Labels[fleetv1alpha1.EpochLabel] != "2" || js.IsSuspended() {
@@ -463,7 +464,7 @@ func newDispatch(ns, name string, epoch int64) *fleetv1alpha1.JobSetDispatch {
 }
 
 func newDispatchIn(hubNS, ns, name string, epoch int64) *fleetv1alpha1.JobSetDispatch {
-	js := memberJobSet(ns, name)
+	js := memberJobSet(ns, name).ManagedBy(fleetv1alpha1.ManagedByFleet).Obj()
 	return &fleetv1alpha1.JobSetDispatch{
 		ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: fleetv1alpha1.DispatchName(ns, name)},
 		Spec: fleetv1alpha1.JobSetDispatchSpec{
@@ -478,19 +479,9 @@ func newDispatchIn(hubNS, ns, name string, epoch int64) *fleetv1alpha1.JobSetDis
 }
 
 // memberJobSet is a JobSet of one ReplicatedJob with two Jobs of one pod.
-func memberJobSet(ns, name string) *v1alpha2.JobSet {
-	js := &v1alpha2.JobSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: v1alpha2.JobSetSpec{
-			ManagedBy:      ptr.To(fleetv1alpha1.ManagedByFleet),
-			ReplicatedJobs: []v1alpha2.ReplicatedJob{{Name: "w", Replicas: 2}},
-		},
-	}
-	js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers = []corev1.Container{{
-		Name: "c", Image: "busybox",
-		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}},
-	}}
-	return js
+func memberJobSet(ns, name string) *jstesting.JobSetWrapper {
+	return jstesting.MakeJobSet(ns, name).ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(2).
+		Container("c", "busybox").Requests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}).Obj())
 }
 
 // --- helpers ---------------------------------------------------------------

@@ -110,8 +110,7 @@ func TestAgentRestartWhileHubUnreachable(t *testing.T) {
 	// The member's own JobSet controller works on, past the old cache-sync
 	// timeout, and the process stays up.
 	time.Sleep(time.Until(started.Add(2 * syncLimit)))
-	local := memberJobSet("team-local", "local")
-	local.Spec.ManagedBy = nil
+	local := memberJobSet("team-local", "local").Obj()
 	must(t, member.Client.Create(ctx, namespace("team-local")))
 	must(t, member.Client.Create(ctx, local))
 	testenv.Eventually(t, 20*time.Second, "2 child Jobs of the local JobSet", func() error {
