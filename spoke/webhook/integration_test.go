@@ -25,6 +25,7 @@ import (
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
 )
@@ -76,24 +77,15 @@ func newNamespace(t *testing.T) string {
 // seedJobSet is the pytorch example from the JobSet concepts page, verbatim
 // apart from the namespace.
 func seedJobSet(ns string) *jobset.JobSet {
-	return &jobset.JobSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pytorch"},
-		Spec: jobset.JobSetSpec{ReplicatedJobs: []jobset.ReplicatedJob{{
-			Name: "workers",
-			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
-				Parallelism:  ptr.To[int32](4),
-				Completions:  ptr.To[int32](4),
-				BackoffLimit: ptr.To[int32](0),
-				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name:    "pytorch",
-					Image:   "gcr.io/k8s-staging-jobset/pytorch-resnet:latest",
-					Ports:   []corev1.ContainerPort{{ContainerPort: 3389}},
-					Env:     []corev1.EnvVar{{Name: "MASTER_ADDR", Value: "pytorch-workers-0-0.pytorch"}, {Name: "MASTER_PORT", Value: "3389"}},
-					Command: []string{"bash", "-xc", "torchrun --nproc_per_node=1 --master_addr=$MASTER_ADDR --master_port=$MASTER_PORT resnet.py --backend=gloo\n"},
-				}}}},
-			}},
-		}}},
-	}
+	return jstesting.MakeJobSet(ns, "pytorch").ReplicatedJob(
+		jstesting.MakeReplicatedJob("workers").Parallelism(4).Completions(4).BackoffLimit(0).Containers(corev1.Container{
+			Name:    "pytorch",
+			Image:   "gcr.io/k8s-staging-jobset/pytorch-resnet:latest",
+			Ports:   []corev1.ContainerPort{{ContainerPort: 3389}},
+			Env:     []corev1.EnvVar{{Name: "MASTER_ADDR", Value: "pytorch-workers-0-0.pytorch"}, {Name: "MASTER_PORT", Value: "3389"}},
+			Command: []string{"bash", "-xc", "torchrun --nproc_per_node=1 --master_addr=$MASTER_ADDR --master_port=$MASTER_PORT resnet.py --backend=gloo\n"},
+		}).Obj()).
+		Obj()
 }
 
 func TestSeedJobSetDefaulted(t *testing.T) {

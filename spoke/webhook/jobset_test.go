@@ -11,24 +11,17 @@ import (
 	"k8s.io/utils/ptr"
 
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 )
 
 // Defaults are upstream's: managedBy stays unset, retention defaults to
 // Delete.
 func TestJobSetDefault(t *testing.T) {
-	js := &jobset.JobSet{
-		ObjectMeta: metav1.ObjectMeta{Name: "pytorch"},
-		Spec: jobset.JobSetSpec{
-			ReplicatedJobs: []jobset.ReplicatedJob{{
-				Name: "workers", Replicas: 1,
-				Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "c", Image: "busybox", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/d"}}}},
-				}}}},
-			}},
-			FailurePolicy:       &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{{Action: jobset.RestartJobSet}}},
-			VolumeClaimPolicies: []jobset.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}}},
-		},
-	}
+	js := jstesting.MakeJobSet("", "pytorch").
+		ReplicatedJob(jstesting.MakeReplicatedJob("workers").Replicas(1).Container("c", "busybox").VolumeMount("data", "/d").Obj()).
+		FailurePolicy(&jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{{Action: jobset.RestartJobSet}}}).
+		VolumeClaimPolicies(jobset.VolumeClaimPolicy{Templates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}}).
+		Obj()
 	if err := (jobSetWebhook{}).Default(context.Background(), js); err != nil {
 		t.Fatal(err)
 	}
