@@ -51,6 +51,7 @@ type hubPhase struct {
 	// Of those, the requests answered with an error.
 	failedHub, failedAgentsHub, failedMember counts
 	hubAPIServerCPU                          time.Duration
+	profiles                                 map[string]string // process → top of its CPU profile
 	load                                     string
 }
 
@@ -513,6 +514,16 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	for i := range names {
 		names[i] = jobSetName(i)
 	}
+	profs := map[string]*profiler{}
+	if o.profile {
+		for _, p := range f.procs {
+			prof, err := startProfile(p.pid(), filepath.Join(filepath.Dir(p.logPath), p.name+"-"+ns+".perf.data"))
+			if err != nil {
+				return err
+			}
+			profs[p.name] = prof
+		}
+	}
 	baseHub, baseAgentsHub, baseAgentsMember := f.hubProxy.snapshot(), sumCounts(f.agentHubProxies), sumCounts(f.agentMemberProxes)
 	baseFHub, baseFAgentsHub, baseFMember := f.hubProxy.failures(), sumFailures(f.agentHubProxies), sumFailures(f.agentMemberProxes)
 	apiA0, _ := f.hub.cpu()
@@ -573,6 +584,14 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	}
 	apiA1, _ := f.hub.cpu()
 	ph.hubAPIServerCPU = apiA1 - apiA0
+	ph.profiles = map[string]string{}
+	for name, prof := range profs {
+		top, err := prof.stop()
+		if err != nil {
+			return err
+		}
+		ph.profiles[name] = top
+	}
 	ph.hubByHub = f.hubProxy.snapshot().minus(baseHub)
 	ph.hubByAgents = sumCounts(f.agentHubProxies).minus(baseAgentsHub)
 	ph.memberByAgents = sumCounts(f.agentMemberProxes).minus(baseAgentsMember)

@@ -49,6 +49,7 @@ type options struct {
 	workDir    string
 	keep       bool
 	out        string
+	profile    bool
 }
 
 func main() {
@@ -90,6 +91,7 @@ func parseOptions(args []string) (o options, code int) {
 	fs.StringVar(&o.workDir, "work-dir", "", "Where logs and kubeconfigs go (default: a new temporary directory).")
 	fs.BoolVar(&o.keep, "keep", false, "Keep the work dir (logs) even when the run succeeds.")
 	fs.StringVar(&o.out, "out", "", "Also write the report (markdown) to this file.")
+	fs.BoolVar(&o.profile, "profile", false, "Record CPU profiles (perf) of the controllers, the hub and the agents while they work; reports in the work dir, top lines in the report.")
 	if err := fs.Parse(args); err != nil {
 		return o, 2
 	}

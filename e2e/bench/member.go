@@ -123,7 +123,8 @@ type memberResult struct {
 	apiserverCPU, etcdCPU time.Duration
 	machineBusy           float64
 	load                  string
-	jobs, services        int // verified to exist
+	jobs, services        int    // verified to exist
+	profile               string // top of its CPU profile (-profile)
 }
 
 // quietFor is how long a contender must make no write for its work on the
@@ -199,6 +200,15 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 		apiA0, etcdA0 time.Duration
 		busy0, total0 time.Duration
 	)
+	var prof *profiler
+	startProf := func() error {
+		if !o.profile || ct.key == "raw" {
+			return nil
+		}
+		var err error
+		prof, err = startProfile(p.pid(), filepath.Join(dir, ct.key+".perf.data"))
+		return err
+	}
 	mark := func() {
 		base, baseF = proxy.snapshot(), proxy.failures()
 		apiA0, etcdA0 = c.cpu()
@@ -215,6 +225,9 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 			return res, err
 		}
 		defer p.stop()
+		if err := startProf(); err != nil {
+			return res, err
+		}
 	case steady:
 		// A warm-up JobSet in its own namespace proves the contender is
 		// up, its caches synced, before the clock starts.
@@ -241,6 +254,9 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 			return res, err
 		}
 		mark()
+		if err := startProf(); err != nil {
+			return res, err
+		}
 		go func() {
 			if err := createJobSets(ctx, c.Client, ns, names, 50, nil); err != nil {
 				logf("submitting JobSets: %v", err)
@@ -264,6 +280,9 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 		return res, err
 	}
 	res.quiet = lastWrite.Sub(t0)
+	if res.profile, err = prof.stop(); err != nil {
+		return res, err
+	}
 	if res.usage, err = procUsage(p.pid()); err != nil {
 		return res, err
 	}

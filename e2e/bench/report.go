@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -94,6 +95,7 @@ func (r *report) markdown() string {
 	r.podsSection(&b)
 	r.hubSection(&b)
 	r.targetsSection(&b)
+	r.profilesSection(&b)
 	return b.String()
 }
 
@@ -267,9 +269,16 @@ type barRow struct {
 	value float64
 }
 
+// barChart's values print with 2 decimals; countChart's as integers.
+func countChart(title string, rows []barRow) string {
+	return chart(title, rows, "%.0f")
+}
+
 // barChart is a text bar chart, the plot of the report (no plotting
 // dependency; it reads in a terminal and in markdown).
-func barChart(title string, rows []barRow) string {
+func barChart(title string, rows []barRow) string { return chart(title, rows, "%.2f") }
+
+func chart(title string, rows []barRow, format string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", title)
 	max, width := 0.0, 0
@@ -282,7 +291,7 @@ func barChart(title string, rows []barRow) string {
 		if max > 0 {
 			n = int(math.Round(50 * r.value / max))
 		}
-		fmt.Fprintf(&b, "  %-*s %s %.2f\n", width, r.label, strings.Repeat("█", n), r.value)
+		fmt.Fprintf(&b, "  %-*s %s "+format+"\n", width, r.label, strings.Repeat("█", n), r.value)
 	}
 	return b.String()
 }
@@ -304,7 +313,7 @@ func latencyHistogram(title string, lat []time.Duration) string {
 	for i := range bounds {
 		rows[i] = barRow{labels[i], float64(countsBy[i])}
 	}
-	return barChart(title+": JobSets by submit → all Jobs latency", rows)
+	return countChart(title+": JobSets by submit → all Jobs latency", rows)
 }
 
 // percentile of sorted durations (nearest rank).
@@ -315,4 +324,27 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
 	i = max(0, min(i, len(sorted)-1))
 	return sorted[i]
+}
+
+// profilesSection shows where each profiled process spent its CPU (-profile).
+func (r *report) profilesSection(b *strings.Builder) {
+	var blocks []string
+	for _, m := range r.member {
+		if m.profile != "" {
+			blocks = append(blocks, fmt.Sprintf("member %s, %s:\n%s", m.mode, m.contender.name, m.profile))
+		}
+	}
+	if h := r.hub; h != nil {
+		for _, p := range h.phases {
+			for _, name := range slices.Sorted(maps.Keys(p.profiles)) {
+				blocks = append(blocks, fmt.Sprintf("hub %s, %s:\n%s", p.name, name, p.profiles[name]))
+			}
+		}
+	}
+	if len(blocks) == 0 {
+		return
+	}
+	b.WriteString("\n### CPU profiles (perf, self time by function; full reports in the work dir)\n\n```\n")
+	b.WriteString(strings.Join(blocks, "\n\n"))
+	b.WriteString("\n```\n")
 }
