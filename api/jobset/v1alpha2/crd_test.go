@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
@@ -113,11 +114,7 @@ func TestAllExamplesAccepted(t *testing.T) {
 func TestInvalidInputRejectedWithFieldPath(t *testing.T) {
 	ns := newNamespace(t)
 	base := func(name string) *v1alpha2.JobSet {
-		js := &v1alpha2.JobSet{}
-		js.Namespace, js.Name = ns, name
-		js.Spec.ReplicatedJobs = []v1alpha2.ReplicatedJob{{Name: "workers"}}
-		js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
-		return js
+		return jstesting.MakeJobSet(ns, name).ReplicatedJob(jstesting.MakeReplicatedJob("workers").Container("c", "busybox").Obj()).Obj()
 	}
 	cases := []struct {
 		name     string
@@ -274,15 +271,14 @@ func TestCRDServesPrinterColumns(t *testing.T) {
 // rule names are checked by the webhook only, after it defaulted them.
 func TestSchemaAcceptsWhatUpstreamSchemaAccepts(t *testing.T) {
 	ns := newNamespace(t)
-	js := &v1alpha2.JobSet{}
-	js.Namespace, js.Name = ns, "loose"
-	js.Spec.ReplicatedJobs = []v1alpha2.ReplicatedJob{{Name: "workers"}}
-	js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
-	js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-		{Action: v1alpha2.RestartJobSet},                              // unnamed
-		{Name: strings.Repeat("r", 200), Action: v1alpha2.FailJobSet}, // longer than admission allows
-		{Name: "a", Action: v1alpha2.FailJobSet, OnJobFailureReasons: []string{"BackoffLimitExceeded", "BackoffLimitExceeded"}},
-	}}
+	js := jstesting.MakeJobSet(ns, "loose").
+		ReplicatedJob(jstesting.MakeReplicatedJob("workers").Container("c", "busybox").Obj()).
+		FailurePolicy(&v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
+			{Action: v1alpha2.RestartJobSet},                              // unnamed
+			{Name: strings.Repeat("r", 200), Action: v1alpha2.FailJobSet}, // longer than admission allows
+			{Name: "a", Action: v1alpha2.FailJobSet, OnJobFailureReasons: []string{"BackoffLimitExceeded", "BackoffLimitExceeded"}},
+		}}).
+		Obj()
 	if err := cluster.Client.Create(context.Background(), js); err != nil {
 		t.Fatalf("rejected by the schema, upstream's accepts it: %v", err)
 	}

@@ -18,35 +18,21 @@ import (
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/validation"
 )
 
 // testJobSet is a defaulted JobSet with a one-pod "leader" and two
 // four-pod "workers" Jobs.
 func testJobSet() *v1alpha2.JobSet {
-	js := &v1alpha2.JobSet{
-		ObjectMeta: metav1.ObjectMeta{Name: "pytorch", Namespace: "default"},
-		Spec: v1alpha2.JobSetSpec{ReplicatedJobs: []v1alpha2.ReplicatedJob{
-			rjob("leader", 1, 1),
-			rjob("workers", 2, 4),
-		}},
-	}
+	js := jstesting.MakeJobSet("default", "pytorch").ReplicatedJob(rjob("leader", 1, 1), rjob("workers", 2, 4)).Obj()
 	v1alpha2.Default(js)
 	return js
 }
 
 func rjob(name string, replicas, completions int32) v1alpha2.ReplicatedJob {
-	return v1alpha2.ReplicatedJob{
-		Name:     name,
-		Replicas: replicas,
-		Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
-			Parallelism: ptr.To(completions),
-			Completions: ptr.To(completions),
-			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				Containers: []corev1.Container{{Name: "c", Image: "busybox"}},
-			}},
-		}},
-	}
+	return jstesting.MakeReplicatedJob(name).Replicas(replicas).Parallelism(completions).Completions(completions).
+		Container("c", "busybox").Obj()
 }
 
 func messages(errs field.ErrorList) []string {
