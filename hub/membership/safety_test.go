@@ -25,6 +25,7 @@ import (
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
 )
@@ -210,7 +211,7 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 			Spec: fleetv1alpha1.JobSetDispatchSpec{
 				Origin: fleetv1alpha1.Origin{Namespace: ns, Name: name, UID: types.UID("uid-" + name)},
 				Epoch:  epoch,
-				JobSet: fleetv1alpha1.JobSetTemplate{Spec: jobSetSpec()},
+				JobSet: fleetv1alpha1.JobSetTemplate{Spec: v1alpha2.JobSetSpec{ReplicatedJobs: []v1alpha2.ReplicatedJob{oneJob()}}},
 			},
 		}
 		must(t, hub.Client.Create(ctx, d))
@@ -220,16 +221,13 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 	// one Job of its own.
 	copyOf := func(d *fleetv1alpha1.JobSetDispatch, terminal string) *v1alpha2.JobSet {
 		must(t, client.IgnoreAlreadyExists(member.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.Spec.Origin.Namespace}})))
-		js := &v1alpha2.JobSet{
-			ObjectMeta: metav1.ObjectMeta{
-				Namespace: d.Spec.Origin.Namespace, Name: d.Spec.Origin.Name,
-				Labels:      map[string]string{fleetv1alpha1.OriginUIDLabel: string(d.Spec.Origin.UID), fleetv1alpha1.EpochLabel: fmt.Sprint(d.Spec.Epoch)},
-				Annotations: map[string]string{fleetv1alpha1.DispatchAnnotation: d.Namespace + "/" + d.Name, fleetv1alpha1.RestartsOffsetAnnotation: "2"},
-				Finalizers:  []string{fleetv1alpha1.ReportFinalizer},
-			},
-			Spec: jobSetSpec(),
-		}
-		js.Spec.ManagedBy = ptr.To("test.example.com/nobody") // no JobSet controller runs here
+		js := jstesting.MakeJobSet(d.Spec.Origin.Namespace, d.Spec.Origin.Name).
+			Label(fleetv1alpha1.OriginUIDLabel, string(d.Spec.Origin.UID)).Label(fleetv1alpha1.EpochLabel, fmt.Sprint(d.Spec.Epoch)).
+			Annotation(fleetv1alpha1.DispatchAnnotation, d.Namespace+"/"+d.Name).Annotation(fleetv1alpha1.RestartsOffsetAnnotation, "2").
+			Finalizers(fleetv1alpha1.ReportFinalizer).
+			ReplicatedJob(oneJob()).
+			ManagedBy("test.example.com/nobody"). // no JobSet controller runs here
+			Obj()
 		must(t, member.Client.Create(ctx, js))
 		js.Status.Restarts = 1
 		if terminal != "" {
@@ -300,10 +298,9 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 	}
 }
 
-func jobSetSpec() v1alpha2.JobSetSpec {
-	spec := v1alpha2.JobSetSpec{ReplicatedJobs: []v1alpha2.ReplicatedJob{{Name: "w", Replicas: 1}}}
-	spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
-	return spec
+// oneJob is the replicatedJob of the test's JobSets: one Job.
+func oneJob() v1alpha2.ReplicatedJob {
+	return jstesting.MakeReplicatedJob("w").Replicas(1).Container("c", "busybox").Obj()
 }
 
 func controllerRef(owner *v1alpha2.JobSet, obj metav1.Object) error {
