@@ -15,6 +15,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/admission"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
@@ -140,10 +141,9 @@ func TestHubAdmission(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	js := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "plain"}}
-	rj := jobset.ReplicatedJob{Name: "workers", Replicas: 2}
-	rj.Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
-	js.Spec.ReplicatedJobs = []jobset.ReplicatedJob{rj}
+	js := jstesting.MakeJobSet("default", "plain").
+		ReplicatedJob(jstesting.MakeReplicatedJob("workers").Replicas(2).Container("c", "busybox").Obj()).
+		Obj()
 	err := c.Client.Create(ctx, js.DeepCopy())
 	if err != nil {
 		t.Fatalf("creating a plain JobSet: %v", err)
