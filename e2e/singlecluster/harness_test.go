@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	jobsetapi "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
 	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
@@ -437,15 +438,9 @@ func (e *kwokEnv) installWebhooks(ctx context.Context, port int, caPEM []byte) e
 // invalid one is rejected with the webhook's field error (validating).
 func (e *kwokEnv) waitForWebhooks(ctx context.Context) error {
 	probe := func(name string) *jobsetapi.JobSet {
-		js := &jobsetapi.JobSet{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
-			Spec: jobsetapi.JobSetSpec{ReplicatedJobs: []jobsetapi.ReplicatedJob{{
-				Name:     "w",
-				Replicas: 1,
-			}}},
-		}
-		js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
-		return js
+		return jstesting.MakeJobSet("default", name).
+			ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(1).Container("c", "busybox").Obj()).
+			Obj()
 	}
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
