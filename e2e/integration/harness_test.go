@@ -47,6 +47,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
@@ -451,24 +452,14 @@ func addNode(ctx context.Context, c client.Client, name, cpu, memory string) err
 // managedBy: the hub's admission claims it for the fleet): one
 // ReplicatedJob "w" of replicas Jobs of one pod asking cpu.
 func newJobSet(ns, name string, replicas int32, cpu string, annotations ...string) *jobset.JobSet {
-	js := &jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}}}
-	if len(annotations) > 0 {
-		js.Annotations = map[string]string{}
-		for i := 0; i+1 < len(annotations); i += 2 {
-			js.Annotations[annotations[i]] = annotations[i+1]
-		}
+	w := jstesting.MakeJobSet(ns, name).Label("app", name).ReplicatedJob(
+		jstesting.MakeReplicatedJob("w").Replicas(replicas).Parallelism(1).Completions(1).BackoffLimit(0).
+			RestartPolicy(corev1.RestartPolicyNever).Container("main", "busybox").
+			Requests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}).Obj())
+	for i := 0; i+1 < len(annotations); i += 2 {
+		w.Annotation(annotations[i], annotations[i+1])
 	}
-	rj := jobset.ReplicatedJob{Name: "w", Replicas: replicas}
-	rj.Template.Spec.Parallelism = ptr.To(int32(1))
-	rj.Template.Spec.Completions = ptr.To(int32(1))
-	rj.Template.Spec.BackoffLimit = ptr.To(int32(0))
-	rj.Template.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
-	rj.Template.Spec.Template.Spec.Containers = []corev1.Container{{
-		Name: "main", Image: "busybox",
-		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}},
-	}}
-	js.Spec.ReplicatedJobs = []jobset.ReplicatedJob{rj}
-	return js
+	return w.Obj()
 }
 
 // --- test helpers --------------------------------------------------------
