@@ -3,11 +3,14 @@ package jobset
 import (
 	"crypto/sha1"
 	"encoding/hex"
-	"reflect"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
@@ -41,14 +44,13 @@ func TestBuildJobMetadata(t *testing.T) {
 		"job labels": job.Labels, "job annotations": job.Annotations,
 		"pod labels": job.Spec.Template.Labels, "pod annotations": job.Spec.Template.Annotations,
 	} {
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s = %v\nwant %v", name, got, want)
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("%s (-want +got):\n%s", name, d)
 		}
 	}
-	owner := job.OwnerReferences
-	if len(owner) != 1 || !ptr.Deref(owner[0].Controller, false) || owner[0].Kind != "JobSet" || owner[0].UID != "train-uid" ||
-		owner[0].APIVersion != "jobset.x-k8s.io/v1alpha2" || owner[0].Name != "train" {
-		t.Errorf("ownerReferences = %+v, want the JobSet as controller", owner)
+	wantOwner := []metav1.OwnerReference{{APIVersion: "jobset.x-k8s.io/v1alpha2", Kind: "JobSet", Name: "train", UID: "train-uid", Controller: ptr.To(true)}}
+	if d := cmp.Diff(wantOwner, job.OwnerReferences, cmpopts.IgnoreFields(metav1.OwnerReference{}, "BlockOwnerDeletion")); d != "" {
+		t.Errorf("ownerReferences: want the JobSet as controller (-want +got):\n%s", d)
 	}
 	if got := ptr.Deref(job.Spec.CompletionMode, ""); got != batchv1.IndexedCompletion {
 		t.Errorf("completionMode = %q, want Indexed", got)
@@ -250,10 +252,19 @@ func TestResumedPodTemplate(t *testing.T) {
 func TestBuildService(t *testing.T) {
 	js := testJobSet("js").ReplicatedJob(rjob("a", 1, 1).Obj()).Obj()
 	svc := buildService(defaulted(js))
-	if svc.Name != "js" || svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses ||
-		svc.Spec.Selector[v1alpha2.JobSetNameKey] != "js" || svc.Labels[v1alpha2.JobSetNameKey] != "js" ||
-		len(svc.OwnerReferences) != 1 || svc.OwnerReferences[0].UID != "js-uid" {
-		t.Errorf("unexpected service %+v", svc)
+	type service struct {
+		Name, ClusterIP, SelectorJobSet, LabelJobSet string
+		PublishNotReadyAddresses                     bool
+		OwnerUIDs                                    []types.UID
+	}
+	got := service{Name: svc.Name, ClusterIP: svc.Spec.ClusterIP, SelectorJobSet: svc.Spec.Selector[v1alpha2.JobSetNameKey],
+		LabelJobSet: svc.Labels[v1alpha2.JobSetNameKey], PublishNotReadyAddresses: svc.Spec.PublishNotReadyAddresses}
+	for _, o := range svc.OwnerReferences {
+		got.OwnerUIDs = append(got.OwnerUIDs, o.UID)
+	}
+	want := service{Name: "js", ClusterIP: corev1.ClusterIPNone, SelectorJobSet: "js", LabelJobSet: "js", PublishNotReadyAddresses: true, OwnerUIDs: []types.UID{"js-uid"}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("service (-want +got):\n%s", d)
 	}
 	js.Spec.Network = &v1alpha2.Network{Subdomain: "sub", PublishNotReadyAddresses: ptr.To(false)}
 	svc = buildService(defaulted(js))

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -61,8 +62,9 @@ func TestInPlaceRestart(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			js := testJobSet("js").ReplicatedJob(rjob("w", 2, 2).Obj()).Obj()
-			js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 2, RestartStrategy: v1alpha2.InPlaceRestart}
+			js := testJobSet("js").ReplicatedJob(rjob("w", 2, 2).Obj()).
+				FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 2, RestartStrategy: v1alpha2.InPlaceRestart}).
+				Obj()
 			js.Status = tc.status
 			p := computePlan(js, observed{jobs: allChildJobs(js), serviceExists: true, pods: tc.pods}, t0)
 			got := want{previous: p.status.PreviousInPlaceRestartAttempt, current: p.status.CurrentInPlaceRestartAttempt,
@@ -75,8 +77,9 @@ func TestInPlaceRestart(t *testing.T) {
 			}
 			if tc.want.failed {
 				c := findCondition(p.status.Conditions, string(v1alpha2.JobSetFailed))
-				if c == nil || c.Reason != ReasonReachedMaxRestarts || c.Message != MessageReachedMaxRestarts {
-					t.Errorf("Failed condition %+v, want %s: %s", c, ReasonReachedMaxRestarts, MessageReachedMaxRestarts)
+				want := &metav1.Condition{Type: string(v1alpha2.JobSetFailed), Reason: ReasonReachedMaxRestarts, Message: MessageReachedMaxRestarts}
+				if d := cmp.Diff(want, c, cmpopts.IgnoreFields(metav1.Condition{}, "Status", "ObservedGeneration", "LastTransitionTime")); d != "" {
+					t.Errorf("Failed condition (-want +got):\n%s", d)
 				}
 			}
 		})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -97,10 +98,17 @@ func TestChildJobsAndService(t *testing.T) {
 	testenv.Eventually(t, timeout, "headless Service", func() error {
 		return e.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "pytorch"}, svc)
 	})
-	if svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses ||
-		svc.Spec.Selector[v1alpha2.JobSetNameKey] != "pytorch" || len(svc.Spec.Selector) != 1 ||
-		svc.Labels[v1alpha2.JobSetNameKey] != "pytorch" {
-		t.Errorf("unexpected Service: %+v / %+v", svc.ObjectMeta, svc.Spec)
+	type service struct {
+		ClusterIP, LabelJobSet   string
+		PublishNotReadyAddresses bool
+		Selector                 map[string]string
+	}
+	want := service{ClusterIP: corev1.ClusterIPNone, LabelJobSet: "pytorch", PublishNotReadyAddresses: true,
+		Selector: map[string]string{v1alpha2.JobSetNameKey: "pytorch"}}
+	got := service{ClusterIP: svc.Spec.ClusterIP, LabelJobSet: svc.Labels[v1alpha2.JobSetNameKey],
+		PublishNotReadyAddresses: svc.Spec.PublishNotReadyAddresses, Selector: svc.Spec.Selector}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("Service (-want +got):\n%s", d)
 	}
 	if owner := metav1.GetControllerOf(svc); owner == nil || owner.UID != js.UID {
 		t.Errorf("Service controller = %+v, want the JobSet", owner)
@@ -526,9 +534,19 @@ func TestRestartJobRecreatesOnlyTheFailedJob(t *testing.T) {
 		t.Errorf("recreated Job labels %v, want job-restart-attempt 1 and restart-attempt 0", after[1].Labels)
 	}
 	got := e.jobSet(t, js)
-	rs := got.Status.ReplicatedJobsStatus
-	if got.Status.Restarts != 0 || len(rs) != 1 || !slices.Equal(rs[0].JobRestarts, []int32{0, 1, 0}) || !slices.Equal(rs[0].JobRestartsCountTowardsMax, []int32{0, 1, 0}) {
-		t.Errorf("restarts %d, replicatedJobsStatus %+v; want 0 and jobRestarts [0 1 0]", got.Status.Restarts, rs)
+	type restarts struct {
+		Restarts                   int32
+		JobRestarts                [][]int32
+		JobRestartsCountTowardsMax [][]int32
+	}
+	gotRestarts := restarts{Restarts: got.Status.Restarts}
+	for _, r := range got.Status.ReplicatedJobsStatus {
+		gotRestarts.JobRestarts = append(gotRestarts.JobRestarts, r.JobRestarts)
+		gotRestarts.JobRestartsCountTowardsMax = append(gotRestarts.JobRestartsCountTowardsMax, r.JobRestartsCountTowardsMax)
+	}
+	wantRestarts := restarts{JobRestarts: [][]int32{{0, 1, 0}}, JobRestartsCountTowardsMax: [][]int32{{0, 1, 0}}}
+	if d := cmp.Diff(wantRestarts, gotRestarts); d != "" {
+		t.Errorf("restarts of the JobSet and of each Job (-want +got):\n%s", d)
 	}
 	e.waitEvent(t, js, corev1.EventTypeWarning, "RestartJobFailurePolicyAction")
 
@@ -655,10 +673,16 @@ func TestSuspendAndResume(t *testing.T) {
 	jobs := e.waitJobs(t, js, []string{"susp-a-0", "susp-a-1"}, suspended(false))
 	for _, j := range jobs {
 		pod := j.Spec.Template
-		if pod.Labels["kueue.x-k8s.io/admitted"] != "true" || pod.Labels[v1alpha2.JobSetNameKey] != "susp" ||
-			pod.Annotations["note"] != "flavor-a" || pod.Spec.NodeSelector["pool"] != "gpu" ||
-			len(pod.Spec.Tolerations) != 1 || len(pod.Spec.SchedulingGates) != 1 {
-			t.Errorf("%s resumed without the updated template: %+v %+v", j.Name, pod.ObjectMeta, pod.Spec)
+		type template struct {
+			AdmittedLabel, JobSetLabel, NoteAnnotation, PoolSelector string
+			Tolerations, SchedulingGates                             int
+		}
+		want := template{AdmittedLabel: "true", JobSetLabel: "susp", NoteAnnotation: "flavor-a", PoolSelector: "gpu", Tolerations: 1, SchedulingGates: 1}
+		got := template{AdmittedLabel: pod.Labels["kueue.x-k8s.io/admitted"], JobSetLabel: pod.Labels[v1alpha2.JobSetNameKey],
+			NoteAnnotation: pod.Annotations["note"], PoolSelector: pod.Spec.NodeSelector["pool"],
+			Tolerations: len(pod.Spec.Tolerations), SchedulingGates: len(pod.Spec.SchedulingGates)}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("%s resumed without the updated template (-want +got):\n%s", j.Name, d)
 		}
 	}
 	e.waitCondition(t, js, "Suspended", metav1.ConditionFalse, "ResumeJobs")

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -201,11 +202,20 @@ func TestComputePlan(t *testing.T) {
 		js:   twoRjobs,
 		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, completed) },
 		check: func(t *testing.T, p plan) {
-			if conditionStatus(p.status, "Completed") != metav1.ConditionTrue || p.status.TerminalState != "Completed" || p.finished != v1alpha2.JobSetCompleted {
-				t.Errorf("not completed: %+v", p.status)
+			type outcome struct {
+				Completed            metav1.ConditionStatus
+				TerminalState        string
+				Finished             v1alpha2.JobSetConditionType
+				EventTypesAndReasons []string
 			}
-			if len(p.events) != 1 || p.events[0].reason != ReasonAllJobsCompleted || p.events[0].eventType != corev1.EventTypeNormal {
-				t.Errorf("events %+v", p.events)
+			got := outcome{Completed: conditionStatus(p.status, "Completed"), TerminalState: p.status.TerminalState, Finished: p.finished}
+			for _, e := range p.events {
+				got.EventTypesAndReasons = append(got.EventTypesAndReasons, e.eventType+" "+e.reason)
+			}
+			want := outcome{Completed: metav1.ConditionTrue, TerminalState: "Completed", Finished: v1alpha2.JobSetCompleted,
+				EventTypesAndReasons: []string{corev1.EventTypeNormal + " " + ReasonAllJobsCompleted}}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("not completed (-want +got):\n%s", d)
 			}
 		},
 	}, {
@@ -246,8 +256,9 @@ func TestComputePlan(t *testing.T) {
 		serviceExists: true,
 		check: func(t *testing.T, p plan) {
 			c := meta.FindStatusCondition(p.status.Conditions, string(v1alpha2.JobSetRestarting))
-			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonRestartingJobsReady {
-				t.Errorf("RestartingJobSet = %+v, want False/JobsReady", c)
+			want := &metav1.Condition{Type: string(v1alpha2.JobSetRestarting), Status: metav1.ConditionFalse, Reason: ReasonRestartingJobsReady}
+			if d := cmp.Diff(want, c, cmpopts.IgnoreFields(metav1.Condition{}, "Message", "ObservedGeneration", "LastTransitionTime")); d != "" {
+				t.Errorf("RestartingJobSet (-want +got):\n%s", d)
 			}
 		},
 	}}
@@ -271,14 +282,18 @@ func TestComputePlan(t *testing.T) {
 func TestComputePlanIsStable(t *testing.T) {
 	// Reconciling again with the status the first pass produced and nothing
 	// else changed must plan no further status change.
-	js := testJobSet("js").ReplicatedJob(rjob("a", 2, 1).Obj()).Obj()
-	js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+	js := testJobSet("js").ReplicatedJob(rjob("a", 2, 1).Obj()).
+		StartupPolicy(&v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}).
+		Obj()
 	jobs := allChildJobs(js, ready)
 	p := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0)
 	js.Status = p.status
 	again := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0.Add(time.Minute))
-	if !reflect.DeepEqual(again.status, p.status) || len(again.events) != 0 {
-		t.Errorf("second pass changed the status:\n%+v\n%+v\nevents %v", p.status, again.status, again.events)
+	if d := cmp.Diff(p.status, again.status); d != "" {
+		t.Errorf("second pass changed the status (-first +second):\n%s", d)
+	}
+	if len(again.events) != 0 {
+		t.Errorf("second pass emitted events %v", again.events)
 	}
 }
 

@@ -273,8 +273,7 @@ func TestFailurePolicyOutcome(t *testing.T) {
 			for g, on := range tc.gates {
 				features.SetForTest(t, g, on)
 			}
-			js := testJobSet("js").ReplicatedJob(rjob("w", 2, 1).Obj()).Obj()
-			js.Spec.FailurePolicy = tc.policy
+			js := testJobSet("js").ReplicatedJob(rjob("w", 2, 1).Obj()).FailurePolicy(tc.policy).Obj()
 			js.Status = tc.status
 			jobs := allChildJobs(js, ready)
 			failedAt(t0, "BackoffLimitExceeded", "boom")(&jobs[1])
