@@ -248,18 +248,14 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 	names := append([]string{hubName}, memberNames...)
 	kinds := make([]*cluster.Cluster, len(names))
 	reused := make([]bool, len(names))
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
+	// One at a time: on two cores, three control planes starting together
+	// starve each other past kubeadm's timeouts.
 	for i, name := range names {
-		// Independent of each other: one cluster's failure must not tear
-		// down the others half-way.
-		wg.Go(func() {
-			kinds[i], reused[i], errs[i] = createCluster(ctx, start, name, imgs, keep && slices.Contains(existing, name), slices.Contains(existing, name))
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return e, err
+		var err error
+		kinds[i], reused[i], err = createCluster(ctx, start, name, imgs, keep && slices.Contains(existing, name), slices.Contains(existing, name))
+		if err != nil {
+			return e, err
+		}
 	}
 	for i, name := range names {
 		e.reused[name] = reused[i]
@@ -333,7 +329,7 @@ func createCluster(ctx context.Context, start time.Time, name string, imgs clust
 		opts.Workers = 2
 		opts.WorkerLabels = []map[string]string{{rackLabel: name + "-rack-a"}, {rackLabel: name + "-rack-b"}}
 	}
-	const attempts = 2
+	const attempts = 3
 	for attempt := 1; ; attempt++ {
 		c, err := cluster.Create(ctx, opts)
 		if err == nil {
