@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -31,8 +32,11 @@ func TestTemplate(t *testing.T) {
 	if js.Spec.FailurePolicy.MaxRestarts != 5 {
 		t.Error("Template must not modify the hub JobSet")
 	}
-	if len(tpl.Labels) != 1 || tpl.Labels["app"] != "train" || len(tpl.Annotations) != 1 || tpl.Annotations["owner"] != "alice" {
-		t.Errorf("labels %v annotations %v: want the user's only", tpl.Labels, tpl.Annotations)
+	if d := cmp.Diff(map[string]string{"app": "train"}, tpl.Labels); d != "" {
+		t.Errorf("labels: want the user's only (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(map[string]string{"owner": "alice"}, tpl.Annotations); d != "" {
+		t.Errorf("annotations: want the user's only (-want +got):\n%s", d)
 	}
 	if !ptr.Deref(tpl.Spec.Suspend, false) {
 		t.Error("suspend must propagate")
@@ -42,9 +46,17 @@ func TestTemplate(t *testing.T) {
 		t.Errorf("maxRestarts floor: got %d, want 0", got)
 	}
 	d := NewDispatch(js, jobset.FleetStatus{Cluster: "m2", Epoch: 3})
-	if d.Namespace != "fleet-member-m2" || d.Name != "team.train" || d.Spec.Epoch != 3 || d.Labels[fleet.OriginUIDLabel] != "uid-1" ||
-		d.Spec.Origin != (fleet.Origin{Namespace: "team", Name: "train", UID: "uid-1"}) || d.Finalizers[0] != DispatchFinalizer {
-		t.Errorf("NewDispatch = %+v", d)
+	type dispatch struct {
+		Namespace, Name, OriginUIDLabel, FirstFinalizer string
+		Epoch                                           int64
+		Origin                                          fleet.Origin
+	}
+	want := dispatch{Namespace: "fleet-member-m2", Name: "team.train", OriginUIDLabel: "uid-1", FirstFinalizer: DispatchFinalizer,
+		Epoch: 3, Origin: fleet.Origin{Namespace: "team", Name: "train", UID: "uid-1"}}
+	got := dispatch{Namespace: d.Namespace, Name: d.Name, OriginUIDLabel: d.Labels[fleet.OriginUIDLabel], FirstFinalizer: d.Finalizers[0],
+		Epoch: d.Spec.Epoch, Origin: d.Spec.Origin}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("NewDispatch (-want +got):\n%s", diff)
 	}
 }
 

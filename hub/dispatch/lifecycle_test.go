@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,11 +39,19 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 	create(t, js)
 
 	d := waitDispatched(t, js, "submit-big")
-	if d.Spec.Epoch != 1 || d.Spec.Origin.UID != js.UID || d.Labels[fleet.OriginUIDLabel] != string(js.UID) {
-		t.Errorf("dispatch: epoch %d origin %+v labels %v", d.Spec.Epoch, d.Spec.Origin, d.Labels)
+	type dispatched struct {
+		Epoch               int64
+		OriginUID           types.UID
+		OriginUIDLabel      string
+		TemplateManagedBy   *string
+		TemplateAppLabel    string
+		TemplateAnnotations int
 	}
-	if d.Spec.JobSet.Spec.ManagedBy != nil || d.Spec.JobSet.Labels["app"] != "train" || len(d.Spec.JobSet.Annotations) != 0 {
-		t.Errorf("template must carry the user's labels, no fleet annotations and no managedBy: %+v", d.Spec.JobSet)
+	want := dispatched{Epoch: 1, OriginUID: js.UID, OriginUIDLabel: string(js.UID), TemplateAppLabel: "train"}
+	got := dispatched{Epoch: d.Spec.Epoch, OriginUID: d.Spec.Origin.UID, OriginUIDLabel: d.Labels[fleet.OriginUIDLabel],
+		TemplateManagedBy: d.Spec.JobSet.Spec.ManagedBy, TemplateAppLabel: d.Spec.JobSet.Labels["app"], TemplateAnnotations: len(d.Spec.JobSet.Annotations)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dispatch: the template must carry the user's labels, no fleet annotations and no managedBy (-want +got):\n%s", diff)
 	}
 	if dispatchOf(t, js, "submit-small") != nil {
 		t.Error("a second dispatch was created")
