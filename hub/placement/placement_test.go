@@ -4,10 +4,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -234,10 +236,18 @@ func TestDecision(t *testing.T) {
 		t.Fatal(err)
 	}
 	pd := Decision(j, r, "fleet-system")
-	if pd.Name != "train" || pd.Namespace != "team" || len(pd.Decisions) != 1 ||
-		pd.Decisions[0].ClusterProfileRef.Name != "a" || pd.Decisions[0].ClusterProfileRef.Namespace != "fleet-system" ||
-		!strings.Contains(pd.Decisions[0].Reason, "chosen by spread policy") {
-		t.Errorf("unexpected decision %+v", pd)
+	if pd.Namespace != "team" || pd.Name != "train" {
+		t.Errorf("decision %s/%s, want team/train", pd.Namespace, pd.Name)
+	}
+	wantRef := []clusterinventory.ClusterProfileReference{{Namespace: "fleet-system", Name: "a"}}
+	var gotRef []clusterinventory.ClusterProfileReference
+	for _, d := range pd.Decisions {
+		gotRef = append(gotRef, d.ClusterProfileRef)
+	}
+	if d := cmp.Diff(wantRef, gotRef); d != "" {
+		t.Errorf("decisions (-want +got):\n%s", d)
+	} else if !strings.Contains(pd.Decisions[0].Reason, "chosen by spread policy") {
+		t.Errorf("decision reason %q, want chosen by spread policy", pd.Decisions[0].Reason)
 	}
 	if !*pd.OwnerReferences[0].Controller || pd.OwnerReferences[0].UID != "uid-1" {
 		t.Errorf("decision must be controlled by the JobSet: %+v", pd.OwnerReferences)

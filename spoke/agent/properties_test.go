@@ -143,15 +143,24 @@ func TestProfileStatus(t *testing.T) {
 	}
 	props := []clusterinventory.Property{{Name: "free.cpu", Value: "2"}}
 	st := ProfileStatus(old, Health{Healthy: true}, "v1.37.2", props)
-	if st.Version.Kubernetes != "v1.37.2" || len(st.Properties) != 2 || st.Properties[0].Name != "site" || st.Properties[1].Value != "2" {
-		t.Errorf("status %+v", st)
+	if st.Version.Kubernetes != "v1.37.2" {
+		t.Errorf("version %q, want v1.37.2", st.Version.Kubernetes)
+	}
+	// The agent's properties replace their old values; the others stay.
+	wantProps := []clusterinventory.Property{{Name: "site", Value: "eu"}, {Name: "free.cpu", Value: "2"}}
+	if d := cmp.Diff(wantProps, st.Properties); d != "" {
+		t.Errorf("properties (-want +got):\n%s", d)
 	}
 	if len(st.Conditions) != 1 || st.Conditions[0].Status != metav1.ConditionTrue {
 		t.Errorf("conditions %+v", st.Conditions)
 	}
 	st = ProfileStatus(st, Health{Message: "etcd down"}, "", props)
-	if st.Conditions[0].Status != metav1.ConditionFalse || st.Conditions[0].Message != "etcd down" || st.Version.Kubernetes != "v1.37.2" {
-		t.Errorf("unhealthy status %+v", st)
+	type health struct {
+		Status           metav1.ConditionStatus
+		Message, Version string
+	}
+	if d := cmp.Diff(health{metav1.ConditionFalse, "etcd down", "v1.37.2"}, health{st.Conditions[0].Status, st.Conditions[0].Message, st.Version.Kubernetes}); d != "" {
+		t.Errorf("unhealthy status, version kept (-want +got):\n%s", d)
 	}
 	if old.Properties[0].Value != "1" {
 		t.Error("ProfileStatus modified its input")
