@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -89,9 +90,16 @@ func TestSubmitDispatchAndStatus(t *testing.T) {
 		}
 		return nil
 	})
-	rjs := js.Status.ReplicatedJobsStatus
-	if len(rjs) != 1 || rjs[0].Name != "w" || rjs[0].Succeeded != 2 {
-		t.Errorf("hub replicatedJobsStatus %+v, want w with 2 succeeded", rjs)
+	type succeeded struct {
+		Name      string
+		Succeeded int32
+	}
+	var rjs []succeeded
+	for _, r := range js.Status.ReplicatedJobsStatus {
+		rjs = append(rjs, succeeded{r.Name, r.Succeeded})
+	}
+	if d := cmp.Diff([]succeeded{{"w", 2}}, rjs); d != "" {
+		t.Errorf("hub replicatedJobsStatus (-want +got):\n%s", d)
 	}
 	if c := condition(js, dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("finished JobSet lost its Dispatched condition: %+v", js.Status.Conditions)

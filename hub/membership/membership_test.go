@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -79,8 +80,11 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		}
 		cp := &clusterinventory.ClusterProfile{}
 		must(t, hub.Client.Get(ctx, client.ObjectKey{Namespace: inv, Name: "m1"}, cp))
-		if cp.Spec.ClusterManager.Name != fleetv1alpha1.ClusterManagerName || cp.Labels[clusterinventory.LabelClusterManagerKey] != fleetv1alpha1.ClusterManagerName || cp.Labels["region"] != "eu" {
-			t.Errorf("ClusterProfile %+v %v", cp.Spec, cp.Labels)
+		type profile struct{ ClusterManager, ClusterManagerLabel, RegionLabel string }
+		want := profile{ClusterManager: fleetv1alpha1.ClusterManagerName, ClusterManagerLabel: fleetv1alpha1.ClusterManagerName, RegionLabel: "eu"}
+		got := profile{ClusterManager: cp.Spec.ClusterManager.Name, ClusterManagerLabel: cp.Labels[clusterinventory.LabelClusterManagerKey], RegionLabel: cp.Labels["region"]}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("ClusterProfile (-want +got):\n%s", d)
 		}
 		role := &rbacv1.Role{}
 		must(t, hub.Client.Get(ctx, client.ObjectKey{Namespace: inv, Name: membership.AgentRole + "-m1"}, role))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -153,9 +154,17 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 			}
 			return nil
 		})
-		if again.Annotations[fleetv1alpha1.RestartsOffsetAnnotation] != "1" || again.Annotations[fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation] != "1" ||
-			again.Spec.FailurePolicy == nil || again.Spec.FailurePolicy.MaxRestarts != 4 {
-			t.Errorf("copy created again: annotations %v, failurePolicy %+v; want offsets 1 and maxRestarts 4", again.Annotations, again.Spec.FailurePolicy)
+		type carried struct {
+			RestartsOffset, RestartsTowardsMaxOffset string
+			MaxRestarts                              *int32
+		}
+		got := carried{RestartsOffset: again.Annotations[fleetv1alpha1.RestartsOffsetAnnotation],
+			RestartsTowardsMaxOffset: again.Annotations[fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation]}
+		if fp := again.Spec.FailurePolicy; fp != nil {
+			got.MaxRestarts = &fp.MaxRestarts
+		}
+		if d := cmp.Diff(carried{"1", "1", ptr.To[int32](4)}, got); d != "" {
+			t.Errorf("copy created again: restarts carried (-want +got):\n%s", d)
 		}
 		for _, j := range memberJobs(t, member.Client, "team-hand", "resilient") {
 			if owner := metav1.GetControllerOf(&j); owner != nil && owner.UID == first.UID {

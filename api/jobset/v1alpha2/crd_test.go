@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -90,9 +91,14 @@ func TestSeedJobSetAcceptedWithDefaults(t *testing.T) {
 	if ptr.Deref(job.Parallelism, 0) != 4 || ptr.Deref(job.Completions, 0) != 4 || ptr.Deref(job.BackoffLimit, -1) != 0 {
 		t.Errorf("job template counts changed: parallelism=%v completions=%v backoffLimit=%v", job.Parallelism, job.Completions, job.BackoffLimit)
 	}
-	containers := job.Template.Spec.Containers
-	if len(containers) != 1 || containers[0].Image != "gcr.io/k8s-staging-jobset/pytorch-resnet:latest" || containers[0].Env[0].Value != "pytorch-workers-0-0.pytorch" {
-		t.Errorf("pod template changed on the way in: %+v", containers)
+	type container struct{ Image, FirstEnvValue string }
+	var containers []container
+	for _, c := range job.Template.Spec.Containers {
+		containers = append(containers, container{Image: c.Image, FirstEnvValue: c.Env[0].Value})
+	}
+	want := []container{{Image: "gcr.io/k8s-staging-jobset/pytorch-resnet:latest", FirstEnvValue: "pytorch-workers-0-0.pytorch"}}
+	if d := cmp.Diff(want, containers); d != "" {
+		t.Errorf("pod template changed on the way in (-want +got):\n%s", d)
 	}
 }
 
