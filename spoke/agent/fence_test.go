@@ -12,6 +12,7 @@ import (
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 )
 
 func TestShouldFence(t *testing.T) {
@@ -32,15 +33,15 @@ func TestFenceActions(t *testing.T) {
 	foreground := func(j *v1alpha2.JobSet) { j.Finalizers = append(j.Finalizers, metav1.FinalizerDeleteDependents) }
 	finished := func(j *v1alpha2.JobSet) { j.Status.TerminalState = string(v1alpha2.JobSetCompleted) }
 	js := func(name, dispatch string, opts ...opt) v1alpha2.JobSet {
-		j := v1alpha2.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(name)}}
+		w := jstesting.MakeJobSet("ns", name).UID(types.UID(name)).Suspend(false)
 		if dispatch != "" {
-			j.Annotations = map[string]string{fleetv1alpha1.DispatchAnnotation: dispatch}
+			w.Annotation(fleetv1alpha1.DispatchAnnotation, dispatch)
 		}
-		j.Spec.Suspend = ptr.To(false)
+		j := w.Obj()
 		for _, o := range opts {
-			o(&j)
+			o(j)
 		}
-		return j
+		return *j
 	}
 	all := []v1alpha2.JobSet{
 		js("fleet-running", "fleet-member-a/ns.x"),
