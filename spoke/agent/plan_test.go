@@ -13,6 +13,7 @@ import (
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 )
 
 var now = metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -221,7 +222,7 @@ func TestComputePlan(t *testing.T) {
 	legacy := with(ours, "legacy", func(js *v1alpha2.JobSet) { js.Finalizers = nil })
 	stale := with(memberCopy(testDispatch(1)), "stale", func(*v1alpha2.JobSet) {})
 	staleGone := with(stale, "stale-gone", func(js *v1alpha2.JobSet) { js.DeletionTimestamp = &now })
-	foreign := &v1alpha2.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "train", UID: "foreign"}}
+	foreign := jstesting.MakeJobSet("team", "train").UID("foreign").Obj()
 	newer := with(memberCopy(testDispatch(3)), "newer", func(*v1alpha2.JobSet) {})
 	suspended := with(ours, "suspended", func(js *v1alpha2.JobSet) { js.Spec.Suspend = ptr.To(true) })
 	// A finished copy deleted by its TTL (foreground, Jobs gone).
