@@ -323,7 +323,12 @@ func createCluster(ctx context.Context, start time.Time, name string, imgs clust
 			return nil, false, fmt.Errorf("deleting stale cluster %s: %w", name, err)
 		}
 	}
-	opts := cluster.Options{Name: name, NodeImage: imgs.Node, NetdImage: imgs.Netd, Log: &prefixed{prefix: name + ": "}}
+	opts := cluster.Options{
+		Name: name, NodeImage: imgs.Node, NetdImage: imgs.Netd, Log: &prefixed{prefix: name + ": "},
+		// Nodes, CoreDNS and the default ServiceAccount: a minute on an idle
+		// machine, much longer on a loaded one.
+		Timeout: 10 * time.Minute,
+	}
 	if name != hubName {
 		// Two workers, each its own rack.
 		opts.Workers = 2
