@@ -329,14 +329,19 @@ func createCluster(ctx context.Context, start time.Time, name string, imgs clust
 		// machine, much longer on a loaded one.
 		Timeout: 10 * time.Minute,
 	}
+	var racks []map[string]string
 	if name != hubName {
-		// Two workers, each its own rack.
+		// Two workers, each its own rack. Labelled once Create has seen
+		// every node Ready: a worker may register only after kind's join.
 		opts.Workers = 2
-		opts.WorkerLabels = []map[string]string{{rackLabel: name + "-rack-a"}, {rackLabel: name + "-rack-b"}}
+		racks = []map[string]string{{rackLabel: name + "-rack-a"}, {rackLabel: name + "-rack-b"}}
 	}
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
 		c, err := cluster.Create(ctx, opts)
+		for i := 0; err == nil && i < len(racks); i++ {
+			err = c.Label(ctx, cluster.WorkerNodeName(name, i), racks[i])
+		}
 		if err == nil {
 			progress(start, "cluster %s: ready", name)
 			return c, false, nil
