@@ -26,6 +26,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	kindexec "sigs.k8s.io/kind/pkg/exec"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/kind/cluster"
@@ -346,12 +347,26 @@ func createCluster(ctx context.Context, start time.Time, name string, imgs clust
 			progress(start, "cluster %s: ready", name)
 			return c, false, nil
 		}
+		if out := kindOutput(err); out != "" {
+			fmt.Printf("    %s: the failed command's output (tail):\n%s\n", name, out)
+		}
 		if attempt == attempts || ctx.Err() != nil {
 			return nil, false, err
 		}
 		progress(start, "cluster %s: failed to come up, creating it again: %v", name, err)
 		_ = cluster.Delete(name)
 	}
+}
+
+// kindOutput is the output of the command a kind error reports (kubeadm's,
+// say), which the error message leaves out.
+func kindOutput(err error) string {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if re := kindexec.RunErrorForError(e); re != nil {
+			return tail(string(re.Output), 30)
+		}
+	}
+	return ""
 }
 
 // connect writes one kubeconfig with the contexts hub, member-1 and
