@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -76,12 +77,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 			"and uses that only to confirm, or enforce, that a silent member's copy of a JobSet stopped. Empty: no access to members.")
 	fs.Func("denied-namespaces", fmt.Sprintf("Comma-separated hub namespaces whose JobSets are rejected (a trailing * matches a prefix). Default %q.",
 		strings.Join(o.DeniedNamespaces, ",")), func(s string) error {
-		o.DeniedNamespaces = nil
-		for _, ns := range strings.Split(s, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				o.DeniedNamespaces = append(o.DeniedNamespaces, ns)
-			}
-		}
+		o.DeniedNamespaces = strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 		return nil
 	})
 }

@@ -6,7 +6,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,31 +14,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
-	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/jobset-fleet/jobset-fleet/api"
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/crdwait"
-	"github.com/jobset-fleet/jobset-fleet/cmd/internal/restconfig"
-	"github.com/jobset-fleet/jobset-fleet/cmd/internal/webhookcerts"
+	"github.com/jobset-fleet/jobset-fleet/cmd/internal/manager"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
-	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
-	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
+	"github.com/jobset-fleet/jobset-fleet/spoke"
 	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
 )
 
@@ -74,7 +64,7 @@ Flags:
 `
 
 func main() {
-	scheme := newScheme()
+	scheme := api.NewScheme()
 	var err error
 	switch {
 	case len(os.Args) > 1 && os.Args[1] == "join":
@@ -82,7 +72,7 @@ func main() {
 	case len(os.Args) > 1 && os.Args[1] == "unjoin":
 		err = runUnjoin(os.Args[2:], scheme)
 	default:
-		err = runController(os.Args[1:], scheme)
+		err = runController(os.Args[1:])
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -90,64 +80,25 @@ func main() {
 	}
 }
 
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(jobsetv1alpha2.AddToScheme(s))
-	utilruntime.Must(fleetv1alpha1.AddToScheme(s))
-	utilruntime.Must(clusterinventory.AddToScheme(s))
-	return s
+// component is what distinguishes the agent's manager from the hub's.
+var component = manager.Component{
+	Name:                            "jobset-fleet-agent",
+	Namespace:                       membership.AgentNamespace,
+	KubeconfigUsage:                 "Member cluster kubeconfig (default: $KUBECONFIG, else in-cluster config).",
+	WebhookService:                  "jobset-fleet-webhook-service",
+	WebhookSecret:                   "jobset-fleet-webhook-certs",
+	CAName:                          "jobset-fleet-webhook-ca",
+	MutatingWebhookConfigurations:   []string{spokewebhook.MutatingWebhookConfigurationName},
+	ValidatingWebhookConfigurations: []string{spokewebhook.ValidatingWebhookConfigurationName},
 }
 
-type controllerFlags struct {
-	kube                restconfig.Flags
-	hubKubeconfig       string
-	hubKubeconfigSecret string
-	clusterName         string
-	inventoryNamespace  string
-	fenceTimeout        time.Duration
-	fenceAction         string
-	heartbeatInterval   time.Duration
-	topologyKeys        string
-
-	disableWebhooks    bool
-	webhookPort        int
-	webhookCertDir     string
-	manageWebhookCerts bool
-	webhookService     string
-	webhookSecret      string
-	webhookDNSNames    string
-	namespace          string
-
-	leaderElect bool
-	metricsAddr string
-	probeAddr   string
-}
-
-func runController(args []string, scheme *runtime.Scheme) error {
+func runController(args []string) error {
 	fs := flag.NewFlagSet("jobset-fleet-agent", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
-	var f controllerFlags
-	f.kube.AddFlags(fs, "Member cluster kubeconfig (default: $KUBECONFIG, else in-cluster config).")
-	fs.StringVar(&f.hubKubeconfig, "hub-kubeconfig", "", "Hub kubeconfig of this agent (from `join --output-kubeconfig`). Enables the fleet agent.")
-	fs.StringVar(&f.hubKubeconfigSecret, "hub-kubeconfig-secret", "", "Read the hub kubeconfig from this member Secret, <namespace>/<name> (key \"kubeconfig\"), e.g. "+membership.AgentNamespace+"/"+membership.KubeconfigSecret+". Enables the fleet agent.")
-	fs.StringVar(&f.clusterName, "cluster-name", "", "This member's name in the fleet (default: key \""+membership.ClusterNameKey+"\" of --hub-kubeconfig-secret; required with --hub-kubeconfig).")
-	fs.StringVar(&f.inventoryNamespace, "inventory-namespace", fleetv1alpha1.DefaultInventoryNamespace, "Hub namespace of the ClusterProfiles.")
-	fs.DurationVar(&f.fenceTimeout, "fence-timeout", 30*time.Second, "Stop fleet JobSets when no heartbeat reached the hub for this long. Keep it below the hub's member-lost timeout.")
-	fs.StringVar(&f.fenceAction, "fence-action", string(agent.FenceSuspend), "What fencing does to fleet JobSets: suspend or delete.")
-	fs.DurationVar(&f.heartbeatInterval, "heartbeat-interval", 10*time.Second, "How often the heartbeat Lease on the hub is renewed.")
-	fs.StringVar(&f.topologyKeys, "topology-keys", "kubernetes.io/hostname,topology.kubernetes.io/zone", "Node label keys whose number of domains is reported to the hub (comma-separated), so exclusive-topology JobSets are placed only where they fit.")
-	fs.BoolVar(&f.disableWebhooks, "disable-webhooks", false, "Do not serve the JobSet and Pod admission webhooks (e.g. for local runs).")
-	fs.IntVar(&f.webhookPort, "webhook-port", 9443, "Webhook server port.")
-	fs.StringVar(&f.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "jobset-fleet-webhook-certs"), "Directory of the webhook serving certificate.")
-	fs.BoolVar(&f.manageWebhookCerts, "manage-webhook-certs", true, "Generate and rotate the webhook certificate and inject its CA into the webhook configurations.")
-	fs.StringVar(&f.webhookService, "webhook-service", "jobset-fleet-webhook-service", "Service in front of the webhook server (the certificate's name).")
-	fs.StringVar(&f.webhookSecret, "webhook-secret", "jobset-fleet-webhook-certs", "Secret that stores the webhook CA and certificate.")
-	fs.StringVar(&f.webhookDNSNames, "webhook-cert-extra-dns-names", "", "Extra DNS names of the managed webhook certificate, comma-separated (e.g. localhost, when the apiserver calls a local process by URL).")
-	fs.StringVar(&f.namespace, "namespace", membership.AgentNamespace, "The agent's own namespace on the member (leader election, webhook Secret).")
-	fs.BoolVar(&f.leaderElect, "leader-elect", true, "Elect a leader so only one replica reconciles.")
-	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Metrics address; 0 disables.")
-	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Health and readiness probe address.")
+	var mf manager.Flags
+	mf.AddFlags(fs, component)
+	opts := spoke.DefaultOptions()
+	opts.AddFlags(fs)
 	// Logging flags (-v, --logtostderr, ...) are klog's, like every
 	// Kubernetes component's.
 	klog.InitFlags(fs)
@@ -158,16 +109,13 @@ func runController(args []string, scheme *runtime.Scheme) error {
 		return fmt.Errorf("unexpected argument %q (commands: join, unjoin)", fs.Arg(0))
 	}
 	ctrl.SetLogger(klog.NewKlogr())
-	fenceAction, err := agent.ParseFenceAction(f.fenceAction)
-	if err != nil {
+	if err := errors.Join(mf.Validate(), opts.Validate()); err != nil {
 		return err
 	}
-	if err := f.kube.Validate(); err != nil {
-		return err
-	}
-	cfg, err := f.kube.Load()
+	opts.Agent.Namespace = mf.Namespace
+	cfg, mgr, err := manager.New(mf, component, cache.Options{})
 	if err != nil {
-		return fmt.Errorf("member kubeconfig: %w", err)
+		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
 	// The JobSet CRD may be installed right before the agent starts (join,
@@ -175,136 +123,21 @@ func runController(args []string, scheme *runtime.Scheme) error {
 	if err := crdwait.Wait(ctx, ctrl.Log, cfg, []schema.GroupVersionKind{jobsetv1alpha2.GroupVersion.WithKind("JobSet")}, crdwait.Options{}); err != nil {
 		return err
 	}
-
-	hub, err := loadHub(ctx, ctrl.Log, cfg, scheme, f.hubKubeconfig, f.hubKubeconfigSecret)
+	member, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
 		return err
 	}
-	var hubConfig *rest.Config
-	if hub != nil {
-		hubConfig = hub.config
-		// The config's token follows hub.credentials (rotated Secret, own
-		// token refreshes); the rate limits are ours.
-		f.kube.Apply(hubConfig)
-		if f.clusterName == "" {
-			f.clusterName = hub.clusterName
-		}
-		if f.clusterName == "" {
-			return fmt.Errorf("--cluster-name is required: neither the flag nor the hub kubeconfig Secret (key %q, written by join) names this member", membership.ClusterNameKey)
-		}
-	}
-
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
-		HealthProbeBindAddress:  f.probeAddr,
-		LeaderElection:          f.leaderElect,
-		LeaderElectionID:        "jobset-fleet-agent",
-		LeaderElectionNamespace: f.namespace,
-		// Stop renewing promptly on shutdown so a new replica takes over fast.
-		LeaderElectionReleaseOnCancel: true,
-		WebhookServer:                 webhook.NewServer(webhook.Options{Port: f.webhookPort, CertDir: f.webhookCertDir}),
-	})
-	if err != nil {
-		return fmt.Errorf("creating manager: %w", err)
-	}
-	if err := jobset.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("jobset-controller")).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up JobSet controller: %w", err)
-	}
-	if !f.disableWebhooks {
-		if err := webhookcerts.Serve(ctx, mgr, webhookcerts.Options{
-			Manage:                          f.manageWebhookCerts,
-			Namespace:                       f.namespace,
-			SecretName:                      f.webhookSecret,
-			ServiceName:                     f.webhookService,
-			ExtraDNSNames:                   splitList(f.webhookDNSNames),
-			CertDir:                         f.webhookCertDir,
-			CAName:                          "jobset-fleet-webhook-ca",
-			MutatingWebhookConfigurations:   []string{spokewebhook.MutatingWebhookConfigurationName},
-			ValidatingWebhookConfigurations: []string{spokewebhook.ValidatingWebhookConfigurationName},
-		}, spokewebhook.SetupWithManager); err != nil {
-			return fmt.Errorf("setting up JobSet and Pod webhooks: %w", err)
-		}
-	}
-	if hubConfig != nil {
-		if _, err := agent.Setup(mgr, agent.Options{
-			ClusterName:        f.clusterName,
-			HubConfig:          hubConfig,
-			Credentials:        hub.credentials,
-			InventoryNamespace: f.inventoryNamespace,
-			HeartbeatInterval:  f.heartbeatInterval,
-			TopologyKeys:       splitList(f.topologyKeys),
-			FenceTimeout:       f.fenceTimeout,
-			FenceAction:        fenceAction,
-		}); err != nil {
-			return fmt.Errorf("setting up fleet agent: %w", err)
-		}
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+	if err := opts.ConnectHub(ctx, ctrl.Log, member, mf.Kube.Apply); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	if _, err := spoke.Setup(mgr, opts); err != nil {
 		return err
 	}
-	ctrl.Log.Info("Starting", "fleetAgent", hubConfig != nil, "cluster", f.clusterName, "webhooks", !f.disableWebhooks)
+	if err := manager.ServeWebhooks(ctx, mgr, mf, component, spokewebhook.SetupWithManager); err != nil {
+		return err
+	}
+	ctrl.Log.Info("Starting", "fleetAgent", opts.InFleet(), "cluster", opts.Agent.ClusterName, "webhooks", !mf.DisableWebhooks)
 	return mgr.Start(ctx)
-}
-
-// hubAccess is what the agent needs to reach the hub as this member.
-type hubAccess struct {
-	config      *rest.Config
-	credentials *agent.HubCredentials
-	// clusterName is the member's fleet name as join recorded it; empty
-	// for a kubeconfig file.
-	clusterName string
-}
-
-// loadHub loads the agent's hub credentials from a file or a member Secret;
-// nil when neither is given (standalone mode). A missing Secret is waited
-// for, with a log line: the agent may be installed before join wrote it.
-func loadHub(ctx context.Context, log logr.Logger, member *rest.Config, scheme *runtime.Scheme, path, secretRef string) (*hubAccess, error) {
-	switch {
-	case path != "" && secretRef != "":
-		return nil, errors.New("give --hub-kubeconfig or --hub-kubeconfig-secret, not both")
-	case path != "":
-		cfg, creds, err := agent.HubConfigFromFile(path, agent.CredentialsOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("hub kubeconfig %s: %w", path, err)
-		}
-		return &hubAccess{config: cfg, credentials: creds}, nil
-	case secretRef != "":
-		ns, name, ok := strings.Cut(secretRef, "/")
-		if !ok {
-			return nil, fmt.Errorf("--hub-kubeconfig-secret %q: want <namespace>/<name>", secretRef)
-		}
-		c, err := client.New(member, client.Options{Scheme: scheme})
-		if err != nil {
-			return nil, err
-		}
-		key := client.ObjectKey{Namespace: ns, Name: name}
-		secret := &corev1.Secret{}
-		var lastErr error
-		err = wait.PollUntilContextCancel(ctx, 5*time.Second, true, func(ctx context.Context) (bool, error) {
-			err := c.Get(ctx, key, secret)
-			if err == nil {
-				return true, nil
-			}
-			if lastErr == nil || err.Error() != lastErr.Error() {
-				log.Info("Waiting for the hub kubeconfig Secret (jobset-fleet-agent join writes it)", "secret", secretRef, "error", err.Error())
-			}
-			lastErr = err
-			return false, nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("reading hub kubeconfig Secret %s: %w (last error: %v)", secretRef, err, lastErr)
-		}
-		cfg, creds, err := agent.HubConfigFromSecret(ctx, c, key, agent.CredentialsOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("hub kubeconfig in Secret %s: %w", secretRef, err)
-		}
-		return &hubAccess{config: cfg, credentials: creds, clusterName: string(secret.Data[membership.ClusterNameKey])}, nil
-	}
-	return nil, nil
 }
 
 type membershipFlags struct {
@@ -355,6 +188,13 @@ func runJoin(args []string, scheme *runtime.Scheme) error {
 	fs.StringVar(&f.labels, "labels", "", "ClusterProfile labels, k=v,k2=v2.")
 	fs.StringVar(&f.opts.HubServerURL, "hub-server", "", "Hub apiserver URL as the agent reaches it (default: the server of --hub-kubeconfig).")
 	fs.StringVar(&output, "output-kubeconfig", "", "Also write the agent's hub kubeconfig to this file (for running the agent locally).")
+	fs.StringVar(&f.opts.DisplayName, "display-name", "", "The ClusterProfile's display name (default: --cluster-name).")
+	fs.DurationVar(&f.opts.TokenExpiration, "token-expiration", 24*time.Hour, "Lifetime of the agent's hub token; the agent renews it itself before it expires. The hub may shorten it and refuses less than 10m.")
+	fs.Func("allowed-namespaces", "Comma-separated hub namespaces whose JobSets may run on this member (default: all but the hub's denied ones).", func(s string) error {
+		f.opts.AllowedNamespaces = manager.SplitList(s)
+		return nil
+	})
+	fs.BoolVar(&f.opts.Force, "force", false, "Take over a cluster name that a different cluster joined with; the old cluster's agent loses the hub's trust.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -392,7 +232,8 @@ func runUnjoin(args []string, scheme *runtime.Scheme) error {
 	var f membershipFlags
 	fs := membershipFlagSet("unjoin", "Remove a member cluster from the fleet: everything join created, and the\nfleet's JobSets on the member. The member's CRDs stay unless --remove-crds. Idempotent.", &f)
 	fs.BoolVar(&f.opts.RemoveCRDs, "remove-crds", false, "Also delete the CRDs (and every JobSet) from the member.")
-	fs.BoolVar(&f.opts.KeepWorkloads, "keep-workloads", false, "Leave the fleet's JobSets on the member running.")
+	fs.BoolVar(&f.opts.KeepWorkloads, "keep-workloads", false, "Leave the fleet's JobSets on the member running (the hub then waits for them to be confirmed stopped before it runs them elsewhere).")
+	fs.DurationVar(&f.opts.WaitTimeout, "wait-timeout", 5*time.Minute, "How long to wait for the fleet's JobSets on the member, Jobs included, to be gone.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -431,15 +272,4 @@ func caData(cfg *rest.Config) ([]byte, error) {
 		return nil, fmt.Errorf("hub CA file: %w", err)
 	}
 	return data, nil
-}
-
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }

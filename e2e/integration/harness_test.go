@@ -53,8 +53,8 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/spoke"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
-	spokejobset "github.com/jobset-fleet/jobset-fleet/spoke/jobset"
 )
 
 // Timings. The agents renew every 500ms and fence after fenceTimeout; the
@@ -387,23 +387,18 @@ func (m *member) startAgent() error {
 	if err != nil {
 		return err
 	}
-	if err := spokejobset.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("jobset-controller")).SetupWithManager(mgr); err != nil {
-		return err
-	}
-	a, err := agent.Setup(mgr, agent.Options{
-		ClusterName:       m.name,
-		HubConfig:         rest.CopyConfig(m.hubConfig),
-		HeartbeatInterval: heartbeatInterval,
-		ProfileInterval:   profileInterval,
-		FenceTimeout:      fenceTimeout,
-		Identity:          fmt.Sprintf("%s/test-%d", m.name, m.runs),
-		ControllerName:    "jobset-fleet-agent-" + m.name,
-	})
+	opts := spoke.DefaultOptions()
+	ao := &opts.Agent
+	ao.ClusterName, ao.HubConfig = m.name, rest.CopyConfig(m.hubConfig)
+	ao.HeartbeatInterval, ao.ProfileInterval, ao.FenceTimeout = heartbeatInterval, profileInterval, fenceTimeout
+	ao.Identity = fmt.Sprintf("%s/test-%d", m.name, m.runs)
+	ao.ControllerName = "jobset-fleet-agent-" + m.name
+	started, err := spoke.Setup(mgr, opts)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningAgent{Agent: a, runningManager: runningManager{cancel: cancel, done: make(chan error, 1)}}
+	r := &runningAgent{Agent: started, runningManager: runningManager{cancel: cancel, done: make(chan error, 1)}}
 	go func() { r.done <- mgr.Start(ctx) }()
 	m.agent = r
 	return nil

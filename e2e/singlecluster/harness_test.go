@@ -38,7 +38,7 @@ import (
 	jobsetapi "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
+	"github.com/jobset-fleet/jobset-fleet/spoke"
 	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
 )
 
@@ -333,8 +333,8 @@ func (e *kwokEnv) startController(ctx context.Context, port int, bundle *serving
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	if err := jobset.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("jobset-controller")).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("JobSet reconciler: %w", err)
+	if _, err := spoke.Setup(mgr, spoke.DefaultOptions()); err != nil {
+		return err
 	}
 	if err := spokewebhook.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("webhooks: %w", err)

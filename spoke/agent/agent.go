@@ -77,6 +77,9 @@ type Options struct {
 	// (topology.<key>), so the hub places exclusive-topology JobSets only
 	// where there are enough domains.
 	TopologyKeys []string
+	// Concurrency is how many JobSetDispatches are reconciled at once;
+	// default the manager's.
+	Concurrency int
 	// Identity is the Lease holder identity; default "<cluster>/<hostname>".
 	Identity string
 	// ControllerName names the dispatch controller; default "jobset-fleet-agent".
@@ -241,7 +244,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		queue = q
 		return nil
 	})
-	copts := controller.Options{Reconciler: r, CacheSyncTimeout: opts.CacheSyncTimeout}
+	copts := controller.Options{Reconciler: r, CacheSyncTimeout: opts.CacheSyncTimeout, MaxConcurrentReconciles: opts.Concurrency}
 	copts.DefaultFromConfig(mgr.GetControllerOptions())
 	if copts.Logger.GetSink() == nil {
 		copts.Logger = mgr.GetLogger()

@@ -36,7 +36,7 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
-	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
+	"github.com/jobset-fleet/jobset-fleet/spoke"
 )
 
 const (
@@ -425,19 +425,15 @@ func startAgent(t *testing.T, cleanup func(func()), member *testenv.Cluster, hub
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	must(t, err)
-	must(t, jobset.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("jobset-controller")).SetupWithManager(mgr))
-	opts := agent.Options{
-		ClusterName:       clusterName,
-		HubConfig:         hubCfg,
-		HeartbeatInterval: 500 * time.Millisecond,
-		ProfileInterval:   time.Second,
-		FenceTimeout:      fenceTimeout,
-		Identity:          fmt.Sprintf("test-%d", agentRuns),
-	}
+	opts := spoke.DefaultOptions()
+	ao := &opts.Agent
+	ao.ClusterName, ao.HubConfig = clusterName, hubCfg
+	ao.HeartbeatInterval, ao.ProfileInterval, ao.FenceTimeout = 500*time.Millisecond, time.Second, fenceTimeout
+	ao.Identity = fmt.Sprintf("test-%d", agentRuns)
 	for _, m := range mutate {
-		m(&opts)
+		m(ao)
 	}
-	a, err := agent.Setup(mgr, opts)
+	a, err := spoke.Setup(mgr, opts)
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningAgent{Agent: a, cancel: cancel, done: make(chan struct{})}

@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
@@ -34,6 +35,9 @@ type Reconciler struct {
 	recorder    events.EventRecorder
 	clock       clock.PassiveClock
 	parallelism int
+	// concurrency is how many JobSets are reconciled at once; 0 leaves the
+	// manager's default.
+	concurrency int
 	// watchPods is set when the InPlaceRestart gate was on at setup: only
 	// then are Pods cached.
 	watchPods bool
@@ -54,6 +58,9 @@ func WithMaxParallelism(n int) Option {
 		}
 	}
 }
+
+// WithConcurrency sets how many JobSets are reconciled at once.
+func WithConcurrency(n int) Option { return func(r *Reconciler) { r.concurrency = n } }
 
 // NewReconciler returns a Reconciler. c must be the manager's client
 // (mgr.GetClient()): child Jobs are listed through a cache index that
@@ -97,6 +104,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 		}))
+	}
+	if r.concurrency > 0 {
+		b = b.WithOptions(controller.Options{MaxConcurrentReconciles: r.concurrency})
 	}
 	return b.Complete(r)
 }

@@ -175,15 +175,21 @@ func startReplica(t *testing.T, cl *testenv.Cluster, i, port int, opts webhookce
 	go func() { done <- mgr.Start(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("replica %d: %v", i, err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("replica %d: %v", i, err)
+			}
+		case <-time.After(time.Minute):
+			t.Errorf("replica %d did not stop within a minute of its cancel", i)
 		}
 	})
 
 	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)
 	deadline := time.Now().Add(time.Minute)
+	probeClient := &http.Client{Timeout: 5 * time.Second}
 	for {
-		resp, err := http.Get(url)
+		resp, err := probeClient.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -1,0 +1,149 @@
+// Package manager is what the hub and the agent binaries share around their
+// controller-runtime manager: the flags of the process (client, leader
+// election, metrics, probes, feature gates, the webhook server and its
+// certificates) and the manager built from them.
+package manager
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode"
+
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/jobset-fleet/jobset-fleet/api"
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
+	"github.com/jobset-fleet/jobset-fleet/cmd/internal/restconfig"
+	"github.com/jobset-fleet/jobset-fleet/cmd/internal/webhookcerts"
+)
+
+// Component names what differs between the binaries.
+type Component struct {
+	// Name is the leader-election Lease's name.
+	Name string
+	// Namespace is the default of --namespace.
+	Namespace string
+	// KubeconfigUsage is the help of --kubeconfig.
+	KubeconfigUsage string
+	// WebhookService and WebhookSecret are the defaults of --webhook-service
+	// and --webhook-secret; CAName names the webhook CA.
+	WebhookService, WebhookSecret, CAName string
+	// The webhook configurations whose CA bundle the component manages.
+	MutatingWebhookConfigurations, ValidatingWebhookConfigurations []string
+}
+
+// Flags are the process flags both binaries have.
+type Flags struct {
+	Kube restconfig.Flags
+	// Namespace is the component's own (leader election, webhook Secret).
+	Namespace   string
+	LeaderElect bool
+	MetricsAddr string
+	ProbeAddr   string
+
+	DisableWebhooks    bool
+	WebhookPort        int
+	WebhookCertDir     string
+	ManageWebhookCerts bool
+	WebhookService     string
+	WebhookSecret      string
+	WebhookDNSNames    string
+}
+
+// AddFlags registers the flags, --feature-gates among them.
+func (f *Flags) AddFlags(fs *flag.FlagSet, c Component) {
+	f.Kube.AddFlags(fs, c.KubeconfigUsage)
+	fs.StringVar(&f.Namespace, "namespace", c.Namespace, "The component's own namespace (leader election, webhook Secret).")
+	fs.BoolVar(&f.LeaderElect, "leader-elect", true, "Elect a leader so only one replica reconciles.")
+	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", ":8080", "Metrics address; 0 disables.")
+	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", ":8081", "Health and readiness probe address.")
+	fs.BoolVar(&f.DisableWebhooks, "disable-webhooks", false, "Do not serve the admission webhooks (e.g. for local runs).")
+	fs.IntVar(&f.WebhookPort, "webhook-port", 9443, "Webhook server port.")
+	fs.StringVar(&f.WebhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), c.Name+"-webhook-certs"), "Directory of the webhook serving certificate.")
+	fs.BoolVar(&f.ManageWebhookCerts, "manage-webhook-certs", true, "Generate and rotate the webhook certificate and inject its CA into the webhook configurations. Off: provide tls.crt and tls.key in --webhook-cert-dir.")
+	fs.StringVar(&f.WebhookService, "webhook-service", c.WebhookService, "Service in front of the webhook server (the certificate's name).")
+	fs.StringVar(&f.WebhookSecret, "webhook-secret", c.WebhookSecret, "Secret that stores the webhook CA and certificate.")
+	fs.StringVar(&f.WebhookDNSNames, "webhook-cert-extra-dns-names", "", "Extra DNS names of the managed webhook certificate, comma-separated (e.g. localhost, when the apiserver calls a local process by URL).")
+	features.AddFlag(fs)
+}
+
+// Validate checks the flags.
+func (f *Flags) Validate() error {
+	var errs []error
+	if err := f.Kube.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if f.Namespace == "" {
+		errs = append(errs, errors.New("--namespace must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// New loads the client configuration and creates the manager with the
+// fleet's scheme, health and readiness checks; cacheOpts narrows its cache.
+func New(f Flags, c Component, cacheOpts cache.Options) (*rest.Config, ctrl.Manager, error) {
+	cfg, err := f.Kube.Load()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  api.NewScheme(),
+		Cache:                   cacheOpts,
+		Metrics:                 metricsserver.Options{BindAddress: f.MetricsAddr},
+		HealthProbeBindAddress:  f.ProbeAddr,
+		LeaderElection:          f.LeaderElect,
+		LeaderElectionID:        c.Name,
+		LeaderElectionNamespace: f.Namespace,
+		// Stop renewing promptly on shutdown so a new replica takes over fast.
+		LeaderElectionReleaseOnCancel: true,
+		WebhookServer:                 webhook.NewServer(webhook.Options{Port: f.WebhookPort, CertDir: f.WebhookCertDir}),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, nil, err
+	}
+	return cfg, mgr, nil
+}
+
+// ServeWebhooks registers the component's webhooks (setup) on mgr, with a
+// managed certificate unless --manage-webhook-certs=false; nothing with
+// --disable-webhooks.
+func ServeWebhooks(ctx context.Context, mgr ctrl.Manager, f Flags, c Component, setup func(ctrl.Manager) error) error {
+	if f.DisableWebhooks {
+		return nil
+	}
+	if err := webhookcerts.Serve(ctx, mgr, webhookcerts.Options{
+		Manage:                          f.ManageWebhookCerts,
+		Namespace:                       f.Namespace,
+		SecretName:                      f.WebhookSecret,
+		ServiceName:                     f.WebhookService,
+		ExtraDNSNames:                   SplitList(f.WebhookDNSNames),
+		CertDir:                         f.WebhookCertDir,
+		CAName:                          c.CAName,
+		MutatingWebhookConfigurations:   c.MutatingWebhookConfigurations,
+		ValidatingWebhookConfigurations: c.ValidatingWebhookConfigurations,
+	}, setup); err != nil {
+		return fmt.Errorf("setting up admission webhooks: %w", err)
+	}
+	return nil
+}
+
+// SplitList splits a comma-separated flag value, dropping blanks.
+func SplitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+}
