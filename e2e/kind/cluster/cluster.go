@@ -146,8 +146,7 @@ func Create(ctx context.Context, opts Options) (*Cluster, error) {
 			DisableDefaultCNI: true,
 			PodSubnet:         opts.PodSubnet,
 		},
-		// kubelet >= 1.35 refuses cgroup v1 hosts unless told otherwise.
-		KubeadmConfigPatches: []string{kubeletPatch},
+		KubeadmConfigPatches: []string{kubeletPatch, controlPlanePatch},
 	}
 	for range opts.Workers {
 		cfg.Nodes = append(cfg.Nodes, kindconfig.Node{Role: kindconfig.WorkerRole})
@@ -393,9 +392,34 @@ func output(name string, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// kubeletPatch: kubelet >= 1.35 refuses cgroup v1 hosts unless told
+// otherwise.
 const kubeletPatch = `kind: KubeletConfiguration
 apiVersion: kubelet.config.k8s.io/v1beta1
 failCgroupV1: false
+`
+
+// controlPlanePatch keeps a starved control plane from tearing itself down
+// (seen with three clusters on 2 cores): with one control-plane node there
+// is nothing to elect, and a controller-manager or scheduler that misses a
+// lease renewal while the apiserver is slow exits and relists everything,
+// which makes it slower still. etcd's fsyncs protect nothing a test cluster
+// needs and stall every write when the disk is busy.
+const controlPlanePatch = `kind: ClusterConfiguration
+apiVersion: kubeadm.k8s.io/v1beta4
+controllerManager:
+  extraArgs:
+  - name: leader-elect
+    value: "false"
+scheduler:
+  extraArgs:
+  - name: leader-elect
+    value: "false"
+etcd:
+  local:
+    extraArgs:
+    - name: unsafe-no-fsync
+      value: "true"
 `
 
 // writerLogger adapts an io.Writer to kind's logger (info up to V(1)).
