@@ -125,7 +125,9 @@ ensure_dockerd() {
 	[[ $(id -u) -eq 0 ]] || die "dockerd is not running and we are not root to start it"
 	local log=/var/log/jobset-fleet-dockerd.log
 	step "dockerd: starting in the background (log: $log)"
-	setsid nohup dockerd >>"$log" 2>&1 </dev/null &
+	# 9>&-: dockerd must not inherit this script's lock (fd 9), or every
+	# later run waits for dockerd to exit.
+	setsid nohup dockerd >>"$log" 2>&1 </dev/null 9>&- &
 	local i
 	for i in $(seq 1 60); do
 		docker info >/dev/null 2>&1 && { step "dockerd: ready after ${i}s"; return; }
