@@ -10,6 +10,8 @@ mkdir -p "$bin"
 
 k8s_version=v1.37.2
 kwok_version=v0.8.0
+# Not in the default list below: only `make lint` asks for it.
+golangci_lint_version=v2.15.0
 
 # kubectl refuses a server whose version it cannot parse, and kwokctl reads
 # versions off the binaries, so stamp the real release into every k8s binary.
@@ -55,6 +57,13 @@ for t in "${want[@]}"; do
 		GOBIN="$bin" CGO_ENABLED=0 go install -trimpath \
 			\
 			"sigs.k8s.io/kwok/cmd/$t@$kwok_version"
+		step "$t: built in $((SECONDS - start))s" ;;
+	golangci-lint)
+		if [[ -x "$bin/$t" ]]; then step "$t: present, skipping"; continue; fi
+		step "$t: installing github.com/golangci/golangci-lint/v2/cmd/$t@$golangci_lint_version (first time can take minutes)"
+		start=$SECONDS
+		GOBIN="$bin" CGO_ENABLED=0 go install -trimpath \
+			"github.com/golangci/golangci-lint/v2/cmd/$t@$golangci_lint_version"
 		step "$t: built in $((SECONDS - start))s" ;;
 	*) echo "unknown tool $t" >&2; exit 1 ;;
 	esac

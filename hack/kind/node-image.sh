@@ -117,6 +117,26 @@ ensure_docker_runtime() {
 	fi
 }
 
+# Every kubelet and containerd in every node container takes inotify
+# instances from the host's one per-user budget; the distribution default
+# (128) runs out at about six kind nodes, and the next kubelet dies with
+# "inotify_init: too many open files" (kind's known-issues page says the same).
+ensure_inotify() {
+	local key want have
+	for key in fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=524288; do
+		want=${key#*=}
+		have=$(sysctl -n "${key%%=*}")
+		if ((have >= want)); then
+			step "sysctl ${key%%=*}: $have"
+		elif [[ $(id -u) -eq 0 ]]; then
+			sysctl -qw "$key"
+			step "sysctl ${key%%=*}: $have -> $want"
+		else
+			step "WARNING: sysctl ${key%%=*} is $have; kind clusters with many nodes need $want (run as root or set it)"
+		fi
+	done
+}
+
 ensure_dockerd() {
 	if docker info >/dev/null 2>&1; then
 		step "dockerd: running"
@@ -480,6 +500,7 @@ main() {
 		ensure_packages
 		ensure_docker_runtime
 		ensure_dockerd
+		ensure_inotify
 	fi
 	if [[ ${1:-} == host ]]; then
 		step "host ready in $((SECONDS - start))s"
