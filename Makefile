@@ -64,8 +64,13 @@ verify-tidy: ## Fail if go.mod/go.sum are not what `go mod tidy` makes them.
 vet: ## go vet.
 	go vet ./...
 
+.PHONY: lint
+lint: ## golangci-lint (config .golangci.yml; builds bin/golangci-lint the first time, ~N min cold).
+	hack/tools.sh golangci-lint
+	$(BIN)/golangci-lint run --timeout 10m ./...
+
 .PHONY: test
-test: tools verify-manifests verify-tidy vet ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
+test: tools verify-manifests verify-tidy vet lint ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
 	@# End-to-end suites each run whole clusters of processes: one at a time.
 	@# Whatever the outcome, nothing the tests started may outlive them.
 	rc=0; \

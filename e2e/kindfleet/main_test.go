@@ -440,6 +440,12 @@ func (e *fleetEnv) install(ctx context.Context, kc *kindCluster, what, imageName
 	}
 	defer os.RemoveAll(dir)
 	name, tag := splitImage(image)
+	// kustomize takes no absolute paths, and the overlay is a directory
+	// outside this one: a relative path reaches it.
+	overlay, err := filepath.Rel(dir, filepath.Join(e.root, "e2e", "kindfleet", "overlays", what))
+	if err != nil {
+		return err
+	}
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -448,7 +454,7 @@ images:
 - name: %s
   newName: %s
   newTag: %s
-`, filepath.Join(e.root, "e2e", "kindfleet", "overlays", what), imageName, name, tag)
+`, overlay, imageName, name, tag)
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
 		return err
 	}
