@@ -65,7 +65,7 @@ vet: ## go vet.
 	go vet ./...
 
 .PHONY: lint
-lint: ## golangci-lint (config .golangci.yml; builds bin/golangci-lint the first time, ~N min cold).
+lint: ## golangci-lint (config .golangci.yml; the first run builds bin/golangci-lint: ~12 min on 2 cores).
 	hack/tools.sh golangci-lint
 	$(BIN)/golangci-lint run --timeout 10m ./...
 

@@ -59,7 +59,10 @@ for t in "${want[@]}"; do
 			"sigs.k8s.io/kwok/cmd/$t@$kwok_version"
 		step "$t: built in $((SECONDS - start))s" ;;
 	golangci-lint)
-		if [[ -x "$bin/$t" ]]; then step "$t: present, skipping"; continue; fi
+		# Rebuilt when the pin above moves.
+		if [[ -x "$bin/$t" && $("$bin/$t" version --short 2>/dev/null) == "${golangci_lint_version#v}" ]]; then
+			step "$t: $golangci_lint_version present, skipping"; continue
+		fi
 		step "$t: installing github.com/golangci/golangci-lint/v2/cmd/$t@$golangci_lint_version (first time can take minutes)"
 		start=$SECONDS
 		GOBIN="$bin" CGO_ENABLED=0 go install -trimpath \
