@@ -87,9 +87,9 @@ func New(reader client.Reader, namespace string, opts Options) *Inventory {
 		opts.Clock = clock.RealClock{}
 	}
 	return &Inventory{
-		reader:     reader,
-		namespace:  namespace,
-		opts:       opts,
+		reader:      reader,
+		namespace:   namespace,
+		opts:        opts,
 		heartbeats:  map[string]leaseObservation{},
 		lastState:   map[string]string{},
 		liveChecked: map[string]time.Time{},

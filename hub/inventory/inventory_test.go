@@ -73,4 +73,3 @@ func TestFrozenCacheIsNoProofOfSilence(t *testing.T) {
 		t.Errorf("a member silent for 2m (live) must be lost: %+v", m)
 	}
 }
-

@@ -35,8 +35,8 @@ import (
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
-	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
+	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
 
 const (
