@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
@@ -144,5 +143,3 @@ func oursContender(bins benchBins, key, name string, extra ...string) contender 
 
 // binDir is where the control-plane and project binaries are.
 func binDir() string { return testenv.BinDir() }
-
-func joinArgs(args []string) string { return strings.Join(args, " ") }

@@ -102,18 +102,6 @@ func (c counts) total() (all, writes int64) {
 	return all, writes
 }
 
-// writesExcept counts writes, leaving out the resources given (events:
-// diagnostics, not work the design needs).
-func (c counts) writesExcept(resources ...string) int64 {
-	var n int64
-	for k, v := range c {
-		if k.write() && !slices.Contains(resources, k.resource) {
-			n += v
-		}
-	}
-	return n
-}
-
 // writesString lists the writes by kind, largest first, with how many of
 // them failed (from failed, may be nil), e.g. "create jobs 4000, create
 // namespaces 1000 (1000 failed)".

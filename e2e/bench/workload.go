@@ -41,7 +41,6 @@ const holdAnnotation = "e2e.jobset-fleet.io/hold"
 var (
 	jobsGVR     = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
 	servicesGVR = schema.GroupVersionResource{Version: "v1", Resource: "services"}
-	podsGVR     = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 )
 
 func jobSetName(i int) string { return fmt.Sprintf("js-%05d", i) }

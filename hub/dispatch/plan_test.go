@@ -80,10 +80,6 @@ func planDispatch(js *jobset.JobSet, fs jobset.FleetStatus, mutate ...func(*flee
 
 func deleting(d *fleet.JobSetDispatch) { d.DeletionTimestamp = ptr.To(metav1.NewTime(t0)) }
 
-func withoutAgent(d *fleet.JobSetDispatch) {
-	d.Finalizers = []string{DispatchFinalizer}
-}
-
 func reportedDeleted(d *fleet.JobSetDispatch) {
 	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue, Reason: "MemberJobSetDeleted"})
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -129,8 +128,4 @@ func finishedCondition(st *v1alpha2.JobSetStatus) *metav1.Condition {
 		}
 	}
 	return nil
-}
-
-func conditionTrue(st *v1alpha2.JobSetStatus, conditionType string) bool {
-	return meta.IsStatusConditionTrue(st.Conditions, conditionType)
 }
