@@ -132,8 +132,8 @@ type memberResult struct {
 const quietFor = 3 * time.Second
 
 // waitQuiet waits until the proxy has seen no write for quietFor (at most
-// max) and returns when the last write was seen.
-func waitQuiet(ctx context.Context, proxies []*countingProxy, max time.Duration) (time.Time, error) {
+// limit) and returns when the last write was seen.
+func waitQuiet(ctx context.Context, proxies []*countingProxy, limit time.Duration) (time.Time, error) {
 	writes := func() int64 {
 		var n int64
 		for _, p := range proxies {
@@ -143,7 +143,7 @@ func waitQuiet(ctx context.Context, proxies []*countingProxy, max time.Duration)
 		return n
 	}
 	last, lastAt := writes(), time.Now()
-	deadline := time.Now().Add(max)
+	deadline := time.Now().Add(limit)
 	for time.Since(lastAt) < quietFor && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():

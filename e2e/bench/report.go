@@ -110,7 +110,7 @@ func (r *report) memberSection(b *strings.Builder) {
 	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, m := range r.member {
 		raw, up := r.findMember("raw", m.mode), r.findMember("upstream", m.mode)
-		var vsRaw, vsUp string = "—", "—"
+		vsRaw, vsUp := "—", "—"
 		if raw != nil && m.contender.key != "raw" {
 			vsRaw = ratio(m.wall.Seconds(), raw.wall.Seconds())
 		}
@@ -281,15 +281,15 @@ func barChart(title string, rows []barRow) string { return chart(title, rows, "%
 func chart(title string, rows []barRow, format string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", title)
-	max, width := 0.0, 0
+	peak, width := 0.0, 0
 	for _, r := range rows {
-		max = math.Max(max, r.value)
+		peak = math.Max(peak, r.value)
 		width = int(math.Max(float64(width), float64(len([]rune(r.label)))))
 	}
 	for _, r := range rows {
 		n := 0
-		if max > 0 {
-			n = int(math.Round(50 * r.value / max))
+		if peak > 0 {
+			n = int(math.Round(50 * r.value / peak))
 		}
 		fmt.Fprintf(&b, "  %-*s %s "+format+"\n", width, r.label, strings.Repeat("█", n), r.value)
 	}

@@ -42,9 +42,9 @@ func TestSubmitDispatchAndStatus(t *testing.T) {
 		t.Errorf("Dispatched condition does not name member %s: %q", m, c.Message)
 	}
 
-	var copy *jobset.JobSet
+	var memberCopy *jobset.JobSet
 	testenv.Eventually(t, time.Minute, "member copy with two Jobs", func() error {
-		if copy = memberJobSet(t, m, ns, "train"); copy == nil {
+		if memberCopy = memberJobSet(t, m, ns, "train"); memberCopy == nil {
 			return fmt.Errorf("no JobSet %s/train on %s", ns, m)
 		}
 		if n := len(memberJobs(t, m, ns, "train")); n != 2 {
@@ -52,11 +52,11 @@ func TestSubmitDispatchAndStatus(t *testing.T) {
 		}
 		return nil
 	})
-	if copy.Labels[fleet.OriginUIDLabel] != string(js.UID) || copy.Labels[fleet.EpochLabel] != "1" || copy.Labels["app"] != "train" {
-		t.Errorf("member copy labels %v: want origin-uid %s, epoch 1 and the user's app label", copy.Labels, js.UID)
+	if memberCopy.Labels[fleet.OriginUIDLabel] != string(js.UID) || memberCopy.Labels[fleet.EpochLabel] != "1" || memberCopy.Labels["app"] != "train" {
+		t.Errorf("member copy labels %v: want origin-uid %s, epoch 1 and the user's app label", memberCopy.Labels, js.UID)
 	}
-	if copy.Spec.ManagedBy != nil && *copy.Spec.ManagedBy != jobset.JobSetControllerName {
-		t.Errorf("member copy managedBy %q: the member's controller would ignore it", *copy.Spec.ManagedBy)
+	if memberCopy.Spec.ManagedBy != nil && *memberCopy.Spec.ManagedBy != jobset.JobSetControllerName {
+		t.Errorf("member copy managedBy %q: the member's controller would ignore it", *memberCopy.Spec.ManagedBy)
 	}
 	names := []string{}
 	for _, j := range memberJobs(t, m, ns, "train") {

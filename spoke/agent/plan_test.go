@@ -204,10 +204,10 @@ func TestComputePlan(t *testing.T) {
 	ours.UID = "ours"
 	ours.Status.Restarts = 1
 
-	// reported is d once the hub holds what copy reports.
-	reported := func(copy *v1alpha2.JobSet) *fleetv1alpha1.JobSetDispatch {
+	// reported is d once the hub holds what memberCopy reports.
+	reported := func(memberCopy *v1alpha2.JobSet) *fleetv1alpha1.JobSetDispatch {
 		r := d.DeepCopy()
-		p := ComputePlan(Observed{Key: "fleet-member-a/team.train", ClusterName: "a", Now: now, Dispatch: r, Target: copy, Copies: []v1alpha2.JobSet{*copy}, Jobs: map[types.UID]int{}})
+		p := ComputePlan(Observed{Key: "fleet-member-a/team.train", ClusterName: "a", Now: now, Dispatch: r, Target: memberCopy, Copies: []v1alpha2.JobSet{*memberCopy}, Jobs: map[types.UID]int{}})
 		if p.Status != nil {
 			r.Status = *p.Status
 		}

@@ -55,7 +55,7 @@ var (
 
 func TestMain(m *testing.M) {
 	// JOBSET_TEST_LOGS=1 shows the controllers' logs (verbosity 2).
-	var out io.Writer = io.Discard
+	out := io.Discard
 	if os.Getenv("JOBSET_TEST_LOGS") != "" {
 		out = os.Stderr
 	}

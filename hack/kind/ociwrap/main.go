@@ -42,14 +42,14 @@ func main() {
 		fmt.Fprintf(os.Stderr, "ociwrap: %v\n", err)
 		os.Exit(1)
 	}
-	real, err := realRuntime()
+	runc, err := realRuntime()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ociwrap: %v\n", err)
 		os.Exit(1)
 	}
-	argv := append([]string{real}, args...)
-	if err := syscall.Exec(real, argv, os.Environ()); err != nil {
-		fmt.Fprintf(os.Stderr, "ociwrap: exec %s: %v\n", real, err)
+	argv := append([]string{runc}, args...)
+	if err := syscall.Exec(runc, argv, os.Environ()); err != nil {
+		fmt.Fprintf(os.Stderr, "ociwrap: exec %s: %v\n", runc, err)
 		os.Exit(1)
 	}
 }
