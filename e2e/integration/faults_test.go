@@ -215,7 +215,7 @@ func TestFaultProfileDeletedDuringPartition(t *testing.T) {
 	}
 	_, err := membership.Join(context.Background(), env.hub.Client, mem.cluster.Client, membership.Options{
 		ClusterName: from, Labels: spec.labels, HubServerURL: "https://" + mem.proxy.Addr, HubCAData: env.hub.Config.CAData,
-		SkipCRDs: true, TokenWait: 500 * time.Millisecond,
+		SkipCRDs: true,
 	})
 	must(t, err)
 	must(t, mem.proxy.Heal())

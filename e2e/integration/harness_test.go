@@ -254,7 +254,6 @@ func startFleet() (_ *fleetEnv, stop func(), err error) {
 			HubServerURL: "https://" + m.proxy.Addr,
 			HubCAData:    e.hub.Config.CAData,
 			SkipCRDs:     true, // testenv installed them
-			TokenWait:    500 * time.Millisecond,
 		})
 		if err != nil {
 			return nil, stop, fmt.Errorf("join %s: %w", spec.name, err)

@@ -42,7 +42,6 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		HubServerURL: hub.Config.Host,
 		HubCAData:    hub.Config.CAData,
 		CRDDir:       testenv.CRDPaths()[0],
-		TokenWait:    500 * time.Millisecond,
 	}
 	memberNS := fleetv1alpha1.MemberNamespace("m1")
 	inv := fleetv1alpha1.DefaultInventoryNamespace

@@ -73,7 +73,6 @@ func TestAgent(t *testing.T) {
 		HubServerURL: "https://" + proxy.Addr,
 		HubCAData:    hub.Config.CAData,
 		CRDDir:       testenv.CRDPaths()[0],
-		TokenWait:    time.Second,
 	})
 	if err != nil {
 		t.Fatalf("join: %v", err)
