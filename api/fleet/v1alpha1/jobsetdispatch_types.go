@@ -114,7 +114,3 @@ type JobSetDispatchList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []JobSetDispatch `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&JobSetDispatch{}, &JobSetDispatchList{})
-}

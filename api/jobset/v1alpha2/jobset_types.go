@@ -440,7 +440,3 @@ const (
 	RetentionPolicyDelete RetentionPolicyType = "Delete"
 	RetentionPolicyRetain RetentionPolicyType = "Retain"
 )
-
-func init() {
-	SchemeBuilder.Register(&JobSet{}, &JobSetList{})
-}
