@@ -361,7 +361,7 @@ func ensureRole(ctx context.Context, c client.Client, ns, name string, rules []r
 		role.Rules = rules
 		return nil
 	}); err != nil {
-		return fmt.Errorf("Role %s/%s: %w", ns, name, err)
+		return fmt.Errorf("Role %s/%s: %w", ns, name, err) //nolint:staticcheck // ST1005: Role is the kind; callers wrap it in "hub: %w"
 	}
 	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	roleRef := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}
