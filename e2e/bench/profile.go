@@ -47,17 +47,21 @@ func (p *profiler) stop() (string, error) {
 		return "", nil
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	var recordErr error // perf record's exit status, shown if perf report then fails
 	select {
-	case <-p.done:
+	case recordErr = <-p.done:
 	case <-time.After(30 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		recordErr = <-p.done
 	}
 	var top string
 	for _, view := range []struct{ name, children string }{{"self", "--no-children"}, {"cumulative", "--children"}} {
 		out, err := exec.Command("perf", "report", "--stdio", view.children, "-g", "none", "--sort", "sym",
 			"--percent-limit", "1", "-i", p.data).Output()
 		if err != nil {
+			if recordErr != nil {
+				return "", fmt.Errorf("perf report of %s: %w (perf record: %v)", p.data, err, recordErr)
+			}
 			return "", fmt.Errorf("perf report of %s: %w", p.data, err)
 		}
 		path := strings.TrimSuffix(p.data, ".data") + "." + view.name + ".txt"

@@ -30,7 +30,11 @@ func TestMain(m *testing.M) {
 	}
 	devDir = dir
 	code := func() int {
-		defer devScript("down")
+		defer func() {
+			if out, err := devScript("down"); err != nil {
+				fmt.Fprintf(os.Stderr, "hack/dev.sh down failed: %v\n%s\n", err, out)
+			}
+		}()
 		if out, err := devScript("up"); err != nil {
 			fmt.Fprintf(os.Stderr, "hack/dev.sh up failed: %v\n%s\n", err, out)
 			dumpLogs()
