@@ -34,7 +34,8 @@ import (
 )
 
 // The agent reads its hub kubeconfig Secret and holds its leader-election
-// Lease in its own namespace on the member. Its webhook certificate
+// Lease (and records its leader-election events) in its own namespace on
+// the member. Its webhook certificate
 // (cert-controller, cmd/internal/webhookcerts) lives in a Secret there too
 // (watched, created empty at start), and its CA goes into the agent's two
 // webhook configurations; the rotator watches webhook configurations
@@ -42,6 +43,7 @@ import (
 //
 // +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update,resourceNames=jobset-fleet-mutating-webhook-configuration;jobset-fleet-validating-webhook-configuration
 

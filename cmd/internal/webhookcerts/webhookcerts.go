@@ -239,12 +239,20 @@ func addFileWriter(mgr ctrl.Manager, key types.NamespacedName, dir string) error
 	}); err != nil {
 		return fmt.Errorf("watching the webhook certificate Secret: %w", err)
 	}
-	// A cache is started before other runnables and on every replica.
-	if err := mgr.Add(c); err != nil {
+	// Started with the manager's caches: on every replica, before the other
+	// runnables. (Added bare, a cache is a leader-only runnable, and a
+	// replica that is not the leader would never become ready.)
+	if err := mgr.Add(everyReplicaCache{c}); err != nil {
 		return fmt.Errorf("adding the webhook certificate cache: %w", err)
 	}
 	return nil
 }
+
+// everyReplicaCache makes the manager treat a cache as one of its own
+// caches (see addFileWriter).
+type everyReplicaCache struct{ cache.Cache }
+
+func (c everyReplicaCache) GetCache() cache.Cache { return c.Cache }
 
 // WriteFiles writes a serving pair into dir, each file atomically and only
 // when it differs; an incomplete pair (the Secret before the rotator filled

@@ -157,6 +157,11 @@ func startReplica(t *testing.T, cl *testenv.Cluster, i, port int, opts webhookce
 		// Two replicas in one process: their rotator controllers share a name.
 		Controller:    config.Controller{SkipNameValidation: ptr.To(true)},
 		WebhookServer: webhook.NewServer(webhook.Options{Port: port, CertDir: opts.CertDir}),
+		// As installed: only one replica leads, and every one must serve.
+		LeaderElection:                true,
+		LeaderElectionID:              "webhookcerts-test-" + strings.ToLower(t.Name()),
+		LeaderElectionNamespace:       opts.Namespace,
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		t.Fatal(err)
