@@ -340,7 +340,10 @@ func (pl *planner) memberGone(choose Chooser, current *fleet.JobSetDispatch, fs 
 		return nil
 	}
 	if ok, how := pl.stopped(current); ok {
-		return pl.move(choose, current, fs, why+"; "+how)
+		if how != why {
+			why += "; " + how
+		}
+		return pl.move(choose, current, fs, why)
 	}
 	if !lost {
 		// Out of service but its agent is alive: it stops the copy once the
