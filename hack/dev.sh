@@ -214,6 +214,15 @@ down() {
 			"$bin/kwokctl" delete cluster --name "$c" --kubeconfig "$kubeconfig" >/dev/null 2>&1 || true
 		fi
 	done
+	# kwokctl delete does not always stop every component it started (seen:
+	# a kube-apiserver and kwok-controller outliving it): whatever still
+	# runs from this fleet's directory goes too, before the directory does.
+	if [[ -d $dev ]] && pgrep -f "^$dev/" >/dev/null; then
+		step "stopping what is left of the fleet's processes"
+		pkill -TERM -f "^$dev/" || true
+		for _ in $(seq 1 50); do pgrep -f "^$dev/" >/dev/null || break; sleep 0.1; done
+		pkill -KILL -f "^$dev/" || true
+	fi
 	rm -rf "$dev"
 }
 
