@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -112,31 +113,57 @@ func runRaw(ctx context.Context, kubeconfig string, workers int) error {
 		return nil
 	}
 
-	list := &jobset.JobSetList{}
-	if err := c.List(ctx, list); err != nil {
-		return fmt.Errorf("listing JobSets: %w", err)
-	}
-	for i := range list.Items {
-		if err := enqueue(&list.Items[i]); err != nil {
+	// Like an informer: list, then watch from there; a watch the apiserver
+	// closes (it drops watchers that fall behind while every worker is
+	// busy) resumes where it was, and one whose version is too old relists.
+	// The seen set makes a relist cost nothing but the request.
+	rv := ""
+	for {
+		if rv == "" {
+			list := &jobset.JobSetList{}
+			if err := c.List(ctx, list); err != nil {
+				return fmt.Errorf("listing JobSets: %w", err)
+			}
+			for i := range list.Items {
+				if err := enqueue(&list.Items[i]); err != nil {
+					return err
+				}
+			}
+			rv = list.ResourceVersion
+		}
+		w, err := c.Watch(ctx, &jobset.JobSetList{}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
+		if err != nil {
+			return fmt.Errorf("watching JobSets: %w", err)
+		}
+		if rv, err = follow(ctx, w, rv, enqueue); err != nil {
 			return err
 		}
+		if ctx.Err() != nil {
+			return nil
+		}
 	}
-	w, err := c.Watch(ctx, &jobset.JobSetList{}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
-	if err != nil {
-		return fmt.Errorf("watching JobSets: %w", err)
-	}
+}
+
+// follow feeds a watch's JobSets to enqueue until the watch ends; it
+// returns the version to resume from, or "" when the watch said its
+// version is gone and a relist is due.
+func follow(ctx context.Context, w watch.Interface, rv string, enqueue func(*jobset.JobSet) error) (string, error) {
 	defer w.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return rv, nil
 		case ev, ok := <-w.ResultChan():
 			if !ok {
-				return fmt.Errorf("JobSet watch closed")
+				return rv, nil
+			}
+			if ev.Type == watch.Error {
+				return "", nil
 			}
 			if js, ok := ev.Object.(*jobset.JobSet); ok {
+				rv = js.ResourceVersion
 				if err := enqueue(js); err != nil {
-					return err
+					return rv, err
 				}
 			}
 		}
