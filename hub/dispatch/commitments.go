@@ -62,7 +62,7 @@ func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventor
 	}
 	for i := range dispatches {
 		d := &dispatches[i]
-		uid, member := d.Spec.Origin.UID, MemberOf(d)
+		uid, member := d.Spec.Origin.UID, memberOf(d)
 		if e, ok := l.entries[uid]; ok && e.member == member && e.epoch == d.Spec.Epoch {
 			delete(l.entries, uid) // the cache caught up: it counts from now on
 		}

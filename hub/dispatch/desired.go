@@ -138,9 +138,10 @@ func NewDispatch(js *jobset.JobSet, fs jobset.FleetStatus) *fleet.JobSetDispatch
 	}
 }
 
-// MemberOf is the member whose namespace holds a dispatch.
-func MemberOf(d *fleet.JobSetDispatch) string {
-	return strings.TrimPrefix(d.Namespace, fleet.MemberNamespacePrefix)
+// memberOf is the member whose namespace holds a dispatch.
+func memberOf(d *fleet.JobSetDispatch) string {
+	name, _ := fleet.MemberOfNamespace(d.Namespace)
+	return name
 }
 
 // reported reports whether the agent wrote status for this dispatch's epoch.

@@ -169,15 +169,21 @@ func TestSelectorAndPin(t *testing.T) {
 	waitDispatched(t, us, "sel-us")
 	waitDispatched(t, pinned, "sel-us")
 	waitDispatched(t, free, "sel-eu")
-	c := condition(get(t, us), dispatch.ConditionDispatched)
-	if c == nil || c.Status != metav1.ConditionTrue {
-		t.Errorf("Dispatched = %+v", c)
-	}
-	pd := &clusterinventory.PlacementDecision{}
-	if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(pinned), pd); err != nil ||
-		!strings.Contains(pd.Annotations[placement.ReasonsAnnotation], `sel-eu: not the pinned cluster "sel-us"`) {
-		t.Errorf("pinned PlacementDecision = %+v, %v", pd, err)
-	}
+	// The dispatch is created before the JobSet's status and its
+	// PlacementDecision are written: wait for those too.
+	testenv.Eventually(t, timeout, "Dispatched=True and the pinned PlacementDecision", func() error {
+		if c := condition(get(t, us), dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("Dispatched = %+v", c)
+		}
+		pd := &clusterinventory.PlacementDecision{}
+		if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(pinned), pd); err != nil {
+			return err
+		}
+		if !strings.Contains(pd.Annotations[placement.ReasonsAnnotation], `sel-eu: not the pinned cluster "sel-us"`) {
+			return fmt.Errorf("pinned PlacementDecision reasons %q", pd.Annotations[placement.ReasonsAnnotation])
+		}
+		return nil
+	})
 }
 
 // TestSuspendResumePropagate: spec changes reach the dispatch.
@@ -551,7 +557,8 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 		n := 0
 		for _, d := range list.Items {
 			if d.Spec.Origin.Namespace == ns {
-				counts[dispatch.MemberOf(&d)]++
+				member, _ := fleet.MemberOfNamespace(d.Namespace)
+				counts[member]++
 				n++
 			}
 		}

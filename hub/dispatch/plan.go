@@ -139,7 +139,7 @@ func (pl *planner) lost(name string) bool {
 // the hub knows. Time alone is never proof: a silent member may still run
 // pods. Only with proof may the JobSet run elsewhere.
 func (pl *planner) stopped(d *fleet.JobSetDispatch) (bool, string) {
-	name := MemberOf(d)
+	name := memberOf(d)
 	m, known := pl.member(name)
 	if c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchDeleted); c != nil && c.Status == metav1.ConditionTrue {
 		if c.Reason == fleet.ReasonUnjoined {
@@ -186,7 +186,7 @@ func (pl *planner) retire(d *fleet.JobSetDispatch) bool {
 		pl.p.Release = append(pl.p.Release, d)
 		return true
 	}
-	pl.stopThroughAccess(MemberOf(d))
+	pl.stopThroughAccess(memberOf(d))
 	return false
 }
 
@@ -259,7 +259,7 @@ func (pl *planner) sync(choose Chooser) error {
 		if d := newestLive(pl.o.Dispatches); d != nil {
 			// Dispatched before the hub kept its bookkeeping in status (or the
 			// status was lost): adopt it rather than place again.
-			fs.Cluster, fs.Epoch = MemberOf(d), d.Spec.Epoch
+			fs.Cluster, fs.Epoch = memberOf(d), d.Spec.Epoch
 			pl.setFleet(fs)
 			pl.event(corev1.EventTypeNormal, ReasonAdopted, "adopted JobSetDispatch %s/%s (epoch %d)", d.Namespace, d.Name, d.Spec.Epoch)
 		}
@@ -385,8 +385,8 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 	// take a new one of the same name yet.
 	for _, ds := range [][]fleet.JobSetDispatch{pl.o.Dispatches, pl.o.Orphans} {
 		for i := range ds {
-			if _, ok := excluded[MemberOf(&ds[i])]; !ok {
-				excluded[MemberOf(&ds[i])] = fmt.Sprintf("a copy of epoch %d of a JobSet of this name is still being removed", ds[i].Spec.Epoch)
+			if _, ok := excluded[memberOf(&ds[i])]; !ok {
+				excluded[memberOf(&ds[i])] = fmt.Sprintf("a copy of epoch %d of a JobSet of this name is still being removed", ds[i].Spec.Epoch)
 			}
 		}
 	}
@@ -435,7 +435,7 @@ func (pl *planner) awaitingFence(d *fleet.JobSetDispatch, why string) {
 	if d == nil {
 		return
 	}
-	name := MemberOf(d)
+	name := memberOf(d)
 	if why == "" {
 		why = fmt.Sprintf("its earlier copy on member %s may still run", name)
 	}
@@ -455,7 +455,7 @@ func (pl *planner) awaitingFence(d *fleet.JobSetDispatch, why string) {
 func (pl *planner) mirror(d *fleet.JobSetDispatch, fs jobset.FleetStatus) {
 	before := IsFinished(pl.status)
 	*pl.status = mirrorStatus(*pl.status, d, fs)
-	if c, ok := pl.o.Copies[MemberOf(d)]; ok && c.Exists && c.Epoch == d.Spec.Epoch && c.Status.TerminalState != "" && !IsFinished(pl.status) {
+	if c, ok := pl.o.Copies[memberOf(d)]; ok && c.Exists && c.Epoch == d.Spec.Epoch && c.Status.TerminalState != "" && !IsFinished(pl.status) {
 		// The agent is silent, but the hub read the result itself.
 		report := d.DeepCopy()
 		report.Status.ObservedEpoch = d.Spec.Epoch
@@ -463,7 +463,7 @@ func (pl *planner) mirror(d *fleet.JobSetDispatch, fs jobset.FleetStatus) {
 		*pl.status = mirrorStatus(*pl.status, report, fs)
 	}
 	if !before && IsFinished(pl.status) {
-		pl.event(corev1.EventTypeNormal, pl.status.TerminalState, "JobSet %s on member %s", pl.status.TerminalState, MemberOf(d))
+		pl.event(corev1.EventTypeNormal, pl.status.TerminalState, "JobSet %s on member %s", pl.status.TerminalState, memberOf(d))
 	}
 }
 

@@ -110,16 +110,16 @@ func summarize(p Plan) summary {
 		s.Record = fleetOf(p.Record).Cluster + "/" + itoa(fleetOf(p.Record).Epoch)
 	}
 	if p.Create != nil {
-		s.Create = MemberOf(p.Create) + "/" + itoa(p.Create.Spec.Epoch)
+		s.Create = memberOf(p.Create) + "/" + itoa(p.Create.Spec.Epoch)
 		if fp := p.Create.Spec.JobSet.Spec.FailurePolicy; fp != nil {
 			s.MaxRestartsThere = fp.MaxRestarts
 		}
 	}
 	for _, d := range p.Delete {
-		s.Delete = append(s.Delete, MemberOf(d))
+		s.Delete = append(s.Delete, memberOf(d))
 	}
 	for _, d := range p.Release {
-		s.Release = append(s.Release, MemberOf(d))
+		s.Release = append(s.Release, memberOf(d))
 	}
 	if st := p.Status; st != nil {
 		if c := meta.FindStatusCondition(st.Conditions, ConditionDispatched); c != nil {

@@ -47,7 +47,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	r.placing.Lock()
 	p, err := ComputePlan(*o, r.chooser(ctx, o, members))
 	if err == nil && p.Create != nil {
-		r.ledger.put(o.JobSet.UID, commitment{member: MemberOf(p.Create), epoch: p.Create.Spec.Epoch, resources: p.Reserve})
+		r.ledger.put(o.JobSet.UID, commitment{member: memberOf(p.Create), epoch: p.Create.Spec.Epoch, resources: p.Reserve})
 	}
 	r.placing.Unlock()
 	if err != nil {
@@ -148,7 +148,7 @@ func (r *Reconciler) observeCopies(ctx context.Context, o *Observed) {
 		return
 	}
 	for _, d := range append(append([]fleet.JobSetDispatch{}, o.Dispatches...), o.Orphans...) {
-		name := MemberOf(&d)
+		name := memberOf(&d)
 		m, known := o.Members[name]
 		if !known || !m.Lost(o.LostTimeout) || !controllerutil.ContainsFinalizer(&d, DispatchFinalizer) || !r.opts.Access.Available(m.Profile) {
 			continue
@@ -217,7 +217,7 @@ func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.
 		if err := r.client.Delete(ctx, d, client.Preconditions{UID: ptr.To(d.UID)}); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("deleting JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
 		}
-		r.event(o, corev1.EventTypeNormal, ReasonDeleting, "deleting JobSetDispatch %s/%s (epoch %d) on member %s", d.Namespace, d.Name, d.Spec.Epoch, MemberOf(d))
+		r.event(o, corev1.EventTypeNormal, ReasonDeleting, "deleting JobSetDispatch %s/%s (epoch %d) on member %s", d.Namespace, d.Name, d.Spec.Epoch, memberOf(d))
 	}
 	if p.Record != nil {
 		// Recorded before the dispatch exists: after a crash the next
@@ -231,7 +231,7 @@ func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.
 	if d := p.Create; d != nil {
 		switch err := r.client.Create(ctx, d); {
 		case err == nil:
-			log.Info("Dispatched", "member", MemberOf(d), "epoch", d.Spec.Epoch)
+			log.Info("Dispatched", "member", memberOf(d), "epoch", d.Spec.Epoch)
 			if d.Spec.Epoch == 1 {
 				dispatchLatency.Observe(r.opts.Clock.Since(js.CreationTimestamp.Time).Seconds())
 			}
@@ -309,7 +309,7 @@ func (r *Reconciler) stopCopy(ctx context.Context, o *Observed, member string) e
 	m := o.Members[member]
 	var origin fleet.Origin
 	for _, d := range append(append([]fleet.JobSetDispatch{}, o.Dispatches...), o.Orphans...) {
-		if MemberOf(&d) == member {
+		if memberOf(&d) == member {
 			origin = d.Spec.Origin
 			break
 		}

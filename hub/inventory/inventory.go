@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -167,7 +166,7 @@ func (i *Inventory) SetupWithManager(mgr ctrl.Manager) error {
 		case *clusterinventory.ClusterProfile:
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.Name}}}
 		case *coordinationv1.Lease:
-			if name, ok := strings.CutPrefix(o.Namespace, fleet.MemberNamespacePrefix); ok && o.Name == fleet.HeartbeatLeaseName {
+			if name, ok := fleet.MemberOfNamespace(o.Namespace); ok && o.Name == fleet.HeartbeatLeaseName {
 				return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
 			}
 		}

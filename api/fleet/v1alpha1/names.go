@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "strings"
+
 // Names shared by the hub and the agents. They are the contract between the
 // two sides, so they live with the API.
 const (
@@ -116,6 +118,10 @@ const (
 
 // MemberNamespace is the hub namespace of a member cluster.
 func MemberNamespace(cluster string) string { return MemberNamespacePrefix + cluster }
+
+// MemberOfNamespace is the inverse of MemberNamespace: the member whose
+// namespace ns is, and whether ns is a member namespace at all.
+func MemberOfNamespace(ns string) (string, bool) { return strings.CutPrefix(ns, MemberNamespacePrefix) }
 
 // DispatchName is the JobSetDispatch name for a hub JobSet. Namespaces cannot
 // contain dots, so "<namespace>.<name>" never collides.
