@@ -57,7 +57,7 @@ func DefaultOptions() Options {
 		HeartbeatTimeout:   30 * time.Second,
 		MemberLostTimeout:  60 * time.Second,
 		PlacementPolicy:    string(placement.Spread),
-		Concurrency:        4,
+		Concurrency:        16,
 		DeniedNamespaces:   admission.DefaultDeniedNamespaces,
 	}
 }

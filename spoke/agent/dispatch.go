@@ -160,11 +160,18 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		}
 	}
 	if js := p.Create; js != nil {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: js.Namespace}}
-		if err := r.member.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-			return ctrl.Result{}, fmt.Errorf("creating namespace %s: %w", js.Namespace, err)
+		// The namespace usually exists (every JobSet of a namespace after its
+		// first): create it only when the create says it is missing, which
+		// saves a failed write per JobSet.
+		err := r.member.Create(ctx, js)
+		if apierrors.IsNotFound(err) {
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: js.Namespace}}
+			if err := r.member.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+				return ctrl.Result{}, fmt.Errorf("creating namespace %s: %w", js.Namespace, err)
+			}
+			err = r.member.Create(ctx, js)
 		}
-		if err := r.member.Create(ctx, js); err != nil {
+		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("creating member JobSet %s/%s: %w", js.Namespace, js.Name, err)
 		}
 		logger.Info("Created member JobSet", "jobset", client.ObjectKeyFromObject(js), "epoch", d.Spec.Epoch)
