@@ -24,7 +24,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
@@ -52,16 +51,8 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Concurrency: 8,
-		Agent: agent.Options{
-			InventoryNamespace: fleetv1alpha1.DefaultInventoryNamespace,
-			Namespace:          agent.DefaultNamespace,
-			FenceTimeout:       30 * time.Second,
-			FenceAction:        agent.FenceSuspend,
-			HeartbeatInterval:  10 * time.Second,
-			TopologyKeys:       []string{"kubernetes.io/hostname", "topology.kubernetes.io/zone"},
-			Concurrency:        8,
-		},
-		Credentials: agent.CredentialsOptions{RefreshFraction: 0.8, ReloadInterval: 30 * time.Second},
+		Agent:       agent.DefaultOptions(),
+		Credentials: agent.DefaultCredentialsOptions(),
 	}
 }
 

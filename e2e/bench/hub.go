@@ -482,18 +482,11 @@ func (f *hubFleet) allProxies() []*countingProxy {
 	return append(out, f.agentMemberProxes...)
 }
 
-func sumCounts(ps []*countingProxy) counts {
+// sum adds up one kind of count (snapshot or failures) over proxies.
+func sum(ps []*countingProxy, of func(*countingProxy) counts) counts {
 	c := counts{}
 	for _, p := range ps {
-		c = c.add(p.snapshot())
-	}
-	return c
-}
-
-func sumFailures(ps []*countingProxy) counts {
-	c := counts{}
-	for _, p := range ps {
-		c = c.add(p.failures())
+		c = c.add(of(p))
 	}
 	return c
 }
@@ -524,8 +517,8 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 			profs[p.name] = prof
 		}
 	}
-	baseHub, baseAgentsHub, baseAgentsMember := f.hubProxy.snapshot(), sumCounts(f.agentHubProxies), sumCounts(f.agentMemberProxes)
-	baseFHub, baseFAgentsHub, baseFMember := f.hubProxy.failures(), sumFailures(f.agentHubProxies), sumFailures(f.agentMemberProxes)
+	baseHub, baseAgentsHub, baseAgentsMember := f.hubProxy.snapshot(), sum(f.agentHubProxies, (*countingProxy).snapshot), sum(f.agentMemberProxes, (*countingProxy).snapshot)
+	baseFHub, baseFAgentsHub, baseFMember := f.hubProxy.failures(), sum(f.agentHubProxies, (*countingProxy).failures), sum(f.agentMemberProxes, (*countingProxy).failures)
 	apiA0, _ := f.hub.cpu()
 
 	submitErr := make(chan error, 1)
@@ -593,11 +586,11 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 		ph.profiles[name] = top
 	}
 	ph.hubByHub = f.hubProxy.snapshot().minus(baseHub)
-	ph.hubByAgents = sumCounts(f.agentHubProxies).minus(baseAgentsHub)
-	ph.memberByAgents = sumCounts(f.agentMemberProxes).minus(baseAgentsMember)
+	ph.hubByAgents = sum(f.agentHubProxies, (*countingProxy).snapshot).minus(baseAgentsHub)
+	ph.memberByAgents = sum(f.agentMemberProxes, (*countingProxy).snapshot).minus(baseAgentsMember)
 	ph.failedHub = f.hubProxy.failures().minus(baseFHub)
-	ph.failedAgentsHub = sumFailures(f.agentHubProxies).minus(baseFAgentsHub)
-	ph.failedMember = sumFailures(f.agentMemberProxes).minus(baseFMember)
+	ph.failedAgentsHub = sum(f.agentHubProxies, (*countingProxy).failures).minus(baseFAgentsHub)
+	ph.failedMember = sum(f.agentMemberProxes, (*countingProxy).failures).minus(baseFMember)
 
 	f.mu.Lock()
 	var firstSubmit, lastSubmit, lastDone time.Time

@@ -3,6 +3,7 @@ package kindfleet_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -135,25 +137,20 @@ spec:
 		}
 		return total == 0 && len(jobs.Items) == 0, fmt.Sprintf("%d pods, %d Jobs", total, len(jobs.Items)), nil
 	})
-	// What the operator deleted should be gone too. If something holds it
-	// (a finalizer only the dead agent would remove), say so, but go on:
-	// nothing of it runs, which is what the fence is about.
-	ctxGone, cancelGone := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelGone()
-	if err := poll(ctxGone, time.Second, func() (bool, string, error) {
-		copyJS := &jobset.JobSet{}
-		err := from.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: js}, copyJS)
-		if apierrors.IsNotFound(err) {
-			return true, "", nil
-		}
-		if err != nil {
-			return false, "", err
-		}
-		return false, fmt.Sprintf("JobSet still there: finalizers %v, deleting: %t", copyJS.Finalizers, copyJS.DeletionTimestamp != nil), nil
-	}); err != nil {
-		// Expected: the agent's report finalizer keeps the object until
-		// the agent is back (README: "When a member goes silent").
-		t.Logf("kubectl delete jobset on %s stopped the copy, the object stays until its agent returns: %v", from.name, err)
+	// What the operator deleted stays Terminating, held by the agent's
+	// report finalizer until the agent returns (README: "When a member goes
+	// silent"); nothing else may hold it, and nothing of it runs.
+	copyJS := &jobset.JobSet{}
+	switch err := from.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: js}, copyJS); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		t.Fatal(err)
+	case copyJS.DeletionTimestamp == nil || !slices.Contains(copyJS.Finalizers, fleet.ReportFinalizer) ||
+		slices.ContainsFunc(copyJS.Finalizers, func(f string) bool { return f != fleet.ReportFinalizer && f != metav1.FinalizerDeleteDependents }):
+		t.Errorf("the copy on %s after kubectl delete: deleting %t, finalizers %v; want it deleting, held by %s only",
+			from.name, copyJS.DeletionTimestamp != nil, copyJS.Finalizers, fleet.ReportFinalizer)
+	default:
+		t.Logf("the copy on %s stays Terminating under %s until its agent returns", from.name, fleet.ReportFinalizer)
 	}
 	if _, err := env.kubectlCmd(ctx, env.hub, nil, "label", "clusterprofile", "-n", fleet.DefaultInventoryNamespace, from.name, fleet.OutOfServiceLabel+"=true"); err != nil {
 		t.Fatal(err)

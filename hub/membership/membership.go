@@ -103,11 +103,6 @@ type Options struct {
 	CRDDir   string
 	SkipCRDs bool
 
-	// TokenWait is ignored: Join no longer waits for a legacy
-	// service-account-token Secret.
-	//
-	// Deprecated: kept for source compatibility.
-	TokenWait time.Duration
 	// TokenExpiration is the lifetime of the agent's hub token (TokenRequest);
 	// default 24h. The agent requests a new one for itself before 80% of it
 	// has passed, so it needs no new join. The hub may shorten it

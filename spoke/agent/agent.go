@@ -78,7 +78,7 @@ type Options struct {
 	// where there are enough domains.
 	TopologyKeys []string
 	// Concurrency is how many JobSetDispatches are reconciled at once;
-	// default the manager's.
+	// default 8.
 	Concurrency int
 	// Identity is the Lease holder identity; default "<cluster>/<hostname>".
 	Identity string
@@ -96,27 +96,46 @@ type Options struct {
 	Clock clock.Clock
 }
 
+// DefaultOptions are the agent's defaults (its flags' defaults too);
+// Setup fills every zero field but TopologyKeys from them.
+func DefaultOptions() Options {
+	return Options{
+		InventoryNamespace: fleetv1alpha1.DefaultInventoryNamespace,
+		Namespace:          DefaultNamespace,
+		HeartbeatInterval:  10 * time.Second,
+		ProfileInterval:    30 * time.Second,
+		FenceTimeout:       30 * time.Second,
+		FenceAction:        FenceSuspend,
+		TopologyKeys:       []string{"kubernetes.io/hostname", "topology.kubernetes.io/zone"},
+		Concurrency:        8,
+	}
+}
+
 func (o *Options) defaults() error {
 	if o.ClusterName == "" || o.HubConfig == nil {
 		return errors.New("agent: ClusterName and HubConfig are required")
 	}
+	d := DefaultOptions()
 	if o.InventoryNamespace == "" {
-		o.InventoryNamespace = fleetv1alpha1.DefaultInventoryNamespace
+		o.InventoryNamespace = d.InventoryNamespace
 	}
 	if o.Namespace == "" {
-		o.Namespace = DefaultNamespace
+		o.Namespace = d.Namespace
 	}
 	if o.HeartbeatInterval <= 0 {
-		o.HeartbeatInterval = 10 * time.Second
+		o.HeartbeatInterval = d.HeartbeatInterval
 	}
 	if o.ProfileInterval <= 0 {
-		o.ProfileInterval = 30 * time.Second
+		o.ProfileInterval = d.ProfileInterval
 	}
 	if o.FenceTimeout <= 0 {
-		o.FenceTimeout = 30 * time.Second
+		o.FenceTimeout = d.FenceTimeout
 	}
 	if o.FenceAction == "" {
-		o.FenceAction = FenceSuspend
+		o.FenceAction = d.FenceAction
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = d.Concurrency
 	}
 	if _, err := ParseFenceAction(string(o.FenceAction)); err != nil {
 		return err

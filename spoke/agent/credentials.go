@@ -45,12 +45,19 @@ type CredentialsOptions struct {
 	Clock clock.Clock
 }
 
+// DefaultCredentialsOptions are the defaults of CredentialsOptions (and of
+// the agent's flags for them).
+func DefaultCredentialsOptions() CredentialsOptions {
+	return CredentialsOptions{RefreshFraction: 0.8, ReloadInterval: 30 * time.Second}
+}
+
 func (o *CredentialsOptions) defaults() {
+	d := DefaultCredentialsOptions()
 	if o.RefreshFraction <= 0 || o.RefreshFraction >= 1 {
-		o.RefreshFraction = 0.8
+		o.RefreshFraction = d.RefreshFraction
 	}
 	if o.ReloadInterval <= 0 {
-		o.ReloadInterval = 30 * time.Second
+		o.ReloadInterval = d.ReloadInterval
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
