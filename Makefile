@@ -80,7 +80,7 @@ test: tools verify-manifests verify-tidy vet lint ## Everything: unit, integrati
 	exit $$rc
 
 .PHONY: test-faults
-test-faults: tools ## The fault matrix rows that take minutes (partitions healing around the lost timeout, 20 runs).
+test-faults: tools ## The whole fault matrix (e2e/integration TestFault*), with the rows that take minutes (partitions healing around the lost timeout, 20 runs).
 	FLEET_FAULTS=1 go test $(GO_TEST_FLAGS) -count=1 -run 'TestFault' ./e2e/integration/ ; rc=$$?; hack/check-leaks.sh || rc=$$?; exit $$rc
 
 .PHONY: bench

@@ -107,7 +107,7 @@ func TestHarness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.stop()
+	defer p.Stop()
 	names := []string{jobSetName(0), jobSetName(1), jobSetName(2)}
 	if err := createJobSets(ctx, c.Client, ns, names, 2, nil); err != nil {
 		t.Fatal(err)
@@ -134,7 +134,7 @@ func TestHarness(t *testing.T) {
 	if err != nil || jobs != n*jobsPerJobSet || services != n {
 		t.Fatalf("verifyChildren = %d Jobs, %d Services, %v; want %d, %d, nil", jobs, services, err, n*jobsPerJobSet, n)
 	}
-	p.stop()
+	p.Stop()
 	// A missing Job must fail the verification. Background propagation:
 	// batch/v1 defaults to orphaning, whose finalizer only a garbage
 	// collector removes, and this apiserver has none.

@@ -17,7 +17,7 @@ type contender struct {
 	// start runs it against the cluster behind kubeconfig (a counting
 	// proxy); dir is for its files. Every contender works on JobSets of
 	// all namespaces.
-	start func(dir, kubeconfig string) (*proc, error)
+	start func(dir, kubeconfig string) (*testenv.Process, error)
 }
 
 // benchBins are the binaries the benchmark runs.
@@ -59,8 +59,8 @@ func rawContender(bins benchBins, workers int) contender {
 	return contender{
 		key:  "raw",
 		name: fmt.Sprintf("raw client-go (%d workers)", workers),
-		start: func(dir, kubeconfig string) (*proc, error) {
-			return startProc("raw", filepath.Join(dir, "raw.log"), bins.self,
+		start: func(dir, kubeconfig string) (*testenv.Process, error) {
+			return testenv.StartProcess("raw", filepath.Join(dir, "raw.log"), bins.self,
 				[]string{"-kubeconfig", kubeconfig, "-workers", strconv.Itoa(workers)},
 				[]string{roleEnv + "=raw"})
 		},
@@ -80,7 +80,7 @@ func upstreamContender(bins benchBins, cert *servingCert) contender {
 	return contender{
 		key:  "upstream",
 		name: "upstream JobSet v0.12.0",
-		start: func(dir, kubeconfig string) (*proc, error) {
+		start: func(dir, kubeconfig string) (*testenv.Process, error) {
 			certDir := filepath.Join(dir, "upstream-certs")
 			if err := cert.writeDir(certDir); err != nil {
 				return nil, err
@@ -105,7 +105,7 @@ webhook:
 			if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 				return nil, err
 			}
-			return startProc("upstream", filepath.Join(dir, "upstream.log"), bins.upstream, []string{
+			return testenv.StartProcess("upstream", filepath.Join(dir, "upstream.log"), bins.upstream, []string{
 				"--kubeconfig=" + kubeconfig,
 				"--config=" + configPath,
 				"--leader-elect=false",
@@ -124,7 +124,7 @@ func oursContender(bins benchBins, key, name string, extra ...string) contender 
 	return contender{
 		key:  key,
 		name: name,
-		start: func(dir, kubeconfig string) (*proc, error) {
+		start: func(dir, kubeconfig string) (*testenv.Process, error) {
 			probePort, err := freePort()
 			if err != nil {
 				return nil, err
@@ -136,7 +136,7 @@ func oursContender(bins benchBins, key, name string, extra ...string) contender 
 				"--metrics-bind-address=0",
 				"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
 			}, extra...)
-			return startProc(key, filepath.Join(dir, key+".log"), bins.agent, args, nil)
+			return testenv.StartProcess(key, filepath.Join(dir, key+".log"), bins.agent, args, nil)
 		},
 	}
 }

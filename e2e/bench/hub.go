@@ -87,7 +87,7 @@ type hubFleet struct {
 	hubProxy          *countingProxy
 	agentHubProxies   []*countingProxy
 	agentMemberProxes []*countingProxy
-	procs             []*proc
+	procs             []*testenv.Process
 	cleanups          []func()
 
 	mu         sync.Mutex
@@ -127,13 +127,13 @@ func (f *hubFleet) cleanup() {
 }
 
 // startProc starts a process of the fleet, stopped at cleanup.
-func (f *hubFleet) startProc(name, logPath, bin string, args []string) (*proc, error) {
-	p, err := startProc(name, logPath, bin, args, nil)
+func (f *hubFleet) startProc(name, logPath, bin string, args []string) (*testenv.Process, error) {
+	p, err := testenv.StartProcess(name, logPath, bin, args, nil)
 	if err != nil {
 		return nil, err
 	}
 	f.procs = append(f.procs, p)
-	f.onCleanup(p.stop)
+	f.onCleanup(p.Stop)
 	return p, nil
 }
 
@@ -150,7 +150,7 @@ func (f *hubFleet) startProxy(cfg *rest.Config, cert *servingCert) (*countingPro
 
 func (f *hubFleet) exited() error {
 	for _, p := range f.procs {
-		if err := p.exited(); err != nil {
+		if err := p.Exited(); err != nil {
 			return err
 		}
 	}
@@ -247,7 +247,7 @@ func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *
 	if err != nil {
 		return err
 	}
-	probes := map[*proc]int{hubProc: hubProbe}
+	probes := map[*testenv.Process]int{hubProc: hubProbe}
 
 	for _, m := range memberNames {
 		c := f.members[m]
@@ -384,11 +384,11 @@ func installWebhooks(ctx context.Context, c client.Client, path string, port int
 }
 
 // waitReady polls a process's /readyz.
-func waitReady(ctx context.Context, p *proc, port int) error {
+func waitReady(ctx context.Context, p *testenv.Process, port int) error {
 	deadline := time.Now().Add(3 * time.Minute)
 	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", port)
 	for {
-		if err := p.exited(); err != nil {
+		if err := p.Exited(); err != nil {
 			return err
 		}
 		resp, err := http.Get(url)
@@ -400,7 +400,7 @@ func waitReady(ctx context.Context, p *proc, port int) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after 3m; last lines of %s:\n%s", p.name, p.logPath, tail(p.logPath, 15))
+			return fmt.Errorf("%s not ready after 3m; last lines of %s:\n%s", p.Name, p.LogPath, testenv.Tail(p.LogPath, 15))
 		}
 		select {
 		case <-ctx.Done():
@@ -510,11 +510,11 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	profs := map[string]*profiler{}
 	if o.profile {
 		for _, p := range f.procs {
-			prof, err := startProfile(p.pid(), filepath.Join(filepath.Dir(p.logPath), p.name+"-"+ns+".perf.data"))
+			prof, err := startProfile(p.Pid(), filepath.Join(filepath.Dir(p.LogPath), p.Name+"-"+ns+".perf.data"))
 			if err != nil {
 				return err
 			}
-			profs[p.name] = prof
+			profs[p.Name] = prof
 		}
 	}
 	baseHub, baseAgentsHub, baseAgentsMember := f.hubProxy.snapshot(), sum(f.agentHubProxies, (*countingProxy).snapshot), sum(f.agentMemberProxes, (*countingProxy).snapshot)

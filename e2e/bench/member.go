@@ -38,7 +38,7 @@ func startCluster(name string) (c *cluster, err error) {
 }
 
 func startClusterOnce(name string) (_ *cluster, err error) {
-	before, err := children()
+	before, err := testenv.Children()
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +47,7 @@ func startClusterOnce(name string) (_ *cluster, err error) {
 			err = fmt.Errorf("starting cluster %s: %v", name, r)
 			// envtest leaves its processes running when it fails after
 			// starting them (e.g. installing CRDs).
-			after, _ := children()
+			after, _ := testenv.Children()
 			for pid := range after {
 				if _, old := before[pid]; !old {
 					_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -57,7 +57,7 @@ func startClusterOnce(name string) (_ *cluster, err error) {
 	}()
 	tc, stop := testenv.StartMain(name)
 	c := &cluster{Cluster: tc, stop: stop}
-	after, _ := children()
+	after, _ := testenv.Children()
 	for pid, comm := range after {
 		if _, old := before[pid]; old {
 			continue
@@ -194,7 +194,7 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 	defer tracker.stop()
 
 	var (
-		p             *proc
+		p             *testenv.Process
 		t0            time.Time
 		base, baseF   counts
 		apiA0, etcdA0 time.Duration
@@ -206,7 +206,7 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 			return nil
 		}
 		var err error
-		prof, err = startProfile(p.pid(), filepath.Join(dir, ct.key+".perf.data"))
+		prof, err = startProfile(p.Pid(), filepath.Join(dir, ct.key+".perf.data"))
 		return err
 	}
 	mark := func() {
@@ -224,7 +224,7 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 		if p, err = ct.start(dir, kubeconfig); err != nil {
 			return res, err
 		}
-		defer p.stop()
+		defer p.Stop()
 		if err := startProf(); err != nil {
 			return res, err
 		}
@@ -243,7 +243,7 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 		if p, err = ct.start(dir, kubeconfig); err != nil {
 			return res, err
 		}
-		defer p.stop()
+		defer p.Stop()
 		if err := createJobSets(ctx, c.Client, warmNS, []string{"warmup"}, 1, nil); err != nil {
 			return res, err
 		}
@@ -283,7 +283,7 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 	if res.profile, err = prof.stop(); err != nil {
 		return res, err
 	}
-	if res.usage, err = procUsage(p.pid()); err != nil {
+	if res.usage, err = procUsage(p.Pid()); err != nil {
 		return res, err
 	}
 	res.requests = proxy.snapshot().minus(base)
@@ -294,7 +294,7 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 	if total1 > total0 {
 		res.machineBusy = float64(busy1-busy0) / float64(total1-total0)
 	}
-	p.stop()
+	p.Stop()
 	// The benchmark's own correctness: what it timed really exists.
 	if res.jobs, res.services, err = verifyChildren(ctx, c.Config, ns, names); err != nil {
 		return res, fmt.Errorf("%s, %s: %w", ct.name, mode, err)
@@ -309,7 +309,7 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 }
 
 // waitDone waits for done, failing early if the process under test exits.
-func waitDone(ctx context.Context, done <-chan struct{}, p *proc, timeout time.Duration, what func() string) error {
+func waitDone(ctx context.Context, done <-chan struct{}, p *testenv.Process, timeout time.Duration, what func() string) error {
 	deadline := time.After(timeout)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -323,7 +323,7 @@ func waitDone(ctx context.Context, done <-chan struct{}, p *proc, timeout time.D
 			return fmt.Errorf("timed out after %s waiting for %s", timeout, what())
 		case <-tick.C:
 			if p != nil {
-				if err := p.exited(); err != nil {
+				if err := p.Exited(); err != nil {
 					return err
 				}
 			}

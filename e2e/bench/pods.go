@@ -159,11 +159,11 @@ func runPods(ctx context.Context, o options, ct contender, cert *servingCert) (r
 	if err != nil {
 		return res, err
 	}
-	defer p.stop()
+	defer p.Stop()
 	deadline := time.Now().Add(o.runTimeout)
 	lastLog := time.Now()
 	for {
-		if err := p.exited(); err != nil {
+		if err := p.Exited(); err != nil {
 			return res, err
 		}
 		pods, running, lastChange := pc.counts()
@@ -195,12 +195,12 @@ func runPods(ctx context.Context, o options, ct contender, cert *servingCert) (r
 	if _, err := waitQuiet(ctx, []*countingProxy{proxy}, time.Minute); err != nil {
 		return res, err
 	}
-	if res.usage, err = procUsage(p.pid()); err != nil {
+	if res.usage, err = procUsage(p.Pid()); err != nil {
 		return res, err
 	}
 	res.requests, res.failed = proxy.snapshot(), proxy.failures()
 	res.pods, res.running, _ = pc.counts()
-	p.stop()
+	p.Stop()
 	// What was measured exists: every Job and Service, and the Pods.
 	if _, _, err := verifyChildren(ctx, k.Config, ns, names); err != nil {
 		return res, fmt.Errorf("%s: %w", ct.name, err)

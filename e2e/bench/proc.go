@@ -6,82 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 // clockTicks is USER_HZ, the unit of utime/stime in /proc/<pid>/stat. It is
 // 100 on every Linux architecture Go supports for this (amd64, arm64).
 const clockTicks = 100
-
-// proc is a process the benchmark started (a controller under test, the
-// raw client, the hub, an agent). Its output goes to a log file.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	// exitErr is cmd.Wait's result, valid once done is closed.
-	exitErr error
-}
-
-// startProc starts bin with args, its output in logPath. The child gets
-// SIGKILL if the benchmark dies without stopping it (PR_SET_PDEATHSIG), so
-// a crashed or killed benchmark leaves no controller behind.
-func startProc(name, logPath, bin string, args []string, env []string) (*proc, error) {
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("log file for %s: %w", name, err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s (%s): %w", name, bin, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.exitErr = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// exited returns an error with the tail of the log if the process is gone:
-// a controller that crashes must fail the run, not time it out.
-func (p *proc) exited() error {
-	select {
-	case <-p.done:
-		return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.name, p.exitErr, p.logPath, tail(p.logPath, 15))
-	default:
-		return nil
-	}
-}
-
-// stop sends SIGTERM, then SIGKILL after 10 s; it is idempotent.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
 
 // usage is what /proc says a process has used so far.
 type usage struct {
@@ -174,45 +109,10 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
-// children lists the live child processes of the benchmark by command
-// name (envtest's kube-apiserver and etcd are children, started through
-// e2e/testenv, so their CPU can be read the same way as a controller's).
-func children() (map[int]string, error) {
-	self := os.Getpid()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	out := map[int]string{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || closing < open {
-			continue
-		}
-		fields := strings.Fields(s[closing+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		if ppid, _ := strconv.Atoi(fields[1]); ppid == self && fields[0] != "Z" {
-			out[pid] = s[open+1 : closing]
-		}
-	}
-	return out, nil
-}
-
 // killChildren is the last line of defence: whatever child is still alive
 // when the benchmark ends (a cleanup that failed) is killed.
 func killChildren() []string {
-	kids, _ := children()
+	kids, _ := testenv.Children()
 	var killed []string
 	for pid, name := range kids {
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
@@ -220,17 +120,4 @@ func killChildren() []string {
 		}
 	}
 	return killed
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,7 +94,10 @@ func stopCopyByHand(t *testing.T, member, ns, name string) {
 		case err != nil:
 			return err
 		case js.DeletionTimestamp == nil:
-			return c.Delete(context.Background(), js, client.PropagationPolicy(metav1.DeletePropagationForeground))
+			if err := c.Delete(context.Background(), js, client.PropagationPolicy(metav1.DeletePropagationForeground)); err != nil {
+				return err
+			}
+			return fmt.Errorf("deleting")
 		}
 		if len(memberJobs(t, member, ns, name)) == 0 {
 			js.Finalizers = nil
@@ -133,44 +137,109 @@ func staysOn(t *testing.T, ns, name, member string, epoch int64, d time.Duration
 	}, testenv.Every(200*time.Millisecond))
 }
 
-// FAULT: the agent is killed (no fencing, no goodbye) and stays dead for
-// longer than the member-lost timeout: its copy keeps running, so the hub
-// waits; once an operator stops the copy and marks the member out of
-// service, exactly one copy runs, on the other member.
-func TestFaultDeadAgentWaitsForOperator(t *testing.T) {
-	ns := namespace(t, "fault-dead")
-	_, from, _ := placeRunning(t, ns, "d")
-	to := env.other(from)
+// FAULT: the agent goes silent for longer than the member-lost timeout,
+// killed (kill -9) or frozen (kill -STOP), while its copy keeps running
+// (kubelets need no agent). Nobody stopped the copy, so the hub waits;
+// once an operator stops it and marks the member out of service, exactly
+// one copy runs, on the other member. The agent that comes back, started
+// again or thawed, runs nothing of the old epoch.
+func TestFaultSilentAgentWaitsForOperator(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		silence, revive func(*agentProcess) error
+	}{
+		{"kill-9", func(a *agentProcess) error { a.process().Kill(); return nil }, (*agentProcess).start},
+		{"kill-STOP",
+			func(a *agentProcess) error { return a.process().Signal(syscall.SIGSTOP) },
+			func(a *agentProcess) error { return a.process().Signal(syscall.SIGCONT) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := namespace(t, "fault-silent")
+			_, from, _ := placeRunning(t, ns, "d")
+			to := env.other(from)
+			a := env.members[from].runAgentProcess(t, agentProcessOptions{})
+			must(t, tc.silence(a))
+			t.Cleanup(func() { setOutOfService(t, from, false) })
+
+			awaitingFence(t, ns, "d")
+			staysOn(t, ns, "d", from, 1, memberLostTimeout+2*time.Second)
+			waitCopyRunning(t, from, ns, "d") // nobody stopped it: the reason to wait
+
+			stopCopyByHand(t, from, ns, "d")
+			setOutOfService(t, from, true)
+			testenv.Eventually(t, time.Minute, "moved to "+to, func() error {
+				if cur := hubJobSet(t, ns, "d"); placedOn(cur) != to || epochOf(cur) != 2 || cur.Status.Restarts != 1 {
+					return fmt.Errorf("status.fleet %+v restarts %d", cur.Status.Fleet, cur.Status.Restarts)
+				}
+				return nil
+			})
+			waitCopyRunning(t, to, ns, "d")
+
+			// The agent comes back: nothing of the old epoch runs again.
+			setOutOfService(t, from, false)
+			must(t, tc.revive(a))
+			testenv.Consistently(t, 3*time.Second, "no copy back on "+from, func() error {
+				if err := a.process().Exited(); err != nil {
+					return err
+				}
+				if c := memberJobSet(t, from, ns, "d"); c != nil {
+					return fmt.Errorf("a copy is back on %s: epoch %s", from, c.Labels[fleet.EpochLabel])
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// FAULT: the member's kube-apiserver is down (killed) for 1.5 times the
+// member-lost timeout. Its pods keep running. Its agent, installed with
+// leader election on that apiserver, loses it, exits and crash-loops until
+// the apiserver returns; the hub hears nothing and, with no proof that the
+// copy stopped, waits. When the apiserver is back, the restarted agent
+// counts from its persisted last renewal, reconnects, and the copy carries
+// on where it ran: never two copies.
+func TestFaultMemberAPIServerDown(t *testing.T) {
+	ns := namespace(t, "fault-apiserver")
+	_, from, _ := placeRunning(t, ns, "a")
 	mem := env.members[from]
-	must(t, mem.stopAgent())
+	a := mem.runAgentProcess(t, agentProcessOptions{leaderElection: true, restart: true})
+	must(t, mem.cluster.KillAPIServer())
+	down := true
 	t.Cleanup(func() {
-		setOutOfService(t, from, false)
-		if mem.currentAgent() == nil {
-			must(t, mem.startAgent())
+		if down {
+			must(t, mem.cluster.RestartAPIServer())
 		}
 	})
 
-	awaitingFence(t, ns, "d")
-	staysOn(t, ns, "d", from, 1, memberLostTimeout+2*time.Second)
-	waitCopyRunning(t, from, ns, "d") // nobody stopped it: the reason to wait
-
-	stopCopyByHand(t, from, ns, "d")
-	setOutOfService(t, from, true)
-	testenv.Eventually(t, time.Minute, "moved to "+to, func() error {
-		if cur := hubJobSet(t, ns, "d"); placedOn(cur) != to || epochOf(cur) != 2 || cur.Status.Restarts != 1 {
-			return fmt.Errorf("status.fleet %+v restarts %d", cur.Status.Fleet, cur.Status.Restarts)
+	staysOn(t, ns, "a", from, 1, memberLostTimeout*3/2)
+	must(t, mem.cluster.RestartAPIServer())
+	down = false
+	waitCopyRunning(t, from, ns, "a")
+	testenv.Eventually(t, time.Minute, "fresh again on "+from, func() error {
+		cur := hubJobSet(t, ns, "a")
+		if c := condition(cur, dispatch.ConditionMemberStatusStale); placedOn(cur) != from || epochOf(cur) != 1 || c == nil || c.Status != metav1.ConditionFalse {
+			return fmt.Errorf("status.fleet %+v, MemberStatusStale %+v", cur.Status.Fleet, c)
 		}
 		return nil
 	})
-	waitCopyRunning(t, to, ns, "d")
+	t.Logf("the agent was started %d more times while the apiserver was down", a.restarts())
+}
 
-	// The agent comes back: nothing of the old epoch runs again.
-	setOutOfService(t, from, false)
-	must(t, mem.startAgent())
-	time.Sleep(3 * heartbeatInterval)
-	if c := memberJobSet(t, from, ns, "d"); c != nil {
-		t.Errorf("a copy is back on %s: epoch %s", from, c.Labels[fleet.EpochLabel])
-	}
+// FAULT: the hub is frozen (kill -STOP) for 1.5 times the member-lost
+// timeout while the members keep renewing. Thawed, its timers fire before
+// its watches catch up: it must not take the time it slept for the
+// members' silence. No member is lost and nothing moves, even for a JobSet
+// that opted into at-least-once failover.
+func TestFaultHubFrozenNoFalseLoss(t *testing.T) {
+	hub := env.runHubProcess(t)
+	ns := namespace(t, "fault-hub-frozen")
+	_, from, _ := placeRunning(t, ns, "h", fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce)
+	must(t, hub.Signal(syscall.SIGSTOP))
+	time.Sleep(memberLostTimeout * 3 / 2)
+	must(t, hub.Signal(syscall.SIGCONT))
+	staysOn(t, ns, "h", from, 1, memberLostTimeout)
+	waitCopyRunning(t, from, ns, "h")
+	must(t, hub.Exited())
 }
 
 // FAULT: the hub is cut off from its API server (as good as frozen) for

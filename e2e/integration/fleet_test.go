@@ -834,6 +834,7 @@ func startSampler(ns, name string) *sampler {
 	go func() {
 		defer close(s.done)
 		ctx := context.Background()
+		lastRunning := map[string]bool{}
 		for {
 			select {
 			case <-s.quit:
@@ -841,20 +842,18 @@ func startSampler(ns, name string) *sampler {
 			case <-time.After(100 * time.Millisecond):
 			}
 			var running, states []string
-			ok := true
 			for _, m := range env.names {
 				r, state, err := copyRunning(ctx, m, ns, name)
 				if err != nil {
-					ok = false
-					break
+					// A member that cannot be read (its apiserver is
+					// down) runs what it ran: pods do not stop with it.
+					r, state = lastRunning[m], fmt.Sprintf("unreadable (%v), running when last read: %t", err, lastRunning[m])
 				}
+				lastRunning[m] = r
 				states = append(states, m+": "+state)
 				if r {
 					running = append(running, m)
 				}
-			}
-			if !ok {
-				continue
 			}
 			now := time.Now()
 			s.mu.Lock()

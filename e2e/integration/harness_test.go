@@ -109,9 +109,11 @@ type member struct {
 	name    string
 	cluster *testenv.Cluster
 	proxy   *testenv.Proxy
-	// hubConfig and hubClient are the agent's join credentials.
-	hubConfig *rest.Config
-	hubClient client.Client
+	// hubKubeconfig, hubConfig and hubClient are the agent's join
+	// credentials.
+	hubKubeconfig []byte
+	hubConfig     *rest.Config
+	hubClient     client.Client
 
 	mu    sync.Mutex
 	agent *runningAgent
@@ -141,6 +143,7 @@ func TestMain(m *testing.M) {
 	klog.SetLogger(logger)
 	code := func() int {
 		defer closeLog()
+		defer removeBinaries()
 		e, stop, err := startFleet()
 		defer stop()
 		if err != nil {
@@ -258,6 +261,7 @@ func startFleet() (_ *fleetEnv, stop func(), err error) {
 		if err != nil {
 			return nil, stop, fmt.Errorf("join %s: %w", spec.name, err)
 		}
+		m.hubKubeconfig = kubeconfig
 		// Exactly what cmd/agent does with the Secret's kubeconfig.
 		if m.hubConfig, err = clientcmd.RESTConfigFromKubeConfig(kubeconfig); err != nil {
 			return nil, stop, err

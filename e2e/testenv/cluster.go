@@ -1,14 +1,18 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
+	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,7 +32,12 @@ type Cluster struct {
 	KubeconfigPath string
 
 	dir string
-	kcm *process
+	kcm *Process
+	// apiserver is the kube-apiserver RestartAPIServer started in place of
+	// envtest's, which Stop stops.
+	apiserver *Process
+	// apiserverArgs is the command line of the killed kube-apiserver.
+	apiserverArgs []string
 }
 
 // Option configures Start.
@@ -190,17 +199,17 @@ func (c *Cluster) startControllerManager() error {
 		return err
 	}
 	logPath := filepath.Join(c.dir, "kube-controller-manager.log")
-	c.kcm, err = startProcess(bin, logPath,
-		"--kubeconfig="+c.KubeconfigPath,
-		"--authentication-kubeconfig="+c.KubeconfigPath,
-		"--authorization-kubeconfig="+c.KubeconfigPath,
-		"--controllers="+strings.Join(controllers, ","),
+	c.kcm, err = StartProcess("kube-controller-manager of "+c.Name, logPath, bin, []string{
+		"--kubeconfig=" + c.KubeconfigPath,
+		"--authentication-kubeconfig=" + c.KubeconfigPath,
+		"--authorization-kubeconfig=" + c.KubeconfigPath,
+		"--controllers=" + strings.Join(controllers, ","),
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--concurrent-job-syncs=10",
 		"--concurrent-gc-syncs=10",
 		"-v=1",
-	)
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("start kube-controller-manager for %s: %w", c.Name, err)
 	}
@@ -213,7 +222,7 @@ func (c *Cluster) ControllerManagerLog() string {
 	if c.kcm == nil {
 		return ""
 	}
-	data, _ := os.ReadFile(c.kcm.logPath)
+	data, _ := os.ReadFile(c.kcm.LogPath)
 	return string(data)
 }
 
@@ -221,7 +230,10 @@ func (c *Cluster) ControllerManagerLog() string {
 // cluster's files.
 func (c *Cluster) Stop() error {
 	if c.kcm != nil {
-		c.kcm.stop()
+		c.kcm.Stop()
+	}
+	if c.apiserver != nil {
+		c.apiserver.Stop()
 	}
 	err := c.Env.Stop()
 	if c.dir != "" {
@@ -230,39 +242,43 @@ func (c *Cluster) Stop() error {
 	return err
 }
 
-// process is a child process whose output goes to a log file.
-type process struct {
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-}
-
-func startProcess(bin, logPath string, args ...string) (*process, error) {
-	logFile, err := os.Create(logPath)
+// KillAPIServer kills the cluster's kube-apiserver with SIGKILL, as a
+// crashed or unplugged control plane; etcd and the controller manager keep
+// running. RestartAPIServer brings it back.
+func (c *Cluster) KillAPIServer() error {
+	u, err := url.Parse(c.Config.Host)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, err
+	pid, args, err := childProcess("kube-apiserver", "--secure-port="+u.Port())
+	if err != nil {
+		return fmt.Errorf("kube-apiserver of %s: %w", c.Name, err)
 	}
-	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
+	if c.apiserver != nil && c.apiserver.Pid() == pid {
+		c.apiserver.Kill()
+	} else if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("killing kube-apiserver of %s: %w", c.Name, err)
+	}
+	c.apiserverArgs = args
+	return nil
 }
 
-func (p *process) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+// RestartAPIServer starts the kube-apiserver that KillAPIServer killed,
+// with the same command line (same port, certificates and etcd), and waits
+// until it serves.
+func (c *Cluster) RestartAPIServer() error {
+	if c.apiserverArgs == nil {
+		return fmt.Errorf("the kube-apiserver of %s was not killed", c.Name)
 	}
+	p, err := StartProcess("kube-apiserver of "+c.Name, filepath.Join(c.dir, "kube-apiserver.log"), c.apiserverArgs[0], c.apiserverArgs[1:], nil)
+	if err != nil {
+		return err
+	}
+	c.apiserver, c.apiserverArgs = p, nil
+	return Poll(2*time.Minute, func() error {
+		if err := p.Exited(); err != nil {
+			return err
+		}
+		return c.Client.List(context.Background(), &corev1.NamespaceList{}, client.Limit(1))
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 	"unicode"
 
 	"k8s.io/client-go/rest"
@@ -48,6 +49,9 @@ type Flags struct {
 	// Namespace is the component's own (leader election, webhook Secret).
 	Namespace   string
 	LeaderElect bool
+	// LeaseDuration, RenewDeadline and RetryPeriod time leader election.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+
 	MetricsAddr string
 	ProbeAddr   string
 
@@ -65,6 +69,10 @@ func (f *Flags) AddFlags(fs *flag.FlagSet, c Component) {
 	f.Kube.AddFlags(fs, c.KubeconfigUsage)
 	fs.StringVar(&f.Namespace, "namespace", c.Namespace, "The component's own namespace (leader election, webhook Secret).")
 	fs.BoolVar(&f.LeaderElect, "leader-elect", true, "Elect a leader so only one replica reconciles.")
+	// The defaults are client-go's and every Kubernetes component's.
+	fs.DurationVar(&f.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits, after the leader's last renewal, before it takes over.")
+	fs.DurationVar(&f.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader retries renewing before it gives up leadership (and exits).")
+	fs.DurationVar(&f.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "How often the leader renews and standbys try to acquire.")
 	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", ":8080", "Metrics address; 0 disables.")
 	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", ":8081", "Health and readiness probe address.")
 	fs.BoolVar(&f.DisableWebhooks, "disable-webhooks", false, "Do not serve the admission webhooks (e.g. for local runs).")
@@ -86,6 +94,10 @@ func (f *Flags) Validate() error {
 	if f.Namespace == "" {
 		errs = append(errs, errors.New("--namespace must not be empty"))
 	}
+	if f.LeaderElect && (f.RetryPeriod <= 0 || f.RenewDeadline <= f.RetryPeriod || f.LeaseDuration <= f.RenewDeadline) {
+		errs = append(errs, fmt.Errorf("leader election needs 0 < --leader-elect-retry-period (%s) < --leader-elect-renew-deadline (%s) < --leader-elect-lease-duration (%s)",
+			f.RetryPeriod, f.RenewDeadline, f.LeaseDuration))
+	}
 	return errors.Join(errs...)
 }
 
@@ -104,6 +116,9 @@ func New(f Flags, c Component, cacheOpts cache.Options) (*rest.Config, ctrl.Mana
 		LeaderElection:          f.LeaderElect,
 		LeaderElectionID:        c.Name,
 		LeaderElectionNamespace: f.Namespace,
+		LeaseDuration:           &f.LeaseDuration,
+		RenewDeadline:           &f.RenewDeadline,
+		RetryPeriod:             &f.RetryPeriod,
 		// Stop renewing promptly on shutdown so a new replica takes over fast.
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer:                 webhook.NewServer(webhook.Options{Port: f.WebhookPort, CertDir: f.WebhookCertDir}),
