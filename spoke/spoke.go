@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
@@ -170,9 +171,8 @@ func (o *Options) ConnectHub(ctx context.Context, log logr.Logger, member client
 	return nil
 }
 
-// Setup adds the JobSet controller to mgr and, once ConnectHub gave the
-// agent its hub access (or the caller set o.Agent.HubConfig), the agent.
-// The agent is nil for a standalone member.
+// Setup adds the JobSet controller to mgr and, when the caller set
+// o.Agent.HubConfig, the agent. The agent is nil otherwise.
 func Setup(mgr ctrl.Manager, o Options) (*agent.Agent, error) {
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultOptions().Concurrency
@@ -189,4 +189,27 @@ func Setup(mgr ctrl.Manager, o Options) (*agent.Agent, error) {
 		return nil, fmt.Errorf("setting up the fleet agent: %w", err)
 	}
 	return a, nil
+}
+
+// SetupAgentOnceConnected adds the fleet agent to mgr once ConnectHub found
+// its hub access, on the leader, after the manager started: join may write
+// its Secret long after the agent was installed, and meanwhile the JobSet
+// controller, the webhooks and the probes work as for a standalone member.
+// A malformed Secret or kubeconfig stops the manager with the error.
+func SetupAgentOnceConnected(mgr ctrl.Manager, o Options, applyLimits func(*rest.Config)) error {
+	member, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return fmt.Errorf("member client: %w", err)
+	}
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		log := mgr.GetLogger().WithName("fleet-agent")
+		if err := o.ConnectHub(ctx, log, member, applyLimits); err != nil {
+			return err
+		}
+		if _, err := agent.Setup(mgr, o.Agent); err != nil {
+			return fmt.Errorf("setting up the fleet agent: %w", err)
+		}
+		log.Info("Connected to the hub", "cluster", o.Agent.ClusterName)
+		return nil
+	}))
 }

@@ -125,15 +125,13 @@ func runController(args []string) error {
 	if err := crdwait.Wait(ctx, ctrl.Log, cfg, []schema.GroupVersionKind{jobsetv1alpha2.GroupVersion.WithKind("JobSet")}, crdwait.Options{}); err != nil {
 		return err
 	}
-	member, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme()})
-	if err != nil {
-		return err
-	}
-	if err := opts.ConnectHub(ctx, ctrl.Log, member, mf.Kube.Apply); err != nil {
-		return err
-	}
 	if _, err := spoke.Setup(mgr, opts); err != nil {
 		return err
+	}
+	if opts.InFleet() {
+		if err := spoke.SetupAgentOnceConnected(mgr, opts, mf.Kube.Apply); err != nil {
+			return err
+		}
 	}
 	if err := manager.ServeWebhooks(ctx, mgr, mf, component, spokewebhook.SetupWithManager); err != nil {
 		return err
