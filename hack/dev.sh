@@ -227,8 +227,10 @@ down() {
 }
 
 run() {
-	trap 'echo; down; exit 0' INT TERM
+	trap teardown_on_failure EXIT
 	up
+	trap - EXIT
+	trap 'echo; down; exit 0' INT TERM
 	echo "Following logs; Ctrl-C tears everything down."
 	for name in hub "${members[@]/#/agent-}"; do
 		tail -n +1 -F "$dev/logs/$name.log" 2>/dev/null | sed -u "s/^/[$name] /" &
@@ -236,8 +238,23 @@ run() {
 	wait
 }
 
+# A failed bring-up tears down what it started: nothing may be left running
+# that no `make dev-down` can find.
+teardown_on_failure() {
+	local rc=$?
+	if ((rc != 0)); then
+		echo "bring-up failed (exit $rc): tearing down what it started" >&2
+		down
+	fi
+	exit "$rc"
+}
+
 case ${1:-} in
-up) up ;;
+up)
+	trap teardown_on_failure EXIT
+	up
+	trap - EXIT
+	;;
 down) down ;;
 run) run ;;
 *) echo "usage: $0 run|up|down" >&2; exit 2 ;;
