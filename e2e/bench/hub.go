@@ -97,6 +97,15 @@ type hubFleet struct {
 	duplicates []string             // JobSets seen complete on two members
 }
 
+// controlPlanes are the hub's and the members' clusters by name.
+func (f *hubFleet) controlPlanes() map[string]*cluster {
+	out := map[string]*cluster{"hub": f.hub}
+	for name, c := range f.members {
+		out[name] = c
+	}
+	return out
+}
+
 func (f *hubFleet) onComplete(member string) func(key string, at time.Time) {
 	return func(key string, at time.Time) {
 		f.mu.Lock()
@@ -515,6 +524,18 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 				return err
 			}
 			profs[p.Name] = prof
+		}
+		// The control planes too: where an apiserver's CPU goes says
+		// whether fewer or cheaper requests would help.
+		for name, c := range f.controlPlanes() {
+			if c.apiserverPID == 0 {
+				continue
+			}
+			prof, err := startProfile(c.apiserverPID, filepath.Join(o.workDir, name+"-apiserver-"+ns+".perf.data"))
+			if err != nil {
+				return err
+			}
+			profs[name+" kube-apiserver"] = prof
 		}
 	}
 	baseHub, baseAgentsHub, baseAgentsMember := f.hubProxy.snapshot(), sum(f.agentHubProxies, (*countingProxy).snapshot), sum(f.agentMemberProxes, (*countingProxy).snapshot)

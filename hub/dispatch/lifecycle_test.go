@@ -74,10 +74,11 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 		return nil
 	})
 
+	// The status is recorded before the dispatch and the decision exist.
 	pd := &clusterinventory.PlacementDecision{}
-	if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), pd); err != nil {
-		t.Fatalf("PlacementDecision: %v", err)
-	}
+	testenv.Eventually(t, timeout, "PlacementDecision", func() error {
+		return hub.Client.Get(context.Background(), client.ObjectKeyFromObject(js), pd)
+	})
 	if len(pd.Decisions) != 1 || pd.Decisions[0].ClusterProfileRef.Name != "submit-big" || !strings.Contains(pd.Decisions[0].Reason, "chosen by spread") ||
 		!strings.Contains(pd.Annotations[placement.ReasonsAnnotation], "submit-small: fits") || pd.OwnerReferences[0].UID != js.UID {
 		t.Errorf("PlacementDecision = %+v", pd)

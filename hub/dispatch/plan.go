@@ -69,7 +69,8 @@ type Plan struct {
 	Delete  []*fleet.JobSetDispatch
 	Release []*fleet.JobSetDispatch
 
-	// Record is the status to write before Create: the new placement.
+	// Record is the status to write before Create: the new placement, and
+	// the rest of the new status with it.
 	Record *jobset.JobSetStatus
 	Create *fleet.JobSetDispatch
 	// Update is the current dispatch with the JobSet's spec propagated.
@@ -111,6 +112,13 @@ func ComputePlan(o Observed, choose Chooser) (Plan, error) {
 	}
 	pl.p.AddFinalizer = !controllerutil.ContainsFinalizer(o.JobSet, JobSetFinalizer)
 	err := pl.sync(choose)
+	if pl.p.Create != nil && pl.p.Status != nil {
+		// One status write per placement, not two: the record written
+		// before the dispatch exists is the whole new status, Dispatched
+		// condition included (a create that fails is placed anew, with a
+		// new epoch, by the next reconcile).
+		pl.p.Record, pl.p.Status = pl.p.Status, nil
+	}
 	return pl.p, err
 }
 

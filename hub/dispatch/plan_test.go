@@ -121,7 +121,12 @@ func summarize(p Plan) summary {
 	for _, d := range p.Release {
 		s.Release = append(s.Release, memberOf(d))
 	}
-	if st := p.Status; st != nil {
+	// The status the plan writes: with its record when it places, else after.
+	st := p.Status
+	if st == nil {
+		st = p.Record
+	}
+	if st != nil {
 		if c := meta.FindStatusCondition(st.Conditions, ConditionDispatched); c != nil {
 			s.Dispatched = string(c.Status) + "/" + c.Reason
 		}
@@ -353,6 +358,9 @@ func TestComputePlan(t *testing.T) {
 			}
 			if p.Create != nil && p.Record == nil {
 				t.Error("a dispatch must never be created before its placement is recorded")
+			}
+			if p.Record != nil && p.Status != nil {
+				t.Error("a placement writes the status twice: record, then status")
 			}
 			for _, want := range tc.wantMsg {
 				c := meta.FindStatusCondition(p.Status.Conditions, ConditionMemberStatusStale)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,7 @@ import (
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/spoke/cachesync"
 )
 
 // Field indexes the agent registers.
@@ -49,6 +51,30 @@ type dispatchReconciler struct {
 	clock           clock.PassiveClock
 	states          *dispatchStates
 	errors          prometheus.Counter
+
+	// lastReport is, by dispatch key, when the agent last wrote its status
+	// or created its copy (Observed.LastReport).
+	lastReportMu sync.Mutex
+	lastReport   map[string]time.Time
+}
+
+func (r *dispatchReconciler) reported(key string, at time.Time) {
+	r.lastReportMu.Lock()
+	defer r.lastReportMu.Unlock()
+	if r.lastReport == nil {
+		r.lastReport = map[string]time.Time{}
+	}
+	if at.IsZero() {
+		delete(r.lastReport, key)
+		return
+	}
+	r.lastReport[key] = at
+}
+
+func (r *dispatchReconciler) lastReported(key string) time.Time {
+	r.lastReportMu.Lock()
+	defer r.lastReportMu.Unlock()
+	return r.lastReport[key]
 }
 
 // Reconcile observes one dispatch and its member copies, plans, and applies.
@@ -76,6 +102,7 @@ func (r *dispatchReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 
 func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request) (Observed, error) {
 	o := Observed{Key: req.Namespace + "/" + req.Name, ClusterName: r.clusterName, Now: metav1.NewTime(r.clock.Now())}
+	o.LastReport = r.lastReported(o.Key)
 	d := &fleetv1alpha1.JobSetDispatch{}
 	switch err := r.hub.Get(ctx, req.NamespacedName, d); {
 	case apierrors.IsNotFound(err):
@@ -153,11 +180,13 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 	}
 	d := o.Dispatch
 	if p.AddFinalizer {
+		before := d.ResourceVersion
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.AddFinalizer(d, fleetv1alpha1.AgentFinalizer)
 		if err := r.hub.Patch(ctx, d, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer to JobSetDispatch %s: %w", o.Key, err)
 		}
+		cachesync.AwaitWrite(ctx, r.hub, d, before)
 	}
 	if js := p.Create; js != nil {
 		// The namespace usually exists (every JobSet of a namespace after its
@@ -175,6 +204,8 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 			return ctrl.Result{}, fmt.Errorf("creating member JobSet %s/%s: %w", js.Namespace, js.Name, err)
 		}
 		logger.Info("Created member JobSet", "jobset", client.ObjectKeyFromObject(js), "epoch", d.Spec.Epoch)
+		r.reported(o.Key, r.clock.Now())
+		cachesync.AwaitWrite(ctx, r.member, js, "")
 	}
 	if js := p.Update; js != nil {
 		if err := r.member.Update(ctx, js); err != nil {
@@ -188,6 +219,7 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		if err := r.hub.Status().Patch(ctx, d, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("patching status of JobSetDispatch %s: %w", o.Key, err)
 		}
+		r.reported(o.Key, r.clock.Now())
 	}
 	for _, js := range p.Release {
 		patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
@@ -205,12 +237,15 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		}
 		logger.Info("Member JobSet gone; released the dispatch")
 	}
+	if p.State == "" {
+		r.reported(o.Key, time.Time{}) // nothing left to report on
+	}
 	if p.Waiting != "" {
 		logger.V(2).Info("Waiting", "for", p.Waiting)
 		// The delete event requeues too; this is the safety net.
 		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: p.ReportAfter}, nil
 }
 
 // jobSetToDispatches maps a member JobSet to the dispatch it was made for,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -132,7 +133,18 @@ type Observed struct {
 	// ClusterName names this member in messages.
 	ClusterName string
 	Now         metav1.Time
+	// LastReport is when this agent last wrote the dispatch's status or
+	// created its copy; zero if it did neither since it started.
+	LastReport time.Time
 }
+
+// ReportInterval is the least time between two status reports of a
+// dispatch that only say how a running copy progresses (its Jobs' counts,
+// or that it was accepted). They are merged into one write: a copy's first
+// seconds change its status several times, and each report is a write on
+// the hub and a status write there in turn. What the hub acts on (a
+// terminal state, restarts, a condition) is reported at once.
+const ReportInterval = time.Second
 
 // States of a dispatch's member copy, as the jobset_fleet_agent_dispatches
 // metric reports them.
@@ -178,6 +190,9 @@ type Plan struct {
 	Waiting string
 	// State is the copy's state for metrics; empty once nothing is left.
 	State string
+	// ReportAfter is set when a progress report was held back to be merged
+	// with the next: reconcile again then.
+	ReportAfter time.Duration
 }
 
 // ComputePlan decides what to do for one dispatch. It is pure.
@@ -258,11 +273,10 @@ func ComputePlan(o Observed) Plan {
 		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
 		p.Create = NewCopy(d, restarts, towardsMax)
 		p.ConfirmDispatchCurrent = !p.Create.IsSuspended()
-		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			accepted(st, d, o.ClusterName)
-			st.ObservedEpoch = d.Spec.Epoch
-			st.JobSetStatus = v1alpha2.JobSetStatus{Restarts: restarts, RestartsCountTowardsMax: towardsMax}
-		})
+		// Accepted is reported with the copy's first status (the copy
+		// carries its restart offsets, so nothing is lost if the agent
+		// stops before): one write instead of two.
+		p.ReportAfter = ReportInterval
 		p.State = StatePending
 	case t.Annotations[fleetv1alpha1.DispatchAnnotation] == o.Key && stale(t):
 		// The old copy must be gone before the new one takes its name.
@@ -321,6 +335,9 @@ func ComputePlan(o Observed) Plan {
 		}
 		p.ConfirmDispatchCurrent = p.Update != nil && t.IsSuspended() && !p.Update.IsSuspended()
 		p.Status = mirror(d, t, o)
+		if since := o.Now.Sub(o.LastReport); p.Status != nil && !urgentReport(&d.Status, p.Status) && since < ReportInterval {
+			p.Status, p.ReportAfter = nil, ReportInterval-since
+		}
 		switch {
 		case t.Status.TerminalState != "":
 			p.State = StateFinished
@@ -392,6 +409,25 @@ func RestartOffsets(js *v1alpha2.JobSet) (restarts, towardsMax int32) {
 		return int32(v)
 	}
 	return parse(fleetv1alpha1.RestartsOffsetAnnotation), parse(fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation)
+}
+
+// urgentReport says whether a new dispatch status carries news the hub acts
+// on, rather than progress: a terminal state, restarts, a change of the
+// copy's conditions, the reporting of another epoch.
+func urgentReport(old, next *fleetv1alpha1.JobSetDispatchStatus) bool {
+	o, n := &old.JobSetStatus, &next.JobSetStatus
+	if old.ObservedEpoch != 0 && old.ObservedEpoch != next.ObservedEpoch {
+		return true
+	}
+	if o.TerminalState != n.TerminalState || o.Restarts != n.Restarts || o.RestartsCountTowardsMax != n.RestartsCountTowardsMax || len(o.Conditions) != len(n.Conditions) {
+		return true
+	}
+	for _, c := range n.Conditions {
+		if prev := meta.FindStatusCondition(o.Conditions, c.Type); prev == nil || prev.Status != c.Status || prev.Reason != c.Reason {
+			return true
+		}
+	}
+	return false
 }
 
 // ReportedStatus is the status the agent reports for a copy: the copy's

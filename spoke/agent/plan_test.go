@@ -132,6 +132,7 @@ type planSummary struct {
 	Waiting         bool
 	State           string
 	Status          *statusSummary
+	ReportAfter     time.Duration
 }
 
 type copySummary struct {
@@ -176,6 +177,7 @@ func summarize(p Plan) planSummary {
 		Delete: names(p.Delete), Release: names(p.Release), Create: copyOf(p.Create), Update: copyOf(p.Update),
 		ConfirmGone: p.ConfirmDispatchGone, ConfirmCurrent: p.ConfirmDispatchCurrent,
 		AddFinalizer: p.AddFinalizer, RemoveFinalizer: p.RemoveFinalizer, Waiting: p.Waiting != "", State: p.State,
+		ReportAfter: p.ReportAfter,
 	}
 	if st := p.Status; st != nil {
 		s.Status = &statusSummary{
@@ -220,6 +222,11 @@ func TestComputePlan(t *testing.T) {
 		return js
 	}
 	legacy := with(ours, "legacy", func(js *v1alpha2.JobSet) { js.Finalizers = nil })
+	fresh0 := with(NewCopy(d, 0, 0), "fresh", func(*v1alpha2.JobSet) {})
+	progress := with(ours, "progress", func(js *v1alpha2.JobSet) {
+		js.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "w", Active: 2}}
+	})
+	done := with(ours, "done", func(js *v1alpha2.JobSet) { js.Status.TerminalState = string(v1alpha2.JobSetCompleted) })
 	stale := with(memberCopy(testDispatch(1)), "stale", func(*v1alpha2.JobSet) {})
 	staleGone := with(stale, "stale-gone", func(js *v1alpha2.JobSet) { js.DeletionTimestamp = &now })
 	foreign := jstesting.MakeJobSet("team", "train").UID("foreign").Obj()
@@ -257,13 +264,33 @@ func TestComputePlan(t *testing.T) {
 		want planSummary
 	}{
 		{
-			name: "new dispatch: finalizer, create held by ReportFinalizer after a live check, Accepted",
+			name: "new dispatch: finalizer, create held by ReportFinalizer after a live check; Accepted comes with the copy's first status",
 			o:    Observed{Dispatch: fresh},
 			want: planSummary{
 				AddFinalizer: true, ConfirmCurrent: true, State: StatePending,
-				Create: &copySummary{Finalizers: report, MaxRestarts: 5},
-				Status: &statusSummary{ObservedEpoch: 2, Accepted: ReasonAccepted},
+				Create:      &copySummary{Finalizers: report, MaxRestarts: 5},
+				ReportAfter: ReportInterval,
 			},
+		},
+		{
+			name: "copy just created: its first status waits to be merged with what follows",
+			o:    Observed{Dispatch: d, Target: fresh0, Copies: []v1alpha2.JobSet{*fresh0}, LastReport: now.Add(-300 * time.Millisecond)},
+			want: planSummary{State: StateRunning, ReportAfter: 700 * time.Millisecond},
+		},
+		{
+			name: "copy created a while ago: Accepted and its status, in one report",
+			o:    Observed{Dispatch: d, Target: fresh0, Copies: []v1alpha2.JobSet{*fresh0}, LastReport: now.Add(-2 * time.Second)},
+			want: planSummary{State: StateRunning, Status: &statusSummary{ObservedEpoch: 2, Accepted: ReasonAccepted}},
+		},
+		{
+			name: "progress right after a report: held back",
+			o:    Observed{Dispatch: reported(ours), Target: progress, Copies: []v1alpha2.JobSet{*progress}, LastReport: now.Add(-100 * time.Millisecond)},
+			want: planSummary{State: StateRunning, ReportAfter: 900 * time.Millisecond},
+		},
+		{
+			name: "a terminal state right after a report: reported at once",
+			o:    Observed{Dispatch: reported(ours), Target: done, Copies: []v1alpha2.JobSet{*done}, LastReport: now.Add(-100 * time.Millisecond)},
+			want: planSummary{State: StateFinished, Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, TerminalState: "Completed", Accepted: ReasonAccepted}},
 		},
 		{
 			name: "running copy: status from the member",
@@ -310,8 +337,8 @@ func TestComputePlan(t *testing.T) {
 			o:    Observed{Dispatch: finishedEarlierEpoch},
 			want: planSummary{
 				ConfirmCurrent: true, State: StatePending,
-				Create: &copySummary{Finalizers: report, MaxRestarts: 5},
-				Status: &statusSummary{ObservedEpoch: 2, Accepted: ReasonAccepted, TerminalState: ""},
+				Create:      &copySummary{Finalizers: report, MaxRestarts: 5},
+				ReportAfter: ReportInterval,
 			},
 		},
 		{
@@ -342,7 +369,8 @@ func TestComputePlan(t *testing.T) {
 			o:    Observed{Dispatch: afterHandDelete},
 			want: planSummary{
 				ConfirmCurrent: true, State: StatePending,
-				Create: &copySummary{Finalizers: report, RestartsOffset: "3", TowardsMax: "2", MaxRestarts: 3},
+				Create:      &copySummary{Finalizers: report, RestartsOffset: "3", TowardsMax: "2", MaxRestarts: 3},
+				ReportAfter: ReportInterval,
 			},
 		},
 		{

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/spoke/cachesync"
 )
 
 // apply carries out p for js (as observed), step by step in upstream's
@@ -99,6 +100,8 @@ func (r *Reconciler) saveStatus(ctx context.Context, js *v1alpha2.JobSet, status
 	if err := r.client.Status().Patch(ctx, updated, client.MergeFromWithOptions(js, client.MergeFromWithOptimisticLock{})); err != nil {
 		return false, fmt.Errorf("patching status of JobSet %s/%s: %w", js.Namespace, js.Name, err)
 	}
+	// The Jobs this reconcile created start the next one at once.
+	cachesync.AwaitWrite(ctx, r.client, updated, js.ResourceVersion)
 	return true, nil
 }
 
