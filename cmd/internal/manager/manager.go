@@ -54,6 +54,7 @@ type Flags struct {
 
 	MetricsAddr string
 	ProbeAddr   string
+	TLS         TLSFlags
 
 	DisableWebhooks    bool
 	WebhookPort        int
@@ -82,6 +83,7 @@ func (f *Flags) AddFlags(fs *flag.FlagSet, c Component) {
 	fs.StringVar(&f.WebhookService, "webhook-service", c.WebhookService, "Service in front of the webhook server (the certificate's name).")
 	fs.StringVar(&f.WebhookSecret, "webhook-secret", c.WebhookSecret, "Secret that stores the webhook CA and certificate.")
 	fs.StringVar(&f.WebhookDNSNames, "webhook-cert-extra-dns-names", "", "Extra DNS names of the managed webhook certificate, comma-separated (e.g. localhost, when the apiserver calls a local process by URL).")
+	f.TLS.addFlags(fs)
 	features.AddFlag(fs)
 }
 
@@ -93,6 +95,9 @@ func (f *Flags) Validate() error {
 	}
 	if f.Namespace == "" {
 		errs = append(errs, errors.New("--namespace must not be empty"))
+	}
+	if _, err := f.TLS.options(); err != nil {
+		errs = append(errs, err)
 	}
 	if f.LeaderElect && (f.RetryPeriod <= 0 || f.RenewDeadline <= f.RetryPeriod || f.LeaseDuration <= f.RenewDeadline) {
 		errs = append(errs, fmt.Errorf("leader election needs 0 < --leader-elect-retry-period (%s) < --leader-elect-renew-deadline (%s) < --leader-elect-lease-duration (%s)",
@@ -108,10 +113,14 @@ func New(f Flags, c Component, cacheOpts cache.Options) (*rest.Config, ctrl.Mana
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubeconfig: %w", err)
 	}
+	tlsOpts, err := f.TLS.options()
+	if err != nil {
+		return nil, nil, err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  api.NewScheme(),
 		Cache:                   cacheOpts,
-		Metrics:                 metricsserver.Options{BindAddress: f.MetricsAddr},
+		Metrics:                 metricsserver.Options{BindAddress: f.MetricsAddr, TLSOpts: tlsOpts},
 		HealthProbeBindAddress:  f.ProbeAddr,
 		LeaderElection:          f.LeaderElect,
 		LeaderElectionID:        c.Name,
@@ -121,7 +130,7 @@ func New(f Flags, c Component, cacheOpts cache.Options) (*rest.Config, ctrl.Mana
 		RetryPeriod:             &f.RetryPeriod,
 		// Stop renewing promptly on shutdown so a new replica takes over fast.
 		LeaderElectionReleaseOnCancel: true,
-		WebhookServer:                 webhook.NewServer(webhook.Options{Port: f.WebhookPort, CertDir: f.WebhookCertDir}),
+		WebhookServer:                 webhook.NewServer(webhook.Options{Port: f.WebhookPort, CertDir: f.WebhookCertDir, TLSOpts: tlsOpts}),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating manager: %w", err)
