@@ -45,16 +45,16 @@ e2e-kind: ## Kind clusters hub, member-1, member-2: build, install, join, e2e te
 	JOBSET_FLEET_E2E_KIND=1 go test -timeout 45m -count 1 -v ./e2e/kindfleet/
 
 .PHONY: run
-run: ## The local fleet (hub, member-1, member-2 as kwok clusters) in the foreground; Ctrl-C tears it down.
-	hack/dev.sh run
+run: tools build ## The local fleet (hub, member-1, member-2 as kwok clusters) in the foreground; Ctrl-C tears it down.
+	go run ./hack/devfleet run
 
 .PHONY: dev-up
-dev-up: ## The local fleet, in the background.
-	hack/dev.sh up
+dev-up: tools build ## The local fleet, in the background.
+	go run ./hack/devfleet up
 
 .PHONY: dev-down
 dev-down: ## Tear the local fleet down.
-	hack/dev.sh down
+	go run ./hack/devfleet down
 
 .PHONY: verify-tidy
 verify-tidy: ## Fail if go.mod/go.sum are not what `go mod tidy` makes them.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/metadata"
@@ -24,7 +22,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
@@ -230,7 +227,7 @@ func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *
 	if err := createNamespace(ctx, f.hub.Client, "jobset-fleet-system"); err != nil {
 		return err
 	}
-	if err := installWebhooks(ctx, f.hub.Client, filepath.Join(root, "config", "hub-webhook", "manifests.yaml"), hubWebhookPort); err != nil {
+	if err := testenv.InstallLocalWebhooks(ctx, f.hub.Client, filepath.Join(root, "config", "hub-webhook", "manifests.yaml"), hubWebhookPort); err != nil {
 		return err
 	}
 	if f.hubProxy, err = f.startProxy(f.hub.Config, cert); err != nil {
@@ -272,7 +269,7 @@ func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *
 		if err != nil {
 			return err
 		}
-		if err := installWebhooks(ctx, c.Client, filepath.Join(root, "config", "webhook", "manifests.yaml"), agentWebhookPort); err != nil {
+		if err := testenv.InstallLocalWebhooks(ctx, c.Client, filepath.Join(root, "config", "webhook", "manifests.yaml"), agentWebhookPort); err != nil {
 			return err
 		}
 		memberProxy, err := f.startProxy(c.Config, cert)
@@ -338,58 +335,6 @@ func tokenOf(path string) (string, error) {
 		return "", fmt.Errorf("%s: no token in its current context", path)
 	}
 	return cfg.AuthInfos[ctx.AuthInfo].Token, nil
-}
-
-// installWebhooks creates the webhook configurations of a kustomize
-// manifest, calling https://localhost:port<path> instead of the in-cluster
-// Service (as hack/dev.sh does); the process injects its CA.
-func installWebhooks(ctx context.Context, c client.Client, path string, port int) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	for _, doc := range bytes.Split(data, []byte("\n---")) {
-		if len(bytes.TrimSpace(bytes.TrimPrefix(doc, []byte("---")))) == 0 {
-			continue
-		}
-		var head metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &head); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		toURL := func(cc *admissionv1.WebhookClientConfig) {
-			if cc.Service != nil && cc.Service.Path != nil {
-				u := fmt.Sprintf("https://localhost:%d%s", port, *cc.Service.Path)
-				cc.URL, cc.Service = &u, nil
-			}
-		}
-		var obj client.Object
-		switch head.Kind {
-		case "MutatingWebhookConfiguration":
-			w := &admissionv1.MutatingWebhookConfiguration{}
-			if err := yaml.Unmarshal(doc, w); err != nil {
-				return err
-			}
-			for i := range w.Webhooks {
-				toURL(&w.Webhooks[i].ClientConfig)
-			}
-			obj = w
-		case "ValidatingWebhookConfiguration":
-			w := &admissionv1.ValidatingWebhookConfiguration{}
-			if err := yaml.Unmarshal(doc, w); err != nil {
-				return err
-			}
-			for i := range w.Webhooks {
-				toURL(&w.Webhooks[i].ClientConfig)
-			}
-			obj = w
-		default:
-			continue
-		}
-		if err := c.Create(ctx, obj); err != nil {
-			return fmt.Errorf("creating %s %s: %w", head.Kind, obj.GetName(), err)
-		}
-	}
-	return nil
 }
 
 // waitReady polls a process's /readyz.

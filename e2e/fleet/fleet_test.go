@@ -1,11 +1,12 @@
 // Package fleet_test runs the local fleet exactly as `make dev-up` brings it
-// up — three kwok clusters (hub, member-1, member-2) of real control-plane
+// up (e2e/devfleet) — three kwok clusters (hub, member-1, member-2) of real control-plane
 // processes, the hub and both agents as separate processes — and drives it
 // the way a user does: kubectl against the hub.
 package fleet_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,12 +17,18 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/jobset-fleet/jobset-fleet/e2e/devfleet"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 var devDir string
+
+// The fleet's processes listen from this port on, away from a developer's
+// own fleet (18080).
+const portBase = 28080
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "fleet-e2e-")
@@ -29,34 +36,32 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	devDir = dir
-	code := func() int {
-		defer func() {
-			if out, err := devScript("down"); err != nil {
-				fmt.Fprintf(os.Stderr, "hack/dev.sh down failed: %v\n%s\n", err, out)
-			}
-		}()
-		if out, err := devScript("up"); err != nil {
-			fmt.Fprintf(os.Stderr, "hack/dev.sh up failed: %v\n%s\n", err, out)
-			dumpLogs()
+	os.Exit(func() int {
+		// The hub and agent binaries, as `make dev-up` builds them.
+		build := exec.Command("make", "--no-print-directory", "build")
+		build.Dir = testenv.RepoRoot()
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "make build: %v\n%s\n", err, out)
+			return 1
+		}
+		ctx := context.Background()
+		o := devfleet.Options{Dir: devDir, PortBase: portBase, Progress: os.Stderr}
+		if _, err := devfleet.Up(ctx, devfleet.Default, o); err != nil {
+			// Up tore down what it started, logs included.
+			fmt.Fprintf(os.Stderr, "bringing the fleet up: %v\n", err)
 			return 1
 		}
 		code := m.Run()
 		if code != 0 {
 			dumpLogs()
 		}
+		if err := devfleet.Down(ctx, devfleet.Default, o); err != nil {
+			fmt.Fprintf(os.Stderr, "tearing the fleet down: %v\n", err)
+		}
 		return code
-	}()
-	os.Exit(code)
+	}())
 }
 
-func devScript(verb string) ([]byte, error) {
-	cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "hack", "dev.sh"), verb)
-	cmd.Env = append(os.Environ(), "DEV_DIR="+devDir, "DEV_PORT_BASE=28080")
-	return cmd.CombinedOutput()
-}
-
-// dumpLogs prints the tail of every process's log and keeps the full logs
-// (dev.sh down removes the fleet's directory) for a closer look.
 func dumpLogs() {
 	kept, err := os.MkdirTemp("", "fleet-e2e-logs-")
 	if err == nil {
@@ -65,16 +70,10 @@ func dumpLogs() {
 	}
 	logs, _ := filepath.Glob(filepath.Join(devDir, "logs", "*.log"))
 	for _, l := range logs {
-		data, _ := os.ReadFile(l)
-		lines := strings.Split(string(data), "\n")
-		if len(lines) > 60 {
-			lines = lines[len(lines)-60:]
-		}
-		fmt.Fprintf(os.Stderr, "===== %s (tail)\n%s\n", filepath.Base(l), strings.Join(lines, "\n"))
+		fmt.Fprintf(os.Stderr, "===== %s (tail)\n%s\n", filepath.Base(l), testenv.Tail(l, 60))
 	}
 }
 
-// kubectl runs the real kubectl against the fleet's kubeconfig.
 func kubectl(t *testing.T, stdin []byte, args ...string) string {
 	t.Helper()
 	out, err := kubectlErr(stdin, args...)
@@ -272,18 +271,14 @@ func TestExclusiveTopologyGivesEachJobItsOwnRack(t *testing.T) {
 	ns := namespace(t, "e2e-exclusive")
 	// 4 Jobs, one rack each: member-1 has 4 racks, member-2 only 2, so the
 	// hub must choose member-1 on its own (the agents report rack domains).
+	member1 := devfleet.Default.Members[0]
 	kubectl(t, example(t, "exclusive-topology.yaml", nil), "--context", "hub", "-n", ns, "apply", "--server-side", "-f", "-")
-	if member := waitPlaced(t, ns, "pytorch"); member != "member-1" {
-		t.Fatalf("placed on %s; only member-1 has a rack for each of the 4 Jobs", member)
+	if member := waitPlaced(t, ns, "pytorch"); member != member1.Name {
+		t.Fatalf("placed on %s; only %s has a rack for each of the 4 Jobs", member, member1.Name)
 	}
-	rackOf := map[string]string{}
-	for r := range 4 {
-		for n := range 2 {
-			rackOf[fmt.Sprintf("member-1-rack%d-node%d", r, n)] = fmt.Sprintf("rack%d", r)
-		}
-	}
+	rackOf := member1.Nodes()
 	testenv.Eventually(t, 2*time.Minute, "8 pods of 4 Jobs, one rack each", func() error {
-		p := pods(t, "member-1", ns, "jobset.sigs.k8s.io/jobset-name=pytorch")
+		p := pods(t, member1.Name, ns, "jobset.sigs.k8s.io/jobset-name=pytorch")
 		if len(p.Items) != 8 {
 			return fmt.Errorf("%d pods, want 8", len(p.Items))
 		}
@@ -330,8 +325,11 @@ func TestFailingPodRestartsTheJobSetWhichThenCompletes(t *testing.T) {
 }
 
 func TestMembersReportHealthAndCapacityToTheHub(t *testing.T) {
-	// member-1: 8 nodes x 16 cpu; member-2: 4 nodes x 16 cpu (hack/dev.sh).
-	want := map[string]string{"member-1": "128", "member-2": "64"}
+	want := map[string]string{}
+	for _, m := range devfleet.Default.Members {
+		q := m.Allocatable(corev1.ResourceCPU)
+		want[m.Name] = q.String()
+	}
 	for member, cpu := range want {
 		testenv.Eventually(t, time.Minute, member+" healthy with its capacity", func() error {
 			out, err := kubectlErr(nil, "--context", "hub", "-n", "fleet-system", "get", "clusterprofile", member, "-o", "json")

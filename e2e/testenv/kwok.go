@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,18 +105,42 @@ func CreateKwokCluster(ctx context.Context, name string, opts KwokOptions) (*Kwo
 	if out, err := k.kwokctl(ctx, args...); err != nil {
 		return nil, fmt.Errorf("kwokctl create cluster: %w\n%s", err, out)
 	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: opts.KubeconfigPath},
-		&clientcmd.ConfigOverrides{CurrentContext: k.Context},
-	).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig of kwok cluster %s: %w", name, err)
-	}
-	k.Config = cfg
-	if k.Client, err = client.New(cfg, client.Options{Scheme: Scheme()}); err != nil {
+	if err := k.connect(); err != nil {
 		return nil, err
 	}
 	return k, nil
+}
+
+// KwokClusterIn returns the kwok cluster of that name in opts.WorkDir, or
+// an error if there is none (kwokctl does not list it).
+func KwokClusterIn(name string, opts KwokOptions) (*KwokCluster, error) {
+	if opts.KubeconfigPath == "" {
+		opts.KubeconfigPath = filepath.Join(opts.WorkDir, "kubeconfig")
+	}
+	k := &KwokCluster{Name: name, Context: "kwok-" + name, KubeconfigPath: opts.KubeconfigPath, workDir: opts.WorkDir}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := k.kwokctl(ctx, "get", "clusters")
+	if err != nil {
+		return nil, fmt.Errorf("kwokctl get clusters: %w\n%s", err, out)
+	}
+	if !slices.Contains(strings.Fields(string(out)), name) {
+		return nil, fmt.Errorf("no kwok cluster %s in %s", name, opts.WorkDir)
+	}
+	return k, k.connect()
+}
+
+func (k *KwokCluster) connect() error {
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: k.KubeconfigPath},
+		&clientcmd.ConfigOverrides{CurrentContext: k.Context},
+	).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("load kubeconfig of kwok cluster %s: %w", k.Name, err)
+	}
+	k.Config = cfg
+	k.Client, err = client.New(cfg, client.Options{Scheme: Scheme()})
+	return err
 }
 
 func (k *KwokCluster) kwokctl(ctx context.Context, args ...string) ([]byte, error) {

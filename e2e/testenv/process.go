@@ -29,6 +29,16 @@ type Process struct {
 // StartProcess starts bin with args, its output in logPath, with env added
 // to this process's environment.
 func StartProcess(name, logPath, bin string, args, env []string) (*Process, error) {
+	return startProcess(name, logPath, bin, args, env, &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL})
+}
+
+// StartDaemon is StartProcess for a process that outlives this one (in a
+// session of its own): only a local developer fleet wants that.
+func StartDaemon(name, logPath, bin string, args []string) (*Process, error) {
+	return startProcess(name, logPath, bin, args, nil, &syscall.SysProcAttr{Setsid: true})
+}
+
+func startProcess(name, logPath, bin string, args, env []string, attr *syscall.SysProcAttr) (*Process, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("log file for %s: %w", name, err)
@@ -36,7 +46,7 @@ func StartProcess(name, logPath, bin string, args, env []string) (*Process, erro
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s (%s): %w", name, bin, err)
@@ -170,4 +180,37 @@ func childProcess(name, arg string) (int, []string, error) {
 		}
 	}
 	return 0, nil, fmt.Errorf("no child process %s with argument %s", name, arg)
+}
+
+// KillUnder kills (SIGTERM, then SIGKILL after 5s) every process whose
+// executable path lies under dir, and returns how many it found: what a
+// tool that daemonizes (kwokctl) may leave behind in its work directory.
+func KillUnder(dir string) int {
+	dir = filepath.Clean(dir) + string(filepath.Separator)
+	find := func() []int {
+		var pids []int
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if err == nil && strings.HasPrefix(string(raw), dir) {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	found := find()
+	for _, pid := range found {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(find()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, pid := range find() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return len(found)
 }

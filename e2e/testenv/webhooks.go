@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -9,11 +10,16 @@ import (
 	"strconv"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/yaml"
 )
 
 // ServeWebhooks runs, until ctx ends, a manager whose webhook server listens
@@ -55,4 +61,70 @@ func (c *Cluster) ServeWebhooks(ctx context.Context, setup func(ctrl.Manager) er
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// InstallLocalWebhooks creates (or updates) the webhook configurations of a
+// manifest (config/hub-webhook or config/webhook) with every webhook calling
+// https://localhost:<port><path> instead of its in-cluster Service: for a
+// component running as a local process, which injects its CA into them and
+// serves a certificate that names localhost
+// (--webhook-cert-extra-dns-names=localhost).
+func InstallLocalWebhooks(ctx context.Context, c client.Client, manifest string, port int) error {
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		return err
+	}
+	toURL := func(cc *admissionv1.WebhookClientConfig) {
+		if cc.Service != nil {
+			cc.URL = ptr.To(fmt.Sprintf("https://localhost:%d%s", port, ptr.Deref(cc.Service.Path, "/")))
+			cc.Service = nil
+		}
+	}
+	for _, doc := range bytes.Split(data, []byte("\n---")) {
+		var head metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &head); err != nil {
+			return fmt.Errorf("%s: %w", manifest, err)
+		}
+		var obj client.Object
+		switch head.Kind {
+		case "MutatingWebhookConfiguration":
+			w := &admissionv1.MutatingWebhookConfiguration{}
+			if err := yaml.UnmarshalStrict(doc, w); err != nil {
+				return fmt.Errorf("%s: %w", manifest, err)
+			}
+			for i := range w.Webhooks {
+				toURL(&w.Webhooks[i].ClientConfig)
+			}
+			obj = w
+		case "ValidatingWebhookConfiguration":
+			w := &admissionv1.ValidatingWebhookConfiguration{}
+			if err := yaml.UnmarshalStrict(doc, w); err != nil {
+				return fmt.Errorf("%s: %w", manifest, err)
+			}
+			for i := range w.Webhooks {
+				toURL(&w.Webhooks[i].ClientConfig)
+			}
+			obj = w
+		default:
+			continue
+		}
+		if err := Apply(ctx, c, obj); err != nil {
+			return fmt.Errorf("%s %s: %w", head.Kind, obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// Apply creates obj, or replaces the object of that name.
+func Apply(ctx context.Context, c client.Client, obj client.Object) error {
+	err := c.Create(ctx, obj)
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	existing := obj.DeepCopyObject().(client.Object)
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), existing); err != nil {
+		return err
+	}
+	obj.SetResourceVersion(existing.GetResourceVersion())
+	return c.Update(ctx, obj)
 }
