@@ -75,7 +75,9 @@ func TestWebhookServerMinVersion(t *testing.T) {
 	go func() { done <- srv.Start(ctx) }()
 	defer func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("webhook server: %v", err)
+		}
 	}()
 
 	dial := func(maxVersion uint16) error {
