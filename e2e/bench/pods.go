@@ -252,7 +252,7 @@ func startKwok(ctx context.Context, dir, name string) (k *testenv.KwokCluster, c
 			return nil, cleanup, err
 		}
 		noElection := filepath.Join(workDir, "no-leader-election.yaml")
-		if err = os.WriteFile(noElection, []byte(kwokctlNoLeaderElection), 0o644); err != nil {
+		if err = os.WriteFile(noElection, []byte(kwokctlComponents), 0o644); err != nil {
 			return nil, cleanup, err
 		}
 		createCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -276,21 +276,35 @@ func startKwok(ctx context.Context, dir, name string) (k *testenv.KwokCluster, c
 	return nil, cleanup, err
 }
 
-// kwokctlNoLeaderElection turns leader election off in the cluster's
+// kwokctlComponents turns leader election off in the cluster's
 // kube-controller-manager and kube-scheduler (kwokctl leaves it on): on a
 // loaded machine a lease renewal that misses its 10 s deadline makes them
 // exit, and kwokctl does not restart them. There is one replica of each.
-const kwokctlNoLeaderElection = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+// Their client rate limits (20 and 50 requests/s by default) are raised:
+// at the defaults, making and binding 10k Pods takes longer than the
+// controllers under test need, and the scenario measures their memory, not
+// the Job controller's pace.
+const kwokctlComponents = `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 componentsPatches:
 - name: kube-controller-manager
   extraArgs:
   - key: leader-elect
     value: "false"
+  - key: kube-api-qps
+    value: "500"
+  - key: kube-api-burst
+    value: "500"
+  - key: concurrent-job-syncs
+    value: "20"
 - name: kube-scheduler
   extraArgs:
   - key: leader-elect
     value: "false"
+  - key: kube-api-qps
+    value: "500"
+  - key: kube-api-burst
+    value: "500"
 `
 
 // kwokCanary installs the CRDs, adds the first node and runs a one-pod Job
