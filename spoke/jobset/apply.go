@@ -216,6 +216,9 @@ func (r *Reconciler) createJobs(ctx context.Context, js *v1alpha2.JobSet, jobs [
 		switch {
 		case err == nil:
 			log.V(2).Info("Created Job", "job", klog.KObj(job))
+			// The next reconcile, which this Job's own event may start at
+			// once, must see it, or it creates it again.
+			cachesync.AwaitWrite(ctx, r.client, job, "")
 		case apierrors.IsAlreadyExists(err):
 		default:
 			failures[i] = fmt.Errorf("job %q creation failed with error: %v", job.Name, err)
