@@ -103,7 +103,7 @@ func TestHarness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := rawContender(benchBins{self: self}, 5).start(dir, kubeconfig)
+	p, err := rawContender(benchBins{self: self}, 5, false).start(dir, kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}

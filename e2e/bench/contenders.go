@@ -54,14 +54,22 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// rawContender is the floor: see rawMain.
-func rawContender(bins benchBins, workers int) contender {
+// rawContender is the floor: see rawMain. With asController it also does
+// the two things any JobSet controller must and the plain floor does not:
+// one status write per JobSet, and a watch of the Jobs it made.
+func rawContender(bins benchBins, workers int, asController bool) contender {
+	key, name := "raw", fmt.Sprintf("raw client-go (%d workers)", workers)
+	args := []string{"-workers", strconv.Itoa(workers)}
+	if asController {
+		key, name = "raw-controller", fmt.Sprintf("raw client-go + status write + Job watch (%d workers)", workers)
+		args = append(args, "-as-controller")
+	}
 	return contender{
-		key:  "raw",
-		name: fmt.Sprintf("raw client-go (%d workers)", workers),
+		key:  key,
+		name: name,
 		start: func(dir, kubeconfig string) (*testenv.Process, error) {
-			return testenv.StartProcess("raw", filepath.Join(dir, "raw.log"), bins.self,
-				[]string{"-kubeconfig", kubeconfig, "-workers", strconv.Itoa(workers)},
+			return testenv.StartProcess(key, filepath.Join(dir, key+".log"), bins.self,
+				append([]string{"-kubeconfig", kubeconfig}, args...),
 				[]string{roleEnv + "=raw"})
 		},
 	}

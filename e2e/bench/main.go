@@ -85,7 +85,7 @@ func parseOptions(args []string) (o options, code int) {
 	fs.StringVar(&rates, "rates", "50", "Offered rates (JobSets/s) of the hub scenario, comma-separated.")
 	fs.DurationVar(&o.rateFor, "rate-for", 20*time.Second, "How long each offered rate is held.")
 	fs.StringVar(&scenarios, "scenarios", "member,pods,hub", "Which scenarios to run: member, pods, hub.")
-	fs.StringVar(&contenders, "contenders", "raw,upstream,ours,ours-unlimited", "Contenders of the member scenario (raw, upstream, ours, ours-unlimited).")
+	fs.StringVar(&contenders, "contenders", "raw,raw-controller,upstream,ours,ours-unlimited", "Contenders of the member scenario (raw, raw-controller, upstream, ours, ours-unlimited).")
 	fs.StringVar(&oursArgs, "ours-args", "", "Extra flags for every jobset-fleet process, space-separated (e.g. -v=4 to debug).")
 	fs.DurationVar(&o.runTimeout, "run-timeout", 20*time.Minute, "Give up on one run after this long.")
 	fs.StringVar(&o.workDir, "work-dir", "", "Where logs and kubeconfigs go (default: a new temporary directory).")
@@ -277,7 +277,8 @@ func run(o options) (code int) {
 func runScenarios(ctx context.Context, o options, bins benchBins, cert *servingCert, rep *report) error {
 	if o.scenarios["member"] {
 		all := []contender{
-			rawContender(bins, 50),
+			rawContender(bins, 50, false),
+			rawContender(bins, 50, true),
 			upstreamContender(bins, cert),
 			oursContender(bins, "ours", "jobset-fleet-agent (--kubeconfig)", o.oursArgs...),
 			oursContender(bins, "ours-unlimited", "jobset-fleet-agent --kube-api-qps=-1", append([]string{"--kube-api-qps=-1"}, o.oursArgs...)...),

@@ -38,19 +38,20 @@ func rawMain(args []string) int {
 	fs := flag.NewFlagSet("raw", flag.ContinueOnError)
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig")
 	workers := fs.Int("workers", 50, "concurrent creates")
+	asController := fs.Bool("as-controller", false, "Also write each JobSet's status once and watch the Jobs, as any JobSet controller must.")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
-	if err := runRaw(ctx, *kubeconfig, *workers); err != nil && ctx.Err() == nil {
+	if err := runRaw(ctx, *kubeconfig, *workers, *asController); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "raw client:", err)
 		return 1
 	}
 	return 0
 }
 
-func runRaw(ctx context.Context, kubeconfig string, workers int) error {
+func runRaw(ctx context.Context, kubeconfig string, workers int, asController bool) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
@@ -110,7 +111,28 @@ func runRaw(ctx context.Context, kubeconfig string, workers int) error {
 				return err
 			}
 		}
-		return nil
+		if !asController {
+			return nil
+		}
+		// The one status write a controller makes: its children's counts.
+		return send(func() error {
+			patched := js.DeepCopy()
+			patched.Status.ReplicatedJobsStatus = []jobset.ReplicatedJobStatus{{Name: js.Spec.ReplicatedJobs[0].Name}}
+			return c.Status().Patch(ctx, patched, client.MergeFrom(js))
+		})
+	}
+	if asController {
+		// The Jobs it made, watched as a controller's cache would, with
+		// their events drained.
+		jw, err := cs.BatchV1().Jobs("").Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			return fmt.Errorf("watching Jobs: %w", err)
+		}
+		defer jw.Stop()
+		go func() {
+			for range jw.ResultChan() {
+			}
+		}()
 	}
 
 	// Like an informer: list, then watch from there; a watch the apiserver

@@ -226,6 +226,10 @@ func (r *report) targetsSection(b *strings.Builder) {
 			y := raw.wall.Seconds() / up.wall.Seconds()
 			fmt.Fprintf(b, "| member %s: raw floor ≈ ≤ 0.25× upstream (context) | %.2f× | — |\n", mode, y)
 		}
+		if rc := r.findMember("raw-controller", mode); rc != nil {
+			fmt.Fprintf(b, "| member %s: ours vs the controller floor: raw + one status write + a Job watch (context) | %.2f× (%s vs %s; that floor is %.2f× raw) | — |\n",
+				mode, ours.wall.Seconds()/rc.wall.Seconds(), secs(ours.wall), secs(rc.wall), rc.wall.Seconds()/raw.wall.Seconds())
+		}
 		_, w := ours.requests.total()
 		pj := float64(w) / float64(ours.n)
 		fmt.Fprintf(b, "| member %s: ours writes/JobSet ≤ %d+%d | %.1f | %s |\n", mode, minMemberControllerWrites, targetWritesAboveMin, pj,
