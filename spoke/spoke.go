@@ -41,8 +41,9 @@ type Options struct {
 	// is a standalone JobSet controller.
 	HubKubeconfig       string
 	HubKubeconfigSecret string
-	// Agent configures the fleet agent; ConnectHub fills in its hub access
-	// (HubConfig, Credentials) and, from join's Secret, its ClusterName.
+	// Agent configures the fleet agent; SetupAgentOnceConnected fills in
+	// its hub access (HubConfig, Credentials) and, from join's Secret, its
+	// ClusterName.
 	Agent agent.Options
 	// Credentials configure how the agent keeps its hub credentials fresh.
 	Credentials agent.CredentialsOptions
@@ -115,12 +116,12 @@ func (o *Options) Validate() error {
 // InFleet reports whether the member is part of a fleet (runs the agent).
 func (o *Options) InFleet() bool { return o.HubKubeconfig != "" || o.HubKubeconfigSecret != "" }
 
-// ConnectHub loads the agent's hub access into o.Agent: from the file, or
+// connectHub loads the agent's hub access into o.Agent: from the file, or
 // from join's Secret on the member, which it waits for (with a log line):
 // the agent may be installed before join wrote it. The hub config gets
 // applyLimits (the process's client rate limits). Nothing to do outside a
 // fleet.
-func (o *Options) ConnectHub(ctx context.Context, log logr.Logger, member client.Client, applyLimits func(*rest.Config)) error {
+func (o *Options) connectHub(ctx context.Context, log logr.Logger, member client.Client, applyLimits func(*rest.Config)) error {
 	var (
 		cfg   *rest.Config
 		creds *agent.HubCredentials
@@ -191,7 +192,7 @@ func Setup(mgr ctrl.Manager, o Options) (*agent.Agent, error) {
 	return a, nil
 }
 
-// SetupAgentOnceConnected adds the fleet agent to mgr once ConnectHub found
+// SetupAgentOnceConnected adds the fleet agent to mgr once connectHub found
 // its hub access, on the leader, after the manager started: join may write
 // its Secret long after the agent was installed, and meanwhile the JobSet
 // controller, the webhooks and the probes work as for a standalone member.
@@ -203,7 +204,7 @@ func SetupAgentOnceConnected(mgr ctrl.Manager, o Options, applyLimits func(*rest
 	}
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		log := mgr.GetLogger().WithName("fleet-agent")
-		if err := o.ConnectHub(ctx, log, member, applyLimits); err != nil {
+		if err := o.connectHub(ctx, log, member, applyLimits); err != nil {
 			return err
 		}
 		if _, err := agent.Setup(mgr, o.Agent); err != nil {

@@ -9,21 +9,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
@@ -54,8 +51,9 @@ type Fleet struct {
 	// Clients are admin clients by cluster name.
 	Clients map[string]client.Client
 
-	o     Options
-	procs map[string]*testenv.Process // when not detached
+	o       Options
+	configs map[string]*rest.Config
+	procs   map[string]*testenv.Process
 }
 
 func (o Options) path(elem ...string) string {
@@ -83,7 +81,8 @@ func (o Options) agentPorts(i int) (metrics, probe, webhook int) {
 // pointed at the local processes, and the processes, until they are ready.
 // A failed bring-up tears down what it started.
 func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
-	f := &Fleet{Layout: l, Kubeconfig: o.path("kubeconfig"), Clients: map[string]client.Client{}, o: o, procs: map[string]*testenv.Process{}}
+	f := &Fleet{Layout: l, Kubeconfig: o.path("kubeconfig"), Clients: map[string]client.Client{}, o: o,
+		configs: map[string]*rest.Config{}, procs: map[string]*testenv.Process{}}
 	defer func() {
 		if err != nil {
 			o.step("bring-up failed: tearing down what it started")
@@ -110,8 +109,8 @@ func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 		o.step("cluster %s: %d fake nodes in %d racks", m.Name, m.Racks*NodesPerRack, m.Racks)
 	}
 	o.step("installing CRDs on the hub")
-	if err := f.installCRDs(ctx, l.Hub); err != nil {
-		return nil, err
+	if _, err := envtest.InstallCRDs(f.configs[l.Hub], envtest.CRDInstallOptions{Paths: testenv.CRDPaths(), ErrorIfPathMissing: true, MaxTime: 2 * time.Minute}); err != nil {
+		return nil, fmt.Errorf("installing CRDs on the hub: %w", err)
 	}
 	for _, m := range l.Members {
 		o.step("joining %s", m.Name)
@@ -150,11 +149,8 @@ func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 // writes its context, named after it, to the fleet's kubeconfig and its own
 // kubeconfig file (<name>.kubeconfig).
 func (f *Fleet) createCluster(ctx context.Context, name string) error {
-	opts := testenv.KwokOptions{
-		WorkDir:        f.o.path("kwok"),
-		KubeconfigPath: f.o.path("kwok", "kubeconfig"),
-		ExtraArgs:      []string{"--config=" + filepath.Join(testenv.RepoRoot(), "e2e", "kwok", "stages.yaml")},
-	}
+	opts := f.o.kwokOptions()
+	opts.ExtraArgs = []string{"--config=" + filepath.Join(testenv.RepoRoot(), "e2e", "kwok", "stages.yaml")}
 	k, err := testenv.KwokClusterIn(name, opts)
 	if err != nil {
 		f.o.step("cluster %s: creating (kwok, binary runtime)", name)
@@ -164,8 +160,13 @@ func (f *Fleet) createCluster(ctx context.Context, name string) error {
 	} else {
 		f.o.step("cluster %s: already exists", name)
 	}
-	f.Clients[name] = k.Client
+	f.Clients[name], f.configs[name] = k.Client, k.Config
 	return f.writeKubeconfigs(name, k.Context)
+}
+
+// kwokOptions put kwokctl's state and kubeconfig in the fleet's directory.
+func (o Options) kwokOptions() testenv.KwokOptions {
+	return testenv.KwokOptions{WorkDir: o.path("kwok"), KubeconfigPath: o.path("kwok", "kubeconfig")}
 }
 
 func (f *Fleet) writeKubeconfigs(name, kwokContext string) error {
@@ -204,49 +205,6 @@ func (f *Fleet) writeKubeconfigs(name, kwokContext string) error {
 		merged.CurrentContext = name
 	}
 	return clientcmd.WriteToFile(*merged, f.Kubeconfig)
-}
-
-// installCRDs installs the fleet's CRDs on the hub and waits until they are
-// served.
-func (f *Fleet) installCRDs(ctx context.Context, cluster string) error {
-	c := f.Clients[cluster]
-	var names []string
-	for _, dir := range testenv.CRDPaths() {
-		files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-		if err != nil {
-			return err
-		}
-		for _, file := range files {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			crd := &apiextensionsv1.CustomResourceDefinition{}
-			if err := yaml.UnmarshalStrict(data, crd); err != nil {
-				return fmt.Errorf("%s: %w", file, err)
-			}
-			if err := testenv.Apply(ctx, c, crd); err != nil {
-				return err
-			}
-			names = append(names, crd.Name)
-		}
-	}
-	return testenv.Poll(2*time.Minute, func() error {
-		for _, name := range names {
-			crd := &apiextensionsv1.CustomResourceDefinition{}
-			if err := c.Get(ctx, types.NamespacedName{Name: name}, crd); err != nil {
-				return err
-			}
-			established := false
-			for _, cond := range crd.Status.Conditions {
-				established = established || (cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue)
-			}
-			if !established {
-				return fmt.Errorf("CRD %s not established", name)
-			}
-		}
-		return nil
-	})
 }
 
 // join runs `jobset-fleet-agent join`, as a user would.
@@ -300,19 +258,17 @@ func (f *Fleet) startProcesses() error {
 			return err
 		}
 		logPath := f.o.path("logs", name+".log")
-		start := testenv.StartProcess
+		var p *testenv.Process
 		if f.o.Detach {
-			start = func(name, logPath, bin string, args, _ []string) (*testenv.Process, error) {
-				return testenv.StartDaemon(name, logPath, bin, args)
-			}
+			p, err = testenv.StartDaemon(name, logPath, bin, args[1:])
+		} else {
+			p, err = testenv.StartProcess(name, logPath, bin, args[1:], nil)
 		}
-		p, err := start(name, logPath, bin, args[1:], nil)
 		if err != nil {
 			return err
 		}
 		f.procs[name] = p
-		pid := p.Pid()
-		if err := os.WriteFile(f.o.path("pids", name), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		if err := os.WriteFile(f.o.path("pids", name), []byte(strconv.Itoa(p.Pid())), 0o644); err != nil {
 			return err
 		}
 	}
@@ -332,7 +288,7 @@ func (f *Fleet) waitReady(ctx context.Context) error {
 		url := fmt.Sprintf("http://127.0.0.1:%d/readyz", port)
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
-			if !f.running(name) {
+			if f.procs[name].Exited() != nil {
 				return fmt.Errorf("%s exited; its log:\n%s", name, testenv.Tail(f.o.path("logs", name+".log"), 20))
 			}
 			err := get(ctx, url)
@@ -366,15 +322,6 @@ func get(ctx context.Context, url string) error {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return nil
-}
-
-// running reports whether the named process is alive.
-func (f *Fleet) running(name string) bool {
-	if p, ok := f.procs[name]; ok {
-		return p.Exited() == nil
-	}
-	pid, err := readPid(f.o.path("pids", name))
-	return err == nil && syscall.Kill(pid, 0) == nil
 }
 
 func readPid(path string) (int, error) {
@@ -411,26 +358,15 @@ func Down(ctx context.Context, l Layout, o Options) error {
 	pidFiles, _ := filepath.Glob(o.path("pids", "*"))
 	var pids []int
 	for _, file := range pidFiles {
-		if pid, err := readPid(file); err == nil && syscall.Kill(pid, syscall.SIGTERM) == nil {
+		if pid, err := readPid(file); err == nil {
 			pids = append(pids, pid)
 		}
 	}
 	// They shut down gracefully; the clusters they talk to go only after.
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		pids = slices.DeleteFunc(pids, func(pid int) bool { return syscall.Kill(pid, 0) != nil })
-		if len(pids) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			break
-		}
-	}
+	testenv.Terminate(pids, 15*time.Second)
 	var errs []error
 	for _, name := range l.Clusters() {
-		k, err := testenv.KwokClusterIn(name, testenv.KwokOptions{WorkDir: o.path("kwok"), KubeconfigPath: o.path("kwok", "kubeconfig")})
+		k, err := testenv.KwokClusterIn(name, o.kwokOptions())
 		if err != nil {
 			continue // never created
 		}

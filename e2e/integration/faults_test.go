@@ -222,6 +222,11 @@ func TestFaultMemberAPIServerDown(t *testing.T) {
 		}
 		return nil
 	})
+	// The premise: with its leader-election Lease unreachable, the agent
+	// gave up leadership and exited; it was started again.
+	if a.restarts() == 0 {
+		t.Error("the agent never exited while its member's apiserver was down")
+	}
 	t.Logf("the agent was started %d more times while the apiserver was down", a.restarts())
 }
 

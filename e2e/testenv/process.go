@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// Process is a child process whose output goes to a log file. It gets
-// SIGKILL if the test binary dies without stopping it (PR_SET_PDEATHSIG),
-// so a crashed or timed-out test leaves nothing behind.
+// Process is a child process whose output goes to a log file. Started by
+// StartProcess it gets SIGKILL if the test binary dies without stopping it
+// (PR_SET_PDEATHSIG), so a crashed or timed-out test leaves nothing behind.
 type Process struct {
 	Name    string
 	LogPath string
@@ -203,14 +203,19 @@ func KillUnder(dir string) int {
 		return pids
 	}
 	found := find()
-	for _, pid := range found {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
+	Terminate(found, 5*time.Second)
+	return len(found)
+}
+
+// Terminate sends SIGTERM to pids, waits up to grace for them to exit, and
+// sends SIGKILL to those still there. They must not be unreaped children of
+// this process (a zombie counts as alive); Process.Stop is for those.
+func Terminate(pids []int, grace time.Duration) {
+	pids = slices.DeleteFunc(slices.Clone(pids), func(pid int) bool { return syscall.Kill(pid, syscall.SIGTERM) != nil })
+	for deadline := time.Now().Add(grace); len(pids) > 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		pids = slices.DeleteFunc(pids, func(pid int) bool { return syscall.Kill(pid, 0) != nil })
 	}
-	for deadline := time.Now().Add(5 * time.Second); len(find()) > 0 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-	}
-	for _, pid := range find() {
+	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	return len(found)
 }

@@ -108,15 +108,15 @@ func InstallLocalWebhooks(ctx context.Context, c client.Client, manifest string,
 		default:
 			continue
 		}
-		if err := Apply(ctx, c, obj); err != nil {
+		if err := apply(ctx, c, obj); err != nil {
 			return fmt.Errorf("%s %s: %w", head.Kind, obj.GetName(), err)
 		}
 	}
 	return nil
 }
 
-// Apply creates obj, or replaces the object of that name.
-func Apply(ctx context.Context, c client.Client, obj client.Object) error {
+// apply creates obj, or replaces the object of that name.
+func apply(ctx context.Context, c client.Client, obj client.Object) error {
 	err := c.Create(ctx, obj)
 	if !apierrors.IsAlreadyExists(err) {
 		return err

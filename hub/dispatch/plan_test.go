@@ -121,12 +121,7 @@ func summarize(p Plan) summary {
 	for _, d := range p.Release {
 		s.Release = append(s.Release, memberOf(d))
 	}
-	// The status the plan writes: with its record when it places, else after.
-	st := p.Status
-	if st == nil {
-		st = p.Record
-	}
-	if st != nil {
+	if st := writtenStatus(p); st != nil {
 		if c := meta.FindStatusCondition(st.Conditions, ConditionDispatched); c != nil {
 			s.Dispatched = string(c.Status) + "/" + c.Reason
 		}
@@ -140,6 +135,15 @@ func summarize(p Plan) summary {
 	}
 	sort.Strings(s.EventReasons)
 	return s
+}
+
+// writtenStatus is the status a plan writes: with its record when it
+// places, else after the rest.
+func writtenStatus(p Plan) *jobset.JobSetStatus {
+	if p.Status != nil {
+		return p.Status
+	}
+	return p.Record
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
@@ -363,7 +367,7 @@ func TestComputePlan(t *testing.T) {
 				t.Error("a placement writes the status twice: record, then status")
 			}
 			for _, want := range tc.wantMsg {
-				c := meta.FindStatusCondition(p.Status.Conditions, ConditionMemberStatusStale)
+				c := meta.FindStatusCondition(writtenStatus(p).Conditions, ConditionMemberStatusStale)
 				if c == nil || !strings.Contains(c.Message, want) {
 					t.Errorf("MemberStatusStale %+v does not say %q", c, want)
 				}

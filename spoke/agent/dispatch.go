@@ -64,11 +64,14 @@ func (r *dispatchReconciler) reported(key string, at time.Time) {
 	if r.lastReport == nil {
 		r.lastReport = map[string]time.Time{}
 	}
-	if at.IsZero() {
-		delete(r.lastReport, key)
-		return
-	}
 	r.lastReport[key] = at
+}
+
+// forget drops a dispatch that has nothing left to report on.
+func (r *dispatchReconciler) forget(key string) {
+	r.lastReportMu.Lock()
+	defer r.lastReportMu.Unlock()
+	delete(r.lastReport, key)
 }
 
 func (r *dispatchReconciler) lastReported(key string) time.Time {
@@ -238,7 +241,7 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		logger.Info("Member JobSet gone; released the dispatch")
 	}
 	if p.State == "" {
-		r.reported(o.Key, time.Time{}) // nothing left to report on
+		r.forget(o.Key)
 	}
 	if p.Waiting != "" {
 		logger.V(2).Info("Waiting", "for", p.Waiting)
