@@ -105,11 +105,10 @@ func (i *Inventory) confirmSilence(ctx context.Context, name string) error {
 	now := i.opts.Clock.Now()
 	i.mu.Lock()
 	obs, ok := i.heartbeats[name]
+	// Only a finished read counts as recent: a caller that skipped its own
+	// read while another was still in flight would judge on the old view.
 	recent := now.Sub(i.liveChecked[name]) < liveCheckEvery
 	silent := ok && obs.hb.Seen && now.Sub(obs.hb.LastChange) > i.opts.HeartbeatTimeout
-	if silent && !recent {
-		i.liveChecked[name] = now
-	}
 	i.mu.Unlock()
 	if !silent || recent {
 		return nil
@@ -125,6 +124,9 @@ func (i *Inventory) confirmSilence(ctx context.Context, name string) error {
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	if now.After(i.liveChecked[name]) {
+		i.liveChecked[name] = now
+	}
 	if cur := i.heartbeats[name]; cur.resourceVersion != lease.ResourceVersion {
 		i.heartbeats[name] = observeLease(lease, i.opts.Clock.Now())
 	}
