@@ -60,6 +60,11 @@ type Request struct {
 	// such as for JobSets that request nothing.
 	Load   map[string]int
 	Policy Policy
+	// DeniedNamespaces are hub namespaces whose JobSets run nowhere, in
+	// addition to fleet.BuiltinDeniedNamespaces (admission rejects them
+	// first; this holds for JobSets admitted before a policy changed, or
+	// past a webhook that did not run).
+	DeniedNamespaces []string
 }
 
 // Verdict is the outcome for one member.
@@ -97,19 +102,37 @@ func (r Result) Reason() string {
 	return ""
 }
 
-// Explain lists every member's verdict: "m1: <reason>; m2: <reason>".
+// MaxExplain bounds Explain: it goes into conditions, events and the
+// PlacementDecision, whose limits a fleet of many members would pass.
+const MaxExplain = 4096
+
+// Explain lists the members' verdicts, "m1: <reason>; m2: <reason>", each
+// reason bounded by fleet.MaxMemberReason and the whole by MaxExplain
+// ("… and N more members").
 func (r Result) Explain() string {
-	parts := make([]string, 0, len(r.Verdicts)+1)
-	if r.Note != "" {
-		parts = append(parts, r.Note)
-	}
-	for _, v := range r.Verdicts {
-		parts = append(parts, v.Cluster+": "+v.Reason)
-	}
-	if len(parts) == 0 {
+	if r.Note == "" && len(r.Verdicts) == 0 {
 		return "no member clusters in the fleet"
 	}
-	return strings.Join(parts, "; ")
+	var b strings.Builder
+	add := func(part string) {
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(part)
+	}
+	if r.Note != "" {
+		add(fleet.Bounded(r.Note, fleet.MaxMemberReason))
+	}
+	for i, v := range r.Verdicts {
+		part := v.Cluster + ": " + fleet.Bounded(v.Reason, fleet.MaxMemberReason)
+		// Room for this part and for the longest possible tail.
+		if b.Len()+len(part)+len("; … and 100000 more members") > MaxExplain {
+			add(fmt.Sprintf("… and %d more members", len(r.Verdicts)-i))
+			break
+		}
+		add(part)
+	}
+	return b.String()
 }
 
 // Place filters and scores the members for a JobSet. It fails only on a
@@ -125,6 +148,10 @@ func Place(req Request) (Result, error) {
 			return res, fmt.Errorf("annotation %s: %w", fleet.ClusterSelectorAnnotation, err)
 		}
 		selector = parsed
+	}
+	if fleet.NamespaceDenied(js.Namespace, req.DeniedNamespaces) {
+		res.Note = fmt.Sprintf("the fleet does not run JobSets of namespace %s on member clusters", js.Namespace)
+		return res, nil
 	}
 	pinned := js.Annotations[fleet.PinnedClusterAnnotation]
 	exclusive := ExclusiveJobs(js)

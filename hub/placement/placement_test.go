@@ -1,6 +1,8 @@
 package placement
 
 import (
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -374,5 +376,49 @@ func TestVolumeClaimPolicies(t *testing.T) {
 		if !strings.Contains(r.Explain(), want) {
 			t.Errorf("explanation %q lacks %q", r.Explain(), want)
 		}
+	}
+}
+
+func TestDeniedNamespacesPlaceNowhere(t *testing.T) {
+	for _, tc := range []struct {
+		ns     string
+		denied []string
+		placed bool
+	}{
+		{ns: "team", placed: true},
+		{ns: "kube-system"},
+		{ns: fleet.MemberNamespace("m1")},
+		{ns: "team", denied: []string{"te*"}},
+	} {
+		js := jobSet(1, 1, "1").Obj()
+		js.Namespace = tc.ns
+		res, err := Place(Request{JobSet: js, Members: []inventory.Member{member("m1", "8", "8")}, DeniedNamespaces: tc.denied})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if placed := res.Cluster != ""; placed != tc.placed {
+			t.Errorf("namespace %s, denied %q: placed on %q (%s), want placed %v", tc.ns, tc.denied, res.Cluster, res.Explain(), tc.placed)
+		}
+		if !tc.placed && !strings.Contains(res.Explain(), "does not run JobSets of namespace "+tc.ns) {
+			t.Errorf("namespace %s: explanation %q does not say why", tc.ns, res.Explain())
+		}
+	}
+}
+
+func TestExplainIsBounded(t *testing.T) {
+	res := Result{Note: strings.Repeat("n", 10000)}
+	for i := range 200 {
+		res.Verdicts = append(res.Verdicts, Verdict{Cluster: fmt.Sprintf("member-%03d", i), Reason: "unhealthy: " + strings.Repeat("x", 5000)})
+	}
+	got := res.Explain()
+	if len(got) > MaxExplain {
+		t.Errorf("Explain is %d bytes, want at most %d", len(got), MaxExplain)
+	}
+	if !strings.Contains(got, "member-000: unhealthy") || !regexp.MustCompile(`… and \d+ more members$`).MatchString(got) {
+		t.Errorf("Explain = %q: want the first members and how many more", got)
+	}
+	short := Result{Verdicts: []Verdict{{Cluster: "a", Reason: "fits"}, {Cluster: "b", Reason: "unhealthy"}}}
+	if got, want := short.Explain(), "a: fits; b: unhealthy"; got != want {
+		t.Errorf("Explain = %q, want %q", got, want)
 	}
 }

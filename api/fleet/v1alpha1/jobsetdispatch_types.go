@@ -59,6 +59,13 @@ type JobSetDispatchSpec struct {
 
 	// jobSet is the JobSet to run: the user's labels, annotations and spec.
 	JobSet JobSetTemplate `json:"jobSet"`
+
+	// namespaceLabels are the pod-security.kubernetes.io/ labels of the
+	// origin's namespace on the hub. A namespace the agent creates on the
+	// member for the copy carries them, so the copy's Pods get no more
+	// there than the hub would give them.
+	// +optional
+	NamespaceLabels map[string]string `json:"namespaceLabels,omitempty"`
 }
 
 // Origin identifies a hub JobSet.

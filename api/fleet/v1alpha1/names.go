@@ -1,6 +1,9 @@
 package v1alpha1
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Names shared by the hub and the agents. They are the contract between the
 // two sides, so they live with the API.
@@ -58,6 +61,12 @@ const (
 	DispatchDeleted = "Deleted"
 	// ReasonUnjoined is the DispatchDeleted reason `unjoin` writes.
 	ReasonUnjoined = "Unjoined"
+	// ReasonStopConfirmed is the DispatchDeleted reason of an operator's
+	// statement, made through `join`/`unjoin`, that a copy no agent can
+	// report on any more (the member was taken over or unjoined keeping
+	// its workloads) is stopped. Like OutOfServiceLabel, it is proof the
+	// hub acts on.
+	ReasonStopConfirmed = "StopConfirmedByOperator"
 
 	// ReportFinalizer is held by the agent on every member copy until the
 	// copy's final status has reached the hub, so a copy deleted on the
@@ -104,6 +113,18 @@ const (
 	AllowedNamespacesAnnotation = "fleet.jobset.x-k8s.io/allowed-namespaces"
 )
 
+// What the Pods of a fleet copy are given: the placement epoch, the number
+// the hub fences on. Storage a workload writes to can reject writes from a
+// lower epoch than it has seen (a fencing token), so a stale copy can never
+// overwrite a newer one's checkpoint.
+const (
+	// PodEpochAnnotation on every Pod template of a member copy is its epoch.
+	PodEpochAnnotation = "fleet.jobset.x-k8s.io/epoch"
+	// EpochEnvVar is set in every container of a member copy from
+	// PodEpochAnnotation through the Downward API.
+	EpochEnvVar = "JOBSET_FLEET_EPOCH"
+)
+
 // Annotations a user sets on a hub JobSet.
 const (
 	// PinnedClusterAnnotation names the only member the JobSet may run on.
@@ -126,3 +147,21 @@ func MemberOfNamespace(ns string) (string, bool) { return strings.CutPrefix(ns, 
 // DispatchName is the JobSetDispatch name for a hub JobSet. Namespaces cannot
 // contain dots, so "<namespace>.<name>" never collides.
 func DispatchName(namespace, name string) string { return namespace + "." + name }
+
+// BuiltinDeniedNamespaces are hub namespaces whose JobSets never run on
+// members, whatever the hub's --denied-namespaces add: the system's and the
+// fleet's own (a JobSet there would run next to the agents' credentials),
+// and every member namespace. A trailing * matches a prefix.
+var BuiltinDeniedNamespaces = []string{
+	"kube-*", "jobset-fleet-system", DefaultInventoryNamespace, MemberNamespacePrefix + "*",
+}
+
+// NamespaceDenied reports whether JobSets of the hub namespace ns may not
+// run on members: ns matches BuiltinDeniedNamespaces or extra.
+func NamespaceDenied(ns string, extra []string) bool {
+	match := func(pattern string) bool {
+		prefix, wildcard := strings.CutSuffix(pattern, "*")
+		return pattern == ns || (wildcard && strings.HasPrefix(ns, prefix))
+	}
+	return slices.ContainsFunc(BuiltinDeniedNamespaces, match) || slices.ContainsFunc(extra, match)
+}
