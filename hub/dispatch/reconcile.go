@@ -19,7 +19,6 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
-	"github.com/jobset-fleet/jobset-fleet/hub/fence"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
@@ -139,36 +138,6 @@ func (r *Reconciler) observeRecordedDispatch(ctx context.Context, o *Observed) e
 	}
 	o.Dispatches = append(o.Dispatches, *d)
 	return nil
-}
-
-// observeCopies looks, through the hub's own access, at the copies on
-// silent members that hold a dispatch not yet known to be stopped.
-func (r *Reconciler) observeCopies(ctx context.Context, o *Observed) {
-	if r.opts.Access == nil {
-		return
-	}
-	for _, d := range append(append([]fleet.JobSetDispatch{}, o.Dispatches...), o.Orphans...) {
-		name := memberOf(&d)
-		m, known := o.Members[name]
-		if !known || !m.Lost(o.LostTimeout) || !controllerutil.ContainsFinalizer(&d, DispatchFinalizer) || !r.opts.Access.Available(m.Profile) {
-			continue
-		}
-		if _, seen := o.Copies[name]; seen {
-			continue
-		}
-		c, err := r.opts.Access.Inspect(ctx, m.Profile, d.Spec.Origin)
-		if err != nil {
-			if o.CopyErrors == nil {
-				o.CopyErrors = map[string]string{}
-			}
-			o.CopyErrors[name] = err.Error()
-			continue
-		}
-		if o.Copies == nil {
-			o.Copies = map[string]fence.Copy{}
-		}
-		o.Copies[name] = c
-	}
 }
 
 // chooser runs placement with the hub's commitments: what it dispatched
@@ -300,28 +269,6 @@ func (r *Reconciler) release(ctx context.Context, o *Observed, d *fleet.JobSetDi
 	pl := planner{o: *o}
 	_, how := pl.stopped(d)
 	r.event(o, corev1.EventTypeNormal, ReasonReleased, "released JobSetDispatch %s/%s (epoch %d): %s", d.Namespace, d.Name, d.Spec.Epoch, how)
-	return nil
-}
-
-// stopCopy stops the JobSet's copy on a silent member through the hub's
-// own access to it.
-func (r *Reconciler) stopCopy(ctx context.Context, o *Observed, member string) error {
-	m := o.Members[member]
-	var origin fleet.Origin
-	for _, d := range append(append([]fleet.JobSetDispatch{}, o.Dispatches...), o.Orphans...) {
-		if memberOf(&d) == member {
-			origin = d.Spec.Origin
-			break
-		}
-	}
-	before := o.Copies[member]
-	gone, err := r.opts.Access.Stop(ctx, m.Profile, origin)
-	if err != nil {
-		return err
-	}
-	if !before.Deleting && !gone {
-		r.event(o, corev1.EventTypeWarning, ReasonCopyStopped, "member %s is silent: the hub is stopping the copy there through its own access to the member", member)
-	}
 	return nil
 }
 

@@ -1,0 +1,67 @@
+package dispatch
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/hub/fence"
+)
+
+// The hub's own look at, and stop of, copies on silent members it has
+// access to (package fence).
+
+// observeCopies looks, through the hub's own access, at the copies on
+// silent members that hold a dispatch not yet known to be stopped.
+func (r *Reconciler) observeCopies(ctx context.Context, o *Observed) {
+	if r.opts.Access == nil {
+		return
+	}
+	for _, d := range append(append([]fleet.JobSetDispatch{}, o.Dispatches...), o.Orphans...) {
+		name := memberOf(&d)
+		m, known := o.Members[name]
+		if !known || !m.Lost(o.LostTimeout) || !controllerutil.ContainsFinalizer(&d, DispatchFinalizer) || !r.opts.Access.Available(m.Profile) {
+			continue
+		}
+		if _, seen := o.Copies[name]; seen {
+			continue
+		}
+		c, err := r.opts.Access.Inspect(ctx, m.Profile, d.Spec.Origin)
+		if err != nil {
+			if o.CopyErrors == nil {
+				o.CopyErrors = map[string]string{}
+			}
+			o.CopyErrors[name] = err.Error()
+			continue
+		}
+		if o.Copies == nil {
+			o.Copies = map[string]fence.Copy{}
+		}
+		o.Copies[name] = c
+	}
+}
+
+// stopCopy stops the JobSet's copy on a silent member through the hub's
+// own access to it.
+func (r *Reconciler) stopCopy(ctx context.Context, o *Observed, member string) error {
+	m := o.Members[member]
+	var origin fleet.Origin
+	for _, d := range append(append([]fleet.JobSetDispatch{}, o.Dispatches...), o.Orphans...) {
+		if memberOf(&d) == member {
+			origin = d.Spec.Origin
+			break
+		}
+	}
+	before := o.Copies[member]
+	gone, err := r.opts.Access.Stop(ctx, m.Profile, origin)
+	if err != nil {
+		return err
+	}
+	if !before.Deleting && !gone {
+		r.event(o, corev1.EventTypeWarning, ReasonCopyStopped, "member %s is silent: the hub is stopping the copy there through its own access to the member", member)
+	}
+	return nil
+}
+
