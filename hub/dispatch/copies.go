@@ -64,4 +64,3 @@ func (r *Reconciler) stopCopy(ctx context.Context, o *Observed, member string) e
 	}
 	return nil
 }
-
