@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -44,7 +45,9 @@ type Options struct {
 	// ClusterProfileProviderFile configures the hub's optional access to
 	// members (cluster-inventory-api access providers); empty: none.
 	ClusterProfileProviderFile string
-	// DeniedNamespaces are hub namespaces whose JobSets are rejected.
+	// DeniedNamespaces are hub namespaces whose JobSets are rejected and
+	// never placed, in addition to fleet.BuiltinDeniedNamespaces, which
+	// always are.
 	DeniedNamespaces []string
 	// Clock is for tests; default the wall clock.
 	Clock clock.PassiveClock
@@ -58,7 +61,6 @@ func DefaultOptions() Options {
 		MemberLostTimeout:  60 * time.Second,
 		PlacementPolicy:    string(placement.Spread),
 		Concurrency:        16,
-		DeniedNamespaces:   admission.DefaultDeniedNamespaces,
 	}
 }
 
@@ -75,8 +77,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ClusterProfileProviderFile, "clusterprofile-provider-file", o.ClusterProfileProviderFile,
 		"cluster-inventory-api access provider file (JSON). With it the hub can reach members whose ClusterProfile lists a matching access provider, "+
 			"and uses that only to confirm, or enforce, that a silent member's copy of a JobSet stopped. Empty: no access to members.")
-	fs.Func("denied-namespaces", fmt.Sprintf("Comma-separated hub namespaces whose JobSets are rejected (a trailing * matches a prefix). Default %q.",
-		strings.Join(o.DeniedNamespaces, ",")), func(s string) error {
+	fs.Func("denied-namespaces", fmt.Sprintf("Comma-separated hub namespaces whose JobSets are rejected (a trailing * matches a prefix), "+
+		"in addition to the built-in ones, which always are: %s.", strings.Join(fleet.BuiltinDeniedNamespaces, ",")), func(s string) error {
 		o.DeniedNamespaces = strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 		return nil
 	})
@@ -143,5 +145,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 // Admission is the setup of the hub's admission webhooks, for the webhook
 // server of the same manager.
 func (o Options) Admission() func(ctrl.Manager) error {
-	return admission.Options{DeniedNamespaces: o.DeniedNamespaces, InventoryNamespace: o.InventoryNamespace}.SetupWithManager
+	return admission.Options{DeniedNamespaces: o.extraDeniedNamespaces(), InventoryNamespace: o.InventoryNamespace}.SetupWithManager
+}
+
+// extraDeniedNamespaces are --denied-namespaces and the inventory
+// namespace, which the built-in list names only at its default.
+func (o Options) extraDeniedNamespaces() []string {
+	return append(slices.Clone(o.DeniedNamespaces), o.InventoryNamespace)
 }

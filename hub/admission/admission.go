@@ -3,8 +3,8 @@
 // the API defaults, and, before anything is dispatched, rejects what could
 // never run or is not the user's to set: invalid JobSets (the same checks
 // and field paths as a member), bad placement annotations, JobSets in
-// namespaces the fleet does not run, resources no member has, and the
-// fleet's own keys.
+// namespaces the fleet does not run, pod templates the namespace's Pod
+// Security level forbids, resources no member has, and the fleet's own keys.
 //
 // +kubebuilder:webhookconfiguration:mutating=true,name=jobset-fleet-hub-mutating-webhook-configuration
 // +kubebuilder:webhookconfiguration:mutating=false,name=jobset-fleet-hub-validating-webhook-configuration
@@ -22,7 +22,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -58,18 +57,11 @@ const (
 // +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get;create;update
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update,resourceNames=jobset-fleet-hub-mutating-webhook-configuration;jobset-fleet-hub-validating-webhook-configuration
 
-// DefaultDeniedNamespaces are hub namespaces whose JobSets are never run on
-// members: the system's and the fleet's own (a JobSet there would run pods
-// next to the agent's hub credentials), and every member namespace.
-var DefaultDeniedNamespaces = []string{
-	metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease,
-	"jobset-fleet-system", fleet.DefaultInventoryNamespace, fleet.MemberNamespacePrefix + "*",
-}
-
 // Options configure the hub's JobSet admission.
 type Options struct {
 	// DeniedNamespaces are namespaces (a trailing * matches a prefix) whose
-	// JobSets are rejected; default DefaultDeniedNamespaces.
+	// JobSets are rejected, in addition to fleet.BuiltinDeniedNamespaces,
+	// which always are.
 	DeniedNamespaces []string
 	// InventoryNamespace holds the ClusterProfiles; default fleet-system.
 	InventoryNamespace string
@@ -78,6 +70,9 @@ type Options struct {
 type jobSetWebhook struct {
 	opts   Options
 	reader client.Reader
+	// namespaces reads namespaces live (their Pod Security labels).
+	namespaces  client.Reader
+	podSecurity *PodSecurity
 }
 
 var (
@@ -90,15 +85,17 @@ var (
 func SetupWithManager(mgr ctrl.Manager) error { return Options{}.SetupWithManager(mgr) }
 
 // SetupWithManager registers the hub's JobSet webhooks on mgr's webhook
-// server. They read ClusterProfiles through mgr's cache.
+// server. They read ClusterProfiles through mgr's cache and namespaces
+// from the API server.
 func (o Options) SetupWithManager(mgr ctrl.Manager) error {
-	if o.DeniedNamespaces == nil {
-		o.DeniedNamespaces = DefaultDeniedNamespaces
-	}
 	if o.InventoryNamespace == "" {
 		o.InventoryNamespace = fleet.DefaultInventoryNamespace
 	}
-	w := &jobSetWebhook{opts: o, reader: mgr.GetClient()}
+	podSecurity, err := NewPodSecurity()
+	if err != nil {
+		return err
+	}
+	w := &jobSetWebhook{opts: o, reader: mgr.GetClient(), namespaces: mgr.GetAPIReader(), podSecurity: podSecurity}
 	return ctrl.NewWebhookManagedBy(mgr, &jobset.JobSet{}).
 		WithDefaulter(w).
 		WithValidator(w).
@@ -142,6 +139,13 @@ func (w *jobSetWebhook) ValidateCreate(ctx context.Context, js *jobset.JobSet) (
 	errs := jobsetvalidation.ValidateJobSetWithFieldPaths(ctx, js, nil)
 	errs = append(errs, ValidateFleetAnnotations(js.Annotations)...)
 	errs = append(errs, ValidateHubOwnedKeys(nil, js)...)
+	// Whoever manages the JobSet, its pods get no more than the namespace
+	// allows: the fleet runs them where the hub's admission cannot look.
+	podErrs, warnings, err := w.checkPodSecurity(ctx, nil, js)
+	if err != nil {
+		return nil, err
+	}
+	errs = append(errs, podErrs...)
 	if ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet {
 		errs = append(errs, ValidateNamespace(js.Namespace, w.opts.DeniedNamespaces)...)
 		fleetErrs, err := w.validateResources(ctx, js)
@@ -150,14 +154,39 @@ func (w *jobSetWebhook) ValidateCreate(ctx context.Context, js *jobset.JobSet) (
 		}
 		errs = append(errs, fleetErrs...)
 	}
-	return nil, invalid(js, errs)
+	return warnings, invalid(js, errs)
 }
 
-func (w *jobSetWebhook) ValidateUpdate(_ context.Context, oldJS, newJS *jobset.JobSet) (admission.Warnings, error) {
+func (w *jobSetWebhook) ValidateUpdate(ctx context.Context, oldJS, newJS *jobset.JobSet) (admission.Warnings, error) {
 	errs := jobsetvalidation.ValidateJobSetUpdate(oldJS, newJS)
 	errs = append(errs, ValidateFleetAnnotations(newJS.Annotations)...)
 	errs = append(errs, ValidateHubOwnedKeys(oldJS, newJS)...)
-	return nil, invalid(newJS, errs)
+	podErrs, warnings, err := w.checkPodSecurity(ctx, oldJS, newJS)
+	if err != nil {
+		return nil, err
+	}
+	errs = append(errs, podErrs...)
+	return warnings, invalid(newJS, errs)
+}
+
+// checkPodSecurity applies the Pod Security level of the JobSet's
+// namespace, read now, to its pod templates. old is nil on create.
+func (w *jobSetWebhook) checkPodSecurity(ctx context.Context, old, js *jobset.JobSet) (field.ErrorList, admission.Warnings, error) {
+	ns := &corev1.Namespace{}
+	if err := w.namespaces.Get(ctx, client.ObjectKey{Name: js.Namespace}, ns); err != nil {
+		return nil, nil, fmt.Errorf("reading namespace %s for its Pod Security level: %w", js.Namespace, err)
+	}
+	nsPolicy, labelErrs := NamespacePolicy(ns.Labels)
+	var warnings admission.Warnings
+	for _, e := range labelErrs {
+		warnings = append(warnings, fmt.Sprintf("namespace %s: %s; enforcing Pod Security %q", js.Namespace, e.Error(), nsPolicy.Enforce.String()))
+	}
+	var oldSpec *jobset.JobSetSpec
+	if old != nil {
+		oldSpec = &old.Spec
+	}
+	errs, podWarnings := w.podSecurity.Check(nsPolicy, oldSpec, &js.Spec)
+	return errs, append(warnings, podWarnings...), nil
 }
 
 func (w *jobSetWebhook) ValidateDelete(context.Context, *jobset.JobSet) (admission.Warnings, error) {
@@ -223,15 +252,14 @@ func ValidateResourcesExist(spec *jobset.JobSetSpec, members []inventory.Member)
 	return errs
 }
 
-// ValidateNamespace rejects a JobSet in a namespace the fleet does not run.
-func ValidateNamespace(namespace string, denied []string) field.ErrorList {
-	for _, d := range denied {
-		if d == namespace || (strings.HasSuffix(d, "*") && strings.HasPrefix(namespace, strings.TrimSuffix(d, "*"))) {
-			return field.ErrorList{field.Forbidden(field.NewPath("metadata", "namespace"),
-				fmt.Sprintf("the fleet does not run JobSets of namespace %s on member clusters (hub --denied-namespaces)", namespace))}
-		}
+// ValidateNamespace rejects a JobSet in a namespace the fleet does not run:
+// one of fleet.BuiltinDeniedNamespaces or of the hub's extra ones.
+func ValidateNamespace(namespace string, extraDenied []string) field.ErrorList {
+	if !fleet.NamespaceDenied(namespace, extraDenied) {
+		return nil
 	}
-	return nil
+	return field.ErrorList{field.Forbidden(field.NewPath("metadata", "namespace"),
+		fmt.Sprintf("the fleet does not run JobSets of namespace %s on member clusters (system and fleet namespaces, and hub --denied-namespaces)", namespace))}
 }
 
 // userAnnotations are the fleet.jobset.x-k8s.io/ keys a user may set.

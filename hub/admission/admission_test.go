@@ -2,6 +2,7 @@ package admission_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,13 +97,18 @@ func TestValidateHubOwnedKeys(t *testing.T) {
 	}
 }
 
+// TestValidateNamespace: the hub's extra denied namespaces add to the
+// built-in ones, never replace them.
 func TestValidateNamespace(t *testing.T) {
-	for ns, denied := range map[string]bool{
-		"kube-system": true, "jobset-fleet-system": true, "fleet-system": true, "fleet-member-m1": true,
-		"default": false, "team-a": false, "fleet-members": false,
-	} {
-		if got := len(admission.ValidateNamespace(ns, admission.DefaultDeniedNamespaces)) > 0; got != denied {
-			t.Errorf("namespace %s: denied = %t, want %t", ns, got, denied)
+	for _, extra := range [][]string{nil, {"foo", "batch-*"}} {
+		for ns, denied := range map[string]bool{
+			"kube-system": true, "kube-public": true, "kube-node-lease": true, "jobset-fleet-system": true, "fleet-system": true, "fleet-member-m1": true,
+			"default": false, "team-a": false, "fleet-members": false,
+			"foo": len(extra) > 0, "batch-x": len(extra) > 0,
+		} {
+			if got := len(admission.ValidateNamespace(ns, extra)) > 0; got != denied {
+				t.Errorf("extra %v, namespace %s: denied = %t, want %t", extra, ns, got, denied)
+			}
 		}
 	}
 }
@@ -195,4 +201,66 @@ func TestHubAdmission(t *testing.T) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
 	}
+}
+
+// TestHubAdmissionNamespaceBoundary: on a real apiserver with the hub's
+// webhooks, a JobSet gets no more than its hub namespace allows. Its pod
+// templates meet the namespace's Pod Security level, with the message the
+// apiserver's own Pod Security admission gives a Pod, and the hub's extra
+// denied namespaces add to the built-in ones.
+func TestHubAdmissionNamespaceBoundary(t *testing.T) {
+	c := testenv.Start(t, "hub-admission-ns", testenv.WithWebhooks(filepath.Join(testenv.RepoRoot(), "config", "hub-webhook")))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := c.ServeWebhooks(ctx, admission.Options{DeniedNamespaces: []string{"foo"}}.SetupWithManager); err != nil {
+		t.Fatal(err)
+	}
+	for name, labels := range map[string]map[string]string{
+		"locked": {"pod-security.kubernetes.io/enforce": "restricted"},
+		"foo":    nil,
+	} {
+		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobSet := func(ns, name string, edit func(*corev1.PodSpec)) *jobset.JobSet {
+		js := jstesting.MakeJobSet(ns, name).
+			ReplicatedJob(jstesting.MakeReplicatedJob("workers").Replicas(1).Container("c", "busybox").Obj()).
+			Obj()
+		if edit != nil {
+			edit(&js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec)
+		}
+		return js
+	}
+
+	t.Run("pod security", func(t *testing.T) {
+		withHostRoot := func(s *corev1.PodSpec) { privileged(s); hostRoot(s) }
+		// What the apiserver's Pod Security admission says of such a Pod.
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "locked", Name: "p"}, Spec: podSpec(withHostRoot)}
+		podErr := c.Client.Create(ctx, pod)
+		_, psaMessage, ok := strings.Cut(fmt.Sprint(podErr), "is forbidden: ")
+		if !ok || !strings.HasPrefix(psaMessage, `violates PodSecurity "restricted:latest": privileged (container "c" must not set securityContext.privileged=true)`) {
+			t.Fatalf("the apiserver's Pod Security admission on a privileged Pod: %v", podErr)
+		}
+
+		err := c.Client.Create(ctx, jobSet("locked", "privileged", withHostRoot))
+		want := "spec.replicatedJobs[0].template.spec.template: Forbidden: " + psaMessage
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a privileged JobSet in a restricted namespace: error %v, want one containing %q", err, want)
+		}
+		if err := c.Client.Create(ctx, jobSet("locked", "compliant", restrictedCompliant)); err != nil {
+			t.Errorf("a restricted-compliant JobSet: %v", err)
+		}
+		if err := c.Client.Create(ctx, jobSet("default", "privileged", withHostRoot)); err != nil {
+			t.Errorf("a privileged JobSet in an unlabelled (privileged) namespace: %v", err)
+		}
+	})
+
+	t.Run("denied namespaces add to built-ins", func(t *testing.T) {
+		for _, ns := range []string{"kube-system", "foo"} {
+			if err := c.Client.Create(ctx, jobSet(ns, "denied", nil)); err == nil || !strings.Contains(err.Error(), "metadata.namespace") {
+				t.Errorf("a JobSet in %s with --denied-namespaces=foo: %v", ns, err)
+			}
+		}
+	})
 }
