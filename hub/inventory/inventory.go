@@ -28,7 +28,10 @@ import (
 )
 
 // +kubebuilder:rbac:groups=multicluster.x-k8s.io,resources=clusterprofiles,verbs=get;list;watch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch
+// The hub reads heartbeat Leases only: RBAC allows no other name (its cache
+// lists and watches them with a metadata.name field selector, which RBAC
+// matches against resourceNames), so no other Lease of the hub is exposed.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch,resourceNames=agent-heartbeat
 // The hub's leader-election Lease (cmd/hub) lives in its own namespace.
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
 
@@ -141,7 +144,9 @@ func (i *Inventory) MemberLostTimeout() time.Duration { return i.opts.MemberLost
 
 // CacheByObject narrows the manager's cache to what the inventory reads:
 // ClusterProfiles of the inventory namespace and heartbeat Leases only (not
-// every Lease of the hub, e.g. leader-election ones).
+// every Lease of the hub, e.g. leader-election ones; the hub's RBAC allows
+// no others). A field selector cannot match a namespace prefix, so a Lease
+// of that name outside fleet-member-* namespaces is cached too, and ignored.
 func CacheByObject(namespace string) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
 		&clusterinventory.ClusterProfile{}: {Namespaces: map[string]cache.Config{namespace: {}}},

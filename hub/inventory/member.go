@@ -99,8 +99,6 @@ type Assessment struct {
 const (
 	// MaxProperties is the most ClusterProfile properties the hub reads.
 	MaxProperties = 512
-	// MaxReasonLength bounds a member's health message as quoted by the hub.
-	MaxReasonLength = 256
 )
 
 // Assess turns a ClusterProfile and the hub's heartbeat observation into a
@@ -143,7 +141,7 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 	case c.Status != metav1.ConditionTrue:
 		msg := fmt.Sprintf("ControlPlaneHealthy is %s", c.Status)
 		if c.Message != "" {
-			msg += ": " + truncate(c.Message, MaxReasonLength)
+			msg += ": " + fleet.Bounded(c.Message, fleet.MaxMemberReason)
 		}
 		problems = append(problems, msg)
 	}
@@ -154,7 +152,7 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 		if got := propertyValue(p.Status.Properties, fleet.ClusterIDProperty); got != want {
 			// Another cluster (or a copy of the agent elsewhere) speaks for
 			// this member: trusting it could run work twice.
-			problems = append(problems, fmt.Sprintf("reports cluster ID %q, but joined as %q", truncate(got, 64), want))
+			problems = append(problems, fmt.Sprintf("reports cluster ID %q, but joined as %q", fleet.Bounded(got, 64), want))
 		}
 	}
 	if hb.FenceTimeout > 0 && a.MemberLostTimeout > 0 && hb.FenceTimeout >= a.MemberLostTimeout {
@@ -184,13 +182,6 @@ func propertyValue(props []clusterinventory.Property, name string) string {
 		}
 	}
 	return ""
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // splitList splits a comma-separated annotation value, dropping blanks.

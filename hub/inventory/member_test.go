@@ -109,7 +109,7 @@ func TestAssessTrust(t *testing.T) {
 	}
 	long := profile(metav1.ConditionFalse)
 	long.Status.Conditions[0].Message = strings.Repeat("x", 10000)
-	if m := Assess(long, fresh, now, a); len(m.Reason) > MaxReasonLength+100 {
+	if m := Assess(long, fresh, now, a); len(m.Reason) > fleet.MaxMemberReason+100 {
 		t.Errorf("a member's message must be bounded, got %d bytes", len(m.Reason))
 	}
 	allowed := withAnnotation(profile(metav1.ConditionTrue), fleet.AllowedNamespacesAnnotation, "team-a, team-b,")
