@@ -46,6 +46,12 @@ import (
 // +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update,resourceNames=jobset-fleet-mutating-webhook-configuration;jobset-fleet-validating-webhook-configuration
+//
+// Metrics are served to authorized clients only (cmd/internal/manager),
+// which takes a TokenReview and a SubjectAccessReview per scrape.
+//
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 const usage = `jobset-fleet-agent runs JobSets in a member cluster.
 

@@ -6,6 +6,7 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -53,8 +55,12 @@ type Flags struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 
 	MetricsAddr string
-	ProbeAddr   string
-	TLS         TLSFlags
+	// MetricsSecure serves metrics over HTTPS to authenticated and
+	// authorized clients only (a bearer token whose identity may get the
+	// non-resource URL /metrics); off: plain HTTP to anyone, for local runs.
+	MetricsSecure bool
+	ProbeAddr     string
+	TLS           TLSFlags
 
 	DisableWebhooks    bool
 	WebhookPort        int
@@ -74,7 +80,10 @@ func (f *Flags) AddFlags(fs *flag.FlagSet, c Component) {
 	fs.DurationVar(&f.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits, after the leader's last renewal, before it takes over.")
 	fs.DurationVar(&f.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader retries renewing before it gives up leadership (and exits).")
 	fs.DurationVar(&f.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "How often the leader renews and standbys try to acquire.")
-	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", ":8080", "Metrics address; 0 disables.")
+	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", ":8443", "Metrics address; 0 disables.")
+	fs.BoolVar(&f.MetricsSecure, "metrics-secure", true, "Serve metrics over HTTPS (a self-signed certificate, with --tls-min-version and --tls-cipher-suites) "+
+		"only to clients whose bearer token the apiserver authenticates and authorizes for GET /metrics (e.g. bound to the metrics-reader ClusterRole). "+
+		"False: plain HTTP to anyone, for local development.")
 	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", ":8081", "Health and readiness probe address.")
 	fs.BoolVar(&f.DisableWebhooks, "disable-webhooks", false, "Do not serve the admission webhooks (e.g. for local runs).")
 	fs.IntVar(&f.WebhookPort, "webhook-port", 9443, "Webhook server port.")
@@ -120,7 +129,7 @@ func New(f Flags, c Component, cacheOpts cache.Options) (*rest.Config, ctrl.Mana
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  api.NewScheme(),
 		Cache:                   cacheOpts,
-		Metrics:                 metricsserver.Options{BindAddress: f.MetricsAddr, TLSOpts: tlsOpts},
+		Metrics:                 metricsOptions(f, tlsOpts),
 		HealthProbeBindAddress:  f.ProbeAddr,
 		LeaderElection:          f.LeaderElect,
 		LeaderElectionID:        c.Name,
@@ -142,6 +151,18 @@ func New(f Flags, c Component, cacheOpts cache.Options) (*rest.Config, ctrl.Mana
 		return nil, nil, err
 	}
 	return cfg, mgr, nil
+}
+
+// metricsOptions serve metrics as the flags say: by default over HTTPS,
+// each request authenticated (TokenReview) and authorized
+// (SubjectAccessReview) by the apiserver, as kubebuilder projects do. Each
+// binary's main carries the RBAC markers for those reviews.
+func metricsOptions(f Flags, tlsOpts []func(*tls.Config)) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: f.MetricsAddr, SecureServing: f.MetricsSecure, TLSOpts: tlsOpts}
+	if f.MetricsSecure {
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return o
 }
 
 // ServeWebhooks registers the component's webhooks (setup) on mgr, with a
