@@ -133,6 +133,14 @@ func TestJoinIdentityPrivilegeAndNamespaces(t *testing.T) {
 		if got := profile("m1").Annotations[fleetv1alpha1.ClusterIDAnnotation]; got != idB {
 			t.Errorf("forced join: cluster ID %s, want %s", got, idB)
 		}
+		// The takeover revoked a's agent: its token no longer authenticates.
+		oldAgent := clientFor(t, kubeconfig, testenv.Scheme())
+		testenv.Eventually(t, 30*time.Second, "the old agent's token rejected", func() error {
+			if err := oldAgent.Get(ctx, client.ObjectKey{Namespace: inv, Name: "m1"}, &clusterinventory.ClusterProfile{}); !apierrors.IsUnauthorized(err) {
+				return fmt.Errorf("old agent reading its profile: want 401 Unauthorized, got %v", err)
+			}
+			return nil
+		})
 		if _, err := membership.Join(ctx, hub.Client, a.Client, opts("m1")); err == nil {
 			t.Error("the old cluster took its name back without force")
 		}
