@@ -159,7 +159,7 @@ func membershipFlagSet(name, summary string, f *membershipFlags) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&f.hubKubeconfig, "hub-kubeconfig", "", "Admin kubeconfig of the hub (required).")
-	fs.StringVar(&f.memberKubeconfig, "member-kubeconfig", "", "Admin kubeconfig of the member (required).")
+	fs.StringVar(&f.memberKubeconfig, "member-kubeconfig", "", "Admin kubeconfig of the member (required, except for unjoin "+membership.ConfirmCopiesStoppedFlag+").")
 	fs.StringVar(&f.opts.ClusterName, "cluster-name", "", "The member's name in the fleet (required).")
 	fs.StringVar(&f.opts.InventoryNamespace, "inventory-namespace", fleetv1alpha1.DefaultInventoryNamespace, "Hub namespace of the ClusterProfiles.")
 	fs.StringVar(&f.opts.CRDDir, "crd-dir", filepath.Join("config", "crd", "bases"), "Directory of the CRD manifests installed on (or, with --remove-crds, removed from) the member.")
@@ -170,21 +170,29 @@ func (f *membershipFlags) clients(scheme *runtime.Scheme) (hub, member client.Cl
 	if f.hubKubeconfig == "" || f.memberKubeconfig == "" || f.opts.ClusterName == "" {
 		return nil, nil, nil, errors.New("--hub-kubeconfig, --member-kubeconfig and --cluster-name are required")
 	}
-	hubCfg, err = clientcmd.BuildConfigFromFlags("", f.hubKubeconfig)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("hub kubeconfig: %w", err)
+	if hub, hubCfg, err = f.hubClient(scheme); err != nil {
+		return nil, nil, nil, err
 	}
 	memberCfg, err := clientcmd.BuildConfigFromFlags("", f.memberKubeconfig)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("member kubeconfig: %w", err)
 	}
-	if hub, err = client.New(hubCfg, client.Options{Scheme: scheme}); err != nil {
-		return nil, nil, nil, err
-	}
 	if member, err = client.New(memberCfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, nil, nil, err
 	}
 	return hub, member, hubCfg, nil
+}
+
+func (f *membershipFlags) hubClient(scheme *runtime.Scheme) (client.Client, *rest.Config, error) {
+	hubCfg, err := clientcmd.BuildConfigFromFlags("", f.hubKubeconfig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("hub kubeconfig: %w", err)
+	}
+	hub, err := client.New(hubCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, err
+	}
+	return hub, hubCfg, nil
 }
 
 func runJoin(args []string, scheme *runtime.Scheme) error {
@@ -200,7 +208,12 @@ func runJoin(args []string, scheme *runtime.Scheme) error {
 		f.opts.AllowedNamespaces = manager.SplitList(s)
 		return nil
 	})
-	fs.BoolVar(&f.opts.Force, "force", false, "Take over a cluster name that a different cluster joined with; the old cluster's agent loses the hub's trust.")
+	fs.BoolVar(&f.opts.Force, "force", false, "Take over a cluster name that a different cluster joined with. The agent's ServiceAccount on the hub is\n"+
+		"created anew, so the old cluster's agent tokens stop working. If the old cluster may still run some of the fleet's\n"+
+		"JobSets (dispatches not confirmed stopped), join lists them and refuses, unless "+membership.ConfirmCopiesStoppedFlag+".")
+	fs.BoolVar(&f.opts.ConfirmCopiesStopped, strings.TrimPrefix(membership.ConfirmCopiesStoppedFlag, "--"), false, "With --force: state that the old cluster's copies of the fleet's JobSets are stopped (stopped by hand,\n"+
+		"or the cluster is gone). Each of its dispatches is marked Deleted (reason "+fleetv1alpha1.ReasonStopConfirmed+"), deleted and\n"+
+		"released before the new cluster gets its token; the hub then runs those JobSets again, maybe on the new cluster.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -236,14 +249,40 @@ func runJoin(args []string, scheme *runtime.Scheme) error {
 
 func runUnjoin(args []string, scheme *runtime.Scheme) error {
 	var f membershipFlags
-	fs := membershipFlagSet("unjoin", "Remove a member cluster from the fleet: everything join created, and the\nfleet's JobSets on the member. The member's CRDs stay unless --remove-crds. Idempotent.", &f)
+	fs := membershipFlagSet("unjoin", "Remove a member cluster from the fleet: everything join created, and the\n"+
+		"fleet's JobSets on the member. The member's CRDs stay unless --remove-crds. Idempotent.\n\n"+
+		"The hub runs the member's JobSets elsewhere only on proof that their copies there\n"+
+		"stopped: unjoin gives it by deleting the copies (the default), or, with\n"+
+		membership.ConfirmCopiesStoppedFlag+", on your word. With --keep-workloads it gives none: the\n"+
+		"hub waits, and the member's hub namespace stays Terminating, until a later\n"+
+		"`unjoin --cluster-name <name> "+membership.ConfirmCopiesStoppedFlag+"` (or an unjoin without\n"+
+		"--keep-workloads).", &f)
 	fs.BoolVar(&f.opts.RemoveCRDs, "remove-crds", false, "Also delete the CRDs (and every JobSet) from the member.")
-	fs.BoolVar(&f.opts.KeepWorkloads, "keep-workloads", false, "Leave the fleet's JobSets on the member running (the hub then waits for them to be confirmed stopped before it runs them elsewhere).")
+	fs.BoolVar(&f.opts.KeepWorkloads, "keep-workloads", false, "Leave the fleet's JobSets on the member running. Their dispatches stay on the hub, held for the\n"+
+		"member: the hub runs those JobSets nowhere else until you stop the copies and run unjoin again with\n"+
+		membership.ConfirmCopiesStoppedFlag+" (or without --keep-workloads, which deletes them).")
+	fs.BoolVar(&f.opts.ConfirmCopiesStopped, strings.TrimPrefix(membership.ConfirmCopiesStoppedFlag, "--"), false, "State that the member's copies of the fleet's JobSets are stopped (stopped by hand, or the member is\n"+
+		"gone). Works on the hub alone (no --member-kubeconfig): each dispatch left for the member is marked\n"+
+		"Deleted (reason "+fleetv1alpha1.ReasonStopConfirmed+", with who said so), deleted and released, and the hub runs those\n"+
+		"JobSets elsewhere. Wrong, it means two copies: only after checking.")
 	fs.DurationVar(&f.opts.WaitTimeout, "wait-timeout", 5*time.Minute, "How long to wait for the fleet's JobSets on the member, Jobs included, to be gone.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	hub, member, _, err := f.clients(scheme)
+	var hub, member client.Client
+	var err error
+	if f.opts.ConfirmCopiesStopped {
+		if f.memberKubeconfig != "" || f.opts.KeepWorkloads || f.opts.RemoveCRDs {
+			return errors.New(membership.ConfirmCopiesStoppedFlag + " works on the hub alone: drop --member-kubeconfig, --keep-workloads and --remove-crds " +
+				"(to delete the copies through a reachable member, unjoin without " + membership.ConfirmCopiesStoppedFlag + ")")
+		}
+		if f.hubKubeconfig == "" || f.opts.ClusterName == "" {
+			return errors.New("--hub-kubeconfig and --cluster-name are required")
+		}
+		hub, _, err = f.hubClient(scheme)
+	} else {
+		hub, member, _, err = f.clients(scheme)
+	}
 	if err != nil {
 		return err
 	}
@@ -251,6 +290,10 @@ func runUnjoin(args []string, scheme *runtime.Scheme) error {
 		return err
 	}
 	fmt.Printf("Removed %s from the fleet.\n", f.opts.ClusterName)
+	if f.opts.KeepWorkloads {
+		fmt.Printf("Its JobSets keep running there, and the hub runs them nowhere else until you stop them and run\n"+
+			"  jobset-fleet-agent unjoin --cluster-name %s %s\n", f.opts.ClusterName, membership.ConfirmCopiesStoppedFlag)
+	}
 	return nil
 }
 

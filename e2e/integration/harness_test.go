@@ -210,7 +210,9 @@ func startFleet() (_ *fleetEnv, stop func(), err error) {
 				}
 			}()
 			if i == 0 {
-				clusters[i], stopFns[i] = testenv.StartMain("hub", testenv.WithWebhooks(filepath.Join(testenv.RepoRoot(), "config", "hub-webhook")))
+				// kube-controller-manager: a deleted member namespace is
+				// really emptied and removed, as on a real hub.
+				clusters[i], stopFns[i] = testenv.StartMain("hub", testenv.WithWebhooks(filepath.Join(testenv.RepoRoot(), "config", "hub-webhook")), testenv.WithControllerManager())
 				return
 			}
 			clusters[i], stopFns[i] = testenv.StartMain(memberSpecs[i-1].name, testenv.WithControllerManager())

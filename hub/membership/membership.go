@@ -4,16 +4,36 @@
 //
 // Join creates, on the hub: the inventory namespace (if missing), the
 // member's ClusterProfile (recording the member's identity, the UID of its
-// kube-system namespace), its namespace fleet-member-<name>, the agent's
-// ServiceAccount there, the Roles that limit the agent to that namespace, to
-// reading its own ClusterProfile and writing that profile's status, and a
-// short-lived token (TokenRequest) the agent refreshes itself. On the
-// member: the fleet's CRDs, the namespace jobset-fleet-system and the Secret
-// hub-kubeconfig the agent reads its hub credentials from.
+// kube-system namespace, and the UID of its member namespace), its
+// namespace fleet-member-<name>, the agent's ServiceAccount there, the Roles
+// that limit the agent to that namespace, to reading its own ClusterProfile
+// and writing that profile's status, and a short-lived token (TokenRequest)
+// the agent refreshes itself. On the member: the fleet's CRDs, the
+// namespace jobset-fleet-system and the Secret hub-kubeconfig the agent
+// reads its hub credentials from.
 //
-// Join never adopts a namespace it did not create, and refuses a cluster
-// name another cluster already joined with; Unjoin deletes only namespaces
-// Join created.
+// Join never adopts a namespace it did not create: a label anyone who can
+// create namespaces could set is no proof, so Join records the UID of the
+// member namespace it created (MemberNamespaceUIDAnnotation, on the
+// ClusterProfile and on the agent's Role in the inventory namespace, both
+// writable only by the hub's admins) and accepts an existing member
+// namespace only with that UID; Unjoin deletes only such a namespace.
+//
+// One cluster name is held by one cluster. Join refuses a name another
+// cluster joined with; with Force it takes the name over, and revokes the
+// old cluster: the agent's ServiceAccount is deleted and created anew, so
+// every token of the old agent stops authenticating. A takeover never hands
+// the old cluster's running work to the new one: dispatches the old agent
+// holds and that are not confirmed stopped make Join refuse, unless the
+// operator states with ConfirmCopiesStopped that their copies are stopped;
+// Join then records that statement on each (DispatchDeleted=True, reason
+// ReasonStopConfirmed), deletes and releases it, all before the new
+// cluster receives its token.
+//
+// Unjoin with KeepWorkloads leaves the member's copies running and the
+// member's dispatches held: the hub runs those JobSets elsewhere only after
+// proof that the copies stopped, which `unjoin --confirm-copies-stopped`
+// gives (see Unjoin).
 //
 // The CRDs are read from a directory (Options.CRDDir, by default
 // config/crd/bases of a checkout or release) rather than embedded: the
@@ -79,6 +99,15 @@ const (
 	installedByValue = "jobset-fleet"
 	// FieldOwner is the server-side-apply field manager of the CRDs.
 	FieldOwner = "jobset-fleet-join"
+	// MemberNamespaceUIDAnnotation records the UID of the member namespace
+	// Join created, on the member's ClusterProfile and on its Role
+	// AgentRole-<cluster> in the inventory namespace (which survives an
+	// accidental deletion of the profile). Only the hub's admins write
+	// either; a namespace of the same name with another UID is not Join's.
+	MemberNamespaceUIDAnnotation = "fleet.jobset.x-k8s.io/member-namespace-uid"
+	// ConfirmCopiesStoppedFlag is the command-line flag of
+	// Options.ConfirmCopiesStopped, named in Join's and Unjoin's messages.
+	ConfirmCopiesStoppedFlag = "--confirm-copies-stopped"
 )
 
 // Options configure Join and Unjoin.
@@ -113,14 +142,25 @@ type Options struct {
 	// profile); empty removes the restriction.
 	AllowedNamespaces []string
 	// Force lets Join take over a cluster name that a different cluster
-	// (another kube-system UID) joined with: the old cluster's agent loses
-	// the hub's trust.
+	// (another kube-system UID) joined with: the agent's ServiceAccount is
+	// recreated, so the old cluster's agent tokens stop working. Dispatches
+	// the old agent may still run block the takeover unless
+	// ConfirmCopiesStopped.
 	Force bool
+	// ConfirmCopiesStopped is the operator's statement that the copies of
+	// the member's remaining dispatches no longer run (stopped by hand, or
+	// the cluster is gone). Join (with Force) and Unjoin then mark each such
+	// dispatch DispatchDeleted=True, reason fleet ReasonStopConfirmed,
+	// delete it and release the agent's finalizer: proof on which the hub
+	// runs those JobSets elsewhere. Unjoin with it needs no member client
+	// and touches nothing on the member.
+	ConfirmCopiesStopped bool
 
 	// Unjoin only: RemoveCRDs also deletes the CRDs from the member (and with
 	// them every JobSet there); KeepWorkloads leaves the fleet's JobSets on
-	// the member running (the hub then keeps waiting for them to be
-	// confirmed stopped before it runs them elsewhere).
+	// the member running and their dispatches held by the agent's
+	// finalizer, so the hub runs them nowhere else until an Unjoin with
+	// ConfirmCopiesStopped (or without KeepWorkloads) proves them stopped.
 	RemoveCRDs    bool
 	KeepWorkloads bool
 	// WaitTimeout bounds how long Unjoin waits for the member's fleet
@@ -213,19 +253,53 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	cp := &clusterinventory.ClusterProfile{}
+	takeover := false
 	switch err := hub.Get(ctx, client.ObjectKey{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}, cp); {
 	case apierrors.IsNotFound(err):
+		cp = nil
 	case err != nil:
 		return nil, fmt.Errorf("hub: reading ClusterProfile %s/%s: %w", opts.InventoryNamespace, opts.ClusterName, err)
 	default:
-		if id := cp.Annotations[fleetv1alpha1.ClusterIDAnnotation]; id != "" && id != clusterID && !opts.Force {
+		id := cp.Annotations[fleetv1alpha1.ClusterIDAnnotation]
+		takeover = id != "" && id != clusterID
+		if takeover && !opts.Force {
 			return nil, fmt.Errorf("hub: cluster name %q is already joined by another cluster (ClusterProfile %s/%s has %s=%s, this member's kube-system UID is %s): unjoin it first, pick another name, or force the takeover",
 				opts.ClusterName, opts.InventoryNamespace, opts.ClusterName, fleetv1alpha1.ClusterIDAnnotation, id, clusterID)
 		}
 	}
-	if err := ensureNamespace(ctx, hub, memberNS, false); err != nil {
+	if takeover && !opts.ConfirmCopiesStopped {
+		// Refuse before changing anything: the operator may have named the
+		// wrong cluster.
+		if err := refuseUnconfirmed(ctx, hub, memberNS, opts.ClusterName); err != nil {
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+	}
+	owned, err := recordedNamespaceUIDs(ctx, hub, cp, opts)
+	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
+	nsUID, err := ensureMemberNamespace(ctx, hub, opts, owned)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	oldClusterID := ""
+	if cp != nil {
+		oldClusterID = cp.Annotations[fleetv1alpha1.ClusterIDAnnotation]
+	}
+	// Record the namespace as Join's at once, so a join that fails later
+	// still accepts it when run again.
+	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: memberNS, Name: AgentServiceAccount}
+	if err := ensureRole(ctx, hub, opts.InventoryNamespace, opts.inventoryRole(), ProfileRules(opts.ClusterName), subject,
+		map[string]string{MemberNamespaceUIDAnnotation: string(nsUID)}); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if takeover {
+		if err := takeOver(ctx, hub, memberNS, oldClusterID, opts); err != nil {
+			return nil, fmt.Errorf("hub: taking over cluster name %q: %w", opts.ClusterName, err)
+		}
+	}
+	// The profile names the new cluster only once the old one is revoked,
+	// so a takeover that failed is a takeover again when run again.
 	cp = &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}}
 	if _, err := controllerutil.CreateOrUpdate(ctx, hub, cp, func() error {
 		if cp.Labels == nil {
@@ -237,6 +311,7 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 			cp.Annotations = map[string]string{}
 		}
 		cp.Annotations[fleetv1alpha1.ClusterIDAnnotation] = clusterID
+		cp.Annotations[MemberNamespaceUIDAnnotation] = string(nsUID)
 		if len(opts.AllowedNamespaces) > 0 {
 			cp.Annotations[fleetv1alpha1.AllowedNamespacesAnnotation] = strings.Join(opts.AllowedNamespaces, ",")
 		} else {
@@ -252,11 +327,7 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	if err := hub.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("hub: ServiceAccount %s/%s: %w", memberNS, sa.Name, err)
 	}
-	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: memberNS, Name: AgentServiceAccount}
-	if err := ensureRole(ctx, hub, memberNS, AgentRole, AgentRules(), subject); err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
-	}
-	if err := ensureRole(ctx, hub, opts.InventoryNamespace, opts.inventoryRole(), ProfileRules(opts.ClusterName), subject); err != nil {
+	if err := ensureRole(ctx, hub, memberNS, AgentRole, AgentRules(), subject, nil); err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	token, err := agentToken(ctx, hub, memberNS, opts)
@@ -350,10 +421,16 @@ func ensureNamespace(ctx context.Context, c client.Client, name string, shared b
 	return fmt.Errorf("namespace %s exists and was not created by join (no label %s=%s): refusing to take it over; delete it or choose another cluster name", name, CreatedByLabel, createdByValue)
 }
 
-func ensureRole(ctx context.Context, c client.Client, ns, name string, rules []rbacv1.PolicyRule, subject rbacv1.Subject) error {
+func ensureRole(ctx context.Context, c client.Client, ns, name string, rules []rbacv1.PolicyRule, subject rbacv1.Subject, annotations map[string]string) error {
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	if _, err := controllerutil.CreateOrUpdate(ctx, c, role, func() error {
 		role.Rules = rules
+		if len(annotations) > 0 {
+			if role.Annotations == nil {
+				role.Annotations = map[string]string{}
+			}
+			maps.Copy(role.Annotations, annotations)
+		}
 		return nil
 	}); err != nil {
 		return fmt.Errorf("Role %s/%s: %w", ns, name, err) //nolint:staticcheck // ST1005: Role is the kind; callers wrap it in "hub: %w"

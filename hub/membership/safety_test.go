@@ -63,6 +63,7 @@ func TestJoinIdentityPrivilegeAndNamespaces(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{
 		fleetv1alpha1.ClusterIDAnnotation:         idA,
 		fleetv1alpha1.AllowedNamespacesAnnotation: "team-a,team-b",
+		membership.MemberNamespaceUIDAnnotation:   namespaceUID(t, hub.Client, "fleet-member-m1"),
 	}, cp.Annotations); diff != "" {
 		t.Errorf("profile annotations (-want +got):\n%s", diff)
 	}
@@ -132,28 +133,53 @@ func TestJoinIdentityPrivilegeAndNamespaces(t *testing.T) {
 		if got := profile("m1").Annotations[fleetv1alpha1.ClusterIDAnnotation]; got != idB {
 			t.Errorf("forced join: cluster ID %s, want %s", got, idB)
 		}
+		// The takeover revoked a's agent: its token no longer authenticates.
+		oldAgent := clientFor(t, kubeconfig, testenv.Scheme())
+		testenv.Eventually(t, 30*time.Second, "the old agent's token rejected", func() error {
+			if err := oldAgent.Get(ctx, client.ObjectKey{Namespace: inv, Name: "m1"}, &clusterinventory.ClusterProfile{}); !apierrors.IsUnauthorized(err) {
+				return fmt.Errorf("old agent reading its profile: want 401 Unauthorized, got %v", err)
+			}
+			return nil
+		})
 		if _, err := membership.Join(ctx, hub.Client, a.Client, opts("m1")); err == nil {
 			t.Error("the old cluster took its name back without force")
 		}
 	})
 
 	t.Run("join adopts no namespace it did not create; unjoin deletes none", func(t *testing.T) {
-		// Someone's namespace on the hub with a member namespace's name.
+		// Someone's namespaces on the hub with member namespaces' names, one
+		// of them carrying join's label (anyone who may create namespaces
+		// may set it).
 		must(t, hub.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fleet-member-m3"}}))
-		_, err := membership.Join(ctx, hub.Client, a.Client, opts("m3"))
-		if err == nil || !strings.Contains(err.Error(), "namespace fleet-member-m3") {
-			t.Errorf("join into a foreign hub namespace: want a refusal naming it, got %v", err)
-		}
-		if err := hub.Client.Get(ctx, client.ObjectKey{Namespace: "fleet-member-m3", Name: membership.AgentServiceAccount}, &corev1.ServiceAccount{}); !apierrors.IsNotFound(err) {
-			t.Errorf("refused join created the agent's ServiceAccount: %v", err)
-		}
-		must(t, membership.Unjoin(ctx, hub.Client, a.Client, opts("m3")))
-		ns := &corev1.Namespace{}
-		must(t, hub.Client.Get(ctx, client.ObjectKey{Name: "fleet-member-m3"}, ns))
-		if ns.DeletionTimestamp != nil {
-			t.Error("unjoin deleted a hub namespace join did not create")
+		must(t, hub.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fleet-member-m4",
+			Labels: map[string]string{membership.CreatedByLabel: "join"}}}))
+		for _, name := range []string{"m3", "m4"} {
+			ns := "fleet-member-" + name
+			_, err := membership.Join(ctx, hub.Client, a.Client, opts(name))
+			if err == nil || !strings.Contains(err.Error(), "namespace "+ns+" exists but was not created by a join") {
+				t.Errorf("join into a foreign hub namespace %s: want a refusal naming it, got %v", ns, err)
+			}
+			if err := hub.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: membership.AgentServiceAccount}, &corev1.ServiceAccount{}); !apierrors.IsNotFound(err) {
+				t.Errorf("refused join created the agent's ServiceAccount in %s: %v", ns, err)
+			}
+			if err := hub.Client.Get(ctx, client.ObjectKey{Namespace: inv, Name: name}, &clusterinventory.ClusterProfile{}); !apierrors.IsNotFound(err) {
+				t.Errorf("refused join created ClusterProfile %s: %v", name, err)
+			}
+			must(t, membership.Unjoin(ctx, hub.Client, a.Client, opts(name)))
+			got := &corev1.Namespace{}
+			must(t, hub.Client.Get(ctx, client.ObjectKey{Name: ns}, got))
+			if got.DeletionTimestamp != nil {
+				t.Errorf("unjoin deleted hub namespace %s, which join did not create", ns)
+			}
 		}
 	})
+}
+
+func namespaceUID(t *testing.T, c client.Client, name string) string {
+	t.Helper()
+	ns := &corev1.Namespace{}
+	must(t, c.Get(context.Background(), client.ObjectKey{Name: name}, ns))
+	return string(ns.UID)
 }
 
 // TestJoinRefusesForeignAgentNamespace: a member namespace jobset-fleet-system
@@ -281,6 +307,10 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 		}
 	}
 
+	// KeepWorkloads: the copy runs on, so its dispatch stays held by the
+	// agent's finalizer and unmarked; the hub waits for proof. (This
+	// expected the dispatch released before: that let the hub start a
+	// second copy.)
 	must(t, membership.Unjoin(ctx, hub.Client, member.Client, func() membership.Options {
 		o := opts("m2")
 		o.KeepWorkloads = true
@@ -293,8 +323,26 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 	}
 	d := &fleetv1alpha1.JobSetDispatch{}
 	must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(kept), d))
-	if meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchDeleted) != nil || slices.Contains(d.Finalizers, fleetv1alpha1.AgentFinalizer) {
-		t.Errorf("KeepWorkloads: dispatch conditions %+v finalizers %v, want released but not marked", d.Status.Conditions, d.Finalizers)
+	if meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchDeleted) != nil || !slices.Contains(d.Finalizers, fleetv1alpha1.AgentFinalizer) {
+		t.Errorf("KeepWorkloads: dispatch conditions %+v finalizers %v, want held by the agent's finalizer and not marked", d.Status.Conditions, d.Finalizers)
+	}
+
+	// The operator stopped the copy and says so, with the hub alone.
+	confirm := opts("m2")
+	confirm.ConfirmCopiesStopped = true
+	must(t, membership.Unjoin(ctx, hub.Client, nil, confirm))
+	must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(kept), d))
+	c := meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchDeleted)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != fleetv1alpha1.ReasonStopConfirmed ||
+		!strings.Contains(c.Message, "--confirm-copies-stopped") || !strings.Contains(c.Message, "epoch 1") {
+		t.Errorf("confirmed: Deleted condition %+v, want True/%s saying who stated what", c, fleetv1alpha1.ReasonStopConfirmed)
+	}
+	if d.DeletionTimestamp == nil || slices.Contains(d.Finalizers, fleetv1alpha1.AgentFinalizer) {
+		t.Errorf("confirmed: dispatch deleting=%v finalizers=%v, want deleted and released", d.DeletionTimestamp != nil, d.Finalizers)
+	}
+	must(t, member.Client.Get(ctx, client.ObjectKeyFromObject(keptCopy), js))
+	if js.DeletionTimestamp != nil {
+		t.Error("unjoin --confirm-copies-stopped touched the member")
 	}
 }
 

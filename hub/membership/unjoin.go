@@ -28,25 +28,53 @@ import (
 // RemoveCRDs; the inventory namespace, shared by every member, stays, and
 // so does any namespace Join did not create.
 //
-// Order matters, because the hub takes an unjoin as proof that the member's
-// copies are stopped:
+// Order matters, because the hub runs a member's JobSets elsewhere only on
+// proof that their copies there are stopped:
 //  1. The agent's hub access is revoked, so a still running agent can
 //     neither start nor resume work.
-//  2. Unless KeepWorkloads, the fleet's JobSets on the member are deleted in
-//     the foreground and Unjoin waits until they are gone, Jobs included
-//     (releasing ReportFinalizer itself: no agent will). If that does not
-//     finish, Unjoin stops here with an error and changes nothing more.
-//  3. Each dispatch of the member is marked DispatchDeleted=True, reason
-//     ReasonUnjoined — with how its copy ended, when it finished — and
-//     released (the agent's finalizer removed). With KeepWorkloads the
-//     copies still run, so they are only released, not marked: the hub
-//     keeps waiting for a confirmed fence.
-//  4. The member namespace, ClusterProfile and the rest go.
+//  2. Unless KeepWorkloads or ConfirmCopiesStopped, the fleet's JobSets on
+//     the member are deleted in the foreground and Unjoin waits until they
+//     are gone, Jobs included (releasing ReportFinalizer itself: no agent
+//     will). If that does not finish, Unjoin stops here with an error and
+//     changes nothing more.
+//  3. Each dispatch of the member is marked DispatchDeleted=True — reason
+//     ReasonUnjoined with how its copy ended, or, with
+//     ConfirmCopiesStopped, ReasonStopConfirmed with who stated it —
+//     deleted, and released (the agent's finalizer removed). With
+//     KeepWorkloads the copies still run, so the dispatches are left as
+//     they are, held by the agent's finalizer: the member namespace stays
+//     Terminating and the hub waits, until an Unjoin with
+//     ConfirmCopiesStopped (the copies stopped by hand, or the member
+//     gone) or one without KeepWorkloads (the member reachable: it deletes
+//     the copies) gives the proof.
+//  4. The member namespace (only if Join created it), ClusterProfile and
+//     the rest go.
+//
+// With ConfirmCopiesStopped Unjoin works on the hub alone: member must be
+// nil.
 func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error {
 	if err := opts.defaults(); err != nil {
 		return err
 	}
+	switch {
+	case opts.ConfirmCopiesStopped && (member != nil || opts.KeepWorkloads || opts.RemoveCRDs):
+		return errors.New("membership: ConfirmCopiesStopped unjoins on the hub alone: no member client, KeepWorkloads or RemoveCRDs " +
+			"(to delete the copies through a reachable member, unjoin without it)")
+	case !opts.ConfirmCopiesStopped && member == nil:
+		return fmt.Errorf("membership: %w", errNoMember)
+	}
 	memberNS := opts.memberNamespace()
+	cp := &clusterinventory.ClusterProfile{}
+	if err := hub.Get(ctx, client.ObjectKey{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}, cp); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("hub: reading ClusterProfile %s/%s: %w", opts.InventoryNamespace, opts.ClusterName, err)
+		}
+		cp = nil
+	}
+	owned, err := recordedNamespaceUIDs(ctx, hub, cp, opts)
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
 
 	// 1. Revoke the agent.
 	var errs []error
@@ -62,20 +90,24 @@ func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error 
 
 	// 2. Stop the member's copies.
 	var ended map[string]copyEnd
-	if opts.KeepWorkloads {
+	switch {
+	case opts.ConfirmCopiesStopped:
+	case opts.KeepWorkloads:
 		// Claims nothing about the copies, so a member that cannot be
 		// reached (wiped, gone) does not stop the hub side.
 		if err := releaseFleetJobSets(ctx, member, memberNS); err != nil {
 			errs = append(errs, fmt.Errorf("member: %w", err))
 		}
-	} else {
+	default:
 		var err error
 		if ended, err = deleteFleetJobSets(ctx, member, memberNS, opts.WaitTimeout); err != nil {
 			return fmt.Errorf("member: %w (nothing on the hub was changed; run unjoin again)", err)
 		}
 	}
-	errs = append(errs, deleteIfExists(ctx, member, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: AgentNamespace, Name: KubeconfigSecret}}))
-	errs = append(errs, deleteNamespaceIfCreated(ctx, member, AgentNamespace))
+	if member != nil {
+		errs = append(errs, deleteIfExists(ctx, member, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: AgentNamespace, Name: KubeconfigSecret}}))
+		errs = append(errs, deleteNamespaceIfCreated(ctx, member, AgentNamespace))
+	}
 	if opts.RemoveCRDs {
 		crds, err := readCRDs(opts.CRDDir)
 		errs = append(errs, err)
@@ -85,14 +117,16 @@ func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error 
 	}
 
 	// 3. Tell the hub.
-	if err := releaseDispatches(ctx, hub, memberNS, opts.ClusterName, !opts.KeepWorkloads, ended); err != nil {
-		return errors.Join(append(errs, fmt.Errorf("hub: %w", err))...)
+	if !opts.KeepWorkloads {
+		if err := retireDispatches(ctx, hub, memberNS, opts, ended); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("hub: %w", err))...)
+		}
 	}
 
-	// 4. Remove the member from the hub.
+	// 4. Remove the member from the hub; the profile last, as it records
+	// which member namespace is Join's.
 	for _, obj := range []client.Object{
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: opts.InventoryNamespace, Name: opts.inventoryRole()}},
-		&clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}},
 		// Everything below also goes with the namespace; deleting it
 		// explicitly matters where no namespace controller runs, and where
 		// the namespace is not Join's.
@@ -102,7 +136,8 @@ func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error 
 	} {
 		errs = append(errs, deleteIfExists(ctx, hub, obj))
 	}
-	errs = append(errs, deleteNamespaceIfCreated(ctx, hub, memberNS))
+	errs = append(errs, deleteMemberNamespace(ctx, hub, memberNS, owned))
+	errs = append(errs, deleteIfExists(ctx, hub, &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}}))
 	return errors.Join(errs...)
 }
 
@@ -245,49 +280,35 @@ func releaseFleetJobSets(ctx context.Context, member client.Client, memberNS str
 	return nil
 }
 
-// releaseDispatches removes the agent's finalizer from the dispatches left
-// in memberNS: with the agent gone nobody else would. With markDeleted (the
-// copies are confirmed gone) it first sets DispatchDeleted=True, reason
-// ReasonUnjoined, with the final status of a copy of the dispatch's epoch.
-func releaseDispatches(ctx context.Context, hub client.Client, memberNS, cluster string, markDeleted bool, ended map[string]copyEnd) error {
-	var list fleetv1alpha1.JobSetDispatchList
-	if err := hub.List(ctx, &list, client.InNamespace(memberNS)); err != nil {
-		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-			return nil
-		}
-		return fmt.Errorf("listing dispatches in %s: %w", memberNS, err)
+// retireDispatches hands every dispatch left in memberNS back to the hub
+// (retireDispatch): reason ReasonUnjoined with the final status of a copy
+// of the dispatch's epoch (ended) after Unjoin deleted the copies, or
+// ReasonStopConfirmed on the operator's word.
+func retireDispatches(ctx context.Context, hub client.Client, memberNS string, opts Options, ended map[string]copyEnd) error {
+	list, err := memberDispatches(ctx, hub, memberNS)
+	if err != nil {
+		return err
 	}
-	for i := range list.Items {
-		d := &list.Items[i]
-		if markDeleted && !meta.IsStatusConditionTrue(d.Status.Conditions, fleetv1alpha1.DispatchDeleted) {
-			patch := client.MergeFrom(d.DeepCopy())
-			if e, ok := ended[d.Name]; ok && e.epoch == d.Spec.Epoch {
-				d.Status.ObservedEpoch = e.epoch
-				d.Status.JobSetStatus = e.status
-			}
-			meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{
-				Type: fleetv1alpha1.DispatchDeleted, Status: metav1.ConditionTrue, Reason: fleetv1alpha1.ReasonUnjoined,
-				Message:            fmt.Sprintf("cluster %s was unjoined after its copies of the fleet's JobSets were deleted", cluster),
-				ObservedGeneration: d.Generation,
-			})
-			d.Status.LastSyncTime = ptrNow()
-			if err := hub.Status().Patch(ctx, d, patch); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("marking dispatch %s deleted: %w", client.ObjectKeyFromObject(d), err)
-			}
+	who := ""
+	if opts.ConfirmCopiesStopped && len(list) > 0 {
+		who = operator(ctx, hub)
+	}
+	for i := range list {
+		d := &list[i]
+		reason := fleetv1alpha1.ReasonUnjoined
+		msg := fmt.Sprintf("cluster %s was unjoined after its copies of the fleet's JobSets were deleted", opts.ClusterName)
+		var end *copyEnd
+		if e, ok := ended[d.Name]; ok {
+			end = &e
 		}
-		if !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer) {
-			continue
+		if opts.ConfirmCopiesStopped {
+			reason = fleetv1alpha1.ReasonStopConfirmed
+			msg = fmt.Sprintf("%s stated with `jobset-fleet-agent unjoin %s` that the copy of epoch %d on cluster %s is stopped",
+				who, ConfirmCopiesStoppedFlag, d.Spec.Epoch, opts.ClusterName)
 		}
-		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.RemoveFinalizer(d, fleetv1alpha1.AgentFinalizer)
-		if err := hub.Patch(ctx, d, patch); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("releasing dispatch %s: %w", client.ObjectKeyFromObject(d), err)
+		if err := retireDispatch(ctx, hub, d, reason, msg, end); err != nil {
+			return err
 		}
 	}
 	return nil
-}
-
-func ptrNow() *metav1.Time {
-	now := metav1.Now()
-	return &now
 }
