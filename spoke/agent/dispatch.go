@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -271,7 +272,7 @@ func (r *dispatchReconciler) create(ctx context.Context, d *fleetv1alpha1.JobSet
 	// first): create it only when the create says it is missing, which
 	// saves a failed write per JobSet.
 	err := r.member.Create(ctx, js)
-	if apierrors.IsNotFound(err) {
+	if namespaceNotFound(err) {
 		if r.requireNamespaces {
 			return &refusal{ReasonNamespaceMissing, fmt.Sprintf("namespace %s does not exist there, and its agent runs with --create-namespaces=false", js.Namespace)}, nil
 		}
@@ -293,6 +294,17 @@ func (r *dispatchReconciler) create(ctx context.Context, d *fleetv1alpha1.JobSet
 		return nil, fmt.Errorf("creating member JobSet %s/%s: %w", js.Namespace, js.Name, err)
 	}
 	return nil, nil
+}
+
+// namespaceNotFound reports whether a create failed because its namespace
+// does not exist (not, say, because the JobSet CRD is not served).
+func namespaceNotFound(err error) bool {
+	var status apierrors.APIStatus
+	if !apierrors.IsNotFound(err) || !errors.As(err, &status) {
+		return false
+	}
+	d := status.Status().Details
+	return d != nil && d.Kind == "namespaces"
 }
 
 // jobSetToDispatches maps a member JobSet to the dispatch it was made for,

@@ -234,3 +234,20 @@ func TestUnauthorizedMessage(t *testing.T) {
 		t.Errorf("message of %d bytes does not fit an event note", len(expired))
 	}
 }
+
+func TestNamespaceNotFound(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"namespace missing", fmt.Errorf("create: %w", apierrors.NewNotFound(corev1.Resource("namespaces"), "team")), true},
+		{"CRD not served", apierrors.NewNotFound(schema.GroupResource{Group: "jobset.x-k8s.io", Resource: "jobsets"}, ""), false},
+		{"other error", apierrors.NewForbidden(corev1.Resource("namespaces"), "team", errors.New("no")), false},
+		{"nil", nil, false},
+	} {
+		if got := namespaceNotFound(tc.err); got != tc.want {
+			t.Errorf("%s: namespaceNotFound = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
