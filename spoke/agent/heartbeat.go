@@ -227,7 +227,7 @@ func (r *renewalRecord) memberNow(ctx context.Context) (time.Time, error) {
 func fieldStamp(entries []metav1.ManagedFieldsEntry, path ...string) time.Time {
 	var latest time.Time
 	for _, e := range entries {
-		if e.Time == nil || e.FieldsV1 == nil || !ownsField(e.FieldsV1.Raw, path) {
+		if e.Time == nil || e.FieldsV1 == nil || !ownsField(e.FieldsV1.GetRawBytes(), path) {
 			continue
 		}
 		if e.Time.After(latest) {

@@ -208,8 +208,8 @@ func TestSinceRecordedRenewal(t *testing.T) {
 func TestFieldStamp(t *testing.T) {
 	t1, t2 := metav1.NewTime(time.Unix(100, 0)), metav1.NewTime(time.Unix(200, 0))
 	entries := []metav1.ManagedFieldsEntry{
-		{Manager: "agent", Time: &t1, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:holderIdentity":{},"f:renewTime":{}}}`)}},
-		{Manager: clockProbeManager, Time: &t2, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:annotations":{"f:fleet.jobset.x-k8s.io/clock-probe":{}}}}`)}},
+		{Manager: "agent", Time: &t1, FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:holderIdentity":{},"f:renewTime":{}}}`)},
+		{Manager: clockProbeManager, Time: &t2, FieldsV1: metav1.NewFieldsV1(`{"f:metadata":{"f:annotations":{"f:fleet.jobset.x-k8s.io/clock-probe":{}}}}`)},
 	}
 	if got := fieldStamp(entries, "f:spec", "f:renewTime"); !got.Equal(t1.Time) {
 		t.Errorf("stamp of renewTime = %s, want %s (the probe's write must not count)", got, t1)
