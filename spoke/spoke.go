@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
@@ -76,6 +78,15 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&a.HeartbeatInterval, "heartbeat-interval", a.HeartbeatInterval, "How often the heartbeat Lease on the hub is renewed.")
 	fs.Func("topology-keys", fmt.Sprintf("Node label keys whose number of domains is reported to the hub (comma-separated), so exclusive-topology JobSets are placed only where they fit (default %q).", strings.Join(a.TopologyKeys, ",")), func(s string) error {
 		a.TopologyKeys = strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+		return nil
+	})
+	fs.BoolFunc("create-namespaces", fmt.Sprintf("Create the namespace of a fleet JobSet when the member lacks it, with the hub namespace's %s* labels (default %t). With false the agent refuses such JobSets (Accepted=False, reason %s) and the hub places them elsewhere.", "pod-security.kubernetes.io/", !a.RequireNamespaces, agent.ReasonNamespaceMissing), func(s string) error {
+		create, err := strconv.ParseBool(s)
+		a.RequireNamespaces = !create
+		return err
+	})
+	fs.Func("denied-namespaces", fmt.Sprintf("Namespaces (comma-separated, a trailing * matches a prefix) whose fleet JobSets this member refuses (reason %s), in addition to the built-in %s.", agent.ReasonNamespaceDenied, strings.Join(fleetv1alpha1.BuiltinDeniedNamespaces, ",")), func(s string) error {
+		a.DeniedNamespaces = append(a.DeniedNamespaces, strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })...)
 		return nil
 	})
 	fs.IntVar(&a.Concurrency, "concurrent-dispatch-reconciles", a.Concurrency, "JobSetDispatches the agent reconciles in parallel.")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,7 +30,9 @@ const memberLostTimeout = 20 * time.Second
 // on time alone. It waits for a confirmed fence, and says so; once an
 // operator has stopped the copy and marked the member out of service, the
 // JobSet moves to the other member. A sampler checks throughout that at
-// most one member runs pods of the JobSet.
+// most one member runs pods of the JobSet. Every pod sees its copy's
+// placement epoch (the workload prints $JOBSET_FLEET_EPOCH): the hub's,
+// and greater after the move.
 func TestFailover(t *testing.T) {
 	ns := newNamespace(t, "kf-failover")
 	const js = "failover"
@@ -60,8 +63,8 @@ spec:
             containers:
             - name: worker
               image: %[2]s
-              args: [--hold, --timeout=30m]
-`, js, env.images.workload, poolLabel, poolValue))
+              args: [--hold, --timeout=30m, --print-env=%[5]s]
+`, js, env.images.workload, poolLabel, poolValue, fleet.EpochEnvVar))
 
 	var from *kindCluster
 	eventually(t, jobSetTimeout, "JobSet placed with 2 Running pods", func() (bool, string, error) {
@@ -78,6 +81,7 @@ spec:
 	})
 	to := otherMember(from.name)
 	t.Logf("running on %s; the other member is %s", from.name, to.name)
+	firstEpoch := checkPodEpochs(t, from, ns, js)
 
 	s := startSampler(t, ns, js)
 
@@ -172,7 +176,51 @@ spec:
 	} else if hubJS.Status.Restarts != 1 {
 		t.Errorf("the hub shows %d restarts after the move, want 1: %s", hubJS.Status.Restarts, describe(hubJS))
 	}
+	if movedEpoch := checkPodEpochs(t, to, ns, js); movedEpoch <= firstEpoch {
+		t.Errorf("epoch %d after the move, want more than the %d before it: a checkpoint writer could not tell the old copy from the new", movedEpoch, firstEpoch)
+	}
 	s.stop(t)
+}
+
+// checkPodEpochs checks that every pod of the JobSet on kc sees the hub
+// JobSet's placement epoch, from inside its container (the workload logs
+// $JOBSET_FLEET_EPOCH at start) and on its annotation, and returns it.
+func checkPodEpochs(t *testing.T, kc *kindCluster, ns, js string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	hubJS, err := getHubJobSet(ctx, ns, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hubJS.Status.Fleet == nil || hubJS.Status.Fleet.Epoch == 0 {
+		t.Fatalf("the hub shows no epoch: %s", describe(hubJS))
+	}
+	epoch := hubJS.Status.Fleet.Epoch
+	want := fmt.Sprintf("%s=%d", fleet.EpochEnvVar, epoch)
+	eventually(t, time.Minute, fmt.Sprintf("every pod on %s logs %s", kc.name, want), func() (bool, string, error) {
+		list, err := pods(ctx, kc, ns, js)
+		if err != nil {
+			return false, "", err
+		}
+		if len(list) == 0 {
+			return false, "no pods", nil
+		}
+		for _, p := range list {
+			if got := p.Annotations[fleet.PodEpochAnnotation]; got != strconv.FormatInt(epoch, 10) {
+				return false, fmt.Sprintf("pod %s: annotation %s=%q", p.Name, fleet.PodEpochAnnotation, got), nil
+			}
+			log, err := podLog(ctx, kc, ns, p.Name)
+			if err != nil {
+				return false, "", err
+			}
+			if !slices.ContainsFunc(strings.Split(log, "\n"), func(line string) bool { return strings.HasSuffix(line, " "+want) }) {
+				return false, fmt.Sprintf("pod %s logged %q", p.Name, tail(log, 5)), nil
+			}
+		}
+		return true, "", nil
+	})
+	t.Logf("every pod on %s sees epoch %d, the hub's", kc.name, epoch)
+	return epoch
 }
 
 // countPods counts a JobSet's pods on a member: Running ones, and all.

@@ -94,6 +94,15 @@ type Options struct {
 	HubWaitLogInterval time.Duration
 	// Clock measures time since the last renewal; default the real clock.
 	Clock clock.Clock
+	// DeniedNamespaces are namespaces (a trailing * matches a prefix) whose
+	// JobSets the agent never runs, in addition to
+	// fleetv1alpha1.BuiltinDeniedNamespaces: dispatches for them are
+	// refused (Accepted=False, NamespaceDenied).
+	DeniedNamespaces []string
+	// RequireNamespaces: a copy's namespace must exist on the member; the
+	// agent refuses the dispatch (Accepted=False, NamespaceMissing) instead
+	// of creating the namespace (--create-namespaces=false).
+	RequireNamespaces bool
 }
 
 // DefaultOptions are the agent's defaults (its flags' defaults too);
@@ -167,6 +176,7 @@ func (o *Options) defaults() error {
 type Agent struct {
 	clusterName string
 	live        *liveness
+	access      *hubAccess
 	states      *dispatchStates
 	hubSynced   chan struct{}
 	// Hub is the hub cluster, with a cache of the member namespace only.
@@ -178,6 +188,10 @@ type Agent struct {
 // before the first renewal of this process, the renewal the previous
 // process recorded on the member.
 func (a *Agent) LastRenewal() time.Time { return a.live.LastRenewal() }
+
+// HubUnauthorized reports whether the hub rejects the agent's credentials
+// (401): its token expired or was revoked, and only a new join mends it.
+func (a *Agent) HubUnauthorized() bool { return a.access.isUnauthorized() }
 
 // Fenced reports whether the agent currently stops its fleet JobSets.
 func (a *Agent) Fenced() bool { return a.live.isFenced() }
@@ -240,7 +254,17 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 	}
 
 	live := newLiveness(opts.Clock)
-	a := &Agent{clusterName: opts.ClusterName, live: live, states: newDispatchStates(), hubSynced: make(chan struct{}), Hub: hub}
+	access := &hubAccess{
+		clusterName: opts.ClusterName,
+		hubServer:   opts.HubConfig.Host,
+		credentials: opts.Credentials,
+		recorder:    mgr.GetEventRecorder(opts.ControllerName),
+		token:       func() string { return opts.HubConfig.BearerToken },
+	}
+	if opts.Credentials != nil {
+		access.token = opts.Credentials.Token
+	}
+	a := &Agent{clusterName: opts.ClusterName, live: live, access: access, states: newDispatchStates(), hubSynced: make(chan struct{}), Hub: hub}
 	r := &dispatchReconciler{
 		hub:             hub.GetClient(),
 		hubReader:       hub.GetAPIReader(),
@@ -251,6 +275,9 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		clock:           opts.Clock,
 		states:          a.states,
 		errors:          agentErrors.WithLabelValues(opts.ClusterName, "reconcile"),
+
+		deniedNamespaces:  opts.DeniedNamespaces,
+		requireNamespaces: opts.RequireNamespaces,
 	}
 	var (
 		queueMu sync.Mutex
@@ -326,6 +353,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		clock:           opts.Clock,
 		live:            live,
 		record:          record,
+		access:          access,
 		errors:          agentErrors.WithLabelValues(opts.ClusterName, "renew"),
 	}
 	pub := &publisher{
@@ -429,21 +457,24 @@ func (r *runner) Start(ctx context.Context) error {
 // restoreLastRenewal reads the renewal recorded on the member, retrying
 // until it can: an agent that cannot read the member could not fence it
 // either.
+//
+// How long ago that renewal was is measured on the member apiserver's
+// clock, never by comparing this node's wall clock with the one of the
+// node the previous leader ran on: the apiserver stamped the record's last
+// write (managedFields time) and stamps a fresh write now. This keeps a
+// restart cheap: with the hub reachable a quick restart fences nothing,
+// since the first renewal follows at once. Fencing at once after every
+// leader change, until the first renewal succeeds, would be as safe but
+// would suspend (or, with --fence-action=delete, delete) every running copy
+// whenever the fencer looks before that renewal is through or the hub
+// blips during a rollout. With the hub unreachable the new leader fences at
+// the recorded renewal plus the fence timeout, as its predecessor would
+// have; the stamps' whole seconds round towards fencing early, never late.
 func (r *runner) restoreLastRenewal(ctx context.Context) error {
 	logger := log.FromContext(ctx)
 	for {
-		recorded, err := r.record.load(ctx)
+		err := r.restoreOnce(ctx)
 		if err == nil {
-			if recorded.IsZero() {
-				logger.Info("No renewal recorded on the member; counting towards the fence timeout from now")
-				return nil
-			}
-			// Wall clocks of two nodes are compared here, once: the
-			// previous process may have run on another node. A clock
-			// behind the old one's by s makes the agent fence s late.
-			elapsed := max(r.opts.Clock.Now().Sub(recorded), 0)
-			r.agent.live.restore(elapsed)
-			logger.Info("Counting towards the fence timeout from the last recorded renewal", "lastRenewal", recorded, "sinceLastRenewal", elapsed, "fenceTimeout", r.opts.FenceTimeout)
 			return nil
 		}
 		logger.Error(err, "Reading the last recorded renewal; retrying")
@@ -453,6 +484,35 @@ func (r *runner) restoreLastRenewal(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+func (r *runner) restoreOnce(ctx context.Context) error {
+	logger := log.FromContext(ctx)
+	recorded, err := r.record.load(ctx)
+	if err != nil {
+		return err
+	}
+	if recorded.RenewTime.IsZero() {
+		logger.Info("No renewal recorded on the member; counting towards the fence timeout from now")
+		return nil
+	}
+	// Read before the fresh write: the stamp is no earlier than this, so
+	// the time elapsed since the renewal is never underestimated.
+	at := r.opts.Clock.Now()
+	now, err := r.record.memberNow(ctx)
+	if err != nil {
+		return err
+	}
+	elapsed, ok := SinceRecordedRenewal(recorded.Stamp, now)
+	if !ok {
+		// Not measurable on one clock: count it as long ago as fences.
+		elapsed = r.opts.FenceTimeout
+		logger.Info("The member apiserver did not stamp the recorded renewal or a fresh write; fencing until the first renewal succeeds", "lastRenewal", recorded.RenewTime)
+	}
+	r.agent.live.restore(at, elapsed)
+	logger.Info("Counting towards the fence timeout from the last recorded renewal, on the member apiserver's clock",
+		"lastRenewal", recorded.RenewTime, "recordedAt", recorded.Stamp, "memberNow", now, "sinceLastRenewal", elapsed, "fenceTimeout", r.opts.FenceTimeout)
+	return nil
 }
 
 // runDispatches waits for the hub cache, logging while it waits and never

@@ -131,6 +131,19 @@ func (c *HubCredentials) init(raw []byte, opts CredentialsOptions) (*rest.Config
 // Token is the current hub token.
 func (c *HubCredentials) Token() string { return *c.token.Load() }
 
+// secretObject is the member Secret the credentials come from, read live so
+// an event about it names its UID; nil when they come from a file.
+func (c *HubCredentials) secretObject(ctx context.Context) (*corev1.Secret, error) {
+	if c.path != "" {
+		return nil, nil
+	}
+	secret := &corev1.Secret{}
+	if err := c.member.Get(ctx, c.secret, secret); err != nil {
+		return nil, fmt.Errorf("reading hub kubeconfig Secret %s: %w", c.secret, err)
+	}
+	return secret, nil
+}
+
 func (c *HubCredentials) source() string {
 	if c.path != "" {
 		return "file " + c.path

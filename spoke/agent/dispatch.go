@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -51,6 +52,10 @@ type dispatchReconciler struct {
 	clock           clock.PassiveClock
 	states          *dispatchStates
 	errors          prometheus.Counter
+	// deniedNamespaces and requireNamespaces are the agent's namespace
+	// policy (Options.DeniedNamespaces, Options.RequireNamespaces).
+	deniedNamespaces  []string
+	requireNamespaces bool
 
 	// lastReport is, by dispatch key, when the agent last wrote its status
 	// or created its copy (Observed.LastReport).
@@ -104,7 +109,7 @@ func (r *dispatchReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 }
 
 func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request) (Observed, error) {
-	o := Observed{Key: req.Namespace + "/" + req.Name, ClusterName: r.clusterName, Now: metav1.NewTime(r.clock.Now())}
+	o := Observed{Key: req.Namespace + "/" + req.Name, ClusterName: r.clusterName, Now: metav1.NewTime(r.clock.Now()), DeniedNamespaces: r.deniedNamespaces}
 	o.LastReport = r.lastReported(o.Key)
 	d := &fleetv1alpha1.JobSetDispatch{}
 	switch err := r.hub.Get(ctx, req.NamespacedName, d); {
@@ -192,19 +197,22 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		cachesync.AwaitWrite(ctx, r.hub, d, before)
 	}
 	if js := p.Create; js != nil {
-		// The namespace usually exists (every JobSet of a namespace after its
-		// first): create it only when the create says it is missing, which
-		// saves a failed write per JobSet.
-		err := r.member.Create(ctx, js)
-		if apierrors.IsNotFound(err) {
-			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: js.Namespace}}
-			if err := r.member.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-				return ctrl.Result{}, fmt.Errorf("creating namespace %s: %w", js.Namespace, err)
-			}
-			err = r.member.Create(ctx, js)
-		}
+		refusal, err := r.create(ctx, d, js)
 		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("creating member JobSet %s/%s: %w", js.Namespace, js.Name, err)
+			return ctrl.Result{}, err
+		}
+		if refusal != nil {
+			r.states.set(o.Key, StateRefused)
+			logger.Info("The member refused the copy; reporting it to the hub", "jobset", client.ObjectKeyFromObject(js), "epoch", d.Spec.Epoch, "reason", refusal.reason, "message", refusal.message)
+			if st := Refused(d, metav1.NewTime(r.clock.Now()), r.clusterName, refusal.reason, refusal.message); st != nil {
+				patch := client.MergeFrom(d.DeepCopy())
+				d.Status = *st
+				if err := r.hub.Status().Patch(ctx, d, patch); err != nil {
+					return ctrl.Result{}, fmt.Errorf("reporting the refusal of JobSetDispatch %s: %w", o.Key, err)
+				}
+				r.reported(o.Key, r.clock.Now())
+			}
+			return ctrl.Result{RequeueAfter: RefusalRetryInterval}, nil
 		}
 		logger.Info("Created member JobSet", "jobset", client.ObjectKeyFromObject(js), "epoch", d.Spec.Epoch)
 		r.reported(o.Key, r.clock.Now())
@@ -249,6 +257,54 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
 	}
 	return ctrl.Result{RequeueAfter: p.ReportAfter}, nil
+}
+
+// refusal is why the member will not run a copy: a reason of the
+// Accepted=False condition and the member's message.
+type refusal struct{ reason, message string }
+
+// create creates the member copy js of d, and its namespace when missing
+// (unless the agent may not create namespaces). A lasting failure is a
+// refusal (ClassifyCreateError); a transient one an error, retried with
+// backoff.
+func (r *dispatchReconciler) create(ctx context.Context, d *fleetv1alpha1.JobSetDispatch, js *v1alpha2.JobSet) (*refusal, error) {
+	// The namespace usually exists (every JobSet of a namespace after its
+	// first): create it only when the create says it is missing, which
+	// saves a failed write per JobSet.
+	err := r.member.Create(ctx, js)
+	if namespaceNotFound(err) {
+		if r.requireNamespaces {
+			return &refusal{ReasonNamespaceMissing, fmt.Sprintf("namespace %s does not exist there, and its agent runs with --create-namespaces=false", js.Namespace)}, nil
+		}
+		// Created with the hub namespace's Pod Security labels: a bare
+		// namespace would admit privileged Pods the hub would not.
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: js.Namespace, Labels: PodSecurityLabels(d)}}
+		if err := r.member.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			if reason, lasting := ClassifyCreateError(err); lasting {
+				return &refusal{reason, fmt.Sprintf("creating namespace %s: %v", js.Namespace, err)}, nil
+			}
+			return nil, fmt.Errorf("creating namespace %s: %w", js.Namespace, err)
+		}
+		err = r.member.Create(ctx, js)
+	}
+	if reason, lasting := ClassifyCreateError(err); lasting {
+		return &refusal{reason, err.Error()}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating member JobSet %s/%s: %w", js.Namespace, js.Name, err)
+	}
+	return nil, nil
+}
+
+// namespaceNotFound reports whether a create failed because its namespace
+// does not exist (not, say, because the JobSet CRD is not served).
+func namespaceNotFound(err error) bool {
+	var status apierrors.APIStatus
+	if !apierrors.IsNotFound(err) || !errors.As(err, &status) {
+		return false
+	}
+	d := status.Status().Details
+	return d != nil && d.Kind == "namespaces"
 }
 
 // jobSetToDispatches maps a member JobSet to the dispatch it was made for,

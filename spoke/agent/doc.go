@@ -21,15 +21,24 @@
 //     a third.
 //   - Fencing (fence.go): when no renewal succeeded for fenceTimeout, the
 //     agent stops (suspends or deletes) every fleet JobSet it runs, because
-//     the hub will soon place them elsewhere. Durations are measured on the
-//     agent's own monotonic clock; only when a new agent process starts does
-//     it compare wall clocks, once, to count from the renewal its
-//     predecessor recorded (a restart is not a renewal). The predecessor
-//     may have run on another node: a clock behind the old node's by s
-//     makes the new process fence s late (one ahead, s early), so the fence
-//     timeout's margin below the hub's member-lost timeout must cover the
-//     nodes' clock skew (NTP keeps it to milliseconds). A process that
-//     finds no record (first start) counts from its own start.
+//     the hub will soon place them elsewhere. Durations are measured on one
+//     clock at a time: the agent's own monotonic clock while it runs, and,
+//     when a new agent process starts, the member apiserver's, which
+//     stamped the write of the renewal its predecessor recorded and stamps
+//     a fresh write now (a restart is not a renewal). Wall clocks of the
+//     agents' nodes are never compared. A process that finds no record
+//     (first start) counts from its own start.
+//   - Work the member refuses (dispatch.go): a create that fails for a
+//     lasting reason (admission, validation, size, quota, a namespace
+//     being deleted or missing, the agent's namespace policy) is reported
+//     as Accepted=False with a reason, so the hub places the JobSet
+//     elsewhere; transient failures are retried.
+//   - Hub access (hubaccess.go, credentials.go): the agent keeps its hub
+//     token current while it runs; when the hub rejects it (an agent
+//     stopped longer than its token lives) it says so with the command
+//     that recovers, and stays fenced.
+//   - Epoch (plan.go): every Pod of a copy gets its placement epoch, a
+//     fencing token for the storage it writes to.
 //   - Metrics (metrics.go): fenced, seconds since the last renewal,
 //     dispatches by state, errors per loop.
 //

@@ -50,6 +50,24 @@ func ShouldFence(sinceRenewal, fenceTimeout time.Duration) bool {
 	return sinceRenewal >= fenceTimeout
 }
 
+// StampResolution is the resolution of the member apiserver's write stamps
+// (managedFields times are stored in whole seconds).
+const StampResolution = time.Second
+
+// SinceRecordedRenewal is how long before a fresh write to the member the
+// previous agent process recorded its last renewal there, measured on one
+// clock: the member apiserver's, which stamped both writes (recorded and
+// now). Both stamps are cut to StampResolution, so the result is rounded
+// up by it: an agent may fence up to two stamps early after a restart, but
+// never late. False when a stamp is missing: then nothing measured on one
+// clock says how long ago the renewal was.
+func SinceRecordedRenewal(recorded, now time.Time) (time.Duration, bool) {
+	if recorded.IsZero() || now.IsZero() {
+		return 0, false
+	}
+	return max(now.Sub(recorded), 0) + StampResolution, true
+}
+
 // FenceActions says which fleet JobSets a fenced agent suspends and which it
 // deletes. Fleet JobSets are those annotated with a dispatch of this
 // member's hub namespace; anything else on the member is not the fleet's.
@@ -113,12 +131,13 @@ func (l *liveness) markRenewed(sent time.Time) {
 	}
 }
 
-// restore sets the last renewal to elapsed ago: what a previous agent
-// process recorded. From here on it is measured on the monotonic clock.
-func (l *liveness) restore(elapsed time.Duration) {
+// restore sets the last renewal to elapsed before at (a reading of the
+// local clock): what a previous agent process recorded. From here on it is
+// measured on the monotonic clock.
+func (l *liveness) restore(at time.Time, elapsed time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lastRenewal = l.clock.Now().Add(-elapsed)
+	l.lastRenewal = at.Add(-elapsed)
 }
 
 func (l *liveness) sinceRenewal() time.Duration {

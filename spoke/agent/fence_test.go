@@ -86,7 +86,7 @@ func TestLivenessRestore(t *testing.T) {
 	l := newLiveness(c)
 	// A previous process renewed 20s ago: 10s more and the agent fences,
 	// not 30s after it started.
-	l.restore(20 * time.Second)
+	l.restore(c.Now(), 20*time.Second)
 	c.Step(9 * time.Second)
 	if ShouldFence(l.sinceRenewal(), 30*time.Second) {
 		t.Fatalf("fenced %s after the recorded renewal", l.sinceRenewal())

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -38,6 +39,7 @@ type renewer struct {
 	clock           clock.PassiveClock
 	live            *liveness
 	record          *renewalRecord
+	access          *hubAccess
 	errors          prometheus.Counter
 
 	lease *coordinationv1.Lease
@@ -65,6 +67,9 @@ func (h *renewer) beat(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, h.interval)
 	err := h.renew(rctx, metav1.NewMicroTime(sent))
 	cancel()
+	if ctx.Err() == nil {
+		h.access.observe(ctx, err, h.clock.Now())
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			h.errors.Inc()
@@ -162,20 +167,88 @@ func (r *renewalRecord) key() client.ObjectKey {
 	return client.ObjectKey{Namespace: r.namespace, Name: fleetv1alpha1.LastRenewalLeaseName}
 }
 
-// load returns the recorded renewal time, zero when none is recorded.
-func (r *renewalRecord) load(ctx context.Context) (time.Time, error) {
+// recordedRenewal is the last renewal recorded on the member.
+type recordedRenewal struct {
+	// RenewTime is the renewal as its writer's wall clock saw it: for
+	// people and logs only, since the writer may have run on another node.
+	RenewTime time.Time
+	// Stamp is when the member apiserver stored that record, on its own
+	// clock (the managedFields time of the write that set renewTime).
+	Stamp time.Time
+}
+
+// load returns the recorded renewal; zero when none is recorded.
+func (r *renewalRecord) load(ctx context.Context) (recordedRenewal, error) {
 	lease := &coordinationv1.Lease{}
 	switch err := r.reader.Get(ctx, r.key(), lease); {
 	case apierrors.IsNotFound(err):
-		return time.Time{}, nil
+		return recordedRenewal{}, nil
 	case err != nil:
-		return time.Time{}, fmt.Errorf("reading Lease %s: %w", r.key(), err)
+		return recordedRenewal{}, fmt.Errorf("reading Lease %s: %w", r.key(), err)
 	}
 	r.lease = lease
 	if lease.Spec.RenewTime == nil {
-		return time.Time{}, nil
+		return recordedRenewal{}, nil
 	}
-	return lease.Spec.RenewTime.Time, nil
+	return recordedRenewal{RenewTime: lease.Spec.RenewTime.Time, Stamp: fieldStamp(lease.ManagedFields, "f:spec", "f:renewTime")}, nil
+}
+
+// clockProbeManager is the field manager of the agent's clock probe, apart
+// from the record's writer so the probe never moves the record's stamp.
+const clockProbeManager = "jobset-fleet-agent-clock-probe"
+
+// clockProbeAnnotation is the field the clock probe writes.
+const clockProbeAnnotation = "fleet.jobset.x-k8s.io/clock-probe"
+
+// memberNow makes a write the member apiserver stamps, on the record
+// loaded last, and returns the stamp: now on the clock that stamped the
+// record.
+func (r *renewalRecord) memberNow(ctx context.Context) (time.Time, error) {
+	lease := r.lease.DeepCopy()
+	metav1.SetMetaDataAnnotation(&lease.ObjectMeta, clockProbeAnnotation, r.identity+" "+time.Now().UTC().Format(time.RFC3339Nano))
+	// An update, not a patch: the agent may only get, create and update
+	// its Leases. A concurrent write conflicts, and the caller reads again.
+	if err := r.member.Update(ctx, lease, client.FieldOwner(clockProbeManager)); err != nil {
+		r.lease = nil
+		return time.Time{}, fmt.Errorf("stamping Lease %s: %w", r.key(), err)
+	}
+	r.lease = lease
+	for _, e := range lease.ManagedFields {
+		if e.Manager == clockProbeManager && e.Time != nil {
+			return e.Time.Time, nil
+		}
+	}
+	return time.Time{}, nil
+}
+
+// fieldStamp is the latest managedFields time among the entries that own
+// the field at path (e.g. "f:spec", "f:renewTime"): when the apiserver last
+// stored a change of it. Zero when none says.
+func fieldStamp(entries []metav1.ManagedFieldsEntry, path ...string) time.Time {
+	var latest time.Time
+	for _, e := range entries {
+		if e.Time == nil || e.FieldsV1 == nil || !ownsField(e.FieldsV1.GetRawBytes(), path) {
+			continue
+		}
+		if e.Time.After(latest) {
+			latest = e.Time.Time
+		}
+	}
+	return latest
+}
+
+func ownsField(raw []byte, path []string) bool {
+	for _, key := range path {
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(raw, &fields) != nil {
+			return false
+		}
+		var ok bool
+		if raw, ok = fields[key]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *renewalRecord) write(ctx context.Context, at time.Time) error {

@@ -23,6 +23,8 @@ var (
 		"Dispatches of the member namespace by state of their member copy: Pending, Running, Suspended, Finished, Refused, Deleting.", []string{"cluster", "state"}, nil)
 	hubSyncedDesc = prometheus.NewDesc("jobset_fleet_agent_hub_synced",
 		"1 once the hub cache has synced and the dispatch controller runs.", []string{"cluster"}, nil)
+	hubUnauthorizedDesc = prometheus.NewDesc("jobset_fleet_agent_hub_unauthorized",
+		"1 while the hub rejects the agent's credentials (401): its token expired or was revoked; join the member again.", []string{"cluster"}, nil)
 )
 
 func init() {
@@ -55,6 +57,7 @@ func (r *runningAgents) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sinceRenewalDesc
 	ch <- dispatchesDesc
 	ch <- hubSyncedDesc
+	ch <- hubUnauthorizedDesc
 }
 
 func (r *runningAgents) Collect(ch chan<- prometheus.Metric) {
@@ -64,6 +67,7 @@ func (r *runningAgents) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(fencedDesc, prometheus.GaugeValue, boolValue(a.Fenced()), a.clusterName)
 		ch <- prometheus.MustNewConstMetric(sinceRenewalDesc, prometheus.GaugeValue, a.live.sinceRenewal().Seconds(), a.clusterName)
 		ch <- prometheus.MustNewConstMetric(hubSyncedDesc, prometheus.GaugeValue, boolValue(a.HubSynced()), a.clusterName)
+		ch <- prometheus.MustNewConstMetric(hubUnauthorizedDesc, prometheus.GaugeValue, boolValue(a.HubUnauthorized()), a.clusterName)
 		for _, state := range DispatchStates {
 			ch <- prometheus.MustNewConstMetric(dispatchesDesc, prometheus.GaugeValue, float64(a.states.count(state)), a.clusterName, state)
 		}

@@ -14,8 +14,8 @@ import (
 
 func TestMetrics(t *testing.T) {
 	c := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	a := &Agent{clusterName: "m1", live: newLiveness(c), states: newDispatchStates(), hubSynced: make(chan struct{})}
-	a.live.restore(12 * time.Second)
+	a := &Agent{clusterName: "m1", live: newLiveness(c), access: &hubAccess{unauthorized: true}, states: newDispatchStates(), hubSynced: make(chan struct{})}
+	a.live.restore(c.Now(), 12*time.Second)
 	a.live.fenced = true
 	a.states.set("fleet-member-m1/a.x", StateRunning)
 	a.states.set("fleet-member-m1/a.y", StateRunning)
@@ -39,9 +39,12 @@ jobset_fleet_agent_dispatches{cluster="m1",state="Pending"} 0
 jobset_fleet_agent_dispatches{cluster="m1",state="Refused"} 0
 jobset_fleet_agent_dispatches{cluster="m1",state="Running"} 2
 jobset_fleet_agent_dispatches{cluster="m1",state="Suspended"} 0
+# HELP jobset_fleet_agent_hub_unauthorized 1 while the hub rejects the agent's credentials (401): its token expired or was revoked; join the member again.
+# TYPE jobset_fleet_agent_hub_unauthorized gauge
+jobset_fleet_agent_hub_unauthorized{cluster="m1"} 1
 `
 	if err := testutil.CollectAndCompare(running, strings.NewReader(want),
-		"jobset_fleet_agent_fenced", "jobset_fleet_agent_seconds_since_last_renewal", "jobset_fleet_agent_dispatches"); err != nil {
+		"jobset_fleet_agent_fenced", "jobset_fleet_agent_seconds_since_last_renewal", "jobset_fleet_agent_dispatches", "jobset_fleet_agent_hub_unauthorized"); err != nil {
 		t.Error(err)
 	}
 	// Computed on scrape.

@@ -3,10 +3,14 @@ package agent
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -23,7 +27,31 @@ const (
 	ReasonConflict    = "Conflict"
 	ReasonNewerEpoch  = "NewerEpochOnMember"
 	ReasonCopyDeleted = "MemberJobSetDeleted"
+
+	// Refusals (Accepted=False): the member cannot run the copy for a
+	// reason that lasts, so the hub places the JobSet elsewhere.
+	//
+	// ReasonMemberRefused: the member's apiserver refused the copy
+	// (admission webhook or policy, validation, size).
+	ReasonMemberRefused = "MemberRefused"
+	// ReasonQuotaExceeded: a ResourceQuota of the namespace on the member
+	// leaves no room for the copy (count/jobsets.jobset.x-k8s.io, ...).
+	ReasonQuotaExceeded = "QuotaExceeded"
+	// ReasonNamespaceTerminating: the namespace is being deleted on the
+	// member.
+	ReasonNamespaceTerminating = "NamespaceTerminating"
+	// ReasonNamespaceMissing: the namespace does not exist on the member
+	// and the agent runs with --create-namespaces=false.
+	ReasonNamespaceMissing = "NamespaceMissing"
+	// ReasonNamespaceDenied: the agent's namespace policy (the built-in
+	// list and --denied-namespaces) denies the JobSet's namespace.
+	ReasonNamespaceDenied = "NamespaceDenied"
 )
+
+// RefusalRetryInterval is how often the agent tries again to create a copy
+// the member refused, in case the cause went away (quota raised, policy
+// changed) before the hub placed the JobSet elsewhere.
+const RefusalRetryInterval = 30 * time.Second
 
 // DispatchKey is the value of the dispatch annotation for d.
 func DispatchKey(d *fleetv1alpha1.JobSetDispatch) string { return d.Namespace + "/" + d.Name }
@@ -70,11 +98,55 @@ func DesiredJobSet(d *fleetv1alpha1.JobSetDispatch) *v1alpha2.JobSet {
 	if ptr.Deref(js.Spec.ManagedBy, "") == fleetv1alpha1.ManagedByFleet {
 		js.Spec.ManagedBy = nil
 	}
+	for i := range js.Spec.ReplicatedJobs {
+		withEpoch(&js.Spec.ReplicatedJobs[i].Template.Spec.Template, d.Spec.Epoch)
+	}
 	// Defaulting here keeps what the agent sends identical to what the member
 	// stores, whether or not the member runs the defaulting webhook.
 	v1alpha2.Default(js)
 	return js
 }
+
+// withEpoch hands the copy's placement epoch to every Pod of tpl: as the
+// annotation PodEpochAnnotation and, through the Downward API, as the
+// environment variable EpochEnvVar of every container and init container.
+// It is a fencing token: storage can reject writes of a lower epoch than it
+// has seen, so a stale copy cannot overwrite a newer one's checkpoint. The
+// fleet's variable replaces a user's of the same name: a forged epoch would
+// defeat the token.
+func withEpoch(tpl *corev1.PodTemplateSpec, epoch int64) {
+	if tpl.Annotations == nil {
+		tpl.Annotations = map[string]string{}
+	}
+	tpl.Annotations[fleetv1alpha1.PodEpochAnnotation] = strconv.FormatInt(epoch, 10)
+	env := corev1.EnvVar{
+		Name: fleetv1alpha1.EpochEnvVar,
+		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{
+			FieldPath: "metadata.annotations['" + fleetv1alpha1.PodEpochAnnotation + "']",
+		}},
+	}
+	for _, containers := range [][]corev1.Container{tpl.Spec.InitContainers, tpl.Spec.Containers} {
+		for i := range containers {
+			c := &containers[i]
+			c.Env = append(slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == env.Name }), env)
+		}
+	}
+}
+
+// PodSecurityLabels are the labels a namespace the agent creates for a copy
+// carries: the pod-security.kubernetes.io/ labels of the hub namespace, so
+// the copy's Pods get no more on the member than the hub would give them.
+func PodSecurityLabels(d *fleetv1alpha1.JobSetDispatch) map[string]string {
+	labels := map[string]string{}
+	for k, v := range d.Spec.NamespaceLabels {
+		if strings.HasPrefix(k, podSecurityLabelPrefix) {
+			labels[k] = v
+		}
+	}
+	return labels
+}
+
+const podSecurityLabelPrefix = "pod-security.kubernetes.io/"
 
 // MergeMutable returns current with every field the dispatch may change
 // after creation set from desired: labels and annotations the dispatch
@@ -136,6 +208,9 @@ type Observed struct {
 	// LastReport is when this agent last wrote the dispatch's status or
 	// created its copy; zero if it did neither since it started.
 	LastReport time.Time
+	// DeniedNamespaces are the agent's --denied-namespaces, added to
+	// fleetv1alpha1.BuiltinDeniedNamespaces: no copy is created there.
+	DeniedNamespaces []string
 }
 
 // ReportInterval is the least time between two status reports of a
@@ -265,6 +340,20 @@ func ComputePlan(o Observed) Plan {
 		// or by hand) after its result reached the hub: running it again
 		// would be a second run of a finished JobSet.
 		p.State = StateFinished
+	case t == nil && fleetv1alpha1.NamespaceDenied(d.Spec.Origin.Namespace, o.DeniedNamespaces):
+		// The last line of the namespace policy: whatever the hub asks,
+		// nothing of the fleet runs in a system namespace of the member.
+		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
+			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, ReasonNamespaceDenied,
+				fleetv1alpha1.Bounded(fmt.Sprintf("cluster %s does not run JobSets of namespace %s: its agent's namespace policy denies it (built-in %s, --denied-namespaces %s)",
+					o.ClusterName, d.Spec.Origin.Namespace, strings.Join(fleetv1alpha1.BuiltinDeniedNamespaces, ","), strings.Join(o.DeniedNamespaces, ",")), fleetv1alpha1.MaxMemberReason))
+		})
+		p.State = StateRefused
+	case t == nil && refusedRecently(d, o.Now):
+		// The member refused the copy moments ago; the hub is placing it
+		// elsewhere. Try again later, in case the cause went away.
+		p.State = StateRefused
+		p.ReportAfter = RefusalRetryInterval - o.Now.Sub(d.Status.LastSyncTime.Time)
 	case t == nil:
 		// Never created for this epoch, or deleted unfinished on the
 		// member after its last status reached the hub: (re)create it,
@@ -456,6 +545,29 @@ func finishedHere(d *fleetv1alpha1.JobSetDispatch) bool {
 	return d.Status.ObservedEpoch == d.Spec.Epoch && d.Status.JobSetStatus.TerminalState != ""
 }
 
+// Refused is d's status once the member refused to create its copy for a
+// lasting reason (see ClassifyCreateError): Accepted=False with that reason
+// and the member's message, bounded because the hub quotes it in a list of
+// members. Nil when the status already says so.
+func Refused(d *fleetv1alpha1.JobSetDispatch, now metav1.Time, cluster, reason, message string) *fleetv1alpha1.JobSetDispatchStatus {
+	return nextStatus(d, now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
+		setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, reason,
+			fleetv1alpha1.Bounded(fmt.Sprintf("cluster %s refused JobSet %s/%s: %s", cluster, d.Spec.Origin.Namespace, d.Spec.Origin.Name, message), fleetv1alpha1.MaxMemberReason))
+	})
+}
+
+// retriedRefusals are the refusals the agent tries again after
+// RefusalRetryInterval.
+var retriedRefusals = map[string]bool{ReasonMemberRefused: true, ReasonQuotaExceeded: true, ReasonNamespaceTerminating: true, ReasonNamespaceMissing: true}
+
+// refusedRecently reports whether the agent refused d's copy for this
+// generation less than RefusalRetryInterval ago.
+func refusedRecently(d *fleetv1alpha1.JobSetDispatch, now metav1.Time) bool {
+	c := meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchAccepted)
+	return c != nil && c.Status == metav1.ConditionFalse && retriedRefusals[c.Reason] && c.ObservedGeneration == d.Generation &&
+		d.Status.LastSyncTime != nil && now.Sub(d.Status.LastSyncTime.Time) < RefusalRetryInterval
+}
+
 func accepted(st *fleetv1alpha1.JobSetDispatchStatus, d *fleetv1alpha1.JobSetDispatch, cluster string) {
 	setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionTrue, ReasonAccepted,
 		fmt.Sprintf("running as JobSet %s/%s on cluster %s", d.Spec.Origin.Namespace, d.Spec.Origin.Name, cluster))
@@ -487,4 +599,39 @@ func StatusChanged(old, next *fleetv1alpha1.JobSetDispatchStatus) bool {
 	a, b := old.DeepCopy(), next.DeepCopy()
 	a.LastSyncTime, b.LastSyncTime = nil, nil
 	return !equality.Semantic.DeepEqual(a, b)
+}
+
+// ClassifyCreateError tells a lasting refusal of a member copy's create
+// from a transient failure. Lasting: the namespace is being deleted, a
+// ResourceQuota leaves no room, or the apiserver or its admission (webhook,
+// ValidatingAdmissionPolicy) forbids the copy, finds it invalid or too
+// large; trying again will not help, so the agent reports the refusal
+// (Accepted=False with reason) and the hub places the JobSet elsewhere.
+// Everything else (timeouts, conflicts, a webhook that does not answer, a
+// quota whose usage is not yet known) is retried with backoff.
+func ClassifyCreateError(err error) (reason string, lasting bool) {
+	switch {
+	case err == nil:
+		return "", false
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		return ReasonNamespaceTerminating, true
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "status unknown for quota"):
+		// The quota controller has not computed the quota's usage yet.
+		return "", false
+	case apierrors.IsForbidden(err) && quotaRefusal(err.Error()):
+		return ReasonQuotaExceeded, true
+	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsRequestEntityTooLargeError(err):
+		return ReasonMemberRefused, true
+	}
+	return "", false
+}
+
+// quotaRefusal reports whether msg is the ResourceQuota admission's refusal.
+func quotaRefusal(msg string) bool {
+	for _, s := range []string{"exceeded quota:", "insufficient quota", "failed quota:"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
