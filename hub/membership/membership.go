@@ -235,6 +235,9 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	if opts.HubServerURL == "" {
 		return nil, errors.New("membership: HubServerURL is required to join")
 	}
+	if opts.ConfirmCopiesStopped && !opts.Force {
+		return nil, fmt.Errorf("membership: %s is a statement about the copies of the cluster a join --force takes over; without --force there is nothing to confirm", ConfirmCopiesStoppedFlag)
+	}
 	var crds []*unstructured.Unstructured
 	if !opts.SkipCRDs {
 		var err error
@@ -278,7 +281,11 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
-	nsUID, err := ensureMemberNamespace(ctx, hub, opts, owned)
+	// A member joined before Join recorded namespace UIDs: its profile
+	// names this very cluster, so its labelled namespace is the one that
+	// join created.
+	legacy := len(owned) == 0 && cp != nil && cp.Annotations[fleetv1alpha1.ClusterIDAnnotation] == clusterID
+	nsUID, err := ensureMemberNamespace(ctx, hub, opts, owned, legacy)
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}

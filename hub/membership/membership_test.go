@@ -3,6 +3,7 @@ package membership_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,6 +113,35 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		if err := agentClient.List(ctx, &corev1.SecretList{}, client.InNamespace(memberNS)); !apierrors.IsForbidden(err) {
 			t.Errorf("join #%d: agent listing Secrets: want Forbidden, got %v", i+1, err)
 		}
+	}
+
+	// A member joined before Join recorded its namespace's UID joins again:
+	// its profile names this same cluster.
+	for _, obj := range []client.Object{
+		&clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: inv, Name: "m1"}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: inv, Name: membership.AgentRole + "-m1"}},
+	} {
+		must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj))
+		patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+		annotations := obj.GetAnnotations()
+		delete(annotations, membership.MemberNamespaceUIDAnnotation)
+		obj.SetAnnotations(annotations)
+		must(t, hub.Client.Patch(ctx, obj, patch))
+	}
+	if _, err := membership.Join(ctx, hub.Client, memberClient, opts); err != nil {
+		t.Fatalf("join of a member joined before namespace UIDs were recorded: %v", err)
+	}
+	cp := &clusterinventory.ClusterProfile{}
+	must(t, hub.Client.Get(ctx, client.ObjectKey{Namespace: inv, Name: "m1"}, cp))
+	ns := &corev1.Namespace{}
+	must(t, hub.Client.Get(ctx, client.ObjectKey{Name: memberNS}, ns))
+	if got := cp.Annotations[membership.MemberNamespaceUIDAnnotation]; got != string(ns.UID) {
+		t.Errorf("after the legacy join, the profile records namespace UID %q, want %q", got, ns.UID)
+	}
+	confirmWithoutForce := opts
+	confirmWithoutForce.ConfirmCopiesStopped = true
+	if _, err := membership.Join(ctx, hub.Client, memberClient, confirmWithoutForce); err == nil || !strings.Contains(err.Error(), "without --force") {
+		t.Errorf("join --confirm-copies-stopped without --force: %v, want an error saying it needs --force", err)
 	}
 
 	for i := range 2 {

@@ -39,7 +39,10 @@ func recordedNamespaceUIDs(ctx context.Context, hub client.Client, cp *clusterin
 // An existing one is used only when its UID is one Join recorded: its
 // CreatedByLabel proves nothing, since whoever may create namespaces may
 // set it, and would then see the agent's dispatches and mint its tokens.
-func ensureMemberNamespace(ctx context.Context, hub client.Client, opts Options, owned []types.UID) (types.UID, error) {
+// With legacyLabelled (a member joined before UIDs were recorded, whose
+// profile names the same cluster) the label is accepted once, and the UID
+// recorded from then on.
+func ensureMemberNamespace(ctx context.Context, hub client.Client, opts Options, owned []types.UID, legacyLabelled bool) (types.UID, error) {
 	name := opts.memberNamespace()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{CreatedByLabel: createdByValue}}}
 	err := hub.Create(ctx, ns)
@@ -57,7 +60,7 @@ func ensureMemberNamespace(ctx context.Context, hub client.Client, opts Options,
 			"once the member's copies are stopped, run `jobset-fleet-agent unjoin --cluster-name %s %s`): join again once it is gone",
 			name, opts.ClusterName, ConfirmCopiesStoppedFlag)
 	}
-	if slices.Contains(owned, ns.UID) {
+	if slices.Contains(owned, ns.UID) || (legacyLabelled && ns.Labels[CreatedByLabel] == createdByValue) {
 		return ns.UID, nil
 	}
 	return "", fmt.Errorf("namespace %s exists but was not created by a join of cluster %q (its UID %s is not the one recorded in %s on ClusterProfile %s/%s or Role %s/%s; a label is no proof): "+
