@@ -9,8 +9,8 @@ import (
 	"os/exec"
 	"time"
 
-	"k8s.io/client-go/rest"
 	clientauthenticationv1 "k8s.io/client-go/pkg/apis/clientauthentication/v1"
+	"k8s.io/client-go/rest"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
