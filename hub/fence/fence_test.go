@@ -2,10 +2,8 @@ package fence_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,11 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clientauthenticationv1 "k8s.io/client-go/pkg/apis/clientauthentication/v1"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
-	"sigs.k8s.io/cluster-inventory-api/pkg/access"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -29,6 +24,7 @@ import (
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/fence"
+	"github.com/jobset-fleet/jobset-fleet/hub/fence/fencetest"
 )
 
 var (
@@ -48,56 +44,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const providerName = "fleet-test"
-
-// providerFile writes a provider file (--clusterprofile-provider-file)
-// whose exec plugin hands out status, and returns its path.
-func providerFile(t *testing.T, status clientauthenticationv1.ExecCredentialStatus) string {
-	t.Helper()
-	dir := t.TempDir()
-	cred := clientauthenticationv1.ExecCredential{Status: &status}
-	cred.APIVersion, cred.Kind = "client.authentication.k8s.io/v1", "ExecCredential"
-	data, err := json.Marshal(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	credPath, plugin := filepath.Join(dir, "credential.json"), filepath.Join(dir, "plugin.sh")
-	if err := os.WriteFile(credPath, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(plugin, []byte("#!/bin/sh\nexec cat "+credPath+"\n"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	cfg := access.New([]access.Provider{{Name: providerName, ExecConfig: &clientcmdapi.ExecConfig{
-		APIVersion: "client.authentication.k8s.io/v1", Command: plugin, InteractiveMode: clientcmdapi.NeverExecInteractiveMode,
-	}}})
-	data, err = json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "providers.json")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// accessTo lists the provider the hub knows, reaching server.
-func accessTo(server string, ca []byte) []clusterinventory.AccessProvider {
-	return []clusterinventory.AccessProvider{{Name: providerName, Cluster: clientcmdv1.Cluster{Server: server, CertificateAuthorityData: ca}}}
-}
-
 // memberAccess is the hub's access to the member test cluster, as its admin.
 func memberAccess(t *testing.T) (*fence.Access, *clusterinventory.ClusterProfile) {
 	t.Helper()
-	a, err := fence.New(providerFile(t, clientauthenticationv1.ExecCredentialStatus{
+	a, err := fence.New(fencetest.ProviderFile(t, clientauthenticationv1.ExecCredentialStatus{
 		ClientCertificateData: string(member.Config.CertData), ClientKeyData: string(member.Config.KeyData),
 	}), testenv.Scheme())
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: fleet.DefaultInventoryNamespace, Name: "member"}}
-	p.Status.AccessProviders = accessTo(member.Config.Host, member.Config.CAData)
+	p.Status.AccessProviders = fencetest.AccessTo(member.Config.Host, member.Config.CAData)
 	return a, p
 }
 
