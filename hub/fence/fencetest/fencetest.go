@@ -112,4 +112,3 @@ func ProviderFile(t testing.TB, status clientauthenticationv1.ExecCredentialStat
 func AccessTo(server string, ca []byte) []clusterinventory.AccessProvider {
 	return []clusterinventory.AccessProvider{{Name: ProviderName, Cluster: clientcmdv1.Cluster{Server: server, CertificateAuthorityData: ca}}}
 }
-
