@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+	"github.com/jobset-fleet/jobset-fleet/hub/fence/fencetest"
 )
 
 // HubNamespace is the hub's own namespace (cmd/hub's --namespace).
@@ -111,6 +112,10 @@ func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 	o.step("installing CRDs on the hub")
 	if _, err := envtest.InstallCRDs(f.configs[l.Hub], envtest.CRDInstallOptions{Paths: testenv.CRDPaths(), ErrorIfPathMissing: true, MaxTime: 2 * time.Minute}); err != nil {
 		return nil, fmt.Errorf("installing CRDs on the hub: %w", err)
+	}
+	o.step("installing the policy that keeps agents from changing the hub's access to members")
+	if err := fencetest.InstallAccessPolicy(ctx, f.Clients[l.Hub], testenv.RepoRoot()); err != nil {
+		return nil, fmt.Errorf("installing the access policy on the hub: %w", err)
 	}
 	for _, m := range l.Members {
 		o.step("joining %s", m.Name)

@@ -51,6 +51,7 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
+	"github.com/jobset-fleet/jobset-fleet/hub/fence/fencetest"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/hub/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
@@ -232,6 +233,9 @@ func startFleet() (_ *fleetEnv, stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stops = append(stops, cancel)
 	if err := startHubWebhooks(ctx, e.hub); err != nil {
+		return nil, stop, err
+	}
+	if err := fencetest.InstallAccessPolicy(ctx, e.hub.Client, testenv.RepoRoot()); err != nil {
 		return nil, stop, err
 	}
 	hubURL, err := url.Parse(e.hub.Config.Host)

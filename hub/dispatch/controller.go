@@ -114,6 +114,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&fleet.JobSetDispatch{}, handler.EnqueueRequestsFromMapFunc(toOrigin)).
 		WatchesRawSource(source.Channel(r.inventory.Subscribe(), handler.EnqueueRequestsFromMapFunc(r.affectedBy))).
+		WatchesRawSource(source.Channel(r.opts.Access.Probed(), handler.EnqueueRequestsFromMapFunc(r.affectedBy))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
 		Complete(r)
 }

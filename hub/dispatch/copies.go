@@ -11,11 +11,17 @@ import (
 )
 
 // The hub's own look at, and stop of, copies on silent members it has
-// access to (package fence).
+// access to (package fence). Neither waits for the member: a member the hub
+// needs this for is silent and may not answer at all, and a reconcile that
+// waited would hold one of the workers every JobSet shares. The fence
+// probes each member in the background, one probe at a time, and the
+// dispatcher watches Access.Probed (SetupWithManager), which reconciles the
+// member's JobSets when a probe finished: no polling, no guessed requeue.
 
-// observeCopies looks, through the hub's own access, at the copies on
-// silent members that hold a dispatch not yet known to be stopped.
-func (r *Reconciler) observeCopies(ctx context.Context, o *Observed) {
+// observeCopies takes, from the fence's last probe, what the hub saw itself
+// of the copies on silent members that hold a dispatch not yet known to be
+// stopped.
+func (r *Reconciler) observeCopies(_ context.Context, o *Observed) {
 	if r.opts.Access == nil {
 		return
 	}
@@ -28,12 +34,12 @@ func (r *Reconciler) observeCopies(ctx context.Context, o *Observed) {
 		if _, seen := o.Copies[name]; seen {
 			continue
 		}
-		c, err := r.opts.Access.Inspect(ctx, m.Profile, d.Spec.Origin)
+		c, err := r.opts.Access.Look(m.Profile, d.Spec.Origin)
 		if err != nil {
 			if o.CopyErrors == nil {
 				o.CopyErrors = map[string]string{}
 			}
-			o.CopyErrors[name] = err.Error()
+			o.CopyErrors[name] = fleet.Bounded(err.Error(), fleet.MaxMemberReason)
 			continue
 		}
 		if o.Copies == nil {
@@ -43,9 +49,9 @@ func (r *Reconciler) observeCopies(ctx context.Context, o *Observed) {
 	}
 }
 
-// stopCopy stops the JobSet's copy on a silent member through the hub's
-// own access to it.
-func (r *Reconciler) stopCopy(ctx context.Context, o *Observed, member string) error {
+// stopCopy has the fence take the next step towards stopping the JobSet's
+// copy on a silent member, through the hub's own access to it.
+func (r *Reconciler) stopCopy(_ context.Context, o *Observed, member string) error {
 	m := o.Members[member]
 	var origin fleet.Origin
 	for _, d := range append(append([]fleet.JobSetDispatch{}, o.Dispatches...), o.Orphans...) {
@@ -54,12 +60,10 @@ func (r *Reconciler) stopCopy(ctx context.Context, o *Observed, member string) e
 			break
 		}
 	}
-	before := o.Copies[member]
-	gone, err := r.opts.Access.Stop(ctx, m.Profile, origin)
-	if err != nil {
+	if err := r.opts.Access.Stop(m.Profile, origin); err != nil {
 		return err
 	}
-	if !before.Deleting && !gone {
+	if !o.Copies[member].Deleting {
 		r.event(o, corev1.EventTypeWarning, ReasonCopyStopped, "member %s is silent: the hub is stopping the copy there through its own access to the member", member)
 	}
 	return nil

@@ -9,170 +9,129 @@
 // (--clusterprofile-provider-file) says how to get credentials for each
 // provider (an exec plugin). Without a provider file, or for a profile
 // that lists no provider the file knows, the hub has no access and waits
-// for other proof (see package dispatch).
+// for other proof (see package dispatch). Agents may write their profile's
+// status but not its access providers: config/hub/access-policy.yaml denies
+// it, so a member cannot point the hub's credentials at a server it chooses.
+//
+// A member the hub needs this access for is silent, and may not answer at
+// all. So no caller ever waits for a member: each member is probed by one
+// probe at a time, in the background, bounded in time (exec plugin
+// included) and backing off after failures; callers read the last probe's
+// result, and Probed tells them when a new one is in.
+//
+// On the member, the hub's credentials need: list JobSets, Jobs and Pods
+// in all namespaces; delete JobSets, Jobs and Pods; patch JobSets.
 package fence
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
-	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/cluster-inventory-api/pkg/access"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// RequestTimeout bounds each call to a member: an unreachable member must
-// not hold a reconcile for long.
-const RequestTimeout = 10 * time.Second
-
 // Copy is what the hub saw of a JobSet's copy on a member.
 type Copy struct {
-	// Exists is true while a JobSet made for the origin (same namespace,
-	// name and origin UID) exists on the member, even while it is deleted.
+	// Exists is true while anything of the copy is left on the member: a
+	// JobSet made for the origin (same namespace, name and origin UID),
+	// even while it is deleted, or Jobs or unfinished Pods of that
+	// JobSet's name (a copy deleted in the background or with orphan
+	// propagation leaves them running).
 	Exists bool
-	// Epoch is the dispatch epoch the copy was made for.
+	// Epoch is the dispatch epoch the copy was made for (0 when only its
+	// Jobs or Pods are left).
 	Epoch int64
-	// Deleting is true once the copy is being deleted.
+	// Deleting is true once the copy's JobSet is being deleted.
 	Deleting bool
+	// Jobs and Pods are the copy's Jobs and unfinished Pods still there.
+	Jobs, Pods int
 	// Status is the copy's status: a result its agent never reported.
 	Status jobset.JobSetStatus
 }
+
+// ErrNotProbedYet is returned while the first probe of a member runs.
+var ErrNotProbedYet = errors.New("the hub's first look at the member is in progress")
 
 // Access reaches members through their ClusterProfiles' access providers.
 type Access struct {
 	providers *access.Config
 	scheme    *runtime.Scheme
+	probed    chan event.GenericEvent
 
 	mu      sync.Mutex
-	clients map[string]memberClient
+	members map[string]*member
 }
 
-type memberClient struct {
-	fingerprint string
-	client      client.Client
-}
-
-// New reads the provider file. scheme must hold the JobSet types.
+// New reads the provider file. scheme must hold the JobSet, batch and core
+// types.
 func New(providerFile string, scheme *runtime.Scheme) (*Access, error) {
 	providers, err := access.NewFromFile(providerFile)
 	if err != nil {
 		return nil, fmt.Errorf("cluster profile provider file %s: %w", providerFile, err)
 	}
-	return &Access{providers: providers, scheme: scheme, clients: map[string]memberClient{}}, nil
+	return &Access{providers: providers, scheme: scheme, probed: make(chan event.GenericEvent, probedBuffer), members: map[string]*member{}}, nil
+}
+
+// Probed receives a ClusterProfile (name and namespace only) each time a
+// probe of that member finished: what Look returns for it may have changed.
+// On a nil Access it is a channel that never receives.
+func (a *Access) Probed() <-chan event.GenericEvent {
+	if a == nil {
+		return make(chan event.GenericEvent)
+	}
+	return a.probed
 }
 
 // Available reports whether the hub has access to the profile's member.
+// It never contacts the member.
 func (a *Access) Available(p *clusterinventory.ClusterProfile) bool {
 	if a == nil || p == nil {
 		return false
 	}
-	_, err := a.client(p)
-	return err == nil
-}
-
-// client returns a client for the member, rebuilt whenever the profile's
-// access providers change.
-func (a *Access) client(p *clusterinventory.ClusterProfile) (client.Client, error) {
-	raw, err := json.Marshal([]any{p.Status.AccessProviders, p.Status.CredentialProviders})
-	if err != nil {
-		return nil, err
-	}
-	fingerprint := fmt.Sprintf("%x", sha256.Sum256(raw))
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if c, ok := a.clients[p.Name]; ok && c.fingerprint == fingerprint {
-		if c.client == nil {
-			return nil, fmt.Errorf("no access provider of ClusterProfile %s is configured on the hub", p.Name)
-		}
-		return c.client, nil
-	}
-	cfg, err := a.providers.BuildConfigFromCP(p)
-	if err != nil {
-		a.clients[p.Name] = memberClient{fingerprint: fingerprint}
-		return nil, err
-	}
-	cfg.Timeout = RequestTimeout
-	c, err := client.New(cfg, client.Options{Scheme: a.scheme})
-	if err != nil {
-		return nil, fmt.Errorf("client for member %s: %w", p.Name, err)
-	}
-	a.clients[p.Name] = memberClient{fingerprint: fingerprint, client: c}
-	return c, nil
+	return a.memberLocked(p).configErr == nil
 }
 
-// Inspect reads the copy of origin on the member.
-func (a *Access) Inspect(ctx context.Context, p *clusterinventory.ClusterProfile, origin fleet.Origin) (Copy, error) {
-	c, err := a.client(p)
-	if err != nil {
-		return Copy{}, err
+// Look returns what the last probe of the member saw of origin's copy, and
+// has the member probed again when it is due. It never waits for the
+// member: before the first probe finished it returns ErrNotProbedYet, after
+// a failed probe that probe's error.
+func (a *Access) Look(p *clusterinventory.ClusterProfile, origin fleet.Origin) (Copy, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := a.memberLocked(p)
+	if m.configErr != nil {
+		return Copy{}, m.configErr
 	}
-	js, err := get(ctx, c, origin)
-	if err != nil || js == nil {
-		return Copy{}, err
-	}
-	cp := Copy{Exists: true, Deleting: js.DeletionTimestamp != nil, Status: *js.Status.DeepCopy()}
-	_, _ = fmt.Sscan(js.Labels[fleet.EpochLabel], &cp.Epoch)
-	return cp, nil
-}
-
-// Stop deletes the copy of origin on the member, in the foreground so it
-// disappears only after its Jobs and their Pods, and reports whether it is
-// gone. Once the garbage collector has removed the Jobs, the agent's
-// report finalizer is all that keeps the copy: the hub takes over that
-// report (it read the copy's status through Inspect) and removes it.
-func (a *Access) Stop(ctx context.Context, p *clusterinventory.ClusterProfile, origin fleet.Origin) (gone bool, err error) {
-	c, err := a.client(p)
-	if err != nil {
-		return false, err
-	}
-	js, err := get(ctx, c, origin)
-	if err != nil || js == nil {
-		return js == nil && err == nil, err
-	}
-	if js.DeletionTimestamp == nil {
-		err := c.Delete(ctx, js, client.PropagationPolicy(metav1.DeletePropagationForeground), client.Preconditions{UID: ptr.To(js.UID)})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return false, fmt.Errorf("deleting JobSet %s/%s on member %s: %w", js.Namespace, js.Name, p.Name, err)
-		}
-		return false, nil
-	}
-	if controllerutil.ContainsFinalizer(js, metav1.FinalizerDeleteDependents) || !controllerutil.ContainsFinalizer(js, fleet.ReportFinalizer) {
-		return false, nil // its Jobs are still going away
-	}
-	patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(js, fleet.ReportFinalizer)
-	if err := c.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {
-		return false, fmt.Errorf("releasing JobSet %s/%s on member %s: %w", js.Namespace, js.Name, p.Name, err)
-	}
-	return false, nil
-}
-
-// get returns the member JobSet made for origin, nil when there is none (a
-// JobSet of the same name made for another origin is not this copy).
-func get(ctx context.Context, c client.Client, origin fleet.Origin) (*jobset.JobSet, error) {
-	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
-	defer cancel()
-	js := &jobset.JobSet{}
-	err := c.Get(ctx, client.ObjectKey{Namespace: origin.Namespace, Name: origin.Name}, js)
+	a.scheduleLocked(m)
 	switch {
-	case apierrors.IsNotFound(err):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("reading JobSet %s/%s on the member: %w", origin.Namespace, origin.Name, err)
-	case js.Labels[fleet.OriginUIDLabel] != string(origin.UID):
-		return nil, nil
+	case m.err != nil:
+		return Copy{}, m.err
+	case m.view == nil:
+		return Copy{}, ErrNotProbedYet
 	}
-	return js, nil
+	return m.view.copyOf(origin), nil
+}
+
+// Stop has the next probe of the member take one step towards stopping
+// origin's copy there (see stopSteps), and returns at once. Look tells
+// when the copy is gone.
+func (a *Access) Stop(p *clusterinventory.ClusterProfile, origin fleet.Origin) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := a.memberLocked(p)
+	if m.configErr != nil {
+		return m.configErr
+	}
+	m.stops[originKey(origin)] = origin
+	a.scheduleLocked(m)
+	return nil
 }
