@@ -45,16 +45,19 @@ func TestTemplate(t *testing.T) {
 	if got := Template(js, jobset.FleetStatus{RestartsCountTowardsMaxCarried: 4}).Spec.FailurePolicy.MaxRestarts; got != 0 {
 		t.Errorf("maxRestarts floor: got %d, want 0", got)
 	}
-	d := NewDispatch(js, jobset.FleetStatus{Cluster: "m2", Epoch: 3}, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+	nsLabels := PodSecurityLabels(map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "team": "a"})
+	d := NewDispatch(js, jobset.FleetStatus{Cluster: "m2", Epoch: 3}, nsLabels)
 	type dispatch struct {
 		Namespace, Name, OriginUIDLabel, FirstFinalizer string
 		Epoch                                           int64
 		Origin                                          fleet.Origin
+		NamespaceLabels                                 map[string]string
 	}
 	want := dispatch{Namespace: "fleet-member-m2", Name: "team.train", OriginUIDLabel: "uid-1", FirstFinalizer: DispatchFinalizer,
-		Epoch: 3, Origin: fleet.Origin{Namespace: "team", Name: "train", UID: "uid-1"}}
+		Epoch: 3, Origin: fleet.Origin{Namespace: "team", Name: "train", UID: "uid-1"},
+		NamespaceLabels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}
 	got := dispatch{Namespace: d.Namespace, Name: d.Name, OriginUIDLabel: d.Labels[fleet.OriginUIDLabel], FirstFinalizer: d.Finalizers[0],
-		Epoch: d.Spec.Epoch, Origin: d.Spec.Origin}
+		Epoch: d.Spec.Epoch, Origin: d.Spec.Origin, NamespaceLabels: d.Spec.NamespaceLabels}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("NewDispatch (-want +got):\n%s", diff)
 	}
