@@ -11,7 +11,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
@@ -369,5 +371,74 @@ func TestDeniedNamespacesNotPlaced(t *testing.T) {
 			return fmt.Errorf("%d dispatches", n)
 		}
 		return nil
+	})
+}
+
+// TestMemberLeftKeepingWorkloads: a member unjoined with its workloads
+// kept (its ClusterProfile gone, its dispatches deleted but held by its
+// agent's finalizer) holds the JobSet, and the hub names the command that
+// confirms the copies stopped; once an operator ran it, the JobSet moves.
+func TestMemberLeftKeepingWorkloads(t *testing.T) {
+	startHub(t, placement.Spread)
+	sel := map[string]string{"test": "left"}
+	a := join(t, "left-a", "8", sel)
+	join(t, "left-b", "4", sel)
+	ns := namespace(t, "team-left")
+	js := fleetJobSet(ns, "train", 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=left").
+		FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 3}).Obj()
+	create(t, js)
+	d := waitDispatched(t, js, "left-a")
+
+	// What `unjoin --keep-workloads` leaves: no ClusterProfile, the
+	// dispatches deleted (with the member namespace) but held by the agent.
+	ctx := context.Background()
+	a.stop()
+	if err := hub.Client.Delete(ctx, &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: inventoryNS, Name: "left-a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.Client.Delete(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	const confirm = "`jobset-fleet-agent unjoin --cluster-name left-a --confirm-copies-stopped`"
+	testenv.Eventually(t, timeout, "AwaitingFence naming the confirming command", func() error {
+		c := condition(get(t, js), dispatch.ConditionMemberStatusStale)
+		if c == nil || c.Reason != dispatch.ReasonAwaitingFence || !strings.Contains(c.Message, confirm) || strings.Contains(c.Message, "kubectl label") {
+			return fmt.Errorf("MemberStatusStale = %+v", c)
+		}
+		return nil
+	})
+	testenv.Consistently(t, time.Second, "not moved without proof", func() error {
+		if dispatchOf(t, js, "left-b") != nil {
+			return fmt.Errorf("moved while the copy on left-a may run")
+		}
+		return nil
+	})
+
+	// The operator's confirmation, as `unjoin --confirm-copies-stopped`
+	// writes it.
+	reportStatus(t, d, func(s *fleet.JobSetDispatchStatus) {
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue,
+			Reason: fleet.ReasonStopConfirmed, Message: "an operator confirmed nothing of the fleet runs on left-a"})
+	})
+	testenv.Eventually(t, timeout, "removing the agent's finalizer", func() error {
+		cur := &fleet.JobSetDispatch{}
+		if err := hub.Client.Get(ctx, client.ObjectKeyFromObject(d), cur); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		controllerutil.RemoveFinalizer(cur, fleet.AgentFinalizer)
+		return hub.Client.Update(ctx, cur)
+	})
+	waitDispatched(t, js, "left-b")
+	testenv.Eventually(t, timeout, "the release says who confirmed it", func() error {
+		list := &eventsv1.EventList{}
+		if err := hub.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Reason == dispatch.ReasonReleased && strings.Contains(e.Note, "an operator confirmed that the copy on member left-a is stopped") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event saying an operator confirmed it", dispatch.ReasonReleased)
 	})
 }
