@@ -127,8 +127,8 @@ func ComputePlan(o Observed, choose Chooser) (Plan, error) {
 	if pl.p.Create != nil && pl.p.Status != nil {
 		// One status write per placement, not two: the record written
 		// before the dispatch exists is the whole new status, Dispatched
-		// condition included (a create that fails is placed anew, with a
-		// new epoch, by the next reconcile).
+		// condition included (a create that fails turns it into
+		// Dispatched=False DispatchFailed, and is retried with this epoch).
 		pl.p.Record, pl.p.Status = pl.p.Status, nil
 	}
 	return pl.p, err
