@@ -134,6 +134,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Policy:                  policy,
 		MaxConcurrentReconciles: o.Concurrency,
 		Access:                  access,
+		DeniedNamespaces:        o.extraDeniedNamespaces(),
 		Clock:                   o.Clock,
 	})
 	if err := r.SetupWithManager(mgr); err != nil {

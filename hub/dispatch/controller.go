@@ -37,6 +37,7 @@ import (
 // +kubebuilder:rbac:groups=jobset.x-k8s.io,resources=jobsets/finalizers,verbs=update
 // +kubebuilder:rbac:groups=fleet.jobset.x-k8s.io,resources=jobsetdispatches,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=multicluster.x-k8s.io,resources=placementdecisions,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
@@ -57,6 +58,9 @@ type Options struct {
 	Access *fence.Access
 	// Clock defaults to the wall clock.
 	Clock clock.PassiveClock
+	// DeniedNamespaces are hub namespaces whose JobSets run on no member,
+	// in addition to fleet.BuiltinDeniedNamespaces.
+	DeniedNamespaces []string
 }
 
 // Reconciler is the hub dispatcher.

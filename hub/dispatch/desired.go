@@ -30,6 +30,10 @@ const (
 	ConditionMemberStatusStale = "MemberStatusStale"
 )
 
+// podSecurityLabelPrefix prefixes the Pod Security labels of a namespace;
+// a dispatch carries those of its JobSet's hub namespace.
+const podSecurityLabelPrefix = "pod-security.kubernetes.io/"
+
 // OnMemberLost values (annotation fleet.jobset.x-k8s.io/on-member-lost).
 const (
 	// OnMemberLostRedispatch (the default) runs the JobSet elsewhere once
@@ -68,6 +72,12 @@ const (
 	ReasonReleased         = "DispatchReleased"
 	ReasonCopyStopped      = "MemberCopyStopped"
 	ReasonVolumesNotMoved  = "VolumesNotMoved"
+	// ReasonDispatchFailed: the hub could not create the JobSetDispatch; it
+	// retries the same placement (same member, same epoch).
+	ReasonDispatchFailed = "DispatchFailed"
+	// ReasonDispatchRefused: the member's agent refused the dispatch
+	// (Accepted=False); the JobSet is placed elsewhere.
+	ReasonDispatchRefused = "DispatchRefused"
 )
 
 // hubConditionTypes are set by the hub, never copied from the member.
@@ -121,8 +131,25 @@ func withoutFleetKeys(in map[string]string) map[string]string {
 	return out
 }
 
-// NewDispatch is the JobSetDispatch for the placement fs of a hub JobSet.
-func NewDispatch(js *jobset.JobSet, fs jobset.FleetStatus) *fleet.JobSetDispatch {
+// PodSecurityLabels are the pod-security.kubernetes.io/ labels among a
+// namespace's labels (nil when none).
+func PodSecurityLabels(namespaceLabels map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range namespaceLabels {
+		if !strings.HasPrefix(k, podSecurityLabelPrefix) {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// NewDispatch is the JobSetDispatch for the placement fs of a hub JobSet;
+// namespaceLabels are the Pod Security labels of the JobSet's namespace.
+func NewDispatch(js *jobset.JobSet, fs jobset.FleetStatus, namespaceLabels map[string]string) *fleet.JobSetDispatch {
 	return &fleet.JobSetDispatch{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:  fleet.MemberNamespace(fs.Cluster),
@@ -134,6 +161,9 @@ func NewDispatch(js *jobset.JobSet, fs jobset.FleetStatus) *fleet.JobSetDispatch
 			Origin: fleet.Origin{Namespace: js.Namespace, Name: js.Name, UID: js.UID},
 			Epoch:  fs.Epoch,
 			JobSet: Template(js, fs),
+			// The agent gives a namespace it creates these labels, so the
+			// copy's Pods get no more on the member than on the hub.
+			NamespaceLabels: namespaceLabels,
 		},
 	}
 }
@@ -158,13 +188,14 @@ func rejected(d *fleet.JobSetDispatch) bool {
 	return c != nil && c.Status == metav1.ConditionFalse
 }
 
-// rejectionMessage quotes the agent's refusal.
+// rejectionMessage quotes the agent's refusal, bounded: it is the
+// member's text, and goes into messages that list members.
 func rejectionMessage(d *fleet.JobSetDispatch) string {
 	c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchAccepted)
 	if c == nil {
 		return ""
 	}
-	return c.Reason + ": " + c.Message
+	return fleet.Bounded(c.Reason+": "+c.Message, fleet.MaxMemberReason)
 }
 
 // mirrorStatus is the user's JobSet status given the member's report: the
@@ -209,24 +240,24 @@ func mirrorStatus(current jobset.JobSetStatus, d *fleet.JobSetDispatch, fs jobse
 func IsFinished(s *jobset.JobSetStatus) bool { return s.TerminalState != "" }
 
 // TTLExpiry is when a finished hub JobSet with ttlSecondsAfterFinished is to
-// be deleted: that many seconds after its Completed or Failed condition
-// turned True. ok is false when the JobSet is not finished or has no TTL.
+// be deleted: that many seconds after the hub first saw it finished
+// (status.fleet.finishedObservedTime, the hub's clock). The member's
+// lastTransitionTime is never used: its clock may be ahead or behind the
+// hub's. ok is false when the JobSet is not finished, has no TTL, or the
+// hub has not recorded when it saw it finish.
 func TTLExpiry(js *jobset.JobSet, status *jobset.JobSetStatus) (expiry time.Time, ok bool) {
 	ttl := js.Spec.TTLSecondsAfterFinished
-	if ttl == nil || !IsFinished(status) {
+	seen := fleetOf(status).FinishedObservedTime
+	if ttl == nil || !IsFinished(status) || seen == nil {
 		return time.Time{}, false
 	}
-	c := meta.FindStatusCondition(status.Conditions, status.TerminalState)
-	if c == nil || c.Status != metav1.ConditionTrue {
-		return time.Time{}, false
-	}
-	return c.LastTransitionTime.Add(time.Duration(*ttl) * time.Second), true
+	return seen.Add(time.Duration(*ttl) * time.Second), true
 }
 
 // failedByHub marks a status Failed because its member was lost.
 func failedByHub(s *jobset.JobSetStatus, msg string) {
 	s.TerminalState = string(jobset.JobSetFailed)
 	meta.SetStatusCondition(&s.Conditions, metav1.Condition{
-		Type: string(jobset.JobSetFailed), Status: metav1.ConditionTrue, Reason: ReasonMemberLost, Message: msg,
+		Type: string(jobset.JobSetFailed), Status: metav1.ConditionTrue, Reason: ReasonMemberLost, Message: fleet.Bounded(msg, fleet.MaxConditionMessage),
 	})
 }

@@ -45,16 +45,19 @@ func TestTemplate(t *testing.T) {
 	if got := Template(js, jobset.FleetStatus{RestartsCountTowardsMaxCarried: 4}).Spec.FailurePolicy.MaxRestarts; got != 0 {
 		t.Errorf("maxRestarts floor: got %d, want 0", got)
 	}
-	d := NewDispatch(js, jobset.FleetStatus{Cluster: "m2", Epoch: 3})
+	nsLabels := PodSecurityLabels(map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "team": "a"})
+	d := NewDispatch(js, jobset.FleetStatus{Cluster: "m2", Epoch: 3}, nsLabels)
 	type dispatch struct {
 		Namespace, Name, OriginUIDLabel, FirstFinalizer string
 		Epoch                                           int64
 		Origin                                          fleet.Origin
+		NamespaceLabels                                 map[string]string
 	}
 	want := dispatch{Namespace: "fleet-member-m2", Name: "team.train", OriginUIDLabel: "uid-1", FirstFinalizer: DispatchFinalizer,
-		Epoch: 3, Origin: fleet.Origin{Namespace: "team", Name: "train", UID: "uid-1"}}
+		Epoch: 3, Origin: fleet.Origin{Namespace: "team", Name: "train", UID: "uid-1"},
+		NamespaceLabels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}
 	got := dispatch{Namespace: d.Namespace, Name: d.Name, OriginUIDLabel: d.Labels[fleet.OriginUIDLabel], FirstFinalizer: d.Finalizers[0],
-		Epoch: d.Spec.Epoch, Origin: d.Spec.Origin}
+		Epoch: d.Spec.Epoch, Origin: d.Spec.Origin, NamespaceLabels: d.Spec.NamespaceLabels}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("NewDispatch (-want +got):\n%s", diff)
 	}
@@ -151,11 +154,17 @@ func TestOnMemberLost(t *testing.T) {
 }
 
 func TestTTLExpiry(t *testing.T) {
-	finishedAt := metav1.NewTime(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	seen := metav1.NewTime(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	// The member's clock is a year behind: its time never counts.
+	memberTime := metav1.NewTime(seen.AddDate(-1, 0, 0))
 	completed := jobset.JobSetStatus{
 		TerminalState: string(jobset.JobSetCompleted),
-		Conditions:    []metav1.Condition{{Type: string(jobset.JobSetCompleted), Status: metav1.ConditionTrue, LastTransitionTime: finishedAt}},
+		Conditions:    []metav1.Condition{{Type: string(jobset.JobSetCompleted), Status: metav1.ConditionTrue, LastTransitionTime: memberTime}},
+		Fleet:         &jobset.FleetStatus{Cluster: "m1", Epoch: 1, FinishedObservedTime: &seen},
 	}
+	notSeen := *completed.DeepCopy()
+	notSeen.Fleet.FinishedObservedTime = nil
+	finishedAt := seen
 	cases := []struct {
 		name   string
 		ttl    *int32
@@ -167,7 +176,7 @@ func TestTTLExpiry(t *testing.T) {
 		{name: "running", ttl: ptr.To[int32](60)},
 		{name: "completed with TTL", ttl: ptr.To[int32](60), status: completed, want: finishedAt.Add(time.Minute), wantOK: true},
 		{name: "zero TTL expires at once", ttl: ptr.To[int32](0), status: completed, want: finishedAt.Time, wantOK: true},
-		{name: "terminal state without its condition", ttl: ptr.To[int32](60), status: jobset.JobSetStatus{TerminalState: "Failed"}},
+		{name: "finished, but the hub has not recorded when it saw that", ttl: ptr.To[int32](60), status: notSeen},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

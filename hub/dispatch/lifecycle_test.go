@@ -503,7 +503,7 @@ func TestHubRestartMidDispatch(t *testing.T) {
 	// the status was lost): adopt it.
 	adopted := fleetJobSet(ns, "adopted", 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=restart").Obj()
 	create(t, adopted)
-	create(t, dispatch.NewDispatch(adopted, jobset.FleetStatus{Cluster: "restart-b", Epoch: 1}))
+	create(t, dispatch.NewDispatch(adopted, jobset.FleetStatus{Cluster: "restart-b", Epoch: 1}, nil))
 
 	startHub(t, placement.Spread)
 	testenv.Eventually(t, timeout, "crashed placement carried out with a new epoch", func() error {

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -43,6 +44,9 @@ type Observed struct {
 	// InventoryNamespace holds the ClusterProfiles (for the commands the
 	// hub tells operators to run).
 	InventoryNamespace string
+	// NamespaceLabels are the Pod Security labels of the JobSet's hub
+	// namespace, which its dispatches carry.
+	NamespaceLabels map[string]string
 }
 
 // Chooser runs placement for the JobSet with some members excluded (the
@@ -98,6 +102,14 @@ type Plan struct {
 // stopping through its own access (nothing else tells it of progress).
 const pollWhileStopping = 5 * time.Second
 
+// defaultTokenLifetime is the default lifetime of an agent's hub token
+// (join's --token-expiration). Only a running agent renews it, so an agent
+// offline for longer cannot come back without a new join.
+const defaultTokenLifetime = 24 * time.Hour
+
+// maxQuotedError bounds an API error quoted in a condition.
+const maxQuotedError = fleet.MaxEventNote
+
 // ComputePlan decides what to do for one hub JobSet. It is pure; choose is
 // called only when the JobSet needs a member.
 func ComputePlan(o Observed, choose Chooser) (Plan, error) {
@@ -115,8 +127,8 @@ func ComputePlan(o Observed, choose Chooser) (Plan, error) {
 	if pl.p.Create != nil && pl.p.Status != nil {
 		// One status write per placement, not two: the record written
 		// before the dispatch exists is the whole new status, Dispatched
-		// condition included (a create that fails is placed anew, with a
-		// new epoch, by the next reconcile).
+		// condition included (a create that fails turns it into
+		// Dispatched=False DispatchFailed, and is retried with this epoch).
 		pl.p.Record, pl.p.Status = pl.p.Status, nil
 	}
 	return pl.p, err
@@ -150,8 +162,15 @@ func (pl *planner) stopped(d *fleet.JobSetDispatch) (bool, string) {
 	name := memberOf(d)
 	m, known := pl.member(name)
 	if c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchDeleted); c != nil && c.Status == metav1.ConditionTrue {
-		if c.Reason == fleet.ReasonUnjoined {
+		switch c.Reason {
+		case fleet.ReasonUnjoined:
 			return true, fmt.Sprintf("member %s was unjoined after its copies were deleted", name)
+		case fleet.ReasonStopConfirmed:
+			how := fmt.Sprintf("an operator confirmed that the copy on member %s is stopped", name)
+			if c.Message != "" {
+				how += " (" + fleet.Bounded(c.Message, fleet.MaxMemberReason) + ")"
+			}
+			return true, how
 		}
 		return true, fmt.Sprintf("the agent of member %s deleted its copy", name)
 	}
@@ -284,15 +303,19 @@ func (pl *planner) sync(choose Chooser) error {
 	case IsFinished(pl.status):
 		// Nothing runs again; a lost member's copy is stopped below.
 	case fs.Cluster == "" || rec == nil:
-		// Not placed yet; or the recorded placement has no dispatch: the hub
-		// stopped between recording and creating it, or the dispatch was
-		// deleted and its copy confirmed deleted. Place (anew, with a new
-		// epoch).
+		// Not placed yet; or the recorded placement has no dispatch: its
+		// create failed (retried as is), the hub stopped between recording
+		// and creating it, or the dispatch was deleted and its copy
+		// confirmed deleted. Place (anew, with a new epoch).
+		if pl.retryFailedCreate(fs) {
+			break
+		}
 		if err := pl.place(choose, nil, false); err != nil {
 			return err
 		}
 	case rejected(rec):
 		why := rejectionMessage(rec)
+		pl.event(corev1.EventTypeWarning, ReasonDispatchRefused, "member %s refused the JobSet (epoch %d): %s; placing it elsewhere", fs.Cluster, fs.Epoch, why)
 		if err := pl.place(choose, map[string]string{fs.Cluster: "refused the JobSet: " + why}, false); err != nil {
 			return err
 		}
@@ -322,6 +345,53 @@ func (pl *planner) sync(choose Chooser) error {
 	return nil
 }
 
+// retryFailedCreate plans the create of the recorded placement's dispatch
+// again, same member and same epoch, when the last create failed (the API
+// server said no; Dispatched=False DispatchFailed) and the API server still
+// has no dispatch of that epoch. The same object is created again, so a
+// create that timed out but succeeded meets AlreadyExists instead of
+// becoming a second dispatch; and epochs do not climb while creates fail.
+// It places anew (new epoch) once the member is lost, out of service or
+// gone, or holds another dispatch of this name.
+func (pl *planner) retryFailedCreate(fs jobset.FleetStatus) bool {
+	c := meta.FindStatusCondition(pl.status.Conditions, ConditionDispatched)
+	if fs.Cluster == "" || fs.Epoch == 0 || c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonDispatchFailed {
+		return false
+	}
+	if m, known := pl.member(fs.Cluster); !known || m.OutOfService || pl.lost(fs.Cluster) {
+		return false
+	}
+	ns := fleet.MemberNamespace(fs.Cluster)
+	for _, ds := range [][]fleet.JobSetDispatch{pl.o.Dispatches, pl.o.Orphans} {
+		for i := range ds {
+			if ds[i].Namespace == ns {
+				return false
+			}
+		}
+	}
+	if blocker := pl.unreleasedBlocker(); blocker != nil {
+		pl.awaitingFence(blocker, "")
+		return true
+	}
+	pl.p.Create = NewDispatch(pl.o.JobSet, fs, pl.o.NamespaceLabels)
+	pl.p.Reserve = placement.Requests(&pl.o.JobSet.Spec)
+	return true
+}
+
+// CreateFailedStatus is the status of a JobSet whose dispatch d could not be
+// created: Dispatched=False, DispatchFailed, with the (bounded) error. The
+// placement, epoch included, stays recorded: the create is retried as is.
+func CreateFailedStatus(s jobset.JobSetStatus, d *fleet.JobSetDispatch, err error, now time.Time) jobset.JobSetStatus {
+	out := *s.DeepCopy()
+	msg := fmt.Sprintf("the hub could not create JobSetDispatch %s/%s (epoch %d) for member %s, and retries it: %s",
+		d.Namespace, d.Name, d.Spec.Epoch, memberOf(d), fleet.Bounded(err.Error(), maxQuotedError))
+	meta.SetStatusCondition(&out.Conditions, metav1.Condition{
+		Type: ConditionDispatched, Status: metav1.ConditionFalse, Reason: ReasonDispatchFailed,
+		Message: fleet.Bounded(msg, fleet.MaxConditionMessage), LastTransitionTime: metav1.NewTime(now),
+	})
+	return out
+}
+
 // memberGone handles a JobSet whose member is lost or out of service;
 // current is its dispatch there (possibly being deleted).
 func (pl *planner) memberGone(choose Chooser, current *fleet.JobSetDispatch, fs jobset.FleetStatus) error {
@@ -343,7 +413,7 @@ func (pl *planner) memberGone(choose Chooser, current *fleet.JobSetDispatch, fs 
 		return nil
 	case lost && policy == OnMemberLostWait && !m.OutOfService:
 		pl.setCondition(ConditionMemberStatusStale, true, ReasonMemberLost,
-			fmt.Sprintf("%s; waiting for it to return, as the JobSet's on-member-lost policy asks", why))
+			fmt.Sprintf("%s; waiting for it to return, as the JobSet's on-member-lost policy asks. %s", why, tokenNote(name, m)))
 		pl.waiting = true
 		return nil
 	}
@@ -423,7 +493,7 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 	fs.Epoch = nextEpoch(fs.Epoch, pl.o.Dispatches)
 	pl.setFleet(fs)
 	pl.p.Record = pl.status.DeepCopy()
-	pl.p.Create = NewDispatch(pl.o.JobSet, fs)
+	pl.p.Create = NewDispatch(pl.o.JobSet, fs, pl.o.NamespaceLabels)
 	pl.p.Reserve = res.Requests
 	reason := ReasonDispatched
 	if moving {
@@ -447,16 +517,48 @@ func (pl *planner) awaitingFence(d *fleet.JobSetDispatch, why string) {
 	if why == "" {
 		why = fmt.Sprintf("its earlier copy on member %s may still run", name)
 	}
-	msg := fmt.Sprintf("%s. Its copy there may still be running, so the JobSet is not started elsewhere until that copy is confirmed stopped: "+
-		"bring the member's agent back, or make sure nothing of the fleet runs on %s and run "+
-		"`kubectl label clusterprofile -n %s %s %s=true`", why, name, pl.o.InventoryNamespace, name, fleet.OutOfServiceLabel)
+	msg := why + ". Its copy there may still be running, so the JobSet is not started elsewhere until that copy is confirmed stopped: "
+	m, known := pl.member(name)
+	if !known {
+		// No ClusterProfile to label any more (unjoined keeping its
+		// workloads): the operator's word goes on the dispatches.
+		msg += fmt.Sprintf("member %s has left the fleet; once nothing of the fleet runs there, run "+
+			"`jobset-fleet-agent unjoin --cluster-name %s --confirm-copies-stopped`", name, name)
+	} else {
+		msg += fmt.Sprintf("bring the member's agent back, or make sure nothing of the fleet runs on %s and run "+
+			"`kubectl label clusterprofile -n %s %s %s=true`", name, pl.o.InventoryNamespace, name, fleet.OutOfServiceLabel)
+		if pl.lost(name) {
+			msg += ". " + tokenNote(name, m)
+		}
+	}
 	if err, ok := pl.o.CopyErrors[name]; ok {
-		msg += fmt.Sprintf(". The hub could not reach the member itself: %s", err)
+		msg += fmt.Sprintf(". The hub could not reach the member itself: %s", fleet.Bounded(err, fleet.MaxMemberReason))
 	} else if _, ok := pl.o.Copies[name]; ok {
 		msg += ". The hub is stopping the copy through its own access to the member"
 	}
 	pl.setCondition(ConditionMemberStatusStale, true, ReasonAwaitingFence, msg)
 	pl.waiting = true
+}
+
+// tokenNote tells how an agent that was offline for longer than its hub
+// token lives comes back: it cannot renew the token itself.
+func tokenNote(name string, m inventory.Member) string {
+	note := fmt.Sprintf("An agent offline for longer than its hub token lives (join's --token-expiration, %s by default) cannot authenticate to the hub any more "+
+		"and must be joined again: `jobset-fleet-agent join --cluster-name %s ...`", shortDuration(defaultTokenLifetime), name)
+	if m.SilentFor > defaultTokenLifetime {
+		note += fmt.Sprintf("; member %s has been silent for %s", name, shortDuration(m.SilentFor))
+	}
+	return note
+}
+
+// shortDuration prints d to the minute without zero units: 24h, 26h30m.
+func shortDuration(d time.Duration) string {
+	s := d.Truncate(time.Minute).String()
+	s = strings.TrimSuffix(s, "0s")
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // mirror copies the member's report into the JobSet's status.
@@ -481,6 +583,7 @@ func (pl *planner) propagate(d *fleet.JobSetDispatch, fs jobset.FleetStatus) {
 	if !equality.Semantic.DeepEqual(d.Spec.JobSet, want) {
 		updated := d.DeepCopy()
 		updated.Spec.JobSet = want
+		updated.Spec.NamespaceLabels = pl.o.NamespaceLabels
 		pl.p.Update = updated
 		switch suspended, was := ptr.Deref(want.Spec.Suspend, false), ptr.Deref(d.Spec.JobSet.Spec.Suspend, false); {
 		case suspended && !was:
@@ -552,8 +655,13 @@ func (pl *planner) cleanup() {
 	}
 }
 
-// ttl deletes a finished JobSet once ttlSecondsAfterFinished has passed.
+// ttl records when the hub first saw the JobSet finished, by its own clock,
+// and deletes it once ttlSecondsAfterFinished has passed since then.
 func (pl *planner) ttl() {
+	if fs := fleetOf(pl.status); IsFinished(pl.status) && fs.FinishedObservedTime == nil {
+		fs.FinishedObservedTime = ptr.To(metav1.NewTime(pl.o.Now))
+		pl.setFleet(fs)
+	}
 	expiry, ok := TTLExpiry(pl.o.JobSet, pl.status)
 	if !ok {
 		return
@@ -584,7 +692,7 @@ func (pl *planner) finishStatus() {
 		if (t == ConditionDispatched) != (after.Status == metav1.ConditionTrue) {
 			typ = corev1.EventTypeWarning
 		}
-		pl.p.Events = append(pl.p.Events, Event{Type: typ, Reason: after.Reason, Message: after.Message})
+		pl.p.Events = append(pl.p.Events, Event{Type: typ, Reason: after.Reason, Message: fleet.Bounded(after.Message, fleet.MaxEventNote)})
 	}
 	pl.p.Status = pl.status
 }
@@ -603,12 +711,12 @@ func (pl *planner) setCondition(typ string, ok bool, reason, msg string) {
 		st = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&pl.status.Conditions, metav1.Condition{
-		Type: typ, Status: st, Reason: reason, Message: msg, LastTransitionTime: metav1.NewTime(pl.o.Now),
+		Type: typ, Status: st, Reason: reason, Message: fleet.Bounded(msg, fleet.MaxConditionMessage), LastTransitionTime: metav1.NewTime(pl.o.Now),
 	})
 }
 
 func (pl *planner) event(typ, reason, format string, args ...any) {
-	pl.p.Events = append(pl.p.Events, Event{Type: typ, Reason: reason, Message: fmt.Sprintf(format, args...)})
+	pl.p.Events = append(pl.p.Events, Event{Type: typ, Reason: reason, Message: fleet.Bounded(fmt.Sprintf(format, args...), fleet.MaxEventNote)})
 }
 
 func containsDispatch(list []*fleet.JobSetDispatch, d *fleet.JobSetDispatch) bool {

@@ -69,7 +69,7 @@ func planJobSet(fs jobset.FleetStatus, annotations ...string) *jobset.JobSet {
 // planDispatch is the dispatch of js's placement fs, accepted by its agent
 // (which holds its finalizer), unless mutated.
 func planDispatch(js *jobset.JobSet, fs jobset.FleetStatus, mutate ...func(*fleet.JobSetDispatch)) fleet.JobSetDispatch {
-	d := NewDispatch(js, fs)
+	d := NewDispatch(js, fs, nil)
 	d.UID = types.UID("d-" + fs.Cluster)
 	d.Finalizers = append(d.Finalizers, fleet.AgentFinalizer)
 	for _, f := range mutate {
@@ -82,6 +82,29 @@ func deleting(d *fleet.JobSetDispatch) { d.DeletionTimestamp = ptr.To(metav1.New
 
 func reportedDeleted(d *fleet.JobSetDispatch) {
 	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue, Reason: "MemberJobSetDeleted"})
+}
+
+// stopConfirmed is what `unjoin --confirm-copies-stopped` leaves: the
+// operator's word, and the agent's finalizer released.
+func stopConfirmed(d *fleet.JobSetDispatch) {
+	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue,
+		Reason: fleet.ReasonStopConfirmed, Message: "confirmed by alice"})
+	d.Finalizers = []string{DispatchFinalizer}
+}
+
+// createFailed: the hub's last create of the recorded placement failed.
+func createFailed(js *jobset.JobSet) *jobset.JobSet {
+	meta.SetStatusCondition(&js.Status.Conditions, metav1.Condition{Type: ConditionDispatched, Status: metav1.ConditionFalse,
+		Reason: ReasonDispatchFailed, Message: "denied", LastTransitionTime: metav1.NewTime(t0)})
+	return js
+}
+
+func finished(js *jobset.JobSet, at time.Time) *jobset.JobSet {
+	js.Spec.TTLSecondsAfterFinished = ptr.To[int32](60)
+	js.Status.TerminalState = string(jobset.JobSetCompleted)
+	js.Status.Conditions = append(js.Status.Conditions, metav1.Condition{Type: string(jobset.JobSetCompleted), Status: metav1.ConditionTrue,
+		Reason: "AllJobsCompleted", LastTransitionTime: metav1.NewTime(at)})
+	return js
 }
 
 func refused(d *fleet.JobSetDispatch) {
@@ -163,6 +186,8 @@ func TestComputePlan(t *testing.T) {
 		copies     map[string]fence.Copy
 		want       summary
 		wantMsg    []string // substrings of the MemberStatusStale message
+		notMsg     []string // not in the MemberStatusStale message
+		check      func(t *testing.T, p Plan)
 	}
 	none := func(*jobset.JobSet) []fleet.JobSetDispatch { return nil }
 	on := func(fs jobset.FleetStatus, mutate ...func(*fleet.JobSetDispatch)) func(*jobset.JobSet) []fleet.JobSetDispatch {
@@ -186,8 +211,37 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "member silent, no proof: wait, say why and how to confirm, leave the copy alone",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)), members: aSilent,
+			want: summary{Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			wantMsg: []string{"member a is lost", "kubectl label clusterprofile -n fleet-system a fleet.jobset.x-k8s.io/out-of-service=true",
+				"offline for longer than its hub token lives (join's --token-expiration, 24h by default)", "`jobset-fleet-agent join --cluster-name a ...`"},
+			notMsg: []string{"has been silent for"},
+		},
+		{
+			name: "member silent for longer than its hub token lives: say it must be joined again",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)),
+			members: []inventory.Member{planMember("a", silent, func(m *inventory.Member) { m.SilentFor = 30 * time.Hour }), planMember("b")},
 			want:    summary{Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
-			wantMsg: []string{"member a is lost", "kubectl label clusterprofile -n fleet-system a fleet.jobset.x-k8s.io/out-of-service=true"},
+			wantMsg: []string{"must be joined again", "member a has been silent for 30h"},
+		},
+		{
+			name: "member left the fleet keeping its workloads: wait, and name the command that confirms the copies stopped",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), deleting), members: []inventory.Member{planMember("b")},
+			want:    summary{Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			wantMsg: []string{"member a has left the fleet", "`jobset-fleet-agent unjoin --cluster-name a --confirm-copies-stopped`"},
+			notMsg:  []string{"kubectl label"},
+		},
+		{
+			name: "an operator confirmed the copy of a member that left stopped: move",
+			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), deleting, stopConfirmed), members: []inventory.Member{planMember("b")},
+			want: summary{Record: "b/2", Create: "b/2", Release: []string{"a"}, Dispatched: "True/Redispatched", Stale: "False/HeartbeatFresh",
+				Restarts: 1, EventReasons: []string{ReasonRedispatched}, MaxRestartsThere: 2},
+			check: func(t *testing.T, p Plan) {
+				d := p.Release[0]
+				pl := planner{o: Observed{Members: map[string]inventory.Member{}}}
+				if ok, how := pl.stopped(d); !ok || !strings.Contains(how, "an operator confirmed that the copy on member a is stopped (confirmed by alice)") {
+					t.Errorf("stopped = %t, %q", ok, how)
+				}
+			},
 		},
 		{
 			name: "member silent and out of service: release the old copy, move; the move is a restart",
@@ -257,10 +311,102 @@ func TestComputePlan(t *testing.T) {
 				EventReasons: []string{ReasonMemberLost}},
 		},
 		{
-			name: "refused by its member: placed elsewhere, not counted as a restart",
+			name: "refused by its member: placed elsewhere, not counted as a restart, the refusal quoted",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), refused), members: healthy,
 			want: summary{Record: "b/2", Create: "b/2", Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Dispatched",
-				Stale: "False/HeartbeatFresh", MaxRestartsThere: 3},
+				Stale: "False/HeartbeatFresh", MaxRestartsThere: 3, EventReasons: []string{ReasonDispatchRefused}},
+			check: func(t *testing.T, p Plan) {
+				if e := p.Events[0]; !strings.Contains(e.Message, "member a refused the JobSet (epoch 1): Conflict: a JobSet train exists") {
+					t.Errorf("event %q", e.Message)
+				}
+			},
+		},
+		{
+			name: "refused with a huge message, nowhere else to go: the quote is bounded",
+			js:   planJobSet(at("a", 1)), members: []inventory.Member{planMember("a")},
+			dispatches: on(at("a", 1), func(d *fleet.JobSetDispatch) {
+				meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchAccepted, Status: metav1.ConditionFalse,
+					Reason: "Forbidden", Message: strings.Repeat("quota exceeded ", 5000)})
+			}),
+			want: summary{Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "False/NoFit", EventReasons: []string{ReasonDispatchRefused, ReasonNoFit}},
+			check: func(t *testing.T, p Plan) {
+				c := meta.FindStatusCondition(writtenStatus(p).Conditions, ConditionDispatched)
+				if len(c.Message) > fleet.MaxMemberReason+200 || !strings.Contains(c.Message, "a: refused the JobSet: Forbidden: quota exceeded") {
+					t.Errorf("NoFit message of %d bytes: %.300q", len(c.Message), c.Message)
+				}
+				for _, e := range p.Events {
+					if len(e.Message) > fleet.MaxEventNote {
+						t.Errorf("event %s of %d bytes", e.Reason, len(e.Message))
+					}
+				}
+			},
+		},
+		{
+			name: "many unhealthy members with long reasons: NoFit and its event stay within the API's limits",
+			js:   planJobSet(jobset.FleetStatus{}), dispatches: none,
+			members: func() []inventory.Member {
+				var ms []inventory.Member
+				for i := range 120 {
+					ms = append(ms, planMember("member-"+itoa(int64(i)), func(m *inventory.Member) {
+						m.Healthy, m.Reason = false, "control plane unhealthy: "+strings.Repeat("x", 300)
+					}))
+				}
+				return ms
+			}(),
+			want: summary{Dispatched: "False/NoFit", EventReasons: []string{ReasonNoFit}},
+			check: func(t *testing.T, p Plan) {
+				c := meta.FindStatusCondition(writtenStatus(p).Conditions, ConditionDispatched)
+				if len(c.Message) > fleet.MaxConditionMessage || !strings.Contains(c.Message, "more members") {
+					t.Errorf("NoFit message of %d bytes, want bounded with a count of the rest", len(c.Message))
+				}
+				if len(p.Events[0].Message) > fleet.MaxEventNote {
+					t.Errorf("NoFit event of %d bytes", len(p.Events[0].Message))
+				}
+			},
+		},
+		{
+			name: "the last create failed: retried as is, same member and epoch, no new record",
+			js:   createFailed(planJobSet(at("a", 2))), dispatches: none, members: healthy,
+			// No status write: Dispatched stays False/DispatchFailed until
+			// the dispatch exists.
+			want: summary{Create: "a/2", MaxRestartsThere: 3},
+		},
+		{
+			name: "the last create failed and the member is lost since: placed anew",
+			js:   createFailed(planJobSet(at("a", 2))), dispatches: none, members: aSilent,
+			want: summary{Record: "b/3", Create: "b/3", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", MaxRestartsThere: 3,
+				EventReasons: []string{ReasonDispatched}},
+		},
+		{
+			name: "finished long ago by the member's clock: the TTL counts from when the hub saw it",
+			js:   finished(planJobSet(at("a", 1)), t0.AddDate(-5, 0, 0)), dispatches: on(at("a", 1)), members: healthy,
+			want: summary{Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", Terminal: "Completed"},
+			check: func(t *testing.T, p Plan) {
+				if p.DeleteJobSet {
+					t.Error("deleted at once: the member's lastTransitionTime was taken for the hub's")
+				}
+				if seen := writtenStatus(p).Fleet.FinishedObservedTime; seen == nil || !seen.Time.Equal(t0.Add(time.Hour)) {
+					t.Errorf("finishedObservedTime = %v, want the hub's now", seen)
+				}
+				if p.RequeueAfter < time.Minute {
+					t.Errorf("requeue after %s, want the TTL", p.RequeueAfter)
+				}
+			},
+		},
+		{
+			name: "finished, seen by the hub longer than the TTL ago: deleted",
+			js: func() *jobset.JobSet {
+				js := finished(planJobSet(at("a", 1)), t0.AddDate(5, 0, 0))
+				js.Status.Fleet.FinishedObservedTime = ptr.To(metav1.NewTime(t0))
+				return js
+			}(),
+			dispatches: on(at("a", 1)), members: healthy,
+			want: summary{Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", Terminal: "Completed"},
+			check: func(t *testing.T, p Plan) {
+				if !p.DeleteJobSet {
+					t.Error("not deleted an hour after the hub saw it finish with a TTL of a minute")
+				}
+			},
 		},
 		{
 			name: "dispatch deleted by hand, copy not yet confirmed gone: nothing new runs",
@@ -360,7 +506,7 @@ func TestComputePlan(t *testing.T) {
 			if diff := cmp.Diff(tc.want, summarize(p)); diff != "" {
 				t.Errorf("plan (-want +got):\n%s", diff)
 			}
-			if p.Create != nil && p.Record == nil {
+			if p.Create != nil && p.Record == nil && fleetOf(&tc.js.Status) != (jobset.FleetStatus{Cluster: memberOf(p.Create), Epoch: p.Create.Spec.Epoch}) {
 				t.Error("a dispatch must never be created before its placement is recorded")
 			}
 			if p.Record != nil && p.Status != nil {
@@ -371,6 +517,14 @@ func TestComputePlan(t *testing.T) {
 				if c == nil || !strings.Contains(c.Message, want) {
 					t.Errorf("MemberStatusStale %+v does not say %q", c, want)
 				}
+			}
+			for _, not := range tc.notMsg {
+				if c := meta.FindStatusCondition(writtenStatus(p).Conditions, ConditionMemberStatusStale); c != nil && strings.Contains(c.Message, not) {
+					t.Errorf("MemberStatusStale %q says %q", c.Message, not)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, p)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -107,6 +108,14 @@ func (r *Reconciler) observe(ctx context.Context, key types.NamespacedName) (*Ob
 		if err := r.observeRecordedDispatch(ctx, o); err != nil {
 			return nil, nil, err
 		}
+		ns := &corev1.Namespace{}
+		switch err := r.client.Get(ctx, types.NamespacedName{Name: o.JobSet.Namespace}, ns); {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return nil, nil, fmt.Errorf("reading namespace %s: %w", o.JobSet.Namespace, err)
+		default:
+			o.NamespaceLabels = PodSecurityLabels(ns.Labels)
+		}
 	}
 	r.observeCopies(ctx, o)
 	return o, members, nil
@@ -157,6 +166,8 @@ func (r *Reconciler) chooser(ctx context.Context, o *Observed, members []invento
 			Load:      load,
 			Excluded:  excluded,
 			Policy:    r.opts.Policy,
+
+			DeniedNamespaces: r.opts.DeniedNamespaces,
 		})
 	}
 }
@@ -175,18 +186,23 @@ func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.
 			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
 	}
+	// Old dispatches are deleted before they are released: once a dispatch
+	// has a deletion timestamp no agent can add its finalizer to it, so no
+	// copy can start for it after the hub let it go. The preconditions
+	// make a delete decided on a stale cache (a deposed leader's) fail
+	// instead of retiring a dispatch as it is now.
+	for _, d := range p.Delete {
+		if err := r.client.Delete(ctx, d, client.Preconditions{UID: ptr.To(d.UID), ResourceVersion: ptr.To(d.ResourceVersion)}); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("deleting JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
+		}
+		r.event(o, corev1.EventTypeNormal, ReasonDeleting, "deleting JobSetDispatch %s/%s (epoch %d) on member %s", d.Namespace, d.Name, d.Spec.Epoch, memberOf(d))
+	}
 	// Old copies are released before a new one is created: the release is
 	// where the proof that they stopped is checked against the API server.
 	for _, d := range p.Release {
 		if err := r.release(ctx, o, d); err != nil {
 			return reconcile.Result{}, err
 		}
-	}
-	for _, d := range p.Delete {
-		if err := r.client.Delete(ctx, d, client.Preconditions{UID: ptr.To(d.UID)}); err != nil && !apierrors.IsNotFound(err) {
-			return reconcile.Result{}, fmt.Errorf("deleting JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
-		}
-		r.event(o, corev1.EventTypeNormal, ReasonDeleting, "deleting JobSetDispatch %s/%s (epoch %d) on member %s", d.Namespace, d.Name, d.Spec.Epoch, memberOf(d))
 	}
 	if p.Record != nil {
 		// Recorded before the dispatch exists: after a crash the next
@@ -209,6 +225,7 @@ func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.
 			// (placement excluded it, the cache lagged): the next reconcile
 			// sees which.
 		default:
+			r.reportCreateFailed(ctx, o, d, err)
 			return reconcile.Result{}, fmt.Errorf("creating JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
 		}
 	}
@@ -258,18 +275,50 @@ func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.
 }
 
 // release removes the hub's finalizer from a dispatch whose copy is known
-// to be stopped. The optimistic lock makes sure the proof read from the
-// cache is the dispatch as it is now.
-func (r *Reconciler) release(ctx context.Context, o *Observed, d *fleet.JobSetDispatch) error {
+// to be stopped. The proof is checked again on the dispatch as the API
+// server has it (the plan's came from the cache, and the delete just
+// before changed it), and the optimistic lock makes sure the release
+// applies to exactly what was checked.
+func (r *Reconciler) release(ctx context.Context, o *Observed, cached *fleet.JobSetDispatch) error {
+	d := &fleet.JobSetDispatch{}
+	switch err := r.reader.Get(ctx, client.ObjectKeyFromObject(cached), d); {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading JobSetDispatch %s/%s to release it: %w", cached.Namespace, cached.Name, err)
+	case d.UID != cached.UID || !controllerutil.ContainsFinalizer(d, DispatchFinalizer):
+		return nil
+	}
+	pl := planner{o: *o}
+	ok, how := pl.stopped(d)
+	if !ok {
+		return fmt.Errorf("JobSetDispatch %s/%s changed since the hub read it: its copy is no longer known to be stopped", d.Namespace, d.Name)
+	}
 	patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(d, DispatchFinalizer)
 	if err := r.client.Patch(ctx, d, patch); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("releasing JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
 	}
-	pl := planner{o: *o}
-	_, how := pl.stopped(d)
 	r.event(o, corev1.EventTypeNormal, ReasonReleased, "released JobSetDispatch %s/%s (epoch %d): %s", d.Namespace, d.Name, d.Spec.Epoch, how)
 	return nil
+}
+
+// reportCreateFailed shows on the JobSet that its dispatch could not be
+// created (Dispatched=False, DispatchFailed, and a warning event when the
+// error is new). The recorded placement stays: the retry creates the same
+// dispatch, same epoch.
+func (r *Reconciler) reportCreateFailed(ctx context.Context, o *Observed, d *fleet.JobSetDispatch, createErr error) {
+	js := o.JobSet
+	base := js.DeepCopy()
+	js.Status = CreateFailedStatus(js.Status, d, createErr, r.opts.Clock.Now())
+	if equality.Semantic.DeepEqual(base.Status, js.Status) {
+		return
+	}
+	if err := r.client.Status().Patch(ctx, js, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Writing the failed dispatch create to status", "member", memberOf(d), "epoch", d.Spec.Epoch)
+	}
+	c := meta.FindStatusCondition(js.Status.Conditions, ConditionDispatched)
+	r.event(o, corev1.EventTypeWarning, ReasonDispatchFailed, "%s", c.Message)
 }
 
 // publishDecision creates or updates the JobSet's PlacementDecision.
@@ -302,10 +351,11 @@ func (r *Reconciler) publishDecision(ctx context.Context, js *jobset.JobSet, res
 	return nil
 }
 
-// event records an event on the JobSet (nothing when it is gone).
+// event records an event on the JobSet (nothing when it is gone), its
+// note bounded: the events API refuses longer ones.
 func (r *Reconciler) event(o *Observed, typ, reason, format string, args ...any) {
 	if o.JobSet == nil {
 		return
 	}
-	r.recorder.Eventf(o.JobSet, nil, typ, reason, eventAction, format, args...)
+	r.recorder.Eventf(o.JobSet, nil, typ, reason, eventAction, "%s", fleet.Bounded(fmt.Sprintf(format, args...), fleet.MaxEventNote))
 }

@@ -1,5 +1,7 @@
 package v1alpha2
 
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 // FleetStatus is the jobset-fleet hub's bookkeeping for a JobSet it runs on a
 // member cluster. It lives in status because only the hub may write it: a
 // user who could edit where a JobSet runs, or its epoch, could bypass
@@ -30,4 +32,10 @@ type FleetStatus struct {
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	RestartsCountTowardsMaxCarried int32 `json:"restartsCountTowardsMaxCarried,omitempty"`
+
+	// finishedObservedTime is when the hub first saw the JobSet finished,
+	// by the hub's own clock. ttlSecondsAfterFinished counts from it, never
+	// from a time a member's clock wrote.
+	// +optional
+	FinishedObservedTime *metav1.Time `json:"finishedObservedTime,omitempty"`
 }
