@@ -80,6 +80,10 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		a.TopologyKeys = strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 		return nil
 	})
+	fs.Func("node-label-keys", fmt.Sprintf("Node label keys whose values the node summary reports to the hub (comma-separated, additive), e.g. nvidia.com/gpu.product, so JobSets selecting nodes by them are placed only where such nodes have room; besides %s and --topology-keys (%s is never reported).", strings.Join(agent.WellKnownNodeLabelKeys, ","), corev1.LabelHostname), func(s string) error {
+		a.NodeLabelKeys = append(a.NodeLabelKeys, strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })...)
+		return nil
+	})
 	fs.BoolFunc("create-namespaces", fmt.Sprintf("Create the namespace of a fleet JobSet when the member lacks it, with the hub namespace's %s* labels (default %t). With false the agent refuses such JobSets (Accepted=False, reason %s) and the hub places them elsewhere.", "pod-security.kubernetes.io/", !a.RequireNamespaces, agent.ReasonNamespaceMissing), func(s string) error {
 		create, err := strconv.ParseBool(s)
 		a.RequireNamespaces = !create

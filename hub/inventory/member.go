@@ -4,6 +4,8 @@
 package inventory
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
@@ -57,6 +59,11 @@ type Member struct {
 	// StorageClasses are the member's storage classes by name, true for
 	// its default one (storageclass.<name> properties).
 	StorageClasses map[string]bool
+	// Nodes is the member's node summary (property node-summary): its
+	// schedulable nodes grouped by labels and taints, with their free
+	// capacity rounded down. Nil when the agent publishes none or one the
+	// hub cannot use (Reason then says why; the member stays healthy).
+	Nodes *fleet.NodeSummary
 	// Profile is the ClusterProfile the member was assessed from; the hub's
 	// optional access to the member is read from its access providers.
 	Profile *clusterinventory.ClusterProfile
@@ -122,6 +129,8 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 	m.TopologyDomains = ParseTopology(props)
 	m.FleetUsed = parseQuantities(props, fleet.PropertyFleetUsedPrefix)
 	m.StorageClasses = parseStorageClasses(props)
+	nodes, nodesErr := ParseNodeSummary(props)
+	m.Nodes = nodes
 
 	since := a.WatchingSince
 	if hb.Seen {
@@ -171,6 +180,9 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 	m.Reason = "healthy"
 	if !m.Healthy {
 		m.Reason = strings.Join(problems, "; ")
+	}
+	if nodesErr != nil {
+		m.Reason += "; node summary ignored: " + fleet.Bounded(nodesErr.Error(), MaxNodeSummaryReason)
 	}
 	return m
 }
@@ -244,15 +256,18 @@ func ParseTopology(props []clusterinventory.Property) map[string]int {
 	return domains
 }
 
-// propertiesFingerprint changes whenever a property name or value changes;
-// lastObservedTime alone changing does not count.
+// propertiesFingerprint changes whenever a property name or value changes
+// (the node summary's included: a member whose nodes freed up is a changed
+// member); lastObservedTime alone changing does not count. It is a hash,
+// so the state the inventory keeps and logs per member stays small.
 func propertiesFingerprint(props []clusterinventory.Property) string {
 	parts := make([]string, 0, len(props))
 	for _, p := range props {
 		parts = append(parts, p.Name+"="+p.Value)
 	}
 	sort.Strings(parts)
-	return strings.Join(parts, "\n")
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\n")))
+	return hex.EncodeToString(sum[:16])
 }
 
 // IsFleetProfile reports whether the fleet manages this ClusterProfile.

@@ -77,6 +77,9 @@ type Options struct {
 	// (topology.<key>), so the hub places exclusive-topology JobSets only
 	// where there are enough domains.
 	TopologyKeys []string
+	// NodeLabelKeys are node label keys the node summary reports besides
+	// WellKnownNodeLabelKeys and TopologyKeys (see NodeSummaryLabelKeys).
+	NodeLabelKeys []string
 	// Concurrency is how many JobSetDispatches are reconciled at once;
 	// default 8.
 	Concurrency int
@@ -366,6 +369,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		interval:           opts.HeartbeatInterval,
 		profileInterval:    opts.ProfileInterval,
 		topologyKeys:       opts.TopologyKeys,
+		nodeLabelKeys:      NodeSummaryLabelKeys(opts.TopologyKeys, opts.NodeLabelKeys),
 		errors:             agentErrors.WithLabelValues(opts.ClusterName, "profile"),
 	}
 	f := &fencer{

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -295,6 +296,7 @@ type publisher struct {
 	interval           time.Duration
 	profileInterval    time.Duration
 	topologyKeys       []string
+	nodeLabelKeys      []string // the node summary's, NodeSummaryLabelKeys
 	errors             prometheus.Counter
 
 	lastProfile time.Time
@@ -425,5 +427,6 @@ func (p *publisher) properties(ctx context.Context) ([]clusterinventory.Property
 		return nil, fmt.Errorf("listing storage classes: %w", err)
 	}
 	now := metav1.Now()
-	return append(ComputeProperties(nodes, pods, isFleetPod, p.topologyKeys, now), StorageClassProperties(classes.Items, now)...), nil
+	return slices.Concat(ComputeProperties(nodes, pods, isFleetPod, p.topologyKeys, now), StorageClassProperties(classes.Items, now),
+		NodeSummaryProperties(ComputeNodeSummary(nodes, pods, p.nodeLabelKeys), now)), nil
 }

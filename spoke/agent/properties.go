@@ -124,11 +124,12 @@ type Health struct {
 
 // agentPrefixes are the property prefixes only the agent publishes: a
 // property with one of them that the agent no longer reports (a resource
-// no node has any more, a topology key dropped) is removed.
+// no node has any more, a topology key dropped, a part of a node summary
+// that shrank) is removed.
 var agentPrefixes = []string{
 	fleetv1alpha1.PropertyAllocatablePrefix, fleetv1alpha1.PropertyFreePrefix,
 	fleetv1alpha1.PropertyFleetUsedPrefix, fleetv1alpha1.PropertyTopologyPrefix,
-	fleetv1alpha1.PropertyStorageClassPrefix,
+	fleetv1alpha1.PropertyStorageClassPrefix, fleetv1alpha1.PropertyNodeSummary,
 }
 
 // ProfileStatus is the ClusterProfile status the agent publishes: old with

@@ -1,11 +1,31 @@
 package v1alpha1
 
-import corev1 "k8s.io/api/core/v1"
+import (
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+)
 
 // PropertyNodeSummary is the ClusterProfile property (status.properties)
 // whose value is the member's NodeSummary as JSON. The agent publishes it
-// with its other capacity properties.
+// with its other capacity properties. The ClusterProfile CRD caps a
+// property value at MaxPropertyValue characters, so the JSON is cut into
+// parts: NodeSummaryPart(0) (this name), NodeSummaryPart(1), ... hold it
+// in order, each at most MaxPropertyValue long.
 const PropertyNodeSummary = "node-summary"
+
+// MaxPropertyValue is the longest property value the ClusterProfile CRD
+// accepts (status.properties[].value maxLength).
+const MaxPropertyValue = 1024
+
+// NodeSummaryPart names the property holding part i (from 0) of the node
+// summary's JSON: "node-summary", "node-summary.1", "node-summary.2", ...
+func NodeSummaryPart(i int) string {
+	if i == 0 {
+		return PropertyNodeSummary
+	}
+	return PropertyNodeSummary + "." + strconv.Itoa(i)
+}
 
 // NodeSummary is what the hub knows of a member's schedulable nodes: enough
 // to judge whether every Pod of a JobSet fits at once, node by node, with
@@ -45,12 +65,16 @@ type NodeGroup struct {
 	// +optional
 	Allocatable corev1.ResourceList `json:"allocatable,omitempty"`
 	// Free is the group's nodes by what they have free now (allocatable
-	// minus the requests of unfinished Pods), rounded down.
+	// minus the requests of unfinished Pods bound to them), rounded down.
+	// Its counts add up to at most Nodes; nodes of no entry have nothing
+	// placement can count on.
 	// +optional
 	Free []FreeNodes `json:"free,omitempty"`
 }
 
-// FreeNodes is Count nodes that each have at least Free free.
+// FreeNodes is Count nodes that each have at least Free free. A resource
+// absent from Free (or from Allocatable) is none: the agent leaves zeros
+// out.
 type FreeNodes struct {
 	Count int32               `json:"count"`
 	Free  corev1.ResourceList `json:"free"`

@@ -1,0 +1,90 @@
+package inventory
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+)
+
+// Bounds on the node summary the hub reads: an agent publishes at most
+// 16 KiB; the hub accepts some more, not without limit.
+const (
+	// MaxNodeSummaryParts is the most node-summary properties joined.
+	MaxNodeSummaryParts = 64
+	// MaxNodeGroups is the most groups a summary may have.
+	MaxNodeGroups = 256
+	// MaxNodeSummaryReason bounds what an unusable summary adds to
+	// Member.Reason.
+	MaxNodeSummaryReason = 160
+)
+
+// ParseNodeSummary reads the member's node summary from its properties
+// fleet.NodeSummaryPart(0), (1), ... joined in order. It returns nil and
+// no error when the member publishes none, and nil and the reason when
+// what it publishes cannot be trusted: malformed, too large, or claiming
+// more nodes free than it has (a summary must never overstate a member).
+func ParseNodeSummary(props []clusterinventory.Property) (*fleet.NodeSummary, error) {
+	values := map[string]string{}
+	for _, p := range props {
+		if p.Name == fleet.PropertyNodeSummary || strings.HasPrefix(p.Name, fleet.PropertyNodeSummary+".") {
+			values[p.Name] = p.Value
+		}
+	}
+	first, ok := values[fleet.NodeSummaryPart(0)]
+	if !ok {
+		return nil, nil
+	}
+	var raw strings.Builder
+	raw.WriteString(first)
+	for i := 1; ; i++ {
+		part, ok := values[fleet.NodeSummaryPart(i)]
+		if !ok {
+			break
+		}
+		if i >= MaxNodeSummaryParts {
+			return nil, fmt.Errorf("more than %d parts", MaxNodeSummaryParts)
+		}
+		raw.WriteString(part)
+	}
+	s := &fleet.NodeSummary{}
+	if err := json.Unmarshal([]byte(raw.String()), s); err != nil {
+		return nil, fmt.Errorf("not JSON of a node summary: %w", err)
+	}
+	if err := validNodeSummary(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func validNodeSummary(s *fleet.NodeSummary) error {
+	if len(s.Groups) > MaxNodeGroups {
+		return fmt.Errorf("%d node groups, more than %d", len(s.Groups), MaxNodeGroups)
+	}
+	if s.Omitted < 0 {
+		return errors.New("negative omitted count")
+	}
+	for i := range s.Groups {
+		g := &s.Groups[i]
+		var counted int64
+		for _, f := range g.Free {
+			if f.Count < 0 {
+				return fmt.Errorf("group %d: negative node count", i)
+			}
+			counted += int64(f.Count)
+			for r, q := range f.Free {
+				if q.Sign() < 0 {
+					return fmt.Errorf("group %d: negative free %s", i, r)
+				}
+			}
+		}
+		if g.Nodes < 0 || counted > int64(g.Nodes) {
+			return fmt.Errorf("group %d: %d nodes counted free of %d", i, counted, g.Nodes)
+		}
+	}
+	return nil
+}
