@@ -4,6 +4,7 @@
 package inventory
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -57,6 +58,8 @@ type Member struct {
 	// StorageClasses are the member's storage classes by name, true for
 	// its default one (storageclass.<name> properties).
 	StorageClasses map[string]bool
+	// Nodes is the member's node summary (nil: the agent publishes none).
+	Nodes *fleet.NodeSummary
 	// Profile is the ClusterProfile the member was assessed from; the hub's
 	// optional access to the member is read from its access providers.
 	Profile *clusterinventory.ClusterProfile
@@ -122,6 +125,7 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 	m.TopologyDomains = ParseTopology(props)
 	m.FleetUsed = parseQuantities(props, fleet.PropertyFleetUsedPrefix)
 	m.StorageClasses = parseStorageClasses(props)
+	m.Nodes = parseNodeSummary(props)
 
 	since := a.WatchingSince
 	if hb.Seen {
@@ -215,6 +219,20 @@ func parseQuantities(props []clusterinventory.Property, prefix string) corev1.Re
 		}
 	}
 	return out
+}
+
+// parseNodeSummary reads the node-summary property; a value that does not
+// parse counts as no summary (placement then judges by the sums).
+func parseNodeSummary(props []clusterinventory.Property) *fleet.NodeSummary {
+	v := propertyValue(props, fleet.PropertyNodeSummary)
+	if v == "" {
+		return nil
+	}
+	s := &fleet.NodeSummary{}
+	if err := json.Unmarshal([]byte(v), s); err != nil {
+		return nil
+	}
+	return s
 }
 
 // parseStorageClasses reads storageclass.<name> properties.
