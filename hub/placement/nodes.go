@@ -154,7 +154,7 @@ func (f *nodeFit) groupsFor(s *podSet, req []int64) ([]bool, string) {
 	bySelector := nodeaffinity.NewRequiredNodeAffinity(selector, nil)
 	required := nodeaffinity.NewRequiredNodeAffinity(selector, affinity)
 	ok := make([]bool, len(f.groups))
-	var selected, matched, any int
+	var selected, matched, fitting int
 	var tolerated []int
 	var untolerated []string
 	for g, node := range f.nodes {
@@ -177,7 +177,7 @@ func (f *nodeFit) groupsFor(s *podSet, req []int64) ([]bool, string) {
 		tolerated = append(tolerated, g)
 		if fits(f.alloc[g], req) {
 			ok[g] = true
-			any++
+			fitting++
 		}
 	}
 	selectorText := labels.SelectorFromSet(selector).String()
@@ -198,7 +198,7 @@ func (f *nodeFit) groupsFor(s *podSet, req []int64) ([]bool, string) {
 			return nil, fmt.Sprintf("Pods do not tolerate taint %s, %s", untolerated[0], where)
 		}
 		return nil, fmt.Sprintf("Pods do not tolerate taints %s; one is %s", listBounded(untolerated, 3), where)
-	case any == 0:
+	case fitting == 0:
 		return nil, f.tooLarge(s, req, tolerated, len(tolerated) < len(f.groups))
 	}
 	return ok, ""
