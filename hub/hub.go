@@ -49,6 +49,9 @@ type Options struct {
 	// never placed, in addition to fleet.BuiltinDeniedNamespaces, which
 	// always are.
 	DeniedNamespaces []string
+	// RejectUnrunnable rejects at admission JobSets whose Pods no member's
+	// nodes could ever hold; off for fleets with node autoscaling.
+	RejectUnrunnable bool
 	// Clock is for tests; default the wall clock.
 	Clock clock.PassiveClock
 }
@@ -61,6 +64,7 @@ func DefaultOptions() Options {
 		MemberLostTimeout:  60 * time.Second,
 		PlacementPolicy:    string(placement.Spread),
 		Concurrency:        16,
+		RejectUnrunnable:   true,
 	}
 }
 
@@ -77,6 +81,10 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ClusterProfileProviderFile, "clusterprofile-provider-file", o.ClusterProfileProviderFile,
 		"cluster-inventory-api access provider file (JSON). With it the hub can reach members whose ClusterProfile lists a matching access provider, "+
 			"and uses that only to confirm, or enforce, that a silent member's copy of a JobSet stopped. Empty: no access to members.")
+	fs.BoolVar(&o.RejectUnrunnable, "reject-unrunnable", o.RejectUnrunnable,
+		"Reject at creation a JobSet no member could ever run, judged from the node summaries agents publish: a Pod larger than "+
+			"every member's largest node, or a nodeSelector, required node affinity or tolerations that match no node. "+
+			"Set to false for fleets with node autoscaling, where such nodes may yet come; the JobSet then waits with the reason.")
 	fs.Func("denied-namespaces", fmt.Sprintf("Comma-separated hub namespaces whose JobSets are rejected (a trailing * matches a prefix), "+
 		"in addition to the built-in ones, which always are: %s.", strings.Join(fleet.BuiltinDeniedNamespaces, ",")), func(s string) error {
 		o.DeniedNamespaces = strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
@@ -146,7 +154,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 // Admission is the setup of the hub's admission webhooks, for the webhook
 // server of the same manager.
 func (o Options) Admission() func(ctrl.Manager) error {
-	return admission.Options{DeniedNamespaces: o.extraDeniedNamespaces(), InventoryNamespace: o.InventoryNamespace}.SetupWithManager
+	return admission.Options{DeniedNamespaces: o.extraDeniedNamespaces(), InventoryNamespace: o.InventoryNamespace,
+		AdmitUnrunnable: !o.RejectUnrunnable}.SetupWithManager
 }
 
 // extraDeniedNamespaces are --denied-namespaces and the inventory

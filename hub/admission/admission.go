@@ -4,7 +4,8 @@
 // never run or is not the user's to set: invalid JobSets (the same checks
 // and field paths as a member), bad placement annotations, JobSets in
 // namespaces the fleet does not run, pod templates the namespace's Pod
-// Security level forbids, resources no member has, and the fleet's own keys.
+// Security level forbids, resources no member has, Pods no member's nodes
+// could ever hold, and the fleet's own keys.
 //
 // +kubebuilder:webhookconfiguration:mutating=true,name=jobset-fleet-hub-mutating-webhook-configuration
 // +kubebuilder:webhookconfiguration:mutating=false,name=jobset-fleet-hub-validating-webhook-configuration
@@ -37,6 +38,7 @@ import (
 	jobsetvalidation "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/validation"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
 
 // Names of the generated webhook configurations (config/hub-webhook).
@@ -65,6 +67,10 @@ type Options struct {
 	DeniedNamespaces []string
 	// InventoryNamespace holds the ClusterProfiles; default fleet-system.
 	InventoryNamespace string
+	// AdmitUnrunnable admits JobSets whose Pods no member's nodes could
+	// ever hold (for fleets whose members add nodes on demand); by default
+	// they are rejected.
+	AdmitUnrunnable bool
 }
 
 type jobSetWebhook struct {
@@ -194,7 +200,8 @@ func (w *jobSetWebhook) ValidateDelete(context.Context, *jobset.JobSet) (admissi
 }
 
 // validateResources rejects a JobSet asking for a resource no member of
-// the fleet has at all: it could never run. Too little of one, now, only
+// the fleet has at all, or (unless AdmitUnrunnable) whose Pods no member's
+// nodes could ever hold: it could never run. Too little of one, now, only
 // keeps it pending. A fleet with no members yet rejects nothing.
 func (w *jobSetWebhook) validateResources(ctx context.Context, js *jobset.JobSet) (field.ErrorList, error) {
 	profiles := &clusterinventory.ClusterProfileList{}
@@ -207,8 +214,42 @@ func (w *jobSetWebhook) validateResources(ctx context.Context, js *jobset.JobSet
 			members = append(members, inventory.Assess(p, inventory.Heartbeat{}, time.Time{}, inventory.Assessment{}))
 		}
 	}
-	return ValidateResourcesExist(&js.Spec, members), nil
+	errs := ValidateResourcesExist(&js.Spec, members)
+	if !w.opts.AdmitUnrunnable {
+		errs = append(errs, ValidateCouldEverRun(js, members)...)
+	}
+	return errs, nil
 }
+
+// ValidateCouldEverRun reports each replicatedJob whose Pods no member
+// could ever hold, judged by placement from the members' node summaries,
+// at its pod template with, per member, why (such as its largest node).
+// Members without a summary are not judged; with none, it reports nothing.
+func ValidateCouldEverRun(js *jobset.JobSet, members []inventory.Member) field.ErrorList {
+	var errs field.ErrorList
+	for _, u := range placement.CouldEverRun(js, members) {
+		var b strings.Builder
+		b.WriteString("no member cluster could ever run these Pods, whatever else ran there: ")
+		for i, v := range u.Members {
+			part := v.Cluster + ": " + fleet.Bounded(v.Reason, fleet.MaxMemberReason)
+			if b.Len()+len(part) > maxUnrunnableDetail {
+				fmt.Fprintf(&b, "; … and %d more members", len(u.Members)-i)
+				break
+			}
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
+		}
+		path := field.NewPath("spec", "replicatedJobs").Index(u.Index).Child("template", "spec", "template", "spec")
+		errs = append(errs, field.Forbidden(path, b.String()))
+	}
+	return errs
+}
+
+// maxUnrunnableDetail bounds one replicatedJob's part of the rejection,
+// whatever the number of members.
+const maxUnrunnableDetail = 2048
 
 // ValidateResourcesExist reports each container request for a resource
 // that no member reports allocatable. With no members it reports nothing.

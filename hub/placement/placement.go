@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
-	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/utils/ptr"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -140,7 +139,8 @@ func (r Result) Explain() string {
 // objects stored before the webhook existed).
 func Place(req Request) (Result, error) {
 	js := req.JobSet
-	res := Result{Requests: Requests(&js.Spec)}
+	sets := jobSetPodSets(js)
+	res := Result{Requests: totalRequests(sets)}
 	selector := labels.Everything()
 	if s, ok := js.Annotations[fleet.ClusterSelectorAnnotation]; ok {
 		parsed, err := labels.Parse(s)
@@ -154,29 +154,44 @@ func Place(req Request) (Result, error) {
 		return res, nil
 	}
 	pinned := js.Annotations[fleet.PinnedClusterAnnotation]
-	exclusive := ExclusiveJobs(js)
+	exclusive := exclusiveJobs(sets)
 	if pinned != "" && !containsMember(req.Members, pinned) {
 		res.Note = fmt.Sprintf("pinned cluster %q is not in the fleet", pinned)
 	}
 
-	for _, m := range req.Members {
-		v := Verdict{Cluster: m.Name}
+	// refusal says why a member cannot take the JobSet, before resources
+	// are weighed ("" when it can).
+	refusal := func(m inventory.Member) string {
 		switch {
 		case req.Excluded[m.Name] != "":
-			v.Reason = req.Excluded[m.Name]
+			return req.Excluded[m.Name]
 		case pinned != "" && m.Name != pinned:
-			v.Reason = fmt.Sprintf("not the pinned cluster %q", pinned)
+			return fmt.Sprintf("not the pinned cluster %q", pinned)
 		case !selector.Matches(labels.Set(m.Labels)):
-			v.Reason = fmt.Sprintf("labels do not match selector %q", selector.String())
+			return fmt.Sprintf("labels do not match selector %q", selector.String())
 		case !m.Healthy:
-			v.Reason = "unhealthy: " + m.Reason
+			return "unhealthy: " + m.Reason
 		case m.AllowedNamespaces != nil && !slices.Contains(m.AllowedNamespaces, js.Namespace):
-			v.Reason = fmt.Sprintf("namespace %q is not among the namespaces allowed on this member", js.Namespace)
-		case topologyShortfall(m, exclusive) != "":
-			v.Reason = topologyShortfall(m, exclusive)
-		case storageShortfall(m, js) != "":
-			v.Reason = storageShortfall(m, js)
-		default:
+			return fmt.Sprintf("namespace %q is not among the namespaces allowed on this member", js.Namespace)
+		}
+		if why := topologyShortfall(m, exclusive); why != "" {
+			return why
+		}
+		if why := storageShortfall(m, js); why != "" {
+			return why
+		}
+		if m.Nodes != nil {
+			// Node by node first; the member-wide sums below still count
+			// what the hub dispatched that the summary does not show yet.
+			return newNodeFit(m).shortfall(sets, len(sets) > 1)
+		}
+		return ""
+	}
+	for _, m := range req.Members {
+		v := Verdict{Cluster: m.Name}
+		if why := refusal(m); why != "" {
+			v.Reason = why
+		} else {
 			v = fit(m, res.Requests, req.Committed[m.Name])
 			v.Load = req.Load[m.Name]
 		}
@@ -307,27 +322,14 @@ func containsMember(ms []inventory.Member, name string) bool {
 	return false
 }
 
-// ExclusiveJobs counts, per topology key, the Jobs that each need a domain of
-// their own (exclusive-topology annotation on the JobSet, or on a
-// ReplicatedJob's Job template).
-func ExclusiveJobs(js *jobset.JobSet) map[string]int {
-	need := map[string]int{}
-	for _, rjob := range js.Spec.ReplicatedJobs {
-		key := js.Annotations[jobset.ExclusiveKey]
-		if k := rjob.Template.Annotations[jobset.ExclusiveKey]; k != "" {
-			key = k
-		}
-		if key != "" {
-			need[key] += int(rjob.Replicas)
-		}
-	}
-	return need
-}
-
 // topologyShortfall says why a member has too few topology domains for the
-// JobSet's exclusive Jobs, or "" when it has enough.
+// JobSet's exclusive Jobs, or "" when it has enough. Keys the member's node
+// summary reports are judged node by node instead (nodeFit).
 func topologyShortfall(m inventory.Member, need map[string]int) string {
 	for _, key := range slices.Sorted(maps.Keys(need)) {
+		if m.Nodes != nil && slices.Contains(m.Nodes.LabelKeys, key) {
+			continue
+		}
 		have, reported := m.TopologyDomains[key]
 		switch {
 		case !reported:
@@ -364,67 +366,4 @@ func storageShortfall(m inventory.Member, js *jobset.JobSet) string {
 func hasKey(m map[string]bool, k string) bool {
 	_, ok := m[k]
 	return ok
-}
-
-// Requests is what a JobSet's pods ask for in total: the sum over
-// replicatedJobs of replicas x parallelism x the pod's request. Only
-// resources with a non-zero total are listed.
-func Requests(spec *jobset.JobSetSpec) corev1.ResourceList {
-	total := corev1.ResourceList{}
-	for i := range spec.ReplicatedJobs {
-		rjob := &spec.ReplicatedJobs[i]
-		pods := int64(rjob.Replicas) * int64(ptr.Deref(rjob.Template.Spec.Parallelism, 1))
-		if pods <= 0 {
-			continue
-		}
-		for name, q := range PodRequests(&rjob.Template.Spec.Template.Spec) {
-			q.Mul(pods)
-			AddTo(total, corev1.ResourceList{name: q})
-		}
-	}
-	for name, q := range total {
-		if q.IsZero() {
-			delete(total, name)
-		}
-	}
-	return total
-}
-
-// PodRequests is what the scheduler accounts for one pod with this spec,
-// computed by k8s.io/component-helpers (as the scheduler and Kueue do):
-// containers, sidecars and init containers, pod-level resources and
-// overhead. It first applies the defaulting the API server gives a pod but
-// not a template: a request left unset where a limit is set is the limit.
-func PodRequests(spec *corev1.PodSpec) corev1.ResourceList {
-	pod := &corev1.Pod{Spec: *spec.DeepCopy()}
-	for i := range pod.Spec.InitContainers {
-		defaultRequestsToLimits(&pod.Spec.InitContainers[i].Resources)
-	}
-	for i := range pod.Spec.Containers {
-		defaultRequestsToLimits(&pod.Spec.Containers[i].Resources)
-	}
-	if pod.Spec.Resources != nil {
-		defaultRequestsToLimits(pod.Spec.Resources)
-	}
-	return resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
-}
-
-func defaultRequestsToLimits(r *corev1.ResourceRequirements) {
-	for name, q := range r.Limits {
-		if _, ok := r.Requests[name]; !ok {
-			if r.Requests == nil {
-				r.Requests = corev1.ResourceList{}
-			}
-			r.Requests[name] = q.DeepCopy()
-		}
-	}
-}
-
-// AddTo adds add into total.
-func AddTo(total, add corev1.ResourceList) {
-	for name, q := range add {
-		cur := total[name].DeepCopy()
-		cur.Add(q)
-		total[name] = cur
-	}
 }
