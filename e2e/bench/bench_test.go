@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/bench/apicount"
 	"github.com/jobset-fleet/jobset-fleet/e2e/bench/workload"
 )
@@ -122,5 +123,31 @@ func TestHarness(t *testing.T) {
 	}
 	if _, _, err := workload.Verify(ctx, c.Config, ns, names); err == nil {
 		t.Errorf("verifyChildren passed with Job %s deleted", gone.Name)
+	}
+}
+
+// TestSimProperties: the simulated members' report is one a ClusterProfile
+// accepts (a property value holds at most 1024 bytes) and leaves the
+// pending JobSets no GPU, by sums or by node.
+func TestSimProperties(t *testing.T) {
+	props, err := simProperties(simNodeGroups(), metav1.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]string{}
+	for _, p := range props {
+		if len(p.Value) > maxPropertyValue {
+			t.Errorf("property %s is %d bytes", p.Name, len(p.Value))
+		}
+		byName[p.Name] = p.Value
+	}
+	if got := byName[fleet.PropertyFreePrefix+string(simGPU)]; got != "0" {
+		t.Errorf("free GPUs = %q, want 0", got)
+	}
+	if got := byName[fleet.PropertyAllocatablePrefix+string(simGPU)]; got != "96" {
+		t.Errorf("allocatable GPUs = %q, want 96 (12 nodes of 8)", got)
+	}
+	if byName[fleet.PropertyNodeSummary] == "" {
+		t.Error("no node summary")
 	}
 }

@@ -12,6 +12,9 @@ import (
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
+// ms is a duration in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 func secs(d time.Duration) string {
 	if d == 0 {
 		return "—"

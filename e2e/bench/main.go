@@ -243,6 +243,13 @@ func runScenarios(ctx context.Context, o options, bins benchBins, cert *apicount
 			return fmt.Errorf("hub scenario: %w", err)
 		}
 	}
+	if o.scenarios["placement"] {
+		res, err := runPlacement(ctx, o, cert)
+		rep.placement = res
+		if err != nil {
+			return fmt.Errorf("placement scenario: %w", err)
+		}
+	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
 	}

@@ -46,6 +46,7 @@ type report struct {
 	member                 []memberResult
 	pods                   []podsResult
 	hub                    *hubResult
+	placement              *placementResult
 }
 
 func (r *report) findMember(key string, mode memberMode) *memberResult {
@@ -65,7 +66,10 @@ func (r *report) markdown() string {
 	r.memberSection(&b)
 	r.podsSection(&b)
 	r.hubSection(&b)
-	r.targetsSection(&b)
+	r.placementSection(&b)
+	if len(r.member) > 0 || len(r.pods) > 0 || r.hub != nil {
+		r.targetsSection(&b) // the placement scenario has no target
+	}
 	r.profilesSection(&b)
 	return b.String()
 }
@@ -260,4 +264,30 @@ func (r *report) profilesSection(b *strings.Builder) {
 	b.WriteString("\n### CPU profiles (perf, self time by function; full reports in the work dir)\n\n```\n")
 	b.WriteString(strings.Join(blocks, "\n\n"))
 	b.WriteString("\n```\n")
+}
+
+func (r *report) placementSection(b *strings.Builder) {
+	p := r.placement
+	if p == nil || len(p.rows) == 0 {
+		return
+	}
+	b.WriteString("\n### Placement cost (jobset-fleet-hub and one hub apiserver, its admission webhook served; simulated members: ClusterProfiles with capacity and node-summary properties, heartbeat Leases renewed every 10 s; no agents)\n\n")
+	fmt.Fprintf(b, "Pending: JobSets asking for a whole 8-GPU node, which no member has free; they wait. Idle: the hub over %s with them waiting, before the burst. Burst: JobSets that fit (8 Pods of 0.5 CPU), 50 concurrent creates. Decisions/s: burst size / (first submit → the last JobSetDispatch seen by a watch). Hub CPU: the hub process's (its /proc), first submit → no hub write for 3 s.\n\n", placementIdleFor)
+	b.WriteString("| members | pending | JobSets | decisions/s | hub CPU/decision | hub requests/decision | hub writes/decision | idle hub CPU | idle hub writes | load |\n")
+	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	for _, row := range p.rows {
+		all, writes := row.hubRequests.Total()
+		fmt.Fprintf(b, "| %d | %d | %d | %.1f/s | %.1f ms | %s | %s | %.2f s | %d | %s |\n",
+			row.members, row.pending, row.n, row.decisionsPerSecond(), ms(row.cpuPerDecision()),
+			perJobSet(all, row.n), perJobSet(writes, row.n), row.idleCPU.Seconds(), row.idleWrites, row.load)
+	}
+	b.WriteString("\nHub writes by kind:\n\n")
+	for _, row := range p.rows {
+		fmt.Fprintf(b, "- %d members, %d pending: %s\n", row.members, row.pending, row.hubRequests.WritesString(row.hubFailed))
+	}
+	var rows []barRow
+	for _, row := range p.rows {
+		rows = append(rows, barRow{fmt.Sprintf("%d members, %d pending", row.members, row.pending), ms(row.cpuPerDecision())})
+	}
+	b.WriteString("\n```\n" + barChart("hub CPU ms per placement decision", rows) + "```\n")
 }
