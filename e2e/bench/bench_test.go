@@ -10,6 +10,10 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/apicount"
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/workload"
 )
 
 // TestMain lets the test binary play the raw-client contender, as the
@@ -19,31 +23,6 @@ func TestMain(m *testing.M) {
 		os.Exit(rawMain(os.Args[1:]))
 	}
 	os.Exit(m.Run())
-}
-
-func TestClassify(t *testing.T) {
-	cases := []struct {
-		method, path, query string
-		want                reqKey
-	}{
-		{"POST", "/apis/batch/v1/namespaces/ns/jobs", "", reqKey{"create", "jobs"}},
-		{"GET", "/apis/batch/v1/jobs", "watch=true&resourceVersion=1", reqKey{"watch", "jobs"}},
-		{"GET", "/apis/batch/v1/namespaces/ns/jobs", "limit=500", reqKey{"list", "jobs"}},
-		{"GET", "/api/v1/namespaces/ns/services/s", "", reqKey{"get", "services"}},
-		{"PATCH", "/apis/jobset.x-k8s.io/v1alpha2/namespaces/ns/jobsets/js/status", "", reqKey{"patch", "jobsets/status"}},
-		{"PUT", "/apis/jobset.x-k8s.io/v1alpha2/namespaces/ns/jobsets/js/status", "", reqKey{"update", "jobsets/status"}},
-		{"POST", "/api/v1/namespaces", "", reqKey{"create", "namespaces"}},
-		{"GET", "/api/v1/namespaces/ns", "", reqKey{"get", "namespaces"}},
-		{"DELETE", "/apis/batch/v1/namespaces/ns/jobs", "", reqKey{"deletecollection", "jobs"}},
-		{"DELETE", "/apis/batch/v1/namespaces/ns/jobs/j", "", reqKey{"delete", "jobs"}},
-		{"GET", "/apis/batch/v1", "", reqKey{"get", "-"}},
-		{"GET", "/version", "", reqKey{"get", "-"}},
-	}
-	for _, c := range cases {
-		if got := classify(c.method, c.path, c.query); got != c.want {
-			t.Errorf("classify(%s %s?%s) = %v, want %v", c.method, c.path, c.query, got, c.want)
-		}
-	}
 }
 
 func TestPercentile(t *testing.T) {
@@ -66,7 +45,7 @@ func TestPercentile(t *testing.T) {
 
 // TestHarness runs the harness's own pieces at tiny N on a real apiserver:
 // the raw contender as a process behind a counting proxy, the watch that
-// times completion, the request counts, and the verification — including
+// times completion, the request apicount.Counts, and the verification — including
 // that it fails when a counted object is missing. It asserts no time.
 func TestHarness(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -76,29 +55,29 @@ func TestHarness(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.stop()
-	cert, err := newServingCert()
+	cert, err := apicount.NewServingCert()
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy, err := startCountingProxy(c.Config, cert)
+	proxy, err := apicount.Start(c.Config, cert)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer proxy.close()
+	defer proxy.Close()
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := proxy.writeKubeconfig(kubeconfig, cert, ""); err != nil {
+	if err := proxy.WriteKubeconfig(kubeconfig, cert, ""); err != nil {
 		t.Fatal(err)
 	}
 	const ns, n = "bench", 3
 	if err := createNamespace(ctx, c.Client, ns); err != nil {
 		t.Fatal(err)
 	}
-	tracker, err := startChildTracker(ctx, "member", c.Config, ns, n, nil)
+	tracker, err := workload.StartTracker(ctx, "member", c.Config, ns, n, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tracker.stop()
+	defer tracker.Stop()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -108,41 +87,67 @@ func TestHarness(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Stop()
-	names := []string{jobSetName(0), jobSetName(1), jobSetName(2)}
-	if err := createJobSets(ctx, c.Client, ns, names, 2, nil); err != nil {
+	names := []string{workload.Name(0), workload.Name(1), workload.Name(2)}
+	if err := workload.Create(ctx, c.Client, ns, names, 2, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitDone(ctx, tracker.done, p, time.Minute, func() string { return "the children of 3 JobSets" }); err != nil {
+	if err := waitDone(ctx, tracker.Done(), p, time.Minute, func() string { return "the children of 3 JobSets" }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := waitQuiet(ctx, []*countingProxy{proxy}, 30*time.Second); err != nil {
+	if _, err := apicount.WaitQuiet(ctx, []*apicount.Proxy{proxy}, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	// A request the apiserver failed (client-go retries a GET that hit a
 	// reset connection) is not one the contender chose to make.
-	got := proxy.snapshot().minus(proxy.failures())
-	if got[reqKey{"create", "jobs"}] != n*jobsPerJobSet || got[reqKey{"create", "services"}] != n {
-		t.Errorf("proxy counted %v, want %d Job and %d Service creates", got, n*jobsPerJobSet, n)
+	got := proxy.Snapshot().Minus(proxy.Failures())
+	if got[apicount.ReqKey{Verb: "create", Resource: "jobs"}] != n*workload.JobsPerJobSet || got[apicount.ReqKey{Verb: "create", Resource: "services"}] != n {
+		t.Errorf("proxy counted %v, want %d Job and %d Service creates", got, n*workload.JobsPerJobSet, n)
 	}
-	if got[reqKey{"list", "jobsets"}] != 1 || got[reqKey{"watch", "jobsets"}] != 1 {
+	if got[apicount.ReqKey{Verb: "list", Resource: "jobsets"}] != 1 || got[apicount.ReqKey{Verb: "watch", Resource: "jobsets"}] != 1 {
 		t.Errorf("proxy counted %v, want one list and one watch of JobSets", got)
 	}
-	if len(tracker.completions()) != n {
-		t.Errorf("tracker completed %d JobSets, want %d", len(tracker.completions()), n)
+	if len(tracker.Completions()) != n {
+		t.Errorf("tracker completed %d JobSets, want %d", len(tracker.Completions()), n)
 	}
-	jobs, services, err := verifyChildren(ctx, c.Config, ns, names)
-	if err != nil || jobs != n*jobsPerJobSet || services != n {
-		t.Fatalf("verifyChildren = %d Jobs, %d Services, %v; want %d, %d, nil", jobs, services, err, n*jobsPerJobSet, n)
+	jobs, services, err := workload.Verify(ctx, c.Config, ns, names)
+	if err != nil || jobs != n*workload.JobsPerJobSet || services != n {
+		t.Fatalf("verifyChildren = %d Jobs, %d Services, %v; want %d, %d, nil", jobs, services, err, n*workload.JobsPerJobSet, n)
 	}
 	p.Stop()
 	// A missing Job must fail the verification. Background propagation:
 	// batch/v1 defaults to orphaning, whose finalizer only a garbage
 	// collector removes, and this apiserver has none.
-	gone := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: childJobNames(names[1])[2]}}
+	gone := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: workload.ChildJobNames(names[1])[2]}}
 	if err := c.Client.Delete(ctx, gone, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := verifyChildren(ctx, c.Config, ns, names); err == nil {
+	if _, _, err := workload.Verify(ctx, c.Config, ns, names); err == nil {
 		t.Errorf("verifyChildren passed with Job %s deleted", gone.Name)
+	}
+}
+
+// TestSimProperties: the simulated members' report is one a ClusterProfile
+// accepts (a property value holds at most 1024 bytes) and leaves the
+// pending JobSets no GPU, by sums or by node.
+func TestSimProperties(t *testing.T) {
+	props, err := simProperties(simNodeGroups(), metav1.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]string{}
+	for _, p := range props {
+		if len(p.Value) > maxPropertyValue {
+			t.Errorf("property %s is %d bytes", p.Name, len(p.Value))
+		}
+		byName[p.Name] = p.Value
+	}
+	if got := byName[fleet.PropertyFreePrefix+string(simGPU)]; got != "0" {
+		t.Errorf("free GPUs = %q, want 0", got)
+	}
+	if got := byName[fleet.PropertyAllocatablePrefix+string(simGPU)]; got != "96" {
+		t.Errorf("allocatable GPUs = %q, want 96 (12 nodes of 8)", got)
+	}
+	if byName[fleet.PropertyNodeSummary] == "" {
+		t.Error("no node summary")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/apicount"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
@@ -25,7 +26,8 @@ type benchBins struct {
 	agent, hub, upstream, self string
 }
 
-func findBins(dir string) (benchBins, error) {
+// findBins finds the binaries the chosen scenarios run.
+func findBins(dir string, o options) (benchBins, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return benchBins{}, err
@@ -36,7 +38,17 @@ func findBins(dir string) (benchBins, error) {
 		upstream: filepath.Join(dir, "upstream-jobset"),
 		self:     self,
 	}
-	for _, p := range []string{b.agent, b.hub, b.upstream} {
+	var need []string
+	if o.scenarios["member"] || o.scenarios["pods"] || o.scenarios["hub"] {
+		need = append(need, b.agent)
+	}
+	if o.scenarios["hub"] || o.scenarios["placement"] {
+		need = append(need, b.hub)
+	}
+	if (o.scenarios["member"] && o.contenders["upstream"]) || o.scenarios["pods"] {
+		need = append(need, b.upstream)
+	}
+	for _, p := range need {
 		if _, err := os.Stat(p); err != nil {
 			return b, fmt.Errorf("%s is missing: `make bench-scale` builds it (make build; go build sigs.k8s.io/jobset in hack/upstream): %w", p, err)
 		}
@@ -84,13 +96,13 @@ func rawContender(bins benchBins, workers int, asController bool) contender {
 // dir — its webhook server always starts, and its rotator only works
 // in-cluster. No webhook configuration points at it: the workload is
 // submitted already defaulted, as for ours.
-func upstreamContender(bins benchBins, cert *servingCert) contender {
+func upstreamContender(bins benchBins, cert *apicount.ServingCert) contender {
 	return contender{
 		key:  "upstream",
 		name: "upstream JobSet v0.12.0",
 		start: func(dir, kubeconfig string) (*testenv.Process, error) {
 			certDir := filepath.Join(dir, "upstream-certs")
-			if err := cert.writeDir(certDir); err != nil {
+			if err := cert.WriteDir(certDir); err != nil {
 				return nil, err
 			}
 			webhookPort, err := freePort()

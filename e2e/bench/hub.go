@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,13 +14,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/apicount"
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/procstat"
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/workload"
+	"github.com/jobset-fleet/jobset-fleet/e2e/devfleet"
 )
 
 var memberNames = []string{"member-1", "member-2"}
@@ -44,22 +41,22 @@ type hubPhase struct {
 	perMember  map[string]int
 
 	// Requests by process and apiserver, first submit → quiet.
-	hubByHub, hubByAgents, memberByAgents counts
+	hubByHub, hubByAgents, memberByAgents apicount.Counts
 	// Of those, the requests answered with an error.
-	failedHub, failedAgentsHub, failedMember counts
+	failedHub, failedAgentsHub, failedMember apicount.Counts
 	hubAPIServerCPU                          time.Duration
 	profiles                                 map[string]string // process → top of its CPU profile
 	load                                     string
 }
 
 func (p *hubPhase) hubWrites() int64 {
-	_, a := p.hubByHub.total()
-	_, b := p.hubByAgents.total()
+	_, a := p.hubByHub.Total()
+	_, b := p.hubByAgents.Total()
 	return a + b
 }
 
 func (p *hubPhase) memberWrites() int64 {
-	_, w := p.memberByAgents.total()
+	_, w := p.memberByAgents.Total()
 	return w
 }
 
@@ -77,30 +74,20 @@ type hubResult struct {
 
 // hubFleet is the running fleet of the hub scenario.
 type hubFleet struct {
+	*proxiedFleet
 	hub     *cluster
 	members map[string]*cluster
 	// proxies: the hub process → hub; each agent → hub; each agent → its
 	// member.
-	hubProxy          *countingProxy
-	agentHubProxies   []*countingProxy
-	agentMemberProxes []*countingProxy
-	procs             []*testenv.Process
-	cleanups          []func()
+	hubProxy           *apicount.Proxy
+	agentHubProxies    []*apicount.Proxy
+	agentMemberProxies []*apicount.Proxy
 
 	mu         sync.Mutex
 	submitted  map[string]time.Time // "<ns>/<name>" → create call started
 	completed  map[string]time.Time // → 4 Jobs and the Service seen
 	placedOn   map[string]string    // → member
 	duplicates []string             // JobSets seen complete on two members
-}
-
-// controlPlanes are the hub's and the members' clusters by name.
-func (f *hubFleet) controlPlanes() map[string]*cluster {
-	out := map[string]*cluster{"hub": f.hub}
-	for name, c := range f.members {
-		out[name] = c
-	}
-	return out
 }
 
 func (f *hubFleet) onComplete(member string) func(key string, at time.Time) {
@@ -124,79 +111,43 @@ func (f *hubFleet) onSubmit(ns string) func(name string, at time.Time) {
 	}
 }
 
-func (f *hubFleet) onCleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
-
-func (f *hubFleet) cleanup() {
-	for _, fn := range slices.Backward(f.cleanups) {
-		fn()
+// hubLayout is the hub scenario's fleet: each member has one rack of fake
+// nodes (no kubelet runs: nothing of the workload starts), so placement
+// has nodes to judge.
+func hubLayout() devfleet.Layout {
+	l := devfleet.Layout{Hub: "hub"}
+	for _, m := range memberNames {
+		l.Members = append(l.Members, devfleet.Member{Name: m, Racks: 1})
 	}
-}
-
-// startProc starts a process of the fleet, stopped at cleanup.
-func (f *hubFleet) startProc(name, logPath, bin string, args []string) (*testenv.Process, error) {
-	p, err := testenv.StartProcess(name, logPath, bin, args, nil)
-	if err != nil {
-		return nil, err
-	}
-	f.procs = append(f.procs, p)
-	f.onCleanup(p.Stop)
-	return p, nil
-}
-
-// startProxy starts a counting proxy in front of cfg's apiserver, closed at
-// cleanup.
-func (f *hubFleet) startProxy(cfg *rest.Config, cert *servingCert) (*countingProxy, error) {
-	p, err := startCountingProxy(cfg, cert)
-	if err != nil {
-		return nil, err
-	}
-	f.onCleanup(p.close)
-	return p, nil
-}
-
-func (f *hubFleet) exited() error {
-	for _, p := range f.procs {
-		if err := p.Exited(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return l
 }
 
 // runHub brings up the fleet and runs the burst, then each offered rate.
-func runHub(ctx context.Context, o options, bins benchBins, cert *servingCert) (*hubResult, error) {
+func runHub(ctx context.Context, o options, cert *apicount.ServingCert) (*hubResult, error) {
 	res := &hubResult{}
 	dir, err := os.MkdirTemp(o.workDir, "hub-")
 	if err != nil {
 		return res, err
 	}
-	logf("hub: starting the hub and 2 member clusters (load %s)", loadAverage())
-	f := &hubFleet{members: map[string]*cluster{}, submitted: map[string]time.Time{}, completed: map[string]time.Time{}, placedOn: map[string]string{}}
-	// Everything started is stopped in reverse order: processes before
-	// the proxies before the apiservers they talk to (an apiserver with
-	// clients still watching takes minutes to shut down).
-	defer f.cleanup()
-	if f.hub, err = startCluster("hub"); err != nil {
+	logf("hub: starting the hub and %d member clusters (load %s)", len(memberNames), procstat.LoadAverage())
+	pf, err := upFleet(ctx, dir, hubLayout(), cert, o.oursArgs)
+	if err != nil {
 		return res, err
 	}
-	f.onCleanup(f.hub.stop)
+	defer pf.Stop()
+	f := &hubFleet{proxiedFleet: pf, hub: pf.clusters["hub"], members: map[string]*cluster{}, hubProxy: pf.proxies["hub"]["hub"],
+		submitted: map[string]time.Time{}, completed: map[string]time.Time{}, placedOn: map[string]string{}}
 	for _, m := range memberNames {
-		c, err := startCluster(m)
+		f.members[m] = pf.clusters[m]
+		f.agentHubProxies = append(f.agentHubProxies, pf.proxies["agent-"+m]["hub"])
+		f.agentMemberProxies = append(f.agentMemberProxies, pf.proxies["agent-"+m][m])
+	}
+	for _, m := range memberNames {
+		tr, err := workload.StartTracker(ctx, m, f.members[m].Config, "", 0, f.onComplete(m))
 		if err != nil {
 			return res, err
 		}
-		f.onCleanup(c.stop)
-		f.members[m] = c
-	}
-	if err := f.start(ctx, dir, bins, cert, o.oursArgs); err != nil {
-		return res, err
-	}
-	for _, m := range memberNames {
-		tr, err := startChildTracker(ctx, m, f.members[m].Config, "", 0, f.onComplete(m))
-		if err != nil {
-			return res, err
-		}
-		f.onCleanup(tr.stop)
+		defer tr.Stop() // before the fleet stops
 	}
 	if err := f.warmUp(ctx); err != nil {
 		return res, err
@@ -213,155 +164,6 @@ func runHub(ctx context.Context, o options, bins benchBins, cert *servingCert) (
 		res.phases = append(res.phases, ph)
 	}
 	return res, nil
-}
-
-// start joins the members, installs the webhook configurations (pointing
-// at the local processes) and starts the hub and the agents, each talking
-// to its apiservers through its own counting proxy.
-func (f *hubFleet) start(ctx context.Context, dir string, bins benchBins, cert *servingCert, extra []string) error {
-	root := testenv.RepoRoot()
-	hubWebhookPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	if err := createNamespace(ctx, f.hub.Client, "jobset-fleet-system"); err != nil {
-		return err
-	}
-	if err := testenv.InstallLocalWebhooks(ctx, f.hub.Client, filepath.Join(root, "config", "hub-webhook", "manifests.yaml"), hubWebhookPort); err != nil {
-		return err
-	}
-	if f.hubProxy, err = f.startProxy(f.hub.Config, cert); err != nil {
-		return err
-	}
-	hubKubeconfig := filepath.Join(dir, "hub-proxied.kubeconfig")
-	if err := f.hubProxy.writeKubeconfig(hubKubeconfig, cert, ""); err != nil {
-		return err
-	}
-	hubProbe, err := freePort()
-	if err != nil {
-		return err
-	}
-	hubProc, err := f.startProc("hub", filepath.Join(dir, "hub.log"), bins.hub, append([]string{
-		"--kubeconfig=" + hubKubeconfig,
-		"--leader-elect=false",
-		"--webhook-port=" + strconv.Itoa(hubWebhookPort),
-		"--webhook-cert-dir=" + filepath.Join(dir, "certs-hub"),
-		"--webhook-cert-extra-dns-names=localhost",
-		"--metrics-bind-address=0",
-		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(hubProbe),
-	}, extra...))
-	if err != nil {
-		return err
-	}
-	probes := map[*testenv.Process]int{hubProc: hubProbe}
-
-	for _, m := range memberNames {
-		c := f.members[m]
-		joined := filepath.Join(dir, m+"-agent-hub.kubeconfig")
-		join := exec.CommandContext(ctx, bins.agent, "join",
-			"--hub-kubeconfig="+f.hub.KubeconfigPath, "--member-kubeconfig="+c.KubeconfigPath,
-			"--cluster-name="+m, "--output-kubeconfig="+joined)
-		join.Dir = root // its --crd-dir default is relative to the checkout
-		if out, err := join.CombinedOutput(); err != nil {
-			return fmt.Errorf("joining %s: %w\n%s", m, err, out)
-		}
-		agentWebhookPort, err := freePort()
-		if err != nil {
-			return err
-		}
-		if err := testenv.InstallLocalWebhooks(ctx, c.Client, filepath.Join(root, "config", "webhook", "manifests.yaml"), agentWebhookPort); err != nil {
-			return err
-		}
-		memberProxy, err := f.startProxy(c.Config, cert)
-		if err != nil {
-			return err
-		}
-		f.agentMemberProxes = append(f.agentMemberProxes, memberProxy)
-		memberKubeconfig := filepath.Join(dir, m+"-proxied.kubeconfig")
-		if err := memberProxy.writeKubeconfig(memberKubeconfig, cert, ""); err != nil {
-			return err
-		}
-		agentHubProxy, err := f.startProxy(f.hub.Config, cert)
-		if err != nil {
-			return err
-		}
-		f.agentHubProxies = append(f.agentHubProxies, agentHubProxy)
-		// The agent keeps its own hub identity (the token join made) but
-		// reaches the hub through its proxy.
-		token, err := tokenOf(joined)
-		if err != nil {
-			return err
-		}
-		agentHubKubeconfig := filepath.Join(dir, m+"-agent-hub-proxied.kubeconfig")
-		if err := agentHubProxy.writeKubeconfig(agentHubKubeconfig, cert, token); err != nil {
-			return err
-		}
-		probe, err := freePort()
-		if err != nil {
-			return err
-		}
-		agent, err := f.startProc("agent-"+m, filepath.Join(dir, "agent-"+m+".log"), bins.agent, append([]string{
-			"--kubeconfig=" + memberKubeconfig,
-			"--hub-kubeconfig=" + agentHubKubeconfig,
-			"--cluster-name=" + m,
-			"--leader-elect=false",
-			"--webhook-port=" + strconv.Itoa(agentWebhookPort),
-			"--webhook-cert-dir=" + filepath.Join(dir, "certs-"+m),
-			"--webhook-cert-extra-dns-names=localhost",
-			"--metrics-bind-address=0",
-			"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probe),
-		}, extra...))
-		if err != nil {
-			return err
-		}
-		probes[agent] = probe
-	}
-	for p, port := range probes {
-		if err := waitReady(ctx, p, port); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// tokenOf reads the bearer token of a kubeconfig's current context.
-func tokenOf(path string) (string, error) {
-	cfg, err := clientcmd.LoadFromFile(path)
-	if err != nil {
-		return "", fmt.Errorf("reading %s: %w", path, err)
-	}
-	ctx := cfg.Contexts[cfg.CurrentContext]
-	if ctx == nil || cfg.AuthInfos[ctx.AuthInfo] == nil || cfg.AuthInfos[ctx.AuthInfo].Token == "" {
-		return "", fmt.Errorf("%s: no token in its current context", path)
-	}
-	return cfg.AuthInfos[ctx.AuthInfo].Token, nil
-}
-
-// waitReady polls a process's /readyz.
-func waitReady(ctx context.Context, p *testenv.Process, port int) error {
-	deadline := time.Now().Add(3 * time.Minute)
-	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", port)
-	for {
-		if err := p.Exited(); err != nil {
-			return err
-		}
-		resp, err := http.Get(url)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after 3m; last lines of %s:\n%s", p.Name, p.LogPath, testenv.Tail(p.LogPath, 15))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
 }
 
 // warmUp waits until both members are healthy on the hub and one JobSet
@@ -383,7 +185,7 @@ func (f *hubFleet) warmUp(ctx context.Context) error {
 		if healthy == len(memberNames) {
 			break
 		}
-		if err := f.exited(); err != nil {
+		if err := f.Exited(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
@@ -399,7 +201,7 @@ func (f *hubFleet) warmUp(ctx context.Context) error {
 	// The hub's admission webhook answers once its certificate is made
 	// and its CA injected: retry until then.
 	for {
-		err := createJobSets(ctx, f.hub.Client, ns, names, 1, f.onSubmit(ns))
+		err := workload.Create(ctx, f.hub.Client, ns, names, 1, f.onSubmit(ns))
 		if err == nil {
 			break
 		}
@@ -420,7 +222,7 @@ func (f *hubFleet) warmUp(ctx context.Context) error {
 		if done == len(names) {
 			return nil
 		}
-		if err := f.exited(); err != nil {
+		if err := f.Exited(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
@@ -430,41 +232,32 @@ func (f *hubFleet) warmUp(ctx context.Context) error {
 	}
 }
 
-func (f *hubFleet) allProxies() []*countingProxy {
-	out := []*countingProxy{f.hubProxy}
+func (f *hubFleet) allProxies() []*apicount.Proxy {
+	out := []*apicount.Proxy{f.hubProxy}
 	out = append(out, f.agentHubProxies...)
-	return append(out, f.agentMemberProxes...)
-}
-
-// sum adds up one kind of count (snapshot or failures) over proxies.
-func sum(ps []*countingProxy, of func(*countingProxy) counts) counts {
-	c := counts{}
-	for _, p := range ps {
-		c = c.add(of(p))
-	}
-	return c
+	return append(out, f.agentMemberProxies...)
 }
 
 // runPhase submits one phase's JobSets in a namespace of its own and
 // measures it.
 func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error {
-	ph.load = loadAverage()
+	ph.load = procstat.LoadAverage()
 	ns := "bench-" + strings.NewReplacer("/", "-per-", ".", "-").Replace(ph.name)
 	logf("hub %s: %d JobSets (load %s)", ph.name, ph.n, ph.load)
 	if err := createNamespace(ctx, f.hub.Client, ns); err != nil {
 		return err
 	}
-	if _, err := waitQuiet(ctx, f.allProxies(), time.Minute); err != nil {
+	if _, err := apicount.WaitQuiet(ctx, f.allProxies(), time.Minute); err != nil {
 		return err
 	}
 	names := make([]string, ph.n)
 	for i := range names {
-		names[i] = jobSetName(i)
+		names[i] = workload.Name(i)
 	}
-	profs := map[string]*profiler{}
+	profs := map[string]*procstat.Profile{}
 	if o.profile {
-		for _, p := range f.procs {
-			prof, err := startProfile(p.Pid(), filepath.Join(filepath.Dir(p.LogPath), p.Name+"-"+ns+".perf.data"))
+		for _, p := range f.Processes() {
+			prof, err := procstat.StartProfile(p.Pid(), filepath.Join(filepath.Dir(p.LogPath), p.Name+"-"+ns+".perf.data"))
 			if err != nil {
 				return err
 			}
@@ -472,28 +265,28 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 		}
 		// The control planes too: where an apiserver's CPU goes says
 		// whether fewer or cheaper requests would help.
-		for name, c := range f.controlPlanes() {
+		for name, c := range f.clusters {
 			if c.apiserverPID == 0 {
 				continue
 			}
-			prof, err := startProfile(c.apiserverPID, filepath.Join(o.workDir, name+"-apiserver-"+ns+".perf.data"))
+			prof, err := procstat.StartProfile(c.apiserverPID, filepath.Join(o.workDir, name+"-apiserver-"+ns+".perf.data"))
 			if err != nil {
 				return err
 			}
 			profs[name+" kube-apiserver"] = prof
 		}
 	}
-	baseHub, baseAgentsHub, baseAgentsMember := f.hubProxy.snapshot(), sum(f.agentHubProxies, (*countingProxy).snapshot), sum(f.agentMemberProxes, (*countingProxy).snapshot)
-	baseFHub, baseFAgentsHub, baseFMember := f.hubProxy.failures(), sum(f.agentHubProxies, (*countingProxy).failures), sum(f.agentMemberProxes, (*countingProxy).failures)
+	baseHub, baseAgentsHub, baseAgentsMember := f.hubProxy.Snapshot(), apicount.Sum(f.agentHubProxies, (*apicount.Proxy).Snapshot), apicount.Sum(f.agentMemberProxies, (*apicount.Proxy).Snapshot)
+	baseFHub, baseFAgentsHub, baseFMember := f.hubProxy.Failures(), apicount.Sum(f.agentHubProxies, (*apicount.Proxy).Failures), apicount.Sum(f.agentMemberProxies, (*apicount.Proxy).Failures)
 	apiA0, _ := f.hub.cpu()
 
 	submitErr := make(chan error, 1)
 	go func() {
 		if ph.rate == 0 {
-			submitErr <- createJobSets(ctx, f.hub.Client, ns, names, 50, f.onSubmit(ns))
+			submitErr <- workload.Create(ctx, f.hub.Client, ns, names, 50, f.onSubmit(ns))
 			return
 		}
-		submitErr <- submitAtRate(ctx, f.hub.Client, ns, names, ph.rate, f.onSubmit(ns))
+		submitErr <- workload.SubmitAtRate(ctx, f.hub.Client, ns, names, ph.rate, f.onSubmit(ns))
 	}()
 	keys := make([]string, len(names))
 	for i, n := range names {
@@ -527,7 +320,7 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 		if submitted && done == len(keys) {
 			break
 		}
-		if err := f.exited(); err != nil {
+		if err := f.Exited(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
@@ -538,25 +331,25 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 			lastLog = time.Now()
 		}
 	}
-	if _, err := waitQuiet(ctx, f.allProxies(), 2*time.Minute); err != nil {
+	if _, err := apicount.WaitQuiet(ctx, f.allProxies(), 2*time.Minute); err != nil {
 		return err
 	}
 	apiA1, _ := f.hub.cpu()
 	ph.hubAPIServerCPU = apiA1 - apiA0
 	ph.profiles = map[string]string{}
 	for name, prof := range profs {
-		top, err := prof.stop()
+		top, err := prof.Stop()
 		if err != nil {
 			return err
 		}
 		ph.profiles[name] = top
 	}
-	ph.hubByHub = f.hubProxy.snapshot().minus(baseHub)
-	ph.hubByAgents = sum(f.agentHubProxies, (*countingProxy).snapshot).minus(baseAgentsHub)
-	ph.memberByAgents = sum(f.agentMemberProxes, (*countingProxy).snapshot).minus(baseAgentsMember)
-	ph.failedHub = f.hubProxy.failures().minus(baseFHub)
-	ph.failedAgentsHub = sum(f.agentHubProxies, (*countingProxy).failures).minus(baseFAgentsHub)
-	ph.failedMember = sum(f.agentMemberProxes, (*countingProxy).failures).minus(baseFMember)
+	ph.hubByHub = f.hubProxy.Snapshot().Minus(baseHub)
+	ph.hubByAgents = apicount.Sum(f.agentHubProxies, (*apicount.Proxy).Snapshot).Minus(baseAgentsHub)
+	ph.memberByAgents = apicount.Sum(f.agentMemberProxies, (*apicount.Proxy).Snapshot).Minus(baseAgentsMember)
+	ph.failedHub = f.hubProxy.Failures().Minus(baseFHub)
+	ph.failedAgentsHub = apicount.Sum(f.agentHubProxies, (*apicount.Proxy).Failures).Minus(baseFAgentsHub)
+	ph.failedMember = apicount.Sum(f.agentMemberProxies, (*apicount.Proxy).Failures).Minus(baseFMember)
 
 	f.mu.Lock()
 	var firstSubmit, lastSubmit, lastDone time.Time
@@ -594,36 +387,6 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	return nil
 }
 
-// submitAtRate creates JobSets on a fixed schedule, open loop: a slow
-// create does not delay the next one (each runs in its own goroutine), as
-// users submitting independently would not wait for each other.
-func submitAtRate(ctx context.Context, c client.Client, ns string, names []string, rate float64, submitted func(string, time.Time)) error {
-	interval := time.Duration(float64(time.Second) / rate)
-	start := time.Now()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	for i, name := range names {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-				wg.Wait()
-				return ctx.Err()
-			}
-		}
-		wg.Go(func() {
-			if err := createJobSets(ctx, c, ns, []string{name}, 1, submitted); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
 // verifyPlacement lists the Jobs and Services of ns on every member and
 // checks each JobSet's children are all on the member it was seen on and
 // none on another.
@@ -637,18 +400,18 @@ func (f *hubFleet) verifyPlacement(ctx context.Context, ns string, names []strin
 	f.mu.Unlock()
 	for _, m := range memberNames {
 		cfg := f.members[m].Config
-		if _, _, err := verifyChildren(ctx, cfg, ns, byMember[m]); err != nil {
+		if _, _, err := workload.Verify(ctx, cfg, ns, byMember[m]); err != nil {
 			return fmt.Errorf("%s: %w", m, err)
 		}
 		mc, err := metadata.NewForConfig(cfg)
 		if err != nil {
 			return err
 		}
-		jobs, err := mc.Resource(jobsGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
+		jobs, err := mc.Resource(workload.JobsGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
 		}
-		if want := len(byMember[m]) * jobsPerJobSet; len(jobs.Items) != want {
+		if want := len(byMember[m]) * workload.JobsPerJobSet; len(jobs.Items) != want {
 			return fmt.Errorf("%s has %d Jobs in %s, want %d (a JobSet on two members?)", m, len(jobs.Items), ns, want)
 		}
 	}

@@ -12,7 +12,7 @@
 //     a burst and fixed offered rates, submit → all Jobs on a member.
 //
 // It prints tables and the targets as PASS/MISS with the measured
-// value; it never fails on a time. It fails when what it counts is not
+// value; it never fails on a time. It fails when what it apicount.Counts is not
 // there (a Job missing, a JobSet on two members). Every process it starts is
 // stopped on the way out, on failure and on SIGINT/SIGTERM too.
 package main
@@ -20,13 +20,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,23 +32,11 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-)
 
-type options struct {
-	n          int // member scenario JobSets
-	podsN      int // memory scenario JobSets (8 pods each)
-	hubN       int // hub burst JobSets
-	rates      []float64
-	rateFor    time.Duration
-	scenarios  map[string]bool
-	contenders map[string]bool
-	oursArgs   []string
-	runTimeout time.Duration
-	workDir    string
-	keep       bool
-	out        string
-	profile    bool
-}
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/apicount"
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/procstat"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+)
 
 func main() {
 	switch os.Getenv(roleEnv) {
@@ -73,56 +59,6 @@ func benchMain(args []string) int {
 	klog.SetLogger(logr.Discard())
 	ctrl.SetLogger(logr.Discard())
 	return run(o)
-}
-
-// parseOptions parses the flags; code is -1 to go on, else the exit code.
-func parseOptions(args []string) (o options, code int) {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	var scenarios, rates, contenders, oursArgs string
-	fs.IntVar(&o.n, "n", 1000, "JobSets in the member scenario (targets are stated at 1000).")
-	fs.IntVar(&o.podsN, "pods-n", 1250, "JobSets in the memory scenario (8 Pods each: 1250 → 10k Pods).")
-	fs.IntVar(&o.hubN, "hub-n", 1000, "JobSets of the hub burst (targets are stated at 1000).")
-	fs.StringVar(&rates, "rates", "50", "Offered rates (JobSets/s) of the hub scenario, comma-separated.")
-	fs.DurationVar(&o.rateFor, "rate-for", 20*time.Second, "How long each offered rate is held.")
-	fs.StringVar(&scenarios, "scenarios", "member,pods,hub", "Which scenarios to run: member, pods, hub.")
-	fs.StringVar(&contenders, "contenders", "raw,raw-controller,upstream,ours,ours-unlimited", "Contenders of the member scenario (raw, raw-controller, upstream, ours, ours-unlimited).")
-	fs.StringVar(&oursArgs, "ours-args", "", "Extra flags for every jobset-fleet process, space-separated (e.g. -v=4 to debug).")
-	fs.DurationVar(&o.runTimeout, "run-timeout", 20*time.Minute, "Give up on one run after this long.")
-	fs.StringVar(&o.workDir, "work-dir", "", "Where logs and kubeconfigs go (default: a new temporary directory).")
-	fs.BoolVar(&o.keep, "keep", false, "Keep the work dir (logs) even when the run succeeds.")
-	fs.StringVar(&o.out, "out", "", "Also write the report (markdown) to this file.")
-	fs.BoolVar(&o.profile, "profile", false, "Record CPU profiles (perf) of the controllers, the hub and the agents while they work; reports in the work dir, top lines in the report.")
-	if err := fs.Parse(args); err != nil {
-		return o, 2
-	}
-	o.scenarios = map[string]bool{}
-	for _, s := range strings.Split(scenarios, ",") {
-		switch s = strings.TrimSpace(s); s {
-		case "member", "pods", "hub":
-			o.scenarios[s] = true
-		case "":
-		default:
-			fmt.Fprintf(os.Stderr, "unknown scenario %q (member, pods, hub)\n", s)
-			return o, 2
-		}
-	}
-	o.contenders = map[string]bool{}
-	for _, c := range strings.Split(contenders, ",") {
-		o.contenders[strings.TrimSpace(c)] = true
-	}
-	o.oursArgs = strings.Fields(oursArgs)
-	for _, r := range strings.Split(rates, ",") {
-		if r = strings.TrimSpace(r); r == "" {
-			continue
-		}
-		v, err := strconv.ParseFloat(r, 64)
-		if err != nil || v <= 0 {
-			fmt.Fprintf(os.Stderr, "bad rate %q\n", r)
-			return o, 2
-		}
-		o.rates = append(o.rates, v)
-	}
-	return o, -1
 }
 
 // supervise runs the benchmark in a child process and, whatever way that
@@ -210,11 +146,6 @@ func sweepKwok(workDir string) {
 	}
 }
 
-// logf prints a progress line with the time of day.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
 func run(o options) (code int) {
 	// SIGINT/SIGTERM cancel the context: every scenario unwinds through
 	// its deferred stops, so no apiserver, etcd or controller outlives us.
@@ -242,20 +173,20 @@ func run(o options) (code int) {
 		logf("work dir: %v", err)
 		return 1
 	}
-	bins, err := findBins(binDir())
+	bins, err := findBins(binDir(), o)
 	if err != nil {
 		logf("%v", err)
 		return 1
 	}
-	cert, err := newServingCert()
+	cert, err := apicount.NewServingCert()
 	if err != nil {
 		logf("%v", err)
 		return 1
 	}
-	rep := &report{started: time.Now(), loadAtStart: loadAverage(), opts: o}
+	rep := &report{started: time.Now(), loadAtStart: procstat.LoadAverage(), opts: o}
 	logf("jobset-fleet scale benchmark; logs in %s; load average %s", o.workDir, rep.loadAtStart)
 	err = runScenarios(ctx, o, bins, cert, rep)
-	rep.loadAtEnd = loadAverage()
+	rep.loadAtEnd = procstat.LoadAverage()
 	rep.finished = time.Now()
 	text := rep.markdown()
 	fmt.Print(text)
@@ -274,7 +205,7 @@ func run(o options) (code int) {
 	return 0
 }
 
-func runScenarios(ctx context.Context, o options, bins benchBins, cert *servingCert, rep *report) error {
+func runScenarios(ctx context.Context, o options, bins benchBins, cert *apicount.ServingCert, rep *report) error {
 	if o.scenarios["member"] {
 		all := []contender{
 			rawContender(bins, 50, false),
@@ -306,14 +237,34 @@ func runScenarios(ctx context.Context, o options, bins benchBins, cert *servingC
 		}
 	}
 	if o.scenarios["hub"] {
-		res, err := runHub(ctx, o, bins, cert)
+		res, err := runHub(ctx, o, cert)
 		rep.hub = res
 		if err != nil {
 			return fmt.Errorf("hub scenario: %w", err)
+		}
+	}
+	if o.scenarios["placement"] {
+		res, err := runPlacement(ctx, o, cert)
+		rep.placement = res
+		if err != nil {
+			return fmt.Errorf("placement scenario: %w", err)
 		}
 	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
 	}
 	return nil
+}
+
+// killChildren is the last line of defence: whatever child is still alive
+// when the benchmark ends (a cleanup that failed) is killed.
+func killChildren() []string {
+	kids, _ := testenv.Children()
+	var killed []string
+	for pid, name := range kids {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, fmt.Sprintf("%s (pid %d)", name, pid))
+		}
+	}
+	return killed
 }

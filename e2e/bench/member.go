@@ -5,90 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/apicount"
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/procstat"
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/workload"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
-
-// cluster is a fresh envtest control plane (kube-apiserver + etcd, no
-// controller-manager, no scheduler) with the pids of its processes.
-type cluster struct {
-	*testenv.Cluster
-	stop                  func()
-	apiserverPID, etcdPID int
-}
-
-// startCluster starts a control plane through e2e/testenv, retrying: on a
-// loaded machine envtest's wait for the CRDs to be served can time out.
-// Clusters are started one at a time so the new children are this
-// cluster's; a failed attempt's processes are killed before the next.
-func startCluster(name string) (c *cluster, err error) {
-	for attempt := 1; attempt <= 3; attempt++ {
-		if c, err = startClusterOnce(name); err == nil {
-			return c, nil
-		}
-		logf("  cluster %s, attempt %d: %v", name, attempt, err)
-	}
-	return nil, err
-}
-
-func startClusterOnce(name string) (_ *cluster, err error) {
-	before, err := testenv.Children()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("starting cluster %s: %v", name, r)
-			// envtest leaves its processes running when it fails after
-			// starting them (e.g. installing CRDs).
-			after, _ := testenv.Children()
-			for pid := range after {
-				if _, old := before[pid]; !old {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-	}()
-	tc, stop := testenv.StartMain(name)
-	c := &cluster{Cluster: tc, stop: stop}
-	after, _ := testenv.Children()
-	for pid, comm := range after {
-		if _, old := before[pid]; old {
-			continue
-		}
-		switch comm {
-		case "kube-apiserver":
-			c.apiserverPID = pid
-		case "etcd":
-			c.etcdPID = pid
-		}
-	}
-	return c, nil
-}
-
-// cpu is the control plane's CPU so far (0 for a process not found).
-func (c *cluster) cpu() (apiserver, etcd time.Duration) {
-	if c.apiserverPID != 0 {
-		apiserver, _ = procCPU(c.apiserverPID)
-	}
-	if c.etcdPID != 0 {
-		etcd, _ = procCPU(c.etcdPID)
-	}
-	return apiserver, etcd
-}
-
-func createNamespace(ctx context.Context, c client.Client, name string) error {
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
-		return fmt.Errorf("creating namespace %s: %w", name, err)
-	}
-	return nil
-}
 
 // memberMode is when the JobSets are submitted relative to the controller.
 type memberMode string
@@ -114,11 +37,11 @@ type memberResult struct {
 	// without a write): its status writes, events and such are done.
 	quiet time.Duration
 	// usage of the contender process at quiet: peak RSS, CPU.
-	usage usage
+	usage procstat.Usage
 	// requests the contender made (through its proxy), clock start to
 	// quiet; catch-up includes its start-up (discovery, lists, watches).
-	requests counts
-	failed   counts // of requests, those answered with an error
+	requests apicount.Counts
+	failed   apicount.Counts // of requests, those answered with an error
 	// control plane CPU and the whole machine's busy fraction over the run.
 	apiserverCPU, etcdCPU time.Duration
 	machineBusy           float64
@@ -127,39 +50,9 @@ type memberResult struct {
 	profile               string // top of its CPU profile (-profile)
 }
 
-// quietFor is how long a contender must make no write for its work on the
-// workload to count as done.
-const quietFor = 3 * time.Second
-
-// waitQuiet waits until the proxy has seen no write for quietFor (at most
-// limit) and returns when the last write was seen.
-func waitQuiet(ctx context.Context, proxies []*countingProxy, limit time.Duration) (time.Time, error) {
-	writes := func() int64 {
-		var n int64
-		for _, p := range proxies {
-			_, w := p.snapshot().total()
-			n += w
-		}
-		return n
-	}
-	last, lastAt := writes(), time.Now()
-	deadline := time.Now().Add(limit)
-	for time.Since(lastAt) < quietFor && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return lastAt, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		if w := writes(); w != last {
-			last, lastAt = w, time.Now()
-		}
-	}
-	return lastAt, nil
-}
-
 // runMember runs one contender in one mode on a fresh cluster.
-func runMember(ctx context.Context, o options, ct contender, mode memberMode, cert *servingCert) (res memberResult, err error) {
-	res = memberResult{contender: ct, mode: mode, n: o.n, load: loadAverage()}
+func runMember(ctx context.Context, o options, ct contender, mode memberMode, cert *apicount.ServingCert) (res memberResult, err error) {
+	res = memberResult{contender: ct, mode: mode, n: o.n, load: procstat.LoadAverage()}
 	dir, err := os.MkdirTemp(o.workDir, fmt.Sprintf("member-%s-%s-", ct.key, mode))
 	if err != nil {
 		return res, err
@@ -170,13 +63,13 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 		return res, err
 	}
 	defer c.stop()
-	proxy, err := startCountingProxy(c.Config, cert)
+	proxy, err := apicount.Start(c.Config, cert)
 	if err != nil {
 		return res, err
 	}
-	defer proxy.close()
+	defer proxy.Close()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := proxy.writeKubeconfig(kubeconfig, cert, ""); err != nil {
+	if err := proxy.WriteKubeconfig(kubeconfig, cert, ""); err != nil {
 		return res, err
 	}
 	const ns = "bench"
@@ -185,39 +78,39 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 	}
 	names := make([]string, o.n)
 	for i := range names {
-		names[i] = jobSetName(i)
+		names[i] = workload.Name(i)
 	}
-	tracker, err := startChildTracker(ctx, "member", c.Config, ns, o.n, nil)
+	tracker, err := workload.StartTracker(ctx, "member", c.Config, ns, o.n, nil)
 	if err != nil {
 		return res, err
 	}
-	defer tracker.stop()
+	defer tracker.Stop()
 
 	var (
 		p             *testenv.Process
 		t0            time.Time
-		base, baseF   counts
+		base, baseF   apicount.Counts
 		apiA0, etcdA0 time.Duration
 		busy0, total0 time.Duration
 	)
-	var prof *profiler
+	var prof *procstat.Profile
 	startProf := func() error {
 		if !o.profile || ct.key == "raw" {
 			return nil
 		}
 		var err error
-		prof, err = startProfile(p.Pid(), filepath.Join(dir, ct.key+".perf.data"))
+		prof, err = procstat.StartProfile(p.Pid(), filepath.Join(dir, ct.key+".perf.data"))
 		return err
 	}
 	mark := func() {
-		base, baseF = proxy.snapshot(), proxy.failures()
+		base, baseF = proxy.Snapshot(), proxy.Failures()
 		apiA0, etcdA0 = c.cpu()
-		busy0, total0, _ = machineCPU()
+		busy0, total0, _ = procstat.MachineCPU()
 		t0 = time.Now()
 	}
 	switch mode {
 	case catchUp:
-		if err := createJobSets(ctx, c.Client, ns, names, 50, nil); err != nil {
+		if err := workload.Create(ctx, c.Client, ns, names, 50, nil); err != nil {
 			return res, err
 		}
 		mark()
@@ -235,22 +128,22 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 		if err := createNamespace(ctx, c.Client, warmNS); err != nil {
 			return res, err
 		}
-		warm, err := startChildTracker(ctx, "member", c.Config, warmNS, 1, nil)
+		warm, err := workload.StartTracker(ctx, "member", c.Config, warmNS, 1, nil)
 		if err != nil {
 			return res, err
 		}
-		defer warm.stop()
+		defer warm.Stop()
 		if p, err = ct.start(dir, kubeconfig); err != nil {
 			return res, err
 		}
 		defer p.Stop()
-		if err := createJobSets(ctx, c.Client, warmNS, []string{"warmup"}, 1, nil); err != nil {
+		if err := workload.Create(ctx, c.Client, warmNS, []string{"warmup"}, 1, nil); err != nil {
 			return res, err
 		}
-		if err := waitDone(ctx, warm.done, p, 3*time.Minute, func() string { return "the warm-up JobSet's Jobs and Service" }); err != nil {
+		if err := waitDone(ctx, warm.Done(), p, 3*time.Minute, func() string { return "the warm-up JobSet's Jobs and Service" }); err != nil {
 			return res, err
 		}
-		if _, err := waitQuiet(ctx, []*countingProxy{proxy}, time.Minute); err != nil {
+		if _, err := apicount.WaitQuiet(ctx, []*apicount.Proxy{proxy}, time.Minute); err != nil {
 			return res, err
 		}
 		mark()
@@ -258,48 +151,48 @@ func runMember(ctx context.Context, o options, ct contender, mode memberMode, ce
 			return res, err
 		}
 		go func() {
-			if err := createJobSets(ctx, c.Client, ns, names, 50, nil); err != nil {
+			if err := workload.Create(ctx, c.Client, ns, names, 50, nil); err != nil {
 				logf("submitting JobSets: %v", err)
 			}
 		}()
 	}
-	if err := waitDone(ctx, tracker.done, p, o.runTimeout, func() string {
-		return fmt.Sprintf("the Jobs and Services of %d JobSets (%d complete)", o.n, tracker.count())
+	if err := waitDone(ctx, tracker.Done(), p, o.runTimeout, func() string {
+		return fmt.Sprintf("the Jobs and Services of %d JobSets (%d complete)", o.n, tracker.Count())
 	}); err != nil {
 		return res, err
 	}
 	done := time.Time{}
-	for _, at := range tracker.completions() {
+	for _, at := range tracker.Completions() {
 		if at.After(done) {
 			done = at
 		}
 	}
 	res.wall = done.Sub(t0)
-	lastWrite, err := waitQuiet(ctx, []*countingProxy{proxy}, 2*time.Minute)
+	lastWrite, err := apicount.WaitQuiet(ctx, []*apicount.Proxy{proxy}, 2*time.Minute)
 	if err != nil {
 		return res, err
 	}
 	res.quiet = lastWrite.Sub(t0)
-	if res.profile, err = prof.stop(); err != nil {
+	if res.profile, err = prof.Stop(); err != nil {
 		return res, err
 	}
-	if res.usage, err = procUsage(p.Pid()); err != nil {
+	if res.usage, err = procstat.Read(p.Pid()); err != nil {
 		return res, err
 	}
-	res.requests = proxy.snapshot().minus(base)
-	res.failed = proxy.failures().minus(baseF)
+	res.requests = proxy.Snapshot().Minus(base)
+	res.failed = proxy.Failures().Minus(baseF)
 	apiA1, etcdA1 := c.cpu()
 	res.apiserverCPU, res.etcdCPU = apiA1-apiA0, etcdA1-etcdA0
-	busy1, total1, _ := machineCPU()
+	busy1, total1, _ := procstat.MachineCPU()
 	if total1 > total0 {
 		res.machineBusy = float64(busy1-busy0) / float64(total1-total0)
 	}
 	p.Stop()
 	// The benchmark's own correctness: what it timed really exists.
-	if res.jobs, res.services, err = verifyChildren(ctx, c.Config, ns, names); err != nil {
+	if res.jobs, res.services, err = workload.Verify(ctx, c.Config, ns, names); err != nil {
 		return res, fmt.Errorf("%s, %s: %w", ct.name, mode, err)
 	}
-	if want := o.n * jobsPerJobSet; res.jobs != want || res.services != o.n {
+	if want := o.n * workload.JobsPerJobSet; res.jobs != want || res.services != o.n {
 		return res, fmt.Errorf("%s, %s: verified %d Jobs and %d Services, want %d and %d", ct.name, mode, res.jobs, res.services, want, o.n)
 	}
 	logf("  %s, %s: all %d Jobs and %d Services in %s (quiet at %s), peak RSS %s, CPU %s",

@@ -20,6 +20,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/apicount"
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/procstat"
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/workload"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
@@ -34,13 +37,13 @@ type podsResult struct {
 	pods, running int
 	// allPods: contender launched → the last Pod created.
 	allPods  time.Duration
-	usage    usage
-	requests counts
-	failed   counts
+	usage    procstat.Usage
+	requests apicount.Counts
+	failed   apicount.Counts
 	load     string
 }
 
-// podCounter counts a namespace's Pods and how many are Running, from an
+// podCounter apicount.Counts a namespace's Pods and how many are Running, from an
 // informer that keeps only name and phase of each (the benchmark must not
 // weigh on the machine like the controllers it measures).
 type podCounter struct {
@@ -108,10 +111,10 @@ func (pc *podCounter) counts() (pods, running int, lastChange time.Time) {
 // kube-scheduler, the kwok controller; e2e/kwok/stages.yaml, pods held
 // Running), N JobSets created first, then the contender; once all 8N Pods
 // exist and nothing changed for settle, its peak RSS.
-func runPods(ctx context.Context, o options, ct contender, cert *servingCert) (res podsResult, err error) {
+func runPods(ctx context.Context, o options, ct contender, cert *apicount.ServingCert) (res podsResult, err error) {
 	const settle = 15 * time.Second
-	res = podsResult{contender: ct, n: o.podsN, load: loadAverage()}
-	wantPods := o.podsN * jobsPerJobSet * podsPerJob
+	res = podsResult{contender: ct, n: o.podsN, load: procstat.LoadAverage()}
+	wantPods := o.podsN * workload.JobsPerJobSet * workload.PodsPerJob
 	res.nodes = wantPods/podsPerNode + 2 // one is the canary's
 	dir, err := os.MkdirTemp(o.workDir, "pods-"+ct.key+"-")
 	if err != nil {
@@ -132,9 +135,9 @@ func runPods(ctx context.Context, o options, ct contender, cert *servingCert) (r
 	}
 	names := make([]string, o.podsN)
 	for i := range names {
-		names[i] = jobSetName(i)
+		names[i] = workload.Name(i)
 	}
-	if err := createJobSets(ctx, k.Client, ns, names, 50, nil); err != nil {
+	if err := workload.Create(ctx, k.Client, ns, names, 50, nil); err != nil {
 		return res, err
 	}
 	cs, err := kubernetes.NewForConfig(k.Config)
@@ -145,13 +148,13 @@ func runPods(ctx context.Context, o options, ct contender, cert *servingCert) (r
 	if err != nil {
 		return res, err
 	}
-	proxy, err := startCountingProxy(k.Config, cert)
+	proxy, err := apicount.Start(k.Config, cert)
 	if err != nil {
 		return res, err
 	}
-	defer proxy.close()
+	defer proxy.Close()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := proxy.writeKubeconfig(kubeconfig, cert, ""); err != nil {
+	if err := proxy.WriteKubeconfig(kubeconfig, cert, ""); err != nil {
 		return res, err
 	}
 	t0 := time.Now()
@@ -192,17 +195,17 @@ func runPods(ctx context.Context, o options, ct contender, cert *servingCert) (r
 		case <-time.After(time.Second):
 		}
 	}
-	if _, err := waitQuiet(ctx, []*countingProxy{proxy}, time.Minute); err != nil {
+	if _, err := apicount.WaitQuiet(ctx, []*apicount.Proxy{proxy}, time.Minute); err != nil {
 		return res, err
 	}
-	if res.usage, err = procUsage(p.Pid()); err != nil {
+	if res.usage, err = procstat.Read(p.Pid()); err != nil {
 		return res, err
 	}
-	res.requests, res.failed = proxy.snapshot(), proxy.failures()
+	res.requests, res.failed = proxy.Snapshot(), proxy.Failures()
 	res.pods, res.running, _ = pc.counts()
 	p.Stop()
 	// What was measured exists: every Job and Service, and the Pods.
-	if _, _, err := verifyChildren(ctx, k.Config, ns, names); err != nil {
+	if _, _, err := workload.Verify(ctx, k.Config, ns, names); err != nil {
 		return res, fmt.Errorf("%s: %w", ct.name, err)
 	}
 	if res.pods < wantPods {
@@ -323,7 +326,7 @@ func kwokCanary(ctx context.Context, k *testenv.KwokCluster) error {
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "canary"},
 		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
-			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{holdAnnotation: "true"}},
+			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{workload.HoldAnnotation: "true"}},
 			Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10"}}},
 		}},
 	}

@@ -114,7 +114,7 @@ func runRaw(ctx context.Context, kubeconfig string, workers int, asController bo
 		if !asController {
 			return nil
 		}
-		// The one status write a controller makes: its children's counts.
+		// The one status write a controller makes: its children's apicount.Counts.
 		return send(func() error {
 			patched := js.DeepCopy()
 			patched.Status.ReplicatedJobsStatus = []jobset.ReplicatedJobStatus{{Name: js.Spec.ReplicatedJobs[0].Name}}

@@ -3,11 +3,12 @@ package main
 import (
 	"fmt"
 	"maps"
-	"math"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/workload"
 )
 
 // Minimum API writes per JobSet the design needs, for this workload
@@ -16,7 +17,7 @@ const (
 	// Member, standalone controller: 4 Job creates, 1 Service create, 1
 	// JobSet status write (the status shape upstream reports once its
 	// children exist).
-	minMemberControllerWrites = jobsPerJobSet + 1 + 1
+	minMemberControllerWrites = workload.JobsPerJobSet + 1 + 1
 	// Member, via the fleet: the agent's create of the local JobSet, plus
 	// the controller's writes above.
 	minMemberFleetWrites = 1 + minMemberControllerWrites
@@ -45,36 +46,7 @@ type report struct {
 	member                 []memberResult
 	pods                   []podsResult
 	hub                    *hubResult
-}
-
-func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
-
-func secs(d time.Duration) string {
-	if d == 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.2f s", d.Seconds())
-}
-
-func ratio(a, b float64) string {
-	if b == 0 || a == 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.2f×", a/b)
-}
-
-func perJobSet(n int64, jobsets int) string {
-	if jobsets == 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.1f", float64(n)/float64(jobsets))
-}
-
-func passMiss(ok bool) string {
-	if ok {
-		return "PASS"
-	}
-	return "MISS"
+	placement              *placementResult
 }
 
 func (r *report) findMember(key string, mode memberMode) *memberResult {
@@ -94,7 +66,10 @@ func (r *report) markdown() string {
 	r.memberSection(&b)
 	r.podsSection(&b)
 	r.hubSection(&b)
-	r.targetsSection(&b)
+	r.placementSection(&b)
+	if len(r.member) > 0 || len(r.pods) > 0 || r.hub != nil {
+		r.targetsSection(&b) // the placement scenario has no target
+	}
 	r.profilesSection(&b)
 	return b.String()
 }
@@ -104,7 +79,7 @@ func (r *report) memberSection(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "\n### Member materialization (kube-apiserver + etcd only; %d JobSets → %d Jobs + %d Services)\n\n",
-		r.member[0].n, r.member[0].n*jobsPerJobSet, r.member[0].n)
+		r.member[0].n, r.member[0].n*workload.JobsPerJobSet, r.member[0].n)
 	b.WriteString("Time: clock start (catch-up: contender launched with every JobSet already there; steady: first of the JobSets submitted by 50 concurrent creates to a running, warmed-up contender) until a watch has seen every Job and Service. Quiet: until the contender made no write for 3 s. RSS, CPU and requests are the contender's own (its /proc; a counting proxy in front of the apiserver), up to quiet.\n\n")
 	b.WriteString("| mode | contender | time | × raw | × upstream | quiet | peak RSS | CPU | requests/JobSet | writes/JobSet | apiserver CPU | etcd CPU | machine busy | load |\n")
 	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
@@ -117,14 +92,14 @@ func (r *report) memberSection(b *strings.Builder) {
 		if up != nil && m.contender.key != "upstream" {
 			vsUp = ratio(m.wall.Seconds(), up.wall.Seconds())
 		}
-		all, writes := m.requests.total()
+		all, writes := m.requests.Total()
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %.1f s | %s | %s | %.1f s | %.1f s | %.0f%% | %s |\n",
 			m.mode, m.contender.name, secs(m.wall), vsRaw, vsUp, secs(m.quiet), mib(m.usage.PeakRSS), m.usage.CPU.Seconds(),
 			perJobSet(all, m.n), perJobSet(writes, m.n), m.apiserverCPU.Seconds(), m.etcdCPU.Seconds(), 100*m.machineBusy, m.load)
 	}
 	b.WriteString("\nWrites by kind (whole run):\n\n")
 	for _, m := range r.member {
-		fmt.Fprintf(b, "- %s, %s: %s\n", m.mode, m.contender.name, m.requests.writesString(m.failed))
+		fmt.Fprintf(b, "- %s, %s: %s\n", m.mode, m.contender.name, m.requests.WritesString(m.failed))
 	}
 	b.WriteString("\n```\n")
 	for _, mode := range []memberMode{catchUp, steady} {
@@ -146,7 +121,7 @@ func (r *report) podsSection(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "\n### Memory with pods (kwok cluster: controller-manager, scheduler, %d fake nodes; %d JobSets → %d Pods)\n\n",
-		r.pods[0].nodes, r.pods[0].n, r.pods[0].n*jobsPerJobSet*podsPerJob)
+		r.pods[0].nodes, r.pods[0].n, r.pods[0].n*workload.JobsPerJobSet*workload.PodsPerJob)
 	b.WriteString("The JobSets exist before the contender starts; RSS is its peak (VmHWM) after every Pod exists and Running Pods stopped changing for the settle time.\n\n")
 	b.WriteString("| contender | Pods | Running | peak RSS | × upstream | CPU | requests/JobSet | writes/JobSet | time to all Pods | load |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
@@ -161,14 +136,14 @@ func (r *report) podsSection(b *strings.Builder) {
 		if p.contender.key != "upstream" {
 			vs = ratio(float64(p.usage.PeakRSS), float64(upRSS))
 		}
-		all, writes := p.requests.total()
+		all, writes := p.requests.Total()
 		fmt.Fprintf(b, "| %s | %d | %d | %s | %s | %.1f s | %s | %s | %s | %s |\n",
 			p.contender.name, p.pods, p.running, mib(p.usage.PeakRSS), vs, p.usage.CPU.Seconds(),
 			perJobSet(all, p.n), perJobSet(writes, p.n), secs(p.allPods), p.load)
 	}
 	b.WriteString("\nWrites by kind:\n\n")
 	for _, p := range r.pods {
-		fmt.Fprintf(b, "- %s: %s\n", p.contender.name, p.requests.writesString(p.failed))
+		fmt.Fprintf(b, "- %s: %s\n", p.contender.name, p.requests.WritesString(p.failed))
 	}
 }
 
@@ -192,12 +167,12 @@ func (r *report) hubSection(b *strings.Builder) {
 	}
 	b.WriteString("\nWrites by kind:\n\n")
 	for _, p := range h.phases {
-		fmt.Fprintf(b, "- %s, hub apiserver, by the hub: %s\n", p.name, p.hubByHub.writesString(p.failedHub))
-		fmt.Fprintf(b, "- %s, hub apiserver, by the agents: %s\n", p.name, p.hubByAgents.writesString(p.failedAgentsHub))
-		fmt.Fprintf(b, "- %s, member apiservers, by the agents: %s\n", p.name, p.memberByAgents.writesString(p.failedMember))
+		fmt.Fprintf(b, "- %s, hub apiserver, by the hub: %s\n", p.name, p.hubByHub.WritesString(p.failedHub))
+		fmt.Fprintf(b, "- %s, hub apiserver, by the agents: %s\n", p.name, p.hubByAgents.WritesString(p.failedAgentsHub))
+		fmt.Fprintf(b, "- %s, member apiservers, by the agents: %s\n", p.name, p.memberByAgents.WritesString(p.failedMember))
 	}
 	fmt.Fprintf(b, "\nMinimum writes per JobSet the design needs: hub %d (status.fleet placement record, JobSetDispatch create, PlacementDecision create, the agent's dispatch status report, the hub's status mirror; the finalizer comes with the user's create); member %d (the local JobSet, %d Jobs, the Service, one JobSet status write). Events are counted in the writes.\n",
-		minHubWrites, minMemberFleetWrites, jobsPerJobSet)
+		minHubWrites, minMemberFleetWrites, workload.JobsPerJobSet)
 	if len(h.phases) > 0 && len(h.phases[0].latencies) > 0 {
 		b.WriteString("\n```\n")
 		for _, p := range h.phases {
@@ -230,7 +205,7 @@ func (r *report) targetsSection(b *strings.Builder) {
 			fmt.Fprintf(b, "| member %s: ours vs the controller floor: raw + one status write + a Job watch (context) | %.2f× (%s vs %s; that floor is %.2f× raw) | — |\n",
 				mode, ours.wall.Seconds()/rc.wall.Seconds(), secs(ours.wall), secs(rc.wall), rc.wall.Seconds()/raw.wall.Seconds())
 		}
-		_, w := ours.requests.total()
+		_, w := ours.requests.Total()
 		pj := float64(w) / float64(ours.n)
 		fmt.Fprintf(b, "| member %s: ours writes/JobSet ≤ %d+%d | %.1f | %s |\n", mode, minMemberControllerWrites, targetWritesAboveMin, pj,
 			passMiss(pj <= minMemberControllerWrites+targetWritesAboveMin))
@@ -268,68 +243,6 @@ func (r *report) targetsSection(b *strings.Builder) {
 	}
 }
 
-type barRow struct {
-	label string
-	value float64
-}
-
-// barChart's values print with 2 decimals; countChart's as integers.
-func countChart(title string, rows []barRow) string {
-	return chart(title, rows, "%.0f")
-}
-
-// barChart is a text bar chart, the plot of the report (no plotting
-// dependency; it reads in a terminal and in markdown).
-func barChart(title string, rows []barRow) string { return chart(title, rows, "%.2f") }
-
-func chart(title string, rows []barRow, format string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s\n", title)
-	peak, width := 0.0, 0
-	for _, r := range rows {
-		peak = math.Max(peak, r.value)
-		width = int(math.Max(float64(width), float64(len([]rune(r.label)))))
-	}
-	for _, r := range rows {
-		n := 0
-		if peak > 0 {
-			n = int(math.Round(50 * r.value / peak))
-		}
-		fmt.Fprintf(&b, "  %-*s %s "+format+"\n", width, r.label, strings.Repeat("█", n), r.value)
-	}
-	return b.String()
-}
-
-// latencyHistogram is a text histogram of latencies in log-spaced buckets.
-func latencyHistogram(title string, lat []time.Duration) string {
-	bounds := []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second,
-		2 * time.Second, 3 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Hour}
-	labels := []string{"<0.1s", "<0.25s", "<0.5s", "<1s", "<2s", "<3s", "<5s", "<10s", "<30s", "≥30s"}
-	countsBy := make([]int, len(bounds))
-	for _, l := range lat {
-		i := slices.IndexFunc(bounds, func(b time.Duration) bool { return l < b })
-		if i < 0 {
-			i = len(bounds) - 1
-		}
-		countsBy[i]++
-	}
-	rows := make([]barRow, len(bounds))
-	for i := range bounds {
-		rows[i] = barRow{labels[i], float64(countsBy[i])}
-	}
-	return countChart(title+": JobSets by submit → all Jobs latency", rows)
-}
-
-// percentile of sorted durations (nearest rank).
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	i = max(0, min(i, len(sorted)-1))
-	return sorted[i]
-}
-
 // profilesSection shows where each profiled process spent its CPU (-profile).
 func (r *report) profilesSection(b *strings.Builder) {
 	var blocks []string
@@ -351,4 +264,30 @@ func (r *report) profilesSection(b *strings.Builder) {
 	b.WriteString("\n### CPU profiles (perf, self time by function; full reports in the work dir)\n\n```\n")
 	b.WriteString(strings.Join(blocks, "\n\n"))
 	b.WriteString("\n```\n")
+}
+
+func (r *report) placementSection(b *strings.Builder) {
+	p := r.placement
+	if p == nil || len(p.rows) == 0 {
+		return
+	}
+	b.WriteString("\n### Placement cost (jobset-fleet-hub and one hub apiserver, its admission webhook served; simulated members: ClusterProfiles with capacity and node-summary properties, heartbeat Leases renewed every 10 s; no agents)\n\n")
+	fmt.Fprintf(b, "Pending: JobSets asking for a whole 8-GPU node, which no member has free; they wait. Idle: the hub over %s with them waiting, before the burst. Burst: JobSets that fit (8 Pods of 0.5 CPU), 50 concurrent creates. Decisions/s: burst size / (first submit → the last JobSetDispatch seen by a watch). Hub CPU: the hub process's (its /proc), first submit → no hub write for 3 s.\n\n", placementIdleFor)
+	b.WriteString("| members | pending | JobSets | decisions/s | hub CPU/decision | hub requests/decision | hub writes/decision | idle hub CPU | idle hub writes | load |\n")
+	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	for _, row := range p.rows {
+		all, writes := row.hubRequests.Total()
+		fmt.Fprintf(b, "| %d | %d | %d | %.1f/s | %.1f ms | %s | %s | %.2f s | %d | %s |\n",
+			row.members, row.pending, row.n, row.decisionsPerSecond(), ms(row.cpuPerDecision()),
+			perJobSet(all, row.n), perJobSet(writes, row.n), row.idleCPU.Seconds(), row.idleWrites, row.load)
+	}
+	b.WriteString("\nHub writes by kind:\n\n")
+	for _, row := range p.rows {
+		fmt.Fprintf(b, "- %d members, %d pending: %s\n", row.members, row.pending, row.hubRequests.WritesString(row.hubFailed))
+	}
+	var rows []barRow
+	for _, row := range p.rows {
+		rows = append(rows, barRow{fmt.Sprintf("%d members, %d pending", row.members, row.pending), ms(row.cpuPerDecision())})
+	}
+	b.WriteString("\n```\n" + barChart("hub CPU ms per placement decision", rows) + "```\n")
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,13 +38,43 @@ type Options struct {
 	Dir string
 	// PortBase is the first of the local processes' ports: the hub's
 	// metrics, probe and webhook ports, then 10 per agent from PortBase+20.
+	// 0: free ports the kernel picks.
 	PortBase int
 	// Detach leaves the hub and the agents running when this process exits
 	// (make dev-up); otherwise they die with it.
 	Detach bool
 	// Progress receives one line per step.
 	Progress io.Writer
+
+	// What the benchmark (e2e/bench) changes; the zero values are the
+	// local fleet of make dev-up.
+
+	// Clusters makes one cluster of the fleet; nil: kwok clusters with
+	// state in Dir, kept if they exist.
+	Clusters func(ctx context.Context, name string) (Cluster, error)
+	// Connect returns the kubeconfig a process (hub, agent-<member>) uses
+	// to reach a cluster, given the one it would use and the cluster's
+	// admin config; nil: that one. close (may be nil) runs after the
+	// processes stopped, before the clusters do.
+	Connect func(process, cluster string, target *rest.Config, kubeconfig string) (path string, close func(), err error)
+	// ExtraArgs go to every process after its own flags.
+	ExtraArgs []string
 }
+
+// Cluster is one cluster of the fleet as Options.Clusters makes it.
+type Cluster struct {
+	Config *rest.Config
+	Client client.Client
+	// Kubeconfig is an admin kubeconfig file; Context its context in it
+	// ("": the current one).
+	Kubeconfig, Context string
+	// Stop stops the cluster with the fleet (Fleet.Stop); nil for a
+	// cluster that outlives this process (Down deletes it).
+	Stop func()
+}
+
+// ports are one process's local ports.
+type ports struct{ metrics, probe, webhook int }
 
 // Fleet is a fleet that is up.
 type Fleet struct {
@@ -55,6 +87,9 @@ type Fleet struct {
 	o       Options
 	configs map[string]*rest.Config
 	procs   map[string]*testenv.Process
+	ports   map[string]ports
+	stops   []func() // clusters' Stop, in start order
+	closes  []func() // Connect's
 }
 
 func (o Options) path(elem ...string) string {
@@ -67,14 +102,39 @@ func (o Options) step(format string, args ...any) {
 	}
 }
 
-// The processes' ports.
-func (o Options) hubPorts() (metrics, probe, webhook int) {
-	return o.PortBase, o.PortBase + 1, o.PortBase + 2
+// assignPorts gives each process its ports: from PortBase, or, when it
+// is 0, free ones the kernel picks.
+func (f *Fleet) assignPorts() error {
+	at := func(base int) ports { return ports{base, base + 1, base + 2} }
+	if f.o.PortBase != 0 {
+		f.ports["hub"] = at(f.o.PortBase)
+		for i, m := range f.Layout.Members {
+			f.ports["agent-"+m.Name] = at(f.o.PortBase + 20 + 10*i)
+		}
+		return nil
+	}
+	for _, name := range f.processNames() {
+		var p [3]int
+		for i := range p {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			p[i] = ln.Addr().(*net.TCPAddr).Port
+			defer ln.Close() // held until all are picked: no port twice
+		}
+		f.ports[name] = ports{p[0], p[1], p[2]}
+	}
+	return nil
 }
 
-func (o Options) agentPorts(i int) (metrics, probe, webhook int) {
-	base := o.PortBase + 20 + 10*i
-	return base, base + 1, base + 2
+// processNames are the hub's, then each agent's.
+func (f *Fleet) processNames() []string {
+	names := []string{"hub"}
+	for _, m := range f.Layout.Members {
+		names = append(names, "agent-"+m.Name)
+	}
+	return names
 }
 
 // Up brings the fleet up: the clusters (kept if they exist), the fake
@@ -83,13 +143,19 @@ func (o Options) agentPorts(i int) (metrics, probe, webhook int) {
 // A failed bring-up tears down what it started.
 func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 	f := &Fleet{Layout: l, Kubeconfig: o.path("kubeconfig"), Clients: map[string]client.Client{}, o: o,
-		configs: map[string]*rest.Config{}, procs: map[string]*testenv.Process{}}
+		configs: map[string]*rest.Config{}, procs: map[string]*testenv.Process{}, ports: map[string]ports{}}
 	defer func() {
 		if err != nil {
 			o.step("bring-up failed: tearing down what it started")
-			err = errors.Join(err, Down(context.WithoutCancel(ctx), l, o))
+			f.Stop()
+			if o.Clusters == nil { // kwok clusters and state in Dir outlive f.Stop
+				err = errors.Join(err, Down(context.WithoutCancel(ctx), l, o))
+			}
 		}
 	}()
+	if err := f.assignPorts(); err != nil {
+		return nil, err
+	}
 	for _, d := range []string{"logs", "pids", "kwok"} {
 		if err := os.MkdirAll(o.path(d), 0o755); err != nil {
 			return nil, err
@@ -128,19 +194,17 @@ func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 	if err := f.Clients[l.Hub].Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: HubNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, err
 	}
-	_, _, hubWebhook := o.hubPorts()
 	manifests := func(dir string) string { return filepath.Join(testenv.RepoRoot(), "config", dir, "manifests.yaml") }
-	if err := testenv.InstallLocalWebhooks(ctx, f.Clients[l.Hub], manifests("hub-webhook"), hubWebhook); err != nil {
+	if err := testenv.InstallLocalWebhooks(ctx, f.Clients[l.Hub], manifests("hub-webhook"), f.ports["hub"].webhook); err != nil {
 		return nil, err
 	}
-	for i, m := range l.Members {
-		_, _, port := o.agentPorts(i)
-		if err := testenv.InstallLocalWebhooks(ctx, f.Clients[m.Name], manifests("webhook"), port); err != nil {
+	for _, m := range l.Members {
+		if err := testenv.InstallLocalWebhooks(ctx, f.Clients[m.Name], manifests("webhook"), f.ports["agent-"+m.Name].webhook); err != nil {
 			return nil, err
 		}
 	}
 	o.step("starting the hub and the agents")
-	if err := f.startProcesses(); err != nil {
+	if err := f.startProcesses(ctx); err != nil {
 		return nil, err
 	}
 	o.step("waiting for the hub and the agents to be ready")
@@ -154,6 +218,17 @@ func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 // writes its context, named after it, to the fleet's kubeconfig and its own
 // kubeconfig file (<name>.kubeconfig).
 func (f *Fleet) createCluster(ctx context.Context, name string) error {
+	if f.o.Clusters != nil {
+		c, err := f.o.Clusters(ctx, name)
+		if err != nil {
+			return fmt.Errorf("cluster %s: %w", name, err)
+		}
+		if c.Stop != nil {
+			f.stops = append(f.stops, c.Stop)
+		}
+		f.Clients[name], f.configs[name] = c.Client, c.Config
+		return f.writeKubeconfigs(name, c.Kubeconfig, c.Context)
+	}
 	opts := f.o.kwokOptions()
 	opts.ExtraArgs = []string{"--config=" + filepath.Join(testenv.RepoRoot(), "e2e", "kwok", "stages.yaml")}
 	k, err := testenv.KwokClusterIn(name, opts)
@@ -166,7 +241,7 @@ func (f *Fleet) createCluster(ctx context.Context, name string) error {
 		f.o.step("cluster %s: already exists", name)
 	}
 	f.Clients[name], f.configs[name] = k.Client, k.Config
-	return f.writeKubeconfigs(name, k.Context)
+	return f.writeKubeconfigs(name, f.o.path("kwok", "kubeconfig"), k.Context)
 }
 
 // kwokOptions put kwokctl's state and kubeconfig in the fleet's directory.
@@ -174,15 +249,20 @@ func (o Options) kwokOptions() testenv.KwokOptions {
 	return testenv.KwokOptions{WorkDir: o.path("kwok"), KubeconfigPath: o.path("kwok", "kubeconfig")}
 }
 
-func (f *Fleet) writeKubeconfigs(name, kwokContext string) error {
-	all, err := clientcmd.LoadFromFile(f.o.path("kwok", "kubeconfig"))
+// writeKubeconfigs copies context srcContext ("": the current one) of the
+// kubeconfig file src to <name>.kubeconfig and the fleet's kubeconfig.
+func (f *Fleet) writeKubeconfigs(name, src, srcContext string) error {
+	all, err := clientcmd.LoadFromFile(src)
 	if err != nil {
 		return err
 	}
+	if srcContext == "" {
+		srcContext = all.CurrentContext
+	}
 	one := all.DeepCopy()
-	one.Contexts = map[string]*clientcmdapi.Context{name: all.Contexts[kwokContext]}
+	one.Contexts = map[string]*clientcmdapi.Context{name: all.Contexts[srcContext]}
 	if one.Contexts[name] == nil {
-		return fmt.Errorf("no context %s in kwokctl's kubeconfig", kwokContext)
+		return fmt.Errorf("no context %s in %s", srcContext, src)
 	}
 	one.CurrentContext = name
 	if err := clientcmdapi.MinifyConfig(one); err != nil {
@@ -233,31 +313,62 @@ func (f *Fleet) join(ctx context.Context, member string) error {
 }
 
 // processes are the hub's and the agents' names, binaries and flags.
-func (f *Fleet) processes() map[string][]string {
+func (f *Fleet) processes(ctx context.Context) (map[string][]string, error) {
 	o := f.o
-	metrics, probe, webhook := o.hubPorts()
-	common := func(kubeconfig string, metrics, probe, webhook int, certs string) []string {
+	// connect is the kubeconfig process uses for cluster.
+	connect := func(process, cluster, kubeconfig string) (string, error) {
+		if o.Connect == nil {
+			return kubeconfig, nil
+		}
+		path, closeFn, err := o.Connect(process, cluster, f.configs[cluster], kubeconfig)
+		if err != nil {
+			return "", fmt.Errorf("connecting %s to %s: %w", process, cluster, err)
+		}
+		if closeFn != nil {
+			f.closes = append(f.closes, closeFn)
+		}
+		return path, nil
+	}
+	common := func(name, kubeconfig string) []string {
+		p := f.ports[name]
 		return []string{
 			"--kubeconfig", kubeconfig, "--leader-elect=false",
-			"--webhook-port", strconv.Itoa(webhook), "--webhook-cert-dir", o.path("certs", certs),
+			"--webhook-port", strconv.Itoa(p.webhook), "--webhook-cert-dir", o.path("certs", name),
 			"--webhook-cert-extra-dns-names", "localhost",
-			"--metrics-bind-address", ":" + strconv.Itoa(metrics), "--health-probe-bind-address", ":" + strconv.Itoa(probe),
+			"--metrics-bind-address", ":" + strconv.Itoa(p.metrics), "--health-probe-bind-address", ":" + strconv.Itoa(p.probe),
 		}
 	}
+	hubKubeconfig, err := connect("hub", f.Layout.Hub, o.path(f.Layout.Hub+".kubeconfig"))
+	if err != nil {
+		return nil, err
+	}
 	procs := map[string][]string{
-		"hub": append([]string{"jobset-fleet-hub"}, common(o.path(f.Layout.Hub+".kubeconfig"), metrics, probe, webhook, "hub")...),
+		"hub": append(append([]string{"jobset-fleet-hub"}, common("hub", hubKubeconfig)...), o.ExtraArgs...),
 	}
-	for i, m := range f.Layout.Members {
-		metrics, probe, webhook := o.agentPorts(i)
-		procs["agent-"+m.Name] = append(append([]string{"jobset-fleet-agent"}, common(o.path(m.Name+".kubeconfig"), metrics, probe, webhook, "agent-"+m.Name)...),
-			"--hub-kubeconfig", o.path(m.Name+"-agent-hub.kubeconfig"), "--cluster-name", m.Name,
+	for _, m := range f.Layout.Members {
+		name := "agent-" + m.Name
+		memberKubeconfig, err := connect(name, m.Name, o.path(m.Name+".kubeconfig"))
+		if err != nil {
+			return nil, err
+		}
+		hubKubeconfig, err := connect(name, f.Layout.Hub, o.path(m.Name+"-agent-hub.kubeconfig"))
+		if err != nil {
+			return nil, err
+		}
+		args := append([]string{"jobset-fleet-agent"}, common(name, memberKubeconfig)...)
+		args = append(args, "--hub-kubeconfig", hubKubeconfig, "--cluster-name", m.Name,
 			"--topology-keys", RackLabel+",kubernetes.io/hostname")
+		procs[name] = append(args, o.ExtraArgs...)
 	}
-	return procs
+	return procs, ctx.Err()
 }
 
-func (f *Fleet) startProcesses() error {
-	for name, args := range f.processes() {
+func (f *Fleet) startProcesses(ctx context.Context) error {
+	procs, err := f.processes(ctx)
+	if err != nil {
+		return err
+	}
+	for name, args := range procs {
 		bin, err := testenv.Binary(args[0])
 		if err != nil {
 			return err
@@ -284,14 +395,9 @@ func (f *Fleet) startProcesses() error {
 // webhooks with a certificate the apiservers trust); a process that exits
 // fails the bring-up with its log.
 func (f *Fleet) waitReady(ctx context.Context) error {
-	probes := map[string]int{}
-	_, probes["hub"], _ = f.o.hubPorts()
-	for i, m := range f.Layout.Members {
-		_, probes["agent-"+m.Name], _ = f.o.agentPorts(i)
-	}
-	for name, port := range probes {
-		url := fmt.Sprintf("http://127.0.0.1:%d/readyz", port)
-		deadline := time.Now().Add(2 * time.Minute)
+	for _, name := range f.processNames() {
+		url := fmt.Sprintf("http://127.0.0.1:%d/readyz", f.ports[name].probe)
+		deadline := time.Now().Add(3 * time.Minute)
 		for {
 			if f.procs[name].Exited() != nil {
 				return fmt.Errorf("%s exited; its log:\n%s", name, testenv.Tail(f.o.path("logs", name+".log"), 20))
@@ -301,7 +407,7 @@ func (f *Fleet) waitReady(ctx context.Context) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s not ready after 2m: %w; its log:\n%s", name, err, testenv.Tail(f.o.path("logs", name+".log"), 20))
+				return fmt.Errorf("%s not ready after 3m: %w; its log:\n%s", name, err, testenv.Tail(f.o.path("logs", name+".log"), 20))
 			}
 			select {
 			case <-ctx.Done():
@@ -353,6 +459,44 @@ func (f *Fleet) Wait(ctx context.Context) error {
 	case name := <-done:
 		return fmt.Errorf("%s exited; its log:\n%s", name, testenv.Tail(f.o.path("logs", name+".log"), 20))
 	}
+}
+
+// Processes are the hub's and the agents' processes, hub first.
+func (f *Fleet) Processes() []*testenv.Process {
+	var out []*testenv.Process
+	for _, name := range f.processNames() {
+		if p := f.procs[name]; p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Exited is the first process's exit, or nil while all run.
+func (f *Fleet) Exited() error {
+	for _, p := range f.Processes() {
+		if err := p.Exited(); err != nil {
+			return fmt.Errorf("%s: %w; its log:\n%s", p.Name, err, testenv.Tail(p.LogPath, 20))
+		}
+	}
+	return nil
+}
+
+// Stop stops what this process started: the hub and the agents, then
+// what Connect set up, then the clusters Options.Clusters made, in
+// reverse (an apiserver with clients still watching takes minutes to shut
+// down). It keeps Dir (the logs) and kwok clusters; Down removes them.
+func (f *Fleet) Stop() {
+	for _, p := range f.Processes() {
+		p.Stop()
+	}
+	for _, c := range slices.Backward(f.closes) {
+		c()
+	}
+	for _, s := range slices.Backward(f.stops) {
+		s()
+	}
+	f.procs, f.closes, f.stops = map[string]*testenv.Process{}, nil, nil
 }
 
 // Down stops the processes, deletes the clusters and removes Dir. It

@@ -3,7 +3,9 @@
 // and the hub and the agents running as local processes, joined with the
 // real `jobset-fleet-agent join`. `make run`, `make dev-up` and `make
 // dev-down` drive it through hack/devfleet; the e2e tests of e2e/fleet
-// start it themselves and read its Layout.
+// start it themselves and read its Layout; e2e/bench brings it up on
+// envtest clusters with a counting proxy per process (Options.Clusters,
+// Options.Connect). e2e/README.md says which suite uses which harness.
 package devfleet
 
 import (

@@ -1,7 +1,12 @@
-package main
+// Package workload is the benchmark's JobSets: what each one is, how
+// they are submitted (a burst of concurrent creates, or an open-loop fixed
+// rate), and how a watch sees their children appear on a cluster and a
+// list verifies them.
+package workload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -28,40 +33,40 @@ import (
 // headless Service.
 const (
 	rjobName         = "workers"
-	jobsPerJobSet    = 4
-	podsPerJob       = 2
-	objectsPerJobSet = jobsPerJobSet + 1 // Jobs + the headless Service
+	JobsPerJobSet    = 4
+	PodsPerJob       = 2
+	ObjectsPerJobSet = JobsPerJobSet + 1 // Jobs + the headless Service
 )
 
-// holdAnnotation keeps a fake pod Running on the kwok stages of
+// HoldAnnotation keeps a fake pod Running on the kwok stages of
 // e2e/kwok/stages.yaml (it matches neither pod-complete nor
 // pod-fail-first-attempt): the memory scenario wants ~10k live Pods.
-const holdAnnotation = "e2e.jobset-fleet.io/hold"
+const HoldAnnotation = "e2e.jobset-fleet.io/hold"
 
 var (
-	jobsGVR     = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
-	servicesGVR = schema.GroupVersionResource{Version: "v1", Resource: "services"}
+	JobsGVR     = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+	ServicesGVR = schema.GroupVersionResource{Version: "v1", Resource: "services"}
 )
 
-func jobSetName(i int) string { return fmt.Sprintf("js-%05d", i) }
+func Name(i int) string { return fmt.Sprintf("js-%05d", i) }
 
-// newJobSet builds the workload JobSet, already defaulted the way upstream's
+// New builds the workload JobSet, already defaulted the way upstream's
 // defaulting webhook would: neither controller's webhook is in the
 // admission path of the member scenarios, and upstream's controller reads
 // network.enableDNSHostnames from the stored object (unset: no Service).
-func newJobSet(ns, name string) *jobset.JobSet {
+func New(ns, name string) *jobset.JobSet {
 	js := &jobset.JobSet{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: jobset.JobSetSpec{
 			ReplicatedJobs: []jobset.ReplicatedJob{{
 				Name:     rjobName,
-				Replicas: jobsPerJobSet,
+				Replicas: JobsPerJobSet,
 				Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
-					Parallelism:  ptr.To[int32](podsPerJob),
-					Completions:  ptr.To[int32](podsPerJob),
+					Parallelism:  ptr.To[int32](PodsPerJob),
+					Completions:  ptr.To[int32](PodsPerJob),
 					BackoffLimit: ptr.To[int32](0),
 					Template: corev1.PodTemplateSpec{
-						ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{holdAnnotation: "true"}},
+						ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{HoldAnnotation: "true"}},
 						Spec: corev1.PodSpec{
 							RestartPolicy: corev1.RestartPolicyNever,
 							Containers: []corev1.Container{{
@@ -79,20 +84,20 @@ func newJobSet(ns, name string) *jobset.JobSet {
 	return js
 }
 
-// childNames are the names of the Jobs and the Service a JobSet must get:
+// ChildJobNames are the names of the Jobs and the Service a JobSet must get:
 // Jobs <jobset>-<rjob>-<index>, the Service named after the subdomain,
 // which defaults to the JobSet's name.
-func childJobNames(name string) []string {
-	names := make([]string, jobsPerJobSet)
+func ChildJobNames(name string) []string {
+	names := make([]string, JobsPerJobSet)
 	for i := range names {
 		names[i] = fmt.Sprintf("%s-%s-%d", name, rjobName, i)
 	}
 	return names
 }
 
-// createJobSets creates the JobSets named names with `workers` concurrent
+// Create creates the JobSets named names with `workers` concurrent
 // creates, calling submitted (if set) with each one's start time.
-func createJobSets(ctx context.Context, c client.Client, ns string, names []string, workers int, submitted func(name string, at time.Time)) error {
+func Create(ctx context.Context, c client.Client, ns string, names []string, workers int, submitted func(name string, at time.Time)) error {
 	work := make(chan string)
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
@@ -100,7 +105,7 @@ func createJobSets(ctx context.Context, c client.Client, ns string, names []stri
 		wg.Go(func() {
 			for name := range work {
 				at := time.Now()
-				if err := c.Create(ctx, newJobSet(ns, name)); err != nil && !apierrors.IsAlreadyExists(err) {
+				if err := c.Create(ctx, New(ns, name)); err != nil && !apierrors.IsAlreadyExists(err) {
 					errs <- fmt.Errorf("creating JobSet %s/%s: %w", ns, name, err)
 					return
 				}
@@ -133,11 +138,11 @@ feed:
 	return err
 }
 
-// childTracker watches, with metadata-only informers, the Jobs and Services
+// Tracker watches, with metadata-only informers, the Jobs and Services
 // of one cluster (one namespace, or all) and records when each JobSet's
 // children have all appeared. Event receipt time is the completion time:
 // that is when a watching user would see them.
-type childTracker struct {
+type Tracker struct {
 	cluster string
 	mu      sync.Mutex
 	// jobs[jobset] = names of its Jobs seen; services[jobset] = seen.
@@ -152,21 +157,27 @@ type childTracker struct {
 	stop   context.CancelFunc
 }
 
-// startChildTracker starts tracking; ns "" is every namespace. notify (if
+// Done is closed once the wanted number of JobSets are complete.
+func (t *Tracker) Done() <-chan struct{} { return t.done }
+
+// Stop stops the tracker's informers.
+func (t *Tracker) Stop() { t.stop() }
+
+// StartTracker starts tracking; ns "" is every namespace. notify (if
 // set) is called once per JobSet whose children are complete, keyed
 // "<namespace>/<jobset>".
-func startChildTracker(ctx context.Context, cluster string, cfg *rest.Config, ns string, want int, notify func(key string, at time.Time)) (*childTracker, error) {
+func StartTracker(ctx context.Context, cluster string, cfg *rest.Config, ns string, want int, notify func(key string, at time.Time)) (*Tracker, error) {
 	mc, err := metadata.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	t := &childTracker{
+	t := &Tracker{
 		cluster: cluster, jobs: map[string]map[string]bool{}, services: map[string]bool{},
 		complete: map[string]time.Time{}, want: want, done: make(chan struct{}), notify: notify, stop: cancel,
 	}
 	factory := metadatainformer.NewFilteredSharedInformerFactory(mc, 0, ns, nil)
-	for _, gvr := range []schema.GroupVersionResource{jobsGVR, servicesGVR} {
+	for _, gvr := range []schema.GroupVersionResource{JobsGVR, ServicesGVR} {
 		inf := factory.ForResource(gvr).Informer()
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: func(obj any) { t.observe(gvr, obj) },
@@ -185,7 +196,7 @@ func startChildTracker(ctx context.Context, cluster string, cfg *rest.Config, ns
 	return t, nil
 }
 
-func (t *childTracker) observe(gvr schema.GroupVersionResource, obj any) {
+func (t *Tracker) observe(gvr schema.GroupVersionResource, obj any) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return
@@ -194,7 +205,7 @@ func (t *childTracker) observe(gvr schema.GroupVersionResource, obj any) {
 	// Both controllers and the raw client label every Job with its JobSet;
 	// a Service is named after its JobSet (subdomain default).
 	var owner string
-	if gvr == jobsGVR {
+	if gvr == JobsGVR {
 		owner = m.Labels[jobset.JobSetNameKey]
 	} else {
 		owner = m.Name
@@ -204,7 +215,7 @@ func (t *childTracker) observe(gvr schema.GroupVersionResource, obj any) {
 	}
 	key := m.Namespace + "/" + owner
 	t.mu.Lock()
-	if gvr == jobsGVR {
+	if gvr == JobsGVR {
 		if t.jobs[key] == nil {
 			t.jobs[key] = map[string]bool{}
 		}
@@ -213,7 +224,7 @@ func (t *childTracker) observe(gvr schema.GroupVersionResource, obj any) {
 		t.services[key] = true
 	}
 	var completed bool
-	if _, already := t.complete[key]; !already && len(t.jobs[key]) == jobsPerJobSet && t.services[key] {
+	if _, already := t.complete[key]; !already && len(t.jobs[key]) == JobsPerJobSet && t.services[key] {
 		t.complete[key] = now
 		completed = true
 		if t.want > 0 && len(t.complete) == t.want {
@@ -226,24 +237,25 @@ func (t *childTracker) observe(gvr schema.GroupVersionResource, obj any) {
 	}
 }
 
-// completions copies the completion times so far.
-func (t *childTracker) completions() map[string]time.Time {
+// Completions copies the completion times so far.
+func (t *Tracker) Completions() map[string]time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return maps.Clone(t.complete)
 }
 
-func (t *childTracker) count() int {
+// Count is how many JobSets are complete so far.
+func (t *Tracker) Count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.complete)
 }
 
-// verifyChildren asserts what the benchmark counted really exists: every
+// Verify asserts what the benchmark counted really exists: every
 // expected Job and the Service of each JobSet in names, listed from the
 // apiserver (not the informers), each Job controlled by its JobSet.
 // It returns how many Jobs and Services it found.
-func verifyChildren(ctx context.Context, cfg *rest.Config, ns string, names []string) (jobs, services int, err error) {
+func Verify(ctx context.Context, cfg *rest.Config, ns string, names []string) (jobs, services int, err error) {
 	mc, err := metadata.NewForConfig(cfg)
 	if err != nil {
 		return 0, 0, err
@@ -264,17 +276,17 @@ func verifyChildren(ctx context.Context, cfg *rest.Config, ns string, names []st
 			}
 		}
 	}
-	jobObjs, err := list(jobsGVR)
+	jobObjs, err := list(JobsGVR)
 	if err != nil {
 		return 0, 0, err
 	}
-	svcObjs, err := list(servicesGVR)
+	svcObjs, err := list(ServicesGVR)
 	if err != nil {
 		return 0, 0, err
 	}
 	var missing []string
 	for _, name := range names {
-		for _, jobName := range childJobNames(name) {
+		for _, jobName := range ChildJobNames(name) {
 			j, ok := jobObjs[jobName]
 			if !ok {
 				missing = append(missing, "Job "+jobName)
@@ -298,4 +310,34 @@ func verifyChildren(ctx context.Context, cfg *rest.Config, ns string, names []st
 		return jobs, services, fmt.Errorf("in namespace %s, missing %v", ns, missing)
 	}
 	return jobs, services, nil
+}
+
+// SubmitAtRate creates JobSets on a fixed schedule, open loop: a slow
+// create does not delay the next one (each runs in its own goroutine), as
+// users submitting independently would not wait for each other.
+func SubmitAtRate(ctx context.Context, c client.Client, ns string, names []string, rate float64, submitted func(string, time.Time)) error {
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for i, name := range names {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				wg.Wait()
+				return ctx.Err()
+			}
+		}
+		wg.Go(func() {
+			if err := Create(ctx, c, ns, []string{name}, 1, submitted); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

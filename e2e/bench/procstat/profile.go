@@ -1,4 +1,4 @@
-package main
+package procstat
 
 import (
 	"fmt"
@@ -10,19 +10,19 @@ import (
 	"time"
 )
 
-// profiler samples one process's CPU with Linux perf (the binaries under
+// Profile samples one process's CPU with Linux perf (the binaries under
 // test have no pprof endpoint; perf needs no change to them and reads Go
 // symbols from unstripped binaries). -profile turns it on; the reports go
 // next to the logs.
-type profiler struct {
+type Profile struct {
 	cmd  *exec.Cmd
 	data string
 	done chan error
 }
 
-// startProfile records pid's on-CPU stacks (software clock: no hardware
+// StartProfile records pid's on-CPU stacks (software clock: no hardware
 // counters in a VM) until stop.
-func startProfile(pid int, data string) (*profiler, error) {
+func StartProfile(pid int, data string) (*Profile, error) {
 	perf, err := exec.LookPath("perf")
 	if err != nil {
 		return nil, fmt.Errorf("-profile needs perf (Debian: linux-perf): %w", err)
@@ -33,16 +33,16 @@ func startProfile(pid int, data string) (*profiler, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting perf: %w", err)
 	}
-	p := &profiler{cmd: cmd, data: data, done: make(chan error, 1)}
+	p := &Profile{cmd: cmd, data: data, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	return p, nil
 }
 
-// stop ends the recording and writes two text reports next to the data:
+// Stop ends the recording and writes two text reports next to the data:
 // where the CPU went by function (self), and by caller (children: which
 // higher-level work the time belongs to). It returns the self report's
 // top lines.
-func (p *profiler) stop() (string, error) {
+func (p *Profile) Stop() (string, error) {
 	if p == nil {
 		return "", nil
 	}

@@ -1,4 +1,4 @@
-package main
+package procstat
 
 import (
 	"bufio"
@@ -8,26 +8,24 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-
-	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 // clockTicks is USER_HZ, the unit of utime/stime in /proc/<pid>/stat. It is
 // 100 on every Linux architecture Go supports for this (amd64, arm64).
 const clockTicks = 100
 
-// usage is what /proc says a process has used so far.
-type usage struct {
+// Usage is what /proc says a process has used so far.
+type Usage struct {
 	// PeakRSS is VmHWM: the kernel's high-water mark of resident memory,
 	// so no sampling can miss a spike.
 	PeakRSS int64 // bytes
 	CPU     time.Duration
 }
 
-func procUsage(pid int) (usage, error) {
-	var u usage
+// Read reads what pid has used so far.
+func Read(pid int) (Usage, error) {
+	var u Usage
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return u, fmt.Errorf("reading status of pid %d: %w", pid, err)
@@ -42,13 +40,13 @@ func procUsage(pid int) (usage, error) {
 			u.PeakRSS = kb * 1024
 		}
 	}
-	cpu, err := procCPU(pid)
+	cpu, err := CPU(pid)
 	u.CPU = cpu
 	return u, err
 }
 
-// procCPU is utime+stime of a process.
-func procCPU(pid int) (time.Duration, error) {
+// CPU is utime+stime of a process.
+func CPU(pid int) (time.Duration, error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, fmt.Errorf("reading stat of pid %d: %w", pid, err)
@@ -68,10 +66,10 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
-// machineCPU returns busy and total CPU time of the whole machine since
+// MachineCPU returns busy and total CPU time of the whole machine since
 // boot, from /proc/stat: their deltas over a run say how saturated the
 // machine was (the other engineers' builds included).
-func machineCPU() (busy, total time.Duration, err error) {
+func MachineCPU() (busy, total time.Duration, err error) {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0, err
@@ -96,8 +94,8 @@ func machineCPU() (busy, total time.Duration, err error) {
 	return time.Duration(sum-idle) * tick, time.Duration(sum) * tick, nil
 }
 
-// loadAverage is the 1-minute load average.
-func loadAverage() string {
+// LoadAverage is the 1-minute load average.
+func LoadAverage() string {
 	data, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "?"
@@ -107,17 +105,4 @@ func loadAverage() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
-}
-
-// killChildren is the last line of defence: whatever child is still alive
-// when the benchmark ends (a cleanup that failed) is killed.
-func killChildren() []string {
-	kids, _ := testenv.Children()
-	var killed []string
-	for pid, name := range kids {
-		if syscall.Kill(pid, syscall.SIGKILL) == nil {
-			killed = append(killed, fmt.Sprintf("%s (pid %d)", name, pid))
-		}
-	}
-	return killed
 }

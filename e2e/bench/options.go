@@ -1,0 +1,109 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// options are the benchmark's flags.
+type options struct {
+	n          int // member scenario JobSets
+	podsN      int // memory scenario JobSets (8 pods each)
+	hubN       int // hub burst JobSets
+	rates      []float64
+	rateFor    time.Duration
+	scenarios  map[string]bool
+	contenders map[string]bool
+	oursArgs   []string
+	runTimeout time.Duration
+	workDir    string
+	keep       bool
+	out        string
+	profile    bool
+	// placement scenario: simulated member counts, pending JobSet counts,
+	// and the burst of JobSets that fit.
+	placementMembers []int
+	placementPending []int
+	placementN       int
+}
+
+// parseOptions parses the flags; code is -1 to go on, else the exit code.
+func parseOptions(args []string) (o options, code int) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var scenarios, rates, contenders, oursArgs, placementMembers, placementPending string
+	fs.IntVar(&o.n, "n", 1000, "JobSets in the member scenario (targets are stated at 1000).")
+	fs.IntVar(&o.podsN, "pods-n", 1250, "JobSets in the memory scenario (8 Pods each: 1250 → 10k Pods).")
+	fs.IntVar(&o.hubN, "hub-n", 1000, "JobSets of the hub burst (targets are stated at 1000).")
+	fs.StringVar(&rates, "rates", "50", "Offered rates (JobSets/s) of the hub scenario, comma-separated.")
+	fs.DurationVar(&o.rateFor, "rate-for", 20*time.Second, "How long each offered rate is held.")
+	fs.StringVar(&scenarios, "scenarios", "member,pods,hub", "Which scenarios to run: member, pods, hub, placement.")
+	fs.StringVar(&placementMembers, "placement-members", "10,50,100", "Simulated members of the placement scenario, comma-separated: one fleet each.")
+	fs.StringVar(&placementPending, "placement-pending", "0,200", "Pending JobSets (that fit nowhere) of the placement scenario, comma-separated: one burst each.")
+	fs.IntVar(&o.placementN, "placement-n", 200, "JobSets of each placement burst (they fit).")
+	fs.StringVar(&contenders, "contenders", "raw,raw-controller,upstream,ours,ours-unlimited", "Contenders of the member scenario (raw, raw-controller, upstream, ours, ours-unlimited).")
+	fs.StringVar(&oursArgs, "ours-args", "", "Extra flags for every jobset-fleet process, space-separated (e.g. -v=4 to debug).")
+	fs.DurationVar(&o.runTimeout, "run-timeout", 20*time.Minute, "Give up on one run after this long.")
+	fs.StringVar(&o.workDir, "work-dir", "", "Where logs and kubeconfigs go (default: a new temporary directory).")
+	fs.BoolVar(&o.keep, "keep", false, "Keep the work dir (logs) even when the run succeeds.")
+	fs.StringVar(&o.out, "out", "", "Also write the report (markdown) to this file.")
+	fs.BoolVar(&o.profile, "profile", false, "Record CPU profiles (perf) of the controllers, the hub and the agents while they work; reports in the work dir, top lines in the report.")
+	if err := fs.Parse(args); err != nil {
+		return o, 2
+	}
+	o.scenarios = map[string]bool{}
+	for _, s := range strings.Split(scenarios, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "member", "pods", "hub", "placement":
+			o.scenarios[s] = true
+		case "":
+		default:
+			fmt.Fprintf(os.Stderr, "unknown scenario %q (member, pods, hub, placement)\n", s)
+			return o, 2
+		}
+	}
+	o.contenders = map[string]bool{}
+	for _, c := range strings.Split(contenders, ",") {
+		o.contenders[strings.TrimSpace(c)] = true
+	}
+	o.oursArgs = strings.Fields(oursArgs)
+	for _, r := range strings.Split(rates, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(r, 64)
+		if err != nil || v <= 0 {
+			fmt.Fprintf(os.Stderr, "bad rate %q\n", r)
+			return o, 2
+		}
+		o.rates = append(o.rates, v)
+	}
+	var ok bool
+	if o.placementMembers, ok = counts("-placement-members", placementMembers, 1); !ok {
+		return o, 2
+	}
+	if o.placementPending, ok = counts("-placement-pending", placementPending, 0); !ok {
+		return o, 2
+	}
+	return o, -1
+}
+
+// counts parses a comma-separated list of whole numbers of at least least.
+func counts(flag, list string, least int) ([]int, bool) {
+	var out []int
+	for _, v := range strings.Split(list, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < least {
+			fmt.Fprintf(os.Stderr, "bad %s value %q\n", flag, v)
+			return nil, false
+		}
+		out = append(out, n)
+	}
+	return out, true
+}
