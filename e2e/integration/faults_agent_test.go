@@ -40,6 +40,29 @@ func TestFaultAgentRestartsDuringPartition(t *testing.T) {
 	})
 }
 
+// FAULT: the same, with the agent as it is installed (cmd/agent, leader
+// election on its member) crash-looping: each incarnation is killed
+// (kill -9, so it never gives up its leader-election Lease) fenceTimeout/2
+// after it started, and started again a second later, as a kubelet would.
+// An agent that waits for leadership, or for anything else slow, before
+// its first fence check never fences here.
+func TestFaultAgentCrashLoopsDuringPartition(t *testing.T) {
+	ns := namespace(t, "fault-crashloop")
+	from := placeBothPolicies(t, ns)
+	a := env.members[from].runAgentProcess(t, agentProcessOptions{leaderElection: true, restart: true})
+	partitionWhile(t, ns, from, "agent kills", func() {
+		p := a.process()
+		time.Sleep(fenceTimeout / 2)
+		p.Kill()
+		testenv.Eventually(t, 30*time.Second, "the agent started again", func() error {
+			if a.process() == p {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+	})
+}
+
 // placeBothPolicies places, running on one member (returned), JobSet "a",
 // which opted into at-least-once failover, and "r", with the default
 // policy (pinned to the same member).
