@@ -1,8 +1,3 @@
-// Package dispatch is the hub's controller for users' JobSets: it places
-// each JobSet on a member cluster, writes the JobSetDispatch the member's
-// agent runs, keeps the dispatch in step with the JobSet's spec, mirrors the
-// member's status back, moves the JobSet when its member is lost, and
-// removes the member copy before letting the JobSet go.
 package dispatch
 
 import (
