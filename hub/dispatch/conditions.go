@@ -19,7 +19,8 @@ const (
 	DispatchFinalizer = "fleet.jobset.x-k8s.io/member-cleanup"
 
 	// ConditionDispatched is True while a member runs the JobSet; False with
-	// the reason (NoFit, MemberLost, InvalidPlacement) while it is pending.
+	// the reason (NoFit, Queued, StartTimeout, MemberLost, InvalidPlacement)
+	// while it is pending.
 	ConditionDispatched = "Dispatched"
 	// ConditionMemberStatusStale is True when the status shown may be out of
 	// date because the member's heartbeat is not fresh, and says what the
@@ -71,6 +72,15 @@ const (
 	// ReasonDispatchRefused: the member's agent refused the dispatch
 	// (Accepted=False); the JobSet is placed elsewhere.
 	ReasonDispatchRefused = "DispatchRefused"
+	// ReasonQueued: the JobSet waits for its turn in the fleet queue (a
+	// StrictFIFO head that does not fit is ahead of it, or what it would
+	// take is held for a higher-priority JobSet); NoFit: it is its turn but
+	// no member fits.
+	ReasonQueued = "Queued"
+	// ReasonStartTimeout: no Pod of the placement started within the start
+	// deadline; the placement is withdrawn (its copy deleted and confirmed
+	// gone) and the JobSet placed again elsewhere.
+	ReasonStartTimeout = "StartTimeout"
 )
 
 // hubConditionTypes are set by the hub, never copied from the member.
