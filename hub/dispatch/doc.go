@@ -11,7 +11,17 @@
 //   - reconcile.go: one reconcile: observe, ComputePlan, apply; the
 //     release of a dispatch, the PlacementDecision, events.
 //   - plan.go: ComputePlan, the pure planner: place, propagate, move,
-//     wait for a fence, retire old dispatches, TTL.
+//     withdraw what did not start, wait for a fence, retire old
+//     dispatches, TTL.
+//   - queue.go: the fleet queue, pure: its order (Priority, then
+//     submission), Admit (whose turn it is under BestEffortFIFO or
+//     StrictFIFO), the Queued message and its signature without live
+//     numbers.
+//   - queueing.go: the queue as the reconciler keeps it: the chooser that
+//     places in queue order under the placement lock, and what re-evaluates
+//     waiting JobSets (member changes that could let them fit, kicks).
+//   - start.go: the start deadline, pure: when a placement started, the
+//     per-JobSet timeout, the members a withdrawal excludes.
 //   - commitments.go: what the hub dispatched that members do not report
 //     yet, counted by placement.
 //   - copies.go: the hub's own look at, and stop of, copies on silent
@@ -24,6 +34,7 @@
 //     template of the JobSet, its Pod Security labels.
 //   - metrics.go: dispatch latency and the JobSet gauges.
 //
-// Decisions are pure functions (plan.go, mirror.go, template.go) so they
+// Decisions are pure functions (plan.go, queue.go, start.go, mirror.go,
+// template.go) so they
 // can be table-tested; the reconciler only observes and applies.
 package dispatch

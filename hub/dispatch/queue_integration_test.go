@@ -18,6 +18,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
@@ -45,6 +46,12 @@ func clearQueue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// only keeps a test's JobSets on its own members: members of earlier tests
+// may still be healthy.
+func only(w *jstesting.JobSetWrapper, test string) *jstesting.JobSetWrapper {
+	return w.Annotation(fleet.ClusterSelectorAnnotation, "queue-test="+test)
 }
 
 func priorityClass(t *testing.T, name string, value int32) string {
@@ -96,13 +103,13 @@ func TestQueuePriorityNoOvertake(t *testing.T) {
 	startHub(t, placement.Spread)
 	ns := namespace(t, "queue-priority")
 	urgentClass := priorityClass(t, "queue-urgent", 1000)
-	m := join(t, "qp-a", "8", nil)
+	m := join(t, "qp-a", "8", map[string]string{"queue-test": "priority"})
 	m.report("8", "0") // full: everything waits
 
-	low := fleetJobSet(ns, "low", 1, "2").Obj()
+	low := only(fleetJobSet(ns, "low", 1, "2"), "priority").Obj()
 	create(t, low)
 	waitsWith(t, low, dispatch.ReasonNoFit)
-	urgent := withPriorityClass(fleetJobSet(ns, "urgent", 1, "8").Obj(), urgentClass)
+	urgent := withPriorityClass(only(fleetJobSet(ns, "urgent", 1, "8"), "priority").Obj(), urgentClass)
 	create(t, urgent)
 	waitsWith(t, urgent, dispatch.ReasonNoFit)
 
@@ -127,13 +134,13 @@ func TestQueueStrictFIFO(t *testing.T) {
 	clearQueue(t)
 	startHubWith(t, dispatch.Options{QueueingStrategy: dispatch.StrictFIFO}, nil)
 	ns := namespace(t, "queue-strict")
-	m := join(t, "qs-a", "16", nil)
+	m := join(t, "qs-a", "16", map[string]string{"queue-test": "strict"})
 	m.report("16", "6")
 
-	big := fleetJobSet(ns, "big", 1, "12").Obj()
+	big := only(fleetJobSet(ns, "big", 1, "12"), "strict").Obj()
 	create(t, big)
 	waitsWith(t, big, dispatch.ReasonNoFit)
-	small := fleetJobSet(ns, "small", 1, "4").Obj()
+	small := only(fleetJobSet(ns, "small", 1, "4"), "strict").Obj()
 	create(t, small)
 	msg := waitsWith(t, small, dispatch.ReasonQueued)
 	if !strings.Contains(msg, "waits behind "+ns+"/big") {
@@ -150,13 +157,13 @@ func TestQueueBestEffortFIFO(t *testing.T) {
 	clearQueue(t)
 	startHub(t, placement.Spread) // BestEffortFIFO by default
 	ns := namespace(t, "queue-besteffort")
-	m := join(t, "qb-a", "16", nil)
+	m := join(t, "qb-a", "16", map[string]string{"queue-test": "besteffort"})
 	m.report("16", "6")
 
-	big := fleetJobSet(ns, "big", 1, "12").Obj()
+	big := only(fleetJobSet(ns, "big", 1, "12"), "besteffort").Obj()
 	create(t, big)
 	waitsWith(t, big, dispatch.ReasonNoFit)
-	small := fleetJobSet(ns, "small", 1, "4").Obj()
+	small := only(fleetJobSet(ns, "small", 1, "4"), "besteffort").Obj()
 	create(t, small)
 	waitDispatched(t, small, "qb-a")
 	if c := condition(get(t, big), dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionFalse {
@@ -172,10 +179,10 @@ func TestStartDeadlineWithdrawsSafely(t *testing.T) {
 	clearQueue(t)
 	startHub(t, placement.Spread)
 	ns := namespace(t, "start-deadline")
-	join(t, "sd-a", "8", nil)
-	join(t, "sd-b", "8", nil)
+	join(t, "sd-a", "8", map[string]string{"queue-test": "deadline"})
+	join(t, "sd-b", "8", map[string]string{"queue-test": "deadline"})
 
-	js := fleetJobSet(ns, "stuck", 2, "1").Annotation(fleet.StartTimeoutAnnotation, "2s").Obj()
+	js := only(fleetJobSet(ns, "stuck", 2, "1"), "deadline").Annotation(fleet.StartTimeoutAnnotation, "2s").Obj()
 	create(t, js)
 	first := waitDispatched(t, js, "sd-a") // equal members: by name
 	// The member took it, but nothing can start: Pods stay Pending.
@@ -280,10 +287,10 @@ func TestIdleFleetWritesNothing(t *testing.T) {
 	clearQueue(t)
 	startHub(t, placement.Spread)
 	ns := namespace(t, "idle-fleet")
-	a, b := join(t, "idle-a", "4", nil), join(t, "idle-b", "4", nil)
+	a, b := join(t, "idle-a", "4", map[string]string{"queue-test": "idle"}), join(t, "idle-b", "4", map[string]string{"queue-test": "idle"})
 	const pending = 200
 	for i := range pending {
-		create(t, fleetJobSet(ns, fmt.Sprintf("js-%03d", i), 1, "100").Obj())
+		create(t, only(fleetJobSet(ns, fmt.Sprintf("js-%03d", i), 1, "100"), "idle").Obj())
 	}
 	testenv.Eventually(t, 2*timeout, "every JobSet waiting", func() error {
 		list := &jobset.JobSetList{}

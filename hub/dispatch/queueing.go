@@ -105,14 +105,14 @@ func (r *Reconciler) queue(ctx context.Context, o *Observed, excluded map[string
 	queue := []Pending{{JobSet: o.JobSet, Priority: Priority(o.JobSet, classes.Items), Excluded: excluded}}
 	for i := range list.Items {
 		js := &list.Items[i]
+		if epoch, ok := r.placed[js.UID]; ok && fleetOf(&js.Status).Epoch >= epoch {
+			delete(r.placed, js.UID) // the cache shows the placement
+		}
 		if js.UID == self || !inQueue(js) || fleet.NamespaceDenied(js.Namespace, r.opts.DeniedNamespaces) {
 			continue
 		}
-		if epoch, ok := r.placed[js.UID]; ok {
-			if fleetOf(&js.Status).Epoch < epoch {
-				continue // placed by this process; the cache lags
-			}
-			delete(r.placed, js.UID)
+		if _, lagging := r.placed[js.UID]; lagging {
+			continue // placed by this process; the cache does not show it yet
 		}
 		queue = append(queue, Pending{JobSet: js, Priority: Priority(js, classes.Items), Excluded: withdrawnExclusions(fleetOf(&js.Status), o.Members)})
 	}

@@ -63,6 +63,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		delete(r.placed, o.JobSet.UID)
 		r.placing.Unlock()
 	}
+	if err == nil && p.RemoveFinalizer {
+		r.placing.Lock()
+		delete(r.placed, o.JobSet.UID)
+		r.placing.Unlock()
+	}
 	if err == nil && freesTheQueue(o, p) {
 		r.kick()
 	}
