@@ -52,6 +52,12 @@ type Options struct {
 	// RejectUnrunnable rejects at admission JobSets whose Pods no member's
 	// nodes could ever hold; off for fleets with node autoscaling.
 	RejectUnrunnable bool
+	// QueueingStrategy orders JobSets waiting for a member: BestEffortFIFO
+	// or StrictFIFO, as Kueue's ClusterQueue queueingStrategy.
+	QueueingStrategy string
+	// StartTimeout withdraws a placement none of whose Pods started within
+	// it and places the JobSet elsewhere; 0 disables.
+	StartTimeout time.Duration
 	// Clock is for tests; default the wall clock.
 	Clock clock.PassiveClock
 }
@@ -65,6 +71,8 @@ func DefaultOptions() Options {
 		PlacementPolicy:    string(placement.Spread),
 		Concurrency:        16,
 		RejectUnrunnable:   true,
+		QueueingStrategy:   string(dispatch.BestEffortFIFO),
+		StartTimeout:       5 * time.Minute,
 	}
 }
 
@@ -77,6 +85,12 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		"A member silent for this long is lost. Its JobSets run elsewhere once their copy there is confirmed stopped "+
 			"(or at once, for JobSets that opt into at-least-once failover). Agents must fence before it: their --fence-timeout must be below it.")
 	fs.StringVar(&o.PlacementPolicy, "placement-policy", o.PlacementPolicy, "How to choose among fitting members: spread (most free, fewest JobSets) or binpack (least free after placement).")
+	fs.StringVar(&o.QueueingStrategy, "queueing-strategy", o.QueueingStrategy,
+		"Order of JobSets waiting for a member (priority, then submission time), as Kueue's ClusterQueue: BestEffortFIFO (one that does not fit does not block "+
+			"the rest, but a waiting higher-priority JobSet is never overtaken for the capacity it needs) or StrictFIFO (the first blocks the queue).")
+	fs.DurationVar(&o.StartTimeout, "start-timeout", o.StartTimeout,
+		"A dispatched JobSet none of whose Pods started within this is withdrawn (its copy confirmed deleted) and placed elsewhere, "+
+			"excluding that member until its capacity changes. Annotation "+fleet.StartTimeoutAnnotation+" overrides it per JobSet; 0 disables.")
 	fs.IntVar(&o.Concurrency, "concurrent-reconciles", o.Concurrency, "JobSets reconciled in parallel.")
 	fs.StringVar(&o.ClusterProfileProviderFile, "clusterprofile-provider-file", o.ClusterProfileProviderFile,
 		"cluster-inventory-api access provider file (JSON). With it the hub can reach members whose ClusterProfile lists a matching access provider, "+
@@ -101,6 +115,12 @@ func (o *Options) Validate() error {
 	if o.HeartbeatTimeout <= 0 || o.MemberLostTimeout <= o.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("--member-lost-timeout (%s) must exceed --heartbeat-timeout (%s), which must be positive", o.MemberLostTimeout, o.HeartbeatTimeout))
 	}
+	if _, err := dispatch.ParseQueueingStrategy(o.QueueingStrategy); err != nil {
+		errs = append(errs, fmt.Errorf("--queueing-strategy: %w", err))
+	}
+	if o.StartTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--start-timeout must not be negative, not %s", o.StartTimeout))
+	}
 	if o.Concurrency <= 0 {
 		errs = append(errs, fmt.Errorf("--concurrent-reconciles must be positive, not %d", o.Concurrency))
 	}
@@ -122,6 +142,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	policy, _ := placement.ParsePolicy(o.PlacementPolicy)
+	strategy, _ := dispatch.ParseQueueingStrategy(o.QueueingStrategy)
 	var access *fence.Access
 	if o.ClusterProfileProviderFile != "" {
 		var err error
@@ -143,6 +164,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		MaxConcurrentReconciles: o.Concurrency,
 		Access:                  access,
 		DeniedNamespaces:        o.extraDeniedNamespaces(),
+		QueueingStrategy:        strategy,
+		StartTimeout:            o.StartTimeout,
 		Clock:                   o.Clock,
 	})
 	if err := r.SetupWithManager(mgr); err != nil {

@@ -308,6 +308,7 @@ var userAnnotations = map[string]bool{
 	fleet.PinnedClusterAnnotation:   true,
 	fleet.ClusterSelectorAnnotation: true,
 	fleet.OnMemberLostAnnotation:    true,
+	fleet.StartTimeoutAnnotation:    true,
 }
 
 // ValidateHubOwnedKeys rejects labels and annotations under the fleet's

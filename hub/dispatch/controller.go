@@ -1,14 +1,10 @@
-// Package dispatch is the hub's controller for users' JobSets: it places
-// each JobSet on a member cluster, writes the JobSetDispatch the member's
-// agent runs, keeps the dispatch in step with the JobSet's spec, mirrors the
-// member's status back, moves the JobSet when its member is lost, and
-// removes the member copy before letting the JobSet go.
 package dispatch
 
 import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -38,6 +35,7 @@ import (
 // +kubebuilder:rbac:groups=fleet.jobset.x-k8s.io,resources=jobsetdispatches,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=multicluster.x-k8s.io,resources=placementdecisions,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=scheduling.k8s.io,resources=priorityclasses,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
@@ -61,6 +59,13 @@ type Options struct {
 	// DeniedNamespaces are hub namespaces whose JobSets run on no member,
 	// in addition to fleet.BuiltinDeniedNamespaces.
 	DeniedNamespaces []string
+	// QueueingStrategy orders the JobSets waiting for a member (default
+	// BestEffortFIFO).
+	QueueingStrategy QueueingStrategy
+	// StartTimeout withdraws a placement none of whose Pods started within
+	// it, and places the JobSet again elsewhere; zero: never. A JobSet's
+	// fleet.StartTimeoutAnnotation overrides it.
+	StartTimeout time.Duration
 }
 
 // Reconciler is the hub dispatcher.
@@ -72,10 +77,23 @@ type Reconciler struct {
 	recorder  events.EventRecorder
 	opts      Options
 
-	// placing serializes "read commitments, choose, reserve" so that
-	// concurrent placements see each other.
+	// placing serializes "read commitments and the queue, choose,
+	// reserve" so that concurrent placements see each other and go in
+	// queue order.
 	placing sync.Mutex
 	ledger  ledger
+	// placed are the JobSets this process placed, by the epoch it
+	// recorded, until the cache shows the record (under placing): a
+	// JobSet the cache still shows pending is not in the queue.
+	placed map[types.UID]int64
+
+	// kicks re-evaluates the waiting JobSets when one leaves the queue or
+	// a commitment is released (SetupWithManager).
+	kicks chan event.GenericEvent
+	// members is the last view of each member affectedBy saw, to tell
+	// whether a change could let a waiting JobSet fit.
+	membersMu sync.Mutex
+	members   map[string]memberView
 }
 
 // NewReconciler returns a Reconciler. c must be the manager's client (it
@@ -91,7 +109,11 @@ func NewReconciler(c client.Client, reader client.Reader, inv *inventory.Invento
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	return &Reconciler{client: c, reader: reader, inventory: inv, recorder: recorder, opts: opts}
+	if opts.QueueingStrategy == "" {
+		opts.QueueingStrategy = BestEffortFIFO
+	}
+	return &Reconciler{client: c, reader: reader, inventory: inv, recorder: recorder, opts: opts,
+		placed: map[types.UID]int64{}, kicks: make(chan event.GenericEvent, 1), members: map[string]memberView{}}
 }
 
 // SetupWithManager registers the index, metrics and controller. The
@@ -119,6 +141,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&fleet.JobSetDispatch{}, handler.EnqueueRequestsFromMapFunc(toOrigin)).
 		WatchesRawSource(source.Channel(r.inventory.Subscribe(), handler.EnqueueRequestsFromMapFunc(r.affectedBy))).
 		WatchesRawSource(source.Channel(r.opts.Access.Probed(), handler.EnqueueRequestsFromMapFunc(r.affectedBy))).
+		WatchesRawSource(source.Channel(r.kicks, handler.EnqueueRequestsFromMapFunc(r.waitingJobSets))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -131,10 +154,13 @@ func managedByFleet() predicate.Predicate {
 }
 
 // affectedBy maps a member change to the JobSets it may affect: those on
-// that member, those waiting for one, and those being deleted or waiting
-// for an old copy (which may be on any member).
+// that member, those being deleted or waiting for an old copy (which may be
+// on any member), and those waiting for a member only when the change could
+// let them fit (couldLetFit): a member's report that only churns does not
+// re-evaluate the queue.
 func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcile.Request {
 	member := o.(*clusterinventory.ClusterProfile).Name
+	help, capacityChanged := r.noteMember(ctx, member)
 	list := &jobset.JobSetList{}
 	if err := r.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing JobSets for a member change", "member", member)
@@ -146,9 +172,12 @@ func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcil
 		if ptr.Deref(js.Spec.ManagedBy, "") != fleet.ManagedByFleet {
 			continue
 		}
-		waiting := !meta.IsStatusConditionTrue(js.Status.Conditions, ConditionDispatched) ||
-			meta.IsStatusConditionTrue(js.Status.Conditions, ConditionMemberStatusStale)
-		if fleetOf(&js.Status).Cluster == member || waiting || js.DeletionTimestamp != nil {
+		fs := fleetOf(&js.Status)
+		queued := inQueue(js)
+		waiting := !queued && (!meta.IsStatusConditionTrue(js.Status.Conditions, ConditionDispatched) ||
+			meta.IsStatusConditionTrue(js.Status.Conditions, ConditionMemberStatusStale))
+		if fs.Cluster == member || waiting || js.DeletionTimestamp != nil ||
+			(queued && (help || (capacityChanged && withdrawnFromMember(fs, member)))) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(js)})
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -351,3 +352,7 @@ func hasEvent(t *testing.T, js *jobset.JobSet, reason string) error {
 	}
 	return fmt.Errorf("no %s event for %s; saw %s", reason, js.Name, strings.Join(seen, ","))
 }
+
+// ignoreStartBookkeeping leaves out of a comparison of status.fleet what
+// the start deadline keeps there (tests of it look at it themselves).
+var ignoreStartBookkeeping = cmpopts.IgnoreFields(jobset.FleetStatus{}, "StartedEpoch", "StartDeadlineSince", "Withdrawals")

@@ -62,7 +62,7 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 		if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "submit-big") {
 			return fmt.Errorf("Dispatched = %+v", c)
 		}
-		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "submit-big", Epoch: 1}, placed(cur)); diff != "" {
+		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "submit-big", Epoch: 1}, placed(cur), ignoreStartBookkeeping); diff != "" {
 			return fmt.Errorf("status.fleet (-want +got):\n%s", diff)
 		}
 		if len(cur.Labels) != 1 || len(cur.Annotations) != 1 {
@@ -369,7 +369,7 @@ func TestMemberLostAwaitsFence(t *testing.T) {
 	}
 	testenv.Eventually(t, timeout, "JobSet moved, restarts carried, old dispatch released", func() error {
 		cur := get(t, js)
-		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "lost-b", Epoch: 2, RestartsCarried: 3, RestartsCountTowardsMaxCarried: 3}, placed(cur)); diff != "" {
+		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "lost-b", Epoch: 2, RestartsCarried: 3, RestartsCountTowardsMaxCarried: 3}, placed(cur), ignoreStartBookkeeping); diff != "" {
 			return fmt.Errorf("status.fleet (-want +got):\n%s", diff)
 		}
 		if c := condition(cur, dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue || c.Reason != dispatch.ReasonRedispatched {
@@ -514,7 +514,7 @@ func TestHubRestartMidDispatch(t *testing.T) {
 		return nil
 	})
 	testenv.Eventually(t, timeout, "dispatch adopted", func() error {
-		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "restart-b", Epoch: 1}, placed(get(t, adopted))); diff != "" {
+		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "restart-b", Epoch: 1}, placed(get(t, adopted)), ignoreStartBookkeeping); diff != "" {
 			return fmt.Errorf("status.fleet (-want +got):\n%s", diff)
 		}
 		return hasEvent(t, adopted, dispatch.ReasonAdopted)

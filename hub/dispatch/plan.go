@@ -47,12 +47,24 @@ type Observed struct {
 	// NamespaceLabels are the Pod Security labels of the JobSet's hub
 	// namespace, which its dispatches carry.
 	NamespaceLabels map[string]string
+	// StartTimeout is the hub's start deadline (--start-timeout; the
+	// JobSet's annotation overrides it); zero: none.
+	StartTimeout time.Duration
+	// Strategy is the fleet queue's, for messages.
+	Strategy QueueingStrategy
 }
 
 // Chooser runs placement for the JobSet with some members excluded (the
-// value says why). The reconciler's chooser counts the hub's commitments;
-// it is called with the placement lock held.
-type Chooser func(excluded map[string]string) (placement.Result, error)
+// value says why). The reconciler's chooser counts the hub's commitments
+// and the fleet queue; it is called with the placement lock held.
+type Chooser func(excluded map[string]string) (Choice, error)
+
+// Choice is a Chooser's answer: placement's result, and where the JobSet
+// stands in the fleet queue (nil: no queue was consulted).
+type Choice struct {
+	placement.Result
+	Queue *Turn
+}
 
 // Event is one event on the hub JobSet.
 type Event struct {
@@ -330,12 +342,13 @@ func (pl *planner) sync(choose Chooser) error {
 			if err := pl.place(choose, nil, false); err != nil {
 				return err
 			}
-		} else {
+		} else if !withdrawing(fs) {
 			pl.setCondition(ConditionDispatched, false, ReasonDispatchDeleted, fmt.Sprintf(
 				"its JobSetDispatch %s/%s was deleted; it runs again once member %s confirms its copy stopped", rec.Namespace, rec.Name, fs.Cluster))
 		}
 	default:
 		pl.propagate(rec, fs)
+		pl.startDeadline(rec)
 	}
 
 	pl.staleness()
@@ -468,29 +481,41 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 			}
 		}
 	}
+	for name, why := range withdrawnExclusions(fs, pl.o.Members) {
+		if _, ok := excluded[name]; !ok {
+			excluded[name] = why
+		}
+	}
 	if blocker := pl.unreleasedBlocker(); blocker != nil {
 		pl.awaitingFence(blocker, "")
 		return nil
 	}
-	res, err := choose(excluded)
+	choice, err := choose(excluded)
 	if err != nil {
 		// Only a malformed annotation gets here (admission rejects those).
 		pl.setCondition(ConditionDispatched, false, ReasonInvalidPlacement, err.Error())
 		return nil
 	}
-	pl.p.Decision = &res
+	res := choice.Result
 	if res.Cluster == "" {
 		reason, msg := ReasonNoFit, "no member cluster fits: "+res.Explain()
+		if q := choice.Queue; q != nil {
+			reason, msg = queuedMessage(*q, pl.o.Strategy)
+		}
 		if moving {
-			reason, msg = ReasonMemberLost, "no other member cluster fits: "+res.Explain()
+			reason, msg = ReasonMemberLost, "no other member cluster fits: "+msg
 		}
 		fs.Cluster = ""
 		pl.setFleet(fs)
-		pl.setCondition(ConditionDispatched, false, reason, msg)
+		if pl.wait(reason, msg) && (choice.Queue == nil || choice.Queue.Behind == "") {
+			pl.p.Decision = &res
+		}
 		return nil
 	}
+	pl.p.Decision = &res
 	fs.Cluster = res.Cluster
 	fs.Epoch = nextEpoch(fs.Epoch, pl.o.Dispatches)
+	fs.StartDeadlineSince = ptr.To(metav1.NewTime(pl.o.Now))
 	pl.setFleet(fs)
 	pl.p.Record = pl.status.DeepCopy()
 	pl.p.Create = NewDispatch(pl.o.JobSet, fs, pl.o.NamespaceLabels)
@@ -505,6 +530,67 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 	}
 	pl.setCondition(ConditionDispatched, true, reason, dispatchedMessage(fs))
 	return nil
+}
+
+// wait sets Dispatched=False for a JobSet that cannot be placed now,
+// unless the condition already says the same thing but for live numbers
+// (waitSignature): a waiting JobSet is rewritten only when why it waits
+// changes. It reports whether it set the condition.
+func (pl *planner) wait(reason, msg string) bool {
+	msg = fleet.Bounded(msg, fleet.MaxConditionMessage)
+	if c := meta.FindStatusCondition(pl.status.Conditions, ConditionDispatched); c != nil && c.Status == metav1.ConditionFalse &&
+		waitSignature(c.Reason, c.Message) == waitSignature(reason, msg) {
+		return false
+	}
+	pl.setCondition(ConditionDispatched, false, reason, msg)
+	return true
+}
+
+// startDeadline withdraws the current placement d when none of its Pods
+// started within the JobSet's start deadline: the dispatch is deleted, the
+// JobSet is placed again once the member's agent confirmed its copy gone
+// (the same path as a deleted dispatch: never two copies), and that member
+// is no candidate until its reported capacity changes. A placement that
+// started is never withdrawn, nor one the hub cannot judge: suspended, or
+// on a member whose heartbeat is not fresh or that has not reported for
+// this epoch. A withdrawal is not a restart.
+func (pl *planner) startDeadline(d *fleet.JobSetDispatch) {
+	fs := fleetOf(pl.status)
+	if fs.StartedEpoch == fs.Epoch || IsFinished(pl.status) {
+		return
+	}
+	if started(d) {
+		fs.StartedEpoch = fs.Epoch
+		pl.setFleet(fs)
+		return
+	}
+	timeout := StartTimeout(pl.o.JobSet, pl.o.StartTimeout)
+	m, known := pl.member(fs.Cluster)
+	if timeout <= 0 || suspended(pl.o.JobSet) || !known || !m.HeartbeatFresh || !reported(d) || d.DeletionTimestamp != nil {
+		return
+	}
+	if fs.StartDeadlineSince == nil {
+		// Placed before the hub kept this: the deadline starts now.
+		fs.StartDeadlineSince = ptr.To(metav1.NewTime(pl.o.Now))
+		pl.setFleet(fs)
+	}
+	if wait := fs.StartDeadlineSince.Add(timeout).Sub(pl.o.Now); wait > 0 {
+		pl.requeue(wait + requeueMargin)
+		return
+	}
+	fs.Withdrawals = append(append([]jobset.Withdrawal{}, fs.Withdrawals...), jobset.Withdrawal{
+		Cluster: fs.Cluster, Epoch: fs.Epoch, Capacity: capacityFingerprint(m), Time: metav1.NewTime(pl.o.Now),
+	})
+	if n := len(fs.Withdrawals); n > maxWithdrawals {
+		fs.Withdrawals = fs.Withdrawals[n-maxWithdrawals:]
+	}
+	pl.setFleet(fs)
+	pl.retire(d)
+	msg := fmt.Sprintf("no Pod of epoch %d started on member %s within the start deadline (%s): withdrawing it. Its JobSetDispatch is deleted; "+
+		"once the member's agent confirms the copy is gone the JobSet is placed again, without member %s until that member's reported capacity changes. "+
+		"This is not a restart. Withdrawn so far from: %s",
+		fs.Epoch, fs.Cluster, shortDuration(timeout), fs.Cluster, withdrawnFrom(fs))
+	pl.setCondition(ConditionDispatched, false, ReasonStartTimeout, msg)
 }
 
 // awaitingFence says, on the JobSet, that it cannot run elsewhere until the
@@ -590,6 +676,9 @@ func (pl *planner) propagate(d *fleet.JobSetDispatch, fs jobset.FleetStatus) {
 			pl.event(corev1.EventTypeNormal, ReasonSuspending, "suspend sent to member %s", fs.Cluster)
 		case !suspended && was:
 			pl.event(corev1.EventTypeNormal, ReasonResuming, "resume sent to member %s", fs.Cluster)
+			// The start deadline counts from the resume.
+			fs.StartDeadlineSince = ptr.To(metav1.NewTime(pl.o.Now))
+			pl.setFleet(fs)
 		default:
 			pl.event(corev1.EventTypeNormal, ReasonSpecPropagated, "spec change sent to member %s", fs.Cluster)
 		}
@@ -698,7 +787,7 @@ func (pl *planner) finishStatus() {
 }
 
 func (pl *planner) setFleet(fs jobset.FleetStatus) {
-	if fs == (jobset.FleetStatus{}) {
+	if equality.Semantic.DeepEqual(fs, jobset.FleetStatus{}) {
 		pl.status.Fleet = nil
 		return
 	}
@@ -729,7 +818,11 @@ func containsDispatch(list []*fleet.JobSetDispatch, d *fleet.JobSetDispatch) boo
 }
 
 func dispatchedMessage(fs jobset.FleetStatus) string {
-	return fmt.Sprintf("dispatched to member %s (epoch %d)", fs.Cluster, fs.Epoch)
+	msg := fmt.Sprintf("dispatched to member %s (epoch %d)", fs.Cluster, fs.Epoch)
+	if len(fs.Withdrawals) > 0 {
+		msg += "; withdrawn earlier, as no Pod started within the start deadline, from: " + withdrawnFrom(fs)
+	}
+	return msg
 }
 
 func memberProblem(m inventory.Member, known bool) string {

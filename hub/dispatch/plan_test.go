@@ -58,7 +58,7 @@ func planJobSet(fs jobset.FleetStatus, annotations ...string) *jobset.JobSet {
 		w.Annotation(annotations[i], annotations[i+1])
 	}
 	js := w.Obj()
-	if fs != (jobset.FleetStatus{}) {
+	if fs.Cluster != "" || fs.Epoch != 0 {
 		js.Status.Fleet = &fs
 		js.Status.Conditions = []metav1.Condition{{Type: ConditionDispatched, Status: metav1.ConditionTrue, Reason: ReasonDispatched,
 			Message: dispatchedMessage(fs), LastTransitionTime: metav1.NewTime(t0)}}
@@ -167,6 +167,11 @@ func writtenStatus(p Plan) *jobset.JobSetStatus {
 		return p.Status
 	}
 	return p.Record
+}
+
+// placedAt reports whether fs records exactly the placement member/epoch.
+func placedAt(fs jobset.FleetStatus, member string, epoch int64) bool {
+	return fs.Cluster == member && fs.Epoch == epoch
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
@@ -496,8 +501,9 @@ func TestComputePlan(t *testing.T) {
 			for _, m := range tc.members {
 				o.Members[m.Name] = m
 			}
-			choose := func(excluded map[string]string) (placement.Result, error) {
-				return placement.Place(placement.Request{JobSet: tc.js, Members: tc.members, Excluded: excluded, Policy: placement.Spread})
+			choose := func(excluded map[string]string) (Choice, error) {
+				res, err := placement.Place(placement.Request{JobSet: tc.js, Members: tc.members, Excluded: excluded, Policy: placement.Spread})
+				return Choice{Result: res}, err
 			}
 			p, err := ComputePlan(o, choose)
 			if err != nil {
@@ -506,7 +512,7 @@ func TestComputePlan(t *testing.T) {
 			if diff := cmp.Diff(tc.want, summarize(p)); diff != "" {
 				t.Errorf("plan (-want +got):\n%s", diff)
 			}
-			if p.Create != nil && p.Record == nil && fleetOf(&tc.js.Status) != (jobset.FleetStatus{Cluster: memberOf(p.Create), Epoch: p.Create.Spec.Epoch}) {
+			if p.Create != nil && p.Record == nil && !placedAt(fleetOf(&tc.js.Status), memberOf(p.Create), p.Create.Spec.Epoch) {
 				t.Error("a dispatch must never be created before its placement is recorded")
 			}
 			if p.Record != nil && p.Status != nil {

@@ -48,6 +48,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	p, err := ComputePlan(*o, r.chooser(ctx, o, members))
 	if err == nil && p.Create != nil {
 		r.ledger.put(o.JobSet.UID, commitment{member: memberOf(p.Create), epoch: p.Create.Spec.Epoch, resources: p.Reserve})
+		r.placed[o.JobSet.UID] = p.Create.Spec.Epoch
 	}
 	r.placing.Unlock()
 	if err != nil {
@@ -58,8 +59,40 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil && p.Create != nil {
 		// The dispatch may not exist; the next reconcile places again.
 		r.ledger.forget(o.JobSet.UID)
+		r.placing.Lock()
+		delete(r.placed, o.JobSet.UID)
+		r.placing.Unlock()
+	}
+	if err == nil && p.RemoveFinalizer {
+		r.placing.Lock()
+		delete(r.placed, o.JobSet.UID)
+		r.placing.Unlock()
+	}
+	if err == nil && freesTheQueue(o, p) {
+		r.kick()
 	}
 	return res, err
+}
+
+// freesTheQueue reports whether a plan lets JobSets waiting in the queue
+// move: a JobSet left the queue (placed, or deleted while waiting), or
+// capacity committed on a member is released (a dispatch deleted, a
+// JobSet finished).
+func freesTheQueue(o *Observed, p Plan) bool {
+	js := o.JobSet
+	if js == nil {
+		return len(p.Delete) > 0
+	}
+	wasQueued := inQueue(js) || (js.DeletionTimestamp != nil && fleetOf(&js.Status).Cluster == "")
+	if wasQueued && (p.Create != nil || p.RemoveFinalizer) {
+		return true
+	}
+	for _, s := range []*jobset.JobSetStatus{p.Record, p.Status} {
+		if s != nil && IsFinished(s) && !IsFinished(&js.Status) {
+			return true
+		}
+	}
+	return len(p.Delete) > 0 || len(p.Release) > 0
 }
 
 // observe reads the JobSet, its dispatches (and those of an earlier JobSet
@@ -70,6 +103,8 @@ func (r *Reconciler) observe(ctx context.Context, key types.NamespacedName) (*Ob
 		Now:                r.opts.Clock.Now(),
 		LostTimeout:        r.inventory.MemberLostTimeout(),
 		InventoryNamespace: r.inventory.Namespace(),
+		StartTimeout:       r.opts.StartTimeout,
+		Strategy:           r.opts.QueueingStrategy,
 	}
 	js := &jobset.JobSet{}
 	switch err := r.client.Get(ctx, key, js); {
@@ -147,29 +182,6 @@ func (r *Reconciler) observeRecordedDispatch(ctx context.Context, o *Observed) e
 	}
 	o.Dispatches = append(o.Dispatches, *d)
 	return nil
-}
-
-// chooser runs placement with the hub's commitments: what it dispatched
-// that members do not report yet, and how many JobSets each runs.
-func (r *Reconciler) chooser(ctx context.Context, o *Observed, members []inventory.Member) Chooser {
-	return func(excluded map[string]string) (placement.Result, error) {
-		all := &fleet.JobSetDispatchList{}
-		// Read-only and under the placement lock: no copy of every dispatch.
-		if err := r.client.List(ctx, all, client.UnsafeDisableDeepCopy); err != nil {
-			return placement.Result{}, fmt.Errorf("listing dispatches for commitments: %w", err)
-		}
-		committed, load := r.ledger.committed(all.Items, members, o.JobSet.UID)
-		return placement.Place(placement.Request{
-			JobSet:    o.JobSet,
-			Members:   members,
-			Committed: committed,
-			Load:      load,
-			Excluded:  excluded,
-			Policy:    r.opts.Policy,
-
-			DeniedNamespaces: r.opts.DeniedNamespaces,
-		})
-	}
 }
 
 // apply carries out a plan in its order. Each step is idempotent, so a

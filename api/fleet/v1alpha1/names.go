@@ -165,3 +165,18 @@ func NamespaceDenied(ns string, extra []string) bool {
 	}
 	return slices.ContainsFunc(BuiltinDeniedNamespaces, match) || slices.ContainsFunc(extra, match)
 }
+
+// The start deadline (hub --start-timeout): a placement none of whose Pods
+// started within it is withdrawn and the JobSet placed again elsewhere.
+const (
+	// StartTimeoutAnnotation, set by a user on a hub JobSet, overrides the
+	// hub's --start-timeout for it: a Go duration ("15m"); "0" turns the
+	// withdrawal off for this JobSet.
+	StartTimeoutAnnotation = "fleet.jobset.x-k8s.io/start-timeout"
+	// DispatchStarted is a dispatch condition an agent may set True once a
+	// Pod of the dispatch's epoch ran (scheduled and started containers).
+	// The hub also infers a start from the reported JobSet status (ready,
+	// succeeded or failed Jobs, restarts); this condition also covers a Job
+	// only some of whose Pods run, which that status does not show.
+	DispatchStarted = "Started"
+)

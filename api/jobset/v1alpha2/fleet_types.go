@@ -38,4 +38,43 @@ type FleetStatus struct {
 	// from a time a member's clock wrote.
 	// +optional
 	FinishedObservedTime *metav1.Time `json:"finishedObservedTime,omitempty"`
+
+	// startedEpoch is the epoch whose Pods the hub last saw start on their
+	// member (a Job with ready, succeeded or failed Pods, or a restart). It
+	// is remembered: a JobSet whose current epoch started is never
+	// withdrawn for not starting.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	StartedEpoch int64 `json:"startedEpoch,omitempty"`
+
+	// startDeadlineSince is when the start deadline of the current epoch
+	// began, by the hub's clock: its dispatch, or its last resume.
+	// +optional
+	StartDeadlineSince *metav1.Time `json:"startDeadlineSince,omitempty"`
+
+	// withdrawals are the latest placements the hub withdrew because no Pod
+	// started there within the start deadline, newest last. The member of
+	// one is not a candidate again until its reported capacity differs from
+	// what it was at the withdrawal.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=atomic
+	// +optional
+	Withdrawals []Withdrawal `json:"withdrawals,omitempty"`
+}
+
+// Withdrawal is one placement the hub withdrew because it did not start.
+type Withdrawal struct {
+	// cluster is the member the JobSet was withdrawn from.
+	// +kubebuilder:validation:MaxLength=253
+	Cluster string `json:"cluster"`
+	// epoch is the placement withdrawn.
+	// +kubebuilder:validation:Minimum=0
+	Epoch int64 `json:"epoch"`
+	// capacity fingerprints what the member reported (allocatable and free
+	// resources) when the JobSet was withdrawn.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Capacity string `json:"capacity,omitempty"`
+	// time is when the hub withdrew it, by its clock.
+	Time metav1.Time `json:"time"`
 }

@@ -1,0 +1,225 @@
+package dispatch
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
+)
+
+// queued is a pending JobSet asking cpu, submitted at t0+age, of priority.
+func queued(name, cpu string, priority int32, age time.Duration) Pending {
+	js := jstesting.MakeJobSet("team", name).UID(types.UID(name)).CreationTimestamp(t0.Add(age)).ManagedBy(fleet.ManagedByFleet).
+		ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(1).Container("c", "busybox").
+			Requests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}).Obj()).Obj()
+	return Pending{JobSet: js, Priority: priority}
+}
+
+// cpuMember has allocatable cpu, free of it.
+func cpuMember(name, allocatable, free string) inventory.Member {
+	return planMember(name, func(m *inventory.Member) {
+		m.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(allocatable)}
+		m.Free = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(free)}
+	})
+}
+
+// placer places as the reconciler does, on members with no commitments.
+func placer(members ...inventory.Member) Placer {
+	return func(p Pending, reserved map[string]corev1.ResourceList, emptied bool) (placement.Result, error) {
+		req := placement.Request{JobSet: p.JobSet, Members: members, Excluded: p.Excluded, Committed: reserved}
+		if emptied {
+			req.Members, req.Committed = emptiedMembers(members), nil
+		}
+		return placement.Place(req)
+	}
+}
+
+func TestAdmit(t *testing.T) {
+	type want struct {
+		member   string // where it goes; "" waits
+		position int
+		behind   string
+		heldFor  string
+	}
+	cases := []struct {
+		name     string
+		strategy QueueingStrategy
+		members  []inventory.Member
+		queue    []Pending
+		target   string
+		want     want
+	}{{
+		name:    "alone and fits",
+		members: []inventory.Member{cpuMember("m1", "8", "8")},
+		queue:   []Pending{queued("a", "4", 0, 0)},
+		target:  "team/a", want: want{member: "m1", position: 1},
+	}, {
+		name:    "older of the same priority goes first and takes the room",
+		members: []inventory.Member{cpuMember("m1", "8", "6")},
+		queue:   []Pending{queued("young", "4", 0, time.Minute), queued("old", "4", 0, 0)},
+		target:  "team/young", want: want{position: 2},
+	}, {
+		name:    "higher priority goes first even when younger",
+		members: []inventory.Member{cpuMember("m1", "8", "6")},
+		queue:   []Pending{queued("old", "4", 0, 0), queued("urgent", "4", 100, time.Hour)},
+		target:  "team/old", want: want{position: 2},
+	}, {
+		name:    "same submission time: by name",
+		members: []inventory.Member{cpuMember("m1", "8", "6")},
+		queue:   []Pending{queued("b", "4", 0, 0), queued("a", "4", 0, 0)},
+		target:  "team/a", want: want{member: "m1", position: 1},
+	}, {
+		name:    "BestEffortFIFO: a big one that does not fit does not block a small one of its priority",
+		members: []inventory.Member{cpuMember("m1", "16", "6")},
+		queue:   []Pending{queued("big", "12", 0, 0), queued("small", "4", 0, time.Minute)},
+		target:  "team/small", want: want{member: "m1", position: 2},
+	}, {
+		name:     "StrictFIFO: the head that does not fit blocks the queue",
+		strategy: StrictFIFO,
+		members:  []inventory.Member{cpuMember("m1", "16", "6")},
+		queue:    []Pending{queued("big", "12", 0, 0), queued("small", "4", 0, time.Minute)},
+		target:   "team/small", want: want{position: 2, behind: "team/big"},
+	}, {
+		name:     "StrictFIFO: a head that fits blocks nobody",
+		strategy: StrictFIFO,
+		members:  []inventory.Member{cpuMember("m1", "16", "10")},
+		queue:    []Pending{queued("head", "4", 0, 0), queued("next", "4", 0, time.Minute)},
+		target:   "team/next", want: want{member: "m1", position: 2},
+	}, {
+		name:    "no overtaking: a lower-priority one may not take what a waiting higher-priority one needs",
+		members: []inventory.Member{cpuMember("m1", "16", "6")},
+		queue:   []Pending{queued("urgent", "12", 100, time.Hour), queued("low", "4", 0, 0)},
+		target:  "team/low", want: want{position: 2, heldFor: "team/urgent"},
+	}, {
+		name:    "no overtaking: nor on any member where the waiting one could run once emptied",
+		members: []inventory.Member{cpuMember("m1", "16", "6"), cpuMember("m2", "32", "8")},
+		queue:   []Pending{queued("urgent", "12", 100, 0), queued("low", "4", 0, 0)},
+		target:  "team/low", want: want{position: 2, heldFor: "team/urgent"},
+	}, {
+		name:    "no overtaking applies to lower priority only",
+		members: []inventory.Member{cpuMember("m1", "16", "6")},
+		queue:   []Pending{queued("big", "12", 100, 0), queued("peer", "4", 100, time.Minute)},
+		target:  "team/peer", want: want{member: "m1", position: 2},
+	}, {
+		name:    "no overtaking: a member the waiting one can never use is free to take",
+		members: []inventory.Member{cpuMember("m1", "16", "6"), cpuMember("small", "8", "8")},
+		queue:   []Pending{queued("urgent", "12", 100, 0), queued("low", "4", 0, 0)},
+		target:  "team/low", want: want{member: "small", position: 2},
+	}, {
+		name:    "no overtaking: a member excluded for the waiting one is free to take",
+		members: []inventory.Member{cpuMember("m1", "16", "6")},
+		queue: []Pending{func() Pending {
+			p := queued("urgent", "12", 100, 0)
+			p.Excluded = map[string]string{"m1": "withdrawn"}
+			return p
+		}(), queued("low", "4", 0, 0)},
+		target: "team/low", want: want{member: "m1", position: 2},
+	}, {
+		name:    "a waiting JobSet that can never fit anywhere holds nothing",
+		members: []inventory.Member{cpuMember("m1", "16", "6")},
+		queue:   []Pending{queued("huge", "64", 100, 0), queued("low", "4", 0, 0)},
+		target:  "team/low", want: want{member: "m1", position: 2},
+	}, {
+		name:    "JobSets ahead that fit take their share first",
+		members: []inventory.Member{cpuMember("m1", "16", "8")},
+		queue:   []Pending{queued("a", "4", 0, 0), queued("b", "4", 0, time.Second), queued("c", "4", 0, 2*time.Second)},
+		target:  "team/c", want: want{position: 3},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			strategy := tc.strategy
+			if strategy == "" {
+				strategy = BestEffortFIFO
+			}
+			turn, ok := Admit(tc.queue, strategy, placer(tc.members...), tc.target)
+			if !ok {
+				t.Fatal("target not in the queue")
+			}
+			got := want{member: turn.Result.Cluster, position: turn.Position, behind: turn.Behind, heldFor: strings.Join(turn.HeldFor, ",")}
+			if got != tc.want {
+				t.Errorf("turn = %+v, want %+v (verdicts %s)", got, tc.want, turn.Result.Explain())
+			}
+			if turn.Of != len(tc.queue) {
+				t.Errorf("Of = %d, want %d", turn.Of, len(tc.queue))
+			}
+			if turn.Waiting() {
+				reason, msg := queuedMessage(turn, strategy)
+				if !strings.HasPrefix(msg, "Queued: ") || reason == "" {
+					t.Errorf("waiting message %s %q", reason, msg)
+				}
+			}
+		})
+	}
+}
+
+func TestPriority(t *testing.T) {
+	classes := []schedulingv1.PriorityClass{
+		{ObjectMeta: metav1.ObjectMeta{Name: "high"}, Value: 1000},
+		{ObjectMeta: metav1.ObjectMeta{Name: "low"}, Value: -5},
+		{ObjectMeta: metav1.ObjectMeta{Name: "normal"}, Value: 10, GlobalDefault: true},
+	}
+	js := func(names ...string) *jobset.JobSet {
+		w := jstesting.MakeJobSet("team", "x")
+		for i, n := range names {
+			rj := jstesting.MakeReplicatedJob(string(rune('a' + i))).Replicas(1).Obj()
+			rj.Template.Spec.Template.Spec.PriorityClassName = n
+			w.ReplicatedJob(rj)
+		}
+		return w.Obj()
+	}
+	for _, tc := range []struct {
+		name    string
+		js      *jobset.JobSet
+		classes []schedulingv1.PriorityClass
+		want    int32
+	}{
+		{"named class", js("high"), classes, 1000},
+		{"none named: the global default", js(""), classes, 10},
+		{"none named, no default", js(""), classes[:2], 0},
+		{"the highest of its replicated jobs", js("low", "high"), classes, 1000},
+		{"one unnamed gets the default", js("low", ""), classes, 10},
+		{"unknown class", js("missing"), classes, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Priority(tc.js, tc.classes); got != tc.want {
+				t.Errorf("Priority = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWaitSignatureIgnoresLiveNumbers(t *testing.T) {
+	a := waitSignature(ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free")
+	b := waitSignature(ReasonNoFit, "Queued: 3rd of 14; no member cluster fits: m1: insufficient resources: needs cpu 16, 3900m free")
+	if a != b {
+		t.Errorf("free amounts and the queue's length changed the signature:\n%s\n%s", a, b)
+	}
+	for _, other := range []string{
+		waitSignature(ReasonNoFit, "Queued: 2nd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
+		waitSignature(ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m1: unhealthy: heartbeat not renewed"),
+		waitSignature(ReasonQueued, "Queued: 3rd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
+	} {
+		if other == a {
+			t.Errorf("a new position, verdict or reason kept the signature: %s", other)
+		}
+	}
+}
+
+func TestOrdinal(t *testing.T) {
+	for n, want := range map[int]string{1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 11: "11th", 12: "12th", 13: "13th", 21: "21st", 102: "102nd"} {
+		if got := ordinal(n); got != want {
+			t.Errorf("ordinal(%d) = %s, want %s", n, got, want)
+		}
+	}
+}

@@ -1,0 +1,220 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
+)
+
+// The fleet queue as the reconciler keeps it. The queue is not a second
+// store: it is read from the cache (JobSets with no recorded placement)
+// each time a JobSet asks for a member, under the placement lock, and
+// Admit decides whose turn it is. Waiting JobSets are re-evaluated only
+// when something that could let them fit happened: a member change that
+// could (affectedBy), a JobSet leaving the queue, or a commitment released
+// (kick).
+
+// inQueue reports whether a hub JobSet waits for a member: no recorded
+// placement, alive and unfinished.
+func inQueue(js *jobset.JobSet) bool {
+	return ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet && js.DeletionTimestamp == nil &&
+		!IsFinished(&js.Status) && fleetOf(&js.Status).Cluster == ""
+}
+
+func withdrawnFromMember(fs jobset.FleetStatus, member string) bool {
+	for _, w := range fs.Withdrawals {
+		if w.Cluster == member {
+			return true
+		}
+	}
+	return false
+}
+
+// chooser runs placement with the hub's commitments (what it dispatched
+// that members do not report yet, and how many JobSets each runs) in the
+// fleet queue's order.
+func (r *Reconciler) chooser(ctx context.Context, o *Observed, members []inventory.Member) Chooser {
+	return func(excluded map[string]string) (Choice, error) {
+		all := &fleet.JobSetDispatchList{}
+		// Read-only and under the placement lock: no copy of every dispatch.
+		if err := r.client.List(ctx, all, client.UnsafeDisableDeepCopy); err != nil {
+			return Choice{}, fmt.Errorf("listing dispatches for commitments: %w", err)
+		}
+		committed, load := r.ledger.committed(all.Items, members, o.JobSet.UID)
+		queue, err := r.queue(ctx, o, excluded)
+		if err != nil {
+			return Choice{}, err
+		}
+		place := func(p Pending, reserved map[string]corev1.ResourceList, emptied bool) (placement.Result, error) {
+			req := placement.Request{
+				JobSet: p.JobSet, Members: members, Excluded: p.Excluded, Policy: r.opts.Policy,
+				DeniedNamespaces: r.opts.DeniedNamespaces,
+			}
+			if emptied {
+				req.Members = emptiedMembers(members)
+				return placement.Place(req)
+			}
+			req.Committed = cloneReserved(committed)
+			req.Load = make(map[string]int, len(load))
+			for m, n := range load {
+				req.Load[m] = n
+			}
+			for m, l := range reserved {
+				addReserved(req.Committed, m, l)
+				req.Load[m]++
+			}
+			return placement.Place(req)
+		}
+		turn, ok := Admit(queue, r.opts.QueueingStrategy, place, o.JobSet.Namespace+"/"+o.JobSet.Name)
+		if !ok {
+			res, err := place(Pending{JobSet: o.JobSet, Excluded: excluded}, nil, false)
+			return Choice{Result: res}, err
+		}
+		if turn.Err != nil {
+			return Choice{}, turn.Err
+		}
+		return Choice{Result: turn.Result, Queue: &turn}, nil
+	}
+}
+
+// queue is the fleet queue as the cache has it, with the JobSet o asking.
+func (r *Reconciler) queue(ctx context.Context, o *Observed, excluded map[string]string) ([]Pending, error) {
+	classes := &schedulingv1.PriorityClassList{}
+	if err := r.client.List(ctx, classes); err != nil {
+		return nil, fmt.Errorf("listing PriorityClasses: %w", err)
+	}
+	list := &jobset.JobSetList{}
+	if err := r.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing JobSets for the queue: %w", err)
+	}
+	self := o.JobSet.UID
+	delete(r.placed, self) // it asks for a member: it waits, whatever was placed before
+	queue := []Pending{{JobSet: o.JobSet, Priority: Priority(o.JobSet, classes.Items), Excluded: excluded}}
+	for i := range list.Items {
+		js := &list.Items[i]
+		if epoch, ok := r.placed[js.UID]; ok && fleetOf(&js.Status).Epoch >= epoch {
+			delete(r.placed, js.UID) // the cache shows the placement
+		}
+		if js.UID == self || !inQueue(js) || fleet.NamespaceDenied(js.Namespace, r.opts.DeniedNamespaces) {
+			continue
+		}
+		if _, lagging := r.placed[js.UID]; lagging {
+			continue // placed by this process; the cache does not show it yet
+		}
+		queue = append(queue, Pending{JobSet: js, Priority: Priority(js, classes.Items), Excluded: withdrawnExclusions(fleetOf(&js.Status), o.Members)})
+	}
+	return queue, nil
+}
+
+// emptiedMembers are the members as if nothing ran on them: what a JobSet
+// could use there once everything else left.
+func emptiedMembers(members []inventory.Member) []inventory.Member {
+	out := make([]inventory.Member, len(members))
+	for i, m := range members {
+		m.Free = m.Allocatable.DeepCopy()
+		m.FleetUsed = nil
+		out[i] = m
+	}
+	return out
+}
+
+// kick re-evaluates the waiting JobSets (waitingJobSets). Kicks coalesce:
+// the JobSets are listed when the kick is handled.
+func (r *Reconciler) kick() {
+	select {
+	case r.kicks <- event.GenericEvent{Object: &jobset.JobSet{}}:
+	default:
+	}
+}
+
+// waitingJobSets are the JobSets of the queue that were evaluated and wait.
+func (r *Reconciler) waitingJobSets(ctx context.Context, _ client.Object) []reconcile.Request {
+	list := &jobset.JobSetList{}
+	if err := r.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing JobSets waiting in the queue")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		js := &list.Items[i]
+		if inQueue(js) && meta.IsStatusConditionFalse(js.Status.Conditions, ConditionDispatched) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(js)})
+		}
+	}
+	return reqs
+}
+
+// memberView is what of a member can let a waiting JobSet fit.
+type memberView struct {
+	// filters are the member's properties other than capacity that
+	// placement filters on.
+	filters     string
+	allocatable corev1.ResourceList
+	free        corev1.ResourceList
+	capacity    string
+}
+
+func viewOf(m inventory.Member) memberView {
+	return memberView{
+		filters: fmt.Sprint(m.Healthy, m.HeartbeatFresh, m.OutOfService, m.Labels, m.AllowedNamespaces, m.TopologyDomains, m.StorageClasses),
+		// DeepCopy: the views outlive the member's assessment.
+		allocatable: m.Allocatable.DeepCopy(), free: m.Free.DeepCopy(), capacity: capacityFingerprint(m),
+	}
+}
+
+// couldLetFit reports whether a member that was prev and is now cur could
+// fit a JobSet it did not: it is new, a filter changed, or it reports more
+// of some resource. Less capacity fits nothing new.
+func couldLetFit(prev, cur memberView, known bool) bool {
+	if !known || prev.filters != cur.filters {
+		return true
+	}
+	return grew(prev.allocatable, cur.allocatable) || grew(prev.free, cur.free)
+}
+
+func grew(prev, cur corev1.ResourceList) bool {
+	for name, q := range cur {
+		p, ok := prev[name]
+		if !ok || q.Cmp(p) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// noteMember records the member's current view and says whether its change
+// could let a waiting JobSet fit, and whether its capacity changed at all
+// (which ends a withdrawal's exclusion).
+func (r *Reconciler) noteMember(ctx context.Context, name string) (couldFit, capacityChanged bool) {
+	members, err := r.inventory.Members(ctx)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Reading members for a member change", "member", name)
+		return true, true
+	}
+	r.membersMu.Lock()
+	defer r.membersMu.Unlock()
+	for _, m := range members {
+		if m.Name != name {
+			continue
+		}
+		cur := viewOf(m)
+		prev, known := r.members[name]
+		r.members[name] = cur
+		return couldLetFit(prev, cur, known), !known || prev.capacity != cur.capacity
+	}
+	delete(r.members, name)
+	return false, false
+}
