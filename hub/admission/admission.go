@@ -357,6 +357,11 @@ func ValidateFleetAnnotations(annotations map[string]string) field.ErrorList {
 	if v, ok := annotations[fleet.OnMemberLostAnnotation]; ok && !slices.Contains(dispatch.OnMemberLostPolicies, v) {
 		errs = append(errs, field.NotSupported(path.Key(fleet.OnMemberLostAnnotation), v, dispatch.OnMemberLostPolicies))
 	}
+	if v, ok := annotations[fleet.StartTimeoutAnnotation]; ok {
+		if d, err := time.ParseDuration(v); err != nil || d < 0 {
+			errs = append(errs, field.Invalid(path.Key(fleet.StartTimeoutAnnotation), v, `must be a non-negative duration such as "15m" ("0": never withdrawn)`))
+		}
+	}
 	return errs
 }
 

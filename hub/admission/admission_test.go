@@ -51,6 +51,10 @@ func TestValidateFleetAnnotations(t *testing.T) {
 		{"bad selector", map[string]string{fleet.ClusterSelectorAnnotation: "region in (eu"}, "metadata.annotations[fleet.jobset.x-k8s.io/cluster-selector]"},
 		{"bad pin", map[string]string{fleet.PinnedClusterAnnotation: "Member_1"}, "metadata.annotations[fleet.jobset.x-k8s.io/pinned-cluster]"},
 		{"bad policy", map[string]string{fleet.OnMemberLostAnnotation: "Retry"}, "metadata.annotations[fleet.jobset.x-k8s.io/on-member-lost]"},
+		{"start timeout", map[string]string{fleet.StartTimeoutAnnotation: "15m"}, ""},
+		{"start timeout off", map[string]string{fleet.StartTimeoutAnnotation: "0"}, ""},
+		{"bad start timeout", map[string]string{fleet.StartTimeoutAnnotation: "soon"}, "metadata.annotations[fleet.jobset.x-k8s.io/start-timeout]"},
+		{"negative start timeout", map[string]string{fleet.StartTimeoutAnnotation: "-1m"}, "metadata.annotations[fleet.jobset.x-k8s.io/start-timeout]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			errs := admission.ValidateFleetAnnotations(tc.annotations)

@@ -126,6 +126,16 @@ func emptiedMembers(members []inventory.Member) []inventory.Member {
 	for i, m := range members {
 		m.Free = m.Allocatable.DeepCopy()
 		m.FleetUsed = nil
+		if m.Nodes != nil {
+			// Every node as free as the group's largest: an upper bound,
+			// so a waiting JobSet holds capacity wherever it might fit.
+			nodes := m.Nodes.DeepCopy()
+			for g := range nodes.Groups {
+				grp := &nodes.Groups[g]
+				grp.Free = []fleet.FreeNodes{{Count: grp.Nodes, Free: grp.Allocatable.DeepCopy()}}
+			}
+			m.Nodes = nodes
+		}
 		out[i] = m
 	}
 	return out

@@ -272,3 +272,26 @@ func TestWaitingIsQuiet(t *testing.T) {
 		t.Errorf("a new free amount rewrote a waiting JobSet: status %v, decision %v", again.Status != nil, again.Decision != nil)
 	}
 }
+
+func TestCapacityFingerprintSeesNodes(t *testing.T) {
+	node := func(freeGPU string) *fleet.NodeSummary {
+		return &fleet.NodeSummary{Groups: []fleet.NodeGroup{{
+			Nodes:       2,
+			Allocatable: corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("8")},
+			Free:        []fleet.FreeNodes{{Count: 2, Free: corev1.ResourceList{"nvidia.com/gpu": resource.MustParse(freeGPU)}}},
+		}}}
+	}
+	a := inventory.Member{Name: "m1", Nodes: node("4")}
+	b := inventory.Member{Name: "m1", Nodes: node("4")}
+	c := inventory.Member{Name: "m1", Nodes: node("8")}
+	if capacityFingerprint(a) != capacityFingerprint(b) {
+		t.Error("the same nodes give different fingerprints")
+	}
+	if capacityFingerprint(a) == capacityFingerprint(c) {
+		t.Error("nodes freed without the sums moving leave the fingerprint unchanged: a withdrawn member stays excluded")
+	}
+	emptied := emptiedMembers([]inventory.Member{c})[0]
+	if got := emptied.Nodes.Groups[0].Free; len(got) != 1 || got[0].Count != 2 || !got[0].Free["nvidia.com/gpu"].Equal(resource.MustParse("8")) {
+		t.Errorf("emptied member's nodes: %+v, want every node at its allocatable", got)
+	}
+}
