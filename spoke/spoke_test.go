@@ -41,7 +41,7 @@ func TestAgentInstalledBeforeJoin(t *testing.T) {
 	})
 	must(t, err)
 	opts := spoke.DefaultOptions()
-	opts.HubKubeconfigSecret = membership.AgentNamespace + "/" + membership.KubeconfigSecret
+	opts.HubKubeconfigSecret = fleet.SystemNamespace + "/" + fleet.HubKubeconfigSecret
 	opts.Agent.HeartbeatInterval = 500 * time.Millisecond
 	_, err = spoke.Setup(mgr, opts)
 	must(t, err)

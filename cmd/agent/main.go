@@ -91,7 +91,7 @@ func main() {
 // component is what distinguishes the agent's manager from the hub's.
 var component = manager.Component{
 	Name:                            "jobset-fleet-agent",
-	Namespace:                       membership.AgentNamespace,
+	Namespace:                       fleetv1alpha1.SystemNamespace,
 	KubeconfigUsage:                 "Member cluster kubeconfig (default: $KUBECONFIG, else in-cluster config).",
 	WebhookService:                  "jobset-fleet-webhook-service",
 	WebhookSecret:                   "jobset-fleet-webhook-certs",
@@ -198,7 +198,7 @@ func (f *membershipFlags) hubClient(scheme *runtime.Scheme) (client.Client, *res
 func runJoin(args []string, scheme *runtime.Scheme) error {
 	var f membershipFlags
 	var output string
-	fs := membershipFlagSet("join", "Join a member cluster to the fleet: its ClusterProfile, hub namespace, agent\nServiceAccount, Roles and token on the hub; the CRDs, the namespace\n"+membership.AgentNamespace+" and the Secret "+membership.KubeconfigSecret+" on the member. Idempotent.", &f)
+	fs := membershipFlagSet("join", "Join a member cluster to the fleet: its ClusterProfile, hub namespace, agent\nServiceAccount, Roles and token on the hub; the CRDs, the namespace\n"+fleetv1alpha1.SystemNamespace+" and the Secret "+fleetv1alpha1.HubKubeconfigSecret+" on the member. Idempotent.", &f)
 	fs.StringVar(&f.labels, "labels", "", "ClusterProfile labels, k=v,k2=v2.")
 	fs.StringVar(&f.opts.HubServerURL, "hub-server", "", "Hub apiserver URL as the agent reaches it (default: the server of --hub-kubeconfig).")
 	fs.StringVar(&output, "output-kubeconfig", "", "Also write the agent's hub kubeconfig to this file (for running the agent locally).")
@@ -243,7 +243,7 @@ func runJoin(args []string, scheme *runtime.Scheme) error {
 		}
 	}
 	fmt.Printf("Joined %s. Run the agent on the member with --cluster-name=%s --hub-kubeconfig-secret=%s/%s\n",
-		f.opts.ClusterName, f.opts.ClusterName, membership.AgentNamespace, membership.KubeconfigSecret)
+		f.opts.ClusterName, f.opts.ClusterName, fleetv1alpha1.SystemNamespace, fleetv1alpha1.HubKubeconfigSecret)
 	return nil
 }
 

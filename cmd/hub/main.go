@@ -59,7 +59,7 @@ Flags:
 // component is what distinguishes the hub's manager from the agent's.
 var component = manager.Component{
 	Name:                            "jobset-fleet-hub",
-	Namespace:                       "jobset-fleet-system",
+	Namespace:                       fleetv1alpha1.SystemNamespace,
 	KubeconfigUsage:                 "Hub kubeconfig (default: $KUBECONFIG, else in-cluster config).",
 	WebhookService:                  "jobset-fleet-hub-webhook-service",
 	WebhookSecret:                   "jobset-fleet-hub-webhook-certs",

@@ -35,11 +35,6 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// DefaultNamespace is the agent's own namespace on the member (the one
-// `join` creates): its leader-election Lease, its hub kubeconfig Secret and
-// the LastRenewalLeaseName Lease live there.
-const DefaultNamespace = "jobset-fleet-system"
-
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
 
 // Options configure the agent. ClusterName and HubConfig are required.
@@ -110,7 +105,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		InventoryNamespace: fleetv1alpha1.DefaultInventoryNamespace,
-		Namespace:          DefaultNamespace,
+		Namespace:          fleetv1alpha1.SystemNamespace,
 		HeartbeatInterval:  10 * time.Second,
 		ProfileInterval:    30 * time.Second,
 		FenceTimeout:       30 * time.Second,

@@ -219,7 +219,7 @@ func TestAgent(t *testing.T) {
 		testenv.Eventually(t, 20*time.Second, "the dispatch refused with Conflict", func() error {
 			got := getDispatch(t, hub.Client, d.Name)
 			c := meta.FindStatusCondition(got.Status.Conditions, fleetv1alpha1.DispatchAccepted)
-			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != agent.ReasonConflict {
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleetv1alpha1.ReasonConflict {
 				return fmt.Errorf("conditions %+v", got.Status.Conditions)
 			}
 			return nil

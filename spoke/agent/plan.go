@@ -21,50 +21,10 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// Reasons of the agent's dispatch conditions.
-const (
-	ReasonAccepted    = "Accepted"
-	ReasonConflict    = "Conflict"
-	ReasonNewerEpoch  = "NewerEpochOnMember"
-	ReasonCopyDeleted = "MemberJobSetDeleted"
-
-	// Refusals (Accepted=False): the member cannot run the copy for a
-	// reason that lasts, so the hub places the JobSet elsewhere.
-	//
-	// ReasonMemberRefused: the member's apiserver refused the copy
-	// (admission webhook or policy, validation, size).
-	ReasonMemberRefused = "MemberRefused"
-	// ReasonQuotaExceeded: a ResourceQuota of the namespace on the member
-	// leaves no room for the copy (count/jobsets.jobset.x-k8s.io, ...).
-	ReasonQuotaExceeded = "QuotaExceeded"
-	// ReasonNamespaceTerminating: the namespace is being deleted on the
-	// member.
-	ReasonNamespaceTerminating = "NamespaceTerminating"
-	// ReasonNamespaceMissing: the namespace does not exist on the member
-	// and the agent runs with --create-namespaces=false.
-	ReasonNamespaceMissing = "NamespaceMissing"
-	// ReasonNamespaceDenied: the agent's namespace policy (the built-in
-	// list and --denied-namespaces) denies the JobSet's namespace.
-	ReasonNamespaceDenied = "NamespaceDenied"
-)
-
 // RefusalRetryInterval is how often the agent tries again to create a copy
 // the member refused, in case the cause went away (quota raised, policy
 // changed) before the hub placed the JobSet elsewhere.
 const RefusalRetryInterval = 30 * time.Second
-
-// DispatchKey is the value of the dispatch annotation for d.
-func DispatchKey(d *fleetv1alpha1.JobSetDispatch) string { return d.Namespace + "/" + d.Name }
-
-// Epoch is the epoch a member JobSet was made for, 0 when unlabelled or
-// unparsable (so it counts as older than any dispatch).
-func Epoch(js *v1alpha2.JobSet) int64 {
-	e, err := strconv.ParseInt(js.Labels[fleetv1alpha1.EpochLabel], 10, 64)
-	if err != nil {
-		return 0
-	}
-	return e
-}
 
 // DesiredJobSet is the member JobSet a dispatch asks for: the origin's
 // namespace and name, the user's labels, annotations and spec, plus the
@@ -81,7 +41,7 @@ func DesiredJobSet(d *fleetv1alpha1.JobSetDispatch) *v1alpha2.JobSet {
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
-	annotations[fleetv1alpha1.DispatchAnnotation] = DispatchKey(d)
+	annotations[fleetv1alpha1.DispatchAnnotation] = fleetv1alpha1.DispatchKey(d)
 
 	js := &v1alpha2.JobSet{
 		ObjectMeta: metav1.ObjectMeta{
@@ -296,7 +256,7 @@ func ComputePlan(o Observed) Plan {
 	ours := func(js *v1alpha2.JobSet) bool {
 		return js.Annotations[fleetv1alpha1.DispatchAnnotation] == o.Key && js.Labels[fleetv1alpha1.OriginUIDLabel] == string(d.Spec.Origin.UID)
 	}
-	current := o.Target != nil && ours(o.Target) && Epoch(o.Target) == d.Spec.Epoch
+	current := o.Target != nil && ours(o.Target) && fleetv1alpha1.Epoch(o.Target) == d.Spec.Epoch
 
 	if d.DeletionTimestamp != nil {
 		p.State = StateDeleting
@@ -307,8 +267,8 @@ func ComputePlan(o Observed) Plan {
 			// The hub learns how the copy ended, so a deleted dispatch
 			// is not taken for a copy that never finished.
 			p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-				st.ObservedEpoch = Epoch(o.Target)
-				st.JobSetStatus = ReportedStatus(o.Target)
+				st.ObservedEpoch = fleetv1alpha1.Epoch(o.Target)
+				st.JobSetStatus = fleetv1alpha1.ReportedStatus(o.Target)
 			})
 		}
 		if len(o.Copies) > 0 {
@@ -316,7 +276,7 @@ func ComputePlan(o Observed) Plan {
 			return p
 		}
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			setCondition(st, d, fleetv1alpha1.DispatchDeleted, metav1.ConditionTrue, ReasonCopyDeleted,
+			setCondition(st, d, fleetv1alpha1.DispatchDeleted, metav1.ConditionTrue, fleetv1alpha1.ReasonCopyDeleted,
 				fmt.Sprintf("the member JobSet no longer exists on cluster %s", o.ClusterName))
 		})
 		p.RemoveFinalizer = controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
@@ -325,7 +285,7 @@ func ComputePlan(o Observed) Plan {
 	}
 
 	stale := func(js *v1alpha2.JobSet) bool {
-		return js.Labels[fleetv1alpha1.OriginUIDLabel] != string(d.Spec.Origin.UID) || Epoch(js) < d.Spec.Epoch
+		return js.Labels[fleetv1alpha1.OriginUIDLabel] != string(d.Spec.Origin.UID) || fleetv1alpha1.Epoch(js) < d.Spec.Epoch
 	}
 	for i := range o.Copies {
 		if stale(&o.Copies[i]) {
@@ -344,7 +304,7 @@ func ComputePlan(o Observed) Plan {
 		// The last line of the namespace policy: whatever the hub asks,
 		// nothing of the fleet runs in a system namespace of the member.
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, ReasonNamespaceDenied,
+			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, fleetv1alpha1.ReasonNamespaceDenied,
 				fleetv1alpha1.Bounded(fmt.Sprintf("cluster %s does not run JobSets of namespace %s: its agent's namespace policy denies it (built-in %s, --denied-namespaces %s)",
 					o.ClusterName, d.Spec.Origin.Namespace, strings.Join(fleetv1alpha1.BuiltinDeniedNamespaces, ","), strings.Join(o.DeniedNamespaces, ",")), fleetv1alpha1.MaxMemberReason))
 		})
@@ -374,14 +334,14 @@ func ComputePlan(o Observed) Plan {
 	case !ours(t):
 		// Someone else's JobSet: never take it over.
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, ReasonConflict,
+			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, fleetv1alpha1.ReasonConflict,
 				fmt.Sprintf("JobSet %s/%s already exists on cluster %s and was not created for this dispatch", t.Namespace, t.Name, o.ClusterName))
 		})
 		p.State = StateRefused
-	case Epoch(t) > d.Spec.Epoch:
+	case fleetv1alpha1.Epoch(t) > d.Spec.Epoch:
 		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, ReasonNewerEpoch,
-				fmt.Sprintf("cluster %s runs JobSet %s/%s for epoch %d, newer than this dispatch's %d", o.ClusterName, t.Namespace, t.Name, Epoch(t), d.Spec.Epoch))
+			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, fleetv1alpha1.ReasonNewerEpoch,
+				fmt.Sprintf("cluster %s runs JobSet %s/%s for epoch %d, newer than this dispatch's %d", o.ClusterName, t.Namespace, t.Name, fleetv1alpha1.Epoch(t), d.Spec.Epoch))
 		})
 		p.State = StateRefused
 	case t.DeletionTimestamp != nil:
@@ -463,8 +423,8 @@ func (p *Plan) retire(js *v1alpha2.JobSet, o Observed) {
 func mirror(d *fleetv1alpha1.JobSetDispatch, t *v1alpha2.JobSet, o Observed) *fleetv1alpha1.JobSetDispatchStatus {
 	return nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
 		accepted(st, d, o.ClusterName)
-		st.ObservedEpoch = Epoch(t)
-		st.JobSetStatus = ReportedStatus(t)
+		st.ObservedEpoch = fleetv1alpha1.Epoch(t)
+		st.JobSetStatus = fleetv1alpha1.ReportedStatus(t)
 	})
 }
 
@@ -487,19 +447,6 @@ func NewCopy(d *fleetv1alpha1.JobSetDispatch, restarts, towardsMax int32) *v1alp
 	return js
 }
 
-// RestartOffsets are the restarts earlier copies spent, from a copy's
-// annotations (0 when absent or unparsable).
-func RestartOffsets(js *v1alpha2.JobSet) (restarts, towardsMax int32) {
-	parse := func(key string) int32 {
-		v, err := strconv.ParseInt(js.Annotations[key], 10, 32)
-		if err != nil || v < 0 {
-			return 0
-		}
-		return int32(v)
-	}
-	return parse(fleetv1alpha1.RestartsOffsetAnnotation), parse(fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation)
-}
-
 // urgentReport says whether a new dispatch status carries news the hub acts
 // on, rather than progress: a terminal state, restarts, a change of the
 // copy's conditions, the reporting of another epoch.
@@ -517,17 +464,6 @@ func urgentReport(old, next *fleetv1alpha1.JobSetDispatchStatus) bool {
 		}
 	}
 	return false
-}
-
-// ReportedStatus is the status the agent reports for a copy: the copy's
-// own, with the restarts of earlier copies of the same epoch added, so the
-// count the hub sees never goes backwards.
-func ReportedStatus(js *v1alpha2.JobSet) v1alpha2.JobSetStatus {
-	st := *js.Status.DeepCopy()
-	restarts, towardsMax := RestartOffsets(js)
-	st.Restarts += restarts
-	st.RestartsCountTowardsMax += towardsMax
-	return st
 }
 
 // carriedRestarts are the restarts the dispatch status holds for its
@@ -558,7 +494,7 @@ func Refused(d *fleetv1alpha1.JobSetDispatch, now metav1.Time, cluster, reason, 
 
 // retriedRefusals are the refusals the agent tries again after
 // RefusalRetryInterval.
-var retriedRefusals = map[string]bool{ReasonMemberRefused: true, ReasonQuotaExceeded: true, ReasonNamespaceTerminating: true, ReasonNamespaceMissing: true}
+var retriedRefusals = map[string]bool{fleetv1alpha1.ReasonMemberRefused: true, fleetv1alpha1.ReasonQuotaExceeded: true, fleetv1alpha1.ReasonNamespaceTerminating: true, fleetv1alpha1.ReasonNamespaceMissing: true}
 
 // refusedRecently reports whether the agent refused d's copy for this
 // generation less than RefusalRetryInterval ago.
@@ -569,7 +505,7 @@ func refusedRecently(d *fleetv1alpha1.JobSetDispatch, now metav1.Time) bool {
 }
 
 func accepted(st *fleetv1alpha1.JobSetDispatchStatus, d *fleetv1alpha1.JobSetDispatch, cluster string) {
-	setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionTrue, ReasonAccepted,
+	setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionTrue, fleetv1alpha1.ReasonAccepted,
 		fmt.Sprintf("running as JobSet %s/%s on cluster %s", d.Spec.Origin.Namespace, d.Spec.Origin.Name, cluster))
 	st.ObservedGeneration = d.Generation
 }
@@ -614,14 +550,14 @@ func ClassifyCreateError(err error) (reason string, lasting bool) {
 	case err == nil:
 		return "", false
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-		return ReasonNamespaceTerminating, true
+		return fleetv1alpha1.ReasonNamespaceTerminating, true
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "status unknown for quota"):
 		// The quota controller has not computed the quota's usage yet.
 		return "", false
 	case apierrors.IsForbidden(err) && quotaRefusal(err.Error()):
-		return ReasonQuotaExceeded, true
+		return fleetv1alpha1.ReasonQuotaExceeded, true
 	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsRequestEntityTooLargeError(err):
-		return ReasonMemberRefused, true
+		return fleetv1alpha1.ReasonMemberRefused, true
 	}
 	return "", false
 }
