@@ -28,7 +28,7 @@ import (
 	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/crdwait"
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/manager"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
 	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
 )
