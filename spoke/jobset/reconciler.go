@@ -46,19 +46,6 @@ type Reconciler struct {
 // Option configures a Reconciler.
 type Option func(*Reconciler)
 
-// WithClock replaces the wall clock (for TTL and condition times).
-func WithClock(c clock.PassiveClock) Option { return func(r *Reconciler) { r.clock = c } }
-
-// WithMaxParallelism bounds how many Job creations or deletions run at once
-// (default 50, upstream's).
-func WithMaxParallelism(n int) Option {
-	return func(r *Reconciler) {
-		if n > 0 {
-			r.parallelism = n
-		}
-	}
-}
-
 // WithConcurrency sets how many JobSets are reconciled at once.
 func WithConcurrency(n int) Option { return func(r *Reconciler) { r.concurrency = n } }
 
