@@ -18,15 +18,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jobset-fleet/jobset-fleet/api"
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
-	"github.com/jobset-fleet/jobset-fleet/cmd/internal/crdwait"
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/manager"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
@@ -101,49 +98,30 @@ var component = manager.Component{
 }
 
 func runController(args []string) error {
-	fs := flag.NewFlagSet("jobset-fleet-agent", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
-	var mf manager.Flags
-	mf.AddFlags(fs, component)
 	opts := spoke.DefaultOptions()
-	opts.AddFlags(fs)
-	// Logging flags (-v, --logtostderr, ...) are klog's, like every
-	// Kubernetes component's.
-	klog.InitFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (commands: join, unjoin)", fs.Arg(0))
-	}
-	ctrl.SetLogger(klog.NewKlogr())
-	if err := errors.Join(mf.Validate(), opts.Validate()); err != nil {
-		return err
-	}
-	opts.Agent.Namespace = mf.Namespace
-	cfg, mgr, err := manager.New(mf, component, cache.Options{})
-	if err != nil {
-		return err
-	}
-	ctx := ctrl.SetupSignalHandler()
-	// The JobSet CRD may be installed right before the agent starts (join,
-	// or the same kubectl apply -k): wait for it to be served.
-	if err := crdwait.Wait(ctx, ctrl.Log, cfg, []schema.GroupVersionKind{jobsetv1alpha2.GroupVersion.WithKind("JobSet")}, crdwait.Options{}); err != nil {
-		return err
-	}
-	if _, err := spoke.Setup(mgr, opts); err != nil {
-		return err
-	}
-	if opts.InFleet() {
-		if err := spoke.SetupAgentOnceConnected(mgr, opts, mf.Kube.Apply); err != nil {
-			return err
-		}
-	}
-	if err := manager.ServeWebhooks(ctx, mgr, mf, component, spokewebhook.SetupWithManager); err != nil {
-		return err
-	}
-	ctrl.Log.Info("Starting", "fleetAgent", opts.InFleet(), "cluster", opts.Agent.ClusterName, "webhooks", !mf.DisableWebhooks)
-	return mgr.Start(ctx)
+	return manager.Run(args, manager.Boot{
+		Component: component,
+		Usage:     usage,
+		ArgsHint:  " (commands: join, unjoin)",
+		AddFlags:  func(fs *flag.FlagSet) { opts.AddFlags(fs) },
+		Validate:  func() error { return opts.Validate() },
+		// The JobSet CRD may be installed right before the agent starts
+		// (join, or the same kubectl apply -k): wait for it to be served.
+		Kinds: []schema.GroupVersionKind{jobsetv1alpha2.GroupVersion.WithKind("JobSet")},
+		Setup: func(mgr ctrl.Manager, mf manager.Flags) error {
+			opts.Agent.Namespace = mf.Namespace
+			if _, err := spoke.Setup(mgr, opts); err != nil {
+				return err
+			}
+			if opts.InFleet() {
+				return spoke.SetupAgentOnceConnected(mgr, opts, mf.Kube.Apply)
+			}
+			return nil
+		},
+		Webhooks:     spokewebhook.SetupWithManager,
+		StartMessage: "Starting",
+		StartValues:  func() []any { return []any{"fleetAgent", opts.InFleet(), "cluster", opts.Agent.ClusterName} },
+	})
 }
 
 type membershipFlags struct {
