@@ -5,7 +5,8 @@
 // The hub's parts live in packages named for what they hold: inventory
 // (members and heartbeats), placement (which member), dispatch (the
 // JobSet's lifecycle across members), fence (the hub's optional access to
-// members), admission (what the hub accepts), membership (join, unjoin).
+// members), admission (what the hub accepts). Joining and removing members
+// is not part of the running hub: see the top-level package membership.
 package hub
 
 import (

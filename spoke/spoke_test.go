@@ -20,7 +20,7 @@ import (
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
 )
 
@@ -41,7 +41,7 @@ func TestAgentInstalledBeforeJoin(t *testing.T) {
 	})
 	must(t, err)
 	opts := spoke.DefaultOptions()
-	opts.HubKubeconfigSecret = membership.AgentNamespace + "/" + membership.KubeconfigSecret
+	opts.HubKubeconfigSecret = fleet.SystemNamespace + "/" + fleet.HubKubeconfigSecret
 	opts.Agent.HeartbeatInterval = 500 * time.Millisecond
 	_, err = spoke.Setup(mgr, opts)
 	must(t, err)

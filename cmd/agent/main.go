@@ -18,17 +18,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jobset-fleet/jobset-fleet/api"
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
-	"github.com/jobset-fleet/jobset-fleet/cmd/internal/crdwait"
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/manager"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
 	spokewebhook "github.com/jobset-fleet/jobset-fleet/spoke/webhook"
 )
@@ -91,7 +88,7 @@ func main() {
 // component is what distinguishes the agent's manager from the hub's.
 var component = manager.Component{
 	Name:                            "jobset-fleet-agent",
-	Namespace:                       membership.AgentNamespace,
+	Namespace:                       fleetv1alpha1.SystemNamespace,
 	KubeconfigUsage:                 "Member cluster kubeconfig (default: $KUBECONFIG, else in-cluster config).",
 	WebhookService:                  "jobset-fleet-webhook-service",
 	WebhookSecret:                   "jobset-fleet-webhook-certs",
@@ -101,49 +98,30 @@ var component = manager.Component{
 }
 
 func runController(args []string) error {
-	fs := flag.NewFlagSet("jobset-fleet-agent", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
-	var mf manager.Flags
-	mf.AddFlags(fs, component)
 	opts := spoke.DefaultOptions()
-	opts.AddFlags(fs)
-	// Logging flags (-v, --logtostderr, ...) are klog's, like every
-	// Kubernetes component's.
-	klog.InitFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (commands: join, unjoin)", fs.Arg(0))
-	}
-	ctrl.SetLogger(klog.NewKlogr())
-	if err := errors.Join(mf.Validate(), opts.Validate()); err != nil {
-		return err
-	}
-	opts.Agent.Namespace = mf.Namespace
-	cfg, mgr, err := manager.New(mf, component, cache.Options{})
-	if err != nil {
-		return err
-	}
-	ctx := ctrl.SetupSignalHandler()
-	// The JobSet CRD may be installed right before the agent starts (join,
-	// or the same kubectl apply -k): wait for it to be served.
-	if err := crdwait.Wait(ctx, ctrl.Log, cfg, []schema.GroupVersionKind{jobsetv1alpha2.GroupVersion.WithKind("JobSet")}, crdwait.Options{}); err != nil {
-		return err
-	}
-	if _, err := spoke.Setup(mgr, opts); err != nil {
-		return err
-	}
-	if opts.InFleet() {
-		if err := spoke.SetupAgentOnceConnected(mgr, opts, mf.Kube.Apply); err != nil {
-			return err
-		}
-	}
-	if err := manager.ServeWebhooks(ctx, mgr, mf, component, spokewebhook.SetupWithManager); err != nil {
-		return err
-	}
-	ctrl.Log.Info("Starting", "fleetAgent", opts.InFleet(), "cluster", opts.Agent.ClusterName, "webhooks", !mf.DisableWebhooks)
-	return mgr.Start(ctx)
+	return manager.Run(args, manager.Boot{
+		Component: component,
+		Usage:     usage,
+		ArgsHint:  " (commands: join, unjoin)",
+		AddFlags:  func(fs *flag.FlagSet) { opts.AddFlags(fs) },
+		Validate:  func() error { return opts.Validate() },
+		// The JobSet CRD may be installed right before the agent starts
+		// (join, or the same kubectl apply -k): wait for it to be served.
+		Kinds: []schema.GroupVersionKind{jobsetv1alpha2.GroupVersion.WithKind("JobSet")},
+		Setup: func(mgr ctrl.Manager, mf manager.Flags) error {
+			opts.Agent.Namespace = mf.Namespace
+			if _, err := spoke.Setup(mgr, opts); err != nil {
+				return err
+			}
+			if opts.InFleet() {
+				return spoke.SetupAgentOnceConnected(mgr, opts, mf.Kube.Apply)
+			}
+			return nil
+		},
+		Webhooks:     spokewebhook.SetupWithManager,
+		StartMessage: "Starting",
+		StartValues:  func() []any { return []any{"fleetAgent", opts.InFleet(), "cluster", opts.Agent.ClusterName} },
+	})
 }
 
 type membershipFlags struct {
@@ -198,7 +176,7 @@ func (f *membershipFlags) hubClient(scheme *runtime.Scheme) (client.Client, *res
 func runJoin(args []string, scheme *runtime.Scheme) error {
 	var f membershipFlags
 	var output string
-	fs := membershipFlagSet("join", "Join a member cluster to the fleet: its ClusterProfile, hub namespace, agent\nServiceAccount, Roles and token on the hub; the CRDs, the namespace\n"+membership.AgentNamespace+" and the Secret "+membership.KubeconfigSecret+" on the member. Idempotent.", &f)
+	fs := membershipFlagSet("join", "Join a member cluster to the fleet: its ClusterProfile, hub namespace, agent\nServiceAccount, Roles and token on the hub; the CRDs, the namespace\n"+fleetv1alpha1.SystemNamespace+" and the Secret "+fleetv1alpha1.HubKubeconfigSecret+" on the member. Idempotent.", &f)
 	fs.StringVar(&f.labels, "labels", "", "ClusterProfile labels, k=v,k2=v2.")
 	fs.StringVar(&f.opts.HubServerURL, "hub-server", "", "Hub apiserver URL as the agent reaches it (default: the server of --hub-kubeconfig).")
 	fs.StringVar(&output, "output-kubeconfig", "", "Also write the agent's hub kubeconfig to this file (for running the agent locally).")
@@ -243,7 +221,7 @@ func runJoin(args []string, scheme *runtime.Scheme) error {
 		}
 	}
 	fmt.Printf("Joined %s. Run the agent on the member with --cluster-name=%s --hub-kubeconfig-secret=%s/%s\n",
-		f.opts.ClusterName, f.opts.ClusterName, membership.AgentNamespace, membership.KubeconfigSecret)
+		f.opts.ClusterName, f.opts.ClusterName, fleetv1alpha1.SystemNamespace, fleetv1alpha1.HubKubeconfigSecret)
 	return nil
 }
 

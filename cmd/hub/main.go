@@ -10,13 +10,12 @@ import (
 	"os"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/klog/v2"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
-	"github.com/jobset-fleet/jobset-fleet/cmd/internal/crdwait"
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/manager"
 	"github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/admission"
@@ -59,7 +58,7 @@ Flags:
 // component is what distinguishes the hub's manager from the agent's.
 var component = manager.Component{
 	Name:                            "jobset-fleet-hub",
-	Namespace:                       "jobset-fleet-system",
+	Namespace:                       fleetv1alpha1.SystemNamespace,
 	KubeconfigUsage:                 "Hub kubeconfig (default: $KUBECONFIG, else in-cluster config).",
 	WebhookService:                  "jobset-fleet-hub-webhook-service",
 	WebhookSecret:                   "jobset-fleet-hub-webhook-certs",
@@ -76,40 +75,22 @@ func main() {
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("jobset-fleet-hub", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
-	var mf manager.Flags
-	mf.AddFlags(fs, component)
 	opts := hub.DefaultOptions()
-	opts.AddFlags(fs)
-	klog.InitFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	ctrl.SetLogger(klog.NewKlogr())
-	if err := errors.Join(mf.Validate(), opts.Validate()); err != nil {
-		return err
-	}
-	cfg, mgr, err := manager.New(mf, component, opts.CacheOptions())
-	if err != nil {
-		return err
-	}
-	ctx := ctrl.SetupSignalHandler()
-	if err := crdwait.Wait(ctx, ctrl.Log, cfg, servedKinds(), crdwait.Options{}); err != nil {
-		return err
-	}
-	if err := hub.Setup(mgr, opts); err != nil {
-		return err
-	}
-	if err := manager.ServeWebhooks(ctx, mgr, mf, component, opts.Admission()); err != nil {
-		return err
-	}
-	ctrl.Log.Info("Starting hub", "inventoryNamespace", opts.InventoryNamespace, "policy", opts.PlacementPolicy,
-		"heartbeatTimeout", opts.HeartbeatTimeout, "memberLostTimeout", opts.MemberLostTimeout, "webhooks", !mf.DisableWebhooks)
-	return mgr.Start(ctx)
+	return manager.Run(args, manager.Boot{
+		Component:    component,
+		Usage:        usage,
+		AddFlags:     func(fs *flag.FlagSet) { opts.AddFlags(fs) },
+		Validate:     func() error { return opts.Validate() },
+		Cache:        func() cache.Options { return opts.CacheOptions() },
+		Kinds:        servedKinds(),
+		Setup:        func(mgr ctrl.Manager, _ manager.Flags) error { return hub.Setup(mgr, opts) },
+		Webhooks:     func(mgr ctrl.Manager) error { return opts.Admission()(mgr) },
+		StartMessage: "Starting hub",
+		StartValues: func() []any {
+			return []any{"inventoryNamespace", opts.InventoryNamespace, "policy", opts.PlacementPolicy,
+				"heartbeatTimeout", opts.HeartbeatTimeout, "memberLostTimeout", opts.MemberLostTimeout}
+		},
+	})
 }
 
 // servedKinds are the kinds the hub cannot start without: its own CRDs and

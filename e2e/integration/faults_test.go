@@ -19,7 +19,7 @@ import (
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 )
 
 // The fault matrix of the Safety issue, the rows that need only time and

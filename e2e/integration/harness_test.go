@@ -1,7 +1,7 @@
 // Package integration tests the whole fleet in one process on real
 // apiservers: a hub (with the hub's admission webhooks, inventory and
 // dispatcher) and two members (with kube-controller-manager, the spoke
-// JobSet reconciler and the agent), joined with hub/membership.Join and
+// JobSet reconciler and the agent), joined with membership.Join and
 // reaching the hub through TCP proxies the tests can cut. The clusters are
 // shared by every test (TestMain); each test works in its own namespace and
 // leaves the members empty when it ends.
@@ -53,7 +53,7 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/fence/fencetest"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )

@@ -16,7 +16,7 @@ import (
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 )
 
 // `unjoin --keep-workloads` leaves the member's copy running, so it gives

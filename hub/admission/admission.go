@@ -86,10 +86,6 @@ var (
 	_ admission.Validator[*jobset.JobSet] = &jobSetWebhook{}
 )
 
-// SetupWithManager registers the hub's JobSet webhooks, with the default
-// options, on mgr's webhook server.
-func SetupWithManager(mgr ctrl.Manager) error { return Options{}.SetupWithManager(mgr) }
-
 // SetupWithManager registers the hub's JobSet webhooks on mgr's webhook
 // server. They read ClusterProfiles through mgr's cache and namespaces
 // from the API server.

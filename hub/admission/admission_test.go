@@ -147,7 +147,7 @@ func TestHubAdmission(t *testing.T) {
 	c := testenv.Start(t, "hub-admission", testenv.WithWebhooks(filepath.Join(testenv.RepoRoot(), "config", "hub-webhook")))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if err := c.ServeWebhooks(ctx, admission.SetupWithManager); err != nil {
+	if err := c.ServeWebhooks(ctx, admission.Options{}.SetupWithManager); err != nil {
 		t.Fatal(err)
 	}
 

@@ -37,7 +37,7 @@ import (
 	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/fence"
 	"github.com/jobset-fleet/jobset-fleet/hub/fence/fencetest"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 )
 
 var (

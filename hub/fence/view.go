@@ -101,7 +101,7 @@ func (v *view) copyOf(origin fleet.Origin) Copy {
 	if js := s.jobSet; js != nil {
 		c.Deleting = js.DeletionTimestamp != nil
 		c.Status = *js.Status.DeepCopy()
-		_, _ = fmt.Sscan(js.Labels[fleet.EpochLabel], &c.Epoch)
+		c.Epoch = fleet.Epoch(js)
 	}
 	return c
 }

@@ -35,11 +35,6 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// DefaultNamespace is the agent's own namespace on the member (the one
-// `join` creates): its leader-election Lease, its hub kubeconfig Secret and
-// the LastRenewalLeaseName Lease live there.
-const DefaultNamespace = "jobset-fleet-system"
-
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
 
 // Options configure the agent. ClusterName and HubConfig are required.
@@ -113,7 +108,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		InventoryNamespace: fleetv1alpha1.DefaultInventoryNamespace,
-		Namespace:          DefaultNamespace,
+		Namespace:          fleetv1alpha1.SystemNamespace,
 		HeartbeatInterval:  10 * time.Second,
 		ProfileInterval:    30 * time.Second,
 		FenceTimeout:       30 * time.Second,
@@ -228,45 +223,15 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	memberNS := fleetv1alpha1.MemberNamespace(opts.ClusterName)
-	hub, err := cluster.New(opts.HubConfig, func(o *cluster.Options) {
-		o.Scheme = mgr.GetScheme()
-		// The agent may list only its member namespace on the hub.
-		o.Cache.DefaultNamespaces = map[string]cache.Config{memberNS: {}}
-		// A fixed mapper: the agent uses a handful of hub kinds, and
-		// discovery would make even registering an index fail while the
-		// hub is unreachable.
-		o.MapperProvider = hubRESTMapper
-	})
+	hub, err := newHubCluster(mgr, opts.HubConfig, memberNS)
 	if err != nil {
-		return nil, fmt.Errorf("hub cluster: %w", err)
+		return nil, err
 	}
-	ctx := context.Background()
-	if err := hub.GetFieldIndexer().IndexField(ctx, &fleetv1alpha1.JobSetDispatch{}, originIndex, func(obj client.Object) []string {
-		d := obj.(*fleetv1alpha1.JobSetDispatch)
-		return []string{d.Spec.Origin.Namespace + "/" + d.Spec.Origin.Name}
-	}); err != nil {
-		return nil, fmt.Errorf("indexing dispatches by origin: %w", err)
+	if err := addIndexes(mgr, hub); err != nil {
+		return nil, err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha2.JobSet{}, dispatchIndex, func(obj client.Object) []string {
-		if key, ok := obj.GetAnnotations()[fleetv1alpha1.DispatchAnnotation]; ok {
-			return []string{key}
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("indexing JobSets by dispatch: %w", err)
-	}
-
 	live := newLiveness(opts.Clock)
-	access := &hubAccess{
-		clusterName: opts.ClusterName,
-		hubServer:   opts.HubConfig.Host,
-		credentials: opts.Credentials,
-		recorder:    mgr.GetEventRecorder(opts.ControllerName),
-		token:       func() string { return opts.HubConfig.BearerToken },
-	}
-	if opts.Credentials != nil {
-		access.token = opts.Credentials.Token
-	}
+	access := newHubAccess(mgr, opts)
 	a := &Agent{clusterName: opts.ClusterName, live: live, access: access, states: newDispatchStates(), hubSynced: make(chan struct{}), Hub: hub}
 	r := &dispatchReconciler{
 		hub:             hub.GetClient(),
@@ -282,24 +247,95 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		deniedNamespaces:  opts.DeniedNamespaces,
 		requireNamespaces: opts.RequireNamespaces,
 	}
-	var (
-		queueMu sync.Mutex
-		queue   workqueue.TypedRateLimitingInterface[reconcile.Request]
-	)
-	// Captures the controller's queue so a reconnect can requeue everything.
-	resyncSource := source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
-		queueMu.Lock()
-		defer queueMu.Unlock()
-		queue = q
-		return nil
+	q := &requeuer{}
+	ctl, err := newDispatchController(mgr, hub, opts, r, q)
+	if err != nil {
+		return nil, err
+	}
+	record, loops, err := newLoops(mgr, hub, opts, live, access, resyncAfterReconnect(a, r, q))
+	if err != nil {
+		return nil, err
+	}
+	run := &runner{
+		agent:        a,
+		opts:         opts,
+		hub:          hub,
+		controller:   ctl,
+		record:       record,
+		loops:        loops,
+		memberNS:     memberNS,
+		waitInterval: opts.HubWaitLogInterval,
+	}
+	if err := mgr.Add(run); err != nil {
+		return nil, fmt.Errorf("adding the agent to the manager: %w", err)
+	}
+	return a, nil
+}
+
+// newHubCluster is the hub as the agent sees it: a cache of its member
+// namespace only, with mgr's scheme.
+func newHubCluster(mgr ctrl.Manager, cfg *rest.Config, memberNS string) (cluster.Cluster, error) {
+	hub, err := cluster.New(cfg, func(o *cluster.Options) {
+		o.Scheme = mgr.GetScheme()
+		// The agent may list only its member namespace on the hub.
+		o.Cache.DefaultNamespaces = map[string]cache.Config{memberNS: {}}
+		// A fixed mapper: the agent uses a handful of hub kinds, and
+		// discovery would make even registering an index fail while the
+		// hub is unreachable.
+		o.MapperProvider = hubRESTMapper
 	})
+	if err != nil {
+		return nil, fmt.Errorf("hub cluster: %w", err)
+	}
+	return hub, nil
+}
+
+// addIndexes registers the agent's field indexes: hub dispatches by origin,
+// member JobSets by dispatch.
+func addIndexes(mgr ctrl.Manager, hub cluster.Cluster) error {
+	ctx := context.Background()
+	if err := hub.GetFieldIndexer().IndexField(ctx, &fleetv1alpha1.JobSetDispatch{}, originIndex, func(obj client.Object) []string {
+		d := obj.(*fleetv1alpha1.JobSetDispatch)
+		return []string{d.Spec.Origin.Namespace + "/" + d.Spec.Origin.Name}
+	}); err != nil {
+		return fmt.Errorf("indexing dispatches by origin: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha2.JobSet{}, dispatchIndex, func(obj client.Object) []string {
+		if key, ok := obj.GetAnnotations()[fleetv1alpha1.DispatchAnnotation]; ok {
+			return []string{key}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing JobSets by dispatch: %w", err)
+	}
+	return nil
+}
+
+// newHubAccess tracks whether the hub accepts the agent's credentials.
+func newHubAccess(mgr ctrl.Manager, opts Options) *hubAccess {
+	access := &hubAccess{
+		clusterName: opts.ClusterName,
+		hubServer:   opts.HubConfig.Host,
+		credentials: opts.Credentials,
+		recorder:    mgr.GetEventRecorder(opts.ControllerName),
+		token:       func() string { return opts.HubConfig.BearerToken },
+	}
+	if opts.Credentials != nil {
+		access.token = opts.Credentials.Token
+	}
+	return access
+}
+
+// newDispatchController is the dispatch controller, unmanaged: the agent
+// starts it once the hub cache has synced, so the controller's cache-sync
+// timeout never sees an unreachable hub. It watches the member namespace's
+// dispatches on the hub and the member's JobSets, and hands its queue to q.
+func newDispatchController(mgr ctrl.Manager, hub cluster.Cluster, opts Options, r *dispatchReconciler, q *requeuer) (controller.Controller, error) {
 	copts := controller.Options{Reconciler: r, CacheSyncTimeout: opts.CacheSyncTimeout, MaxConcurrentReconciles: opts.Concurrency}
 	copts.DefaultFromConfig(mgr.GetControllerOptions())
 	if copts.Logger.GetSink() == nil {
 		copts.Logger = mgr.GetLogger()
 	}
-	// Unmanaged: the agent starts it once the hub cache has synced, so the
-	// controller's cache-sync timeout never sees an unreachable hub.
 	ctl, err := controller.NewUnmanaged(opts.ControllerName, copts)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch controller: %w", err)
@@ -307,14 +343,48 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 	for _, src := range []source.Source{
 		source.Kind(hub.GetCache(), &fleetv1alpha1.JobSetDispatch{}, &handler.TypedEnqueueRequestForObject[*fleetv1alpha1.JobSetDispatch]{}),
 		source.Kind(mgr.GetCache(), &v1alpha2.JobSet{}, handler.TypedEnqueueRequestsFromMapFunc(r.jobSetToDispatches)),
-		resyncSource,
+		q.source(),
 	} {
 		if err := ctl.Watch(src); err != nil {
 			return nil, fmt.Errorf("dispatch controller: %w", err)
 		}
 	}
+	return ctl, nil
+}
 
-	resync := func(ctx context.Context) {
+// requeuer holds the dispatch controller's queue, so a reconnect can
+// requeue every dispatch.
+type requeuer struct {
+	mu    sync.Mutex
+	queue workqueue.TypedRateLimitingInterface[reconcile.Request]
+}
+
+// source is a controller source that only captures the queue.
+func (q *requeuer) source() source.Source {
+	return source.Func(func(_ context.Context, wq workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		q.queue = wq
+		return nil
+	})
+}
+
+// add queues reqs; nothing before the controller started.
+func (q *requeuer) add(reqs []reconcile.Request) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.queue == nil {
+		return
+	}
+	for _, req := range reqs {
+		q.queue.Add(req)
+	}
+}
+
+// resyncAfterReconnect is what the fencer calls when the hub is back:
+// reconcile every dispatch, and every member copy made for one.
+func resyncAfterReconnect(a *Agent, r *dispatchReconciler, q *requeuer) func(context.Context) {
+	return func(ctx context.Context) {
 		if !a.HubSynced() {
 			// Listing an unsynced hub cache would block the fencer; the
 			// controller enqueues every dispatch when it starts anyway.
@@ -325,20 +395,22 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 			log.FromContext(ctx).Error(err, "Resyncing dispatches after reconnect")
 			return
 		}
-		queueMu.Lock()
-		defer queueMu.Unlock()
-		if queue == nil {
-			return
-		}
-		for _, req := range reqs {
-			queue.Add(req)
-		}
+		q.add(reqs)
 	}
+}
+
+// newLoops are the agent's background loops, each run on its own
+// goroutine while it leads: the fencer, the heartbeat renewal, the record
+// of renewals on the member, the ClusterProfile publisher and, with
+// reloadable credentials, their refresh. record is the renewal record,
+// which the runner restores before any loop starts.
+func newLoops(mgr ctrl.Manager, hub cluster.Cluster, opts Options, live *liveness, access *hubAccess, resync func(context.Context)) (record *renewalRecord, loops []func(context.Context), err error) {
+	memberNS := fleetv1alpha1.MemberNamespace(opts.ClusterName)
 	disc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
 	if err != nil {
-		return nil, fmt.Errorf("member discovery client: %w", err)
+		return nil, nil, fmt.Errorf("member discovery client: %w", err)
 	}
-	record := &renewalRecord{
+	record = &renewalRecord{
 		member:    mgr.GetClient(),
 		reader:    mgr.GetAPIReader(),
 		namespace: opts.Namespace,
@@ -381,24 +453,11 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 		resync:          resync,
 		errors:          agentErrors.WithLabelValues(opts.ClusterName, "fence"),
 	}
-	loops := []func(context.Context){f.run, renew.run, record.run, pub.run}
+	loops = []func(context.Context){f.run, renew.run, record.run, pub.run}
 	if opts.Credentials != nil {
 		loops = append(loops, opts.Credentials.Run)
 	}
-	run := &runner{
-		agent:        a,
-		opts:         opts,
-		hub:          hub,
-		controller:   ctl,
-		record:       record,
-		loops:        loops,
-		memberNS:     memberNS,
-		waitInterval: opts.HubWaitLogInterval,
-	}
-	if err := mgr.Add(run); err != nil {
-		return nil, fmt.Errorf("adding the agent to the manager: %w", err)
-	}
-	return a, nil
+	return record, loops, nil
 }
 
 // runner is the agent's one manager runnable.

@@ -23,7 +23,7 @@ import (
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
 
@@ -46,7 +46,7 @@ func TestHubCredentials(t *testing.T) {
 		TokenExpiration: 10 * time.Minute,
 	})
 	must(t, err)
-	secretKey := client.ObjectKey{Namespace: membership.AgentNamespace, Name: membership.KubeconfigSecret}
+	secretKey := client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}
 	opts := agent.CredentialsOptions{RefreshFraction: 3.0 / 600, ReloadInterval: 200 * time.Millisecond}
 	cfg, creds, err := agent.HubConfigFromSecret(ctx, member.Client, secretKey, opts)
 	must(t, err)
@@ -112,7 +112,7 @@ func canReadProfile(t *testing.T, cfg *rest.Config) func() error {
 func storedToken(t *testing.T, member client.Client, key client.ObjectKey) string {
 	secret := &corev1.Secret{}
 	must(t, member.Get(context.Background(), key, secret))
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[membership.KubeconfigKey])
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[fleetv1alpha1.HubKubeconfigKey])
 	must(t, err)
 	return cfg.BearerToken
 }
@@ -121,10 +121,10 @@ func writeToken(t *testing.T, member client.Client, key client.ObjectKey, token 
 	t.Helper()
 	secret := &corev1.Secret{}
 	must(t, member.Get(context.Background(), key, secret))
-	kc, err := clientcmd.Load(secret.Data[membership.KubeconfigKey])
+	kc, err := clientcmd.Load(secret.Data[fleetv1alpha1.HubKubeconfigKey])
 	must(t, err)
 	kc.AuthInfos[kc.Contexts[kc.CurrentContext].AuthInfo].Token = token
-	secret.Data[membership.KubeconfigKey], err = clientcmd.Write(*kc)
+	secret.Data[fleetv1alpha1.HubKubeconfigKey], err = clientcmd.Write(*kc)
 	must(t, err)
 	must(t, member.Update(context.Background(), secret))
 }

@@ -184,7 +184,7 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		if err := deleteJobSet(ctx, r.member, js); err != nil {
 			return ctrl.Result{}, err
 		}
-		logger.Info("Deleted member JobSet", "jobset", client.ObjectKeyFromObject(js), "epoch", Epoch(js), "originUID", js.Labels[fleetv1alpha1.OriginUIDLabel])
+		logger.Info("Deleted member JobSet", "jobset", client.ObjectKeyFromObject(js), "epoch", fleetv1alpha1.Epoch(js), "originUID", js.Labels[fleetv1alpha1.OriginUIDLabel])
 	}
 	d := o.Dispatch
 	if p.AddFinalizer {
@@ -238,7 +238,7 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		if err := r.member.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("removing finalizer from member JobSet %s/%s: %w", js.Namespace, js.Name, err)
 		}
-		logger.Info("Member JobSet's Jobs are gone and its last status reported; released it", "jobset", client.ObjectKeyFromObject(js), "epoch", Epoch(js), "terminalState", js.Status.TerminalState)
+		logger.Info("Member JobSet's Jobs are gone and its last status reported; released it", "jobset", client.ObjectKeyFromObject(js), "epoch", fleetv1alpha1.Epoch(js), "terminalState", js.Status.TerminalState)
 	}
 	if p.RemoveFinalizer {
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
@@ -274,7 +274,7 @@ func (r *dispatchReconciler) create(ctx context.Context, d *fleetv1alpha1.JobSet
 	err := r.member.Create(ctx, js)
 	if namespaceNotFound(err) {
 		if r.requireNamespaces {
-			return &refusal{ReasonNamespaceMissing, fmt.Sprintf("namespace %s does not exist there, and its agent runs with --create-namespaces=false", js.Namespace)}, nil
+			return &refusal{fleetv1alpha1.ReasonNamespaceMissing, fmt.Sprintf("namespace %s does not exist there, and its agent runs with --create-namespaces=false", js.Namespace)}, nil
 		}
 		// Created with the hub namespace's Pod Security labels: a bare
 		// namespace would admit privileged Pods the hub would not.
@@ -311,11 +311,8 @@ func namespaceNotFound(err error) bool {
 // or, for a JobSet without the annotation, to the dispatches whose origin it
 // occupies (so a Conflict clears when the JobSet goes away).
 func (r *dispatchReconciler) jobSetToDispatches(ctx context.Context, js *v1alpha2.JobSet) []reconcile.Request {
-	if key, ok := js.Annotations[fleetv1alpha1.DispatchAnnotation]; ok {
-		ns, name, ok := strings.Cut(key, "/")
-		if ok && ns == r.memberNamespace {
-			return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: ns, Name: name}}}
-		}
+	if ns, name, ok := fleetv1alpha1.DispatchOf(js); ok && ns == r.memberNamespace {
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: ns, Name: name}}}
 	}
 	var list fleetv1alpha1.JobSetDispatchList
 	if err := r.hub.List(ctx, &list, client.InNamespace(r.memberNamespace), client.MatchingFields{originIndex: js.Namespace + "/" + js.Name}); err != nil {
@@ -346,7 +343,7 @@ func (r *dispatchReconciler) allKeys(ctx context.Context) ([]reconcile.Request, 
 	}
 	for i := range jobSets.Items {
 		if js := &jobSets.Items[i]; isFleetCopy(js, r.memberNamespace) {
-			_, name, _ := strings.Cut(js.Annotations[fleetv1alpha1.DispatchAnnotation], "/")
+			_, name, _ := fleetv1alpha1.DispatchOf(js)
 			seen[client.ObjectKey{Namespace: r.memberNamespace, Name: name}] = true
 		}
 	}

@@ -43,5 +43,10 @@
 //     dispatches by state, errors per loop.
 //
 // Decisions are pure functions (plan.go, fence.go, properties.go) so they
-// can be table-tested; the reconciler only observes and applies.
+// can be table-tested; the reconciler only observes and applies. ComputePlan
+// is a planner with one small method per situation (orphaned, deleting,
+// noCopy, copyDeleting, track, ...), the shape of the hub's planner
+// (docs/architecture.md). Setup (agent.go) builds the hub cluster, the
+// indexes, the dispatch controller and the background loops, each in its
+// own function.
 package agent

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -101,7 +100,7 @@ func FenceActions(jobSets []v1alpha2.JobSet, jobs map[types.UID]int, memberNames
 
 // isFleetCopy reports whether js was made for a dispatch in memberNamespace.
 func isFleetCopy(js *v1alpha2.JobSet, memberNamespace string) bool {
-	ns, _, ok := strings.Cut(js.Annotations[fleetv1alpha1.DispatchAnnotation], "/")
+	ns, _, ok := fleetv1alpha1.DispatchOf(js)
 	return ok && ns == memberNamespace
 }
 

@@ -34,7 +34,7 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
@@ -219,7 +219,7 @@ func TestAgent(t *testing.T) {
 		testenv.Eventually(t, 20*time.Second, "the dispatch refused with Conflict", func() error {
 			got := getDispatch(t, hub.Client, d.Name)
 			c := meta.FindStatusCondition(got.Status.Conditions, fleetv1alpha1.DispatchAccepted)
-			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != agent.ReasonConflict {
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleetv1alpha1.ReasonConflict {
 				return fmt.Errorf("conditions %+v", got.Status.Conditions)
 			}
 			return nil

@@ -21,50 +21,10 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// Reasons of the agent's dispatch conditions.
-const (
-	ReasonAccepted    = "Accepted"
-	ReasonConflict    = "Conflict"
-	ReasonNewerEpoch  = "NewerEpochOnMember"
-	ReasonCopyDeleted = "MemberJobSetDeleted"
-
-	// Refusals (Accepted=False): the member cannot run the copy for a
-	// reason that lasts, so the hub places the JobSet elsewhere.
-	//
-	// ReasonMemberRefused: the member's apiserver refused the copy
-	// (admission webhook or policy, validation, size).
-	ReasonMemberRefused = "MemberRefused"
-	// ReasonQuotaExceeded: a ResourceQuota of the namespace on the member
-	// leaves no room for the copy (count/jobsets.jobset.x-k8s.io, ...).
-	ReasonQuotaExceeded = "QuotaExceeded"
-	// ReasonNamespaceTerminating: the namespace is being deleted on the
-	// member.
-	ReasonNamespaceTerminating = "NamespaceTerminating"
-	// ReasonNamespaceMissing: the namespace does not exist on the member
-	// and the agent runs with --create-namespaces=false.
-	ReasonNamespaceMissing = "NamespaceMissing"
-	// ReasonNamespaceDenied: the agent's namespace policy (the built-in
-	// list and --denied-namespaces) denies the JobSet's namespace.
-	ReasonNamespaceDenied = "NamespaceDenied"
-)
-
 // RefusalRetryInterval is how often the agent tries again to create a copy
 // the member refused, in case the cause went away (quota raised, policy
 // changed) before the hub placed the JobSet elsewhere.
 const RefusalRetryInterval = 30 * time.Second
-
-// DispatchKey is the value of the dispatch annotation for d.
-func DispatchKey(d *fleetv1alpha1.JobSetDispatch) string { return d.Namespace + "/" + d.Name }
-
-// Epoch is the epoch a member JobSet was made for, 0 when unlabelled or
-// unparsable (so it counts as older than any dispatch).
-func Epoch(js *v1alpha2.JobSet) int64 {
-	e, err := strconv.ParseInt(js.Labels[fleetv1alpha1.EpochLabel], 10, 64)
-	if err != nil {
-		return 0
-	}
-	return e
-}
 
 // DesiredJobSet is the member JobSet a dispatch asks for: the origin's
 // namespace and name, the user's labels, annotations and spec, plus the
@@ -81,7 +41,7 @@ func DesiredJobSet(d *fleetv1alpha1.JobSetDispatch) *v1alpha2.JobSet {
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
-	annotations[fleetv1alpha1.DispatchAnnotation] = DispatchKey(d)
+	annotations[fleetv1alpha1.DispatchAnnotation] = fleetv1alpha1.DispatchKey(d)
 
 	js := &v1alpha2.JobSet{
 		ObjectMeta: metav1.ObjectMeta{
@@ -279,82 +239,133 @@ type Plan struct {
 // epoch: a finished copy is never mistaken for one that never ran, and an
 // unfinished one is created again with the restarts it had spent.
 func ComputePlan(o Observed) Plan {
-	var p Plan
-	d := o.Dispatch
-	if d == nil {
-		// No dispatch: every copy made for it is an orphan, and there is
-		// nothing left to report to.
-		for i := range o.Copies {
-			p.retire(&o.Copies[i], o)
-		}
-		p.ConfirmDispatchGone = len(p.Delete) > 0 || len(p.Release) > 0
-		if len(o.Copies) > 0 {
-			p.State = StateDeleting
-		}
-		return p
-	}
-	ours := func(js *v1alpha2.JobSet) bool {
-		return js.Annotations[fleetv1alpha1.DispatchAnnotation] == o.Key && js.Labels[fleetv1alpha1.OriginUIDLabel] == string(d.Spec.Origin.UID)
-	}
-	current := o.Target != nil && ours(o.Target) && Epoch(o.Target) == d.Spec.Epoch
-
-	if d.DeletionTimestamp != nil {
-		p.State = StateDeleting
-		for i := range o.Copies {
-			p.retire(&o.Copies[i], o)
-		}
-		if current {
-			// The hub learns how the copy ended, so a deleted dispatch
-			// is not taken for a copy that never finished.
-			p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-				st.ObservedEpoch = Epoch(o.Target)
-				st.JobSetStatus = ReportedStatus(o.Target)
-			})
-		}
-		if len(o.Copies) > 0 {
-			p.Waiting = "member JobSet is being deleted"
-			return p
-		}
-		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			setCondition(st, d, fleetv1alpha1.DispatchDeleted, metav1.ConditionTrue, ReasonCopyDeleted,
-				fmt.Sprintf("the member JobSet no longer exists on cluster %s", o.ClusterName))
-		})
-		p.RemoveFinalizer = controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
-		p.State = ""
-		return p
-	}
-
-	stale := func(js *v1alpha2.JobSet) bool {
-		return js.Labels[fleetv1alpha1.OriginUIDLabel] != string(d.Spec.Origin.UID) || Epoch(js) < d.Spec.Epoch
-	}
-	for i := range o.Copies {
-		if stale(&o.Copies[i]) {
-			p.retire(&o.Copies[i], o)
-		}
-	}
-
-	t := o.Target
+	pl := &planner{o: o, d: o.Dispatch}
 	switch {
-	case t == nil && finishedHere(d):
+	case pl.d == nil:
+		pl.orphaned()
+	case pl.d.DeletionTimestamp != nil:
+		pl.deleting()
+	default:
+		pl.retireStale()
+		pl.sync()
+	}
+	return pl.p
+}
+
+// planner computes one Plan from what was observed of one dispatch, d.
+type planner struct {
+	o Observed
+	d *fleetv1alpha1.JobSetDispatch
+	p Plan
+}
+
+// ours reports whether js was made for this dispatch and its origin.
+func (pl *planner) ours(js *v1alpha2.JobSet) bool {
+	return js.Annotations[fleetv1alpha1.DispatchAnnotation] == pl.o.Key && js.Labels[fleetv1alpha1.OriginUIDLabel] == string(pl.d.Spec.Origin.UID)
+}
+
+// stale reports whether js was made for another origin or an older epoch.
+func (pl *planner) stale(js *v1alpha2.JobSet) bool {
+	return js.Labels[fleetv1alpha1.OriginUIDLabel] != string(pl.d.Spec.Origin.UID) || fleetv1alpha1.Epoch(js) < pl.d.Spec.Epoch
+}
+
+// orphaned plans for a dispatch gone from the hub: every copy made for it
+// is an orphan, and there is nothing left to report to.
+func (pl *planner) orphaned() {
+	for i := range pl.o.Copies {
+		pl.retire(&pl.o.Copies[i])
+	}
+	pl.p.ConfirmDispatchGone = len(pl.p.Delete) > 0 || len(pl.p.Release) > 0
+	if len(pl.o.Copies) > 0 {
+		pl.p.State = StateDeleting
+	}
+}
+
+// deleting plans for a dispatch being deleted: every copy goes, and once
+// none is left the agent says so (DispatchDeleted) and lets go of it.
+func (pl *planner) deleting() {
+	o, d, p := pl.o, pl.d, &pl.p
+	p.State = StateDeleting
+	for i := range o.Copies {
+		pl.retire(&o.Copies[i])
+	}
+	if t := o.Target; t != nil && pl.ours(t) && fleetv1alpha1.Epoch(t) == d.Spec.Epoch {
+		// The hub learns how the copy ended, so a deleted dispatch
+		// is not taken for a copy that never finished.
+		p.Status = pl.nextStatus(func(st *fleetv1alpha1.JobSetDispatchStatus) {
+			st.ObservedEpoch = fleetv1alpha1.Epoch(t)
+			st.JobSetStatus = fleetv1alpha1.ReportedStatus(t)
+		})
+	}
+	if len(o.Copies) > 0 {
+		p.Waiting = "member JobSet is being deleted"
+		return
+	}
+	p.Status = pl.nextStatus(func(st *fleetv1alpha1.JobSetDispatchStatus) {
+		setCondition(st, d, fleetv1alpha1.DispatchDeleted, metav1.ConditionTrue, fleetv1alpha1.ReasonCopyDeleted,
+			fmt.Sprintf("the member JobSet no longer exists on cluster %s", o.ClusterName))
+	})
+	p.RemoveFinalizer = controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
+	p.State = ""
+}
+
+// retireStale retires the copies made for another origin or an older epoch.
+func (pl *planner) retireStale() {
+	for i := range pl.o.Copies {
+		if pl.stale(&pl.o.Copies[i]) {
+			pl.retire(&pl.o.Copies[i])
+		}
+	}
+}
+
+// sync plans for a live dispatch by what stands at its origin's namespace
+// and name on the member.
+func (pl *planner) sync() {
+	t := pl.o.Target
+	switch {
+	case t == nil:
+		pl.noCopy()
+	case t.Annotations[fleetv1alpha1.DispatchAnnotation] == pl.o.Key && pl.stale(t):
+		// The old copy must be gone before the new one takes its name.
+		pl.p.Waiting = "stale member JobSet is being deleted"
+		pl.p.State = StatePending
+	case !pl.ours(t):
+		// Someone else's JobSet: never take it over.
+		pl.refuse(fleetv1alpha1.ReasonConflict,
+			fmt.Sprintf("JobSet %s/%s already exists on cluster %s and was not created for this dispatch", t.Namespace, t.Name, pl.o.ClusterName))
+	case fleetv1alpha1.Epoch(t) > pl.d.Spec.Epoch:
+		pl.refuse(fleetv1alpha1.ReasonNewerEpoch,
+			fmt.Sprintf("cluster %s runs JobSet %s/%s for epoch %d, newer than this dispatch's %d", pl.o.ClusterName, t.Namespace, t.Name, fleetv1alpha1.Epoch(t), pl.d.Spec.Epoch))
+	case t.DeletionTimestamp != nil:
+		pl.copyDeleting(t)
+	default:
+		pl.track(t)
+	}
+}
+
+// noCopy plans for a live dispatch with no copy on the member: create one,
+// unless it finished already, the namespace is denied, or the member
+// refused it moments ago.
+func (pl *planner) noCopy() {
+	o, d, p := pl.o, pl.d, &pl.p
+	switch {
+	case finishedHere(d):
 		// The copy finished and was then removed (ttlSecondsAfterFinished,
 		// or by hand) after its result reached the hub: running it again
 		// would be a second run of a finished JobSet.
 		p.State = StateFinished
-	case t == nil && fleetv1alpha1.NamespaceDenied(d.Spec.Origin.Namespace, o.DeniedNamespaces):
+	case fleetv1alpha1.NamespaceDenied(d.Spec.Origin.Namespace, o.DeniedNamespaces):
 		// The last line of the namespace policy: whatever the hub asks,
 		// nothing of the fleet runs in a system namespace of the member.
-		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, ReasonNamespaceDenied,
-				fleetv1alpha1.Bounded(fmt.Sprintf("cluster %s does not run JobSets of namespace %s: its agent's namespace policy denies it (built-in %s, --denied-namespaces %s)",
-					o.ClusterName, d.Spec.Origin.Namespace, strings.Join(fleetv1alpha1.BuiltinDeniedNamespaces, ","), strings.Join(o.DeniedNamespaces, ",")), fleetv1alpha1.MaxMemberReason))
-		})
-		p.State = StateRefused
-	case t == nil && refusedRecently(d, o.Now):
+		pl.refuse(fleetv1alpha1.ReasonNamespaceDenied,
+			fleetv1alpha1.Bounded(fmt.Sprintf("cluster %s does not run JobSets of namespace %s: its agent's namespace policy denies it (built-in %s, --denied-namespaces %s)",
+				o.ClusterName, d.Spec.Origin.Namespace, strings.Join(fleetv1alpha1.BuiltinDeniedNamespaces, ","), strings.Join(o.DeniedNamespaces, ",")), fleetv1alpha1.MaxMemberReason))
+	case refusedRecently(d, o.Now):
 		// The member refused the copy moments ago; the hub is placing it
 		// elsewhere. Try again later, in case the cause went away.
 		p.State = StateRefused
 		p.ReportAfter = RefusalRetryInterval - o.Now.Sub(d.Status.LastSyncTime.Time)
-	case t == nil:
+	default:
 		// Never created for this epoch, or deleted unfinished on the
 		// member after its last status reached the hub: (re)create it,
 		// carrying the restarts earlier copies of this epoch spent.
@@ -367,82 +378,81 @@ func ComputePlan(o Observed) Plan {
 		// stops before): one write instead of two.
 		p.ReportAfter = ReportInterval
 		p.State = StatePending
-	case t.Annotations[fleetv1alpha1.DispatchAnnotation] == o.Key && stale(t):
-		// The old copy must be gone before the new one takes its name.
-		p.Waiting = "stale member JobSet is being deleted"
-		p.State = StatePending
-	case !ours(t):
-		// Someone else's JobSet: never take it over.
-		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, ReasonConflict,
-				fmt.Sprintf("JobSet %s/%s already exists on cluster %s and was not created for this dispatch", t.Namespace, t.Name, o.ClusterName))
-		})
-		p.State = StateRefused
-	case Epoch(t) > d.Spec.Epoch:
-		p.Status = nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, ReasonNewerEpoch,
-				fmt.Sprintf("cluster %s runs JobSet %s/%s for epoch %d, newer than this dispatch's %d", o.ClusterName, t.Namespace, t.Name, Epoch(t), d.Spec.Epoch))
-		})
-		p.State = StateRefused
-	case t.DeletionTimestamp != nil:
-		// This epoch's copy is being deleted on the member (its TTL, by
-		// hand, by the fencer): it still exists, so it is never created
-		// anew while it does. Report its last status, then let it go.
-		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
-		p.Status = mirror(d, t, o)
-		p.State = StateDeleting
-		if t.Status.TerminalState != "" {
-			p.State = StateFinished
-		}
-		if !controllerutil.ContainsFinalizer(t, fleetv1alpha1.ReportFinalizer) {
-			p.Waiting = "member JobSet is being deleted"
-			break
-		}
-		switch {
-		case controllerutil.ContainsFinalizer(t, metav1.FinalizerDeleteDependents):
-			p.Waiting = "Jobs of the member JobSet are being deleted"
-		case o.Jobs[t.UID] > 0:
-			// Deleted in the background: its Jobs would run until the
-			// JobSet is gone. Make it foreground.
-			p.Delete = append(p.Delete, t)
-			p.Waiting = "Jobs of the member JobSet are being deleted"
-		case p.Status == nil:
-			// The hub holds exactly what the copy ended with.
-			p.Release = append(p.Release, t)
-		default:
-			p.Waiting = "reporting the last status of the member JobSet"
-		}
-	default:
-		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
-		p.Update = MergeMutable(t, DesiredJobSet(d))
-		if !controllerutil.ContainsFinalizer(t, fleetv1alpha1.ReportFinalizer) {
-			// Adopt a copy made before the agent held ReportFinalizer.
-			if p.Update == nil {
-				p.Update = t.DeepCopy()
-			}
-			controllerutil.AddFinalizer(p.Update, fleetv1alpha1.ReportFinalizer)
-		}
-		p.ConfirmDispatchCurrent = p.Update != nil && t.IsSuspended() && !p.Update.IsSuspended()
-		p.Status = mirror(d, t, o)
-		if since := o.Now.Sub(o.LastReport); p.Status != nil && !urgentReport(&d.Status, p.Status) && since < ReportInterval {
-			p.Status, p.ReportAfter = nil, ReportInterval-since
-		}
-		switch {
-		case t.Status.TerminalState != "":
-			p.State = StateFinished
-		case t.IsSuspended():
-			p.State = StateSuspended
-		default:
-			p.State = StateRunning
-		}
 	}
-	return p
+}
+
+// refuse reports that the member will not run the dispatch
+// (Accepted=False with reason and message).
+func (pl *planner) refuse(reason, message string) {
+	pl.p.Status = pl.nextStatus(func(st *fleetv1alpha1.JobSetDispatchStatus) {
+		setCondition(st, pl.d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, reason, message)
+	})
+	pl.p.State = StateRefused
+}
+
+// copyDeleting plans for this epoch's copy t being deleted on the member
+// (its TTL, by hand, by the fencer): it still exists, so it is never
+// created anew while it does. Report its last status, then let it go.
+func (pl *planner) copyDeleting(t *v1alpha2.JobSet) {
+	p := &pl.p
+	p.AddFinalizer = !controllerutil.ContainsFinalizer(pl.d, fleetv1alpha1.AgentFinalizer)
+	p.Status = pl.mirror(t)
+	p.State = StateDeleting
+	if t.Status.TerminalState != "" {
+		p.State = StateFinished
+	}
+	switch {
+	case !controllerutil.ContainsFinalizer(t, fleetv1alpha1.ReportFinalizer):
+		p.Waiting = "member JobSet is being deleted"
+	case controllerutil.ContainsFinalizer(t, metav1.FinalizerDeleteDependents):
+		p.Waiting = "Jobs of the member JobSet are being deleted"
+	case pl.o.Jobs[t.UID] > 0:
+		// Deleted in the background: its Jobs would run until the
+		// JobSet is gone. Make it foreground.
+		p.Delete = append(p.Delete, t)
+		p.Waiting = "Jobs of the member JobSet are being deleted"
+	case p.Status == nil:
+		// The hub holds exactly what the copy ended with.
+		p.Release = append(p.Release, t)
+	default:
+		p.Waiting = "reporting the last status of the member JobSet"
+	}
+}
+
+// track plans for this epoch's live copy t: apply what the dispatch may
+// still change, hold it with ReportFinalizer, and report its status,
+// merging progress reports that come less than ReportInterval apart.
+func (pl *planner) track(t *v1alpha2.JobSet) {
+	o, d, p := pl.o, pl.d, &pl.p
+	p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
+	p.Update = MergeMutable(t, DesiredJobSet(d))
+	if !controllerutil.ContainsFinalizer(t, fleetv1alpha1.ReportFinalizer) {
+		// Adopt a copy made before the agent held ReportFinalizer.
+		if p.Update == nil {
+			p.Update = t.DeepCopy()
+		}
+		controllerutil.AddFinalizer(p.Update, fleetv1alpha1.ReportFinalizer)
+	}
+	p.ConfirmDispatchCurrent = p.Update != nil && t.IsSuspended() && !p.Update.IsSuspended()
+	p.Status = pl.mirror(t)
+	if since := o.Now.Sub(o.LastReport); p.Status != nil && !urgentReport(&d.Status, p.Status) && since < ReportInterval {
+		p.Status, p.ReportAfter = nil, ReportInterval-since
+	}
+	switch {
+	case t.Status.TerminalState != "":
+		p.State = StateFinished
+	case t.IsSuspended():
+		p.State = StateSuspended
+	default:
+		p.State = StateRunning
+	}
 }
 
 // retire plans the removal of a copy that must go whatever it reports
 // (stale, orphaned, or its dispatch deleting): delete it in the foreground,
 // and once its Jobs are gone release ReportFinalizer.
-func (p *Plan) retire(js *v1alpha2.JobSet, o Observed) {
+func (pl *planner) retire(js *v1alpha2.JobSet) {
+	p := &pl.p
 	p.Waiting = "member JobSet is being deleted"
 	switch {
 	case js.DeletionTimestamp == nil:
@@ -451,21 +461,26 @@ func (p *Plan) retire(js *v1alpha2.JobSet, o Observed) {
 		// Going away on its own.
 	case controllerutil.ContainsFinalizer(js, metav1.FinalizerDeleteDependents):
 		// The garbage collector is deleting its Jobs.
-	case o.Jobs[js.UID] > 0:
+	case pl.o.Jobs[js.UID] > 0:
 		p.Delete = append(p.Delete, js)
 	default:
 		p.Release = append(p.Release, js)
 	}
 }
 
-// mirror is d's status with the copy's status reported, or nil when the
-// hub already holds it.
-func mirror(d *fleetv1alpha1.JobSetDispatch, t *v1alpha2.JobSet, o Observed) *fleetv1alpha1.JobSetDispatchStatus {
-	return nextStatus(d, o.Now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-		accepted(st, d, o.ClusterName)
-		st.ObservedEpoch = Epoch(t)
-		st.JobSetStatus = ReportedStatus(t)
+// mirror is the dispatch's status with copy t's status reported, or nil
+// when the hub already holds it.
+func (pl *planner) mirror(t *v1alpha2.JobSet) *fleetv1alpha1.JobSetDispatchStatus {
+	return pl.nextStatus(func(st *fleetv1alpha1.JobSetDispatchStatus) {
+		accepted(st, pl.d, pl.o.ClusterName)
+		st.ObservedEpoch = fleetv1alpha1.Epoch(t)
+		st.JobSetStatus = fleetv1alpha1.ReportedStatus(t)
 	})
+}
+
+// nextStatus is nextStatus for the planner's dispatch, now.
+func (pl *planner) nextStatus(mutate func(*fleetv1alpha1.JobSetDispatchStatus)) *fleetv1alpha1.JobSetDispatchStatus {
+	return nextStatus(pl.d, pl.o.Now, mutate)
 }
 
 // NewCopy is the member JobSet to create for d: DesiredJobSet, held by
@@ -487,19 +502,6 @@ func NewCopy(d *fleetv1alpha1.JobSetDispatch, restarts, towardsMax int32) *v1alp
 	return js
 }
 
-// RestartOffsets are the restarts earlier copies spent, from a copy's
-// annotations (0 when absent or unparsable).
-func RestartOffsets(js *v1alpha2.JobSet) (restarts, towardsMax int32) {
-	parse := func(key string) int32 {
-		v, err := strconv.ParseInt(js.Annotations[key], 10, 32)
-		if err != nil || v < 0 {
-			return 0
-		}
-		return int32(v)
-	}
-	return parse(fleetv1alpha1.RestartsOffsetAnnotation), parse(fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation)
-}
-
 // urgentReport says whether a new dispatch status carries news the hub acts
 // on, rather than progress: a terminal state, restarts, a change of the
 // copy's conditions, the reporting of another epoch.
@@ -517,17 +519,6 @@ func urgentReport(old, next *fleetv1alpha1.JobSetDispatchStatus) bool {
 		}
 	}
 	return false
-}
-
-// ReportedStatus is the status the agent reports for a copy: the copy's
-// own, with the restarts of earlier copies of the same epoch added, so the
-// count the hub sees never goes backwards.
-func ReportedStatus(js *v1alpha2.JobSet) v1alpha2.JobSetStatus {
-	st := *js.Status.DeepCopy()
-	restarts, towardsMax := RestartOffsets(js)
-	st.Restarts += restarts
-	st.RestartsCountTowardsMax += towardsMax
-	return st
 }
 
 // carriedRestarts are the restarts the dispatch status holds for its
@@ -558,7 +549,7 @@ func Refused(d *fleetv1alpha1.JobSetDispatch, now metav1.Time, cluster, reason, 
 
 // retriedRefusals are the refusals the agent tries again after
 // RefusalRetryInterval.
-var retriedRefusals = map[string]bool{ReasonMemberRefused: true, ReasonQuotaExceeded: true, ReasonNamespaceTerminating: true, ReasonNamespaceMissing: true}
+var retriedRefusals = map[string]bool{fleetv1alpha1.ReasonMemberRefused: true, fleetv1alpha1.ReasonQuotaExceeded: true, fleetv1alpha1.ReasonNamespaceTerminating: true, fleetv1alpha1.ReasonNamespaceMissing: true}
 
 // refusedRecently reports whether the agent refused d's copy for this
 // generation less than RefusalRetryInterval ago.
@@ -569,7 +560,7 @@ func refusedRecently(d *fleetv1alpha1.JobSetDispatch, now metav1.Time) bool {
 }
 
 func accepted(st *fleetv1alpha1.JobSetDispatchStatus, d *fleetv1alpha1.JobSetDispatch, cluster string) {
-	setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionTrue, ReasonAccepted,
+	setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionTrue, fleetv1alpha1.ReasonAccepted,
 		fmt.Sprintf("running as JobSet %s/%s on cluster %s", d.Spec.Origin.Namespace, d.Spec.Origin.Name, cluster))
 	st.ObservedGeneration = d.Generation
 }
@@ -614,14 +605,14 @@ func ClassifyCreateError(err error) (reason string, lasting bool) {
 	case err == nil:
 		return "", false
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-		return ReasonNamespaceTerminating, true
+		return fleetv1alpha1.ReasonNamespaceTerminating, true
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "status unknown for quota"):
 		// The quota controller has not computed the quota's usage yet.
 		return "", false
 	case apierrors.IsForbidden(err) && quotaRefusal(err.Error()):
-		return ReasonQuotaExceeded, true
+		return fleetv1alpha1.ReasonQuotaExceeded, true
 	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsRequestEntityTooLargeError(err):
-		return ReasonMemberRefused, true
+		return fleetv1alpha1.ReasonMemberRefused, true
 	}
 	return "", false
 }

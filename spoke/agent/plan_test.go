@@ -68,8 +68,8 @@ func TestDesiredJobSet(t *testing.T) {
 	if d.Spec.JobSet.Labels[fleetv1alpha1.EpochLabel] != "" || *d.Spec.JobSet.Spec.ManagedBy != fleetv1alpha1.ManagedByFleet {
 		t.Error("DesiredJobSet modified the dispatch")
 	}
-	if Epoch(js) != 4 {
-		t.Errorf("Epoch() = %d", Epoch(js))
+	if fleetv1alpha1.Epoch(js) != 4 {
+		t.Errorf("Epoch() = %d", fleetv1alpha1.Epoch(js))
 	}
 }
 
@@ -280,7 +280,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "copy created a while ago: Accepted and its status, in one report",
 			o:    Observed{Dispatch: d, Target: fresh0, Copies: []v1alpha2.JobSet{*fresh0}, LastReport: now.Add(-2 * time.Second)},
-			want: planSummary{State: StateRunning, Status: &statusSummary{ObservedEpoch: 2, Accepted: ReasonAccepted}},
+			want: planSummary{State: StateRunning, Status: &statusSummary{ObservedEpoch: 2, Accepted: fleetv1alpha1.ReasonAccepted}},
 		},
 		{
 			name: "progress right after a report: held back",
@@ -290,12 +290,12 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "a terminal state right after a report: reported at once",
 			o:    Observed{Dispatch: reported(ours), Target: done, Copies: []v1alpha2.JobSet{*done}, LastReport: now.Add(-100 * time.Millisecond)},
-			want: planSummary{State: StateFinished, Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, TerminalState: "Completed", Accepted: ReasonAccepted}},
+			want: planSummary{State: StateFinished, Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, TerminalState: "Completed", Accepted: fleetv1alpha1.ReasonAccepted}},
 		},
 		{
 			name: "running copy: status from the member",
 			o:    Observed{Dispatch: d, Target: ours, Copies: []v1alpha2.JobSet{*ours}},
-			want: planSummary{State: StateRunning, Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, Accepted: ReasonAccepted}},
+			want: planSummary{State: StateRunning, Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, Accepted: fleetv1alpha1.ReasonAccepted}},
 		},
 		{
 			name: "copy made before ReportFinalizer: adopted",
@@ -303,7 +303,7 @@ func TestComputePlan(t *testing.T) {
 			want: planSummary{
 				State:  StateRunning,
 				Update: &copySummary{Finalizers: report, MaxRestarts: 5},
-				Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, Accepted: ReasonAccepted},
+				Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, Accepted: fleetv1alpha1.ReasonAccepted},
 			},
 		},
 		{
@@ -319,7 +319,7 @@ func TestComputePlan(t *testing.T) {
 			o:    Observed{Dispatch: d, Target: ttl, Copies: []v1alpha2.JobSet{*ttl}, Jobs: map[types.UID]int{"ttl": 0}},
 			want: planSummary{
 				State: StateFinished, Waiting: true,
-				Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, TerminalState: "Completed", Accepted: ReasonAccepted},
+				Status: &statusSummary{ObservedEpoch: 2, Restarts: 1, TerminalState: "Completed", Accepted: fleetv1alpha1.ReasonAccepted},
 			},
 		},
 		{
@@ -356,7 +356,7 @@ func TestComputePlan(t *testing.T) {
 			o:    Observed{Dispatch: d, Target: byHand, Copies: []v1alpha2.JobSet{*byHand}, Jobs: map[types.UID]int{"by-hand": 0}},
 			want: planSummary{
 				State: StateDeleting, Waiting: true,
-				Status: &statusSummary{ObservedEpoch: 2, Restarts: 3, TowardsMax: 2, Accepted: ReasonAccepted},
+				Status: &statusSummary{ObservedEpoch: 2, Restarts: 3, TowardsMax: 2, Accepted: fleetv1alpha1.ReasonAccepted},
 			},
 		},
 		{
@@ -376,12 +376,12 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "copy created again: reports its restarts plus those carried",
 			o:    Observed{Dispatch: afterHandDelete, Target: again, Copies: []v1alpha2.JobSet{*again}},
-			want: planSummary{State: StateRunning, Status: &statusSummary{ObservedEpoch: 2, Restarts: 4, TowardsMax: 3, Accepted: ReasonAccepted}},
+			want: planSummary{State: StateRunning, Status: &statusSummary{ObservedEpoch: 2, Restarts: 4, TowardsMax: 3, Accepted: fleetv1alpha1.ReasonAccepted}},
 		},
 		{
 			name: "foreign JobSet: Conflict, no takeover",
 			o:    Observed{Dispatch: fresh, Target: foreign},
-			want: planSummary{State: StateRefused, Status: &statusSummary{Accepted: ReasonConflict}},
+			want: planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleetv1alpha1.ReasonConflict}},
 		},
 		{
 			name: "stale epoch at the origin: delete, wait, then create",
@@ -396,7 +396,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "newer epoch on the member: refuse",
 			o:    Observed{Dispatch: d, Target: newer, Copies: []v1alpha2.JobSet{*newer}},
-			want: planSummary{State: StateRefused, Status: &statusSummary{Accepted: ReasonNewerEpoch}},
+			want: planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleetv1alpha1.ReasonNewerEpoch}},
 		},
 		{
 			name: "dispatch gone: delete orphan after a live check",
@@ -460,7 +460,7 @@ func TestNewCopy(t *testing.T) {
 				t.Error("NewCopy modified the dispatch")
 			}
 			js.Status.Restarts, js.Status.RestartsCountTowardsMax = 1, 1
-			st := ReportedStatus(js)
+			st := fleetv1alpha1.ReportedStatus(js)
 			if st.Restarts != tc.restarts+1 || st.RestartsCountTowardsMax != tc.towardsMax+1 {
 				t.Errorf("reported restarts %d/%d, want %d/%d", st.Restarts, st.RestartsCountTowardsMax, tc.restarts+1, tc.towardsMax+1)
 			}

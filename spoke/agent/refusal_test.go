@@ -29,13 +29,13 @@ func TestClassifyCreateError(t *testing.T) {
 		lasting bool
 	}{
 		{"nil", nil, "", false},
-		{"namespace terminating", fmt.Errorf("creating: %w", terminating), ReasonNamespaceTerminating, true},
-		{"quota exceeded", apierrors.NewForbidden(jobsets, "train", errors.New("exceeded quota: js, requested: count/jobsets.jobset.x-k8s.io=1, used: count/jobsets.jobset.x-k8s.io=0, limited: count/jobsets.jobset.x-k8s.io=0")), ReasonQuotaExceeded, true},
-		{"quota needs limits", apierrors.NewForbidden(jobsets, "train", errors.New("failed quota: compute: must specify limits.cpu")), ReasonQuotaExceeded, true},
+		{"namespace terminating", fmt.Errorf("creating: %w", terminating), fleetv1alpha1.ReasonNamespaceTerminating, true},
+		{"quota exceeded", apierrors.NewForbidden(jobsets, "train", errors.New("exceeded quota: js, requested: count/jobsets.jobset.x-k8s.io=1, used: count/jobsets.jobset.x-k8s.io=0, limited: count/jobsets.jobset.x-k8s.io=0")), fleetv1alpha1.ReasonQuotaExceeded, true},
+		{"quota needs limits", apierrors.NewForbidden(jobsets, "train", errors.New("failed quota: compute: must specify limits.cpu")), fleetv1alpha1.ReasonQuotaExceeded, true},
 		{"quota usage not yet known", apierrors.NewForbidden(jobsets, "train", errors.New("status unknown for quota: js, resources: count/jobsets.jobset.x-k8s.io")), "", false},
-		{"webhook denied", apierrors.NewForbidden(jobsets, "train", errors.New(`admission webhook "deny.example.com" denied the request: no`)), ReasonMemberRefused, true},
-		{"policy denied (Invalid)", apierrors.NewInvalid(schema.GroupKind{Group: "jobset.x-k8s.io", Kind: "JobSet"}, "train", field.ErrorList{field.Forbidden(field.NewPath("spec"), "ValidatingAdmissionPolicy 'p' denied request")}), ReasonMemberRefused, true},
-		{"too large", apierrors.NewRequestEntityTooLargeError("limit is 3145728"), ReasonMemberRefused, true},
+		{"webhook denied", apierrors.NewForbidden(jobsets, "train", errors.New(`admission webhook "deny.example.com" denied the request: no`)), fleetv1alpha1.ReasonMemberRefused, true},
+		{"policy denied (Invalid)", apierrors.NewInvalid(schema.GroupKind{Group: "jobset.x-k8s.io", Kind: "JobSet"}, "train", field.ErrorList{field.Forbidden(field.NewPath("spec"), "ValidatingAdmissionPolicy 'p' denied request")}), fleetv1alpha1.ReasonMemberRefused, true},
+		{"too large", apierrors.NewRequestEntityTooLargeError("limit is 3145728"), fleetv1alpha1.ReasonMemberRefused, true},
 		{"already exists (cache lag)", apierrors.NewAlreadyExists(jobsets, "train"), "", false},
 		{"conflict", apierrors.NewConflict(jobsets, "train", errors.New("x")), "", false},
 		{"webhook unreachable", apierrors.NewInternalError(errors.New(`failed calling webhook "x": connection refused`)), "", false},
@@ -55,16 +55,16 @@ func TestClassifyCreateError(t *testing.T) {
 
 func TestRefused(t *testing.T) {
 	d := testDispatch(2)
-	st := Refused(d, now, "a", ReasonQuotaExceeded, strings.Repeat("quota ", 200))
+	st := Refused(d, now, "a", fleetv1alpha1.ReasonQuotaExceeded, strings.Repeat("quota ", 200))
 	c := meta.FindStatusCondition(st.Conditions, fleetv1alpha1.DispatchAccepted)
-	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonQuotaExceeded || c.ObservedGeneration != d.Generation {
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleetv1alpha1.ReasonQuotaExceeded || c.ObservedGeneration != d.Generation {
 		t.Fatalf("condition %+v", c)
 	}
 	if len(c.Message) > fleetv1alpha1.MaxMemberReason || !strings.HasPrefix(c.Message, "cluster a refused JobSet team/train: quota") {
 		t.Errorf("message (%d bytes) %q", len(c.Message), c.Message)
 	}
 	d.Status = *st
-	if again := Refused(d, metav1.NewTime(now.Add(time.Minute)), "a", ReasonQuotaExceeded, strings.Repeat("quota ", 200)); again != nil {
+	if again := Refused(d, metav1.NewTime(now.Add(time.Minute)), "a", fleetv1alpha1.ReasonQuotaExceeded, strings.Repeat("quota ", 200)); again != nil {
 		t.Errorf("the same refusal is written again: %+v", again)
 	}
 }
@@ -93,20 +93,20 @@ func TestComputePlanRefusals(t *testing.T) {
 		want planSummary
 	}{
 		{"built-in denied namespace", inNS("kube-system"), now.Time, nil,
-			planSummary{State: StateRefused, Status: &statusSummary{Accepted: ReasonNamespaceDenied}}},
+			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleetv1alpha1.ReasonNamespaceDenied}}},
 		{"the fleet's own namespace", inNS("jobset-fleet-system"), now.Time, nil,
-			planSummary{State: StateRefused, Status: &statusSummary{Accepted: ReasonNamespaceDenied}}},
+			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleetv1alpha1.ReasonNamespaceDenied}}},
 		{"denied by --denied-namespaces, prefix", inNS("secret-team"), now.Time, []string{"secret-*"},
-			planSummary{State: StateRefused, Status: &statusSummary{Accepted: ReasonNamespaceDenied}}},
+			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleetv1alpha1.ReasonNamespaceDenied}}},
 		{"extra list adds, does not replace", inNS("kube-public"), now.Time, []string{"other"},
-			planSummary{State: StateRefused, Status: &statusSummary{Accepted: ReasonNamespaceDenied}}},
+			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleetv1alpha1.ReasonNamespaceDenied}}},
 		{"allowed namespace is created", inNS("team"), now.Time, []string{"secret-*"},
 			planSummary{AddFinalizer: true, Create: create, ConfirmCurrent: true, State: StatePending, ReportAfter: ReportInterval}},
-		{"refused moments ago: wait", refusedAt(ReasonQuotaExceeded, 3), now.Add(10 * time.Second), nil,
+		{"refused moments ago: wait", refusedAt(fleetv1alpha1.ReasonQuotaExceeded, 3), now.Add(10 * time.Second), nil,
 			planSummary{State: StateRefused, ReportAfter: RefusalRetryInterval - 10*time.Second}},
-		{"refused long ago: try again", refusedAt(ReasonQuotaExceeded, 3), now.Add(RefusalRetryInterval), nil,
+		{"refused long ago: try again", refusedAt(fleetv1alpha1.ReasonQuotaExceeded, 3), now.Add(RefusalRetryInterval), nil,
 			planSummary{AddFinalizer: true, Create: create, ConfirmCurrent: true, State: StatePending, ReportAfter: ReportInterval}},
-		{"refused for an older generation: try at once", refusedAt(ReasonMemberRefused, 4), now.Add(time.Second), nil,
+		{"refused for an older generation: try at once", refusedAt(fleetv1alpha1.ReasonMemberRefused, 4), now.Add(time.Second), nil,
 			planSummary{AddFinalizer: true, Create: create, ConfirmCurrent: true, State: StatePending, ReportAfter: ReportInterval}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
 
@@ -69,7 +69,7 @@ func TestAgentRestartWhileHubUnreachable(t *testing.T) {
 	var recorded time.Time
 	testenv.Eventually(t, 10*time.Second, "the recorded renewal to stop moving", func() error {
 		lease := &coordinationv1.Lease{}
-		if err := member.Client.Get(ctx, client.ObjectKey{Namespace: membership.AgentNamespace, Name: fleetv1alpha1.LastRenewalLeaseName}, lease); err != nil {
+		if err := member.Client.Get(ctx, client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.LastRenewalLeaseName}, lease); err != nil {
 			return err
 		}
 		at := lease.Spec.RenewTime.Time

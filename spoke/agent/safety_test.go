@@ -22,7 +22,7 @@ import (
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
 
@@ -117,7 +117,7 @@ func TestAgentMemberBoundary(t *testing.T) {
 		must(t, member.Client.Status().Update(ctx, quota))
 		d := newDispatch("team-quota", "train", 1)
 		must(t, hub.Client.Create(ctx, d))
-		waitRefused(t, hub.Client, d, agent.ReasonQuotaExceeded, "exceeded quota")
+		waitRefused(t, hub.Client, d, fleetv1alpha1.ReasonQuotaExceeded, "exceeded quota")
 		if err := gone(member.Client, memberJobSet("team-quota", "train").Obj()); err != nil {
 			t.Error(err)
 		}
@@ -129,14 +129,14 @@ func TestAgentMemberBoundary(t *testing.T) {
 		must(t, member.Client.Delete(ctx, namespace("team-gone")))
 		d := newDispatch("team-gone", "train", 1)
 		must(t, hub.Client.Create(ctx, d))
-		waitRefused(t, hub.Client, d, agent.ReasonNamespaceTerminating, "being terminated")
+		waitRefused(t, hub.Client, d, fleetv1alpha1.ReasonNamespaceTerminating, "being terminated")
 	})
 
 	t.Run("the agent's namespace policy refuses: NamespaceDenied", func(t *testing.T) {
-		for _, ns := range []string{"secret-ops", "kube-system", membership.AgentNamespace} {
+		for _, ns := range []string{"secret-ops", "kube-system", fleetv1alpha1.SystemNamespace} {
 			d := newDispatch(ns, "train", 1)
 			must(t, hub.Client.Create(ctx, d))
-			waitRefused(t, hub.Client, d, agent.ReasonNamespaceDenied, "namespace "+ns)
+			waitRefused(t, hub.Client, d, fleetv1alpha1.ReasonNamespaceDenied, "namespace "+ns)
 			if err := gone(member.Client, memberJobSet(ns, "train").Obj()); err != nil {
 				t.Error(err)
 			}
@@ -151,7 +151,7 @@ func TestAgentMemberBoundary(t *testing.T) {
 		a = startAgent(t, t.Cleanup, member, agentCfg, policy, func(o *agent.Options) { o.RequireNamespaces = true })
 		d := newDispatch("team-missing", "train", 1)
 		must(t, hub.Client.Create(ctx, d))
-		c := waitRefused(t, hub.Client, d, agent.ReasonNamespaceMissing, "namespace team-missing")
+		c := waitRefused(t, hub.Client, d, fleetv1alpha1.ReasonNamespaceMissing, "namespace team-missing")
 		if !strings.Contains(c.Message, "--create-namespaces=false") {
 			t.Errorf("the message does not name the flag: %q", c.Message)
 		}
@@ -199,7 +199,7 @@ func TestAgentHubUnauthorized(t *testing.T) {
 	must(t, err)
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: memberNS, Name: membership.AgentServiceAccount}}
 	must(t, hub.Client.Delete(ctx, sa))
-	secretKey := client.ObjectKey{Namespace: membership.AgentNamespace, Name: membership.KubeconfigSecret}
+	secretKey := client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}
 	cfg, creds, err := agent.HubConfigFromSecret(ctx, member.Client, secretKey, agent.DefaultCredentialsOptions())
 	must(t, err)
 	a := startAgent(t, t.Cleanup, member, cfg, func(o *agent.Options) { o.Credentials = creds })
@@ -207,12 +207,12 @@ func TestAgentHubUnauthorized(t *testing.T) {
 	command := "jobset-fleet-agent join --hub-kubeconfig <hub admin kubeconfig> --member-kubeconfig <member admin kubeconfig> --cluster-name " + clusterName + " --hub-server " + hub.Config.Host
 	testenv.Eventually(t, 20*time.Second, "a Warning event on the hub kubeconfig Secret with the recovery command", func() error {
 		var list eventsv1.EventList
-		if err := member.Client.List(ctx, &list, client.InNamespace(membership.AgentNamespace)); err != nil {
+		if err := member.Client.List(ctx, &list, client.InNamespace(fleetv1alpha1.SystemNamespace)); err != nil {
 			return err
 		}
 		var seen []string
 		for _, e := range list.Items {
-			if e.Regarding.Kind != "Secret" || e.Regarding.Name != membership.KubeconfigSecret {
+			if e.Regarding.Kind != "Secret" || e.Regarding.Name != fleetv1alpha1.HubKubeconfigSecret {
 				continue
 			}
 			seen = append(seen, e.Reason+": "+e.Note)
@@ -281,7 +281,7 @@ func TestAgentRestartSkewedClock(t *testing.T) {
 			// own clock, corrected by its skew: when that was, truly.
 			recordedRenewal := func() (time.Time, error) {
 				lease := &coordinationv1.Lease{}
-				if err := member.Client.Get(ctx, client.ObjectKey{Namespace: membership.AgentNamespace, Name: fleetv1alpha1.LastRenewalLeaseName}, lease); err != nil {
+				if err := member.Client.Get(ctx, client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.LastRenewalLeaseName}, lease); err != nil {
 					return time.Time{}, err
 				}
 				at := lease.Spec.RenewTime.Time.Add(-skew)

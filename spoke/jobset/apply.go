@@ -27,18 +27,18 @@ import (
 // nothing more is done (the status is not saved, its events are not
 // emitted), as upstream's reconcile does. Transition events go out only
 // once the status that records them is saved.
-func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p plan) (ctrl.Result, error) {
+func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p Plan) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	steps := []func() error{
-		func() error { return r.deleteJobs(ctx, p.deleteJobs) },
-		func() error { return r.deleteJobSetAfterTTL(ctx, js, p.deleteJobSet) },
-		func() error { return p.err },
-		func() error { return r.createService(ctx, js, p.createService) },
-		func() error { return r.createPVCs(ctx, js, p.createPVCs) },
-		func() error { return r.scaleJobs(ctx, p.scaleJobs) },
-		func() error { return r.createJobGroups(ctx, js, p.createJobs) },
-		func() error { return r.suspendJobs(ctx, p.suspendJobs) },
-		func() error { return r.resumeJobs(ctx, p.resumeJobs) },
+		func() error { return r.deleteJobs(ctx, p.DeleteJobs) },
+		func() error { return r.deleteJobSetAfterTTL(ctx, js, p.DeleteJobSet) },
+		func() error { return p.Err },
+		func() error { return r.createService(ctx, js, p.CreateService) },
+		func() error { return r.createPVCs(ctx, js, p.CreatePVCs) },
+		func() error { return r.scaleJobs(ctx, p.ScaleJobs) },
+		func() error { return r.createJobGroups(ctx, js, p.CreateJobs) },
+		func() error { return r.suspendJobs(ctx, p.SuspendJobs) },
+		func() error { return r.resumeJobs(ctx, p.ResumeJobs) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -46,22 +46,22 @@ func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p plan) (ct
 		}
 	}
 
-	saved, err := r.saveStatus(ctx, js, p.status)
+	saved, err := r.saveStatus(ctx, js, p.Status)
 	switch {
 	case apierrors.IsConflict(err):
 		// The JobSet changed since it was read; the watch event of that
 		// change reconciles it again with fresh data.
 		log.V(2).Info("JobSet changed while reconciling; waiting for the newer version")
 		return ctrl.Result{}, nil
-	case apierrors.IsNotFound(err) && p.deleteJobSet:
+	case apierrors.IsNotFound(err) && p.DeleteJobSet:
 		return ctrl.Result{}, nil
 	case err != nil:
 		return ctrl.Result{}, err
 	case saved:
-		for _, e := range p.events {
+		for _, e := range p.Events {
 			r.event(js, e.eventType, e.reason, e.note)
 		}
-		switch p.finished {
+		switch p.Finished {
 		case v1alpha2.JobSetCompleted:
 			completedTotal.WithLabelValues(js.Name, js.Namespace).Inc()
 			log.V(2).Info("JobSet completed")
@@ -70,7 +70,7 @@ func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p plan) (ct
 			log.V(2).Info("JobSet failed")
 		}
 	}
-	return ctrl.Result{RequeueAfter: p.requeueAfter}, nil
+	return ctrl.Result{RequeueAfter: p.RequeueAfter}, nil
 }
 
 func (r *Reconciler) deleteJobSetAfterTTL(ctx context.Context, js *v1alpha2.JobSet, due bool) error {

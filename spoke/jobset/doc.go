@@ -3,11 +3,12 @@
 // upstream's behavior — the same child objects, status shape, conditions and
 // events (docs/parity.md lists each behavior with its test).
 //
-// Each Reconcile observes the JobSet, its child Jobs and its headless Service,
-// computes a plan with pure functions (plan.go and the policy files it calls)
-// that follows upstream's reconcile step by step, and applies that plan in
-// one place (apply.go), stopping at the first step that fails as upstream's
-// does. The status is written with a single patch per reconcile, and only
+// Each Reconcile observes the JobSet, its child Jobs and its headless Service
+// (observe: Observed), computes a Plan with pure functions (ComputePlan in
+// plan.go and the policy files it calls) that follows upstream's reconcile
+// step by step, and applies that plan in one place (apply.go), stopping at
+// the first step that fails as upstream's does: the shape of every
+// reconciler of the fleet (docs/architecture.md). The status is written with a single patch per reconcile, and only
 // when it changed.
 //
 // The reconciler watches Pods only with the InPlaceRestart gate on (the

@@ -111,8 +111,8 @@ func withFirstFailedJob(message, jobName string) string {
 // upstream's failure policy actions do. It returns an error, and changes
 // nothing, for an action whose feature gate is off: upstream fails the
 // reconcile then, and so retries until the gate is turned on.
-func (p *plan) applyFailure(js *v1alpha2.JobSet, d failureDecision) error {
-	st := &p.status
+func (p *Plan) applyFailure(js *v1alpha2.JobSet, d failureDecision) error {
+	st := &p.Status
 	jobName := d.job.Name
 	if js.Spec.FailurePolicy == nil {
 		p.fail(ReasonFailedJobs, withFirstFailedJob(MessageFailedJobs, jobName))
@@ -170,10 +170,10 @@ func (p *plan) applyFailure(js *v1alpha2.JobSet, d failureDecision) error {
 // restartAll recreates every Job: the next reconcile finds them all from
 // an earlier attempt and replaces them. The Restarting condition and the
 // action's event both announce it.
-func (p *plan) restartAll(countsTowardsMax bool, conditionReason, eventReason, message string) {
-	p.status.Restarts++
+func (p *Plan) restartAll(countsTowardsMax bool, conditionReason, eventReason, message string) {
+	p.Status.Restarts++
 	if countsTowardsMax {
-		p.status.RestartsCountTowardsMax++
+		p.Status.RestartsCountTowardsMax++
 	}
 	p.setCondition(metav1.Condition{
 		Type: string(v1alpha2.JobSetRestarting), Status: metav1.ConditionTrue, Reason: conditionReason, Message: message,
@@ -185,7 +185,7 @@ func (p *plan) restartAll(countsTowardsMax bool, conditionReason, eventReason, m
 // the next reconcile replaces just that Job. The counter lists are created
 // with one entry per replica when first needed; jobRestartsCountTowardsMax
 // only by an action that counts.
-func (p *plan) restartOneJob(js *v1alpha2.JobSet, job *batchv1.Job, countsTowardsMax bool) error {
+func (p *Plan) restartOneJob(js *v1alpha2.JobSet, job *batchv1.Job, countsTowardsMax bool) error {
 	rjobName, ok := job.Labels[v1alpha2.ReplicatedJobNameKey]
 	if !ok {
 		return fmt.Errorf("failed job %s missing %s label", job.Name, v1alpha2.ReplicatedJobNameKey)
@@ -198,7 +198,7 @@ func (p *plan) restartOneJob(js *v1alpha2.JobSet, job *batchv1.Job, countsToward
 	if err != nil {
 		return fmt.Errorf("failed job %s has invalid %s label: %s: %w", job.Name, v1alpha2.JobIndexKey, idxLabel, err)
 	}
-	rs := findReplicatedJobStatus(p.status.ReplicatedJobsStatus, rjobName)
+	rs := findReplicatedJobStatus(p.Status.ReplicatedJobsStatus, rjobName)
 	replicas := replicasOf(js, rjobName)
 	if rs == nil || idx < 0 || idx >= int(replicas) {
 		return fmt.Errorf("failed job %s has index %d out of bounds for replicated job %s (replicas: %d)", job.Name, idx, rjobName, replicas)

@@ -24,7 +24,7 @@ func inPlaceRestartStrategy(js *v1alpha2.JobSet) bool {
 
 // inPlaceRestart updates the two attempts from the pods, or fails the
 // JobSet when a container or a restart attempt went past maxRestarts.
-func (p *plan) inPlaceRestart(js *v1alpha2.JobSet, pods []corev1.Pod) error {
+func (p *Plan) inPlaceRestart(js *v1alpha2.JobSet, pods []corev1.Pod) error {
 	maxRestarts := js.Spec.FailurePolicy.MaxRestarts
 	// A container failing too fast to ever reach the barrier shows only in
 	// its restart count.
@@ -42,7 +42,7 @@ func (p *plan) inPlaceRestart(js *v1alpha2.JobSet, pods []corev1.Pod) error {
 	if len(attempts) > 0 {
 		highest = slices.Max(attempts)
 	}
-	if highest-(p.status.Restarts-p.status.RestartsCountTowardsMax) > maxRestarts {
+	if highest-(p.Status.Restarts-p.Status.RestartsCountTowardsMax) > maxRestarts {
 		p.fail(ReasonReachedMaxRestarts, MessageReachedMaxRestarts)
 		return nil
 	}
@@ -52,8 +52,8 @@ func (p *plan) inPlaceRestart(js *v1alpha2.JobSet, pods []corev1.Pod) error {
 	}
 	if len(attempts) == total && allEqual(attempts) {
 		// Every pod is at the same attempt: lift the barrier.
-		if ptr.Deref(p.status.CurrentInPlaceRestartAttempt, -1) != attempts[0] {
-			p.status.CurrentInPlaceRestartAttempt = ptr.To(attempts[0])
+		if ptr.Deref(p.Status.CurrentInPlaceRestartAttempt, -1) != attempts[0] {
+			p.Status.CurrentInPlaceRestartAttempt = ptr.To(attempts[0])
 		}
 		return nil
 	}
@@ -63,10 +63,10 @@ func (p *plan) inPlaceRestart(js *v1alpha2.JobSet, pods []corev1.Pod) error {
 	// Pods lag behind the newest attempt: ask them to restart, never
 	// lowering what was asked before.
 	previous := highest - 1
-	if cur := p.status.PreviousInPlaceRestartAttempt; cur != nil && previous <= *cur {
+	if cur := p.Status.PreviousInPlaceRestartAttempt; cur != nil && previous <= *cur {
 		return nil
 	}
-	p.status.PreviousInPlaceRestartAttempt = ptr.To(previous)
+	p.Status.PreviousInPlaceRestartAttempt = ptr.To(previous)
 	return nil
 }
 

@@ -66,17 +66,17 @@ func TestInPlaceRestart(t *testing.T) {
 				FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 2, RestartStrategy: v1alpha2.InPlaceRestart}).
 				Obj()
 			js.Status = tc.status
-			p := computePlan(js, observed{jobs: allChildJobs(js), serviceExists: true, pods: tc.pods}, t0)
-			got := want{previous: p.status.PreviousInPlaceRestartAttempt, current: p.status.CurrentInPlaceRestartAttempt,
-				failed: p.finished == v1alpha2.JobSetFailed}
-			if p.err != nil {
-				got.err = p.err.Error()
+			p := ComputePlan(js, Observed{Jobs: allChildJobs(js), ServiceExists: true, Pods: tc.pods}, t0)
+			got := want{previous: p.Status.PreviousInPlaceRestartAttempt, current: p.Status.CurrentInPlaceRestartAttempt,
+				failed: p.Finished == v1alpha2.JobSetFailed}
+			if p.Err != nil {
+				got.err = p.Err.Error()
 			}
 			if d := cmp.Diff(tc.want, got, cmp.AllowUnexported(want{})); d != "" {
 				t.Errorf("(-want +got):\n%s", d)
 			}
 			if tc.want.failed {
-				c := findCondition(p.status.Conditions, string(v1alpha2.JobSetFailed))
+				c := findCondition(p.Status.Conditions, string(v1alpha2.JobSetFailed))
 				want := &metav1.Condition{Type: string(v1alpha2.JobSetFailed), Reason: ReasonReachedMaxRestarts, Message: MessageReachedMaxRestarts}
 				if d := cmp.Diff(want, c, cmpopts.IgnoreFields(metav1.Condition{}, "Status", "ObservedGeneration", "LastTransitionTime")); d != "" {
 					t.Errorf("Failed condition (-want +got):\n%s", d)

@@ -13,41 +13,41 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// plan is everything one reconcile will change, computed without side
+// Plan is everything one reconcile will change, computed without side
 // effects from what was observed. Its steps are upstream's, in upstream's
 // order; apply carries them out in that order and stops at the first that
 // fails, leaving the status unsaved, as upstream's reconcile does.
-type plan struct {
-	// status is the JobSet status to save (patched only if it differs from
+type Plan struct {
+	// Status is the JobSet status to save (patched only if it differs from
 	// the observed one).
-	status v1alpha2.JobSetStatus
-	// events are emitted once the status is saved: they announce the
+	Status v1alpha2.JobSetStatus
+	// Events are emitted once the status is saved: they announce the
 	// transitions recorded in it.
-	events []event
+	Events []event
 
-	deleteJobs []*batchv1.Job
-	// deleteJobSet asks for the finished JobSet to be deleted (TTL).
-	deleteJobSet bool
-	// requeueAfter is set when time alone will make the plan change (TTL).
-	requeueAfter time.Duration
+	DeleteJobs []*batchv1.Job
+	// DeleteJobSet asks for the finished JobSet to be deleted (TTL).
+	DeleteJobSet bool
+	// RequeueAfter is set when time alone will make the plan change (TTL).
+	RequeueAfter time.Duration
 
-	createService *corev1.Service
-	createPVCs    []*corev1.PersistentVolumeClaim
-	scaleJobs     []jobScale
-	// createJobs holds the Jobs to create per replicatedJob, in spec order:
+	CreateService *corev1.Service
+	CreatePVCs    []*corev1.PersistentVolumeClaim
+	ScaleJobs     []jobScale
+	// CreateJobs holds the Jobs to create per replicatedJob, in spec order:
 	// a replicatedJob whose Jobs cannot all be created stops the rest.
-	createJobs  [][]*batchv1.Job
-	suspendJobs []*batchv1.Job
-	resumeJobs  []jobResume
+	CreateJobs  [][]*batchv1.Job
+	SuspendJobs []*batchv1.Job
+	ResumeJobs  []jobResume
 
-	// err fails the reconcile before anything is saved (upstream does so
+	// Err fails the reconcile before anything is saved (upstream does so
 	// for a failure policy action whose feature gate is off).
-	err error
+	Err error
 
-	// finished is set when this reconcile finishes the JobSet.
-	finished v1alpha2.JobSetConditionType
+	// Finished is set when this reconcile finishes the JobSet.
+	Finished v1alpha2.JobSetConditionType
 
-	now metav1.Time
+	Now metav1.Time
 }
 
 type event struct {
@@ -64,34 +64,34 @@ func (r jobResume) templateChanged() bool {
 	return !equality.Semantic.DeepEqual(r.template, r.job.Spec.Template)
 }
 
-// observed is what a reconcile reads besides the JobSet.
-type observed struct {
-	// jobs are the Jobs the JobSet controls.
-	jobs          []batchv1.Job
-	serviceExists bool
-	// pods are the JobSet's pods, read only for in-place restart.
-	pods []corev1.Pod
+// Observed is what a reconcile reads besides the JobSet.
+type Observed struct {
+	// Jobs are the Jobs the JobSet controls.
+	Jobs          []batchv1.Job
+	ServiceExists bool
+	// Pods are the JobSet's pods, read only for in-place restart.
+	Pods []corev1.Pod
 }
 
-// computePlan decides what to do for a JobSet (with its observed status).
+// ComputePlan decides what to do for a JobSet (with its observed status).
 // It is pure: time comes in as now.
-func computePlan(js0 *v1alpha2.JobSet, obs observed, now time.Time) plan {
+func ComputePlan(js0 *v1alpha2.JobSet, obs Observed, now time.Time) Plan {
 	js := js0.DeepCopy()
 	// The webhook defaults what is stored; defaulting a copy here keeps a
 	// JobSet stored without it (webhooks disabled) from stalling.
 	v1alpha2.Default(js)
-	p := plan{status: *js.Status.DeepCopy(), now: metav1.NewTime(now)}
-	kids := classify(js, obs.jobs)
-	p.status.ReplicatedJobsStatus = replicatedJobStatuses(js, kids)
-	statuses := p.status.ReplicatedJobsStatus
+	p := Plan{Status: *js.Status.DeepCopy(), Now: metav1.NewTime(now)}
+	kids := classify(js, obs.Jobs)
+	p.Status.ReplicatedJobsStatus = replicatedJobStatuses(js, kids)
+	statuses := p.Status.ReplicatedJobsStatus
 
 	if finishedCondition(&js.Status) != nil {
 		// Nothing runs after the end, whatever the reason it came.
-		p.deleteJobs = notDeleting(kids.active)
-		p.deleteJobSet, p.requeueAfter = ttlAfterFinished(js, now)
+		p.DeleteJobs = notDeleting(kids.active)
+		p.DeleteJobSet, p.RequeueAfter = ttlAfterFinished(js, now)
 		return p
 	}
-	p.deleteJobs = notDeleting(kids.previous)
+	p.DeleteJobs = notDeleting(kids.previous)
 
 	if !js.IsSuspended() && allJobsReady(js, statuses) {
 		p.clearRestarting(ReasonRestartingJobsReady, MessageRestartingJobsReady)
@@ -100,7 +100,7 @@ func computePlan(js0 *v1alpha2.JobSet, obs observed, now time.Time) plan {
 		// The outcome is recorded first; the next reconcile, triggered by
 		// the status change, deletes and recreates Jobs accordingly.
 		if err := p.applyFailure(js, decideFailure(js, kids.failed)); err != nil {
-			p.err = err
+			p.Err = err
 		}
 		return p
 	}
@@ -109,12 +109,12 @@ func computePlan(js0 *v1alpha2.JobSet, obs observed, now time.Time) plan {
 		return p
 	}
 
-	if js.DNSHostnamesEnabled() && !obs.serviceExists {
-		p.createService = buildService(js)
+	if js.DNSHostnamesEnabled() && !obs.ServiceExists {
+		p.CreateService = buildService(js)
 	}
-	p.createPVCs = buildPVCs(js)
+	p.CreatePVCs = buildPVCs(js)
 	if features.Enabled(features.ElasticJobSet) {
-		p.scaleJobs = planScaling(js, kids.active)
+		p.ScaleJobs = planScaling(js, kids.active)
 	}
 	p.planJobCreation(js, kids, statuses)
 	if js.IsSuspended() {
@@ -123,8 +123,8 @@ func computePlan(js0 *v1alpha2.JobSet, obs observed, now time.Time) plan {
 		p.planResume(js, kids, statuses)
 	}
 	if inPlaceRestartStrategy(js) && features.Enabled(features.InPlaceRestart) {
-		if err := p.inPlaceRestart(js, obs.pods); err != nil {
-			p.err = err
+		if err := p.inPlaceRestart(js, obs.Pods); err != nil {
+			p.Err = err
 		}
 	}
 	return p
@@ -133,7 +133,7 @@ func computePlan(js0 *v1alpha2.JobSet, obs observed, now time.Time) plan {
 // planJobCreation creates the missing Jobs of each replicatedJob whose
 // dependencies are met. With an InOrder startup (not while suspended) it
 // stops at the first replicatedJob whose Jobs are not all running yet.
-func (p *plan) planJobCreation(js *v1alpha2.JobSet, kids children, statuses []v1alpha2.ReplicatedJobStatus) {
+func (p *Plan) planJobCreation(js *v1alpha2.JobSet, kids children, statuses []v1alpha2.ReplicatedJobStatus) {
 	ordered := inOrder(js) && !js.IsSuspended()
 	seen := map[string]int32{}
 	for i := range js.Spec.ReplicatedJobs {
@@ -146,7 +146,7 @@ func (p *plan) planJobCreation(js *v1alpha2.JobSet, kids children, statuses []v1
 			continue
 		}
 		if jobs := missingJobs(js, i, kids); len(jobs) > 0 {
-			p.createJobs = append(p.createJobs, jobs)
+			p.CreateJobs = append(p.CreateJobs, jobs)
 		}
 		if ordered {
 			p.setInOrderInProgress()
@@ -178,10 +178,10 @@ func missingJobs(js *v1alpha2.JobSet, rjobIdx int, kids children) []*batchv1.Job
 	return jobs
 }
 
-func (p *plan) planSuspend(kids children) {
+func (p *Plan) planSuspend(kids children) {
 	for _, job := range kids.active {
 		if !jobSuspended(job) {
-			p.suspendJobs = append(p.suspendJobs, job)
+			p.SuspendJobs = append(p.SuspendJobs, job)
 		}
 	}
 	p.setCondition(metav1.Condition{
@@ -195,7 +195,7 @@ func (p *plan) planSuspend(kids children) {
 // dependencies are met, bringing their pod templates up to date. With an
 // InOrder startup it resumes one replicatedJob at a time, and the JobSet
 // counts as resumed only once all have started.
-func (p *plan) planResume(js *v1alpha2.JobSet, kids children, statuses []v1alpha2.ReplicatedJobStatus) {
+func (p *Plan) planResume(js *v1alpha2.JobSet, kids children, statuses []v1alpha2.ReplicatedJobStatus) {
 	ordered := inOrder(js)
 	seen := map[string]int32{}
 	for i := range js.Spec.ReplicatedJobs {
@@ -209,7 +209,7 @@ func (p *plan) planResume(js *v1alpha2.JobSet, kids children, statuses []v1alpha
 		}
 		for _, job := range kids.active {
 			if jobSuspended(job) && job.Labels[v1alpha2.ReplicatedJobNameKey] == rjob.Name {
-				p.resumeJobs = append(p.resumeJobs, jobResume{
+				p.ResumeJobs = append(p.ResumeJobs, jobResume{
 					job:      job,
 					template: resumedPodTemplate(job, &rjob.Template.Spec.Template),
 				})
@@ -226,51 +226,51 @@ func (p *plan) planResume(js *v1alpha2.JobSet, kids children, statuses []v1alpha
 	}, corev1.EventTypeNormal)
 }
 
-func (p *plan) setInOrderInProgress() {
+func (p *Plan) setInOrderInProgress() {
 	p.setCondition(metav1.Condition{
 		Type: string(v1alpha2.JobSetStartupPolicyInProgress), Status: metav1.ConditionTrue,
 		Reason: ReasonInOrderInProgress, Message: MessageInOrderInProgress,
 	}, corev1.EventTypeNormal)
 }
 
-func (p *plan) event(eventType, reason, note string) {
-	p.events = append(p.events, event{eventType: eventType, reason: reason, note: note})
+func (p *Plan) event(eventType, reason, note string) {
+	p.Events = append(p.Events, event{eventType: eventType, reason: reason, note: note})
 }
 
 // setCondition records c and, when that changes the status, an event with
 // the condition's reason and message.
-func (p *plan) setCondition(c metav1.Condition, eventType string) {
-	if setCondition(&p.status, c, p.now) {
+func (p *Plan) setCondition(c metav1.Condition, eventType string) {
+	if setCondition(&p.Status, c, p.Now) {
 		p.event(eventType, c.Reason, c.Message)
 	}
 }
 
-func (p *plan) fail(reason, message string) {
+func (p *Plan) fail(reason, message string) {
 	p.setCondition(metav1.Condition{
 		Type: string(v1alpha2.JobSetFailed), Status: metav1.ConditionTrue, Reason: reason, Message: message,
 	}, corev1.EventTypeWarning)
 	p.clearRestarting(ReasonRestartingJobSetFailed, MessageRestartingJobSetFailed)
-	p.status.TerminalState = string(v1alpha2.JobSetFailed)
-	p.finished = v1alpha2.JobSetFailed
+	p.Status.TerminalState = string(v1alpha2.JobSetFailed)
+	p.Finished = v1alpha2.JobSetFailed
 }
 
-func (p *plan) complete() {
+func (p *Plan) complete() {
 	p.setCondition(metav1.Condition{
 		Type: string(v1alpha2.JobSetCompleted), Status: metav1.ConditionTrue,
 		Reason: ReasonAllJobsCompleted, Message: MessageAllJobsCompleted,
 	}, corev1.EventTypeNormal)
 	p.clearRestarting(ReasonRestartingJobSetCompleted, MessageAllJobsCompleted)
-	p.status.TerminalState = string(v1alpha2.JobSetCompleted)
-	p.finished = v1alpha2.JobSetCompleted
+	p.Status.TerminalState = string(v1alpha2.JobSetCompleted)
+	p.Finished = v1alpha2.JobSetCompleted
 }
 
 // clearRestarting sets RestartingJobSet False, if the JobSet has that
 // condition at all.
-func (p *plan) clearRestarting(reason, message string) {
+func (p *Plan) clearRestarting(reason, message string) {
 	p.setCondition(metav1.Condition{
 		Type: string(v1alpha2.JobSetRestarting), Status: metav1.ConditionFalse, Reason: reason, Message: message,
 	}, corev1.EventTypeNormal)
 }
 
 // allCreates flattens createJobs.
-func (p *plan) allCreates() []*batchv1.Job { return slices.Concat(p.createJobs...) }
+func (p *Plan) allCreates() []*batchv1.Job { return slices.Concat(p.CreateJobs...) }

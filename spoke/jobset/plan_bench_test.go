@@ -13,7 +13,7 @@ import (
 func BenchmarkComputePlan(b *testing.B) {
 	for _, replicas := range []int32{16, 256, 1024} {
 		js := testJobSet("bench").ReplicatedJob(rjob("workers", replicas, 8).Obj()).Obj()
-		first := computePlan(js, observed{}, t0)
+		first := ComputePlan(js, Observed{}, t0)
 		running := make([]batchv1.Job, 0, len(first.allCreates()))
 		for _, j := range first.allCreates() {
 			running = append(running, *j)
@@ -21,13 +21,13 @@ func BenchmarkComputePlan(b *testing.B) {
 		b.Run(fmt.Sprintf("jobs=%d/create", replicas), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				computePlan(js, observed{}, t0)
+				ComputePlan(js, Observed{}, t0)
 			}
 		})
 		b.Run(fmt.Sprintf("jobs=%d/steady", replicas), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if p := computePlan(js, observed{jobs: running, serviceExists: true}, t0); len(p.allCreates()) != 0 {
+				if p := ComputePlan(js, Observed{Jobs: running, ServiceExists: true}, t0); len(p.allCreates()) != 0 {
 					b.Fatalf("steady state plans %d creates", len(p.allCreates()))
 				}
 			}

@@ -32,19 +32,19 @@ func TestComputePlan(t *testing.T) {
 		js            func() *v1alpha2.JobSet
 		jobs          func(*v1alpha2.JobSet) []batchv1.Job
 		serviceExists bool
-		check         func(*testing.T, plan)
+		check         func(*testing.T, Plan)
 	}{{
 		name: "new JobSet: all Jobs and the Service",
 		js:   twoRjobs,
-		check: func(t *testing.T, p plan) {
+		check: func(t *testing.T, p Plan) {
 			if got, want := jobNames(p.allCreates()), []string{"js-a-0", "js-a-1", "js-b-0"}; !reflect.DeepEqual(got, want) {
 				t.Errorf("create %v, want %v", got, want)
 			}
-			if p.createService == nil || p.createService.Name != "js" {
-				t.Errorf("service = %v, want js", p.createService)
+			if p.CreateService == nil || p.CreateService.Name != "js" {
+				t.Errorf("service = %v, want js", p.CreateService)
 			}
-			if len(p.status.Conditions) != 0 || len(p.events) != 0 {
-				t.Errorf("unexpected conditions %v / events %v", p.status.Conditions, p.events)
+			if len(p.Status.Conditions) != 0 || len(p.Events) != 0 {
+				t.Errorf("unexpected conditions %v / events %v", p.Status.Conditions, p.Events)
 			}
 		},
 	}, {
@@ -52,11 +52,11 @@ func TestComputePlan(t *testing.T) {
 		js:            twoRjobs,
 		jobs:          func(js *v1alpha2.JobSet) []batchv1.Job { return []batchv1.Job{childJob(js, 0, 1)} },
 		serviceExists: true,
-		check: func(t *testing.T, p plan) {
+		check: func(t *testing.T, p Plan) {
 			if got, want := jobNames(p.allCreates()), []string{"js-a-0", "js-b-0"}; !reflect.DeepEqual(got, want) {
 				t.Errorf("create %v, want %v", got, want)
 			}
-			if p.createService != nil {
+			if p.CreateService != nil {
 				t.Errorf("service recreated")
 			}
 		},
@@ -67,8 +67,8 @@ func TestComputePlan(t *testing.T) {
 			js.Spec.Network = &v1alpha2.Network{EnableDNSHostnames: ptr.To(false)}
 			return js
 		},
-		check: func(t *testing.T, p plan) {
-			if p.createService != nil {
+		check: func(t *testing.T, p Plan) {
+			if p.CreateService != nil {
 				t.Errorf("service planned with DNS hostnames disabled")
 			}
 		},
@@ -82,17 +82,17 @@ func TestComputePlan(t *testing.T) {
 		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
 			return []batchv1.Job{childJob(js, 0, 0, func(j *batchv1.Job) { j.Spec.Suspend = ptr.To(false) })}
 		},
-		check: func(t *testing.T, p plan) {
+		check: func(t *testing.T, p Plan) {
 			for _, j := range p.allCreates() {
 				if !ptr.Deref(j.Spec.Suspend, false) {
 					t.Errorf("%s created unsuspended", j.Name)
 				}
 			}
-			if got := jobNames(p.suspendJobs); !reflect.DeepEqual(got, []string{"js-a-0"}) {
+			if got := jobNames(p.SuspendJobs); !reflect.DeepEqual(got, []string{"js-a-0"}) {
 				t.Errorf("suspend %v, want js-a-0", got)
 			}
-			if conditionStatus(p.status, "Suspended") != metav1.ConditionTrue || len(p.events) != 1 || p.events[0].reason != ReasonSuspended {
-				t.Errorf("want Suspended=True with one event, got %v %v", p.status.Conditions, p.events)
+			if conditionStatus(p.Status, "Suspended") != metav1.ConditionTrue || len(p.Events) != 1 || p.Events[0].reason != ReasonSuspended {
+				t.Errorf("want Suspended=True with one event, got %v %v", p.Status.Conditions, p.Events)
 			}
 		},
 	}, {
@@ -104,17 +104,17 @@ func TestComputePlan(t *testing.T) {
 			return js
 		},
 		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, suspendedJob) },
-		check: func(t *testing.T, p plan) {
-			if len(p.resumeJobs) != 3 {
-				t.Fatalf("resume %d Jobs, want 3", len(p.resumeJobs))
+		check: func(t *testing.T, p Plan) {
+			if len(p.ResumeJobs) != 3 {
+				t.Fatalf("resume %d Jobs, want 3", len(p.ResumeJobs))
 			}
-			for _, r := range p.resumeJobs {
+			for _, r := range p.ResumeJobs {
 				if r.job.Labels[v1alpha2.ReplicatedJobNameKey] == "a" && r.template.Spec.NodeSelector["pool"] != "x" {
 					t.Errorf("%s resumed without the new nodeSelector", r.job.Name)
 				}
 			}
-			if conditionStatus(p.status, "Suspended") != metav1.ConditionFalse || len(p.events) != 1 || p.events[0].reason != ReasonResumed {
-				t.Errorf("want Suspended=False with one event, got %v %v", p.status.Conditions, p.events)
+			if conditionStatus(p.Status, "Suspended") != metav1.ConditionFalse || len(p.Events) != 1 || p.Events[0].reason != ReasonResumed {
+				t.Errorf("want Suspended=False with one event, got %v %v", p.Status.Conditions, p.Events)
 			}
 		},
 	}, {
@@ -124,12 +124,12 @@ func TestComputePlan(t *testing.T) {
 			js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
 			return js
 		},
-		check: func(t *testing.T, p plan) {
+		check: func(t *testing.T, p Plan) {
 			if got := jobNames(p.allCreates()); !reflect.DeepEqual(got, []string{"js-a-0", "js-a-1"}) {
 				t.Errorf("create %v, want only a's Jobs", got)
 			}
-			if conditionStatus(p.status, "StartupPolicyInProgress") != metav1.ConditionTrue {
-				t.Errorf("want StartupPolicyInProgress=True, got %v", p.status.Conditions)
+			if conditionStatus(p.Status, "StartupPolicyInProgress") != metav1.ConditionTrue {
+				t.Errorf("want StartupPolicyInProgress=True, got %v", p.Status.Conditions)
 			}
 		},
 	}, {
@@ -147,9 +147,9 @@ func TestComputePlan(t *testing.T) {
 			jobs[0].Status.Ready = ptr.To[int32](0) // a pod of a stops being ready
 			return jobs
 		},
-		check: func(t *testing.T, p plan) {
-			if conditionStatus(p.status, "StartupPolicyCompleted") != metav1.ConditionFalse || conditionStatus(p.status, "StartupPolicyInProgress") != metav1.ConditionTrue {
-				t.Errorf("startup conditions: %v, want InProgress True and Completed False", p.status.Conditions)
+		check: func(t *testing.T, p Plan) {
+			if conditionStatus(p.Status, "StartupPolicyCompleted") != metav1.ConditionFalse || conditionStatus(p.Status, "StartupPolicyInProgress") != metav1.ConditionTrue {
+				t.Errorf("startup conditions: %v, want InProgress True and Completed False", p.Status.Conditions)
 			}
 		},
 	}, {
@@ -163,11 +163,11 @@ func TestComputePlan(t *testing.T) {
 		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
 			return []batchv1.Job{childJob(js, 1, 0, withLabel(v1alpha2.RestartsKey, "0"))}
 		},
-		check: func(t *testing.T, p plan) {
+		check: func(t *testing.T, p Plan) {
 			if len(p.allCreates()) != 0 {
 				t.Errorf("created %v while a previous Job exists", jobNames(p.allCreates()))
 			}
-			if got := jobNames(p.deleteJobs); !reflect.DeepEqual(got, []string{"js-b-0"}) {
+			if got := jobNames(p.DeleteJobs); !reflect.DeepEqual(got, []string{"js-b-0"}) {
 				t.Errorf("delete %v, want js-b-0", got)
 			}
 		},
@@ -184,7 +184,7 @@ func TestComputePlan(t *testing.T) {
 				j.DeletionTimestamp = ptr.To(metav1.NewTime(t0))
 			})}
 		},
-		check: func(t *testing.T, p plan) {
+		check: func(t *testing.T, p Plan) {
 			if got := jobNames(p.allCreates()); !reflect.DeepEqual(got, []string{"js-a-0", "js-a-1"}) {
 				t.Errorf("create %v, want a's Jobs only", got)
 			}
@@ -193,7 +193,7 @@ func TestComputePlan(t *testing.T) {
 					t.Errorf("%s restart-attempt = %s, want 1", j.Name, j.Labels[v1alpha2.RestartsKey])
 				}
 			}
-			if len(p.deleteJobs) != 0 {
+			if len(p.DeleteJobs) != 0 {
 				t.Errorf("Job already being deleted deleted again")
 			}
 		},
@@ -201,15 +201,15 @@ func TestComputePlan(t *testing.T) {
 		name: "all succeeded: completed",
 		js:   twoRjobs,
 		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, completed) },
-		check: func(t *testing.T, p plan) {
+		check: func(t *testing.T, p Plan) {
 			type outcome struct {
 				Completed            metav1.ConditionStatus
 				TerminalState        string
 				Finished             v1alpha2.JobSetConditionType
 				EventTypesAndReasons []string
 			}
-			got := outcome{Completed: conditionStatus(p.status, "Completed"), TerminalState: p.status.TerminalState, Finished: p.finished}
-			for _, e := range p.events {
+			got := outcome{Completed: conditionStatus(p.Status, "Completed"), TerminalState: p.Status.TerminalState, Finished: p.Finished}
+			for _, e := range p.Events {
 				got.EventTypesAndReasons = append(got.EventTypesAndReasons, e.eventType+" "+e.reason)
 			}
 			want := outcome{Completed: metav1.ConditionTrue, TerminalState: "Completed", Finished: v1alpha2.JobSetCompleted,
@@ -229,14 +229,14 @@ func TestComputePlan(t *testing.T) {
 		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
 			return []batchv1.Job{childJob(js, 0, 0, completed), childJob(js, 0, 1, ready)}
 		},
-		check: func(t *testing.T, p plan) {
-			if got := jobNames(p.deleteJobs); !reflect.DeepEqual(got, []string{"js-a-1"}) {
+		check: func(t *testing.T, p Plan) {
+			if got := jobNames(p.DeleteJobs); !reflect.DeepEqual(got, []string{"js-a-1"}) {
 				t.Errorf("delete %v, want the active js-a-1", got)
 			}
-			if p.deleteJobSet || p.requeueAfter != 20*time.Second {
-				t.Errorf("deleteJobSet %v requeueAfter %v, want false 20s", p.deleteJobSet, p.requeueAfter)
+			if p.DeleteJobSet || p.RequeueAfter != 20*time.Second {
+				t.Errorf("deleteJobSet %v requeueAfter %v, want false 20s", p.DeleteJobSet, p.RequeueAfter)
 			}
-			if len(p.allCreates()) != 0 || p.createService != nil {
+			if len(p.allCreates()) != 0 || p.CreateService != nil {
 				t.Errorf("finished JobSet must not create anything")
 			}
 		},
@@ -254,8 +254,8 @@ func TestComputePlan(t *testing.T) {
 			return allChildJobs(js, ready)
 		},
 		serviceExists: true,
-		check: func(t *testing.T, p plan) {
-			c := meta.FindStatusCondition(p.status.Conditions, string(v1alpha2.JobSetRestarting))
+		check: func(t *testing.T, p Plan) {
+			c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha2.JobSetRestarting))
 			want := &metav1.Condition{Type: string(v1alpha2.JobSetRestarting), Status: metav1.ConditionFalse, Reason: ReasonRestartingJobsReady}
 			if d := cmp.Diff(want, c, cmpopts.IgnoreFields(metav1.Condition{}, "Message", "ObservedGeneration", "LastTransitionTime")); d != "" {
 				t.Errorf("RestartingJobSet (-want +got):\n%s", d)
@@ -270,7 +270,7 @@ func TestComputePlan(t *testing.T) {
 				jobs = tc.jobs(js)
 			}
 			before := js.DeepCopy()
-			p := computePlan(js, observed{jobs: jobs, serviceExists: tc.serviceExists}, t0)
+			p := ComputePlan(js, Observed{Jobs: jobs, ServiceExists: tc.serviceExists}, t0)
 			if !reflect.DeepEqual(before, js) {
 				t.Errorf("computePlan mutated its input")
 			}
@@ -286,14 +286,14 @@ func TestComputePlanIsStable(t *testing.T) {
 		StartupPolicy(&v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}).
 		Obj()
 	jobs := allChildJobs(js, ready)
-	p := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0)
-	js.Status = p.status
-	again := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0.Add(time.Minute))
-	if d := cmp.Diff(p.status, again.status); d != "" {
+	p := ComputePlan(js, Observed{Jobs: jobs, ServiceExists: true}, t0)
+	js.Status = p.Status
+	again := ComputePlan(js, Observed{Jobs: jobs, ServiceExists: true}, t0.Add(time.Minute))
+	if d := cmp.Diff(p.Status, again.Status); d != "" {
 		t.Errorf("second pass changed the status (-first +second):\n%s", d)
 	}
-	if len(again.events) != 0 {
-		t.Errorf("second pass emitted events %v", again.events)
+	if len(again.Events) != 0 {
+		t.Errorf("second pass emitted events %v", again.Events)
 	}
 }
 
@@ -365,8 +365,8 @@ func TestTransitionEvents(t *testing.T) {
 			if tc.jobs != nil {
 				jobs = tc.jobs(js)
 			}
-			p := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0)
-			if d := cmp.Diff(tc.want, p.events, cmp.AllowUnexported(event{})); d != "" {
+			p := ComputePlan(js, Observed{Jobs: jobs, ServiceExists: true}, t0)
+			if d := cmp.Diff(tc.want, p.Events, cmp.AllowUnexported(event{})); d != "" {
 				t.Errorf("events (-want +got):\n%s", d)
 			}
 		})

@@ -277,29 +277,29 @@ func TestFailurePolicyOutcome(t *testing.T) {
 			js.Status = tc.status
 			jobs := allChildJobs(js, ready)
 			failedAt(t0, "BackoffLimitExceeded", "boom")(&jobs[1])
-			p := computePlan(js, observed{jobs: jobs, serviceExists: true}, t0)
+			p := ComputePlan(js, Observed{Jobs: jobs, ServiceExists: true}, t0)
 
 			gotErr := ""
-			if p.err != nil {
-				gotErr = p.err.Error()
+			if p.Err != nil {
+				gotErr = p.Err.Error()
 			}
 			if gotErr != tc.want.err {
 				t.Errorf("err = %q, want %q", gotErr, tc.want.err)
 			}
 			gotFailed := ""
-			if c := meta.FindStatusCondition(p.status.Conditions, string(v1alpha2.JobSetFailed)); c != nil && c.Status == metav1.ConditionTrue {
+			if c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha2.JobSetFailed)); c != nil && c.Status == metav1.ConditionTrue {
 				gotFailed = c.Reason
-				if p.status.TerminalState != "Failed" || p.finished != v1alpha2.JobSetFailed {
-					t.Errorf("terminalState %q finished %q, want Failed", p.status.TerminalState, p.finished)
+				if p.Status.TerminalState != "Failed" || p.Finished != v1alpha2.JobSetFailed {
+					t.Errorf("terminalState %q finished %q, want Failed", p.Status.TerminalState, p.Finished)
 				}
 			}
 			if gotFailed != tc.want.failedReason {
 				t.Errorf("Failed reason = %q, want %q", gotFailed, tc.want.failedReason)
 			}
-			if p.status.Restarts != tc.want.restarts || p.status.RestartsCountTowardsMax != tc.want.counted {
-				t.Errorf("restarts %d/%d, want %d/%d", p.status.Restarts, p.status.RestartsCountTowardsMax, tc.want.restarts, tc.want.counted)
+			if p.Status.Restarts != tc.want.restarts || p.Status.RestartsCountTowardsMax != tc.want.counted {
+				t.Errorf("restarts %d/%d, want %d/%d", p.Status.Restarts, p.Status.RestartsCountTowardsMax, tc.want.restarts, tc.want.counted)
 			}
-			rs := findReplicatedJobStatus(p.status.ReplicatedJobsStatus, "w")
+			rs := findReplicatedJobStatus(p.Status.ReplicatedJobsStatus, "w")
 			if d := cmp.Diff(tc.want.jobRestarts, rs.JobRestarts); d != "" {
 				t.Errorf("jobRestarts (-want +got):\n%s", d)
 			}
@@ -307,16 +307,16 @@ func TestFailurePolicyOutcome(t *testing.T) {
 				t.Errorf("jobRestartsCountTowardsMax (-want +got):\n%s", d)
 			}
 			gotRestarting := ""
-			if c := meta.FindStatusCondition(p.status.Conditions, string(v1alpha2.JobSetRestarting)); c != nil && c.Status == metav1.ConditionTrue {
+			if c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha2.JobSetRestarting)); c != nil && c.Status == metav1.ConditionTrue {
 				gotRestarting = c.Reason
 			}
 			if gotRestarting != tc.want.restartingReason {
 				t.Errorf("RestartingJobSet reason = %q, want %q", gotRestarting, tc.want.restartingReason)
 			}
-			if d := cmp.Diff(tc.want.events, p.events, cmp.AllowUnexported(event{})); d != "" {
+			if d := cmp.Diff(tc.want.events, p.Events, cmp.AllowUnexported(event{})); d != "" {
 				t.Errorf("events (-want +got):\n%s", d)
 			}
-			if len(p.allCreates())+len(p.deleteJobs)+len(p.suspendJobs)+len(p.resumeJobs) != 0 {
+			if len(p.allCreates())+len(p.DeleteJobs)+len(p.SuspendJobs)+len(p.ResumeJobs) != 0 {
 				t.Errorf("a failure reconcile must only record the outcome, got job operations")
 			}
 		})

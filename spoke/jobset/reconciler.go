@@ -46,19 +46,6 @@ type Reconciler struct {
 // Option configures a Reconciler.
 type Option func(*Reconciler)
 
-// WithClock replaces the wall clock (for TTL and condition times).
-func WithClock(c clock.PassiveClock) Option { return func(r *Reconciler) { r.clock = c } }
-
-// WithMaxParallelism bounds how many Job creations or deletions run at once
-// (default 50, upstream's).
-func WithMaxParallelism(n int) Option {
-	return func(r *Reconciler) {
-		if n > 0 {
-			r.parallelism = n
-		}
-	}
-}
-
 // WithConcurrency sets how many JobSets are reconciled at once.
 func WithConcurrency(n int) Option { return func(r *Reconciler) { r.concurrency = n } }
 
@@ -176,24 +163,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 
 	log.V(2).Info("Reconciling JobSet")
-	var obs observed
-
-	if obs.jobs, err = r.childJobs(ctx, js); err != nil {
+	obs, err := r.observe(ctx, js)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
+	return r.apply(ctx, js, ComputePlan(js, obs, r.clock.Now()))
+}
+
+// observe reads what a reconcile of js needs besides js itself: its Jobs,
+// whether its headless Service exists, and, for in-place restart, its pods.
+func (r *Reconciler) observe(ctx context.Context, js *v1alpha2.JobSet) (obs Observed, err error) {
+	if obs.Jobs, err = r.childJobs(ctx, js); err != nil {
+		return obs, err
+	}
 	if js.DNSHostnamesEnabled() {
-		if obs.serviceExists, err = r.serviceExists(ctx, js); err != nil {
-			return ctrl.Result{}, err
+		if obs.ServiceExists, err = r.serviceExists(ctx, js); err != nil {
+			return obs, err
 		}
 	}
 	if inPlaceRestartStrategy(js) {
 		if !features.Enabled(features.InPlaceRestart) || !r.watchPods {
-			log.Info("In-place restart strategy cannot be used when the feature gate is disabled", "featureGate", features.InPlaceRestart)
-		} else if obs.pods, err = r.pods(ctx, js); err != nil {
-			return ctrl.Result{}, err
+			ctrl.LoggerFrom(ctx).Info("In-place restart strategy cannot be used when the feature gate is disabled", "featureGate", features.InPlaceRestart)
+		} else if obs.Pods, err = r.pods(ctx, js); err != nil {
+			return obs, err
 		}
 	}
-	return r.apply(ctx, js, computePlan(js, obs, r.clock.Now()))
+	return obs, nil
 }
 
 func (r *Reconciler) pods(ctx context.Context, js *v1alpha2.JobSet) ([]corev1.Pod, error) {

@@ -91,18 +91,3 @@ func invalid(js *jobset.JobSet, errs field.ErrorList) error {
 	}
 	return apierrors.NewInvalid(jobset.GroupVersion.WithKind("JobSet").GroupKind(), js.Name, errs)
 }
-
-// ValidateJobSet forwards to validation.ValidateJobSetWithFieldPaths, for
-// callers outside a member (the hub), which compare with no existing PVC.
-//
-// Deprecated: use api/jobset/v1alpha2/validation directly.
-func ValidateJobSet(js *jobset.JobSet) field.ErrorList {
-	return validation.ValidateJobSetWithFieldPaths(context.Background(), js, nil)
-}
-
-// ValidateJobSetUpdate forwards to validation.ValidateJobSetUpdate.
-//
-// Deprecated: use api/jobset/v1alpha2/validation directly.
-func ValidateJobSetUpdate(oldJS, newJS *jobset.JobSet) field.ErrorList {
-	return validation.ValidateJobSetUpdate(oldJS, newJS)
-}

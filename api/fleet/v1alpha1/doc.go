@@ -1,6 +1,10 @@
 // Package v1alpha1 holds the fleet API, group fleet.jobset.x-k8s.io: the
 // objects the hub and the member agents exchange on the hub cluster, and the
-// names both sides agree on (names.go). The contract in short:
+// contract both sides agree on: names, finalizers and the agent's Secret
+// (names.go), the dispatch conditions and their reasons
+// (jobsetdispatch_types.go), bounded messages (messages.go), and how a
+// member copy's labels and annotations are read (membercopy.go). The
+// contract in short:
 //
 // Inventory. Each member has a ClusterProfile (cluster-inventory-api) in the
 // inventory namespace (default fleet-system), clusterManager jobset-fleet,

@@ -25,6 +25,39 @@ const (
 	DispatchAccepted = "Accepted"
 )
 
+// Reasons of the DispatchAccepted condition, set by the agent.
+const (
+	ReasonAccepted = "Accepted"
+	// ReasonConflict: a JobSet of the origin's namespace and name exists on
+	// the member and was not made for this dispatch; the agent never takes
+	// it over.
+	ReasonConflict = "Conflict"
+	// ReasonNewerEpoch: the member runs a copy made for a newer epoch.
+	ReasonNewerEpoch = "NewerEpochOnMember"
+	// ReasonCopyDeleted is the DispatchDeleted reason the agent writes once
+	// the member copy of a deleting dispatch is gone.
+	ReasonCopyDeleted = "MemberJobSetDeleted"
+
+	// Refusals (Accepted=False): the member cannot run the copy for a
+	// reason that lasts, so the hub places the JobSet elsewhere.
+	//
+	// ReasonMemberRefused: the member's apiserver refused the copy
+	// (admission webhook or policy, validation, size).
+	ReasonMemberRefused = "MemberRefused"
+	// ReasonQuotaExceeded: a ResourceQuota of the namespace on the member
+	// leaves no room for the copy (count/jobsets.jobset.x-k8s.io, ...).
+	ReasonQuotaExceeded = "QuotaExceeded"
+	// ReasonNamespaceTerminating: the namespace is being deleted on the
+	// member.
+	ReasonNamespaceTerminating = "NamespaceTerminating"
+	// ReasonNamespaceMissing: the namespace does not exist on the member
+	// and the agent runs with --create-namespaces=false.
+	ReasonNamespaceMissing = "NamespaceMissing"
+	// ReasonNamespaceDenied: the agent's namespace policy (the built-in
+	// list and --denied-namespaces) denies the JobSet's namespace.
+	ReasonNamespaceDenied = "NamespaceDenied"
+)
+
 // JobSetDispatch asks one member cluster to run one JobSet. The hub writes it
 // in the member's namespace on the hub; that member's agent runs the JobSet
 // and writes its status back here.

@@ -83,6 +83,19 @@ const (
 	// counts towards failurePolicy.maxRestarts.
 	RestartsTowardsMaxOffsetAnnotation = "fleet.jobset.x-k8s.io/restarts-towards-max-offset"
 
+	// SystemNamespace is the fleet's own namespace, on the hub and on every
+	// member: the hub and the agent run there, with their leader-election
+	// Leases; on a member it holds the agent's hub kubeconfig Secret and its
+	// LastRenewalLeaseName Lease. No fleet JobSet runs there.
+	SystemNamespace = "jobset-fleet-system"
+	// HubKubeconfigSecret in SystemNamespace on a member is the Secret `join`
+	// writes and the agent reads: the agent's hub kubeconfig under
+	// HubKubeconfigKey and the member's fleet name under ClusterNameKey, so
+	// one agent install fits every member.
+	HubKubeconfigSecret = "hub-kubeconfig"
+	HubKubeconfigKey    = "kubeconfig"
+	ClusterNameKey      = "cluster-name"
+
 	// LastRenewalLeaseName is a Lease in the agent's namespace on the member
 	// whose renewTime records the agent's last successful heartbeat, so an
 	// agent that restarts while the hub is unreachable still fences on time.
@@ -153,7 +166,7 @@ func DispatchName(namespace, name string) string { return namespace + "." + name
 // fleet's own (a JobSet there would run next to the agents' credentials),
 // and every member namespace. A trailing * matches a prefix.
 var BuiltinDeniedNamespaces = []string{
-	"kube-*", "jobset-fleet-system", DefaultInventoryNamespace, MemberNamespacePrefix + "*",
+	"kube-*", SystemNamespace, DefaultInventoryNamespace, MemberNamespacePrefix + "*",
 }
 
 // NamespaceDenied reports whether JobSets of the hub namespace ns may not

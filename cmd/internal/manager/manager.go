@@ -1,7 +1,9 @@
 // Package manager is what the hub and the agent binaries share around their
 // controller-runtime manager: the flags of the process (client, leader
 // election, metrics, probes, feature gates, the webhook server and its
-// certificates) and the manager built from them.
+// certificates), the manager built from them, and the boot sequence (Run,
+// boot.go) each binary fills in with its own options, kinds, setup and
+// webhooks.
 package manager
 
 import (

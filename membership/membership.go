@@ -68,7 +68,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
 
 // Names of what Join creates.
@@ -82,14 +81,6 @@ const (
 	// AgentRole names the agent's Role and RoleBinding in the member
 	// namespace; in the inventory namespace they are AgentRole-<cluster>.
 	AgentRole = "jobset-fleet-agent"
-	// AgentNamespace is the agent's namespace on the member.
-	AgentNamespace = agent.DefaultNamespace
-	// KubeconfigSecret in AgentNamespace holds the agent's hub kubeconfig
-	// under KubeconfigKey and the member's fleet name under ClusterNameKey,
-	// so one agent install fits every member.
-	KubeconfigSecret = "hub-kubeconfig"
-	KubeconfigKey    = agent.KubeconfigKey
-	ClusterNameKey   = "cluster-name"
 	// CreatedByLabel marks namespaces Join created, which Unjoin may delete.
 	CreatedByLabel = "fleet.jobset.x-k8s.io/created-by"
 	createdByValue = "join"
@@ -352,15 +343,15 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 			return nil, fmt.Errorf("member: applying CRD %s: %w", crd.GetName(), err)
 		}
 	}
-	if err := ensureNamespace(ctx, member, AgentNamespace, false); err != nil {
+	if err := ensureNamespace(ctx, member, fleetv1alpha1.SystemNamespace, false); err != nil {
 		return nil, fmt.Errorf("member: %w", err)
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: AgentNamespace, Name: KubeconfigSecret}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}}
 	if _, err := controllerutil.CreateOrUpdate(ctx, member, secret, func() error {
-		secret.Data = map[string][]byte{KubeconfigKey: kubeconfig, ClusterNameKey: []byte(opts.ClusterName)}
+		secret.Data = map[string][]byte{fleetv1alpha1.HubKubeconfigKey: kubeconfig, fleetv1alpha1.ClusterNameKey: []byte(opts.ClusterName)}
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("member: Secret %s/%s: %w", AgentNamespace, KubeconfigSecret, err)
+		return nil, fmt.Errorf("member: Secret %s/%s: %w", fleetv1alpha1.SystemNamespace, fleetv1alpha1.HubKubeconfigSecret, err)
 	}
 	return kubeconfig, nil
 }
@@ -422,7 +413,7 @@ func ensureNamespace(ctx context.Context, c client.Client, name string, shared b
 	if err := c.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
 		return fmt.Errorf("namespace %s: %w", name, err)
 	}
-	if ns.Labels[CreatedByLabel] == createdByValue || (name == AgentNamespace && ns.Labels[installedByLabel] == installedByValue) {
+	if ns.Labels[CreatedByLabel] == createdByValue || (name == fleetv1alpha1.SystemNamespace && ns.Labels[installedByLabel] == installedByValue) {
 		return nil
 	}
 	return fmt.Errorf("namespace %s exists and was not created by join (no label %s=%s): refusing to take it over; delete it or choose another cluster name", name, CreatedByLabel, createdByValue)

@@ -20,7 +20,7 @@ import (
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 )
 
 // TestJoinUnjoinIdempotent joins a member twice and unjoins it twice, on two
@@ -57,8 +57,8 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		&clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: inv, Name: "m1"}},
 	}
 	memberObjects := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: membership.AgentNamespace}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: membership.AgentNamespace, Name: membership.KubeconfigSecret}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetv1alpha1.SystemNamespace}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}},
 	}
 
 	for i := range 2 {
@@ -102,8 +102,8 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		// The stored kubeconfig is the returned one, and its token works and
 		// is the agent's.
 		secret := &corev1.Secret{}
-		must(t, memberClient.Get(ctx, client.ObjectKey{Namespace: membership.AgentNamespace, Name: membership.KubeconfigSecret}, secret))
-		if string(secret.Data[membership.KubeconfigKey]) != string(kubeconfig) {
+		must(t, memberClient.Get(ctx, client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}, secret))
+		if string(secret.Data[fleetv1alpha1.HubKubeconfigKey]) != string(kubeconfig) {
 			t.Error("member Secret does not hold the returned kubeconfig")
 		}
 		agentClient := clientFor(t, kubeconfig, scheme)

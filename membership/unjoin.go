@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -21,7 +20,6 @@ import (
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
-	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
 
 // Unjoin removes what Join created. The member's CRDs stay unless
@@ -105,8 +103,8 @@ func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error 
 		}
 	}
 	if member != nil {
-		errs = append(errs, deleteIfExists(ctx, member, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: AgentNamespace, Name: KubeconfigSecret}}))
-		errs = append(errs, deleteNamespaceIfCreated(ctx, member, AgentNamespace))
+		errs = append(errs, deleteIfExists(ctx, member, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}}))
+		errs = append(errs, deleteNamespaceIfCreated(ctx, member, fleetv1alpha1.SystemNamespace))
 	}
 	if opts.RemoveCRDs {
 		crds, err := readCRDs(opts.CRDDir)
@@ -177,7 +175,7 @@ func fleetJobSets(ctx context.Context, member client.Client, memberNS string) ([
 	}
 	var out []v1alpha2.JobSet
 	for _, js := range list.Items {
-		if strings.HasPrefix(js.Annotations[fleetv1alpha1.DispatchAnnotation], memberNS+"/") {
+		if ns, _, ok := fleetv1alpha1.DispatchOf(&js); ok && ns == memberNS {
 			out = append(out, js)
 		}
 	}
@@ -186,7 +184,7 @@ func fleetJobSets(ctx context.Context, member client.Client, memberNS string) ([
 
 // dispatchName is the dispatch a member copy was made for.
 func dispatchName(js *v1alpha2.JobSet) string {
-	_, name, _ := strings.Cut(js.Annotations[fleetv1alpha1.DispatchAnnotation], "/")
+	_, name, _ := fleetv1alpha1.DispatchOf(js)
 	return name
 }
 
@@ -206,8 +204,8 @@ func deleteFleetJobSets(ctx context.Context, member client.Client, memberNS stri
 		for i := range copies {
 			js := &copies[i]
 			left = append(left, js.Namespace+"/"+js.Name)
-			if e, ok := ended[dispatchName(js)]; !ok || agent.Epoch(js) >= e.epoch {
-				ended[dispatchName(js)] = copyEnd{epoch: agent.Epoch(js), status: agent.ReportedStatus(js)}
+			if e, ok := ended[dispatchName(js)]; !ok || fleetv1alpha1.Epoch(js) >= e.epoch {
+				ended[dispatchName(js)] = copyEnd{epoch: fleetv1alpha1.Epoch(js), status: fleetv1alpha1.ReportedStatus(js)}
 			}
 			if err := retire(ctx, member, js); err != nil {
 				return false, err

@@ -27,7 +27,7 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 )
 
 // TestJoinIdentityPrivilegeAndNamespaces joins real members to a real hub
@@ -190,10 +190,10 @@ func TestJoinRefusesForeignAgentNamespace(t *testing.T) {
 	hub, member := clusters[0], clusters[1]
 	ctx := context.Background()
 	opts := membership.Options{ClusterName: "m1", HubServerURL: hub.Config.Host, HubCAData: hub.Config.CAData, SkipCRDs: true}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: membership.AgentNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetv1alpha1.SystemNamespace}}
 	must(t, member.Client.Create(ctx, ns))
 	_, err := membership.Join(ctx, hub.Client, member.Client, opts)
-	if err == nil || !strings.Contains(err.Error(), "namespace "+membership.AgentNamespace) {
+	if err == nil || !strings.Contains(err.Error(), "namespace "+fleetv1alpha1.SystemNamespace) {
 		t.Fatalf("join into a foreign member namespace: want a refusal naming it, got %v", err)
 	}
 	ns.Labels = map[string]string{"app.kubernetes.io/name": "jobset-fleet"}
@@ -205,7 +205,7 @@ func TestJoinRefusesForeignAgentNamespace(t *testing.T) {
 	if ns.DeletionTimestamp != nil {
 		t.Error("unjoin deleted the namespace the install created")
 	}
-	if err := member.Client.Get(ctx, client.ObjectKey{Namespace: membership.AgentNamespace, Name: membership.KubeconfigSecret}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+	if err := member.Client.Get(ctx, client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Errorf("unjoin left the hub kubeconfig Secret: %v", err)
 	}
 }
