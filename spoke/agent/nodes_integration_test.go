@@ -17,7 +17,7 @@ import (
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
+	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
 
