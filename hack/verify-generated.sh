@@ -7,7 +7,7 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
 cp -r "$root"/{go.mod,go.sum,api,config,hack} "$scratch"/
-cp -r "$root"/{spoke,hub,cmd} "$scratch"/
+cp -r "$root"/{spoke,hub,cmd,membership} "$scratch"/
 "$root"/hack/generate.sh "$scratch" >/dev/null
 
 stale=0

@@ -14,7 +14,6 @@ import (
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 )
 
 // FAULT: during a partition longer than the member-lost timeout the agent
@@ -68,7 +67,7 @@ func TestFaultAgentCrashLoopsDuringPartition(t *testing.T) {
 // policy (pinned to the same member).
 func placeBothPolicies(t *testing.T, ns string) string {
 	t.Helper()
-	_, from, _ := placeRunning(t, ns, "a", fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce)
+	_, from, _ := placeRunning(t, ns, "a", fleet.OnMemberLostAnnotation, fleet.OnMemberLostAtLeastOnce)
 	placeRunning(t, ns, "r", fleet.PinnedClusterAnnotation, from)
 	return from
 }

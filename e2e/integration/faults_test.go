@@ -18,7 +18,6 @@ import (
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 )
 
@@ -113,8 +112,8 @@ func stopCopyByHand(t *testing.T, member, ns, name string) {
 func awaitingFence(t *testing.T, ns, name string) {
 	t.Helper()
 	testenv.Eventually(t, time.Minute, ns+"/"+name+" awaits a confirmed fence", func() error {
-		c := condition(hubJobSet(t, ns, name), dispatch.ConditionMemberStatusStale)
-		if c == nil || c.Reason != dispatch.ReasonAwaitingFence || !strings.Contains(c.Message, fleet.OutOfServiceLabel) {
+		c := condition(hubJobSet(t, ns, name), fleet.ConditionMemberStatusStale)
+		if c == nil || c.Reason != fleet.ReasonAwaitingFence || !strings.Contains(c.Message, fleet.OutOfServiceLabel) {
 			return fmt.Errorf("MemberStatusStale %+v", c)
 		}
 		return nil
@@ -217,7 +216,7 @@ func TestFaultMemberAPIServerDown(t *testing.T) {
 	waitCopyRunning(t, from, ns, "a")
 	testenv.Eventually(t, time.Minute, "fresh again on "+from, func() error {
 		cur := hubJobSet(t, ns, "a")
-		if c := condition(cur, dispatch.ConditionMemberStatusStale); placedOn(cur) != from || epochOf(cur) != 1 || c == nil || c.Status != metav1.ConditionFalse {
+		if c := condition(cur, fleet.ConditionMemberStatusStale); placedOn(cur) != from || epochOf(cur) != 1 || c == nil || c.Status != metav1.ConditionFalse {
 			return fmt.Errorf("status.fleet %+v, MemberStatusStale %+v", cur.Status.Fleet, c)
 		}
 		return nil
@@ -238,7 +237,7 @@ func TestFaultMemberAPIServerDown(t *testing.T) {
 func TestFaultHubFrozenNoFalseLoss(t *testing.T) {
 	hub := env.runHubProcess(t)
 	ns := namespace(t, "fault-hub-frozen")
-	_, from, _ := placeRunning(t, ns, "h", fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce)
+	_, from, _ := placeRunning(t, ns, "h", fleet.OnMemberLostAnnotation, fleet.OnMemberLostAtLeastOnce)
 	must(t, hub.Signal(syscall.SIGSTOP))
 	time.Sleep(memberLostTimeout * 3 / 2)
 	must(t, hub.Signal(syscall.SIGCONT))
@@ -253,7 +252,7 @@ func TestFaultHubFrozenNoFalseLoss(t *testing.T) {
 // nothing moves — even for a JobSet that opted into at-least-once failover.
 func TestFaultHubCutOffNoFalseLoss(t *testing.T) {
 	ns := namespace(t, "fault-hub")
-	_, from, _ := placeRunning(t, ns, "h", fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce)
+	_, from, _ := placeRunning(t, ns, "h", fleet.OnMemberLostAnnotation, fleet.OnMemberLostAtLeastOnce)
 	env.hubProxy.Cut()
 	time.Sleep(2 * memberLostTimeout)
 	must(t, env.hubProxy.Heal())
@@ -297,7 +296,7 @@ func TestFaultProfileDeletedDuringPartition(t *testing.T) {
 	waitCopyRunning(t, from, ns, "p")
 	testenv.Eventually(t, time.Minute, "fresh again on "+from, func() error {
 		cur := hubJobSet(t, ns, "p")
-		if c := condition(cur, dispatch.ConditionMemberStatusStale); placedOn(cur) != from || epochOf(cur) != 1 || c == nil || c.Status != metav1.ConditionFalse {
+		if c := condition(cur, fleet.ConditionMemberStatusStale); placedOn(cur) != from || epochOf(cur) != 1 || c == nil || c.Status != metav1.ConditionFalse {
 			return fmt.Errorf("status.fleet %+v, MemberStatusStale %+v", cur.Status.Fleet, c)
 		}
 		return nil
@@ -361,7 +360,7 @@ func TestFaultHealAroundLostTimeout(t *testing.T) {
 		offset := time.Duration(run%5-2) * 500 * time.Millisecond // -1s .. +1s
 		var annotations []string
 		if run%2 == 1 {
-			annotations = []string{fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce}
+			annotations = []string{fleet.OnMemberLostAnnotation, fleet.OnMemberLostAtLeastOnce}
 		}
 		name := fmt.Sprintf("x-%02d", run)
 		t.Run(fmt.Sprintf("run-%02d-offset-%s", run, offset), func(t *testing.T) {

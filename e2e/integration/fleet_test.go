@@ -24,7 +24,6 @@ import (
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 )
 
@@ -39,7 +38,7 @@ func TestSubmitDispatchAndStatus(t *testing.T) {
 	if got := ptr.Deref(js.Spec.ManagedBy, ""); got != fleet.ManagedByFleet {
 		t.Errorf("hub admission did not claim the JobSet for the fleet: managedBy %q", got)
 	}
-	if c := condition(js, dispatch.ConditionDispatched); !strings.Contains(c.Message, m) {
+	if c := condition(js, fleet.ConditionDispatched); !strings.Contains(c.Message, m) {
 		t.Errorf("Dispatched condition does not name member %s: %q", m, c.Message)
 	}
 
@@ -102,7 +101,7 @@ func TestSubmitDispatchAndStatus(t *testing.T) {
 	if d := cmp.Diff([]succeeded{{"w", 2}}, rjs); d != "" {
 		t.Errorf("hub replicatedJobsStatus (-want +got):\n%s", d)
 	}
-	if c := condition(js, dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
+	if c := condition(js, fleet.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("finished JobSet lost its Dispatched condition: %+v", js.Status.Conditions)
 	}
 }
@@ -117,8 +116,8 @@ func TestNoFitUntilCapacityGrows(t *testing.T) {
 	var msg string
 	testenv.Eventually(t, time.Minute, "Dispatched=False NoFit", func() error {
 		js := hubJobSet(t, ns, "huge")
-		c := condition(js, dispatch.ConditionDispatched)
-		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != dispatch.ReasonNoFit {
+		c := condition(js, fleet.ConditionDispatched)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleet.ReasonNoFit {
 			return fmt.Errorf("conditions %+v", js.Status.Conditions)
 		}
 		msg = c.Message
@@ -148,7 +147,7 @@ func TestNoFitUntilCapacityGrows(t *testing.T) {
 	if m != beta {
 		t.Fatalf("placed on %s, want %s (the only member with 20 cpu free)", m, beta)
 	}
-	if c := condition(js, dispatch.ConditionDispatched); c.Reason != dispatch.ReasonDispatched {
+	if c := condition(js, fleet.ConditionDispatched); c.Reason != fleet.ReasonDispatched {
 		t.Errorf("Dispatched reason %q", c.Reason)
 	}
 	testenv.Eventually(t, time.Minute, "member copy on beta", func() error {
@@ -199,7 +198,7 @@ func TestClusterSelectorAndPinnedCluster(t *testing.T) {
 		}
 		testenv.Eventually(t, time.Minute, tc.name+" pending", func() error {
 			js := hubJobSet(t, ns, tc.name)
-			c := condition(js, dispatch.ConditionDispatched)
+			c := condition(js, fleet.ConditionDispatched)
 			if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, tc.wantMsg) {
 				return fmt.Errorf("conditions %+v", js.Status.Conditions)
 			}
@@ -363,7 +362,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 		must(t, env.hub.Client.List(ctx, &list, client.InNamespace(ns)))
 		for i := range list.Items {
 			js := &list.Items[i]
-			c := condition(js, dispatch.ConditionDispatched)
+			c := condition(js, fleet.ConditionDispatched)
 			switch {
 			case c != nil && c.Status == metav1.ConditionTrue && placedOn(js) != "":
 				count[placedOn(js)]++
@@ -460,7 +459,7 @@ func TestJoinCredentialsLeastPrivilege(t *testing.T) {
 func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t, "partition")
-	js := newJobSet(ns, "p", 2, "100m", fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce)
+	js := newJobSet(ns, "p", 2, "100m", fleet.OnMemberLostAnnotation, fleet.OnMemberLostAtLeastOnce)
 	js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 3}
 	create(t, js)
 	js, from := waitPlaced(t, ns, "p")
@@ -505,7 +504,7 @@ func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 	sawStale := false
 	testenv.Eventually(t, 2*time.Minute, "hub re-dispatches to "+to, func() error {
 		cur := hubJobSet(t, ns, "p")
-		if c := condition(cur, dispatch.ConditionMemberStatusStale); c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, from) {
+		if c := condition(cur, fleet.ConditionMemberStatusStale); c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, from) {
 			sawStale = true
 		}
 		if placedOn(cur) != to {
@@ -526,9 +525,9 @@ func TestPartitionAtLeastOnceFencesThenRedispatches(t *testing.T) {
 
 	testenv.Eventually(t, time.Minute, "hub shows the new member", func() error {
 		cur := hubJobSet(t, ns, "p")
-		d := condition(cur, dispatch.ConditionDispatched)
-		st := condition(cur, dispatch.ConditionMemberStatusStale)
-		if d == nil || d.Status != metav1.ConditionTrue || d.Reason != dispatch.ReasonRedispatched || !strings.Contains(d.Message, to) || !strings.Contains(d.Message, "epoch 2") {
+		d := condition(cur, fleet.ConditionDispatched)
+		st := condition(cur, fleet.ConditionMemberStatusStale)
+		if d == nil || d.Status != metav1.ConditionTrue || d.Reason != fleet.ReasonRedispatched || !strings.Contains(d.Message, to) || !strings.Contains(d.Message, "epoch 2") {
 			return fmt.Errorf("Dispatched %+v", d)
 		}
 		if st == nil || st.Status != metav1.ConditionFalse || !strings.Contains(st.Message, to) {
@@ -635,8 +634,8 @@ func TestPartitionWaitsForConfirmedFence(t *testing.T) {
 		return nil
 	})
 	testenv.Eventually(t, time.Minute, "hub awaits a confirmed fence", func() error {
-		c := condition(hubJobSet(t, ns, "p"), dispatch.ConditionMemberStatusStale)
-		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != dispatch.ReasonAwaitingFence ||
+		c := condition(hubJobSet(t, ns, "p"), fleet.ConditionMemberStatusStale)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != fleet.ReasonAwaitingFence ||
 			!strings.Contains(c.Message, fleet.OutOfServiceLabel) {
 			return fmt.Errorf("MemberStatusStale %+v", c)
 		}
@@ -664,7 +663,7 @@ func TestPartitionWaitsForConfirmedFence(t *testing.T) {
 	})
 	testenv.Eventually(t, time.Minute, "hub shows it fresh on the same member and epoch", func() error {
 		cur := hubJobSet(t, ns, "p")
-		st := condition(cur, dispatch.ConditionMemberStatusStale)
+		st := condition(cur, fleet.ConditionMemberStatusStale)
 		if placedOn(cur) != from || epochOf(cur) != 1 || st == nil || st.Status != metav1.ConditionFalse {
 			return fmt.Errorf("placed on %q epoch %d, MemberStatusStale %+v", placedOn(cur), epochOf(cur), st)
 		}
@@ -793,7 +792,7 @@ func dispatchedOnce(t testing.TB, ns, name string) error {
 	t.Helper()
 	js := hubJobSet(t, ns, name)
 	m, epoch := placedOn(js), epochOf(js)
-	if c := condition(js, dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue || m == "" {
+	if c := condition(js, fleet.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue || m == "" {
 		return fmt.Errorf("not placed: status.fleet %+v", js.Status.Fleet)
 	}
 	ds := dispatchesOf(t, js.UID)

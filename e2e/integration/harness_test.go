@@ -50,7 +50,6 @@ import (
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/fence/fencetest"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/membership"
@@ -584,7 +583,7 @@ func waitPlaced(t testing.TB, ns, name string) (*jobset.JobSet, string) {
 	var js *jobset.JobSet
 	testenv.Eventually(t, time.Minute, "dispatch of "+ns+"/"+name, func() error {
 		js = hubJobSet(t, ns, name)
-		c := condition(js, dispatch.ConditionDispatched)
+		c := condition(js, fleet.ConditionDispatched)
 		if c == nil || c.Status != metav1.ConditionTrue || placedOn(js) == "" {
 			return fmt.Errorf("not dispatched: status.fleet %+v, conditions %+v", js.Status.Fleet, js.Status.Conditions)
 		}

@@ -15,7 +15,6 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 )
 
@@ -55,8 +54,8 @@ func TestUnjoinKeepWorkloadsWaitsForProof(t *testing.T) {
 	staysOn(t, ns, "k", from, 1, memberLostTimeout+2*time.Second)
 	waitCopyRunning(t, from, ns, "k") // nobody stopped it: the reason to wait
 	testenv.Eventually(t, time.Minute, ns+"/k awaits a fence", func() error {
-		c := condition(hubJobSet(t, ns, "k"), dispatch.ConditionMemberStatusStale)
-		if c == nil || c.Reason != dispatch.ReasonAwaitingFence {
+		c := condition(hubJobSet(t, ns, "k"), fleet.ConditionMemberStatusStale)
+		if c == nil || c.Reason != fleet.ReasonAwaitingFence {
 			return fmt.Errorf("MemberStatusStale %+v", c)
 		}
 		return nil

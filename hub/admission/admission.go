@@ -36,7 +36,6 @@ import (
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jobsetvalidation "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/validation"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
@@ -130,7 +129,7 @@ func (w *jobSetWebhook) Default(ctx context.Context, js *jobset.JobSet) error {
 	} else {
 		ClaimForFleet(js)
 		if ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet {
-			controllerutil.AddFinalizer(js, dispatch.JobSetFinalizer)
+			controllerutil.AddFinalizer(js, fleet.JobSetFinalizer)
 		}
 	}
 	jobset.Default(js)
@@ -350,8 +349,8 @@ func ValidateFleetAnnotations(annotations map[string]string) field.ErrorList {
 			errs = append(errs, field.Invalid(path.Key(fleet.PinnedClusterAnnotation), v, msg))
 		}
 	}
-	if v, ok := annotations[fleet.OnMemberLostAnnotation]; ok && !slices.Contains(dispatch.OnMemberLostPolicies, v) {
-		errs = append(errs, field.NotSupported(path.Key(fleet.OnMemberLostAnnotation), v, dispatch.OnMemberLostPolicies))
+	if v, ok := annotations[fleet.OnMemberLostAnnotation]; ok && !slices.Contains(fleet.OnMemberLostPolicies, v) {
+		errs = append(errs, field.NotSupported(path.Key(fleet.OnMemberLostAnnotation), v, fleet.OnMemberLostPolicies))
 	}
 	if v, ok := annotations[fleet.StartTimeoutAnnotation]; ok {
 		if d, err := time.ParseDuration(v); err != nil || d < 0 {

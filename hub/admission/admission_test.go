@@ -19,7 +19,6 @@ import (
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/admission"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 )
 
@@ -168,7 +167,7 @@ func TestHubAdmission(t *testing.T) {
 	if got.Spec.SuccessPolicy == nil || got.Spec.ReplicatedJobs[0].GroupName != jobset.DefaultGroupName || got.Spec.Network == nil {
 		t.Errorf("defaults not applied: %+v", got.Spec)
 	}
-	if diff := cmp.Diff([]string{dispatch.JobSetFinalizer}, got.Finalizers); diff != "" {
+	if diff := cmp.Diff([]string{fleet.JobSetFinalizer}, got.Finalizers); diff != "" {
 		t.Errorf("finalizers (-want +got):\n%s", diff)
 	}
 

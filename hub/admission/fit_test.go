@@ -27,7 +27,6 @@ import (
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
 
@@ -242,8 +241,8 @@ func TestHubPlacesByNodes(t *testing.T) {
 			if err := c.Client.Get(ctx, client.ObjectKeyFromObject(js), cur); err != nil {
 				return err
 			}
-			cond := meta.FindStatusCondition(cur.Status.Conditions, dispatch.ConditionDispatched)
-			if cond == nil || cond.Reason != dispatch.ReasonNoFit ||
+			cond := meta.FindStatusCondition(cur.Status.Conditions, fleet.ConditionDispatched)
+			if cond == nil || cond.Reason != fleet.ReasonNoFit ||
 				!strings.Contains(cond.Message, "fours: needs 8 nvidia.com/gpu in one Pod; its largest node has 4") ||
 				!strings.Contains(cond.Message, "tainted: Pods do not tolerate taint nvidia.com/gpu=present:NoSchedule, on every node") {
 				return fmt.Errorf("Dispatched = %+v; dispatched to %v", cond, dispatches(js))

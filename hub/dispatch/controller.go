@@ -174,8 +174,8 @@ func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcil
 		}
 		fs := fleetOf(&js.Status)
 		queued := inQueue(js)
-		waiting := !queued && (!meta.IsStatusConditionTrue(js.Status.Conditions, ConditionDispatched) ||
-			meta.IsStatusConditionTrue(js.Status.Conditions, ConditionMemberStatusStale))
+		waiting := !queued && (!meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionDispatched) ||
+			meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionMemberStatusStale))
 		if fs.Cluster == member || waiting || js.DeletionTimestamp != nil ||
 			(queued && (help || (capacityChanged && withdrawnFromMember(fs, member)))) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(js)})

@@ -28,7 +28,7 @@ func (r *Reconciler) observeCopies(_ context.Context, o *Observed) {
 	for _, d := range append(append([]fleet.JobSetDispatch{}, o.Dispatches...), o.Orphans...) {
 		name := memberOf(&d)
 		m, known := o.Members[name]
-		if !known || !m.Lost(o.LostTimeout) || !controllerutil.ContainsFinalizer(&d, DispatchFinalizer) || !r.opts.Access.Available(m.Profile) {
+		if !known || !m.Lost(o.LostTimeout) || !controllerutil.ContainsFinalizer(&d, fleet.DispatchFinalizer) || !r.opts.Access.Available(m.Profile) {
 			continue
 		}
 		if _, seen := o.Copies[name]; seen {
@@ -64,7 +64,7 @@ func (r *Reconciler) stopCopy(_ context.Context, o *Observed, member string) err
 		return err
 	}
 	if !o.Copies[member].Deleting {
-		r.event(o, corev1.EventTypeWarning, ReasonCopyStopped, "member %s is silent: the hub is stopping the copy there through its own access to the member", member)
+		r.event(o, corev1.EventTypeWarning, fleet.ReasonCopyStopped, "member %s is silent: the hub is stopping the copy there through its own access to the member", member)
 	}
 	return nil
 }

@@ -23,7 +23,6 @@ import (
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/fence"
 	"github.com/jobset-fleet/jobset-fleet/hub/fence/fencetest"
 )
@@ -163,8 +162,8 @@ func TestSilentMemberDoesNotHoldTheHub(t *testing.T) {
 
 	testenv.Eventually(t, 3*fence.ProbeTimeout, "the JobSets on the lost member saying the hub could not reach it", func() error {
 		for _, js := range waiting {
-			c := condition(get(t, js), dispatch.ConditionMemberStatusStale)
-			if c == nil || c.Reason != dispatch.ReasonAwaitingFence || !strings.Contains(c.Message, "did not answer the hub") {
+			c := condition(get(t, js), fleet.ConditionMemberStatusStale)
+			if c == nil || c.Reason != fleet.ReasonAwaitingFence || !strings.Contains(c.Message, "did not answer the hub") {
 				return fmt.Errorf("%s: MemberStatusStale = %+v", js.Name, c)
 			}
 		}

@@ -58,7 +58,7 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 	}
 	testenv.Eventually(t, timeout, "Dispatched condition, placement in status", func() error {
 		cur := get(t, js)
-		c := condition(cur, dispatch.ConditionDispatched)
+		c := condition(cur, fleet.ConditionDispatched)
 		if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "submit-big") {
 			return fmt.Errorf("Dispatched = %+v", c)
 		}
@@ -68,7 +68,7 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 		if len(cur.Labels) != 1 || len(cur.Annotations) != 1 {
 			return fmt.Errorf("the hub must keep its bookkeeping out of metadata: labels %v annotations %v", cur.Labels, cur.Annotations)
 		}
-		if len(cur.Finalizers) != 1 || cur.Finalizers[0] != dispatch.JobSetFinalizer {
+		if len(cur.Finalizers) != 1 || cur.Finalizers[0] != fleet.JobSetFinalizer {
 			return fmt.Errorf("finalizers %v", cur.Finalizers)
 		}
 		return nil
@@ -92,7 +92,7 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 		if cur.Status.Restarts != 1 || len(cur.Status.ReplicatedJobsStatus) != 1 || cur.Status.ReplicatedJobsStatus[0].Active != 1 {
 			return fmt.Errorf("status %+v", cur.Status)
 		}
-		if c := condition(cur, dispatch.ConditionMemberStatusStale); c == nil || c.Status != metav1.ConditionFalse {
+		if c := condition(cur, fleet.ConditionMemberStatusStale); c == nil || c.Status != metav1.ConditionFalse {
 			return fmt.Errorf("MemberStatusStale = %+v", c)
 		}
 		return nil
@@ -105,12 +105,12 @@ func TestSubmitDispatchAndMirror(t *testing.T) {
 	testenv.Eventually(t, timeout, "completion mirrored", func() error {
 		cur := get(t, js)
 		c := condition(cur, string(jobset.JobSetCompleted))
-		if cur.Status.TerminalState != "Completed" || c == nil || c.Status != metav1.ConditionTrue || condition(cur, dispatch.ConditionDispatched) == nil {
+		if cur.Status.TerminalState != "Completed" || c == nil || c.Status != metav1.ConditionTrue || condition(cur, fleet.ConditionDispatched) == nil {
 			return fmt.Errorf("status %+v", cur.Status)
 		}
 		return nil
 	})
-	testenv.Eventually(t, timeout, "events", func() error { return hasEvent(t, js, dispatch.ReasonDispatched) })
+	testenv.Eventually(t, timeout, "events", func() error { return hasEvent(t, js, fleet.ReasonDispatched) })
 }
 
 // TestNoFitThenCapacity: a JobSet too big for every member stays pending and
@@ -125,8 +125,8 @@ func TestNoFitThenCapacity(t *testing.T) {
 	create(t, js)
 
 	testenv.Eventually(t, timeout, "NoFit condition", func() error {
-		c := condition(get(t, js), dispatch.ConditionDispatched)
-		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != dispatch.ReasonNoFit ||
+		c := condition(get(t, js), fleet.ConditionDispatched)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleet.ReasonNoFit ||
 			!strings.Contains(c.Message, "nofit-a: insufficient resources: needs cpu 4, 2 free") ||
 			!strings.Contains(c.Message, "nofit-b: insufficient resources: needs cpu 4, 3 free") {
 			return fmt.Errorf("Dispatched = %+v", c)
@@ -148,10 +148,10 @@ func TestNoFitThenCapacity(t *testing.T) {
 	small.report("16", "16")
 	waitDispatched(t, js, "nofit-a")
 	testenv.Eventually(t, timeout, "Dispatched=True", func() error {
-		if c := condition(get(t, js), dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
+		if c := condition(get(t, js), fleet.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("Dispatched = %+v", c)
 		}
-		return hasEvent(t, js, dispatch.ReasonNoFit)
+		return hasEvent(t, js, fleet.ReasonNoFit)
 	})
 }
 
@@ -173,7 +173,7 @@ func TestSelectorAndPin(t *testing.T) {
 	// The dispatch is created before the JobSet's status and its
 	// PlacementDecision are written: wait for those too.
 	testenv.Eventually(t, timeout, "Dispatched=True and the pinned PlacementDecision", func() error {
-		if c := condition(get(t, us), dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
+		if c := condition(get(t, us), fleet.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("Dispatched = %+v", c)
 		}
 		pd := &clusterinventory.PlacementDecision{}
@@ -296,8 +296,8 @@ func TestDeleteWaitsForConfirmedFence(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, timeout, "AwaitingFence while the silent member may still run the copy", func() error {
-		c := condition(get(t, js), dispatch.ConditionMemberStatusStale)
-		if c == nil || c.Reason != dispatch.ReasonAwaitingFence || !strings.Contains(c.Message, "kubectl label clusterprofile -n fleet-system dellost fleet.jobset.x-k8s.io/out-of-service=true") {
+		c := condition(get(t, js), fleet.ConditionMemberStatusStale)
+		if c == nil || c.Reason != fleet.ReasonAwaitingFence || !strings.Contains(c.Message, "kubectl label clusterprofile -n fleet-system dellost fleet.jobset.x-k8s.io/out-of-service=true") {
 			return fmt.Errorf("MemberStatusStale = %+v", c)
 		}
 		return nil
@@ -343,11 +343,11 @@ func TestMemberLostAwaitsFence(t *testing.T) {
 
 	first.stop()
 	testenv.Eventually(t, timeout, "AwaitingFence", func() error {
-		c := condition(get(t, js), dispatch.ConditionMemberStatusStale)
-		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != dispatch.ReasonAwaitingFence {
+		c := condition(get(t, js), fleet.ConditionMemberStatusStale)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != fleet.ReasonAwaitingFence {
 			return fmt.Errorf("MemberStatusStale = %+v", c)
 		}
-		return hasEvent(t, js, dispatch.ReasonAwaitingFence)
+		return hasEvent(t, js, fleet.ReasonAwaitingFence)
 	})
 	testenv.Consistently(t, 2*lostTimeout, "no second copy without proof the first stopped", func() error {
 		if d := dispatchOf(t, js, "lost-b"); d != nil {
@@ -372,13 +372,13 @@ func TestMemberLostAwaitsFence(t *testing.T) {
 		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "lost-b", Epoch: 2, RestartsCarried: 3, RestartsCountTowardsMaxCarried: 3}, placed(cur), ignoreStartBookkeeping); diff != "" {
 			return fmt.Errorf("status.fleet (-want +got):\n%s", diff)
 		}
-		if c := condition(cur, dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue || c.Reason != dispatch.ReasonRedispatched {
+		if c := condition(cur, fleet.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue || c.Reason != fleet.ReasonRedispatched {
 			return fmt.Errorf("Dispatched = %+v", c)
 		}
-		if c := condition(cur, dispatch.ConditionMemberStatusStale); c == nil || c.Status != metav1.ConditionFalse {
+		if c := condition(cur, fleet.ConditionMemberStatusStale); c == nil || c.Status != metav1.ConditionFalse {
 			return fmt.Errorf("MemberStatusStale = %+v", c)
 		}
-		if old := dispatchOf(t, js, "lost-a"); old != nil && controllerutil.ContainsFinalizer(old, dispatch.DispatchFinalizer) {
+		if old := dispatchOf(t, js, "lost-a"); old != nil && controllerutil.ContainsFinalizer(old, fleet.DispatchFinalizer) {
 			return fmt.Errorf("dispatch on the lost member not released: %v", old.Finalizers)
 		}
 		return nil
@@ -404,7 +404,7 @@ func TestMemberLostAtLeastOnce(t *testing.T) {
 	ns := namespace(t, "team-alo")
 	js := fleetJobSet(ns, "train", 1, "1").
 		Annotation(fleet.ClusterSelectorAnnotation, "test=alo").
-		Annotation(fleet.OnMemberLostAnnotation, dispatch.OnMemberLostAtLeastOnce).
+		Annotation(fleet.OnMemberLostAnnotation, fleet.OnMemberLostAtLeastOnce).
 		FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 1}).
 		Obj()
 	create(t, js)
@@ -456,7 +456,7 @@ func TestMemberLostFail(t *testing.T) {
 	ns := namespace(t, "team-lostfail")
 	js := fleetJobSet(ns, "train", 1, "1").
 		Annotation(fleet.ClusterSelectorAnnotation, "test=lostfail").
-		Annotation(fleet.OnMemberLostAnnotation, dispatch.OnMemberLostFail).
+		Annotation(fleet.OnMemberLostAnnotation, fleet.OnMemberLostFail).
 		Obj()
 	create(t, js)
 	waitDispatched(t, js, "lostfail-a")
@@ -464,7 +464,7 @@ func TestMemberLostFail(t *testing.T) {
 	testenv.Eventually(t, timeout, "JobSet failed", func() error {
 		cur := get(t, js)
 		c := condition(cur, string(jobset.JobSetFailed))
-		if cur.Status.TerminalState != "Failed" || c == nil || c.Reason != dispatch.ReasonMemberLost {
+		if cur.Status.TerminalState != "Failed" || c == nil || c.Reason != fleet.ReasonMemberLost {
 			return fmt.Errorf("status %+v", cur.Status)
 		}
 		return nil
@@ -517,7 +517,7 @@ func TestHubRestartMidDispatch(t *testing.T) {
 		if diff := cmp.Diff(jobset.FleetStatus{Cluster: "restart-b", Epoch: 1}, placed(get(t, adopted)), ignoreStartBookkeeping); diff != "" {
 			return fmt.Errorf("status.fleet (-want +got):\n%s", diff)
 		}
-		return hasEvent(t, adopted, dispatch.ReasonAdopted)
+		return hasEvent(t, adopted, fleet.ReasonAdopted)
 	})
 	testenv.Consistently(t, 2*time.Second, "exactly one dispatch each", func() error {
 		for _, j := range []*jobset.JobSet{js, crashed, adopted} {

@@ -81,10 +81,10 @@ func (c *jobSetCollector) Collect(ch chan<- prometheus.Metric) {
 		if ptr.Deref(js.Spec.ManagedBy, "") != fleet.ManagedByFleet || IsFinished(&js.Status) {
 			continue
 		}
-		if c := meta.FindStatusCondition(js.Status.Conditions, ConditionMemberStatusStale); c != nil && c.Reason == ReasonAwaitingFence {
+		if c := meta.FindStatusCondition(js.Status.Conditions, fleet.ConditionMemberStatusStale); c != nil && c.Reason == fleet.ReasonAwaitingFence {
 			awaiting++
 		}
-		if meta.IsStatusConditionTrue(js.Status.Conditions, ConditionDispatched) {
+		if meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionDispatched) {
 			perMember[fleetOf(&js.Status).Cluster]++
 		} else {
 			pending++

@@ -21,14 +21,14 @@ func reportedAt(epoch, observed int64, s jobset.JobSetStatus) *fleet.JobSetDispa
 }
 
 func TestMirrorStatus(t *testing.T) {
-	hubConds := []metav1.Condition{{Type: ConditionDispatched, Status: metav1.ConditionTrue, Reason: ReasonDispatched}}
+	hubConds := []metav1.Condition{{Type: fleet.ConditionDispatched, Status: metav1.ConditionTrue, Reason: fleet.ReasonDispatched}}
 	memberStatus := jobset.JobSetStatus{
 		Restarts: 1, RestartsCountTowardsMax: 1,
 		ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "w", Active: 2}},
 		Conditions: []metav1.Condition{
 			{Type: string(jobset.JobSetSuspended), Status: metav1.ConditionFalse, Reason: "Resumed"},
 			// A member must not be able to forge hub conditions.
-			{Type: ConditionDispatched, Status: metav1.ConditionFalse, Reason: "Forged"},
+			{Type: fleet.ConditionDispatched, Status: metav1.ConditionFalse, Reason: "Forged"},
 		},
 	}
 	tests := []struct {
@@ -90,14 +90,14 @@ func TestRejected(t *testing.T) {
 }
 
 func TestOnMemberLost(t *testing.T) {
-	for v, want := range map[string]string{"": OnMemberLostRedispatch, "Fail": OnMemberLostFail, "Wait": OnMemberLostWait,
-		"RedispatchAtLeastOnce": OnMemberLostAtLeastOnce, "bogus": OnMemberLostRedispatch} {
+	for v, want := range map[string]string{"": fleet.OnMemberLostRedispatch, "Fail": fleet.OnMemberLostFail, "Wait": fleet.OnMemberLostWait,
+		"RedispatchAtLeastOnce": fleet.OnMemberLostAtLeastOnce, "bogus": fleet.OnMemberLostRedispatch} {
 		js := &jobset.JobSet{}
 		if v != "" {
 			js.Annotations = map[string]string{fleet.OnMemberLostAnnotation: v}
 		}
-		if got := OnMemberLost(js); got != want {
-			t.Errorf("OnMemberLost(%q) = %q, want %q", v, got, want)
+		if got := fleet.OnMemberLost(js); got != want {
+			t.Errorf("fleet.OnMemberLost(%q) = %q, want %q", v, got, want)
 		}
 	}
 }

@@ -134,7 +134,7 @@ func ComputePlan(o Observed, choose Chooser) (Plan, error) {
 		pl.finalize()
 		return pl.p, nil
 	}
-	pl.p.AddFinalizer = !controllerutil.ContainsFinalizer(o.JobSet, JobSetFinalizer)
+	pl.p.AddFinalizer = !controllerutil.ContainsFinalizer(o.JobSet, fleet.JobSetFinalizer)
 	err := pl.sync(choose)
 	if pl.p.Create != nil && pl.p.Status != nil {
 		// One status write per placement, not two: the record written
@@ -199,7 +199,7 @@ func (pl *planner) stopped(d *fleet.JobSetDispatch) (bool, string) {
 	if c, ok := pl.o.Copies[name]; ok && !c.Exists {
 		return true, fmt.Sprintf("the hub saw through its access to member %s that no copy exists", name)
 	}
-	if pl.o.JobSet != nil && pl.lost(name) && OnMemberLost(pl.o.JobSet) == OnMemberLostAtLeastOnce {
+	if pl.o.JobSet != nil && pl.lost(name) && fleet.OnMemberLost(pl.o.JobSet) == fleet.OnMemberLostAtLeastOnce {
 		return true, fmt.Sprintf("member %s is lost and the JobSet opted into at-least-once failover", name)
 	}
 	return false, ""
@@ -218,7 +218,7 @@ func (pl *planner) retire(d *fleet.JobSetDispatch) bool {
 	if d.DeletionTimestamp == nil {
 		pl.p.Delete = append(pl.p.Delete, d)
 	}
-	if !controllerutil.ContainsFinalizer(d, DispatchFinalizer) {
+	if !controllerutil.ContainsFinalizer(d, fleet.DispatchFinalizer) {
 		return true
 	}
 	if ok, _ := pl.stopped(d); ok {
@@ -253,7 +253,7 @@ func (pl *planner) requeue(after time.Duration) {
 
 // finalize removes every copy, then lets the JobSet go.
 func (pl *planner) finalize() {
-	if !controllerutil.ContainsFinalizer(pl.o.JobSet, JobSetFinalizer) {
+	if !controllerutil.ContainsFinalizer(pl.o.JobSet, fleet.JobSetFinalizer) {
 		return
 	}
 	all := true
@@ -277,7 +277,7 @@ func (pl *planner) unreleasedBlocker() *fleet.JobSetDispatch {
 	for _, ds := range [][]fleet.JobSetDispatch{pl.o.Dispatches, pl.o.Orphans} {
 		for i := range ds {
 			d := &ds[i]
-			if !controllerutil.ContainsFinalizer(d, DispatchFinalizer) {
+			if !controllerutil.ContainsFinalizer(d, fleet.DispatchFinalizer) {
 				continue
 			}
 			if ok, _ := pl.stopped(d); !ok {
@@ -300,7 +300,7 @@ func (pl *planner) sync(choose Chooser) error {
 			// status was lost): adopt it rather than place again.
 			fs.Cluster, fs.Epoch = memberOf(d), d.Spec.Epoch
 			pl.setFleet(fs)
-			pl.event(corev1.EventTypeNormal, ReasonAdopted, "adopted JobSetDispatch %s/%s (epoch %d)", d.Namespace, d.Name, d.Spec.Epoch)
+			pl.event(corev1.EventTypeNormal, fleet.ReasonAdopted, "adopted JobSetDispatch %s/%s (epoch %d)", d.Namespace, d.Name, d.Spec.Epoch)
 		}
 	}
 	// The recorded placement's dispatch, live or being deleted.
@@ -327,7 +327,7 @@ func (pl *planner) sync(choose Chooser) error {
 		}
 	case rejected(rec):
 		why := rejectionMessage(rec)
-		pl.event(corev1.EventTypeWarning, ReasonDispatchRefused, "member %s refused the JobSet (epoch %d): %s; placing it elsewhere", fs.Cluster, fs.Epoch, why)
+		pl.event(corev1.EventTypeWarning, fleet.ReasonDispatchRefused, "member %s refused the JobSet (epoch %d): %s; placing it elsewhere", fs.Cluster, fs.Epoch, why)
 		if err := pl.place(choose, map[string]string{fs.Cluster: "refused the JobSet: " + why}, false); err != nil {
 			return err
 		}
@@ -343,7 +343,7 @@ func (pl *planner) sync(choose Chooser) error {
 				return err
 			}
 		} else if !withdrawing(fs) {
-			pl.setCondition(ConditionDispatched, false, ReasonDispatchDeleted, fmt.Sprintf(
+			pl.setCondition(fleet.ConditionDispatched, false, fleet.ReasonDispatchDeleted, fmt.Sprintf(
 				"its JobSetDispatch %s/%s was deleted; it runs again once member %s confirms its copy stopped", rec.Namespace, rec.Name, fs.Cluster))
 		}
 	default:
@@ -367,8 +367,8 @@ func (pl *planner) sync(choose Chooser) error {
 // It places anew (new epoch) once the member is lost, out of service or
 // gone, or holds another dispatch of this name.
 func (pl *planner) retryFailedCreate(fs jobset.FleetStatus) bool {
-	c := meta.FindStatusCondition(pl.status.Conditions, ConditionDispatched)
-	if fs.Cluster == "" || fs.Epoch == 0 || c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonDispatchFailed {
+	c := meta.FindStatusCondition(pl.status.Conditions, fleet.ConditionDispatched)
+	if fs.Cluster == "" || fs.Epoch == 0 || c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleet.ReasonDispatchFailed {
 		return false
 	}
 	if m, known := pl.member(fs.Cluster); !known || m.OutOfService || pl.lost(fs.Cluster) {
@@ -399,7 +399,7 @@ func CreateFailedStatus(s jobset.JobSetStatus, d *fleet.JobSetDispatch, err erro
 	msg := fmt.Sprintf("the hub could not create JobSetDispatch %s/%s (epoch %d) for member %s, and retries it: %s",
 		d.Namespace, d.Name, d.Spec.Epoch, memberOf(d), fleet.Bounded(err.Error(), maxQuotedError))
 	meta.SetStatusCondition(&out.Conditions, metav1.Condition{
-		Type: ConditionDispatched, Status: metav1.ConditionFalse, Reason: ReasonDispatchFailed,
+		Type: fleet.ConditionDispatched, Status: metav1.ConditionFalse, Reason: fleet.ReasonDispatchFailed,
 		Message: fleet.Bounded(msg, fleet.MaxConditionMessage), LastTransitionTime: metav1.NewTime(now),
 	})
 	return out
@@ -418,14 +418,14 @@ func (pl *planner) memberGone(choose Chooser, current *fleet.JobSetDispatch, fs 
 	case m.OutOfService:
 		why = fmt.Sprintf("member %s is marked out of service", name)
 	}
-	policy := OnMemberLost(pl.o.JobSet)
+	policy := fleet.OnMemberLost(pl.o.JobSet)
 	switch {
-	case lost && policy == OnMemberLostFail:
+	case lost && policy == fleet.OnMemberLostFail:
 		failedByHub(pl.status, why)
-		pl.event(corev1.EventTypeWarning, ReasonMemberLost, "%s; failing the JobSet as its on-member-lost policy asks", why)
+		pl.event(corev1.EventTypeWarning, fleet.ReasonMemberLost, "%s; failing the JobSet as its on-member-lost policy asks", why)
 		return nil
-	case lost && policy == OnMemberLostWait && !m.OutOfService:
-		pl.setCondition(ConditionMemberStatusStale, true, ReasonMemberLost,
+	case lost && policy == fleet.OnMemberLostWait && !m.OutOfService:
+		pl.setCondition(fleet.ConditionMemberStatusStale, true, fleet.ReasonMemberLost,
 			fmt.Sprintf("%s; waiting for it to return, as the JobSet's on-member-lost policy asks. %s", why, tokenNote(name, m)))
 		pl.waiting = true
 		return nil
@@ -493,17 +493,17 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 	choice, err := choose(excluded)
 	if err != nil {
 		// Only a malformed annotation gets here (admission rejects those).
-		pl.setCondition(ConditionDispatched, false, ReasonInvalidPlacement, err.Error())
+		pl.setCondition(fleet.ConditionDispatched, false, fleet.ReasonInvalidPlacement, err.Error())
 		return nil
 	}
 	res := choice.Result
 	if res.Cluster == "" {
-		reason, msg := ReasonNoFit, "no member cluster fits: "+res.Explain()
+		reason, msg := fleet.ReasonNoFit, "no member cluster fits: "+res.Explain()
 		if q := choice.Queue; q != nil {
 			reason, msg = queuedMessage(*q, pl.o.Strategy)
 		}
 		if moving {
-			reason, msg = ReasonMemberLost, "no other member cluster fits: "+msg
+			reason, msg = fleet.ReasonMemberLost, "no other member cluster fits: "+msg
 		}
 		fs.Cluster = ""
 		pl.setFleet(fs)
@@ -520,15 +520,15 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 	pl.p.Record = pl.status.DeepCopy()
 	pl.p.Create = NewDispatch(pl.o.JobSet, fs, pl.o.NamespaceLabels)
 	pl.p.Reserve = res.Requests
-	reason := ReasonDispatched
+	reason := fleet.ReasonDispatched
 	if moving {
-		reason = ReasonRedispatched
+		reason = fleet.ReasonRedispatched
 		if len(pl.o.JobSet.Spec.VolumeClaimPolicies) > 0 {
-			pl.event(corev1.EventTypeWarning, ReasonVolumesNotMoved,
+			pl.event(corev1.EventTypeWarning, fleet.ReasonVolumesNotMoved,
 				"the volumeClaimPolicies claims are created anew on member %s: what the copy wrote to its claims elsewhere does not move with it", fs.Cluster)
 		}
 	}
-	pl.setCondition(ConditionDispatched, true, reason, dispatchedMessage(fs))
+	pl.setCondition(fleet.ConditionDispatched, true, reason, dispatchedMessage(fs))
 	return nil
 }
 
@@ -538,11 +538,11 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 // changes. It reports whether it set the condition.
 func (pl *planner) wait(reason, msg string) bool {
 	msg = fleet.Bounded(msg, fleet.MaxConditionMessage)
-	if c := meta.FindStatusCondition(pl.status.Conditions, ConditionDispatched); c != nil && c.Status == metav1.ConditionFalse &&
+	if c := meta.FindStatusCondition(pl.status.Conditions, fleet.ConditionDispatched); c != nil && c.Status == metav1.ConditionFalse &&
 		waitSignature(c.Reason, c.Message) == waitSignature(reason, msg) {
 		return false
 	}
-	pl.setCondition(ConditionDispatched, false, reason, msg)
+	pl.setCondition(fleet.ConditionDispatched, false, reason, msg)
 	return true
 }
 
@@ -590,7 +590,7 @@ func (pl *planner) startDeadline(d *fleet.JobSetDispatch) {
 		"once the member's agent confirms the copy is gone the JobSet is placed again, without member %s until that member's reported capacity changes. "+
 		"This is not a restart. Withdrawn so far from: %s",
 		fs.Epoch, fs.Cluster, shortDuration(timeout), fs.Cluster, withdrawnFrom(fs))
-	pl.setCondition(ConditionDispatched, false, ReasonStartTimeout, msg)
+	pl.setCondition(fleet.ConditionDispatched, false, fleet.ReasonStartTimeout, msg)
 }
 
 // awaitingFence says, on the JobSet, that it cannot run elsewhere until the
@@ -622,7 +622,7 @@ func (pl *planner) awaitingFence(d *fleet.JobSetDispatch, why string) {
 	} else if _, ok := pl.o.Copies[name]; ok {
 		msg += ". The hub is stopping the copy through its own access to the member"
 	}
-	pl.setCondition(ConditionMemberStatusStale, true, ReasonAwaitingFence, msg)
+	pl.setCondition(fleet.ConditionMemberStatusStale, true, fleet.ReasonAwaitingFence, msg)
 	pl.waiting = true
 }
 
@@ -673,14 +673,14 @@ func (pl *planner) propagate(d *fleet.JobSetDispatch, fs jobset.FleetStatus) {
 		pl.p.Update = updated
 		switch suspended, was := ptr.Deref(want.Spec.Suspend, false), ptr.Deref(d.Spec.JobSet.Spec.Suspend, false); {
 		case suspended && !was:
-			pl.event(corev1.EventTypeNormal, ReasonSuspending, "suspend sent to member %s", fs.Cluster)
+			pl.event(corev1.EventTypeNormal, fleet.ReasonSuspending, "suspend sent to member %s", fs.Cluster)
 		case !suspended && was:
-			pl.event(corev1.EventTypeNormal, ReasonResuming, "resume sent to member %s", fs.Cluster)
+			pl.event(corev1.EventTypeNormal, fleet.ReasonResuming, "resume sent to member %s", fs.Cluster)
 			// The start deadline counts from the resume.
 			fs.StartDeadlineSince = ptr.To(metav1.NewTime(pl.o.Now))
 			pl.setFleet(fs)
 		default:
-			pl.event(corev1.EventTypeNormal, ReasonSpecPropagated, "spec change sent to member %s", fs.Cluster)
+			pl.event(corev1.EventTypeNormal, fleet.ReasonSpecPropagated, "spec change sent to member %s", fs.Cluster)
 		}
 	}
 	pl.markDispatched(fs)
@@ -690,11 +690,11 @@ func (pl *planner) propagate(d *fleet.JobSetDispatch, fs jobset.FleetStatus) {
 // Redispatched reason that already says so.
 func (pl *planner) markDispatched(fs jobset.FleetStatus) {
 	msg := dispatchedMessage(fs)
-	c := meta.FindStatusCondition(pl.status.Conditions, ConditionDispatched)
+	c := meta.FindStatusCondition(pl.status.Conditions, fleet.ConditionDispatched)
 	if c != nil && c.Status == metav1.ConditionTrue && c.Message == msg {
 		return
 	}
-	pl.setCondition(ConditionDispatched, true, ReasonDispatched, msg)
+	pl.setCondition(fleet.ConditionDispatched, true, fleet.ReasonDispatched, msg)
 }
 
 // staleness says, by the member's heartbeat, whether the status shown is
@@ -704,21 +704,21 @@ func (pl *planner) staleness() {
 		return
 	}
 	fs := fleetOf(pl.status)
-	if fs.Cluster == "" || !meta.IsStatusConditionTrue(pl.status.Conditions, ConditionDispatched) {
-		meta.RemoveStatusCondition(&pl.status.Conditions, ConditionMemberStatusStale)
+	if fs.Cluster == "" || !meta.IsStatusConditionTrue(pl.status.Conditions, fleet.ConditionDispatched) {
+		meta.RemoveStatusCondition(&pl.status.Conditions, fleet.ConditionMemberStatusStale)
 		return
 	}
 	m, known := pl.member(fs.Cluster)
 	switch {
 	case !known || m.Lost(pl.o.LostTimeout):
-		pl.setCondition(ConditionMemberStatusStale, true, ReasonMemberLost,
+		pl.setCondition(fleet.ConditionMemberStatusStale, true, fleet.ReasonMemberLost,
 			fmt.Sprintf("member %s is lost (%s); status may be out of date", fs.Cluster, memberProblem(m, known)))
 	case !m.HeartbeatFresh:
-		pl.setCondition(ConditionMemberStatusStale, true, ReasonHeartbeatStale,
+		pl.setCondition(fleet.ConditionMemberStatusStale, true, fleet.ReasonHeartbeatStale,
 			fmt.Sprintf("member %s: %s; status may be out of date", fs.Cluster, m.Reason))
 		pl.requeue(m.LostIn(pl.o.LostTimeout) + requeueMargin)
 	default:
-		pl.setCondition(ConditionMemberStatusStale, false, ReasonHeartbeatFresh,
+		pl.setCondition(fleet.ConditionMemberStatusStale, false, fleet.ReasonHeartbeatFresh,
 			fmt.Sprintf("member %s renews its heartbeat", fs.Cluster))
 	}
 }
@@ -769,16 +769,16 @@ func (pl *planner) finishStatus() {
 	if equality.Semantic.DeepEqual(*old, *pl.status) {
 		return
 	}
-	for _, t := range []string{ConditionDispatched, ConditionMemberStatusStale} {
+	for _, t := range []string{fleet.ConditionDispatched, fleet.ConditionMemberStatusStale} {
 		before, after := meta.FindStatusCondition(old.Conditions, t), meta.FindStatusCondition(pl.status.Conditions, t)
 		if after == nil || (before != nil && before.Status == after.Status && before.Reason == after.Reason) {
 			continue
 		}
-		if t == ConditionMemberStatusStale && before == nil && after.Status == metav1.ConditionFalse {
+		if t == fleet.ConditionMemberStatusStale && before == nil && after.Status == metav1.ConditionFalse {
 			continue // the first "fresh" is not news
 		}
 		typ := corev1.EventTypeNormal
-		if (t == ConditionDispatched) != (after.Status == metav1.ConditionTrue) {
+		if (t == fleet.ConditionDispatched) != (after.Status == metav1.ConditionTrue) {
 			typ = corev1.EventTypeWarning
 		}
 		pl.p.Events = append(pl.p.Events, Event{Type: typ, Reason: after.Reason, Message: fleet.Bounded(after.Message, fleet.MaxEventNote)})

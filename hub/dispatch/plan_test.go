@@ -51,7 +51,7 @@ func outOfService(m *inventory.Member) {
 
 // planJobSet is a hub JobSet of one pod, placed as fs (zero: not placed).
 func planJobSet(fs jobset.FleetStatus, annotations ...string) *jobset.JobSet {
-	w := jstesting.MakeJobSet("team", "train").UID("uid-1").Finalizers(JobSetFinalizer).CreationTimestamp(t0).
+	w := jstesting.MakeJobSet("team", "train").UID("uid-1").Finalizers(fleet.JobSetFinalizer).CreationTimestamp(t0).
 		ManagedBy(fleet.ManagedByFleet).FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 3}).
 		ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(1).Container("c", "busybox").Obj())
 	for i := 0; i+1 < len(annotations); i += 2 {
@@ -60,7 +60,7 @@ func planJobSet(fs jobset.FleetStatus, annotations ...string) *jobset.JobSet {
 	js := w.Obj()
 	if fs.Cluster != "" || fs.Epoch != 0 {
 		js.Status.Fleet = &fs
-		js.Status.Conditions = []metav1.Condition{{Type: ConditionDispatched, Status: metav1.ConditionTrue, Reason: ReasonDispatched,
+		js.Status.Conditions = []metav1.Condition{{Type: fleet.ConditionDispatched, Status: metav1.ConditionTrue, Reason: fleet.ReasonDispatched,
 			Message: dispatchedMessage(fs), LastTransitionTime: metav1.NewTime(t0)}}
 	}
 	return js
@@ -89,13 +89,13 @@ func reportedDeleted(d *fleet.JobSetDispatch) {
 func stopConfirmed(d *fleet.JobSetDispatch) {
 	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue,
 		Reason: fleet.ReasonStopConfirmed, Message: "confirmed by alice"})
-	d.Finalizers = []string{DispatchFinalizer}
+	d.Finalizers = []string{fleet.DispatchFinalizer}
 }
 
 // createFailed: the hub's last create of the recorded placement failed.
 func createFailed(js *jobset.JobSet) *jobset.JobSet {
-	meta.SetStatusCondition(&js.Status.Conditions, metav1.Condition{Type: ConditionDispatched, Status: metav1.ConditionFalse,
-		Reason: ReasonDispatchFailed, Message: "denied", LastTransitionTime: metav1.NewTime(t0)})
+	meta.SetStatusCondition(&js.Status.Conditions, metav1.Condition{Type: fleet.ConditionDispatched, Status: metav1.ConditionFalse,
+		Reason: fleet.ReasonDispatchFailed, Message: "denied", LastTransitionTime: metav1.NewTime(t0)})
 	return js
 }
 
@@ -145,10 +145,10 @@ func summarize(p Plan) summary {
 		s.Release = append(s.Release, memberOf(d))
 	}
 	if st := writtenStatus(p); st != nil {
-		if c := meta.FindStatusCondition(st.Conditions, ConditionDispatched); c != nil {
+		if c := meta.FindStatusCondition(st.Conditions, fleet.ConditionDispatched); c != nil {
 			s.Dispatched = string(c.Status) + "/" + c.Reason
 		}
-		if c := meta.FindStatusCondition(st.Conditions, ConditionMemberStatusStale); c != nil {
+		if c := meta.FindStatusCondition(st.Conditions, fleet.ConditionMemberStatusStale); c != nil {
 			s.Stale = string(c.Status) + "/" + c.Reason
 		}
 		s.Terminal, s.Restarts = st.TerminalState, st.Restarts
@@ -206,7 +206,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "new JobSet: recorded, then dispatched, as epoch 1",
 			js:   planJobSet(jobset.FleetStatus{}), dispatches: none, members: healthy,
-			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{ReasonDispatched}, MaxRestartsThere: 3},
+			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonDispatched}, MaxRestartsThere: 3},
 		},
 		{
 			name: "placed on a healthy member: nothing to do",
@@ -216,7 +216,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "member silent, no proof: wait, say why and how to confirm, leave the copy alone",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)), members: aSilent,
-			want: summary{Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			want: summary{Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{fleet.ReasonAwaitingFence}},
 			wantMsg: []string{"member a is lost", "kubectl label clusterprofile -n fleet-system a fleet.jobset.x-k8s.io/out-of-service=true",
 				"offline for longer than its hub token lives (join's --token-expiration, 24h by default)", "`jobset-fleet-agent join --cluster-name a ...`"},
 			notMsg: []string{"has been silent for"},
@@ -225,13 +225,13 @@ func TestComputePlan(t *testing.T) {
 			name: "member silent for longer than its hub token lives: say it must be joined again",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)),
 			members: []inventory.Member{planMember("a", silent, func(m *inventory.Member) { m.SilentFor = 30 * time.Hour }), planMember("b")},
-			want:    summary{Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			want:    summary{Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{fleet.ReasonAwaitingFence}},
 			wantMsg: []string{"must be joined again", "member a has been silent for 30h"},
 		},
 		{
 			name: "member left the fleet keeping its workloads: wait, and name the command that confirms the copies stopped",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), deleting), members: []inventory.Member{planMember("b")},
-			want:    summary{Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			want:    summary{Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{fleet.ReasonAwaitingFence}},
 			wantMsg: []string{"member a has left the fleet", "`jobset-fleet-agent unjoin --cluster-name a --confirm-copies-stopped`"},
 			notMsg:  []string{"kubectl label"},
 		},
@@ -239,7 +239,7 @@ func TestComputePlan(t *testing.T) {
 			name: "an operator confirmed the copy of a member that left stopped: move",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), deleting, stopConfirmed), members: []inventory.Member{planMember("b")},
 			want: summary{Record: "b/2", Create: "b/2", Release: []string{"a"}, Dispatched: "True/Redispatched", Stale: "False/HeartbeatFresh",
-				Restarts: 1, EventReasons: []string{ReasonRedispatched}, MaxRestartsThere: 2},
+				Restarts: 1, EventReasons: []string{fleet.ReasonRedispatched}, MaxRestartsThere: 2},
 			check: func(t *testing.T, p Plan) {
 				d := p.Release[0]
 				pl := planner{o: Observed{Members: map[string]inventory.Member{}}}
@@ -253,30 +253,30 @@ func TestComputePlan(t *testing.T) {
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)),
 			members: []inventory.Member{planMember("a", silent, outOfService), planMember("b")},
 			want: summary{Record: "b/2", Create: "b/2", Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Redispatched",
-				Stale: "False/HeartbeatFresh", Restarts: 1, EventReasons: []string{ReasonRedispatched}, MaxRestartsThere: 2},
+				Stale: "False/HeartbeatFresh", Restarts: 1, EventReasons: []string{fleet.ReasonRedispatched}, MaxRestartsThere: 2},
 		},
 		{
 			name: "out of service but its agent is alive: delete the dispatch so the agent stops the copy; wait for its word",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)),
 			members: []inventory.Member{planMember("a", outOfService), planMember("b")},
-			want:    summary{Delete: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			want:    summary{Delete: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{fleet.ReasonAwaitingFence}},
 		},
 		{
 			name: "the agent reported its copy deleted: move",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), deleting, reportedDeleted), members: aSilent,
 			want: summary{Record: "b/2", Create: "b/2", Release: []string{"a"}, Dispatched: "True/Redispatched", Stale: "False/HeartbeatFresh",
-				Restarts: 1, EventReasons: []string{ReasonRedispatched}, MaxRestartsThere: 2},
+				Restarts: 1, EventReasons: []string{fleet.ReasonRedispatched}, MaxRestartsThere: 2},
 		},
 		{
 			name: "the hub sees through its own access that the copy is gone: move",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)), members: aSilent, copies: map[string]fence.Copy{"a": {}},
 			want: summary{Record: "b/2", Create: "b/2", Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Redispatched",
-				Stale: "False/HeartbeatFresh", Restarts: 1, EventReasons: []string{ReasonRedispatched}, MaxRestartsThere: 2},
+				Stale: "False/HeartbeatFresh", Restarts: 1, EventReasons: []string{fleet.ReasonRedispatched}, MaxRestartsThere: 2},
 		},
 		{
 			name: "the hub sees the copy still there: it stops it and waits",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1)), members: aSilent, copies: map[string]fence.Copy{"a": {Exists: true, Epoch: 1}},
-			want:    summary{StopCopies: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			want:    summary{StopCopies: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{fleet.ReasonAwaitingFence}},
 			wantMsg: []string{"stopping the copy through its own access"},
 		},
 		{
@@ -285,24 +285,24 @@ func TestComputePlan(t *testing.T) {
 			copies: map[string]fence.Copy{"a": {Exists: true, Epoch: 1, Status: jobset.JobSetStatus{TerminalState: "Completed",
 				Conditions: []metav1.Condition{{Type: "Completed", Status: metav1.ConditionTrue, Reason: "AllJobsCompleted"}}}}},
 			want: summary{Delete: []string{"a"}, StopCopies: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/MemberLost",
-				Terminal: "Completed", EventReasons: []string{"Completed", ReasonMemberLost}},
+				Terminal: "Completed", EventReasons: []string{"Completed", fleet.ReasonMemberLost}},
 		},
 		{
 			name: "at-least-once: move as soon as the member is lost",
-			js:   planJobSet(at("a", 1), fleet.OnMemberLostAnnotation, OnMemberLostAtLeastOnce), dispatches: on(at("a", 1)), members: aSilent,
+			js:   planJobSet(at("a", 1), fleet.OnMemberLostAnnotation, fleet.OnMemberLostAtLeastOnce), dispatches: on(at("a", 1)), members: aSilent,
 			want: summary{Record: "b/2", Create: "b/2", Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Redispatched",
-				Stale: "False/HeartbeatFresh", Restarts: 1, EventReasons: []string{ReasonRedispatched}, MaxRestartsThere: 2},
+				Stale: "False/HeartbeatFresh", Restarts: 1, EventReasons: []string{fleet.ReasonRedispatched}, MaxRestartsThere: 2},
 		},
 		{
 			name: "Wait: keep waiting for the member",
-			js:   planJobSet(at("a", 1), fleet.OnMemberLostAnnotation, OnMemberLostWait), dispatches: on(at("a", 1)), members: aSilent,
-			want: summary{Dispatched: "True/Dispatched", Stale: "True/MemberLost", EventReasons: []string{ReasonMemberLost}},
+			js:   planJobSet(at("a", 1), fleet.OnMemberLostAnnotation, fleet.OnMemberLostWait), dispatches: on(at("a", 1)), members: aSilent,
+			want: summary{Dispatched: "True/Dispatched", Stale: "True/MemberLost", EventReasons: []string{fleet.ReasonMemberLost}},
 		},
 		{
 			name: "Fail: failed; the copy is released only on proof",
-			js:   planJobSet(at("a", 1), fleet.OnMemberLostAnnotation, OnMemberLostFail), dispatches: on(at("a", 1)), members: aSilent,
+			js:   planJobSet(at("a", 1), fleet.OnMemberLostAnnotation, fleet.OnMemberLostFail), dispatches: on(at("a", 1)), members: aSilent,
 			want: summary{Delete: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/MemberLost", Terminal: "Failed",
-				EventReasons: []string{ReasonMemberLost, ReasonMemberLost}},
+				EventReasons: []string{fleet.ReasonMemberLost, fleet.ReasonMemberLost}},
 		},
 		{
 			name: "a move past maxRestarts fails the JobSet",
@@ -313,13 +313,13 @@ func TestComputePlan(t *testing.T) {
 			}(),
 			dispatches: on(at("a", 1)), members: []inventory.Member{planMember("a", silent, outOfService), planMember("b")},
 			want: summary{Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/MemberLost", Terminal: "Failed",
-				EventReasons: []string{ReasonMemberLost}},
+				EventReasons: []string{fleet.ReasonMemberLost}},
 		},
 		{
 			name: "refused by its member: placed elsewhere, not counted as a restart, the refusal quoted",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), refused), members: healthy,
 			want: summary{Record: "b/2", Create: "b/2", Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "True/Dispatched",
-				Stale: "False/HeartbeatFresh", MaxRestartsThere: 3, EventReasons: []string{ReasonDispatchRefused}},
+				Stale: "False/HeartbeatFresh", MaxRestartsThere: 3, EventReasons: []string{fleet.ReasonDispatchRefused}},
 			check: func(t *testing.T, p Plan) {
 				if e := p.Events[0]; !strings.Contains(e.Message, "member a refused the JobSet (epoch 1): Conflict: a JobSet train exists") {
 					t.Errorf("event %q", e.Message)
@@ -333,9 +333,9 @@ func TestComputePlan(t *testing.T) {
 				meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchAccepted, Status: metav1.ConditionFalse,
 					Reason: "Forbidden", Message: strings.Repeat("quota exceeded ", 5000)})
 			}),
-			want: summary{Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "False/NoFit", EventReasons: []string{ReasonDispatchRefused, ReasonNoFit}},
+			want: summary{Delete: []string{"a"}, Release: []string{"a"}, Dispatched: "False/NoFit", EventReasons: []string{fleet.ReasonDispatchRefused, fleet.ReasonNoFit}},
 			check: func(t *testing.T, p Plan) {
-				c := meta.FindStatusCondition(writtenStatus(p).Conditions, ConditionDispatched)
+				c := meta.FindStatusCondition(writtenStatus(p).Conditions, fleet.ConditionDispatched)
 				if len(c.Message) > fleet.MaxMemberReason+200 || !strings.Contains(c.Message, "a: refused the JobSet: Forbidden: quota exceeded") {
 					t.Errorf("NoFit message of %d bytes: %.300q", len(c.Message), c.Message)
 				}
@@ -358,9 +358,9 @@ func TestComputePlan(t *testing.T) {
 				}
 				return ms
 			}(),
-			want: summary{Dispatched: "False/NoFit", EventReasons: []string{ReasonNoFit}},
+			want: summary{Dispatched: "False/NoFit", EventReasons: []string{fleet.ReasonNoFit}},
 			check: func(t *testing.T, p Plan) {
-				c := meta.FindStatusCondition(writtenStatus(p).Conditions, ConditionDispatched)
+				c := meta.FindStatusCondition(writtenStatus(p).Conditions, fleet.ConditionDispatched)
 				if len(c.Message) > fleet.MaxConditionMessage || !strings.Contains(c.Message, "more members") {
 					t.Errorf("NoFit message of %d bytes, want bounded with a count of the rest", len(c.Message))
 				}
@@ -380,7 +380,7 @@ func TestComputePlan(t *testing.T) {
 			name: "the last create failed and the member is lost since: placed anew",
 			js:   createFailed(planJobSet(at("a", 2))), dispatches: none, members: aSilent,
 			want: summary{Record: "b/3", Create: "b/3", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", MaxRestartsThere: 3,
-				EventReasons: []string{ReasonDispatched}},
+				EventReasons: []string{fleet.ReasonDispatched}},
 		},
 		{
 			name: "finished long ago by the member's clock: the TTL counts from when the hub saw it",
@@ -416,7 +416,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "dispatch deleted by hand, copy not yet confirmed gone: nothing new runs",
 			js:   planJobSet(at("a", 1)), dispatches: on(at("a", 1), deleting), members: healthy,
-			want: summary{Dispatched: "False/DispatchDeleted", EventReasons: []string{ReasonDispatchDeleted}},
+			want: summary{Dispatched: "False/DispatchDeleted", EventReasons: []string{fleet.ReasonDispatchDeleted}},
 		},
 		{
 			name: "dispatch deleted by hand and its copy confirmed gone: placed anew, new epoch",
@@ -446,7 +446,7 @@ func TestComputePlan(t *testing.T) {
 				return js
 			}(),
 			dispatches: on(at("a", 1), deleting), members: aSilent,
-			want: summary{Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			want: summary{Stale: "True/AwaitingFence", EventReasons: []string{fleet.ReasonAwaitingFence}},
 		},
 		{
 			name: "an earlier JobSet's dispatch: collected, released only on proof",
@@ -466,7 +466,7 @@ func TestComputePlan(t *testing.T) {
 				old.UID = "uid-0"
 				return []fleet.JobSetDispatch{planDispatch(old, at("a", 1))}
 			},
-			want: summary{Delete: []string{"a"}, Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			want: summary{Delete: []string{"a"}, Stale: "True/AwaitingFence", EventReasons: []string{fleet.ReasonAwaitingFence}},
 		},
 		{
 			name: "deleting the JobSet: its dispatch goes; the finalizer stays until the copy is proven gone",
@@ -476,7 +476,7 @@ func TestComputePlan(t *testing.T) {
 				return js
 			}(),
 			dispatches: on(at("a", 1)), members: aSilent,
-			want: summary{Delete: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{ReasonAwaitingFence}},
+			want: summary{Delete: []string{"a"}, Dispatched: "True/Dispatched", Stale: "True/AwaitingFence", EventReasons: []string{fleet.ReasonAwaitingFence}},
 		},
 		{
 			name: "deleting the JobSet: released and let go once the agent reports",
@@ -519,13 +519,13 @@ func TestComputePlan(t *testing.T) {
 				t.Error("a placement writes the status twice: record, then status")
 			}
 			for _, want := range tc.wantMsg {
-				c := meta.FindStatusCondition(writtenStatus(p).Conditions, ConditionMemberStatusStale)
+				c := meta.FindStatusCondition(writtenStatus(p).Conditions, fleet.ConditionMemberStatusStale)
 				if c == nil || !strings.Contains(c.Message, want) {
 					t.Errorf("MemberStatusStale %+v does not say %q", c, want)
 				}
 			}
 			for _, not := range tc.notMsg {
-				if c := meta.FindStatusCondition(writtenStatus(p).Conditions, ConditionMemberStatusStale); c != nil && strings.Contains(c.Message, not) {
+				if c := meta.FindStatusCondition(writtenStatus(p).Conditions, fleet.ConditionMemberStatusStale); c != nil && strings.Contains(c.Message, not) {
 					t.Errorf("MemberStatusStale %q says %q", c.Message, not)
 				}
 			}

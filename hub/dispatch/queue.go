@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"fmt"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"regexp"
 	"sort"
 	"strings"
@@ -242,12 +243,12 @@ func queuedMessage(t Turn, strategy QueueingStrategy) (reason, msg string) {
 	head := fmt.Sprintf("Queued: %s of %d; ", ordinal(t.Position), t.Of)
 	switch {
 	case t.Behind != "":
-		return ReasonQueued, head + fmt.Sprintf("waits behind %s, first in the queue, which does not fit (queueing strategy %s)", t.Behind, strategy)
+		return fleet.ReasonQueued, head + fmt.Sprintf("waits behind %s, first in the queue, which does not fit (queueing strategy %s)", t.Behind, strategy)
 	case len(t.HeldFor) > 0:
-		return ReasonQueued, head + fmt.Sprintf("the capacity it would take is held for %d higher-priority JobSet(s) waiting ahead of it (%s); without them it would fit on %s",
+		return fleet.ReasonQueued, head + fmt.Sprintf("the capacity it would take is held for %d higher-priority JobSet(s) waiting ahead of it (%s); without them it would fit on %s",
 			len(t.HeldFor), strings.Join(firstN(t.HeldFor, 3), ", "), t.Unheld.Cluster)
 	}
-	return ReasonNoFit, head + "no member cluster fits: " + t.Result.Explain()
+	return fleet.ReasonNoFit, head + "no member cluster fits: " + t.Result.Explain()
 }
 
 func firstN(s []string, n int) []string {

@@ -38,7 +38,7 @@ func clearQueue(t *testing.T) {
 		if js.Status.Fleet != nil && js.Status.Fleet.Cluster != "" {
 			continue
 		}
-		controllerutil.RemoveFinalizer(js, dispatch.JobSetFinalizer)
+		controllerutil.RemoveFinalizer(js, fleet.JobSetFinalizer)
 		if err := hub.Client.Update(ctx, js); client.IgnoreNotFound(err) != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +75,7 @@ func waitsWith(t *testing.T, js *jobset.JobSet, reason string) string {
 	t.Helper()
 	var msg string
 	testenv.Eventually(t, timeout, js.Name+" waiting with "+reason, func() error {
-		c := condition(get(t, js), dispatch.ConditionDispatched)
+		c := condition(get(t, js), fleet.ConditionDispatched)
 		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason {
 			return fmt.Errorf("Dispatched is %+v", c)
 		}
@@ -108,15 +108,15 @@ func TestQueuePriorityNoOvertake(t *testing.T) {
 
 	low := only(fleetJobSet(ns, "low", 1, "2"), "priority").Obj()
 	create(t, low)
-	waitsWith(t, low, dispatch.ReasonNoFit)
+	waitsWith(t, low, fleet.ReasonNoFit)
 	urgent := withPriorityClass(only(fleetJobSet(ns, "urgent", 1, "8"), "priority").Obj(), urgentClass)
 	create(t, urgent)
-	waitsWith(t, urgent, dispatch.ReasonNoFit)
+	waitsWith(t, urgent, fleet.ReasonNoFit)
 
 	// Room for low, not for urgent: low would overtake urgent for the
 	// capacity urgent waits for. It must keep waiting, and say why.
 	m.report("8", "4")
-	msg := waitsWith(t, low, dispatch.ReasonQueued)
+	msg := waitsWith(t, low, fleet.ReasonQueued)
 	if !strings.Contains(msg, "Queued: 2nd of 2") || !strings.Contains(msg, ns+"/urgent") {
 		t.Errorf("low's message %q does not give its position and whom it waits for", msg)
 	}
@@ -139,10 +139,10 @@ func TestQueueStrictFIFO(t *testing.T) {
 
 	big := only(fleetJobSet(ns, "big", 1, "12"), "strict").Obj()
 	create(t, big)
-	waitsWith(t, big, dispatch.ReasonNoFit)
+	waitsWith(t, big, fleet.ReasonNoFit)
 	small := only(fleetJobSet(ns, "small", 1, "4"), "strict").Obj()
 	create(t, small)
-	msg := waitsWith(t, small, dispatch.ReasonQueued)
+	msg := waitsWith(t, small, fleet.ReasonQueued)
 	if !strings.Contains(msg, "waits behind "+ns+"/big") {
 		t.Errorf("small's message %q does not say it waits behind big", msg)
 	}
@@ -162,11 +162,11 @@ func TestQueueBestEffortFIFO(t *testing.T) {
 
 	big := only(fleetJobSet(ns, "big", 1, "12"), "besteffort").Obj()
 	create(t, big)
-	waitsWith(t, big, dispatch.ReasonNoFit)
+	waitsWith(t, big, fleet.ReasonNoFit)
 	small := only(fleetJobSet(ns, "small", 1, "4"), "besteffort").Obj()
 	create(t, small)
 	waitDispatched(t, small, "qb-a")
-	if c := condition(get(t, big), dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionFalse {
+	if c := condition(get(t, big), fleet.ConditionDispatched); c == nil || c.Status != metav1.ConditionFalse {
 		t.Errorf("big: Dispatched %+v", c)
 	}
 }
@@ -237,10 +237,10 @@ func TestStartDeadlineWithdrawsSafely(t *testing.T) {
 		return nil
 	})
 	cur := get(t, js)
-	if c := condition(cur, dispatch.ConditionDispatched); c == nil || c.Reason != dispatch.ReasonStartTimeout || !strings.Contains(c.Message, "sd-a") {
+	if c := condition(cur, fleet.ConditionDispatched); c == nil || c.Reason != fleet.ReasonStartTimeout || !strings.Contains(c.Message, "sd-a") {
 		t.Errorf("Dispatched while withdrawing: %+v", c)
 	}
-	if err := hasEvent(t, cur, dispatch.ReasonStartTimeout); err != nil {
+	if err := hasEvent(t, cur, fleet.ReasonStartTimeout); err != nil {
 		t.Error(err)
 	}
 	time.Sleep(2 * time.Second)
@@ -259,7 +259,7 @@ func TestStartDeadlineWithdrawsSafely(t *testing.T) {
 	testenv.Eventually(t, timeout, "placed again on sd-b, not as a restart", func() error {
 		cur := get(t, js)
 		fs := placed(cur)
-		c := condition(cur, dispatch.ConditionDispatched)
+		c := condition(cur, fleet.ConditionDispatched)
 		switch {
 		case fs.Cluster != "sd-b" || c == nil || c.Status != metav1.ConditionTrue:
 			return fmt.Errorf("status.fleet %+v, Dispatched %+v", fs, c)
@@ -299,7 +299,7 @@ func TestIdleFleetWritesNothing(t *testing.T) {
 		}
 		n := 0
 		for i := range list.Items {
-			if c := condition(&list.Items[i], dispatch.ConditionDispatched); c != nil && c.Status == metav1.ConditionFalse {
+			if c := condition(&list.Items[i], fleet.ConditionDispatched); c != nil && c.Status == metav1.ConditionFalse {
 				n++
 			}
 		}

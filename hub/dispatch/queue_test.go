@@ -200,15 +200,15 @@ func TestPriority(t *testing.T) {
 }
 
 func TestWaitSignatureIgnoresLiveNumbers(t *testing.T) {
-	a := waitSignature(ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free")
-	b := waitSignature(ReasonNoFit, "Queued: 3rd of 14; no member cluster fits: m1: insufficient resources: needs cpu 16, 3900m free")
+	a := waitSignature(fleet.ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free")
+	b := waitSignature(fleet.ReasonNoFit, "Queued: 3rd of 14; no member cluster fits: m1: insufficient resources: needs cpu 16, 3900m free")
 	if a != b {
 		t.Errorf("free amounts and the queue's length changed the signature:\n%s\n%s", a, b)
 	}
 	for _, other := range []string{
-		waitSignature(ReasonNoFit, "Queued: 2nd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
-		waitSignature(ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m1: unhealthy: heartbeat not renewed"),
-		waitSignature(ReasonQueued, "Queued: 3rd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
+		waitSignature(fleet.ReasonNoFit, "Queued: 2nd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
+		waitSignature(fleet.ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m1: unhealthy: heartbeat not renewed"),
+		waitSignature(fleet.ReasonQueued, "Queued: 3rd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
 	} {
 		if other == a {
 			t.Errorf("a new position, verdict or reason kept the signature: %s", other)

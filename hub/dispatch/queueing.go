@@ -160,7 +160,7 @@ func (r *Reconciler) waitingJobSets(ctx context.Context, _ client.Object) []reco
 	var reqs []reconcile.Request
 	for i := range list.Items {
 		js := &list.Items[i]
-		if inQueue(js) && meta.IsStatusConditionFalse(js.Status.Conditions, ConditionDispatched) {
+		if inQueue(js) && meta.IsStatusConditionFalse(js.Status.Conditions, fleet.ConditionDispatched) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(js)})
 		}
 	}

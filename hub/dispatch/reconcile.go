@@ -193,7 +193,7 @@ func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.
 	js := o.JobSet
 	if p.AddFinalizer {
 		patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.AddFinalizer(js, JobSetFinalizer)
+		controllerutil.AddFinalizer(js, fleet.JobSetFinalizer)
 		if err := r.client.Patch(ctx, js, patch); err != nil {
 			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
@@ -207,7 +207,7 @@ func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.
 		if err := r.client.Delete(ctx, d, client.Preconditions{UID: ptr.To(d.UID), ResourceVersion: ptr.To(d.ResourceVersion)}); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("deleting JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
 		}
-		r.event(o, corev1.EventTypeNormal, ReasonDeleting, "deleting JobSetDispatch %s/%s (epoch %d) on member %s", d.Namespace, d.Name, d.Spec.Epoch, memberOf(d))
+		r.event(o, corev1.EventTypeNormal, fleet.ReasonDeleting, "deleting JobSetDispatch %s/%s (epoch %d) on member %s", d.Namespace, d.Name, d.Spec.Epoch, memberOf(d))
 	}
 	// Old copies are released before a new one is created: the release is
 	// where the proof that they stopped is checked against the API server.
@@ -270,7 +270,7 @@ func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.
 	}
 	if p.RemoveFinalizer {
 		patch := client.MergeFrom(js.DeepCopy())
-		controllerutil.RemoveFinalizer(js, JobSetFinalizer)
+		controllerutil.RemoveFinalizer(js, fleet.JobSetFinalizer)
 		if err := r.client.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("removing finalizer: %w", err)
 		}
@@ -298,7 +298,7 @@ func (r *Reconciler) release(ctx context.Context, o *Observed, cached *fleet.Job
 		return nil
 	case err != nil:
 		return fmt.Errorf("reading JobSetDispatch %s/%s to release it: %w", cached.Namespace, cached.Name, err)
-	case d.UID != cached.UID || !controllerutil.ContainsFinalizer(d, DispatchFinalizer):
+	case d.UID != cached.UID || !controllerutil.ContainsFinalizer(d, fleet.DispatchFinalizer):
 		return nil
 	}
 	pl := planner{o: *o}
@@ -307,11 +307,11 @@ func (r *Reconciler) release(ctx context.Context, o *Observed, cached *fleet.Job
 		return fmt.Errorf("JobSetDispatch %s/%s changed since the hub read it: its copy is no longer known to be stopped", d.Namespace, d.Name)
 	}
 	patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(d, DispatchFinalizer)
+	controllerutil.RemoveFinalizer(d, fleet.DispatchFinalizer)
 	if err := r.client.Patch(ctx, d, patch); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("releasing JobSetDispatch %s/%s: %w", d.Namespace, d.Name, err)
 	}
-	r.event(o, corev1.EventTypeNormal, ReasonReleased, "released JobSetDispatch %s/%s (epoch %d): %s", d.Namespace, d.Name, d.Spec.Epoch, how)
+	r.event(o, corev1.EventTypeNormal, fleet.ReasonReleased, "released JobSetDispatch %s/%s (epoch %d): %s", d.Namespace, d.Name, d.Spec.Epoch, how)
 	return nil
 }
 
@@ -329,8 +329,8 @@ func (r *Reconciler) reportCreateFailed(ctx context.Context, o *Observed, d *fle
 	if err := r.client.Status().Patch(ctx, js, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Writing the failed dispatch create to status", "member", memberOf(d), "epoch", d.Spec.Epoch)
 	}
-	c := meta.FindStatusCondition(js.Status.Conditions, ConditionDispatched)
-	r.event(o, corev1.EventTypeWarning, ReasonDispatchFailed, "%s", c.Message)
+	c := meta.FindStatusCondition(js.Status.Conditions, fleet.ConditionDispatched)
+	r.event(o, corev1.EventTypeWarning, fleet.ReasonDispatchFailed, "%s", c.Message)
 }
 
 // publishDecision creates or updates the JobSet's PlacementDecision.

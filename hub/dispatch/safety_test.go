@@ -142,7 +142,7 @@ func TestRetiredDispatchCannotBeTaken(t *testing.T) {
 	// nothing runs there.
 	a.stop()
 	testenv.Eventually(t, timeout, "retire-a's heartbeat stale", func() error {
-		if c := condition(get(t, js), dispatch.ConditionMemberStatusStale); c == nil || c.Status != metav1.ConditionTrue {
+		if c := condition(get(t, js), fleet.ConditionMemberStatusStale); c == nil || c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("MemberStatusStale = %+v", c)
 		}
 		return nil
@@ -222,18 +222,18 @@ func TestDispatchCreateFailureShown(t *testing.T) {
 	js := fleetJobSet(ns, "train", 1, "1").Annotation(fleet.PinnedClusterAnnotation, "createfail-a").Obj()
 	create(t, js)
 	testenv.Eventually(t, timeout, "Dispatched=False DispatchFailed with the error", func() error {
-		c := condition(get(t, js), dispatch.ConditionDispatched)
-		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != dispatch.ReasonDispatchFailed || !strings.Contains(c.Message, denial) {
+		c := condition(get(t, js), fleet.ConditionDispatched)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleet.ReasonDispatchFailed || !strings.Contains(c.Message, denial) {
 			return fmt.Errorf("Dispatched = %+v", c)
 		}
-		return hasEvent(t, js, dispatch.ReasonDispatchFailed)
+		return hasEvent(t, js, fleet.ReasonDispatchFailed)
 	})
 	testenv.Consistently(t, 2*time.Second, "the same epoch retried, the failure shown", func() error {
 		cur := get(t, js)
 		if placed(cur).Epoch != 1 {
 			return fmt.Errorf("epoch climbs while the create fails: status.fleet %+v", placed(cur))
 		}
-		if c := condition(cur, dispatch.ConditionDispatched); c == nil || c.Reason != dispatch.ReasonDispatchFailed {
+		if c := condition(cur, fleet.ConditionDispatched); c == nil || c.Reason != fleet.ReasonDispatchFailed {
 			return fmt.Errorf("Dispatched = %+v", c)
 		}
 		return nil
@@ -248,7 +248,7 @@ func TestDispatchCreateFailureShown(t *testing.T) {
 	}
 	testenv.Eventually(t, timeout, "Dispatched=True", func() error {
 		cur := get(t, js)
-		if c := condition(cur, dispatch.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue || placed(cur).Epoch != 1 {
+		if c := condition(cur, fleet.ConditionDispatched); c == nil || c.Status != metav1.ConditionTrue || placed(cur).Epoch != 1 {
 			return fmt.Errorf("Dispatched = %+v, status.fleet %+v", c, placed(cur))
 		}
 		return nil
@@ -324,13 +324,13 @@ func TestNoFitManyUnhealthyMembers(t *testing.T) {
 	js := fleetJobSet(ns, "train", 1, "1").Annotation(fleet.ClusterSelectorAnnotation, "test=many").Obj()
 	create(t, js)
 	testenv.Eventually(t, timeout, "NoFit shown, bounded", func() error {
-		c := condition(get(t, js), dispatch.ConditionDispatched)
-		if c == nil || c.Reason != dispatch.ReasonNoFit || !strings.Contains(c.Message, "more members") || !strings.Contains(c.Message, "many-000") {
+		c := condition(get(t, js), fleet.ConditionDispatched)
+		if c == nil || c.Reason != fleet.ReasonNoFit || !strings.Contains(c.Message, "more members") || !strings.Contains(c.Message, "many-000") {
 			return fmt.Errorf("Dispatched = %.500v", c)
 		}
 		return nil
 	})
-	testenv.Eventually(t, timeout, "NoFit event", func() error { return hasEvent(t, js, dispatch.ReasonNoFit) })
+	testenv.Eventually(t, timeout, "NoFit event", func() error { return hasEvent(t, js, fleet.ReasonNoFit) })
 }
 
 // TestDispatchCarriesPodSecurityLabels: a dispatch carries the Pod Security
@@ -360,7 +360,7 @@ func TestDeniedNamespacesNotPlaced(t *testing.T) {
 	js := fleetJobSet(ns, "train", 1, "1").Annotation(fleet.PinnedClusterAnnotation, "denied-a").Obj()
 	create(t, js)
 	testenv.Eventually(t, timeout, "not placed, with the reason", func() error {
-		c := condition(get(t, js), dispatch.ConditionDispatched)
+		c := condition(get(t, js), fleet.ConditionDispatched)
 		if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, ns) {
 			return fmt.Errorf("Dispatched = %+v", c)
 		}
@@ -401,8 +401,8 @@ func TestMemberLeftKeepingWorkloads(t *testing.T) {
 	}
 	const confirm = "`jobset-fleet-agent unjoin --cluster-name left-a --confirm-copies-stopped`"
 	testenv.Eventually(t, timeout, "AwaitingFence naming the confirming command", func() error {
-		c := condition(get(t, js), dispatch.ConditionMemberStatusStale)
-		if c == nil || c.Reason != dispatch.ReasonAwaitingFence || !strings.Contains(c.Message, confirm) || strings.Contains(c.Message, "kubectl label") {
+		c := condition(get(t, js), fleet.ConditionMemberStatusStale)
+		if c == nil || c.Reason != fleet.ReasonAwaitingFence || !strings.Contains(c.Message, confirm) || strings.Contains(c.Message, "kubectl label") {
 			return fmt.Errorf("MemberStatusStale = %+v", c)
 		}
 		return nil
@@ -435,10 +435,10 @@ func TestMemberLeftKeepingWorkloads(t *testing.T) {
 			return err
 		}
 		for _, e := range list.Items {
-			if e.Reason == dispatch.ReasonReleased && strings.Contains(e.Note, "an operator confirmed that the copy on member left-a is stopped") {
+			if e.Reason == fleet.ReasonReleased && strings.Contains(e.Note, "an operator confirmed that the copy on member left-a is stopped") {
 				return nil
 			}
 		}
-		return fmt.Errorf("no %s event saying an operator confirmed it", dispatch.ReasonReleased)
+		return fmt.Errorf("no %s event saying an operator confirmed it", fleet.ReasonReleased)
 	})
 }

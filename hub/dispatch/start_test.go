@@ -41,8 +41,8 @@ func TestStartDeadline(t *testing.T) {
 	}
 	// withdrawing is the status the withdrawal wrote.
 	withdrawing := func(js *jobset.JobSet) *jobset.JobSet {
-		meta.SetStatusCondition(&js.Status.Conditions, metav1.Condition{Type: ConditionDispatched, Status: metav1.ConditionFalse,
-			Reason: ReasonStartTimeout, Message: "withdrawing", LastTransitionTime: metav1.NewTime(t0)})
+		meta.SetStatusCondition(&js.Status.Conditions, metav1.Condition{Type: fleet.ConditionDispatched, Status: metav1.ConditionFalse,
+			Reason: fleet.ReasonStartTimeout, Message: "withdrawing", LastTransitionTime: metav1.NewTime(t0)})
 		return js
 	}
 	gone := func(*jobset.JobSet) *fleet.JobSetDispatch { return nil }
@@ -219,8 +219,8 @@ func TestStartDeadline(t *testing.T) {
 			st := writtenStatus(p)
 			if st == nil {
 				st = &tc.js.Status
-			} else if c := meta.FindStatusCondition(st.Conditions, ConditionDispatched); c != nil {
-				if old := meta.FindStatusCondition(tc.js.Status.Conditions, ConditionDispatched); old == nil || old.Reason != c.Reason || old.Status != c.Status {
+			} else if c := meta.FindStatusCondition(st.Conditions, fleet.ConditionDispatched); c != nil {
+				if old := meta.FindStatusCondition(tc.js.Status.Conditions, fleet.ConditionDispatched); old == nil || old.Reason != c.Reason || old.Status != c.Status {
 					got.dispatched = string(c.Status) + "/" + c.Reason
 				}
 			}
@@ -235,7 +235,7 @@ func TestStartDeadline(t *testing.T) {
 			if fs.RestartsCarried != 0 || fs.RestartsCountTowardsMaxCarried != 0 {
 				t.Errorf("a withdrawal was counted as a restart: %+v", fs)
 			}
-			c := meta.FindStatusCondition(st.Conditions, ConditionDispatched)
+			c := meta.FindStatusCondition(st.Conditions, fleet.ConditionDispatched)
 			for _, m := range tc.checkMsgs {
 				if c == nil || !strings.Contains(c.Message, m) {
 					t.Errorf("Dispatched %+v does not say %q", c, m)

@@ -68,7 +68,7 @@ func NewDispatch(js *jobset.JobSet, fs jobset.FleetStatus, namespaceLabels map[s
 			Namespace:  fleet.MemberNamespace(fs.Cluster),
 			Name:       fleet.DispatchName(js.Namespace, js.Name),
 			Labels:     map[string]string{fleet.OriginUIDLabel: string(js.UID)},
-			Finalizers: []string{DispatchFinalizer},
+			Finalizers: []string{fleet.DispatchFinalizer},
 		},
 		Spec: fleet.JobSetDispatchSpec{
 			Origin: fleet.Origin{Namespace: js.Namespace, Name: js.Name, UID: js.UID},

@@ -14,7 +14,7 @@ import (
 func TestTemplate(t *testing.T) {
 	js := jstesting.MakeJobSet("team", "train").UID("uid-1").
 		Label("app", "train").Label("fleet.jobset.x-k8s.io/cluster", "m1").
-		Annotation("owner", "alice").Annotation(fleet.OnMemberLostAnnotation, OnMemberLostWait).
+		Annotation("owner", "alice").Annotation(fleet.OnMemberLostAnnotation, fleet.OnMemberLostWait).
 		Annotation("kubectl.kubernetes.io/last-applied-configuration", "{}").
 		ManagedBy(fleet.ManagedByFleet).Suspend(true).FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 5}).
 		ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(2).Obj()).
@@ -50,7 +50,7 @@ func TestTemplate(t *testing.T) {
 		Origin                                          fleet.Origin
 		NamespaceLabels                                 map[string]string
 	}
-	want := dispatch{Namespace: "fleet-member-m2", Name: "team.train", OriginUIDLabel: "uid-1", FirstFinalizer: DispatchFinalizer,
+	want := dispatch{Namespace: "fleet-member-m2", Name: "team.train", OriginUIDLabel: "uid-1", FirstFinalizer: fleet.DispatchFinalizer,
 		Epoch: 3, Origin: fleet.Origin{Namespace: "team", Name: "train", UID: "uid-1"},
 		NamespaceLabels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}
 	got := dispatch{Namespace: d.Namespace, Name: d.Name, OriginUIDLabel: d.Labels[fleet.OriginUIDLabel], FirstFinalizer: d.Finalizers[0],
