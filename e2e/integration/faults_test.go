@@ -113,7 +113,11 @@ func awaitingFence(t *testing.T, ns, name string) {
 	t.Helper()
 	testenv.Eventually(t, time.Minute, ns+"/"+name+" awaits a confirmed fence", func() error {
 		c := condition(hubJobSet(t, ns, name), fleet.ConditionMemberStatusStale)
-		if c == nil || c.Reason != fleet.ReasonAwaitingFence || !strings.Contains(c.Message, fleet.OutOfServiceLabel) {
+		// The message names the proof an operator can give: the
+		// out-of-service label for a member still in the fleet, unjoin's
+		// statement for one that left it.
+		if c == nil || c.Reason != fleet.ReasonAwaitingFence ||
+			!(strings.Contains(c.Message, fleet.OutOfServiceLabel) || strings.Contains(c.Message, membership.ConfirmCopiesStoppedFlag)) {
 			return fmt.Errorf("MemberStatusStale %+v", c)
 		}
 		return nil
