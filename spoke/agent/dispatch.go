@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"strings"
 	"sync"
 	"time"
@@ -148,6 +150,13 @@ func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request)
 		default:
 			o.Target = t
 		}
+	}
+	if t := o.Target; t != nil && t.DeletionTimestamp == nil && !meta.IsStatusConditionTrue(d.Status.Conditions, fleetv1alpha1.DispatchStarted) {
+		var jobs batchv1.JobList
+		if err := r.member.List(ctx, &jobs, client.InNamespace(t.Namespace), client.MatchingLabels{v1alpha2.JobSetNameKey: t.Name}); err != nil {
+			return o, fmt.Errorf("listing Jobs of member JobSet %s/%s: %w", t.Namespace, t.Name, err)
+		}
+		o.PodsRan = PodsRan(jobs.Items, t.UID)
 	}
 	return o, nil
 }

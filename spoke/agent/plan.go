@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	batchv1 "k8s.io/api/batch/v1"
 	"maps"
 	"slices"
 	"strconv"
@@ -171,6 +172,29 @@ type Observed struct {
 	// DeniedNamespaces are the agent's --denied-namespaces, added to
 	// fleetv1alpha1.BuiltinDeniedNamespaces: no copy is created there.
 	DeniedNamespaces []string
+	// PodsRan is true once a Pod of Target ran (PodsRan over its Jobs);
+	// only looked at while the dispatch does not say Started yet.
+	PodsRan bool
+}
+
+// ReasonPodsRan is the reason of the Started condition the agent sets.
+const ReasonPodsRan = "PodsRan"
+
+// PodsRan reports whether a Pod of any Job the copy owner controls ran:
+// one is ready, or has finished. The hub's start deadline never withdraws
+// a placement once a Pod of it ran, and a Job only some of whose Pods run
+// shows in no JobSet status count, hence this condition.
+func PodsRan(jobs []batchv1.Job, owner types.UID) bool {
+	for i := range jobs {
+		j := &jobs[i]
+		if ctrl := metav1.GetControllerOf(j); ctrl == nil || ctrl.UID != owner {
+			continue
+		}
+		if ptr.Deref(j.Status.Ready, 0) > 0 || j.Status.Succeeded > 0 || j.Status.Failed > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // ReportInterval is the least time between two status reports of a
@@ -475,6 +499,10 @@ func (pl *planner) mirror(t *v1alpha2.JobSet) *fleetv1alpha1.JobSetDispatchStatu
 		accepted(st, pl.d, pl.o.ClusterName)
 		st.ObservedEpoch = fleetv1alpha1.Epoch(t)
 		st.JobSetStatus = fleetv1alpha1.ReportedStatus(t)
+		if pl.o.PodsRan {
+			setCondition(st, pl.d, fleetv1alpha1.DispatchStarted, metav1.ConditionTrue, ReasonPodsRan,
+				fmt.Sprintf("a Pod of epoch %d ran on cluster %s", pl.d.Spec.Epoch, pl.o.ClusterName))
+		}
 	})
 }
 
@@ -517,6 +545,11 @@ func urgentReport(old, next *fleetv1alpha1.JobSetDispatchStatus) bool {
 		if prev := meta.FindStatusCondition(o.Conditions, c.Type); prev == nil || prev.Status != c.Status || prev.Reason != c.Reason {
 			return true
 		}
+	}
+	// Started ends the hub's start deadline: it must not wait for the
+	// merge (Accepted, by design, goes with the first progress report).
+	if meta.IsStatusConditionTrue(next.Conditions, fleetv1alpha1.DispatchStarted) && !meta.IsStatusConditionTrue(old.Conditions, fleetv1alpha1.DispatchStarted) {
+		return true
 	}
 	return false
 }
