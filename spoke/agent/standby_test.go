@@ -8,10 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
@@ -80,27 +82,65 @@ func TestMemberClock(t *testing.T) {
 
 // A fence decided just before the process shuts down runs to the end: the
 // copies are stopped even though the context it was decided under is
-// already cancelled.
-func TestFenceStopOutlivesShutdown(t *testing.T) {
+// already cancelled. And a leader's fencer checks as soon as it runs, not
+// a tick later: a new leader may be past its fence timeout already.
+func TestFencerOnShutdownAndAtStart(t *testing.T) {
 	member := testenv.Start(t, "fence-shutdown")
 	ctx := context.Background()
 	if err := member.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}); err != nil {
 		t.Fatal(err)
 	}
-	js := jstesting.MakeJobSet("team-a", "train").ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(1).Container("c", "busybox").Obj()).Obj()
-	js.Annotations = map[string]string{fleetv1alpha1.DispatchAnnotation: "fleet-member-m1/team-a.train"}
-	if err := member.Client.Create(ctx, js); err != nil {
-		t.Fatal(err)
+	newCopy := func(name string) *v1alpha2.JobSet {
+		js := jstesting.MakeJobSet("team-a", name).ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(1).Container("c", "busybox").Obj()).Obj()
+		js.Annotations = map[string]string{fleetv1alpha1.DispatchAnnotation: "fleet-member-m1/team-a." + name}
+		if err := member.Client.Create(ctx, js); err != nil {
+			t.Fatal(err)
+		}
+		return js
 	}
-	f := &fencer{member: member.Client, memberNamespace: "fleet-member-m1", timeout: time.Second, action: FenceSuspend,
-		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "test_fence_errors"})}
-	shuttingDown, cancel := context.WithCancel(ctx)
-	cancel()
-	f.stop(shuttingDown)
-	if err := member.Client.Get(ctx, client.ObjectKeyFromObject(js), js); err != nil {
-		t.Fatal(err)
+	suspended := func(js *v1alpha2.JobSet) bool {
+		if err := member.Client.Get(ctx, client.ObjectKeyFromObject(js), js); err != nil {
+			t.Fatal(err)
+		}
+		return js.IsSuspended()
 	}
-	if !js.IsSuspended() {
-		t.Error("the copy runs on: stopping it was cut short by the shutdown")
+	newFencer := func(timeout time.Duration) *fencer {
+		// The last renewal was long before the fence timeout.
+		live := newLiveness(clock.RealClock{})
+		live.restore(time.Now(), 2*timeout)
+		return &fencer{member: member.Client, memberNamespace: "fleet-member-m1", timeout: timeout, action: FenceSuspend,
+			live: live, resync: func(context.Context) {}, errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "test_fence_errors"})}
 	}
+
+	t.Run("shutting down", func(t *testing.T) {
+		js := newCopy("shutdown")
+		shuttingDown, cancel := context.WithCancel(ctx)
+		cancel()
+		newFencer(time.Second).check(shuttingDown)
+		if !suspended(js) {
+			t.Error("the copy runs on: stopping it was cut short by the shutdown")
+		}
+	})
+	t.Run("at start", func(t *testing.T) {
+		js := newCopy("start")
+		// A long timeout: a tick of 1s, the longest.
+		f := newFencer(time.Hour)
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f.run(runCtx)
+		}()
+		defer func() {
+			cancel()
+			<-done
+		}()
+		deadline := time.Now().Add(fenceTick(f.timeout) - 100*time.Millisecond)
+		for !suspended(js) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not suspended %s after the fencer started: it waits for its first tick (%s)", fenceTick(f.timeout)-100*time.Millisecond, fenceTick(f.timeout))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }
