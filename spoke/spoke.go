@@ -216,6 +216,13 @@ func SetupAgentOnceConnected(mgr ctrl.Manager, o Options, applyLimits func(*rest
 	if err != nil {
 		return fmt.Errorf("member client: %w", err)
 	}
+	// Every replica, leader or not, fences from the process's start.
+	name, secret := o.Agent.ClusterName, o.HubKubeconfigSecret
+	if err := mgr.Add(agent.NewStandbyFencer(member, o.Agent, func(ctx context.Context) (string, error) {
+		return fleetName(ctx, member, name, secret)
+	})); err != nil {
+		return fmt.Errorf("adding the standby fencer: %w", err)
+	}
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		log := mgr.GetLogger().WithName("fleet-agent")
 		if err := o.connectHub(ctx, log, member, applyLimits); err != nil {
@@ -227,4 +234,19 @@ func SetupAgentOnceConnected(mgr ctrl.Manager, o Options, applyLimits func(*rest
 		log.Info("Connected to the hub", "cluster", o.Agent.ClusterName)
 		return nil
 	}))
+}
+
+// fleetName is the member's name in the fleet as connectHub finds it, but
+// without waiting: the flag, else what join wrote into the hub kubeconfig
+// Secret; "" while neither says.
+func fleetName(ctx context.Context, member client.Reader, flagName, secretRef string) (string, error) {
+	if flagName != "" || secretRef == "" {
+		return flagName, nil
+	}
+	ns, name, _ := strings.Cut(secretRef, "/")
+	secret := &corev1.Secret{}
+	if err := member.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, secret); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	return string(secret.Data[membership.ClusterNameKey]), nil
 }

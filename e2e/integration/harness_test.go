@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -448,7 +449,13 @@ func addNode(ctx context.Context, c client.Client, name, cpu, memory string) err
 	node.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(memory), corev1.ResourcePods: resource.MustParse("1000")}
 	node.Status.Capacity = node.Status.Allocatable
 	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	return c.Status().Update(ctx, node)
+	if err := c.Status().Update(ctx, node); err != nil {
+		return err
+	}
+	// The apiserver taints a new node not-ready; with no node lifecycle
+	// controller here, lift it as that controller does once it is Ready.
+	node.Spec.Taints = slices.DeleteFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
+	return c.Update(ctx, node)
 }
 
 // newJobSet is a plain user JobSet, exactly as a user would apply it (no

@@ -28,6 +28,12 @@
 //     a fresh write now (a restart is not a renewal). Wall clocks of the
 //     agents' nodes are never compared. A process that finds no record
 //     (first start) counts from its own start.
+//   - Standby fencing (standby.go): every replica, leader or not, from the
+//     process's start (no leadership, cache or hub needed), stops the
+//     fleet's copies once the renewal recorded on the member is
+//     fenceTimeout old on the member apiserver's clock. A crash-looping
+//     agent never leads long enough for the leader's fencer to run; this
+//     one fences it. It only stops; resuming is the leader's.
 //   - Work the member refuses (dispatch.go): a create that fails for a
 //     lasting reason (admission, validation, size, quota, a namespace
 //     being deleted or missing, the agent's namespace policy) is reported

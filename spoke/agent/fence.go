@@ -170,16 +170,27 @@ type fencer struct {
 	errors          prometheus.Counter
 }
 
+// fenceTick is how often a fencer checks: a tenth of the fence timeout,
+// within [100ms, 1s].
+func fenceTick(timeout time.Duration) time.Duration {
+	return min(max(timeout/10, 100*time.Millisecond), time.Second)
+}
+
+// stopTimeout bounds stopping the copies once a fence is decided, which
+// runs on even while the process shuts down.
+const stopTimeout = 5 * time.Second
+
 func (f *fencer) run(ctx context.Context) {
-	tick := min(max(f.timeout/10, 100*time.Millisecond), time.Second)
-	t := time.NewTicker(tick)
+	t := time.NewTicker(fenceTick(f.timeout))
 	defer t.Stop()
 	for {
+		// At once, not a tick after start: a restarted leader may be
+		// past its fence timeout already.
+		f.check(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			f.check(ctx)
 		}
 	}
 }
@@ -205,10 +216,20 @@ func (f *fencer) check(ctx context.Context) {
 	if fence {
 		// Enforced on every tick, not once: a reconcile that raced the
 		// transition may have resumed a copy.
-		if err := f.enforce(ctx); err != nil {
-			f.errors.Inc()
-			logger.Error(err, "Stopping fleet JobSets")
-		}
+		f.stop(ctx)
+	}
+}
+
+// stop stops the fleet copies, to the end even if ctx is cancelled
+// meanwhile: a fence decided just before the process shuts down (a crash
+// loop, a rollout) must not leave copies running for the hub to start
+// again elsewhere.
+func (f *fencer) stop(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	defer cancel()
+	if err := f.enforce(ctx); err != nil {
+		f.errors.Inc()
+		log.FromContext(ctx).Error(err, "Stopping fleet JobSets")
 	}
 }
 
