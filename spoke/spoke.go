@@ -248,5 +248,5 @@ func fleetName(ctx context.Context, member client.Reader, flagName, secretRef st
 	if err := member.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, secret); err != nil {
 		return "", client.IgnoreNotFound(err)
 	}
-	return string(secret.Data[membership.ClusterNameKey]), nil
+	return string(secret.Data[fleetv1alpha1.ClusterNameKey]), nil
 }

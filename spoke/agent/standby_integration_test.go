@@ -20,7 +20,6 @@ import (
 	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 )
@@ -43,18 +42,18 @@ func TestStandbyFencesWithoutLeadership(t *testing.T) {
 	tick := min(max(fence/10, 100*time.Millisecond), time.Second)
 	member := testenv.Start(t, "standby-member")
 	ctx := context.Background()
-	must(t, member.Client.Create(ctx, namespace(membership.AgentNamespace)))
+	must(t, member.Client.Create(ctx, namespace(fleetv1alpha1.SystemNamespace)))
 	must(t, member.Client.Create(ctx, namespace("team-a")))
 	// The name join wrote; the kubeconfig is never read on a replica that
 	// does not lead.
 	must(t, member.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: membership.AgentNamespace, Name: membership.KubeconfigSecret},
-		Data:       map[string][]byte{membership.ClusterNameKey: []byte(clusterName)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret},
+		Data:       map[string][]byte{fleetv1alpha1.ClusterNameKey: []byte(clusterName)},
 	}))
 	const electionID = "standby-test-leader"
 	now := metav1.NewMicroTime(time.Now())
 	must(t, member.Client.Create(ctx, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: membership.AgentNamespace, Name: electionID},
+		ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.SystemNamespace, Name: electionID},
 		Spec: coordinationv1.LeaseSpec{
 			HolderIdentity: ptr.To("the-leader-elsewhere"), LeaseDurationSeconds: ptr.To(int32(3600)),
 			AcquireTime: &now, RenewTime: &now,
@@ -82,7 +81,7 @@ func TestStandbyFencesWithoutLeadership(t *testing.T) {
 	}
 	record := func() time.Time {
 		t.Helper()
-		key := client.ObjectKey{Namespace: membership.AgentNamespace, Name: fleetv1alpha1.LastRenewalLeaseName}
+		key := client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.LastRenewalLeaseName}
 		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 		at := time.Now()
 		testenv.Eventually(t, 5*time.Second, "a renewal recorded", func() error {
@@ -186,11 +185,11 @@ func startStandbyReplica(t *testing.T, member *testenv.Cluster, electionID strin
 		Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
 		LeaderElection:          true,
 		LeaderElectionID:        electionID,
-		LeaderElectionNamespace: membership.AgentNamespace,
+		LeaderElectionNamespace: fleetv1alpha1.SystemNamespace,
 	})
 	must(t, err)
 	opts := spoke.DefaultOptions()
-	opts.HubKubeconfigSecret = membership.AgentNamespace + "/" + membership.KubeconfigSecret
+	opts.HubKubeconfigSecret = fleetv1alpha1.SystemNamespace + "/" + fleetv1alpha1.HubKubeconfigSecret
 	opts.Agent.FenceTimeout = fence
 	opts.Agent.HeartbeatInterval = fence / 4
 	must(t, spoke.SetupAgentOnceConnected(mgr, opts, nil))
