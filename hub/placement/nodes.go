@@ -80,6 +80,21 @@ func newNodeFit(m inventory.Member) *nodeFit {
 	return f
 }
 
+// conditionTaintPrefix marks the taints the node lifecycle controller puts
+// on and takes off with a node's conditions (not-ready, unreachable,
+// unschedulable, memory-pressure, …).
+const conditionTaintPrefix = "node.kubernetes.io/"
+
+// withoutConditionTaints judges the nodes as they are once healthy: a
+// node that is not ready now takes no Pod now, but says nothing about
+// whether the JobSet could ever run.
+func (f *nodeFit) withoutConditionTaints() {
+	for i, n := range f.nodes {
+		kept := slices.DeleteFunc(slices.Clone(n.Spec.Taints), func(t corev1.Taint) bool { return strings.HasPrefix(t.Key, conditionTaintPrefix) })
+		f.nodes[i] = &corev1.Node{ObjectMeta: n.ObjectMeta, Spec: corev1.NodeSpec{Taints: kept}}
+	}
+}
+
 // vector is l over f.res, in milli-units; what l lacks is 0.
 func (f *nodeFit) vector(l corev1.ResourceList) []int64 {
 	v := make([]int64, len(f.res))
@@ -539,6 +554,7 @@ func CouldEverRun(js *jobset.JobSet, members []inventory.Member) []Unrunnable {
 		}
 		judged++
 		f := newNodeFit(m)
+		f.withoutConditionTaints()
 		runs := true
 		for i := range sets {
 			if why := f.neverFits(&sets[i]); why != "" {

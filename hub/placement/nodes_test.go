@@ -380,6 +380,8 @@ func TestPlaceExclusiveTopologyByNodes(t *testing.T) {
 // node summary could never hold some of its Pods; the verdicts say where
 // and why, per replicatedJob.
 func TestCouldEverRun(t *testing.T) {
+	notReady := summarized("not-ready", nil, tainted(nodes(8, rl("cpu", "32", gpu, "4")),
+		corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule}))
 	fours := summarized("fours", nil, nodes(8, rl("cpu", "32", gpu, "4")))
 	twos := summarized("twos", nil, withFree(nodes(8, rl("cpu", "32", gpu, "2")), fleet.FreeNodes{Count: 8, Free: rl("cpu", "0", gpu, "0")}))
 	tainted := summarized("tainted", []string{"gpu"}, tainted(nodes(8, rl("cpu", "32", gpu, "8"), "gpu", "h100"), gpuTaint))
@@ -408,6 +410,9 @@ func TestCouldEverRun(t *testing.T) {
 			{Cluster: "tainted", Reason: "nodeSelector gpu=b200 matches no node"},
 		}}},
 		{"no member publishes a summary", pods(1, 1, rl(gpu, "64"), nil), []inventory.Member{old}, nil},
+		// Nodes not ready now (a member starting, kwok or test clusters)
+		// take no Pod now, but may later.
+		{"nodes not ready now", pods(1, 1, rl(gpu, "4"), nil), []inventory.Member{notReady}, nil},
 		{"each replicatedJob runs somewhere, never both on one member", func() *jobset.JobSet {
 			js := pods(1, 1, rl(gpu, "8"), func(s *corev1.PodSpec) { s.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}} })
 			js.Spec.ReplicatedJobs = append(js.Spec.ReplicatedJobs,
