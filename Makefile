@@ -33,6 +33,7 @@ verify-manifests: ## Fail if generated code or manifests are stale.
 build: ## Build the hub and agent binaries into bin/.
 	go build -o $(BIN)/jobset-fleet-hub ./cmd/hub
 	go build -o $(BIN)/jobset-fleet-agent ./cmd/agent
+	go build -o $(BIN)/kubectl-fleet ./cmd/kubectl-fleet
 
 .PHONY: images
 images: ## Build the hub, agent and e2e workload images (static binaries FROM scratch; IMG_HUB, IMG_AGENT, IMG_WORKLOAD).
