@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -306,6 +307,18 @@ func (e *fleetEnv) checkMembersReady(ctx context.Context) error {
 		if q := alloc[corev1.ResourceCPU]; q.Cmp(resource.MustParse(spec.cpu)) != 0 {
 			return fmt.Errorf("%s: allocatable cpu %s", spec.name, q.String())
 		}
+		// A new node carries the not-ready taint until the node controller
+		// sees it Ready; a summary published before that makes admission
+		// reject every JobSet as runnable nowhere.
+		nodes, err := inventory.ParseNodeSummary(cp.Status.Properties)
+		if err != nil || nodes == nil {
+			return fmt.Errorf("%s: no node summary (%v)", spec.name, err)
+		}
+		for _, g := range nodes.Groups {
+			if len(g.Taints) > 0 {
+				return fmt.Errorf("%s: nodes still tainted %v", spec.name, g.Taints)
+			}
+		}
 	}
 	return nil
 }
@@ -448,7 +461,14 @@ func addNode(ctx context.Context, c client.Client, name, cpu, memory string) err
 	node.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(memory), corev1.ResourcePods: resource.MustParse("1000")}
 	node.Status.Capacity = node.Status.Allocatable
 	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	return c.Status().Update(ctx, node)
+	if err := c.Status().Update(ctx, node); err != nil {
+		return err
+	}
+	// The apiserver taints a new node not-ready (TaintNodesByCondition);
+	// with no node lifecycle controller here, lift it as that controller
+	// does for a Ready node, or the node summary shows no usable node.
+	node.Spec.Taints = slices.DeleteFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
+	return c.Update(ctx, node)
 }
 
 // newJobSet is a plain user JobSet, exactly as a user would apply it (no
