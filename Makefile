@@ -29,11 +29,14 @@ manifests: ## Regenerate deepcopy code, CRDs, RBAC and webhook manifests.
 verify-manifests: ## Fail if generated code or manifests are stale.
 	hack/verify-generated.sh
 
+# Stamps --version and jobset_fleet_build_info (VERSION overrides git describe).
+LDFLAGS = $(shell hack/ldflags.sh)
+
 .PHONY: build
-build: ## Build the hub and agent binaries into bin/.
-	go build -o $(BIN)/jobset-fleet-hub ./cmd/hub
-	go build -o $(BIN)/jobset-fleet-agent ./cmd/agent
-	go build -o $(BIN)/kubectl-fleet ./cmd/kubectl-fleet
+build: ## Build the hub, agent and kubectl-fleet binaries into bin/ (stamped with `git describe`, or VERSION).
+	go build -ldflags '$(LDFLAGS)' -o $(BIN)/jobset-fleet-hub ./cmd/hub
+	go build -ldflags '$(LDFLAGS)' -o $(BIN)/jobset-fleet-agent ./cmd/agent
+	go build -ldflags '$(LDFLAGS)' -o $(BIN)/kubectl-fleet ./cmd/kubectl-fleet
 
 .PHONY: images
 images: ## Build the hub, agent and e2e workload images (static binaries FROM scratch; IMG_HUB, IMG_AGENT, IMG_WORKLOAD).
@@ -61,6 +64,10 @@ dev-down: ## Tear the local fleet down.
 verify-tidy: ## Fail if go.mod/go.sum are not what `go mod tidy` makes them.
 	@go mod tidy -diff || { echo "run 'go mod tidy' and commit the result" >&2; exit 1; }
 
+.PHONY: verify-file-sizes
+verify-file-sizes: ## Fail if a tracked file over 1 MiB exists outside generated CRDs and testdata.
+	hack/check-file-sizes.sh
+
 .PHONY: vet
 vet: ## go vet.
 	go vet ./...
@@ -71,7 +78,7 @@ lint: ## golangci-lint (config .golangci.yml; the first run builds bin/golangci-
 	$(BIN)/golangci-lint run --timeout 10m ./...
 
 .PHONY: test
-test: tools verify-manifests verify-tidy vet lint ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
+test: tools verify-manifests verify-tidy verify-file-sizes vet lint ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
 	@# End-to-end suites each run whole clusters of processes: one at a time.
 	@# Whatever the outcome, nothing the tests started may outlive them.
 	rc=0; \

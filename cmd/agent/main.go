@@ -2,7 +2,8 @@
 // credentials it is a standalone JobSet controller (a drop-in for upstream
 // JobSet); with them it also runs the fleet agent that executes the hub's
 // JobSetDispatches here. `join` and `unjoin` add a member to the fleet and
-// remove it.
+// remove it; `cordon`, `uncordon` and `drain` take it out of rotation and
+// back.
 package main
 
 import (
@@ -56,6 +57,9 @@ Usage:
   jobset-fleet-agent [flags]           run the controller (see flags below)
   jobset-fleet-agent join [flags]      join a member cluster to a fleet hub
   jobset-fleet-agent unjoin [flags]    remove a member cluster from the hub
+  jobset-fleet-agent cordon [flags]    give a member no new JobSets; running ones stay
+  jobset-fleet-agent uncordon [flags]  put a cordoned or draining member back in rotation
+  jobset-fleet-agent drain [flags]     cordon, move JobSets not started, wait for the rest
   jobset-fleet-agent <command> --help  flags of a command
 
 Without --hub-kubeconfig or --hub-kubeconfig-secret the agent is a standalone
@@ -76,6 +80,12 @@ func main() {
 		err = runJoin(os.Args[2:], scheme)
 	case len(os.Args) > 1 && os.Args[1] == "unjoin":
 		err = runUnjoin(os.Args[2:], scheme)
+	case len(os.Args) > 1 && os.Args[1] == "cordon":
+		err = runRotation("cordon", membership.Cordoned, os.Args[2:], scheme)
+	case len(os.Args) > 1 && os.Args[1] == "uncordon":
+		err = runRotation("uncordon", membership.InRotation, os.Args[2:], scheme)
+	case len(os.Args) > 1 && os.Args[1] == "drain":
+		err = runRotation("drain", membership.Draining, os.Args[2:], scheme)
 	default:
 		err = runController(os.Args[1:])
 	}
@@ -102,7 +112,7 @@ func runController(args []string) error {
 	return manager.Run(args, manager.Boot{
 		Component: component,
 		Usage:     usage,
-		ArgsHint:  " (commands: join, unjoin)",
+		ArgsHint:  " (commands: join, unjoin, cordon, uncordon, drain)",
 		AddFlags:  func(fs *flag.FlagSet) { opts.AddFlags(fs) },
 		Validate:  func() error { return opts.Validate() },
 		// The JobSet CRD may be installed right before the agent starts
@@ -136,12 +146,17 @@ func membershipFlagSet(name, summary string, f *membershipFlags) *flag.FlagSet {
 		fmt.Fprintf(fs.Output(), "Usage: jobset-fleet-agent %s [flags]\n\n%s\n\nFlags:\n", name, summary)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&f.hubKubeconfig, "hub-kubeconfig", "", "Admin kubeconfig of the hub (required).")
+	f.addHubFlags(fs, "Admin kubeconfig of the hub (required).")
 	fs.StringVar(&f.memberKubeconfig, "member-kubeconfig", "", "Admin kubeconfig of the member (required, except for unjoin "+membership.ConfirmCopiesStoppedFlag+").")
-	fs.StringVar(&f.opts.ClusterName, "cluster-name", "", "The member's name in the fleet (required).")
-	fs.StringVar(&f.opts.InventoryNamespace, "inventory-namespace", fleetv1alpha1.DefaultInventoryNamespace, "Hub namespace of the ClusterProfiles.")
 	fs.StringVar(&f.opts.CRDDir, "crd-dir", filepath.Join("config", "crd", "bases"), "Directory of the CRD manifests installed on (or, with --remove-crds, removed from) the member.")
 	return fs
+}
+
+// addHubFlags are the flags of the commands that act on the hub alone.
+func (f *membershipFlags) addHubFlags(fs *flag.FlagSet, kubeconfigUsage string) {
+	fs.StringVar(&f.hubKubeconfig, "hub-kubeconfig", "", kubeconfigUsage)
+	fs.StringVar(&f.opts.ClusterName, "cluster-name", "", "The member's name in the fleet (required).")
+	fs.StringVar(&f.opts.InventoryNamespace, "inventory-namespace", fleetv1alpha1.DefaultInventoryNamespace, "Hub namespace of the ClusterProfiles.")
 }
 
 func (f *membershipFlags) clients(scheme *runtime.Scheme) (hub, member client.Client, hubCfg *rest.Config, err error) {
@@ -272,6 +287,58 @@ func runUnjoin(args []string, scheme *runtime.Scheme) error {
 		fmt.Printf("Its JobSets keep running there, and the hub runs them nowhere else until you stop them and run\n"+
 			"  jobset-fleet-agent unjoin --cluster-name %s %s\n", f.opts.ClusterName, membership.ConfirmCopiesStoppedFlag)
 	}
+	return nil
+}
+
+var rotationSummaries = map[string]string{
+	"cordon": "Cordon a member: the hub places no new JobSets there; those running there stay.\n" +
+		"Sets the label " + fleetv1alpha1.CordonedLabel + "=true on its ClusterProfile (and removes\n" +
+		fleetv1alpha1.DrainingLabel + "). Needs only hub credentials. Idempotent.",
+	"uncordon": "Put a cordoned or draining member back in rotation: removes the labels\n" +
+		fleetv1alpha1.CordonedLabel + " and " + fleetv1alpha1.DrainingLabel + " from its ClusterProfile. Idempotent.",
+	"drain": "Drain a member: cordon it and label it " + fleetv1alpha1.DrainingLabel + "=true, so the hub moves its\n" +
+		"JobSets that have not started elsewhere, through the confirmed-stop path (never two copies).\n" +
+		"JobSets that started are left to finish. Lists the member's dispatches as they change until\n" +
+		"none is left, or until --timeout (then it exits non-zero and the member stays draining).\n" +
+		"`uncordon` ends a drain.",
+}
+
+// runRotation is cordon, uncordon and drain: each sets the member's
+// rotation on the hub, drain then watches the member empty.
+func runRotation(verb string, r membership.Rotation, args []string, scheme *runtime.Scheme) error {
+	var f membershipFlags
+	fs := flag.NewFlagSet("jobset-fleet-agent "+verb, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: jobset-fleet-agent %s --hub-kubeconfig FILE --cluster-name NAME [flags]\n\n%s\n\nFlags:\n", verb, rotationSummaries[verb])
+		fs.PrintDefaults()
+	}
+	f.addHubFlags(fs, "Kubeconfig of the hub, allowed to patch ClusterProfiles (required).")
+	drain := membership.DrainOptions{Out: os.Stdout}
+	if r == membership.Draining {
+		fs.DurationVar(&drain.Timeout, "timeout", 10*time.Minute, "How long to show progress and wait for the member to hold no dispatch; 0: show it once and return.")
+		fs.DurationVar(&drain.Interval, "interval", 2*time.Second, "How often to list the member's dispatches.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if f.hubKubeconfig == "" || f.opts.ClusterName == "" {
+		return errors.New("--hub-kubeconfig and --cluster-name are required")
+	}
+	hub, _, err := f.hubClient(scheme)
+	if err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if r == membership.Draining {
+		return membership.Drain(ctx, hub, f.opts, drain)
+	}
+	if err := membership.SetRotation(ctx, hub, f.opts, r); err != nil {
+		return err
+	}
+	fmt.Printf("%s is %s.\n", f.opts.ClusterName, r)
 	return nil
 }
 

@@ -307,6 +307,18 @@ func (e *fleetEnv) checkMembersReady(ctx context.Context) error {
 		if q := alloc[corev1.ResourceCPU]; q.Cmp(resource.MustParse(spec.cpu)) != 0 {
 			return fmt.Errorf("%s: allocatable cpu %s", spec.name, q.String())
 		}
+		// A new node carries the not-ready taint until the node controller
+		// sees it Ready; a summary published before that makes admission
+		// reject every JobSet as runnable nowhere.
+		nodes, err := inventory.ParseNodeSummary(cp.Status.Properties)
+		if err != nil || nodes == nil {
+			return fmt.Errorf("%s: no node summary (%v)", spec.name, err)
+		}
+		for _, g := range nodes.Groups {
+			if len(g.Taints) > 0 {
+				return fmt.Errorf("%s: nodes still tainted %v", spec.name, g.Taints)
+			}
+		}
 	}
 	return nil
 }
@@ -452,8 +464,9 @@ func addNode(ctx context.Context, c client.Client, name, cpu, memory string) err
 	if err := c.Status().Update(ctx, node); err != nil {
 		return err
 	}
-	// The apiserver taints a new node not-ready; with no node lifecycle
-	// controller here, lift it as that controller does once it is Ready.
+	// The apiserver taints a new node not-ready (TaintNodesByCondition);
+	// with no node lifecycle controller here, lift it as that controller
+	// does for a Ready node, or the node summary shows no usable node.
 	node.Spec.Taints = slices.DeleteFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
 	return c.Update(ctx, node)
 }

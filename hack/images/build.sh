@@ -24,6 +24,9 @@ aarch64 | arm64) goarch=arm64 ;;
 *) goarch=$(go env GOARCH) ;;
 esac
 
+# The same version stamp as `make build` (VERSION overrides git describe).
+ldflags=$("$root/hack/ldflags.sh")
+
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 
@@ -36,7 +39,7 @@ for spec in "$@"; do
 	*) echo "images: unknown image $what (hub, agent, workload)" >&2; exit 2 ;;
 	esac
 	start=$SECONDS
-	(cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -ldflags '-s -w' -o "$ctx/$binary" "$pkg")
+	(cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -ldflags "-s -w $ldflags" -o "$ctx/$binary" "$pkg")
 	cp "$root/hack/images/$what/Dockerfile" "$ctx/Dockerfile"
 	# The classic builder warns that it is deprecated on every build:
 	# show its output only when the build fails.

@@ -52,6 +52,12 @@ type Member struct {
 	// OutOfService is set when an operator labelled the ClusterProfile
 	// out of service: nothing of the fleet runs there any more.
 	OutOfService bool
+	// Cordoned is set when an operator labelled the ClusterProfile
+	// cordoned (fleet.CordonedLabel=true): the member stays healthy and
+	// keeps what runs there, but gets no new placements. Draining
+	// (fleet.DrainingLabel=true, only with Cordoned) also asks that its
+	// JobSets that have not started move elsewhere.
+	Cordoned, Draining bool
 	// AllowedNamespaces, when not nil, are the only hub namespaces whose
 	// JobSets may run on the member (the profile's allowed-namespaces
 	// annotation, set at join).
@@ -108,6 +114,10 @@ const (
 	MaxProperties = 512
 )
 
+// CordonedReason is what a cordoned member's reason and the placement
+// verdicts say.
+const CordonedReason = "cordoned by an operator"
+
 // Assess turns a ClusterProfile and the hub's heartbeat observation into a
 // Member. It is pure: now is passed in.
 func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a Assessment) Member {
@@ -118,6 +128,8 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 		Profile:          p,
 	}
 	_, m.OutOfService = p.Labels[fleet.OutOfServiceLabel]
+	m.Cordoned = p.Labels[fleet.CordonedLabel] == "true"
+	m.Draining = m.Cordoned && p.Labels[fleet.DrainingLabel] == "true"
 	if v, ok := p.Annotations[fleet.AllowedNamespacesAnnotation]; ok {
 		m.AllowedNamespaces = splitList(v)
 	}
@@ -180,6 +192,14 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 	m.Reason = "healthy"
 	if !m.Healthy {
 		m.Reason = strings.Join(problems, "; ")
+	}
+	// Cordoning is not a health problem: the member still runs and
+	// reports what it has, so it only adds to the reason.
+	switch {
+	case m.Draining:
+		m.Reason += fmt.Sprintf("; %s, draining (labels %s, %s)", CordonedReason, fleet.CordonedLabel, fleet.DrainingLabel)
+	case m.Cordoned:
+		m.Reason += fmt.Sprintf("; %s (label %s)", CordonedReason, fleet.CordonedLabel)
 	}
 	if nodesErr != nil {
 		m.Reason += "; node summary ignored: " + fleet.Bounded(nodesErr.Error(), MaxNodeSummaryReason)

@@ -98,6 +98,9 @@ func TestAssessTrust(t *testing.T) {
 		{"fence timeout below lost timeout", profile(metav1.ConditionTrue), Heartbeat{Seen: true, LastChange: now, FenceTimeout: 30 * time.Second}, true, "healthy"},
 		{"fence timeout not below lost timeout", profile(metav1.ConditionTrue), Heartbeat{Seen: true, LastChange: now, FenceTimeout: 60 * time.Second}, false, "agent fence timeout 1m0s is not below the hub's member-lost timeout 1m0s"},
 		{"too many properties", many, fresh, false, "reports 513 properties"},
+		{"cordoned stays healthy", withLabel(profile(metav1.ConditionTrue), fleet.CordonedLabel, "true"), fresh, true, "healthy; cordoned by an operator (label " + fleet.CordonedLabel + ")"},
+		{"cordoned and unhealthy", withLabel(profile(metav1.ConditionFalse), fleet.CordonedLabel, "true"), fresh, false, "apiserver down; cordoned by an operator"},
+		{"cordoned=false is not cordoned", withLabel(profile(metav1.ConditionTrue), fleet.CordonedLabel, "false"), fresh, true, "healthy"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

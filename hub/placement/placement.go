@@ -1,5 +1,5 @@
 // Package placement decides which member cluster runs a JobSet: it filters
-// the members (health, pinned cluster, cluster selector, resource fit net of
+// the members (health, cordon, pinned cluster, cluster selector, resource fit net of
 // the hub's own not-yet-reported commitments), scores the rest with a
 // pluggable policy, and explains the outcome for every cluster considered.
 // Everything here is a pure function of its inputs.
@@ -171,6 +171,9 @@ func Place(req Request) (Result, error) {
 			return fmt.Sprintf("labels do not match selector %q", selector.String())
 		case !m.Healthy:
 			return "unhealthy: " + m.Reason
+		case m.Cordoned:
+			// What runs there stays; only new work goes elsewhere.
+			return inventory.CordonedReason
 		case m.AllowedNamespaces != nil && !slices.Contains(m.AllowedNamespaces, js.Namespace):
 			return fmt.Sprintf("namespace %q is not among the namespaces allowed on this member", js.Namespace)
 		}

@@ -71,11 +71,14 @@ func TestRequests(t *testing.T) {
 func TestPlaceFilters(t *testing.T) {
 	unhealthy := member("sick", "10", "10")
 	unhealthy.Healthy, unhealthy.Reason = false, "heartbeat not renewed within 30s"
+	cordoned := member("maint", "10", "10")
+	cordoned.Cordoned = true
 	members := []inventory.Member{
 		member("a", "10", "2", "region", "eu"),
 		member("b", "10", "8", "region", "us"),
 		member("c", "10", "9", "region", "eu"),
 		unhealthy,
+		cordoned,
 	}
 	tests := []struct {
 		name      string
@@ -91,11 +94,24 @@ func TestPlaceFilters(t *testing.T) {
 			job:  jobSet(1, 4, "1").Obj(),
 			want: "c",
 			reasons: map[string]string{
-				"a":    "insufficient resources: needs cpu 4, 2 free",
-				"b":    "fits; 40% of cpu free after placement",
-				"c":    "chosen by spread policy; fits; 50% of cpu free",
-				"sick": "unhealthy: heartbeat not renewed within 30s",
+				"a":     "insufficient resources: needs cpu 4, 2 free",
+				"b":     "fits; 40% of cpu free after placement",
+				"c":     "chosen by spread policy; fits; 50% of cpu free",
+				"sick":  "unhealthy: heartbeat not renewed within 30s",
+				"maint": "cordoned by an operator",
 			},
+		},
+		{
+			// The emptiest member, but cordoned: the JobSet goes elsewhere.
+			name:    "cordoned",
+			job:     jobSet(1, 1, "1").Obj(),
+			want:    "c",
+			reasons: map[string]string{"maint": "cordoned by an operator"},
+		},
+		{
+			name:    "pinned to a cordoned member waits",
+			job:     jobSet(1, 1, "1").Annotation(fleet.PinnedClusterAnnotation, "maint").Obj(),
+			reasons: map[string]string{"maint": "cordoned by an operator"},
 		},
 		{
 			name:      "commitments count against free",

@@ -112,6 +112,15 @@ const (
 	// and, once the member's agent is silent, moves its JobSets without
 	// waiting for the agent to confirm their copies stopped.
 	OutOfServiceLabel = "fleet.jobset.x-k8s.io/out-of-service"
+	// CordonedLabel (value "true") on a ClusterProfile is an operator's
+	// statement that the member takes no new work, for maintenance: the
+	// hub places nothing new there, and what runs there stays. Unlike
+	// OutOfServiceLabel it proves nothing about copies.
+	CordonedLabel = "fleet.jobset.x-k8s.io/cordoned"
+	// DrainingLabel (value "true"), with CordonedLabel, asks the hub to
+	// also move the member's JobSets that have not started, through the
+	// confirmed-stop path; started ones are left to finish.
+	DrainingLabel = "fleet.jobset.x-k8s.io/draining"
 	// ClusterIDAnnotation on a ClusterProfile is the member's identity, the
 	// UID of its kube-system namespace, recorded by `join`. The agent
 	// reports the same value as property ClusterIDProperty; the hub trusts

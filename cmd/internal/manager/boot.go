@@ -52,8 +52,13 @@ func Run(args []string, b Boot) error {
 	// Logging flags (-v, --logtostderr, ...) are klog's, like every
 	// Kubernetes component's.
 	klog.InitFlags(fs)
+	showVersion := fs.Bool("version", false, "Print the version, git commit, build date and Go version, and exit.")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Printf("%s\n%s", b.Component.Name, Build())
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q%s", fs.Arg(0), b.ArgsHint)

@@ -144,5 +144,8 @@ func TestMetricsNeedAuthorizedToken(t *testing.T) {
 		if tc.want == http.StatusOK && !strings.Contains(body, "# HELP") {
 			t.Errorf("scrape with %s: body %q is no metrics page", tc.who, fmt.Sprintf("%.200s", body))
 		}
+		if tc.want == http.StatusOK && !strings.Contains(body, BuildInfoMetric+`{git_commit="`) {
+			t.Errorf("scrape with %s: no %s series", tc.who, BuildInfoMetric)
+		}
 	}
 }

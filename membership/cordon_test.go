@@ -1,0 +1,114 @@
+package membership_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+	"github.com/jobset-fleet/jobset-fleet/membership"
+)
+
+// TestRotationAndDrain: cordon, drain and uncordon change only the two
+// labels of the member's ClusterProfile, with hub credentials alone; drain
+// lists the member's dispatches, says which started, and returns once none
+// is left, or at its timeout with what remains.
+func TestRotationAndDrain(t *testing.T) {
+	hub := testenv.Start(t, "rotation-hub")
+	member := testenv.Start(t, "rotation-member")
+	ctx := context.Background()
+	opts := membership.Options{ClusterName: "m1", HubServerURL: hub.Config.Host, HubCAData: hub.Config.CAData, SkipCRDs: true, Labels: map[string]string{"region": "eu"}}
+	_, err := membership.Join(ctx, hub.Client, member.Client, opts)
+	must(t, err)
+	labels := func() map[string]string {
+		cp := &clusterinventory.ClusterProfile{}
+		must(t, hub.Client.Get(ctx, types.NamespacedName{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: "m1"}, cp))
+		out := map[string]string{}
+		for _, k := range []string{"region", fleetv1alpha1.CordonedLabel, fleetv1alpha1.DrainingLabel} {
+			if v, ok := cp.Labels[k]; ok {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	rotation := membership.Options{ClusterName: "m1"}
+	steps := []struct {
+		to   membership.Rotation
+		want map[string]string
+	}{
+		{membership.Cordoned, map[string]string{"region": "eu", fleetv1alpha1.CordonedLabel: "true"}},
+		{membership.Cordoned, map[string]string{"region": "eu", fleetv1alpha1.CordonedLabel: "true"}},
+		{membership.Draining, map[string]string{"region": "eu", fleetv1alpha1.CordonedLabel: "true", fleetv1alpha1.DrainingLabel: "true"}},
+		{membership.Cordoned, map[string]string{"region": "eu", fleetv1alpha1.CordonedLabel: "true"}},
+		{membership.InRotation, map[string]string{"region": "eu"}},
+	}
+	for _, s := range steps {
+		must(t, membership.SetRotation(ctx, hub.Client, rotation, s.to))
+		if diff := cmp.Diff(s.want, labels()); diff != "" {
+			t.Errorf("%s: labels (-want +got):\n%s", s.to, diff)
+		}
+	}
+	if err := membership.SetRotation(ctx, hub.Client, membership.Options{ClusterName: "nope"}, membership.Cordoned); err == nil || !strings.Contains(err.Error(), "member nope is not in the fleet") {
+		t.Errorf("cordoning an unknown member: %v", err)
+	}
+
+	// Two dispatches: one the member reports started, one it does not.
+	for _, d := range []struct {
+		name    string
+		started bool
+	}{{"running", true}, {"waiting", false}} {
+		obj := &fleetv1alpha1.JobSetDispatch{
+			ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.MemberNamespace("m1"), Name: fleetv1alpha1.DispatchName("team", d.name)},
+			Spec: fleetv1alpha1.JobSetDispatchSpec{
+				Origin: fleetv1alpha1.Origin{Namespace: "team", Name: d.name, UID: types.UID("uid-" + d.name)},
+				Epoch:  1,
+				JobSet: fleetv1alpha1.JobSetTemplate{Spec: v1alpha2.JobSetSpec{ReplicatedJobs: []v1alpha2.ReplicatedJob{oneJob()}}},
+			},
+		}
+		must(t, hub.Client.Create(ctx, obj))
+		if d.started {
+			obj.Status.Conditions = []metav1.Condition{{Type: fleetv1alpha1.DispatchStarted, Status: metav1.ConditionTrue, Reason: "PodsRan", LastTransitionTime: metav1.Now()}}
+			must(t, hub.Client.Status().Update(ctx, obj))
+		}
+	}
+	var out bytes.Buffer
+	err = membership.Drain(ctx, hub.Client, rotation, membership.DrainOptions{Timeout: 300 * time.Millisecond, Interval: 100 * time.Millisecond, Out: &out})
+	t.Logf("drain output:\n%s", out.String())
+	if !errors.Is(err, membership.ErrNotDrained) || !strings.Contains(err.Error(), "2 dispatches (1 started, 1 not started)") {
+		t.Errorf("drain with two dispatches left: %v", err)
+	}
+	if got := labels(); got[fleetv1alpha1.DrainingLabel] != "true" || got[fleetv1alpha1.CordonedLabel] != "true" {
+		t.Errorf("drain must leave the member cordoned and draining, labels %v", got)
+	}
+	for _, want := range []string{"team/running", "started: left to finish", "team/waiting", "not started"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("drain output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if n := strings.Count(out.String(), "JOBSET"); n != 1 {
+		t.Errorf("drain printed the unchanged list %d times, want once:\n%s", n, out.String())
+	}
+
+	// The dispatches go (as the hub and the JobSets finishing would remove
+	// them): drain returns once none is left.
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_ = hub.Client.DeleteAllOf(ctx, &fleetv1alpha1.JobSetDispatch{}, client.InNamespace(fleetv1alpha1.MemberNamespace("m1")))
+	}()
+	out.Reset()
+	must(t, membership.Drain(ctx, hub.Client, rotation, membership.DrainOptions{Timeout: 30 * time.Second, Interval: 100 * time.Millisecond, Out: &out}))
+	if !strings.Contains(out.String(), "m1: no dispatches left") {
+		t.Errorf("drain output lacks the end:\n%s", out.String())
+	}
+}
