@@ -20,11 +20,6 @@ import (
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
-// CordonedLabel on a ClusterProfile asks the hub to place nothing new on
-// the member (work already there stays). It is read if present; the hub
-// side defines it (to move to api/fleet/v1alpha1 when it lands there).
-const CordonedLabel = "fleet.jobset.x-k8s.io/cordoned"
-
 // Options are the flags every verb shares.
 type Options struct {
 	ConfigFlags *genericclioptions.ConfigFlags

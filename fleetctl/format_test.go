@@ -121,7 +121,7 @@ func TestMemberTable(t *testing.T) {
 	members := []MemberView{
 		{Member: inventory.Member{Name: "m1", Healthy: true, Reason: "healthy", Allocatable: rl("cpu", "8", "memory", "32Gi", "nvidia.com/gpu", "4", "amd.com/gpu", "2"),
 			Free: rl("cpu", "500m", "memory", "1Gi", "nvidia.com/gpu", "1")}, HeartbeatAge: 4 * time.Second},
-		{Member: inventory.Member{Name: "m2", Reason: "marked out of service (label l); no heartbeat Lease x", OutOfService: true}, HeartbeatAge: -1, Cordoned: true},
+		{Member: inventory.Member{Name: "m2", Reason: "marked out of service (label l); no heartbeat Lease x", OutOfService: true, Cordoned: true}, HeartbeatAge: -1},
 		{Member: inventory.Member{Name: "m3", Reason: "heartbeat not renewed within 30s"}, HeartbeatAge: 2 * time.Minute, LostMember: true},
 	}
 	var b bytes.Buffer

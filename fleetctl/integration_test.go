@@ -66,7 +66,7 @@ func setUpFleet() {
 	ctx := context.Background()
 	must(hub.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleet.DefaultInventoryNamespace}}))
 	member(ctx, "member-1", true, nil, map[string]string{"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "2"}, map[string]string{"cpu": "6", "memory": "20Gi", "nvidia.com/gpu": "2"})
-	member(ctx, "member-2", true, map[string]string{fleetctl.CordonedLabel: ""}, map[string]string{"cpu": "4", "memory": "16Gi"}, map[string]string{"cpu": "1", "memory": "8Gi"})
+	member(ctx, "member-2", true, map[string]string{fleet.CordonedLabel: "true"}, map[string]string{"cpu": "4", "memory": "16Gi"}, map[string]string{"cpu": "1", "memory": "8Gi"})
 	member(ctx, "member-3", false, map[string]string{fleet.OutOfServiceLabel: "true"}, map[string]string{"cpu": "4"}, map[string]string{"cpu": "4"})
 }
 
@@ -354,7 +354,7 @@ func TestWhatIf(t *testing.T) {
 	mustContain(t, "what-if", out,
 		"JobSet "+ns+"/two-cpus would run on member-1: chosen by spread policy",
 		"cpu=2",
-		"member-2", "insufficient resources: needs cpu 2, 1 free",
+		"member-2", "cordoned by an operator",
 		"member-3", "unhealthy: marked out of service",
 		"Nothing was created.")
 

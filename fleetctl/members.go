@@ -82,8 +82,6 @@ type MemberView struct {
 	// HeartbeatAge is the time since the Lease's renewTime (the member's
 	// clock); negative when never renewed.
 	HeartbeatAge time.Duration
-	// Cordoned: the profile carries CordonedLabel.
-	Cordoned bool
 	// LostMember: silent past the member-lost timeout.
 	LostMember bool
 }
@@ -121,7 +119,6 @@ func (o *Options) readMembers(ctx context.Context, c client.Client) ([]MemberVie
 		if hb.Seen {
 			v.HeartbeatAge = now.Sub(hb.LastChange)
 		}
-		_, v.Cordoned = p.Labels[CordonedLabel]
 		out = append(out, v)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
