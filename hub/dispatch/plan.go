@@ -566,7 +566,20 @@ func (pl *planner) startDeadline(d *fleet.JobSetDispatch) {
 	}
 	timeout := StartTimeout(pl.o.JobSet, pl.o.StartTimeout)
 	m, known := pl.member(fs.Cluster)
-	if timeout <= 0 || suspended(pl.o.JobSet) || !known || !m.HeartbeatFresh || !reported(d) || d.DeletionTimestamp != nil {
+	if suspended(pl.o.JobSet) || !known || !m.HeartbeatFresh || !reported(d) || d.DeletionTimestamp != nil {
+		return
+	}
+	if m.Draining {
+		// An operator drains the member: what has not started leaves now,
+		// whatever the deadline.
+		pl.withdraw(d, fs, "")
+		pl.setCondition(fleet.ConditionDispatched, false, fleet.ReasonMemberDraining, fmt.Sprintf(
+			"member %s is being drained and no Pod of epoch %d started there: withdrawing it. Its JobSetDispatch is deleted; "+
+				"once the member's agent confirms the copy is gone the JobSet is placed again elsewhere. This is not a restart",
+			fs.Cluster, fs.Epoch))
+		return
+	}
+	if timeout <= 0 {
 		return
 	}
 	if fs.StartDeadlineSince == nil {
@@ -578,19 +591,27 @@ func (pl *planner) startDeadline(d *fleet.JobSetDispatch) {
 		pl.requeue(wait + requeueMargin)
 		return
 	}
+	fs = pl.withdraw(d, fs, capacityFingerprint(m))
+	msg := fmt.Sprintf("no Pod of epoch %d started on member %s within the start deadline (%s): withdrawing it. Its JobSetDispatch is deleted; "+
+		"once the member's agent confirms the copy is gone the JobSet is placed again, without member %s until that member's reported capacity changes. "+
+		"This is not a restart. Withdrawn so far from: %s",
+		fs.Epoch, fs.Cluster, shortDuration(timeout), fs.Cluster, withdrawnFrom(fs))
+	pl.setCondition(fleet.ConditionDispatched, false, fleet.ReasonStartTimeout, msg)
+}
+
+// withdraw records a withdrawal of d's placement and retires d: the JobSet
+// is placed again once its copy is confirmed gone. capacity is the
+// member's fingerprint that keeps it away until it changes ("" for none).
+func (pl *planner) withdraw(d *fleet.JobSetDispatch, fs jobset.FleetStatus, capacity string) jobset.FleetStatus {
 	fs.Withdrawals = append(append([]jobset.Withdrawal{}, fs.Withdrawals...), jobset.Withdrawal{
-		Cluster: fs.Cluster, Epoch: fs.Epoch, Capacity: capacityFingerprint(m), Time: metav1.NewTime(pl.o.Now),
+		Cluster: fs.Cluster, Epoch: fs.Epoch, Capacity: capacity, Time: metav1.NewTime(pl.o.Now),
 	})
 	if n := len(fs.Withdrawals); n > maxWithdrawals {
 		fs.Withdrawals = fs.Withdrawals[n-maxWithdrawals:]
 	}
 	pl.setFleet(fs)
 	pl.retire(d)
-	msg := fmt.Sprintf("no Pod of epoch %d started on member %s within the start deadline (%s): withdrawing it. Its JobSetDispatch is deleted; "+
-		"once the member's agent confirms the copy is gone the JobSet is placed again, without member %s until that member's reported capacity changes. "+
-		"This is not a restart. Withdrawn so far from: %s",
-		fs.Epoch, fs.Cluster, shortDuration(timeout), fs.Cluster, withdrawnFrom(fs))
-	pl.setCondition(fleet.ConditionDispatched, false, fleet.ReasonStartTimeout, msg)
+	return fs
 }
 
 // awaitingFence says, on the JobSet, that it cannot run elsewhere until the

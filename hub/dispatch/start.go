@@ -89,7 +89,7 @@ func withdrawnExclusions(fs jobset.FleetStatus, members map[string]inventory.Mem
 	var out map[string]string
 	for _, w := range fs.Withdrawals {
 		m, ok := members[w.Cluster]
-		if !ok || capacityFingerprint(m) != w.Capacity {
+		if !ok || w.Capacity == "" || capacityFingerprint(m) != w.Capacity {
 			continue
 		}
 		if out == nil {

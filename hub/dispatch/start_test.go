@@ -150,6 +150,34 @@ func TestStartDeadline(t *testing.T) {
 		},
 		now: t0.Add(timeout + time.Hour),
 	}, {
+		name:    "member draining, nothing started: withdrawn now, before the deadline",
+		js:      planJobSet(dispatchedAt(t0)),
+		members: []inventory.Member{planMember("m1", func(m *inventory.Member) { m.Cordoned, m.Draining = true, true }), m2},
+		dispatch: func(js *jobset.JobSet) *fleet.JobSetDispatch {
+			return ptr.To(planDispatch(js, fleetOf(&js.Status), pending))
+		},
+		now:       t0.Add(time.Second),
+		want:      want{delete: "m1", dispatched: "False/MemberDraining", withdrawals: 1},
+		checkMsgs: []string{"member m1 is being drained and no Pod of epoch 1 started there", "not a restart"},
+	}, {
+		name:    "member draining, started: left to finish",
+		js:      planJobSet(dispatchedAt(t0)),
+		members: []inventory.Member{planMember("m1", func(m *inventory.Member) { m.Cordoned, m.Draining = true, true }), m2},
+		dispatch: func(js *jobset.JobSet) *fleet.JobSetDispatch {
+			return ptr.To(planDispatch(js, fleetOf(&js.Status), ready))
+		},
+		now:  t0.Add(time.Second),
+		want: want{startedEpoch: 1},
+	}, {
+		name:    "member draining, start deadline off: withdrawn all the same",
+		js:      planJobSet(dispatchedAt(t0), fleet.StartTimeoutAnnotation, "0"),
+		members: []inventory.Member{planMember("m1", func(m *inventory.Member) { m.Cordoned, m.Draining = true, true }), m2},
+		dispatch: func(js *jobset.JobSet) *fleet.JobSetDispatch {
+			return ptr.To(planDispatch(js, fleetOf(&js.Status), pending))
+		},
+		now:  t0.Add(time.Second),
+		want: want{delete: "m1", dispatched: "False/MemberDraining", withdrawals: 1},
+	}, {
 		name: "withdrawing: nothing new until the agent confirms",
 		js:   withdrawing(planJobSet(dispatchedAt(t0, withdrawnFromM1(capacityFingerprint(m1))))),
 		dispatch: func(js *jobset.JobSet) *fleet.JobSetDispatch {
@@ -293,5 +321,13 @@ func TestCapacityFingerprintSeesNodes(t *testing.T) {
 	emptied := emptiedMembers([]inventory.Member{c})[0]
 	if got := emptied.Nodes.Groups[0].Free; len(got) != 1 || got[0].Count != 2 || !got[0].Free["nvidia.com/gpu"].Equal(resource.MustParse("8")) {
 		t.Errorf("emptied member's nodes: %+v, want every node at its allocatable", got)
+	}
+}
+
+func TestDrainWithdrawalDoesNotExcludeAfterUncordon(t *testing.T) {
+	m1 := planMember("m1")
+	fs := jobset.FleetStatus{Withdrawals: []jobset.Withdrawal{{Cluster: "m1", Epoch: 1, Capacity: "", Time: metav1.NewTime(t0)}}}
+	if got := withdrawnExclusions(fs, map[string]inventory.Member{"m1": m1}); len(got) != 0 {
+		t.Errorf("a drain's withdrawal excludes the uncordoned member: %v", got)
 	}
 }

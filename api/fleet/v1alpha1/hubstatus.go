@@ -78,6 +78,10 @@ const (
 	// deadline; the placement is withdrawn (its copy deleted and confirmed
 	// gone) and the JobSet placed again elsewhere.
 	ReasonStartTimeout = "StartTimeout"
+	// ReasonMemberDraining: the JobSet's member is being drained and no
+	// Pod of the placement started; it is withdrawn (as for StartTimeout)
+	// and placed elsewhere. Not a restart.
+	ReasonMemberDraining = "MemberDraining"
 )
 
 // OnMemberLost is the JobSet's member-loss policy.

@@ -71,7 +71,9 @@ type Withdrawal struct {
 	// +kubebuilder:validation:Minimum=0
 	Epoch int64 `json:"epoch"`
 	// capacity fingerprints what the member reported (allocatable and free
-	// resources) when the JobSet was withdrawn.
+	// resources) when the JobSet was withdrawn. Empty for a withdrawal
+	// because the member was drained: its cordon keeps the JobSet away, and
+	// once uncordoned the member is a candidate again.
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	Capacity string `json:"capacity,omitempty"`
