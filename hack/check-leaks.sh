@@ -7,7 +7,7 @@
 # developer's own fleet (.dev/, `make dev-up`) is left alone.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-pattern='(^|/)(kube-apiserver|kube-controller-manager|kube-scheduler|etcd|kwok|kwok-controller|jobset-fleet-agent|jobset-fleet-hub)( |$)'
+pattern='(^|/)(kube-apiserver|kube-controller-manager|kube-scheduler|etcd|kwok|kwok-controller|jobset-fleet-agent|jobset-fleet-hub|kueue-manager)( |$)'
 
 leaked=()
 while read -r pid ppid args; do

@@ -12,6 +12,9 @@ k8s_version=v1.37.2
 kwok_version=v0.8.0
 # Not in the default list below: only `make lint` asks for it.
 golangci_lint_version=v2.15.0
+# Kueue's version is pinned in hack/kueue/go.mod. Not in the default list
+# either: only the Kueue tests and `make run KUEUE=1` ask for kueue-manager
+# (cold: ~6 min on 2 cores; its module download ~40 s).
 
 # kubectl refuses a server whose version it cannot parse, and kwokctl reads
 # versions off the binaries, so stamp the real release into every k8s binary.
@@ -50,6 +53,16 @@ for t in "${want[@]}"; do
 	etcd) build etcd "$root/hack/etcd" . "-s -w" ;;
 	kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
 		build "$t" "$root/hack/tools" "k8s.io/kubernetes/cmd/$t" "$(k8s_ldflags)" ;;
+	kueue-manager)
+		# Rebuilt when the pin in hack/kueue/go.mod moves.
+		kueue_version=$(cd "$root/hack/kueue" && go list -m -f '{{.Version}}' sigs.k8s.io/kueue)
+		if [[ -x "$bin/$t" && -f "$bin/$t.version" && $(<"$bin/$t.version") == "$kueue_version" ]]; then
+			step "$t: $kueue_version present, skipping"; continue
+		fi
+		rm -f "$bin/$t"
+		build "$t" "$root/hack/kueue" sigs.k8s.io/kueue/cmd/kueue \
+			"-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$kueue_version"
+		echo "$kueue_version" >"$bin/$t.version" ;;
 	kwok | kwokctl)
 		if [[ -x "$bin/$t" ]]; then step "$t: present, skipping"; continue; fi
 		step "$t: installing sigs.k8s.io/kwok/cmd/$t@$kwok_version"

@@ -107,11 +107,13 @@ func TestSubmitDispatchAndStatus(t *testing.T) {
 }
 
 // 2. A JobSet no member can hold stays pending with a reason per member,
-// and is dispatched once a member reports enough capacity.
+// and is dispatched once a member reports enough capacity. Each of its
+// Pods fits a node (one that no node could ever hold is rejected at
+// admission), but not all three at once anywhere.
 func TestNoFitUntilCapacityGrows(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t, "nofit")
-	create(t, newJobSet(ns, "huge", 1, "20"))
+	create(t, newJobSet(ns, "huge", 3, "4"))
 
 	var msg string
 	testenv.Eventually(t, time.Minute, "Dispatched=False NoFit", func() error {
@@ -124,7 +126,7 @@ func TestNoFitUntilCapacityGrows(t *testing.T) {
 		return nil
 	})
 	for _, m := range env.names {
-		if !strings.Contains(msg, m+": insufficient resources: needs cpu 20") {
+		if !strings.Contains(msg, m+": only ") || !strings.Contains(msg, "of 3 Pods fit at once") {
 			t.Errorf("NoFit message does not say why %s does not fit: %q", m, msg)
 		}
 	}
@@ -145,7 +147,7 @@ func TestNoFitUntilCapacityGrows(t *testing.T) {
 	})
 	js, m := waitPlaced(t, ns, "huge")
 	if m != beta {
-		t.Fatalf("placed on %s, want %s (the only member with 20 cpu free)", m, beta)
+		t.Fatalf("placed on %s, want %s (the only member with room for all three Pods)", m, beta)
 	}
 	if c := condition(js, fleet.ConditionDispatched); c.Reason != fleet.ReasonDispatched {
 		t.Errorf("Dispatched reason %q", c.Reason)

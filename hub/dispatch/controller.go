@@ -174,7 +174,10 @@ func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcil
 		}
 		fs := fleetOf(&js.Status)
 		queued := inQueue(js)
-		waiting := !queued && (!meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionDispatched) ||
+		// A JobSet a Kueue queue holds waits for admission, not for members.
+		_, held := heldByQueue(js)
+		held = held && fs.Cluster == ""
+		waiting := !queued && !held && (!meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionDispatched) ||
 			meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionMemberStatusStale))
 		if fs.Cluster == member || waiting || js.DeletionTimestamp != nil ||
 			(queued && (help || (capacityChanged && withdrawnFromMember(fs, member)))) {

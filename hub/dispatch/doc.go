@@ -22,6 +22,8 @@
 //     waiting JobSets (member changes that could let them fit, kicks).
 //   - start.go: the start deadline, pure: when a placement started, the
 //     per-JobSet timeout, the members a withdrawal excludes.
+//   - kueue.go: Kueue on the hub: a JobSet a Kueue queue holds suspended
+//     is placed only once admitted.
 //   - commitments.go: what the hub dispatched that members do not report
 //     yet, counted by placement.
 //   - copies.go: the hub's own look at, and stop of, copies on silent

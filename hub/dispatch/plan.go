@@ -490,6 +490,14 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 		pl.awaitingFence(blocker, "")
 		return nil
 	}
+	if queue, held := heldByQueue(pl.o.JobSet); held {
+		// Placed once admitted, against the capacity of that moment and
+		// with what admission injected.
+		fs.Cluster = ""
+		pl.setFleet(fs)
+		pl.wait(ReasonAwaitingAdmission, awaitingAdmissionMessage(queue))
+		return nil
+	}
 	choice, err := choose(excluded)
 	if err != nil {
 		// Only a malformed annotation gets here (admission rejects those).

@@ -469,6 +469,44 @@ func TestComputePlan(t *testing.T) {
 			want: summary{Delete: []string{"a"}, Stale: "True/AwaitingFence", EventReasons: []string{fleet.ReasonAwaitingFence}},
 		},
 		{
+			name: "held by a Kueue queue (suspended, queue-name): not placed; says it awaits admission by that queue",
+			js:   inKueue(planJobSet(jobset.FleetStatus{}), "team-a", true), dispatches: none, members: healthy,
+			want: summary{Dispatched: "False/AwaitingAdmission", EventReasons: []string{ReasonAwaitingAdmission}},
+			check: func(t *testing.T, p Plan) {
+				c := meta.FindStatusCondition(writtenStatus(p).Conditions, fleet.ConditionDispatched)
+				if c == nil || !strings.Contains(c.Message, "LocalQueue team-a admits it") {
+					t.Errorf("Dispatched %+v does not name the queue", c)
+				}
+			},
+		},
+		{
+			name: "held by a Kueue queue, already saying so: nothing written",
+			js: func() *jobset.JobSet {
+				js := inKueue(planJobSet(jobset.FleetStatus{}), "team-a", true)
+				js.Status.Conditions = []metav1.Condition{{Type: fleet.ConditionDispatched, Status: metav1.ConditionFalse, Reason: ReasonAwaitingAdmission,
+					Message: awaitingAdmissionMessage("team-a"), LastTransitionTime: metav1.NewTime(t0)}}
+				return js
+			}(),
+			dispatches: none, members: healthy,
+			want: summary{},
+		},
+		{
+			name: "admitted by Kueue (unsuspended): placed",
+			js:   inKueue(planJobSet(jobset.FleetStatus{}), "team-a", false), dispatches: none, members: healthy,
+			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonDispatched}, MaxRestartsThere: 3},
+		},
+		{
+			name: "suspended by its user, no queue: placed and held suspended on the member, as before",
+			js:   inKueue(planJobSet(jobset.FleetStatus{}), "", true), dispatches: none, members: healthy,
+			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonDispatched}, MaxRestartsThere: 3},
+		},
+		{
+			name: "preempted by Kueue after dispatch: the suspend goes to the member copy",
+			js:   inKueue(planJobSet(at("a", 1)), "team-a", true), members: healthy,
+			dispatches: on(at("a", 1), func(d *fleet.JobSetDispatch) { d.Spec.JobSet.Spec.Suspend = ptr.To(false) }),
+			want:       summary{Update: true, Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonSuspending}},
+		},
+		{
 			name: "deleting the JobSet: its dispatch goes; the finalizer stays until the copy is proven gone",
 			js: func() *jobset.JobSet {
 				js := planJobSet(at("a", 1))
@@ -534,4 +572,14 @@ func TestComputePlan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// inKueue gives js Kueue's queue-name label (none: "") and suspends it or
+// not.
+func inKueue(js *jobset.JobSet, queue string, suspend bool) *jobset.JobSet {
+	if queue != "" {
+		js.Labels = map[string]string{QueueNameLabel: queue}
+	}
+	js.Spec.Suspend = ptr.To(suspend)
+	return js
 }

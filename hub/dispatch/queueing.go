@@ -28,10 +28,12 @@ import (
 // (kick).
 
 // inQueue reports whether a hub JobSet waits for a member: no recorded
-// placement, alive and unfinished.
+// placement, alive and unfinished, and not held by a Kueue queue (until
+// admitted it asks for no member, and takes no turn).
 func inQueue(js *jobset.JobSet) bool {
+	_, held := heldByQueue(js)
 	return ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet && js.DeletionTimestamp == nil &&
-		!IsFinished(&js.Status) && fleetOf(&js.Status).Cluster == ""
+		!IsFinished(&js.Status) && fleetOf(&js.Status).Cluster == "" && !held
 }
 
 func withdrawnFromMember(fs jobset.FleetStatus, member string) bool {
