@@ -16,7 +16,6 @@ import (
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 )
 
 // TestKueueQuotaGatesDispatch: a ClusterQueue with quota for two JobSets,
@@ -70,7 +69,7 @@ func TestKueueQuotaGatesDispatch(t *testing.T) {
 	third := all[2]
 	testenv.Eventually(t, timeout, "third awaiting admission", func() error {
 		c := meta.FindStatusCondition(get(t, third).Status.Conditions, fleet.ConditionDispatched)
-		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != dispatch.ReasonAwaitingAdmission {
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleet.ReasonAwaitingAdmission {
 			return fmt.Errorf("Dispatched is %+v", c)
 		}
 		if !strings.Contains(c.Message, "LocalQueue quota") {

@@ -21,10 +21,6 @@ import (
 // QueueNameLabel is Kueue's label naming a JobSet's LocalQueue.
 const QueueNameLabel = "kueue.x-k8s.io/queue-name"
 
-// ReasonAwaitingAdmission: Dispatched=False while a Kueue queue holds the
-// JobSet suspended.
-const ReasonAwaitingAdmission = "AwaitingAdmission"
-
 // heldByQueue reports the LocalQueue of a JobSet that names one and is
 // suspended: the queue holds it until admission, and the hub does not
 // place it. A JobSet without a queue that its user suspends is placed and

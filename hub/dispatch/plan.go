@@ -495,7 +495,7 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 		// with what admission injected.
 		fs.Cluster = ""
 		pl.setFleet(fs)
-		pl.wait(ReasonAwaitingAdmission, awaitingAdmissionMessage(queue))
+		pl.wait(fleet.ReasonAwaitingAdmission, awaitingAdmissionMessage(queue))
 		return nil
 	}
 	choice, err := choose(excluded)

@@ -471,7 +471,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "held by a Kueue queue (suspended, queue-name): not placed; says it awaits admission by that queue",
 			js:   inKueue(planJobSet(jobset.FleetStatus{}), "team-a", true), dispatches: none, members: healthy,
-			want: summary{Dispatched: "False/AwaitingAdmission", EventReasons: []string{ReasonAwaitingAdmission}},
+			want: summary{Dispatched: "False/AwaitingAdmission", EventReasons: []string{fleet.ReasonAwaitingAdmission}},
 			check: func(t *testing.T, p Plan) {
 				c := meta.FindStatusCondition(writtenStatus(p).Conditions, fleet.ConditionDispatched)
 				if c == nil || !strings.Contains(c.Message, "LocalQueue team-a admits it") {
@@ -483,7 +483,7 @@ func TestComputePlan(t *testing.T) {
 			name: "held by a Kueue queue, already saying so: nothing written",
 			js: func() *jobset.JobSet {
 				js := inKueue(planJobSet(jobset.FleetStatus{}), "team-a", true)
-				js.Status.Conditions = []metav1.Condition{{Type: fleet.ConditionDispatched, Status: metav1.ConditionFalse, Reason: ReasonAwaitingAdmission,
+				js.Status.Conditions = []metav1.Condition{{Type: fleet.ConditionDispatched, Status: metav1.ConditionFalse, Reason: fleet.ReasonAwaitingAdmission,
 					Message: awaitingAdmissionMessage("team-a"), LastTransitionTime: metav1.NewTime(t0)}}
 				return js
 			}(),

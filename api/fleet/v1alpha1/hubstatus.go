@@ -82,6 +82,9 @@ const (
 	// Pod of the placement started; it is withdrawn (as for StartTimeout)
 	// and placed elsewhere. Not a restart.
 	ReasonMemberDraining = "MemberDraining"
+	// ReasonAwaitingAdmission: Dispatched=False while a Kueue queue holds the
+	// JobSet suspended.
+	ReasonAwaitingAdmission = "AwaitingAdmission"
 )
 
 // OnMemberLost is the JobSet's member-loss policy.
