@@ -105,6 +105,8 @@ type agentProcessOptions struct {
 	leaderElection bool
 	// restart starts the agent again whenever it exits.
 	restart bool
+	// args are added to the agent's flags (a later flag wins).
+	args []string
 }
 
 // runAgentProcess stops the member's in-process agent and runs cmd/agent
@@ -136,6 +138,7 @@ func (m *member) runAgentProcess(t *testing.T, o agentProcessOptions) *agentProc
 			"-v=2",
 		},
 	}
+	a.args = append(a.args, o.args...)
 	must(t, m.stopAgent())
 	if err := a.start(); err != nil {
 		must(t, m.startAgent())
@@ -229,13 +232,14 @@ func (a *agentProcess) stop() {
 
 // runHubProcess stops the hub's in-process controllers and runs cmd/hub in
 // their place (the harness keeps serving the hub's webhooks) until the test
-// ends, then brings the in-process controllers back.
-func (e *fleetEnv) runHubProcess(t *testing.T) *testenv.Process {
+// ends, then brings the in-process controllers back. args are added to
+// the hub's flags (a later flag wins).
+func (e *fleetEnv) runHubProcess(t *testing.T, args ...string) *testenv.Process {
 	t.Helper()
 	bin := componentBinary(t, "jobset-fleet-hub")
 	dir := logDir(t, "hub")
 	must(t, e.stopHub())
-	p, err := testenv.StartProcess("hub", filepath.Join(dir, "hub.log"), bin, []string{
+	p, err := testenv.StartProcess("hub", filepath.Join(dir, "hub.log"), bin, append([]string{
 		"--kubeconfig=" + e.hub.KubeconfigPath,
 		"--inventory-namespace=" + inventoryNS,
 		"--heartbeat-timeout=" + heartbeatTimeout.String(),
@@ -245,7 +249,7 @@ func (e *fleetEnv) runHubProcess(t *testing.T) *testenv.Process {
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=0",
 		"-v=2",
-	}, nil)
+	}, args...), nil)
 	if err != nil {
 		must(t, e.startHub())
 		t.Fatal(err)

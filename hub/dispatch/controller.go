@@ -119,7 +119,7 @@ func NewReconciler(c client.Client, reader client.Reader, inv *inventory.Invento
 // SetupWithManager registers the index, metrics and controller. The
 // inventory must be set up on the same manager.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	registerMetrics(mgr.GetClient())
+	registerMetrics(mgr.GetClient(), r.inventory, mgr.Elected())
 	ctx := context.Background()
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &fleet.JobSetDispatch{}, OriginIndex, func(o client.Object) []string {
 		origin := o.(*fleet.JobSetDispatch).Spec.Origin

@@ -34,7 +34,7 @@
 //     restarts carried across placements, hub conditions kept, TTL.
 //   - template.go: the JobSetDispatch the hub writes: the member's
 //     template of the JobSet, its Pod Security labels.
-//   - metrics.go: dispatch latency and the JobSet gauges.
+//   - metrics.go: latencies (submit, start, queue wait), the JobSet and member-state gauges.
 //
 // Decisions are pure functions (plan.go, queue.go, start.go, mirror.go,
 // template.go) so they

@@ -358,9 +358,19 @@ func TestMemberLostAwaitsFence(t *testing.T) {
 		}
 		return nil
 	})
+	expectSeries(t, "the lost member awaiting fence", map[string]float64{
+		`jobset_fleet_hub_member_state{cluster="lost-a",state="awaiting_fence"}`: 1,
+		`jobset_fleet_hub_member_state{cluster="lost-a",state="lost"}`:           0,
+		`jobset_fleet_hub_awaiting_fence_jobsets{cluster="lost-a"}`:              1,
+		`jobset_fleet_hub_awaiting_fence_jobsets{cluster="lost-b"}`:              0,
+	})
 
 	markOutOfService(t, "lost-a")
 	d2 := waitDispatched(t, js, "lost-b")
+	expectSeries(t, "the member out of service, nothing awaiting fence", map[string]float64{
+		`jobset_fleet_hub_member_state{cluster="lost-a",state="out_of_service"}`: 1,
+		`jobset_fleet_hub_awaiting_fence_jobsets{cluster="lost-a"}`:              0,
+	})
 	if d2.Spec.Epoch != 2 {
 		t.Errorf("epoch = %d, want 2", d2.Spec.Epoch)
 	}
@@ -596,7 +606,7 @@ func TestBurstSpreadsByCapacity(t *testing.T) {
 		}
 		for member, n := range counts {
 			if perMember[member] != float64(n) {
-				return fmt.Errorf("member_jobsets{member=%s} = %v, want %d", member, perMember[member], n)
+				return fmt.Errorf("member_jobsets{cluster=%s} = %v, want %d", member, perMember[member], n)
 			}
 		}
 		if latencies < 50 {

@@ -191,6 +191,7 @@ func (r *Reconciler) observeRecordedDispatch(ctx context.Context, o *Observed) e
 func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	js := o.JobSet
+	before := observeBefore(js)
 	if p.AddFinalizer {
 		patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.AddFinalizer(js, fleet.JobSetFinalizer)
@@ -229,9 +230,7 @@ func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.
 		switch err := r.client.Create(ctx, d); {
 		case err == nil:
 			log.Info("Dispatched", "member", memberOf(d), "epoch", d.Spec.Epoch)
-			if d.Spec.Epoch == 1 {
-				dispatchLatency.Observe(r.opts.Clock.Since(js.CreationTimestamp.Time).Seconds())
-			}
+			before.dispatched(js, d, r.opts.Clock.Now())
 		case apierrors.IsAlreadyExists(err):
 			// Ours, created before a crash; or an older one still going away
 			// (placement excluded it, the cache lagged): the next reconcile
@@ -264,6 +263,7 @@ func (r *Reconciler) apply(ctx context.Context, o *Observed, p Plan) (reconcile.
 				return reconcile.Result{}, fmt.Errorf("writing status: %w", err)
 			}
 		}
+		before.statusWritten(o, r.opts.Clock.Now())
 	}
 	for _, e := range p.Events {
 		r.event(o, e.Type, e.Reason, "%s", e.Message)

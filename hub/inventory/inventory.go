@@ -235,6 +235,7 @@ func (i *Inventory) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	}
 	subscribers := i.subscribers
 	i.mu.Unlock()
+	memberSeen(name, profileExists)
 
 	if changed {
 		log.FromContext(ctx).V(1).Info("Member changed", "member", name, "state", state)

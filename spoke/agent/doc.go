@@ -45,7 +45,7 @@
 //     that recovers, and stays fenced.
 //   - Epoch (plan.go): every Pod of a copy gets its placement epoch, a
 //     fencing token for the storage it writes to.
-//   - Metrics (metrics.go): fenced, seconds since the last renewal,
+//   - Metrics (metrics.go): fenced, time of the last renewal,
 //     dispatches by state, errors per loop.
 //
 // Decisions are pure functions (plan.go, fence.go, properties.go) so they

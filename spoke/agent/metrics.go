@@ -17,8 +17,10 @@ var (
 
 	fencedDesc = prometheus.NewDesc("jobset_fleet_agent_fenced",
 		"1 while the agent stops its fleet JobSets because no heartbeat renewal reached the hub within the fence timeout.", []string{"cluster"}, nil)
-	sinceRenewalDesc = prometheus.NewDesc("jobset_fleet_agent_seconds_since_last_renewal",
-		"Seconds since the heartbeat Lease was last renewed on the hub, on the agent's monotonic clock.", []string{"cluster"}, nil)
+	// A timestamp, not an age, as Prometheus advises: the age is
+	// time() - this, and a scrape that stopped does not freeze it.
+	lastRenewalDesc = prometheus.NewDesc("jobset_fleet_agent_last_renewal_timestamp_seconds",
+		"Unix time of the last renewal of the heartbeat Lease on the hub, by the agent's clock (the start of the agent while it has not renewed yet).", []string{"cluster"}, nil)
 	dispatchesDesc = prometheus.NewDesc("jobset_fleet_agent_dispatches",
 		"Dispatches of the member namespace by state of their member copy: Pending, Running, Suspended, Finished, Refused, Deleting.", []string{"cluster", "state"}, nil)
 	hubSyncedDesc = prometheus.NewDesc("jobset_fleet_agent_hub_synced",
@@ -54,7 +56,7 @@ func unregister(a *Agent) {
 
 func (r *runningAgents) Describe(ch chan<- *prometheus.Desc) {
 	ch <- fencedDesc
-	ch <- sinceRenewalDesc
+	ch <- lastRenewalDesc
 	ch <- dispatchesDesc
 	ch <- hubSyncedDesc
 	ch <- hubUnauthorizedDesc
@@ -65,7 +67,7 @@ func (r *runningAgents) Collect(ch chan<- prometheus.Metric) {
 	defer r.mu.Unlock()
 	for a := range r.agents {
 		ch <- prometheus.MustNewConstMetric(fencedDesc, prometheus.GaugeValue, boolValue(a.Fenced()), a.clusterName)
-		ch <- prometheus.MustNewConstMetric(sinceRenewalDesc, prometheus.GaugeValue, a.live.sinceRenewal().Seconds(), a.clusterName)
+		ch <- prometheus.MustNewConstMetric(lastRenewalDesc, prometheus.GaugeValue, float64(a.live.LastRenewal().UnixNano())/1e9, a.clusterName)
 		ch <- prometheus.MustNewConstMetric(hubSyncedDesc, prometheus.GaugeValue, boolValue(a.HubSynced()), a.clusterName)
 		ch <- prometheus.MustNewConstMetric(hubUnauthorizedDesc, prometheus.GaugeValue, boolValue(a.HubUnauthorized()), a.clusterName)
 		for _, state := range DispatchStates {

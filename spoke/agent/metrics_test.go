@@ -28,9 +28,9 @@ func TestMetrics(t *testing.T) {
 # HELP jobset_fleet_agent_fenced 1 while the agent stops its fleet JobSets because no heartbeat renewal reached the hub within the fence timeout.
 # TYPE jobset_fleet_agent_fenced gauge
 jobset_fleet_agent_fenced{cluster="m1"} 1
-# HELP jobset_fleet_agent_seconds_since_last_renewal Seconds since the heartbeat Lease was last renewed on the hub, on the agent's monotonic clock.
-# TYPE jobset_fleet_agent_seconds_since_last_renewal gauge
-jobset_fleet_agent_seconds_since_last_renewal{cluster="m1"} 12
+# HELP jobset_fleet_agent_last_renewal_timestamp_seconds Unix time of the last renewal of the heartbeat Lease on the hub, by the agent's clock (the start of the agent while it has not renewed yet).
+# TYPE jobset_fleet_agent_last_renewal_timestamp_seconds gauge
+jobset_fleet_agent_last_renewal_timestamp_seconds{cluster="m1"} 1.767225588e+09
 # HELP jobset_fleet_agent_dispatches Dispatches of the member namespace by state of their member copy: Pending, Running, Suspended, Finished, Refused, Deleting.
 # TYPE jobset_fleet_agent_dispatches gauge
 jobset_fleet_agent_dispatches{cluster="m1",state="Deleting"} 0
@@ -44,17 +44,18 @@ jobset_fleet_agent_dispatches{cluster="m1",state="Suspended"} 0
 jobset_fleet_agent_hub_unauthorized{cluster="m1"} 1
 `
 	if err := testutil.CollectAndCompare(running, strings.NewReader(want),
-		"jobset_fleet_agent_fenced", "jobset_fleet_agent_seconds_since_last_renewal", "jobset_fleet_agent_dispatches", "jobset_fleet_agent_hub_unauthorized"); err != nil {
+		"jobset_fleet_agent_fenced", "jobset_fleet_agent_last_renewal_timestamp_seconds", "jobset_fleet_agent_dispatches", "jobset_fleet_agent_hub_unauthorized"); err != nil {
 		t.Error(err)
 	}
-	// Computed on scrape.
+	// A renewal moves the timestamp; time alone does not.
 	c.Step(3 * time.Second)
+	a.live.markRenewed(c.Now())
 	want = `
-# HELP jobset_fleet_agent_seconds_since_last_renewal Seconds since the heartbeat Lease was last renewed on the hub, on the agent's monotonic clock.
-# TYPE jobset_fleet_agent_seconds_since_last_renewal gauge
-jobset_fleet_agent_seconds_since_last_renewal{cluster="m1"} 15
+# HELP jobset_fleet_agent_last_renewal_timestamp_seconds Unix time of the last renewal of the heartbeat Lease on the hub, by the agent's clock (the start of the agent while it has not renewed yet).
+# TYPE jobset_fleet_agent_last_renewal_timestamp_seconds gauge
+jobset_fleet_agent_last_renewal_timestamp_seconds{cluster="m1"} 1.767225603e+09
 `
-	if err := testutil.CollectAndCompare(running, strings.NewReader(want), "jobset_fleet_agent_seconds_since_last_renewal"); err != nil {
+	if err := testutil.CollectAndCompare(running, strings.NewReader(want), "jobset_fleet_agent_last_renewal_timestamp_seconds"); err != nil {
 		t.Error(err)
 	}
 }
