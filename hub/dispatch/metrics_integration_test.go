@@ -15,7 +15,6 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
 
@@ -77,7 +76,7 @@ func TestMetricsOfTheFleet(t *testing.T) {
 	clearQueue(t)
 	startHub(t, placement.Spread)
 	small := join(t, "metrics-a", "2", map[string]string{"queue-test": "metrics"})
-	join(t, "metrics-cordoned", "2", map[string]string{inventory.CordonedLabel: "true"})
+	join(t, "metrics-cordoned", "2", map[string]string{fleet.CordonedLabel: "true"})
 	state := func(member, s string) string {
 		return fmt.Sprintf(`jobset_fleet_hub_member_state{cluster=%q,state=%q}`, member, s)
 	}

@@ -42,7 +42,7 @@ func TestComputeGauges(t *testing.T) {
 
 	members := []inventory.Member{
 		planMember("a"), planMember("idle"), planMember("lost", silent), planMember("quiet-lost", silent),
-		planMember("oos", outOfService), planMember("cordoned", func(m *inventory.Member) { m.Labels = map[string]string{inventory.CordonedLabel: "true"} }),
+		planMember("oos", outOfService), planMember("cordoned", func(m *inventory.Member) { m.Cordoned = true }),
 	}
 	jobSets := []jobset.JobSet{
 		waiting("new", ""), waiting("q1", fleet.ReasonQueued), waiting("q2", fleet.ReasonQueued), waiting("nofit", fleet.ReasonNoFit),

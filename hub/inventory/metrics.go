@@ -11,11 +11,6 @@ import (
 // and the agents', so one query joins them.
 const ClusterLabel = "cluster"
 
-// CordonedLabel on a ClusterProfile (value "true") takes the member out of
-// rotation: no new placements, running JobSets stay.
-// TODO(lead): move to api/fleet/v1alpha1/names.go next to OutOfServiceLabel.
-const CordonedLabel = "fleet.jobset.x-k8s.io/cordoned"
-
 // Member states: the values of the hub's member state gauge.
 const (
 	StateHealthy       = "healthy"
@@ -29,9 +24,6 @@ const (
 
 // States are all member states, each a series of the gauge.
 var States = []string{StateHealthy, StateCordoned, StateUnhealthy, StateStale, StateLost, StateAwaitingFence, StateOutOfService}
-
-// Cordoned reports whether an operator cordoned the member.
-func (m Member) Cordoned() bool { return m.Labels[CordonedLabel] == "true" }
 
 // State is the member's one state, the one asking most of an operator
 // first: out of service (the operator's word overrides the rest), awaiting
@@ -51,7 +43,7 @@ func State(m Member, lostTimeout time.Duration, awaitingFence bool) string {
 		return StateStale
 	case !m.Healthy:
 		return StateUnhealthy
-	case m.Cordoned():
+	case m.Cordoned:
 		return StateCordoned
 	}
 	return StateHealthy

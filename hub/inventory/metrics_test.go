@@ -20,12 +20,11 @@ func TestState(t *testing.T) {
 		want     string
 	}{
 		{"healthy", healthy, false, StateHealthy},
-		{"cordoned", with(func(m *Member) { m.Labels = map[string]string{CordonedLabel: "true"} }), false, StateCordoned},
-		{"cordon label not true", with(func(m *Member) { m.Labels = map[string]string{CordonedLabel: "false"} }), false, StateHealthy},
+		{"cordoned", with(func(m *Member) { m.Cordoned = true }), false, StateCordoned},
 		{"unhealthy with a fresh heartbeat", with(func(m *Member) { m.Healthy = false }), false, StateUnhealthy},
 		{"stale", with(func(m *Member) { m.Healthy, m.HeartbeatFresh, m.SilentFor = false, false, 40*time.Second }), false, StateStale},
 		{"stale and cordoned: stale", with(func(m *Member) {
-			m.Healthy, m.HeartbeatFresh, m.Labels = false, false, map[string]string{CordonedLabel: "true"}
+			m.Healthy, m.HeartbeatFresh, m.Cordoned = false, false, true
 		}), false, StateStale},
 		{"lost", with(func(m *Member) { m.Healthy, m.HeartbeatFresh, m.SilentFor = false, false, 2*time.Minute }), false, StateLost},
 		{"lost with JobSets awaiting fence", with(func(m *Member) { m.Healthy, m.HeartbeatFresh, m.SilentFor = false, false, 2*time.Minute }), true, StateAwaitingFence},
