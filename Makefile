@@ -29,6 +29,14 @@ manifests: ## Regenerate deepcopy code, CRDs, RBAC and webhook manifests.
 verify-manifests: ## Fail if generated code or manifests are stale.
 	hack/verify-generated.sh
 
+.PHONY: verify-charts
+verify-charts: ## helm lint and helm template of the charts (bin/helm, built from hack/helm).
+	hack/tools.sh helm
+	for c in charts/jobset-fleet-hub charts/jobset-fleet-agent; do \
+		$(BIN)/helm lint --strict --namespace jobset-fleet-system $$c; \
+		$(BIN)/helm template jobset-fleet $$c --namespace jobset-fleet-system --include-crds >/dev/null; \
+	done
+
 .PHONY: build
 build: ## Build the hub and agent binaries into bin/.
 	go build -o $(BIN)/jobset-fleet-hub ./cmd/hub
@@ -71,7 +79,7 @@ lint: ## golangci-lint (config .golangci.yml; the first run builds bin/golangci-
 	$(BIN)/golangci-lint run --timeout 10m ./...
 
 .PHONY: test
-test: tools verify-manifests verify-tidy vet lint ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
+test: tools verify-manifests verify-charts verify-tidy vet lint ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
 	@# End-to-end suites each run whole clusters of processes: one at a time.
 	@# Whatever the outcome, nothing the tests started may outlive them.
 	rc=0; \
