@@ -17,10 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // The namespace config/ installs into, and the only one the charts accept.
-const namespace = "jobset-fleet-system"
+const namespace = fleetv1alpha1.SystemNamespace
 
 // tool is a binary of bin/ (hack/tools.sh builds it).
 func tool(t *testing.T, name string) string {
