@@ -68,6 +68,8 @@ template() { # chart, source, output name
 
 echo "==> Helm charts: CRDs, RBAC, webhooks and policies from config/"
 mkdir -p charts/jobset-fleet-hub/{crds,templates} charts/jobset-fleet-agent/{crds,templates}
+# From scratch, so a file config/ no longer has leaves the charts too.
+rm -f charts/*/crds/*.yaml charts/*/templates/zz_generated.*.yaml
 for f in config/crd/bases/*.yaml config/crd/cluster-inventory/*.yaml; do
 	crd jobset-fleet-hub "$f"
 done
