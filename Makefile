@@ -36,6 +36,14 @@ verify-manifests: ## Fail if generated code or manifests are stale.
 # Stamps --version and jobset_fleet_build_info (VERSION overrides git describe).
 LDFLAGS = $(shell hack/ldflags.sh)
 
+.PHONY: verify-charts
+verify-charts: ## helm lint and helm template of the charts (bin/helm, built from hack/helm).
+	hack/tools.sh helm
+	for c in charts/jobset-fleet-hub charts/jobset-fleet-agent; do \
+		$(BIN)/helm lint --strict --namespace jobset-fleet-system $$c; \
+		$(BIN)/helm template jobset-fleet $$c --namespace jobset-fleet-system --include-crds >/dev/null; \
+	done
+
 .PHONY: build
 build: ## Build the hub, agent and kubectl-fleet binaries into bin/ (stamped with `git describe`, or VERSION).
 	go build -ldflags '$(LDFLAGS)' -o $(BIN)/jobset-fleet-hub ./cmd/hub
@@ -82,7 +90,7 @@ lint: ## golangci-lint (config .golangci.yml; the first run builds bin/golangci-
 	$(BIN)/golangci-lint run --timeout 10m ./...
 
 .PHONY: test
-test: tools tools-kueue verify-manifests verify-tidy verify-file-sizes vet lint ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
+test: tools tools-kueue verify-manifests verify-charts verify-tidy verify-file-sizes vet lint ## Everything: unit, integration (real apiservers) and e2e (kwok clusters).
 	@# End-to-end suites each run whole clusters of processes: one at a time.
 	@# Whatever the outcome, nothing the tests started may outlive them.
 	rc=0; \

@@ -23,3 +23,5 @@ $gen webhook paths=./hub/admission/... output:webhook:artifacts:config=config/hu
 echo "==> RBAC: agent, hub"
 $gen rbac:roleName=jobset-fleet-agent paths=./spoke/... paths=./cmd/agent/... output:rbac:artifacts:config=config/rbac/agent
 $gen rbac:roleName=jobset-fleet-hub paths=./hub/... paths=./cmd/hub/... output:rbac:artifacts:config=config/rbac/hub
+echo "==> Helm charts: copies of the generated CRDs, RBAC and webhooks"
+hack/generate-charts.sh .

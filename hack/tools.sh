@@ -15,6 +15,7 @@ golangci_lint_version=v2.15.0
 # Kueue's version is pinned in hack/kueue/go.mod. Not in the default list
 # either: only the Kueue tests and `make run KUEUE=1` ask for kueue-manager
 # (cold: ~6 min on 2 cores; its module download ~40 s).
+# helm: only `make verify-charts` asks for it; pinned in hack/helm/go.mod.
 
 # kubectl refuses a server whose version it cannot parse, and kwokctl reads
 # versions off the binaries, so stamp the real release into every k8s binary.
@@ -71,6 +72,15 @@ for t in "${want[@]}"; do
 			\
 			"sigs.k8s.io/kwok/cmd/$t@$kwok_version"
 		step "$t: built in $((SECONDS - start))s" ;;
+	helm)
+		# Rebuilt when the pin in hack/helm/go.mod moves.
+		helm_version=$(cd "$root/hack/helm" && go list -m -f '{{.Version}}' helm.sh/helm/v4)
+		if [[ -x "$bin/$t" && $("$bin/$t" version --template '{{.Version}}' 2>/dev/null) == "$helm_version" ]]; then
+			step "$t: $helm_version present, skipping"; continue
+		fi
+		rm -f "$bin/$t"
+		build helm "$root/hack/helm" helm.sh/helm/v4/cmd/helm \
+			"-s -w -X helm.sh/helm/v4/internal/version.version=$helm_version" ;;
 	golangci-lint)
 		# Rebuilt when the pin above moves.
 		if [[ -x "$bin/$t" && $("$bin/$t" version --short 2>/dev/null) == "${golangci_lint_version#v}" ]]; then

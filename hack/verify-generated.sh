@@ -6,12 +6,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
-cp -r "$root"/{go.mod,go.sum,api,config,hack} "$scratch"/
+cp -r "$root"/{go.mod,go.sum,api,config,hack,charts} "$scratch"/
 cp -r "$root"/{spoke,hub,cmd,membership} "$scratch"/
 "$root"/hack/generate.sh "$scratch" >/dev/null
 
 stale=0
-for d in api config; do
+for d in api config charts; do
 	if ! diff -r "$root/$d" "$scratch/$d" >"$scratch/diff.txt"; then
 		echo "generated files under $d/ are stale:" >&2
 		head -40 "$scratch/diff.txt" >&2
