@@ -8,8 +8,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // AddToScheme registers the built-in kinds, the JobSet and fleet APIs and
@@ -17,8 +17,8 @@ import (
 func AddToScheme(s *runtime.Scheme) error {
 	for _, add := range []func(*runtime.Scheme) error{
 		clientgoscheme.AddToScheme,
-		jobsetv1alpha2.AddToScheme,
-		fleetv1alpha1.AddToScheme,
+		jobset.AddToScheme,
+		fleet.AddToScheme,
 		clusterinventory.AddToScheme,
 	} {
 		if err := add(s); err != nil {

@@ -18,11 +18,11 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // The namespace config/ installs into, and the only one the charts accept.
-const namespace = fleetv1alpha1.SystemNamespace
+const namespace = fleet.SystemNamespace
 
 // tool is a binary of bin/ (hack/tools.sh builds it).
 func tool(t *testing.T, name string) string {

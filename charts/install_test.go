@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 )
@@ -124,13 +124,13 @@ func TestChartsAgentAfterJoin(t *testing.T) {
 	}
 	helmInstall(t, kubeconfig, "jobset-fleet-agent")
 	waitEstablished(t, kubeconfig, "crd/jobsets.jobset.x-k8s.io", "crd/jobsetdispatches.fleet.jobset.x-k8s.io")
-	mustExist(t, kubeconfig, "deployment/jobset-fleet-agent", "secret/"+fleetv1alpha1.HubKubeconfigSecret)
+	mustExist(t, kubeconfig, "deployment/jobset-fleet-agent", "secret/"+fleet.HubKubeconfigSecret)
 	out, err := run(t, tool(t, "kubectl"), "--kubeconfig", kubeconfig, "--namespace", namespace,
 		"get", "deployment/jobset-fleet-agent", "-o", "jsonpath={.spec.template.spec.containers[0].args}")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "--hub-kubeconfig-secret=" + namespace + "/" + fleetv1alpha1.HubKubeconfigSecret; !strings.Contains(string(out), want) {
+	if want := "--hub-kubeconfig-secret=" + namespace + "/" + fleet.HubKubeconfigSecret; !strings.Contains(string(out), want) {
 		t.Errorf("agent args %s lack %s", out, want)
 	}
 }

@@ -17,7 +17,7 @@ import (
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // Rotation is whether a member takes new work, as an operator states it
@@ -29,10 +29,10 @@ type Rotation int
 const (
 	// InRotation: neither label; the member takes new work.
 	InRotation Rotation = iota
-	// Cordoned: fleetv1alpha1.CordonedLabel=true. The hub places nothing
+	// Cordoned: fleet.CordonedLabel=true. The hub places nothing
 	// new there; what runs there stays.
 	Cordoned
-	// Draining: Cordoned, and fleetv1alpha1.DrainingLabel=true, asking the
+	// Draining: Cordoned, and fleet.DrainingLabel=true, asking the
 	// hub to move the member's JobSets that have not started.
 	Draining
 )
@@ -58,8 +58,8 @@ func (r Rotation) labels() map[string]any {
 		return nil
 	}
 	return map[string]any{
-		fleetv1alpha1.CordonedLabel: set(r >= Cordoned),
-		fleetv1alpha1.DrainingLabel: set(r == Draining),
+		fleet.CordonedLabel: set(r >= Cordoned),
+		fleet.DrainingLabel: set(r == Draining),
 	}
 }
 
@@ -80,8 +80,8 @@ func SetRotation(ctx context.Context, hub client.Client, opts Options, r Rotatio
 		}
 		return fmt.Errorf("reading ClusterProfile %s: %w", key, err)
 	}
-	if m := cp.Spec.ClusterManager.Name; m != fleetv1alpha1.ClusterManagerName {
-		return fmt.Errorf("ClusterProfile %s is managed by %q, not by the fleet (%s)", key, m, fleetv1alpha1.ClusterManagerName)
+	if m := cp.Spec.ClusterManager.Name; m != fleet.ClusterManagerName {
+		return fmt.Errorf("ClusterProfile %s is managed by %q, not by the fleet (%s)", key, m, fleet.ClusterManagerName)
 	}
 	if RotationOf(cp) == r {
 		return nil
@@ -100,9 +100,9 @@ func SetRotation(ctx context.Context, hub client.Client, opts Options, r Rotatio
 // (hub/inventory): draining counts only on a cordoned member.
 func RotationOf(cp *clusterinventory.ClusterProfile) Rotation {
 	switch {
-	case cp.Labels[fleetv1alpha1.CordonedLabel] != "true":
+	case cp.Labels[fleet.CordonedLabel] != "true":
 		return InRotation
-	case cp.Labels[fleetv1alpha1.DrainingLabel] == "true":
+	case cp.Labels[fleet.DrainingLabel] == "true":
 		return Draining
 	default:
 		return Cordoned
@@ -168,7 +168,7 @@ func Drain(ctx context.Context, hub client.Client, opts Options, d DrainOptions)
 	}
 }
 
-func drainSummary(ds []fleetv1alpha1.JobSetDispatch) string {
+func drainSummary(ds []fleet.JobSetDispatch) string {
 	if len(ds) == 0 {
 		return "no dispatches left"
 	}
@@ -182,7 +182,7 @@ func drainSummary(ds []fleetv1alpha1.JobSetDispatch) string {
 }
 
 // dispatchTable lists the dispatches, one line each, sorted by JobSet.
-func dispatchTable(ds []fleetv1alpha1.JobSetDispatch) string {
+func dispatchTable(ds []fleet.JobSetDispatch) string {
 	if len(ds) == 0 {
 		return ""
 	}
@@ -191,7 +191,7 @@ func dispatchTable(ds []fleetv1alpha1.JobSetDispatch) string {
 		d := &ds[i]
 		state := "not started"
 		switch {
-		case d.DeletionTimestamp != nil || meta.IsStatusConditionTrue(d.Status.Conditions, fleetv1alpha1.DispatchDeleted):
+		case d.DeletionTimestamp != nil || meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchDeleted):
 			state = "being withdrawn"
 		case d.Status.JobSetStatus.TerminalState != "":
 			state = "finished (" + string(d.Status.JobSetStatus.TerminalState) + ")"
@@ -214,7 +214,7 @@ func dispatchTable(ds []fleetv1alpha1.JobSetDispatch) string {
 // memberReportsStarted is the agent's own statement that a Pod of the
 // dispatch ran (its Started condition) or that the copy ended. For
 // display only: the hub decides what to move by its own reading.
-func memberReportsStarted(d *fleetv1alpha1.JobSetDispatch) bool {
-	return meta.IsStatusConditionTrue(d.Status.Conditions, fleetv1alpha1.DispatchStarted) ||
+func memberReportsStarted(d *fleet.JobSetDispatch) bool {
+	return meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchStarted) ||
 		d.Status.JobSetStatus.TerminalState != ""
 }

@@ -14,8 +14,8 @@ import (
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 )
@@ -33,9 +33,9 @@ func TestRotationAndDrain(t *testing.T) {
 	must(t, err)
 	labels := func() map[string]string {
 		cp := &clusterinventory.ClusterProfile{}
-		must(t, hub.Client.Get(ctx, types.NamespacedName{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: "m1"}, cp))
+		must(t, hub.Client.Get(ctx, types.NamespacedName{Namespace: fleet.DefaultInventoryNamespace, Name: "m1"}, cp))
 		out := map[string]string{}
-		for _, k := range []string{"region", fleetv1alpha1.CordonedLabel, fleetv1alpha1.DrainingLabel} {
+		for _, k := range []string{"region", fleet.CordonedLabel, fleet.DrainingLabel} {
 			if v, ok := cp.Labels[k]; ok {
 				out[k] = v
 			}
@@ -47,10 +47,10 @@ func TestRotationAndDrain(t *testing.T) {
 		to   membership.Rotation
 		want map[string]string
 	}{
-		{membership.Cordoned, map[string]string{"region": "eu", fleetv1alpha1.CordonedLabel: "true"}},
-		{membership.Cordoned, map[string]string{"region": "eu", fleetv1alpha1.CordonedLabel: "true"}},
-		{membership.Draining, map[string]string{"region": "eu", fleetv1alpha1.CordonedLabel: "true", fleetv1alpha1.DrainingLabel: "true"}},
-		{membership.Cordoned, map[string]string{"region": "eu", fleetv1alpha1.CordonedLabel: "true"}},
+		{membership.Cordoned, map[string]string{"region": "eu", fleet.CordonedLabel: "true"}},
+		{membership.Cordoned, map[string]string{"region": "eu", fleet.CordonedLabel: "true"}},
+		{membership.Draining, map[string]string{"region": "eu", fleet.CordonedLabel: "true", fleet.DrainingLabel: "true"}},
+		{membership.Cordoned, map[string]string{"region": "eu", fleet.CordonedLabel: "true"}},
 		{membership.InRotation, map[string]string{"region": "eu"}},
 	}
 	for _, s := range steps {
@@ -68,17 +68,17 @@ func TestRotationAndDrain(t *testing.T) {
 		name    string
 		started bool
 	}{{"running", true}, {"waiting", false}} {
-		obj := &fleetv1alpha1.JobSetDispatch{
-			ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.MemberNamespace("m1"), Name: fleetv1alpha1.DispatchName("team", d.name)},
-			Spec: fleetv1alpha1.JobSetDispatchSpec{
-				Origin: fleetv1alpha1.Origin{Namespace: "team", Name: d.name, UID: types.UID("uid-" + d.name)},
+		obj := &fleet.JobSetDispatch{
+			ObjectMeta: metav1.ObjectMeta{Namespace: fleet.MemberNamespace("m1"), Name: fleet.DispatchName("team", d.name)},
+			Spec: fleet.JobSetDispatchSpec{
+				Origin: fleet.Origin{Namespace: "team", Name: d.name, UID: types.UID("uid-" + d.name)},
 				Epoch:  1,
-				JobSet: fleetv1alpha1.JobSetTemplate{Spec: v1alpha2.JobSetSpec{ReplicatedJobs: []v1alpha2.ReplicatedJob{oneJob()}}},
+				JobSet: fleet.JobSetTemplate{Spec: jobset.JobSetSpec{ReplicatedJobs: []jobset.ReplicatedJob{oneJob()}}},
 			},
 		}
 		must(t, hub.Client.Create(ctx, obj))
 		if d.started {
-			obj.Status.Conditions = []metav1.Condition{{Type: fleetv1alpha1.DispatchStarted, Status: metav1.ConditionTrue, Reason: "PodsRan", LastTransitionTime: metav1.Now()}}
+			obj.Status.Conditions = []metav1.Condition{{Type: fleet.DispatchStarted, Status: metav1.ConditionTrue, Reason: "PodsRan", LastTransitionTime: metav1.Now()}}
 			must(t, hub.Client.Status().Update(ctx, obj))
 		}
 	}
@@ -88,7 +88,7 @@ func TestRotationAndDrain(t *testing.T) {
 	if !errors.Is(err, membership.ErrNotDrained) || !strings.Contains(err.Error(), "2 dispatches (1 started, 1 not started)") {
 		t.Errorf("drain with two dispatches left: %v", err)
 	}
-	if got := labels(); got[fleetv1alpha1.DrainingLabel] != "true" || got[fleetv1alpha1.CordonedLabel] != "true" {
+	if got := labels(); got[fleet.DrainingLabel] != "true" || got[fleet.CordonedLabel] != "true" {
 		t.Errorf("drain must leave the member cordoned and draining, labels %v", got)
 	}
 	for _, want := range []string{"team/running", "started: left to finish", "team/waiting", "not started"} {
@@ -104,7 +104,7 @@ func TestRotationAndDrain(t *testing.T) {
 	// them): drain returns once none is left.
 	go func() {
 		time.Sleep(500 * time.Millisecond)
-		_ = hub.Client.DeleteAllOf(ctx, &fleetv1alpha1.JobSetDispatch{}, client.InNamespace(fleetv1alpha1.MemberNamespace("m1")))
+		_ = hub.Client.DeleteAllOf(ctx, &fleet.JobSetDispatch{}, client.InNamespace(fleet.MemberNamespace("m1")))
 	}()
 	out.Reset()
 	must(t, membership.Drain(ctx, hub.Client, rotation, membership.DrainOptions{Timeout: 30 * time.Second, Interval: 100 * time.Millisecond, Out: &out}))

@@ -67,7 +67,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // Names of what Join creates.
@@ -164,7 +164,7 @@ func (o *Options) defaults() error {
 		return errors.New("membership: ClusterName is required")
 	}
 	if o.InventoryNamespace == "" {
-		o.InventoryNamespace = fleetv1alpha1.DefaultInventoryNamespace
+		o.InventoryNamespace = fleet.DefaultInventoryNamespace
 	}
 	if o.DisplayName == "" {
 		o.DisplayName = o.ClusterName
@@ -181,7 +181,7 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-func (o *Options) memberNamespace() string { return fleetv1alpha1.MemberNamespace(o.ClusterName) }
+func (o *Options) memberNamespace() string { return fleet.MemberNamespace(o.ClusterName) }
 func (o *Options) inventoryRole() string   { return AgentRole + "-" + o.ClusterName }
 
 // AgentRules are what the agent may do in its member namespace on the hub:
@@ -189,8 +189,8 @@ func (o *Options) inventoryRole() string   { return AgentRole + "-" + o.ClusterN
 // own ServiceAccount.
 func AgentRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
-		{APIGroups: []string{fleetv1alpha1.GroupVersion.Group}, Resources: []string{"jobsetdispatches"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
-		{APIGroups: []string{fleetv1alpha1.GroupVersion.Group}, Resources: []string{"jobsetdispatches/status", "jobsetdispatches/finalizers"}, Verbs: []string{"update", "patch"}},
+		{APIGroups: []string{fleet.GroupVersion.Group}, Resources: []string{"jobsetdispatches"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
+		{APIGroups: []string{fleet.GroupVersion.Group}, Resources: []string{"jobsetdispatches/status", "jobsetdispatches/finalizers"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}, ResourceNames: []string{AgentServiceAccount}},
@@ -254,11 +254,11 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	case err != nil:
 		return nil, fmt.Errorf("hub: reading ClusterProfile %s/%s: %w", opts.InventoryNamespace, opts.ClusterName, err)
 	default:
-		id := cp.Annotations[fleetv1alpha1.ClusterIDAnnotation]
+		id := cp.Annotations[fleet.ClusterIDAnnotation]
 		takeover = id != "" && id != clusterID
 		if takeover && !opts.Force {
 			return nil, fmt.Errorf("hub: cluster name %q is already joined by another cluster (ClusterProfile %s/%s has %s=%s, this member's kube-system UID is %s): unjoin it first, pick another name, or force the takeover",
-				opts.ClusterName, opts.InventoryNamespace, opts.ClusterName, fleetv1alpha1.ClusterIDAnnotation, id, clusterID)
+				opts.ClusterName, opts.InventoryNamespace, opts.ClusterName, fleet.ClusterIDAnnotation, id, clusterID)
 		}
 	}
 	if takeover && !opts.ConfirmCopiesStopped {
@@ -275,14 +275,14 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	// A member joined before Join recorded namespace UIDs: its profile
 	// names this very cluster, so its labelled namespace is the one that
 	// join created.
-	legacy := len(owned) == 0 && cp != nil && cp.Annotations[fleetv1alpha1.ClusterIDAnnotation] == clusterID
+	legacy := len(owned) == 0 && cp != nil && cp.Annotations[fleet.ClusterIDAnnotation] == clusterID
 	nsUID, err := ensureMemberNamespace(ctx, hub, opts, owned, legacy)
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	oldClusterID := ""
 	if cp != nil {
-		oldClusterID = cp.Annotations[fleetv1alpha1.ClusterIDAnnotation]
+		oldClusterID = cp.Annotations[fleet.ClusterIDAnnotation]
 	}
 	// Record the namespace as Join's at once, so a join that fails later
 	// still accepts it when run again.
@@ -304,19 +304,19 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 			cp.Labels = map[string]string{}
 		}
 		maps.Copy(cp.Labels, opts.Labels)
-		cp.Labels[clusterinventory.LabelClusterManagerKey] = fleetv1alpha1.ClusterManagerName
+		cp.Labels[clusterinventory.LabelClusterManagerKey] = fleet.ClusterManagerName
 		if cp.Annotations == nil {
 			cp.Annotations = map[string]string{}
 		}
-		cp.Annotations[fleetv1alpha1.ClusterIDAnnotation] = clusterID
+		cp.Annotations[fleet.ClusterIDAnnotation] = clusterID
 		cp.Annotations[MemberNamespaceUIDAnnotation] = string(nsUID)
 		if len(opts.AllowedNamespaces) > 0 {
-			cp.Annotations[fleetv1alpha1.AllowedNamespacesAnnotation] = strings.Join(opts.AllowedNamespaces, ",")
+			cp.Annotations[fleet.AllowedNamespacesAnnotation] = strings.Join(opts.AllowedNamespaces, ",")
 		} else {
-			delete(cp.Annotations, fleetv1alpha1.AllowedNamespacesAnnotation)
+			delete(cp.Annotations, fleet.AllowedNamespacesAnnotation)
 		}
 		cp.Spec.DisplayName = opts.DisplayName
-		cp.Spec.ClusterManager.Name = fleetv1alpha1.ClusterManagerName
+		cp.Spec.ClusterManager.Name = fleet.ClusterManagerName
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("hub: ClusterProfile %s/%s: %w", cp.Namespace, cp.Name, err)
@@ -343,15 +343,15 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 			return nil, fmt.Errorf("member: applying CRD %s: %w", crd.GetName(), err)
 		}
 	}
-	if err := ensureNamespace(ctx, member, fleetv1alpha1.SystemNamespace, false); err != nil {
+	if err := ensureNamespace(ctx, member, fleet.SystemNamespace, false); err != nil {
 		return nil, fmt.Errorf("member: %w", err)
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fleet.SystemNamespace, Name: fleet.HubKubeconfigSecret}}
 	if _, err := controllerutil.CreateOrUpdate(ctx, member, secret, func() error {
-		secret.Data = map[string][]byte{fleetv1alpha1.HubKubeconfigKey: kubeconfig, fleetv1alpha1.ClusterNameKey: []byte(opts.ClusterName)}
+		secret.Data = map[string][]byte{fleet.HubKubeconfigKey: kubeconfig, fleet.ClusterNameKey: []byte(opts.ClusterName)}
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("member: Secret %s/%s: %w", fleetv1alpha1.SystemNamespace, fleetv1alpha1.HubKubeconfigSecret, err)
+		return nil, fmt.Errorf("member: Secret %s/%s: %w", fleet.SystemNamespace, fleet.HubKubeconfigSecret, err)
 	}
 	return kubeconfig, nil
 }
@@ -413,7 +413,7 @@ func ensureNamespace(ctx context.Context, c client.Client, name string, shared b
 	if err := c.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
 		return fmt.Errorf("namespace %s: %w", name, err)
 	}
-	if ns.Labels[CreatedByLabel] == createdByValue || (name == fleetv1alpha1.SystemNamespace && ns.Labels[installedByLabel] == installedByValue) {
+	if ns.Labels[CreatedByLabel] == createdByValue || (name == fleet.SystemNamespace && ns.Labels[installedByLabel] == installedByValue) {
 		return nil
 	}
 	return fmt.Errorf("namespace %s exists and was not created by join (no label %s=%s): refusing to take it over; delete it or choose another cluster name", name, CreatedByLabel, createdByValue)

@@ -18,7 +18,7 @@ import (
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 )
@@ -44,8 +44,8 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		HubCAData:    hub.Config.CAData,
 		CRDDir:       testenv.CRDPaths()[0],
 	}
-	memberNS := fleetv1alpha1.MemberNamespace("m1")
-	inv := fleetv1alpha1.DefaultInventoryNamespace
+	memberNS := fleet.MemberNamespace("m1")
+	inv := fleet.DefaultInventoryNamespace
 
 	hubObjects := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: memberNS}},
@@ -57,8 +57,8 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		&clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: inv, Name: "m1"}},
 	}
 	memberObjects := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetv1alpha1.SystemNamespace}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleet.SystemNamespace}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fleet.SystemNamespace, Name: fleet.HubKubeconfigSecret}},
 	}
 
 	for i := range 2 {
@@ -81,7 +81,7 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		cp := &clusterinventory.ClusterProfile{}
 		must(t, hub.Client.Get(ctx, client.ObjectKey{Namespace: inv, Name: "m1"}, cp))
 		type profile struct{ ClusterManager, ClusterManagerLabel, RegionLabel string }
-		want := profile{ClusterManager: fleetv1alpha1.ClusterManagerName, ClusterManagerLabel: fleetv1alpha1.ClusterManagerName, RegionLabel: "eu"}
+		want := profile{ClusterManager: fleet.ClusterManagerName, ClusterManagerLabel: fleet.ClusterManagerName, RegionLabel: "eu"}
 		got := profile{ClusterManager: cp.Spec.ClusterManager.Name, ClusterManagerLabel: cp.Labels[clusterinventory.LabelClusterManagerKey], RegionLabel: cp.Labels["region"]}
 		if d := cmp.Diff(want, got); d != "" {
 			t.Errorf("ClusterProfile (-want +got):\n%s", d)
@@ -102,8 +102,8 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		// The stored kubeconfig is the returned one, and its token works and
 		// is the agent's.
 		secret := &corev1.Secret{}
-		must(t, memberClient.Get(ctx, client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}, secret))
-		if string(secret.Data[fleetv1alpha1.HubKubeconfigKey]) != string(kubeconfig) {
+		must(t, memberClient.Get(ctx, client.ObjectKey{Namespace: fleet.SystemNamespace, Name: fleet.HubKubeconfigSecret}, secret))
+		if string(secret.Data[fleet.HubKubeconfigKey]) != string(kubeconfig) {
 			t.Error("member Secret does not hold the returned kubeconfig")
 		}
 		agentClient := clientFor(t, kubeconfig, scheme)

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // How Join and Unjoin tell the hub that a member's copies are stopped, and
@@ -25,8 +25,8 @@ import (
 
 // memberDispatches lists the dispatches in memberNS; none where the
 // namespace or the CRD is missing.
-func memberDispatches(ctx context.Context, hub client.Client, memberNS string) ([]fleetv1alpha1.JobSetDispatch, error) {
-	var list fleetv1alpha1.JobSetDispatchList
+func memberDispatches(ctx context.Context, hub client.Client, memberNS string) ([]fleet.JobSetDispatch, error) {
+	var list fleet.JobSetDispatchList
 	if err := hub.List(ctx, &list, client.InNamespace(memberNS)); err != nil {
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 			return nil, nil
@@ -39,18 +39,18 @@ func memberDispatches(ctx context.Context, hub client.Client, memberNS string) (
 // copyMayRun says whether the member may still run a copy of d: its agent
 // holds d (it adds its finalizer before it creates a copy) and nobody has
 // yet said the copy is gone (DispatchDeleted=True).
-func copyMayRun(d *fleetv1alpha1.JobSetDispatch) bool {
-	return controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer) &&
-		!meta.IsStatusConditionTrue(d.Status.Conditions, fleetv1alpha1.DispatchDeleted)
+func copyMayRun(d *fleet.JobSetDispatch) bool {
+	return controllerutil.ContainsFinalizer(d, fleet.AgentFinalizer) &&
+		!meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchDeleted)
 }
 
 // unconfirmed are the dispatches of memberNS whose copies may still run.
-func unconfirmed(ctx context.Context, hub client.Client, memberNS string) ([]fleetv1alpha1.JobSetDispatch, error) {
+func unconfirmed(ctx context.Context, hub client.Client, memberNS string) ([]fleet.JobSetDispatch, error) {
 	all, err := memberDispatches(ctx, hub, memberNS)
 	if err != nil {
 		return nil, err
 	}
-	var out []fleetv1alpha1.JobSetDispatch
+	var out []fleet.JobSetDispatch
 	for i := range all {
 		if copyMayRun(&all[i]) {
 			out = append(out, all[i])
@@ -109,7 +109,7 @@ func takeOver(ctx context.Context, hub client.Client, memberNS, oldClusterID str
 		d := &live[i]
 		msg := fmt.Sprintf("%s stated with `jobset-fleet-agent join --force %s` that the copy of epoch %d on the cluster that held the name %s (kube-system UID %s) is stopped",
 			who, ConfirmCopiesStoppedFlag, d.Spec.Epoch, opts.ClusterName, oldClusterID)
-		if err := retireDispatch(ctx, hub, d, fleetv1alpha1.ReasonStopConfirmed, msg, nil); err != nil {
+		if err := retireDispatch(ctx, hub, d, fleet.ReasonStopConfirmed, msg, nil); err != nil {
 			return err
 		}
 	}
@@ -157,17 +157,17 @@ func recreateServiceAccount(ctx context.Context, hub client.Client, ns string) e
 // deleting dispatch can take no new finalizer. It is how Unjoin (reason
 // ReasonUnjoined or ReasonStopConfirmed) and a takeover (reason
 // ReasonStopConfirmed) hand a member's dispatches back to the hub.
-func retireDispatch(ctx context.Context, hub client.Client, d *fleetv1alpha1.JobSetDispatch, reason, message string, end *copyEnd) error {
+func retireDispatch(ctx context.Context, hub client.Client, d *fleet.JobSetDispatch, reason, message string, end *copyEnd) error {
 	key := client.ObjectKeyFromObject(d)
-	if !meta.IsStatusConditionTrue(d.Status.Conditions, fleetv1alpha1.DispatchDeleted) {
+	if !meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchDeleted) {
 		patch := client.MergeFrom(d.DeepCopy())
 		if end != nil && end.epoch == d.Spec.Epoch {
 			d.Status.ObservedEpoch = end.epoch
 			d.Status.JobSetStatus = end.status
 		}
 		meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{
-			Type: fleetv1alpha1.DispatchDeleted, Status: metav1.ConditionTrue, Reason: reason,
-			Message:            fleetv1alpha1.Bounded(message, fleetv1alpha1.MaxConditionMessage),
+			Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue, Reason: reason,
+			Message:            fleet.Bounded(message, fleet.MaxConditionMessage),
 			ObservedGeneration: d.Generation,
 		})
 		d.Status.LastSyncTime = ptrNow()
@@ -187,15 +187,15 @@ func retireDispatch(ctx context.Context, hub client.Client, d *fleetv1alpha1.Job
 		}
 	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur := &fleetv1alpha1.JobSetDispatch{}
+		cur := &fleet.JobSetDispatch{}
 		if err := hub.Get(ctx, key, cur); err != nil {
 			return err
 		}
-		if cur.UID != d.UID || !controllerutil.ContainsFinalizer(cur, fleetv1alpha1.AgentFinalizer) {
+		if cur.UID != d.UID || !controllerutil.ContainsFinalizer(cur, fleet.AgentFinalizer) {
 			return nil
 		}
 		patch := client.MergeFromWithOptions(cur.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.RemoveFinalizer(cur, fleetv1alpha1.AgentFinalizer)
+		controllerutil.RemoveFinalizer(cur, fleet.AgentFinalizer)
 		return hub.Patch(ctx, cur, patch)
 	})
 	if client.IgnoreNotFound(err) != nil {

@@ -23,8 +23,8 @@ import (
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/membership"
@@ -38,7 +38,7 @@ func TestJoinIdentityPrivilegeAndNamespaces(t *testing.T) {
 	clusters := testenv.StartN(t, "identity-hub", "identity-a", "identity-b")
 	hub, a, b := clusters[0], clusters[1], clusters[2]
 	ctx := context.Background()
-	inv := fleetv1alpha1.DefaultInventoryNamespace
+	inv := fleet.DefaultInventoryNamespace
 	opts := func(name string) membership.Options {
 		return membership.Options{
 			ClusterName:  name,
@@ -61,9 +61,9 @@ func TestJoinIdentityPrivilegeAndNamespaces(t *testing.T) {
 	must(t, err)
 	cp := profile("m1")
 	if diff := cmp.Diff(map[string]string{
-		fleetv1alpha1.ClusterIDAnnotation:         idA,
-		fleetv1alpha1.AllowedNamespacesAnnotation: "team-a,team-b",
-		membership.MemberNamespaceUIDAnnotation:   namespaceUID(t, hub.Client, "fleet-member-m1"),
+		fleet.ClusterIDAnnotation:               idA,
+		fleet.AllowedNamespacesAnnotation:       "team-a,team-b",
+		membership.MemberNamespaceUIDAnnotation: namespaceUID(t, hub.Client, "fleet-member-m1"),
 	}, cp.Annotations); diff != "" {
 		t.Errorf("profile annotations (-want +got):\n%s", diff)
 	}
@@ -89,7 +89,7 @@ func TestJoinIdentityPrivilegeAndNamespaces(t *testing.T) {
 		spec := own.DeepCopy()
 		spec.Spec.DisplayName = "forged"
 		annotations := own.DeepCopy()
-		annotations.Annotations[fleetv1alpha1.ClusterIDAnnotation] = "forged"
+		annotations.Annotations[fleet.ClusterIDAnnotation] = "forged"
 		forbidden := map[string]error{
 			"patch own labels":                agentHub.Patch(ctx, labels, client.MergeFrom(own)),
 			"patch own spec":                  agentHub.Patch(ctx, spec, client.MergeFrom(own)),
@@ -116,21 +116,21 @@ func TestJoinIdentityPrivilegeAndNamespaces(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "already joined by another cluster") {
 			t.Fatalf("second cluster joining as m1: want a refusal, got %v", err)
 		}
-		if got := profile("m1").Annotations[fleetv1alpha1.ClusterIDAnnotation]; got != idA {
+		if got := profile("m1").Annotations[fleet.ClusterIDAnnotation]; got != idA {
 			t.Errorf("refused join changed the cluster ID to %s", got)
 		}
 		// The same cluster joins again (repair) without trouble, and an
 		// empty allowlist removes the annotation.
 		_, err = membership.Join(ctx, hub.Client, a.Client, opts("m1"))
 		must(t, err)
-		if _, ok := profile("m1").Annotations[fleetv1alpha1.AllowedNamespacesAnnotation]; ok {
+		if _, ok := profile("m1").Annotations[fleet.AllowedNamespacesAnnotation]; ok {
 			t.Error("join without AllowedNamespaces kept the allowlist")
 		}
 		forced := opts("m1")
 		forced.Force = true
 		_, err = membership.Join(ctx, hub.Client, b.Client, forced)
 		must(t, err)
-		if got := profile("m1").Annotations[fleetv1alpha1.ClusterIDAnnotation]; got != idB {
+		if got := profile("m1").Annotations[fleet.ClusterIDAnnotation]; got != idB {
 			t.Errorf("forced join: cluster ID %s, want %s", got, idB)
 		}
 		// The takeover revoked a's agent: its token no longer authenticates.
@@ -190,10 +190,10 @@ func TestJoinRefusesForeignAgentNamespace(t *testing.T) {
 	hub, member := clusters[0], clusters[1]
 	ctx := context.Background()
 	opts := membership.Options{ClusterName: "m1", HubServerURL: hub.Config.Host, HubCAData: hub.Config.CAData, SkipCRDs: true}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetv1alpha1.SystemNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleet.SystemNamespace}}
 	must(t, member.Client.Create(ctx, ns))
 	_, err := membership.Join(ctx, hub.Client, member.Client, opts)
-	if err == nil || !strings.Contains(err.Error(), "namespace "+fleetv1alpha1.SystemNamespace) {
+	if err == nil || !strings.Contains(err.Error(), "namespace "+fleet.SystemNamespace) {
 		t.Fatalf("join into a foreign member namespace: want a refusal naming it, got %v", err)
 	}
 	ns.Labels = map[string]string{"app.kubernetes.io/name": "jobset-fleet"}
@@ -205,7 +205,7 @@ func TestJoinRefusesForeignAgentNamespace(t *testing.T) {
 	if ns.DeletionTimestamp != nil {
 		t.Error("unjoin deleted the namespace the install created")
 	}
-	if err := member.Client.Get(ctx, client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+	if err := member.Client.Get(ctx, client.ObjectKey{Namespace: fleet.SystemNamespace, Name: fleet.HubKubeconfigSecret}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Errorf("unjoin left the hub kubeconfig Secret: %v", err)
 	}
 }
@@ -230,14 +230,14 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 		_, err := membership.Join(ctx, hub.Client, member.Client, opts(name))
 		must(t, err)
 	}
-	dispatch := func(cluster, ns, name string, epoch int64) *fleetv1alpha1.JobSetDispatch {
-		d := &fleetv1alpha1.JobSetDispatch{
-			ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.MemberNamespace(cluster), Name: fleetv1alpha1.DispatchName(ns, name),
-				Finalizers: []string{fleetv1alpha1.AgentFinalizer, hubFinalizer}},
-			Spec: fleetv1alpha1.JobSetDispatchSpec{
-				Origin: fleetv1alpha1.Origin{Namespace: ns, Name: name, UID: types.UID("uid-" + name)},
+	dispatch := func(cluster, ns, name string, epoch int64) *fleet.JobSetDispatch {
+		d := &fleet.JobSetDispatch{
+			ObjectMeta: metav1.ObjectMeta{Namespace: fleet.MemberNamespace(cluster), Name: fleet.DispatchName(ns, name),
+				Finalizers: []string{fleet.AgentFinalizer, hubFinalizer}},
+			Spec: fleet.JobSetDispatchSpec{
+				Origin: fleet.Origin{Namespace: ns, Name: name, UID: types.UID("uid-" + name)},
 				Epoch:  epoch,
-				JobSet: fleetv1alpha1.JobSetTemplate{Spec: v1alpha2.JobSetSpec{ReplicatedJobs: []v1alpha2.ReplicatedJob{oneJob()}}},
+				JobSet: fleet.JobSetTemplate{Spec: jobset.JobSetSpec{ReplicatedJobs: []jobset.ReplicatedJob{oneJob()}}},
 			},
 		}
 		must(t, hub.Client.Create(ctx, d))
@@ -245,12 +245,12 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 	}
 	// copyOf is the agent's copy of d on the member, finished or not, with
 	// one Job of its own.
-	copyOf := func(d *fleetv1alpha1.JobSetDispatch, terminal string) *v1alpha2.JobSet {
+	copyOf := func(d *fleet.JobSetDispatch, terminal string) *jobset.JobSet {
 		must(t, client.IgnoreAlreadyExists(member.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.Spec.Origin.Namespace}})))
 		js := jstesting.MakeJobSet(d.Spec.Origin.Namespace, d.Spec.Origin.Name).
-			Label(fleetv1alpha1.OriginUIDLabel, string(d.Spec.Origin.UID)).Label(fleetv1alpha1.EpochLabel, fmt.Sprint(d.Spec.Epoch)).
-			Annotation(fleetv1alpha1.DispatchAnnotation, d.Namespace+"/"+d.Name).Annotation(fleetv1alpha1.RestartsOffsetAnnotation, "2").
-			Finalizers(fleetv1alpha1.ReportFinalizer).
+			Label(fleet.OriginUIDLabel, string(d.Spec.Origin.UID)).Label(fleet.EpochLabel, fmt.Sprint(d.Spec.Epoch)).
+			Annotation(fleet.DispatchAnnotation, d.Namespace+"/"+d.Name).Annotation(fleet.RestartsOffsetAnnotation, "2").
+			Finalizers(fleet.ReportFinalizer).
 			ReplicatedJob(oneJob()).
 			ManagedBy("test.example.com/nobody"). // no JobSet controller runs here
 			Obj()
@@ -262,7 +262,7 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 		}
 		must(t, member.Client.Status().Update(ctx, js))
 		job := &batchv1.Job{
-			ObjectMeta: metav1.ObjectMeta{Namespace: js.Namespace, Name: js.Name + "-w-0", Labels: map[string]string{v1alpha2.JobSetNameKey: js.Name}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: js.Namespace, Name: js.Name + "-w-0", Labels: map[string]string{jobset.JobSetNameKey: js.Name}},
 			Spec:       batchv1.JobSpec{Template: js.Spec.ReplicatedJobs[0].Template.Spec.Template},
 		}
 		job.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
@@ -273,11 +273,11 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 	done := dispatch("m1", "team", "done", 3)
 	running := dispatch("m1", "team", "running", 1)
 	kept := dispatch("m2", "team", "kept", 1)
-	doneCopy, runningCopy, keptCopy := copyOf(done, string(v1alpha2.JobSetCompleted)), copyOf(running, ""), copyOf(kept, "")
+	doneCopy, runningCopy, keptCopy := copyOf(done, string(jobset.JobSetCompleted)), copyOf(running, ""), copyOf(kept, "")
 
 	must(t, membership.Unjoin(ctx, hub.Client, member.Client, opts("m1")))
-	for _, js := range []*v1alpha2.JobSet{doneCopy, runningCopy} {
-		if err := member.Client.Get(ctx, client.ObjectKeyFromObject(js), &v1alpha2.JobSet{}); !apierrors.IsNotFound(err) {
+	for _, js := range []*jobset.JobSet{doneCopy, runningCopy} {
+		if err := member.Client.Get(ctx, client.ObjectKeyFromObject(js), &jobset.JobSet{}); !apierrors.IsNotFound(err) {
 			t.Errorf("copy %s after unjoin: want NotFound, got %v", client.ObjectKeyFromObject(js), err)
 		}
 		if err := member.Client.Get(ctx, client.ObjectKey{Namespace: js.Namespace, Name: js.Name + "-w-0"}, &batchv1.Job{}); !apierrors.IsNotFound(err) {
@@ -285,21 +285,21 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		d        *fleetv1alpha1.JobSetDispatch
+		d        *fleet.JobSetDispatch
 		terminal string
 	}{{done, "Completed"}, {running, ""}} {
-		d := &fleetv1alpha1.JobSetDispatch{}
+		d := &fleet.JobSetDispatch{}
 		must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(tc.d), d))
-		c := meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchDeleted)
-		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != fleetv1alpha1.ReasonUnjoined {
-			t.Errorf("%s: Deleted condition %+v, want True/%s", d.Name, c, fleetv1alpha1.ReasonUnjoined)
+		c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchDeleted)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != fleet.ReasonUnjoined {
+			t.Errorf("%s: Deleted condition %+v, want True/%s", d.Name, c, fleet.ReasonUnjoined)
 		}
 		got := struct {
 			Epoch     int64
 			Restarts  int32
 			Terminal  string
 			Finalizer bool
-		}{d.Status.ObservedEpoch, d.Status.JobSetStatus.Restarts, d.Status.JobSetStatus.TerminalState, slices.Contains(d.Finalizers, fleetv1alpha1.AgentFinalizer)}
+		}{d.Status.ObservedEpoch, d.Status.JobSetStatus.Restarts, d.Status.JobSetStatus.TerminalState, slices.Contains(d.Finalizers, fleet.AgentFinalizer)}
 		want := got
 		want.Epoch, want.Restarts, want.Terminal, want.Finalizer = tc.d.Spec.Epoch, 3, tc.terminal, false
 		if diff := cmp.Diff(want, got); diff != "" {
@@ -316,14 +316,14 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 		o.KeepWorkloads = true
 		return o
 	}()))
-	js := &v1alpha2.JobSet{}
+	js := &jobset.JobSet{}
 	must(t, member.Client.Get(ctx, client.ObjectKeyFromObject(keptCopy), js))
-	if js.DeletionTimestamp != nil || slices.Contains(js.Finalizers, fleetv1alpha1.ReportFinalizer) {
+	if js.DeletionTimestamp != nil || slices.Contains(js.Finalizers, fleet.ReportFinalizer) {
 		t.Errorf("KeepWorkloads: copy deleting=%v finalizers=%v, want running without ReportFinalizer", js.DeletionTimestamp != nil, js.Finalizers)
 	}
-	d := &fleetv1alpha1.JobSetDispatch{}
+	d := &fleet.JobSetDispatch{}
 	must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(kept), d))
-	if meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchDeleted) != nil || !slices.Contains(d.Finalizers, fleetv1alpha1.AgentFinalizer) {
+	if meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchDeleted) != nil || !slices.Contains(d.Finalizers, fleet.AgentFinalizer) {
 		t.Errorf("KeepWorkloads: dispatch conditions %+v finalizers %v, want held by the agent's finalizer and not marked", d.Status.Conditions, d.Finalizers)
 	}
 
@@ -332,12 +332,12 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 	confirm.ConfirmCopiesStopped = true
 	must(t, membership.Unjoin(ctx, hub.Client, nil, confirm))
 	must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(kept), d))
-	c := meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchDeleted)
-	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != fleetv1alpha1.ReasonStopConfirmed ||
+	c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchDeleted)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != fleet.ReasonStopConfirmed ||
 		!strings.Contains(c.Message, "--confirm-copies-stopped") || !strings.Contains(c.Message, "epoch 1") {
-		t.Errorf("confirmed: Deleted condition %+v, want True/%s saying who stated what", c, fleetv1alpha1.ReasonStopConfirmed)
+		t.Errorf("confirmed: Deleted condition %+v, want True/%s saying who stated what", c, fleet.ReasonStopConfirmed)
 	}
-	if d.DeletionTimestamp == nil || slices.Contains(d.Finalizers, fleetv1alpha1.AgentFinalizer) {
+	if d.DeletionTimestamp == nil || slices.Contains(d.Finalizers, fleet.AgentFinalizer) {
 		t.Errorf("confirmed: dispatch deleting=%v finalizers=%v, want deleted and released", d.DeletionTimestamp != nil, d.Finalizers)
 	}
 	must(t, member.Client.Get(ctx, client.ObjectKeyFromObject(keptCopy), js))
@@ -347,13 +347,13 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 }
 
 // oneJob is the replicatedJob of the test's JobSets: one Job.
-func oneJob() v1alpha2.ReplicatedJob {
+func oneJob() jobset.ReplicatedJob {
 	return jstesting.MakeReplicatedJob("w").Replicas(1).Container("c", "busybox").Obj()
 }
 
-func controllerRef(owner *v1alpha2.JobSet, obj metav1.Object) error {
+func controllerRef(owner *jobset.JobSet, obj metav1.Object) error {
 	obj.SetOwnerReferences([]metav1.OwnerReference{{
-		APIVersion: v1alpha2.GroupVersion.String(), Kind: "JobSet", Name: owner.Name, UID: owner.UID,
+		APIVersion: jobset.GroupVersion.String(), Kind: "JobSet", Name: owner.Name, UID: owner.UID,
 		Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
 	}})
 	return nil

@@ -16,8 +16,8 @@ import (
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 )
@@ -32,7 +32,7 @@ func TestJoinForceRevokesOldCluster(t *testing.T) {
 	hub, a, b := clusters[0], clusters[1], clusters[2]
 	ctx := context.Background()
 	const hubFinalizer = "test.fleet.jobset.x-k8s.io/hub"
-	memberNS := fleetv1alpha1.MemberNamespace("m1")
+	memberNS := fleet.MemberNamespace("m1")
 	opts := membership.Options{ClusterName: "m1", HubServerURL: hub.Config.Host, HubCAData: hub.Config.CAData, SkipCRDs: true, Force: true}
 
 	oldKubeconfig, err := membership.Join(ctx, hub.Client, a.Client, opts)
@@ -43,23 +43,23 @@ func TestJoinForceRevokesOldCluster(t *testing.T) {
 
 	// What a's agent holds: a running copy, a copy it already reported
 	// gone, and a dispatch it never took.
-	dispatch := func(name string, agentHeld bool) *fleetv1alpha1.JobSetDispatch {
-		d := &fleetv1alpha1.JobSetDispatch{
-			ObjectMeta: metav1.ObjectMeta{Namespace: memberNS, Name: fleetv1alpha1.DispatchName("team", name), Finalizers: []string{hubFinalizer}},
-			Spec: fleetv1alpha1.JobSetDispatchSpec{
-				Origin: fleetv1alpha1.Origin{Namespace: "team", Name: name, UID: types.UID("uid-" + name)},
+	dispatch := func(name string, agentHeld bool) *fleet.JobSetDispatch {
+		d := &fleet.JobSetDispatch{
+			ObjectMeta: metav1.ObjectMeta{Namespace: memberNS, Name: fleet.DispatchName("team", name), Finalizers: []string{hubFinalizer}},
+			Spec: fleet.JobSetDispatchSpec{
+				Origin: fleet.Origin{Namespace: "team", Name: name, UID: types.UID("uid-" + name)},
 				Epoch:  2,
-				JobSet: fleetv1alpha1.JobSetTemplate{Spec: v1alpha2.JobSetSpec{ReplicatedJobs: []v1alpha2.ReplicatedJob{oneJob()}}},
+				JobSet: fleet.JobSetTemplate{Spec: jobset.JobSetSpec{ReplicatedJobs: []jobset.ReplicatedJob{oneJob()}}},
 			},
 		}
 		if agentHeld {
-			d.Finalizers = append(d.Finalizers, fleetv1alpha1.AgentFinalizer)
+			d.Finalizers = append(d.Finalizers, fleet.AgentFinalizer)
 		}
 		must(t, hub.Client.Create(ctx, d))
 		return d
 	}
 	running, gone, untaken := dispatch("running", true), dispatch("gone", true), dispatch("untaken", false)
-	meta.SetStatusCondition(&gone.Status.Conditions, metav1.Condition{Type: fleetv1alpha1.DispatchDeleted, Status: metav1.ConditionTrue, Reason: "CopyDeleted", Message: "by the agent"})
+	meta.SetStatusCondition(&gone.Status.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue, Reason: "CopyDeleted", Message: "by the agent"})
 	must(t, hub.Client.Status().Update(ctx, gone))
 
 	// Refused, naming the dispatch that may run and how to give proof.
@@ -71,9 +71,9 @@ func TestJoinForceRevokesOldCluster(t *testing.T) {
 	t.Logf("refusal: %v", err)
 	// ... which changed nothing: a keeps the name and its credentials.
 	cp := &clusterinventory.ClusterProfile{}
-	must(t, hub.Client.Get(ctx, client.ObjectKey{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: "m1"}, cp))
-	if cp.Annotations[fleetv1alpha1.ClusterIDAnnotation] != kubeSystemUID(t, a.Client) {
-		t.Errorf("refused takeover changed the cluster ID to %s", cp.Annotations[fleetv1alpha1.ClusterIDAnnotation])
+	must(t, hub.Client.Get(ctx, client.ObjectKey{Namespace: fleet.DefaultInventoryNamespace, Name: "m1"}, cp))
+	if cp.Annotations[fleet.ClusterIDAnnotation] != kubeSystemUID(t, a.Client) {
+		t.Errorf("refused takeover changed the cluster ID to %s", cp.Annotations[fleet.ClusterIDAnnotation])
 	}
 	if err := oldAgent.Get(ctx, client.ObjectKeyFromObject(cp), &clusterinventory.ClusterProfile{}); err != nil {
 		t.Errorf("refused takeover revoked the old agent: %v", err)
@@ -86,7 +86,7 @@ func TestJoinForceRevokesOldCluster(t *testing.T) {
 	must(t, err)
 
 	testenv.Eventually(t, 30*time.Second, "the old agent's token rejected", func() error {
-		err := oldAgent.List(ctx, &fleetv1alpha1.JobSetDispatchList{}, client.InNamespace(memberNS))
+		err := oldAgent.List(ctx, &fleet.JobSetDispatchList{}, client.InNamespace(memberNS))
 		if !apierrors.IsUnauthorized(err) {
 			return fmt.Errorf("old agent listing its dispatches: want 401 Unauthorized, got %v", err)
 		}
@@ -97,7 +97,7 @@ func TestJoinForceRevokesOldCluster(t *testing.T) {
 	if newSA.UID == oldSA.UID {
 		t.Error("the agent's ServiceAccount was not created anew")
 	}
-	if err := clientFor(t, newKubeconfig, testenv.Scheme()).List(ctx, &fleetv1alpha1.JobSetDispatchList{}, client.InNamespace(memberNS)); err != nil {
+	if err := clientFor(t, newKubeconfig, testenv.Scheme()).List(ctx, &fleet.JobSetDispatchList{}, client.InNamespace(memberNS)); err != nil {
 		t.Errorf("new agent listing its dispatches: %v", err)
 	}
 
@@ -106,25 +106,25 @@ func TestJoinForceRevokesOldCluster(t *testing.T) {
 		Deleting      bool
 		AgentFinalize bool
 	}
-	stateOf := func(d *fleetv1alpha1.JobSetDispatch) state {
-		got := &fleetv1alpha1.JobSetDispatch{}
+	stateOf := func(d *fleet.JobSetDispatch) state {
+		got := &fleet.JobSetDispatch{}
 		must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(d), got))
-		s := state{Deleting: got.DeletionTimestamp != nil, AgentFinalize: slices.Contains(got.Finalizers, fleetv1alpha1.AgentFinalizer)}
-		if c := meta.FindStatusCondition(got.Status.Conditions, fleetv1alpha1.DispatchDeleted); c != nil && c.Status == metav1.ConditionTrue {
+		s := state{Deleting: got.DeletionTimestamp != nil, AgentFinalize: slices.Contains(got.Finalizers, fleet.AgentFinalizer)}
+		if c := meta.FindStatusCondition(got.Status.Conditions, fleet.DispatchDeleted); c != nil && c.Status == metav1.ConditionTrue {
 			s.Reason = c.Reason
-			if c.Reason == fleetv1alpha1.ReasonStopConfirmed && !strings.Contains(c.Message, kubeSystemUID(t, a.Client)) {
+			if c.Reason == fleet.ReasonStopConfirmed && !strings.Contains(c.Message, kubeSystemUID(t, a.Client)) {
 				t.Errorf("%s: the confirmation does not name the old cluster: %q", d.Name, c.Message)
 			}
 		}
 		return s
 	}
 	for _, tc := range []struct {
-		d    *fleetv1alpha1.JobSetDispatch
+		d    *fleet.JobSetDispatch
 		want state
 	}{
 		// Marked with the operator's statement, deleted and released: the
 		// hub may run it again, and the new agent never sees it live.
-		{running, state{Reason: fleetv1alpha1.ReasonStopConfirmed, Deleting: true}},
+		{running, state{Reason: fleet.ReasonStopConfirmed, Deleting: true}},
 		// Already proven; left to the hub.
 		{gone, state{Reason: "CopyDeleted", AgentFinalize: true}},
 		// Never started on a: the new cluster may take it.

@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // Unjoin removes what Join created. The member's CRDs stay unless
@@ -103,8 +103,8 @@ func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error 
 		}
 	}
 	if member != nil {
-		errs = append(errs, deleteIfExists(ctx, member, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}}))
-		errs = append(errs, deleteNamespaceIfCreated(ctx, member, fleetv1alpha1.SystemNamespace))
+		errs = append(errs, deleteIfExists(ctx, member, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fleet.SystemNamespace, Name: fleet.HubKubeconfigSecret}}))
+		errs = append(errs, deleteNamespaceIfCreated(ctx, member, fleet.SystemNamespace))
 	}
 	if opts.RemoveCRDs {
 		crds, err := readCRDs(opts.CRDDir)
@@ -160,22 +160,22 @@ func deleteNamespaceIfCreated(ctx context.Context, c client.Client, name string)
 // copyEnd is what a deleted copy had reported: its epoch and status.
 type copyEnd struct {
 	epoch  int64
-	status v1alpha2.JobSetStatus
+	status jobset.JobSetStatus
 }
 
 // fleetJobSets lists the member JobSets made for dispatches of memberNS. A
 // member without the JobSet CRD has none.
-func fleetJobSets(ctx context.Context, member client.Client, memberNS string) ([]v1alpha2.JobSet, error) {
-	var list v1alpha2.JobSetList
+func fleetJobSets(ctx context.Context, member client.Client, memberNS string) ([]jobset.JobSet, error) {
+	var list jobset.JobSetList
 	if err := member.List(ctx, &list); err != nil {
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("listing member JobSets: %w", err)
 	}
-	var out []v1alpha2.JobSet
+	var out []jobset.JobSet
 	for _, js := range list.Items {
-		if ns, _, ok := fleetv1alpha1.DispatchOf(&js); ok && ns == memberNS {
+		if ns, _, ok := fleet.DispatchOf(&js); ok && ns == memberNS {
 			out = append(out, js)
 		}
 	}
@@ -183,8 +183,8 @@ func fleetJobSets(ctx context.Context, member client.Client, memberNS string) ([
 }
 
 // dispatchName is the dispatch a member copy was made for.
-func dispatchName(js *v1alpha2.JobSet) string {
-	_, name, _ := fleetv1alpha1.DispatchOf(js)
+func dispatchName(js *jobset.JobSet) string {
+	_, name, _ := fleet.DispatchOf(js)
 	return name
 }
 
@@ -204,8 +204,8 @@ func deleteFleetJobSets(ctx context.Context, member client.Client, memberNS stri
 		for i := range copies {
 			js := &copies[i]
 			left = append(left, js.Namespace+"/"+js.Name)
-			if e, ok := ended[dispatchName(js)]; !ok || fleetv1alpha1.Epoch(js) >= e.epoch {
-				ended[dispatchName(js)] = copyEnd{epoch: fleetv1alpha1.Epoch(js), status: fleetv1alpha1.ReportedStatus(js)}
+			if e, ok := ended[dispatchName(js)]; !ok || fleet.Epoch(js) >= e.epoch {
+				ended[dispatchName(js)] = copyEnd{epoch: fleet.Epoch(js), status: fleet.ReportedStatus(js)}
 			}
 			if err := retire(ctx, member, js); err != nil {
 				return false, err
@@ -221,7 +221,7 @@ func deleteFleetJobSets(ctx context.Context, member client.Client, memberNS stri
 
 // retire moves one copy towards being gone: foreground deletion, then,
 // once the garbage collector has deleted its Jobs, ReportFinalizer off.
-func retire(ctx context.Context, member client.Client, js *v1alpha2.JobSet) error {
+func retire(ctx context.Context, member client.Client, js *jobset.JobSet) error {
 	switch {
 	case js.DeletionTimestamp == nil:
 		err := member.Delete(ctx, js, client.PropagationPolicy(metav1.DeletePropagationForeground), client.Preconditions{UID: &js.UID})
@@ -229,12 +229,12 @@ func retire(ctx context.Context, member client.Client, js *v1alpha2.JobSet) erro
 			return fmt.Errorf("deleting member JobSet %s: %w", client.ObjectKeyFromObject(js), err)
 		}
 		return nil
-	case !controllerutil.ContainsFinalizer(js, fleetv1alpha1.ReportFinalizer),
+	case !controllerutil.ContainsFinalizer(js, fleet.ReportFinalizer),
 		controllerutil.ContainsFinalizer(js, metav1.FinalizerDeleteDependents):
 		return nil
 	}
 	var jobs batchv1.JobList
-	if err := member.List(ctx, &jobs, client.InNamespace(js.Namespace), client.MatchingLabels{v1alpha2.JobSetNameKey: js.Name}); err != nil {
+	if err := member.List(ctx, &jobs, client.InNamespace(js.Namespace), client.MatchingLabels{jobset.JobSetNameKey: js.Name}); err != nil {
 		return fmt.Errorf("listing Jobs of member JobSet %s: %w", client.ObjectKeyFromObject(js), err)
 	}
 	for i := range jobs.Items {
@@ -251,12 +251,12 @@ func retire(ctx context.Context, member client.Client, js *v1alpha2.JobSet) erro
 	return removeReportFinalizer(ctx, member, js)
 }
 
-func removeReportFinalizer(ctx context.Context, member client.Client, js *v1alpha2.JobSet) error {
-	if !controllerutil.ContainsFinalizer(js, fleetv1alpha1.ReportFinalizer) {
+func removeReportFinalizer(ctx context.Context, member client.Client, js *jobset.JobSet) error {
+	if !controllerutil.ContainsFinalizer(js, fleet.ReportFinalizer) {
 		return nil
 	}
 	patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(js, fleetv1alpha1.ReportFinalizer)
+	controllerutil.RemoveFinalizer(js, fleet.ReportFinalizer)
 	if err := member.Patch(ctx, js, patch); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
 		return fmt.Errorf("removing finalizer from member JobSet %s: %w", client.ObjectKeyFromObject(js), err)
 	}
@@ -293,14 +293,14 @@ func retireDispatches(ctx context.Context, hub client.Client, memberNS string, o
 	}
 	for i := range list {
 		d := &list[i]
-		reason := fleetv1alpha1.ReasonUnjoined
+		reason := fleet.ReasonUnjoined
 		msg := fmt.Sprintf("cluster %s was unjoined after its copies of the fleet's JobSets were deleted", opts.ClusterName)
 		var end *copyEnd
 		if e, ok := ended[d.Name]; ok {
 			end = &e
 		}
 		if opts.ConfirmCopiesStopped {
-			reason = fleetv1alpha1.ReasonStopConfirmed
+			reason = fleet.ReasonStopConfirmed
 			msg = fmt.Sprintf("%s stated with `jobset-fleet-agent unjoin %s` that the copy of epoch %d on cluster %s is stopped",
 				who, ConfirmCopiesStoppedFlag, d.Spec.Epoch, opts.ClusterName)
 		}

@@ -26,7 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
 	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
 )
@@ -64,9 +64,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Concurrency, "concurrent-reconciles", o.Concurrency, "JobSets the JobSet controller reconciles in parallel.")
 	fs.StringVar(&o.HubKubeconfig, "hub-kubeconfig", o.HubKubeconfig, "Hub kubeconfig of this agent (written by join --output-kubeconfig). Enables the fleet agent.")
 	fs.StringVar(&o.HubKubeconfigSecret, "hub-kubeconfig-secret", o.HubKubeconfigSecret,
-		"Read the hub kubeconfig from this member Secret, <namespace>/<name> (key \"kubeconfig\"), e.g. "+fleetv1alpha1.SystemNamespace+"/"+fleetv1alpha1.HubKubeconfigSecret+". Enables the fleet agent.")
+		"Read the hub kubeconfig from this member Secret, <namespace>/<name> (key \"kubeconfig\"), e.g. "+fleet.SystemNamespace+"/"+fleet.HubKubeconfigSecret+". Enables the fleet agent.")
 	a := &o.Agent
-	fs.StringVar(&a.ClusterName, "cluster-name", a.ClusterName, "This member's name in the fleet (default: key \""+fleetv1alpha1.ClusterNameKey+"\" of --hub-kubeconfig-secret; required with --hub-kubeconfig).")
+	fs.StringVar(&a.ClusterName, "cluster-name", a.ClusterName, "This member's name in the fleet (default: key \""+fleet.ClusterNameKey+"\" of --hub-kubeconfig-secret; required with --hub-kubeconfig).")
 	fs.StringVar(&a.InventoryNamespace, "inventory-namespace", a.InventoryNamespace, "Hub namespace of the ClusterProfiles.")
 	fs.DurationVar(&a.FenceTimeout, "fence-timeout", a.FenceTimeout, "Stop fleet JobSets when no heartbeat reached the hub for this long. Keep it below the hub's --member-lost-timeout.")
 	fs.Func("fence-action", fmt.Sprintf("What fencing does to fleet JobSets: %s or %s (default %s).", agent.FenceSuspend, agent.FenceDelete, a.FenceAction), func(s string) error {
@@ -83,12 +83,12 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		a.NodeLabelKeys = append(a.NodeLabelKeys, strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })...)
 		return nil
 	})
-	fs.BoolFunc("create-namespaces", fmt.Sprintf("Create the namespace of a fleet JobSet when the member lacks it, with the hub namespace's %s* labels (default %t). With false the agent refuses such JobSets (Accepted=False, reason %s) and the hub places them elsewhere.", "pod-security.kubernetes.io/", !a.RequireNamespaces, fleetv1alpha1.ReasonNamespaceMissing), func(s string) error {
+	fs.BoolFunc("create-namespaces", fmt.Sprintf("Create the namespace of a fleet JobSet when the member lacks it, with the hub namespace's %s* labels (default %t). With false the agent refuses such JobSets (Accepted=False, reason %s) and the hub places them elsewhere.", "pod-security.kubernetes.io/", !a.RequireNamespaces, fleet.ReasonNamespaceMissing), func(s string) error {
 		create, err := strconv.ParseBool(s)
 		a.RequireNamespaces = !create
 		return err
 	})
-	fs.Func("denied-namespaces", fmt.Sprintf("Namespaces (comma-separated, a trailing * matches a prefix) whose fleet JobSets this member refuses (reason %s), in addition to the built-in %s.", fleetv1alpha1.ReasonNamespaceDenied, strings.Join(fleetv1alpha1.BuiltinDeniedNamespaces, ",")), func(s string) error {
+	fs.Func("denied-namespaces", fmt.Sprintf("Namespaces (comma-separated, a trailing * matches a prefix) whose fleet JobSets this member refuses (reason %s), in addition to the built-in %s.", fleet.ReasonNamespaceDenied, strings.Join(fleet.BuiltinDeniedNamespaces, ",")), func(s string) error {
 		a.DeniedNamespaces = append(a.DeniedNamespaces, strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })...)
 		return nil
 	})
@@ -169,13 +169,13 @@ func (o *Options) connectHub(ctx context.Context, log logr.Logger, member client
 			return fmt.Errorf("hub kubeconfig in Secret %s: %w", o.HubKubeconfigSecret, err)
 		}
 		if o.Agent.ClusterName == "" {
-			o.Agent.ClusterName = string(secret.Data[fleetv1alpha1.ClusterNameKey])
+			o.Agent.ClusterName = string(secret.Data[fleet.ClusterNameKey])
 		}
 	default:
 		return nil
 	}
 	if o.Agent.ClusterName == "" {
-		return fmt.Errorf("--cluster-name is required: neither the flag nor the hub kubeconfig Secret (key %q, written by join) names this member", fleetv1alpha1.ClusterNameKey)
+		return fmt.Errorf("--cluster-name is required: neither the flag nor the hub kubeconfig Secret (key %q, written by join) names this member", fleet.ClusterNameKey)
 	}
 	// The config's token follows creds (rotated Secret, own token
 	// refreshes); the rate limits are the process's.
@@ -248,5 +248,5 @@ func fleetName(ctx context.Context, member client.Reader, flagName, secretRef st
 	if err := member.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, secret); err != nil {
 		return "", client.IgnoreNotFound(err)
 	}
-	return string(secret.Data[fleetv1alpha1.ClusterNameKey]), nil
+	return string(secret.Data[fleet.ClusterNameKey]), nil
 }

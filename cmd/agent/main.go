@@ -23,8 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jobset-fleet/jobset-fleet/api"
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/manager"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
@@ -98,7 +98,7 @@ func main() {
 // component is what distinguishes the agent's manager from the hub's.
 var component = manager.Component{
 	Name:                            "jobset-fleet-agent",
-	Namespace:                       fleetv1alpha1.SystemNamespace,
+	Namespace:                       fleet.SystemNamespace,
 	KubeconfigUsage:                 "Member cluster kubeconfig (default: $KUBECONFIG, else in-cluster config).",
 	WebhookService:                  "jobset-fleet-webhook-service",
 	WebhookSecret:                   "jobset-fleet-webhook-certs",
@@ -117,7 +117,7 @@ func runController(args []string) error {
 		Validate:  func() error { return opts.Validate() },
 		// The JobSet CRD may be installed right before the agent starts
 		// (join, or the same kubectl apply -k): wait for it to be served.
-		Kinds: []schema.GroupVersionKind{jobsetv1alpha2.GroupVersion.WithKind("JobSet")},
+		Kinds: []schema.GroupVersionKind{jobset.GroupVersion.WithKind("JobSet")},
 		Setup: func(mgr ctrl.Manager, mf manager.Flags) error {
 			opts.Agent.Namespace = mf.Namespace
 			if _, err := spoke.Setup(mgr, opts); err != nil {
@@ -156,7 +156,7 @@ func membershipFlagSet(name, summary string, f *membershipFlags) *flag.FlagSet {
 func (f *membershipFlags) addHubFlags(fs *flag.FlagSet, kubeconfigUsage string) {
 	fs.StringVar(&f.hubKubeconfig, "hub-kubeconfig", "", kubeconfigUsage)
 	fs.StringVar(&f.opts.ClusterName, "cluster-name", "", "The member's name in the fleet (required).")
-	fs.StringVar(&f.opts.InventoryNamespace, "inventory-namespace", fleetv1alpha1.DefaultInventoryNamespace, "Hub namespace of the ClusterProfiles.")
+	fs.StringVar(&f.opts.InventoryNamespace, "inventory-namespace", fleet.DefaultInventoryNamespace, "Hub namespace of the ClusterProfiles.")
 }
 
 func (f *membershipFlags) clients(scheme *runtime.Scheme) (hub, member client.Client, hubCfg *rest.Config, err error) {
@@ -191,7 +191,7 @@ func (f *membershipFlags) hubClient(scheme *runtime.Scheme) (client.Client, *res
 func runJoin(args []string, scheme *runtime.Scheme) error {
 	var f membershipFlags
 	var output string
-	fs := membershipFlagSet("join", "Join a member cluster to the fleet: its ClusterProfile, hub namespace, agent\nServiceAccount, Roles and token on the hub; the CRDs, the namespace\n"+fleetv1alpha1.SystemNamespace+" and the Secret "+fleetv1alpha1.HubKubeconfigSecret+" on the member. Idempotent.", &f)
+	fs := membershipFlagSet("join", "Join a member cluster to the fleet: its ClusterProfile, hub namespace, agent\nServiceAccount, Roles and token on the hub; the CRDs, the namespace\n"+fleet.SystemNamespace+" and the Secret "+fleet.HubKubeconfigSecret+" on the member. Idempotent.", &f)
 	fs.StringVar(&f.labels, "labels", "", "ClusterProfile labels, k=v,k2=v2.")
 	fs.StringVar(&f.opts.HubServerURL, "hub-server", "", "Hub apiserver URL as the agent reaches it (default: the server of --hub-kubeconfig).")
 	fs.StringVar(&output, "output-kubeconfig", "", "Also write the agent's hub kubeconfig to this file (for running the agent locally).")
@@ -205,7 +205,7 @@ func runJoin(args []string, scheme *runtime.Scheme) error {
 		"created anew, so the old cluster's agent tokens stop working. If the old cluster may still run some of the fleet's\n"+
 		"JobSets (dispatches not confirmed stopped), join lists them and refuses, unless "+membership.ConfirmCopiesStoppedFlag+".")
 	fs.BoolVar(&f.opts.ConfirmCopiesStopped, strings.TrimPrefix(membership.ConfirmCopiesStoppedFlag, "--"), false, "With --force: state that the old cluster's copies of the fleet's JobSets are stopped (stopped by hand,\n"+
-		"or the cluster is gone). Each of its dispatches is marked Deleted (reason "+fleetv1alpha1.ReasonStopConfirmed+"), deleted and\n"+
+		"or the cluster is gone). Each of its dispatches is marked Deleted (reason "+fleet.ReasonStopConfirmed+"), deleted and\n"+
 		"released before the new cluster gets its token; the hub then runs those JobSets again, maybe on the new cluster.")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -236,7 +236,7 @@ func runJoin(args []string, scheme *runtime.Scheme) error {
 		}
 	}
 	fmt.Printf("Joined %s. Run the agent on the member with --cluster-name=%s --hub-kubeconfig-secret=%s/%s\n",
-		f.opts.ClusterName, f.opts.ClusterName, fleetv1alpha1.SystemNamespace, fleetv1alpha1.HubKubeconfigSecret)
+		f.opts.ClusterName, f.opts.ClusterName, fleet.SystemNamespace, fleet.HubKubeconfigSecret)
 	return nil
 }
 
@@ -256,7 +256,7 @@ func runUnjoin(args []string, scheme *runtime.Scheme) error {
 		membership.ConfirmCopiesStoppedFlag+" (or without --keep-workloads, which deletes them).")
 	fs.BoolVar(&f.opts.ConfirmCopiesStopped, strings.TrimPrefix(membership.ConfirmCopiesStoppedFlag, "--"), false, "State that the member's copies of the fleet's JobSets are stopped (stopped by hand, or the member is\n"+
 		"gone). Works on the hub alone (no --member-kubeconfig): each dispatch left for the member is marked\n"+
-		"Deleted (reason "+fleetv1alpha1.ReasonStopConfirmed+", with who said so), deleted and released, and the hub runs those\n"+
+		"Deleted (reason "+fleet.ReasonStopConfirmed+", with who said so), deleted and released, and the hub runs those\n"+
 		"JobSets elsewhere. Wrong, it means two copies: only after checking.")
 	fs.DurationVar(&f.opts.WaitTimeout, "wait-timeout", 5*time.Minute, "How long to wait for the fleet's JobSets on the member, Jobs included, to be gone.")
 	if err := fs.Parse(args); err != nil {
@@ -292,11 +292,11 @@ func runUnjoin(args []string, scheme *runtime.Scheme) error {
 
 var rotationSummaries = map[string]string{
 	"cordon": "Cordon a member: the hub places no new JobSets there; those running there stay.\n" +
-		"Sets the label " + fleetv1alpha1.CordonedLabel + "=true on its ClusterProfile (and removes\n" +
-		fleetv1alpha1.DrainingLabel + "). Needs only hub credentials. Idempotent.",
+		"Sets the label " + fleet.CordonedLabel + "=true on its ClusterProfile (and removes\n" +
+		fleet.DrainingLabel + "). Needs only hub credentials. Idempotent.",
 	"uncordon": "Put a cordoned or draining member back in rotation: removes the labels\n" +
-		fleetv1alpha1.CordonedLabel + " and " + fleetv1alpha1.DrainingLabel + " from its ClusterProfile. Idempotent.",
-	"drain": "Drain a member: cordon it and label it " + fleetv1alpha1.DrainingLabel + "=true, so the hub moves its\n" +
+		fleet.CordonedLabel + " and " + fleet.DrainingLabel + " from its ClusterProfile. Idempotent.",
+	"drain": "Drain a member: cordon it and label it " + fleet.DrainingLabel + "=true, so the hub moves its\n" +
 		"JobSets that have not started elsewhere, through the confirmed-stop path (never two copies).\n" +
 		"JobSets that started are left to finish. Lists the member's dispatches as they change until\n" +
 		"none is left, or until --timeout (then it exits non-zero and the member stays draining).\n" +

@@ -14,8 +14,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/manager"
 	"github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/admission"
@@ -58,7 +58,7 @@ Flags:
 // component is what distinguishes the hub's manager from the agent's.
 var component = manager.Component{
 	Name:                            "jobset-fleet-hub",
-	Namespace:                       fleetv1alpha1.SystemNamespace,
+	Namespace:                       fleet.SystemNamespace,
 	KubeconfigUsage:                 "Hub kubeconfig (default: $KUBECONFIG, else in-cluster config).",
 	WebhookService:                  "jobset-fleet-hub-webhook-service",
 	WebhookSecret:                   "jobset-fleet-hub-webhook-certs",
@@ -97,8 +97,8 @@ func run(args []string) error {
 // cluster-inventory-api's.
 func servedKinds() []schema.GroupVersionKind {
 	return []schema.GroupVersionKind{
-		jobsetv1alpha2.GroupVersion.WithKind("JobSet"),
-		fleetv1alpha1.GroupVersion.WithKind("JobSetDispatch"),
+		jobset.GroupVersion.WithKind("JobSet"),
+		fleet.GroupVersion.WithKind("JobSetDispatch"),
 		clusterinventory.GroupVersion.WithKind("ClusterProfile"),
 		clusterinventory.GroupVersion.WithKind("PlacementDecision"),
 	}

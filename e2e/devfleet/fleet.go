@@ -56,7 +56,7 @@ type Options struct {
 	// to reach a cluster, given the one it would use and the cluster's
 	// admin config; nil: that one. close (may be nil) runs after the
 	// processes stopped, before the clusters do.
-	Connect func(process, cluster string, target *rest.Config, kubeconfig string) (path string, close func(), err error)
+	Connect func(process, cluster string, target *rest.Config, kubeconfig string) (path string, closeConnection func(), err error)
 	// ExtraArgs go to every process after its own flags.
 	ExtraArgs []string
 }

@@ -116,9 +116,11 @@ func awaitingFence(t *testing.T, ns, name string) {
 		// The message names the proof an operator can give: the
 		// out-of-service label for a member still in the fleet, unjoin's
 		// statement for one that left it.
-		if c == nil || c.Reason != fleet.ReasonAwaitingFence ||
-			!(strings.Contains(c.Message, fleet.OutOfServiceLabel) || strings.Contains(c.Message, membership.ConfirmCopiesStoppedFlag)) {
+		if c == nil || c.Reason != fleet.ReasonAwaitingFence {
 			return fmt.Errorf("MemberStatusStale %+v", c)
+		}
+		if !strings.Contains(c.Message, fleet.OutOfServiceLabel) && !strings.Contains(c.Message, membership.ConfirmCopiesStoppedFlag) {
+			return fmt.Errorf("MemberStatusStale names no proof an operator can give: %+v", c)
 		}
 		return nil
 	})

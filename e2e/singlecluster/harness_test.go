@@ -35,7 +35,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	jobsetapi "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
@@ -437,7 +437,7 @@ func (e *kwokEnv) installWebhooks(ctx context.Context, port int, caPEM []byte) e
 // configurations: a dry-run JobSet comes back defaulted (mutating), and an
 // invalid one is rejected with the webhook's field error (validating).
 func (e *kwokEnv) waitForWebhooks(ctx context.Context) error {
-	probe := func(name string) *jobsetapi.JobSet {
+	probe := func(name string) *jobset.JobSet {
 		return jstesting.MakeJobSet("default", name).
 			ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(1).Container("c", "busybox").Obj()).
 			Obj()
@@ -454,7 +454,7 @@ func (e *kwokEnv) waitForWebhooks(ctx context.Context) error {
 			return false, nil
 		}
 		bad := probe("webhook-probe-invalid")
-		bad.Spec.Coordinator = &jobsetapi.Coordinator{ReplicatedJob: "missing"}
+		bad.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "missing"}
 		err := e.c.Create(ctx, bad, client.DryRunAll)
 		if err == nil || !strings.Contains(err.Error(), "coordinator replicatedJob missing does not exist") {
 			last = fmt.Sprintf("invalid dry-run JobSet: got %v, want the validating webhook's error", err)

@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	jobsetapi "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
@@ -67,16 +67,16 @@ func TestPyTorchExample(t *testing.T) {
 	}
 	job := jobs.Items[0]
 	wantLabels := map[string]string{
-		jobsetapi.JobSetNameKey:         "pytorch",
-		jobsetapi.ReplicatedJobNameKey:  "workers",
-		jobsetapi.ReplicatedJobReplicas: "1",
-		jobsetapi.JobIndexKey:           "0",
-		jobsetapi.JobGlobalIndexKey:     "0",
-		jobsetapi.RestartsKey:           "0",
+		jobset.JobSetNameKey:         "pytorch",
+		jobset.ReplicatedJobNameKey:  "workers",
+		jobset.ReplicatedJobReplicas: "1",
+		jobset.JobIndexKey:           "0",
+		jobset.JobGlobalIndexKey:     "0",
+		jobset.RestartsKey:           "0",
 	}
 	checkLabels(t, "Job "+job.Name, job.Labels, wantLabels)
-	if job.Labels[jobsetapi.JobKey] == "" {
-		t.Errorf("Job %s has no %s label", job.Name, jobsetapi.JobKey)
+	if job.Labels[jobset.JobKey] == "" {
+		t.Errorf("Job %s has no %s label", job.Name, jobset.JobKey)
 	}
 	if mode := job.Spec.CompletionMode; mode == nil || *mode != batchv1.IndexedCompletion {
 		t.Errorf("Job %s completionMode = %v, want Indexed (the JobSet default)", job.Name, mode)
@@ -96,8 +96,8 @@ func TestPyTorchExample(t *testing.T) {
 	var hostnames []string
 	for _, pod := range pods.Items {
 		checkLabels(t, "pod "+pod.Name, pod.Labels, wantLabels)
-		if pod.Labels[jobsetapi.JobKey] != job.Labels[jobsetapi.JobKey] {
-			t.Errorf("pod %s %s=%q, want the Job's %q", pod.Name, jobsetapi.JobKey, pod.Labels[jobsetapi.JobKey], job.Labels[jobsetapi.JobKey])
+		if pod.Labels[jobset.JobKey] != job.Labels[jobset.JobKey] {
+			t.Errorf("pod %s %s=%q, want the Job's %q", pod.Name, jobset.JobKey, pod.Labels[jobset.JobKey], job.Labels[jobset.JobKey])
 		}
 		index := pod.Annotations[batchv1.JobCompletionIndexAnnotation]
 		if want := "pytorch-workers-0-" + index; index == "" || pod.Spec.Hostname != want {
@@ -246,7 +246,7 @@ func TestRestartAfterPodFailure(t *testing.T) {
 	kubectl(t, "-n", ns, "apply", "--server-side", "-f", "e2e/singlecluster/testdata/restart.yaml")
 
 	testenv.Eventually(t, jobSetTimeout, "status.restarts of JobSet flaky to become 1", func() error {
-		js := &jobsetapi.JobSet{}
+		js := &jobset.JobSet{}
 		if err := env.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "flaky"}, js); err != nil {
 			return err
 		}
@@ -263,7 +263,7 @@ func TestRestartAfterPodFailure(t *testing.T) {
 	failed := 0
 	for name, labels := range phases.pods() {
 		seen := phases.seen(name)
-		switch labels[jobsetapi.RestartsKey] {
+		switch labels[jobset.RestartsKey] {
 		case "0":
 			if ranThen(seen, corev1.PodFailed) {
 				failed++
@@ -284,11 +284,11 @@ func TestRestartAfterPodFailure(t *testing.T) {
 	var names []string
 	for _, job := range jobs.Items {
 		names = append(names, job.Name)
-		if got := job.Labels[jobsetapi.RestartsKey]; got != "1" {
-			t.Errorf("Job %s has %s=%q, want 1", job.Name, jobsetapi.RestartsKey, got)
+		if got := job.Labels[jobset.RestartsKey]; got != "1" {
+			t.Errorf("Job %s has %s=%q, want 1", job.Name, jobset.RestartsKey, got)
 		}
-		if got := job.Spec.Template.Labels[jobsetapi.RestartsKey]; got != "1" {
-			t.Errorf("Job %s pod template has %s=%q, want 1", job.Name, jobsetapi.RestartsKey, got)
+		if got := job.Spec.Template.Labels[jobset.RestartsKey]; got != "1" {
+			t.Errorf("Job %s pod template has %s=%q, want 1", job.Name, jobset.RestartsKey, got)
 		}
 		if !jobFinished(&job, batchv1.JobComplete) {
 			t.Errorf("Job %s is not Complete: %+v", job.Name, job.Status.Conditions)
@@ -326,11 +326,11 @@ func TestCoordinatorExample(t *testing.T) {
 		t.Errorf("got %d pods, want 9 (1 leader, 8 workers)", len(pods.Items))
 	}
 	check := func(kind, name string, labels, annotations map[string]string) {
-		if got := labels[jobsetapi.CoordinatorKey]; got != want {
-			t.Errorf("%s %s: label %s=%q, want %q", kind, name, jobsetapi.CoordinatorKey, got, want)
+		if got := labels[jobset.CoordinatorKey]; got != want {
+			t.Errorf("%s %s: label %s=%q, want %q", kind, name, jobset.CoordinatorKey, got, want)
 		}
-		if got := annotations[jobsetapi.CoordinatorKey]; got != want {
-			t.Errorf("%s %s: annotation %s=%q, want %q", kind, name, jobsetapi.CoordinatorKey, got, want)
+		if got := annotations[jobset.CoordinatorKey]; got != want {
+			t.Errorf("%s %s: annotation %s=%q, want %q", kind, name, jobset.CoordinatorKey, got, want)
 		}
 	}
 	for _, job := range jobs.Items {
@@ -353,9 +353,9 @@ func TestCoordinatorExample(t *testing.T) {
 
 func since(start time.Time) time.Duration { return time.Since(start).Round(100 * time.Millisecond) }
 
-func waitForTerminalState(t *testing.T, ns, name string) *jobsetapi.JobSet {
+func waitForTerminalState(t *testing.T, ns, name string) *jobset.JobSet {
 	t.Helper()
-	js := &jobsetapi.JobSet{}
+	js := &jobset.JobSet{}
 	testenv.Eventually(t, jobSetTimeout, fmt.Sprintf("JobSet %s/%s to finish", ns, name), func() error {
 		if err := env.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, js); err != nil {
 			return err
@@ -368,15 +368,15 @@ func waitForTerminalState(t *testing.T, ns, name string) *jobsetapi.JobSet {
 	return js
 }
 
-func requireCompleted(t *testing.T, js *jobsetapi.JobSet, restarts int32) {
+func requireCompleted(t *testing.T, js *jobset.JobSet, restarts int32) {
 	t.Helper()
-	if js.Status.TerminalState != string(jobsetapi.JobSetCompleted) {
+	if js.Status.TerminalState != string(jobset.JobSetCompleted) {
 		t.Fatalf("JobSet %s terminalState = %q, want Completed: %s", js.Name, js.Status.TerminalState, describeJobSet(js))
 	}
-	if !apimeta.IsStatusConditionTrue(js.Status.Conditions, string(jobsetapi.JobSetCompleted)) {
+	if !apimeta.IsStatusConditionTrue(js.Status.Conditions, string(jobset.JobSetCompleted)) {
 		t.Errorf("JobSet %s has no Completed=True condition: %s", js.Name, describeJobSet(js))
 	}
-	if apimeta.IsStatusConditionTrue(js.Status.Conditions, string(jobsetapi.JobSetFailed)) {
+	if apimeta.IsStatusConditionTrue(js.Status.Conditions, string(jobset.JobSetFailed)) {
 		t.Errorf("JobSet %s is both Completed and Failed: %s", js.Name, describeJobSet(js))
 	}
 	if js.Status.Restarts != restarts {
@@ -384,7 +384,7 @@ func requireCompleted(t *testing.T, js *jobsetapi.JobSet, restarts int32) {
 	}
 }
 
-func describeJobSet(js *jobsetapi.JobSet) string {
+func describeJobSet(js *jobset.JobSet) string {
 	var conds []string
 	for _, c := range js.Status.Conditions {
 		conds = append(conds, fmt.Sprintf("%s=%s(%s: %s)", c.Type, c.Status, c.Reason, c.Message))
@@ -445,7 +445,7 @@ func nodeRacks(t *testing.T) map[string]string {
 // podsByJobNow groups the pods of a JobSet by the Job that controls them.
 func podsByJobNow(ns, jobSet string) map[string][]corev1.Pod {
 	var pods corev1.PodList
-	if err := env.c.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{jobsetapi.JobSetNameKey: jobSet}); err != nil {
+	if err := env.c.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{jobset.JobSetNameKey: jobSet}); err != nil {
 		return nil
 	}
 	byJob := map[string][]corev1.Pod{}
@@ -572,7 +572,7 @@ func waitForNoRunningJobSetPods(t *testing.T) {
 	t.Helper()
 	testenv.Eventually(t, 2*time.Minute, "no live JobSet pods in the cluster", func() error {
 		var pods corev1.PodList
-		if err := env.c.List(context.Background(), &pods, client.HasLabels{jobsetapi.JobSetNameKey}); err != nil {
+		if err := env.c.List(context.Background(), &pods, client.HasLabels{jobset.JobSetNameKey}); err != nil {
 			return err
 		}
 		var live []string

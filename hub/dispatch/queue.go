@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"fmt"
-	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"regexp"
 	"sort"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/utils/ptr"
 
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )

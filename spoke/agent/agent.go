@@ -31,8 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
@@ -94,7 +94,7 @@ type Options struct {
 	Clock clock.Clock
 	// DeniedNamespaces are namespaces (a trailing * matches a prefix) whose
 	// JobSets the agent never runs, in addition to
-	// fleetv1alpha1.BuiltinDeniedNamespaces: dispatches for them are
+	// fleet.BuiltinDeniedNamespaces: dispatches for them are
 	// refused (Accepted=False, NamespaceDenied).
 	DeniedNamespaces []string
 	// RequireNamespaces: a copy's namespace must exist on the member; the
@@ -107,8 +107,8 @@ type Options struct {
 // Setup fills every zero field but TopologyKeys from them.
 func DefaultOptions() Options {
 	return Options{
-		InventoryNamespace: fleetv1alpha1.DefaultInventoryNamespace,
-		Namespace:          fleetv1alpha1.SystemNamespace,
+		InventoryNamespace: fleet.DefaultInventoryNamespace,
+		Namespace:          fleet.SystemNamespace,
 		HeartbeatInterval:  10 * time.Second,
 		ProfileInterval:    30 * time.Second,
 		FenceTimeout:       30 * time.Second,
@@ -222,7 +222,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	memberNS := fleetv1alpha1.MemberNamespace(opts.ClusterName)
+	memberNS := fleet.MemberNamespace(opts.ClusterName)
 	hub, err := newHubCluster(mgr, opts.HubConfig, memberNS)
 	if err != nil {
 		return nil, err
@@ -294,14 +294,14 @@ func newHubCluster(mgr ctrl.Manager, cfg *rest.Config, memberNS string) (cluster
 // member JobSets by dispatch.
 func addIndexes(mgr ctrl.Manager, hub cluster.Cluster) error {
 	ctx := context.Background()
-	if err := hub.GetFieldIndexer().IndexField(ctx, &fleetv1alpha1.JobSetDispatch{}, originIndex, func(obj client.Object) []string {
-		d := obj.(*fleetv1alpha1.JobSetDispatch)
+	if err := hub.GetFieldIndexer().IndexField(ctx, &fleet.JobSetDispatch{}, originIndex, func(obj client.Object) []string {
+		d := obj.(*fleet.JobSetDispatch)
 		return []string{d.Spec.Origin.Namespace + "/" + d.Spec.Origin.Name}
 	}); err != nil {
 		return fmt.Errorf("indexing dispatches by origin: %w", err)
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha2.JobSet{}, dispatchIndex, func(obj client.Object) []string {
-		if key, ok := obj.GetAnnotations()[fleetv1alpha1.DispatchAnnotation]; ok {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &jobset.JobSet{}, dispatchIndex, func(obj client.Object) []string {
+		if key, ok := obj.GetAnnotations()[fleet.DispatchAnnotation]; ok {
 			return []string{key}
 		}
 		return nil
@@ -341,8 +341,8 @@ func newDispatchController(mgr ctrl.Manager, hub cluster.Cluster, opts Options, 
 		return nil, fmt.Errorf("dispatch controller: %w", err)
 	}
 	for _, src := range []source.Source{
-		source.Kind(hub.GetCache(), &fleetv1alpha1.JobSetDispatch{}, &handler.TypedEnqueueRequestForObject[*fleetv1alpha1.JobSetDispatch]{}),
-		source.Kind(mgr.GetCache(), &v1alpha2.JobSet{}, handler.TypedEnqueueRequestsFromMapFunc(r.jobSetToDispatches)),
+		source.Kind(hub.GetCache(), &fleet.JobSetDispatch{}, &handler.TypedEnqueueRequestForObject[*fleet.JobSetDispatch]{}),
+		source.Kind(mgr.GetCache(), &jobset.JobSet{}, handler.TypedEnqueueRequestsFromMapFunc(r.jobSetToDispatches)),
 		q.source(),
 	} {
 		if err := ctl.Watch(src); err != nil {
@@ -405,7 +405,7 @@ func resyncAfterReconnect(a *Agent, r *dispatchReconciler, q *requeuer) func(con
 // reloadable credentials, their refresh. record is the renewal record,
 // which the runner restores before any loop starts.
 func newLoops(mgr ctrl.Manager, hub cluster.Cluster, opts Options, live *liveness, access *hubAccess, resync func(context.Context)) (record *renewalRecord, loops []func(context.Context), err error) {
-	memberNS := fleetv1alpha1.MemberNamespace(opts.ClusterName)
+	memberNS := fleet.MemberNamespace(opts.ClusterName)
 	disc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
 	if err != nil {
 		return nil, nil, fmt.Errorf("member discovery client: %w", err)
@@ -584,7 +584,7 @@ func (r *runner) runDispatches(ctx context.Context) error {
 	logger := log.FromContext(ctx)
 	started := time.Now()
 	// Creating the informer here makes WaitForCacheSync wait for it.
-	if _, err := r.hub.GetCache().GetInformer(ctx, &fleetv1alpha1.JobSetDispatch{}, cache.BlockUntilSynced(false)); err != nil {
+	if _, err := r.hub.GetCache().GetInformer(ctx, &fleet.JobSetDispatch{}, cache.BlockUntilSynced(false)); err != nil {
 		return fmt.Errorf("hub informer for JobSetDispatches: %w", err)
 	}
 	for {
@@ -615,7 +615,7 @@ func hubRESTMapper(*rest.Config, *http.Client) (meta.RESTMapper, error) {
 		gvk      schema.GroupVersionKind
 		resource string
 	}{
-		{fleetv1alpha1.GroupVersion.WithKind("JobSetDispatch"), "jobsetdispatches"},
+		{fleet.GroupVersion.WithKind("JobSetDispatch"), "jobsetdispatches"},
 		{coordinationv1.SchemeGroupVersion.WithKind("Lease"), "leases"},
 		{clusterinventory.GroupVersion.WithKind("ClusterProfile"), "clusterprofiles"},
 		{corev1.SchemeGroupVersion.WithKind("Event"), "events"},

@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,resourceNames=hub-kubeconfig,verbs=get;update
@@ -270,9 +270,9 @@ func (c *HubCredentials) read(ctx context.Context) ([]byte, error) {
 	if err := c.member.Get(ctx, c.secret, secret); err != nil {
 		return nil, fmt.Errorf("reading hub kubeconfig Secret %s: %w", c.secret, err)
 	}
-	raw, ok := secret.Data[fleetv1alpha1.HubKubeconfigKey]
+	raw, ok := secret.Data[fleet.HubKubeconfigKey]
 	if !ok {
-		return nil, fmt.Errorf("hub kubeconfig Secret %s has no key %q", c.secret, fleetv1alpha1.HubKubeconfigKey)
+		return nil, fmt.Errorf("hub kubeconfig Secret %s has no key %q", c.secret, fleet.HubKubeconfigKey)
 	}
 	return raw, nil
 }
@@ -285,10 +285,10 @@ func (c *HubCredentials) write(ctx context.Context, raw []byte) error {
 	if err := c.member.Get(ctx, c.secret, secret); err != nil {
 		return err
 	}
-	if !bytes.Equal(secret.Data[fleetv1alpha1.HubKubeconfigKey], c.raw) {
+	if !bytes.Equal(secret.Data[fleet.HubKubeconfigKey], c.raw) {
 		return errors.New("the Secret changed since it was read; the next reload picks that up")
 	}
-	secret.Data[fleetv1alpha1.HubKubeconfigKey] = raw
+	secret.Data[fleet.HubKubeconfigKey] = raw
 	return c.member.Update(ctx, secret)
 }
 

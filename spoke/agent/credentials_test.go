@@ -21,7 +21,7 @@ import (
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
@@ -46,7 +46,7 @@ func TestHubCredentials(t *testing.T) {
 		TokenExpiration: 10 * time.Minute,
 	})
 	must(t, err)
-	secretKey := client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}
+	secretKey := client.ObjectKey{Namespace: fleet.SystemNamespace, Name: fleet.HubKubeconfigSecret}
 	opts := agent.CredentialsOptions{RefreshFraction: 3.0 / 600, ReloadInterval: 200 * time.Millisecond}
 	cfg, creds, err := agent.HubConfigFromSecret(ctx, member.Client, secretKey, opts)
 	must(t, err)
@@ -105,14 +105,14 @@ func canReadProfile(t *testing.T, cfg *rest.Config) func() error {
 	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	must(t, err)
 	return func() error {
-		return c.Get(context.Background(), client.ObjectKey{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: clusterName}, &clusterinventory.ClusterProfile{})
+		return c.Get(context.Background(), client.ObjectKey{Namespace: fleet.DefaultInventoryNamespace, Name: clusterName}, &clusterinventory.ClusterProfile{})
 	}
 }
 
 func storedToken(t *testing.T, member client.Client, key client.ObjectKey) string {
 	secret := &corev1.Secret{}
 	must(t, member.Get(context.Background(), key, secret))
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[fleetv1alpha1.HubKubeconfigKey])
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[fleet.HubKubeconfigKey])
 	must(t, err)
 	return cfg.BearerToken
 }
@@ -121,10 +121,10 @@ func writeToken(t *testing.T, member client.Client, key client.ObjectKey, token 
 	t.Helper()
 	secret := &corev1.Secret{}
 	must(t, member.Get(context.Background(), key, secret))
-	kc, err := clientcmd.Load(secret.Data[fleetv1alpha1.HubKubeconfigKey])
+	kc, err := clientcmd.Load(secret.Data[fleet.HubKubeconfigKey])
 	must(t, err)
 	kc.AuthInfos[kc.Contexts[kc.CurrentContext].AuthInfo].Token = token
-	secret.Data[fleetv1alpha1.HubKubeconfigKey], err = clientcmd.Write(*kc)
+	secret.Data[fleet.HubKubeconfigKey], err = clientcmd.Write(*kc)
 	must(t, err)
 	must(t, member.Update(context.Background(), secret))
 }

@@ -4,15 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	batchv1 "k8s.io/api/batch/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/spoke/cachesync"
 )
 
@@ -113,7 +113,7 @@ func (r *dispatchReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request) (Observed, error) {
 	o := Observed{Key: req.Namespace + "/" + req.Name, ClusterName: r.clusterName, Now: metav1.NewTime(r.clock.Now()), DeniedNamespaces: r.deniedNamespaces}
 	o.LastReport = r.lastReported(o.Key)
-	d := &fleetv1alpha1.JobSetDispatch{}
+	d := &fleet.JobSetDispatch{}
 	switch err := r.hub.Get(ctx, req.NamespacedName, d); {
 	case apierrors.IsNotFound(err):
 	case err != nil:
@@ -122,7 +122,7 @@ func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request)
 		o.Dispatch = d
 	}
 
-	var copies v1alpha2.JobSetList
+	var copies jobset.JobSetList
 	if err := r.member.List(ctx, &copies, client.MatchingFields{dispatchIndex: o.Key}); err != nil {
 		return o, fmt.Errorf("listing member JobSets of dispatch %s: %w", o.Key, err)
 	}
@@ -141,7 +141,7 @@ func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request)
 	}
 
 	if o.Dispatch != nil {
-		t := &v1alpha2.JobSet{}
+		t := &jobset.JobSet{}
 		key := client.ObjectKey{Namespace: d.Spec.Origin.Namespace, Name: d.Spec.Origin.Name}
 		switch err := r.member.Get(ctx, key, t); {
 		case apierrors.IsNotFound(err):
@@ -151,9 +151,9 @@ func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request)
 			o.Target = t
 		}
 	}
-	if t := o.Target; t != nil && t.DeletionTimestamp == nil && !meta.IsStatusConditionTrue(d.Status.Conditions, fleetv1alpha1.DispatchStarted) {
+	if t := o.Target; t != nil && t.DeletionTimestamp == nil && !meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchStarted) {
 		var jobs batchv1.JobList
-		if err := r.member.List(ctx, &jobs, client.InNamespace(t.Namespace), client.MatchingLabels{v1alpha2.JobSetNameKey: t.Name}); err != nil {
+		if err := r.member.List(ctx, &jobs, client.InNamespace(t.Namespace), client.MatchingLabels{jobset.JobSetNameKey: t.Name}); err != nil {
 			return o, fmt.Errorf("listing Jobs of member JobSet %s/%s: %w", t.Namespace, t.Name, err)
 		}
 		o.PodsRan = PodsRan(jobs.Items, t.UID)
@@ -169,7 +169,7 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		// The cache may lag behind the hub right after a reconnect; never
 		// delete work the hub still wants.
 		ns, name, _ := strings.Cut(o.Key, "/")
-		err := r.hubReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &fleetv1alpha1.JobSetDispatch{})
+		err := r.hubReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &fleet.JobSetDispatch{})
 		switch {
 		case err == nil:
 			logger.V(2).Info("Dispatch still exists on the hub; waiting for the cache")
@@ -179,7 +179,7 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		}
 	}
 	if p.ConfirmDispatchCurrent {
-		live := &fleetv1alpha1.JobSetDispatch{}
+		live := &fleet.JobSetDispatch{}
 		err := r.hubReader.Get(ctx, client.ObjectKeyFromObject(o.Dispatch), live)
 		switch {
 		case apierrors.IsNotFound(err) || (err == nil && (live.DeletionTimestamp != nil || live.ResourceVersion != o.Dispatch.ResourceVersion)):
@@ -193,13 +193,13 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		if err := deleteJobSet(ctx, r.member, js); err != nil {
 			return ctrl.Result{}, err
 		}
-		logger.Info("Deleted member JobSet", "jobset", client.ObjectKeyFromObject(js), "epoch", fleetv1alpha1.Epoch(js), "originUID", js.Labels[fleetv1alpha1.OriginUIDLabel])
+		logger.Info("Deleted member JobSet", "jobset", client.ObjectKeyFromObject(js), "epoch", fleet.Epoch(js), "originUID", js.Labels[fleet.OriginUIDLabel])
 	}
 	d := o.Dispatch
 	if p.AddFinalizer {
 		before := d.ResourceVersion
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.AddFinalizer(d, fleetv1alpha1.AgentFinalizer)
+		controllerutil.AddFinalizer(d, fleet.AgentFinalizer)
 		if err := r.hub.Patch(ctx, d, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer to JobSetDispatch %s: %w", o.Key, err)
 		}
@@ -243,15 +243,15 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 	}
 	for _, js := range p.Release {
 		patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.RemoveFinalizer(js, fleetv1alpha1.ReportFinalizer)
+		controllerutil.RemoveFinalizer(js, fleet.ReportFinalizer)
 		if err := r.member.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("removing finalizer from member JobSet %s/%s: %w", js.Namespace, js.Name, err)
 		}
-		logger.Info("Member JobSet's Jobs are gone and its last status reported; released it", "jobset", client.ObjectKeyFromObject(js), "epoch", fleetv1alpha1.Epoch(js), "terminalState", js.Status.TerminalState)
+		logger.Info("Member JobSet's Jobs are gone and its last status reported; released it", "jobset", client.ObjectKeyFromObject(js), "epoch", fleet.Epoch(js), "terminalState", js.Status.TerminalState)
 	}
 	if p.RemoveFinalizer {
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.RemoveFinalizer(d, fleetv1alpha1.AgentFinalizer)
+		controllerutil.RemoveFinalizer(d, fleet.AgentFinalizer)
 		if err := r.hub.Patch(ctx, d, patch); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("removing finalizer from JobSetDispatch %s: %w", o.Key, err)
 		}
@@ -276,14 +276,14 @@ type refusal struct{ reason, message string }
 // (unless the agent may not create namespaces). A lasting failure is a
 // refusal (ClassifyCreateError); a transient one an error, retried with
 // backoff.
-func (r *dispatchReconciler) create(ctx context.Context, d *fleetv1alpha1.JobSetDispatch, js *v1alpha2.JobSet) (*refusal, error) {
+func (r *dispatchReconciler) create(ctx context.Context, d *fleet.JobSetDispatch, js *jobset.JobSet) (*refusal, error) {
 	// The namespace usually exists (every JobSet of a namespace after its
 	// first): create it only when the create says it is missing, which
 	// saves a failed write per JobSet.
 	err := r.member.Create(ctx, js)
 	if namespaceNotFound(err) {
 		if r.requireNamespaces {
-			return &refusal{fleetv1alpha1.ReasonNamespaceMissing, fmt.Sprintf("namespace %s does not exist there, and its agent runs with --create-namespaces=false", js.Namespace)}, nil
+			return &refusal{fleet.ReasonNamespaceMissing, fmt.Sprintf("namespace %s does not exist there, and its agent runs with --create-namespaces=false", js.Namespace)}, nil
 		}
 		// Created with the hub namespace's Pod Security labels: a bare
 		// namespace would admit privileged Pods the hub would not.
@@ -319,11 +319,11 @@ func namespaceNotFound(err error) bool {
 // jobSetToDispatches maps a member JobSet to the dispatch it was made for,
 // or, for a JobSet without the annotation, to the dispatches whose origin it
 // occupies (so a Conflict clears when the JobSet goes away).
-func (r *dispatchReconciler) jobSetToDispatches(ctx context.Context, js *v1alpha2.JobSet) []reconcile.Request {
-	if ns, name, ok := fleetv1alpha1.DispatchOf(js); ok && ns == r.memberNamespace {
+func (r *dispatchReconciler) jobSetToDispatches(ctx context.Context, js *jobset.JobSet) []reconcile.Request {
+	if ns, name, ok := fleet.DispatchOf(js); ok && ns == r.memberNamespace {
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: ns, Name: name}}}
 	}
-	var list fleetv1alpha1.JobSetDispatchList
+	var list fleet.JobSetDispatchList
 	if err := r.hub.List(ctx, &list, client.InNamespace(r.memberNamespace), client.MatchingFields{originIndex: js.Namespace + "/" + js.Name}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Mapping member JobSet to dispatches", "jobset", client.ObjectKeyFromObject(js))
 		return nil
@@ -339,20 +339,20 @@ func (r *dispatchReconciler) jobSetToDispatches(ctx context.Context, js *v1alpha
 // cache and those member copies point at (orphans included).
 func (r *dispatchReconciler) allKeys(ctx context.Context) ([]reconcile.Request, error) {
 	seen := map[client.ObjectKey]bool{}
-	var dispatches fleetv1alpha1.JobSetDispatchList
+	var dispatches fleet.JobSetDispatchList
 	if err := r.hub.List(ctx, &dispatches, client.InNamespace(r.memberNamespace)); err != nil {
 		return nil, fmt.Errorf("listing dispatches: %w", err)
 	}
 	for i := range dispatches.Items {
 		seen[client.ObjectKeyFromObject(&dispatches.Items[i])] = true
 	}
-	var jobSets v1alpha2.JobSetList
+	var jobSets jobset.JobSetList
 	if err := r.member.List(ctx, &jobSets); err != nil {
 		return nil, fmt.Errorf("listing member JobSets: %w", err)
 	}
 	for i := range jobSets.Items {
 		if js := &jobSets.Items[i]; isFleetCopy(js, r.memberNamespace) {
-			_, name, _ := fleetv1alpha1.DispatchOf(js)
+			_, name, _ := fleet.DispatchOf(js)
 			seen[client.ObjectKey{Namespace: r.memberNamespace, Name: name}] = true
 		}
 	}

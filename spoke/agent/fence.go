@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // FenceAction is what a fenced agent does to its fleet JobSets.
@@ -74,7 +74,7 @@ func SinceRecordedRenewal(recorded, now time.Time) (time.Duration, bool) {
 // left alone. A copy already being deleted in the background, whose Jobs
 // (counted in jobs) would run until it is gone, is deleted again in the
 // foreground.
-func FenceActions(jobSets []v1alpha2.JobSet, jobs map[types.UID]int, memberNamespace string, action FenceAction) (suspend, del []*v1alpha2.JobSet) {
+func FenceActions(jobSets []jobset.JobSet, jobs map[types.UID]int, memberNamespace string, action FenceAction) (suspend, del []*jobset.JobSet) {
 	for i := range jobSets {
 		js := &jobSets[i]
 		if !isFleetCopy(js, memberNamespace) || js.Status.TerminalState != "" {
@@ -99,8 +99,8 @@ func FenceActions(jobSets []v1alpha2.JobSet, jobs map[types.UID]int, memberNames
 }
 
 // isFleetCopy reports whether js was made for a dispatch in memberNamespace.
-func isFleetCopy(js *v1alpha2.JobSet, memberNamespace string) bool {
-	ns, _, ok := fleetv1alpha1.DispatchOf(js)
+func isFleetCopy(js *jobset.JobSet, memberNamespace string) bool {
+	ns, _, ok := fleet.DispatchOf(js)
 	return ok && ns == memberNamespace
 }
 
@@ -234,7 +234,7 @@ func (f *fencer) stop(ctx context.Context) {
 }
 
 func (f *fencer) enforce(ctx context.Context) error {
-	var list v1alpha2.JobSetList
+	var list jobset.JobSetList
 	if err := f.member.List(ctx, &list); err != nil {
 		return fmt.Errorf("listing member JobSets: %w", err)
 	}
@@ -259,14 +259,14 @@ func (f *fencer) enforce(ctx context.Context) error {
 		logger.Info("Suspended fleet JobSet while fenced", "jobset", client.ObjectKeyFromObject(js))
 	}
 	for _, js := range del {
-		if js.DeletionTimestamp == nil && controllerutil.ContainsFinalizer(js, fleetv1alpha1.ReportFinalizer) {
+		if js.DeletionTimestamp == nil && controllerutil.ContainsFinalizer(js, fleet.ReportFinalizer) {
 			// The fencer's own deletion of an unfinished copy must not wait
 			// for the hub. Dropping ReportFinalizer first is safe: deleted
 			// in the foreground, the copy still disappears only after its
 			// Jobs. What is lost are restarts since the last report; a
 			// finished copy, whose result matters, is never deleted here.
 			patch := client.MergeFromWithOptions(js.DeepCopy(), client.MergeFromWithOptimisticLock{})
-			controllerutil.RemoveFinalizer(js, fleetv1alpha1.ReportFinalizer)
+			controllerutil.RemoveFinalizer(js, fleet.ReportFinalizer)
 			if err := f.member.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {
 				return fmt.Errorf("removing finalizer from JobSet %s/%s: %w", js.Namespace, js.Name, err)
 			}
@@ -281,9 +281,9 @@ func (f *fencer) enforce(ctx context.Context) error {
 
 // countJobs counts the Jobs js controls, from the member cache the JobSet
 // controller's Job informer fills.
-func countJobs(ctx context.Context, c client.Reader, js *v1alpha2.JobSet) (int, error) {
+func countJobs(ctx context.Context, c client.Reader, js *jobset.JobSet) (int, error) {
 	var jobs batchv1.JobList
-	if err := c.List(ctx, &jobs, client.InNamespace(js.Namespace), client.MatchingLabels{v1alpha2.JobSetNameKey: js.Name}); err != nil {
+	if err := c.List(ctx, &jobs, client.InNamespace(js.Namespace), client.MatchingLabels{jobset.JobSetNameKey: js.Name}); err != nil {
 		return 0, fmt.Errorf("listing Jobs of member JobSet %s/%s: %w", js.Namespace, js.Name, err)
 	}
 	n := 0
@@ -298,7 +298,7 @@ func countJobs(ctx context.Context, c client.Reader, js *v1alpha2.JobSet) (int, 
 // deleteJobSet deletes a member JobSet in the foreground, so it disappears
 // only after its Jobs: its absence then means nothing of it runs any more.
 // The UID precondition keeps a same-named newer JobSet safe.
-func deleteJobSet(ctx context.Context, c client.Client, js *v1alpha2.JobSet) error {
+func deleteJobSet(ctx context.Context, c client.Client, js *jobset.JobSet) error {
 	err := c.Delete(ctx, js, client.PropagationPolicy(metav1.DeletePropagationForeground), client.Preconditions{UID: &js.UID})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting JobSet %s/%s: %w", js.Namespace, js.Name, err)

@@ -10,8 +10,8 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 )
 
@@ -27,15 +27,15 @@ func TestShouldFence(t *testing.T) {
 }
 
 func TestFenceActions(t *testing.T) {
-	type opt func(*v1alpha2.JobSet)
-	suspended := func(j *v1alpha2.JobSet) { j.Spec.Suspend = ptr.To(true) }
-	deleting := func(j *v1alpha2.JobSet) { j.DeletionTimestamp = &now }
-	foreground := func(j *v1alpha2.JobSet) { j.Finalizers = append(j.Finalizers, metav1.FinalizerDeleteDependents) }
-	finished := func(j *v1alpha2.JobSet) { j.Status.TerminalState = string(v1alpha2.JobSetCompleted) }
-	js := func(name, dispatch string, opts ...opt) v1alpha2.JobSet {
+	type opt func(*jobset.JobSet)
+	suspended := func(j *jobset.JobSet) { j.Spec.Suspend = ptr.To(true) }
+	deleting := func(j *jobset.JobSet) { j.DeletionTimestamp = &now }
+	foreground := func(j *jobset.JobSet) { j.Finalizers = append(j.Finalizers, metav1.FinalizerDeleteDependents) }
+	finished := func(j *jobset.JobSet) { j.Status.TerminalState = string(jobset.JobSetCompleted) }
+	js := func(name, dispatch string, opts ...opt) jobset.JobSet {
 		w := jstesting.MakeJobSet("ns", name).UID(types.UID(name)).Suspend(false)
 		if dispatch != "" {
-			w.Annotation(fleetv1alpha1.DispatchAnnotation, dispatch)
+			w.Annotation(fleet.DispatchAnnotation, dispatch)
 		}
 		j := w.Obj()
 		for _, o := range opts {
@@ -43,7 +43,7 @@ func TestFenceActions(t *testing.T) {
 		}
 		return *j
 	}
-	all := []v1alpha2.JobSet{
+	all := []jobset.JobSet{
 		js("fleet-running", "fleet-member-a/ns.x"),
 		js("fleet-suspended", "fleet-member-a/ns.y", suspended),
 		js("fleet-deleting-jobs-gone", "fleet-member-a/ns.z", deleting),
@@ -54,7 +54,7 @@ func TestFenceActions(t *testing.T) {
 		js("local", ""),
 	}
 	jobs := map[types.UID]int{"fleet-deleting-background": 2, "fleet-deleting-foreground": 2}
-	names := func(l []*v1alpha2.JobSet) []string {
+	names := func(l []*jobset.JobSet) []string {
 		out := []string{}
 		for _, j := range l {
 			out = append(out, j.Name)

@@ -20,8 +20,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
@@ -56,8 +56,8 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 		d.Spec.JobSet.Spec.TTLSecondsAfterFinished = ptr.To[int32](0)
 		must(t, hub.Client.Create(ctx, d))
 		first := waitMemberJobSet(t, member.Client, "team-ttl", "once", nil)
-		if !slices.Contains(first.Finalizers, fleetv1alpha1.ReportFinalizer) {
-			t.Errorf("copy finalizers %v, want %s", first.Finalizers, fleetv1alpha1.ReportFinalizer)
+		if !slices.Contains(first.Finalizers, fleet.ReportFinalizer) {
+			t.Errorf("copy finalizers %v, want %s", first.Finalizers, fleet.ReportFinalizer)
 		}
 		waitPods(t, member.Client, "team-ttl", "once", 2)
 
@@ -65,11 +65,11 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 		finishPods(t, member.Client, "team-ttl", "once", corev1.PodSucceeded)
 		// Completed, deleted by the TTL, Jobs gone: held for the report.
 		testenv.Eventually(t, 60*time.Second, "the finished copy deleted by its TTL, its Jobs gone", func() error {
-			js := &v1alpha2.JobSet{}
+			js := &jobset.JobSet{}
 			if err := member.Client.Get(ctx, client.ObjectKeyFromObject(first), js); err != nil {
 				return err
 			}
-			if js.DeletionTimestamp == nil || js.Status.TerminalState != string(v1alpha2.JobSetCompleted) {
+			if js.DeletionTimestamp == nil || js.Status.TerminalState != string(jobset.JobSetCompleted) {
 				return fmt.Errorf("deleting %v, terminal state %q", js.DeletionTimestamp != nil, js.Status.TerminalState)
 			}
 			if n := len(memberJobs(t, member.Client, "team-ttl", "once")); n != 0 {
@@ -90,7 +90,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 		must(t, proxy.Heal())
 		testenv.Eventually(t, 60*time.Second, "the result at the hub and the copy released", func() error {
 			got := getDispatch(t, hub.Client, d.Name)
-			if got.Status.JobSetStatus.TerminalState != string(v1alpha2.JobSetCompleted) || got.Status.ObservedEpoch != 1 {
+			if got.Status.JobSetStatus.TerminalState != string(jobset.JobSetCompleted) || got.Status.ObservedEpoch != 1 {
 				return fmt.Errorf("dispatch status %+v", got.Status)
 			}
 			return gone(member.Client, memberJobSet("team-ttl", "once").Obj())
@@ -109,7 +109,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 
 	t.Run("a copy deleted by hand comes back with its restarts", func(t *testing.T) {
 		d := newDispatch("team-hand", "resilient", 1)
-		d.Spec.JobSet.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 5}
+		d.Spec.JobSet.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 5}
 		d.Spec.JobSet.Spec.ReplicatedJobs[0].Replicas = 1
 		d.Spec.JobSet.Spec.ReplicatedJobs[0].Template.Spec.BackoffLimit = ptr.To[int32](0)
 		must(t, hub.Client.Create(ctx, d))
@@ -127,7 +127,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 					return
 				case <-time.After(100 * time.Millisecond):
 				}
-				got := &fleetv1alpha1.JobSetDispatch{}
+				got := &fleet.JobSetDispatch{}
 				if err := hub.Client.Get(ctx, client.ObjectKeyFromObject(d), got); err == nil {
 					if n := len(seen); n == 0 || seen[n-1] != got.Status.JobSetStatus.Restarts {
 						seen = append(seen, got.Status.JobSetStatus.Restarts)
@@ -148,7 +148,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 
 		// Deleted by hand (kubectl's background deletion).
 		must(t, member.Client.Delete(ctx, first, client.PropagationPolicy(metav1.DeletePropagationBackground)))
-		again := waitMemberJobSet(t, member.Client, "team-hand", "resilient", func(js *v1alpha2.JobSet) error {
+		again := waitMemberJobSet(t, member.Client, "team-hand", "resilient", func(js *jobset.JobSet) error {
 			if js.UID == first.UID {
 				return errors.New("not created again yet")
 			}
@@ -158,8 +158,8 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 			RestartsOffset, RestartsTowardsMaxOffset string
 			MaxRestarts                              *int32
 		}
-		got := carried{RestartsOffset: again.Annotations[fleetv1alpha1.RestartsOffsetAnnotation],
-			RestartsTowardsMaxOffset: again.Annotations[fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation]}
+		got := carried{RestartsOffset: again.Annotations[fleet.RestartsOffsetAnnotation],
+			RestartsTowardsMaxOffset: again.Annotations[fleet.RestartsTowardsMaxOffsetAnnotation]}
 		if fp := again.Spec.FailurePolicy; fp != nil {
 			got.MaxRestarts = &fp.MaxRestarts
 		}
@@ -208,7 +208,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 			return gone(member.Client, memberJobSet("team-fence", "cut").Obj())
 		})
 		must(t, proxy.Heal())
-		waitMemberJobSet(t, member.Client, "team-fence", "cut", func(js *v1alpha2.JobSet) error {
+		waitMemberJobSet(t, member.Client, "team-fence", "cut", func(js *jobset.JobSet) error {
 			if js.UID == first.UID || js.IsSuspended() {
 				return fmt.Errorf("uid %s (first %s), suspended %v", js.UID, first.UID, js.IsSuspended())
 			}
@@ -220,7 +220,7 @@ func TestCopiesKeepTheirHistory(t *testing.T) {
 func memberPods(t *testing.T, c client.Client, ns, jobSet string) []corev1.Pod {
 	t.Helper()
 	var pods corev1.PodList
-	must(t, c.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{v1alpha2.JobSetNameKey: jobSet}))
+	must(t, c.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{jobset.JobSetNameKey: jobSet}))
 	return pods.Items
 }
 

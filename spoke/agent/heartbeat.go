@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // renewer renews the heartbeat Lease in the member namespace on the hub.
@@ -74,7 +74,7 @@ func (h *renewer) beat(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil {
 			h.errors.Inc()
-			log.FromContext(ctx).Error(err, "Renewing the heartbeat Lease", "lease", h.memberNamespace+"/"+fleetv1alpha1.HeartbeatLeaseName, "sinceLastRenewal", h.live.sinceRenewal())
+			log.FromContext(ctx).Error(err, "Renewing the heartbeat Lease", "lease", h.memberNamespace+"/"+fleet.HeartbeatLeaseName, "sinceLastRenewal", h.live.sinceRenewal())
 		}
 		return
 	}
@@ -87,10 +87,10 @@ func (h *renewer) beat(ctx context.Context) {
 func (h *renewer) renew(ctx context.Context, now metav1.MicroTime) error {
 	if h.lease == nil {
 		lease := &coordinationv1.Lease{}
-		err := h.hubReader.Get(ctx, client.ObjectKey{Namespace: h.memberNamespace, Name: fleetv1alpha1.HeartbeatLeaseName}, lease)
+		err := h.hubReader.Get(ctx, client.ObjectKey{Namespace: h.memberNamespace, Name: fleet.HeartbeatLeaseName}, lease)
 		switch {
 		case apierrors.IsNotFound(err):
-			lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: h.memberNamespace, Name: fleetv1alpha1.HeartbeatLeaseName}}
+			lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: h.memberNamespace, Name: fleet.HeartbeatLeaseName}}
 			h.setLeaseSpec(lease, now)
 			lease.Spec.AcquireTime = &now
 			if err := h.hub.Create(ctx, lease); err != nil {
@@ -158,14 +158,14 @@ func (r *renewalRecord) run(ctx context.Context) {
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				r.errors.Inc()
-				log.FromContext(ctx).Error(err, "Recording the last renewal on the member", "lease", r.namespace+"/"+fleetv1alpha1.LastRenewalLeaseName)
+				log.FromContext(ctx).Error(err, "Recording the last renewal on the member", "lease", r.namespace+"/"+fleet.LastRenewalLeaseName)
 			}
 		}
 	}
 }
 
 func (r *renewalRecord) key() client.ObjectKey {
-	return client.ObjectKey{Namespace: r.namespace, Name: fleetv1alpha1.LastRenewalLeaseName}
+	return client.ObjectKey{Namespace: r.namespace, Name: fleet.LastRenewalLeaseName}
 }
 
 // recordedRenewal is the last renewal recorded on the member.
@@ -258,7 +258,7 @@ func (r *renewalRecord) write(ctx context.Context, at time.Time) error {
 		lease := &coordinationv1.Lease{}
 		switch err := r.reader.Get(ctx, r.key(), lease); {
 		case apierrors.IsNotFound(err):
-			lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: r.namespace, Name: fleetv1alpha1.LastRenewalLeaseName}}
+			lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: r.namespace, Name: fleet.LastRenewalLeaseName}}
 			lease.Spec.HolderIdentity = ptr.To(r.identity)
 			lease.Spec.RenewTime = &now
 			if err := r.member.Create(ctx, lease); err != nil {
@@ -367,7 +367,7 @@ func (p *publisher) publishProfile(ctx context.Context, health Health) error {
 		}
 		p.clusterID = string(ns.UID)
 	}
-	props = append(props, clusterinventory.Property{Name: fleetv1alpha1.ClusterIDProperty, Value: p.clusterID, LastObservedTime: metav1.Now()})
+	props = append(props, clusterinventory.Property{Name: fleet.ClusterIDProperty, Value: p.clusterID, LastObservedTime: metav1.Now()})
 	cp := &clusterinventory.ClusterProfile{}
 	if err := p.hubReader.Get(ctx, client.ObjectKey{Namespace: p.inventoryNamespace, Name: p.clusterName}, cp); err != nil {
 		return fmt.Errorf("reading ClusterProfile: %w", err)
@@ -410,8 +410,8 @@ func (p *publisher) properties(ctx context.Context) ([]clusterinventory.Property
 		}
 	}
 	var fleetJobSets metav1.PartialObjectMetadataList
-	fleetJobSets.SetGroupVersionKind(v1alpha2.GroupVersion.WithKind("JobSetList"))
-	if err := p.memberReader.List(ctx, &fleetJobSets, client.HasLabels{fleetv1alpha1.OriginUIDLabel}); err != nil {
+	fleetJobSets.SetGroupVersionKind(jobset.GroupVersion.WithKind("JobSetList"))
+	if err := p.memberReader.List(ctx, &fleetJobSets, client.HasLabels{fleet.OriginUIDLabel}); err != nil {
 		return nil, fmt.Errorf("listing fleet JobSets: %w", err)
 	}
 	fleet := map[client.ObjectKey]bool{}
@@ -419,7 +419,7 @@ func (p *publisher) properties(ctx context.Context) ([]clusterinventory.Property
 		fleet[client.ObjectKeyFromObject(&fleetJobSets.Items[i])] = true
 	}
 	isFleetPod := func(pod *corev1.Pod) bool {
-		name, ok := pod.Labels[v1alpha2.JobSetNameKey]
+		name, ok := pod.Labels[jobset.JobSetNameKey]
 		return ok && fleet[client.ObjectKey{Namespace: pod.Namespace, Name: name}]
 	}
 	var classes storagev1.StorageClassList

@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // ReasonHubUnauthorized is the reason of the Warning event the agent
@@ -95,6 +95,6 @@ func (h *hubAccess) observe(ctx context.Context, err error, now time.Time) {
 		return
 	}
 	if secret != nil {
-		h.recorder.Eventf(secret, nil, corev1.EventTypeWarning, ReasonHubUnauthorized, "RenewHeartbeat", "%s", fleetv1alpha1.Bounded(msg, fleetv1alpha1.MaxEventNote))
+		h.recorder.Eventf(secret, nil, corev1.EventTypeWarning, ReasonHubUnauthorized, "RenewHeartbeat", "%s", fleet.Bounded(msg, fleet.MaxEventNote))
 	}
 }

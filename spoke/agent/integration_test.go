@@ -30,8 +30,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/membership"
@@ -100,7 +100,7 @@ func TestAgent(t *testing.T) {
 		var first *metav1.MicroTime
 		testenv.Eventually(t, 10*time.Second, "a heartbeat renewal", func() error {
 			lease := &coordinationv1.Lease{}
-			if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: memberNS, Name: fleetv1alpha1.HeartbeatLeaseName}, lease); err != nil {
+			if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: memberNS, Name: fleet.HeartbeatLeaseName}, lease); err != nil {
 				return err
 			}
 			if first == nil {
@@ -117,7 +117,7 @@ func TestAgent(t *testing.T) {
 		}
 		testenv.Eventually(t, 10*time.Second, "the ClusterProfile published", func() error {
 			cp := &clusterinventory.ClusterProfile{}
-			if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: clusterName}, cp); err != nil {
+			if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: fleet.DefaultInventoryNamespace, Name: clusterName}, cp); err != nil {
 				return err
 			}
 			if !meta.IsStatusConditionTrue(cp.Status.Conditions, clusterinventory.ClusterConditionControlPlaneHealthy) || cp.Status.Version.Kubernetes == "" {
@@ -130,8 +130,8 @@ func TestAgent(t *testing.T) {
 			if props["allocatable.cpu"] != "8" || props["allocatable.memory"] != "32Gi" || props["free.cpu"] != "8" || props["allocatable.nvidia.com/gpu"] != "0" {
 				return fmt.Errorf("properties %v", props)
 			}
-			if id := cp.Annotations[fleetv1alpha1.ClusterIDAnnotation]; id == "" || props[fleetv1alpha1.ClusterIDProperty] != id {
-				return fmt.Errorf("cluster ID property %q, join recorded %q", props[fleetv1alpha1.ClusterIDProperty], id)
+			if id := cp.Annotations[fleet.ClusterIDAnnotation]; id == "" || props[fleet.ClusterIDProperty] != id {
+				return fmt.Errorf("cluster ID property %q, join recorded %q", props[fleet.ClusterIDProperty], id)
 			}
 			return nil
 		})
@@ -140,9 +140,9 @@ func TestAgent(t *testing.T) {
 	train := newDispatch("team-a", "train", 1)
 	t.Run("dispatch becomes a member JobSet with Jobs, status flows back", func(t *testing.T) {
 		must(t, hub.Client.Create(ctx, train))
-		js := waitMemberJobSet(t, member.Client, "team-a", "train", func(js *v1alpha2.JobSet) error {
-			if js.Labels[fleetv1alpha1.OriginUIDLabel] != string(train.Spec.Origin.UID) || js.Labels[fleetv1alpha1.EpochLabel] != "1" ||
-				js.Annotations[fleetv1alpha1.DispatchAnnotation] != memberNS+"/team-a.train" || js.Labels["app"] != "train" {
+		js := waitMemberJobSet(t, member.Client, "team-a", "train", func(js *jobset.JobSet) error {
+			if js.Labels[fleet.OriginUIDLabel] != string(train.Spec.Origin.UID) || js.Labels[fleet.EpochLabel] != "1" ||
+				js.Annotations[fleet.DispatchAnnotation] != memberNS+"/team-a.train" || js.Labels["app"] != "train" {
 				return fmt.Errorf("metadata %v %v", js.Labels, js.Annotations)
 			}
 			return nil
@@ -159,11 +159,11 @@ func TestAgent(t *testing.T) {
 		})
 		testenv.Eventually(t, 20*time.Second, "the dispatch accepted and reported", func() error {
 			d := getDispatch(t, hub.Client, train.Name)
-			c := meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchAccepted)
+			c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchAccepted)
 			if c == nil || c.Status != metav1.ConditionTrue || d.Status.ObservedEpoch != 1 || d.Status.LastSyncTime == nil {
 				return fmt.Errorf("status %+v", d.Status)
 			}
-			if !slices.Contains(d.Finalizers, fleetv1alpha1.AgentFinalizer) {
+			if !slices.Contains(d.Finalizers, fleet.AgentFinalizer) {
 				return fmt.Errorf("no agent finalizer: %v", d.Finalizers)
 			}
 			rjs := d.Status.JobSetStatus.ReplicatedJobsStatus
@@ -175,10 +175,10 @@ func TestAgent(t *testing.T) {
 	})
 
 	t.Run("suspend and suspended template edits propagate", func(t *testing.T) {
-		updateDispatch(t, hub.Client, train.Name, func(d *fleetv1alpha1.JobSetDispatch) {
+		updateDispatch(t, hub.Client, train.Name, func(d *fleet.JobSetDispatch) {
 			d.Spec.JobSet.Spec.Suspend = ptr.To(true)
 		})
-		waitMemberJobSet(t, member.Client, "team-a", "train", func(js *v1alpha2.JobSet) error {
+		waitMemberJobSet(t, member.Client, "team-a", "train", func(js *jobset.JobSet) error {
 			if !js.IsSuspended() {
 				return errors.New("not suspended")
 			}
@@ -192,11 +192,11 @@ func TestAgent(t *testing.T) {
 			}
 			return nil
 		})
-		updateDispatch(t, hub.Client, train.Name, func(d *fleetv1alpha1.JobSetDispatch) {
+		updateDispatch(t, hub.Client, train.Name, func(d *fleet.JobSetDispatch) {
 			d.Spec.JobSet.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.NodeSelector = map[string]string{"pool": "b"}
 			d.Spec.JobSet.Spec.Suspend = ptr.To(false)
 		})
-		waitMemberJobSet(t, member.Client, "team-a", "train", func(js *v1alpha2.JobSet) error {
+		waitMemberJobSet(t, member.Client, "team-a", "train", func(js *jobset.JobSet) error {
 			if js.IsSuspended() || js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.NodeSelector["pool"] != "b" {
 				return fmt.Errorf("suspend=%v nodeSelector=%v", js.IsSuspended(), js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.NodeSelector)
 			}
@@ -212,21 +212,21 @@ func TestAgent(t *testing.T) {
 	})
 
 	t.Run("a foreign JobSet is not taken over: Conflict", func(t *testing.T) {
-		foreign := memberJobSet("team-a", "taken").ManagedBy(fleetv1alpha1.ManagedByFleet).Obj()
+		foreign := memberJobSet("team-a", "taken").ManagedBy(fleet.ManagedByFleet).Obj()
 		must(t, member.Client.Create(ctx, foreign))
 		d := newDispatch("team-a", "taken", 1)
 		must(t, hub.Client.Create(ctx, d))
 		testenv.Eventually(t, 20*time.Second, "the dispatch refused with Conflict", func() error {
 			got := getDispatch(t, hub.Client, d.Name)
-			c := meta.FindStatusCondition(got.Status.Conditions, fleetv1alpha1.DispatchAccepted)
-			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleetv1alpha1.ReasonConflict {
+			c := meta.FindStatusCondition(got.Status.Conditions, fleet.DispatchAccepted)
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleet.ReasonConflict {
 				return fmt.Errorf("conditions %+v", got.Status.Conditions)
 			}
 			return nil
 		})
-		js := &v1alpha2.JobSet{}
+		js := &jobset.JobSet{}
 		must(t, member.Client.Get(ctx, client.ObjectKeyFromObject(foreign), js))
-		if js.UID != foreign.UID || js.Labels[fleetv1alpha1.OriginUIDLabel] != "" || js.Annotations[fleetv1alpha1.DispatchAnnotation] != "" {
+		if js.UID != foreign.UID || js.Labels[fleet.OriginUIDLabel] != "" || js.Annotations[fleet.DispatchAnnotation] != "" {
 			t.Errorf("foreign JobSet was touched: %v %v", js.Labels, js.Annotations)
 		}
 		must(t, hub.Client.Delete(ctx, d))
@@ -248,7 +248,7 @@ func TestAgent(t *testing.T) {
 		must(t, hub.Client.Delete(ctx, d))
 		testenv.Eventually(t, 30*time.Second, "the dispatch reported Deleted and released", func() error {
 			got := getDispatch(t, hub.Client, d.Name)
-			if !meta.IsStatusConditionTrue(got.Status.Conditions, fleetv1alpha1.DispatchDeleted) || slices.Contains(got.Finalizers, fleetv1alpha1.AgentFinalizer) {
+			if !meta.IsStatusConditionTrue(got.Status.Conditions, fleet.DispatchDeleted) || slices.Contains(got.Finalizers, fleet.AgentFinalizer) {
 				return fmt.Errorf("conditions %+v finalizers %v", got.Status.Conditions, got.Finalizers)
 			}
 			return nil
@@ -270,24 +270,24 @@ func TestAgent(t *testing.T) {
 		other.Namespace = "fleet-member-other"
 		must(t, hub.Client.Create(ctx, other))
 		must(t, hub.Client.Create(ctx, &clusterinventory.ClusterProfile{
-			ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: "other"},
-			Spec:       clusterinventory.ClusterProfileSpec{ClusterManager: clusterinventory.ClusterManager{Name: fleetv1alpha1.ClusterManagerName}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: fleet.DefaultInventoryNamespace, Name: "other"},
+			Spec:       clusterinventory.ClusterProfileSpec{ClusterManager: clusterinventory.ClusterManager{Name: fleet.ClusterManagerName}},
 		}))
 		must(t, hub.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}))
 
 		forbidden := map[string]error{
-			"get another member's dispatch":     agentHub.Get(ctx, client.ObjectKeyFromObject(other), &fleetv1alpha1.JobSetDispatch{}),
-			"list another member's dispatches":  agentHub.List(ctx, &fleetv1alpha1.JobSetDispatchList{}, client.InNamespace("fleet-member-other")),
-			"list dispatches of all namespaces": agentHub.List(ctx, &fleetv1alpha1.JobSetDispatchList{}),
-			"list JobSets in a user namespace":  agentHub.List(ctx, &v1alpha2.JobSetList{}, client.InNamespace("team-a")),
+			"get another member's dispatch":     agentHub.Get(ctx, client.ObjectKeyFromObject(other), &fleet.JobSetDispatch{}),
+			"list another member's dispatches":  agentHub.List(ctx, &fleet.JobSetDispatchList{}, client.InNamespace("fleet-member-other")),
+			"list dispatches of all namespaces": agentHub.List(ctx, &fleet.JobSetDispatchList{}),
+			"list JobSets in a user namespace":  agentHub.List(ctx, &jobset.JobSetList{}, client.InNamespace("team-a")),
 			"list Secrets in a user namespace":  agentHub.List(ctx, &corev1.SecretList{}, client.InNamespace("team-a")),
 			"list Secrets in its own namespace": agentHub.List(ctx, &corev1.SecretList{}, client.InNamespace(memberNS)),
-			"get another ClusterProfile":        agentHub.Get(ctx, types.NamespacedName{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: "other"}, &clusterinventory.ClusterProfile{}),
-			"list ClusterProfiles":              agentHub.List(ctx, &clusterinventory.ClusterProfileList{}, client.InNamespace(fleetv1alpha1.DefaultInventoryNamespace)),
+			"get another ClusterProfile":        agentHub.Get(ctx, types.NamespacedName{Namespace: fleet.DefaultInventoryNamespace, Name: "other"}, &clusterinventory.ClusterProfile{}),
+			"list ClusterProfiles":              agentHub.List(ctx, &clusterinventory.ClusterProfileList{}, client.InNamespace(fleet.DefaultInventoryNamespace)),
 			"create a dispatch":                 agentHub.Create(ctx, newDispatchIn(memberNS, "team-a", "forged", 1)),
 		}
 		otherCP := &clusterinventory.ClusterProfile{}
-		must(t, hub.Client.Get(ctx, types.NamespacedName{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: "other"}, otherCP))
+		must(t, hub.Client.Get(ctx, types.NamespacedName{Namespace: fleet.DefaultInventoryNamespace, Name: "other"}, otherCP))
 		otherCP.Status.Version.Kubernetes = "v0.0.0-forged"
 		forbidden["update another ClusterProfile's status"] = agentHub.Status().Update(ctx, otherCP)
 		for what, err := range forbidden {
@@ -296,10 +296,10 @@ func TestAgent(t *testing.T) {
 			}
 		}
 		// What it needs does work.
-		if err := agentHub.Get(ctx, types.NamespacedName{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: clusterName}, &clusterinventory.ClusterProfile{}); err != nil {
+		if err := agentHub.Get(ctx, types.NamespacedName{Namespace: fleet.DefaultInventoryNamespace, Name: clusterName}, &clusterinventory.ClusterProfile{}); err != nil {
 			t.Errorf("get own ClusterProfile: %v", err)
 		}
-		if err := agentHub.List(ctx, &fleetv1alpha1.JobSetDispatchList{}, client.InNamespace(memberNS)); err != nil {
+		if err := agentHub.List(ctx, &fleet.JobSetDispatchList{}, client.InNamespace(memberNS)); err != nil {
 			t.Errorf("list own dispatches: %v", err)
 		}
 	})
@@ -329,7 +329,7 @@ func TestAgent(t *testing.T) {
 		if !slices.Equal(before, after) {
 			t.Errorf("Jobs changed across an agent restart: before %v, after %v", before, after)
 		}
-		var list v1alpha2.JobSetList
+		var list jobset.JobSetList
 		must(t, member.Client.List(ctx, &list, client.InNamespace("team-a")))
 		if len(list.Items) != 2 { // train and the foreign "taken"
 			t.Errorf("want 2 JobSets in team-a, got %d", len(list.Items))
@@ -342,7 +342,7 @@ func TestAgent(t *testing.T) {
 		testenv.Eventually(t, 3*fenceTimeout, "both copies suspended", func() error {
 			for _, name := range []string{"train", "moved"} {
 				ns := map[string]string{"train": "team-a", "moved": "team-c"}[name]
-				js := &v1alpha2.JobSet{}
+				js := &jobset.JobSet{}
 				if err := member.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, js); err != nil {
 					return err
 				}
@@ -359,7 +359,7 @@ func TestAgent(t *testing.T) {
 			t.Error("agent does not report itself fenced")
 		}
 		// The local JobSet keeps running: fencing touches fleet copies only.
-		js := &v1alpha2.JobSet{}
+		js := &jobset.JobSet{}
 		must(t, member.Client.Get(ctx, types.NamespacedName{Namespace: "team-a", Name: "taken"}, js))
 		if js.IsSuspended() {
 			t.Error("fencing suspended a JobSet that is not the fleet's")
@@ -371,7 +371,7 @@ func TestAgent(t *testing.T) {
 		forceDelete(t, hub.Client, moved.Name)
 		moved2 := newDispatch("team-c", "moved", 2)
 		must(t, hub.Client.Create(ctx, moved2))
-		oldMoved := &v1alpha2.JobSet{}
+		oldMoved := &jobset.JobSet{}
 		must(t, member.Client.Get(ctx, types.NamespacedName{Namespace: "team-c", Name: "moved"}, oldMoved))
 
 		must(t, proxy.Heal())
@@ -381,15 +381,15 @@ func TestAgent(t *testing.T) {
 			}
 			return gone(member.Client, memberJobSet("team-a", "train").Obj())
 		})
-		waitMemberJobSet(t, member.Client, "team-c", "moved", func(js *v1alpha2.JobSet) error {
-			if js.UID == oldMoved.UID || js.Labels[fleetv1alpha1.EpochLabel] != "2" || js.IsSuspended() {
-				return fmt.Errorf("uid %s (old %s) epoch %s suspended %v", js.UID, oldMoved.UID, js.Labels[fleetv1alpha1.EpochLabel], js.IsSuspended())
+		waitMemberJobSet(t, member.Client, "team-c", "moved", func(js *jobset.JobSet) error {
+			if js.UID == oldMoved.UID || js.Labels[fleet.EpochLabel] != "2" || js.IsSuspended() {
+				return fmt.Errorf("uid %s (old %s) epoch %s suspended %v", js.UID, oldMoved.UID, js.Labels[fleet.EpochLabel], js.IsSuspended())
 			}
 			return nil
 		})
 		testenv.Eventually(t, 20*time.Second, "the moved dispatch accepted at epoch 2", func() error {
 			d := getDispatch(t, hub.Client, moved2.Name)
-			if d.Status.ObservedEpoch != 2 || !meta.IsStatusConditionTrue(d.Status.Conditions, fleetv1alpha1.DispatchAccepted) {
+			if d.Status.ObservedEpoch != 2 || !meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchAccepted) {
 				return fmt.Errorf("status %+v", d.Status)
 			}
 			return nil
@@ -454,18 +454,18 @@ func startAgent(t *testing.T, cleanup func(func()), member *testenv.Cluster, hub
 
 // --- objects ---------------------------------------------------------------
 
-func newDispatch(ns, name string, epoch int64) *fleetv1alpha1.JobSetDispatch {
+func newDispatch(ns, name string, epoch int64) *fleet.JobSetDispatch {
 	return newDispatchIn(memberNS, ns, name, epoch)
 }
 
-func newDispatchIn(hubNS, ns, name string, epoch int64) *fleetv1alpha1.JobSetDispatch {
-	js := memberJobSet(ns, name).ManagedBy(fleetv1alpha1.ManagedByFleet).Obj()
-	return &fleetv1alpha1.JobSetDispatch{
-		ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: fleetv1alpha1.DispatchName(ns, name)},
-		Spec: fleetv1alpha1.JobSetDispatchSpec{
-			Origin: fleetv1alpha1.Origin{Namespace: ns, Name: name, UID: types.UID(rand.String(12))},
+func newDispatchIn(hubNS, ns, name string, epoch int64) *fleet.JobSetDispatch {
+	js := memberJobSet(ns, name).ManagedBy(fleet.ManagedByFleet).Obj()
+	return &fleet.JobSetDispatch{
+		ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: fleet.DispatchName(ns, name)},
+		Spec: fleet.JobSetDispatchSpec{
+			Origin: fleet.Origin{Namespace: ns, Name: name, UID: types.UID(rand.String(12))},
 			Epoch:  epoch,
-			JobSet: fleetv1alpha1.JobSetTemplate{
+			JobSet: fleet.JobSetTemplate{
 				Labels: map[string]string{"app": name},
 				Spec:   *js.Spec.DeepCopy(),
 			},
@@ -499,14 +499,14 @@ func gone(c client.Client, obj client.Object) error {
 	return fmt.Errorf("%T %s still exists", obj, client.ObjectKeyFromObject(obj))
 }
 
-func getDispatch(t *testing.T, c client.Client, name string) *fleetv1alpha1.JobSetDispatch {
+func getDispatch(t *testing.T, c client.Client, name string) *fleet.JobSetDispatch {
 	t.Helper()
-	d := &fleetv1alpha1.JobSetDispatch{}
+	d := &fleet.JobSetDispatch{}
 	must(t, c.Get(context.Background(), types.NamespacedName{Namespace: memberNS, Name: name}, d))
 	return d
 }
 
-func updateDispatch(t *testing.T, c client.Client, name string, mutate func(*fleetv1alpha1.JobSetDispatch)) {
+func updateDispatch(t *testing.T, c client.Client, name string, mutate func(*fleet.JobSetDispatch)) {
 	t.Helper()
 	testenv.Eventually(t, 10*time.Second, "update of dispatch "+name, func() error {
 		d := getDispatch(t, c, name)
@@ -518,7 +518,7 @@ func updateDispatch(t *testing.T, c client.Client, name string, mutate func(*fle
 func releaseHubFinalizer(t *testing.T, c client.Client, name string) {
 	t.Helper()
 	testenv.Eventually(t, 10*time.Second, "hub finalizer removed from dispatch "+name, func() error {
-		d := &fleetv1alpha1.JobSetDispatch{}
+		d := &fleet.JobSetDispatch{}
 		if err := c.Get(context.Background(), types.NamespacedName{Namespace: memberNS, Name: name}, d); err != nil {
 			return client.IgnoreNotFound(err)
 		}
@@ -534,7 +534,7 @@ func forceDelete(t *testing.T, c client.Client, name string) {
 	d := getDispatch(t, c, name)
 	must(t, c.Delete(context.Background(), d))
 	testenv.Eventually(t, 10*time.Second, "dispatch "+name+" deleted", func() error {
-		d := &fleetv1alpha1.JobSetDispatch{}
+		d := &fleet.JobSetDispatch{}
 		if err := c.Get(context.Background(), types.NamespacedName{Namespace: memberNS, Name: name}, d); err != nil {
 			return client.IgnoreNotFound(err)
 		}
@@ -546,9 +546,9 @@ func forceDelete(t *testing.T, c client.Client, name string) {
 	})
 }
 
-func waitMemberJobSet(t *testing.T, c client.Client, ns, name string, check func(*v1alpha2.JobSet) error) *v1alpha2.JobSet {
+func waitMemberJobSet(t *testing.T, c client.Client, ns, name string, check func(*jobset.JobSet) error) *jobset.JobSet {
 	t.Helper()
-	js := &v1alpha2.JobSet{}
+	js := &jobset.JobSet{}
 	testenv.Eventually(t, 20*time.Second, "member JobSet "+ns+"/"+name, func() error {
 		if err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, js); err != nil {
 			return err
@@ -564,7 +564,7 @@ func waitMemberJobSet(t *testing.T, c client.Client, ns, name string, check func
 func memberJobs(t *testing.T, c client.Client, ns, jobSet string) []batchv1.Job {
 	t.Helper()
 	var list batchv1.JobList
-	must(t, c.List(context.Background(), &list, client.InNamespace(ns), client.MatchingLabels{v1alpha2.JobSetNameKey: jobSet}))
+	must(t, c.List(context.Background(), &list, client.InNamespace(ns), client.MatchingLabels{jobset.JobSetNameKey: jobSet}))
 	return list.Items
 }
 

@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 func TestMetrics(t *testing.T) {
@@ -66,7 +66,7 @@ func TestHubRESTMapper(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, kind := range []string{"JobSetDispatch", "JobSetDispatchList"} {
-		mapping, err := m.RESTMapping(fleetv1alpha1.GroupVersion.WithKind(kind).GroupKind(), fleetv1alpha1.GroupVersion.Version)
+		mapping, err := m.RESTMapping(fleet.GroupVersion.WithKind(kind).GroupKind(), fleet.GroupVersion.Version)
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)
 		}
@@ -74,7 +74,7 @@ func TestHubRESTMapper(t *testing.T) {
 			t.Errorf("%s: scope %s", kind, mapping.Scope.Name())
 		}
 	}
-	mapping, err := m.RESTMapping(fleetv1alpha1.GroupVersion.WithKind("JobSetDispatch").GroupKind())
+	mapping, err := m.RESTMapping(fleet.GroupVersion.WithKind("JobSetDispatch").GroupKind())
 	if err != nil || mapping.Resource.Resource != "jobsetdispatches" {
 		t.Errorf("JobSetDispatch resource %+v, %v", mapping, err)
 	}

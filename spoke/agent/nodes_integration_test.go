@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/membership"
@@ -67,15 +67,15 @@ func TestAgentPublishesNodeSummary(t *testing.T) {
 
 	startAgent(t, t.Cleanup, member, agentCfg, func(o *agent.Options) { o.NodeLabelKeys = []string{"nvidia.com/gpu.product"} })
 
-	read := func() (*fleetv1alpha1.NodeSummary, []clusterinventory.Property, error) {
+	read := func() (*fleet.NodeSummary, []clusterinventory.Property, error) {
 		cp := &clusterinventory.ClusterProfile{}
-		if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: fleetv1alpha1.DefaultInventoryNamespace, Name: clusterName}, cp); err != nil {
+		if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: fleet.DefaultInventoryNamespace, Name: clusterName}, cp); err != nil {
 			return nil, nil, err
 		}
 		s, err := inventory.ParseNodeSummary(cp.Status.Properties)
 		return s, cp.Status.Properties, err
 	}
-	var summary *fleetv1alpha1.NodeSummary
+	var summary *fleet.NodeSummary
 	testenv.Eventually(t, 20*time.Second, "the node summary published", func() error {
 		s, _, err := read()
 		switch {
@@ -97,7 +97,7 @@ func TestAgentPublishesNodeSummary(t *testing.T) {
 	}
 	// The apiserver taints new nodes not-ready (no kubelet here): the
 	// summary shows it, as the scheduler would honour it.
-	var cpu, gpu fleetv1alpha1.NodeGroup
+	var cpu, gpu fleet.NodeGroup
 	for _, g := range summary.Groups {
 		if _, ok := g.Labels["nvidia.com/gpu.product"]; ok {
 			gpu = g
@@ -105,7 +105,7 @@ func TestAgentPublishesNodeSummary(t *testing.T) {
 			cpu = g
 		}
 	}
-	taintKeys := func(g fleetv1alpha1.NodeGroup) []string {
+	taintKeys := func(g fleet.NodeGroup) []string {
 		var keys []string
 		for _, t := range g.Taints {
 			keys = append(keys, t.Key+":"+string(t.Effect))
@@ -136,7 +136,7 @@ func TestAgentPublishesNodeSummary(t *testing.T) {
 			t.Fatalf("an unchanged member published another summary:\n%s\n%s", summaryValues(first), summaryValues(again))
 		}
 		for _, p := range again {
-			if p.Name == fleetv1alpha1.PropertyNodeSummary && p.LastObservedTime.After(firstObserved(first).Time) {
+			if p.Name == fleet.PropertyNodeSummary && p.LastObservedTime.After(firstObserved(first).Time) {
 				return nil
 			}
 		}
@@ -156,7 +156,7 @@ func contains(list []string, s string) bool {
 func summaryValues(props []clusterinventory.Property) string {
 	out := ""
 	for _, p := range props {
-		if p.Name == fleetv1alpha1.PropertyNodeSummary || len(p.Name) > len(fleetv1alpha1.PropertyNodeSummary) && p.Name[:len(fleetv1alpha1.PropertyNodeSummary)+1] == fleetv1alpha1.PropertyNodeSummary+"." {
+		if p.Name == fleet.PropertyNodeSummary || len(p.Name) > len(fleet.PropertyNodeSummary) && p.Name[:len(fleet.PropertyNodeSummary)+1] == fleet.PropertyNodeSummary+"." {
 			out += p.Name + "=" + p.Value + "\n"
 		}
 	}
@@ -165,7 +165,7 @@ func summaryValues(props []clusterinventory.Property) string {
 
 func firstObserved(props []clusterinventory.Property) metav1.Time {
 	for _, p := range props {
-		if p.Name == fleetv1alpha1.PropertyNodeSummary {
+		if p.Name == fleet.PropertyNodeSummary {
 			return p.LastObservedTime
 		}
 	}

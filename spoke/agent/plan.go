@@ -2,13 +2,13 @@ package agent
 
 import (
 	"fmt"
-	batchv1 "k8s.io/api/batch/v1"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,8 +18,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // RefusalRetryInterval is how often the agent tries again to create a copy
@@ -31,20 +31,20 @@ const RefusalRetryInterval = 30 * time.Second
 // namespace and name, the user's labels, annotations and spec, plus the
 // origin UID and epoch labels and the dispatch annotation that tie the copy
 // to this dispatch.
-func DesiredJobSet(d *fleetv1alpha1.JobSetDispatch) *v1alpha2.JobSet {
+func DesiredJobSet(d *fleet.JobSetDispatch) *jobset.JobSet {
 	labels := maps.Clone(d.Spec.JobSet.Labels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[fleetv1alpha1.OriginUIDLabel] = string(d.Spec.Origin.UID)
-	labels[fleetv1alpha1.EpochLabel] = strconv.FormatInt(d.Spec.Epoch, 10)
+	labels[fleet.OriginUIDLabel] = string(d.Spec.Origin.UID)
+	labels[fleet.EpochLabel] = strconv.FormatInt(d.Spec.Epoch, 10)
 	annotations := maps.Clone(d.Spec.JobSet.Annotations)
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
-	annotations[fleetv1alpha1.DispatchAnnotation] = fleetv1alpha1.DispatchKey(d)
+	annotations[fleet.DispatchAnnotation] = fleet.DispatchKey(d)
 
-	js := &v1alpha2.JobSet{
+	js := &jobset.JobSet{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:   d.Spec.Origin.Namespace,
 			Name:        d.Spec.Origin.Name,
@@ -56,7 +56,7 @@ func DesiredJobSet(d *fleetv1alpha1.JobSetDispatch) *v1alpha2.JobSet {
 	// On the hub the JobSet is managed by the fleet so the hub's own JobSet
 	// controller leaves it alone; on the member the built-in controller must
 	// run it.
-	if ptr.Deref(js.Spec.ManagedBy, "") == fleetv1alpha1.ManagedByFleet {
+	if ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet {
 		js.Spec.ManagedBy = nil
 	}
 	for i := range js.Spec.ReplicatedJobs {
@@ -64,7 +64,7 @@ func DesiredJobSet(d *fleetv1alpha1.JobSetDispatch) *v1alpha2.JobSet {
 	}
 	// Defaulting here keeps what the agent sends identical to what the member
 	// stores, whether or not the member runs the defaulting webhook.
-	v1alpha2.Default(js)
+	jobset.Default(js)
 	return js
 }
 
@@ -79,11 +79,11 @@ func withEpoch(tpl *corev1.PodTemplateSpec, epoch int64) {
 	if tpl.Annotations == nil {
 		tpl.Annotations = map[string]string{}
 	}
-	tpl.Annotations[fleetv1alpha1.PodEpochAnnotation] = strconv.FormatInt(epoch, 10)
+	tpl.Annotations[fleet.PodEpochAnnotation] = strconv.FormatInt(epoch, 10)
 	env := corev1.EnvVar{
-		Name: fleetv1alpha1.EpochEnvVar,
+		Name: fleet.EpochEnvVar,
 		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{
-			FieldPath: "metadata.annotations['" + fleetv1alpha1.PodEpochAnnotation + "']",
+			FieldPath: "metadata.annotations['" + fleet.PodEpochAnnotation + "']",
 		}},
 	}
 	for _, containers := range [][]corev1.Container{tpl.Spec.InitContainers, tpl.Spec.Containers} {
@@ -97,7 +97,7 @@ func withEpoch(tpl *corev1.PodTemplateSpec, epoch int64) {
 // PodSecurityLabels are the labels a namespace the agent creates for a copy
 // carries: the pod-security.kubernetes.io/ labels of the hub namespace, so
 // the copy's Pods get no more on the member than the hub would give them.
-func PodSecurityLabels(d *fleetv1alpha1.JobSetDispatch) map[string]string {
+func PodSecurityLabels(d *fleet.JobSetDispatch) map[string]string {
 	labels := map[string]string{}
 	for k, v := range d.Spec.NamespaceLabels {
 		if strings.HasPrefix(k, podSecurityLabelPrefix) {
@@ -116,7 +116,7 @@ const podSecurityLabelPrefix = "pod-security.kubernetes.io/"
 // template fields the JobSet API lets change then (what Kueue-style
 // admission edits). Everything else in a JobSet spec is immutable. It
 // returns nil when nothing changes.
-func MergeMutable(current, desired *v1alpha2.JobSet) *v1alpha2.JobSet {
+func MergeMutable(current, desired *jobset.JobSet) *jobset.JobSet {
 	updated := current.DeepCopy()
 	if updated.Labels == nil {
 		updated.Labels = map[string]string{}
@@ -137,7 +137,7 @@ func MergeMutable(current, desired *v1alpha2.JobSet) *v1alpha2.JobSet {
 				continue
 			}
 			if current.IsSuspended() || desired.IsSuspended() {
-				v1alpha2.CopySuspendMutableFields(&rj.Template.Spec.Template, want.Template.Spec.Template.DeepCopy())
+				jobset.CopySuspendMutableFields(&rj.Template.Spec.Template, want.Template.Spec.Template.DeepCopy())
 			}
 			// ElasticJobSet scaling, decided on the hub; the member's own
 			// admission (its gate) has the last word.
@@ -156,11 +156,11 @@ type Observed struct {
 	// Key is "<hub namespace>/<dispatch name>".
 	Key string
 	// Dispatch is nil when the dispatch is gone from the hub cache.
-	Dispatch *fleetv1alpha1.JobSetDispatch
+	Dispatch *fleet.JobSetDispatch
 	// Target is the member JobSet at the origin's namespace/name, if any.
-	Target *v1alpha2.JobSet
+	Target *jobset.JobSet
 	// Copies are the member JobSets whose dispatch annotation is Key.
-	Copies []v1alpha2.JobSet
+	Copies []jobset.JobSet
 	// Jobs counts, for each copy being deleted, the Jobs it still controls.
 	Jobs map[types.UID]int
 	// ClusterName names this member in messages.
@@ -170,7 +170,7 @@ type Observed struct {
 	// created its copy; zero if it did neither since it started.
 	LastReport time.Time
 	// DeniedNamespaces are the agent's --denied-namespaces, added to
-	// fleetv1alpha1.BuiltinDeniedNamespaces: no copy is created there.
+	// fleet.BuiltinDeniedNamespaces: no copy is created there.
 	DeniedNamespaces []string
 	// PodsRan is true once a Pod of Target ran (PodsRan over its Jobs);
 	// only looked at while the dispatch does not say Started yet.
@@ -224,7 +224,7 @@ type Plan struct {
 	// Delete are member JobSets to delete in the foreground (stale epoch,
 	// other origin, or no dispatch any more), or whose deletion must become
 	// foreground so their Jobs go before them.
-	Delete []*v1alpha2.JobSet
+	Delete []*jobset.JobSet
 	// ConfirmDispatchGone: the deletions are orphans found through the cache;
 	// they may only happen once a live read confirms the dispatch is gone.
 	ConfirmDispatchGone bool
@@ -235,14 +235,14 @@ type Plan struct {
 	ConfirmDispatchCurrent bool
 	AddFinalizer           bool
 	// Create is a member JobSet to create, with its namespace if missing.
-	Create *v1alpha2.JobSet
+	Create *jobset.JobSet
 	// Update is the target with the dispatch's mutable fields applied.
-	Update *v1alpha2.JobSet
+	Update *jobset.JobSet
 	// Status is the new dispatch status; nil when it did not change.
-	Status *fleetv1alpha1.JobSetDispatchStatus
+	Status *fleet.JobSetDispatchStatus
 	// Release are copies being deleted whose Jobs are gone and whose last
 	// status the hub holds (or no longer needs): ReportFinalizer comes off.
-	Release         []*v1alpha2.JobSet
+	Release         []*jobset.JobSet
 	RemoveFinalizer bool
 	// Waiting is set while a deletion must finish before the next step; the
 	// JobSet delete event triggers the next reconcile.
@@ -279,18 +279,18 @@ func ComputePlan(o Observed) Plan {
 // planner computes one Plan from what was observed of one dispatch, d.
 type planner struct {
 	o Observed
-	d *fleetv1alpha1.JobSetDispatch
+	d *fleet.JobSetDispatch
 	p Plan
 }
 
 // ours reports whether js was made for this dispatch and its origin.
-func (pl *planner) ours(js *v1alpha2.JobSet) bool {
-	return js.Annotations[fleetv1alpha1.DispatchAnnotation] == pl.o.Key && js.Labels[fleetv1alpha1.OriginUIDLabel] == string(pl.d.Spec.Origin.UID)
+func (pl *planner) ours(js *jobset.JobSet) bool {
+	return js.Annotations[fleet.DispatchAnnotation] == pl.o.Key && js.Labels[fleet.OriginUIDLabel] == string(pl.d.Spec.Origin.UID)
 }
 
 // stale reports whether js was made for another origin or an older epoch.
-func (pl *planner) stale(js *v1alpha2.JobSet) bool {
-	return js.Labels[fleetv1alpha1.OriginUIDLabel] != string(pl.d.Spec.Origin.UID) || fleetv1alpha1.Epoch(js) < pl.d.Spec.Epoch
+func (pl *planner) stale(js *jobset.JobSet) bool {
+	return js.Labels[fleet.OriginUIDLabel] != string(pl.d.Spec.Origin.UID) || fleet.Epoch(js) < pl.d.Spec.Epoch
 }
 
 // orphaned plans for a dispatch gone from the hub: every copy made for it
@@ -313,23 +313,23 @@ func (pl *planner) deleting() {
 	for i := range o.Copies {
 		pl.retire(&o.Copies[i])
 	}
-	if t := o.Target; t != nil && pl.ours(t) && fleetv1alpha1.Epoch(t) == d.Spec.Epoch {
+	if t := o.Target; t != nil && pl.ours(t) && fleet.Epoch(t) == d.Spec.Epoch {
 		// The hub learns how the copy ended, so a deleted dispatch
 		// is not taken for a copy that never finished.
-		p.Status = pl.nextStatus(func(st *fleetv1alpha1.JobSetDispatchStatus) {
-			st.ObservedEpoch = fleetv1alpha1.Epoch(t)
-			st.JobSetStatus = fleetv1alpha1.ReportedStatus(t)
+		p.Status = pl.nextStatus(func(st *fleet.JobSetDispatchStatus) {
+			st.ObservedEpoch = fleet.Epoch(t)
+			st.JobSetStatus = fleet.ReportedStatus(t)
 		})
 	}
 	if len(o.Copies) > 0 {
 		p.Waiting = "member JobSet is being deleted"
 		return
 	}
-	p.Status = pl.nextStatus(func(st *fleetv1alpha1.JobSetDispatchStatus) {
-		setCondition(st, d, fleetv1alpha1.DispatchDeleted, metav1.ConditionTrue, fleetv1alpha1.ReasonCopyDeleted,
+	p.Status = pl.nextStatus(func(st *fleet.JobSetDispatchStatus) {
+		setCondition(st, d, fleet.DispatchDeleted, metav1.ConditionTrue, fleet.ReasonCopyDeleted,
 			fmt.Sprintf("the member JobSet no longer exists on cluster %s", o.ClusterName))
 	})
-	p.RemoveFinalizer = controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
+	p.RemoveFinalizer = controllerutil.ContainsFinalizer(d, fleet.AgentFinalizer)
 	p.State = ""
 }
 
@@ -349,17 +349,17 @@ func (pl *planner) sync() {
 	switch {
 	case t == nil:
 		pl.noCopy()
-	case t.Annotations[fleetv1alpha1.DispatchAnnotation] == pl.o.Key && pl.stale(t):
+	case t.Annotations[fleet.DispatchAnnotation] == pl.o.Key && pl.stale(t):
 		// The old copy must be gone before the new one takes its name.
 		pl.p.Waiting = "stale member JobSet is being deleted"
 		pl.p.State = StatePending
 	case !pl.ours(t):
 		// Someone else's JobSet: never take it over.
-		pl.refuse(fleetv1alpha1.ReasonConflict,
+		pl.refuse(fleet.ReasonConflict,
 			fmt.Sprintf("JobSet %s/%s already exists on cluster %s and was not created for this dispatch", t.Namespace, t.Name, pl.o.ClusterName))
-	case fleetv1alpha1.Epoch(t) > pl.d.Spec.Epoch:
-		pl.refuse(fleetv1alpha1.ReasonNewerEpoch,
-			fmt.Sprintf("cluster %s runs JobSet %s/%s for epoch %d, newer than this dispatch's %d", pl.o.ClusterName, t.Namespace, t.Name, fleetv1alpha1.Epoch(t), pl.d.Spec.Epoch))
+	case fleet.Epoch(t) > pl.d.Spec.Epoch:
+		pl.refuse(fleet.ReasonNewerEpoch,
+			fmt.Sprintf("cluster %s runs JobSet %s/%s for epoch %d, newer than this dispatch's %d", pl.o.ClusterName, t.Namespace, t.Name, fleet.Epoch(t), pl.d.Spec.Epoch))
 	case t.DeletionTimestamp != nil:
 		pl.copyDeleting(t)
 	default:
@@ -378,12 +378,12 @@ func (pl *planner) noCopy() {
 		// or by hand) after its result reached the hub: running it again
 		// would be a second run of a finished JobSet.
 		p.State = StateFinished
-	case fleetv1alpha1.NamespaceDenied(d.Spec.Origin.Namespace, o.DeniedNamespaces):
+	case fleet.NamespaceDenied(d.Spec.Origin.Namespace, o.DeniedNamespaces):
 		// The last line of the namespace policy: whatever the hub asks,
 		// nothing of the fleet runs in a system namespace of the member.
-		pl.refuse(fleetv1alpha1.ReasonNamespaceDenied,
-			fleetv1alpha1.Bounded(fmt.Sprintf("cluster %s does not run JobSets of namespace %s: its agent's namespace policy denies it (built-in %s, --denied-namespaces %s)",
-				o.ClusterName, d.Spec.Origin.Namespace, strings.Join(fleetv1alpha1.BuiltinDeniedNamespaces, ","), strings.Join(o.DeniedNamespaces, ",")), fleetv1alpha1.MaxMemberReason))
+		pl.refuse(fleet.ReasonNamespaceDenied,
+			fleet.Bounded(fmt.Sprintf("cluster %s does not run JobSets of namespace %s: its agent's namespace policy denies it (built-in %s, --denied-namespaces %s)",
+				o.ClusterName, d.Spec.Origin.Namespace, strings.Join(fleet.BuiltinDeniedNamespaces, ","), strings.Join(o.DeniedNamespaces, ",")), fleet.MaxMemberReason))
 	case refusedRecently(d, o.Now):
 		// The member refused the copy moments ago; the hub is placing it
 		// elsewhere. Try again later, in case the cause went away.
@@ -394,7 +394,7 @@ func (pl *planner) noCopy() {
 		// member after its last status reached the hub: (re)create it,
 		// carrying the restarts earlier copies of this epoch spent.
 		restarts, towardsMax := carriedRestarts(d)
-		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
+		p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleet.AgentFinalizer)
 		p.Create = NewCopy(d, restarts, towardsMax)
 		p.ConfirmDispatchCurrent = !p.Create.IsSuspended()
 		// Accepted is reported with the copy's first status (the copy
@@ -408,8 +408,8 @@ func (pl *planner) noCopy() {
 // refuse reports that the member will not run the dispatch
 // (Accepted=False with reason and message).
 func (pl *planner) refuse(reason, message string) {
-	pl.p.Status = pl.nextStatus(func(st *fleetv1alpha1.JobSetDispatchStatus) {
-		setCondition(st, pl.d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, reason, message)
+	pl.p.Status = pl.nextStatus(func(st *fleet.JobSetDispatchStatus) {
+		setCondition(st, pl.d, fleet.DispatchAccepted, metav1.ConditionFalse, reason, message)
 	})
 	pl.p.State = StateRefused
 }
@@ -417,16 +417,16 @@ func (pl *planner) refuse(reason, message string) {
 // copyDeleting plans for this epoch's copy t being deleted on the member
 // (its TTL, by hand, by the fencer): it still exists, so it is never
 // created anew while it does. Report its last status, then let it go.
-func (pl *planner) copyDeleting(t *v1alpha2.JobSet) {
+func (pl *planner) copyDeleting(t *jobset.JobSet) {
 	p := &pl.p
-	p.AddFinalizer = !controllerutil.ContainsFinalizer(pl.d, fleetv1alpha1.AgentFinalizer)
+	p.AddFinalizer = !controllerutil.ContainsFinalizer(pl.d, fleet.AgentFinalizer)
 	p.Status = pl.mirror(t)
 	p.State = StateDeleting
 	if t.Status.TerminalState != "" {
 		p.State = StateFinished
 	}
 	switch {
-	case !controllerutil.ContainsFinalizer(t, fleetv1alpha1.ReportFinalizer):
+	case !controllerutil.ContainsFinalizer(t, fleet.ReportFinalizer):
 		p.Waiting = "member JobSet is being deleted"
 	case controllerutil.ContainsFinalizer(t, metav1.FinalizerDeleteDependents):
 		p.Waiting = "Jobs of the member JobSet are being deleted"
@@ -446,16 +446,16 @@ func (pl *planner) copyDeleting(t *v1alpha2.JobSet) {
 // track plans for this epoch's live copy t: apply what the dispatch may
 // still change, hold it with ReportFinalizer, and report its status,
 // merging progress reports that come less than ReportInterval apart.
-func (pl *planner) track(t *v1alpha2.JobSet) {
+func (pl *planner) track(t *jobset.JobSet) {
 	o, d, p := pl.o, pl.d, &pl.p
-	p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleetv1alpha1.AgentFinalizer)
+	p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleet.AgentFinalizer)
 	p.Update = MergeMutable(t, DesiredJobSet(d))
-	if !controllerutil.ContainsFinalizer(t, fleetv1alpha1.ReportFinalizer) {
+	if !controllerutil.ContainsFinalizer(t, fleet.ReportFinalizer) {
 		// Adopt a copy made before the agent held ReportFinalizer.
 		if p.Update == nil {
 			p.Update = t.DeepCopy()
 		}
-		controllerutil.AddFinalizer(p.Update, fleetv1alpha1.ReportFinalizer)
+		controllerutil.AddFinalizer(p.Update, fleet.ReportFinalizer)
 	}
 	p.ConfirmDispatchCurrent = p.Update != nil && t.IsSuspended() && !p.Update.IsSuspended()
 	p.Status = pl.mirror(t)
@@ -475,13 +475,13 @@ func (pl *planner) track(t *v1alpha2.JobSet) {
 // retire plans the removal of a copy that must go whatever it reports
 // (stale, orphaned, or its dispatch deleting): delete it in the foreground,
 // and once its Jobs are gone release ReportFinalizer.
-func (pl *planner) retire(js *v1alpha2.JobSet) {
+func (pl *planner) retire(js *jobset.JobSet) {
 	p := &pl.p
 	p.Waiting = "member JobSet is being deleted"
 	switch {
 	case js.DeletionTimestamp == nil:
 		p.Delete = append(p.Delete, js)
-	case !controllerutil.ContainsFinalizer(js, fleetv1alpha1.ReportFinalizer):
+	case !controllerutil.ContainsFinalizer(js, fleet.ReportFinalizer):
 		// Going away on its own.
 	case controllerutil.ContainsFinalizer(js, metav1.FinalizerDeleteDependents):
 		// The garbage collector is deleting its Jobs.
@@ -494,20 +494,20 @@ func (pl *planner) retire(js *v1alpha2.JobSet) {
 
 // mirror is the dispatch's status with copy t's status reported, or nil
 // when the hub already holds it.
-func (pl *planner) mirror(t *v1alpha2.JobSet) *fleetv1alpha1.JobSetDispatchStatus {
-	return pl.nextStatus(func(st *fleetv1alpha1.JobSetDispatchStatus) {
+func (pl *planner) mirror(t *jobset.JobSet) *fleet.JobSetDispatchStatus {
+	return pl.nextStatus(func(st *fleet.JobSetDispatchStatus) {
 		accepted(st, pl.d, pl.o.ClusterName)
-		st.ObservedEpoch = fleetv1alpha1.Epoch(t)
-		st.JobSetStatus = fleetv1alpha1.ReportedStatus(t)
+		st.ObservedEpoch = fleet.Epoch(t)
+		st.JobSetStatus = fleet.ReportedStatus(t)
 		if pl.o.PodsRan {
-			setCondition(st, pl.d, fleetv1alpha1.DispatchStarted, metav1.ConditionTrue, ReasonPodsRan,
+			setCondition(st, pl.d, fleet.DispatchStarted, metav1.ConditionTrue, ReasonPodsRan,
 				fmt.Sprintf("a Pod of epoch %d ran on cluster %s", pl.d.Spec.Epoch, pl.o.ClusterName))
 		}
 	})
 }
 
 // nextStatus is nextStatus for the planner's dispatch, now.
-func (pl *planner) nextStatus(mutate func(*fleetv1alpha1.JobSetDispatchStatus)) *fleetv1alpha1.JobSetDispatchStatus {
+func (pl *planner) nextStatus(mutate func(*fleet.JobSetDispatchStatus)) *fleet.JobSetDispatchStatus {
 	return nextStatus(pl.d, pl.o.Now, mutate)
 }
 
@@ -516,14 +516,14 @@ func (pl *planner) nextStatus(mutate func(*fleetv1alpha1.JobSetDispatchStatus)) 
 // this member (a copy deleted unfinished and created again), annotated with
 // them and with failurePolicy.maxRestarts reduced by those that count
 // towards it, so restarts are neither lost nor granted twice.
-func NewCopy(d *fleetv1alpha1.JobSetDispatch, restarts, towardsMax int32) *v1alpha2.JobSet {
+func NewCopy(d *fleet.JobSetDispatch, restarts, towardsMax int32) *jobset.JobSet {
 	js := DesiredJobSet(d)
-	controllerutil.AddFinalizer(js, fleetv1alpha1.ReportFinalizer)
+	controllerutil.AddFinalizer(js, fleet.ReportFinalizer)
 	if restarts == 0 && towardsMax == 0 {
 		return js
 	}
-	js.Annotations[fleetv1alpha1.RestartsOffsetAnnotation] = strconv.FormatInt(int64(restarts), 10)
-	js.Annotations[fleetv1alpha1.RestartsTowardsMaxOffsetAnnotation] = strconv.FormatInt(int64(towardsMax), 10)
+	js.Annotations[fleet.RestartsOffsetAnnotation] = strconv.FormatInt(int64(restarts), 10)
+	js.Annotations[fleet.RestartsTowardsMaxOffsetAnnotation] = strconv.FormatInt(int64(towardsMax), 10)
 	if fp := js.Spec.FailurePolicy; fp != nil {
 		fp.MaxRestarts = max(fp.MaxRestarts-towardsMax, 0)
 	}
@@ -533,7 +533,7 @@ func NewCopy(d *fleetv1alpha1.JobSetDispatch, restarts, towardsMax int32) *v1alp
 // urgentReport says whether a new dispatch status carries news the hub acts
 // on, rather than progress: a terminal state, restarts, a change of the
 // copy's conditions, the reporting of another epoch.
-func urgentReport(old, next *fleetv1alpha1.JobSetDispatchStatus) bool {
+func urgentReport(old, next *fleet.JobSetDispatchStatus) bool {
 	o, n := &old.JobSetStatus, &next.JobSetStatus
 	if old.ObservedEpoch != 0 && old.ObservedEpoch != next.ObservedEpoch {
 		return true
@@ -548,7 +548,7 @@ func urgentReport(old, next *fleetv1alpha1.JobSetDispatchStatus) bool {
 	}
 	// Started ends the hub's start deadline: it must not wait for the
 	// merge (Accepted, by design, goes with the first progress report).
-	if meta.IsStatusConditionTrue(next.Conditions, fleetv1alpha1.DispatchStarted) && !meta.IsStatusConditionTrue(old.Conditions, fleetv1alpha1.DispatchStarted) {
+	if meta.IsStatusConditionTrue(next.Conditions, fleet.DispatchStarted) && !meta.IsStatusConditionTrue(old.Conditions, fleet.DispatchStarted) {
 		return true
 	}
 	return false
@@ -556,7 +556,7 @@ func urgentReport(old, next *fleetv1alpha1.JobSetDispatchStatus) bool {
 
 // carriedRestarts are the restarts the dispatch status holds for its
 // current epoch: what copies of this epoch spent before.
-func carriedRestarts(d *fleetv1alpha1.JobSetDispatch) (restarts, towardsMax int32) {
+func carriedRestarts(d *fleet.JobSetDispatch) (restarts, towardsMax int32) {
 	if d.Status.ObservedEpoch != d.Spec.Epoch {
 		return 0, 0
 	}
@@ -565,7 +565,7 @@ func carriedRestarts(d *fleetv1alpha1.JobSetDispatch) (restarts, towardsMax int3
 
 // finishedHere reports whether the dispatch's status already holds a terminal
 // JobSet status for its current epoch.
-func finishedHere(d *fleetv1alpha1.JobSetDispatch) bool {
+func finishedHere(d *fleet.JobSetDispatch) bool {
 	return d.Status.ObservedEpoch == d.Spec.Epoch && d.Status.JobSetStatus.TerminalState != ""
 }
 
@@ -573,32 +573,32 @@ func finishedHere(d *fleetv1alpha1.JobSetDispatch) bool {
 // lasting reason (see ClassifyCreateError): Accepted=False with that reason
 // and the member's message, bounded because the hub quotes it in a list of
 // members. Nil when the status already says so.
-func Refused(d *fleetv1alpha1.JobSetDispatch, now metav1.Time, cluster, reason, message string) *fleetv1alpha1.JobSetDispatchStatus {
-	return nextStatus(d, now, func(st *fleetv1alpha1.JobSetDispatchStatus) {
-		setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionFalse, reason,
-			fleetv1alpha1.Bounded(fmt.Sprintf("cluster %s refused JobSet %s/%s: %s", cluster, d.Spec.Origin.Namespace, d.Spec.Origin.Name, message), fleetv1alpha1.MaxMemberReason))
+func Refused(d *fleet.JobSetDispatch, now metav1.Time, cluster, reason, message string) *fleet.JobSetDispatchStatus {
+	return nextStatus(d, now, func(st *fleet.JobSetDispatchStatus) {
+		setCondition(st, d, fleet.DispatchAccepted, metav1.ConditionFalse, reason,
+			fleet.Bounded(fmt.Sprintf("cluster %s refused JobSet %s/%s: %s", cluster, d.Spec.Origin.Namespace, d.Spec.Origin.Name, message), fleet.MaxMemberReason))
 	})
 }
 
 // retriedRefusals are the refusals the agent tries again after
 // RefusalRetryInterval.
-var retriedRefusals = map[string]bool{fleetv1alpha1.ReasonMemberRefused: true, fleetv1alpha1.ReasonQuotaExceeded: true, fleetv1alpha1.ReasonNamespaceTerminating: true, fleetv1alpha1.ReasonNamespaceMissing: true}
+var retriedRefusals = map[string]bool{fleet.ReasonMemberRefused: true, fleet.ReasonQuotaExceeded: true, fleet.ReasonNamespaceTerminating: true, fleet.ReasonNamespaceMissing: true}
 
 // refusedRecently reports whether the agent refused d's copy for this
 // generation less than RefusalRetryInterval ago.
-func refusedRecently(d *fleetv1alpha1.JobSetDispatch, now metav1.Time) bool {
-	c := meta.FindStatusCondition(d.Status.Conditions, fleetv1alpha1.DispatchAccepted)
+func refusedRecently(d *fleet.JobSetDispatch, now metav1.Time) bool {
+	c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchAccepted)
 	return c != nil && c.Status == metav1.ConditionFalse && retriedRefusals[c.Reason] && c.ObservedGeneration == d.Generation &&
 		d.Status.LastSyncTime != nil && now.Sub(d.Status.LastSyncTime.Time) < RefusalRetryInterval
 }
 
-func accepted(st *fleetv1alpha1.JobSetDispatchStatus, d *fleetv1alpha1.JobSetDispatch, cluster string) {
-	setCondition(st, d, fleetv1alpha1.DispatchAccepted, metav1.ConditionTrue, fleetv1alpha1.ReasonAccepted,
+func accepted(st *fleet.JobSetDispatchStatus, d *fleet.JobSetDispatch, cluster string) {
+	setCondition(st, d, fleet.DispatchAccepted, metav1.ConditionTrue, fleet.ReasonAccepted,
 		fmt.Sprintf("running as JobSet %s/%s on cluster %s", d.Spec.Origin.Namespace, d.Spec.Origin.Name, cluster))
 	st.ObservedGeneration = d.Generation
 }
 
-func setCondition(st *fleetv1alpha1.JobSetDispatchStatus, d *fleetv1alpha1.JobSetDispatch, typ string, status metav1.ConditionStatus, reason, msg string) {
+func setCondition(st *fleet.JobSetDispatchStatus, d *fleet.JobSetDispatch, typ string, status metav1.ConditionStatus, reason, msg string) {
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: d.Generation,
 	})
@@ -607,7 +607,7 @@ func setCondition(st *fleetv1alpha1.JobSetDispatchStatus, d *fleetv1alpha1.JobSe
 // nextStatus applies mutate to a copy of d's status and returns it with a
 // new lastSyncTime, or nil when nothing but the sync time would change: the
 // hub is written only on change.
-func nextStatus(d *fleetv1alpha1.JobSetDispatch, now metav1.Time, mutate func(*fleetv1alpha1.JobSetDispatchStatus)) *fleetv1alpha1.JobSetDispatchStatus {
+func nextStatus(d *fleet.JobSetDispatch, now metav1.Time, mutate func(*fleet.JobSetDispatchStatus)) *fleet.JobSetDispatchStatus {
 	next := d.Status.DeepCopy()
 	mutate(next)
 	if !StatusChanged(&d.Status, next) {
@@ -619,7 +619,7 @@ func nextStatus(d *fleetv1alpha1.JobSetDispatch, now metav1.Time, mutate func(*f
 
 // StatusChanged reports whether two dispatch statuses differ in anything but
 // lastSyncTime.
-func StatusChanged(old, next *fleetv1alpha1.JobSetDispatchStatus) bool {
+func StatusChanged(old, next *fleet.JobSetDispatchStatus) bool {
 	a, b := old.DeepCopy(), next.DeepCopy()
 	a.LastSyncTime, b.LastSyncTime = nil, nil
 	return !equality.Semantic.DeepEqual(a, b)
@@ -638,14 +638,14 @@ func ClassifyCreateError(err error) (reason string, lasting bool) {
 	case err == nil:
 		return "", false
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-		return fleetv1alpha1.ReasonNamespaceTerminating, true
+		return fleet.ReasonNamespaceTerminating, true
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "status unknown for quota"):
 		// The quota controller has not computed the quota's usage yet.
 		return "", false
 	case apierrors.IsForbidden(err) && quotaRefusal(err.Error()):
-		return fleetv1alpha1.ReasonQuotaExceeded, true
+		return fleet.ReasonQuotaExceeded, true
 	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsRequestEntityTooLargeError(err):
-		return fleetv1alpha1.ReasonMemberRefused, true
+		return fleet.ReasonMemberRefused, true
 	}
 	return "", false
 }

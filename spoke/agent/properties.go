@@ -13,7 +13,7 @@ import (
 	resourcehelper "k8s.io/component-helpers/resource"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // ResourceGPU is the extended resource reported as GPUs.
@@ -71,9 +71,9 @@ func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, isFleetPod func(*
 		}
 		f := fleetUsed[r]
 		props = append(props,
-			clusterinventory.Property{Name: fleetv1alpha1.PropertyAllocatablePrefix + string(r), Value: a.String(), LastObservedTime: now},
-			clusterinventory.Property{Name: fleetv1alpha1.PropertyFreePrefix + string(r), Value: free.String(), LastObservedTime: now},
-			clusterinventory.Property{Name: fleetv1alpha1.PropertyFleetUsedPrefix + string(r), Value: f.String(), LastObservedTime: now},
+			clusterinventory.Property{Name: fleet.PropertyAllocatablePrefix + string(r), Value: a.String(), LastObservedTime: now},
+			clusterinventory.Property{Name: fleet.PropertyFreePrefix + string(r), Value: free.String(), LastObservedTime: now},
+			clusterinventory.Property{Name: fleet.PropertyFleetUsedPrefix + string(r), Value: f.String(), LastObservedTime: now},
 		)
 	}
 	for _, key := range topologyKeys {
@@ -83,7 +83,7 @@ func ComputeProperties(nodes []corev1.Node, pods []corev1.Pod, isFleetPod func(*
 				domains[v] = true
 			}
 		}
-		props = append(props, clusterinventory.Property{Name: fleetv1alpha1.PropertyTopologyPrefix + key, Value: strconv.Itoa(len(domains)), LastObservedTime: now})
+		props = append(props, clusterinventory.Property{Name: fleet.PropertyTopologyPrefix + key, Value: strconv.Itoa(len(domains)), LastObservedTime: now})
 	}
 	return props
 }
@@ -127,9 +127,9 @@ type Health struct {
 // no node has any more, a topology key dropped, a part of a node summary
 // that shrank) is removed.
 var agentPrefixes = []string{
-	fleetv1alpha1.PropertyAllocatablePrefix, fleetv1alpha1.PropertyFreePrefix,
-	fleetv1alpha1.PropertyFleetUsedPrefix, fleetv1alpha1.PropertyTopologyPrefix,
-	fleetv1alpha1.PropertyStorageClassPrefix, fleetv1alpha1.PropertyNodeSummary,
+	fleet.PropertyAllocatablePrefix, fleet.PropertyFreePrefix,
+	fleet.PropertyFleetUsedPrefix, fleet.PropertyTopologyPrefix,
+	fleet.PropertyStorageClassPrefix, fleet.PropertyNodeSummary,
 }
 
 // ProfileStatus is the ClusterProfile status the agent publishes: old with
@@ -179,11 +179,11 @@ func StorageClassProperties(classes []storagev1.StorageClass, now metav1.Time) [
 	slices.SortFunc(classes, func(a, b storagev1.StorageClass) int { return strings.Compare(a.Name, b.Name) })
 	props := make([]clusterinventory.Property, 0, min(len(classes), maxStorageClasses))
 	for _, c := range classes[:min(len(classes), maxStorageClasses)] {
-		v := fleetv1alpha1.PropertyStorageClassAvailable
+		v := fleet.PropertyStorageClassAvailable
 		if c.Annotations[defaultStorageClassAnnotation] == "true" {
-			v = fleetv1alpha1.PropertyStorageClassDefault
+			v = fleet.PropertyStorageClassDefault
 		}
-		props = append(props, clusterinventory.Property{Name: fleetv1alpha1.PropertyStorageClassPrefix + c.Name, Value: v, LastObservedTime: now})
+		props = append(props, clusterinventory.Property{Name: fleet.PropertyStorageClassPrefix + c.Name, Value: v, LastObservedTime: now})
 	}
 	return props
 }

@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 func TestClassifyCreateError(t *testing.T) {
@@ -29,13 +29,13 @@ func TestClassifyCreateError(t *testing.T) {
 		lasting bool
 	}{
 		{"nil", nil, "", false},
-		{"namespace terminating", fmt.Errorf("creating: %w", terminating), fleetv1alpha1.ReasonNamespaceTerminating, true},
-		{"quota exceeded", apierrors.NewForbidden(jobsets, "train", errors.New("exceeded quota: js, requested: count/jobsets.jobset.x-k8s.io=1, used: count/jobsets.jobset.x-k8s.io=0, limited: count/jobsets.jobset.x-k8s.io=0")), fleetv1alpha1.ReasonQuotaExceeded, true},
-		{"quota needs limits", apierrors.NewForbidden(jobsets, "train", errors.New("failed quota: compute: must specify limits.cpu")), fleetv1alpha1.ReasonQuotaExceeded, true},
+		{"namespace terminating", fmt.Errorf("creating: %w", terminating), fleet.ReasonNamespaceTerminating, true},
+		{"quota exceeded", apierrors.NewForbidden(jobsets, "train", errors.New("exceeded quota: js, requested: count/jobsets.jobset.x-k8s.io=1, used: count/jobsets.jobset.x-k8s.io=0, limited: count/jobsets.jobset.x-k8s.io=0")), fleet.ReasonQuotaExceeded, true},
+		{"quota needs limits", apierrors.NewForbidden(jobsets, "train", errors.New("failed quota: compute: must specify limits.cpu")), fleet.ReasonQuotaExceeded, true},
 		{"quota usage not yet known", apierrors.NewForbidden(jobsets, "train", errors.New("status unknown for quota: js, resources: count/jobsets.jobset.x-k8s.io")), "", false},
-		{"webhook denied", apierrors.NewForbidden(jobsets, "train", errors.New(`admission webhook "deny.example.com" denied the request: no`)), fleetv1alpha1.ReasonMemberRefused, true},
-		{"policy denied (Invalid)", apierrors.NewInvalid(schema.GroupKind{Group: "jobset.x-k8s.io", Kind: "JobSet"}, "train", field.ErrorList{field.Forbidden(field.NewPath("spec"), "ValidatingAdmissionPolicy 'p' denied request")}), fleetv1alpha1.ReasonMemberRefused, true},
-		{"too large", apierrors.NewRequestEntityTooLargeError("limit is 3145728"), fleetv1alpha1.ReasonMemberRefused, true},
+		{"webhook denied", apierrors.NewForbidden(jobsets, "train", errors.New(`admission webhook "deny.example.com" denied the request: no`)), fleet.ReasonMemberRefused, true},
+		{"policy denied (Invalid)", apierrors.NewInvalid(schema.GroupKind{Group: "jobset.x-k8s.io", Kind: "JobSet"}, "train", field.ErrorList{field.Forbidden(field.NewPath("spec"), "ValidatingAdmissionPolicy 'p' denied request")}), fleet.ReasonMemberRefused, true},
+		{"too large", apierrors.NewRequestEntityTooLargeError("limit is 3145728"), fleet.ReasonMemberRefused, true},
 		{"already exists (cache lag)", apierrors.NewAlreadyExists(jobsets, "train"), "", false},
 		{"conflict", apierrors.NewConflict(jobsets, "train", errors.New("x")), "", false},
 		{"webhook unreachable", apierrors.NewInternalError(errors.New(`failed calling webhook "x": connection refused`)), "", false},
@@ -55,58 +55,58 @@ func TestClassifyCreateError(t *testing.T) {
 
 func TestRefused(t *testing.T) {
 	d := testDispatch(2)
-	st := Refused(d, now, "a", fleetv1alpha1.ReasonQuotaExceeded, strings.Repeat("quota ", 200))
-	c := meta.FindStatusCondition(st.Conditions, fleetv1alpha1.DispatchAccepted)
-	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleetv1alpha1.ReasonQuotaExceeded || c.ObservedGeneration != d.Generation {
+	st := Refused(d, now, "a", fleet.ReasonQuotaExceeded, strings.Repeat("quota ", 200))
+	c := meta.FindStatusCondition(st.Conditions, fleet.DispatchAccepted)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != fleet.ReasonQuotaExceeded || c.ObservedGeneration != d.Generation {
 		t.Fatalf("condition %+v", c)
 	}
-	if len(c.Message) > fleetv1alpha1.MaxMemberReason || !strings.HasPrefix(c.Message, "cluster a refused JobSet team/train: quota") {
+	if len(c.Message) > fleet.MaxMemberReason || !strings.HasPrefix(c.Message, "cluster a refused JobSet team/train: quota") {
 		t.Errorf("message (%d bytes) %q", len(c.Message), c.Message)
 	}
 	d.Status = *st
-	if again := Refused(d, metav1.NewTime(now.Add(time.Minute)), "a", fleetv1alpha1.ReasonQuotaExceeded, strings.Repeat("quota ", 200)); again != nil {
+	if again := Refused(d, metav1.NewTime(now.Add(time.Minute)), "a", fleet.ReasonQuotaExceeded, strings.Repeat("quota ", 200)); again != nil {
 		t.Errorf("the same refusal is written again: %+v", again)
 	}
 }
 
 func TestComputePlanRefusals(t *testing.T) {
-	plan := func(d *fleetv1alpha1.JobSetDispatch, at time.Time, denied ...string) planSummary {
+	plan := func(d *fleet.JobSetDispatch, at time.Time, denied ...string) planSummary {
 		return summarize(ComputePlan(Observed{Key: "fleet-member-a/" + d.Name, ClusterName: "a", Now: metav1.NewTime(at), Dispatch: d, DeniedNamespaces: denied}))
 	}
-	refusedAt := func(reason string, generation int64) *fleetv1alpha1.JobSetDispatch {
+	refusedAt := func(reason string, generation int64) *fleet.JobSetDispatch {
 		d := testDispatch(2)
 		d.Status = *Refused(d, now, "a", reason, "no")
 		d.Generation = generation
 		return d
 	}
-	create := &copySummary{Finalizers: []string{fleetv1alpha1.ReportFinalizer}}
-	inNS := func(ns string) *fleetv1alpha1.JobSetDispatch {
+	create := &copySummary{Finalizers: []string{fleet.ReportFinalizer}}
+	inNS := func(ns string) *fleet.JobSetDispatch {
 		d := testDispatch(2)
 		d.Spec.Origin.Namespace = ns
 		return d
 	}
 	for _, tc := range []struct {
 		name string
-		d    *fleetv1alpha1.JobSetDispatch
+		d    *fleet.JobSetDispatch
 		at   time.Time
 		deny []string
 		want planSummary
 	}{
 		{"built-in denied namespace", inNS("kube-system"), now.Time, nil,
-			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleetv1alpha1.ReasonNamespaceDenied}}},
+			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleet.ReasonNamespaceDenied}}},
 		{"the fleet's own namespace", inNS("jobset-fleet-system"), now.Time, nil,
-			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleetv1alpha1.ReasonNamespaceDenied}}},
+			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleet.ReasonNamespaceDenied}}},
 		{"denied by --denied-namespaces, prefix", inNS("secret-team"), now.Time, []string{"secret-*"},
-			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleetv1alpha1.ReasonNamespaceDenied}}},
+			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleet.ReasonNamespaceDenied}}},
 		{"extra list adds, does not replace", inNS("kube-public"), now.Time, []string{"other"},
-			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleetv1alpha1.ReasonNamespaceDenied}}},
+			planSummary{State: StateRefused, Status: &statusSummary{Accepted: fleet.ReasonNamespaceDenied}}},
 		{"allowed namespace is created", inNS("team"), now.Time, []string{"secret-*"},
 			planSummary{AddFinalizer: true, Create: create, ConfirmCurrent: true, State: StatePending, ReportAfter: ReportInterval}},
-		{"refused moments ago: wait", refusedAt(fleetv1alpha1.ReasonQuotaExceeded, 3), now.Add(10 * time.Second), nil,
+		{"refused moments ago: wait", refusedAt(fleet.ReasonQuotaExceeded, 3), now.Add(10 * time.Second), nil,
 			planSummary{State: StateRefused, ReportAfter: RefusalRetryInterval - 10*time.Second}},
-		{"refused long ago: try again", refusedAt(fleetv1alpha1.ReasonQuotaExceeded, 3), now.Add(RefusalRetryInterval), nil,
+		{"refused long ago: try again", refusedAt(fleet.ReasonQuotaExceeded, 3), now.Add(RefusalRetryInterval), nil,
 			planSummary{AddFinalizer: true, Create: create, ConfirmCurrent: true, State: StatePending, ReportAfter: ReportInterval}},
-		{"refused for an older generation: try at once", refusedAt(fleetv1alpha1.ReasonMemberRefused, 4), now.Add(time.Second), nil,
+		{"refused for an older generation: try at once", refusedAt(fleet.ReasonMemberRefused, 4), now.Add(time.Second), nil,
 			planSummary{AddFinalizer: true, Create: create, ConfirmCurrent: true, State: StatePending, ReportAfter: ReportInterval}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,30 +122,30 @@ func TestDesiredJobSetEpoch(t *testing.T) {
 	d.Spec.JobSet.Spec.ReplicatedJobs = append(d.Spec.JobSet.Spec.ReplicatedJobs, *d.Spec.JobSet.Spec.ReplicatedJobs[0].DeepCopy())
 	d.Spec.JobSet.Spec.ReplicatedJobs[1].Name = "driver"
 	pod := &d.Spec.JobSet.Spec.ReplicatedJobs[1].Template.Spec.Template
-	pod.Annotations = map[string]string{"user": "kept", fleetv1alpha1.PodEpochAnnotation: "999"}
+	pod.Annotations = map[string]string{"user": "kept", fleet.PodEpochAnnotation: "999"}
 	pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}}
-	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "a"}, {Name: fleetv1alpha1.EpochEnvVar, Value: "999"}, {Name: "B", Value: "b"}}
+	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "a"}, {Name: fleet.EpochEnvVar, Value: "999"}, {Name: "B", Value: "b"}}
 	before := d.DeepCopy()
 
 	js := DesiredJobSet(d)
 	if !cmp.Equal(before, d) {
 		t.Error("DesiredJobSet modified the dispatch")
 	}
-	want := corev1.EnvVar{Name: fleetv1alpha1.EpochEnvVar, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['fleet.jobset.x-k8s.io/epoch']"}}}
+	want := corev1.EnvVar{Name: fleet.EpochEnvVar, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['fleet.jobset.x-k8s.io/epoch']"}}}
 	for _, rj := range js.Spec.ReplicatedJobs {
 		tpl := rj.Template.Spec.Template
-		if got := tpl.Annotations[fleetv1alpha1.PodEpochAnnotation]; got != "7" {
-			t.Errorf("%s: pod annotation %s = %q, want 7", rj.Name, fleetv1alpha1.PodEpochAnnotation, got)
+		if got := tpl.Annotations[fleet.PodEpochAnnotation]; got != "7" {
+			t.Errorf("%s: pod annotation %s = %q, want 7", rj.Name, fleet.PodEpochAnnotation, got)
 		}
 		for _, c := range append(tpl.Spec.InitContainers, tpl.Spec.Containers...) {
 			var epochVars []corev1.EnvVar
 			for _, e := range c.Env {
-				if e.Name == fleetv1alpha1.EpochEnvVar {
+				if e.Name == fleet.EpochEnvVar {
 					epochVars = append(epochVars, e)
 				}
 			}
 			if diff := cmp.Diff([]corev1.EnvVar{want}, epochVars); diff != "" {
-				t.Errorf("%s/%s: %s (-want +got):\n%s", rj.Name, c.Name, fleetv1alpha1.EpochEnvVar, diff)
+				t.Errorf("%s/%s: %s (-want +got):\n%s", rj.Name, c.Name, fleet.EpochEnvVar, diff)
 			}
 		}
 	}
@@ -230,7 +230,7 @@ func TestUnauthorizedMessage(t *testing.T) {
 	if strings.Contains(revoked, "expired") || !strings.Contains(revoked, "no longer accepts") || !strings.HasSuffix(revoked, cmd) {
 		t.Errorf("revoked: %q", revoked)
 	}
-	if len(expired) > fleetv1alpha1.MaxEventNote {
+	if len(expired) > fleet.MaxEventNote {
 		t.Errorf("message of %d bytes does not fit an event note", len(expired))
 	}
 }

@@ -14,8 +14,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
@@ -57,7 +57,7 @@ func TestAgentRestartWhileHubUnreachable(t *testing.T) {
 	a := startAgent(t, t.Cleanup, member, agentCfg, options)
 	d := newDispatch("team-a", "train", 1)
 	must(t, hub.Client.Create(ctx, d))
-	waitMemberJobSet(t, member.Client, "team-a", "train", func(js *v1alpha2.JobSet) error {
+	waitMemberJobSet(t, member.Client, "team-a", "train", func(js *jobset.JobSet) error {
 		if js.IsSuspended() {
 			return errors.New("suspended")
 		}
@@ -69,7 +69,7 @@ func TestAgentRestartWhileHubUnreachable(t *testing.T) {
 	var recorded time.Time
 	testenv.Eventually(t, 10*time.Second, "the recorded renewal to stop moving", func() error {
 		lease := &coordinationv1.Lease{}
-		if err := member.Client.Get(ctx, client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.LastRenewalLeaseName}, lease); err != nil {
+		if err := member.Client.Get(ctx, client.ObjectKey{Namespace: fleet.SystemNamespace, Name: fleet.LastRenewalLeaseName}, lease); err != nil {
 			return err
 		}
 		at := lease.Spec.RenewTime.Time
@@ -137,7 +137,7 @@ func TestAgentRestartWhileHubUnreachable(t *testing.T) {
 		}
 		return nil
 	})
-	waitMemberJobSet(t, member.Client, "team-a", "train", func(js *v1alpha2.JobSet) error {
+	waitMemberJobSet(t, member.Client, "team-a", "train", func(js *jobset.JobSet) error {
 		if js.IsSuspended() {
 			return errors.New("still suspended after the hub came back")
 		}

@@ -19,8 +19,8 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
@@ -57,7 +57,7 @@ func TestAgentMemberBoundary(t *testing.T) {
 			"pod-security.kubernetes.io/warn":            "restricted",
 			"owner":                                      "team",
 		}
-		d.Spec.JobSet.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: fleetv1alpha1.EpochEnvVar, Value: "99"}}
+		d.Spec.JobSet.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: fleet.EpochEnvVar, Value: "99"}}
 		must(t, hub.Client.Create(ctx, d))
 		waitMemberJobSet(t, member.Client, "team-psa", "train", nil)
 		ns := &corev1.Namespace{}
@@ -84,22 +84,22 @@ func TestAgentMemberBoundary(t *testing.T) {
 			}
 			for _, j := range jobs {
 				tpl := j.Spec.Template
-				if got := tpl.Annotations[fleetv1alpha1.PodEpochAnnotation]; got != "3" {
-					return fmt.Errorf("Job %s: pod annotation %s = %q, want 3", j.Name, fleetv1alpha1.PodEpochAnnotation, got)
+				if got := tpl.Annotations[fleet.PodEpochAnnotation]; got != "3" {
+					return fmt.Errorf("Job %s: pod annotation %s = %q, want 3", j.Name, fleet.PodEpochAnnotation, got)
 				}
 				for _, c := range tpl.Spec.Containers {
 					var found []string
 					for _, e := range c.Env {
-						if e.Name == fleetv1alpha1.EpochEnvVar {
+						if e.Name == fleet.EpochEnvVar {
 							found = append(found, fmt.Sprintf("value %q from %+v", e.Value, e.ValueFrom))
 							if e.Value != "" || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil ||
-								e.ValueFrom.FieldRef.FieldPath != "metadata.annotations['"+fleetv1alpha1.PodEpochAnnotation+"']" {
+								e.ValueFrom.FieldRef.FieldPath != "metadata.annotations['"+fleet.PodEpochAnnotation+"']" {
 								return fmt.Errorf("Job %s container %s: %s is not read from the epoch annotation: %+v", j.Name, c.Name, e.Name, e)
 							}
 						}
 					}
 					if len(found) != 1 {
-						return fmt.Errorf("Job %s container %s: %d %s variables (%v), want exactly the fleet's", j.Name, c.Name, len(found), fleetv1alpha1.EpochEnvVar, found)
+						return fmt.Errorf("Job %s container %s: %d %s variables (%v), want exactly the fleet's", j.Name, c.Name, len(found), fleet.EpochEnvVar, found)
 					}
 				}
 			}
@@ -117,7 +117,7 @@ func TestAgentMemberBoundary(t *testing.T) {
 		must(t, member.Client.Status().Update(ctx, quota))
 		d := newDispatch("team-quota", "train", 1)
 		must(t, hub.Client.Create(ctx, d))
-		waitRefused(t, hub.Client, d, fleetv1alpha1.ReasonQuotaExceeded, "exceeded quota")
+		waitRefused(t, hub.Client, d, fleet.ReasonQuotaExceeded, "exceeded quota")
 		if err := gone(member.Client, memberJobSet("team-quota", "train").Obj()); err != nil {
 			t.Error(err)
 		}
@@ -129,14 +129,14 @@ func TestAgentMemberBoundary(t *testing.T) {
 		must(t, member.Client.Delete(ctx, namespace("team-gone")))
 		d := newDispatch("team-gone", "train", 1)
 		must(t, hub.Client.Create(ctx, d))
-		waitRefused(t, hub.Client, d, fleetv1alpha1.ReasonNamespaceTerminating, "being terminated")
+		waitRefused(t, hub.Client, d, fleet.ReasonNamespaceTerminating, "being terminated")
 	})
 
 	t.Run("the agent's namespace policy refuses: NamespaceDenied", func(t *testing.T) {
-		for _, ns := range []string{"secret-ops", "kube-system", fleetv1alpha1.SystemNamespace} {
+		for _, ns := range []string{"secret-ops", "kube-system", fleet.SystemNamespace} {
 			d := newDispatch(ns, "train", 1)
 			must(t, hub.Client.Create(ctx, d))
-			waitRefused(t, hub.Client, d, fleetv1alpha1.ReasonNamespaceDenied, "namespace "+ns)
+			waitRefused(t, hub.Client, d, fleet.ReasonNamespaceDenied, "namespace "+ns)
 			if err := gone(member.Client, memberJobSet(ns, "train").Obj()); err != nil {
 				t.Error(err)
 			}
@@ -151,7 +151,7 @@ func TestAgentMemberBoundary(t *testing.T) {
 		a = startAgent(t, t.Cleanup, member, agentCfg, policy, func(o *agent.Options) { o.RequireNamespaces = true })
 		d := newDispatch("team-missing", "train", 1)
 		must(t, hub.Client.Create(ctx, d))
-		c := waitRefused(t, hub.Client, d, fleetv1alpha1.ReasonNamespaceMissing, "namespace team-missing")
+		c := waitRefused(t, hub.Client, d, fleet.ReasonNamespaceMissing, "namespace team-missing")
 		if !strings.Contains(c.Message, "--create-namespaces=false") {
 			t.Errorf("the message does not name the flag: %q", c.Message)
 		}
@@ -167,19 +167,19 @@ func TestAgentMemberBoundary(t *testing.T) {
 
 // waitRefused waits for the agent to report the dispatch refused with
 // reason, with a bounded message containing want.
-func waitRefused(t *testing.T, hub client.Client, d *fleetv1alpha1.JobSetDispatch, reason, want string) metav1.Condition {
+func waitRefused(t *testing.T, hub client.Client, d *fleet.JobSetDispatch, reason, want string) metav1.Condition {
 	t.Helper()
 	var c *metav1.Condition
 	testenv.Eventually(t, 20*time.Second, "the dispatch refused with "+reason, func() error {
 		got := getDispatch(t, hub, d.Name)
-		c = meta.FindStatusCondition(got.Status.Conditions, fleetv1alpha1.DispatchAccepted)
+		c = meta.FindStatusCondition(got.Status.Conditions, fleet.DispatchAccepted)
 		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason {
 			return fmt.Errorf("conditions %+v", got.Status.Conditions)
 		}
 		return nil
 	})
-	if !strings.Contains(c.Message, want) || len(c.Message) > fleetv1alpha1.MaxMemberReason {
-		t.Errorf("refusal message (%d bytes) %q: want it to say %q, within %d bytes", len(c.Message), c.Message, want, fleetv1alpha1.MaxMemberReason)
+	if !strings.Contains(c.Message, want) || len(c.Message) > fleet.MaxMemberReason {
+		t.Errorf("refusal message (%d bytes) %q: want it to say %q, within %d bytes", len(c.Message), c.Message, want, fleet.MaxMemberReason)
 	}
 	return *c
 }
@@ -199,7 +199,7 @@ func TestAgentHubUnauthorized(t *testing.T) {
 	must(t, err)
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: memberNS, Name: membership.AgentServiceAccount}}
 	must(t, hub.Client.Delete(ctx, sa))
-	secretKey := client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret}
+	secretKey := client.ObjectKey{Namespace: fleet.SystemNamespace, Name: fleet.HubKubeconfigSecret}
 	cfg, creds, err := agent.HubConfigFromSecret(ctx, member.Client, secretKey, agent.DefaultCredentialsOptions())
 	must(t, err)
 	a := startAgent(t, t.Cleanup, member, cfg, func(o *agent.Options) { o.Credentials = creds })
@@ -207,12 +207,12 @@ func TestAgentHubUnauthorized(t *testing.T) {
 	command := "jobset-fleet-agent join --hub-kubeconfig <hub admin kubeconfig> --member-kubeconfig <member admin kubeconfig> --cluster-name " + clusterName + " --hub-server " + hub.Config.Host
 	testenv.Eventually(t, 20*time.Second, "a Warning event on the hub kubeconfig Secret with the recovery command", func() error {
 		var list eventsv1.EventList
-		if err := member.Client.List(ctx, &list, client.InNamespace(fleetv1alpha1.SystemNamespace)); err != nil {
+		if err := member.Client.List(ctx, &list, client.InNamespace(fleet.SystemNamespace)); err != nil {
 			return err
 		}
 		var seen []string
 		for _, e := range list.Items {
-			if e.Regarding.Kind != "Secret" || e.Regarding.Name != fleetv1alpha1.HubKubeconfigSecret {
+			if e.Regarding.Kind != "Secret" || e.Regarding.Name != fleet.HubKubeconfigSecret {
 				continue
 			}
 			seen = append(seen, e.Reason+": "+e.Note)
@@ -271,7 +271,7 @@ func TestAgentRestartSkewedClock(t *testing.T) {
 				o.FenceTimeout = fence
 				o.Clock = skewedClock{skew: skew}
 			})
-			waitMemberJobSet(t, member.Client, "team-a", "train", func(js *v1alpha2.JobSet) error {
+			waitMemberJobSet(t, member.Client, "team-a", "train", func(js *jobset.JobSet) error {
 				if js.IsSuspended() {
 					return errors.New("suspended")
 				}
@@ -281,7 +281,7 @@ func TestAgentRestartSkewedClock(t *testing.T) {
 			// own clock, corrected by its skew: when that was, truly.
 			recordedRenewal := func() (time.Time, error) {
 				lease := &coordinationv1.Lease{}
-				if err := member.Client.Get(ctx, client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.LastRenewalLeaseName}, lease); err != nil {
+				if err := member.Client.Get(ctx, client.ObjectKey{Namespace: fleet.SystemNamespace, Name: fleet.LastRenewalLeaseName}, lease); err != nil {
 					return time.Time{}, err
 				}
 				at := lease.Spec.RenewTime.Time.Add(-skew)
@@ -340,7 +340,7 @@ func TestAgentRestartSkewedClock(t *testing.T) {
 				}
 				return nil
 			})
-			waitMemberJobSet(t, member.Client, "team-a", "train", func(js *v1alpha2.JobSet) error {
+			waitMemberJobSet(t, member.Client, "team-a", "train", func(js *jobset.JobSet) error {
 				if js.IsSuspended() {
 					return errors.New("still suspended after the hub came back")
 				}

@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // StandbyFencer stops the fleet's copies on the member once the last
@@ -162,7 +162,7 @@ func (s *StandbyFencer) fencer(ctx context.Context) (*fencer, error) {
 	}
 	s.fence = &fencer{
 		member:          s.member,
-		memberNamespace: fleetv1alpha1.MemberNamespace(name),
+		memberNamespace: fleet.MemberNamespace(name),
 		timeout:         s.timeout,
 		action:          s.action,
 		errors:          agentErrors.WithLabelValues(name, "fence"),

@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
 	"github.com/jobset-fleet/jobset-fleet/spoke/agent"
@@ -42,46 +42,46 @@ func TestStandbyFencesWithoutLeadership(t *testing.T) {
 	tick := min(max(fence/10, 100*time.Millisecond), time.Second)
 	member := testenv.Start(t, "standby-member")
 	ctx := context.Background()
-	must(t, member.Client.Create(ctx, namespace(fleetv1alpha1.SystemNamespace)))
+	must(t, member.Client.Create(ctx, namespace(fleet.SystemNamespace)))
 	must(t, member.Client.Create(ctx, namespace("team-a")))
 	// The name join wrote; the kubeconfig is never read on a replica that
 	// does not lead.
 	must(t, member.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.HubKubeconfigSecret},
-		Data:       map[string][]byte{fleetv1alpha1.ClusterNameKey: []byte(clusterName)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: fleet.SystemNamespace, Name: fleet.HubKubeconfigSecret},
+		Data:       map[string][]byte{fleet.ClusterNameKey: []byte(clusterName)},
 	}))
 	const electionID = "standby-test-leader"
 	now := metav1.NewMicroTime(time.Now())
 	must(t, member.Client.Create(ctx, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: fleetv1alpha1.SystemNamespace, Name: electionID},
+		ObjectMeta: metav1.ObjectMeta{Namespace: fleet.SystemNamespace, Name: electionID},
 		Spec: coordinationv1.LeaseSpec{
 			HolderIdentity: ptr.To("the-leader-elsewhere"), LeaseDurationSeconds: ptr.To(int32(3600)),
 			AcquireTime: &now, RenewTime: &now,
 		},
 	}))
 
-	copyOf := func(name string) *v1alpha2.JobSet {
-		js := memberJobSet("team-a", name).ManagedBy(fleetv1alpha1.ManagedByFleet).Obj()
-		js.Annotations = map[string]string{fleetv1alpha1.DispatchAnnotation: memberNS + "/" + fleetv1alpha1.DispatchName("team-a", name)}
+	copyOf := func(name string) *jobset.JobSet {
+		js := memberJobSet("team-a", name).ManagedBy(fleet.ManagedByFleet).Obj()
+		js.Annotations = map[string]string{fleet.DispatchAnnotation: memberNS + "/" + fleet.DispatchName("team-a", name)}
 		return js
 	}
 	running := copyOf("train")
 	finished := copyOf("done")
 	local := memberJobSet("team-a", "local").Obj()
-	for _, js := range []*v1alpha2.JobSet{running, finished, local} {
+	for _, js := range []*jobset.JobSet{running, finished, local} {
 		must(t, member.Client.Create(ctx, js))
 	}
-	finished.Status.TerminalState = string(v1alpha2.JobSetCompleted)
+	finished.Status.TerminalState = string(jobset.JobSetCompleted)
 	must(t, member.Client.Status().Update(ctx, finished))
 
 	suspended := func(name string) bool {
-		js := &v1alpha2.JobSet{}
+		js := &jobset.JobSet{}
 		must(t, member.Client.Get(ctx, client.ObjectKey{Namespace: "team-a", Name: name}, js))
 		return js.IsSuspended()
 	}
 	record := func() time.Time {
 		t.Helper()
-		key := client.ObjectKey{Namespace: fleetv1alpha1.SystemNamespace, Name: fleetv1alpha1.LastRenewalLeaseName}
+		key := client.ObjectKey{Namespace: fleet.SystemNamespace, Name: fleet.LastRenewalLeaseName}
 		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 		at := time.Now()
 		testenv.Eventually(t, 5*time.Second, "a renewal recorded", func() error {
@@ -150,7 +150,7 @@ func TestStandbyFencesWithoutLeadership(t *testing.T) {
 
 	// Resumed (as a leader would), then a fresh replica starts with the
 	// recorded renewal already past the fence timeout.
-	resume := &v1alpha2.JobSet{}
+	resume := &jobset.JobSet{}
 	must(t, member.Client.Get(ctx, client.ObjectKeyFromObject(running), resume))
 	resume.Spec.Suspend = ptr.To(false)
 	must(t, member.Client.Update(ctx, resume))
@@ -185,11 +185,11 @@ func startStandbyReplica(t *testing.T, member *testenv.Cluster, electionID strin
 		Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
 		LeaderElection:          true,
 		LeaderElectionID:        electionID,
-		LeaderElectionNamespace: fleetv1alpha1.SystemNamespace,
+		LeaderElectionNamespace: fleet.SystemNamespace,
 	})
 	must(t, err)
 	opts := spoke.DefaultOptions()
-	opts.HubKubeconfigSecret = fleetv1alpha1.SystemNamespace + "/" + fleetv1alpha1.HubKubeconfigSecret
+	opts.HubKubeconfigSecret = fleet.SystemNamespace + "/" + fleet.HubKubeconfigSecret
 	opts.Agent.FenceTimeout = fence
 	opts.Agent.HeartbeatInterval = fence / 4
 	must(t, spoke.SetupAgentOnceConnected(mgr, opts, nil))

@@ -12,8 +12,8 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
@@ -90,15 +90,15 @@ func TestFencerOnShutdownAndAtStart(t *testing.T) {
 	if err := member.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}); err != nil {
 		t.Fatal(err)
 	}
-	newCopy := func(name string) *v1alpha2.JobSet {
+	newCopy := func(name string) *jobset.JobSet {
 		js := jstesting.MakeJobSet("team-a", name).ReplicatedJob(jstesting.MakeReplicatedJob("w").Replicas(1).Container("c", "busybox").Obj()).Obj()
-		js.Annotations = map[string]string{fleetv1alpha1.DispatchAnnotation: "fleet-member-m1/team-a." + name}
+		js.Annotations = map[string]string{fleet.DispatchAnnotation: "fleet-member-m1/team-a." + name}
 		if err := member.Client.Create(ctx, js); err != nil {
 			t.Fatal(err)
 		}
 		return js
 	}
-	suspended := func(js *v1alpha2.JobSet) bool {
+	suspended := func(js *jobset.JobSet) bool {
 		if err := member.Client.Get(ctx, client.ObjectKeyFromObject(js), js); err != nil {
 			t.Fatal(err)
 		}

@@ -9,8 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 func TestPodsRan(t *testing.T) {
@@ -44,21 +44,21 @@ func TestPodsRan(t *testing.T) {
 // the dispatch says Started, so the hub's start deadline never moves it.
 func TestStartedReported(t *testing.T) {
 	d := testDispatch(2)
-	d.Finalizers = []string{fleetv1alpha1.AgentFinalizer}
+	d.Finalizers = []string{fleet.AgentFinalizer}
 	cp := memberCopy(d)
-	cp.Finalizers = []string{fleetv1alpha1.ReportFinalizer}
-	cp.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "w", Active: 2}}
-	observe := func(d *fleetv1alpha1.JobSetDispatch, ran bool) Plan {
-		return ComputePlan(Observed{Key: "fleet-member-a/team.train", ClusterName: "a", Now: now, Dispatch: d, Target: cp, Copies: []v1alpha2.JobSet{*cp}, PodsRan: ran})
+	cp.Finalizers = []string{fleet.ReportFinalizer}
+	cp.Status.ReplicatedJobsStatus = []jobset.ReplicatedJobStatus{{Name: "w", Active: 2}}
+	observe := func(d *fleet.JobSetDispatch, ran bool) Plan {
+		return ComputePlan(Observed{Key: "fleet-member-a/team.train", ClusterName: "a", Now: now, Dispatch: d, Target: cp, Copies: []jobset.JobSet{*cp}, PodsRan: ran})
 	}
 	p := observe(d, false)
-	if p.Status == nil || meta.FindStatusCondition(p.Status.Conditions, fleetv1alpha1.DispatchStarted) != nil {
+	if p.Status == nil || meta.FindStatusCondition(p.Status.Conditions, fleet.DispatchStarted) != nil {
 		t.Fatalf("no Pod ran yet: status %+v, want a report without Started", p.Status)
 	}
 	reported := d.DeepCopy()
 	reported.Status = *p.Status
 	p = observe(reported, true)
-	if p.Status == nil || !meta.IsStatusConditionTrue(p.Status.Conditions, fleetv1alpha1.DispatchStarted) {
+	if p.Status == nil || !meta.IsStatusConditionTrue(p.Status.Conditions, fleet.DispatchStarted) {
 		t.Fatalf("a Pod ran: status %+v, want Started=True", p.Status)
 	}
 	if !urgentReport(&reported.Status, p.Status) {

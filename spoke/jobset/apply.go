@@ -18,7 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/spoke/cachesync"
 )
 
@@ -27,7 +27,7 @@ import (
 // nothing more is done (the status is not saved, its events are not
 // emitted), as upstream's reconcile does. Transition events go out only
 // once the status that records them is saved.
-func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p Plan) (ctrl.Result, error) {
+func (r *Reconciler) apply(ctx context.Context, js *jobset.JobSet, p Plan) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	steps := []func() error{
 		func() error { return r.deleteJobs(ctx, p.DeleteJobs) },
@@ -62,10 +62,10 @@ func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p Plan) (ct
 			r.event(js, e.eventType, e.reason, e.note)
 		}
 		switch p.Finished {
-		case v1alpha2.JobSetCompleted:
+		case jobset.JobSetCompleted:
 			completedTotal.WithLabelValues(js.Name, js.Namespace).Inc()
 			log.V(2).Info("JobSet completed")
-		case v1alpha2.JobSetFailed:
+		case jobset.JobSetFailed:
 			failedTotal.WithLabelValues(js.Name, js.Namespace).Inc()
 			log.V(2).Info("JobSet failed")
 		}
@@ -73,7 +73,7 @@ func (r *Reconciler) apply(ctx context.Context, js *v1alpha2.JobSet, p Plan) (ct
 	return ctrl.Result{RequeueAfter: p.RequeueAfter}, nil
 }
 
-func (r *Reconciler) deleteJobSetAfterTTL(ctx context.Context, js *v1alpha2.JobSet, due bool) error {
+func (r *Reconciler) deleteJobSetAfterTTL(ctx context.Context, js *jobset.JobSet, due bool) error {
 	if !due {
 		return nil
 	}
@@ -91,7 +91,7 @@ func (r *Reconciler) deleteJobSetAfterTTL(ctx context.Context, js *v1alpha2.JobS
 // saveStatus patches the status when it differs from the observed one. The
 // patch carries the resourceVersion: decisions such as "restart now" were
 // made on this version, and must not be applied twice from a stale cache.
-func (r *Reconciler) saveStatus(ctx context.Context, js *v1alpha2.JobSet, status v1alpha2.JobSetStatus) (bool, error) {
+func (r *Reconciler) saveStatus(ctx context.Context, js *jobset.JobSet, status jobset.JobSetStatus) (bool, error) {
 	if equality.Semantic.DeepEqual(js.Status, status) {
 		return false, nil
 	}
@@ -135,12 +135,12 @@ func (r *Reconciler) deleteJobs(ctx context.Context, jobs []*batchv1.Job) error 
 		if err != nil {
 			return fmt.Errorf("deleting Job %s: %w", klog.KObj(job), err)
 		}
-		log.V(2).Info("Deleted Job", "job", klog.KObj(job), "restartAttempt", job.Labels[v1alpha2.RestartsKey])
+		log.V(2).Info("Deleted Job", "job", klog.KObj(job), "restartAttempt", job.Labels[jobset.RestartsKey])
 		return nil
 	})
 }
 
-func (r *Reconciler) createService(ctx context.Context, js *v1alpha2.JobSet, svc *corev1.Service) error {
+func (r *Reconciler) createService(ctx context.Context, js *jobset.JobSet, svc *corev1.Service) error {
 	if svc == nil {
 		return nil
 	}
@@ -159,7 +159,7 @@ func (r *Reconciler) createService(ctx context.Context, js *v1alpha2.JobSet, svc
 // createPVCs creates the volumeClaimPolicies' PVCs that do not exist yet.
 // Like upstream, it asks the apiserver every time rather than watching
 // PVCs: one request per claim, and an existing PVC is left as it is.
-func (r *Reconciler) createPVCs(ctx context.Context, js *v1alpha2.JobSet, pvcs []*corev1.PersistentVolumeClaim) error {
+func (r *Reconciler) createPVCs(ctx context.Context, js *jobset.JobSet, pvcs []*corev1.PersistentVolumeClaim) error {
 	for _, pvc := range pvcs {
 		err := r.client.Create(ctx, pvc)
 		switch {
@@ -192,7 +192,7 @@ func (r *Reconciler) scaleJobs(ctx context.Context, scales []jobScale) error {
 
 // createJobGroups creates the Jobs of one replicatedJob after another;
 // a replicatedJob whose Jobs are not all created stops the rest.
-func (r *Reconciler) createJobGroups(ctx context.Context, js *v1alpha2.JobSet, groups [][]*batchv1.Job) error {
+func (r *Reconciler) createJobGroups(ctx context.Context, js *jobset.JobSet, groups [][]*batchv1.Job) error {
 	for _, jobs := range groups {
 		if err := r.createJobs(ctx, js, jobs); err != nil {
 			return err
@@ -207,7 +207,7 @@ func (r *Reconciler) createJobGroups(ctx context.Context, js *v1alpha2.JobSet, g
 // the same note, which the events API folds into one event whose count
 // grows. A Job that already exists (created by an earlier reconcile the
 // cache has not seen yet) is not a failure.
-func (r *Reconciler) createJobs(ctx context.Context, js *v1alpha2.JobSet, jobs []*batchv1.Job) error {
+func (r *Reconciler) createJobs(ctx context.Context, js *jobset.JobSet, jobs []*batchv1.Job) error {
 	log := ctrl.LoggerFrom(ctx)
 	failures := make([]error, len(jobs))
 	_ = r.parallel(ctx, len(jobs), func(i int) error {
@@ -283,7 +283,7 @@ const maxEventNote = 1024
 
 // event records an event, shortening notes the API would refuse (several
 // failed Job creates joined together easily exceed the limit).
-func (r *Reconciler) event(js *v1alpha2.JobSet, eventType, reason, note string) {
+func (r *Reconciler) event(js *jobset.JobSet, eventType, reason, note string) {
 	r.recorder.Eventf(js, nil, eventType, reason, eventAction, "%s", truncateNote(note))
 }
 

@@ -14,15 +14,15 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // buildJob returns the child Job for index jobIdx of replicatedJobs[rjobIdx].
-// js must already be defaulted (v1alpha2.Default on a copy); its status
+// js must already be defaulted (jobset.Default on a copy); its status
 // supplies the restart attempt the Job belongs to.
-func buildJob(js *v1alpha2.JobSet, rjobIdx, jobIdx int) *batchv1.Job {
+func buildJob(js *jobset.JobSet, rjobIdx, jobIdx int) *batchv1.Job {
 	rjob := &js.Spec.ReplicatedJobs[rjobIdx]
-	name := v1alpha2.JobName(js.Name, rjob.Name, jobIdx)
+	name := jobset.JobName(js.Name, rjob.Name, jobIdx)
 	job := &batchv1.Job{
 		TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -31,7 +31,7 @@ func buildJob(js *v1alpha2.JobSet, rjobIdx, jobIdx int) *batchv1.Job {
 			Labels:      maps.Clone(rjob.Template.Labels),
 			Annotations: maps.Clone(rjob.Template.Annotations),
 			OwnerReferences: []metav1.OwnerReference{
-				*metav1.NewControllerRef(js, v1alpha2.GroupVersion.WithKind("JobSet")),
+				*metav1.NewControllerRef(js, jobset.GroupVersion.WithKind("JobSet")),
 			},
 		},
 		Spec: *rjob.Template.Spec.DeepCopy(),
@@ -49,17 +49,17 @@ func buildJob(js *v1alpha2.JobSet, rjobIdx, jobIdx int) *batchv1.Job {
 		pod.Spec.Subdomain = js.Subdomain()
 	}
 
-	_, exclusive := job.Annotations[v1alpha2.ExclusiveKey]
-	_, nodeSelectorStrategy := job.Annotations[v1alpha2.NodeSelectorStrategyKey]
+	_, exclusive := job.Annotations[jobset.ExclusiveKey]
+	_, nodeSelectorStrategy := job.Annotations[jobset.NodeSelectorStrategyKey]
 	if exclusive && nodeSelectorStrategy {
 		// The node-selector strategy relies on nodes labelled (and tainted)
 		// per Job by the user ahead of time, instead of pod affinities.
 		if pod.Spec.NodeSelector == nil {
 			pod.Spec.NodeSelector = map[string]string{}
 		}
-		pod.Spec.NodeSelector[v1alpha2.NamespacedJobKey] = js.Namespace + "_" + name
+		pod.Spec.NodeSelector[jobset.NamespacedJobKey] = js.Namespace + "_" + name
 		pod.Spec.Tolerations = append(pod.Spec.Tolerations, corev1.Toleration{
-			Key:      v1alpha2.NoScheduleTaintKey,
+			Key:      jobset.NoScheduleTaintKey,
 			Operator: corev1.TolerationOpExists,
 			Effect:   corev1.TaintEffectNoSchedule,
 		})
@@ -77,39 +77,39 @@ type objectMetadata struct {
 // jobMetadata is what the JobSet stamps on a child Job and on its pod
 // template. The labels are repeated as annotations so that pods can read them
 // through the downward API even when a value is not a valid label value.
-func jobMetadata(js *v1alpha2.JobSet, rjobIdx, jobIdx int) objectMetadata {
+func jobMetadata(js *jobset.JobSet, rjobIdx, jobIdx int) objectMetadata {
 	rjob := &js.Spec.ReplicatedJobs[rjobIdx]
-	name := v1alpha2.JobName(js.Name, rjob.Name, jobIdx)
+	name := jobset.JobName(js.Name, rjob.Name, jobIdx)
 	groupReplicas, groupIndex := groupPosition(js, rjobIdx, jobIdx)
 	labels := map[string]string{
-		v1alpha2.JobSetNameKey:         js.Name,
-		v1alpha2.JobSetUIDKey:          string(js.UID),
-		v1alpha2.ReplicatedJobNameKey:  rjob.Name,
-		v1alpha2.ReplicatedJobReplicas: strconv.Itoa(int(rjob.Replicas)),
-		v1alpha2.GlobalReplicasKey:     strconv.Itoa(globalReplicas(js)),
-		v1alpha2.JobIndexKey:           strconv.Itoa(jobIdx),
-		v1alpha2.JobGlobalIndexKey:     strconv.Itoa(globalJobIndex(js, rjobIdx, jobIdx)),
-		v1alpha2.JobKey:                jobKey(js.Namespace, name),
-		v1alpha2.RestartsKey:           strconv.Itoa(int(js.Status.Restarts)),
-		v1alpha2.GroupNameKey:          rjob.GroupName,
-		v1alpha2.GroupReplicasKey:      strconv.Itoa(groupReplicas),
-		v1alpha2.JobGroupIndexKey:      strconv.Itoa(groupIndex),
+		jobset.JobSetNameKey:         js.Name,
+		jobset.JobSetUIDKey:          string(js.UID),
+		jobset.ReplicatedJobNameKey:  rjob.Name,
+		jobset.ReplicatedJobReplicas: strconv.Itoa(int(rjob.Replicas)),
+		jobset.GlobalReplicasKey:     strconv.Itoa(globalReplicas(js)),
+		jobset.JobIndexKey:           strconv.Itoa(jobIdx),
+		jobset.JobGlobalIndexKey:     strconv.Itoa(globalJobIndex(js, rjobIdx, jobIdx)),
+		jobset.JobKey:                jobKey(js.Namespace, name),
+		jobset.RestartsKey:           strconv.Itoa(int(js.Status.Restarts)),
+		jobset.GroupNameKey:          rjob.GroupName,
+		jobset.GroupReplicasKey:      strconv.Itoa(groupReplicas),
+		jobset.JobGroupIndexKey:      strconv.Itoa(groupIndex),
 	}
 	if features.Enabled(features.RestartJob) {
 		labels[JobRestartAttemptKey] = strconv.Itoa(int(individualRestarts(&js.Status, rjob.Name, jobIdx)))
 	}
 	if js.Spec.Coordinator != nil {
-		labels[v1alpha2.CoordinatorKey] = v1alpha2.CoordinatorEndpoint(js)
+		labels[jobset.CoordinatorKey] = jobset.CoordinatorEndpoint(js)
 	}
 	annotations := maps.Clone(labels)
 	// Exclusive placement can be asked for on the whole JobSet or on one
 	// replicatedJob; the replicatedJob's setting wins. The pod webhooks read
 	// these annotations from the pods.
 	for _, src := range []map[string]string{js.Annotations, rjob.Template.Annotations} {
-		if topology, ok := src[v1alpha2.ExclusiveKey]; ok {
-			annotations[v1alpha2.ExclusiveKey] = topology
-			if v, ok := src[v1alpha2.NodeSelectorStrategyKey]; ok {
-				annotations[v1alpha2.NodeSelectorStrategyKey] = v
+		if topology, ok := src[jobset.ExclusiveKey]; ok {
+			annotations[jobset.ExclusiveKey] = topology
+			if v, ok := src[jobset.NodeSelectorStrategyKey]; ok {
+				annotations[jobset.NodeSelectorStrategyKey] = v
 			}
 		}
 	}
@@ -135,7 +135,7 @@ func jobKey(namespace, jobName string) string {
 }
 
 // globalReplicas is the number of Jobs in the whole JobSet.
-func globalReplicas(js *v1alpha2.JobSet) int {
+func globalReplicas(js *jobset.JobSet) int {
 	total := 0
 	for _, rjob := range js.Spec.ReplicatedJobs {
 		total += int(rjob.Replicas)
@@ -144,7 +144,7 @@ func globalReplicas(js *v1alpha2.JobSet) int {
 }
 
 // globalJobIndex numbers the JobSet's Jobs 0..N-1 in spec order.
-func globalJobIndex(js *v1alpha2.JobSet, rjobIdx, jobIdx int) int {
+func globalJobIndex(js *jobset.JobSet, rjobIdx, jobIdx int) int {
 	idx := jobIdx
 	for _, rjob := range js.Spec.ReplicatedJobs[:rjobIdx] {
 		idx += int(rjob.Replicas)
@@ -154,7 +154,7 @@ func globalJobIndex(js *v1alpha2.JobSet, rjobIdx, jobIdx int) int {
 
 // groupPosition returns how many Jobs the replicatedJob's group has and the
 // Job's index within the group, counting group members in spec order.
-func groupPosition(js *v1alpha2.JobSet, rjobIdx, jobIdx int) (replicas, index int) {
+func groupPosition(js *jobset.JobSet, rjobIdx, jobIdx int) (replicas, index int) {
 	group := js.Spec.ReplicatedJobs[rjobIdx].GroupName
 	for i, rjob := range js.Spec.ReplicatedJobs {
 		if rjob.GroupName != group {
@@ -171,7 +171,7 @@ func groupPosition(js *v1alpha2.JobSet, rjobIdx, jobIdx int) (replicas, index in
 // individualRestarts is how often Job jobIdx of a replicatedJob was restarted
 // on its own (RestartJob actions) — the value its job-restart-attempt label
 // must carry.
-func individualRestarts(st *v1alpha2.JobSetStatus, rjobName string, jobIdx int) int32 {
+func individualRestarts(st *jobset.JobSetStatus, rjobName string, jobIdx int) int32 {
 	for _, rs := range st.ReplicatedJobsStatus {
 		if rs.Name == rjobName && jobIdx < len(rs.JobRestarts) {
 			return rs.JobRestarts[jobIdx]

@@ -14,7 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 func TestBuildJobMetadata(t *testing.T) {
@@ -24,18 +24,18 @@ func TestBuildJobMetadata(t *testing.T) {
 
 	sum := sha1.Sum([]byte("ns/train-workers-2"))
 	want := map[string]string{
-		v1alpha2.JobSetNameKey:         "train",
-		v1alpha2.JobSetUIDKey:          "train-uid",
-		v1alpha2.ReplicatedJobNameKey:  "workers",
-		v1alpha2.ReplicatedJobReplicas: "3",
-		v1alpha2.GlobalReplicasKey:     "4",
-		v1alpha2.JobIndexKey:           "2",
-		v1alpha2.JobGlobalIndexKey:     "3",
-		v1alpha2.JobKey:                hex.EncodeToString(sum[:]),
-		v1alpha2.RestartsKey:           "2",
-		v1alpha2.GroupNameKey:          "default",
-		v1alpha2.GroupReplicasKey:      "4",
-		v1alpha2.JobGroupIndexKey:      "3",
+		jobset.JobSetNameKey:         "train",
+		jobset.JobSetUIDKey:          "train-uid",
+		jobset.ReplicatedJobNameKey:  "workers",
+		jobset.ReplicatedJobReplicas: "3",
+		jobset.GlobalReplicasKey:     "4",
+		jobset.JobIndexKey:           "2",
+		jobset.JobGlobalIndexKey:     "3",
+		jobset.JobKey:                hex.EncodeToString(sum[:]),
+		jobset.RestartsKey:           "2",
+		jobset.GroupNameKey:          "default",
+		jobset.GroupReplicasKey:      "4",
+		jobset.JobGroupIndexKey:      "3",
 	}
 	if job.Name != "train-workers-2" || job.Namespace != "ns" {
 		t.Errorf("name = %s/%s, want ns/train-workers-2", job.Namespace, job.Name)
@@ -70,7 +70,7 @@ func TestBuildJobMetadata(t *testing.T) {
 
 	// The per-Job restart attempt exists with the RestartJob gate only.
 	features.SetForTest(t, features.RestartJob, true)
-	js.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "workers", JobRestarts: []int32{0, 0, 3}}}
+	js.Status.ReplicatedJobsStatus = []jobset.ReplicatedJobStatus{{Name: "workers", JobRestarts: []int32{0, 0, 3}}}
 	job = buildJob(defaulted(js), 1, 2)
 	if got := job.Labels[JobRestartAttemptKey]; got != "3" {
 		t.Errorf("%s = %q, want 3", JobRestartAttemptKey, got)
@@ -83,11 +83,11 @@ func TestBuildJobMetadata(t *testing.T) {
 func TestBuildJobVariants(t *testing.T) {
 	tests := []struct {
 		name   string
-		mutate func(*v1alpha2.JobSet)
+		mutate func(*jobset.JobSet)
 		check  func(*testing.T, *batchv1.Job)
 	}{{
 		name: "template labels and annotations are kept",
-		mutate: func(js *v1alpha2.JobSet) {
+		mutate: func(js *jobset.JobSet) {
 			js.Spec.ReplicatedJobs[0].Template.Labels = map[string]string{"team": "a"}
 			js.Spec.ReplicatedJobs[0].Template.Spec.Template.Annotations = map[string]string{"note": "x"}
 		},
@@ -101,7 +101,7 @@ func TestBuildJobVariants(t *testing.T) {
 		},
 	}, {
 		name:   "suspended JobSet creates suspended Jobs",
-		mutate: func(js *v1alpha2.JobSet) { js.Spec.Suspend = ptr.To(true) },
+		mutate: func(js *jobset.JobSet) { js.Spec.Suspend = ptr.To(true) },
 		check: func(t *testing.T, job *batchv1.Job) {
 			if !ptr.Deref(job.Spec.Suspend, false) {
 				t.Errorf("suspend = %v, want true", job.Spec.Suspend)
@@ -109,7 +109,7 @@ func TestBuildJobVariants(t *testing.T) {
 		},
 	}, {
 		name:   "DNS hostnames disabled: no subdomain",
-		mutate: func(js *v1alpha2.JobSet) { js.Spec.Network = &v1alpha2.Network{EnableDNSHostnames: ptr.To(false)} },
+		mutate: func(js *jobset.JobSet) { js.Spec.Network = &jobset.Network{EnableDNSHostnames: ptr.To(false)} },
 		check: func(t *testing.T, job *batchv1.Job) {
 			if job.Spec.Template.Spec.Subdomain != "" {
 				t.Errorf("subdomain = %q, want none", job.Spec.Template.Spec.Subdomain)
@@ -117,7 +117,7 @@ func TestBuildJobVariants(t *testing.T) {
 		},
 	}, {
 		name:   "custom subdomain",
-		mutate: func(js *v1alpha2.JobSet) { js.Spec.Network = &v1alpha2.Network{Subdomain: "net"} },
+		mutate: func(js *jobset.JobSet) { js.Spec.Network = &jobset.Network{Subdomain: "net"} },
 		check: func(t *testing.T, job *batchv1.Job) {
 			if job.Spec.Template.Spec.Subdomain != "net" {
 				t.Errorf("subdomain = %q, want net", job.Spec.Template.Spec.Subdomain)
@@ -125,25 +125,25 @@ func TestBuildJobVariants(t *testing.T) {
 		},
 	}, {
 		name: "coordinator label and annotation",
-		mutate: func(js *v1alpha2.JobSet) {
-			js.Spec.Coordinator = &v1alpha2.Coordinator{ReplicatedJob: "leader", JobIndex: 0, PodIndex: 1}
+		mutate: func(js *jobset.JobSet) {
+			js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "leader", JobIndex: 0, PodIndex: 1}
 		},
 		check: func(t *testing.T, job *batchv1.Job) {
 			want := "js-leader-0-1.js"
 			for _, m := range []map[string]string{job.Labels, job.Annotations, job.Spec.Template.Labels, job.Spec.Template.Annotations} {
-				if m[v1alpha2.CoordinatorKey] != want {
-					t.Errorf("coordinator = %q, want %q", m[v1alpha2.CoordinatorKey], want)
+				if m[jobset.CoordinatorKey] != want {
+					t.Errorf("coordinator = %q, want %q", m[jobset.CoordinatorKey], want)
 				}
 			}
 		},
 	}, {
 		name:   "JobSet-level exclusive topology",
-		mutate: func(js *v1alpha2.JobSet) { js.Annotations = map[string]string{v1alpha2.ExclusiveKey: "rack"} },
+		mutate: func(js *jobset.JobSet) { js.Annotations = map[string]string{jobset.ExclusiveKey: "rack"} },
 		check: func(t *testing.T, job *batchv1.Job) {
-			if job.Annotations[v1alpha2.ExclusiveKey] != "rack" || job.Spec.Template.Annotations[v1alpha2.ExclusiveKey] != "rack" {
+			if job.Annotations[jobset.ExclusiveKey] != "rack" || job.Spec.Template.Annotations[jobset.ExclusiveKey] != "rack" {
 				t.Errorf("exclusive annotation missing: %v / %v", job.Annotations, job.Spec.Template.Annotations)
 			}
-			if _, ok := job.Labels[v1alpha2.ExclusiveKey]; ok {
+			if _, ok := job.Labels[jobset.ExclusiveKey]; ok {
 				t.Errorf("exclusive topology must not be a label")
 			}
 			if len(job.Spec.Template.Spec.NodeSelector) != 0 {
@@ -152,29 +152,29 @@ func TestBuildJobVariants(t *testing.T) {
 		},
 	}, {
 		name: "replicatedJob-level exclusive topology wins",
-		mutate: func(js *v1alpha2.JobSet) {
-			js.Annotations = map[string]string{v1alpha2.ExclusiveKey: "rack"}
-			js.Spec.ReplicatedJobs[0].Template.Annotations = map[string]string{v1alpha2.ExclusiveKey: "zone"}
+		mutate: func(js *jobset.JobSet) {
+			js.Annotations = map[string]string{jobset.ExclusiveKey: "rack"}
+			js.Spec.ReplicatedJobs[0].Template.Annotations = map[string]string{jobset.ExclusiveKey: "zone"}
 		},
 		check: func(t *testing.T, job *batchv1.Job) {
-			if job.Annotations[v1alpha2.ExclusiveKey] != "zone" || job.Spec.Template.Annotations[v1alpha2.ExclusiveKey] != "zone" {
-				t.Errorf("exclusive = %q/%q, want zone", job.Annotations[v1alpha2.ExclusiveKey], job.Spec.Template.Annotations[v1alpha2.ExclusiveKey])
+			if job.Annotations[jobset.ExclusiveKey] != "zone" || job.Spec.Template.Annotations[jobset.ExclusiveKey] != "zone" {
+				t.Errorf("exclusive = %q/%q, want zone", job.Annotations[jobset.ExclusiveKey], job.Spec.Template.Annotations[jobset.ExclusiveKey])
 			}
 		},
 	}, {
 		name: "node-selector strategy",
-		mutate: func(js *v1alpha2.JobSet) {
-			js.Annotations = map[string]string{v1alpha2.ExclusiveKey: "rack", v1alpha2.NodeSelectorStrategyKey: "true"}
+		mutate: func(js *jobset.JobSet) {
+			js.Annotations = map[string]string{jobset.ExclusiveKey: "rack", jobset.NodeSelectorStrategyKey: "true"}
 		},
 		check: func(t *testing.T, job *batchv1.Job) {
 			pod := job.Spec.Template
-			if pod.Annotations[v1alpha2.NodeSelectorStrategyKey] != "true" {
+			if pod.Annotations[jobset.NodeSelectorStrategyKey] != "true" {
 				t.Errorf("node-selector annotation missing on pods")
 			}
-			if got := pod.Spec.NodeSelector[v1alpha2.NamespacedJobKey]; got != "ns_js-leader-0" {
+			if got := pod.Spec.NodeSelector[jobset.NamespacedJobKey]; got != "ns_js-leader-0" {
 				t.Errorf("nodeSelector = %q, want ns_js-leader-0", got)
 			}
-			want := corev1.Toleration{Key: v1alpha2.NoScheduleTaintKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
+			want := corev1.Toleration{Key: jobset.NoScheduleTaintKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
 			if len(pod.Spec.Tolerations) != 1 || pod.Spec.Tolerations[0] != want {
 				t.Errorf("tolerations = %v, want %v", pod.Spec.Tolerations, want)
 			}
@@ -232,7 +232,7 @@ func TestResumedPodTemplate(t *testing.T) {
 	template.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "gate"}}
 
 	got := resumedPodTemplate(&job, &template)
-	if got.Labels["added-by-job-controller"] != "x" || got.Labels["kueue"] != "admitted" || got.Labels[v1alpha2.JobSetNameKey] != "js" {
+	if got.Labels["added-by-job-controller"] != "x" || got.Labels["kueue"] != "admitted" || got.Labels[jobset.JobSetNameKey] != "js" {
 		t.Errorf("labels not merged: %v", got.Labels)
 	}
 	if got.Annotations["note"] != "n" || got.Spec.NodeSelector["pool"] != "gpu" {
@@ -257,8 +257,8 @@ func TestBuildService(t *testing.T) {
 		PublishNotReadyAddresses                     bool
 		OwnerUIDs                                    []types.UID
 	}
-	got := service{Name: svc.Name, ClusterIP: svc.Spec.ClusterIP, SelectorJobSet: svc.Spec.Selector[v1alpha2.JobSetNameKey],
-		LabelJobSet: svc.Labels[v1alpha2.JobSetNameKey], PublishNotReadyAddresses: svc.Spec.PublishNotReadyAddresses}
+	got := service{Name: svc.Name, ClusterIP: svc.Spec.ClusterIP, SelectorJobSet: svc.Spec.Selector[jobset.JobSetNameKey],
+		LabelJobSet: svc.Labels[jobset.JobSetNameKey], PublishNotReadyAddresses: svc.Spec.PublishNotReadyAddresses}
 	for _, o := range svc.OwnerReferences {
 		got.OwnerUIDs = append(got.OwnerUIDs, o.UID)
 	}
@@ -266,7 +266,7 @@ func TestBuildService(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("service (-want +got):\n%s", d)
 	}
-	js.Spec.Network = &v1alpha2.Network{Subdomain: "sub", PublishNotReadyAddresses: ptr.To(false)}
+	js.Spec.Network = &jobset.Network{Subdomain: "sub", PublishNotReadyAddresses: ptr.To(false)}
 	svc = buildService(defaulted(js))
 	if svc.Name != "sub" || svc.Spec.PublishNotReadyAddresses {
 		t.Errorf("name %q publishNotReady %v, want sub/false", svc.Name, svc.Spec.PublishNotReadyAddresses)

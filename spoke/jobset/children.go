@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // children sorts a JobSet's child Jobs by the role they play in this
@@ -29,7 +29,7 @@ type children struct {
 
 // classify buckets the child Jobs of js (defaulted, with the status the
 // buckets are relative to).
-func classify(js *v1alpha2.JobSet, jobs []batchv1.Job) children {
+func classify(js *jobset.JobSet, jobs []batchv1.Job) children {
 	replicas := make(map[string]int32, len(js.Spec.ReplicatedJobs))
 	for _, rjob := range js.Spec.ReplicatedJobs {
 		replicas[rjob.Name] = rjob.Replicas
@@ -55,13 +55,13 @@ func classify(js *v1alpha2.JobSet, jobs []batchv1.Job) children {
 }
 
 // outdated reports whether job is not part of the JobSet's current run.
-func outdated(js *v1alpha2.JobSet, job *batchv1.Job, replicas map[string]int32) bool {
-	attempt, err := strconv.Atoi(job.Labels[v1alpha2.RestartsKey])
+func outdated(js *jobset.JobSet, job *batchv1.Job, replicas map[string]int32) bool {
+	attempt, err := strconv.Atoi(job.Labels[jobset.RestartsKey])
 	if err != nil || int32(attempt) < js.Status.Restarts {
 		return true
 	}
-	rjobName := job.Labels[v1alpha2.ReplicatedJobNameKey]
-	idx, err := strconv.Atoi(job.Labels[v1alpha2.JobIndexKey])
+	rjobName := job.Labels[jobset.ReplicatedJobNameKey]
+	idx, err := strconv.Atoi(job.Labels[jobset.JobIndexKey])
 	rjobReplicas, known := replicas[rjobName]
 	if err != nil || !known || idx < 0 || int32(idx) >= rjobReplicas {
 		// Left over from a replicatedJob that was scaled down.

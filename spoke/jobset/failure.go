@@ -11,16 +11,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // failureDecision is what the failure policy says to do about the current
 // run's failed Jobs.
 type failureDecision struct {
-	action v1alpha2.FailurePolicyAction
+	action jobset.FailurePolicyAction
 	// rule is the first rule that matched, nil when none did (or when the
 	// JobSet has no failure policy).
-	rule *v1alpha2.FailurePolicyRule
+	rule *jobset.FailurePolicyRule
 	// job is the failed Job the decision is about: the earliest failed Job
 	// the rule matched, or the earliest failed Job when no rule matched.
 	job *batchv1.Job
@@ -30,10 +30,10 @@ type failureDecision struct {
 // Rules are tried in order and the first one matching any failed Job wins;
 // with no match the action is RestartJobSet. Without a failure policy the
 // JobSet fails at once (action FailJobSet, no rule).
-func decideFailure(js *v1alpha2.JobSet, failed []*batchv1.Job) failureDecision {
+func decideFailure(js *jobset.JobSet, failed []*batchv1.Job) failureDecision {
 	fp := js.Spec.FailurePolicy
 	if fp == nil {
-		return failureDecision{action: v1alpha2.FailJobSet, job: earliestFailed(failed, nil)}
+		return failureDecision{action: jobset.FailJobSet, job: earliestFailed(failed, nil)}
 	}
 	for i := range fp.Rules {
 		rule := &fp.Rules[i]
@@ -41,14 +41,14 @@ func decideFailure(js *v1alpha2.JobSet, failed []*batchv1.Job) failureDecision {
 			return failureDecision{action: rule.Action, rule: rule, job: job}
 		}
 	}
-	return failureDecision{action: v1alpha2.RestartJobSet, job: earliestFailed(failed, nil)}
+	return failureDecision{action: jobset.RestartJobSet, job: earliestFailed(failed, nil)}
 }
 
 // ruleMatches: a rule matches a failed Job when each of its non-empty lists
 // matches — the Job's Failed condition's reason, a regular expression
 // matching the condition's message, and the Job's replicatedJob (a Job
 // without the replicatedJob label matches no rule).
-func ruleMatches(rule *v1alpha2.FailurePolicyRule, job *batchv1.Job) bool {
+func ruleMatches(rule *jobset.FailurePolicyRule, job *batchv1.Job) bool {
 	cond := jobFailure(job)
 	if cond == nil {
 		return false
@@ -64,7 +64,7 @@ func ruleMatches(rule *v1alpha2.FailurePolicyRule, job *batchv1.Job) bool {
 	}) {
 		return false
 	}
-	rjobName := job.Labels[v1alpha2.ReplicatedJobNameKey]
+	rjobName := job.Labels[jobset.ReplicatedJobNameKey]
 	if rjobName == "" {
 		return false
 	}
@@ -92,7 +92,7 @@ func earliestFailed(jobs []*batchv1.Job, keep func(*batchv1.Job) bool) *batchv1.
 
 // restartsCountedTowardsMax is the part of failurePolicy.maxRestarts already
 // used: whole-JobSet restarts plus individual Job restarts that count.
-func restartsCountedTowardsMax(st *v1alpha2.JobSetStatus) int32 {
+func restartsCountedTowardsMax(st *jobset.JobSetStatus) int32 {
 	used := st.RestartsCountTowardsMax
 	for _, rs := range st.ReplicatedJobsStatus {
 		for _, n := range rs.JobRestartsCountTowardsMax {
@@ -111,7 +111,7 @@ func withFirstFailedJob(message, jobName string) string {
 // upstream's failure policy actions do. It returns an error, and changes
 // nothing, for an action whose feature gate is off: upstream fails the
 // reconcile then, and so retries until the gate is turned on.
-func (p *Plan) applyFailure(js *v1alpha2.JobSet, d failureDecision) error {
+func (p *Plan) applyFailure(js *jobset.JobSet, d failureDecision) error {
 	st := &p.Status
 	jobName := d.job.Name
 	if js.Spec.FailurePolicy == nil {
@@ -125,9 +125,9 @@ func (p *Plan) applyFailure(js *v1alpha2.JobSet, d failureDecision) error {
 	}
 
 	switch d.action {
-	case v1alpha2.FailJobSet:
+	case jobset.FailJobSet:
 		p.fail(ReasonFailJobSetAction, withFirstFailedJob(MessageFailJobSetAction, jobName))
-	case v1alpha2.RestartJobSet:
+	case jobset.RestartJobSet:
 		// Individual restarts count towards the maximum only while they
 		// exist, i.e. with the RestartJob gate on.
 		used := st.RestartsCountTowardsMax
@@ -139,9 +139,9 @@ func (p *Plan) applyFailure(js *v1alpha2.JobSet, d failureDecision) error {
 			return nil
 		}
 		p.restartAll(true, restartingReason, ReasonRestartJobSetAction, withFirstFailedJob(MessageRestartJobSetAction, jobName))
-	case v1alpha2.RestartJobSetAndIgnoreMaxRestarts:
+	case jobset.RestartJobSetAndIgnoreMaxRestarts:
 		p.restartAll(false, restartingReason, ReasonRestartJobSetIgnoreMaxAction, withFirstFailedJob(MessageRestartJobSetIgnoreMaxAction, jobName))
-	case v1alpha2.RestartJob:
+	case jobset.RestartJob:
 		if !features.Enabled(features.RestartJob) {
 			return fmt.Errorf("RestartJob failure policy action cannot be used when the feature gate RestartJob is disabled")
 		}
@@ -153,7 +153,7 @@ func (p *Plan) applyFailure(js *v1alpha2.JobSet, d failureDecision) error {
 			return err
 		}
 		p.event(corev1.EventTypeWarning, ReasonRestartJobAction, withFirstFailedJob(MessageRestartJobAction, jobName))
-	case v1alpha2.RestartJobAndIgnoreMaxRestarts:
+	case jobset.RestartJobAndIgnoreMaxRestarts:
 		if !features.Enabled(features.RestartJob) {
 			return fmt.Errorf("RestartJobAndIgnoreMaxRestarts failure policy action cannot be used when the feature gate RestartJob is disabled")
 		}
@@ -176,7 +176,7 @@ func (p *Plan) restartAll(countsTowardsMax bool, conditionReason, eventReason, m
 		p.Status.RestartsCountTowardsMax++
 	}
 	p.setCondition(metav1.Condition{
-		Type: string(v1alpha2.JobSetRestarting), Status: metav1.ConditionTrue, Reason: conditionReason, Message: message,
+		Type: string(jobset.JobSetRestarting), Status: metav1.ConditionTrue, Reason: conditionReason, Message: message,
 	}, corev1.EventTypeWarning)
 	p.event(corev1.EventTypeWarning, eventReason, message)
 }
@@ -185,18 +185,18 @@ func (p *Plan) restartAll(countsTowardsMax bool, conditionReason, eventReason, m
 // the next reconcile replaces just that Job. The counter lists are created
 // with one entry per replica when first needed; jobRestartsCountTowardsMax
 // only by an action that counts.
-func (p *Plan) restartOneJob(js *v1alpha2.JobSet, job *batchv1.Job, countsTowardsMax bool) error {
-	rjobName, ok := job.Labels[v1alpha2.ReplicatedJobNameKey]
+func (p *Plan) restartOneJob(js *jobset.JobSet, job *batchv1.Job, countsTowardsMax bool) error {
+	rjobName, ok := job.Labels[jobset.ReplicatedJobNameKey]
 	if !ok {
-		return fmt.Errorf("failed job %s missing %s label", job.Name, v1alpha2.ReplicatedJobNameKey)
+		return fmt.Errorf("failed job %s missing %s label", job.Name, jobset.ReplicatedJobNameKey)
 	}
-	idxLabel, ok := job.Labels[v1alpha2.JobIndexKey]
+	idxLabel, ok := job.Labels[jobset.JobIndexKey]
 	if !ok {
-		return fmt.Errorf("failed job %s missing %s label", job.Name, v1alpha2.JobIndexKey)
+		return fmt.Errorf("failed job %s missing %s label", job.Name, jobset.JobIndexKey)
 	}
 	idx, err := strconv.Atoi(idxLabel)
 	if err != nil {
-		return fmt.Errorf("failed job %s has invalid %s label: %s: %w", job.Name, v1alpha2.JobIndexKey, idxLabel, err)
+		return fmt.Errorf("failed job %s has invalid %s label: %s: %w", job.Name, jobset.JobIndexKey, idxLabel, err)
 	}
 	rs := findReplicatedJobStatus(p.Status.ReplicatedJobsStatus, rjobName)
 	replicas := replicasOf(js, rjobName)
@@ -220,7 +220,7 @@ func countersFor(counters []int32, replicas int32) []int32 {
 	return slices.Clone(counters)
 }
 
-func replicasOf(js *v1alpha2.JobSet, rjobName string) int32 {
+func replicasOf(js *jobset.JobSet, rjobName string) int32 {
 	for _, r := range js.Spec.ReplicatedJobs {
 		if r.Name == rjobName {
 			return r.Replicas

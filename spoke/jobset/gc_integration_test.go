@@ -18,24 +18,24 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 // pods lists the JobSet's pods that are not being deleted.
-func (e *env) pods(t *testing.T, js *v1alpha2.JobSet) []corev1.Pod {
+func (e *env) pods(t *testing.T, js *jobset.JobSet) []corev1.Pod {
 	t.Helper()
 	var list corev1.PodList
 	if err := e.c.List(context.Background(), &list, client.InNamespace(js.Namespace),
-		client.MatchingLabels{v1alpha2.JobSetNameKey: js.Name}); err != nil {
+		client.MatchingLabels{jobset.JobSetNameKey: js.Name}); err != nil {
 		t.Fatalf("listing pods: %v", err)
 	}
 	return slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return p.DeletionTimestamp != nil })
 }
 
 // waitPodOf waits for the pod of a Job (with parallelism 1) and returns it.
-func (e *env) waitPodOf(t *testing.T, js *v1alpha2.JobSet, job batchv1.Job) corev1.Pod {
+func (e *env) waitPodOf(t *testing.T, js *jobset.JobSet, job batchv1.Job) corev1.Pod {
 	t.Helper()
 	var pod corev1.Pod
 	testenv.Eventually(t, gcTimeout, "pod of "+job.Name, func() error {
@@ -80,7 +80,7 @@ func TestRestartWithRealJobControllerAndGarbageCollector(t *testing.T) {
 	ns := e.namespace(t)
 	js := jstesting.MakeJobSet(ns, "real").
 		ReplicatedJob(rjob("a", 2, 1).Obj()).
-		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 1}).
+		FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 1}).
 		Obj()
 	e.create(t, js)
 
@@ -89,7 +89,7 @@ func TestRestartWithRealJobControllerAndGarbageCollector(t *testing.T) {
 	if oldPods[0].Spec.Subdomain != "real" || oldPods[0].Spec.Hostname != "real-a-0-0" {
 		t.Errorf("pod hostname %q subdomain %q, want real-a-0-0 / real", oldPods[0].Spec.Hostname, oldPods[0].Spec.Subdomain)
 	}
-	if oldPods[0].Labels[v1alpha2.JobKey] == "" || oldPods[0].Labels[v1alpha2.RestartsKey] != "0" {
+	if oldPods[0].Labels[jobset.JobKey] == "" || oldPods[0].Labels[jobset.RestartsKey] != "0" {
 		t.Errorf("pod labels %v lack the JobSet's", oldPods[0].Labels)
 	}
 
@@ -166,7 +166,7 @@ func TestTTLAfterFinishedDeletesTheJobSet(t *testing.T) {
 	jobs := e.waitJobs(t, js, []string{"ttl-a-0"}, nil)
 	e.finishPod(t, e.waitPodOf(t, js, jobs[0]), corev1.PodSucceeded)
 	testenv.Eventually(t, gcTimeout, "JobSet completed", func() error {
-		got := &v1alpha2.JobSet{}
+		got := &jobset.JobSet{}
 		if err := e.c.Get(context.Background(), client.ObjectKeyFromObject(js), got); err != nil {
 			return err
 		}
@@ -177,7 +177,7 @@ func TestTTLAfterFinishedDeletesTheJobSet(t *testing.T) {
 	})
 
 	testenv.Eventually(t, gcTimeout, "JobSet deleted after its TTL", func() error {
-		got := &v1alpha2.JobSet{}
+		got := &jobset.JobSet{}
 		err := e.c.Get(context.Background(), client.ObjectKeyFromObject(js), got)
 		if isNotFound(err) {
 			return nil

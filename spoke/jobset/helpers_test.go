@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 )
 
@@ -29,15 +29,15 @@ func rjob(name string, replicas, pods int32) *jstesting.ReplicatedJobWrapper {
 	return jstesting.MakeReplicatedJob(name).Replicas(replicas).Parallelism(pods).Completions(pods).Container("c", "busybox")
 }
 
-func defaulted(js *v1alpha2.JobSet) *v1alpha2.JobSet {
+func defaulted(js *jobset.JobSet) *jobset.JobSet {
 	out := js.DeepCopy()
-	v1alpha2.Default(out)
+	jobset.Default(out)
 	return out
 }
 
 // childJob builds the Job the controller would create, as a value, with the
 // given status applied.
-func childJob(js *v1alpha2.JobSet, rjobIdx, idx int, mutate ...func(*batchv1.Job)) batchv1.Job {
+func childJob(js *jobset.JobSet, rjobIdx, idx int, mutate ...func(*batchv1.Job)) batchv1.Job {
 	job := buildJob(defaulted(js), rjobIdx, idx)
 	for _, m := range mutate {
 		m(job)
@@ -45,7 +45,7 @@ func childJob(js *v1alpha2.JobSet, rjobIdx, idx int, mutate ...func(*batchv1.Job
 	return *job
 }
 
-func allChildJobs(js *v1alpha2.JobSet, mutate ...func(*batchv1.Job)) []batchv1.Job {
+func allChildJobs(js *jobset.JobSet, mutate ...func(*batchv1.Job)) []batchv1.Job {
 	var jobs []batchv1.Job
 	for i, r := range js.Spec.ReplicatedJobs {
 		for idx := range int(r.Replicas) {

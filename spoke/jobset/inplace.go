@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // In-place restart (InPlaceRestart gate, upstream KEP 467): an agent in each
@@ -18,13 +18,13 @@ import (
 // agents read: previousInPlaceRestartAttempt (pods at or below it must
 // restart) and currentInPlaceRestartAttempt (pods at it may start working).
 
-func inPlaceRestartStrategy(js *v1alpha2.JobSet) bool {
-	return js.Spec.FailurePolicy != nil && js.Spec.FailurePolicy.RestartStrategy == v1alpha2.InPlaceRestart
+func inPlaceRestartStrategy(js *jobset.JobSet) bool {
+	return js.Spec.FailurePolicy != nil && js.Spec.FailurePolicy.RestartStrategy == jobset.InPlaceRestart
 }
 
 // inPlaceRestart updates the two attempts from the pods, or fails the
 // JobSet when a container or a restart attempt went past maxRestarts.
-func (p *Plan) inPlaceRestart(js *v1alpha2.JobSet, pods []corev1.Pod) error {
+func (p *Plan) inPlaceRestart(js *jobset.JobSet, pods []corev1.Pod) error {
 	maxRestarts := js.Spec.FailurePolicy.MaxRestarts
 	// A container failing too fast to ever reach the barrier shows only in
 	// its restart count.
@@ -91,13 +91,13 @@ func podRestartAttempts(pods []corev1.Pod) ([]int32, error) {
 		if pod.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		raw, ok := pod.Annotations[v1alpha2.InPlaceRestartAttemptKey]
+		raw, ok := pod.Annotations[jobset.InPlaceRestartAttemptKey]
 		if !ok {
 			continue
 		}
 		n, err := strconv.Atoi(raw)
 		if err != nil || n < 0 {
-			return nil, fmt.Errorf("invalid value for annotation %s, must be non-negative integer", v1alpha2.InPlaceRestartAttemptKey)
+			return nil, fmt.Errorf("invalid value for annotation %s, must be non-negative integer", jobset.InPlaceRestartAttemptKey)
 		}
 		attempts = append(attempts, int32(n))
 	}
@@ -106,7 +106,7 @@ func podRestartAttempts(pods []corev1.Pod) ([]int32, error) {
 
 // totalPods is how many pods the JobSet runs; admission makes completions
 // and parallelism equal for in-place restart.
-func totalPods(js *v1alpha2.JobSet) (int, error) {
+func totalPods(js *jobset.JobSet) (int, error) {
 	total := 0
 	for _, rjob := range js.Spec.ReplicatedJobs {
 		s := rjob.Template.Spec

@@ -14,17 +14,17 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
+	jobsetcontroller "github.com/jobset-fleet/jobset-fleet/spoke/jobset"
 )
 
 // In-place restart (InPlaceRestart gate) on a real apiserver with the Job
 // controller making real Pods. The test plays upstream's
 // in-place-restart-agent (cmd/in-place-restart-agent of v0.12.0): each pod's
 // agent writes the attempt it is at in the pod annotation
-// jobset.sigs.k8s.io/in-place-restart-attempt and waits for the JobSet
+// jobsetcontroller.sigs.k8s.io/in-place-restart-attempt and waits for the JobSet
 // status to lift the barrier (currentInPlaceRestartAttempt) or to ask it to
 // restart (previousInPlaceRestartAttempt). No Job is ever recreated.
 func TestInPlaceRestartBarrierOnRealPods(t *testing.T) {
@@ -37,7 +37,7 @@ func TestInPlaceRestartBarrierOnRealPods(t *testing.T) {
 	rj := rjob("w", 2, 1).BackoffLimit(math.MaxInt32).Obj()
 	rj.Template.Spec.PodReplacementPolicy = ptr.To(batchv1.Failed)
 	js := jstesting.MakeJobSet(ns, "ipr").ReplicatedJob(rj).
-		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 2, RestartStrategy: v1alpha2.InPlaceRestart}).Obj()
+		FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 2, RestartStrategy: jobset.InPlaceRestart}).Obj()
 	e.create(t, js)
 
 	var pods []corev1.Pod
@@ -61,7 +61,7 @@ func TestInPlaceRestartBarrierOnRealPods(t *testing.T) {
 			if got.Annotations == nil {
 				got.Annotations = map[string]string{}
 			}
-			got.Annotations[v1alpha2.InPlaceRestartAttemptKey] = attempt
+			got.Annotations[jobset.InPlaceRestartAttemptKey] = attempt
 			return e.c.Update(context.Background(), got)
 		})
 		if err != nil {
@@ -100,5 +100,5 @@ func TestInPlaceRestartBarrierOnRealPods(t *testing.T) {
 
 	// An attempt past maxRestarts (2) fails the JobSet as upstream does.
 	report(pods[0], "3")
-	e.waitCondition(t, js, string(v1alpha2.JobSetFailed), metav1.ConditionTrue, jobset.ReasonReachedMaxRestarts)
+	e.waitCondition(t, js, string(jobset.JobSetFailed), metav1.ConditionTrue, jobsetcontroller.ReasonReachedMaxRestarts)
 }

@@ -10,7 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // In-place restart publishes the attempts the agents must reach, from the
@@ -20,7 +20,7 @@ func TestInPlaceRestart(t *testing.T) {
 	pod := func(attempt string, mutate ...func(*corev1.Pod)) corev1.Pod {
 		p := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{}}}
 		if attempt != "" {
-			p.Annotations[v1alpha2.InPlaceRestartAttemptKey] = attempt
+			p.Annotations[jobset.InPlaceRestartAttemptKey] = attempt
 		}
 		for _, m := range mutate {
 			m(&p)
@@ -38,7 +38,7 @@ func TestInPlaceRestart(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		status v1alpha2.JobSetStatus
+		status jobset.JobSetStatus
 		pods   []corev1.Pod
 		want   want
 	}{
@@ -47,7 +47,7 @@ func TestInPlaceRestart(t *testing.T) {
 			want: want{current: ptr.To[int32](0)}},
 		{name: "one pod restarted: the others must follow", pods: []corev1.Pod{pod("1"), pod("0"), pod("0"), pod("0")},
 			want: want{previous: ptr.To[int32](0)}},
-		{name: "previous never goes down", status: v1alpha2.JobSetStatus{PreviousInPlaceRestartAttempt: ptr.To[int32](2)},
+		{name: "previous never goes down", status: jobset.JobSetStatus{PreviousInPlaceRestartAttempt: ptr.To[int32](2)},
 			pods: []corev1.Pod{pod("2"), pod("1"), pod("0"), pod("0")}, want: want{previous: ptr.To[int32](2)}},
 		{name: "failed pods are ignored", pods: []corev1.Pod{pod("1"), pod("1"), pod("1"), pod("1"), pod("0", failedPod)},
 			want: want{current: ptr.To[int32](1)}},
@@ -55,7 +55,7 @@ func TestInPlaceRestart(t *testing.T) {
 			want: want{failed: true}},
 		{name: "an attempt past maxRestarts fails the JobSet", pods: []corev1.Pod{pod("3"), pod("0")},
 			want: want{failed: true}},
-		{name: "uncounted restarts do not use the budget", status: v1alpha2.JobSetStatus{Restarts: 2},
+		{name: "uncounted restarts do not use the budget", status: jobset.JobSetStatus{Restarts: 2},
 			pods: []corev1.Pod{pod("3"), pod("0")}, want: want{previous: ptr.To[int32](2)}},
 		{name: "a bad annotation fails the reconcile", pods: []corev1.Pod{pod("x")},
 			want: want{err: "invalid value for annotation jobset.sigs.k8s.io/in-place-restart-attempt, must be non-negative integer"}},
@@ -63,12 +63,12 @@ func TestInPlaceRestart(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			js := testJobSet("js").ReplicatedJob(rjob("w", 2, 2).Obj()).
-				FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 2, RestartStrategy: v1alpha2.InPlaceRestart}).
+				FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 2, RestartStrategy: jobset.InPlaceRestart}).
 				Obj()
 			js.Status = tc.status
 			p := ComputePlan(js, Observed{Jobs: allChildJobs(js), ServiceExists: true, Pods: tc.pods}, t0)
 			got := want{previous: p.Status.PreviousInPlaceRestartAttempt, current: p.Status.CurrentInPlaceRestartAttempt,
-				failed: p.Finished == v1alpha2.JobSetFailed}
+				failed: p.Finished == jobset.JobSetFailed}
 			if p.Err != nil {
 				got.err = p.Err.Error()
 			}
@@ -76,8 +76,8 @@ func TestInPlaceRestart(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", d)
 			}
 			if tc.want.failed {
-				c := findCondition(p.Status.Conditions, string(v1alpha2.JobSetFailed))
-				want := &metav1.Condition{Type: string(v1alpha2.JobSetFailed), Reason: ReasonReachedMaxRestarts, Message: MessageReachedMaxRestarts}
+				c := findCondition(p.Status.Conditions, string(jobset.JobSetFailed))
+				want := &metav1.Condition{Type: string(jobset.JobSetFailed), Reason: ReasonReachedMaxRestarts, Message: MessageReachedMaxRestarts}
 				if d := cmp.Diff(want, c, cmpopts.IgnoreFields(metav1.Condition{}, "Status", "ObservedGeneration", "LastTransitionTime")); d != "" {
 					t.Errorf("Failed condition (-want +got):\n%s", d)
 				}

@@ -23,7 +23,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
@@ -47,18 +47,18 @@ func TestChildJobsAndService(t *testing.T) {
 		}
 		sum := sha1.Sum([]byte(ns + "/" + job.Name))
 		want := map[string]string{
-			v1alpha2.JobSetNameKey:         "pytorch",
-			v1alpha2.ReplicatedJobNameKey:  rjobName,
-			v1alpha2.ReplicatedJobReplicas: replicas,
-			v1alpha2.JobIndexKey:           strconv.Itoa(idx),
-			v1alpha2.JobKey:                hex.EncodeToString(sum[:]),
-			v1alpha2.JobGlobalIndexKey:     strconv.Itoa(i),
-			v1alpha2.RestartsKey:           "0",
-			v1alpha2.GroupNameKey:          "default",
-			v1alpha2.GroupReplicasKey:      "3",
-			v1alpha2.JobGroupIndexKey:      strconv.Itoa(i),
-			v1alpha2.GlobalReplicasKey:     "3",
-			v1alpha2.JobSetUIDKey:          string(js.UID),
+			jobset.JobSetNameKey:         "pytorch",
+			jobset.ReplicatedJobNameKey:  rjobName,
+			jobset.ReplicatedJobReplicas: replicas,
+			jobset.JobIndexKey:           strconv.Itoa(idx),
+			jobset.JobKey:                hex.EncodeToString(sum[:]),
+			jobset.JobGlobalIndexKey:     strconv.Itoa(i),
+			jobset.RestartsKey:           "0",
+			jobset.GroupNameKey:          "default",
+			jobset.GroupReplicasKey:      "3",
+			jobset.JobGroupIndexKey:      strconv.Itoa(i),
+			jobset.GlobalReplicasKey:     "3",
+			jobset.JobSetUIDKey:          string(js.UID),
 		}
 		for where, m := range map[string]map[string]string{
 			"Job labels": job.Labels, "Job annotations": job.Annotations,
@@ -104,8 +104,8 @@ func TestChildJobsAndService(t *testing.T) {
 		Selector                 map[string]string
 	}
 	want := service{ClusterIP: corev1.ClusterIPNone, LabelJobSet: "pytorch", PublishNotReadyAddresses: true,
-		Selector: map[string]string{v1alpha2.JobSetNameKey: "pytorch"}}
-	got := service{ClusterIP: svc.Spec.ClusterIP, LabelJobSet: svc.Labels[v1alpha2.JobSetNameKey],
+		Selector: map[string]string{jobset.JobSetNameKey: "pytorch"}}
+	got := service{ClusterIP: svc.Spec.ClusterIP, LabelJobSet: svc.Labels[jobset.JobSetNameKey],
 		PublishNotReadyAddresses: svc.Spec.PublishNotReadyAddresses, Selector: svc.Spec.Selector}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("Service (-want +got):\n%s", d)
@@ -136,7 +136,7 @@ func TestNoServiceWithoutDNSHostnames(t *testing.T) {
 	ns := e.namespace(t)
 	js := jstesting.MakeJobSet(ns, "nodns").
 		ReplicatedJob(rjob("a", 1, 1).Obj()).
-		Network(&v1alpha2.Network{EnableDNSHostnames: ptr.To(false)}).
+		Network(&jobset.Network{EnableDNSHostnames: ptr.To(false)}).
 		Obj()
 	e.create(t, js)
 	jobs := e.waitJobs(t, js, []string{"nodns-a-0"}, nil)
@@ -175,37 +175,37 @@ func TestCoordinatorAndExclusiveTopology(t *testing.T) {
 	e := plain
 	ns := e.namespace(t)
 	workers := rjob("workers", 2, 1)
-	workers.Template.Annotations = map[string]string{v1alpha2.ExclusiveKey: "zone"}
+	workers.Template.Annotations = map[string]string{jobset.ExclusiveKey: "zone"}
 	js := jstesting.MakeJobSet(ns, "coord").
 		ReplicatedJob(rjob("leader", 1, 1).Obj(), workers.Obj()).
-		Annotation(v1alpha2.ExclusiveKey, "rack").
-		Annotation(v1alpha2.NodeSelectorStrategyKey, "true").
-		Coordinator(&v1alpha2.Coordinator{ReplicatedJob: "leader", JobIndex: 0, PodIndex: 0}).
+		Annotation(jobset.ExclusiveKey, "rack").
+		Annotation(jobset.NodeSelectorStrategyKey, "true").
+		Coordinator(&jobset.Coordinator{ReplicatedJob: "leader", JobIndex: 0, PodIndex: 0}).
 		Obj()
 	e.create(t, js)
 	jobs := e.waitJobs(t, js, []string{"coord-leader-0", "coord-workers-0", "coord-workers-1"}, nil)
 	for _, job := range jobs {
 		for _, m := range []map[string]string{job.Labels, job.Annotations, job.Spec.Template.Labels, job.Spec.Template.Annotations} {
-			if m[v1alpha2.CoordinatorKey] != "coord-leader-0-0.coord" {
-				t.Errorf("%s: coordinator %q, want coord-leader-0-0.coord", job.Name, m[v1alpha2.CoordinatorKey])
+			if m[jobset.CoordinatorKey] != "coord-leader-0-0.coord" {
+				t.Errorf("%s: coordinator %q, want coord-leader-0-0.coord", job.Name, m[jobset.CoordinatorKey])
 			}
 		}
 		wantTopology := "rack"
-		if job.Labels[v1alpha2.ReplicatedJobNameKey] == "workers" {
+		if job.Labels[jobset.ReplicatedJobNameKey] == "workers" {
 			wantTopology = "zone"
 		}
-		if job.Annotations[v1alpha2.ExclusiveKey] != wantTopology || job.Spec.Template.Annotations[v1alpha2.ExclusiveKey] != wantTopology {
-			t.Errorf("%s: exclusive topology %q/%q, want %q", job.Name, job.Annotations[v1alpha2.ExclusiveKey], job.Spec.Template.Annotations[v1alpha2.ExclusiveKey], wantTopology)
+		if job.Annotations[jobset.ExclusiveKey] != wantTopology || job.Spec.Template.Annotations[jobset.ExclusiveKey] != wantTopology {
+			t.Errorf("%s: exclusive topology %q/%q, want %q", job.Name, job.Annotations[jobset.ExclusiveKey], job.Spec.Template.Annotations[jobset.ExclusiveKey], wantTopology)
 		}
 	}
 	// The node-selector strategy is set on the JobSet, so it applies where
 	// the JobSet's exclusive-topology annotation does (the leader).
 	leaderPod := jobs[0].Spec.Template.Spec
-	if got := leaderPod.NodeSelector[v1alpha2.NamespacedJobKey]; got != ns+"_coord-leader-0" {
+	if got := leaderPod.NodeSelector[jobset.NamespacedJobKey]; got != ns+"_coord-leader-0" {
 		t.Errorf("leader nodeSelector %q, want %s_coord-leader-0", got, ns)
 	}
 	if !slices.ContainsFunc(leaderPod.Tolerations, func(tol corev1.Toleration) bool {
-		return tol.Key == v1alpha2.NoScheduleTaintKey && tol.Operator == corev1.TolerationOpExists && tol.Effect == corev1.TaintEffectNoSchedule
+		return tol.Key == jobset.NoScheduleTaintKey && tol.Operator == corev1.TolerationOpExists && tol.Effect == corev1.TaintEffectNoSchedule
 	}) {
 		t.Errorf("leader tolerations %v lack the no-schedule toleration", leaderPod.Tolerations)
 	}
@@ -220,11 +220,11 @@ func TestCompletesOnlyWhenAllJobsSucceed(t *testing.T) {
 	e.waitJobs(t, js, []string{"all-a-0", "all-a-1", "all-b-0"}, nil)
 
 	// replicatedJobsStatus on creation, then as Jobs progress.
-	wantStatus := func(want ...v1alpha2.ReplicatedJobStatus) {
+	wantStatus := func(want ...jobset.ReplicatedJobStatus) {
 		t.Helper()
 		testenv.Eventually(t, timeout, fmt.Sprintf("replicatedJobsStatus %+v", want), func() error {
 			got := e.jobSet(t, js).Status.ReplicatedJobsStatus
-			if !slices.EqualFunc(got, want, func(a, b v1alpha2.ReplicatedJobStatus) bool {
+			if !slices.EqualFunc(got, want, func(a, b jobset.ReplicatedJobStatus) bool {
 				return a.Name == b.Name && a.Ready == b.Ready && a.Succeeded == b.Succeeded && a.Failed == b.Failed && a.Active == b.Active && a.Suspended == b.Suspended
 			}) {
 				return fmt.Errorf("got %+v", got)
@@ -233,12 +233,12 @@ func TestCompletesOnlyWhenAllJobsSucceed(t *testing.T) {
 		})
 	}
 	// Upstream stores the list in descending order of name.
-	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "b"}, v1alpha2.ReplicatedJobStatus{Name: "a"})
+	wantStatus(jobset.ReplicatedJobStatus{Name: "b"}, jobset.ReplicatedJobStatus{Name: "a"})
 	e.markReady(t, ns, "all-a-0", "all-b-0")
-	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "b", Ready: 1, Active: 1}, v1alpha2.ReplicatedJobStatus{Name: "a", Ready: 1, Active: 1})
+	wantStatus(jobset.ReplicatedJobStatus{Name: "b", Ready: 1, Active: 1}, jobset.ReplicatedJobStatus{Name: "a", Ready: 1, Active: 1})
 
 	e.markSucceeded(t, ns, "all-a-0", "all-b-0")
-	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "b", Succeeded: 1}, v1alpha2.ReplicatedJobStatus{Name: "a", Succeeded: 1})
+	wantStatus(jobset.ReplicatedJobStatus{Name: "b", Succeeded: 1}, jobset.ReplicatedJobStatus{Name: "a", Succeeded: 1})
 	testenv.Consistently(t, 2*time.Second, "not complete with a Job still running", notFinished(t, e, js))
 
 	e.markSucceeded(t, ns, "all-a-1")
@@ -246,7 +246,7 @@ func TestCompletesOnlyWhenAllJobsSucceed(t *testing.T) {
 	if got.Status.TerminalState != "Completed" {
 		t.Errorf("terminalState %q, want Completed", got.Status.TerminalState)
 	}
-	wantStatus(v1alpha2.ReplicatedJobStatus{Name: "b", Succeeded: 1}, v1alpha2.ReplicatedJobStatus{Name: "a", Succeeded: 2})
+	wantStatus(jobset.ReplicatedJobStatus{Name: "b", Succeeded: 1}, jobset.ReplicatedJobStatus{Name: "a", Succeeded: 2})
 	e.waitEvent(t, js, corev1.EventTypeNormal, "AllJobsCompleted")
 }
 
@@ -254,16 +254,16 @@ func TestSuccessPolicy(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name      string
-		policy    *v1alpha2.SuccessPolicy
+		policy    *jobset.SuccessPolicy
 		succeed   []string
 		completes bool
 	}{
-		{"All needs every Job", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAll}, []string{"sp-leader-0", "sp-workers-0"}, false},
-		{"Any needs one Job", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny}, []string{"sp-workers-1"}, true},
-		{"Any with target, other replicatedJob", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny, TargetReplicatedJobs: []string{"leader"}}, []string{"sp-workers-0"}, false},
-		{"Any with target", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny, TargetReplicatedJobs: []string{"leader"}}, []string{"sp-leader-0"}, true},
-		{"All with target", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAll, TargetReplicatedJobs: []string{"workers"}}, []string{"sp-workers-0", "sp-workers-1"}, true},
-		{"All with target, partial", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAll, TargetReplicatedJobs: []string{"workers"}}, []string{"sp-leader-0", "sp-workers-1"}, false},
+		{"All needs every Job", &jobset.SuccessPolicy{Operator: jobset.OperatorAll}, []string{"sp-leader-0", "sp-workers-0"}, false},
+		{"Any needs one Job", &jobset.SuccessPolicy{Operator: jobset.OperatorAny}, []string{"sp-workers-1"}, true},
+		{"Any with target, other replicatedJob", &jobset.SuccessPolicy{Operator: jobset.OperatorAny, TargetReplicatedJobs: []string{"leader"}}, []string{"sp-workers-0"}, false},
+		{"Any with target", &jobset.SuccessPolicy{Operator: jobset.OperatorAny, TargetReplicatedJobs: []string{"leader"}}, []string{"sp-leader-0"}, true},
+		{"All with target", &jobset.SuccessPolicy{Operator: jobset.OperatorAll, TargetReplicatedJobs: []string{"workers"}}, []string{"sp-workers-0", "sp-workers-1"}, true},
+		{"All with target, partial", &jobset.SuccessPolicy{Operator: jobset.OperatorAll, TargetReplicatedJobs: []string{"workers"}}, []string{"sp-leader-0", "sp-workers-1"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -308,9 +308,9 @@ func TestIgnoresJobsOfAnotherJobSetWithTheSameName(t *testing.T) {
 	stranger := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns, Name: "same-a-7",
-			Labels: map[string]string{v1alpha2.JobSetNameKey: "same", v1alpha2.ReplicatedJobNameKey: "a", v1alpha2.JobIndexKey: "0", v1alpha2.RestartsKey: "0"},
+			Labels: map[string]string{jobset.JobSetNameKey: "same", jobset.ReplicatedJobNameKey: "a", jobset.JobIndexKey: "0", jobset.RestartsKey: "0"},
 			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: v1alpha2.GroupVersion.String(), Kind: "JobSet", Name: "same",
+				APIVersion: jobset.GroupVersion.String(), Kind: "JobSet", Name: "same",
 				UID: types.UID("00000000-0000-0000-0000-000000000001"), Controller: ptr.To(true),
 			}},
 		},
@@ -352,7 +352,7 @@ func TestRestartsUpToMaxRestarts(t *testing.T) {
 	ns := e.namespace(t)
 	js := jstesting.MakeJobSet(ns, "maxr").
 		ReplicatedJob(rjob("a", 2, 1).Obj()).
-		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 1}).
+		FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 1}).
 		Obj()
 	e.create(t, js)
 	first := e.waitJobs(t, js, []string{"maxr-a-0", "maxr-a-1"}, attempt(0))
@@ -363,8 +363,8 @@ func TestRestartsUpToMaxRestarts(t *testing.T) {
 		if second[i].UID == first[i].UID {
 			t.Errorf("%s was not recreated", second[i].Name)
 		}
-		if second[i].Spec.Template.Labels[v1alpha2.RestartsKey] != "1" {
-			t.Errorf("%s pod template restart-attempt %q, want 1", second[i].Name, second[i].Spec.Template.Labels[v1alpha2.RestartsKey])
+		if second[i].Spec.Template.Labels[jobset.RestartsKey] != "1" {
+			t.Errorf("%s pod template restart-attempt %q, want 1", second[i].Name, second[i].Spec.Template.Labels[jobset.RestartsKey])
 		}
 	}
 	got := e.jobSet(t, js)
@@ -390,7 +390,7 @@ func TestSucceedsAfterOneRestart(t *testing.T) {
 	ns := e.namespace(t)
 	js := jstesting.MakeJobSet(ns, "once").
 		ReplicatedJob(rjob("a", 2, 1).Obj()).
-		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 3}).
+		FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 3}).
 		Obj()
 	e.create(t, js)
 	e.waitJobs(t, js, []string{"once-a-0", "once-a-1"}, attempt(0))
@@ -413,7 +413,7 @@ func TestFailurePolicyRules(t *testing.T) {
 	type failure struct{ job, reason, message string }
 	tests := []struct {
 		name  string
-		rules []v1alpha2.FailurePolicyRule
+		rules []jobset.FailurePolicyRule
 		fail  failure
 		// wantFailed is the Failed reason, or "" when the JobSet restarts.
 		wantFailed    string
@@ -422,26 +422,26 @@ func TestFailurePolicyRules(t *testing.T) {
 		wantEvent     string
 		wantRestartBy string
 	}{
-		{"reason matches", []v1alpha2.FailurePolicyRule{{Name: "fatal", Action: v1alpha2.FailJobSet, OnJobFailureReasons: []string{"PodFailurePolicy"}}},
+		{"reason matches", []jobset.FailurePolicyRule{{Name: "fatal", Action: jobset.FailJobSet, OnJobFailureReasons: []string{"PodFailurePolicy"}}},
 			failure{"fp-workers-0", "PodFailurePolicy", exit42}, "FailJobSetFailurePolicyAction", 0, 0, "FailJobSetFailurePolicyAction", ""},
-		{"reason does not match", []v1alpha2.FailurePolicyRule{{Name: "fatal", Action: v1alpha2.FailJobSet, OnJobFailureReasons: []string{"PodFailurePolicy"}}},
+		{"reason does not match", []jobset.FailurePolicyRule{{Name: "fatal", Action: jobset.FailJobSet, OnJobFailureReasons: []string{"PodFailurePolicy"}}},
 			failure{"fp-workers-0", "BackoffLimitExceeded", "backoff"}, "", 1, 1, "RestartJobSetFailurePolicyAction", "DefaultFailurePolicy"},
-		{"reason and message match", []v1alpha2.FailurePolicyRule{{Name: "fatal", Action: v1alpha2.FailJobSet, OnJobFailureReasons: []string{"PodFailurePolicy"}, OnJobFailureMessagePatterns: []string{`exit code 42\b`}}},
+		{"reason and message match", []jobset.FailurePolicyRule{{Name: "fatal", Action: jobset.FailJobSet, OnJobFailureReasons: []string{"PodFailurePolicy"}, OnJobFailureMessagePatterns: []string{`exit code 42\b`}}},
 			failure{"fp-workers-0", "PodFailurePolicy", exit42}, "FailJobSetFailurePolicyAction", 0, 0, "FailJobSetFailurePolicyAction", ""},
-		{"reason matches, message does not", []v1alpha2.FailurePolicyRule{{Name: "fatal", Action: v1alpha2.FailJobSet, OnJobFailureReasons: []string{"PodFailurePolicy"}, OnJobFailureMessagePatterns: []string{`exit code 42\b`}}},
+		{"reason matches, message does not", []jobset.FailurePolicyRule{{Name: "fatal", Action: jobset.FailJobSet, OnJobFailureReasons: []string{"PodFailurePolicy"}, OnJobFailureMessagePatterns: []string{`exit code 42\b`}}},
 			failure{"fp-workers-0", "PodFailurePolicy", evicted}, "", 1, 1, "RestartJobSetFailurePolicyAction", "DefaultFailurePolicy"},
-		{"message pattern alone", []v1alpha2.FailurePolicyRule{{Name: "infra", Action: v1alpha2.RestartJobSetAndIgnoreMaxRestarts, OnJobFailureMessagePatterns: []string{".*DisruptionTarget.*"}}},
+		{"message pattern alone", []jobset.FailurePolicyRule{{Name: "infra", Action: jobset.RestartJobSetAndIgnoreMaxRestarts, OnJobFailureMessagePatterns: []string{".*DisruptionTarget.*"}}},
 			failure{"fp-workers-0", "PodFailurePolicy", evicted}, "", 1, 0, "RestartJobSetAndIgnoreMaxRestartsFailurePolicyAction", "FailurePolicy_infra"},
-		{"explicit RestartJobSet", []v1alpha2.FailurePolicyRule{{Name: "again", Action: v1alpha2.RestartJobSet}},
+		{"explicit RestartJobSet", []jobset.FailurePolicyRule{{Name: "again", Action: jobset.RestartJobSet}},
 			failure{"fp-leader-0", "BackoffLimitExceeded", "backoff"}, "", 1, 1, "RestartJobSetFailurePolicyAction", "FailurePolicy_again"},
-		{"target replicatedJob in list", []v1alpha2.FailurePolicyRule{{Name: "leader", Action: v1alpha2.FailJobSet, TargetReplicatedJobs: []string{"leader"}}},
+		{"target replicatedJob in list", []jobset.FailurePolicyRule{{Name: "leader", Action: jobset.FailJobSet, TargetReplicatedJobs: []string{"leader"}}},
 			failure{"fp-leader-0", "BackoffLimitExceeded", "backoff"}, "FailJobSetFailurePolicyAction", 0, 0, "FailJobSetFailurePolicyAction", ""},
-		{"target replicatedJob not in list", []v1alpha2.FailurePolicyRule{{Name: "leader", Action: v1alpha2.FailJobSet, TargetReplicatedJobs: []string{"leader"}}},
+		{"target replicatedJob not in list", []jobset.FailurePolicyRule{{Name: "leader", Action: jobset.FailJobSet, TargetReplicatedJobs: []string{"leader"}}},
 			failure{"fp-workers-1", "BackoffLimitExceeded", "backoff"}, "", 1, 1, "RestartJobSetFailurePolicyAction", "DefaultFailurePolicy"},
-		{"first matching rule wins", []v1alpha2.FailurePolicyRule{
-			{Name: "nomatch", Action: v1alpha2.FailJobSet, OnJobFailureReasons: []string{"DeadlineExceeded"}},
-			{Name: "first", Action: v1alpha2.RestartJobSetAndIgnoreMaxRestarts},
-			{Name: "second", Action: v1alpha2.FailJobSet},
+		{"first matching rule wins", []jobset.FailurePolicyRule{
+			{Name: "nomatch", Action: jobset.FailJobSet, OnJobFailureReasons: []string{"DeadlineExceeded"}},
+			{Name: "first", Action: jobset.RestartJobSetAndIgnoreMaxRestarts},
+			{Name: "second", Action: jobset.FailJobSet},
 		}, failure{"fp-workers-0", "BackoffLimitExceeded", "backoff"}, "", 1, 0, "RestartJobSetAndIgnoreMaxRestartsFailurePolicyAction", "FailurePolicy_first"},
 	}
 	for _, tc := range tests {
@@ -451,7 +451,7 @@ func TestFailurePolicyRules(t *testing.T) {
 			ns := e.namespace(t)
 			js := jstesting.MakeJobSet(ns, "fp").
 				ReplicatedJob(rjob("leader", 1, 1).Obj(), rjob("workers", 2, 1).Obj()).
-				FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 2, Rules: tc.rules}).
+				FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 2, Rules: tc.rules}).
 				Obj()
 			e.create(t, js)
 			e.waitJobs(t, js, []string{"fp-leader-0", "fp-workers-0", "fp-workers-1"}, attempt(0))
@@ -482,8 +482,8 @@ func TestRestartJobSetAndIgnoreMaxRestarts(t *testing.T) {
 	ns := e.namespace(t)
 	js := jstesting.MakeJobSet(ns, "ignore").
 		ReplicatedJob(rjob("a", 1, 1).Obj()).
-		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 1, Rules: []v1alpha2.FailurePolicyRule{{
-			Name: "preempted", Action: v1alpha2.RestartJobSetAndIgnoreMaxRestarts, OnJobFailureReasons: []string{"PodFailurePolicy"},
+		FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 1, Rules: []jobset.FailurePolicyRule{{
+			Name: "preempted", Action: jobset.RestartJobSetAndIgnoreMaxRestarts, OnJobFailureReasons: []string{"PodFailurePolicy"},
 		}}}).
 		Obj()
 	e.create(t, js)
@@ -513,7 +513,7 @@ func TestRestartJobRecreatesOnlyTheFailedJob(t *testing.T) {
 	ns := e.namespace(t)
 	js := jstesting.MakeJobSet(ns, "one").
 		ReplicatedJob(rjob("a", 3, 1).Obj()).
-		FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 2, Rules: []v1alpha2.FailurePolicyRule{{Name: "single", Action: v1alpha2.RestartJob}}}).
+		FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 2, Rules: []jobset.FailurePolicyRule{{Name: "single", Action: jobset.RestartJob}}}).
 		Obj()
 	e.create(t, js)
 	before := e.waitJobs(t, js, []string{"one-a-0", "one-a-1", "one-a-2"}, nil)
@@ -530,7 +530,7 @@ func TestRestartJobRecreatesOnlyTheFailedJob(t *testing.T) {
 	if after[0].UID != before[0].UID || after[2].UID != before[2].UID {
 		t.Errorf("Jobs that did not fail were recreated")
 	}
-	if after[1].Labels["jobset.sigs.k8s.io/job-restart-attempt"] != "1" || after[1].Labels[v1alpha2.RestartsKey] != "0" {
+	if after[1].Labels["jobset.sigs.k8s.io/job-restart-attempt"] != "1" || after[1].Labels[jobset.RestartsKey] != "0" {
 		t.Errorf("recreated Job labels %v, want job-restart-attempt 1 and restart-attempt 0", after[1].Labels)
 	}
 	got := e.jobSet(t, js)
@@ -566,14 +566,14 @@ func TestRestartJobRecreatesOnlyTheFailedJob(t *testing.T) {
 
 func TestBlockingRecreateWaitsForOldJobs(t *testing.T) {
 	t.Parallel()
-	for _, strategy := range []v1alpha2.JobSetRestartStrategy{v1alpha2.BlockingRecreate, v1alpha2.Recreate} {
+	for _, strategy := range []jobset.JobSetRestartStrategy{jobset.BlockingRecreate, jobset.Recreate} {
 		t.Run(string(strategy), func(t *testing.T) {
 			t.Parallel()
 			e := plain
 			ns := e.namespace(t)
 			js := jstesting.MakeJobSet(ns, "block").
 				ReplicatedJob(rjob("a", 2, 1).Obj()).
-				FailurePolicy(&v1alpha2.FailurePolicy{MaxRestarts: 1, RestartStrategy: strategy}).
+				FailurePolicy(&jobset.FailurePolicy{MaxRestarts: 1, RestartStrategy: strategy}).
 				Obj()
 			e.create(t, js)
 			e.waitJobs(t, js, []string{"block-a-0", "block-a-1"}, attempt(0))
@@ -592,12 +592,12 @@ func TestBlockingRecreateWaitsForOldJobs(t *testing.T) {
 
 			// block-a-0 is gone and block-a-1 is stuck in deletion.
 			testenv.Eventually(t, timeout, "old Jobs deleted", func() error {
-				if jobs := e.jobs(t, js); len(jobs) != 0 && (strategy == v1alpha2.BlockingRecreate || jobs[0].Labels[v1alpha2.RestartsKey] != "1") {
+				if jobs := e.jobs(t, js); len(jobs) != 0 && (strategy == jobset.BlockingRecreate || jobs[0].Labels[jobset.RestartsKey] != "1") {
 					return fmt.Errorf("Jobs %v", names(jobs))
 				}
 				return nil
 			})
-			if strategy == v1alpha2.BlockingRecreate {
+			if strategy == jobset.BlockingRecreate {
 				testenv.Consistently(t, 2*time.Second, "no new Job while an old one exists", func() error {
 					if jobs := e.jobs(t, js); len(jobs) != 0 {
 						return fmt.Errorf("created %v", names(jobs))
@@ -661,7 +661,7 @@ func TestSuspendAndResume(t *testing.T) {
 
 	// While suspended, the pod template's scheduling fields change (as Kueue
 	// does on admission); resuming carries them to the Jobs.
-	e.updateJobSet(t, js, func(js *v1alpha2.JobSet) {
+	e.updateJobSet(t, js, func(js *jobset.JobSet) {
 		pod := &js.Spec.ReplicatedJobs[0].Template.Spec.Template
 		pod.Labels = map[string]string{"kueue.x-k8s.io/admitted": "true"}
 		pod.Annotations = map[string]string{"note": "flavor-a"}
@@ -678,7 +678,7 @@ func TestSuspendAndResume(t *testing.T) {
 			Tolerations, SchedulingGates                             int
 		}
 		want := template{AdmittedLabel: "true", JobSetLabel: "susp", NoteAnnotation: "flavor-a", PoolSelector: "gpu", Tolerations: 1, SchedulingGates: 1}
-		got := template{AdmittedLabel: pod.Labels["kueue.x-k8s.io/admitted"], JobSetLabel: pod.Labels[v1alpha2.JobSetNameKey],
+		got := template{AdmittedLabel: pod.Labels["kueue.x-k8s.io/admitted"], JobSetLabel: pod.Labels[jobset.JobSetNameKey],
 			NoteAnnotation: pod.Annotations["note"], PoolSelector: pod.Spec.NodeSelector["pool"],
 			Tolerations: len(pod.Spec.Tolerations), SchedulingGates: len(pod.Spec.SchedulingGates)}
 		if d := cmp.Diff(want, got); d != "" {
@@ -690,7 +690,7 @@ func TestSuspendAndResume(t *testing.T) {
 
 	// Suspending a running JobSet suspends its Jobs.
 	e.markReady(t, ns, "susp-a-0", "susp-a-1")
-	e.updateJobSet(t, js, func(js *v1alpha2.JobSet) { js.Spec.Suspend = ptr.To(true) })
+	e.updateJobSet(t, js, func(js *jobset.JobSet) { js.Spec.Suspend = ptr.To(true) })
 	e.waitJobs(t, js, []string{"susp-a-0", "susp-a-1"}, suspended(true))
 	e.waitCondition(t, js, "Suspended", metav1.ConditionTrue, "SuspendedJobs")
 }
@@ -701,7 +701,7 @@ func TestInOrderStartup(t *testing.T) {
 	ns := e.namespace(t)
 	js := jstesting.MakeJobSet(ns, "order").
 		ReplicatedJob(rjob("a", 2, 1).Obj(), rjob("b", 1, 1).Obj()).
-		StartupPolicy(&v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}).
+		StartupPolicy(&jobset.StartupPolicy{StartupPolicyOrder: jobset.InOrder}).
 		Obj()
 	e.create(t, js)
 	e.waitJobs(t, js, []string{"order-a-0", "order-a-1"}, nil)
@@ -729,7 +729,7 @@ func TestInOrderStartupWithSuspend(t *testing.T) {
 	ns := e.namespace(t)
 	js := jstesting.MakeJobSet(ns, "osus").
 		ReplicatedJob(rjob("a", 1, 1).Obj(), rjob("b", 1, 1).Obj()).
-		StartupPolicy(&v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}).
+		StartupPolicy(&jobset.StartupPolicy{StartupPolicyOrder: jobset.InOrder}).
 		Suspend(true).
 		Obj()
 	e.create(t, js)
@@ -740,7 +740,7 @@ func TestInOrderStartupWithSuspend(t *testing.T) {
 		}
 		return nil
 	})
-	e.updateJobSet(t, js, func(js *v1alpha2.JobSet) { js.Spec.Suspend = ptr.To(false) })
+	e.updateJobSet(t, js, func(js *jobset.JobSet) { js.Spec.Suspend = ptr.To(false) })
 
 	// Resumed in order: a first, b only once a is ready.
 	suspendedOf := func() map[string]bool {
@@ -778,8 +778,8 @@ func TestDependsOn(t *testing.T) {
 	e := plain
 	ns := e.namespace(t)
 	init := rjob("init", 1, 1)
-	leader := rjob("leader", 1, 1).DependsOn(v1alpha2.DependsOn{Name: "init", Status: v1alpha2.DependencyComplete})
-	workers := rjob("workers", 2, 1).DependsOn(v1alpha2.DependsOn{Name: "leader", Status: v1alpha2.DependencyReady})
+	leader := rjob("leader", 1, 1).DependsOn(jobset.DependsOn{Name: "init", Status: jobset.DependencyComplete})
+	workers := rjob("workers", 2, 1).DependsOn(jobset.DependsOn{Name: "leader", Status: jobset.DependencyReady})
 	js := jstesting.MakeJobSet(ns, "deps").ReplicatedJob(init.Obj(), leader.Obj(), workers.Obj()).Obj()
 	e.create(t, js)
 

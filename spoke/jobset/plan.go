@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // Plan is everything one reconcile will change, computed without side
@@ -20,7 +20,7 @@ import (
 type Plan struct {
 	// Status is the JobSet status to save (patched only if it differs from
 	// the observed one).
-	Status v1alpha2.JobSetStatus
+	Status jobset.JobSetStatus
 	// Events are emitted once the status is saved: they announce the
 	// transitions recorded in it.
 	Events []event
@@ -45,7 +45,7 @@ type Plan struct {
 	Err error
 
 	// Finished is set when this reconcile finishes the JobSet.
-	Finished v1alpha2.JobSetConditionType
+	Finished jobset.JobSetConditionType
 
 	Now metav1.Time
 }
@@ -75,11 +75,11 @@ type Observed struct {
 
 // ComputePlan decides what to do for a JobSet (with its observed status).
 // It is pure: time comes in as now.
-func ComputePlan(js0 *v1alpha2.JobSet, obs Observed, now time.Time) Plan {
+func ComputePlan(js0 *jobset.JobSet, obs Observed, now time.Time) Plan {
 	js := js0.DeepCopy()
 	// The webhook defaults what is stored; defaulting a copy here keeps a
 	// JobSet stored without it (webhooks disabled) from stalling.
-	v1alpha2.Default(js)
+	jobset.Default(js)
 	p := Plan{Status: *js.Status.DeepCopy(), Now: metav1.NewTime(now)}
 	kids := classify(js, obs.Jobs)
 	p.Status.ReplicatedJobsStatus = replicatedJobStatuses(js, kids)
@@ -133,7 +133,7 @@ func ComputePlan(js0 *v1alpha2.JobSet, obs Observed, now time.Time) Plan {
 // planJobCreation creates the missing Jobs of each replicatedJob whose
 // dependencies are met. With an InOrder startup (not while suspended) it
 // stops at the first replicatedJob whose Jobs are not all running yet.
-func (p *Plan) planJobCreation(js *v1alpha2.JobSet, kids children, statuses []v1alpha2.ReplicatedJobStatus) {
+func (p *Plan) planJobCreation(js *jobset.JobSet, kids children, statuses []jobset.ReplicatedJobStatus) {
 	ordered := inOrder(js) && !js.IsSuspended()
 	seen := map[string]int32{}
 	for i := range js.Spec.ReplicatedJobs {
@@ -155,7 +155,7 @@ func (p *Plan) planJobCreation(js *v1alpha2.JobSet, kids children, statuses []v1
 	}
 	if ordered {
 		p.setCondition(metav1.Condition{
-			Type: string(v1alpha2.JobSetStartupPolicyCompleted), Status: metav1.ConditionTrue,
+			Type: string(jobset.JobSetStartupPolicyCompleted), Status: metav1.ConditionTrue,
 			Reason: ReasonInOrderCompleted, Message: MessageInOrderCompleted,
 		}, corev1.EventTypeNormal)
 	}
@@ -164,14 +164,14 @@ func (p *Plan) planJobCreation(js *v1alpha2.JobSet, kids children, statuses []v1
 // missingJobs returns the Jobs of replicatedJobs[rjobIdx] that do not exist.
 // BlockingRecreate creates none while any Job of an earlier attempt
 // remains, so old and new pods never run side by side.
-func missingJobs(js *v1alpha2.JobSet, rjobIdx int, kids children) []*batchv1.Job {
-	if len(kids.previous) > 0 && js.Spec.FailurePolicy != nil && js.Spec.FailurePolicy.RestartStrategy == v1alpha2.BlockingRecreate {
+func missingJobs(js *jobset.JobSet, rjobIdx int, kids children) []*batchv1.Job {
+	if len(kids.previous) > 0 && js.Spec.FailurePolicy != nil && js.Spec.FailurePolicy.RestartStrategy == jobset.BlockingRecreate {
 		return nil
 	}
 	rjob := &js.Spec.ReplicatedJobs[rjobIdx]
 	var jobs []*batchv1.Job
 	for idx := range int(rjob.Replicas) {
-		if !kids.names[v1alpha2.JobName(js.Name, rjob.Name, idx)] {
+		if !kids.names[jobset.JobName(js.Name, rjob.Name, idx)] {
 			jobs = append(jobs, buildJob(js, rjobIdx, idx))
 		}
 	}
@@ -185,7 +185,7 @@ func (p *Plan) planSuspend(kids children) {
 		}
 	}
 	p.setCondition(metav1.Condition{
-		Type: string(v1alpha2.JobSetSuspended), Status: metav1.ConditionTrue,
+		Type: string(jobset.JobSetSuspended), Status: metav1.ConditionTrue,
 		Reason: ReasonSuspended, Message: MessageSuspended,
 	}, corev1.EventTypeNormal)
 	p.clearRestarting(ReasonRestartingJobSetSuspended, MessageSuspended)
@@ -195,7 +195,7 @@ func (p *Plan) planSuspend(kids children) {
 // dependencies are met, bringing their pod templates up to date. With an
 // InOrder startup it resumes one replicatedJob at a time, and the JobSet
 // counts as resumed only once all have started.
-func (p *Plan) planResume(js *v1alpha2.JobSet, kids children, statuses []v1alpha2.ReplicatedJobStatus) {
+func (p *Plan) planResume(js *jobset.JobSet, kids children, statuses []jobset.ReplicatedJobStatus) {
 	ordered := inOrder(js)
 	seen := map[string]int32{}
 	for i := range js.Spec.ReplicatedJobs {
@@ -208,7 +208,7 @@ func (p *Plan) planResume(js *v1alpha2.JobSet, kids children, statuses []v1alpha
 			continue
 		}
 		for _, job := range kids.active {
-			if jobSuspended(job) && job.Labels[v1alpha2.ReplicatedJobNameKey] == rjob.Name {
+			if jobSuspended(job) && job.Labels[jobset.ReplicatedJobNameKey] == rjob.Name {
 				p.ResumeJobs = append(p.ResumeJobs, jobResume{
 					job:      job,
 					template: resumedPodTemplate(job, &rjob.Template.Spec.Template),
@@ -221,14 +221,14 @@ func (p *Plan) planResume(js *v1alpha2.JobSet, kids children, statuses []v1alpha
 		}
 	}
 	p.setCondition(metav1.Condition{
-		Type: string(v1alpha2.JobSetSuspended), Status: metav1.ConditionFalse,
+		Type: string(jobset.JobSetSuspended), Status: metav1.ConditionFalse,
 		Reason: ReasonResumed, Message: MessageResumed,
 	}, corev1.EventTypeNormal)
 }
 
 func (p *Plan) setInOrderInProgress() {
 	p.setCondition(metav1.Condition{
-		Type: string(v1alpha2.JobSetStartupPolicyInProgress), Status: metav1.ConditionTrue,
+		Type: string(jobset.JobSetStartupPolicyInProgress), Status: metav1.ConditionTrue,
 		Reason: ReasonInOrderInProgress, Message: MessageInOrderInProgress,
 	}, corev1.EventTypeNormal)
 }
@@ -247,28 +247,28 @@ func (p *Plan) setCondition(c metav1.Condition, eventType string) {
 
 func (p *Plan) fail(reason, message string) {
 	p.setCondition(metav1.Condition{
-		Type: string(v1alpha2.JobSetFailed), Status: metav1.ConditionTrue, Reason: reason, Message: message,
+		Type: string(jobset.JobSetFailed), Status: metav1.ConditionTrue, Reason: reason, Message: message,
 	}, corev1.EventTypeWarning)
 	p.clearRestarting(ReasonRestartingJobSetFailed, MessageRestartingJobSetFailed)
-	p.Status.TerminalState = string(v1alpha2.JobSetFailed)
-	p.Finished = v1alpha2.JobSetFailed
+	p.Status.TerminalState = string(jobset.JobSetFailed)
+	p.Finished = jobset.JobSetFailed
 }
 
 func (p *Plan) complete() {
 	p.setCondition(metav1.Condition{
-		Type: string(v1alpha2.JobSetCompleted), Status: metav1.ConditionTrue,
+		Type: string(jobset.JobSetCompleted), Status: metav1.ConditionTrue,
 		Reason: ReasonAllJobsCompleted, Message: MessageAllJobsCompleted,
 	}, corev1.EventTypeNormal)
 	p.clearRestarting(ReasonRestartingJobSetCompleted, MessageAllJobsCompleted)
-	p.Status.TerminalState = string(v1alpha2.JobSetCompleted)
-	p.Finished = v1alpha2.JobSetCompleted
+	p.Status.TerminalState = string(jobset.JobSetCompleted)
+	p.Finished = jobset.JobSetCompleted
 }
 
 // clearRestarting sets RestartingJobSet False, if the JobSet has that
 // condition at all.
 func (p *Plan) clearRestarting(reason, message string) {
 	p.setCondition(metav1.Condition{
-		Type: string(v1alpha2.JobSetRestarting), Status: metav1.ConditionFalse, Reason: reason, Message: message,
+		Type: string(jobset.JobSetRestarting), Status: metav1.ConditionFalse, Reason: reason, Message: message,
 	}, corev1.EventTypeNormal)
 }
 

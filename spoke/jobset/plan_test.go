@@ -13,10 +13,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-func conditionStatus(st v1alpha2.JobSetStatus, typ string) metav1.ConditionStatus {
+func conditionStatus(st jobset.JobSetStatus, typ string) metav1.ConditionStatus {
 	if c := meta.FindStatusCondition(st.Conditions, typ); c != nil {
 		return c.Status
 	}
@@ -24,13 +24,13 @@ func conditionStatus(st v1alpha2.JobSetStatus, typ string) metav1.ConditionStatu
 }
 
 func TestComputePlan(t *testing.T) {
-	twoRjobs := func() *v1alpha2.JobSet {
+	twoRjobs := func() *jobset.JobSet {
 		return testJobSet("js").ReplicatedJob(rjob("a", 2, 1).Obj(), rjob("b", 1, 1).Obj()).Obj()
 	}
 	tests := []struct {
 		name          string
-		js            func() *v1alpha2.JobSet
-		jobs          func(*v1alpha2.JobSet) []batchv1.Job
+		js            func() *jobset.JobSet
+		jobs          func(*jobset.JobSet) []batchv1.Job
 		serviceExists bool
 		check         func(*testing.T, Plan)
 	}{{
@@ -50,7 +50,7 @@ func TestComputePlan(t *testing.T) {
 	}, {
 		name:          "existing Jobs are not recreated; Service exists",
 		js:            twoRjobs,
-		jobs:          func(js *v1alpha2.JobSet) []batchv1.Job { return []batchv1.Job{childJob(js, 0, 1)} },
+		jobs:          func(js *jobset.JobSet) []batchv1.Job { return []batchv1.Job{childJob(js, 0, 1)} },
 		serviceExists: true,
 		check: func(t *testing.T, p Plan) {
 			if got, want := jobNames(p.allCreates()), []string{"js-a-0", "js-b-0"}; !reflect.DeepEqual(got, want) {
@@ -62,9 +62,9 @@ func TestComputePlan(t *testing.T) {
 		},
 	}, {
 		name: "DNS disabled: no Service",
-		js: func() *v1alpha2.JobSet {
+		js: func() *jobset.JobSet {
 			js := twoRjobs()
-			js.Spec.Network = &v1alpha2.Network{EnableDNSHostnames: ptr.To(false)}
+			js.Spec.Network = &jobset.Network{EnableDNSHostnames: ptr.To(false)}
 			return js
 		},
 		check: func(t *testing.T, p Plan) {
@@ -74,12 +74,12 @@ func TestComputePlan(t *testing.T) {
 		},
 	}, {
 		name: "suspended: Jobs created suspended, running ones suspended",
-		js: func() *v1alpha2.JobSet {
+		js: func() *jobset.JobSet {
 			js := twoRjobs()
 			js.Spec.Suspend = ptr.To(true)
 			return js
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
+		jobs: func(js *jobset.JobSet) []batchv1.Job {
 			return []batchv1.Job{childJob(js, 0, 0, func(j *batchv1.Job) { j.Spec.Suspend = ptr.To(false) })}
 		},
 		check: func(t *testing.T, p Plan) {
@@ -97,19 +97,19 @@ func TestComputePlan(t *testing.T) {
 		},
 	}, {
 		name: "resume: template changes applied, condition flipped",
-		js: func() *v1alpha2.JobSet {
+		js: func() *jobset.JobSet {
 			js := twoRjobs()
 			js.Spec.ReplicatedJobs[0].Template.Spec.Template.Spec.NodeSelector = map[string]string{"pool": "x"}
 			js.Status.Conditions = []metav1.Condition{{Type: "Suspended", Status: "True", Reason: ReasonSuspended}}
 			return js
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, suspendedJob) },
+		jobs: func(js *jobset.JobSet) []batchv1.Job { return allChildJobs(js, suspendedJob) },
 		check: func(t *testing.T, p Plan) {
 			if len(p.ResumeJobs) != 3 {
 				t.Fatalf("resume %d Jobs, want 3", len(p.ResumeJobs))
 			}
 			for _, r := range p.ResumeJobs {
-				if r.job.Labels[v1alpha2.ReplicatedJobNameKey] == "a" && r.template.Spec.NodeSelector["pool"] != "x" {
+				if r.job.Labels[jobset.ReplicatedJobNameKey] == "a" && r.template.Spec.NodeSelector["pool"] != "x" {
 					t.Errorf("%s resumed without the new nodeSelector", r.job.Name)
 				}
 			}
@@ -119,9 +119,9 @@ func TestComputePlan(t *testing.T) {
 		},
 	}, {
 		name: "in order: only the first replicatedJob until it is ready",
-		js: func() *v1alpha2.JobSet {
+		js: func() *jobset.JobSet {
 			js := twoRjobs()
-			js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+			js.Spec.StartupPolicy = &jobset.StartupPolicy{StartupPolicyOrder: jobset.InOrder}
 			return js
 		},
 		check: func(t *testing.T, p Plan) {
@@ -136,13 +136,13 @@ func TestComputePlan(t *testing.T) {
 		// Upstream's InOrder startup goes back to "in progress" whenever a
 		// started replicatedJob stops being ready.
 		name: "in order: back in progress when a started replicatedJob is not ready",
-		js: func() *v1alpha2.JobSet {
+		js: func() *jobset.JobSet {
 			js := twoRjobs()
-			js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+			js.Spec.StartupPolicy = &jobset.StartupPolicy{StartupPolicyOrder: jobset.InOrder}
 			js.Status.Conditions = []metav1.Condition{{Type: "StartupPolicyCompleted", Status: "True", Reason: ReasonInOrderCompleted}}
 			return js
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
+		jobs: func(js *jobset.JobSet) []batchv1.Job {
 			jobs := allChildJobs(js, ready)
 			jobs[0].Status.Ready = ptr.To[int32](0) // a pod of a stops being ready
 			return jobs
@@ -154,14 +154,14 @@ func TestComputePlan(t *testing.T) {
 		},
 	}, {
 		name: "blocking recreate waits for the previous attempt",
-		js: func() *v1alpha2.JobSet {
+		js: func() *jobset.JobSet {
 			js := twoRjobs()
-			js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 2, RestartStrategy: v1alpha2.BlockingRecreate}
+			js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 2, RestartStrategy: jobset.BlockingRecreate}
 			js.Status.Restarts = 1
 			return js
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
-			return []batchv1.Job{childJob(js, 1, 0, withLabel(v1alpha2.RestartsKey, "0"))}
+		jobs: func(js *jobset.JobSet) []batchv1.Job {
+			return []batchv1.Job{childJob(js, 1, 0, withLabel(jobset.RestartsKey, "0"))}
 		},
 		check: func(t *testing.T, p Plan) {
 			if len(p.allCreates()) != 0 {
@@ -173,14 +173,14 @@ func TestComputePlan(t *testing.T) {
 		},
 	}, {
 		name: "recreate replaces what is gone and waits for the rest",
-		js: func() *v1alpha2.JobSet {
+		js: func() *jobset.JobSet {
 			js := twoRjobs()
-			js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 2}
+			js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 2}
 			js.Status.Restarts = 1
 			return js
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
-			return []batchv1.Job{childJob(js, 1, 0, withLabel(v1alpha2.RestartsKey, "0"), func(j *batchv1.Job) {
+		jobs: func(js *jobset.JobSet) []batchv1.Job {
+			return []batchv1.Job{childJob(js, 1, 0, withLabel(jobset.RestartsKey, "0"), func(j *batchv1.Job) {
 				j.DeletionTimestamp = ptr.To(metav1.NewTime(t0))
 			})}
 		},
@@ -189,8 +189,8 @@ func TestComputePlan(t *testing.T) {
 				t.Errorf("create %v, want a's Jobs only", got)
 			}
 			for _, j := range p.allCreates() {
-				if j.Labels[v1alpha2.RestartsKey] != "1" {
-					t.Errorf("%s restart-attempt = %s, want 1", j.Name, j.Labels[v1alpha2.RestartsKey])
+				if j.Labels[jobset.RestartsKey] != "1" {
+					t.Errorf("%s restart-attempt = %s, want 1", j.Name, j.Labels[jobset.RestartsKey])
 				}
 			}
 			if len(p.DeleteJobs) != 0 {
@@ -200,19 +200,19 @@ func TestComputePlan(t *testing.T) {
 	}, {
 		name: "all succeeded: completed",
 		js:   twoRjobs,
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, completed) },
+		jobs: func(js *jobset.JobSet) []batchv1.Job { return allChildJobs(js, completed) },
 		check: func(t *testing.T, p Plan) {
 			type outcome struct {
 				Completed            metav1.ConditionStatus
 				TerminalState        string
-				Finished             v1alpha2.JobSetConditionType
+				Finished             jobset.JobSetConditionType
 				EventTypesAndReasons []string
 			}
 			got := outcome{Completed: conditionStatus(p.Status, "Completed"), TerminalState: p.Status.TerminalState, Finished: p.Finished}
 			for _, e := range p.Events {
 				got.EventTypesAndReasons = append(got.EventTypesAndReasons, e.eventType+" "+e.reason)
 			}
-			want := outcome{Completed: metav1.ConditionTrue, TerminalState: "Completed", Finished: v1alpha2.JobSetCompleted,
+			want := outcome{Completed: metav1.ConditionTrue, TerminalState: "Completed", Finished: jobset.JobSetCompleted,
 				EventTypesAndReasons: []string{corev1.EventTypeNormal + " " + ReasonAllJobsCompleted}}
 			if d := cmp.Diff(want, got); d != "" {
 				t.Errorf("not completed (-want +got):\n%s", d)
@@ -220,13 +220,13 @@ func TestComputePlan(t *testing.T) {
 		},
 	}, {
 		name: "finished: active Jobs deleted, TTL requeue",
-		js: func() *v1alpha2.JobSet {
+		js: func() *jobset.JobSet {
 			js := twoRjobs()
 			js.Spec.TTLSecondsAfterFinished = ptr.To[int32](30)
 			js.Status.Conditions = []metav1.Condition{{Type: "Completed", Status: "True", LastTransitionTime: metav1.NewTime(t0.Add(-10 * time.Second))}}
 			return js
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
+		jobs: func(js *jobset.JobSet) []batchv1.Job {
 			return []batchv1.Job{childJob(js, 0, 0, completed), childJob(js, 0, 1, ready)}
 		},
 		check: func(t *testing.T, p Plan) {
@@ -242,21 +242,21 @@ func TestComputePlan(t *testing.T) {
 		},
 	}, {
 		name: "restarting cleared once all Jobs are ready",
-		js: func() *v1alpha2.JobSet {
+		js: func() *jobset.JobSet {
 			js := twoRjobs()
 			js.Status.Restarts = 1
-			js.Status.Conditions = []metav1.Condition{{Type: string(v1alpha2.JobSetRestarting), Status: "True", Reason: ReasonRestartingDefaultPolicy}}
+			js.Status.Conditions = []metav1.Condition{{Type: string(jobset.JobSetRestarting), Status: "True", Reason: ReasonRestartingDefaultPolicy}}
 			return js
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job {
+		jobs: func(js *jobset.JobSet) []batchv1.Job {
 			js = js.DeepCopy()
 			js.Status.Restarts = 1
 			return allChildJobs(js, ready)
 		},
 		serviceExists: true,
 		check: func(t *testing.T, p Plan) {
-			c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha2.JobSetRestarting))
-			want := &metav1.Condition{Type: string(v1alpha2.JobSetRestarting), Status: metav1.ConditionFalse, Reason: ReasonRestartingJobsReady}
+			c := meta.FindStatusCondition(p.Status.Conditions, string(jobset.JobSetRestarting))
+			want := &metav1.Condition{Type: string(jobset.JobSetRestarting), Status: metav1.ConditionFalse, Reason: ReasonRestartingJobsReady}
 			if d := cmp.Diff(want, c, cmpopts.IgnoreFields(metav1.Condition{}, "Message", "ObservedGeneration", "LastTransitionTime")); d != "" {
 				t.Errorf("RestartingJobSet (-want +got):\n%s", d)
 			}
@@ -283,7 +283,7 @@ func TestComputePlanIsStable(t *testing.T) {
 	// Reconciling again with the status the first pass produced and nothing
 	// else changed must plan no further status change.
 	js := testJobSet("js").ReplicatedJob(rjob("a", 2, 1).Obj()).
-		StartupPolicy(&v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}).
+		StartupPolicy(&jobset.StartupPolicy{StartupPolicyOrder: jobset.InOrder}).
 		Obj()
 	jobs := allChildJobs(js, ready)
 	p := ComputePlan(js, Observed{Jobs: jobs, ServiceExists: true}, t0)
@@ -303,15 +303,15 @@ func TestTransitionEvents(t *testing.T) {
 	restarting := metav1.Condition{Type: "RestartingJobSet", Status: "True", Reason: ReasonRestartingDefaultPolicy}
 	tests := []struct {
 		name   string
-		mutate func(js *v1alpha2.JobSet)
-		jobs   func(js *v1alpha2.JobSet) []batchv1.Job
+		mutate func(js *jobset.JobSet)
+		jobs   func(js *jobset.JobSet) []batchv1.Job
 		want   []event
 	}{{
 		name: "completed while restarting",
-		mutate: func(js *v1alpha2.JobSet) {
+		mutate: func(js *jobset.JobSet) {
 			js.Status.Conditions = []metav1.Condition{restarting}
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, completed) },
+		jobs: func(js *jobset.JobSet) []batchv1.Job { return allChildJobs(js, completed) },
 		// Succeeded Jobs count as ready first, as upstream counts them.
 		want: []event{
 			{"Normal", "JobsReady", "all jobs are ready"},
@@ -320,7 +320,7 @@ func TestTransitionEvents(t *testing.T) {
 		},
 	}, {
 		name: "suspended while restarting",
-		mutate: func(js *v1alpha2.JobSet) {
+		mutate: func(js *jobset.JobSet) {
 			js.Spec.Suspend = ptr.To(true)
 			js.Status.Conditions = []metav1.Condition{restarting}
 		},
@@ -330,31 +330,31 @@ func TestTransitionEvents(t *testing.T) {
 		},
 	}, {
 		name: "resumed",
-		mutate: func(js *v1alpha2.JobSet) {
+		mutate: func(js *jobset.JobSet) {
 			js.Status.Conditions = []metav1.Condition{{Type: "Suspended", Status: "True", Reason: ReasonSuspended, Message: MessageSuspended}}
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, suspendedJob) },
+		jobs: func(js *jobset.JobSet) []batchv1.Job { return allChildJobs(js, suspendedJob) },
 		want: []event{{"Normal", "ResumeJobs", "jobset is resumed"}},
 	}, {
 		name: "restarted Jobs all ready",
-		mutate: func(js *v1alpha2.JobSet) {
+		mutate: func(js *jobset.JobSet) {
 			js.Status.Conditions = []metav1.Condition{restarting}
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, ready) },
+		jobs: func(js *jobset.JobSet) []batchv1.Job { return allChildJobs(js, ready) },
 		want: []event{{"Normal", "JobsReady", "all jobs are ready"}},
 	}, {
 		name: "in order startup",
-		mutate: func(js *v1alpha2.JobSet) {
-			js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+		mutate: func(js *jobset.JobSet) {
+			js.Spec.StartupPolicy = &jobset.StartupPolicy{StartupPolicyOrder: jobset.InOrder}
 		},
 		want: []event{{"Normal", "InOrderStartupPolicyInProgress", "in order startup policy is in progress"}},
 	}, {
 		name: "in order startup done",
-		mutate: func(js *v1alpha2.JobSet) {
-			js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+		mutate: func(js *jobset.JobSet) {
+			js.Spec.StartupPolicy = &jobset.StartupPolicy{StartupPolicyOrder: jobset.InOrder}
 			js.Status.Conditions = []metav1.Condition{{Type: "StartupPolicyInProgress", Status: "True", Reason: ReasonInOrderInProgress, Message: MessageInOrderInProgress}}
 		},
-		jobs: func(js *v1alpha2.JobSet) []batchv1.Job { return allChildJobs(js, ready) },
+		jobs: func(js *jobset.JobSet) []batchv1.Job { return allChildJobs(js, ready) },
 		want: []event{{"Normal", "InOrderStartupPolicyCompleted", "in order startup policy has completed"}},
 	}}
 	for _, tc := range tests {

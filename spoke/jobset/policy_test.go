@@ -14,7 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 func TestClassify(t *testing.T) {
@@ -22,20 +22,20 @@ func TestClassify(t *testing.T) {
 	features.SetForTest(t, features.RestartJob, true)
 	js := testJobSet("js").ReplicatedJob(rjob("a", 2, 1).Obj()).Obj()
 	js.Status.Restarts = 1
-	js.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "a", JobRestarts: []int32{0, 2}}}
+	js.Status.ReplicatedJobsStatus = []jobset.ReplicatedJobStatus{{Name: "a", JobRestarts: []int32{0, 2}}}
 	current := func(j *batchv1.Job) {
-		j.Labels[v1alpha2.RestartsKey] = "1"
+		j.Labels[jobset.RestartsKey] = "1"
 		j.Labels[JobRestartAttemptKey] = "0"
 	}
 	jobs := []batchv1.Job{
-		childJob(js, 0, 0, withLabel(v1alpha2.RestartsKey, "0")),                     // earlier JobSet attempt
+		childJob(js, 0, 0, withLabel(jobset.RestartsKey, "0")),                       // earlier JobSet attempt
 		childJob(js, 0, 0, current),                                                  // active
 		childJob(js, 0, 1, current),                                                  // individual attempt 0 < 2
 		childJob(js, 0, 1, current, withLabel(JobRestartAttemptKey, "2"), completed), // succeeded
 		childJob(js, 0, 1, current, withLabel(JobRestartAttemptKey, "2"), failedAt(t0, "", "")),
-		childJob(js, 0, 1, current, withLabel(v1alpha2.JobIndexKey, "5")),           // beyond replicas
-		childJob(js, 0, 1, current, withLabel(v1alpha2.ReplicatedJobNameKey, "zz")), // unknown replicatedJob
-		childJob(js, 0, 1, withLabel(v1alpha2.RestartsKey, "garbage")),
+		childJob(js, 0, 1, current, withLabel(jobset.JobIndexKey, "5")),           // beyond replicas
+		childJob(js, 0, 1, current, withLabel(jobset.ReplicatedJobNameKey, "zz")), // unknown replicatedJob
+		childJob(js, 0, 1, withLabel(jobset.RestartsKey, "garbage")),
 	}
 	for i := range jobs {
 		jobs[i].Name = jobs[i].Name + "-" + itoa(i)
@@ -65,7 +65,7 @@ func TestClassify(t *testing.T) {
 
 func TestReplicatedJobStatuses(t *testing.T) {
 	js := testJobSet("js").ReplicatedJob(rjob("a", 4, 2).Obj(), rjob("b", 1, 1).Obj()).Obj()
-	js.Status.ReplicatedJobsStatus = []v1alpha2.ReplicatedJobStatus{{Name: "a", Ready: 9, JobRestarts: []int32{1, 0, 0, 0}, JobRestartsCountTowardsMax: []int32{1, 0, 0, 0}}}
+	js.Status.ReplicatedJobsStatus = []jobset.ReplicatedJobStatus{{Name: "a", Ready: 9, JobRestarts: []int32{1, 0, 0, 0}, JobRestartsCountTowardsMax: []int32{1, 0, 0, 0}}}
 	halfReady := func(j *batchv1.Job) { j.Status.Active = 2; j.Status.Ready = ptr.To[int32](1) }
 	readyBySucceeded := func(j *batchv1.Job) { j.Status.Active = 1; j.Status.Ready = ptr.To[int32](1); j.Status.Succeeded = 1 }
 	jobs := []batchv1.Job{
@@ -78,7 +78,7 @@ func TestReplicatedJobStatuses(t *testing.T) {
 	// Upstream's order (descending names); per-Job restart counters are
 	// dropped without the RestartJob gate.
 	got := replicatedJobStatuses(defaulted(js), classify(defaulted(js), jobs))
-	want := []v1alpha2.ReplicatedJobStatus{
+	want := []jobset.ReplicatedJobStatus{
 		{Name: "b", Failed: 1},
 		{Name: "a", Ready: 2, Succeeded: 1, Active: 3, Suspended: 1},
 	}
@@ -96,7 +96,7 @@ func TestReplicatedJobStatuses(t *testing.T) {
 
 func TestSetCondition(t *testing.T) {
 	now := metav1.NewTime(t0)
-	cond := func(typ v1alpha2.JobSetConditionType, status metav1.ConditionStatus) metav1.Condition {
+	cond := func(typ jobset.JobSetConditionType, status metav1.ConditionStatus) metav1.Condition {
 		return metav1.Condition{Type: string(typ), Status: status, Reason: "R", Message: "m"}
 	}
 	tests := []struct {
@@ -106,24 +106,24 @@ func TestSetCondition(t *testing.T) {
 		wantFlipped bool
 		want        map[string]metav1.ConditionStatus
 	}{
-		{"add true", nil, cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue), true, map[string]metav1.ConditionStatus{"Suspended": "True"}},
-		{"never add false", nil, cond(v1alpha2.JobSetSuspended, metav1.ConditionFalse), false, map[string]metav1.ConditionStatus{}},
-		{"flip to false", []metav1.Condition{cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue)}, cond(v1alpha2.JobSetSuspended, metav1.ConditionFalse), true, map[string]metav1.ConditionStatus{"Suspended": "False"}},
-		{"same status", []metav1.Condition{cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue)}, cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue), false, map[string]metav1.ConditionStatus{"Suspended": "True"}},
-		{"same status, new message", []metav1.Condition{cond(v1alpha2.JobSetSuspended, metav1.ConditionTrue)},
+		{"add true", nil, cond(jobset.JobSetSuspended, metav1.ConditionTrue), true, map[string]metav1.ConditionStatus{"Suspended": "True"}},
+		{"never add false", nil, cond(jobset.JobSetSuspended, metav1.ConditionFalse), false, map[string]metav1.ConditionStatus{}},
+		{"flip to false", []metav1.Condition{cond(jobset.JobSetSuspended, metav1.ConditionTrue)}, cond(jobset.JobSetSuspended, metav1.ConditionFalse), true, map[string]metav1.ConditionStatus{"Suspended": "False"}},
+		{"same status", []metav1.Condition{cond(jobset.JobSetSuspended, metav1.ConditionTrue)}, cond(jobset.JobSetSuspended, metav1.ConditionTrue), false, map[string]metav1.ConditionStatus{"Suspended": "True"}},
+		{"same status, new message", []metav1.Condition{cond(jobset.JobSetSuspended, metav1.ConditionTrue)},
 			metav1.Condition{Type: "Suspended", Status: metav1.ConditionTrue, Reason: "R", Message: "other"}, true, map[string]metav1.ConditionStatus{"Suspended": "True"}},
 		{"startup completed clears in progress",
-			[]metav1.Condition{cond(v1alpha2.JobSetStartupPolicyInProgress, metav1.ConditionTrue)},
-			cond(v1alpha2.JobSetStartupPolicyCompleted, metav1.ConditionTrue), true,
+			[]metav1.Condition{cond(jobset.JobSetStartupPolicyInProgress, metav1.ConditionTrue)},
+			cond(jobset.JobSetStartupPolicyCompleted, metav1.ConditionTrue), true,
 			map[string]metav1.ConditionStatus{"StartupPolicyInProgress": "False", "StartupPolicyCompleted": "True"}},
 		{"startup in progress clears completed",
-			[]metav1.Condition{cond(v1alpha2.JobSetStartupPolicyCompleted, metav1.ConditionTrue)},
-			cond(v1alpha2.JobSetStartupPolicyInProgress, metav1.ConditionTrue), true,
+			[]metav1.Condition{cond(jobset.JobSetStartupPolicyCompleted, metav1.ConditionTrue)},
+			cond(jobset.JobSetStartupPolicyInProgress, metav1.ConditionTrue), true,
 			map[string]metav1.ConditionStatus{"StartupPolicyInProgress": "True", "StartupPolicyCompleted": "False"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := v1alpha2.JobSetStatus{Conditions: slices.Clone(tc.existing)}
+			st := jobset.JobSetStatus{Conditions: slices.Clone(tc.existing)}
 			if got := setCondition(&st, tc.set, now); got != tc.wantFlipped {
 				t.Errorf("flipped = %v, want %v", got, tc.wantFlipped)
 			}
@@ -144,8 +144,8 @@ func TestDecideFailure(t *testing.T) {
 	worker0 := childJob(js, 1, 0, failedAt(t0.Add(time.Second), "BackoffLimitExceeded", "Job has reached the specified backoff limit"))
 	worker1 := childJob(js, 1, 1, failedAt(t0, "DeadlineExceeded", "Job was active longer than specified deadline"))
 
-	rule := func(name string, action v1alpha2.FailurePolicyAction, mutate func(*v1alpha2.FailurePolicyRule)) v1alpha2.FailurePolicyRule {
-		r := v1alpha2.FailurePolicyRule{Name: name, Action: action}
+	rule := func(name string, action jobset.FailurePolicyAction, mutate func(*jobset.FailurePolicyRule)) jobset.FailurePolicyRule {
+		r := jobset.FailurePolicyRule{Name: name, Action: action}
 		if mutate != nil {
 			mutate(&r)
 		}
@@ -153,46 +153,46 @@ func TestDecideFailure(t *testing.T) {
 	}
 	tests := []struct {
 		name       string
-		policy     *v1alpha2.FailurePolicy
+		policy     *jobset.FailurePolicy
 		failed     []batchv1.Job
-		wantAction v1alpha2.FailurePolicyAction
+		wantAction jobset.FailurePolicyAction
 		wantRule   string
 		wantJob    string
 	}{
-		{"no failure policy fails on the first failure", nil, []batchv1.Job{leader, worker0}, v1alpha2.FailJobSet, "", "js-workers-0"},
-		{"no rules restart the JobSet", &v1alpha2.FailurePolicy{MaxRestarts: 1}, []batchv1.Job{leader, worker0}, v1alpha2.RestartJobSet, "", "js-workers-0"},
-		{"reason matches", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.OnJobFailureReasons = []string{"PodFailurePolicy"} }),
-		}}, []batchv1.Job{leader, worker0}, v1alpha2.FailJobSet, "r", "js-leader-0"},
-		{"reason does not match", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.OnJobFailureReasons = []string{"PodFailurePolicy"} }),
-		}}, []batchv1.Job{worker0}, v1alpha2.RestartJobSet, "", "js-workers-0"},
-		{"message pattern matches", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.OnJobFailureMessagePatterns = []string{"nope", "exit code 42"} }),
-		}}, []batchv1.Job{leader, worker0}, v1alpha2.FailJobSet, "r", "js-leader-0"},
-		{"reason matches but message does not", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) {
+		{"no failure policy fails on the first failure", nil, []batchv1.Job{leader, worker0}, jobset.FailJobSet, "", "js-workers-0"},
+		{"no rules restart the JobSet", &jobset.FailurePolicy{MaxRestarts: 1}, []batchv1.Job{leader, worker0}, jobset.RestartJobSet, "", "js-workers-0"},
+		{"reason matches", &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+			rule("r", jobset.FailJobSet, func(r *jobset.FailurePolicyRule) { r.OnJobFailureReasons = []string{"PodFailurePolicy"} }),
+		}}, []batchv1.Job{leader, worker0}, jobset.FailJobSet, "r", "js-leader-0"},
+		{"reason does not match", &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+			rule("r", jobset.FailJobSet, func(r *jobset.FailurePolicyRule) { r.OnJobFailureReasons = []string{"PodFailurePolicy"} }),
+		}}, []batchv1.Job{worker0}, jobset.RestartJobSet, "", "js-workers-0"},
+		{"message pattern matches", &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+			rule("r", jobset.FailJobSet, func(r *jobset.FailurePolicyRule) { r.OnJobFailureMessagePatterns = []string{"nope", "exit code 42"} }),
+		}}, []batchv1.Job{leader, worker0}, jobset.FailJobSet, "r", "js-leader-0"},
+		{"reason matches but message does not", &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+			rule("r", jobset.FailJobSet, func(r *jobset.FailurePolicyRule) {
 				r.OnJobFailureReasons = []string{"PodFailurePolicy"}
 				r.OnJobFailureMessagePatterns = []string{"exit code 1 "}
 			}),
-		}}, []batchv1.Job{leader}, v1alpha2.RestartJobSet, "", "js-leader-0"},
-		{"invalid pattern matches nothing", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.OnJobFailureMessagePatterns = []string{"("} }),
-		}}, []batchv1.Job{leader}, v1alpha2.RestartJobSet, "", "js-leader-0"},
-		{"target replicatedJob in list", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-			rule("r", v1alpha2.RestartJobSetAndIgnoreMaxRestarts, func(r *v1alpha2.FailurePolicyRule) { r.TargetReplicatedJobs = []string{"leader"} }),
-		}}, []batchv1.Job{worker0, leader}, v1alpha2.RestartJobSetAndIgnoreMaxRestarts, "r", "js-leader-0"},
-		{"target replicatedJob not in list", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-			rule("r", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.TargetReplicatedJobs = []string{"leader"} }),
-		}}, []batchv1.Job{worker0}, v1alpha2.RestartJobSet, "", "js-workers-0"},
-		{"first matching rule wins", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-			rule("never", v1alpha2.FailJobSet, func(r *v1alpha2.FailurePolicyRule) { r.OnJobFailureReasons = []string{"Other"} }),
-			rule("first", v1alpha2.RestartJob, nil),
-			rule("second", v1alpha2.FailJobSet, nil),
-		}}, []batchv1.Job{leader, worker0, worker1}, v1alpha2.RestartJob, "first", "js-workers-1"},
-		{"earliest failure among the rule's matches", &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-			rule("w", v1alpha2.RestartJob, func(r *v1alpha2.FailurePolicyRule) { r.TargetReplicatedJobs = []string{"workers"} }),
-		}}, []batchv1.Job{worker0, leader, worker1}, v1alpha2.RestartJob, "w", "js-workers-1"},
+		}}, []batchv1.Job{leader}, jobset.RestartJobSet, "", "js-leader-0"},
+		{"invalid pattern matches nothing", &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+			rule("r", jobset.FailJobSet, func(r *jobset.FailurePolicyRule) { r.OnJobFailureMessagePatterns = []string{"("} }),
+		}}, []batchv1.Job{leader}, jobset.RestartJobSet, "", "js-leader-0"},
+		{"target replicatedJob in list", &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+			rule("r", jobset.RestartJobSetAndIgnoreMaxRestarts, func(r *jobset.FailurePolicyRule) { r.TargetReplicatedJobs = []string{"leader"} }),
+		}}, []batchv1.Job{worker0, leader}, jobset.RestartJobSetAndIgnoreMaxRestarts, "r", "js-leader-0"},
+		{"target replicatedJob not in list", &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+			rule("r", jobset.FailJobSet, func(r *jobset.FailurePolicyRule) { r.TargetReplicatedJobs = []string{"leader"} }),
+		}}, []batchv1.Job{worker0}, jobset.RestartJobSet, "", "js-workers-0"},
+		{"first matching rule wins", &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+			rule("never", jobset.FailJobSet, func(r *jobset.FailurePolicyRule) { r.OnJobFailureReasons = []string{"Other"} }),
+			rule("first", jobset.RestartJob, nil),
+			rule("second", jobset.FailJobSet, nil),
+		}}, []batchv1.Job{leader, worker0, worker1}, jobset.RestartJob, "first", "js-workers-1"},
+		{"earliest failure among the rule's matches", &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+			rule("w", jobset.RestartJob, func(r *jobset.FailurePolicyRule) { r.TargetReplicatedJobs = []string{"workers"} }),
+		}}, []batchv1.Job{worker0, leader, worker1}, jobset.RestartJob, "w", "js-workers-1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -227,45 +227,45 @@ func TestFailurePolicyOutcome(t *testing.T) {
 	tests := []struct {
 		name   string
 		gates  map[featuregate.Feature]bool
-		policy *v1alpha2.FailurePolicy
-		status v1alpha2.JobSetStatus
+		policy *jobset.FailurePolicy
+		status jobset.JobSetStatus
 		want   want
 	}{
 		{name: "no policy", want: want{failedReason: ReasonFailedJobs,
 			events: []event{{"Warning", ReasonFailedJobs, MessageFailedJobs + first}}}},
-		{name: "maxRestarts 0", policy: &v1alpha2.FailurePolicy{}, want: want{failedReason: ReasonReachedMaxRestarts,
+		{name: "maxRestarts 0", policy: &jobset.FailurePolicy{}, want: want{failedReason: ReasonReachedMaxRestarts,
 			events: []event{{"Warning", ReasonReachedMaxRestarts, MessageReachedMaxRestarts + first}}}},
-		{name: "restart within budget", policy: &v1alpha2.FailurePolicy{MaxRestarts: 2}, status: v1alpha2.JobSetStatus{Restarts: 1, RestartsCountTowardsMax: 1},
+		{name: "restart within budget", policy: &jobset.FailurePolicy{MaxRestarts: 2}, status: jobset.JobSetStatus{Restarts: 1, RestartsCountTowardsMax: 1},
 			want: want{restarts: 2, counted: 2, restartingReason: ReasonRestartingDefaultPolicy, events: []event{
 				{"Warning", ReasonRestartingDefaultPolicy, MessageRestartJobSetAction + first},
 				{"Warning", ReasonRestartJobSetAction, MessageRestartJobSetAction + first},
 			}}},
-		{name: "budget used", policy: &v1alpha2.FailurePolicy{MaxRestarts: 2}, status: v1alpha2.JobSetStatus{Restarts: 5, RestartsCountTowardsMax: 2},
+		{name: "budget used", policy: &jobset.FailurePolicy{MaxRestarts: 2}, status: jobset.JobSetStatus{Restarts: 5, RestartsCountTowardsMax: 2},
 			want: want{failedReason: ReasonReachedMaxRestarts, restarts: 5, counted: 2,
 				events: []event{{"Warning", ReasonReachedMaxRestarts, MessageReachedMaxRestarts + first}}}},
-		{name: "individual restarts count towards the budget", gates: restartJob, policy: &v1alpha2.FailurePolicy{MaxRestarts: 2},
-			status: v1alpha2.JobSetStatus{RestartsCountTowardsMax: 1, ReplicatedJobsStatus: []v1alpha2.ReplicatedJobStatus{{Name: "w", JobRestarts: []int32{1, 0}, JobRestartsCountTowardsMax: []int32{1, 0}}}},
+		{name: "individual restarts count towards the budget", gates: restartJob, policy: &jobset.FailurePolicy{MaxRestarts: 2},
+			status: jobset.JobSetStatus{RestartsCountTowardsMax: 1, ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "w", JobRestarts: []int32{1, 0}, JobRestartsCountTowardsMax: []int32{1, 0}}}},
 			want: want{failedReason: ReasonReachedMaxRestarts, counted: 1, jobRestarts: []int32{1, 0}, jobRestartsCounted: []int32{1, 0},
 				events: []event{{"Warning", ReasonReachedMaxRestarts, MessageReachedMaxRestarts + first}}}},
-		{name: "ignore max restarts", policy: &v1alpha2.FailurePolicy{MaxRestarts: 1, Rules: []v1alpha2.FailurePolicyRule{{Name: "infra", Action: v1alpha2.RestartJobSetAndIgnoreMaxRestarts}}},
-			status: v1alpha2.JobSetStatus{Restarts: 3, RestartsCountTowardsMax: 1},
+		{name: "ignore max restarts", policy: &jobset.FailurePolicy{MaxRestarts: 1, Rules: []jobset.FailurePolicyRule{{Name: "infra", Action: jobset.RestartJobSetAndIgnoreMaxRestarts}}},
+			status: jobset.JobSetStatus{Restarts: 3, RestartsCountTowardsMax: 1},
 			want: want{restarts: 4, counted: 1, restartingReason: "FailurePolicy_infra", events: []event{
 				{"Warning", "FailurePolicy_infra", MessageRestartJobSetIgnoreMaxAction + first},
 				{"Warning", ReasonRestartJobSetIgnoreMaxAction, MessageRestartJobSetIgnoreMaxAction + first},
 			}}},
-		{name: "fail JobSet rule", policy: &v1alpha2.FailurePolicy{MaxRestarts: 5, Rules: []v1alpha2.FailurePolicyRule{{Name: "fatal", Action: v1alpha2.FailJobSet}}},
+		{name: "fail JobSet rule", policy: &jobset.FailurePolicy{MaxRestarts: 5, Rules: []jobset.FailurePolicyRule{{Name: "fatal", Action: jobset.FailJobSet}}},
 			want: want{failedReason: ReasonFailJobSetAction,
 				events: []event{{"Warning", ReasonFailJobSetAction, MessageFailJobSetAction + first}}}},
-		{name: "restart one Job", gates: restartJob, policy: &v1alpha2.FailurePolicy{MaxRestarts: 3, Rules: []v1alpha2.FailurePolicyRule{{Name: "one", Action: v1alpha2.RestartJob}}},
+		{name: "restart one Job", gates: restartJob, policy: &jobset.FailurePolicy{MaxRestarts: 3, Rules: []jobset.FailurePolicyRule{{Name: "one", Action: jobset.RestartJob}}},
 			want: want{jobRestarts: []int32{0, 1}, jobRestartsCounted: []int32{0, 1},
 				events: []event{{"Warning", ReasonRestartJobAction, MessageRestartJobAction + first}}}},
 		{name: "restart one Job ignoring max leaves the counted list unset", gates: restartJob,
-			policy: &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{{Name: "one", Action: v1alpha2.RestartJobAndIgnoreMaxRestarts}}},
-			status: v1alpha2.JobSetStatus{ReplicatedJobsStatus: []v1alpha2.ReplicatedJobStatus{{Name: "w", JobRestarts: []int32{0, 4}}}},
+			policy: &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{{Name: "one", Action: jobset.RestartJobAndIgnoreMaxRestarts}}},
+			status: jobset.JobSetStatus{ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "w", JobRestarts: []int32{0, 4}}}},
 			want: want{jobRestarts: []int32{0, 5},
 				events: []event{{"Warning", ReasonRestartJobIgnoreMaxAction, MessageRestartJobIgnoreMaxAction + first}}}},
 		{name: "restart one Job with the gate off fails the reconcile",
-			policy: &v1alpha2.FailurePolicy{MaxRestarts: 3, Rules: []v1alpha2.FailurePolicyRule{{Name: "one", Action: v1alpha2.RestartJob}}},
+			policy: &jobset.FailurePolicy{MaxRestarts: 3, Rules: []jobset.FailurePolicyRule{{Name: "one", Action: jobset.RestartJob}}},
 			want:   want{err: "RestartJob failure policy action cannot be used when the feature gate RestartJob is disabled"}},
 	}
 	for _, tc := range tests {
@@ -287,9 +287,9 @@ func TestFailurePolicyOutcome(t *testing.T) {
 				t.Errorf("err = %q, want %q", gotErr, tc.want.err)
 			}
 			gotFailed := ""
-			if c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha2.JobSetFailed)); c != nil && c.Status == metav1.ConditionTrue {
+			if c := meta.FindStatusCondition(p.Status.Conditions, string(jobset.JobSetFailed)); c != nil && c.Status == metav1.ConditionTrue {
 				gotFailed = c.Reason
-				if p.Status.TerminalState != "Failed" || p.Finished != v1alpha2.JobSetFailed {
+				if p.Status.TerminalState != "Failed" || p.Finished != jobset.JobSetFailed {
 					t.Errorf("terminalState %q finished %q, want Failed", p.Status.TerminalState, p.Finished)
 				}
 			}
@@ -307,7 +307,7 @@ func TestFailurePolicyOutcome(t *testing.T) {
 				t.Errorf("jobRestartsCountTowardsMax (-want +got):\n%s", d)
 			}
 			gotRestarting := ""
-			if c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha2.JobSetRestarting)); c != nil && c.Status == metav1.ConditionTrue {
+			if c := meta.FindStatusCondition(p.Status.Conditions, string(jobset.JobSetRestarting)); c != nil && c.Status == metav1.ConditionTrue {
 				gotRestarting = c.Reason
 			}
 			if gotRestarting != tc.want.restartingReason {
@@ -328,18 +328,18 @@ func TestSuccessPolicyMet(t *testing.T) {
 	a0, a1, b0 := childJob(js, 0, 0, completed), childJob(js, 0, 1, completed), childJob(js, 1, 0, completed)
 	tests := []struct {
 		name      string
-		policy    *v1alpha2.SuccessPolicy
+		policy    *jobset.SuccessPolicy
 		succeeded []batchv1.Job
 		want      bool
 	}{
 		{"default All, none", nil, nil, false},
 		{"default All, some", nil, []batchv1.Job{a0, b0}, false},
 		{"default All, all", nil, []batchv1.Job{a0, a1, b0}, true},
-		{"Any, one", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny}, []batchv1.Job{b0}, true},
-		{"Any with target, other rjob", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{b0}, false},
-		{"Any with target, target rjob", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{a1}, true},
-		{"All with target, all targets", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAll, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{a0, a1}, true},
-		{"All with target, partial", &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAll, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{a0, b0}, false},
+		{"Any, one", &jobset.SuccessPolicy{Operator: jobset.OperatorAny}, []batchv1.Job{b0}, true},
+		{"Any with target, other rjob", &jobset.SuccessPolicy{Operator: jobset.OperatorAny, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{b0}, false},
+		{"Any with target, target rjob", &jobset.SuccessPolicy{Operator: jobset.OperatorAny, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{a1}, true},
+		{"All with target, all targets", &jobset.SuccessPolicy{Operator: jobset.OperatorAll, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{a0, a1}, true},
+		{"All with target, partial", &jobset.SuccessPolicy{Operator: jobset.OperatorAll, TargetReplicatedJobs: []string{"a"}}, []batchv1.Job{a0, b0}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -353,25 +353,25 @@ func TestSuccessPolicyMet(t *testing.T) {
 }
 
 func TestDependenciesReached(t *testing.T) {
-	st := func(name string, ready, succeeded, failed int32) v1alpha2.ReplicatedJobStatus {
-		return v1alpha2.ReplicatedJobStatus{Name: name, Ready: ready, Succeeded: succeeded, Failed: failed}
+	st := func(name string, ready, succeeded, failed int32) jobset.ReplicatedJobStatus {
+		return jobset.ReplicatedJobStatus{Name: name, Ready: ready, Succeeded: succeeded, Failed: failed}
 	}
-	dep := func(status v1alpha2.DependsOnStatus) *v1alpha2.ReplicatedJob {
-		return &v1alpha2.ReplicatedJob{Name: "b", Replicas: 1, DependsOn: []v1alpha2.DependsOn{{Name: "a", Status: status}}}
+	dep := func(status jobset.DependsOnStatus) *jobset.ReplicatedJob {
+		return &jobset.ReplicatedJob{Name: "b", Replicas: 1, DependsOn: []jobset.DependsOn{{Name: "a", Status: status}}}
 	}
 	seen := map[string]int32{"a": 2, "b": 1}
 	tests := []struct {
 		name     string
-		rjob     *v1alpha2.ReplicatedJob
-		statuses []v1alpha2.ReplicatedJobStatus
+		rjob     *jobset.ReplicatedJob
+		statuses []jobset.ReplicatedJobStatus
 		want     bool
 	}{
-		{"no dependency", &v1alpha2.ReplicatedJob{Name: "b"}, nil, true},
-		{"no status yet", dep(v1alpha2.DependencyReady), nil, false},
-		{"Ready: not all", dep(v1alpha2.DependencyReady), []v1alpha2.ReplicatedJobStatus{st("a", 1, 0, 0)}, false},
-		{"Ready: ready, succeeded and failed count", dep(v1alpha2.DependencyReady), []v1alpha2.ReplicatedJobStatus{st("a", 0, 1, 1)}, true},
-		{"Complete: ready is not enough", dep(v1alpha2.DependencyComplete), []v1alpha2.ReplicatedJobStatus{st("a", 2, 0, 0)}, false},
-		{"Complete: all succeeded", dep(v1alpha2.DependencyComplete), []v1alpha2.ReplicatedJobStatus{st("a", 0, 2, 0)}, true},
+		{"no dependency", &jobset.ReplicatedJob{Name: "b"}, nil, true},
+		{"no status yet", dep(jobset.DependencyReady), nil, false},
+		{"Ready: not all", dep(jobset.DependencyReady), []jobset.ReplicatedJobStatus{st("a", 1, 0, 0)}, false},
+		{"Ready: ready, succeeded and failed count", dep(jobset.DependencyReady), []jobset.ReplicatedJobStatus{st("a", 0, 1, 1)}, true},
+		{"Complete: ready is not enough", dep(jobset.DependencyComplete), []jobset.ReplicatedJobStatus{st("a", 2, 0, 0)}, false},
+		{"Complete: all succeeded", dep(jobset.DependencyComplete), []jobset.ReplicatedJobStatus{st("a", 0, 2, 0)}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -383,18 +383,18 @@ func TestDependenciesReached(t *testing.T) {
 }
 
 func TestTTLAfterFinished(t *testing.T) {
-	finishedAt := func(at time.Time) v1alpha2.JobSetStatus {
-		return v1alpha2.JobSetStatus{Conditions: []metav1.Condition{{Type: "Completed", Status: "True", LastTransitionTime: metav1.NewTime(at)}}}
+	finishedAt := func(at time.Time) jobset.JobSetStatus {
+		return jobset.JobSetStatus{Conditions: []metav1.Condition{{Type: "Completed", Status: "True", LastTransitionTime: metav1.NewTime(at)}}}
 	}
 	tests := []struct {
 		name        string
 		ttl         *int32
-		status      v1alpha2.JobSetStatus
+		status      jobset.JobSetStatus
 		wantExpired bool
 		wantWait    time.Duration
 	}{
 		{"no ttl", nil, finishedAt(t0.Add(-time.Hour)), false, 0},
-		{"not finished", ptr.To[int32](1), v1alpha2.JobSetStatus{}, false, 0},
+		{"not finished", ptr.To[int32](1), jobset.JobSetStatus{}, false, 0},
 		{"waiting", ptr.To[int32](60), finishedAt(t0.Add(-20 * time.Second)), false, 40 * time.Second},
 		{"expired", ptr.To[int32](60), finishedAt(t0.Add(-60 * time.Second)), true, 0},
 		{"zero ttl", ptr.To[int32](0), finishedAt(t0), true, 0},

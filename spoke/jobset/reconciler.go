@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // jobOwnerIndex indexes Jobs by the UID of the JobSet that controls them.
@@ -75,7 +75,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// several managers (multi-cluster tests) sets
 		// ctrl.Options.Controller.SkipNameValidation.
 		Named("jobset").
-		For(&v1alpha2.JobSet{}, builder.WithPredicates(managedHere())).
+		For(&jobset.JobSet{}, builder.WithPredicates(managedHere())).
 		Owns(&batchv1.Job{}).
 		// Only the Service's existence matters, so cache its metadata only.
 		Owns(&corev1.Service{}, builder.OnlyMetadata)
@@ -85,7 +85,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return fmt.Errorf("indexing Pods by JobSet: %w", err)
 		}
 		b = b.Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []ctrl.Request {
-			name, ok := o.GetLabels()[v1alpha2.JobSetNameKey]
+			name, ok := o.GetLabels()[jobset.JobSetNameKey]
 			if !ok {
 				return nil
 			}
@@ -99,7 +99,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 func indexPodJobSet(obj client.Object) []string {
-	name, ok := obj.GetLabels()[v1alpha2.JobSetNameKey]
+	name, ok := obj.GetLabels()[jobset.JobSetNameKey]
 	if !ok {
 		return nil
 	}
@@ -108,7 +108,7 @@ func indexPodJobSet(obj client.Object) []string {
 
 func indexJobOwner(obj client.Object) []string {
 	owner := metav1.GetControllerOf(obj)
-	if owner == nil || owner.Kind != "JobSet" || owner.APIVersion != v1alpha2.GroupVersion.String() {
+	if owner == nil || owner.Kind != "JobSet" || owner.APIVersion != jobset.GroupVersion.String() {
 		return nil
 	}
 	return []string{string(owner.UID)}
@@ -118,7 +118,7 @@ func indexJobOwner(obj client.Object) []string {
 // (spec.managedBy, immutable): this controller must not touch them at all.
 func managedHere() predicate.Predicate {
 	return predicate.NewPredicateFuncs(func(obj client.Object) bool {
-		js, ok := obj.(*v1alpha2.JobSet)
+		js, ok := obj.(*jobset.JobSet)
 		return !ok || !js.ManagedByOther()
 	})
 }
@@ -149,7 +149,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}()
 	log := ctrl.LoggerFrom(ctx)
 
-	js := &v1alpha2.JobSet{}
+	js := &jobset.JobSet{}
 	if err := r.client.Get(ctx, req.NamespacedName, js); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -172,7 +172,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 
 // observe reads what a reconcile of js needs besides js itself: its Jobs,
 // whether its headless Service exists, and, for in-place restart, its pods.
-func (r *Reconciler) observe(ctx context.Context, js *v1alpha2.JobSet) (obs Observed, err error) {
+func (r *Reconciler) observe(ctx context.Context, js *jobset.JobSet) (obs Observed, err error) {
 	if obs.Jobs, err = r.childJobs(ctx, js); err != nil {
 		return obs, err
 	}
@@ -191,7 +191,7 @@ func (r *Reconciler) observe(ctx context.Context, js *v1alpha2.JobSet) (obs Obse
 	return obs, nil
 }
 
-func (r *Reconciler) pods(ctx context.Context, js *v1alpha2.JobSet) ([]corev1.Pod, error) {
+func (r *Reconciler) pods(ctx context.Context, js *jobset.JobSet) ([]corev1.Pod, error) {
 	var list corev1.PodList
 	if err := r.client.List(ctx, &list, client.InNamespace(js.Namespace), client.MatchingFields{podsByJobSetIndex: js.Namespace + "/" + js.Name}); err != nil {
 		return nil, fmt.Errorf("listing Pods of JobSet %s/%s: %w", js.Namespace, js.Name, err)
@@ -200,7 +200,7 @@ func (r *Reconciler) pods(ctx context.Context, js *v1alpha2.JobSet) ([]corev1.Po
 }
 
 // childJobs lists the Jobs js controls.
-func (r *Reconciler) childJobs(ctx context.Context, js *v1alpha2.JobSet) ([]batchv1.Job, error) {
+func (r *Reconciler) childJobs(ctx context.Context, js *jobset.JobSet) ([]batchv1.Job, error) {
 	var list batchv1.JobList
 	if err := r.client.List(ctx, &list, client.InNamespace(js.Namespace), client.MatchingFields{jobOwnerIndex: string(js.UID)}); err != nil {
 		return nil, fmt.Errorf("listing child Jobs of JobSet %s/%s: %w", js.Namespace, js.Name, err)
@@ -208,7 +208,7 @@ func (r *Reconciler) childJobs(ctx context.Context, js *v1alpha2.JobSet) ([]batc
 	return list.Items, nil
 }
 
-func (r *Reconciler) serviceExists(ctx context.Context, js *v1alpha2.JobSet) (bool, error) {
+func (r *Reconciler) serviceExists(ctx context.Context, js *jobset.JobSet) (bool, error) {
 	svc := &metav1.PartialObjectMetadata{}
 	svc.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Service"))
 	err := r.client.Get(ctx, types.NamespacedName{Namespace: js.Namespace, Name: js.Subdomain()}, svc)

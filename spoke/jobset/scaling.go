@@ -4,7 +4,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // jobScale brings a running Job's parallelism and completions to its
@@ -18,7 +18,7 @@ type jobScale struct {
 // differ from their replicatedJob's template. Only a template that keeps
 // them equal counts (an elastic Indexed Job needs them equal); admission
 // makes sure it does.
-func planScaling(js *v1alpha2.JobSet, active []*batchv1.Job) []jobScale {
+func planScaling(js *jobset.JobSet, active []*batchv1.Job) []jobScale {
 	var scales []jobScale
 	for _, job := range active {
 		i := replicatedJobIndex(js, job)
@@ -37,8 +37,8 @@ func planScaling(js *v1alpha2.JobSet, active []*batchv1.Job) []jobScale {
 	return scales
 }
 
-func replicatedJobIndex(js *v1alpha2.JobSet, job *batchv1.Job) int {
-	name, ok := job.Labels[v1alpha2.ReplicatedJobNameKey]
+func replicatedJobIndex(js *jobset.JobSet, job *batchv1.Job) int {
+	name, ok := job.Labels[jobset.ReplicatedJobNameKey]
 	if !ok {
 		return -1
 	}

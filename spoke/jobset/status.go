@@ -9,7 +9,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // replicatedJobStatuses counts the current run's Jobs per replicatedJob.
@@ -19,9 +19,9 @@ import (
 // controller stores), and the per-index restart counters carried over only
 // while the RestartJob gate is on (upstream drops them otherwise); they are
 // history, not observation.
-func replicatedJobStatuses(js *v1alpha2.JobSet, kids children) []v1alpha2.ReplicatedJobStatus {
-	out := make([]v1alpha2.ReplicatedJobStatus, len(js.Spec.ReplicatedJobs))
-	index := make(map[string]*v1alpha2.ReplicatedJobStatus, len(out))
+func replicatedJobStatuses(js *jobset.JobSet, kids children) []jobset.ReplicatedJobStatus {
+	out := make([]jobset.ReplicatedJobStatus, len(js.Spec.ReplicatedJobs))
+	index := make(map[string]*jobset.ReplicatedJobStatus, len(out))
 	for i, rjob := range js.Spec.ReplicatedJobs {
 		out[i].Name = rjob.Name
 		if features.Enabled(features.RestartJob) {
@@ -32,14 +32,14 @@ func replicatedJobStatuses(js *v1alpha2.JobSet, kids children) []v1alpha2.Replic
 		}
 		index[rjob.Name] = &out[i]
 	}
-	count := func(jobs []*batchv1.Job, add func(*v1alpha2.ReplicatedJobStatus, *batchv1.Job)) {
+	count := func(jobs []*batchv1.Job, add func(*jobset.ReplicatedJobStatus, *batchv1.Job)) {
 		for _, job := range jobs {
-			if s := index[job.Labels[v1alpha2.ReplicatedJobNameKey]]; s != nil {
+			if s := index[job.Labels[jobset.ReplicatedJobNameKey]]; s != nil {
 				add(s, job)
 			}
 		}
 	}
-	count(kids.active, func(s *v1alpha2.ReplicatedJobStatus, job *batchv1.Job) {
+	count(kids.active, func(s *jobset.ReplicatedJobStatus, job *batchv1.Job) {
 		if jobReady(job) {
 			s.Ready++
 		}
@@ -51,9 +51,9 @@ func replicatedJobStatuses(js *v1alpha2.JobSet, kids children) []v1alpha2.Replic
 			s.Suspended++
 		}
 	})
-	count(kids.succeeded, func(s *v1alpha2.ReplicatedJobStatus, _ *batchv1.Job) { s.Succeeded++ })
-	count(kids.failed, func(s *v1alpha2.ReplicatedJobStatus, _ *batchv1.Job) { s.Failed++ })
-	slices.SortFunc(out, func(a, b v1alpha2.ReplicatedJobStatus) int { return strings.Compare(b.Name, a.Name) })
+	count(kids.succeeded, func(s *jobset.ReplicatedJobStatus, _ *batchv1.Job) { s.Succeeded++ })
+	count(kids.failed, func(s *jobset.ReplicatedJobStatus, _ *batchv1.Job) { s.Failed++ })
+	slices.SortFunc(out, func(a, b jobset.ReplicatedJobStatus) int { return strings.Compare(b.Name, a.Name) })
 	return out
 }
 
@@ -66,7 +66,7 @@ func jobReady(job *batchv1.Job) bool {
 	return job.Status.Succeeded+ptr.Deref(job.Status.Ready, 0) >= want
 }
 
-func findReplicatedJobStatus(statuses []v1alpha2.ReplicatedJobStatus, name string) *v1alpha2.ReplicatedJobStatus {
+func findReplicatedJobStatus(statuses []jobset.ReplicatedJobStatus, name string) *jobset.ReplicatedJobStatus {
 	for i := range statuses {
 		if statuses[i].Name == name {
 			return &statuses[i]
@@ -85,7 +85,7 @@ func findReplicatedJobStatus(statuses []v1alpha2.ReplicatedJobStatus, name strin
 //     was never suspended shows no Suspended condition;
 //   - a True startup-policy condition turns the other one False (status
 //     only, as upstream does).
-func setCondition(st *v1alpha2.JobSetStatus, c metav1.Condition, now metav1.Time) bool {
+func setCondition(st *jobset.JobSetStatus, c metav1.Condition, now metav1.Time) bool {
 	c.LastTransitionTime = now
 	changed, found := false, false
 	for i := range st.Conditions {
@@ -115,15 +115,15 @@ func setCondition(st *v1alpha2.JobSetStatus, c metav1.Condition, now metav1.Time
 
 // exclusive: the two startup-policy conditions exclude each other.
 func exclusive(a, b string) bool {
-	inProgress, completed := string(v1alpha2.JobSetStartupPolicyInProgress), string(v1alpha2.JobSetStartupPolicyCompleted)
+	inProgress, completed := string(jobset.JobSetStartupPolicyInProgress), string(jobset.JobSetStartupPolicyCompleted)
 	return (a == inProgress && b == completed) || (a == completed && b == inProgress)
 }
 
 // finishedCondition returns the JobSet's true Completed or Failed condition.
-func finishedCondition(st *v1alpha2.JobSetStatus) *metav1.Condition {
+func finishedCondition(st *jobset.JobSetStatus) *metav1.Condition {
 	for i := range st.Conditions {
 		c := &st.Conditions[i]
-		if (c.Type == string(v1alpha2.JobSetCompleted) || c.Type == string(v1alpha2.JobSetFailed)) && c.Status == metav1.ConditionTrue {
+		if (c.Type == string(jobset.JobSetCompleted) || c.Type == string(jobset.JobSetFailed)) && c.Status == metav1.ConditionTrue {
 			return c
 		}
 	}

@@ -32,7 +32,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/spoke/jobset"
+	jobsetcontroller "github.com/jobset-fleet/jobset-fleet/spoke/jobset"
 )
 
 // env is one cluster with the reconciler running against it.
@@ -112,7 +112,7 @@ func startEnv(cluster *testenv.Cluster, fakeGC bool) *env {
 	if err != nil {
 		panic(err)
 	}
-	r := jobset.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder(jobset.ReportingController))
+	r := jobsetcontroller.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder(jobsetcontroller.ReportingController))
 	if err := r.SetupWithManager(mgr); err != nil {
 		panic(err)
 	}

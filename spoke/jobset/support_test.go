@@ -19,7 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
@@ -54,9 +54,9 @@ func (e *env) create(t *testing.T, obj client.Object) {
 	}
 }
 
-func (e *env) jobSet(t *testing.T, js *v1alpha2.JobSet) *v1alpha2.JobSet {
+func (e *env) jobSet(t *testing.T, js *jobset.JobSet) *jobset.JobSet {
 	t.Helper()
-	got := &v1alpha2.JobSet{}
+	got := &jobset.JobSet{}
 	if err := e.c.Get(context.Background(), client.ObjectKeyFromObject(js), got); err != nil {
 		t.Fatalf("getting JobSet %s: %v", js.Name, err)
 	}
@@ -64,10 +64,10 @@ func (e *env) jobSet(t *testing.T, js *v1alpha2.JobSet) *v1alpha2.JobSet {
 }
 
 // updateJobSet applies mutate to the latest JobSet, retrying conflicts.
-func (e *env) updateJobSet(t *testing.T, js *v1alpha2.JobSet, mutate func(*v1alpha2.JobSet)) {
+func (e *env) updateJobSet(t *testing.T, js *jobset.JobSet, mutate func(*jobset.JobSet)) {
 	t.Helper()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		got := &v1alpha2.JobSet{}
+		got := &jobset.JobSet{}
 		if err := e.c.Get(context.Background(), client.ObjectKeyFromObject(js), got); err != nil {
 			return err
 		}
@@ -80,11 +80,11 @@ func (e *env) updateJobSet(t *testing.T, js *v1alpha2.JobSet, mutate func(*v1alp
 }
 
 // jobs lists the JobSet's Jobs that are not being deleted, sorted by name.
-func (e *env) jobs(t *testing.T, js *v1alpha2.JobSet) []batchv1.Job {
+func (e *env) jobs(t *testing.T, js *jobset.JobSet) []batchv1.Job {
 	t.Helper()
 	var list batchv1.JobList
 	if err := e.c.List(context.Background(), &list, client.InNamespace(js.Namespace),
-		client.MatchingLabels{v1alpha2.JobSetNameKey: js.Name}); err != nil {
+		client.MatchingLabels{jobset.JobSetNameKey: js.Name}); err != nil {
 		t.Fatalf("listing Jobs: %v", err)
 	}
 	jobs := slices.DeleteFunc(list.Items, func(j batchv1.Job) bool { return j.DeletionTimestamp != nil })
@@ -102,7 +102,7 @@ func names(jobs []batchv1.Job) []string {
 
 // waitJobs waits until the JobSet has exactly the named Jobs, each
 // satisfying ok (when given), and returns them.
-func (e *env) waitJobs(t *testing.T, js *v1alpha2.JobSet, want []string, ok func(batchv1.Job) error) []batchv1.Job {
+func (e *env) waitJobs(t *testing.T, js *jobset.JobSet, want []string, ok func(batchv1.Job) error) []batchv1.Job {
 	t.Helper()
 	var jobs []batchv1.Job
 	testenv.Eventually(t, timeout, fmt.Sprintf("Jobs %v", want), func() error {
@@ -124,7 +124,7 @@ func (e *env) waitJobs(t *testing.T, js *v1alpha2.JobSet, want []string, ok func
 
 func attempt(n int) func(batchv1.Job) error {
 	return func(j batchv1.Job) error {
-		if got := j.Labels[v1alpha2.RestartsKey]; got != fmt.Sprint(n) {
+		if got := j.Labels[jobset.RestartsKey]; got != fmt.Sprint(n) {
 			return fmt.Errorf("restart-attempt %s, want %d", got, n)
 		}
 		return nil
@@ -194,9 +194,9 @@ func (e *env) markFailed(t *testing.T, ns, name, reason, message string) {
 
 // waitCondition waits for a JobSet condition with the given status (and
 // reason, when not empty) and returns the JobSet.
-func (e *env) waitCondition(t *testing.T, js *v1alpha2.JobSet, typ string, status metav1.ConditionStatus, reason string) *v1alpha2.JobSet {
+func (e *env) waitCondition(t *testing.T, js *jobset.JobSet, typ string, status metav1.ConditionStatus, reason string) *jobset.JobSet {
 	t.Helper()
-	var got *v1alpha2.JobSet
+	var got *jobset.JobSet
 	testenv.Eventually(t, timeout, fmt.Sprintf("condition %s=%s %s", typ, status, reason), func() error {
 		got = e.jobSet(t, js)
 		c := meta.FindStatusCondition(got.Status.Conditions, typ)
@@ -212,7 +212,7 @@ func (e *env) waitCondition(t *testing.T, js *v1alpha2.JobSet, typ string, statu
 }
 
 // notFinished fails if the JobSet completed or failed.
-func notFinished(t *testing.T, e *env, js *v1alpha2.JobSet) func() error {
+func notFinished(t *testing.T, e *env, js *jobset.JobSet) func() error {
 	return func() error {
 		got := e.jobSet(t, js)
 		for _, typ := range []string{"Completed", "Failed"} {
@@ -226,7 +226,7 @@ func notFinished(t *testing.T, e *env, js *v1alpha2.JobSet) func() error {
 
 // waitEvent waits for an event about the JobSet with the given type and
 // reason and returns its note.
-func (e *env) waitEvent(t *testing.T, js *v1alpha2.JobSet, eventType, reason string) string {
+func (e *env) waitEvent(t *testing.T, js *jobset.JobSet, eventType, reason string) string {
 	t.Helper()
 	var note string
 	testenv.Eventually(t, timeout, fmt.Sprintf("%s event %s", eventType, reason), func() error {

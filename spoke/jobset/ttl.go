@@ -3,13 +3,13 @@ package jobset
 import (
 	"time"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // ttlAfterFinished says whether a finished JobSet is due for deletion and,
 // if not yet, how long until it is. Without ttlSecondsAfterFinished it never
 // is (zero wait, no deletion).
-func ttlAfterFinished(js *v1alpha2.JobSet, now time.Time) (expired bool, wait time.Duration) {
+func ttlAfterFinished(js *jobset.JobSet, now time.Time) (expired bool, wait time.Duration) {
 	ttl := js.Spec.TTLSecondsAfterFinished
 	finished := finishedCondition(&js.Status)
 	if ttl == nil || finished == nil {

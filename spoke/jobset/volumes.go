@@ -7,7 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/validation"
 )
 
@@ -16,21 +16,21 @@ import (
 // a policy whose retention is Delete is owned by the JobSet, so the garbage
 // collector deletes it with the JobSet; one whose retention is Retain has
 // no owner and outlives it. js must be defaulted.
-func buildPVCs(js *v1alpha2.JobSet) []*corev1.PersistentVolumeClaim {
+func buildPVCs(js *jobset.JobSet) []*corev1.PersistentVolumeClaim {
 	var pvcs []*corev1.PersistentVolumeClaim
 	for _, policy := range js.Spec.VolumeClaimPolicies {
 		deleteWithJobSet := policy.RetentionPolicy != nil &&
-			ptr.Deref(policy.RetentionPolicy.WhenDeleted, "") == v1alpha2.RetentionPolicyDelete
+			ptr.Deref(policy.RetentionPolicy.WhenDeleted, "") == jobset.RetentionPolicyDelete
 		for _, tmpl := range policy.Templates {
 			labels := maps.Clone(tmpl.Labels)
 			if labels == nil {
 				labels = map[string]string{}
 			}
-			labels[v1alpha2.JobSetNameKey] = js.Name
+			labels[jobset.JobSetNameKey] = js.Name
 			pvc := &corev1.PersistentVolumeClaim{
 				TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
 				ObjectMeta: metav1.ObjectMeta{
-					Name:        v1alpha2.PVCName(js.Name, tmpl.Name),
+					Name:        jobset.PVCName(js.Name, tmpl.Name),
 					Namespace:   js.Namespace,
 					Labels:      labels,
 					Annotations: maps.Clone(tmpl.Annotations),
@@ -38,7 +38,7 @@ func buildPVCs(js *v1alpha2.JobSet) []*corev1.PersistentVolumeClaim {
 				Spec: *tmpl.Spec.DeepCopy(),
 			}
 			if deleteWithJobSet {
-				pvc.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(js, v1alpha2.GroupVersion.WithKind("JobSet"))}
+				pvc.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(js, jobset.GroupVersion.WithKind("JobSet"))}
 			}
 			pvcs = append(pvcs, pvc)
 		}
@@ -49,7 +49,7 @@ func buildPVCs(js *v1alpha2.JobSet) []*corev1.PersistentVolumeClaim {
 // addClaimVolumes adds to a pod spec a volume for each claim template that
 // one of its containers or init containers mounts. A pod that mounts none
 // gets none: the claims are available to, not forced on, every pod.
-func addClaimVolumes(js *v1alpha2.JobSet, podSpec *corev1.PodSpec) {
+func addClaimVolumes(js *jobset.JobSet, podSpec *corev1.PodSpec) {
 	for _, policy := range js.Spec.VolumeClaimPolicies {
 		for _, tmpl := range policy.Templates {
 			if !validation.MountsVolume(podSpec, tmpl.Name) {
@@ -58,7 +58,7 @@ func addClaimVolumes(js *v1alpha2.JobSet, podSpec *corev1.PodSpec) {
 			podSpec.Volumes = append(podSpec.Volumes, corev1.Volume{
 				Name: tmpl.Name,
 				VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
-					ClaimName: v1alpha2.PVCName(js.Name, tmpl.Name),
+					ClaimName: jobset.PVCName(js.Name, tmpl.Name),
 				}},
 			})
 		}

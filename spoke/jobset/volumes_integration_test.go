@@ -16,13 +16,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
-func claimPolicy(retention v1alpha2.RetentionPolicyType, claims ...string) v1alpha2.VolumeClaimPolicy {
-	p := v1alpha2.VolumeClaimPolicy{RetentionPolicy: &v1alpha2.VolumeRetentionPolicy{WhenDeleted: ptr.To(retention)}}
+func claimPolicy(retention jobset.RetentionPolicyType, claims ...string) jobset.VolumeClaimPolicy {
+	p := jobset.VolumeClaimPolicy{RetentionPolicy: &jobset.VolumeRetentionPolicy{WhenDeleted: ptr.To(retention)}}
 	for _, c := range claims {
 		p.Templates = append(p.Templates, corev1.PersistentVolumeClaim{
 			ObjectMeta: metav1.ObjectMeta{Name: c, Labels: map[string]string{"tier": "cache"}, Annotations: map[string]string{"note": c}},
@@ -57,8 +57,8 @@ func TestVolumeClaimPolicies(t *testing.T) {
 		ReplicatedJob(trainer.Obj(), evaluator.Obj()).
 		Suspend(true).
 		VolumeClaimPolicies(
-			claimPolicy(v1alpha2.RetentionPolicyDelete, "model"),
-			claimPolicy(v1alpha2.RetentionPolicyRetain, "cache"),
+			claimPolicy(jobset.RetentionPolicyDelete, "model"),
+			claimPolicy(jobset.RetentionPolicyRetain, "cache"),
 		).
 		Obj()
 	e.create(t, js)
@@ -98,7 +98,7 @@ func TestVolumeClaimPolicies(t *testing.T) {
 		if d := cmp.Diff(tc.owners, pvc.OwnerReferences); d != "" {
 			t.Errorf("%s owners (-want +got):\n%s", tc.name, d)
 		}
-		wantLabels := map[string]string{"tier": "cache", v1alpha2.JobSetNameKey: "vcp"}
+		wantLabels := map[string]string{"tier": "cache", jobset.JobSetNameKey: "vcp"}
 		if d := cmp.Diff(wantLabels, pvc.Labels); d != "" {
 			t.Errorf("%s labels (-want +got):\n%s", tc.name, d)
 		}
@@ -118,8 +118,8 @@ func TestVolumeClaimRetention(t *testing.T) {
 	js := jstesting.MakeJobSet(ns, "keep").
 		ReplicatedJob(r.Obj()).
 		VolumeClaimPolicies(
-			claimPolicy(v1alpha2.RetentionPolicyDelete, "scratch"),
-			claimPolicy(v1alpha2.RetentionPolicyRetain, "results"),
+			claimPolicy(jobset.RetentionPolicyDelete, "scratch"),
+			claimPolicy(jobset.RetentionPolicyRetain, "results"),
 		).
 		Obj()
 	e.create(t, js)
@@ -158,7 +158,7 @@ func TestElasticJobSetScalesRunningJobs(t *testing.T) {
 	e.create(t, js)
 	e.waitJobs(t, js, []string{"elastic-w-0", "elastic-w-1"}, nil)
 	// No webhook runs here; admission is tested in spoke/webhook.
-	e.updateJobSet(t, js, func(js *v1alpha2.JobSet) {
+	e.updateJobSet(t, js, func(js *jobset.JobSet) {
 		s := &js.Spec.ReplicatedJobs[0].Template.Spec
 		s.Parallelism, s.Completions = ptr.To[int32](4), ptr.To[int32](4)
 	})
@@ -191,7 +191,7 @@ func TestPVCCreationFailure(t *testing.T) {
 	r := rjob("a", 1, 1).VolumeMount("data", "/data")
 	js := jstesting.MakeJobSet(ns, "noquota").
 		ReplicatedJob(r.Obj()).
-		VolumeClaimPolicies(claimPolicy(v1alpha2.RetentionPolicyDelete, "data")).
+		VolumeClaimPolicies(claimPolicy(jobset.RetentionPolicyDelete, "data")).
 		Obj()
 	e.create(t, js)
 	note := e.waitEvent(t, js, corev1.EventTypeWarning, "PVCCreationFailed")

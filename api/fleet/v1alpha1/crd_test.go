@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
-	fleetv1alpha1 "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
@@ -26,17 +26,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func dispatch() *fleetv1alpha1.JobSetDispatch {
-	d := &fleetv1alpha1.JobSetDispatch{
+func dispatch() *fleet.JobSetDispatch {
+	d := &fleet.JobSetDispatch{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "team-a-pytorch"},
-		Spec: fleetv1alpha1.JobSetDispatchSpec{
-			Origin: fleetv1alpha1.Origin{Namespace: "team-a", Name: "pytorch", UID: "0b8c1a7e-1111-2222-3333-444455556666"},
+		Spec: fleet.JobSetDispatchSpec{
+			Origin: fleet.Origin{Namespace: "team-a", Name: "pytorch", UID: "0b8c1a7e-1111-2222-3333-444455556666"},
 			Epoch:  1,
-			JobSet: fleetv1alpha1.JobSetTemplate{
+			JobSet: fleet.JobSetTemplate{
 				Labels: map[string]string{"app": "train"},
-				Spec: v1alpha2.JobSetSpec{
+				Spec: jobset.JobSetSpec{
 					Suspend: ptr.To(false),
-					ReplicatedJobs: []v1alpha2.ReplicatedJob{{
+					ReplicatedJobs: []jobset.ReplicatedJob{{
 						Name:     "workers",
 						Replicas: 2,
 					}},
@@ -54,20 +54,20 @@ func TestDispatchRoundTripsSpecAndStatus(t *testing.T) {
 	if err := cluster.Client.Create(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	d.Status = fleetv1alpha1.JobSetDispatchStatus{
+	d.Status = fleet.JobSetDispatchStatus{
 		ObservedEpoch:      1,
 		ObservedGeneration: d.Generation,
 		LastSyncTime:       ptr.To(metav1.Now()),
-		JobSetStatus: v1alpha2.JobSetStatus{
+		JobSetStatus: jobset.JobSetStatus{
 			Restarts:             1,
-			TerminalState:        string(v1alpha2.JobSetCompleted),
-			ReplicatedJobsStatus: []v1alpha2.ReplicatedJobStatus{{Name: "workers", Succeeded: 2}},
+			TerminalState:        string(jobset.JobSetCompleted),
+			ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "workers", Succeeded: 2}},
 		},
 	}
 	if err := cluster.Client.Status().Update(ctx, d); err != nil {
 		t.Fatalf("status subresource: %v", err)
 	}
-	got := &fleetv1alpha1.JobSetDispatch{}
+	got := &fleet.JobSetDispatch{}
 	if err := cluster.Client.Get(ctx, clientKey(d), got); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +109,6 @@ func TestDispatchRejectsZeroEpoch(t *testing.T) {
 	}
 }
 
-func clientKey(d *fleetv1alpha1.JobSetDispatch) types.NamespacedName {
+func clientKey(d *fleet.JobSetDispatch) types.NamespacedName {
 	return types.NamespacedName{Namespace: d.Namespace, Name: d.Name}
 }

@@ -1,6 +1,6 @@
 package v1alpha1
 
-import jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+import jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 
 // What the hub writes on a user's JobSet, and the values users give it:
 // tools reading a fleet JobSet (kubectl fleet, dashboards) use these too.
@@ -88,7 +88,7 @@ const (
 )
 
 // OnMemberLost is the JobSet's member-loss policy.
-func OnMemberLost(js *jobsetv1alpha2.JobSet) string {
+func OnMemberLost(js *jobset.JobSet) string {
 	switch v := js.Annotations[OnMemberLostAnnotation]; v {
 	case OnMemberLostAtLeastOnce, OnMemberLostFail, OnMemberLostWait:
 		return v

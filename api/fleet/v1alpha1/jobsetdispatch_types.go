@@ -4,7 +4,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // Labels and annotations the fleet puts on objects.
@@ -119,14 +119,14 @@ type JobSetTemplate struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
-	Spec jobsetv1alpha2.JobSetSpec `json:"spec"`
+	Spec jobset.JobSetSpec `json:"spec"`
 }
 
 // JobSetDispatchStatus is what the member reports.
 type JobSetDispatchStatus struct {
 	// jobSetStatus is the member JobSet's status, as the member sees it.
 	// +optional
-	JobSetStatus jobsetv1alpha2.JobSetStatus `json:"jobSetStatus,omitempty"`
+	JobSetStatus jobset.JobSetStatus `json:"jobSetStatus,omitempty"`
 
 	// observedEpoch is the epoch of the member JobSet the status comes from.
 	// +optional

@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"strings"
 
-	jobsetv1alpha2 "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // How a member copy (the JobSet an agent runs on its member for a dispatch)
@@ -17,13 +17,13 @@ func DispatchKey(d *JobSetDispatch) string { return d.Namespace + "/" + d.Name }
 
 // DispatchOf is the dispatch a member copy was made for, read from its
 // DispatchAnnotation; ok is false when js carries none.
-func DispatchOf(js *jobsetv1alpha2.JobSet) (namespace, name string, ok bool) {
+func DispatchOf(js *jobset.JobSet) (namespace, name string, ok bool) {
 	return strings.Cut(js.Annotations[DispatchAnnotation], "/")
 }
 
 // Epoch is the epoch a member copy was made for, 0 when unlabelled or
 // unparsable (so it counts as older than any dispatch).
-func Epoch(js *jobsetv1alpha2.JobSet) int64 {
+func Epoch(js *jobset.JobSet) int64 {
 	e, err := strconv.ParseInt(js.Labels[EpochLabel], 10, 64)
 	if err != nil {
 		return 0
@@ -33,7 +33,7 @@ func Epoch(js *jobsetv1alpha2.JobSet) int64 {
 
 // RestartOffsets are the restarts earlier copies spent, from a copy's
 // annotations (0 when absent or unparsable).
-func RestartOffsets(js *jobsetv1alpha2.JobSet) (restarts, towardsMax int32) {
+func RestartOffsets(js *jobset.JobSet) (restarts, towardsMax int32) {
 	parse := func(key string) int32 {
 		v, err := strconv.ParseInt(js.Annotations[key], 10, 32)
 		if err != nil || v < 0 {
@@ -47,7 +47,7 @@ func RestartOffsets(js *jobsetv1alpha2.JobSet) (restarts, towardsMax int32) {
 // ReportedStatus is the status reported for a copy: the copy's own, with
 // the restarts of earlier copies of the same epoch added, so the count the
 // hub sees never goes backwards.
-func ReportedStatus(js *jobsetv1alpha2.JobSet) jobsetv1alpha2.JobSetStatus {
+func ReportedStatus(js *jobset.JobSet) jobset.JobSetStatus {
 	st := *js.Status.DeepCopy()
 	restarts, towardsMax := RestartOffsets(js)
 	st.Restarts += restarts

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 
 // applyExample creates an example file exactly as written, the way kubectl
 // would send it, in its own namespace.
-func applyExample(t *testing.T, file, namespace string) *v1alpha2.JobSet {
+func applyExample(t *testing.T, file, namespace string) *jobset.JobSet {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "examples", file))
 	if err != nil {
@@ -49,7 +49,7 @@ func applyExample(t *testing.T, file, namespace string) *v1alpha2.JobSet {
 	if err := cluster.Client.Create(ctx, obj); err != nil {
 		t.Fatalf("create %s: %v", file, err)
 	}
-	js := &v1alpha2.JobSet{}
+	js := &jobset.JobSet{}
 	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: obj.GetName()}, js); err != nil {
 		t.Fatal(err)
 	}
@@ -119,68 +119,68 @@ func TestAllExamplesAccepted(t *testing.T) {
 
 func TestInvalidInputRejectedWithFieldPath(t *testing.T) {
 	ns := newNamespace(t)
-	base := func(name string) *v1alpha2.JobSet {
+	base := func(name string) *jobset.JobSet {
 		return jstesting.MakeJobSet(ns, name).ReplicatedJob(jstesting.MakeReplicatedJob("workers").Container("c", "busybox").Obj()).Obj()
 	}
 	cases := []struct {
 		name     string
-		mutate   func(*v1alpha2.JobSet)
+		mutate   func(*jobset.JobSet)
 		wantPath string
 	}{
 		{
 			name:     "bad successPolicy operator enum",
-			mutate:   func(js *v1alpha2.JobSet) { js.Spec.SuccessPolicy = &v1alpha2.SuccessPolicy{Operator: "Most"} },
+			mutate:   func(js *jobset.JobSet) { js.Spec.SuccessPolicy = &jobset.SuccessPolicy{Operator: "Most"} },
 			wantPath: "spec.successPolicy.operator",
 		},
 		{
 			name: "bad failurePolicy rule action enum",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{{Name: "r", Action: "Explode"}}}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{{Name: "r", Action: "Explode"}}}
 			},
 			wantPath: "spec.failurePolicy.rules[0].action",
 		},
 		{
 			name: "bad restartStrategy enum",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{RestartStrategy: "Sometimes"}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{RestartStrategy: "Sometimes"}
 			},
 			wantPath: "spec.failurePolicy.restartStrategy",
 		},
 		{
 			name: "bad dependsOn status enum",
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.ReplicatedJobs = append(js.Spec.ReplicatedJobs, js.Spec.ReplicatedJobs[0])
 				js.Spec.ReplicatedJobs[1].Name = "b"
-				js.Spec.ReplicatedJobs[1].DependsOn = []v1alpha2.DependsOn{{Name: "workers", Status: "Started"}}
+				js.Spec.ReplicatedJobs[1].DependsOn = []jobset.DependsOn{{Name: "workers", Status: "Started"}}
 			},
 			wantPath: "spec.replicatedJobs[1].dependsOn[0].status",
 		},
 		{
 			name:     "negative ttlSecondsAfterFinished",
-			mutate:   func(js *v1alpha2.JobSet) { js.Spec.TTLSecondsAfterFinished = ptr.To[int32](-1) },
+			mutate:   func(js *jobset.JobSet) { js.Spec.TTLSecondsAfterFinished = ptr.To[int32](-1) },
 			wantPath: "spec.ttlSecondsAfterFinished",
 		},
 		{
 			name: "PVC template with a namespace",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "elsewhere"}}}}}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.VolumeClaimPolicies = []jobset.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "elsewhere"}}}}}
 			},
 			wantPath: "namespace cannot be set for VolumeClaimPolicies templates",
 		},
 		{
 			name: "bad retention policy enum",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{{RetentionPolicy: &v1alpha2.VolumeRetentionPolicy{WhenDeleted: ptr.To[v1alpha2.RetentionPolicyType]("Sometimes")}}}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.VolumeClaimPolicies = []jobset.VolumeClaimPolicy{{RetentionPolicy: &jobset.VolumeRetentionPolicy{WhenDeleted: ptr.To[jobset.RetentionPolicyType]("Sometimes")}}}
 			},
 			wantPath: "spec.volumeClaimPolicies[0].retentionPolicy.whenDeleted",
 		},
 		{
 			name: "startupPolicy InOrder together with dependsOn",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.StartupPolicy = &v1alpha2.StartupPolicy{StartupPolicyOrder: v1alpha2.InOrder}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.StartupPolicy = &jobset.StartupPolicy{StartupPolicyOrder: jobset.InOrder}
 				js.Spec.ReplicatedJobs = append(js.Spec.ReplicatedJobs, js.Spec.ReplicatedJobs[0])
 				js.Spec.ReplicatedJobs[1].Name = "b"
-				js.Spec.ReplicatedJobs[1].DependsOn = []v1alpha2.DependsOn{{Name: "workers", Status: v1alpha2.DependencyReady}}
+				js.Spec.ReplicatedJobs[1].DependsOn = []jobset.DependsOn{{Name: "workers", Status: jobset.DependencyReady}}
 			},
 			wantPath: "mutually exclusive",
 		},
@@ -209,24 +209,24 @@ func TestImmutableFieldsRejectChanges(t *testing.T) {
 	// transition rules only fire when the old object has the field.
 	cases := []struct {
 		name        string
-		set, change func(*v1alpha2.JobSet)
+		set, change func(*jobset.JobSet)
 		wantPath    string
 	}{
 		{"network",
-			func(js *v1alpha2.JobSet) { js.Spec.Network = &v1alpha2.Network{Subdomain: "other"} },
-			func(js *v1alpha2.JobSet) { js.Spec.Network.Subdomain = "changed" },
+			func(js *jobset.JobSet) { js.Spec.Network = &jobset.Network{Subdomain: "other"} },
+			func(js *jobset.JobSet) { js.Spec.Network.Subdomain = "changed" },
 			"spec.network"},
 		{"successPolicy",
-			func(js *v1alpha2.JobSet) {
-				js.Spec.SuccessPolicy = &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny}
+			func(js *jobset.JobSet) {
+				js.Spec.SuccessPolicy = &jobset.SuccessPolicy{Operator: jobset.OperatorAny}
 			},
-			func(js *v1alpha2.JobSet) { js.Spec.SuccessPolicy.Operator = v1alpha2.OperatorAll },
+			func(js *jobset.JobSet) { js.Spec.SuccessPolicy.Operator = jobset.OperatorAll },
 			"spec.successPolicy"},
 		{"volumeClaimPolicies",
-			func(js *v1alpha2.JobSet) {
-				js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}}}
+			func(js *jobset.JobSet) {
+				js.Spec.VolumeClaimPolicies = []jobset.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}}}
 			},
-			func(js *v1alpha2.JobSet) { js.Spec.VolumeClaimPolicies[0].Templates[0].Name = "other" },
+			func(js *jobset.JobSet) { js.Spec.VolumeClaimPolicies[0].Templates[0].Name = "other" },
 			"spec.volumeClaimPolicies"},
 	}
 	for _, tc := range cases {
@@ -279,10 +279,10 @@ func TestSchemaAcceptsWhatUpstreamSchemaAccepts(t *testing.T) {
 	ns := newNamespace(t)
 	js := jstesting.MakeJobSet(ns, "loose").
 		ReplicatedJob(jstesting.MakeReplicatedJob("workers").Container("c", "busybox").Obj()).
-		FailurePolicy(&v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-			{Action: v1alpha2.RestartJobSet},                              // unnamed
-			{Name: strings.Repeat("r", 200), Action: v1alpha2.FailJobSet}, // longer than admission allows
-			{Name: "a", Action: v1alpha2.FailJobSet, OnJobFailureReasons: []string{"BackoffLimitExceeded", "BackoffLimitExceeded"}},
+		FailurePolicy(&jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+			{Action: jobset.RestartJobSet},                              // unnamed
+			{Name: strings.Repeat("r", 200), Action: jobset.FailJobSet}, // longer than admission allows
+			{Name: "a", Action: jobset.FailJobSet, OnJobFailureReasons: []string{"BackoffLimitExceeded", "BackoffLimitExceeded"}},
 		}}).
 		Obj()
 	if err := cluster.Client.Create(context.Background(), js); err != nil {

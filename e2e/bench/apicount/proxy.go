@@ -15,10 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Proxy is an HTTPS reverse proxy in front of an apiserver that

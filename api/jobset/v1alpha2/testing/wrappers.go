@@ -22,19 +22,19 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // JobSetWrapper builds a JobSet.
-type JobSetWrapper struct{ v1alpha2.JobSet }
+type JobSetWrapper struct{ jobset.JobSet }
 
 // MakeJobSet starts a JobSet with no replicatedJobs.
 func MakeJobSet(namespace, name string) *JobSetWrapper {
-	return &JobSetWrapper{v1alpha2.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}}
+	return &JobSetWrapper{jobset.JobSet{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}}
 }
 
 // Obj returns a copy of the JobSet built so far.
-func (w *JobSetWrapper) Obj() *v1alpha2.JobSet { return w.DeepCopy() }
+func (w *JobSetWrapper) Obj() *jobset.JobSet { return w.DeepCopy() }
 
 // GenerateName sets metadata.generateName.
 func (w *JobSetWrapper) GenerateName(prefix string) *JobSetWrapper {
@@ -79,7 +79,7 @@ func (w *JobSetWrapper) Finalizers(finalizers ...string) *JobSetWrapper {
 }
 
 // ReplicatedJob appends replicatedJobs, in order.
-func (w *JobSetWrapper) ReplicatedJob(rjobs ...v1alpha2.ReplicatedJob) *JobSetWrapper {
+func (w *JobSetWrapper) ReplicatedJob(rjobs ...jobset.ReplicatedJob) *JobSetWrapper {
 	w.Spec.ReplicatedJobs = append(w.Spec.ReplicatedJobs, rjobs...)
 	return w
 }
@@ -97,31 +97,31 @@ func (w *JobSetWrapper) Suspend(suspend bool) *JobSetWrapper {
 }
 
 // FailurePolicy sets spec.failurePolicy.
-func (w *JobSetWrapper) FailurePolicy(p *v1alpha2.FailurePolicy) *JobSetWrapper {
+func (w *JobSetWrapper) FailurePolicy(p *jobset.FailurePolicy) *JobSetWrapper {
 	w.Spec.FailurePolicy = p
 	return w
 }
 
 // SuccessPolicy sets spec.successPolicy.
-func (w *JobSetWrapper) SuccessPolicy(p *v1alpha2.SuccessPolicy) *JobSetWrapper {
+func (w *JobSetWrapper) SuccessPolicy(p *jobset.SuccessPolicy) *JobSetWrapper {
 	w.Spec.SuccessPolicy = p
 	return w
 }
 
 // StartupPolicy sets spec.startupPolicy.
-func (w *JobSetWrapper) StartupPolicy(p *v1alpha2.StartupPolicy) *JobSetWrapper {
+func (w *JobSetWrapper) StartupPolicy(p *jobset.StartupPolicy) *JobSetWrapper {
 	w.Spec.StartupPolicy = p
 	return w
 }
 
 // Network sets spec.network.
-func (w *JobSetWrapper) Network(n *v1alpha2.Network) *JobSetWrapper {
+func (w *JobSetWrapper) Network(n *jobset.Network) *JobSetWrapper {
 	w.Spec.Network = n
 	return w
 }
 
 // Coordinator sets spec.coordinator.
-func (w *JobSetWrapper) Coordinator(c *v1alpha2.Coordinator) *JobSetWrapper {
+func (w *JobSetWrapper) Coordinator(c *jobset.Coordinator) *JobSetWrapper {
 	w.Spec.Coordinator = c
 	return w
 }
@@ -133,23 +133,23 @@ func (w *JobSetWrapper) TTLSecondsAfterFinished(seconds int32) *JobSetWrapper {
 }
 
 // VolumeClaimPolicies appends spec.volumeClaimPolicies.
-func (w *JobSetWrapper) VolumeClaimPolicies(policies ...v1alpha2.VolumeClaimPolicy) *JobSetWrapper {
+func (w *JobSetWrapper) VolumeClaimPolicies(policies ...jobset.VolumeClaimPolicy) *JobSetWrapper {
 	w.Spec.VolumeClaimPolicies = append(w.Spec.VolumeClaimPolicies, policies...)
 	return w
 }
 
 // ReplicatedJobWrapper builds a replicatedJob: its Job template and the pod
 // template inside it.
-type ReplicatedJobWrapper struct{ v1alpha2.ReplicatedJob }
+type ReplicatedJobWrapper struct{ jobset.ReplicatedJob }
 
 // MakeReplicatedJob starts a replicatedJob with an empty Job template and
 // replicas unset.
 func MakeReplicatedJob(name string) *ReplicatedJobWrapper {
-	return &ReplicatedJobWrapper{v1alpha2.ReplicatedJob{Name: name}}
+	return &ReplicatedJobWrapper{jobset.ReplicatedJob{Name: name}}
 }
 
 // Obj returns a copy of the replicatedJob built so far.
-func (w *ReplicatedJobWrapper) Obj() v1alpha2.ReplicatedJob { return *w.DeepCopy() }
+func (w *ReplicatedJobWrapper) Obj() jobset.ReplicatedJob { return *w.DeepCopy() }
 
 // Replicas sets how many Jobs the replicatedJob has.
 func (w *ReplicatedJobWrapper) Replicas(n int32) *ReplicatedJobWrapper {
@@ -164,7 +164,7 @@ func (w *ReplicatedJobWrapper) GroupName(group string) *ReplicatedJobWrapper {
 }
 
 // DependsOn appends dependsOn.
-func (w *ReplicatedJobWrapper) DependsOn(deps ...v1alpha2.DependsOn) *ReplicatedJobWrapper {
+func (w *ReplicatedJobWrapper) DependsOn(deps ...jobset.DependsOn) *ReplicatedJobWrapper {
 	w.ReplicatedJob.DependsOn = append(w.ReplicatedJob.DependsOn, deps...)
 	return w
 }

@@ -30,7 +30,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
 // Messages and limits that upstream's webhook uses; they are part of its
@@ -81,13 +81,13 @@ type PVCLookup func(ctx context.Context, namespace, name string) (*corev1.Persis
 // in the same order and with the same errors. existing may be nil, which
 // skips the checks against PVCs that already exist (the hub, whose cluster
 // runs no JobSet, has none to compare with).
-func ValidateJobSet(ctx context.Context, js *v1alpha2.JobSet, existing PVCLookup) field.ErrorList {
+func ValidateJobSet(ctx context.Context, js *jobset.JobSet, existing PVCLookup) field.ErrorList {
 	return validateCreate(ctx, js, existing).upstream()
 }
 
 // ValidateJobSetWithFieldPaths is ValidateJobSet, except that errors
 // upstream reports without a field name the field they are about.
-func ValidateJobSetWithFieldPaths(ctx context.Context, js *v1alpha2.JobSet, existing PVCLookup) field.ErrorList {
+func ValidateJobSetWithFieldPaths(ctx context.Context, js *jobset.JobSet, existing PVCLookup) field.ErrorList {
 	return validateCreate(ctx, js, existing).withFieldPaths()
 }
 
@@ -131,12 +131,12 @@ func (fs findings) withFieldPaths() field.ErrorList {
 	return out
 }
 
-func validateCreate(ctx context.Context, js *v1alpha2.JobSet, existing PVCLookup) findings {
+func validateCreate(ctx context.Context, js *jobset.JobSet, existing PVCLookup) findings {
 	var fs findings
 	spec := field.NewPath("spec")
 	rjobsPath := spec.Child("replicatedJobs")
 	fp := js.Spec.FailurePolicy
-	inPlaceRestart := fp != nil && fp.RestartStrategy == v1alpha2.InPlaceRestart
+	inPlaceRestart := fp != nil && fp.RestartStrategy == jobset.InPlaceRestart
 
 	if inPlaceRestart && !features.Enabled(features.InPlaceRestart) {
 		fs.plain(spec.Child("failurePolicy", "restartStrategy"), "InPlaceRestart restart strategy cannot be set when InPlaceRestart feature gate is disabled")
@@ -184,7 +184,7 @@ func validateCreate(ctx context.Context, js *v1alpha2.JobSet, existing PVCLookup
 			fs.add(field.Invalid(path.Child("groupName"), rjob.GroupName, replaceTooLong(msg, groupNameTooLong)))
 		}
 		// The last Job index makes the longest name.
-		longestJob := v1alpha2.JobName(js.Name, rjob.Name, int(rjob.Replicas-1))
+		longestJob := jobset.JobName(js.Name, rjob.Name, int(rjob.Replicas-1))
 		for _, msg := range validation.IsDNS1035Label(longestJob) {
 			fs.add(field.Invalid(path.Child("name"), longestJob, replaceTooLong(msg, jobNameTooLong)))
 		}
@@ -226,7 +226,7 @@ func validateCreate(ctx context.Context, js *v1alpha2.JobSet, existing PVCLookup
 
 // validateInPlaceRestartJob: in-place restart relies on Jobs that never
 // fail and never replace a pod early, with one pod per index.
-func validateInPlaceRestartJob(rjob *v1alpha2.ReplicatedJob, path *field.Path) field.ErrorList {
+func validateInPlaceRestartJob(rjob *jobset.ReplicatedJob, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	s := &rjob.Template.Spec
 	if s.BackoffLimit == nil || *s.BackoffLimit != math.MaxInt32 {
@@ -244,13 +244,13 @@ func validateInPlaceRestartJob(rjob *v1alpha2.ReplicatedJob, path *field.Path) f
 	return errs
 }
 
-func validateFailurePolicy(js *v1alpha2.JobSet, names sets.Set[string], path *field.Path) findings {
+func validateFailurePolicy(js *jobset.JobSet, names sets.Set[string], path *field.Path) findings {
 	var fs findings
 	fp := js.Spec.FailurePolicy
 	rulesPath := path.Child("rules")
 
-	restartJob := slices.IndexFunc(fp.Rules, func(r v1alpha2.FailurePolicyRule) bool {
-		return r.Action == v1alpha2.RestartJob || r.Action == v1alpha2.RestartJobAndIgnoreMaxRestarts
+	restartJob := slices.IndexFunc(fp.Rules, func(r jobset.FailurePolicyRule) bool {
+		return r.Action == jobset.RestartJob || r.Action == jobset.RestartJobAndIgnoreMaxRestarts
 	})
 	if restartJob >= 0 {
 		if !features.Enabled(features.RestartJob) {
@@ -304,10 +304,10 @@ func validateFailurePolicy(js *v1alpha2.JobSet, names sets.Set[string], path *fi
 // validateCoordinator reports the first problem with the coordinator
 // reference (upstream stops there), then whether its endpoint is a valid
 // label value.
-func validateCoordinator(js *v1alpha2.JobSet, path *field.Path) findings {
+func validateCoordinator(js *jobset.JobSet, path *field.Path) findings {
 	var fs findings
 	c := js.Spec.Coordinator
-	i := slices.IndexFunc(js.Spec.ReplicatedJobs, func(r v1alpha2.ReplicatedJob) bool { return r.Name == c.ReplicatedJob })
+	i := slices.IndexFunc(js.Spec.ReplicatedJobs, func(r jobset.ReplicatedJob) bool { return r.Name == c.ReplicatedJob })
 	switch {
 	case i < 0:
 		fs.plain(path.Child("replicatedJob"), "coordinator replicatedJob %s does not exist", c.ReplicatedJob)
@@ -318,14 +318,14 @@ func validateCoordinator(js *v1alpha2.JobSet, path *field.Path) findings {
 	case c.PodIndex < 0 || c.PodIndex >= int(*js.Spec.ReplicatedJobs[i].Template.Spec.Completions):
 		fs.plain(path.Child("podIndex"), "coordinator pod index %d is invalid for replicatedJob %s job index %d", c.PodIndex, c.ReplicatedJob, c.JobIndex)
 	}
-	endpoint := v1alpha2.CoordinatorEndpoint(js)
+	endpoint := jobset.CoordinatorEndpoint(js)
 	if msgs := validation.IsValidLabelValue(endpoint); len(msgs) > 0 {
-		fs.plain(path, "spec will lead to invalid label value %q for coordinator label %q (long JobSet / ReplicatedJob / SubDomain name?): %s", endpoint, v1alpha2.CoordinatorKey, strings.Join(msgs, ", "))
+		fs.plain(path, "spec will lead to invalid label value %q for coordinator label %q (long JobSet / ReplicatedJob / SubDomain name?): %s", endpoint, jobset.CoordinatorKey, strings.Join(msgs, ", "))
 	}
 	return fs
 }
 
-func validateVolumeClaimPolicies(ctx context.Context, js *v1alpha2.JobSet, existing PVCLookup) findings {
+func validateVolumeClaimPolicies(ctx context.Context, js *jobset.JobSet, existing PVCLookup) findings {
 	var fs findings
 	claims := sets.New[string]()
 	for i, policy := range js.Spec.VolumeClaimPolicies {
@@ -339,7 +339,7 @@ func validateVolumeClaimPolicies(ctx context.Context, js *v1alpha2.JobSet, exist
 			for _, msg := range validation.IsDNS1123Subdomain(tmpl.Name) {
 				fs.add(field.Invalid(tmplPath.Child("name"), tmpl.Name, msg))
 			}
-			pvcName := v1alpha2.PVCName(js.Name, tmpl.Name)
+			pvcName := jobset.PVCName(js.Name, tmpl.Name)
 			if len(pvcName) > maxPVCNameLength {
 				fs.add(field.Invalid(tmplPath.Child("name"), tmpl.Name, "VolumeClaimPolicies template name is too long"))
 			}
@@ -356,7 +356,7 @@ func validateVolumeClaimPolicies(ctx context.Context, js *v1alpha2.JobSet, exist
 // validateClaimMounts: some container or init container must mount the
 // claim, and no pod template may define a volume of the same name (the
 // controller adds that volume).
-func validateClaimMounts(rjobs []v1alpha2.ReplicatedJob, claim string) field.ErrorList {
+func validateClaimMounts(rjobs []jobset.ReplicatedJob, claim string) field.ErrorList {
 	var errs field.ErrorList
 	mounted := false
 	for i, rjob := range rjobs {
@@ -392,7 +392,7 @@ func MountsVolume(podSpec *corev1.PodSpec, name string) bool {
 
 // validateExistingPVC: a JobSet may adopt a PVC that already exists only if
 // the template describes it exactly and the JobSet will not delete it.
-func validateExistingPVC(ctx context.Context, js *v1alpha2.JobSet, policy v1alpha2.VolumeClaimPolicy, tmpl corev1.PersistentVolumeClaim,
+func validateExistingPVC(ctx context.Context, js *jobset.JobSet, policy jobset.VolumeClaimPolicy, tmpl corev1.PersistentVolumeClaim,
 	pvcName string, policyPath, tmplPath *field.Path, existing PVCLookup) field.ErrorList {
 	pvc, err := existing(ctx, js.Namespace, pvcName)
 	if err != nil {
@@ -406,7 +406,7 @@ func validateExistingPVC(ctx context.Context, js *v1alpha2.JobSet, policy v1alph
 		errs = append(errs, field.Invalid(tmplPath.Child("spec"), tmpl.Spec,
 			fmt.Sprintf("spec does not match existing PVC %s in namespace %s", pvcName, js.Namespace)))
 	}
-	if rp := policy.RetentionPolicy; rp != nil && ptr.Deref(rp.WhenDeleted, v1alpha2.RetentionPolicyDelete) != v1alpha2.RetentionPolicyRetain {
+	if rp := policy.RetentionPolicy; rp != nil && ptr.Deref(rp.WhenDeleted, jobset.RetentionPolicyDelete) != jobset.RetentionPolicyRetain {
 		errs = append(errs, field.Invalid(policyPath.Child("retentionPolicy", "whenDeleted"), rp.WhenDeleted,
 			"retentionPolicy must be retain when PVC exists"))
 	}
@@ -419,18 +419,18 @@ func validateExistingPVC(ctx context.Context, js *v1alpha2.JobSet, policy v1alph
 // suspended, and, with ElasticJobSet, in parallelism and completions of
 // Indexed Jobs; managedBy cannot change. The rest of the spec is immutable
 // through the CRD's CEL rules.
-func ValidateJobSetUpdate(oldJS, newJS *v1alpha2.JobSet) field.ErrorList {
+func ValidateJobSetUpdate(oldJS, newJS *jobset.JobSet) field.ErrorList {
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
 	masked := newJS.Spec.DeepCopy()
-	old := map[string]*v1alpha2.ReplicatedJob{}
+	old := map[string]*jobset.ReplicatedJob{}
 	for i := range oldJS.Spec.ReplicatedJobs {
 		old[oldJS.Spec.ReplicatedJobs[i].Name] = &oldJS.Spec.ReplicatedJobs[i]
 	}
 
 	if features.Enabled(features.ElasticJobSet) {
-		finished := meta.IsStatusConditionTrue(oldJS.Status.Conditions, string(v1alpha2.JobSetCompleted)) ||
-			meta.IsStatusConditionTrue(oldJS.Status.Conditions, string(v1alpha2.JobSetFailed))
+		finished := meta.IsStatusConditionTrue(oldJS.Status.Conditions, string(jobset.JobSetCompleted)) ||
+			meta.IsStatusConditionTrue(oldJS.Status.Conditions, string(jobset.JobSetFailed))
 		for i := range newJS.Spec.ReplicatedJobs {
 			n := &newJS.Spec.ReplicatedJobs[i].Template.Spec
 			o, ok := old[newJS.Spec.ReplicatedJobs[i].Name]
@@ -448,7 +448,7 @@ func ValidateJobSetUpdate(oldJS, newJS *v1alpha2.JobSet) field.ErrorList {
 	if oldJS.IsSuspended() || newJS.IsSuspended() {
 		for i := range newJS.Spec.ReplicatedJobs {
 			if o, ok := old[newJS.Spec.ReplicatedJobs[i].Name]; ok {
-				v1alpha2.CopySuspendMutableFields(&masked.ReplicatedJobs[i].Template.Spec.Template, &o.Template.Spec.Template)
+				jobset.CopySuspendMutableFields(&masked.ReplicatedJobs[i].Template.Spec.Template, &o.Template.Spec.Template)
 			}
 		}
 	}

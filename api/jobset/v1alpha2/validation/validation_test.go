@@ -17,20 +17,20 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
-	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/validation"
 )
 
 // testJobSet is a defaulted JobSet with a one-pod "leader" and two
 // four-pod "workers" Jobs.
-func testJobSet() *v1alpha2.JobSet {
+func testJobSet() *jobset.JobSet {
 	js := jstesting.MakeJobSet("default", "pytorch").ReplicatedJob(rjob("leader", 1, 1), rjob("workers", 2, 4)).Obj()
-	v1alpha2.Default(js)
+	jobset.Default(js)
 	return js
 }
 
-func rjob(name string, replicas, completions int32) v1alpha2.ReplicatedJob {
+func rjob(name string, replicas, completions int32) jobset.ReplicatedJob {
 	return jstesting.MakeReplicatedJob(name).Replicas(replicas).Parallelism(completions).Completions(completions).
 		Container("c", "busybox").Obj()
 }
@@ -53,7 +53,7 @@ func claimTemplate(name string) corev1.PersistentVolumeClaim {
 	}
 }
 
-func mount(js *v1alpha2.JobSet, rjobIdx int, claim string) {
+func mount(js *jobset.JobSet, rjobIdx int, claim string) {
 	c := &js.Spec.ReplicatedJobs[rjobIdx].Template.Spec.Template.Spec.Containers[0]
 	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: claim, MountPath: "/data"})
 }
@@ -64,20 +64,20 @@ func TestValidateJobSet(t *testing.T) {
 	cases := []struct {
 		name   string
 		gates  map[featuregate.Feature]bool
-		mutate func(js *v1alpha2.JobSet)
+		mutate func(js *jobset.JobSet)
 		want   []string
 	}{
-		{name: "valid", mutate: func(*v1alpha2.JobSet) {}},
+		{name: "valid", mutate: func(*jobset.JobSet) {}},
 		{
 			name: "valid with every policy",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.Coordinator = &v1alpha2.Coordinator{ReplicatedJob: "workers", JobIndex: 1, PodIndex: 3}
-				js.Spec.SuccessPolicy = &v1alpha2.SuccessPolicy{Operator: v1alpha2.OperatorAny, TargetReplicatedJobs: []string{"leader"}}
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{MaxRestarts: 3, RestartStrategy: v1alpha2.BlockingRecreate, Rules: []v1alpha2.FailurePolicyRule{
-					{Name: "a", Action: v1alpha2.RestartJobSet, OnJobFailureReasons: []string{batchv1.JobReasonPodFailurePolicy}, TargetReplicatedJobs: []string{"workers"}},
-					{Name: "b_2:x", Action: v1alpha2.FailJobSet},
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "workers", JobIndex: 1, PodIndex: 3}
+				js.Spec.SuccessPolicy = &jobset.SuccessPolicy{Operator: jobset.OperatorAny, TargetReplicatedJobs: []string{"leader"}}
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{MaxRestarts: 3, RestartStrategy: jobset.BlockingRecreate, Rules: []jobset.FailurePolicyRule{
+					{Name: "a", Action: jobset.RestartJobSet, OnJobFailureReasons: []string{batchv1.JobReasonPodFailurePolicy}, TargetReplicatedJobs: []string{"workers"}},
+					{Name: "b_2:x", Action: jobset.FailJobSet},
 				}}
-				js.Spec.ReplicatedJobs[1].DependsOn = []v1alpha2.DependsOn{{Name: "leader", Status: v1alpha2.DependencyReady}}
+				js.Spec.ReplicatedJobs[1].DependsOn = []jobset.DependsOn{{Name: "leader", Status: jobset.DependencyReady}}
 				js.Spec.Network.Subdomain = "svc"
 				js.Spec.ManagedBy = ptr.To("kueue.x-k8s.io/multikueue")
 			},
@@ -86,23 +86,23 @@ func TestValidateJobSet(t *testing.T) {
 			// Upstream does not compile the patterns: an invalid one is
 			// accepted and matches nothing at run time.
 			name: "message pattern that does not compile is accepted",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-					{Name: "r", Action: v1alpha2.FailJobSet, OnJobFailureMessagePatterns: []string{"a(b"}},
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+					{Name: "r", Action: jobset.FailJobSet, OnJobFailureMessagePatterns: []string{"a(b"}},
 				}}
 			},
 		},
 		{
 			// Upstream adds a ReplicatedJob's name before checking its dependsOn.
 			name: "depending on itself is accepted",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.ReplicatedJobs[1].DependsOn = []v1alpha2.DependsOn{{Name: "workers", Status: v1alpha2.DependencyComplete}}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.ReplicatedJobs[1].DependsOn = []jobset.DependsOn{{Name: "workers", Status: jobset.DependencyComplete}}
 			},
 		},
 		{
 			name: "first replicatedJob depends on another",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.ReplicatedJobs[0].DependsOn = []v1alpha2.DependsOn{{Name: "workers", Status: v1alpha2.DependencyReady}}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.ReplicatedJobs[0].DependsOn = []jobset.DependsOn{{Name: "workers", Status: jobset.DependencyReady}}
 			},
 			want: []string{
 				"<nil>: Internal error: DependsOn can't be set for the first ReplicatedJob",
@@ -111,16 +111,16 @@ func TestValidateJobSet(t *testing.T) {
 		},
 		{
 			name: "depends on a later replicatedJob",
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.ReplicatedJobs = append(js.Spec.ReplicatedJobs, rjob("eval", 1, 1))
-				js.Spec.ReplicatedJobs[1].DependsOn = []v1alpha2.DependsOn{{Name: "eval", Status: v1alpha2.DependencyComplete}}
-				v1alpha2.Default(js)
+				js.Spec.ReplicatedJobs[1].DependsOn = []jobset.DependsOn{{Name: "eval", Status: jobset.DependencyComplete}}
+				jobset.Default(js)
 			},
 			want: []string{"<nil>: Internal error: replicatedJob: workers cannot depend on replicatedJob: eval"},
 		},
 		{
 			name:   "job names too long",
-			mutate: func(js *v1alpha2.JobSet) { js.Name = strings.Repeat("a", 60) },
+			mutate: func(js *jobset.JobSet) { js.Name = strings.Repeat("a", 60) },
 			want: []string{
 				`spec.replicatedJobs[0].name: Invalid value: "` + strings.Repeat("a", 60) + `-leader-0": JobSet name is too long, job names generated for this JobSet will exceed 63 characters`,
 				`spec.replicatedJobs[0].name: Invalid value: "` + strings.Repeat("a", 60) + `-leader-0": JobSet name is too long, pod names generated for this JobSet will exceed 63 characters`,
@@ -131,18 +131,18 @@ func TestValidateJobSet(t *testing.T) {
 		{
 			// "<js>-workers-1-3-abcde" is 64 characters with a 46-character name.
 			name:   "pod names too long",
-			mutate: func(js *v1alpha2.JobSet) { js.Name = strings.Repeat("a", 46) },
+			mutate: func(js *jobset.JobSet) { js.Name = strings.Repeat("a", 46) },
 			want: []string{
 				`spec.replicatedJobs[1].name: Invalid value: "` + strings.Repeat("a", 46) + `-workers-1": JobSet name is too long, pod names generated for this JobSet will exceed 63 characters`,
 			},
 		},
 		{
 			name:   "pod names exactly 63 characters",
-			mutate: func(js *v1alpha2.JobSet) { js.Name = strings.Repeat("a", 45) },
+			mutate: func(js *jobset.JobSet) { js.Name = strings.Repeat("a", 45) },
 		},
 		{
 			name: "replicatedJob name not a DNS label",
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.ReplicatedJobs[0].Name = "Leader"
 			},
 			want: []string{
@@ -152,46 +152,46 @@ func TestValidateJobSet(t *testing.T) {
 		},
 		{
 			name:   "replicas times parallelism overflows",
-			mutate: func(js *v1alpha2.JobSet) { js.Spec.ReplicatedJobs[1].Replicas = 1 << 30 },
+			mutate: func(js *jobset.JobSet) { js.Spec.ReplicatedJobs[1].Replicas = 1 << 30 },
 			want:   []string{"<nil>: Internal error: the product of replicas and parallelism must not exceed 2147483647 for replicatedJob 'workers'"},
 		},
 		{
 			name:   "group name too long",
-			mutate: func(js *v1alpha2.JobSet) { js.Spec.ReplicatedJobs[0].GroupName = strings.Repeat("g", 64) },
+			mutate: func(js *jobset.JobSet) { js.Spec.ReplicatedJobs[0].GroupName = strings.Repeat("g", 64) },
 			want: []string{
 				`spec.replicatedJobs[0].groupName: Invalid value: "` + strings.Repeat("g", 64) + `": .spec.replicatedJob[].groupName is too long, must be less than 63 characters`,
 			},
 		},
 		{
 			name:   "subdomain not a DNS label",
-			mutate: func(js *v1alpha2.JobSet) { js.Spec.Network.Subdomain = "my.svc" },
+			mutate: func(js *jobset.JobSet) { js.Spec.Network.Subdomain = "my.svc" },
 			want: []string{
 				`spec.network.subdomain: Invalid value: "my.svc": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')`,
 			},
 		},
 		{
 			name:   "subdomain too long",
-			mutate: func(js *v1alpha2.JobSet) { js.Spec.Network.Subdomain = strings.Repeat("s", 64) },
+			mutate: func(js *jobset.JobSet) { js.Spec.Network.Subdomain = strings.Repeat("s", 64) },
 			want: []string{
 				`spec.network.subdomain: Invalid value: "` + strings.Repeat("s", 64) + `": .spec.network.subdomain is too long, must be less than 63 characters`,
 			},
 		},
 		{
 			name:   "managedBy not a domain-prefixed path",
-			mutate: func(js *v1alpha2.JobSet) { js.Spec.ManagedBy = ptr.To("kueue") },
+			mutate: func(js *jobset.JobSet) { js.Spec.ManagedBy = ptr.To("kueue") },
 			want:   []string{`spec.managedBy: Invalid value: "kueue": must be a domain-prefixed path (such as "acme.io/foo")`},
 		},
 		{
 			name:   "managedBy too long",
-			mutate: func(js *v1alpha2.JobSet) { js.Spec.ManagedBy = ptr.To("example.com/" + strings.Repeat("x", 60)) },
+			mutate: func(js *jobset.JobSet) { js.Spec.ManagedBy = ptr.To("example.com/" + strings.Repeat("x", 60)) },
 			want:   []string{"spec.managedBy: Too long: may not be more than 63 bytes"},
 		},
 		{
 			name: "targets that do not exist",
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.SuccessPolicy.TargetReplicatedJobs = []string{"leader", "ghost"}
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-					{Name: "r", Action: v1alpha2.FailJobSet, TargetReplicatedJobs: []string{"phantom"}},
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+					{Name: "r", Action: jobset.FailJobSet, TargetReplicatedJobs: []string{"phantom"}},
 				}}
 			},
 			want: []string{
@@ -201,13 +201,13 @@ func TestValidateJobSet(t *testing.T) {
 		},
 		{
 			name: "rule names",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-					{Name: "ok", Action: v1alpha2.FailJobSet},
-					{Name: "9bad", Action: v1alpha2.FailJobSet},
-					{Name: "ok", Action: v1alpha2.RestartJobSet},
-					{Name: strings.Repeat("x", 129), Action: v1alpha2.RestartJobSet},
-					{Name: "", Action: v1alpha2.RestartJobSet},
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+					{Name: "ok", Action: jobset.FailJobSet},
+					{Name: "9bad", Action: jobset.FailJobSet},
+					{Name: "ok", Action: jobset.RestartJobSet},
+					{Name: strings.Repeat("x", 129), Action: jobset.RestartJobSet},
+					{Name: "", Action: jobset.RestartJobSet},
 				}}
 			},
 			want: []string{
@@ -220,18 +220,18 @@ func TestValidateJobSet(t *testing.T) {
 		},
 		{
 			name: "unknown job failure reason",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-					{Name: "r", Action: v1alpha2.FailJobSet, OnJobFailureReasons: []string{"OOMKilled"}},
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+					{Name: "r", Action: jobset.FailJobSet, OnJobFailureReasons: []string{"OOMKilled"}},
 				}}
 			},
 			want: []string{"<nil>: Internal error: invalid job failure reason 'OOMKilled' in failure policy is not a recognized job failure reason"},
 		},
 		{
 			name: "RestartJob action while its gate is off",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-					{Name: "9bad", Action: v1alpha2.RestartJob},
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+					{Name: "9bad", Action: jobset.RestartJob},
 				}}
 			},
 			want: []string{"<nil>: Internal error: RestartJob and RestartJobAndIgnoreMaxRestarts failure policy actions are not allowed when RestartJob feature gate is disabled"},
@@ -239,10 +239,10 @@ func TestValidateJobSet(t *testing.T) {
 		{
 			name:  "RestartJob action with more than 1024 replicas",
 			gates: map[featuregate.Feature]bool{features.RestartJob: true},
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.ReplicatedJobs[1].Replicas = 1025
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-					{Name: "r", Action: v1alpha2.RestartJobAndIgnoreMaxRestarts},
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+					{Name: "r", Action: jobset.RestartJobAndIgnoreMaxRestarts},
 				}}
 			},
 			want: []string{"<nil>: Internal error: JobSet cannot have a failure policy rule with RestartJob or RestartJobAndIgnoreMaxRestarts action and a replicated job with replicas > 1024"},
@@ -250,24 +250,24 @@ func TestValidateJobSet(t *testing.T) {
 		{
 			name:  "RestartJob action with its gate on",
 			gates: map[featuregate.Feature]bool{features.RestartJob: true},
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{Rules: []v1alpha2.FailurePolicyRule{
-					{Name: "r", Action: v1alpha2.RestartJob},
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{Rules: []jobset.FailurePolicyRule{
+					{Name: "r", Action: jobset.RestartJob},
 				}}
 			},
 		},
 		{
 			name: "InPlaceRestart while its gate is off",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{RestartStrategy: v1alpha2.InPlaceRestart}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{RestartStrategy: jobset.InPlaceRestart}
 			},
 			want: []string{"<nil>: Internal error: InPlaceRestart restart strategy cannot be set when InPlaceRestart feature gate is disabled"},
 		},
 		{
 			name:  "InPlaceRestart with its gate on needs never-failing Jobs",
 			gates: map[featuregate.Feature]bool{features.InPlaceRestart: true},
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{RestartStrategy: v1alpha2.InPlaceRestart}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{RestartStrategy: jobset.InPlaceRestart}
 				js.Spec.ReplicatedJobs = js.Spec.ReplicatedJobs[:1]
 				js.Spec.ReplicatedJobs[0].Template.Spec.Completions = ptr.To[int32](2)
 			},
@@ -280,8 +280,8 @@ func TestValidateJobSet(t *testing.T) {
 		{
 			name:  "InPlaceRestart with its gate on",
 			gates: map[featuregate.Feature]bool{features.InPlaceRestart: true},
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.FailurePolicy = &v1alpha2.FailurePolicy{RestartStrategy: v1alpha2.InPlaceRestart}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.FailurePolicy = &jobset.FailurePolicy{RestartStrategy: jobset.InPlaceRestart}
 				for i := range js.Spec.ReplicatedJobs {
 					s := &js.Spec.ReplicatedJobs[i].Template.Spec
 					s.BackoffLimit = ptr.To[int32](math.MaxInt32)
@@ -291,53 +291,53 @@ func TestValidateJobSet(t *testing.T) {
 		},
 		{
 			name:   "coordinator replicatedJob missing",
-			mutate: func(js *v1alpha2.JobSet) { js.Spec.Coordinator = &v1alpha2.Coordinator{ReplicatedJob: "ghost"} },
+			mutate: func(js *jobset.JobSet) { js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "ghost"} },
 			want:   []string{"<nil>: Internal error: coordinator replicatedJob ghost does not exist"},
 		},
 		{
 			name: "coordinator job index out of range",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.Coordinator = &v1alpha2.Coordinator{ReplicatedJob: "workers", JobIndex: 2}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "workers", JobIndex: 2}
 			},
 			want: []string{"<nil>: Internal error: coordinator job index 2 is invalid for replicatedJob workers"},
 		},
 		{
 			name: "coordinator in a NonIndexed Job",
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.ReplicatedJobs[0].Template.Spec.CompletionMode = ptr.To(batchv1.NonIndexedCompletion)
-				js.Spec.Coordinator = &v1alpha2.Coordinator{ReplicatedJob: "leader"}
+				js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "leader"}
 			},
 			want: []string{"<nil>: Internal error: job for coordinator pod must be indexed completion mode, and completions number must be set"},
 		},
 		{
 			name: "coordinator pod index out of range",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.Coordinator = &v1alpha2.Coordinator{ReplicatedJob: "workers", JobIndex: 1, PodIndex: 4}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "workers", JobIndex: 1, PodIndex: 4}
 			},
 			want: []string{"<nil>: Internal error: coordinator pod index 4 is invalid for replicatedJob workers job index 1"},
 		},
 		{
 			name: "coordinator endpoint not a label value",
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Name = strings.Repeat("c", 40)
 				js.Spec.ReplicatedJobs = js.Spec.ReplicatedJobs[:1]
-				js.Spec.Coordinator = &v1alpha2.Coordinator{ReplicatedJob: "leader"}
+				js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "leader"}
 			},
 			want: []string{`<nil>: Internal error: spec will lead to invalid label value "` + strings.Repeat("c", 40) + `-leader-0-0.` + strings.Repeat("c", 40) +
 				`" for coordinator label "jobset.sigs.k8s.io/coordinator" (long JobSet / ReplicatedJob / SubDomain name?): must be no more than 63 bytes`},
 		},
 		{
 			name: "volume claim policy mounted",
-			mutate: func(js *v1alpha2.JobSet) {
-				js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{claimTemplate("data")}}}
+			mutate: func(js *jobset.JobSet) {
+				js.Spec.VolumeClaimPolicies = []jobset.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{claimTemplate("data")}}}
 				mount(js, 1, "data")
 			},
 		},
 		{
 			name: "volume claim policy problems",
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.ReplicatedJobs = js.Spec.ReplicatedJobs[:1]
-				js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{
+				js.Spec.VolumeClaimPolicies = []jobset.VolumeClaimPolicy{
 					{Templates: []corev1.PersistentVolumeClaim{claimTemplate("data"), claimTemplate("Cache")}},
 					{Templates: []corev1.PersistentVolumeClaim{claimTemplate("data"), claimTemplate(strings.Repeat("d", 56))}},
 				}
@@ -356,9 +356,9 @@ func TestValidateJobSet(t *testing.T) {
 		},
 		{
 			name: "volume claim policy not mounted",
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.ReplicatedJobs = js.Spec.ReplicatedJobs[:1]
-				js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{claimTemplate("data")}}}
+				js.Spec.VolumeClaimPolicies = []jobset.VolumeClaimPolicy{{Templates: []corev1.PersistentVolumeClaim{claimTemplate("data")}}}
 			},
 			want: []string{`spec.replicatedJobs: Invalid value: [{"name":"leader","groupName":"default","template":{"metadata":{},"spec":{"parallelism":1,"completions":1,"template":{"metadata":{},"spec":{"containers":[{"name":"c","image":"busybox","resources":{}}],"restartPolicy":"OnFailure"}},"completionMode":"Indexed"}},"replicas":1}]: replicatedJob containers don't have a matching volumeMount: data from VolumeClaimPolicies`},
 		},
@@ -383,7 +383,7 @@ func TestValidateJobSet(t *testing.T) {
 func TestValidateJobSetWithFieldPaths(t *testing.T) {
 	js := testJobSet()
 	js.Spec.SuccessPolicy.TargetReplicatedJobs = []string{"ghost"}
-	js.Spec.Coordinator = &v1alpha2.Coordinator{ReplicatedJob: "nope"}
+	js.Spec.Coordinator = &jobset.Coordinator{ReplicatedJob: "nope"}
 	js.Spec.Network.Subdomain = "my.svc"
 	got := messages(validation.ValidateJobSetWithFieldPaths(context.Background(), js, nil))
 	want := []string{
@@ -408,27 +408,27 @@ func TestValidateJobSetExistingPVC(t *testing.T) {
 	}
 	cases := []struct {
 		name      string
-		retention v1alpha2.RetentionPolicyType
+		retention jobset.RetentionPolicyType
 		existing  validation.PVCLookup
 		want      []string
 	}{
-		{name: "absent", retention: v1alpha2.RetentionPolicyDelete, existing: lookup(nil, nil)},
+		{name: "absent", retention: jobset.RetentionPolicyDelete, existing: lookup(nil, nil)},
 		{
-			name: "same spec, retained", retention: v1alpha2.RetentionPolicyRetain,
+			name: "same spec, retained", retention: jobset.RetentionPolicyRetain,
 			existing: lookup(&corev1.PersistentVolumeClaim{Spec: existingSpec}, nil),
 		},
 		{
-			name: "same spec, would be deleted", retention: v1alpha2.RetentionPolicyDelete,
+			name: "same spec, would be deleted", retention: jobset.RetentionPolicyDelete,
 			existing: lookup(&corev1.PersistentVolumeClaim{Spec: existingSpec}, nil),
 			want:     []string{`spec.volumeClaimPolicies[0].retentionPolicy.whenDeleted: Invalid value: "Delete": retentionPolicy must be retain when PVC exists`},
 		},
 		{
-			name: "other spec", retention: v1alpha2.RetentionPolicyRetain,
+			name: "other spec", retention: jobset.RetentionPolicyRetain,
 			existing: lookup(&corev1.PersistentVolumeClaim{Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To("fast")}}, nil),
 			want:     []string{`spec.volumeClaimPolicies[0].template[0].spec: Invalid value: {"accessModes":["ReadWriteMany"],"resources":{"requests":{"storage":"1Gi"}}}: spec does not match existing PVC data-pytorch in namespace default`},
 		},
 		{
-			name: "lookup fails", retention: v1alpha2.RetentionPolicyRetain,
+			name: "lookup fails", retention: jobset.RetentionPolicyRetain,
 			existing: lookup(nil, errors.New("boom")),
 			want:     []string{"spec.volumeClaimPolicies[0].template[0]: Internal error: failed to check for existing PVC data-pytorch: boom"},
 		},
@@ -436,9 +436,9 @@ func TestValidateJobSetExistingPVC(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			js := testJobSet()
-			js.Spec.VolumeClaimPolicies = []v1alpha2.VolumeClaimPolicy{{
+			js.Spec.VolumeClaimPolicies = []jobset.VolumeClaimPolicy{{
 				Templates:       []corev1.PersistentVolumeClaim{claimTemplate("data")},
-				RetentionPolicy: &v1alpha2.VolumeRetentionPolicy{WhenDeleted: ptr.To(tc.retention)},
+				RetentionPolicy: &jobset.VolumeRetentionPolicy{WhenDeleted: ptr.To(tc.retention)},
 			}}
 			mount(js, 0, "data")
 			got := messages(validation.ValidateJobSet(context.Background(), js, tc.existing))
@@ -458,21 +458,21 @@ func TestValidateJobSetUpdate(t *testing.T) {
 		gates                  map[featuregate.Feature]bool
 		oldSuspend, newSuspend bool
 		oldFinished            bool
-		mutate                 func(js *v1alpha2.JobSet)
+		mutate                 func(js *jobset.JobSet)
 		// wantPrefixes: each error must start with the matching entry
 		// (immutability errors print the whole list, too long to spell out).
 		wantPrefixes []string
 	}{
-		{name: "no change", mutate: func(*v1alpha2.JobSet) {}},
-		{name: "suspend toggles", newSuspend: true, mutate: func(*v1alpha2.JobSet) {}},
+		{name: "no change", mutate: func(*jobset.JobSet) {}},
+		{name: "suspend toggles", newSuspend: true, mutate: func(*jobset.JobSet) {}},
 		{
 			name:         "running: replicas immutable",
-			mutate:       func(js *v1alpha2.JobSet) { js.Spec.ReplicatedJobs[1].Replicas = 3 },
+			mutate:       func(js *jobset.JobSet) { js.Spec.ReplicatedJobs[1].Replicas = 3 },
 			wantPrefixes: []string{immutable("spec.replicatedJobs")},
 		},
 		{
 			name: "running: pod labels immutable",
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.ReplicatedJobs[0].Template.Spec.Template.Labels = map[string]string{"a": "b"}
 			},
 			wantPrefixes: []string{immutable("spec.replicatedJobs")},
@@ -480,7 +480,7 @@ func TestValidateJobSetUpdate(t *testing.T) {
 		{
 			name:       "suspended: scheduling fields may change",
 			oldSuspend: true, newSuspend: true,
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				pt := &js.Spec.ReplicatedJobs[1].Template.Spec.Template
 				pt.Labels = map[string]string{"kueue.x-k8s.io/queue": "q"}
 				pt.Annotations = map[string]string{"a": "b"}
@@ -492,37 +492,37 @@ func TestValidateJobSetUpdate(t *testing.T) {
 		{
 			name:       "being resumed: nodeSelector may change",
 			oldSuspend: true,
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.ReplicatedJobs[1].Template.Spec.Template.Spec.NodeSelector = map[string]string{"pool": "a"}
 			},
 		},
 		{
 			name:       "suspended: image immutable",
 			oldSuspend: true, newSuspend: true,
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				js.Spec.ReplicatedJobs[1].Template.Spec.Template.Spec.Containers[0].Image = "other"
 			},
 			wantPrefixes: []string{immutable("spec.replicatedJobs")},
 		},
 		{
 			name:         "managedBy set",
-			mutate:       func(js *v1alpha2.JobSet) { js.Spec.ManagedBy = ptr.To("kueue.x-k8s.io/multikueue") },
+			mutate:       func(js *jobset.JobSet) { js.Spec.ManagedBy = ptr.To("kueue.x-k8s.io/multikueue") },
 			wantPrefixes: []string{`spec.managedBy: Invalid value: "kueue.x-k8s.io/multikueue": field is immutable`},
 		},
 		{
 			name:         "ElasticJobSet off: parallelism immutable",
-			mutate:       func(js *v1alpha2.JobSet) { scale(js, 1, 6, 6) },
+			mutate:       func(js *jobset.JobSet) { scale(js, 1, 6, 6) },
 			wantPrefixes: []string{immutable("spec.replicatedJobs")},
 		},
 		{
 			name:   "ElasticJobSet: scale a running JobSet",
 			gates:  map[featuregate.Feature]bool{features.ElasticJobSet: true},
-			mutate: func(js *v1alpha2.JobSet) { scale(js, 1, 6, 6) },
+			mutate: func(js *jobset.JobSet) { scale(js, 1, 6, 6) },
 		},
 		{
 			name:   "ElasticJobSet: parallelism and completions must stay equal",
 			gates:  map[featuregate.Feature]bool{features.ElasticJobSet: true},
-			mutate: func(js *v1alpha2.JobSet) { scale(js, 1, 6, 5) },
+			mutate: func(js *jobset.JobSet) { scale(js, 1, 6, 5) },
 			wantPrefixes: []string{
 				"spec.replicatedJobs[1].template.spec.completions: Invalid value: 5: completions must be equal to parallelism for Elastic Indexed Jobs",
 			},
@@ -530,7 +530,7 @@ func TestValidateJobSetUpdate(t *testing.T) {
 		{
 			name:   "ElasticJobSet: at least one",
 			gates:  map[featuregate.Feature]bool{features.ElasticJobSet: true},
-			mutate: func(js *v1alpha2.JobSet) { scale(js, 1, 0, 0) },
+			mutate: func(js *jobset.JobSet) { scale(js, 1, 0, 0) },
 			wantPrefixes: []string{
 				"spec.replicatedJobs[1].template.spec.parallelism: Invalid value: 0: parallelism must be >= 1",
 				"spec.replicatedJobs[1].template.spec.completions: Invalid value: 0: completions must be >= 1",
@@ -540,7 +540,7 @@ func TestValidateJobSetUpdate(t *testing.T) {
 			name:        "ElasticJobSet: not once finished",
 			gates:       map[featuregate.Feature]bool{features.ElasticJobSet: true},
 			oldFinished: true,
-			mutate:      func(js *v1alpha2.JobSet) { scale(js, 1, 6, 6) },
+			mutate:      func(js *jobset.JobSet) { scale(js, 1, 6, 6) },
 			wantPrefixes: []string{
 				"spec.replicatedJobs[1].template.spec: Forbidden: Cannot mutate parallelism or completions when JobSet is in a terminal state (Completed or Failed)",
 			},
@@ -548,7 +548,7 @@ func TestValidateJobSetUpdate(t *testing.T) {
 		{
 			name:  "ElasticJobSet: NonIndexed Jobs stay immutable",
 			gates: map[featuregate.Feature]bool{features.ElasticJobSet: true},
-			mutate: func(js *v1alpha2.JobSet) {
+			mutate: func(js *jobset.JobSet) {
 				scale(js, 1, 6, 6)
 				js.Spec.ReplicatedJobs[1].Template.Spec.CompletionMode = ptr.To(batchv1.NonIndexedCompletion)
 			},
@@ -563,7 +563,7 @@ func TestValidateJobSetUpdate(t *testing.T) {
 			oldJS := testJobSet()
 			oldJS.Spec.Suspend = ptr.To(tc.oldSuspend)
 			if tc.oldFinished {
-				oldJS.Status.Conditions = []metav1.Condition{{Type: string(v1alpha2.JobSetCompleted), Status: metav1.ConditionTrue}}
+				oldJS.Status.Conditions = []metav1.Condition{{Type: string(jobset.JobSetCompleted), Status: metav1.ConditionTrue}}
 			}
 			newJS := oldJS.DeepCopy()
 			newJS.Spec.Suspend = ptr.To(tc.newSuspend)
@@ -581,7 +581,7 @@ func TestValidateJobSetUpdate(t *testing.T) {
 	}
 }
 
-func scale(js *v1alpha2.JobSet, rjobIdx int, parallelism, completions int32) {
+func scale(js *jobset.JobSet, rjobIdx int, parallelism, completions int32) {
 	s := &js.Spec.ReplicatedJobs[rjobIdx].Template.Spec
 	s.Parallelism, s.Completions = ptr.To(parallelism), ptr.To(completions)
 }
