@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
-	"github.com/jobset-fleet/jobset-fleet/hub/fence/fencetest"
 )
 
 // HubNamespace is the hub's own namespace (cmd/hub's --namespace).
@@ -180,7 +179,7 @@ func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 		return nil, fmt.Errorf("installing CRDs on the hub: %w", err)
 	}
 	o.step("installing the policy that keeps agents from changing the hub's access to members")
-	if err := fencetest.InstallAccessPolicy(ctx, f.Clients[l.Hub], testenv.RepoRoot()); err != nil {
+	if err := testenv.InstallAccessPolicy(ctx, f.Clients[l.Hub], testenv.RepoRoot()); err != nil {
 		return nil, fmt.Errorf("installing the access policy on the hub: %w", err)
 	}
 	for _, m := range l.Members {

@@ -51,7 +51,6 @@ import (
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
-	"github.com/jobset-fleet/jobset-fleet/hub/fence/fencetest"
 	"github.com/jobset-fleet/jobset-fleet/hub/inventory"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 	"github.com/jobset-fleet/jobset-fleet/spoke"
@@ -235,7 +234,7 @@ func startFleet() (_ *fleetEnv, stop func(), err error) {
 	if err := startHubWebhooks(ctx, e.hub); err != nil {
 		return nil, stop, err
 	}
-	if err := fencetest.InstallAccessPolicy(ctx, e.hub.Client, testenv.RepoRoot()); err != nil {
+	if err := testenv.InstallAccessPolicy(ctx, e.hub.Client, testenv.RepoRoot()); err != nil {
 		return nil, stop, err
 	}
 	hubURL, err := url.Parse(e.hub.Config.Host)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -109,6 +110,44 @@ func InstallLocalWebhooks(ctx context.Context, c client.Client, manifest string,
 			continue
 		}
 		if err := apply(ctx, c, obj); err != nil {
+			return fmt.Errorf("%s %s: %w", head.Kind, obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// AccessPolicyManifest is the policy that keeps agents from changing their
+// ClusterProfile's access providers, relative to the repository root.
+var AccessPolicyManifest = filepath.Join("config", "hub", "access-policy.yaml")
+
+// InstallAccessPolicy creates (or replaces) the ValidatingAdmissionPolicy
+// and binding of AccessPolicyManifest under repoRoot on the hub: the
+// fleet's install (config/hub) has it, and every test or local fleet that
+// installs the hub without kustomize must too.
+func InstallAccessPolicy(ctx context.Context, hub client.Client, repoRoot string) error {
+	path := filepath.Join(repoRoot, AccessPolicyManifest)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, doc := range bytes.Split(data, []byte("\n---")) {
+		var head metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &head); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		var obj client.Object
+		switch head.Kind {
+		case "ValidatingAdmissionPolicy":
+			obj = &admissionv1.ValidatingAdmissionPolicy{}
+		case "ValidatingAdmissionPolicyBinding":
+			obj = &admissionv1.ValidatingAdmissionPolicyBinding{}
+		default:
+			return fmt.Errorf("%s: unexpected kind %q", path, head.Kind)
+		}
+		if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if err := apply(ctx, hub, obj); err != nil {
 			return fmt.Errorf("%s %s: %w", head.Kind, obj.GetName(), err)
 		}
 	}

@@ -248,7 +248,7 @@ func (l *authListener) authorizations() []string {
 // and then goes silent never receives the hub's credentials.
 func TestAgentCannotRedirectHubAccess(t *testing.T) {
 	ctx := context.Background()
-	if err := fencetest.InstallAccessPolicy(ctx, hub.Client, testenv.RepoRoot()); err != nil {
+	if err := testenv.InstallAccessPolicy(ctx, hub.Client, testenv.RepoRoot()); err != nil {
 		t.Fatal(err)
 	}
 	const name = "rogue"
