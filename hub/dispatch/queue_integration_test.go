@@ -236,10 +236,16 @@ func TestStartDeadlineWithdrawsSafely(t *testing.T) {
 		}
 		return nil
 	})
-	cur := get(t, js)
-	if c := condition(cur, fleet.ConditionDispatched); c == nil || c.Reason != fleet.ReasonStartTimeout || !strings.Contains(c.Message, "sd-a") {
-		t.Errorf("Dispatched while withdrawing: %+v", c)
-	}
+	// The hub deletes the dispatch first and writes the status after it,
+	// in the same reconcile: wait for the status rather than race it.
+	var cur *jobset.JobSet
+	testenv.Eventually(t, timeout, "the JobSet saying it is withdrawn", func() error {
+		cur = get(t, js)
+		if c := condition(cur, fleet.ConditionDispatched); c == nil || c.Reason != fleet.ReasonStartTimeout || !strings.Contains(c.Message, "sd-a") {
+			return fmt.Errorf("Dispatched while withdrawing: %+v", c)
+		}
+		return nil
+	})
 	if err := hasEvent(t, cur, fleet.ReasonStartTimeout); err != nil {
 		t.Error(err)
 	}
