@@ -246,9 +246,8 @@ func TestStartDeadlineWithdrawsSafely(t *testing.T) {
 		}
 		return nil
 	})
-	if err := hasEvent(t, cur, fleet.ReasonStartTimeout); err != nil {
-		t.Error(err)
-	}
+	// Events are recorded asynchronously, after the status.
+	testenv.Eventually(t, timeout, "a StartTimeout event", func() error { return hasEvent(t, cur, fleet.ReasonStartTimeout) })
 	time.Sleep(2 * time.Second)
 	if d := dispatchOf(t, js, "sd-b"); d != nil {
 		t.Fatalf("a dispatch on sd-b was created before sd-a confirmed its copy deleted")
