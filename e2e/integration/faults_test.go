@@ -163,6 +163,11 @@ func TestFaultSilentAgentWaitsForOperator(t *testing.T) {
 			_, from, _ := placeRunning(t, ns, "d")
 			to := env.other(from)
 			a := env.members[from].runAgentProcess(t, agentProcessOptions{})
+			// Swapping the in-process agent for the process can take longer
+			// than the fence timeout on a loaded machine; the new process
+			// then fences at start (as it must) and resumes the copy once it
+			// leads. Silence it only once the copy runs again.
+			waitCopyRunning(t, from, ns, "d")
 			must(t, tc.silence(a))
 			t.Cleanup(func() { setOutOfService(t, from, false) })
 
