@@ -13,11 +13,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	clientauthenticationv1 "k8s.io/client-go/pkg/apis/clientauthentication/v1"
-	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -25,37 +21,13 @@ import (
 	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/fence"
 	"github.com/jobset-fleet/jobset-fleet/hub/fence/fencetest"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
 
-// startHubWithAccess is startHub with the hub's own access to members
+// withAccess gives the hub its own access to members
 // (--clusterprofile-provider-file).
-func startHubWithAccess(t *testing.T, providerFile string) {
-	t.Helper()
-	opts := hubcomponent.DefaultOptions()
-	opts.InventoryNamespace, opts.HeartbeatTimeout, opts.MemberLostTimeout = inventoryNS, heartbeatTimeout, lostTimeout
-	opts.ClusterProfileProviderFile = providerFile
-	mgr, err := ctrl.NewManager(hub.Config, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:                  opts.CacheOptions(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hubcomponent.Setup(mgr, opts); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("hub manager: %v", err)
-		}
-	})
+func withAccess(providerFile string) func(*hubcomponent.Options) {
+	return func(o *hubcomponent.Options) { o.ClusterProfileProviderFile = providerFile }
 }
 
 // stallingListener accepts connections and never answers, as a member
@@ -122,7 +94,7 @@ func setAccessProviders(t *testing.T, member string, providers []clusterinventor
 func TestSilentMemberDoesNotHoldTheHub(t *testing.T) {
 	const onStalled = 24 // more than the hub's workers (16 by default)
 	listener := stall(t)
-	startHubWithAccess(t, fencetest.ProviderFile(t, clientauthenticationv1.ExecCredentialStatus{Token: "hub-token"}))
+	startHub(t, placement.Spread, withAccess(fencetest.ProviderFile(t, clientauthenticationv1.ExecCredentialStatus{Token: "hub-token"})))
 	stalled := join(t, "stalled", "100", map[string]string{"test": "stall"})
 	setAccessProviders(t, "stalled", fencetest.AccessTo("http://"+listener.Addr().String(), nil))
 	join(t, "answers", "100", map[string]string{"test": "stall"})

@@ -24,9 +24,7 @@ import (
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -70,37 +68,18 @@ func testLogger() logr.Logger {
 
 // startHub runs the hub's controllers (as cmd/hub wires them) until the
 // returned stop function is called or the test ends.
-func startHub(t *testing.T, policy placement.Policy) (stop func()) {
+func startHub(t *testing.T, policy placement.Policy, configure ...func(*hubcomponent.Options)) (stop func()) {
 	t.Helper()
 	opts := hubcomponent.DefaultOptions()
 	opts.InventoryNamespace, opts.HeartbeatTimeout, opts.MemberLostTimeout, opts.PlacementPolicy = inventoryNS, heartbeatTimeout, lostTimeout, string(policy)
-	mgr, err := ctrl.NewManager(hub.Config, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:                  opts.CacheOptions(),
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, f := range configure {
+		f(&opts)
 	}
+	mgr := hub.NewManager(t, opts.CacheOptions())
 	if err := hubcomponent.Setup(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("hub manager: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testenv.RunManager(t, mgr)
 }
 
 // agent plays a member's agent by writing to the hub directly: it owns a

@@ -17,11 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -62,16 +59,7 @@ func startHubWith(t *testing.T, o dispatch.Options, hook func(d *fleet.JobSetDis
 	t.Helper()
 	opts := hubcomponent.DefaultOptions()
 	opts.InventoryNamespace = inventoryNS
-	mgr, err := ctrl.NewManager(hub.Config, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:                  opts.CacheOptions(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := hub.NewManager(t, opts.CacheOptions())
 	inv := inventory.New(mgr.GetCache(), inventoryNS, inventory.Options{
 		HeartbeatTimeout: heartbeatTimeout, MemberLostTimeout: lostTimeout, LiveReader: mgr.GetAPIReader(),
 	})
@@ -86,15 +74,7 @@ func startHubWith(t *testing.T, o dispatch.Options, hook func(d *fleet.JobSetDis
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("hub manager: %v", err)
-		}
-	})
+	testenv.RunManager(t, mgr)
 }
 
 // TestRetiredDispatchCannotBeTaken: the hub deletes an old dispatch before

@@ -28,7 +28,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -401,25 +400,9 @@ func startHub(t *testing.T, providerFile string) {
 	opts := hubcomponent.DefaultOptions()
 	opts.HeartbeatTimeout, opts.MemberLostTimeout = 2*time.Second, 4*time.Second
 	opts.ClusterProfileProviderFile = providerFile
-	mgr, err := ctrl.NewManager(hub.Config, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  opts.CacheOptions(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := hub.NewManager(t, opts.CacheOptions())
 	if err := hubcomponent.Setup(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("hub manager: %v", err)
-		}
-	})
+	testenv.RunManager(t, mgr)
 }
