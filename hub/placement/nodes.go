@@ -541,18 +541,18 @@ type Unrunnable struct {
 // CouldEverRun judges, with the same rules as Place, whether some member
 // could ever run every Pod of the JobSet: it returns nil if so, and
 // otherwise, per replicatedJob that cannot run somewhere, where and why.
-// Only members that publish a node summary are judged; with none, nothing
-// is unrunnable. The cluster selector and pinned cluster are not taken
+// A member that publishes no node summary cannot be judged, so while one
+// is in the fleet nothing is unrunnable. The cluster selector and pinned cluster are not taken
 // into account: members' labels change, their nodes are what is judged.
 func CouldEverRun(js *jobset.JobSet, members []inventory.Member) []Unrunnable {
 	sets := jobSetPodSets(js)
 	byIndex := map[int]*Unrunnable{}
-	judged := 0
 	for _, m := range members {
 		if m.Nodes == nil {
-			continue
+			// An agent that publishes no summary cannot be judged: it
+			// may run it.
+			return nil
 		}
-		judged++
 		f := newNodeFit(m)
 		f.withoutConditionTaints()
 		runs := true
@@ -571,7 +571,7 @@ func CouldEverRun(js *jobset.JobSet, members []inventory.Member) []Unrunnable {
 			return nil
 		}
 	}
-	if judged == 0 {
+	if len(byIndex) == 0 {
 		return nil
 	}
 	out := make([]Unrunnable, 0, len(byIndex))

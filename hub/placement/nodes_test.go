@@ -395,7 +395,7 @@ func TestCouldEverRun(t *testing.T) {
 	}{
 		{"fits a node somewhere", pods(1, 1, rl(gpu, "4"), nil), []inventory.Member{fours, twos}, nil},
 		{"busy now is not never", pods(1, 1, rl(gpu, "2"), nil), []inventory.Member{twos}, nil},
-		{"larger than every node", pods(1, 1, rl(gpu, "8"), nil), []inventory.Member{fours, twos, old}, verdicts{0: {
+		{"larger than every node", pods(1, 1, rl(gpu, "8"), nil), []inventory.Member{fours, twos}, verdicts{0: {
 			{Cluster: "fours", Reason: "needs 8 nvidia.com/gpu in one Pod; its largest node has 4"},
 			{Cluster: "twos", Reason: "needs 8 nvidia.com/gpu in one Pod; its largest node has 2"},
 		}}},
@@ -410,6 +410,7 @@ func TestCouldEverRun(t *testing.T) {
 			{Cluster: "tainted", Reason: "nodeSelector gpu=b200 matches no node"},
 		}}},
 		{"no member publishes a summary", pods(1, 1, rl(gpu, "64"), nil), []inventory.Member{old}, nil},
+		{"a member without a summary may run it", pods(1, 1, rl(gpu, "8"), nil), []inventory.Member{fours, twos, old}, nil},
 		// Nodes not ready now (a member starting, kwok or test clusters)
 		// take no Pod now, but may later.
 		{"nodes not ready now", pods(1, 1, rl(gpu, "4"), nil), []inventory.Member{notReady}, nil},

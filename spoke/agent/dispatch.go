@@ -219,8 +219,9 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 				if err := r.hub.Status().Patch(ctx, d, patch); err != nil {
 					return ctrl.Result{}, fmt.Errorf("reporting the refusal of JobSetDispatch %s: %w", o.Key, err)
 				}
-				r.reported(o.Key, r.clock.Now())
 			}
+			// An attempt, written or not: the next waits RefusalRetryInterval.
+			r.reported(o.Key, r.clock.Now())
 			return ctrl.Result{RequeueAfter: RefusalRetryInterval}, nil
 		}
 		logger.Info("Created member JobSet", "jobset", client.ObjectKeyFromObject(js), "epoch", d.Spec.Epoch)

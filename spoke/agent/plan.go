@@ -384,11 +384,11 @@ func (pl *planner) noCopy() {
 		pl.refuse(fleet.ReasonNamespaceDenied,
 			fleet.Bounded(fmt.Sprintf("cluster %s does not run JobSets of namespace %s: its agent's namespace policy denies it (built-in %s, --denied-namespaces %s)",
 				o.ClusterName, d.Spec.Origin.Namespace, strings.Join(fleet.BuiltinDeniedNamespaces, ","), strings.Join(o.DeniedNamespaces, ",")), fleet.MaxMemberReason))
-	case refusedRecently(d, o.Now):
+	case refusedRecently(d, o):
 		// The member refused the copy moments ago; the hub is placing it
 		// elsewhere. Try again later, in case the cause went away.
 		p.State = StateRefused
-		p.ReportAfter = RefusalRetryInterval - o.Now.Sub(d.Status.LastSyncTime.Time)
+		p.ReportAfter = RefusalRetryInterval - o.Now.Sub(lastRefusal(d, o))
 	default:
 		// Never created for this epoch, or deleted unfinished on the
 		// member after its last status reached the hub: (re)create it,
@@ -586,10 +586,20 @@ var retriedRefusals = map[string]bool{fleet.ReasonMemberRefused: true, fleet.Rea
 
 // refusedRecently reports whether the agent refused d's copy for this
 // generation less than RefusalRetryInterval ago.
-func refusedRecently(d *fleet.JobSetDispatch, now metav1.Time) bool {
+func refusedRecently(d *fleet.JobSetDispatch, o Observed) bool {
 	c := meta.FindStatusCondition(d.Status.Conditions, fleet.DispatchAccepted)
 	return c != nil && c.Status == metav1.ConditionFalse && retriedRefusals[c.Reason] && c.ObservedGeneration == d.Generation &&
-		d.Status.LastSyncTime != nil && now.Sub(d.Status.LastSyncTime.Time) < RefusalRetryInterval
+		o.Now.Sub(lastRefusal(d, o)) < RefusalRetryInterval
+}
+
+// lastRefusal is when the copy was last refused: the status's sync time,
+// or this agent's own last attempt, which writes nothing when the refusal
+// says what the status already does.
+func lastRefusal(d *fleet.JobSetDispatch, o Observed) time.Time {
+	if d.Status.LastSyncTime != nil && d.Status.LastSyncTime.After(o.LastReport) {
+		return d.Status.LastSyncTime.Time
+	}
+	return o.LastReport
 }
 
 func accepted(st *fleet.JobSetDispatchStatus, d *fleet.JobSetDispatch, cluster string) {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"testing"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -63,5 +64,26 @@ func TestStartedReported(t *testing.T) {
 	}
 	if !urgentReport(&reported.Status, p.Status) {
 		t.Error("Started is reported with the progress merging's delay; the hub's deadline may pass meanwhile")
+	}
+}
+
+// A refusal that says what the status already says writes nothing, so the
+// status's sync time stays at the first refusal; the agent's own last
+// attempt still spaces the retries.
+func TestRefusalRetriesAreSpacedByTheLastAttempt(t *testing.T) {
+	d := testDispatch(2)
+	d.Finalizers = []string{fleet.AgentFinalizer}
+	first := metav1.NewTime(now.Add(-time.Minute))
+	d.Status.LastSyncTime = &first
+	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{Type: fleet.DispatchAccepted, Status: metav1.ConditionFalse, Reason: fleet.ReasonQuotaExceeded, ObservedGeneration: d.Generation})
+	o := Observed{Key: "fleet-member-a/team.train", ClusterName: "a", Now: now, Dispatch: d}
+
+	if p := ComputePlan(o); p.Create == nil {
+		t.Errorf("refused a minute ago and not tried since: plan %+v, want a new create attempt", p)
+	}
+	o.LastReport = now.Add(-5 * time.Second)
+	p := ComputePlan(o)
+	if p.Create != nil || p.State != StateRefused || p.ReportAfter != RefusalRetryInterval-5*time.Second {
+		t.Errorf("tried 5 s ago: create %v, state %s, report after %s; want no create, %s, %s", p.Create != nil, p.State, p.ReportAfter, StateRefused, RefusalRetryInterval-5*time.Second)
 	}
 }
