@@ -695,7 +695,7 @@ func (pl *planner) mirror(d *fleet.JobSetDispatch, fs jobset.FleetStatus) {
 // propagate keeps the current dispatch's template equal to the JobSet.
 func (pl *planner) propagate(d *fleet.JobSetDispatch, fs jobset.FleetStatus) {
 	want := Template(pl.o.JobSet, fs)
-	if !equality.Semantic.DeepEqual(d.Spec.JobSet, want) {
+	if !equality.Semantic.DeepEqual(d.Spec.JobSet, want) || !maps.Equal(d.Spec.NamespaceLabels, pl.o.NamespaceLabels) {
 		updated := d.DeepCopy()
 		updated.Spec.JobSet = want
 		updated.Spec.NamespaceLabels = pl.o.NamespaceLabels

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -176,7 +177,7 @@ func Admit(queue []Pending, strategy QueueingStrategy, place Placer, target stri
 		for _, h := range holds {
 			if h.priority > e.Priority {
 				addReserved(withHolds, h.member, h.requests)
-				if !containsString(heldFor, h.key) {
+				if !slices.Contains(heldFor, h.key) {
 					heldFor = append(heldFor, h.key)
 				}
 			}
@@ -228,15 +229,6 @@ func addReserved(r map[string]corev1.ResourceList, member string, l corev1.Resou
 	placement.AddTo(r[member], l)
 }
 
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // queuedMessage is the Dispatched=False message of a waiting JobSet:
 // "Queued: 3rd of 12; <what it waits for>".
 func queuedMessage(t Turn, strategy QueueingStrategy) (reason, msg string) {
@@ -274,7 +266,7 @@ func ordinal(n int) string {
 
 var (
 	queueLength = regexp.MustCompile(`^(Queued: \S+) of \d+; `)
-	liveNumber  = regexp.MustCompile(`[0-9]+(\.[0-9]+)?[a-zA-Z%]*`)
+	liveNumber  = regexp.MustCompile(`(^|[^\w.-])[0-9]+(\.[0-9]+)?[a-zA-Z%]*`)
 )
 
 // waitSignature is what a waiting JobSet's message says, without the live
@@ -287,7 +279,7 @@ func waitSignature(reason, msg string) string {
 	if m := queueLength.FindStringSubmatchIndex(msg); m != nil {
 		head, rest = msg[m[2]:m[3]], msg[m[1]:]
 	}
-	return reason + "|" + head + "|" + liveNumber.ReplaceAllString(rest, "#")
+	return reason + "|" + head + "|" + liveNumber.ReplaceAllString(rest, "${1}#")
 }
 
 // suspended reports whether the JobSet is suspended on the hub.

@@ -209,6 +209,8 @@ func TestWaitSignatureIgnoresLiveNumbers(t *testing.T) {
 		waitSignature(fleet.ReasonNoFit, "Queued: 2nd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
 		waitSignature(fleet.ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m1: unhealthy: heartbeat not renewed"),
 		waitSignature(fleet.ReasonQueued, "Queued: 3rd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
+		// Digits in names are names: another member, not a live number.
+		waitSignature(fleet.ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m2: insufficient resources: needs cpu 16, 3950m free"),
 	} {
 		if other == a {
 			t.Errorf("a new position, verdict or reason kept the signature: %s", other)

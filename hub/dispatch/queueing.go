@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -173,7 +174,11 @@ func (r *Reconciler) waitingJobSets(ctx context.Context, _ client.Object) []reco
 type memberView struct {
 	// filters are the member's properties other than capacity that
 	// placement filters on.
-	filters     string
+	filters string
+	// nodes is the member's node summary as reported: nodes freed, taints
+	// lifted or labels changed may let a JobSet fit where the sums did not
+	// move.
+	nodes       string
 	allocatable corev1.ResourceList
 	free        corev1.ResourceList
 	capacity    string
@@ -182,16 +187,17 @@ type memberView struct {
 func viewOf(m inventory.Member) memberView {
 	return memberView{
 		filters: fmt.Sprint(m.Healthy, m.HeartbeatFresh, m.OutOfService, m.Labels, m.AllowedNamespaces, m.TopologyDomains, m.StorageClasses),
+		nodes:   nodesOf(m),
 		// DeepCopy: the views outlive the member's assessment.
 		allocatable: m.Allocatable.DeepCopy(), free: m.Free.DeepCopy(), capacity: capacityFingerprint(m),
 	}
 }
 
 // couldLetFit reports whether a member that was prev and is now cur could
-// fit a JobSet it did not: it is new, a filter changed, or it reports more
-// of some resource. Less capacity fits nothing new.
+// fit a JobSet it did not: it is new, a filter or its nodes changed, or it
+// reports more of some resource. Less capacity fits nothing new.
 func couldLetFit(prev, cur memberView, known bool) bool {
-	if !known || prev.filters != cur.filters {
+	if !known || prev.filters != cur.filters || prev.nodes != cur.nodes {
 		return true
 	}
 	return grew(prev.allocatable, cur.allocatable) || grew(prev.free, cur.free)
@@ -229,4 +235,14 @@ func (r *Reconciler) noteMember(ctx context.Context, name string) (couldFit, cap
 	}
 	delete(r.members, name)
 	return false, false
+}
+
+// nodesOf is the member's node summary in a comparable form ("" for none;
+// json.Marshal sorts map keys).
+func nodesOf(m inventory.Member) string {
+	if m.Nodes == nil {
+		return ""
+	}
+	raw, _ := json.Marshal(m.Nodes)
+	return string(raw)
 }

@@ -149,7 +149,7 @@ func (r *Reconciler) observe(ctx context.Context, key types.NamespacedName) (*Ob
 		case err != nil:
 			return nil, nil, fmt.Errorf("reading namespace %s: %w", o.JobSet.Namespace, err)
 		default:
-			o.NamespaceLabels = PodSecurityLabels(ns.Labels)
+			o.NamespaceLabels = fleet.PodSecurityLabels(ns.Labels)
 		}
 	}
 	r.observeCopies(ctx, o)

@@ -1,7 +1,6 @@
 package dispatch
 
 import (
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"sort"
@@ -74,12 +73,9 @@ func capacityFingerprint(m inventory.Member) string {
 	sort.Strings(parts)
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(strings.Join(parts, "\n")))
-	if m.Nodes != nil {
-		// Node by node capacity too: freed nodes may let it fit where the
-		// sums did not move. json.Marshal sorts map keys: deterministic.
-		raw, _ := json.Marshal(m.Nodes)
-		_, _ = h.Write(raw)
-	}
+	// Node by node capacity too: freed nodes may let it fit where the sums
+	// did not move.
+	_, _ = h.Write([]byte(nodesOf(m)))
 	return fmt.Sprintf("%016x", h.Sum64())
 }
 

@@ -331,3 +331,18 @@ func TestDrainWithdrawalDoesNotExcludeAfterUncordon(t *testing.T) {
 		t.Errorf("a drain's withdrawal excludes the uncordoned member: %v", got)
 	}
 }
+
+// A waiting JobSet is looked at again when a member's nodes change, even
+// if its sums do not: a lifted taint or a relabelled node may let it fit.
+func TestNodeChangesCouldLetItFit(t *testing.T) {
+	tainted := planMember("m1", func(m *inventory.Member) {
+		m.Nodes = &fleet.NodeSummary{Groups: []fleet.NodeGroup{{Nodes: 1, Taints: []corev1.Taint{{Key: "gpu", Effect: corev1.TaintEffectNoSchedule}}}}}
+	})
+	lifted := planMember("m1", func(m *inventory.Member) { m.Nodes = &fleet.NodeSummary{Groups: []fleet.NodeGroup{{Nodes: 1}}} })
+	if !couldLetFit(viewOf(tainted), viewOf(lifted), true) {
+		t.Error("a taint lifted on the member's nodes does not re-evaluate waiting JobSets")
+	}
+	if couldLetFit(viewOf(lifted), viewOf(lifted), true) {
+		t.Error("an unchanged member re-evaluates waiting JobSets")
+	}
+}

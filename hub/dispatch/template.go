@@ -9,10 +9,6 @@ import (
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
-// podSecurityLabelPrefix prefixes the Pod Security labels of a namespace;
-// a dispatch carries those of its JobSet's hub namespace.
-const podSecurityLabelPrefix = "pod-security.kubernetes.io/"
-
 // Template is what the member must run for a hub JobSet: the user's labels,
 // annotations and spec, without the hub's own keys, managed by the member's
 // built-in controller, with maxRestarts reduced by the restarts already
@@ -34,22 +30,6 @@ func withoutFleetKeys(in map[string]string) map[string]string {
 	var out map[string]string
 	for k, v := range in {
 		if strings.HasPrefix(k, "fleet.jobset.x-k8s.io/") || k == "kubectl.kubernetes.io/last-applied-configuration" {
-			continue
-		}
-		if out == nil {
-			out = map[string]string{}
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// PodSecurityLabels are the pod-security.kubernetes.io/ labels among a
-// namespace's labels (nil when none).
-func PodSecurityLabels(namespaceLabels map[string]string) map[string]string {
-	var out map[string]string
-	for k, v := range namespaceLabels {
-		if !strings.HasPrefix(k, podSecurityLabelPrefix) {
 			continue
 		}
 		if out == nil {

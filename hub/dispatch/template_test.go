@@ -42,7 +42,7 @@ func TestTemplate(t *testing.T) {
 	if got := Template(js, jobset.FleetStatus{RestartsCountTowardsMaxCarried: 4}).Spec.FailurePolicy.MaxRestarts; got != 0 {
 		t.Errorf("maxRestarts floor: got %d, want 0", got)
 	}
-	nsLabels := PodSecurityLabels(map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "team": "a"})
+	nsLabels := fleet.PodSecurityLabels(map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "team": "a"})
 	d := NewDispatch(js, jobset.FleetStatus{Cluster: "m2", Epoch: 3}, nsLabels)
 	type dispatch struct {
 		Namespace, Name, OriginUIDLabel, FirstFinalizer string

@@ -288,7 +288,7 @@ func (r *dispatchReconciler) create(ctx context.Context, d *fleet.JobSetDispatch
 		}
 		// Created with the hub namespace's Pod Security labels: a bare
 		// namespace would admit privileged Pods the hub would not.
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: js.Namespace, Labels: PodSecurityLabels(d)}}
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: js.Namespace, Labels: fleet.PodSecurityLabels(d.Spec.NamespaceLabels)}}
 		if err := r.member.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 			if reason, lasting := ClassifyCreateError(err); lasting {
 				return &refusal{reason, fmt.Sprintf("creating namespace %s: %v", js.Namespace, err)}, nil

@@ -94,21 +94,6 @@ func withEpoch(tpl *corev1.PodTemplateSpec, epoch int64) {
 	}
 }
 
-// PodSecurityLabels are the labels a namespace the agent creates for a copy
-// carries: the pod-security.kubernetes.io/ labels of the hub namespace, so
-// the copy's Pods get no more on the member than the hub would give them.
-func PodSecurityLabels(d *fleet.JobSetDispatch) map[string]string {
-	labels := map[string]string{}
-	for k, v := range d.Spec.NamespaceLabels {
-		if strings.HasPrefix(k, podSecurityLabelPrefix) {
-			labels[k] = v
-		}
-	}
-	return labels
-}
-
-const podSecurityLabelPrefix = "pod-security.kubernetes.io/"
-
 // MergeMutable returns current with every field the dispatch may change
 // after creation set from desired: labels and annotations the dispatch
 // names, spec.suspend, the parallelism and completions of its Jobs

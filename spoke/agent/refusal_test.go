@@ -176,7 +176,7 @@ func TestPodSecurityLabels(t *testing.T) {
 		"pod-security.kubernetes.io/enforce-version": "latest",
 		"pod-security.kubernetes.io/warn":            "baseline",
 	}
-	if diff := cmp.Diff(want, PodSecurityLabels(d)); diff != "" {
+	if diff := cmp.Diff(want, fleet.PodSecurityLabels(d.Spec.NamespaceLabels)); diff != "" {
 		t.Errorf("labels (-want +got):\n%s", diff)
 	}
 }

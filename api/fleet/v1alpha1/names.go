@@ -202,3 +202,23 @@ const (
 	// only some of whose Pods run, which that status does not show.
 	DispatchStarted = "Started"
 )
+
+// PodSecurityLabelPrefix prefixes a namespace's Pod Security labels.
+const PodSecurityLabelPrefix = "pod-security.kubernetes.io/"
+
+// PodSecurityLabels are the Pod Security labels among a namespace's labels
+// (nil when none): what a dispatch carries of its JobSet's hub namespace
+// (spec.namespaceLabels), and all an agent puts on a namespace it creates,
+// so a copy's Pods get no more on the member than the hub gives them.
+func PodSecurityLabels(namespaceLabels map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range namespaceLabels {
+		if strings.HasPrefix(k, PodSecurityLabelPrefix) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
