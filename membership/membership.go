@@ -272,11 +272,7 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
-	// A member joined before Join recorded namespace UIDs: its profile
-	// names this very cluster, so its labelled namespace is the one that
-	// join created.
-	legacy := len(owned) == 0 && cp != nil && cp.Annotations[fleet.ClusterIDAnnotation] == clusterID
-	nsUID, err := ensureMemberNamespace(ctx, hub, opts, owned, legacy)
+	nsUID, err := ensureMemberNamespace(ctx, hub, opts, owned, legacyJoined(owned, cp, clusterID))
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}

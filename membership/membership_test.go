@@ -117,17 +117,20 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 
 	// A member joined before Join recorded its namespace's UID joins again:
 	// its profile names this same cluster.
-	for _, obj := range []client.Object{
-		&clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: inv, Name: "m1"}},
-		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: inv, Name: membership.AgentRole + "-m1"}},
-	} {
-		must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj))
-		patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
-		annotations := obj.GetAnnotations()
-		delete(annotations, membership.MemberNamespaceUIDAnnotation)
-		obj.SetAnnotations(annotations)
-		must(t, hub.Client.Patch(ctx, obj, patch))
+	forgetNamespaceUID := func() {
+		for _, obj := range []client.Object{
+			&clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: inv, Name: "m1"}},
+			&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: inv, Name: membership.AgentRole + "-m1"}},
+		} {
+			must(t, hub.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj))
+			patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+			annotations := obj.GetAnnotations()
+			delete(annotations, membership.MemberNamespaceUIDAnnotation)
+			obj.SetAnnotations(annotations)
+			must(t, hub.Client.Patch(ctx, obj, patch))
+		}
 	}
+	forgetNamespaceUID()
 	if _, err := membership.Join(ctx, hub.Client, memberClient, opts); err != nil {
 		t.Fatalf("join of a member joined before namespace UIDs were recorded: %v", err)
 	}
@@ -144,6 +147,8 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		t.Errorf("join --confirm-copies-stopped without --force: %v, want an error saying it needs --force", err)
 	}
 
+	// And unjoins as one: its namespace goes too (checked below).
+	forgetNamespaceUID()
 	for i := range 2 {
 		if err := membership.Unjoin(ctx, hub.Client, memberClient, opts); err != nil {
 			t.Fatalf("unjoin #%d: %v", i+1, err)

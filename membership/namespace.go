@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // recordedNamespaceUIDs are the member namespace UIDs an earlier Join
@@ -68,14 +70,22 @@ func ensureMemberNamespace(ctx context.Context, hub client.Client, opts Options,
 		name, opts.ClusterName, ns.UID, MemberNamespaceUIDAnnotation, opts.InventoryNamespace, opts.ClusterName, opts.InventoryNamespace, opts.inventoryRole())
 }
 
+// legacyJoined reports whether the member was joined before Join recorded
+// namespace UIDs: nothing is recorded, and its profile names this very
+// cluster, so its labelled namespace is the one that join created.
+func legacyJoined(owned []types.UID, cp *clusterinventory.ClusterProfile, clusterID string) bool {
+	return len(owned) == 0 && cp != nil && clusterID != "" && cp.Annotations[fleet.ClusterIDAnnotation] == clusterID
+}
+
 // deleteMemberNamespace deletes the member namespace if its UID is one Join
-// recorded.
-func deleteMemberNamespace(ctx context.Context, hub client.Client, name string, owned []types.UID) error {
+// recorded (or, legacyLabelled, if it carries Join's label).
+func deleteMemberNamespace(ctx context.Context, hub client.Client, name string, owned []types.UID, legacyLabelled bool) error {
 	ns := &corev1.Namespace{}
 	if err := hub.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if !slices.Contains(owned, ns.UID) || ns.DeletionTimestamp != nil {
+	ours := slices.Contains(owned, ns.UID) || (legacyLabelled && ns.Labels[CreatedByLabel] == createdByValue)
+	if !ours || ns.DeletionTimestamp != nil {
 		return nil
 	}
 	if err := hub.Delete(ctx, ns, client.Preconditions{UID: &ns.UID}); client.IgnoreNotFound(err) != nil {

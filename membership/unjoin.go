@@ -73,6 +73,15 @@ func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error 
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
+	// A member joined before namespace UIDs were recorded: its labelled
+	// namespace is Join's if the profile names this cluster (an
+	// unreachable member proves nothing, and its namespace stays).
+	legacy := false
+	if member != nil && len(owned) == 0 {
+		if clusterID, err := ClusterID(ctx, member); err == nil {
+			legacy = legacyJoined(owned, cp, clusterID)
+		}
+	}
 
 	// 1. Revoke the agent.
 	var errs []error
@@ -134,7 +143,7 @@ func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error 
 	} {
 		errs = append(errs, deleteIfExists(ctx, hub, obj))
 	}
-	errs = append(errs, deleteMemberNamespace(ctx, hub, memberNS, owned))
+	errs = append(errs, deleteMemberNamespace(ctx, hub, memberNS, owned, legacy))
 	errs = append(errs, deleteIfExists(ctx, hub, &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}}))
 	return errors.Join(errs...)
 }

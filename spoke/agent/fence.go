@@ -234,8 +234,10 @@ func (f *fencer) stop(ctx context.Context) {
 }
 
 func (f *fencer) enforce(ctx context.Context) error {
+	// Only fleet copies (every one carries its origin's UID): a standby
+	// replica lists live, and the member's other JobSets are not ours.
 	var list jobset.JobSetList
-	if err := f.member.List(ctx, &list); err != nil {
+	if err := f.member.List(ctx, &list, client.HasLabels{fleet.OriginUIDLabel}); err != nil {
 		return fmt.Errorf("listing member JobSets: %w", err)
 	}
 	jobs := map[types.UID]int{}
