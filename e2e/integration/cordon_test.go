@@ -8,9 +8,12 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 	"github.com/jobset-fleet/jobset-fleet/membership"
 )
 
@@ -36,6 +39,18 @@ func TestCordonUncordon(t *testing.T) {
 		if _, m := waitPlaced(t, ns, name); m != other {
 			t.Errorf("%s placed on %s, which is cordoned; want %s", name, m, other)
 		}
+		// Spread could have chosen the other member anyway: the verdict
+		// says the cordon is why.
+		testenv.Eventually(t, 30*time.Second, name+"'s placement names the cordon", func() error {
+			pd := &clusterinventory.PlacementDecision{}
+			if err := env.hub.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pd); err != nil {
+				return err
+			}
+			if why := pd.Annotations[placement.ReasonsAnnotation]; !strings.Contains(why, on+": cordoned by an operator") {
+				return fmt.Errorf("placement reasons %q", why)
+			}
+			return nil
+		})
 	}
 	testenv.Eventually(t, time.Minute, "pinned waits on the cordon", func() error {
 		c := condition(hubJobSet(t, ns, "pinned"), fleet.ConditionDispatched)

@@ -20,6 +20,7 @@ import (
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 	"github.com/jobset-fleet/jobset-fleet/hub/placement"
 )
@@ -132,7 +133,7 @@ func TestQueuePriorityNoOvertake(t *testing.T) {
 // behind it; under BestEffortFIFO a smaller one behind it goes.
 func TestQueueStrictFIFO(t *testing.T) {
 	clearQueue(t)
-	startHubWith(t, dispatch.Options{QueueingStrategy: dispatch.StrictFIFO}, nil)
+	startHub(t, placement.Spread, func(o *hubcomponent.Options) { o.QueueingStrategy = string(dispatch.StrictFIFO) })
 	ns := namespace(t, "queue-strict")
 	m := join(t, "qs-a", "16", map[string]string{"queue-test": "strict"})
 	m.report("16", "6")
@@ -195,6 +196,7 @@ func TestStartDeadlineWithdrawsSafely(t *testing.T) {
 	var (
 		mu         sync.Mutex
 		violations []string
+		samples    int
 		confirmed  time.Time
 	)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -220,11 +222,12 @@ func TestStartDeadlineWithdrawsSafely(t *testing.T) {
 					live = append(live, d.Namespace)
 				}
 			}
+			mu.Lock()
+			samples++
 			if len(live) > 1 {
-				mu.Lock()
 				violations = append(violations, strings.Join(live, "+"))
-				mu.Unlock()
 			}
+			mu.Unlock()
 		}
 	}()
 
@@ -277,6 +280,9 @@ func TestStartDeadlineWithdrawsSafely(t *testing.T) {
 	})
 	cancel()
 	<-sampled
+	if samples < 10 {
+		t.Errorf("the sampler read the dispatches %d times: it proves nothing", samples)
+	}
 	if len(violations) > 0 {
 		t.Errorf("two live copies seen: %v", violations)
 	}
@@ -330,9 +336,13 @@ func TestIdleFleetWritesNothing(t *testing.T) {
 		go func() {
 			defer w.Stop()
 			for ev := range w.ResultChan() {
-				if ev.Type == watch.Modified {
+				switch ev.Type {
+				case watch.Modified:
 					o := ev.Object.(client.Object)
 					writes.Store(fmt.Sprintf("%T %s %s", o, o.GetName(), o.GetResourceVersion()), true)
+				case watch.Error:
+					// A broken watch must not read as silence.
+					writes.Store(fmt.Sprintf("watch error: %v", ev.Object), true)
 				}
 			}
 		}()
@@ -360,4 +370,26 @@ func TestIdleFleetWritesNothing(t *testing.T) {
 	if n > 0 {
 		t.Errorf("an idle fleet wrote %d times in 15 s, e.g. %v", n, sample)
 	}
+	// The watches see writes: one by the test is counted.
+	list := &jobset.JobSetList{}
+	if err := hub.Client.List(ctx, list, client.InNamespace(ns)); err != nil || len(list.Items) == 0 {
+		t.Fatalf("listing the waiting JobSets: %d, %v", len(list.Items), err)
+	}
+	probe := &list.Items[0]
+	patch := client.MergeFrom(probe.DeepCopy())
+	probe.Annotations = map[string]string{"e2e.jobset-fleet.io/probe": "1"}
+	if err := hub.Client.Patch(ctx, probe, patch); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the watch seeing the test's own write", func() error {
+		seen := false
+		writes.Range(func(k, _ any) bool {
+			seen = seen || strings.Contains(k.(string), " "+probe.Name+" ")
+			return !seen
+		})
+		if !seen {
+			return fmt.Errorf("not seen")
+		}
+		return nil
+	})
 }

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,9 +54,9 @@ func (c *afterWrite) Delete(ctx context.Context, obj client.Object, opts ...clie
 }
 
 // startHubWith runs the hub's inventory and dispatcher as hub.Setup wires
-// them, with dispatcher options o, the dispatcher writing through
-// afterWrite{hook} when hook is not nil.
-func startHubWith(t *testing.T, o dispatch.Options, hook func(d *fleet.JobSetDispatch)) {
+// them, the dispatcher writing through afterWrite{hook}. Tests without a
+// hook use startHub, which is hub.Setup itself.
+func startHubWith(t *testing.T, hook func(d *fleet.JobSetDispatch)) {
 	t.Helper()
 	opts := hubcomponent.DefaultOptions()
 	opts.InventoryNamespace = inventoryNS
@@ -70,7 +71,7 @@ func startHubWith(t *testing.T, o dispatch.Options, hook func(d *fleet.JobSetDis
 	if hook != nil {
 		c = &afterWrite{Client: c, hook: hook}
 	}
-	r := dispatch.NewReconciler(c, mgr.GetAPIReader(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), o)
+	r := dispatch.NewReconciler(c, mgr.GetAPIReader(), inv, mgr.GetEventRecorder("jobset-fleet-hub"), dispatch.Options{})
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +83,12 @@ func startHubWith(t *testing.T, o dispatch.Options, hook func(d *fleet.JobSetDis
 // finalizer and start a copy) while the hub runs the JobSet elsewhere.
 func TestRetiredDispatchCannotBeTaken(t *testing.T) {
 	var (
-		mu        sync.Mutex
-		agentTook *bool
+		mu         sync.Mutex
+		agentTook  *bool
+		unexpected error
 	)
 	oldNS := fleet.MemberNamespace("retire-a")
-	startHubWith(t, dispatch.Options{}, func(d *fleet.JobSetDispatch) {
+	startHubWith(t, func(d *fleet.JobSetDispatch) {
 		mu.Lock()
 		defer mu.Unlock()
 		if d.Namespace != oldNS || agentTook != nil {
@@ -95,14 +97,24 @@ func TestRetiredDispatchCannotBeTaken(t *testing.T) {
 		// The agent of retire-a comes back right after the hub's first
 		// step on the old dispatch and takes it, as it does before it
 		// creates a copy.
-		cur := &fleet.JobSetDispatch{}
-		if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(d), cur); err != nil {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur := &fleet.JobSetDispatch{}
+			if err := hub.Client.Get(context.Background(), client.ObjectKeyFromObject(d), cur); err != nil {
+				return err
+			}
+			controllerutil.AddFinalizer(cur, fleet.AgentFinalizer)
+			return hub.Client.Update(context.Background(), cur)
+		})
+		switch {
+		case err == nil:
+			agentTook = ptr.To(true)
+		case apierrors.IsNotFound(err), strings.Contains(err.Error(), "being deleted"):
+			// Gone, or the apiserver's refusal of a new finalizer on an
+			// object being deleted: the protection this test is about.
 			agentTook = ptr.To(false)
-			return
+		default:
+			unexpected = err
 		}
-		controllerutil.AddFinalizer(cur, fleet.AgentFinalizer)
-		err := hub.Client.Update(context.Background(), cur)
-		agentTook = ptr.To(err == nil)
 	})
 	sel := map[string]string{"test": "retire"}
 	a := join(t, "retire-a", "8", sel)
@@ -135,8 +147,11 @@ func TestRetiredDispatchCannotBeTaken(t *testing.T) {
 		return nil
 	})
 	mu.Lock()
-	took := agentTook
+	took, unexpectedErr := agentTook, unexpected
 	mu.Unlock()
+	if unexpectedErr != nil {
+		t.Fatalf("the returning agent failed for another reason than the deletion: %v", unexpectedErr)
+	}
 	if took == nil {
 		t.Fatal("the hub never wrote to the old dispatch")
 	}
@@ -334,7 +349,7 @@ func TestDispatchCarriesPodSecurityLabels(t *testing.T) {
 // TestDeniedNamespacesNotPlaced: the dispatcher's denied namespaces reach
 // placement: a JobSet there is placed nowhere, and says why.
 func TestDeniedNamespacesNotPlaced(t *testing.T) {
-	startHubWith(t, dispatch.Options{DeniedNamespaces: []string{"team-denied-*"}}, nil)
+	startHub(t, placement.Spread, func(o *hubcomponent.Options) { o.DeniedNamespaces = []string{"team-denied-*"} })
 	join(t, "denied-a", "8", nil)
 	ns := namespace(t, "team-denied-x")
 	js := fleetJobSet(ns, "train", 1, "1").Annotation(fleet.PinnedClusterAnnotation, "denied-a").Obj()

@@ -234,10 +234,11 @@ func (f *fencer) stop(ctx context.Context) {
 }
 
 func (f *fencer) enforce(ctx context.Context) error {
-	// Only fleet copies (every one carries its origin's UID): a standby
-	// replica lists live, and the member's other JobSets are not ours.
+	// Every JobSet, not only those labelled as copies: which ones are the
+	// fleet's is the dispatch annotation's to say (isFleetCopy), and a
+	// copy a filter missed would run on while the hub moves it.
 	var list jobset.JobSetList
-	if err := f.member.List(ctx, &list, client.HasLabels{fleet.OriginUIDLabel}); err != nil {
+	if err := f.member.List(ctx, &list); err != nil {
 		return fmt.Errorf("listing member JobSets: %w", err)
 	}
 	jobs := map[types.UID]int{}

@@ -136,7 +136,7 @@ func TestStandbyFencesWithoutLeadership(t *testing.T) {
 	}
 
 	// A renewal recorded again: the standby resumes nothing.
-	record()
+	recorded = record()
 	time.Sleep(fence / 2)
 	if !suspended("train") {
 		t.Error("the standby resumed the copy once a renewal was recorded again")
