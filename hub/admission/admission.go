@@ -173,6 +173,12 @@ func (w *jobSetWebhook) ValidateUpdate(ctx context.Context, oldJS, newJS *jobset
 // checkPodSecurity applies the Pod Security level of the JobSet's
 // namespace, read now, to its pod templates. old is nil on create.
 func (w *jobSetWebhook) checkPodSecurity(ctx context.Context, old, js *jobset.JobSet) (field.ErrorList, admission.Warnings, error) {
+	if old != nil && !templatesChanged(&old.Spec, &js.Spec) {
+		// Most updates (finalizers, status-adjacent labels, the hub's own
+		// bookkeeping) touch no template: nothing to judge, no namespace
+		// read, and a flaky apiserver read cannot block a deletion.
+		return nil, nil, nil
+	}
 	ns := &corev1.Namespace{}
 	if err := w.namespaces.Get(ctx, client.ObjectKey{Name: js.Namespace}, ns); err != nil {
 		return nil, nil, fmt.Errorf("reading namespace %s for its Pod Security level: %w", js.Namespace, err)

@@ -79,6 +79,18 @@ func (p *PodSecurity) Check(nsPolicy psapi.Policy, old, spec *jobset.JobSetSpec)
 	return errs, warnings
 }
 
+// templatesChanged reports whether spec has a pod template old does not:
+// Pod Security judges only those, as its admission does for Pods.
+func templatesChanged(old, spec *jobset.JobSetSpec) bool {
+	for i := range spec.ReplicatedJobs {
+		rjob := &spec.ReplicatedJobs[i]
+		if !unchangedTemplate(old, rjob.Name, &rjob.Template.Spec.Template) {
+			return true
+		}
+	}
+	return false
+}
+
 // unchangedTemplate reports whether old has a replicated job of this name
 // with the same pod template.
 func unchangedTemplate(old *jobset.JobSetSpec, name string, template *corev1.PodTemplateSpec) bool {
