@@ -158,6 +158,13 @@ func (r *dispatchReconciler) observe(ctx context.Context, req reconcile.Request)
 		}
 		o.PodsRan = PodsRan(jobs.Items, t.UID)
 	}
+	if t := o.Target; t != nil && t.DeletionTimestamp == nil {
+		kc, err := observeKueue(ctx, r.member, d, t)
+		if err != nil {
+			return o, err
+		}
+		o.Kueue = kc
+	}
 	return o, nil
 }
 

@@ -427,6 +427,15 @@ func (p *publisher) properties(ctx context.Context) ([]clusterinventory.Property
 		return nil, fmt.Errorf("listing storage classes: %w", err)
 	}
 	now := metav1.Now()
-	return slices.Concat(ComputeProperties(nodes, pods, isFleetPod, p.topologyKeys, now), StorageClassProperties(classes.Items, now),
-		NodeSummaryProperties(ComputeNodeSummary(nodes, pods, p.nodeLabelKeys), now)), nil
+	props := slices.Concat(ComputeProperties(nodes, pods, isFleetPod, p.topologyKeys, now), StorageClassProperties(classes.Items, now),
+		NodeSummaryProperties(ComputeNodeSummary(nodes, pods, p.nodeLabelKeys), now))
+	// Kueue's quotas are extra: failing to read them must not stop the
+	// capacity the hub needs (the hub then sees no Kueue here).
+	switch quotas, err := readKueueQuotas(ctx, p.memberReader); {
+	case err != nil:
+		log.FromContext(ctx).Error(err, "Reading the member's Kueue quotas; publishing none")
+	case quotas != nil:
+		props = append(props, KueueQuotasProperties(*quotas, now)...)
+	}
+	return props, nil
 }

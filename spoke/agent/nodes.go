@@ -6,7 +6,6 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -246,21 +245,7 @@ func groupNodes(nodes []*corev1.Node, used map[string]corev1.ResourceList, keys 
 // fleet.NodeSummaryPart(0), (1), ... An empty summary is still published,
 // so the hub can tell "no schedulable nodes" from "not reported".
 func NodeSummaryProperties(s fleet.NodeSummary, now metav1.Time) []clusterinventory.Property {
-	raw, err := json.Marshal(s)
-	if err != nil {
-		// The summary holds only strings, integers and quantities.
-		panic("marshalling a node summary: " + err.Error())
-	}
-	var props []clusterinventory.Property
-	for text := string(raw); text != ""; {
-		n := min(len(text), fleet.MaxPropertyValue)
-		for n < len(text) && !utf8.RuneStart(text[n]) {
-			n--
-		}
-		props = append(props, clusterinventory.Property{Name: fleet.NodeSummaryPart(len(props)), Value: text[:n], LastObservedTime: now})
-		text = text[n:]
-	}
-	return props
+	return jsonProperties(s, fleet.NodeSummaryPart, now)
 }
 
 func summarySize(s fleet.NodeSummary) int {

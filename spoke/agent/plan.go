@@ -160,6 +160,8 @@ type Observed struct {
 	// PodsRan is true once a Pod of Target ran (PodsRan over its Jobs);
 	// only looked at while the dispatch does not say Started yet.
 	PodsRan bool
+	// Kueue is what the member's Kueue does with Target (kueue_copy.go).
+	Kueue KueueCopy
 }
 
 // ReasonPodsRan is the reason of the Started condition the agent sets.
@@ -434,7 +436,11 @@ func (pl *planner) copyDeleting(t *jobset.JobSet) {
 func (pl *planner) track(t *jobset.JobSet) {
 	o, d, p := pl.o, pl.d, &pl.p
 	p.AddFinalizer = !controllerutil.ContainsFinalizer(d, fleet.AgentFinalizer)
-	p.Update = MergeMutable(t, DesiredJobSet(d))
+	desired := DesiredJobSet(d)
+	if o.Kueue.Managed {
+		desired = LeaveToKueue(t, desired)
+	}
+	p.Update = MergeMutable(t, desired)
 	if !controllerutil.ContainsFinalizer(t, fleet.ReportFinalizer) {
 		// Adopt a copy made before the agent held ReportFinalizer.
 		if p.Update == nil {
@@ -446,6 +452,9 @@ func (pl *planner) track(t *jobset.JobSet) {
 	p.Status = pl.mirror(t)
 	if since := o.Now.Sub(o.LastReport); p.Status != nil && !urgentReport(&d.Status, p.Status) && since < ReportInterval {
 		p.Status, p.ReportAfter = nil, ReportInterval-since
+	}
+	if o.Kueue.Queued != nil && p.ReportAfter == 0 {
+		p.ReportAfter = KueueRecheckInterval
 	}
 	switch {
 	case t.Status.TerminalState != "":
@@ -484,6 +493,7 @@ func (pl *planner) mirror(t *jobset.JobSet) *fleet.JobSetDispatchStatus {
 		accepted(st, pl.d, pl.o.ClusterName)
 		st.ObservedEpoch = fleet.Epoch(t)
 		st.JobSetStatus = fleet.ReportedStatus(t)
+		st.Queued = pl.o.Kueue.Queued
 		if pl.o.PodsRan {
 			setCondition(st, pl.d, fleet.DispatchStarted, metav1.ConditionTrue, ReasonPodsRan,
 				fmt.Sprintf("a Pod of epoch %d ran on cluster %s", pl.d.Spec.Epoch, pl.o.ClusterName))

@@ -129,7 +129,7 @@ type Health struct {
 var agentPrefixes = []string{
 	fleet.PropertyAllocatablePrefix, fleet.PropertyFreePrefix,
 	fleet.PropertyFleetUsedPrefix, fleet.PropertyTopologyPrefix,
-	fleet.PropertyStorageClassPrefix, fleet.PropertyNodeSummary,
+	fleet.PropertyStorageClassPrefix, fleet.PropertyNodeSummary, fleet.PropertyKueueQuotas,
 }
 
 // ProfileStatus is the ClusterProfile status the agent publishes: old with

@@ -141,6 +141,11 @@ type JobSetDispatchStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
+	// queued is set while the member copy waits in the member's Kueue
+	// (kueue_member.go).
+	// +optional
+	Queued *MemberQueued `json:"queued,omitempty"`
+
 	// lastSyncTime is when the agent last wrote this status.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
