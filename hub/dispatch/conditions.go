@@ -26,3 +26,20 @@ func failedByHub(s *jobset.JobSetStatus, msg string) {
 		Type: string(jobset.JobSetFailed), Status: metav1.ConditionTrue, Reason: fleet.ReasonMemberLost, Message: fleet.Bounded(msg, fleet.MaxConditionMessage),
 	})
 }
+
+// queuedOnMember is the JobSet's QueuedOnMember condition while its copy
+// waits in member's Kueue, as the agent reported in d: "Queued in
+// member-2's ClusterQueue team-a: <Kueue's reason>". It keeps its
+// transition time while it stays True.
+func queuedOnMember(current []metav1.Condition, member string, q *fleet.MemberQueued, d *fleet.JobSetDispatch) metav1.Condition {
+	c := metav1.Condition{
+		Type: fleet.ConditionQueuedOnMember, Status: metav1.ConditionTrue, Reason: fleet.ReasonQueuedInMemberKueue,
+		Message: fleet.QueuedMessage(member, q), LastTransitionTime: d.CreationTimestamp,
+	}
+	if prev := meta.FindStatusCondition(current, c.Type); prev != nil && prev.Status == c.Status {
+		c.LastTransitionTime = prev.LastTransitionTime
+	} else if d.Status.LastSyncTime != nil {
+		c.LastTransitionTime = *d.Status.LastSyncTime
+	}
+	return c
+}

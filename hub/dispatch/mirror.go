@@ -68,6 +68,9 @@ func mirrorStatus(current jobset.JobSetStatus, d *fleet.JobSetDispatch, fs jobse
 			conds = append(conds, c)
 		}
 	}
+	if q := d.Status.Queued; q != nil && ms.TerminalState == "" {
+		conds = append(conds, queuedOnMember(current.Conditions, memberOf(d), q, d))
+	}
 	out.Conditions = conds
 	return out
 }

@@ -70,6 +70,10 @@ type Member struct {
 	// capacity rounded down. Nil when the agent publishes none or one the
 	// hub cannot use (Reason then says why; the member stays healthy).
 	Nodes *fleet.NodeSummary
+	// Kueue is the member's Kueue quotas (property kueue-quotas): its
+	// LocalQueues and the quota their ClusterQueues have free. Nil when
+	// the member runs no Kueue or publishes quotas the hub cannot use.
+	Kueue *fleet.KueueQuotas
 	// Profile is the ClusterProfile the member was assessed from; the hub's
 	// optional access to the member is read from its access providers.
 	Profile *clusterinventory.ClusterProfile
@@ -143,6 +147,8 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 	m.StorageClasses = parseStorageClasses(props)
 	nodes, nodesErr := ParseNodeSummary(props)
 	m.Nodes = nodes
+	kueue, kueueErr := ParseKueueQuotas(props)
+	m.Kueue = kueue
 
 	since := a.WatchingSince
 	if hb.Seen {
@@ -203,6 +209,9 @@ func Assess(p *clusterinventory.ClusterProfile, hb Heartbeat, now time.Time, a A
 	}
 	if nodesErr != nil {
 		m.Reason += "; node summary ignored: " + fleet.Bounded(nodesErr.Error(), MaxNodeSummaryReason)
+	}
+	if kueueErr != nil {
+		m.Reason += "; Kueue quotas ignored: " + fleet.Bounded(kueueErr.Error(), MaxNodeSummaryReason)
 	}
 	return m
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 
@@ -29,30 +28,12 @@ const (
 // what it publishes cannot be trusted: malformed, too large, or claiming
 // more nodes free than it has (a summary must never overstate a member).
 func ParseNodeSummary(props []clusterinventory.Property) (*fleet.NodeSummary, error) {
-	values := map[string]string{}
-	for _, p := range props {
-		if p.Name == fleet.PropertyNodeSummary || strings.HasPrefix(p.Name, fleet.PropertyNodeSummary+".") {
-			values[p.Name] = p.Value
-		}
-	}
-	first, ok := values[fleet.NodeSummaryPart(0)]
-	if !ok {
-		return nil, nil
-	}
-	var raw strings.Builder
-	raw.WriteString(first)
-	for i := 1; ; i++ {
-		part, ok := values[fleet.NodeSummaryPart(i)]
-		if !ok {
-			break
-		}
-		if i >= MaxNodeSummaryParts {
-			return nil, fmt.Errorf("more than %d parts", MaxNodeSummaryParts)
-		}
-		raw.WriteString(part)
+	raw, found, err := joinParts(props, fleet.PropertyNodeSummary, fleet.NodeSummaryPart, MaxNodeSummaryParts)
+	if !found || err != nil {
+		return nil, err
 	}
 	s := &fleet.NodeSummary{}
-	if err := json.Unmarshal([]byte(raw.String()), s); err != nil {
+	if err := json.Unmarshal([]byte(raw), s); err != nil {
 		return nil, fmt.Errorf("not JSON of a node summary: %w", err)
 	}
 	if err := validNodeSummary(s); err != nil {

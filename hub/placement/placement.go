@@ -76,6 +76,9 @@ type Verdict struct {
 	// Load is the member's unfinished JobSets placed by the hub.
 	Load   int
 	Reason string
+	// QueueShortfall says why the member's Kueue cannot admit the JobSet
+	// now (kueue.go); such a member is ranked after those whose can.
+	QueueShortfall string
 }
 
 // Result is a placement decision with its explanation.
@@ -197,6 +200,9 @@ func Place(req Request) (Result, error) {
 		} else {
 			v = fit(m, res.Requests, req.Committed[m.Name])
 			v.Load = req.Load[m.Name]
+			if v.QueueShortfall = QueueShortfall(m, js, res.Requests); v.Fits && v.QueueShortfall != "" {
+				v.Reason += "; ranked after members whose Kueue can admit it now: " + v.QueueShortfall
+			}
 		}
 		res.Verdicts = append(res.Verdicts, v)
 	}
@@ -207,7 +213,7 @@ func Place(req Request) (Result, error) {
 		if !v.Fits {
 			continue
 		}
-		if best < 0 || better(req.Policy, byCount, v, res.Verdicts[best]) {
+		if best < 0 || queueRanked(req.Policy, byCount, v, res.Verdicts[best]) {
 			best = i
 		}
 	}
