@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,6 +57,19 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// Controller logs go to a file, named when the run fails.
+	logFile, err := os.CreateTemp("", "kueue-members-*.log")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer logFile.Close()
+	var logMu sync.Mutex
+	ctrl.SetLogger(funcr.New(func(prefix, args string) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		fmt.Fprintln(logFile, time.Now().Format("15:04:05.000"), prefix, args)
+	}, funcr.Options{Verbosity: 1}))
 	var stops []func()
 	defer func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -152,6 +166,7 @@ func run(m *testing.M) int {
 	}
 	code := m.Run()
 	if code != 0 {
+		fmt.Fprintln(os.Stderr, "controller logs:", logFile.Name())
 		for _, mb := range members {
 			fmt.Fprintf(os.Stderr, "last lines of %s's Kueue log (%s):\n%s\n", mb.name, mb.kueue.LogPath, mb.kueue.Log(30))
 		}
@@ -184,7 +199,12 @@ func startManager(ctx context.Context, c *testenv.Cluster, setup func(ctrl.Manag
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	return func() { cancel(); <-done }, nil
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
+	}, nil
 }
 
 // addNode adds a Ready node of cpu to a member (no kubelet: the tests

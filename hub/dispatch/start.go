@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"sort"
@@ -76,6 +77,11 @@ func capacityFingerprint(m inventory.Member) string {
 	// Node by node capacity too: freed nodes may let it fit where the sums
 	// did not move.
 	_, _ = h.Write([]byte(nodesOf(m)))
+	// And its Kueue's free quota: a queue that frees up may admit it now.
+	if m.Kueue != nil {
+		quotas, _ := json.Marshal(m.Kueue)
+		_, _ = h.Write(quotas)
+	}
 	return fmt.Sprintf("%016x", h.Sum64())
 }
 

@@ -60,7 +60,7 @@ func TestReadKueueQuotas(t *testing.T) {
 	must(member.Client.Create(ctx, cq))
 	must(member.Client.Create(ctx, obj("LocalQueue", "team", "team-a", map[string]any{"clusterQueue": "team-a"})))
 	cq.Object["status"] = map[string]any{
-		"conditions": []any{map[string]any{"type": "Active", "status": "True", "reason": "Ready", "message": "Can admit new workloads", "lastTransitionTime": "2026-01-01T00:00:00Z"}},
+		"conditions":         []any{map[string]any{"type": "Active", "status": "True", "reason": "Ready", "message": "Can admit new workloads", "lastTransitionTime": "2026-01-01T00:00:00Z"}},
 		"flavorsReservation": []any{map[string]any{"name": "default", "resources": []any{map[string]any{"name": "cpu", "total": "5", "borrowed": "0"}}}},
 		"pendingWorkloads":   int64(0), "reservingWorkloads": int64(1), "admittedWorkloads": int64(1),
 	}

@@ -163,7 +163,7 @@ func itoa(i int) string { return resource.NewQuantity(int64(i), resource.Decimal
 func TestLeaveToKueue(t *testing.T) {
 	desired := &jobset.JobSet{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{fleet.KueueQueueNameLabel: "team-a", "app": "new"}},
-		Spec: jobset.JobSetSpec{Suspend: ptr.To(false), ReplicatedJobs: []jobset.ReplicatedJob{{Name: "w"}}},
+		Spec:       jobset.JobSetSpec{Suspend: ptr.To(false), ReplicatedJobs: []jobset.ReplicatedJob{{Name: "w"}}},
 	}
 	desired.Spec.ReplicatedJobs[0].Template.Spec.Parallelism = ptr.To[int32](4)
 	admitted := desired.DeepCopy()
