@@ -157,9 +157,12 @@ func TestMemberKueue(t *testing.T) {
 	if c := copyOn(t, m1, second); c != nil && c.DeletionTimestamp == nil {
 		t.Error("the withdrawn copy is still on member-1")
 	}
-	if c := meta.FindStatusCondition(get(t, second).Status.Conditions, fleet.ConditionQueuedOnMember); c != nil {
-		t.Errorf("still says queued once admitted: %+v", c)
-	}
+	testenv.Eventually(t, timeout, "the hub no longer says queued once admitted", func() error {
+		if c := meta.FindStatusCondition(get(t, second).Status.Conditions, fleet.ConditionQueuedOnMember); c != nil {
+			return fmt.Errorf("QueuedOnMember is %+v", c)
+		}
+		return nil
+	})
 }
 
 // setupQueue creates, on mb, a ResourceFlavor injecting poolLabel=kueue
