@@ -54,6 +54,10 @@ build: ## Build the hub, agent and kubectl-fleet binaries into bin/ (stamped wit
 images: ## Build the hub, agent and e2e workload images (static binaries FROM scratch; IMG_HUB, IMG_AGENT, IMG_WORKLOAD).
 	hack/images/build.sh hub=$(IMG_HUB) agent=$(IMG_AGENT) workload=$(IMG_WORKLOAD)
 
+.PHONY: release
+release: ## dist/: images (docker save), install-{hub,agent}.yaml, binaries, Helm charts, SHA256SUMS, all of VERSION=vX.Y.Z.
+	hack/release.sh
+
 .PHONY: e2e-kind
 e2e-kind: ## Kind clusters hub, member-1, member-2: build, install, join, e2e tests with real pods (KEEP_CLUSTERS=1 keeps them).
 	@# The test harness (e2e/kindfleet) builds the node image and the images itself.
