@@ -39,9 +39,12 @@ LDFLAGS = $(shell hack/ldflags.sh)
 .PHONY: verify-charts
 verify-charts: ## helm lint and helm template of the charts (bin/helm, built from hack/helm).
 	hack/tools.sh helm
+	@# With the default values, and with each charts/*/ci/*-values.yaml (the optional objects on).
 	for c in charts/jobset-fleet-hub charts/jobset-fleet-agent; do \
-		$(BIN)/helm lint --strict --namespace jobset-fleet-system $$c; \
-		$(BIN)/helm template jobset-fleet $$c --namespace jobset-fleet-system --include-crds >/dev/null; \
+		for v in /dev/null $$c/ci/*-values.yaml; do \
+			$(BIN)/helm lint --strict --namespace jobset-fleet-system --values $$v $$c; \
+			$(BIN)/helm template jobset-fleet $$c --namespace jobset-fleet-system --include-crds --values $$v >/dev/null; \
+		done; \
 	done
 
 .PHONY: build
