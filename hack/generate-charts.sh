@@ -91,6 +91,7 @@ for f in config/crd/bases/*.yaml; do
 	crd jobset-fleet-agent "$f"
 done
 template jobset-fleet-hub config/rbac/hub/role.yaml zz_generated.role.yaml
+template jobset-fleet-hub config/rbac/hub/tenant_roles.yaml zz_generated.tenant-roles.yaml
 template jobset-fleet-hub config/hub-webhook/manifests.yaml zz_generated.webhooks.yaml
 template jobset-fleet-hub config/hub/access-policy.yaml zz_generated.access-policy.yaml
 template jobset-fleet-hub config/hub/metrics_reader_role.yaml zz_generated.metrics-reader-role.yaml
