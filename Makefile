@@ -61,9 +61,16 @@ images: ## Build the hub, agent and e2e workload images (static binaries FROM sc
 release: ## dist/: images (docker save), install-{hub,agent}.yaml, binaries, Helm charts, SHA256SUMS, all of VERSION=vX.Y.Z.
 	hack/release.sh
 
+.PHONY: e2e-kind-host-setup
+e2e-kind-host-setup: ## As root: install Docker and the packages kind needs, configure and start dockerd, raise inotify limits.
+	@# The only target that changes the host (make e2e-kind does with E2E_SETUP_HOST=1).
+	hack/kind/node-image.sh host
+
 .PHONY: e2e-kind
-e2e-kind: ## Kind clusters hub, member-1, member-2: build, install, join, e2e tests with real pods (KEEP_CLUSTERS=1 keeps them).
-	@# The test harness (e2e/kindfleet) builds the node image and the images itself.
+e2e-kind: ## Kind clusters hub, member-1, member-2 from `make release` (dist/): install, join, e2e tests with real pods. Needs Docker (make e2e-kind-host-setup).
+	@# The test harness (e2e/kindfleet) builds the node image and the release
+	@# itself; it changes the host only with E2E_SETUP_HOST=1, and otherwise
+	@# says what is missing.
 	hack/tools.sh kubectl
 	JOBSET_FLEET_E2E_KIND=1 go test -timeout 45m -count 1 -v ./e2e/kindfleet/
 
