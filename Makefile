@@ -71,7 +71,7 @@ e2e-kind: ## Kind clusters hub, member-1, member-2 from `make release` (dist/): 
 	@# The test harness (e2e/kindfleet) builds the node image and the release
 	@# itself; it changes the host only with E2E_SETUP_HOST=1, and otherwise
 	@# says what is missing.
-	hack/tools.sh kubectl
+	hack/tools.sh kubectl helm
 	JOBSET_FLEET_E2E_KIND=1 go test -timeout 45m -count 1 -v ./e2e/kindfleet/
 
 .PHONY: run
