@@ -39,9 +39,12 @@ LDFLAGS = $(shell hack/ldflags.sh)
 .PHONY: verify-charts
 verify-charts: ## helm lint and helm template of the charts (bin/helm, built from hack/helm).
 	hack/tools.sh helm
+	@# With the default values, and with each charts/*/ci/*-values.yaml (the optional objects on).
 	for c in charts/jobset-fleet-hub charts/jobset-fleet-agent; do \
-		$(BIN)/helm lint --strict --namespace jobset-fleet-system $$c; \
-		$(BIN)/helm template jobset-fleet $$c --namespace jobset-fleet-system --include-crds >/dev/null; \
+		for v in /dev/null $$c/ci/*-values.yaml; do \
+			$(BIN)/helm lint --strict --namespace jobset-fleet-system --values $$v $$c; \
+			$(BIN)/helm template jobset-fleet $$c --namespace jobset-fleet-system --include-crds --values $$v >/dev/null; \
+		done; \
 	done
 
 .PHONY: build
@@ -54,10 +57,21 @@ build: ## Build the hub, agent and kubectl-fleet binaries into bin/ (stamped wit
 images: ## Build the hub, agent and e2e workload images (static binaries FROM scratch; IMG_HUB, IMG_AGENT, IMG_WORKLOAD).
 	hack/images/build.sh hub=$(IMG_HUB) agent=$(IMG_AGENT) workload=$(IMG_WORKLOAD)
 
+.PHONY: release
+release: ## dist/: images (docker save), install-{hub,agent}.yaml, binaries, Helm charts, SHA256SUMS, all of VERSION=vX.Y.Z.
+	hack/release.sh
+
+.PHONY: e2e-kind-host-setup
+e2e-kind-host-setup: ## As root: install Docker and the packages kind needs, configure and start dockerd, raise inotify limits.
+	@# The only target that changes the host (make e2e-kind does with E2E_SETUP_HOST=1).
+	hack/kind/node-image.sh host
+
 .PHONY: e2e-kind
-e2e-kind: ## Kind clusters hub, member-1, member-2: build, install, join, e2e tests with real pods (KEEP_CLUSTERS=1 keeps them).
-	@# The test harness (e2e/kindfleet) builds the node image and the images itself.
-	hack/tools.sh kubectl
+e2e-kind: ## Kind clusters hub, member-1, member-2 from `make release` (dist/): install, join, e2e tests with real pods. Needs Docker (make e2e-kind-host-setup).
+	@# The test harness (e2e/kindfleet) builds the node image and the release
+	@# itself; it changes the host only with E2E_SETUP_HOST=1, and otherwise
+	@# says what is missing.
+	hack/tools.sh kubectl helm
 	JOBSET_FLEET_E2E_KIND=1 go test -timeout 45m -count 1 -v ./e2e/kindfleet/
 
 .PHONY: run

@@ -321,13 +321,15 @@ func matches(selector, labels map[string]string) bool {
 	return len(selector) > 0
 }
 
-// TestChartsDefaultsLeaveOptionalObjectsOut: no ServiceMonitor (its CRD may
-// not exist), no metrics reader binding, and the agent's
+// TestChartsDefaultsLeaveOptionalObjectsOut: no ServiceMonitor,
+// PrometheusRule (their CRDs may not exist) or dashboard, no metrics reader
+// binding, and the agent's
 // PodDisruptionBudget only while there is a replica to spare.
 func TestChartsDefaultsLeaveOptionalObjectsOut(t *testing.T) {
 	for _, chart := range []string{"jobset-fleet-hub", "jobset-fleet-agent"} {
 		for k := range mustRender(t, chart) {
-			if strings.HasPrefix(k, "ServiceMonitor ") || strings.HasSuffix(k, "-metrics-reader") && strings.HasPrefix(k, "ClusterRoleBinding ") {
+			if strings.HasPrefix(k, "ServiceMonitor ") || strings.HasPrefix(k, "PrometheusRule ") || strings.HasPrefix(k, "ConfigMap ") ||
+				strings.HasSuffix(k, "-metrics-reader") && strings.HasPrefix(k, "ClusterRoleBinding ") {
 				t.Errorf("%s renders %s by default", chart, k)
 			}
 		}
@@ -351,5 +353,83 @@ func TestChartsRefuseOtherNamespaces(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "install into the namespace jobset-fleet-system") {
 			t.Errorf("%s in namespace fleet: %v, want the refusal naming jobset-fleet-system", chart, err)
 		}
+	}
+}
+
+// TestChartsMonitoring: with metrics.prometheusRule and
+// metrics.grafanaDashboard enabled, the charts install config/prometheus's
+// alerts, each chart those on its own component's series and together every
+// one of them unchanged (a rule on neither's series would be lost), and the
+// hub the dashboard byte for byte, labelled for Grafana's sidecar.
+func TestChartsMonitoring(t *testing.T) {
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, []byte(`
+metrics:
+  prometheusRule: {enabled: true, labels: {release: prom}}
+  grafanaDashboard: {enabled: true}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	config := byKey(kustomize(t, "../config/prometheus"))
+	want := map[string]any{} // alert name: rule
+	var order []string
+	groups, _, _ := unstructured.NestedSlice(config["PrometheusRule "+namespace+"/jobset-fleet"].Object, "spec", "groups")
+	for _, g := range groups {
+		for _, r := range g.(map[string]any)["rules"].([]any) {
+			name := r.(map[string]any)["alert"].(string)
+			want[name] = r
+			order = append(order, g.(map[string]any)["name"].(string)+"/"+name)
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("config/prometheus has no alert rules")
+	}
+
+	got := map[string]any{}
+	var gotOrder []string
+	for _, c := range []string{"hub", "agent"} {
+		objs := mustRender(t, "jobset-fleet-"+c, values)
+		rule := objs["PrometheusRule "+namespace+"/jobset-fleet-"+c]
+		if rule == nil {
+			t.Fatalf("jobset-fleet-%s: no PrometheusRule with metrics.prometheusRule.enabled", c)
+		}
+		if rule.GetLabels()["release"] != "prom" {
+			t.Errorf("jobset-fleet-%s: PrometheusRule labels %v lack release=prom", c, rule.GetLabels())
+		}
+		groups, _, _ := unstructured.NestedSlice(rule.Object, "spec", "groups")
+		for _, g := range groups {
+			for _, r := range g.(map[string]any)["rules"].([]any) {
+				rm := r.(map[string]any)
+				if expr := rm["expr"].(string); !strings.Contains(expr, "jobset_fleet_"+c+"_") {
+					t.Errorf("jobset-fleet-%s alerts on another component's series: %s", c, expr)
+				}
+				got[rm["alert"].(string)] = r
+				gotOrder = append(gotOrder, g.(map[string]any)["name"].(string)+"/"+rm["alert"].(string))
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the charts' alert rules differ from config/prometheus's (-config +charts):\n%s", diff)
+	}
+	slices.Sort(order)
+	slices.Sort(gotOrder)
+	if diff := cmp.Diff(order, gotOrder); diff != "" {
+		t.Errorf("alert groups (-config +charts):\n%s", diff)
+	}
+
+	dashboard, err := os.ReadFile("../config/prometheus/jobset-fleet-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := mustRender(t, "jobset-fleet-hub", values)["ConfigMap "+namespace+"/jobset-fleet-dashboard"]
+	if cm == nil {
+		t.Fatal("no dashboard ConfigMap with metrics.grafanaDashboard.enabled")
+	}
+	if cm.GetLabels()["grafana_dashboard"] != "1" {
+		t.Errorf("dashboard ConfigMap labels %v lack grafana_dashboard=1", cm.GetLabels())
+	}
+	data, _, _ := unstructured.NestedString(cm.Object, "data", "jobset-fleet-dashboard.json")
+	if data != strings.TrimSuffix(string(dashboard), "\n") {
+		t.Errorf("the dashboard ConfigMap's JSON differs from config/prometheus/jobset-fleet-dashboard.json")
 	}
 }

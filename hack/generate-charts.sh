@@ -66,10 +66,23 @@ template() { # chart, source, output name
 	} >"$out.tmp" && mv "$out.tmp" "$out"
 }
 
-echo "==> Helm charts: CRDs, RBAC, webhooks and policies from config/"
-mkdir -p charts/jobset-fleet-hub/{crds,templates} charts/jobset-fleet-agent/{crds,templates}
+# A file the chart's templates read with .Files.Get (the monitoring pack of
+# config/prometheus): copied unchanged, since its alert annotations and
+# dashboard legends use {{ }} themselves and must never be templated.
+file() { # chart, source
+	local out="charts/$1/files/$(basename "$2")"
+	if [[ $2 == *.yaml ]]; then
+		{ header "$2"; cat "$2"; } >"$out.tmp"
+	else
+		cp "$2" "$out.tmp"
+	fi
+	mv "$out.tmp" "$out"
+}
+
+echo "==> Helm charts: CRDs, RBAC, webhooks, policies and monitoring from config/"
+mkdir -p charts/jobset-fleet-hub/{crds,templates,files} charts/jobset-fleet-agent/{crds,templates,files}
 # From scratch, so a file config/ no longer has leaves the charts too.
-rm -f charts/*/crds/*.yaml charts/*/templates/zz_generated.*.yaml
+rm -f charts/*/crds/*.yaml charts/*/templates/zz_generated.*.yaml charts/*/files/*
 for f in config/crd/bases/*.yaml config/crd/cluster-inventory/*.yaml; do
 	crd jobset-fleet-hub "$f"
 done
@@ -78,9 +91,18 @@ for f in config/crd/bases/*.yaml; do
 	crd jobset-fleet-agent "$f"
 done
 template jobset-fleet-hub config/rbac/hub/role.yaml zz_generated.role.yaml
+template jobset-fleet-hub config/rbac/hub/tenant_roles.yaml zz_generated.tenant-roles.yaml
 template jobset-fleet-hub config/hub-webhook/manifests.yaml zz_generated.webhooks.yaml
 template jobset-fleet-hub config/hub/access-policy.yaml zz_generated.access-policy.yaml
 template jobset-fleet-hub config/hub/metrics_reader_role.yaml zz_generated.metrics-reader-role.yaml
 template jobset-fleet-agent config/rbac/agent/role.yaml zz_generated.role.yaml
 template jobset-fleet-agent config/webhook/manifests.yaml zz_generated.webhooks.yaml
 template jobset-fleet-agent config/agent/metrics_reader_role.yaml zz_generated.metrics-reader-role.yaml
+# The ServiceMonitor's endpoint and the alert rules for both (each chart
+# keeps the rules on its own component's series, templates/monitoring.yaml),
+# the dashboard for the hub.
+for c in jobset-fleet-hub jobset-fleet-agent; do
+	file "$c" config/prometheus/servicemonitor.yaml
+	file "$c" config/prometheus/prometheusrule.yaml
+done
+file jobset-fleet-hub config/prometheus/jobset-fleet-dashboard.json

@@ -187,10 +187,14 @@ func (o *Options) connectHub(ctx context.Context, log logr.Logger, member client
 }
 
 // Setup adds the JobSet controller to mgr and, when the caller set
-// o.Agent.HubConfig, the agent. The agent is nil otherwise.
+// o.Agent.HubConfig, the agent. The agent is nil otherwise. It refuses a
+// cluster that runs upstream JobSet (CheckCoexistence).
 func Setup(mgr ctrl.Manager, o Options) (*agent.Agent, error) {
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultOptions().Concurrency
+	}
+	if err := refuseBesideUpstream(mgr.GetAPIReader()); err != nil {
+		return nil, err
 	}
 	r := jobset.NewReconciler(mgr.GetClient(), mgr.GetEventRecorder(jobset.ReportingController), jobset.WithConcurrency(o.Concurrency))
 	if err := r.SetupWithManager(mgr); err != nil {

@@ -1,8 +1,10 @@
 // Package kindfleet is the end-to-end test of the fleet on real clusters:
 // three kind clusters (hub, member-1 and member-2, each member with two
-// workers in different racks) with the hub and the agents installed from
-// their images and kustomize bases exactly as the README tells a cluster
-// admin, running under their generated RBAC, and JobSets whose containers
+// workers in different racks) with the hub and the agents installed from a
+// release (hack/release.sh, version v0.0.0-e2e: the images' tarballs, the
+// rendered install-hub.yaml and install-agent.yaml, and the agent chart on
+// member-2) as the README tells a cluster admin, running under their
+// generated RBAC, and JobSets whose containers
 // (e2e/kindfleet/workload) really resolve, call and wait for each other.
 //
 // `make e2e-kind` runs it. The tests need Docker and take minutes, so they
@@ -13,6 +15,7 @@
 //	JOBSET_FLEET_E2E_KIND=1  run at all
 //	KEEP_CLUSTERS=1          keep the clusters afterwards (also on failure) and
 //	                         reuse them on the next run
-//	IMG_HUB, IMG_AGENT,      images to build and install (make's defaults)
-//	IMG_WORKLOAD
+//	IMG_WORKLOAD             the workload image to build (make's default)
+//	E2E_SETUP_HOST=1         install and start what the host lacks (Docker,
+//	                         packages; make e2e-kind-host-setup does only that)
 package kindfleet

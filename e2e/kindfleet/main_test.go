@@ -26,6 +26,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	kindcluster "sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindexec "sigs.k8s.io/kind/pkg/exec"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -48,6 +50,13 @@ const (
 
 	// runNodeImage is this harness's tag of the node image it runs.
 	runNodeImage = "jobset-fleet/kind-node:kindfleet"
+
+	// releaseVersion is the version of the release (hack/release.sh) the
+	// fleet is installed from.
+	releaseVersion = "v0.0.0-e2e"
+	// helmMember installs the agent chart of the release; the others apply
+	// its install-agent.yaml.
+	helmMember = "member-2"
 
 	systemNamespace = "jobset-fleet-system"
 	hubDeployment   = "jobset-fleet-hub"
@@ -75,7 +84,9 @@ type fleetEnv struct {
 	hub        *kindCluster
 	members    map[string]*kindCluster
 	images     struct{ hub, agent, workload string }
-	logDir     string
+	// dist is the release the fleet is installed from (make release).
+	dist   string
+	logDir string
 	// reused are the clusters kept from an earlier run (KEEP_CLUSTERS=1).
 	reused map[string]bool
 }
@@ -204,8 +215,9 @@ func envOr(name, def string) string {
 func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 	root := testenv.RepoRoot()
 	e := &fleetEnv{root: root, members: map[string]*kindCluster{}, reused: map[string]bool{}}
-	e.images.hub = envOr("IMG_HUB", "jobset-fleet/hub:dev")
-	e.images.agent = envOr("IMG_AGENT", "jobset-fleet/agent:dev")
+	// The release's image references (install-*.yaml, the charts' appVersion).
+	e.images.hub = "jobset-fleet/hub:" + releaseVersion
+	e.images.agent = "jobset-fleet/agent:" + releaseVersion
 	e.images.workload = envOr("IMG_WORKLOAD", "jobset-fleet/workload:dev")
 	e.kubectl = filepath.Join(root, "bin", "kubectl")
 	if _, err := os.Stat(e.kubectl); err != nil {
@@ -233,12 +245,27 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 	progress(start, "node image %s (as %s)", imgs.Node, runNodeImage)
 	imgs.Node = runNodeImage
 
-	progress(start, "building the binaries and images (make build images)")
-	mk := exec.CommandContext(ctx, "make", "-C", root, "--no-print-directory", "build", "images")
-	mk.Env = append(os.Environ(), "IMG_HUB="+e.images.hub, "IMG_AGENT="+e.images.agent, "IMG_WORKLOAD="+e.images.workload)
+	// The release as a user downloads it (images as tarballs, rendered
+	// YAML, charts), in a dist/ of the harness's own so that a release in
+	// the checkout's dist/ is left alone; the binaries join runs, and the
+	// workload image, which no release ships.
+	e.dist = filepath.Join(dir, "dist")
+	progress(start, "make release VERSION=%s (DIST=%s), make build, the workload image", releaseVersion, e.dist)
+	rel := exec.CommandContext(ctx, filepath.Join(root, "hack", "release.sh"))
+	rel.Env = append(os.Environ(), "VERSION="+releaseVersion, "DIST="+e.dist, "RELEASE_PARTS=images manifests charts")
+	rel.Stdout, rel.Stderr = &prefixed{prefix: "release: "}, &prefixed{prefix: "release: "}
+	if err := rel.Run(); err != nil {
+		return e, fmt.Errorf("hack/release.sh: %w", err)
+	}
+	mk := exec.CommandContext(ctx, "make", "-C", root, "--no-print-directory", "build")
 	mk.Stdout, mk.Stderr = &prefixed{prefix: "make: "}, &prefixed{prefix: "make: "}
 	if err := mk.Run(); err != nil {
-		return e, fmt.Errorf("make build images: %w", err)
+		return e, fmt.Errorf("make build: %w", err)
+	}
+	img := exec.CommandContext(ctx, filepath.Join(root, "hack", "images", "build.sh"), "workload="+e.images.workload)
+	img.Stdout, img.Stderr = &prefixed{prefix: "images: "}, &prefixed{prefix: "images: "}
+	if err := img.Run(); err != nil {
+		return e, fmt.Errorf("hack/images/build.sh workload=%s: %w", e.images.workload, err)
 	}
 
 	progress(start, "creating the clusters hub, %s", strings.Join(memberNames, ", "))
@@ -265,18 +292,23 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 		return e, err
 	}
 
-	progress(start, "loading images into the clusters")
+	progress(start, "loading images into the clusters (the release's tarballs, kind load image-archive)")
 	var g errgroup.Group
-	g.Go(func() error { return cluster.LoadImages(hubName, e.images.hub) })
+	g.Go(func() error { return e.loadImageArchive(hubName, "hub") })
 	for _, m := range memberNames {
-		g.Go(func() error { return cluster.LoadImages(m, e.images.agent, e.images.workload) })
+		g.Go(func() error {
+			if err := e.loadImageArchive(m, "agent"); err != nil {
+				return err
+			}
+			return cluster.LoadImages(m, e.images.workload)
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return e, fmt.Errorf("loading images: %w", err)
 	}
 
-	progress(start, "installing the hub: kubectl apply --server-side -k config/hub (e2e overlay)")
-	if err := e.install(ctx, e.hub, "hub", "jobset-fleet/hub", e.images.hub, hubDeployment); err != nil {
+	progress(start, "installing the hub: kubectl apply --server-side of the release's install-hub.yaml (e2e component)")
+	if err := e.install(ctx, e.hub, "hub", hubDeployment); err != nil {
 		return e, err
 	}
 
@@ -287,14 +319,20 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 		}
 	}
 
-	progress(start, "installing the agents: kubectl apply --server-side -k config/agent (e2e overlay)")
+	progress(start, "installing the agents: install-agent.yaml (e2e component) on all but %s, the agent chart of the release there", helmMember)
 	ig, gctx := errgroup.WithContext(ctx)
 	for _, m := range memberNames {
 		ig.Go(func() error {
-			return e.install(gctx, e.members[m], "agent", "jobset-fleet/agent", e.images.agent, agentDeployment)
+			if m == helmMember {
+				return e.helmInstallAgent(gctx, e.members[m])
+			}
+			return e.install(gctx, e.members[m], "agent", agentDeployment)
 		})
 	}
 	if err := ig.Wait(); err != nil {
+		return e, err
+	}
+	if err := e.agentsAgree(ctx); err != nil {
 		return e, err
 	}
 
@@ -430,38 +468,68 @@ func (e *fleetEnv) kubectlCmd(ctx context.Context, kc *kindCluster, stdin []byte
 	return out.String(), nil
 }
 
-// install applies a component's e2e overlay (e2e/kindfleet/overlays/<what>,
-// config/<what> plus short timeouts) with the image under test, the way
-// the README installs it, and waits for its Deployment to roll out.
-func (e *fleetEnv) install(ctx context.Context, kc *kindCluster, what, imageName, image, deployment string) error {
+// install applies the release's install-<what>.yaml with the e2e component
+// of e2e/kindfleet/overlays/<what> (short timeouts), server-side as the
+// README does, and waits for its Deployment to roll out.
+func (e *fleetEnv) install(ctx context.Context, kc *kindCluster, what, deployment string) error {
 	dir, err := os.MkdirTemp("", "kindfleet-"+what+"-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	name, tag := splitImage(image)
-	// kustomize takes no absolute paths, and the overlay is a directory
+	manifest, err := os.ReadFile(filepath.Join(e.dist, "install-"+what+".yaml"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "install.yaml"), manifest, 0o644); err != nil {
+		return err
+	}
+	// kustomize takes no absolute paths, and the component is a directory
 	// outside this one: a relative path reaches it.
-	overlay, err := filepath.Rel(dir, filepath.Join(e.root, "e2e", "kindfleet", "overlays", what))
+	component, err := filepath.Rel(dir, filepath.Join(e.root, "e2e", "kindfleet", "overlays", what))
 	if err != nil {
 		return err
 	}
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
+- install.yaml
+components:
 - %s
-images:
-- name: %s
-  newName: %s
-  newTag: %s
-`, overlay, imageName, name, tag)
+`, component)
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
 		return err
 	}
 	if _, err := e.kubectlCmd(ctx, kc, nil, "apply", "--server-side", "-k", dir); err != nil {
 		return err
 	}
-	// A reused cluster runs the previous build under the same tag.
+	return e.rollOut(ctx, kc, deployment)
+}
+
+// helmInstallAgent installs the release's agent chart, with the flags of
+// the e2e component (overlays/agent/values.yaml), as the README's Helm
+// section does after join.
+func (e *fleetEnv) helmInstallAgent(ctx context.Context, kc *kindCluster) error {
+	chart := filepath.Join(e.dist, "jobset-fleet-agent-"+strings.TrimPrefix(releaseVersion, "v")+".tgz")
+	home, err := os.MkdirTemp("", "kindfleet-helm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(home)
+	cmd := exec.CommandContext(ctx, filepath.Join(e.root, "bin", "helm"), "upgrade", "--install", "jobset-fleet-agent", chart,
+		"--kubeconfig", e.kubeconfig, "--kube-context", kc.context, "--namespace", systemNamespace,
+		"--values", filepath.Join(e.root, "e2e", "kindfleet", "overlays", "agent", "values.yaml"))
+	// Independent of the user's Helm setup.
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("helm install %s on %s: %w\n%s", filepath.Base(chart), kc.name, err, out)
+	}
+	return e.rollOut(ctx, kc, agentDeployment)
+}
+
+// rollOut waits for a Deployment to roll out; on a reused cluster it
+// restarts it first, since the previous build ran under the same tag.
+func (e *fleetEnv) rollOut(ctx context.Context, kc *kindCluster, deployment string) error {
 	if e.reused[kc.name] {
 		if _, err := e.kubectlCmd(ctx, kc, nil, "-n", systemNamespace, "rollout", "restart", "deployment/"+deployment); err != nil {
 			return err
@@ -473,12 +541,48 @@ images:
 	return nil
 }
 
-func splitImage(image string) (name, tag string) {
-	slash := strings.LastIndex(image, "/")
-	if i := strings.LastIndex(image, ":"); i > slash {
-		return image[:i], image[i+1:]
+// agentsAgree fails when the agents the two install paths made run with
+// other images or arguments: the tests assume one agent configuration.
+func (e *fleetEnv) agentsAgree(ctx context.Context) error {
+	var first, firstMember string
+	for _, m := range memberNames {
+		out, err := e.kubectlCmd(ctx, e.members[m], nil, "-n", systemNamespace, "get", "deployment/"+agentDeployment,
+			"-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].args}")
+		if err != nil {
+			return err
+		}
+		if firstMember == "" {
+			first, firstMember = out, m
+		} else if out != first {
+			return fmt.Errorf("the agents differ: %s runs %s, %s runs %s (e2e/kindfleet/overlays/agent: kustomization.yaml and values.yaml must give the same flags)", firstMember, first, m, out)
+		}
 	}
-	return image, "latest"
+	return nil
+}
+
+// loadImageArchive loads the release's image tarball of a component into
+// every node of a cluster, as kind load image-archive does.
+func (e *fleetEnv) loadImageArchive(clusterName, component string) error {
+	archive := filepath.Join(e.dist, "jobset-fleet-"+component+"-"+releaseVersion+".image.tar")
+	ns, err := kindcluster.NewProvider(kindcluster.ProviderWithDocker()).ListNodes(clusterName)
+	if err != nil {
+		return err
+	}
+	var g errgroup.Group
+	for _, n := range ns {
+		g.Go(func() error {
+			f, err := os.Open(archive)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := nodeutils.LoadImageArchive(n, f); err != nil {
+				return fmt.Errorf("loading %s into %s: %w", filepath.Base(archive), n.String(), err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // join runs the real `jobset-fleet-agent join` with admin kubeconfigs of

@@ -181,8 +181,8 @@ func (c *Cluster) init() error {
 }
 
 // controllers is what kube-controller-manager runs for tests: enough for Jobs
-// to make Pods, for ownership to cascade, and for headless Services to get
-// endpoints.
+// to make Pods, for ownership to cascade, for headless Services to get
+// endpoints, and for aggregated ClusterRoles (admin, edit, view) to fill.
 var controllers = []string{
 	"job-controller",
 	"garbage-collector-controller",
@@ -190,6 +190,7 @@ var controllers = []string{
 	"ttl-after-finished-controller",
 	"pod-garbage-collector-controller",
 	"namespace-controller",
+	"clusterrole-aggregation-controller",
 }
 
 func (c *Cluster) startControllerManager() error {

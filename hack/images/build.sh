@@ -14,7 +14,7 @@ export DOCKER_BUILDKIT=0 # the classic builder: no buildkit image to pull
 step() { printf '==> %s\n' "$*" >&2; }
 
 if ! docker info >/dev/null 2>&1; then
-	echo "images: the docker daemon is not reachable (on a machine without Docker, hack/kind/node-image.sh host installs and starts it)" >&2
+	echo "images: the docker daemon is not reachable (on a machine without Docker, make e2e-kind-host-setup installs and starts it, as root)" >&2
 	exit 1
 fi
 arch=$(docker info --format '{{.Architecture}}')

@@ -14,12 +14,18 @@
 # stderr ("==> ..."); the node image to use is the last line on stdout and is
 # also written to bin/kind/node-image. See hack/kind/README.md.
 #
-# Usage: node-image.sh          everything
+# The host is changed (packages installed, dockerd configured and started,
+# sysctls raised) only when asked: `node-image.sh host` or E2E_SETUP_HOST=1.
+# Otherwise a host that lacks any of it fails with what is missing and the
+# command that sets it up (make e2e-kind-host-setup).
+#
+# Usage: node-image.sh          everything but the host setup
 #        node-image.sh host     only the host setup (packages, dockerd)
 #
 # Environment:
 #   KIND_NODE_IMAGE_SOURCE=auto|stock|local  (default auto: stock if available)
-#   KIND_SKIP_HOST_SETUP=1                   do not install packages or touch dockerd
+#   E2E_SETUP_HOST=1                         set the host up first, as `host` does
+#   KIND_SKIP_HOST_SETUP=1                   neither set up nor check the host
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -75,12 +81,17 @@ host_lacks_sys_resource() {
 	(((0x$bnd >> 24) & 1)) && return 1 || return 0
 }
 
-ensure_packages() {
-	local want=(docker.io debootstrap libseccomp-dev pkg-config gcc libc6-dev jq) missing=() p
+missing_packages() {
+	local want=(docker.io debootstrap libseccomp-dev pkg-config gcc libc6-dev jq) p
 	for p in "${want[@]}"; do
 		if [[ $p == docker.io ]] && command -v dockerd >/dev/null; then continue; fi
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"
 	done
+}
+
+ensure_packages() {
+	local missing
+	mapfile -t missing < <(missing_packages)
 	if [[ ${#missing[@]} -eq 0 ]]; then
 		step "host packages: present"
 		return
@@ -92,9 +103,12 @@ ensure_packages() {
 }
 
 # ociwrap is dockerd's default runtime only where the host needs it.
+ociwrap_path=/usr/local/bin/jobset-fleet-ociwrap
+docker_conf=/etc/docker/daemon.json
+
 ensure_docker_runtime() {
 	host_lacks_sys_resource || { step "dockerd runtime: host has CAP_SYS_RESOURCE, runc as is"; return 0; }
-	local wrap=/usr/local/bin/jobset-fleet-ociwrap conf=/etc/docker/daemon.json
+	local wrap=$ociwrap_path conf=$docker_conf
 	build_local ociwrap
 	if ! cmp -s "$out/ociwrap" "$wrap"; then
 		step "dockerd runtime: installing $wrap"
@@ -155,6 +169,41 @@ ensure_dockerd() {
 	done
 	tail -20 "$log" >&2
 	die "dockerd did not become ready in 60s"
+}
+
+# check_host fails, changing nothing, when the host lacks what the setup
+# above would give it, saying what and how to get it.
+check_host() {
+	local problems=() missing
+	mapfile -t missing < <(missing_packages)
+	[[ ${#missing[@]} -eq 0 ]] || problems+=("packages not installed: ${missing[*]}")
+	if ! docker info >/dev/null 2>&1; then
+		if command -v dockerd >/dev/null; then
+			problems+=("dockerd is not running (or this user cannot reach it)")
+		else
+			problems+=("Docker is not installed")
+		fi
+	elif host_lacks_sys_resource && [[ $(jq -r '."default-runtime" // ""' "$docker_conf" 2>/dev/null) != ociwrap || ! -x $ociwrap_path ]]; then
+		problems+=("this host lacks CAP_SYS_RESOURCE and dockerd's default runtime is not $ociwrap_path (ociwrap, see hack/kind/README.md)")
+	fi
+	local key have
+	for key in fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=524288; do
+		have=$(cat "/proc/sys/$(tr . / <<<"${key%%=*}")" 2>/dev/null || echo 0)
+		if ((have < ${key#*=})); then
+			step "WARNING: sysctl ${key%%=*} is $have; kind clusters with many nodes need ${key#*=} (make e2e-kind-host-setup sets it)"
+		fi
+	done
+	if [[ ${#problems[@]} -eq 0 ]]; then
+		step "host: ready (Docker running, packages present)"
+		return
+	fi
+	{
+		echo "node-image: the host is not ready for kind clusters:"
+		printf '  - %s\n' "${problems[@]}"
+		echo "Nothing was changed. To install the packages, configure and start dockerd and raise the inotify limits (as root):"
+		echo "  make e2e-kind-host-setup        # or: E2E_SETUP_HOST=1 make e2e-kind"
+	} >&2
+	exit 1
 }
 
 # --------------------------------------------------------------- Go binaries
@@ -496,11 +545,14 @@ main() {
 		step "waiting for another node-image.sh run to finish"
 		flock 9
 	fi
-	if [[ -z ${KIND_SKIP_HOST_SETUP:-} ]]; then
+	if [[ ${1:-} == host || ${E2E_SETUP_HOST:-} == 1 ]]; then
+		step "host setup (asked for): packages, dockerd, inotify limits"
 		ensure_packages
 		ensure_docker_runtime
 		ensure_dockerd
 		ensure_inotify
+	elif [[ -z ${KIND_SKIP_HOST_SETUP:-} ]]; then
+		check_host
 	fi
 	if [[ ${1:-} == host ]]; then
 		step "host ready in $((SECONDS - start))s"

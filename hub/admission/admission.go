@@ -5,7 +5,8 @@
 // and field paths as a member), bad placement annotations, JobSets in
 // namespaces the fleet does not run, pod templates the namespace's Pod
 // Security level forbids, resources no member has, Pods no member's nodes
-// could ever hold, and the fleet's own keys.
+// could ever hold, and the fleet's own keys. What it admits but is probably
+// wrong (placement no member fits now) gets a warning.
 //
 // +kubebuilder:webhookconfiguration:mutating=true,name=jobset-fleet-hub-mutating-webhook-configuration
 // +kubebuilder:webhookconfiguration:mutating=false,name=jobset-fleet-hub-validating-webhook-configuration
@@ -27,7 +28,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
-	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -149,11 +149,12 @@ func (w *jobSetWebhook) ValidateCreate(ctx context.Context, js *jobset.JobSet) (
 	errs = append(errs, podErrs...)
 	if ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet {
 		errs = append(errs, ValidateNamespace(js.Namespace, w.opts.DeniedNamespaces)...)
-		fleetErrs, err := w.validateResources(ctx, js)
+		members, err := w.fleetMembers(ctx)
 		if err != nil {
 			return nil, err
 		}
-		errs = append(errs, fleetErrs...)
+		errs = append(errs, w.validateResources(js, members)...)
+		warnings = append(warnings, PlacementWarnings(js.Annotations, members)...)
 	}
 	return warnings, invalid(js, errs)
 }
@@ -204,22 +205,12 @@ func (w *jobSetWebhook) ValidateDelete(context.Context, *jobset.JobSet) (admissi
 // the fleet has at all, or (unless AdmitUnrunnable) whose Pods no member's
 // nodes could ever hold: it could never run. Too little of one, now, only
 // keeps it pending. A fleet with no members yet rejects nothing.
-func (w *jobSetWebhook) validateResources(ctx context.Context, js *jobset.JobSet) (field.ErrorList, error) {
-	profiles := &clusterinventory.ClusterProfileList{}
-	if err := w.reader.List(ctx, profiles, client.InNamespace(w.opts.InventoryNamespace)); err != nil {
-		return nil, fmt.Errorf("listing ClusterProfiles: %w", err)
-	}
-	var members []inventory.Member
-	for i := range profiles.Items {
-		if p := &profiles.Items[i]; inventory.IsFleetProfile(p) {
-			members = append(members, inventory.Assess(p, inventory.Heartbeat{}, time.Time{}, inventory.Assessment{}))
-		}
-	}
+func (w *jobSetWebhook) validateResources(js *jobset.JobSet, members []inventory.Member) field.ErrorList {
 	errs := ValidateResourcesExist(&js.Spec, members)
 	if !w.opts.AdmitUnrunnable {
 		errs = append(errs, ValidateCouldEverRun(js, members)...)
 	}
-	return errs, nil
+	return errs
 }
 
 // ValidateCouldEverRun reports each replicatedJob whose Pods no member

@@ -70,7 +70,8 @@ func BuiltImages() (Images, error) {
 }
 
 // EnsureImages runs hack/kind/node-image.sh (seconds when nothing changed;
-// it may install packages and start dockerd) and returns what it reported.
+// it installs packages and starts dockerd only with E2E_SETUP_HOST=1, and
+// otherwise fails on a host that lacks them) and returns what it reported.
 // Its progress goes to log.
 func EnsureImages(ctx context.Context, log io.Writer) (Images, error) {
 	root, err := RepoRoot()
