@@ -342,11 +342,14 @@ func (pl *planner) sync(choose Chooser) error {
 			if err := pl.place(choose, nil, false); err != nil {
 				return err
 			}
-		} else if !withdrawing(fs) {
+		} else if !withdrawing(fs) && !pl.backToQueue(rec, fs) {
 			pl.setCondition(fleet.ConditionDispatched, false, fleet.ReasonDispatchDeleted, fmt.Sprintf(
 				"its JobSetDispatch %s/%s was deleted; it runs again once member %s confirms its copy stopped", rec.Namespace, rec.Name, fs.Cluster))
 		}
 	default:
+		if pl.backToQueue(rec, fs) {
+			break
+		}
 		pl.propagate(rec, fs)
 		pl.startDeadline(rec)
 	}
@@ -495,6 +498,7 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 		// with what admission injected.
 		fs.Cluster = ""
 		pl.setFleet(fs)
+		unplacedStatus(pl.status)
 		pl.wait(fleet.ReasonAwaitingAdmission, awaitingAdmissionMessage(queue))
 		return nil
 	}
