@@ -96,9 +96,9 @@ func startHub(t *testing.T) {
 }
 
 // join adds a simulated member: a ClusterProfile with cpu allocatable and
-// free, one group of nodes labelled poolLabel=pool, and a heartbeat renewed
-// until the test ends.
-func join(t *testing.T, name, cpu, pool string, labels map[string]string) {
+// free, one group of nodes labelled poolLabel=pool with taints, and a
+// heartbeat renewed until the test ends.
+func join(t *testing.T, name, cpu, pool string, labels map[string]string, taints ...corev1.Taint) {
 	t.Helper()
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleet.MemberNamespace(name)}}
@@ -113,7 +113,7 @@ func join(t *testing.T, name, cpu, pool string, labels map[string]string) {
 	create(t, p)
 	q := resource.MustParse(cpu)
 	nodes, err := json.Marshal(fleet.NodeSummary{LabelKeys: []string{poolLabel}, Groups: []fleet.NodeGroup{{
-		Labels: map[string]string{poolLabel: pool}, Nodes: 1,
+		Labels: map[string]string{poolLabel: pool}, Taints: taints, Nodes: 1,
 		Allocatable: corev1.ResourceList{corev1.ResourceCPU: q},
 		Free:        []fleet.FreeNodes{{Count: 1, Free: corev1.ResourceList{corev1.ResourceCPU: q}}},
 	}}})

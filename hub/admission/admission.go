@@ -216,7 +216,9 @@ func (w *jobSetWebhook) validateResources(ctx context.Context, js *jobset.JobSet
 		}
 	}
 	errs := ValidateResourcesExist(&js.Spec, members)
-	if !w.opts.AdmitUnrunnable {
+	// Kueue gives a queued JobSet its flavor's node labels and tolerations
+	// when it admits it: its Pods are judged then, by placement.
+	if !w.opts.AdmitUnrunnable && js.Labels[fleet.KueueQueueNameLabel] == "" {
 		errs = append(errs, ValidateCouldEverRun(js, members)...)
 	}
 	return errs, nil

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"fmt"
 
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
@@ -19,7 +20,7 @@ import (
 // fleet's managedBy stays.
 
 // QueueNameLabel is Kueue's label naming a JobSet's LocalQueue.
-const QueueNameLabel = "kueue.x-k8s.io/queue-name"
+const QueueNameLabel = fleet.KueueQueueNameLabel
 
 // heldByQueue reports the LocalQueue of a JobSet that names one and is
 // suspended: the queue holds it until admission, and the hub does not

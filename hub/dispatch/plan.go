@@ -489,6 +489,11 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 			excluded[name] = why
 		}
 	}
+	for name, why := range flavorExclusions(pl.o.JobSet, pl.o.Members) {
+		if _, ok := excluded[name]; !ok {
+			excluded[name] = why
+		}
+	}
 	if blocker := pl.unreleasedBlocker(); blocker != nil {
 		pl.awaitingFence(blocker, "")
 		return nil
