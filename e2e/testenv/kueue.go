@@ -235,21 +235,7 @@ func kueueWebhooks(manifest string, frameworks []string) ([]*admissionv1.Mutatin
 	if err != nil {
 		return nil, nil, err
 	}
-	groups := []string{"kueue.x-k8s.io"}
-	for _, f := range frameworks {
-		g, _, _ := strings.Cut(f, "/")
-		groups = append(groups, g)
-	}
-	wanted := func(rules []admissionv1.RuleWithOperations) bool {
-		for _, r := range rules {
-			for _, g := range r.APIGroups {
-				if slices.Contains(groups, g) {
-					return true
-				}
-			}
-		}
-		return false
-	}
+	wanted := kueueWebhookFilter(frameworks)
 	var mutating []*admissionv1.MutatingWebhookConfiguration
 	var validating []*admissionv1.ValidatingWebhookConfiguration
 	for _, doc := range bytes.Split(data, []byte("\n---")) {
@@ -280,6 +266,27 @@ func kueueWebhooks(manifest string, frameworks []string) ([]*admissionv1.Mutatin
 		return nil, nil, fmt.Errorf("%s: no webhook configurations found", manifest)
 	}
 	return mutating, validating, nil
+}
+
+// kueueWebhookFilter reports whether a webhook of Kueue's, by its rules,
+// is one of Kueue's own types or of an enabled integration: a webhook of an
+// integration Kueue does not serve would refuse every such object.
+func kueueWebhookFilter(frameworks []string) func([]admissionv1.RuleWithOperations) bool {
+	groups := []string{"kueue.x-k8s.io"}
+	for _, f := range frameworks {
+		g, _, _ := strings.Cut(f, "/")
+		groups = append(groups, g)
+	}
+	return func(rules []admissionv1.RuleWithOperations) bool {
+		for _, r := range rules {
+			for _, g := range r.APIGroups {
+				if slices.Contains(groups, g) {
+					return true
+				}
+			}
+		}
+		return false
+	}
 }
 
 // kueueMetricsCert puts a serving certificate where Kueue's manager insists
