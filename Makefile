@@ -74,13 +74,16 @@ e2e-kind: ## Kind clusters hub, member-1, member-2 from `make release` (dist/): 
 	hack/tools.sh kubectl helm
 	JOBSET_FLEET_E2E_KIND=1 go test -timeout 45m -count 1 -v ./e2e/kindfleet/
 
+# KUEUE=1: Kueue on the hub too (make run KUEUE=1, make dev-up KUEUE=1).
+DEVFLEET_FLAGS = $(if $(KUEUE),-kueue)
+
 .PHONY: run
-run: tools build ## The local fleet (hub, member-1, member-2 as kwok clusters) in the foreground; Ctrl-C tears it down.
-	go run ./hack/devfleet run
+run: tools build $(if $(KUEUE),tools-kueue) ## The local fleet (hub, member-1, member-2 as kwok clusters) in the foreground; Ctrl-C tears it down. KUEUE=1: with Kueue on the hub.
+	go run ./hack/devfleet $(DEVFLEET_FLAGS) run
 
 .PHONY: dev-up
-dev-up: tools build ## The local fleet, in the background.
-	go run ./hack/devfleet up
+dev-up: tools build $(if $(KUEUE),tools-kueue) ## The local fleet, in the background. KUEUE=1: with Kueue on the hub.
+	go run ./hack/devfleet $(DEVFLEET_FLAGS) up
 
 .PHONY: dev-down
 dev-down: ## Tear the local fleet down.

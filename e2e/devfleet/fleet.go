@@ -58,6 +58,9 @@ type Options struct {
 	Connect func(process, cluster string, target *rest.Config, kubeconfig string) (path string, closeConnection func(), err error)
 	// ExtraArgs go to every process after its own flags.
 	ExtraArgs []string
+	// Kueue installs Kueue (the version hack/kueue pins) on the hub and
+	// runs its manager, bin/kueue-manager, with the fleet (make run KUEUE=1).
+	Kueue bool
 }
 
 // Cluster is one cluster of the fleet as Options.Clusters makes it.
@@ -89,6 +92,7 @@ type Fleet struct {
 	ports   map[string]ports
 	stops   []func() // clusters' Stop, in start order
 	closes  []func() // Connect's
+	kueue   *testenv.Kueue
 }
 
 func (o Options) path(elem ...string) string {
@@ -209,6 +213,12 @@ func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 	o.step("waiting for the hub and the agents to be ready")
 	if err := f.waitReady(ctx); err != nil {
 		return nil, err
+	}
+	if o.Kueue {
+		o.step("installing Kueue on the hub and starting its manager")
+		if err := f.startKueue(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return f, nil
 }
@@ -460,10 +470,11 @@ func (f *Fleet) Wait(ctx context.Context) error {
 	}
 }
 
-// Processes are the hub's and the agents' processes, hub first.
+// Processes are the hub's and the agents' processes, hub first, then
+// Kueue's manager if it runs.
 func (f *Fleet) Processes() []*testenv.Process {
 	var out []*testenv.Process
-	for _, name := range f.processNames() {
+	for _, name := range append(f.processNames(), kueueProcess) {
 		if p := f.procs[name]; p != nil {
 			out = append(out, p)
 		}
@@ -488,6 +499,9 @@ func (f *Fleet) Exited() error {
 func (f *Fleet) Stop() {
 	for _, p := range f.Processes() {
 		p.Stop()
+	}
+	if f.kueue != nil {
+		f.kueue.Stop()
 	}
 	for _, c := range slices.Backward(f.closes) {
 		c()

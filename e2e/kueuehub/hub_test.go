@@ -119,13 +119,7 @@ func TestKueuePreemptionSuspendsMemberCopy(t *testing.T) {
 	startHub(t)
 	ns := namespace(t, "kueue-preempt")
 	clusterQueue(t, ns, "preempt", "fleet", "1", map[string]any{"withinClusterQueue": "LowerPriority"})
-	for name, value := range map[string]int64{"fleet-low": 10, "fleet-high": 1000} {
-		wpc := &unstructured.Unstructured{Object: map[string]any{"value": value}}
-		wpc.SetAPIVersion("kueue.x-k8s.io/v1beta2")
-		wpc.SetKind("WorkloadPriorityClass")
-		wpc.SetName(name)
-		create(t, wpc)
-	}
+	priorityClasses(t, map[string]int64{"fleet-low": 10, "fleet-high": 1000})
 	join(t, "preempt-a", "8", "fleet", map[string]string{"kueue-test": "preempt"})
 
 	low := queuedJobSet(ns, "low", "preempt", "1", "preempt")

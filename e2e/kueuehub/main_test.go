@@ -28,7 +28,6 @@ import (
 	jstesting "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2/testing"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 	hubcomponent "github.com/jobset-fleet/jobset-fleet/hub"
-	"github.com/jobset-fleet/jobset-fleet/hub/dispatch"
 )
 
 const (
@@ -96,9 +95,9 @@ func startHub(t *testing.T) {
 }
 
 // join adds a simulated member: a ClusterProfile with cpu allocatable and
-// free, one group of nodes labelled poolLabel=pool, and a heartbeat renewed
-// until the test ends.
-func join(t *testing.T, name, cpu, pool string, labels map[string]string) {
+// free, one group of nodes labelled poolLabel=pool with taints, and a
+// heartbeat renewed until the test ends.
+func join(t *testing.T, name, cpu, pool string, labels map[string]string, taints ...corev1.Taint) {
 	t.Helper()
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleet.MemberNamespace(name)}}
@@ -113,7 +112,7 @@ func join(t *testing.T, name, cpu, pool string, labels map[string]string) {
 	create(t, p)
 	q := resource.MustParse(cpu)
 	nodes, err := json.Marshal(fleet.NodeSummary{LabelKeys: []string{poolLabel}, Groups: []fleet.NodeGroup{{
-		Labels: map[string]string{poolLabel: pool}, Nodes: 1,
+		Labels: map[string]string{poolLabel: pool}, Taints: taints, Nodes: 1,
 		Allocatable: corev1.ResourceList{corev1.ResourceCPU: q},
 		Free:        []fleet.FreeNodes{{Count: 1, Free: corev1.ResourceList{corev1.ResourceCPU: q}}},
 	}}})
@@ -167,19 +166,50 @@ func kueueObject(kind, namespace, name string, spec map[string]any) *unstructure
 // ClusterQueue with cpu quota of it, and a LocalQueue of that name in ns.
 func clusterQueue(t *testing.T, ns, name, pool, cpu string, preemption map[string]any) {
 	t.Helper()
-	create(t, kueueObject("ResourceFlavor", "", name, map[string]any{"nodeLabels": map[string]any{poolLabel: pool}}))
-	spec := map[string]any{
-		"namespaceSelector": map[string]any{},
-		"resourceGroups": []any{map[string]any{
-			"coveredResources": []any{"cpu"},
-			"flavors": []any{map[string]any{"name": name, "resources": []any{
-				map[string]any{"name": "cpu", "nominalQuota": cpu},
-			}}},
-		}},
-	}
+	spec := map[string]any{}
 	if preemption != nil {
 		spec["preemption"] = preemption
 	}
+	clusterQueueOf(t, ns, name, spec, flavor{Name: name, NodeLabels: map[string]any{poolLabel: pool}, CPU: cpu})
+}
+
+// flavor is a ResourceFlavor and its cpu quota in a ClusterQueue.
+type flavor struct {
+	Name        string
+	NodeLabels  map[string]any
+	Tolerations []any
+	CPU         string
+	// BorrowingLimit caps what the queue borrows of this flavor from its
+	// cohort ("": no limit).
+	BorrowingLimit string
+}
+
+// clusterQueueOf creates the flavors, a ClusterQueue of name with the cpu
+// quota of each (spec adds to the ClusterQueue's spec: preemption,
+// cohort, fair sharing) and a LocalQueue of that name in ns, and waits for
+// the LocalQueue to be active. A flavor that exists is reused.
+func clusterQueueOf(t *testing.T, ns, name string, spec map[string]any, flavors ...flavor) {
+	t.Helper()
+	var quotas []any
+	for _, f := range flavors {
+		fspec := map[string]any{}
+		if f.NodeLabels != nil {
+			fspec["nodeLabels"] = f.NodeLabels
+		}
+		if f.Tolerations != nil {
+			fspec["tolerations"] = f.Tolerations
+		}
+		if err := hub.Client.Create(context.Background(), kueueObject("ResourceFlavor", "", f.Name, fspec)); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		cpu := map[string]any{"name": "cpu", "nominalQuota": f.CPU}
+		if f.BorrowingLimit != "" {
+			cpu["borrowingLimit"] = f.BorrowingLimit
+		}
+		quotas = append(quotas, map[string]any{"name": f.Name, "resources": []any{cpu}})
+	}
+	spec["namespaceSelector"] = map[string]any{}
+	spec["resourceGroups"] = []any{map[string]any{"coveredResources": []any{"cpu"}, "flavors": quotas}}
 	create(t, kueueObject("ClusterQueue", "", name, spec))
 	create(t, kueueObject("LocalQueue", ns, name, map[string]any{"clusterQueue": name}))
 	// Kueue takes a queue into use once its cache has it: wait for Active.
@@ -198,11 +228,23 @@ func clusterQueue(t *testing.T, ns, name, pool, cpu string, preemption map[strin
 	})
 }
 
+// priorityClasses creates Kueue WorkloadPriorityClasses by name.
+func priorityClasses(t *testing.T, values map[string]int64) {
+	t.Helper()
+	for name, value := range values {
+		wpc := &unstructured.Unstructured{Object: map[string]any{"value": value}}
+		wpc.SetAPIVersion("kueue.x-k8s.io/v1beta2")
+		wpc.SetKind("WorkloadPriorityClass")
+		wpc.SetName(name)
+		create(t, wpc)
+	}
+}
+
 // queuedJobSet is a JobSet for Kueue's LocalQueue queue, of one pod asking
 // for cpu, kept on the members labelled kueue-test=test. It names no
 // manager: the hub's admission claims it for the fleet.
 func queuedJobSet(ns, name, queue, cpu, test string) *jobset.JobSet {
-	return jstesting.MakeJobSet(ns, name).Label(dispatch.QueueNameLabel, queue).
+	return jstesting.MakeJobSet(ns, name).Label(fleet.KueueQueueNameLabel, queue).
 		Annotation(fleet.ClusterSelectorAnnotation, "kueue-test="+test).
 		ReplicatedJob(jstesting.MakeReplicatedJob("workers").Replicas(1).Parallelism(1).Completions(1).
 			RestartPolicy(corev1.RestartPolicyNever).Container("train", "busybox").
@@ -292,6 +334,37 @@ func running(active int32) func(*jobset.JobSetStatus) {
 	return func(s *jobset.JobSetStatus) {
 		s.ReplicatedJobsStatus = []jobset.ReplicatedJobStatus{{Name: "workers", Active: active, Ready: active}}
 	}
+}
+
+// pending reports the one Pod created but not running: accepted, not
+// started.
+func pending(s *jobset.JobSetStatus) {
+	s.ReplicatedJobsStatus = []jobset.ReplicatedJobStatus{{Name: "workers", Active: 1}}
+}
+
+// reportDeleted reports the member copy gone and lets the dispatch go, as
+// the agent does for a deleted dispatch.
+func reportDeleted(t *testing.T, d *fleet.JobSetDispatch) {
+	t.Helper()
+	ctx := context.Background()
+	testenv.Eventually(t, timeout, "confirming "+d.Namespace+"/"+d.Name+" deleted", func() error {
+		cur := &fleet.JobSetDispatch{}
+		if err := hub.Client.Get(ctx, client.ObjectKeyFromObject(d), cur); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		if cur.DeletionTimestamp == nil {
+			return fmt.Errorf("not being deleted")
+		}
+		if !meta.IsStatusConditionTrue(cur.Status.Conditions, fleet.DispatchDeleted) {
+			meta.SetStatusCondition(&cur.Status.Conditions, metav1.Condition{Type: fleet.DispatchDeleted, Status: metav1.ConditionTrue,
+				Reason: fleet.ReasonCopyDeleted, Message: "the member JobSet no longer exists"})
+			if err := hub.Client.Status().Update(ctx, cur); err != nil {
+				return err
+			}
+		}
+		controllerutil.RemoveFinalizer(cur, fleet.AgentFinalizer)
+		return hub.Client.Update(ctx, cur)
+	})
 }
 
 // completed reports the JobSet completed on its member.

@@ -41,8 +41,10 @@ type Kueue struct {
 	*Process
 	// Namespace is Kueue's own (its configuration's namespace).
 	Namespace string
-	dir       string
-	webhooks  envtest.WebhookInstallOptions
+	// dir holds the configuration and certificates; removed by Stop when
+	// StartKueue made it.
+	dir    string
+	ownDir bool
 }
 
 // KueueOptions configure StartKueue.
@@ -51,6 +53,14 @@ type KueueOptions struct {
 	Frameworks []string
 	// Extra is YAML merged into Kueue's Configuration (e.g. fairSharing).
 	Extra map[string]any
+	// Dir keeps the manager's configuration, certificates and log; "": a
+	// temporary directory that Stop removes.
+	Dir string
+	// LogPath is the manager's log; "": kueue.log in Dir.
+	LogPath string
+	// Detach runs the manager in a session of its own, outliving this
+	// process (the local fleet of make dev-up, stopped by its pid).
+	Detach bool
 }
 
 // KueueSourceDir is the directory of the pinned Kueue module in the module
@@ -104,16 +114,29 @@ func StartKueue(ctx context.Context, c *Cluster, opts KueueOptions) (*Kueue, err
 	if err != nil {
 		return nil, err
 	}
-	k.webhooks = envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1", MutatingWebhooks: mutating, ValidatingWebhooks: validating}
-	if err := k.webhooks.Install(c.Config); err != nil {
-		return nil, fmt.Errorf("installing Kueue's webhooks on %s: %w", c.Name, err)
-	}
-	if err := kueueMetricsCert(k.webhooks.LocalServingCertDir); err != nil {
-		_ = k.webhooks.Cleanup()
+	k.dir, k.ownDir = opts.Dir, opts.Dir == ""
+	if k.ownDir {
+		if k.dir, err = os.MkdirTemp("", "kueue-"+c.Name+"-"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(k.dir, 0o755); err != nil {
 		return nil, err
 	}
-	k.dir, err = os.MkdirTemp("", "kueue-"+c.Name+"-")
+	webhooks := envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1", MutatingWebhooks: mutating, ValidatingWebhooks: validating}
+	err = webhooks.Install(c.Config)
+	// The serving certificate moves to dir, which lives as long as the
+	// manager (envtest's directory is a temporary one).
+	certDir := filepath.Join(k.dir, "certs")
+	if err == nil {
+		err = copyFiles(webhooks.LocalServingCertDir, certDir, "tls.crt", "tls.key")
+	}
+	_ = webhooks.Cleanup()
 	if err != nil {
+		k.Stop()
+		return nil, fmt.Errorf("installing Kueue's webhooks on %s: %w", c.Name, err)
+	}
+	if err := kueueMetricsCert(certDir); err != nil {
+		k.Stop()
 		return nil, err
 	}
 	healthPort, err := freePort()
@@ -129,7 +152,7 @@ func StartKueue(ctx context.Context, c *Cluster, opts KueueOptions) (*Kueue, err
 		"leaderElection":         map[string]any{"leaderElect": false},
 		"internalCertManagement": map[string]any{"enable": false},
 		"webhook": map[string]any{
-			"host": k.webhooks.LocalServingHost, "port": k.webhooks.LocalServingPort, "certDir": k.webhooks.LocalServingCertDir,
+			"host": webhooks.LocalServingHost, "port": webhooks.LocalServingPort, "certDir": certDir,
 		},
 		"integrations": map[string]any{"frameworks": opts.Frameworks},
 	}
@@ -147,8 +170,19 @@ func StartKueue(ctx context.Context, c *Cluster, opts KueueOptions) (*Kueue, err
 	// The visibility API server would bind a fixed port (8082) and needs an
 	// APIService: the tests read Kueue's objects instead.
 	args := []string{"--config=" + cfgPath, "--feature-gates=VisibilityOnDemand=false", "--zap-log-level=2"}
-	k.Process, err = StartProcess("kueue-manager/"+c.Name, filepath.Join(k.dir, "kueue.log"), bin, args, []string{"KUBECONFIG=" + c.KubeconfigPath})
+	logPath := opts.LogPath
+	if logPath == "" {
+		logPath = filepath.Join(k.dir, "kueue.log")
+	}
+	args = append(args, "--kubeconfig="+c.KubeconfigPath)
+	name := "kueue-manager/" + c.Name
+	if opts.Detach {
+		k.Process, err = StartDaemon(name, logPath, bin, args)
+	} else {
+		k.Process, err = StartProcess(name, logPath, bin, args, nil)
+	}
 	if err != nil {
+		k.Stop()
 		return nil, err
 	}
 	if err := k.waitReady(healthPort); err != nil {
@@ -158,14 +192,13 @@ func StartKueue(ctx context.Context, c *Cluster, opts KueueOptions) (*Kueue, err
 	return k, nil
 }
 
-// Stop stops the manager and removes its files; the cluster keeps its
-// CRDs and webhook configurations.
+// Stop stops the manager and removes the files of a temporary directory;
+// the cluster keeps its CRDs and webhook configurations.
 func (k *Kueue) Stop() {
 	if k.Process != nil {
 		k.Process.Stop()
 	}
-	_ = k.webhooks.Cleanup()
-	if k.dir != "" {
+	if k.ownDir && k.dir != "" {
 		_ = os.RemoveAll(k.dir)
 	}
 }
@@ -202,21 +235,7 @@ func kueueWebhooks(manifest string, frameworks []string) ([]*admissionv1.Mutatin
 	if err != nil {
 		return nil, nil, err
 	}
-	groups := []string{"kueue.x-k8s.io"}
-	for _, f := range frameworks {
-		g, _, _ := strings.Cut(f, "/")
-		groups = append(groups, g)
-	}
-	wanted := func(rules []admissionv1.RuleWithOperations) bool {
-		for _, r := range rules {
-			for _, g := range r.APIGroups {
-				if slices.Contains(groups, g) {
-					return true
-				}
-			}
-		}
-		return false
-	}
+	wanted := kueueWebhookFilter(frameworks)
 	var mutating []*admissionv1.MutatingWebhookConfiguration
 	var validating []*admissionv1.ValidatingWebhookConfiguration
 	for _, doc := range bytes.Split(data, []byte("\n---")) {
@@ -249,6 +268,27 @@ func kueueWebhooks(manifest string, frameworks []string) ([]*admissionv1.Mutatin
 	return mutating, validating, nil
 }
 
+// kueueWebhookFilter reports whether a webhook of Kueue's, by its rules,
+// is one of Kueue's own types or of an enabled integration: a webhook of an
+// integration Kueue does not serve would refuse every such object.
+func kueueWebhookFilter(frameworks []string) func([]admissionv1.RuleWithOperations) bool {
+	groups := []string{"kueue.x-k8s.io"}
+	for _, f := range frameworks {
+		g, _, _ := strings.Cut(f, "/")
+		groups = append(groups, g)
+	}
+	return func(rules []admissionv1.RuleWithOperations) bool {
+		for _, r := range rules {
+			for _, g := range r.APIGroups {
+				if slices.Contains(groups, g) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+}
+
 // kueueMetricsCert puts a serving certificate where Kueue's manager insists
 // on reading one, unless one is there.
 func kueueMetricsCert(certDir string) error {
@@ -274,6 +314,24 @@ func kueueMetricsCert(certDir string) error {
 		}
 		if err := os.Rename(tmp, filepath.Join(kueueMetricsCertDir, name)); err != nil {
 			return fail(err)
+		}
+	}
+	return nil
+}
+
+// copyFiles copies the named files from one directory to another, which
+// it creates.
+func copyFiles(from, to string, names ...string) error {
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		return err
+	}
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join(from, name))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(to, name), data, 0o600); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -5,6 +5,8 @@
 //	devfleet down   tear it down (make dev-down)
 //	devfleet run    bring it up, wait, tear it down on Ctrl-C (make run)
 //
+// With -kueue (make run KUEUE=1) Kueue runs on the hub too.
+//
 // It uses the binaries in bin/ (make tools build).
 package main
 
@@ -37,6 +39,7 @@ func main() {
 	o := devfleet.Options{Progress: os.Stdout}
 	fs.StringVar(&o.Dir, "dir", filepath.Join(testenv.RepoRoot(), ".dev"), "Where the fleet keeps its kubeconfigs, logs and state.")
 	fs.IntVar(&o.PortBase, "port-base", 18080, "First port of the hub and the agents (metrics, probes, webhooks).")
+	fs.BoolVar(&o.Kueue, "kueue", false, "Install Kueue on the hub and run its manager (bin/kueue-manager, make tools-kueue): JobSets naming a LocalQueue wait for admission.")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -92,4 +95,15 @@ The fleet is up. Kubeconfig: %[1]s (contexts: %[2]s)
 
 Logs: %[3]s/  (hub.log, agent-member-1.log, agent-member-2.log)
 `, f.Kubeconfig, fmt.Sprint(f.Layout.Clusters()), filepath.Join(o.Dir, "logs"))
+	if o.Kueue {
+		fmt.Printf(`
+Kueue runs on the hub (log: %[1]s). Try a ClusterQueue with one flavor per member,
+and JobSets that wait for it (each asks for 8 cpu: 2 fit member-1's quota, 1 member-2's):
+
+  kubectl --context hub apply --server-side -f examples/kueue-hub.yaml
+  for i in 1 2 3 4; do kubectl --context hub create -f examples/kueue-jobset.yaml; done
+  kubectl --context hub get jobsets,workloads -o wide
+  kubectl --context hub get jobsets -o custom-columns=NAME:.metadata.name,SUSPENDED:.spec.suspend,MEMBER:.status.fleet.cluster
+`, filepath.Join(o.Dir, "logs", "kueue.log"))
+	}
 }

@@ -5,7 +5,9 @@
 #
 # Each image is hack/images/<what>/Dockerfile: FROM scratch and one binary,
 # so the docker daemon needs nothing from a registry. The binaries are built
-# for linux on the daemon's architecture.
+# for linux on the daemon's architecture; kueue's is bin/kueue-manager, as
+# hack/tools.sh builds it from the pinned Kueue (static, the host's
+# architecture).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -36,10 +38,20 @@ for spec in "$@"; do
 	hub) pkg=./cmd/hub binary=jobset-fleet-hub ;;
 	agent) pkg=./cmd/agent binary=jobset-fleet-agent ;;
 	workload) pkg=./e2e/kindfleet/workload binary=jobset-fleet-workload ;;
-	*) echo "images: unknown image $what (hub, agent, workload)" >&2; exit 2 ;;
+	kueue) pkg="" binary=kueue-manager ;;
+	*) echo "images: unknown image $what (hub, agent, workload, kueue)" >&2; exit 2 ;;
 	esac
 	start=$SECONDS
-	(cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -ldflags "-s -w $ldflags" -o "$ctx/$binary" "$pkg")
+	if [[ -z $pkg ]]; then
+		"$root/hack/tools.sh" "$binary" >&2
+		if [[ $(go env GOOS)/$(go env GOARCH) != linux/$goarch ]]; then
+			echo "images: bin/$binary is built for $(go env GOOS)/$(go env GOARCH), the docker daemon runs linux/$goarch" >&2
+			exit 1
+		fi
+		cp "$root/bin/$binary" "$ctx/$binary"
+	else
+		(cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -ldflags "-s -w $ldflags" -o "$ctx/$binary" "$pkg")
+	fi
 	cp "$root/hack/images/$what/Dockerfile" "$ctx/Dockerfile"
 	# The classic builder warns that it is deprecated on every build:
 	# show its output only when the build fails.

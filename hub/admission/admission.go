@@ -207,7 +207,9 @@ func (w *jobSetWebhook) ValidateDelete(context.Context, *jobset.JobSet) (admissi
 // keeps it pending. A fleet with no members yet rejects nothing.
 func (w *jobSetWebhook) validateResources(js *jobset.JobSet, members []inventory.Member) field.ErrorList {
 	errs := ValidateResourcesExist(&js.Spec, members)
-	if !w.opts.AdmitUnrunnable {
+	// Kueue gives a queued JobSet its flavor's node labels and tolerations
+	// when it admits it: its Pods are judged then, by placement.
+	if !w.opts.AdmitUnrunnable && js.Labels[fleet.KueueQueueNameLabel] == "" {
 		errs = append(errs, ValidateCouldEverRun(js, members)...)
 	}
 	return errs

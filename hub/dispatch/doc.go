@@ -24,6 +24,11 @@
 //     per-JobSet timeout, the members a withdrawal excludes.
 //   - kueue.go: Kueue on the hub: a JobSet a Kueue queue holds suspended
 //     is placed only once admitted.
+//   - kueue_readmission.go: a JobSet Kueue suspends before it started goes
+//     back to its queue (its copy removed through the confirmed stop).
+//   - kueue_flavor.go: a ResourceFlavor that names a member
+//     (fleet.MemberNodeLabel) pins the placement there; the key is
+//     stripped from the copy.
 //   - commitments.go: what the hub dispatched that members do not report
 //     yet, counted by placement.
 //   - copies.go: the hub's own look at, and stop of, copies on silent

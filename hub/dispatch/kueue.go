@@ -3,6 +3,7 @@ package dispatch
 import (
 	"fmt"
 
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
 )
 
@@ -18,16 +19,13 @@ import (
 // defaulting looks at the field, and leaves a set value alone), so the
 // fleet's managedBy stays.
 
-// QueueNameLabel is Kueue's label naming a JobSet's LocalQueue.
-const QueueNameLabel = "kueue.x-k8s.io/queue-name"
-
 // heldByQueue reports the LocalQueue of a JobSet that names one and is
 // suspended: the queue holds it until admission, and the hub does not
 // place it. A JobSet without a queue that its user suspends is placed and
 // held suspended on its member, as before: the user chose to stage it, and
 // resuming it then starts it where it was placed, at once.
 func heldByQueue(js *jobset.JobSet) (string, bool) {
-	q := js.Labels[QueueNameLabel]
+	q := js.Labels[fleet.KueueQueueNameLabel]
 	return q, q != "" && suspended(js)
 }
 
@@ -35,5 +33,5 @@ func heldByQueue(js *jobset.JobSet) (string, bool) {
 // on a hub without Kueue.
 func awaitingAdmissionMessage(queue string) string {
 	return fmt.Sprintf("suspended by Kueue until LocalQueue %s admits it: it is placed on a member once admitted. "+
-		"Without Kueue on the hub, remove the %s label or set spec.suspend=false", queue, QueueNameLabel)
+		"Without Kueue on the hub, remove the %s label or set spec.suspend=false", queue, fleet.KueueQueueNameLabel)
 }

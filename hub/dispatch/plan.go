@@ -342,11 +342,14 @@ func (pl *planner) sync(choose Chooser) error {
 			if err := pl.place(choose, nil, false); err != nil {
 				return err
 			}
-		} else if !withdrawing(fs) {
+		} else if !withdrawing(fs) && !pl.backToQueue(rec, fs) {
 			pl.setCondition(fleet.ConditionDispatched, false, fleet.ReasonDispatchDeleted, fmt.Sprintf(
 				"its JobSetDispatch %s/%s was deleted; it runs again once member %s confirms its copy stopped", rec.Namespace, rec.Name, fs.Cluster))
 		}
 	default:
+		if pl.backToQueue(rec, fs) {
+			break
+		}
 		pl.propagate(rec, fs)
 		pl.startDeadline(rec)
 	}
@@ -486,6 +489,11 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 			excluded[name] = why
 		}
 	}
+	for name, why := range flavorExclusions(pl.o.JobSet, pl.o.Members) {
+		if _, ok := excluded[name]; !ok {
+			excluded[name] = why
+		}
+	}
 	if blocker := pl.unreleasedBlocker(); blocker != nil {
 		pl.awaitingFence(blocker, "")
 		return nil
@@ -495,6 +503,7 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 		// with what admission injected.
 		fs.Cluster = ""
 		pl.setFleet(fs)
+		unplacedStatus(pl.status)
 		pl.wait(fleet.ReasonAwaitingAdmission, awaitingAdmissionMessage(queue))
 		return nil
 	}

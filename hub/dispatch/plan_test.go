@@ -501,8 +501,8 @@ func TestComputePlan(t *testing.T) {
 			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonDispatched}, MaxRestartsThere: 3},
 		},
 		{
-			name: "preempted by Kueue after dispatch: the suspend goes to the member copy",
-			js:   inKueue(planJobSet(at("a", 1)), "team-a", true), members: healthy,
+			name: "preempted by Kueue after a Pod started: the suspend goes to the member copy, which stays there",
+			js:   inKueue(planJobSet(jobset.FleetStatus{Cluster: "a", Epoch: 1, StartedEpoch: 1}), "team-a", true), members: healthy,
 			dispatches: on(at("a", 1), func(d *fleet.JobSetDispatch) { d.Spec.JobSet.Spec.Suspend = ptr.To(false) }),
 			want:       summary{Update: true, Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonSuspending}},
 		},
@@ -578,7 +578,7 @@ func TestComputePlan(t *testing.T) {
 // not.
 func inKueue(js *jobset.JobSet, queue string, suspend bool) *jobset.JobSet {
 	if queue != "" {
-		js.Labels = map[string]string{QueueNameLabel: queue}
+		js.Labels = map[string]string{fleet.KueueQueueNameLabel: queue}
 	}
 	js.Spec.Suspend = ptr.To(suspend)
 	return js

@@ -11,7 +11,8 @@ import (
 
 // Template is what the member must run for a hub JobSet: the user's labels,
 // annotations and spec, without the hub's own keys, managed by the member's
-// built-in controller, with maxRestarts reduced by the restarts already
+// built-in controller, without the member a Kueue flavor named
+// (fleet.MemberNodeLabel), with maxRestarts reduced by the restarts already
 // spent on earlier placements.
 func Template(js *jobset.JobSet, fs jobset.FleetStatus) fleet.JobSetTemplate {
 	t := fleet.JobSetTemplate{
@@ -20,6 +21,7 @@ func Template(js *jobset.JobSet, fs jobset.FleetStatus) fleet.JobSetTemplate {
 	}
 	js.Spec.DeepCopyInto(&t.Spec)
 	t.Spec.ManagedBy = nil
+	withoutMemberSelector(&t.Spec)
 	if fp := t.Spec.FailurePolicy; fp != nil && fs.RestartsCountTowardsMaxCarried > 0 {
 		fp.MaxRestarts = max(0, fp.MaxRestarts-fs.RestartsCountTowardsMaxCarried)
 	}

@@ -11,10 +11,6 @@ import (
 // that carry Kueue's queue-name label, and its quota is capacity the hub
 // places against.
 
-// KueueQueueNameLabel is Kueue's label naming a JobSet's LocalQueue. A
-// member copy keeps it, so the member's Kueue admits the copy.
-const KueueQueueNameLabel = "kueue.x-k8s.io/queue-name"
-
 // PropertyKueueQuotas is the ClusterProfile property whose value is the
 // member's KueueQuotas as JSON, cut into parts like the node summary:
 // KueueQuotasPart(0) (this name), KueueQuotasPart(1), ... each at most
