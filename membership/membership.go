@@ -35,21 +35,16 @@
 // proof that the copies stopped, which `unjoin --confirm-copies-stopped`
 // gives (see Unjoin).
 //
-// The CRDs are read from a directory (Options.CRDDir, by default
-// config/crd/bases of a checkout or release) rather than embedded: the
-// JobSet CRD is 860 KB, and an embedded copy would be a second source of
-// truth that `make manifests` does not regenerate.
+// The CRDs are embedded in the binary (package config/crd, the files `make
+// manifests` generates), so join needs no checkout.
 package membership
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -59,7 +54,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
@@ -68,6 +62,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/config/crd"
 )
 
 // Names of what Join creates.
@@ -118,8 +113,8 @@ type Options struct {
 	HubServerURL string
 	HubCAData    []byte
 
-	// CRDDir holds the CRD manifests installed on the member; default
-	// config/crd/bases. SkipCRDs installs none.
+	// CRDDir holds the CRD manifests installed on the member; empty: those
+	// embedded in the binary. SkipCRDs installs none.
 	CRDDir   string
 	SkipCRDs bool
 
@@ -168,9 +163,6 @@ func (o *Options) defaults() error {
 	}
 	if o.DisplayName == "" {
 		o.DisplayName = o.ClusterName
-	}
-	if o.CRDDir == "" {
-		o.CRDDir = filepath.Join("config", "crd", "bases")
 	}
 	if o.TokenExpiration == 0 {
 		o.TokenExpiration = 24 * time.Hour
@@ -448,46 +440,11 @@ func ensureRole(ctx context.Context, c client.Client, ns, name string, rules []r
 	return nil
 }
 
-// readCRDs reads every CustomResourceDefinition in the YAML files of dir.
+// readCRDs returns the CRDs installed on a member: those embedded in the
+// binary, or those in dir when set.
 func readCRDs(dir string) ([]*unstructured.Unstructured, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("reading CRD directory (set --crd-dir, or run from a checkout): %w", err)
+	if dir == "" {
+		return crd.Member()
 	}
-	var crds []*unstructured.Unstructured
-	for _, e := range entries {
-		if e.IsDir() || !slices.Contains([]string{".yaml", ".yml"}, filepath.Ext(e.Name())) {
-			continue
-		}
-		found, err := readCRDFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		crds = append(crds, found...)
-	}
-	if len(crds) == 0 {
-		return nil, fmt.Errorf("no CustomResourceDefinitions in %s", dir)
-	}
-	return crds, nil
-}
-
-func readCRDFile(path string) ([]*unstructured.Unstructured, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var crds []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			return crds, nil
-		} else if err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", path, err)
-		}
-		if u.GetKind() == "CustomResourceDefinition" {
-			crds = append(crds, u)
-		}
-	}
+	return crd.Read(os.DirFS(dir))
 }
