@@ -83,6 +83,10 @@ type JoinToken struct {
 	InventoryNamespace string    `json:"inventoryNamespace"`
 	BootstrapToken     string    `json:"token"`
 	Expires            time.Time `json:"expires"`
+
+	// JoinServer, when set, is the hub as the joining machine reaches it,
+	// for the join's own requests; Server stays the agent's.
+	JoinServer string `json:"-"`
 }
 
 // Encode is the token as one string.
@@ -111,9 +115,14 @@ func DecodeJoinToken(s string) (*JoinToken, error) {
 	return t, nil
 }
 
-// RESTConfig is the hub as the token's bearer reaches it.
+// RESTConfig is the hub as the token's bearer reaches it (JoinServer, or
+// Server).
 func (t *JoinToken) RESTConfig() *rest.Config {
-	return &rest.Config{Host: t.Server, BearerToken: t.BootstrapToken, TLSClientConfig: rest.TLSClientConfig{CAData: t.CAData}}
+	host := t.Server
+	if t.JoinServer != "" {
+		host = t.JoinServer
+	}
+	return &rest.Config{Host: host, BearerToken: t.BootstrapToken, TLSClientConfig: rest.TLSClientConfig{CAData: t.CAData}}
 }
 
 func (t *JoinToken) id() string {

@@ -145,11 +145,14 @@ func joinCommand() *cobra.Command {
 		fss        cliflag.NamedFlagSets
 		outputFile string
 		token      string
+		joinServer string
 	)
 	f.addHubFlags(fss.FlagSet(sectionHub), "Admin kubeconfig of the hub (required, except with --token).")
 	f.addMemberFlags(fss.FlagSet(sectionMember), "Admin kubeconfig of the member (required).")
 	fs := fss.FlagSet("join")
 	fs.StringVar(&token, "token", "", "A join token from 'jobset-fleet-agent token create' on the hub: join with it and member credentials alone (no --hub-kubeconfig).")
+	fs.StringVar(&joinServer, "token-hub-address", "", "With --token: the hub apiserver's URL as this machine reaches it, for the join's own requests, when it differs from "+
+		"the address in the token (which the agent's Pods use). The hub's certificate must be valid for it.")
 	f.addProfileFlags(fs)
 	fs.StringVar(&outputFile, "output-kubeconfig", "", "Also write the agent's hub kubeconfig to this file (for running the agent locally).")
 	fs.BoolVar(&f.opts.Force, "force", false, "Take over a cluster name that a different cluster joined with. The agent's ServiceAccount on the hub is "+
@@ -182,8 +185,11 @@ func joinCommand() *cobra.Command {
 			if err := f.checkOutput(); err != nil {
 				return err
 			}
+			if token == "" && joinServer != "" {
+				return errors.New("--token-hub-address goes with --token")
+			}
 			if token != "" {
-				return joinWithToken(cmd, &f, token, outputFile)
+				return joinWithToken(cmd, &f, token, joinServer, outputFile)
 			}
 			if err := f.requireCluster(); err != nil {
 				return err
@@ -222,7 +228,7 @@ func joinCommand() *cobra.Command {
 		})
 }
 
-func joinWithToken(cmd *cobra.Command, f *membershipFlags, encoded, outputFile string) error {
+func joinWithToken(cmd *cobra.Command, f *membershipFlags, encoded, joinServer, outputFile string) error {
 	for _, name := range []string{"hub-kubeconfig", "hub-context", "cluster-name", "labels", "display-name", "allowed-namespaces", "hub-server", "token-expiration", "force", strings.TrimPrefix(membership.ConfirmCopiesStoppedFlag, "--")} {
 		if cmd.Flags().Changed(name) {
 			return fmt.Errorf("--%s does not go with --token: the hub admin chose the hub side with `token create`", name)
@@ -232,6 +238,7 @@ func joinWithToken(cmd *cobra.Command, f *membershipFlags, encoded, outputFile s
 	if err != nil {
 		return err
 	}
+	t.JoinServer = joinServer
 	member, memberCfg, err := f.member()
 	if err != nil {
 		return err

@@ -523,7 +523,13 @@ func (e *fleetEnv) join(ctx context.Context, member string) error {
 	if err != nil {
 		return err
 	}
-	out, err := agent("join", "--token", strings.TrimSpace(string(token)), "--member-kubeconfig", paths[member])
+	// The hub's address from this machine (not a credential): the token's
+	// is the one the member's Pods use.
+	hubAddress, err := e.kubectlCmd(ctx, e.cluster(hubName), nil, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+	if err != nil {
+		return err
+	}
+	out, err := agent("join", "--token", strings.TrimSpace(string(token)), "--token-hub-address", hubAddress, "--member-kubeconfig", paths[member])
 	fmt.Printf("    join --token: %s", out)
 	return err
 }
