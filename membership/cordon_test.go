@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
@@ -100,15 +101,32 @@ func TestRotationAndDrain(t *testing.T) {
 		t.Errorf("drain printed the unchanged list %d times, want once:\n%s", n, out.String())
 	}
 
+	// unjoin --drain drains first: not drained in time, it unjoins nothing.
+	unjoin := membership.Options{ClusterName: "m1", Progress: &out,
+		Drain: &membership.DrainOptions{Timeout: 300 * time.Millisecond, Interval: 100 * time.Millisecond}}
+	out.Reset()
+	if err := membership.Unjoin(ctx, hub.Client, member.Client, unjoin); !errors.Is(err, membership.ErrNotDrained) {
+		t.Errorf("unjoin --drain with dispatches left: want ErrNotDrained, got %v", err)
+	}
+	if !strings.Contains(out.String(), "team/waiting") {
+		t.Errorf("unjoin --drain shows no progress:\n%s", out.String())
+	}
+	must(t, hub.Client.Get(ctx, types.NamespacedName{Namespace: fleet.DefaultInventoryNamespace, Name: "m1"}, &clusterinventory.ClusterProfile{}))
+
 	// The dispatches go (as the hub and the JobSets finishing would remove
-	// them): drain returns once none is left.
+	// them): the drain returns once none is left, and the unjoin goes on.
 	go func() {
 		time.Sleep(500 * time.Millisecond)
 		_ = hub.Client.DeleteAllOf(ctx, &fleet.JobSetDispatch{}, client.InNamespace(fleet.MemberNamespace("m1")))
 	}()
 	out.Reset()
-	must(t, membership.Drain(ctx, hub.Client, rotation, membership.DrainOptions{Timeout: 30 * time.Second, Interval: 100 * time.Millisecond, Out: &out}))
-	if !strings.Contains(out.String(), "m1: no dispatches left") {
-		t.Errorf("drain output lacks the end:\n%s", out.String())
+	unjoin.Drain.Timeout = 30 * time.Second
+	must(t, membership.Unjoin(ctx, hub.Client, member.Client, unjoin))
+	t.Logf("unjoin --drain output:\n%s", out.String())
+	if !strings.Contains(out.String(), "team/waiting") || !strings.Contains(out.String(), "m1: no dispatches left") {
+		t.Errorf("unjoin --drain output lacks the dispatches or the end:\n%s", out.String())
+	}
+	if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: fleet.DefaultInventoryNamespace, Name: "m1"}, &clusterinventory.ClusterProfile{}); !apierrors.IsNotFound(err) {
+		t.Errorf("profile after unjoin --drain: want NotFound, got %v", err)
 	}
 }

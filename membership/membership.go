@@ -35,10 +35,8 @@
 // proof that the copies stopped, which `unjoin --confirm-copies-stopped`
 // gives (see Unjoin).
 //
-// The CRDs are read from a directory (Options.CRDDir, by default
-// config/crd/bases of a checkout or release) rather than embedded: the
-// JobSet CRD is 860 KB, and an embedded copy would be a second source of
-// truth that `make manifests` does not regenerate.
+// The CRDs are embedded in the binary (package config/crd, the files `make
+// manifests` generates), so join needs no checkout.
 package membership
 
 import (
@@ -48,8 +46,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -59,7 +55,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
@@ -68,6 +64,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
+	"github.com/jobset-fleet/jobset-fleet/config/crd"
 )
 
 // Names of what Join creates.
@@ -117,9 +114,13 @@ type Options struct {
 	// (required by Join); HubCAData its CA bundle (empty: system roots).
 	HubServerURL string
 	HubCAData    []byte
+	// AllowLoopbackHubServer accepts a HubServerURL on a loopback address,
+	// which the agent's Pods reach only when the hub runs on the member's
+	// own host or network namespace (AllowLoopbackHubServerFlag).
+	AllowLoopbackHubServer bool
 
-	// CRDDir holds the CRD manifests installed on the member; default
-	// config/crd/bases. SkipCRDs installs none.
+	// CRDDir holds the CRD manifests installed on the member; empty: those
+	// embedded in the binary. SkipCRDs installs none.
 	CRDDir   string
 	SkipCRDs bool
 
@@ -136,7 +137,8 @@ type Options struct {
 	// (another kube-system UID) joined with: the agent's ServiceAccount is
 	// recreated, so the old cluster's agent tokens stop working. Dispatches
 	// the old agent may still run block the takeover unless
-	// ConfirmCopiesStopped.
+	// ConfirmCopiesStopped. For Unjoin, Force deletes the fleet's JobSets
+	// that still run on the member (without it, or Drain, Unjoin refuses).
 	Force bool
 	// ConfirmCopiesStopped is the operator's statement that the copies of
 	// the member's remaining dispatches no longer run (stopped by hand, or
@@ -157,6 +159,12 @@ type Options struct {
 	// WaitTimeout bounds how long Unjoin waits for the member's fleet
 	// JobSets to be gone, Jobs included; default 5m.
 	WaitTimeout time.Duration
+	// Drain, for Unjoin, drains the member first (Drain with these
+	// options: the hub moves what has not started, the rest finishes) and
+	// unjoins once no dispatch is left.
+	Drain *DrainOptions
+	// Progress receives what Unjoin waits for, as it changes; nil: nothing.
+	Progress io.Writer
 }
 
 func (o *Options) defaults() error {
@@ -169,9 +177,6 @@ func (o *Options) defaults() error {
 	if o.DisplayName == "" {
 		o.DisplayName = o.ClusterName
 	}
-	if o.CRDDir == "" {
-		o.CRDDir = filepath.Join("config", "crd", "bases")
-	}
 	if o.TokenExpiration == 0 {
 		o.TokenExpiration = 24 * time.Hour
 	}
@@ -179,6 +184,14 @@ func (o *Options) defaults() error {
 		o.WaitTimeout = 5 * time.Minute
 	}
 	return nil
+}
+
+// crds are the CRDs Join installs on the member (none with SkipCRDs).
+func (o *Options) crds() ([]*unstructured.Unstructured, error) {
+	if o.SkipCRDs {
+		return nil, nil
+	}
+	return readCRDs(o.CRDDir)
 }
 
 func (o *Options) memberNamespace() string { return fleet.MemberNamespace(o.ClusterName) }
@@ -218,7 +231,9 @@ func ProfileRules(cluster string) []rbacv1.PolicyRule {
 }
 
 // Join makes the member part of the fleet and returns the agent's hub
-// kubeconfig (also stored in the member's hub-kubeconfig Secret).
+// kubeconfig (also stored in the member's hub-kubeconfig Secret). It checks
+// what it can before writing anything (the cluster name, the hub address,
+// the member's CRDs; Preflight adds the versions).
 func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
@@ -229,22 +244,46 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	if opts.ConfirmCopiesStopped && !opts.Force {
 		return nil, fmt.Errorf("membership: %s is a statement about the copies of the cluster a join --force takes over; without --force there is nothing to confirm", ConfirmCopiesStoppedFlag)
 	}
-	var crds []*unstructured.Unstructured
-	if !opts.SkipCRDs {
-		var err error
-		if crds, err = readCRDs(opts.CRDDir); err != nil {
-			return nil, err
-		}
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
-	memberNS := opts.memberNamespace()
+	crds, err := opts.crds()
+	if err != nil {
+		return nil, err
+	}
 	clusterID, err := ClusterID(ctx, member)
 	if err != nil {
 		return nil, fmt.Errorf("member: %w", err)
 	}
-
-	// Hub.
-	if err := ensureNamespace(ctx, hub, opts.InventoryNamespace, true); err != nil {
+	if err := checkMemberCRDs(ctx, member, crds); err != nil {
+		return nil, fmt.Errorf("member: %w", err)
+	}
+	if _, err := prepareHub(ctx, hub, opts, clusterID); err != nil {
+		return nil, err
+	}
+	token, err := agentToken(ctx, hub, opts.memberNamespace(), opts)
+	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
+	}
+	kubeconfig, err := Kubeconfig(opts.HubServerURL, opts.HubCAData, opts.memberNamespace(), token)
+	if err != nil {
+		return nil, err
+	}
+	if err := installMember(ctx, member, opts, crds, kubeconfig); err != nil {
+		return nil, err
+	}
+	return kubeconfig, nil
+}
+
+// prepareHub is Join's hub side, all but the agent's token: the inventory
+// namespace, the member namespace, the agent's ServiceAccount and Roles,
+// and the ClusterProfile naming clusterID. An empty clusterID (a token
+// join, whose hub side runs before the member is known) leaves the
+// profile's cluster ID as it is; the member side records it.
+func prepareHub(ctx context.Context, hub client.Client, opts Options, clusterID string) (types.UID, error) {
+	memberNS := opts.memberNamespace()
+	if err := ensureNamespace(ctx, hub, opts.InventoryNamespace, true); err != nil {
+		return "", fmt.Errorf("hub: %w", err)
 	}
 	cp := &clusterinventory.ClusterProfile{}
 	takeover := false
@@ -252,12 +291,12 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	case apierrors.IsNotFound(err):
 		cp = nil
 	case err != nil:
-		return nil, fmt.Errorf("hub: reading ClusterProfile %s/%s: %w", opts.InventoryNamespace, opts.ClusterName, err)
+		return "", fmt.Errorf("hub: reading ClusterProfile %s/%s: %w", opts.InventoryNamespace, opts.ClusterName, err)
 	default:
 		id := cp.Annotations[fleet.ClusterIDAnnotation]
-		takeover = id != "" && id != clusterID
+		takeover = clusterID != "" && id != "" && id != clusterID
 		if takeover && !opts.Force {
-			return nil, fmt.Errorf("hub: cluster name %q is already joined by another cluster (ClusterProfile %s/%s has %s=%s, this member's kube-system UID is %s): unjoin it first, pick another name, or force the takeover",
+			return "", fmt.Errorf("hub: cluster name %q is already joined by another cluster (ClusterProfile %s/%s has %s=%s, this member's kube-system UID is %s): unjoin it first, pick another name, or force the takeover",
 				opts.ClusterName, opts.InventoryNamespace, opts.ClusterName, fleet.ClusterIDAnnotation, id, clusterID)
 		}
 	}
@@ -265,16 +304,16 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 		// Refuse before changing anything: the operator may have named the
 		// wrong cluster.
 		if err := refuseUnconfirmed(ctx, hub, memberNS, opts.ClusterName); err != nil {
-			return nil, fmt.Errorf("hub: %w", err)
+			return "", fmt.Errorf("hub: %w", err)
 		}
 	}
 	owned, err := recordedNamespaceUIDs(ctx, hub, cp, opts)
 	if err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
+		return "", fmt.Errorf("hub: %w", err)
 	}
 	nsUID, err := ensureMemberNamespace(ctx, hub, opts, owned, legacyJoined(owned, cp, clusterID))
 	if err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
+		return "", fmt.Errorf("hub: %w", err)
 	}
 	oldClusterID := ""
 	if cp != nil {
@@ -282,74 +321,93 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	}
 	// Record the namespace as Join's at once, so a join that fails later
 	// still accepts it when run again.
-	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: memberNS, Name: AgentServiceAccount}
+	subject := agentSubject(opts)
 	if err := ensureRole(ctx, hub, opts.InventoryNamespace, opts.inventoryRole(), ProfileRules(opts.ClusterName), subject,
 		map[string]string{MemberNamespaceUIDAnnotation: string(nsUID)}); err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
+		return "", fmt.Errorf("hub: %w", err)
 	}
 	if takeover {
 		if err := takeOver(ctx, hub, memberNS, oldClusterID, opts); err != nil {
-			return nil, fmt.Errorf("hub: taking over cluster name %q: %w", opts.ClusterName, err)
+			return "", fmt.Errorf("hub: taking over cluster name %q: %w", opts.ClusterName, err)
 		}
 	}
 	// The profile names the new cluster only once the old one is revoked,
 	// so a takeover that failed is a takeover again when run again.
 	cp = &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}}
 	if _, err := controllerutil.CreateOrUpdate(ctx, hub, cp, func() error {
-		if cp.Labels == nil {
-			cp.Labels = map[string]string{}
-		}
-		maps.Copy(cp.Labels, opts.Labels)
-		cp.Labels[clusterinventory.LabelClusterManagerKey] = fleet.ClusterManagerName
-		if cp.Annotations == nil {
-			cp.Annotations = map[string]string{}
-		}
-		cp.Annotations[fleet.ClusterIDAnnotation] = clusterID
-		cp.Annotations[MemberNamespaceUIDAnnotation] = string(nsUID)
-		if len(opts.AllowedNamespaces) > 0 {
-			cp.Annotations[fleet.AllowedNamespacesAnnotation] = strings.Join(opts.AllowedNamespaces, ",")
-		} else {
-			delete(cp.Annotations, fleet.AllowedNamespacesAnnotation)
-		}
-		cp.Spec.DisplayName = opts.DisplayName
-		cp.Spec.ClusterManager.Name = fleet.ClusterManagerName
+		setProfile(cp, opts, clusterID, nsUID)
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("hub: ClusterProfile %s/%s: %w", cp.Namespace, cp.Name, err)
+		return "", fmt.Errorf("hub: ClusterProfile %s/%s: %w", cp.Namespace, cp.Name, err)
 	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: memberNS, Name: AgentServiceAccount}}
+	sa := agentServiceAccount(opts)
 	if err := hub.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("hub: ServiceAccount %s/%s: %w", memberNS, sa.Name, err)
+		return "", fmt.Errorf("hub: ServiceAccount %s/%s: %w", memberNS, sa.Name, err)
 	}
 	if err := ensureRole(ctx, hub, memberNS, AgentRole, AgentRules(), subject, nil); err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
+		return "", fmt.Errorf("hub: %w", err)
 	}
-	token, err := agentToken(ctx, hub, memberNS, opts)
-	if err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
-	}
-	kubeconfig, err := Kubeconfig(opts.HubServerURL, opts.HubCAData, memberNS, token)
-	if err != nil {
-		return nil, err
-	}
+	return nsUID, nil
+}
 
-	// Member.
+func agentSubject(opts Options) rbacv1.Subject {
+	return rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: opts.memberNamespace(), Name: AgentServiceAccount}
+}
+
+func agentServiceAccount(opts Options) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: opts.memberNamespace(), Name: AgentServiceAccount}}
+}
+
+// setProfile makes cp the member's profile: the fleet's labels and
+// manager, opts' labels, display name and allowed namespaces, and the
+// cluster and member namespace it was joined with (clusterID "": kept).
+func setProfile(cp *clusterinventory.ClusterProfile, opts Options, clusterID string, nsUID types.UID) {
+	if cp.Labels == nil {
+		cp.Labels = map[string]string{}
+	}
+	maps.Copy(cp.Labels, opts.Labels)
+	cp.Labels[clusterinventory.LabelClusterManagerKey] = fleet.ClusterManagerName
+	if cp.Annotations == nil {
+		cp.Annotations = map[string]string{}
+	}
+	if clusterID != "" {
+		cp.Annotations[fleet.ClusterIDAnnotation] = clusterID
+	}
+	if nsUID != "" {
+		cp.Annotations[MemberNamespaceUIDAnnotation] = string(nsUID)
+	}
+	if len(opts.AllowedNamespaces) > 0 {
+		cp.Annotations[fleet.AllowedNamespacesAnnotation] = strings.Join(opts.AllowedNamespaces, ",")
+	} else {
+		delete(cp.Annotations, fleet.AllowedNamespacesAnnotation)
+	}
+	cp.Spec.DisplayName = opts.DisplayName
+	cp.Spec.ClusterManager.Name = fleet.ClusterManagerName
+}
+
+// installMember is Join's member side: the CRDs, the agent's namespace and
+// the Secret with its hub kubeconfig and cluster name.
+func installMember(ctx context.Context, member client.Client, opts Options, crds []*unstructured.Unstructured, kubeconfig []byte) error {
 	for _, crd := range crds {
 		if err := member.Apply(ctx, client.ApplyConfigurationFromUnstructured(crd), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-			return nil, fmt.Errorf("member: applying CRD %s: %w", crd.GetName(), err)
+			return fmt.Errorf("member: applying CRD %s: %w", crd.GetName(), err)
 		}
 	}
 	if err := ensureNamespace(ctx, member, fleet.SystemNamespace, false); err != nil {
-		return nil, fmt.Errorf("member: %w", err)
+		return fmt.Errorf("member: %w", err)
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: fleet.SystemNamespace, Name: fleet.HubKubeconfigSecret}}
 	if _, err := controllerutil.CreateOrUpdate(ctx, member, secret, func() error {
-		secret.Data = map[string][]byte{fleet.HubKubeconfigKey: kubeconfig, fleet.ClusterNameKey: []byte(opts.ClusterName)}
+		secret.Data = hubKubeconfigData(opts, kubeconfig)
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("member: Secret %s/%s: %w", fleet.SystemNamespace, fleet.HubKubeconfigSecret, err)
+		return fmt.Errorf("member: Secret %s/%s: %w", fleet.SystemNamespace, fleet.HubKubeconfigSecret, err)
 	}
-	return kubeconfig, nil
+	return nil
+}
+
+func hubKubeconfigData(opts Options, kubeconfig []byte) map[string][]byte {
+	return map[string][]byte{fleet.HubKubeconfigKey: kubeconfig, fleet.ClusterNameKey: []byte(opts.ClusterName)}
 }
 
 // Kubeconfig is a kubeconfig for the agent: the hub, a token, and the
@@ -448,46 +506,11 @@ func ensureRole(ctx context.Context, c client.Client, ns, name string, rules []r
 	return nil
 }
 
-// readCRDs reads every CustomResourceDefinition in the YAML files of dir.
+// readCRDs returns the CRDs installed on a member: those embedded in the
+// binary, or those in dir when set.
 func readCRDs(dir string) ([]*unstructured.Unstructured, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("reading CRD directory (set --crd-dir, or run from a checkout): %w", err)
+	if dir == "" {
+		return crd.Member()
 	}
-	var crds []*unstructured.Unstructured
-	for _, e := range entries {
-		if e.IsDir() || !slices.Contains([]string{".yaml", ".yml"}, filepath.Ext(e.Name())) {
-			continue
-		}
-		found, err := readCRDFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		crds = append(crds, found...)
-	}
-	if len(crds) == 0 {
-		return nil, fmt.Errorf("no CustomResourceDefinitions in %s", dir)
-	}
-	return crds, nil
-}
-
-func readCRDFile(path string) ([]*unstructured.Unstructured, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var crds []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			return crds, nil
-		} else if err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", path, err)
-		}
-		if u.GetKind() == "CustomResourceDefinition" {
-			crds = append(crds, u)
-		}
-	}
+	return crd.Read(os.DirFS(dir))
 }

@@ -42,7 +42,6 @@ func TestJoinUnjoinIdempotent(t *testing.T) {
 		Labels:       map[string]string{"region": "eu", "gpu": "a100"},
 		HubServerURL: hub.Config.Host,
 		HubCAData:    hub.Config.CAData,
-		CRDDir:       testenv.CRDPaths()[0],
 	}
 	memberNS := fleet.MemberNamespace("m1")
 	inv := fleet.DefaultInventoryNamespace

@@ -1,9 +1,11 @@
 package membership_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -275,7 +277,24 @@ func TestUnjoinConfirmsCopiesStopped(t *testing.T) {
 	kept := dispatch("m2", "team", "kept", 1)
 	doneCopy, runningCopy, keptCopy := copyOf(done, string(jobset.JobSetCompleted)), copyOf(running, ""), copyOf(kept, "")
 
-	must(t, membership.Unjoin(ctx, hub.Client, member.Client, opts("m1")))
+	// A copy runs: Unjoin refuses, naming it, and changes nothing.
+	err := membership.Unjoin(ctx, hub.Client, member.Client, opts("m1"))
+	if !errors.Is(err, membership.ErrWorkloadsRunning) || !strings.Contains(err.Error(), "team/running") ||
+		strings.Contains(err.Error(), "team/done") || !strings.Contains(err.Error(), membership.UnjoinDrainFlag) {
+		t.Errorf("unjoin with a running copy: want a refusal naming team/running only and --drain, got %v", err)
+	}
+	must(t, member.Client.Get(ctx, client.ObjectKeyFromObject(runningCopy), &jobset.JobSet{}))
+	must(t, hub.Client.Get(ctx, client.ObjectKey{Namespace: fleet.DefaultInventoryNamespace, Name: "m1"}, &clusterinventory.ClusterProfile{}))
+
+	// Force deletes them, and says what it waits for.
+	var progress bytes.Buffer
+	forced := opts("m1")
+	forced.Force, forced.Progress = true, &progress
+	must(t, membership.Unjoin(ctx, hub.Client, member.Client, forced))
+	if out := progress.String(); !strings.Contains(out, "Waiting for 2 fleet JobSets") || !strings.Contains(out, "team/running") ||
+		!strings.HasSuffix(out, "The fleet's JobSets on the member are gone.\n") {
+		t.Errorf("unjoin --force progress:\n%s\nwant the copies it waits for, then that they are gone", out)
+	}
 	for _, js := range []*jobset.JobSet{doneCopy, runningCopy} {
 		if err := member.Client.Get(ctx, client.ObjectKeyFromObject(js), &jobset.JobSet{}); !apierrors.IsNotFound(err) {
 			t.Errorf("copy %s after unjoin: want NotFound, got %v", client.ObjectKeyFromObject(js), err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -62,6 +64,23 @@ func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error 
 		return fmt.Errorf("membership: %w", errNoMember)
 	}
 	memberNS := opts.memberNamespace()
+	// Refuse, before changing anything, to delete JobSets that run: drain
+	// first, or say so with Force.
+	if !opts.ConfirmCopiesStopped && !opts.KeepWorkloads {
+		if opts.Drain != nil {
+			d := *opts.Drain
+			if d.Out == nil {
+				d.Out = opts.Progress
+			}
+			if err := Drain(ctx, hub, opts, d); err != nil {
+				return fmt.Errorf("draining before the unjoin: %w", err)
+			}
+		} else if !opts.Force {
+			if err := refuseRunning(ctx, member, opts); err != nil {
+				return err
+			}
+		}
+	}
 	cp := &clusterinventory.ClusterProfile{}
 	if err := hub.Get(ctx, client.ObjectKey{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}, cp); err != nil {
 		if !apierrors.IsNotFound(err) {
@@ -107,7 +126,7 @@ func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error 
 		}
 	default:
 		var err error
-		if ended, err = deleteFleetJobSets(ctx, member, memberNS, opts.WaitTimeout); err != nil {
+		if ended, err = deleteFleetJobSets(ctx, member, memberNS, opts.WaitTimeout, opts.Progress); err != nil {
 			return fmt.Errorf("member: %w (nothing on the hub was changed; run unjoin again)", err)
 		}
 	}
@@ -143,6 +162,7 @@ func Unjoin(ctx context.Context, hub, member client.Client, opts Options) error 
 	} {
 		errs = append(errs, deleteIfExists(ctx, hub, obj))
 	}
+	errs = append(errs, deleteJoiner(ctx, hub, opts))
 	errs = append(errs, deleteMemberNamespace(ctx, hub, memberNS, owned, legacy))
 	errs = append(errs, deleteIfExists(ctx, hub, &clusterinventory.ClusterProfile{ObjectMeta: metav1.ObjectMeta{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}}))
 	return errors.Join(errs...)
@@ -201,9 +221,13 @@ func dispatchName(js *jobset.JobSet) string {
 // memberNS in the foreground and waits until they are gone: their Jobs
 // first (the garbage collector), then ReportFinalizer (released here). It
 // returns what each copy ended with, by dispatch name.
-func deleteFleetJobSets(ctx context.Context, member client.Client, memberNS string, timeout time.Duration) (map[string]copyEnd, error) {
+func deleteFleetJobSets(ctx context.Context, member client.Client, memberNS string, timeout time.Duration, progress io.Writer) (map[string]copyEnd, error) {
 	ended := map[string]copyEnd{}
 	var left []string
+	shown := ""
+	if progress == nil {
+		progress = io.Discard
+	}
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		copies, err := fleetJobSets(ctx, member, memberNS)
 		if err != nil {
@@ -219,6 +243,14 @@ func deleteFleetJobSets(ctx context.Context, member client.Client, memberNS stri
 			if err := retire(ctx, member, js); err != nil {
 				return false, err
 			}
+		}
+		if now := strings.Join(left, ", "); now != shown {
+			if now == "" {
+				fmt.Fprintf(progress, "The fleet's JobSets on the member are gone.\n")
+			} else {
+				fmt.Fprintf(progress, "Waiting for %d fleet JobSets on the member to be gone, Jobs included: %s\n", len(left), now)
+			}
+			shown = now
 		}
 		return len(copies) == 0, nil
 	})
@@ -318,4 +350,35 @@ func retireDispatches(ctx context.Context, hub client.Client, memberNS string, o
 		}
 	}
 	return nil
+}
+
+// The command-line flags of Options.Drain and Options.Force for Unjoin,
+// named in its refusal.
+const (
+	UnjoinDrainFlag = "--drain"
+	UnjoinForceFlag = "--force"
+)
+
+// ErrWorkloadsRunning is returned (wrapped, with the JobSets) when Unjoin
+// would delete fleet JobSets that still run on the member.
+var ErrWorkloadsRunning = errors.New("fleet JobSets run on the member")
+
+// refuseRunning refuses when fleet JobSets of the member have not finished.
+func refuseRunning(ctx context.Context, member client.Client, opts Options) error {
+	copies, err := fleetJobSets(ctx, member, opts.memberNamespace())
+	if err != nil {
+		return fmt.Errorf("member: %w", err)
+	}
+	var running []string
+	for i := range copies {
+		if fleet.ReportedStatus(&copies[i]).TerminalState == "" && copies[i].DeletionTimestamp == nil {
+			running = append(running, copies[i].Namespace+"/"+copies[i].Name)
+		}
+	}
+	if len(running) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %d have not finished (%s). Unjoin with %s to drain the member first (the hub moves what has not started, "+
+		"the rest finishes), with %s to delete them now (their JobSets start again elsewhere), or with --keep-workloads to leave them running",
+		ErrWorkloadsRunning, len(running), fleet.Bounded(strings.Join(running, ", "), 400), UnjoinDrainFlag, UnjoinForceFlag)
 }

@@ -4,12 +4,12 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 
+	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	cliflag "k8s.io/component-base/cli/flag"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -37,23 +37,27 @@ import (
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
-const usage = `jobset-fleet-hub places JobSets applied to this (hub) cluster on member
+const long = `jobset-fleet-hub places JobSets applied to this (hub) cluster on member
 clusters of the fleet and mirrors their status back.
 
-Usage:
-  jobset-fleet-hub [flags]
+Members join with "jobset-fleet-agent join" (or "jobset-fleet-agent token
+create" here and "jobset-fleet-agent join --token" on the member); their
+ClusterProfiles live in --inventory-namespace. A member whose agent has not
+renewed its heartbeat for --heartbeat-timeout gets no new work; after
+--member-lost-timeout it is lost, and its JobSets run elsewhere once their
+copy there is confirmed stopped (the agent reported it, the hub stopped it
+through --clusterprofile-provider-file access, an operator labelled the
+ClusterProfile fleet.jobset.x-k8s.io/out-of-service=true, or the member was
+unjoined). Keep the agents' --fence-timeout below --member-lost-timeout.`
 
-Members join with "jobset-fleet-agent join"; their ClusterProfiles live in
---inventory-namespace. A member whose agent has not renewed its heartbeat for
---heartbeat-timeout gets no new work; after --member-lost-timeout it is lost,
-and its JobSets run elsewhere once their copy there is confirmed stopped (the
-agent reported it, the hub stopped it through --clusterprofile-provider-file
-access, an operator labelled the ClusterProfile
-fleet.jobset.x-k8s.io/out-of-service=true, or the member was unjoined). Keep
-the agents' --fence-timeout below --member-lost-timeout.
+const example = `  # Run against the cluster of $KUBECONFIG, without leader election
+  jobset-fleet-hub --kubeconfig ~/.kube/hub --context admin@hub --leader-elect=false
 
-Flags:
-`
+  # Place on the member with the least room left that still fits
+  jobset-fleet-hub --placement-policy=binpack`
+
+// Section is the --help section of the hub's own flags.
+const Section = "hub"
 
 // component is what distinguishes the hub's manager from the agent's.
 var component = manager.Component{
@@ -68,18 +72,22 @@ var component = manager.Component{
 }
 
 func main() {
-	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+	if err := command().ExecuteContext(ctrl.SetupSignalHandler()); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+func command() *cobra.Command {
 	opts := hub.DefaultOptions()
-	return manager.Run(args, manager.Boot{
-		Component:    component,
-		Usage:        usage,
-		AddFlags:     func(fs *flag.FlagSet) { opts.AddFlags(fs) },
+	return manager.Command(manager.Boot{
+		Component: component,
+		Short:     "Place JobSets of the hub on the fleet's member clusters",
+		Long:      long,
+		Example:   example,
+		AddFlags: func(fss *cliflag.NamedFlagSets) {
+			manager.AddGoFlags(fss.FlagSet(Section), opts.AddFlags)
+		},
 		Validate:     func() error { return opts.Validate() },
 		Cache:        func() cache.Options { return opts.CacheOptions() },
 		Kinds:        servedKinds(),

@@ -311,7 +311,9 @@ func (f *Fleet) join(ctx context.Context, member string) error {
 		"--hub-kubeconfig", f.o.path(f.Layout.Hub+".kubeconfig"),
 		"--member-kubeconfig", f.o.path(member+".kubeconfig"),
 		"--cluster-name", member, "--labels", "fleet.jobset.x-k8s.io/member="+member,
-		"--output-kubeconfig", f.o.path(member+"-agent-hub.kubeconfig"))
+		"--output-kubeconfig", f.o.path(member+"-agent-hub.kubeconfig"),
+		// The agents run as local processes, which reach the hub on loopback.
+		"--allow-loopback-hub-server")
 	cmd.Dir = testenv.RepoRoot()
 	out, err := cmd.CombinedOutput()
 	_ = os.WriteFile(f.o.path("logs", "join-"+member+".log"), out, 0o644)

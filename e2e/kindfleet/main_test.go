@@ -585,8 +585,11 @@ func (e *fleetEnv) loadImageArchive(clusterName, component string) error {
 	return g.Wait()
 }
 
-// join runs the real `jobset-fleet-agent join` with admin kubeconfigs of
-// the hub and the member, as a cluster admin does.
+// join runs the real `jobset-fleet-agent join`: member-1 with admin
+// kubeconfigs of the hub and the member, as one admin holding both does;
+// member-2 in two steps that share no credentials, as a hub team and a
+// member team do (`token create` with the hub's kubeconfig alone, then
+// `join --token` with the member's alone).
 func (e *fleetEnv) join(ctx context.Context, member string) error {
 	dir, err := os.MkdirTemp("", "kindfleet-join-")
 	if err != nil {
@@ -604,16 +607,42 @@ func (e *fleetEnv) join(ctx context.Context, member string) error {
 			return err
 		}
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(e.root, "bin", "jobset-fleet-agent"), "join",
-		"--hub-kubeconfig", paths[hubName], "--member-kubeconfig", paths[member],
-		"--cluster-name", member, "--hub-server", hubServer,
-		"--labels", poolLabel+"="+poolValue)
-	cmd.Dir = e.root // --crd-dir defaults to config/crd/bases
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("jobset-fleet-agent join %s: %w\n%s", member, err, out)
+	agent := func(args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, filepath.Join(e.root, "bin", "jobset-fleet-agent"), args...)
+		cmd.Dir = dir // the CRDs are in the binary
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("jobset-fleet-agent %s (%s): %w\n%s%s", args[0], member, err, out, stderrOf(err))
+		}
+		return out, nil
 	}
-	fmt.Printf("    join: %s", out)
+	if member == memberNames[0] {
+		out, err := agent("join", "--hub-kubeconfig", paths[hubName], "--member-kubeconfig", paths[member],
+			"--cluster-name", member, "--hub-server", hubServer, "--labels", poolLabel+"="+poolValue)
+		fmt.Printf("    join: %s", out)
+		return err
+	}
+	token, err := agent("token", "create", "--hub-kubeconfig", paths[hubName], "--cluster-name", member,
+		"--hub-server", hubServer, "--labels", poolLabel+"="+poolValue, "--ttl", "10m", "-o", "token")
+	if err != nil {
+		return err
+	}
+	// The hub's address from this machine (not a credential): the token's
+	// is the one the member's Pods use.
+	hubAddress, err := e.kubectlCmd(ctx, e.cluster(hubName), nil, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+	if err != nil {
+		return err
+	}
+	out, err := agent("join", "--token", strings.TrimSpace(string(token)), "--token-hub-address", hubAddress, "--member-kubeconfig", paths[member])
+	fmt.Printf("    join --token: %s", out)
+	return err
+}
+
+func stderrOf(err error) []byte {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.Stderr
+	}
 	return nil
 }
 

@@ -46,6 +46,7 @@ type options struct {
 	controllerManager bool
 	webhookPaths      []string
 	crdPaths          []string
+	bootstrapTokens   bool
 }
 
 // WithControllerManager also runs a real kube-controller-manager (Job
@@ -59,6 +60,11 @@ func WithControllerManager() Option { return func(o *options) { o.controllerMana
 func WithWebhooks(paths ...string) Option {
 	return func(o *options) { o.webhookPaths = append(o.webhookPaths, paths...) }
 }
+
+// WithBootstrapTokenAuth lets the apiserver authenticate bootstrap tokens
+// (Secrets bootstrap-token-<id> in kube-system), as kubeadm and kind
+// clusters do.
+func WithBootstrapTokenAuth() Option { return func(o *options) { o.bootstrapTokens = true } }
 
 // WithCRDPaths installs CRDs from these directories too.
 func WithCRDPaths(paths ...string) Option {
@@ -143,6 +149,9 @@ func start(name string, opts ...Option) (*Cluster, error) {
 	}
 	if len(o.webhookPaths) > 0 {
 		env.WebhookInstallOptions.Paths = o.webhookPaths
+	}
+	if o.bootstrapTokens {
+		env.ControlPlane.GetAPIServer().Configure().Set("enable-bootstrap-token-auth", "true")
 	}
 	cfg, err := env.Start()
 	if err != nil {

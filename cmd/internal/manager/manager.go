@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"unicode"
 
 	"k8s.io/client-go/rest"
+	cliflag "k8s.io/component-base/cli/flag"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -73,20 +73,35 @@ type Flags struct {
 	WebhookDNSNames    string
 }
 
-// AddFlags registers the flags, --feature-gates among them.
-func (f *Flags) AddFlags(fs *flag.FlagSet, c Component) {
+// The sections of --help, in the order AddFlags adds them after the
+// component's own.
+const (
+	SectionClient         = "kube client"
+	SectionLeaderElection = "leader election"
+	SectionServing        = "metrics and probes"
+	SectionWebhooks       = "webhooks"
+	SectionFeatureGates   = "feature gates"
+)
+
+// AddFlags registers the flags in their sections of fss, --feature-gates
+// among them.
+func (f *Flags) AddFlags(fss *cliflag.NamedFlagSets, c Component) {
+	fs := fss.FlagSet(SectionClient)
 	f.Kube.AddFlags(fs, c.KubeconfigUsage)
 	fs.StringVar(&f.Namespace, "namespace", c.Namespace, "The component's own namespace (leader election, webhook Secret).")
+	fs = fss.FlagSet(SectionLeaderElection)
 	fs.BoolVar(&f.LeaderElect, "leader-elect", true, "Elect a leader so only one replica reconciles.")
 	// The defaults are client-go's and every Kubernetes component's.
 	fs.DurationVar(&f.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits, after the leader's last renewal, before it takes over.")
 	fs.DurationVar(&f.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader retries renewing before it gives up leadership (and exits).")
 	fs.DurationVar(&f.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "How often the leader renews and standbys try to acquire.")
+	fs = fss.FlagSet(SectionServing)
 	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", ":8443", "Metrics address; 0 disables.")
 	fs.BoolVar(&f.MetricsSecure, "metrics-secure", true, "Serve metrics over HTTPS (a self-signed certificate, with --tls-min-version and --tls-cipher-suites) "+
 		"only to clients whose bearer token the apiserver authenticates and authorizes for GET /metrics (e.g. bound to the metrics-reader ClusterRole). "+
 		"False: plain HTTP to anyone, for local development.")
 	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", ":8081", "Health and readiness probe address.")
+	fs = fss.FlagSet(SectionWebhooks)
 	fs.BoolVar(&f.DisableWebhooks, "disable-webhooks", false, "Do not serve the admission webhooks (e.g. for local runs).")
 	fs.IntVar(&f.WebhookPort, "webhook-port", 9443, "Webhook server port.")
 	fs.StringVar(&f.WebhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), c.Name+"-webhook-certs"), "Directory of the webhook serving certificate.")
@@ -95,7 +110,7 @@ func (f *Flags) AddFlags(fs *flag.FlagSet, c Component) {
 	fs.StringVar(&f.WebhookSecret, "webhook-secret", c.WebhookSecret, "Secret that stores the webhook CA and certificate.")
 	fs.StringVar(&f.WebhookDNSNames, "webhook-cert-extra-dns-names", "", "Extra DNS names of the managed webhook certificate, comma-separated (e.g. localhost, when the apiserver calls a local process by URL).")
 	f.TLS.addFlags(fs)
-	features.AddFlag(fs)
+	features.Gate.AddFlag(fss.FlagSet(SectionFeatureGates))
 }
 
 // Validate checks the flags.

@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"crypto/tls"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -14,11 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/yaml"
@@ -41,9 +42,13 @@ func TestMetricsNeedAuthorizedToken(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var fss cliflag.NamedFlagSets
 	var f Flags
-	f.AddFlags(fs, Component{Name: "metrics-test", Namespace: "default"})
+	f.AddFlags(&fss, Component{Name: "metrics-test", Namespace: "default"})
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	for _, name := range fss.Order {
+		fs.AddFlagSet(fss.FlagSets[name])
+	}
 	if err := fs.Parse([]string{"--kubeconfig=" + c.KubeconfigPath, "--leader-elect=false", "--metrics-bind-address=" + addr, "--health-probe-bind-address=0"}); err != nil {
 		t.Fatal(err)
 	}

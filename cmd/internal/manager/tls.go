@@ -2,10 +2,10 @@ package manager
 
 import (
 	"crypto/tls"
-	"flag"
 	"fmt"
 	"strings"
 
+	"github.com/spf13/pflag"
 	cliflag "k8s.io/component-base/cli/flag"
 
 	"github.com/jobset-fleet/jobset-fleet/api/jobset/features"
@@ -19,7 +19,7 @@ type TLSFlags struct {
 	CipherSuites string
 }
 
-func (f *TLSFlags) addFlags(fs *flag.FlagSet) {
+func (f *TLSFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.MinVersion, "tls-min-version", "",
 		"Minimum TLS version of the webhook and metrics servers: VersionTLS12 (the default) or VersionTLS13. Needs the TLSOptions feature gate.")
 	fs.StringVar(&f.CipherSuites, "tls-cipher-suites", "",

@@ -6,12 +6,12 @@
 package restconfig
 
 import (
-	"flag"
 	"fmt"
 
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
 )
 
 // Defaults of the rate-limit flags, the same as upstream JobSet's.
@@ -23,13 +23,17 @@ const (
 // Flags are the client flags shared by every component.
 type Flags struct {
 	Kubeconfig string
-	QPS        float64
-	Burst      int
+	// Context is the kubeconfig context to use; empty: its current one.
+	Context string
+	QPS     float64
+	Burst   int
 }
 
-// AddFlags registers --kubeconfig, --kube-api-qps and --kube-api-burst.
-func (f *Flags) AddFlags(fs *flag.FlagSet, kubeconfigUsage string) {
+// AddFlags registers --kubeconfig, --context, --kube-api-qps and
+// --kube-api-burst.
+func (f *Flags) AddFlags(fs *pflag.FlagSet, kubeconfigUsage string) {
 	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", kubeconfigUsage)
+	fs.StringVar(&f.Context, "context", "", "The context of --kubeconfig (or of $KUBECONFIG, ~/.kube/config) to use (default: its current context).")
 	fs.Float64Var(&f.QPS, "kube-api-qps", DefaultQPS, "Maximum queries per second to each apiserver this process talks to (client-side rate limit; negative disables it).")
 	fs.IntVar(&f.Burst, "kube-api-burst", DefaultBurst, "Maximum burst of queries to each apiserver this process talks to.")
 }
@@ -51,9 +55,9 @@ func (f *Flags) Load() (*rest.Config, error) {
 		err error
 	)
 	if f.Kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
+		cfg, err = Kubeconfig(f.Kubeconfig, f.Context)
 	} else {
-		cfg, err = ctrl.GetConfig()
+		cfg, err = config.GetConfigWithContext(f.Context)
 	}
 	if err != nil {
 		return nil, err
@@ -66,4 +70,16 @@ func (f *Flags) Load() (*rest.Config, error) {
 func (f *Flags) Apply(cfg *rest.Config) {
 	cfg.QPS = float32(f.QPS)
 	cfg.Burst = f.Burst
+}
+
+// Kubeconfig loads the kubeconfig file at path, with context instead of
+// its current context when set.
+func Kubeconfig(path, context string) (*rest.Config, error) {
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: path},
+		&clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
 }
