@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,6 +20,7 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/manager"
 	"github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/admission"
+	hubrelay "github.com/jobset-fleet/jobset-fleet/hub/relay"
 )
 
 // The webhook certificate (cert-controller, cmd/internal/webhookcerts): its
@@ -76,14 +78,25 @@ func main() {
 
 func run(args []string) error {
 	opts := hub.DefaultOptions()
+	var relayOpts hubrelay.Options
 	return manager.Run(args, manager.Boot{
 		Component:    component,
 		Usage:        usage,
-		AddFlags:     func(fs *flag.FlagSet) { opts.AddFlags(fs) },
+		AddFlags: func(fs *flag.FlagSet) {
+			opts.AddFlags(fs)
+			relayFlags := pflag.NewFlagSet("relay", pflag.ContinueOnError)
+			relayOpts.AddFlags(relayFlags)
+			relayFlags.VisitAll(func(f *pflag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
+		},
 		Validate:     func() error { return opts.Validate() },
 		Cache:        func() cache.Options { return opts.CacheOptions() },
 		Kinds:        servedKinds(),
-		Setup:        func(mgr ctrl.Manager, _ manager.Flags) error { return hub.Setup(mgr, opts) },
+		Setup: func(mgr ctrl.Manager, _ manager.Flags) error {
+			if err := hub.Setup(mgr, opts); err != nil {
+				return err
+			}
+			return hubrelay.Setup(mgr, relayOpts)
+		},
 		Webhooks:     func(mgr ctrl.Manager) error { return opts.Admission()(mgr) },
 		StartMessage: "Starting hub",
 		StartValues: func() []any {
