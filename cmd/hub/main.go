@@ -80,17 +80,17 @@ func run(args []string) error {
 	opts := hub.DefaultOptions()
 	var relayOpts hubrelay.Options
 	return manager.Run(args, manager.Boot{
-		Component:    component,
-		Usage:        usage,
+		Component: component,
+		Usage:     usage,
 		AddFlags: func(fs *flag.FlagSet) {
 			opts.AddFlags(fs)
 			relayFlags := pflag.NewFlagSet("relay", pflag.ContinueOnError)
 			relayOpts.AddFlags(relayFlags)
 			relayFlags.VisitAll(func(f *pflag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
 		},
-		Validate:     func() error { return opts.Validate() },
-		Cache:        func() cache.Options { return opts.CacheOptions() },
-		Kinds:        servedKinds(),
+		Validate: func() error { return opts.Validate() },
+		Cache:    func() cache.Options { return opts.CacheOptions() },
+		Kinds:    servedKinds(),
 		Setup: func(mgr ctrl.Manager, _ manager.Flags) error {
 			if err := hub.Setup(mgr, opts); err != nil {
 				return err

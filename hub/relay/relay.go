@@ -177,11 +177,11 @@ func (s *Server) startAuthentication(ctx context.Context) (authenticator.Request
 	authn, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{
 		RequestHeaderConfig: &authenticatorfactory.RequestHeaderConfig{
 			CAContentProvider:   ca,
-			UsernameHeaders: headerrequest.StringSliceProviderFunc(headers.UsernameHeaders),
-			UIDHeaders: headerrequest.StringSliceProviderFunc(headers.UIDHeaders),
-			GroupHeaders: headerrequest.StringSliceProviderFunc(headers.GroupHeaders),
+			UsernameHeaders:     headerrequest.StringSliceProviderFunc(headers.UsernameHeaders),
+			UIDHeaders:          headerrequest.StringSliceProviderFunc(headers.UIDHeaders),
+			GroupHeaders:        headerrequest.StringSliceProviderFunc(headers.GroupHeaders),
 			ExtraHeaderPrefixes: headerrequest.StringSliceProviderFunc(headers.ExtraHeaderPrefixes),
-			AllowedClientNames: headerrequest.StringSliceProviderFunc(headers.AllowedClientNames),
+			AllowedClientNames:  headerrequest.StringSliceProviderFunc(headers.AllowedClientNames),
 		},
 	}.New()
 	if err != nil {
