@@ -94,7 +94,11 @@ func TestLogsAndExecThroughTheHub(t *testing.T) {
 	writeLog("fleet-line-1", "fleet-line-2")
 
 	hub := testenv.Start(t, "hub", testenv.WithAggregation())
-	member := testenv.StartKwok(t, "relay-member", testenv.KwokOptions{ExtraArgs: []string{"--config=" + kwokConfig(t, logFile)}})
+	member := testenv.StartKwok(t, "relay-member", testenv.KwokOptions{ExtraArgs: []string{
+		// The project's stages: a Pod annotated hold=true keeps running.
+		"--config=" + filepath.Join(testenv.RepoRoot(), "e2e", "kwok", "stages.yaml"),
+		"--config=" + kwokConfig(t, logFile),
+	}})
 	if _, err := envtest.InstallCRDs(member.Config, envtest.CRDInstallOptions{Paths: testenv.CRDPaths()}); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +198,10 @@ func TestLogsAndExecThroughTheHub(t *testing.T) {
 	t.Run("a user without the verb is refused", func(t *testing.T) {
 		for _, args := range [][]string{{"logs", "trainer"}, {"exec", "trainer", "--", "echo", "x"}} {
 			out, errOut, code := kubectlFleet(append([]string{"--as", "bob"}, args...)...)
-			if code == 0 || !strings.Contains(errOut, "Forbidden") || !strings.Contains(errOut, `User "bob"`) || !strings.Contains(errOut, "jobsets/"+args[0][:3]) {
+			// logs shows the Status as kubectl does ("Error from server
+			// (Forbidden)"); exec, as kubectl exec, the failed upgrade with
+			// the same message.
+			if code == 0 || !strings.Contains(strings.ToLower(errOut), "forbidden") || !strings.Contains(errOut, `User "bob"`) || !strings.Contains(errOut, `"jobsets/`+args[0][:3]) {
 				t.Errorf("%v: exit %d, stdout %q, stderr %q; want Forbidden for bob on jobsets/%s", args, code, out, errOut, args[0])
 			}
 		}
@@ -207,7 +214,7 @@ func TestLogsAndExecThroughTheHub(t *testing.T) {
 			}
 			return nil
 		})
-		if _, errOut, code := kubectlFleet("--as", "bob", "exec", "trainer", "--", "echo", "x"); code == 0 || !strings.Contains(errOut, "Forbidden") {
+		if _, errOut, code := kubectlFleet("--as", "bob", "exec", "trainer", "--", "echo", "x"); code == 0 || !strings.Contains(errOut, "is forbidden") {
 			t.Errorf("bob's exec: exit %d, stderr %q", code, errOut)
 		}
 	})
@@ -215,7 +222,7 @@ func TestLogsAndExecThroughTheHub(t *testing.T) {
 	t.Run("the agent refuses Pods of no fleet copy", func(t *testing.T) {
 		for _, args := range [][]string{{"logs", "trainer", "--pod", "stranger"}, {"exec", "trainer", "--pod", "stranger", "--", "echo", "x"}} {
 			out, errOut, code := kubectlFleet(args...)
-			if code == 0 || !strings.Contains(errOut, "NotFound") || strings.Contains(out, "fleet-line") {
+			if code == 0 || !strings.Contains(errOut, "not found") || !strings.Contains(errOut, "none of JobSet team/trainer") || out != "" {
 				t.Errorf("%v: exit %d, stdout %q, stderr %q; want NotFound", args, code, out, errOut)
 			}
 		}
@@ -329,10 +336,10 @@ func copyPods(t *testing.T, member *testenv.KwokCluster, d *fleet.JobSetDispatch
 		pod(fmt.Sprintf("trainer-workers-%d-0", i), map[string]string{
 			jobset.JobSetNameKey: "trainer", jobset.ReplicatedJobNameKey: "workers", jobset.JobIndexKey: fmt.Sprint(i),
 			batchv1.JobCompletionIndexAnnotation: "0",
-		}, map[string]string{fleet.PodEpochAnnotation: "1"},
+		}, map[string]string{fleet.PodEpochAnnotation: "1", "e2e.jobset-fleet.io/hold": "true"},
 			&metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: ptr.To(true)})
 	}
-	pod("stranger", map[string]string{jobset.JobSetNameKey: "trainer", jobset.ReplicatedJobNameKey: "workers", jobset.JobIndexKey: "0"}, nil, nil)
+	pod("stranger", map[string]string{jobset.JobSetNameKey: "trainer", jobset.ReplicatedJobNameKey: "workers", jobset.JobIndexKey: "0"}, map[string]string{"e2e.jobset-fleet.io/hold": "true"}, nil)
 	testenv.Eventually(t, time.Minute, "the Pods run", func() error {
 		var pods corev1.PodList
 		if err := c.List(ctx, &pods); err != nil {

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -70,7 +71,7 @@ func configureAggregation(env *envtest.Environment) (dir string, err error) {
 // certificate. It returns a directory with that certificate (tls.crt,
 // tls.key) for the local server. The cluster needs WithAggregation.
 func (c *Cluster) ServeAPIService(ctx context.Context, group, version string, port int) (certDir string, err error) {
-	svc := "api-" + group
+	svc := "api-" + strings.ReplaceAll(group, ".", "-")
 	if len(svc) > 63 {
 		svc = svc[:63]
 	}
