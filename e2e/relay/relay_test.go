@@ -172,7 +172,9 @@ func TestLogsAndExecThroughTheHub(t *testing.T) {
 		writeLog("fleet-line-3-followed")
 		testenv.Eventually(t, 30*time.Second, "the new line", func() error { return contains(&out, "[trainer-workers-0-0/main] fleet-line-3-followed") })
 		cancel()
-		<-done
+		if err := <-done; err != nil && fctx.Err() == nil {
+			t.Errorf("logs -f: %v", err)
+		}
 	})
 
 	t.Run("exec runs echo and is recorded on the hub JobSet", func(t *testing.T) {
@@ -312,8 +314,8 @@ func copyPods(t *testing.T, member *testenv.KwokCluster, d *fleet.JobSetDispatch
 	c := member.Client
 	must(t, testenv.AddNode(ctx, c, "node-1", testenv.NodeSpec{}))
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	copy := workload(ns, "trainer").Label(fleet.EpochLabel, "1").Annotation(fleet.DispatchAnnotation, fleet.DispatchKey(d)).Obj()
-	must(t, c.Create(ctx, copy))
+	memberCopy := workload(ns, "trainer").Label(fleet.EpochLabel, "1").Annotation(fleet.DispatchAnnotation, fleet.DispatchKey(d)).Obj()
+	must(t, c.Create(ctx, memberCopy))
 	pod := func(name string, labels, annotations map[string]string, owner *metav1.OwnerReference) {
 		p := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: annotations},

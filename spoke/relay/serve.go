@@ -117,25 +117,25 @@ func (s *server) resolve(ctx context.Context, q url.Values) ([]corev1.Pod, error
 	if err := s.reader.List(ctx, &copies, client.InNamespace(ns)); err != nil {
 		return nil, fmt.Errorf("listing JobSets in %s: %w", ns, err)
 	}
-	var copy *jobset.JobSet
+	var memberCopy *jobset.JobSet
 	for i := range copies.Items {
 		js := &copies.Items[i]
 		if js.Annotations[fleet.DispatchAnnotation] == dispatch && strconv.FormatInt(fleet.Epoch(js), 10) == epoch {
-			copy = js
+			memberCopy = js
 		}
 	}
-	if copy == nil {
+	if memberCopy == nil {
 		return nil, apierrors.NewNotFound(schema.GroupResource{Group: jobset.GroupVersion.Group, Resource: "jobsets"},
-			fmt.Sprintf("%s (no copy of dispatch %s at epoch %s on member %s)", q.Get(fleet.RelayParamJobSet), dispatch, epoch, s.cluster))
+			fmt.Sprintf("%s (no memberCopy of dispatch %s at epoch %s on member %s)", q.Get(fleet.RelayParamJobSet), dispatch, epoch, s.cluster))
 	}
 	var pods corev1.PodList
-	if err := s.reader.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{jobset.JobSetNameKey: copy.Name}); err != nil {
-		return nil, fmt.Errorf("listing Pods of %s/%s: %w", ns, copy.Name, err)
+	if err := s.reader.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{jobset.JobSetNameKey: memberCopy.Name}); err != nil {
+		return nil, fmt.Errorf("listing Pods of %s/%s: %w", ns, memberCopy.Name, err)
 	}
-	// Only Pods the copy made for this epoch: a Pod left by an earlier
+	// Only Pods the memberCopy made for this epoch: a Pod left by an earlier
 	// placement, or one someone labelled by hand, is not served.
 	own := slices.DeleteFunc(pods.Items, func(p corev1.Pod) bool {
-		return p.Annotations[fleet.PodEpochAnnotation] != epoch || !ownedByJobOf(&p, copy)
+		return p.Annotations[fleet.PodEpochAnnotation] != epoch || !ownedByJobOf(&p, memberCopy)
 	})
 	selected := Select(own, sel)
 	if len(selected) == 0 {
@@ -145,7 +145,7 @@ func (s *server) resolve(ctx context.Context, q url.Values) ([]corev1.Pod, error
 }
 
 // ownedByJobOf: the Pod's controller is a Job, and the Pod carries the
-// copy's JobSet name label; the JobSet controller sets both.
+// memberCopy's JobSet name label; the JobSet controller sets both.
 func ownedByJobOf(p *corev1.Pod, js *jobset.JobSet) bool {
 	ref := metav1.GetControllerOf(p)
 	return ref != nil && ref.Kind == "Job" && p.Labels[jobset.JobSetNameKey] == js.Name
