@@ -109,11 +109,21 @@ func TestLogsAndExecThroughTheHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As in a cluster, the hub starts before its certificate is written
+	// (cmd/internal/webhookcerts writes it once the hub runs): the relay
+	// waits for it rather than failing the hub.
+	relayCertDir := t.TempDir()
 	hubMgr := hub.NewManager(t, cache.Options{})
-	if err := hubrelay.Setup(hubMgr, hubrelay.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port), CertDir: certDir}); err != nil {
+	if err := hubrelay.Setup(hubMgr, hubrelay.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", port), CertDir: relayCertDir}); err != nil {
 		t.Fatal(err)
 	}
 	testenv.RunManager(t, hubMgr)
+	time.Sleep(2 * time.Second)
+	for _, f := range []string{"tls.key", "tls.crt"} {
+		data, err := os.ReadFile(filepath.Join(certDir, f))
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(relayCertDir, f), data, 0o600))
+	}
 
 	// What join and the hub would have made: the member namespace, the
 	// agent's ServiceAccount and Role there, a placed JobSet and its
@@ -327,15 +337,17 @@ func copyPods(t *testing.T, member *testenv.KwokCluster, d *fleet.JobSetDispatch
 		must(t, c.Create(ctx, p))
 	}
 	for i := range 2 {
-		// A suspended Job whose selector matches none of these Pods: it
-		// exists (so the garbage collector keeps them) and makes none.
+		// A Job that the Job controller leaves alone (managedBy another
+		// controller): it exists, so the garbage collector keeps its Pod,
+		// and nothing adopts, releases or replaces the Pod made here.
+		podName := fmt.Sprintf("trainer-workers-%d-0", i)
 		job := &batchv1.Job{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("trainer-workers-%d", i)},
-			Spec: batchv1.JobSpec{Suspend: ptr.To(true), Template: corev1.PodTemplateSpec{
+			Spec: batchv1.JobSpec{Suspend: ptr.To(true), ManagedBy: ptr.To("e2e.jobset-fleet.io/nobody"), Template: corev1.PodTemplateSpec{
 				Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "main", Image: "busybox"}}}}},
 		}
 		must(t, c.Create(ctx, job))
-		pod(fmt.Sprintf("trainer-workers-%d-0", i), map[string]string{
+		pod(podName, map[string]string{
 			jobset.JobSetNameKey: "trainer", jobset.ReplicatedJobNameKey: "workers", jobset.JobIndexKey: fmt.Sprint(i),
 			batchv1.JobCompletionIndexAnnotation: "0",
 		}, map[string]string{fleet.PodEpochAnnotation: "1", "e2e.jobset-fleet.io/hold": "true"},

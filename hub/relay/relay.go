@@ -21,6 +21,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -36,6 +37,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 )
 
 // The hub reads the kube-apiserver's front-proxy settings, asks the
@@ -47,6 +51,10 @@ import (
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// APIServiceName is the relay's APIService (config/hub/relay.yaml). The hub
+// serves it with its webhook certificate and keeps its caBundle current.
+const APIServiceName = fleet.RelayVersion + "." + fleet.RelayGroup
 
 // Options configure the hub's relay server.
 type Options struct {
@@ -77,20 +85,26 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err != nil {
 		return fmt.Errorf("relay: hub client: %w", err)
 	}
-	certs, err := certwatcher.New(filepath.Join(o.CertDir, "tls.crt"), filepath.Join(o.CertDir, "tls.key"))
-	if err != nil {
-		return fmt.Errorf("relay: serving certificate: %w", err)
-	}
-	if err := mgr.Add(certs); err != nil {
-		return err
-	}
 	s := &Server{
 		kube:     kube,
 		reader:   mgr.GetClient(),
 		recorder: mgr.GetEventRecorder("jobset-fleet-hub-relay"),
 		tunnels:  newTunnels(),
 	}
-	return mgr.Add(&runnable{addr: o.BindAddress, server: s, certs: certs})
+	r := &runnable{addr: o.BindAddress, certDir: o.CertDir, server: s, serving: make(chan struct{})}
+	// The Service in front of the relay sends the kube-apiserver's
+	// requests only to replicas that serve it.
+	if err := mgr.AddReadyzCheck("relay", func(*http.Request) error {
+		select {
+		case <-r.serving:
+			return nil
+		default:
+			return fmt.Errorf("relay: not serving yet (waiting for its certificate in %s?)", o.CertDir)
+		}
+	}); err != nil {
+		return fmt.Errorf("relay: readiness check: %w", err)
+	}
+	return mgr.Add(r)
 }
 
 // Server serves the relay API.
@@ -107,16 +121,27 @@ type Server struct {
 func (s *Server) Connected(cluster string) bool { return s.tunnels.get(cluster) != nil }
 
 type runnable struct {
-	addr   string
-	server *Server
-	certs  *certwatcher.CertWatcher
+	addr    string
+	certDir string
+	server  *Server
+	// serving is closed once the server listens.
+	serving chan struct{}
 }
 
 func (r *runnable) NeedLeaderElection() bool { return false }
 
-// Start runs the front-proxy configuration controllers and the server
-// until ctx ends.
+// Start waits for the serving certificate, then runs the front-proxy
+// configuration controllers and the server until ctx ends.
 func (r *runnable) Start(ctx context.Context) error {
+	certs, err := waitForCertificate(ctx, r.certDir)
+	if err != nil || certs == nil {
+		return err
+	}
+	go func() {
+		if err := certs.Start(ctx); err != nil {
+			log.FromContext(ctx).Error(err, "Relay: watching the serving certificate failed", "dir", r.certDir)
+		}
+	}()
 	authn, err := r.server.startAuthentication(ctx)
 	if err != nil {
 		return err
@@ -130,7 +155,7 @@ func (r *runnable) Start(ctx context.Context) error {
 		Handler:           r.server,
 		ReadHeaderTimeout: 30 * time.Second,
 		TLSConfig: &tls.Config{
-			GetCertificate: r.certs.GetCertificate,
+			GetCertificate: certs.GetCertificate,
 			// The kube-apiserver presents its front-proxy client
 			// certificate; the request-header authenticator verifies it.
 			ClientAuth: tls.RequestClientCert,
@@ -144,10 +169,44 @@ func (r *runnable) Start(ctx context.Context) error {
 		r.server.tunnels.closeAll()
 		_ = srv.Close()
 	}()
+	close(r.serving)
 	if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("relay: %w", err)
 	}
 	return nil
+}
+
+// certificatePoll is how often the relay looks for its certificate before
+// it has one.
+var certificatePoll = time.Second
+
+// waitForCertificate returns a watcher of the serving pair in dir once
+// both files are there: in a cluster the hub's webhook certificate is
+// written there by the hub itself (cmd/internal/webhookcerts), after the
+// relay is set up. Nil when ctx ends first.
+func waitForCertificate(ctx context.Context, dir string) (*certwatcher.CertWatcher, error) {
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	logged := false
+	for {
+		_, crtErr := os.Stat(crt)
+		_, keyErr := os.Stat(key)
+		if crtErr == nil && keyErr == nil {
+			certs, err := certwatcher.New(crt, key)
+			if err == nil {
+				return certs, nil
+			}
+			// A pair being rotated may not match for a moment.
+			log.FromContext(ctx).Info("Relay: serving certificate not loadable yet", "dir", dir, "error", err.Error())
+		} else if !logged {
+			log.FromContext(ctx).Info("Relay: waiting for the serving certificate", "dir", dir)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(certificatePoll):
+		}
+	}
 }
 
 // authConfigMap is where the kube-apiserver publishes its front-proxy CA
