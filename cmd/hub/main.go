@@ -25,13 +25,16 @@ import (
 
 // The webhook certificate (cert-controller, cmd/internal/webhookcerts): its
 // Secret in the hub's namespace (watched there, created empty at start),
-// and the CA bundle of the hub's two webhook configurations. The rotator
-// watches webhook configurations cluster-wide but may change only these.
+// and the CA bundle of the hub's two webhook configurations and of the relay's
+// APIService (hub/relay, served with the same certificate). The rotator
+// watches them cluster-wide but may change only these.
 // The hub's leader-election Lease is covered by hub/inventory's markers.
 //
 // +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update,resourceNames=jobset-fleet-hub-mutating-webhook-configuration;jobset-fleet-hub-validating-webhook-configuration
+// +kubebuilder:rbac:groups=apiregistration.k8s.io,resources=apiservices,verbs=list;watch
+// +kubebuilder:rbac:groups=apiregistration.k8s.io,resources=apiservices,verbs=get;update,resourceNames=v1alpha1.relay.fleet.jobset.x-k8s.io
 //
 // Metrics are served to authorized clients only (cmd/internal/manager),
 // which takes a TokenReview and a SubjectAccessReview per scrape.
@@ -67,6 +70,7 @@ var component = manager.Component{
 	CAName:                          "jobset-fleet-hub-webhook-ca",
 	MutatingWebhookConfigurations:   []string{admission.MutatingWebhookConfigurationName},
 	ValidatingWebhookConfigurations: []string{admission.ValidatingWebhookConfigurationName},
+	APIServices:                     []string{hubrelay.APIServiceName},
 }
 
 func main() {

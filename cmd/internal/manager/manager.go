@@ -45,6 +45,9 @@ type Component struct {
 	WebhookService, WebhookSecret, CAName string
 	// The webhook configurations whose CA bundle the component manages.
 	MutatingWebhookConfigurations, ValidatingWebhookConfigurations []string
+	// APIServices the component serves with its webhook certificate, whose
+	// CA bundle it manages as well.
+	APIServices []string
 }
 
 // Flags are the process flags both binaries have.
@@ -184,6 +187,7 @@ func ServeWebhooks(ctx context.Context, mgr ctrl.Manager, f Flags, c Component, 
 		CAName:                          c.CAName,
 		MutatingWebhookConfigurations:   c.MutatingWebhookConfigurations,
 		ValidatingWebhookConfigurations: c.ValidatingWebhookConfigurations,
+		APIServices:                     c.APIServices,
 	}, setup); err != nil {
 		return fmt.Errorf("setting up admission webhooks: %w", err)
 	}
