@@ -91,20 +91,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		recorder: mgr.GetEventRecorder("jobset-fleet-hub-relay"),
 		tunnels:  newTunnels(),
 	}
-	r := &runnable{addr: o.BindAddress, certDir: o.CertDir, server: s, serving: make(chan struct{})}
-	// The Service in front of the relay sends the kube-apiserver's
-	// requests only to replicas that serve it.
-	if err := mgr.AddReadyzCheck("relay", func(*http.Request) error {
-		select {
-		case <-r.serving:
-			return nil
-		default:
-			return fmt.Errorf("relay: not serving yet (waiting for its certificate in %s?)", o.CertDir)
-		}
-	}); err != nil {
-		return fmt.Errorf("relay: readiness check: %w", err)
-	}
-	return mgr.Add(r)
+	// No readiness check: the relay is an add-on served next to the
+	// webhooks, and a replica that cannot serve it must still serve them.
+	return mgr.Add(&runnable{addr: o.BindAddress, certDir: o.CertDir, server: s})
 }
 
 // Server serves the relay API.
@@ -124,8 +113,6 @@ type runnable struct {
 	addr    string
 	certDir string
 	server  *Server
-	// serving is closed once the server listens.
-	serving chan struct{}
 }
 
 func (r *runnable) NeedLeaderElection() bool { return false }
@@ -142,9 +129,9 @@ func (r *runnable) Start(ctx context.Context) error {
 			log.FromContext(ctx).Error(err, "Relay: watching the serving certificate failed", "dir", r.certDir)
 		}
 	}()
-	authn, err := r.server.startAuthentication(ctx)
-	if err != nil {
-		return err
+	authn := r.server.waitForAuthentication(ctx)
+	if authn == nil {
+		return nil
 	}
 	r.server.authn = authn
 	ln, err := net.Listen("tcp", r.addr)
@@ -169,7 +156,6 @@ func (r *runnable) Start(ctx context.Context) error {
 		r.server.tunnels.closeAll()
 		_ = srv.Close()
 	}()
-	close(r.serving)
 	if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("relay: %w", err)
 	}
@@ -215,6 +201,27 @@ const (
 	authConfigMapNamespace = "kube-system"
 	authConfigMapName      = "extension-apiserver-authentication"
 )
+
+// waitForAuthentication starts the request-header authenticator, retrying
+// (and saying why) while the kube-apiserver's front-proxy configuration
+// cannot be read: logs and exec are not served meanwhile, and the rest of
+// the hub runs on. Nil when ctx ends first.
+func (s *Server) waitForAuthentication(ctx context.Context) authenticator.Request {
+	backoff := certificatePoll
+	for {
+		authn, err := s.startAuthentication(ctx)
+		if err == nil {
+			return authn
+		}
+		log.FromContext(ctx).Error(err, "Relay: not serving logs and exec yet; retrying", "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+}
 
 // startAuthentication is the request-header authenticator, kept current
 // from the kube-apiserver's ConfigMap.
