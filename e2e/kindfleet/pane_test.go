@@ -133,7 +133,9 @@ spec:
 			return lastTick(out.String()) >= last+3, tail(out.String(), 5), nil
 		})
 		cancel()
-		<-done
+		if err := <-done; err != nil && fctx.Err() == nil {
+			t.Errorf("logs -f: %v", err)
+		}
 	})
 
 	t.Run("exec runs echo", func(t *testing.T) {
