@@ -103,6 +103,13 @@ spec:
 			}
 			return true, "", nil
 		})
+		// Served over TLS the kube-apiserver verified with the CA the hub
+		// injected, not by skipping verification.
+		out, err := env.kubectlCmd(ctx, env.hub, nil, "get", "apiservice", "v1alpha1."+fleet.RelayGroup,
+			"-o", "jsonpath={.spec.insecureSkipTLSVerify}|{.spec.caBundle}")
+		if skip, ca, _ := strings.Cut(out, "|"); err != nil || skip == "true" || ca == "" {
+			t.Errorf("relay APIService: insecureSkipTLSVerify %q, caBundle %d bytes, err %v; want verification with the hub's CA", skip, len(ca), err)
+		}
 	})
 
 	t.Run("follow streams new lines", func(t *testing.T) {
