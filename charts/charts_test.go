@@ -179,7 +179,8 @@ func withoutMetadataExtras(o *unstructured.Unstructured) map[string]any {
 // TestChartsValues: the usual values reach the objects: image, replicas,
 // resources, extra flags, node placement, pull secrets, priority class, pod
 // annotations, a brought-own webhook certificate
-// (mounted, with --manage-webhook-certs=false, its CA in every webhook), the
+// (mounted, with --manage-webhook-certs=false, its CA in every webhook and
+// the relay's APIService), the
 // metrics port, metrics readers and the ServiceMonitor.
 func TestChartsValues(t *testing.T) {
 	for _, c := range []struct{ chart, component, webhookService string }{
@@ -205,7 +206,7 @@ webhook:
   caBundle: Q0EK
   configurationAnnotations: {cert-manager.io/inject-ca-from: jobset-fleet-system/my-cert}
 metrics:
-  port: 8444
+  port: 8445
   readers: [{kind: ServiceAccount, name: prometheus-k8s, namespace: monitoring}]
   serviceMonitor: {enabled: true, labels: {release: prom}, interval: 15s}
 `), 0o600); err != nil {
@@ -237,7 +238,7 @@ metrics:
 				}
 			}
 			args := fmt.Sprint(ctr["args"])
-			for _, a := range []string{"--webhook-cert-dir=/certs", "--manage-webhook-certs=false", "--metrics-bind-address=:8444", "--kube-api-qps=100", "--concurrent-reconciles=4"} {
+			for _, a := range []string{"--webhook-cert-dir=/certs", "--manage-webhook-certs=false", "--metrics-bind-address=:8445", "--kube-api-qps=100", "--concurrent-reconciles=4"} {
 				if !strings.Contains(args, a) {
 					t.Errorf("args %s lack %s", args, a)
 				}
@@ -282,9 +283,30 @@ metrics:
 				}
 			}
 
+			if c.component == "hub" {
+				// The relay is served with the same certificate, so its
+				// APIService trusts the same CA.
+				if !strings.Contains(args, "--relay-cert-dir=/certs") {
+					t.Errorf("args %s lack --relay-cert-dir=/certs", args)
+				}
+				as := objs["APIService /v1alpha1.relay.fleet.jobset.x-k8s.io"]
+				if as == nil {
+					t.Fatal("no relay APIService")
+				}
+				if ca, _, _ := unstructured.NestedString(as.Object, "spec", "caBundle"); ca != "Q0EK" {
+					t.Errorf("relay APIService caBundle %q, want Q0EK", ca)
+				}
+				if got := as.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != "jobset-fleet-system/my-cert" {
+					t.Errorf("relay APIService inject-ca-from annotation %q", got)
+				}
+				if svc, _, _ := unstructured.NestedString(as.Object, "spec", "service", "name"); svc != c.webhookService {
+					t.Errorf("relay APIService names Service %q, want the certificate's, %s", svc, c.webhookService)
+				}
+			}
+
 			svc := objs["Service "+namespace+"/"+name+"-metrics"]
-			if p, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports"); p[0].(map[string]any)["port"] != int64(8444) {
-				t.Errorf("metrics Service ports %v, want 8444", p)
+			if p, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports"); p[0].(map[string]any)["port"] != int64(8445) {
+				t.Errorf("metrics Service ports %v, want 8445", p)
 			}
 			crb := objs["ClusterRoleBinding /"+name+"-metrics-reader"]
 			if crb == nil {

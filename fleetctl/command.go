@@ -65,7 +65,8 @@ no credentials for member clusters and changes nothing.`,
 	cmd.PersistentFlags().StringVar(&o.InventoryNamespace, "inventory-namespace", o.InventoryNamespace, "Hub namespace of the fleet's ClusterProfiles.")
 	cmd.PersistentFlags().DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", o.HeartbeatTimeout, "How long a member's heartbeat stays fresh (the hub's --heartbeat-timeout).")
 	cmd.PersistentFlags().DurationVar(&o.MemberLostTimeout, "member-lost-timeout", o.MemberLostTimeout, "When a silent member counts as lost (the hub's --member-lost-timeout).")
-	cmd.AddCommand(newGetCommand(o), newDescribeCommand(o), newMembersCommand(o), newWhyCommand(o), newWhatIfCommand(o))
+	cmd.AddCommand(newGetCommand(o), newDescribeCommand(o), newMembersCommand(o), newWhyCommand(o), newWhatIfCommand(o),
+		newLogsCommand(o), newExecCommand(o))
 	return cmd
 }
 
@@ -109,6 +110,10 @@ func Main(streams genericiooptions.IOStreams, args []string) int {
 	cmd := NewCommand(streams)
 	cmd.SetArgs(args)
 	if err := cmd.Execute(); err != nil {
+		var exit ExitError
+		if errors.As(err, &exit) {
+			return exit.Code
+		}
 		_, _ = io.WriteString(streams.ErrOut, FormatError(err)+"\n")
 		return 1
 	}

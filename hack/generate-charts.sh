@@ -21,8 +21,8 @@ crd() { # chart, source
 
 # A template: the release namespace where config/ names jobset-fleet-system
 # (the chart refuses any other, see _helpers.tpl), and the chart's labels
-# merged into every object's metadata.labels. Webhook configurations take
-# the CA (caBundle, or annotations such as cert-manager's inject-ca-from) of
+# merged into every object's metadata.labels. Webhook configurations (and
+# the relay's APIService) take the CA (caBundle, or annotations such as cert-manager's inject-ca-from) of
 # a certificate brought by the user.
 template() { # chart, source, output name
 	local chart=$1 src=$2 out="charts/$1/templates/$3"
@@ -31,7 +31,7 @@ template() { # chart, source, output name
 		awk -v chart="$chart" '
 			function flush() {
 				print "metadata:"
-				if (kind ~ /WebhookConfiguration$/) {
+				if (kind ~ /WebhookConfiguration$/ || kind == "APIService") {
 					print "  {{- with .Values.webhook.configurationAnnotations }}"
 					print "  annotations:"
 					print "    {{- toYaml . | nindent 4 }}"
@@ -52,6 +52,11 @@ template() { # chart, source, output name
 				sub(/namespace: jobset-fleet-system$/, "namespace: {{ .Release.Namespace }}")
 				rest = rest $0 "\n"
 				next
+			}
+			kind == "APIService" && /^  service:$/ {
+				print "  {{- with .Values.webhook.caBundle }}"
+				print "  caBundle: {{ . | quote }}"
+				print "  {{- end }}"
 			}
 			/^  clientConfig:$/ {
 				print
@@ -95,6 +100,7 @@ template jobset-fleet-hub config/rbac/hub/tenant_roles.yaml zz_generated.tenant-
 template jobset-fleet-hub config/hub-webhook/manifests.yaml zz_generated.webhooks.yaml
 template jobset-fleet-hub config/hub/access-policy.yaml zz_generated.access-policy.yaml
 template jobset-fleet-hub config/hub/metrics_reader_role.yaml zz_generated.metrics-reader-role.yaml
+template jobset-fleet-hub config/hub/relay.yaml zz_generated.relay.yaml
 template jobset-fleet-agent config/rbac/agent/role.yaml zz_generated.role.yaml
 template jobset-fleet-agent config/webhook/manifests.yaml zz_generated.webhooks.yaml
 template jobset-fleet-agent config/agent/metrics_reader_role.yaml zz_generated.metrics-reader-role.yaml

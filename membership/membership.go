@@ -207,6 +207,8 @@ func AgentRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}, ResourceNames: []string{AgentServiceAccount}},
+		// The relay connection for logs and exec (hub/relay).
+		{APIGroups: []string{fleet.RelayGroup}, Resources: []string{fleet.RelayMembers + "/" + fleet.RelayAttach}, Verbs: []string{"create"}},
 	}
 }
 

@@ -19,17 +19,21 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/cmd/internal/manager"
 	"github.com/jobset-fleet/jobset-fleet/hub"
 	"github.com/jobset-fleet/jobset-fleet/hub/admission"
+	hubrelay "github.com/jobset-fleet/jobset-fleet/hub/relay"
 )
 
 // The webhook certificate (cert-controller, cmd/internal/webhookcerts): its
 // Secret in the hub's namespace (watched there, created empty at start),
-// and the CA bundle of the hub's two webhook configurations. The rotator
-// watches webhook configurations cluster-wide but may change only these.
+// and the CA bundle of the hub's two webhook configurations and of the relay's
+// APIService (hub/relay, served with the same certificate). The rotator
+// watches them cluster-wide but may change only these.
 // The hub's leader-election Lease is covered by hub/inventory's markers.
 //
 // +kubebuilder:rbac:groups="",namespace=jobset-fleet-system,resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update,resourceNames=jobset-fleet-hub-mutating-webhook-configuration;jobset-fleet-hub-validating-webhook-configuration
+// +kubebuilder:rbac:groups=apiregistration.k8s.io,resources=apiservices,verbs=list;watch
+// +kubebuilder:rbac:groups=apiregistration.k8s.io,resources=apiservices,verbs=get;update,resourceNames=v1alpha1.relay.fleet.jobset.x-k8s.io
 //
 // Metrics are served to authorized clients only (cmd/internal/manager),
 // which takes a TokenReview and a SubjectAccessReview per scrape.
@@ -80,18 +84,32 @@ func main() {
 
 func command() *cobra.Command {
 	opts := hub.DefaultOptions()
+	var relayOpts hubrelay.Options
+	c := component
+	c.APIServices = func() []string {
+		if relayOpts.BindAddress == "" {
+			return nil
+		}
+		return []string{hubrelay.APIServiceName}
+	}
 	return manager.Command(manager.Boot{
-		Component: component,
+		Component: c,
 		Short:     "Place JobSets of the hub on the fleet's member clusters",
 		Long:      long,
 		Example:   example,
 		AddFlags: func(fss *cliflag.NamedFlagSets) {
 			manager.AddGoFlags(fss.FlagSet(Section), opts.AddFlags)
+			relayOpts.AddFlags(fss.FlagSet("relay"))
 		},
-		Validate:     func() error { return opts.Validate() },
-		Cache:        func() cache.Options { return opts.CacheOptions() },
-		Kinds:        servedKinds(),
-		Setup:        func(mgr ctrl.Manager, _ manager.Flags) error { return hub.Setup(mgr, opts) },
+		Validate: func() error { return opts.Validate() },
+		Cache:    func() cache.Options { return opts.CacheOptions() },
+		Kinds:    servedKinds(),
+		Setup: func(mgr ctrl.Manager, _ manager.Flags) error {
+			if err := hub.Setup(mgr, opts); err != nil {
+				return err
+			}
+			return hubrelay.Setup(mgr, relayOpts)
+		},
 		Webhooks:     func(mgr ctrl.Manager) error { return opts.Admission()(mgr) },
 		StartMessage: "Starting hub",
 		StartValues: func() []any {

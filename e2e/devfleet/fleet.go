@@ -76,7 +76,7 @@ type Cluster struct {
 }
 
 // ports are one process's local ports.
-type ports struct{ metrics, probe, webhook int }
+type ports struct{ metrics, probe, webhook, relay int }
 
 // Fleet is a fleet that is up.
 type Fleet struct {
@@ -108,7 +108,7 @@ func (o Options) step(format string, args ...any) {
 // assignPorts gives each process its ports: from PortBase, or, when it
 // is 0, free ones the kernel picks.
 func (f *Fleet) assignPorts() error {
-	at := func(base int) ports { return ports{base, base + 1, base + 2} }
+	at := func(base int) ports { return ports{base, base + 1, base + 2, base + 3} }
 	if f.o.PortBase != 0 {
 		f.ports["hub"] = at(f.o.PortBase)
 		for i, m := range f.Layout.Members {
@@ -117,7 +117,7 @@ func (f *Fleet) assignPorts() error {
 		return nil
 	}
 	for _, name := range f.processNames() {
-		var p [3]int
+		var p [4]int
 		for i := range p {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -126,7 +126,7 @@ func (f *Fleet) assignPorts() error {
 			p[i] = ln.Addr().(*net.TCPAddr).Port
 			defer ln.Close() // held until all are picked: no port twice
 		}
-		f.ports[name] = ports{p[0], p[1], p[2]}
+		f.ports[name] = ports{p[0], p[1], p[2], p[3]}
 	}
 	return nil
 }
@@ -206,6 +206,11 @@ func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 			return nil, err
 		}
 	}
+	if o.Clusters == nil { // kwok clusters, made for the relay (relay.go)
+		if err := installRelay(ctx, f.Clients[l.Hub], f.ports["hub"].relay); err != nil {
+			return nil, err
+		}
+	}
 	o.step("starting the hub and the agents")
 	if err := f.startProcesses(ctx); err != nil {
 		return nil, err
@@ -240,6 +245,11 @@ func (f *Fleet) createCluster(ctx context.Context, name string) error {
 	}
 	opts := f.o.kwokOptions()
 	opts.ExtraArgs = []string{"--config=" + filepath.Join(testenv.RepoRoot(), "e2e", "kwok", "stages.yaml")}
+	relayConfig, err := f.kwokConfig(name) // relay.go
+	if err != nil {
+		return err
+	}
+	opts.ExtraArgs = append(opts.ExtraArgs, "--config="+relayConfig)
 	k, err := testenv.KwokClusterIn(name, opts)
 	if err != nil {
 		f.o.step("cluster %s: creating (kwok, binary runtime)", name)
@@ -353,8 +363,12 @@ func (f *Fleet) processes(ctx context.Context) (map[string][]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	hubArgs := append([]string{"jobset-fleet-hub"}, common("hub", hubKubeconfig)...)
+	if o.Clusters == nil { // kwok clusters, made for the relay (relay.go)
+		hubArgs = append(hubArgs, "--relay-bind-address", "127.0.0.1:"+strconv.Itoa(f.ports["hub"].relay), "--relay-cert-dir", o.path("certs", "hub"))
+	}
 	procs := map[string][]string{
-		"hub": append(append([]string{"jobset-fleet-hub"}, common("hub", hubKubeconfig)...), o.ExtraArgs...),
+		"hub": append(hubArgs, o.ExtraArgs...),
 	}
 	for _, m := range f.Layout.Members {
 		name := "agent-" + m.Name

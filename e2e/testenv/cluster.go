@@ -37,6 +37,8 @@ type Cluster struct {
 	apiserver *Process
 	// apiserverArgs is the command line of the killed kube-apiserver.
 	apiserverArgs []string
+	// aggregationDir holds WithAggregation's front-proxy certificates.
+	aggregationDir string
 }
 
 // Option configures Start.
@@ -47,6 +49,7 @@ type options struct {
 	webhookPaths      []string
 	crdPaths          []string
 	bootstrapTokens   bool
+	aggregation       bool
 }
 
 // WithControllerManager also runs a real kube-controller-manager (Job
@@ -153,11 +156,20 @@ func start(name string, opts ...Option) (*Cluster, error) {
 	if o.bootstrapTokens {
 		env.ControlPlane.GetAPIServer().Configure().Set("enable-bootstrap-token-auth", "true")
 	}
+	var aggregationDir string
+	if o.aggregation {
+		var err error
+		if aggregationDir, err = configureAggregation(env); err != nil {
+			_ = os.RemoveAll(aggregationDir)
+			return nil, fmt.Errorf("aggregation layer: %w", err)
+		}
+	}
 	cfg, err := env.Start()
 	if err != nil {
+		_ = os.RemoveAll(aggregationDir)
 		return nil, fmt.Errorf("start envtest: %w", err)
 	}
-	c := &Cluster{Name: name, Config: cfg, Env: env}
+	c := &Cluster{Name: name, Config: cfg, Env: env, aggregationDir: aggregationDir}
 	if err := c.init(); err != nil {
 		_ = env.Stop()
 		return nil, err
@@ -247,6 +259,9 @@ func (c *Cluster) Stop() error {
 	err := c.Env.Stop()
 	if c.dir != "" {
 		_ = os.RemoveAll(c.dir)
+	}
+	if c.aggregationDir != "" {
+		_ = os.RemoveAll(c.aggregationDir)
 	}
 	return err
 }

@@ -93,8 +93,17 @@ The fleet is up. Kubeconfig: %[1]s (contexts: %[2]s)
   kubectl --context member-1 get jobs,pods,services --selector=jobset.sigs.k8s.io/jobset-name=pytorch
   kubectl --context hub get clusterprofiles -n fleet-system
 
+kubectl fleet (bin/kubectl-fleet), against the hub only:
+
+  export PATH=%[4]s:$PATH
+  kubectl fleet --context hub get jobsets
+  kubectl fleet --context hub describe jobset pytorch
+  kubectl fleet --context hub members
+  kubectl fleet --context hub why pytorch
+  kubectl fleet --context hub logs pytorch --tail 3   # through the hub, from the member's agent
+
 Logs: %[3]s/  (hub.log, agent-member-1.log, agent-member-2.log)
-`, f.Kubeconfig, fmt.Sprint(f.Layout.Clusters()), filepath.Join(o.Dir, "logs"))
+`, f.Kubeconfig, fmt.Sprint(f.Layout.Clusters()), filepath.Join(o.Dir, "logs"), filepath.Join(testenv.RepoRoot(), "bin"))
 	if o.Kueue {
 		fmt.Printf(`
 Kueue runs on the hub (log: %[1]s). Try a ClusterQueue with one flavor per member,

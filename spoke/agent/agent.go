@@ -33,6 +33,7 @@ import (
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
+	"github.com/jobset-fleet/jobset-fleet/spoke/relay"
 )
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=jobset-fleet-system,resources=leases,verbs=get;create;update
@@ -268,6 +269,10 @@ func Setup(mgr ctrl.Manager, opts Options) (*Agent, error) {
 	}
 	if err := mgr.Add(run); err != nil {
 		return nil, fmt.Errorf("adding the agent to the manager: %w", err)
+	}
+	// Logs and exec of its copies' Pods, through its connection to the hub.
+	if err := relay.Setup(mgr, relay.Options{ClusterName: opts.ClusterName, HubConfig: opts.HubConfig}); err != nil {
+		return nil, err
 	}
 	return a, nil
 }

@@ -45,6 +45,11 @@ type Component struct {
 	WebhookService, WebhookSecret, CAName string
 	// The webhook configurations whose CA bundle the component manages.
 	MutatingWebhookConfigurations, ValidatingWebhookConfigurations []string
+	// APIServices returns, once flags are parsed, the aggregated APIs the
+	// component serves with its webhook certificate, whose CA bundle it
+	// manages as well (none when the API is turned off: cert-controller
+	// would report each missing one on every reconcile).
+	APIServices func() []string
 }
 
 // Flags are the process flags both binaries have.
@@ -199,10 +204,18 @@ func ServeWebhooks(ctx context.Context, mgr ctrl.Manager, f Flags, c Component, 
 		CAName:                          c.CAName,
 		MutatingWebhookConfigurations:   c.MutatingWebhookConfigurations,
 		ValidatingWebhookConfigurations: c.ValidatingWebhookConfigurations,
+		APIServices:                     c.apiServices(),
 	}, setup); err != nil {
 		return fmt.Errorf("setting up admission webhooks: %w", err)
 	}
 	return nil
+}
+
+func (c Component) apiServices() []string {
+	if c.APIServices == nil {
+		return nil
+	}
+	return c.APIServices()
 }
 
 // SplitList splits a comma-separated flag value, dropping blanks.

@@ -2,7 +2,8 @@
 // with cert-controller (github.com/open-policy-agent/cert-controller, what
 // upstream JobSet and Kueue use): a self-signed CA and a serving
 // certificate for the webhook Service kept in a Secret, rotated before they
-// expire, and the CA injected into the component's webhook configurations.
+// expire, and the CA injected into the component's webhook configurations
+// (and APIServices served with the same certificate).
 //
 // Every replica serves webhooks, so every replica runs the rotator (they
 // converge on the one Secret through optimistic concurrency) and writes the
@@ -67,6 +68,9 @@ type Options struct {
 
 	MutatingWebhookConfigurations   []string
 	ValidatingWebhookConfigurations []string
+	// APIServices are aggregated APIs served with the same certificate
+	// (through the same Service): their caBundle is kept current too.
+	APIServices []string
 
 	// ControllerName names the rotator's controller; default
 	// <SecretName>-rotator. Controller names are unique per process, so
@@ -155,6 +159,9 @@ func setup(ctx context.Context, mgr ctrl.Manager, opts Options) (chan struct{}, 
 	}
 	for _, name := range opts.ValidatingWebhookConfigurations {
 		webhooks = append(webhooks, rotator.WebhookInfo{Name: name, Type: rotator.Validating})
+	}
+	for _, name := range opts.APIServices {
+		webhooks = append(webhooks, rotator.WebhookInfo{Name: name, Type: rotator.APIService})
 	}
 	ready := make(chan struct{})
 	svc := fmt.Sprintf("%s.%s.svc", opts.ServiceName, opts.Namespace)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -118,11 +120,26 @@ func TestTwoReplicasServeOneCertificate(t *testing.T) {
 }
 
 // TestNoLocalhostUnlessAsked: a production certificate names the Service
-// only.
+// only. An APIService served through that Service gets the CA, and the
+// kube-apiserver, which verifies the name <service>.<namespace>.svc, can
+// trust the certificate.
 func TestNoLocalhostUnlessAsked(t *testing.T) {
 	cl := testenv.Start(t, "webhookcerts-names")
 	ctx := context.Background()
 	if err := cl.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	const apiService = "v1alpha1.certs.test.jobset-fleet.io"
+	apisvc := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+		"metadata": map[string]any{"name": apiService},
+		"spec": map[string]any{
+			"group": "certs.test.jobset-fleet.io", "version": "v1alpha1",
+			"groupPriorityMinimum": int64(1000), "versionPriority": int64(15),
+			"service": map[string]any{"namespace": namespace, "name": "svc", "port": int64(8444)},
+		},
+	}}
+	if err := cl.Client.Create(ctx, apisvc); err != nil {
 		t.Fatal(err)
 	}
 	startReplica(t, cl, 0, freePort(t), webhookcerts.Options{
@@ -131,6 +148,7 @@ func TestNoLocalhostUnlessAsked(t *testing.T) {
 		SecretName:  secretName,
 		ServiceName: "svc",
 		CAName:      "test-webhook-ca",
+		APIServices: []string{apiService},
 	})
 	secret := &corev1.Secret{}
 	if err := cl.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: secretName}, secret); err != nil {
@@ -139,6 +157,22 @@ func TestNoLocalhostUnlessAsked(t *testing.T) {
 	cert := parseCert(t, secret.Data[webhookcerts.CertName])
 	if want := []string{"svc.jobset-fleet-system.svc", "svc.jobset-fleet-system.svc.cluster.local"}; !slices.Equal(cert.DNSNames, want) || len(cert.IPAddresses) > 0 {
 		t.Errorf("certificate names %q and IPs %v, want %q and none", cert.DNSNames, cert.IPAddresses, want)
+	}
+
+	if err := cl.Client.Get(ctx, client.ObjectKey{Name: apiService}, apisvc); err != nil {
+		t.Fatal(err)
+	}
+	caB64, _, _ := unstructured.NestedString(apisvc.Object, "spec", "caBundle")
+	ca, err := base64.StdEncoding.DecodeString(caB64)
+	if err != nil || !bytes.Equal(ca, secret.Data["ca.crt"]) {
+		t.Fatalf("APIService caBundle %q (%v), want the Secret's CA", caB64, err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca)
+	svcName, _, _ := unstructured.NestedString(apisvc.Object, "spec", "service", "name")
+	svcNS, _, _ := unstructured.NestedString(apisvc.Object, "spec", "service", "namespace")
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: svcName + "." + svcNS + ".svc"}); err != nil {
+		t.Errorf("the kube-apiserver would not trust the certificate for the APIService's Service: %v", err)
 	}
 }
 

@@ -10,6 +10,9 @@
 // resolves js-workers-0-1.js through cluster DNS, GETs it, checks that the
 // answer is that pod's hostname, logs "Reached ..." and exits 0; the others
 // exit 0 once they have answered one request.
+//
+// `jobset-fleet-workload echo WORDS...` prints WORDS and exits: the image
+// has no shell, and kubectl fleet exec needs something to run.
 package main
 
 import (
@@ -39,6 +42,10 @@ func main() {
 }
 
 func run() error {
+	if len(os.Args) > 1 && os.Args[1] == "echo" {
+		fmt.Println(strings.Join(os.Args[2:], " "))
+		return nil
+	}
 	var (
 		listen        = flag.String("listen", "", "Serve HTTP here (e.g. :3389); GET / answers with the pod's hostname.")
 		serveUntil    = flag.Int("serve-until", 0, "Exit once this many requests were answered (pods that call do not wait).")
@@ -46,6 +53,7 @@ func run() error {
 		callFromIndex = flag.Int("call-from-index", -1, "Only the pod whose $JOB_COMPLETION_INDEX is this calls; -1: every pod.")
 		failOn        = flag.Int("fail-on-attempt", -1, "Exit 1 at start when $RESTART_ATTEMPT (the JobSet restart attempt, from the downward API) equals this.")
 		hold          = flag.Bool("hold", false, "When done, keep running until SIGTERM.")
+		tick          = flag.Duration("tick", 0, "While holding, log \"Tick <n>\" this often; 0: never.")
 		printEnv      = flag.String("print-env", "", "Log these environment variables at start, comma-separated, as NAME=value.")
 		timeout       = flag.Duration("timeout", 5*time.Minute, "Give up after this long.")
 	)
@@ -111,7 +119,7 @@ func run() error {
 
 	if *hold {
 		log.Printf("Holding until SIGTERM")
-		<-ctx.Done()
+		holdTicks(ctx, *tick)
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return errors.New("held until --timeout without SIGTERM")
 		}
@@ -119,6 +127,24 @@ func run() error {
 	}
 	log.Printf("Done")
 	return nil
+}
+
+// holdTicks waits for ctx, logging "Tick <n>" every interval (if any).
+func holdTicks(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			log.Printf("Tick %d", n)
+		}
+	}
 }
 
 // call resolves target's host through the cluster's DNS and GETs / until
