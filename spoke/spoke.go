@@ -65,6 +65,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.HubKubeconfig, "hub-kubeconfig", o.HubKubeconfig, "Hub kubeconfig of this agent (written by join --output-kubeconfig). Enables the fleet agent.")
 	fs.StringVar(&o.HubKubeconfigSecret, "hub-kubeconfig-secret", o.HubKubeconfigSecret,
 		"Read the hub kubeconfig from this member Secret, <namespace>/<name> (key \"kubeconfig\"), e.g. "+fleet.SystemNamespace+"/"+fleet.HubKubeconfigSecret+". Enables the fleet agent.")
+	fs.StringVar(&o.Credentials.Context, "hub-context", o.Credentials.Context, "The context of the hub kubeconfig to use (default: its current context).")
 	a := &o.Agent
 	fs.StringVar(&a.ClusterName, "cluster-name", a.ClusterName, "This member's name in the fleet (default: key \""+fleet.ClusterNameKey+"\" of --hub-kubeconfig-secret; required with --hub-kubeconfig).")
 	fs.StringVar(&a.InventoryNamespace, "inventory-namespace", a.InventoryNamespace, "Hub namespace of the ClusterProfiles.")

@@ -39,6 +39,8 @@ type CredentialsOptions struct {
 	// ReloadInterval is how often the Secret or file is read again, to pick
 	// up credentials an operator rotated; default 30s.
 	ReloadInterval time.Duration
+	// Context is the kubeconfig context to use; default its current one.
+	Context string
 	// Clock; default the real clock.
 	Clock clock.Clock
 }
@@ -113,7 +115,7 @@ func HubConfigFromFile(path string, opts CredentialsOptions) (*rest.Config, *Hub
 func (c *HubCredentials) init(raw []byte, opts CredentialsOptions) (*rest.Config, *HubCredentials, error) {
 	opts.defaults()
 	c.opts = opts
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
+	cfg, err := restConfig(raw, opts.Context)
 	if err != nil {
 		return nil, nil, fmt.Errorf("hub kubeconfig in %s: %w", c.source(), err)
 	}
@@ -188,7 +190,7 @@ func (c *HubCredentials) Reload(ctx context.Context) {
 	if bytes.Equal(raw, c.raw) {
 		return
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
+	cfg, err := restConfig(raw, c.opts.Context)
 	if err != nil {
 		logger.Error(err, "Hub credentials changed but do not parse; keeping the current ones")
 		return
@@ -241,7 +243,7 @@ func (c *HubCredentials) refresh(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	raw, err := withToken(c.raw, tr.Status.Token)
+	raw, err := withToken(c.raw, c.opts.Context, tr.Status.Token)
 	if err != nil {
 		return err
 	}
@@ -292,15 +294,29 @@ func (c *HubCredentials) write(ctx context.Context, raw []byte) error {
 	return c.member.Update(ctx, secret)
 }
 
-// withToken is kubeconfig raw with the current context's token replaced.
-func withToken(raw []byte, token string) ([]byte, error) {
+// restConfig is the client config of kubeconfig raw for context (empty:
+// its current context).
+func restConfig(raw []byte, context string) (*rest.Config, error) {
+	cfg, err := clientcmd.Load(raw)
+	if err != nil {
+		return nil, err
+	}
+	return clientcmd.NewNonInteractiveClientConfig(*cfg, context, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+}
+
+// withToken is kubeconfig raw with the token of context (empty: its
+// current context) replaced.
+func withToken(raw []byte, context, token string) ([]byte, error) {
 	cfg, err := clientcmd.Load(raw)
 	if err != nil {
 		return nil, fmt.Errorf("parsing hub kubeconfig: %w", err)
 	}
-	kctx, ok := cfg.Contexts[cfg.CurrentContext]
+	if context == "" {
+		context = cfg.CurrentContext
+	}
+	kctx, ok := cfg.Contexts[context]
 	if !ok || cfg.AuthInfos[kctx.AuthInfo] == nil {
-		return nil, fmt.Errorf("hub kubeconfig has no user for its current context %q", cfg.CurrentContext)
+		return nil, fmt.Errorf("hub kubeconfig has no user for context %q", context)
 	}
 	cfg.AuthInfos[kctx.AuthInfo].Token = token
 	return clientcmd.Write(*cfg)

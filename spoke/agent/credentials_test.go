@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -99,6 +100,23 @@ func TestHubCredentials(t *testing.T) {
 	if err := canRead(); !apierrors.IsUnauthorized(err) {
 		t.Errorf("with a broken token in the file: want 401, got %v", err)
 	}
+
+	// --hub-context: a kubeconfig whose current context is another one.
+	kc, err := clientcmd.Load(kubeconfig)
+	must(t, err)
+	agentContext := kc.CurrentContext
+	kc.Clusters["elsewhere"] = &clientcmdapi.Cluster{Server: "https://127.0.0.1:1"}
+	kc.AuthInfos["someone"] = &clientcmdapi.AuthInfo{Token: "not-a-token"}
+	kc.Contexts["elsewhere"] = &clientcmdapi.Context{Cluster: "elsewhere", AuthInfo: "someone"}
+	kc.CurrentContext = "elsewhere"
+	raw, err = clientcmd.Write(*kc)
+	must(t, err)
+	must(t, os.WriteFile(path, raw, 0o600))
+	withContext := opts
+	withContext.Context = agentContext
+	cfg, _, err = agent.HubConfigFromFile(path, withContext)
+	must(t, err)
+	must(t, canReadProfile(t, cfg)())
 }
 
 func canReadProfile(t *testing.T, cfg *rest.Config) func() error {
