@@ -51,6 +51,11 @@ type KueueOptions struct {
 	Frameworks []string
 	// Extra is YAML merged into Kueue's Configuration (e.g. fairSharing).
 	Extra map[string]any
+	// Kubeconfig is what the manager connects with (default: the
+	// cluster's admin kubeconfig), e.g. one through a counting proxy.
+	Kubeconfig string
+	// Args are appended to the manager's flags (a repeated flag wins).
+	Args []string
 }
 
 // KueueSourceDir is the directory of the pinned Kueue module in the module
@@ -146,8 +151,12 @@ func StartKueue(ctx context.Context, c *Cluster, opts KueueOptions) (*Kueue, err
 	}
 	// The visibility API server would bind a fixed port (8082) and needs an
 	// APIService: the tests read Kueue's objects instead.
-	args := []string{"--config=" + cfgPath, "--feature-gates=VisibilityOnDemand=false", "--zap-log-level=2"}
-	k.Process, err = StartProcess("kueue-manager/"+c.Name, filepath.Join(k.dir, "kueue.log"), bin, args, []string{"KUBECONFIG=" + c.KubeconfigPath})
+	args := append([]string{"--config=" + cfgPath, "--feature-gates=VisibilityOnDemand=false", "--zap-log-level=2"}, opts.Args...)
+	kubeconfig := c.KubeconfigPath
+	if opts.Kubeconfig != "" {
+		kubeconfig = opts.Kubeconfig
+	}
+	k.Process, err = StartProcess("kueue-manager/"+c.Name, filepath.Join(k.dir, "kueue.log"), bin, args, []string{"KUBECONFIG=" + kubeconfig})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/procstat"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
+)
+
+// What a hub-scenario phase costs, for either contender: CPU of every
+// control plane (apiserver and etcd, by cluster) and of every controller
+// process, and the controllers' peak RSS.
+
+type planeCPU struct{ apiserver, etcd time.Duration }
+
+// usageSample is what the control planes and controllers used so far.
+type usageSample struct {
+	planes map[string]planeCPU
+	procs  map[string]procstat.Usage
+}
+
+func sampleUsage(clusters map[string]*cluster, procs []*testenv.Process) usageSample {
+	s := usageSample{planes: map[string]planeCPU{}, procs: map[string]procstat.Usage{}}
+	for name, c := range clusters {
+		a, e := c.cpu()
+		s.planes[name] = planeCPU{a, e}
+	}
+	for _, p := range procs {
+		if u, err := procstat.Read(p.Pid()); err == nil {
+			s.procs[p.Name] = u
+		}
+	}
+	return s
+}
+
+// phaseUsage is what was used between two samples; peak RSS is each
+// controller's high-water mark at the later one.
+type phaseUsage struct {
+	planes        map[string]planeCPU
+	controllerCPU map[string]time.Duration
+	peakRSS       map[string]int64
+}
+
+func (a usageSample) until(b usageSample) phaseUsage {
+	u := phaseUsage{planes: map[string]planeCPU{}, controllerCPU: map[string]time.Duration{}, peakRSS: map[string]int64{}}
+	for name, p := range b.planes {
+		u.planes[name] = planeCPU{p.apiserver - a.planes[name].apiserver, p.etcd - a.planes[name].etcd}
+	}
+	for name, p := range b.procs {
+		u.controllerCPU[name] = p.CPU - a.procs[name].CPU
+		u.peakRSS[name] = p.PeakRSS
+	}
+	return u
+}
+
+// controlPlaneCPU is every apiserver's and etcd's CPU together.
+func (u phaseUsage) controlPlaneCPU() time.Duration {
+	var d time.Duration
+	for _, p := range u.planes {
+		d += p.apiserver + p.etcd
+	}
+	return d
+}
+
+func (u phaseUsage) controllersCPU() time.Duration {
+	var d time.Duration
+	for _, c := range u.controllerCPU {
+		d += c
+	}
+	return d
+}
+
+// controllersPeakRSS adds the controllers' peaks: the memory the contender
+// needs at once at most.
+func (u phaseUsage) controllersPeakRSS() int64 {
+	var n int64
+	for _, r := range u.peakRSS {
+		n += r
+	}
+	return n
+}
+
+// clusterNames: the hub (or manager) first, then the members.
+func (u phaseUsage) clusterNames() []string {
+	names := slices.Sorted(maps.Keys(u.planes))
+	slices.SortStableFunc(names, func(a, b string) int {
+		return boolInt(slices.Contains(memberNames, a)) - boolInt(slices.Contains(memberNames, b))
+	})
+	return names
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
