@@ -46,7 +46,8 @@ type hubPhase struct {
 	// Of those, the requests answered with an error.
 	failedHub, failedAgentsHub, failedMember apicount.Counts
 	hubAPIServerCPU                          time.Duration
-	usage                                    phaseUsage // every control plane and controller, first submit → quiet
+	usage                                    phaseUsage        // every control plane and controller, first submit → quiet
+	release                                  releaseStats      // submit → every Job unsuspended
 	profiles                                 map[string]string // process → top of its CPU profile
 	load                                     string
 }
@@ -98,6 +99,7 @@ type hubFleet struct {
 	mu         sync.Mutex
 	submitted  map[string]time.Time // "<ns>/<name>" → create call started
 	completed  map[string]time.Time // → 4 Jobs and the Service seen
+	released   map[string]time.Time // → its 4 Jobs seen unsuspended
 	placedOn   map[string]string    // → member
 	duplicates []string             // JobSets seen complete on two members
 }
@@ -164,13 +166,16 @@ func runHub(ctx context.Context, o options, cert *apicount.ServingCert) (*hubRes
 	return res, f.runPhases(ctx, o, res, 0)
 }
 
-// track watches every member for the JobSets whose Jobs all appear there.
+// track watches every member for the JobSets whose Jobs all appear
+// there, and for when they are all unsuspended.
 func (f *hubFleet) track(ctx context.Context) (stop func(), err error) {
+	ctx, cancel := context.WithCancel(ctx)
 	var trackers []*workload.Tracker
 	stop = func() {
 		for _, tr := range trackers {
 			tr.Stop()
 		}
+		cancel()
 	}
 	for _, m := range memberNames {
 		tr, err := workload.StartTracker(ctx, m, f.members[m].Config, "", 0, f.onComplete(m))
@@ -179,13 +184,17 @@ func (f *hubFleet) track(ctx context.Context) (stop func(), err error) {
 			return nil, err
 		}
 		trackers = append(trackers, tr)
+		if err := watchReleases(ctx, f.members[m].Config, f.onRelease); err != nil {
+			stop()
+			return nil, err
+		}
 	}
 	return stop, nil
 }
 
 func newHubFleet(procs hubProcesses, clusters map[string]*cluster, hub string) *hubFleet {
 	f := &hubFleet{hubProcesses: procs, clusters: clusters, hub: clusters[hub], members: map[string]*cluster{},
-		submitted: map[string]time.Time{}, completed: map[string]time.Time{}, placedOn: map[string]string{}}
+		submitted: map[string]time.Time{}, completed: map[string]time.Time{}, released: map[string]time.Time{}, placedOn: map[string]string{}}
 	for _, m := range memberNames {
 		f.members[m] = clusters[m]
 	}
@@ -432,6 +441,7 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	}
 	f.mu.Unlock()
 	ph.completed = len(ph.latencies)
+	ph.release = f.releaseStats(keys)
 	slices.Sort(ph.latencies)
 	ph.p50, ph.p99, ph.max = percentile(ph.latencies, 50), percentile(ph.latencies, 99), ph.latencies[len(ph.latencies)-1]
 	if d := lastSubmit.Sub(firstSubmit).Seconds(); d > 0 {

@@ -42,6 +42,9 @@ func compareRows(ours, mk hubPhase) []compareRow {
 		{"throughput (submit → all Jobs on a member)", ours.throughput, mk.throughput, "/s"},
 		{"p50 latency", ours.p50.Seconds(), mk.p50.Seconds(), "s"},
 		{"p99 latency", ours.p99.Seconds(), mk.p99.Seconds(), "s"},
+		{"throughput to every Job unsuspended", ours.release.throughput, mk.release.throughput, "/s"},
+		{"p50 to every Job unsuspended", ours.release.p50.Seconds(), mk.release.p50.Seconds(), "s"},
+		{"p99 to every Job unsuspended", ours.release.p99.Seconds(), mk.release.p99.Seconds(), "s"},
 		{"hub (manager) apiserver writes/JobSet", float64(ours.hubWrites()) / float64(ours.n), float64(mk.hubWrites()) / float64(mk.n), ""},
 		{"member (worker) apiservers writes/JobSet", float64(ours.memberWrites()) / float64(ours.n), float64(mk.memberWrites()) / float64(mk.n), ""},
 	}
