@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/metadata"
@@ -73,6 +74,7 @@ func (p *hubPhase) spreadString() string {
 
 type hubResult struct {
 	phases []hubPhase
+	idle   phaseUsage // the contender doing nothing, before the first phase
 }
 
 // hubProcesses are a contender's controllers (ours: the hub and the
@@ -85,9 +87,10 @@ type hubProcesses interface {
 // hubFleet is the running fleet of the hub scenario, for either contender.
 type hubFleet struct {
 	hubProcesses
-	clusters map[string]*cluster // hub (or manager) and members, by name
-	hub      *cluster
-	members  map[string]*cluster
+	contender string              // as the progress lines name it
+	clusters  map[string]*cluster // hub (or manager) and members, by name
+	hub       *cluster
+	members   map[string]*cluster
 	// setupNamespace makes a phase's namespace where the contender needs it.
 	setupNamespace func(ctx context.Context, ns string) error
 	// proxies: the hub process → hub; each agent → hub; each agent → its
@@ -152,6 +155,11 @@ func runHub(ctx context.Context, o options, cert *apicount.ServingCert) (*hubRes
 	f := newHubFleet(pf, pf.clusters, "hub")
 	f.hubProxy = pf.proxies["hub"]["hub"]
 	for _, m := range memberNames {
+		if err := readyNodes(ctx, f.members[m].Client); err != nil {
+			return res, fmt.Errorf("%s: %w", m, err)
+		}
+	}
+	for _, m := range memberNames {
 		f.agentHubProxies = append(f.agentHubProxies, pf.proxies["agent-"+m]["hub"])
 		f.agentMemberProxies = append(f.agentMemberProxies, pf.proxies["agent-"+m][m])
 	}
@@ -193,7 +201,7 @@ func (f *hubFleet) track(ctx context.Context) (stop func(), err error) {
 }
 
 func newHubFleet(procs hubProcesses, clusters map[string]*cluster, hub string) *hubFleet {
-	f := &hubFleet{hubProcesses: procs, clusters: clusters, hub: clusters[hub], members: map[string]*cluster{},
+	f := &hubFleet{hubProcesses: procs, contender: hub, clusters: clusters, hub: clusters[hub], members: map[string]*cluster{},
 		submitted: map[string]time.Time{}, completed: map[string]time.Time{}, released: map[string]time.Time{}, placedOn: map[string]string{}}
 	for _, m := range memberNames {
 		f.members[m] = clusters[m]
@@ -212,6 +220,10 @@ func (f *hubFleet) runPhases(ctx context.Context, o options, res *hubResult, cap
 		res.phases = append(res.phases, ph)
 		return nil
 	}
+	var err error
+	if res.idle, err = f.idleUsage(ctx); err != nil {
+		return err
+	}
 	if err := run(hubPhase{name: "burst", n: o.hubN}); err != nil {
 		return err
 	}
@@ -225,6 +237,30 @@ func (f *hubFleet) runPhases(ctx context.Context, o options, res *hubResult, cap
 		}
 		if err := run(hubPhase{name: name, n: max(1, int(r*o.rateFor.Seconds())), rate: r}); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// readyNodes does for the members' fake nodes what a kubelet and the node
+// lifecycle controller would, which an envtest control plane lacks: Ready,
+// and without the not-ready taint the apiserver put on them at creation
+// (placement does not send Pods to nodes that take none now).
+func readyNodes(ctx context.Context, c client.Client) error {
+	nodes := &corev1.NodeList{}
+	if err := c.List(ctx, nodes); err != nil {
+		return err
+	}
+	for i := range nodes.Items {
+		n := &nodes.Items[i]
+		n.Spec.Taints = slices.DeleteFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
+		if err := c.Update(ctx, n); err != nil {
+			return fmt.Errorf("untainting node %s: %w", n.Name, err)
+		}
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		if err := c.Status().Update(ctx, n); err != nil {
+			return fmt.Errorf("marking node %s ready: %w", n.Name, err)
 		}
 	}
 	return nil
@@ -312,7 +348,7 @@ func (f *hubFleet) allProxies() []*apicount.Proxy {
 func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error {
 	ph.load = procstat.LoadAverage()
 	ns := "bench-" + strings.NewReplacer("/", "-per-", ".", "-").Replace(ph.name)
-	logf("hub %s: %d JobSets (load %s)", ph.name, ph.n, ph.load)
+	logf("%s %s: %d JobSets (load %s)", f.contender, ph.name, ph.n, ph.load)
 	if err := f.setupNamespace(ctx, ns); err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func largestShare(p hubPhase) float64 {
 
 // compareRows are the figures the issue asks for, ours next to
 // MultiKueue's. The first cluster of each is its hub (manager).
-func compareRows(ours, mk hubPhase) []compareRow {
+func compareRows(ours, mk hubPhase, oursIdle, mkIdle phaseUsage) []compareRow {
 	rows := []compareRow{
 		{"throughput (submit → all Jobs on a member)", ours.throughput, mk.throughput, "/s"},
 		{"p50 latency", ours.p50.Seconds(), mk.p50.Seconds(), "s"},
@@ -61,6 +61,9 @@ func compareRows(ours, mk hubPhase) []compareRow {
 	}
 	rows = append(rows,
 		compareRow{"control-plane CPU/JobSet (3 apiservers + 3 etcds)", perJob(ours.usage.controlPlaneCPU(), ours), perJob(mk.usage.controlPlaneCPU(), mk), "ms"},
+		compareRow{"control-plane CPU/JobSet above idle (idle rate × the phase's window subtracted)", perJob(ours.usage.aboveIdle(oursIdle), ours), perJob(mk.usage.aboveIdle(mkIdle), mk), "ms"},
+		compareRow{"idle control-plane CPU (before the phases)", idleRate(oursIdle), idleRate(mkIdle), "ms/s"},
+		compareRow{"phase window (first submit → quiet)", ours.usage.window.Seconds(), mk.usage.window.Seconds(), "s"},
 		compareRow{"controllers CPU/JobSet", perJob(ours.usage.controllersCPU(), ours), perJob(mk.usage.controllersCPU(), mk), "ms"},
 		compareRow{"controllers peak RSS (sum)", float64(ours.usage.controllersPeakRSS()) / (1 << 20), float64(mk.usage.controllersPeakRSS()) / (1 << 20), "MiB"},
 		compareRow{"busiest member's share of JobSets", largestShare(ours), largestShare(mk), "%"},
@@ -120,7 +123,7 @@ func (r *report) multiKueueSection(b *strings.Builder) {
 		op := r.hub.phases[i]
 		fmt.Fprintf(b, "%s (ours %d JobSets at %s, multikueue %d at %s; spread ours %s, multikueue %s):\n\n", mp.name, op.n, offeredString(op), mp.n, offeredString(mp), op.spreadString(), mp.spreadString())
 		b.WriteString("| figure | ours | multikueue | ours/multikueue |\n| --- | ---: | ---: | ---: |\n")
-		for _, row := range compareRows(op, mp) {
+		for _, row := range compareRows(op, mp, r.hub.idle, m.idle) {
 			fmt.Fprintf(b, "| %s | %.2f %s | %.2f %s | %s |\n", row.figure, row.ours, row.unit, row.mk, row.unit, ratio(row.ours, row.mk))
 		}
 		b.WriteString("\n")
@@ -143,6 +146,7 @@ func (r *report) usageTable(b *strings.Builder, h *hubResult) {
 	if len(h.phases) == 0 {
 		return
 	}
+	fmt.Fprintf(b, "\nIdle (%s before the first phase, nothing submitted): control planes %.1f ms/s, controllers %.1f ms/s.\n", h.idle.window.Round(time.Second), idleRate(h.idle), ms(h.idle.controllersCPU())/max(h.idle.window.Seconds(), 1e-9))
 	b.WriteString("\nCPU per JobSet by process (ms) and peak RSS at the phase's end:\n\n")
 	for _, p := range h.phases {
 		var parts []string
@@ -155,4 +159,12 @@ func (r *report) usageTable(b *strings.Builder, h *hubResult) {
 		}
 		fmt.Fprintf(b, "- %s: %s\n", p.name, strings.Join(parts, "; "))
 	}
+}
+
+// idleRate is the control planes' CPU per second of an idle window.
+func idleRate(u phaseUsage) float64 {
+	if u.window <= 0 {
+		return 0
+	}
+	return ms(u.controlPlaneCPU()) / u.window.Seconds()
 }

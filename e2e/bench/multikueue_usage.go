@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"maps"
 	"slices"
 	"time"
 
+	"github.com/jobset-fleet/jobset-fleet/e2e/bench/apicount"
 	"github.com/jobset-fleet/jobset-fleet/e2e/bench/procstat"
 	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
@@ -17,12 +19,13 @@ type planeCPU struct{ apiserver, etcd time.Duration }
 
 // usageSample is what the control planes and controllers used so far.
 type usageSample struct {
+	at     time.Time
 	planes map[string]planeCPU
 	procs  map[string]procstat.Usage
 }
 
 func sampleUsage(clusters map[string]*cluster, procs []*testenv.Process) usageSample {
-	s := usageSample{planes: map[string]planeCPU{}, procs: map[string]procstat.Usage{}}
+	s := usageSample{at: time.Now(), planes: map[string]planeCPU{}, procs: map[string]procstat.Usage{}}
 	for name, c := range clusters {
 		a, e := c.cpu()
 		s.planes[name] = planeCPU{a, e}
@@ -38,13 +41,14 @@ func sampleUsage(clusters map[string]*cluster, procs []*testenv.Process) usageSa
 // phaseUsage is what was used between two samples; peak RSS is each
 // controller's high-water mark at the later one.
 type phaseUsage struct {
+	window        time.Duration // between the samples
 	planes        map[string]planeCPU
 	controllerCPU map[string]time.Duration
 	peakRSS       map[string]int64
 }
 
 func (a usageSample) until(b usageSample) phaseUsage {
-	u := phaseUsage{planes: map[string]planeCPU{}, controllerCPU: map[string]time.Duration{}, peakRSS: map[string]int64{}}
+	u := phaseUsage{window: b.at.Sub(a.at), planes: map[string]planeCPU{}, controllerCPU: map[string]time.Duration{}, peakRSS: map[string]int64{}}
 	for name, p := range b.planes {
 		u.planes[name] = planeCPU{p.apiserver - a.planes[name].apiserver, p.etcd - a.planes[name].etcd}
 	}
@@ -96,4 +100,33 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// idleFor is how long the idle baseline is measured.
+const idleFor = 10 * time.Second
+
+// idleUsage measures the contender with nothing to do (after its writes
+// have been quiet), so a slower contender's longer phases are not charged
+// for the CPU it burns anyway (leases, resyncs, garbage collection).
+func (f *hubFleet) idleUsage(ctx context.Context) (phaseUsage, error) {
+	if _, err := apicount.WaitQuiet(ctx, f.allProxies(), time.Minute); err != nil {
+		return phaseUsage{}, err
+	}
+	before := sampleUsage(f.clusters, f.Processes())
+	select {
+	case <-ctx.Done():
+		return phaseUsage{}, ctx.Err()
+	case <-time.After(idleFor):
+	}
+	return before.until(sampleUsage(f.clusters, f.Processes())), nil
+}
+
+// aboveIdle is the control planes' CPU of u less what idle would have
+// used over u's window.
+func (u phaseUsage) aboveIdle(idle phaseUsage) time.Duration {
+	if idle.window <= 0 {
+		return u.controlPlaneCPU()
+	}
+	rate := float64(idle.controlPlaneCPU()) / float64(idle.window)
+	return max(0, u.controlPlaneCPU()-time.Duration(rate*float64(u.window)))
 }
