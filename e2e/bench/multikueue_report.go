@@ -146,7 +146,15 @@ func (r *report) usageTable(b *strings.Builder, h *hubResult) {
 	if len(h.phases) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\nIdle (%s before the first phase, nothing submitted): control planes %.1f ms/s, controllers %.1f ms/s.\n", h.idle.window.Round(time.Second), idleRate(h.idle), ms(h.idle.controllersCPU())/max(h.idle.window.Seconds(), 1e-9))
+	idle := h.idle
+	var planes []string
+	for _, c := range idle.clusterNames() {
+		pc := idle.planes[c]
+		planes = append(planes, fmt.Sprintf("%s apiserver %.1f, etcd %.1f", c, ms(pc.apiserver)/max(idle.window.Seconds(), 1e-9), ms(pc.etcd)/max(idle.window.Seconds(), 1e-9)))
+	}
+	all, _ := idle.requests.Total()
+	fmt.Fprintf(b, "\nIdle (%s before the first phase, nothing submitted): control planes %.1f ms/s (%s), controllers %.1f ms/s; the controllers' requests: %d, of them writes: %s.\n",
+		idle.window.Round(time.Second), idleRate(idle), strings.Join(planes, "; "), ms(idle.controllersCPU())/max(idle.window.Seconds(), 1e-9), all, idle.requests.WritesString(nil))
 	b.WriteString("\nCPU per JobSet by process (ms) and peak RSS at the phase's end:\n\n")
 	for _, p := range h.phases {
 		var parts []string

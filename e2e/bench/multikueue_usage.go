@@ -41,7 +41,8 @@ func sampleUsage(clusters map[string]*cluster, procs []*testenv.Process) usageSa
 // phaseUsage is what was used between two samples; peak RSS is each
 // controller's high-water mark at the later one.
 type phaseUsage struct {
-	window        time.Duration // between the samples
+	window        time.Duration   // between the samples
+	requests      apicount.Counts // idle only: every process's requests in the window
 	planes        map[string]planeCPU
 	controllerCPU map[string]time.Duration
 	peakRSS       map[string]int64
@@ -112,13 +113,15 @@ func (f *hubFleet) idleUsage(ctx context.Context) (phaseUsage, error) {
 	if _, err := apicount.WaitQuiet(ctx, f.allProxies(), time.Minute); err != nil {
 		return phaseUsage{}, err
 	}
-	before := sampleUsage(f.clusters, f.Processes())
+	before, requests := sampleUsage(f.clusters, f.Processes()), apicount.Sum(f.allProxies(), (*apicount.Proxy).Snapshot)
 	select {
 	case <-ctx.Done():
 		return phaseUsage{}, ctx.Err()
 	case <-time.After(idleFor):
 	}
-	return before.until(sampleUsage(f.clusters, f.Processes())), nil
+	u := before.until(sampleUsage(f.clusters, f.Processes()))
+	u.requests = apicount.Sum(f.allProxies(), (*apicount.Proxy).Snapshot).Minus(requests)
+	return u, nil
 }
 
 // aboveIdle is the control planes' CPU of u less what idle would have
