@@ -362,7 +362,7 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	profs := map[string]*procstat.Profile{}
 	if o.profile {
 		for _, p := range f.Processes() {
-			prof, err := procstat.StartProfile(p.Pid(), filepath.Join(filepath.Dir(p.LogPath), p.Name+"-"+ns+".perf.data"))
+			prof, err := procstat.StartProfile(p.Pid(), filepath.Join(filepath.Dir(p.LogPath), strings.ReplaceAll(p.Name, "/", "-")+"-"+ns+".perf.data"))
 			if err != nil {
 				return err
 			}
