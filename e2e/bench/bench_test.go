@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -24,6 +26,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(roleEnv) == "raw" {
 		os.Exit(rawMain(os.Args[1:]))
 	}
+	// As the benchmark does: envtest logs through controller-runtime.
+	ctrl.SetLogger(logr.Discard())
 	os.Exit(m.Run())
 }
 
