@@ -54,8 +54,6 @@ type KueueOptions struct {
 	// Kubeconfig is what the manager connects with (default: the
 	// cluster's admin kubeconfig), e.g. one through a counting proxy.
 	Kubeconfig string
-	// Args are appended to the manager's flags (a repeated flag wins).
-	Args []string
 }
 
 // KueueSourceDir is the directory of the pinned Kueue module in the module
@@ -151,7 +149,7 @@ func StartKueue(ctx context.Context, c *Cluster, opts KueueOptions) (*Kueue, err
 	}
 	// The visibility API server would bind a fixed port (8082) and needs an
 	// APIService: the tests read Kueue's objects instead.
-	args := append([]string{"--config=" + cfgPath, "--feature-gates=VisibilityOnDemand=false", "--zap-log-level=2"}, opts.Args...)
+	args := []string{"--config=" + cfgPath, "--feature-gates=VisibilityOnDemand=false", "--zap-log-level=2"}
 	kubeconfig := c.KubeconfigPath
 	if opts.Kubeconfig != "" {
 		kubeconfig = opts.Kubeconfig
