@@ -125,7 +125,7 @@ bench: tools ## Benchmarks.
 	go test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: bench-scale
-bench-scale: tools build ## Scale benchmark: ours vs upstream JobSet v0.12.0 vs a raw client on fresh local clusters (BENCH_ARGS="-n 50 ..."; -h lists them).
+bench-scale: tools tools-kueue build ## Scale benchmark: ours vs upstream JobSet v0.12.0 vs a raw client, the hub vs Kueue MultiKueue, on fresh local clusters (BENCH_ARGS="-n 50 ..."; -h lists them).
 	@# Upstream's controller, from the Go module proxy via the hack/upstream tools module.
 	cd hack/upstream && go build -o $(BIN)/upstream-jobset sigs.k8s.io/jobset
 	go build -o $(BIN)/jobset-fleet-bench ./e2e/bench

@@ -3,17 +3,21 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	"github.com/jobset-fleet/jobset-fleet/e2e/bench/apicount"
 	"github.com/jobset-fleet/jobset-fleet/e2e/bench/workload"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 // TestMain lets the test binary play the raw-client contender, as the
@@ -22,6 +26,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(roleEnv) == "raw" {
 		os.Exit(rawMain(os.Args[1:]))
 	}
+	// As the benchmark does: envtest logs through controller-runtime.
+	ctrl.SetLogger(logr.Discard())
 	os.Exit(m.Run())
 }
 
@@ -149,5 +155,67 @@ func TestSimProperties(t *testing.T) {
 	}
 	if byName[fleet.PropertyNodeSummary] == "" {
 		t.Error("no node summary")
+	}
+}
+
+// TestHarnessMultiKueue runs the hub scenario's multikueue contender at
+// N=3 with no offered rates: a manager and two workers (3 envtest control
+// planes, 3 Kueue managers, 2 upstream JobSet controllers; about a minute
+// on 2 cores, plus building upstream JobSet once if bin/ lacks it). The
+// JobSets must reach a worker through MultiKueue (the phase verifies every
+// Job and Service there and none twice), Kueue must have claimed them for
+// MultiKueue, and the proxies must have counted the workers' Job creates.
+// It asserts no time.
+func TestHarnessMultiKueue(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cert, err := apicount.NewServingCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins := benchBins{upstream: filepath.Join(binDir(), "upstream-jobset")}
+	if _, err := os.Stat(bins.upstream); err != nil {
+		bins.upstream = filepath.Join(t.TempDir(), "upstream-jobset")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bins.upstream, "sigs.k8s.io/jobset")
+		build.Dir = filepath.Join(testenv.RepoRoot(), "hack", "upstream")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building upstream JobSet: %v\n%s", err, out)
+		}
+	}
+	const n = 3
+	o := options{hubN: n, runTimeout: 2 * time.Minute, workDir: t.TempDir()}
+	res, err := runMultiKueue(ctx, o, bins, cert, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.phases) != 1 {
+		t.Fatalf("%d phases, want the burst only", len(res.phases))
+	}
+	p := res.phases[0]
+	if p.completed != n || p.perMember[memberNames[0]]+p.perMember[memberNames[1]] != n {
+		t.Errorf("completed %d, spread %v; want %d JobSets on the workers", p.completed, p.perMember, n)
+	}
+	got := p.memberByAgents.Minus(p.failedMember)
+	if c := got[apicount.ReqKey{Verb: "create", Resource: "jobs"}]; c != n*workload.JobsPerJobSet {
+		t.Errorf("worker proxies counted %d Job creates, want %d", c, n*workload.JobsPerJobSet)
+	}
+	if c := p.hubByHub.Minus(p.failedHub)[apicount.ReqKey{Verb: "create", Resource: "workloads"}]; c != n {
+		t.Errorf("manager proxy counted %d Workload creates by Kueue, want %d", c, n)
+	}
+	if p.usage.controlPlaneCPU() <= 0 || len(p.usage.planes) != 3 || len(p.usage.peakRSS) != 5 {
+		t.Errorf("usage %+v: want CPU of 3 control planes and RSS of 5 controllers", p.usage)
+	}
+}
+
+// TestSummaryLine: the line scripts read has issue 21's exact form.
+func TestSummaryLine(t *testing.T) {
+	usage := func(apiserver time.Duration) phaseUsage {
+		return phaseUsage{planes: map[string]planeCPU{"hub": {apiserver: apiserver, etcd: apiserver / 2}}}
+	}
+	ours := hubPhase{n: 100, throughput: 50, usage: usage(2 * time.Second)}
+	mk := hubPhase{n: 100, throughput: 20, usage: usage(6 * time.Second)}
+	want := "vs-multikueue burst: throughput ours 50.0/s multikueue 20.0/s ratio 2.50x; cpu-per-jobset ours 30.0ms multikueue 90.0ms ratio 0.33x"
+	if got := summaryLine("burst", ours, mk); got != want {
+		t.Errorf("summaryLine =\n%s\nwant\n%s", got, want)
 	}
 }

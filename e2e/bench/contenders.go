@@ -45,7 +45,7 @@ func findBins(dir string, o options) (benchBins, error) {
 	if o.scenarios["hub"] || o.scenarios["placement"] {
 		need = append(need, b.hub)
 	}
-	if (o.scenarios["member"] && o.contenders["upstream"]) || o.scenarios["pods"] {
+	if (o.scenarios["member"] && o.contenders["upstream"]) || o.scenarios["pods"] || (o.scenarios["hub"] && o.contenders["multikueue"]) {
 		need = append(need, b.upstream)
 	}
 	for _, p := range need {

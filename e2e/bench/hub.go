@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/metadata"
@@ -22,6 +23,7 @@ import (
 	"github.com/jobset-fleet/jobset-fleet/e2e/bench/procstat"
 	"github.com/jobset-fleet/jobset-fleet/e2e/bench/workload"
 	"github.com/jobset-fleet/jobset-fleet/e2e/devfleet"
+	"github.com/jobset-fleet/jobset-fleet/e2e/testenv"
 )
 
 var memberNames = []string{"member-1", "member-2"}
@@ -45,6 +47,8 @@ type hubPhase struct {
 	// Of those, the requests answered with an error.
 	failedHub, failedAgentsHub, failedMember apicount.Counts
 	hubAPIServerCPU                          time.Duration
+	usage                                    phaseUsage        // every control plane and controller, first submit → quiet
+	release                                  releaseStats      // submit → every Job unsuspended
 	profiles                                 map[string]string // process → top of its CPU profile
 	load                                     string
 }
@@ -70,13 +74,25 @@ func (p *hubPhase) spreadString() string {
 
 type hubResult struct {
 	phases []hubPhase
+	idle   phaseUsage // the contender doing nothing, before the first phase
 }
 
-// hubFleet is the running fleet of the hub scenario.
+// hubProcesses are a contender's controllers (ours: the hub and the
+// agents; multikueue: the Kueue managers and the JobSet controllers).
+type hubProcesses interface {
+	Processes() []*testenv.Process
+	Exited() error // the first controller's exit, nil while all run
+}
+
+// hubFleet is the running fleet of the hub scenario, for either contender.
 type hubFleet struct {
-	*proxiedFleet
-	hub     *cluster
-	members map[string]*cluster
+	hubProcesses
+	contender string              // as the progress lines name it
+	clusters  map[string]*cluster // hub (or manager) and members, by name
+	hub       *cluster
+	members   map[string]*cluster
+	// setupNamespace makes a phase's namespace where the contender needs it.
+	setupNamespace func(ctx context.Context, ns string) error
 	// proxies: the hub process → hub; each agent → hub; each agent → its
 	// member.
 	hubProxy           *apicount.Proxy
@@ -86,6 +102,7 @@ type hubFleet struct {
 	mu         sync.Mutex
 	submitted  map[string]time.Time // "<ns>/<name>" → create call started
 	completed  map[string]time.Time // → 4 Jobs and the Service seen
+	released   map[string]time.Time // → its 4 Jobs seen unsuspended
 	placedOn   map[string]string    // → member
 	duplicates []string             // JobSets seen complete on two members
 }
@@ -135,35 +152,118 @@ func runHub(ctx context.Context, o options, cert *apicount.ServingCert) (*hubRes
 		return res, err
 	}
 	defer pf.Stop()
-	f := &hubFleet{proxiedFleet: pf, hub: pf.clusters["hub"], members: map[string]*cluster{}, hubProxy: pf.proxies["hub"]["hub"],
-		submitted: map[string]time.Time{}, completed: map[string]time.Time{}, placedOn: map[string]string{}}
+	f := newHubFleet(pf, pf.clusters, "hub")
+	f.hubProxy = pf.proxies["hub"]["hub"]
 	for _, m := range memberNames {
-		f.members[m] = pf.clusters[m]
+		if err := readyNodes(ctx, f.members[m].Client); err != nil {
+			return res, fmt.Errorf("%s: %w", m, err)
+		}
+	}
+	for _, m := range memberNames {
 		f.agentHubProxies = append(f.agentHubProxies, pf.proxies["agent-"+m]["hub"])
 		f.agentMemberProxies = append(f.agentMemberProxies, pf.proxies["agent-"+m][m])
+	}
+	stopTrackers, err := f.track(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer stopTrackers() // before the fleet stops
+	if err := f.warmUp(ctx); err != nil {
+		return res, err
+	}
+	return res, f.runPhases(ctx, o, res, 0)
+}
+
+// track watches every member for the JobSets whose Jobs all appear
+// there, and for when they are all unsuspended.
+func (f *hubFleet) track(ctx context.Context) (stop func(), err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var trackers []*workload.Tracker
+	stop = func() {
+		for _, tr := range trackers {
+			tr.Stop()
+		}
+		cancel()
 	}
 	for _, m := range memberNames {
 		tr, err := workload.StartTracker(ctx, m, f.members[m].Config, "", 0, f.onComplete(m))
 		if err != nil {
-			return res, err
+			stop()
+			return nil, err
 		}
-		defer tr.Stop() // before the fleet stops
+		trackers = append(trackers, tr)
+		if err := watchReleases(ctx, f.members[m].Config, f.onRelease); err != nil {
+			stop()
+			return nil, err
+		}
 	}
-	if err := f.warmUp(ctx); err != nil {
-		return res, err
-	}
+	return stop, nil
+}
 
-	phases := []hubPhase{{name: "burst", n: o.hubN}}
-	for _, r := range o.rates {
-		phases = append(phases, hubPhase{name: fmt.Sprintf("%.0f/s", r), n: max(1, int(r*o.rateFor.Seconds())), rate: r})
+func newHubFleet(procs hubProcesses, clusters map[string]*cluster, hub string) *hubFleet {
+	f := &hubFleet{hubProcesses: procs, contender: hub, clusters: clusters, hub: clusters[hub], members: map[string]*cluster{},
+		submitted: map[string]time.Time{}, completed: map[string]time.Time{}, released: map[string]time.Time{}, placedOn: map[string]string{}}
+	for _, m := range memberNames {
+		f.members[m] = clusters[m]
 	}
-	for _, ph := range phases {
+	f.setupNamespace = func(ctx context.Context, ns string) error { return createNamespace(ctx, f.hub.Client, ns) }
+	return f
+}
+
+// runPhases runs the burst, then each offered rate; the rate "half" is
+// half of capacity (0: of this run's own burst throughput).
+func (f *hubFleet) runPhases(ctx context.Context, o options, res *hubResult, capacity float64) error {
+	run := func(ph hubPhase) error {
 		if err := f.runPhase(ctx, o, &ph); err != nil {
-			return res, fmt.Errorf("%s: %w", ph.name, err)
+			return fmt.Errorf("%s: %w", ph.name, err)
 		}
 		res.phases = append(res.phases, ph)
+		return nil
 	}
-	return res, nil
+	var err error
+	if res.idle, err = f.idleUsage(ctx); err != nil {
+		return err
+	}
+	if err := run(hubPhase{name: "burst", n: o.hubN}); err != nil {
+		return err
+	}
+	if capacity == 0 {
+		capacity = res.phases[0].throughput
+	}
+	for _, r := range o.rates {
+		name := fmt.Sprintf("%.0f/s", r)
+		if r == halfCapacity {
+			r, name = max(0.5, capacity/2), "half-capacity"
+		}
+		if err := run(hubPhase{name: name, n: max(1, int(r*o.rateFor.Seconds())), rate: r}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readyNodes does for the members' fake nodes what a kubelet and the node
+// lifecycle controller would, which an envtest control plane lacks: Ready,
+// and without the not-ready taint the apiserver put on them at creation
+// (placement does not send Pods to nodes that take none now).
+func readyNodes(ctx context.Context, c client.Client) error {
+	nodes := &corev1.NodeList{}
+	if err := c.List(ctx, nodes); err != nil {
+		return err
+	}
+	for i := range nodes.Items {
+		n := &nodes.Items[i]
+		n.Spec.Taints = slices.DeleteFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
+		if err := c.Update(ctx, n); err != nil {
+			return fmt.Errorf("untainting node %s: %w", n.Name, err)
+		}
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		if err := c.Status().Update(ctx, n); err != nil {
+			return fmt.Errorf("marking node %s ready: %w", n.Name, err)
+		}
+	}
+	return nil
 }
 
 // warmUp waits until both members are healthy on the hub and one JobSet
@@ -193,8 +293,13 @@ func (f *hubFleet) warmUp(ctx context.Context) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	return f.warmUpJobSets(ctx, deadline)
+}
+
+// warmUpJobSets sends one JobSet to each member and waits for its Jobs.
+func (f *hubFleet) warmUpJobSets(ctx context.Context, deadline time.Time) error {
 	const ns = "bench-warmup"
-	if err := createNamespace(ctx, f.hub.Client, ns); err != nil {
+	if err := f.setupNamespace(ctx, ns); err != nil {
 		return err
 	}
 	names := []string{"warmup-0", "warmup-1"}
@@ -243,8 +348,8 @@ func (f *hubFleet) allProxies() []*apicount.Proxy {
 func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error {
 	ph.load = procstat.LoadAverage()
 	ns := "bench-" + strings.NewReplacer("/", "-per-", ".", "-").Replace(ph.name)
-	logf("hub %s: %d JobSets (load %s)", ph.name, ph.n, ph.load)
-	if err := createNamespace(ctx, f.hub.Client, ns); err != nil {
+	logf("%s %s: %d JobSets (load %s)", f.contender, ph.name, ph.n, ph.load)
+	if err := f.setupNamespace(ctx, ns); err != nil {
 		return err
 	}
 	if _, err := apicount.WaitQuiet(ctx, f.allProxies(), time.Minute); err != nil {
@@ -257,7 +362,7 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	profs := map[string]*procstat.Profile{}
 	if o.profile {
 		for _, p := range f.Processes() {
-			prof, err := procstat.StartProfile(p.Pid(), filepath.Join(filepath.Dir(p.LogPath), p.Name+"-"+ns+".perf.data"))
+			prof, err := procstat.StartProfile(p.Pid(), filepath.Join(filepath.Dir(p.LogPath), strings.ReplaceAll(p.Name, "/", "-")+"-"+ns+".perf.data"))
 			if err != nil {
 				return err
 			}
@@ -279,6 +384,7 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	baseHub, baseAgentsHub, baseAgentsMember := f.hubProxy.Snapshot(), apicount.Sum(f.agentHubProxies, (*apicount.Proxy).Snapshot), apicount.Sum(f.agentMemberProxies, (*apicount.Proxy).Snapshot)
 	baseFHub, baseFAgentsHub, baseFMember := f.hubProxy.Failures(), apicount.Sum(f.agentHubProxies, (*apicount.Proxy).Failures), apicount.Sum(f.agentMemberProxies, (*apicount.Proxy).Failures)
 	apiA0, _ := f.hub.cpu()
+	usage0 := sampleUsage(f.clusters, f.Processes())
 
 	submitErr := make(chan error, 1)
 	go func() {
@@ -336,6 +442,7 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	}
 	apiA1, _ := f.hub.cpu()
 	ph.hubAPIServerCPU = apiA1 - apiA0
+	ph.usage = usage0.until(sampleUsage(f.clusters, f.Processes()))
 	ph.profiles = map[string]string{}
 	for name, prof := range profs {
 		top, err := prof.Stop()
@@ -370,6 +477,7 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	}
 	f.mu.Unlock()
 	ph.completed = len(ph.latencies)
+	ph.release = f.releaseStats(keys)
 	slices.Sort(ph.latencies)
 	ph.p50, ph.p99, ph.max = percentile(ph.latencies, 50), percentile(ph.latencies, 99), ph.latencies[len(ph.latencies)-1]
 	if d := lastSubmit.Sub(firstSubmit).Seconds(); d > 0 {

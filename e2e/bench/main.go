@@ -237,10 +237,23 @@ func runScenarios(ctx context.Context, o options, bins benchBins, cert *apicount
 		}
 	}
 	if o.scenarios["hub"] {
-		res, err := runHub(ctx, o, cert)
-		rep.hub = res
-		if err != nil {
-			return fmt.Errorf("hub scenario: %w", err)
+		// Ours unless only multikueue is asked for; then multikueue, at
+		// ours' measured capacity.
+		var capacity float64
+		if o.contenders["ours"] || !o.contenders["multikueue"] {
+			res, err := runHub(ctx, o, cert)
+			rep.hub = res
+			if err != nil {
+				return fmt.Errorf("hub scenario: %w", err)
+			}
+			capacity = res.phases[0].throughput
+		}
+		if o.contenders["multikueue"] {
+			res, err := runMultiKueue(ctx, o, bins, cert, capacity)
+			rep.hubMultiKueue = res
+			if err != nil {
+				return fmt.Errorf("hub scenario, multikueue: %w", err)
+			}
 		}
 	}
 	if o.scenarios["placement"] {

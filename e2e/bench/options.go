@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// halfCapacity in options.rates is the rate "half": half of ours'
+// measured burst throughput.
+const halfCapacity = -1
+
 // options are the benchmark's flags.
 type options struct {
 	n          int // member scenario JobSets
@@ -38,13 +42,13 @@ func parseOptions(args []string) (o options, code int) {
 	fs.IntVar(&o.n, "n", 1000, "JobSets in the member scenario (targets are stated at 1000).")
 	fs.IntVar(&o.podsN, "pods-n", 1250, "JobSets in the memory scenario (8 Pods each: 1250 → 10k Pods).")
 	fs.IntVar(&o.hubN, "hub-n", 1000, "JobSets of the hub burst (targets are stated at 1000).")
-	fs.StringVar(&rates, "rates", "50", "Offered rates (JobSets/s) of the hub scenario, comma-separated.")
+	fs.StringVar(&rates, "rates", "50,half", "Offered rates (JobSets/s) of the hub scenario, comma-separated; \"half\": half of ours' burst throughput.")
 	fs.DurationVar(&o.rateFor, "rate-for", 20*time.Second, "How long each offered rate is held.")
 	fs.StringVar(&scenarios, "scenarios", "member,pods,hub", "Which scenarios to run: member, pods, hub, placement.")
 	fs.StringVar(&placementMembers, "placement-members", "10,50,100", "Simulated members of the placement scenario, comma-separated: one fleet each.")
 	fs.StringVar(&placementPending, "placement-pending", "0,200", "Pending JobSets (that fit nowhere) of the placement scenario, comma-separated: one burst each.")
 	fs.IntVar(&o.placementN, "placement-n", 200, "JobSets of each placement burst (they fit).")
-	fs.StringVar(&contenders, "contenders", "raw,raw-controller,upstream,ours,ours-unlimited", "Contenders of the member scenario (raw, raw-controller, upstream, ours, ours-unlimited).")
+	fs.StringVar(&contenders, "contenders", "raw,raw-controller,upstream,ours,ours-unlimited", "Contenders of the member scenario (raw, raw-controller, upstream, ours, ours-unlimited) and of the hub scenario (ours, multikueue).")
 	fs.StringVar(&oursArgs, "ours-args", "", "Extra flags for every jobset-fleet process, space-separated (e.g. -v=4 to debug).")
 	fs.DurationVar(&o.runTimeout, "run-timeout", 20*time.Minute, "Give up on one run after this long.")
 	fs.StringVar(&o.workDir, "work-dir", "", "Where logs and kubeconfigs go (default: a new temporary directory).")
@@ -72,6 +76,10 @@ func parseOptions(args []string) (o options, code int) {
 	o.oursArgs = strings.Fields(oursArgs)
 	for _, r := range strings.Split(rates, ",") {
 		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		if r == "half" {
+			o.rates = append(o.rates, halfCapacity)
 			continue
 		}
 		v, err := strconv.ParseFloat(r, 64)

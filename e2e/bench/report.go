@@ -46,6 +46,7 @@ type report struct {
 	member                 []memberResult
 	pods                   []podsResult
 	hub                    *hubResult
+	hubMultiKueue          *hubResult // the multikueue contender of the hub scenario
 	placement              *placementResult
 }
 
@@ -66,6 +67,7 @@ func (r *report) markdown() string {
 	r.memberSection(&b)
 	r.podsSection(&b)
 	r.hubSection(&b)
+	r.multiKueueSection(&b)
 	r.placementSection(&b)
 	if len(r.member) > 0 || len(r.pods) > 0 || r.hub != nil {
 		r.targetsSection(&b) // the placement scenario has no target
@@ -171,6 +173,7 @@ func (r *report) hubSection(b *strings.Builder) {
 		fmt.Fprintf(b, "- %s, hub apiserver, by the agents: %s\n", p.name, p.hubByAgents.WritesString(p.failedAgentsHub))
 		fmt.Fprintf(b, "- %s, member apiservers, by the agents: %s\n", p.name, p.memberByAgents.WritesString(p.failedMember))
 	}
+	r.usageTable(b, h)
 	fmt.Fprintf(b, "\nMinimum writes per JobSet the design needs: hub %d (status.fleet placement record, JobSetDispatch create, PlacementDecision create, the agent's dispatch status report, the hub's status mirror; the finalizer comes with the user's create); member %d (the local JobSet, %d Jobs, the Service, one JobSet status write). Events are counted in the writes.\n",
 		minHubWrites, minMemberFleetWrites, workload.JobsPerJobSet)
 	if len(h.phases) > 0 && len(h.phases[0].latencies) > 0 {

@@ -61,6 +61,9 @@ type KueueOptions struct {
 	// Detach runs the manager in a session of its own, outliving this
 	// process (the local fleet of make dev-up, stopped by its pid).
 	Detach bool
+	// Kubeconfig is what the manager connects with (default: the
+	// cluster's admin kubeconfig), e.g. one through a counting proxy.
+	Kubeconfig string
 }
 
 // KueueSourceDir is the directory of the pinned Kueue module in the module
@@ -174,7 +177,11 @@ func StartKueue(ctx context.Context, c *Cluster, opts KueueOptions) (*Kueue, err
 	if logPath == "" {
 		logPath = filepath.Join(k.dir, "kueue.log")
 	}
-	args = append(args, "--kubeconfig="+c.KubeconfigPath)
+	kubeconfig := c.KubeconfigPath
+	if opts.Kubeconfig != "" {
+		kubeconfig = opts.Kubeconfig
+	}
+	args = append(args, "--kubeconfig="+kubeconfig)
 	name := "kueue-manager/" + c.Name
 	if opts.Detach {
 		k.Process, err = StartDaemon(name, logPath, bin, args)
