@@ -261,6 +261,12 @@ func (f *fencer) enforce(ctx context.Context) error {
 		}
 		logger.Info("Suspended fleet JobSet while fenced", "jobset", client.ObjectKeyFromObject(js))
 	}
+	if f.action == FenceSuspend {
+		// Kueue would resume what the member's Kueue manages.
+		if err := fenceKueueCopies(ctx, f.member, list.Items, f.memberNamespace); err != nil {
+			return err
+		}
+	}
 	for _, js := range del {
 		if js.DeletionTimestamp == nil && controllerutil.ContainsFinalizer(js, fleet.ReportFinalizer) {
 			// The fencer's own deletion of an unfinished copy must not wait

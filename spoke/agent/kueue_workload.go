@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -155,6 +156,81 @@ func applyWorkloadChange(ctx context.Context, c client.Client, ch WorkloadChange
 	wl.SetName(ch.Name)
 	if err := c.Patch(ctx, wl, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("setting spec.active=%v on Kueue Workload %s/%s: %w", ch.Active, ch.Namespace, ch.Name, err)
+	}
+	return nil
+}
+
+// FenceKueueChanges are the Workload changes of a fenced agent that
+// suspends its copies: it deactivates the Workload of every fleet copy of
+// memberNamespace (neither finished nor being deleted) that the member's
+// Kueue manages, whether admitted or held in the queue. Suspending such a
+// copy would not hold while the hub may already run it elsewhere: Kueue
+// resumes a job whose Workload it admitted, and admits one it holds. The
+// mark has the agent activate it again once it reaches the hub and the hub
+// still wants the copy running there.
+func FenceKueueChanges(jobSets []jobset.JobSet, workloads []kueueWorkload, memberNamespace string) []WorkloadChange {
+	copies := map[types.UID]*jobset.JobSet{}
+	for i := range jobSets {
+		if js := &jobSets[i]; kueueManagedCopy(js, memberNamespace) {
+			copies[js.UID] = js
+		}
+	}
+	var out []WorkloadChange
+	for i := range workloads {
+		ref := metav1.GetControllerOfNoCopy(&workloads[i].Metadata)
+		if ref == nil || copies[ref.UID] == nil {
+			continue
+		}
+		if ch := KueueWorkloadChange(copies[ref.UID], true, &workloads[i]); ch != nil {
+			out = append(out, *ch)
+		}
+	}
+	return out
+}
+
+// kueueManagedCopy reports whether js is a live, unfinished fleet copy of
+// memberNamespace naming a LocalQueue.
+func kueueManagedCopy(js *jobset.JobSet, memberNamespace string) bool {
+	return isFleetCopy(js, memberNamespace) && js.Labels[fleet.KueueQueueNameLabel] != "" &&
+		js.DeletionTimestamp == nil && js.Status.TerminalState == ""
+}
+
+// fenceKueueCopies makes FenceKueueChanges for the member's JobSets,
+// reading the Workloads of the namespaces of the copies concerned (live,
+// whole). Nothing is read when no copy names a queue, nor when the member
+// does not serve Kueue's API.
+func fenceKueueCopies(ctx context.Context, c client.Client, jobSets []jobset.JobSet, memberNamespace string) error {
+	namespaces := map[string]bool{}
+	for i := range jobSets {
+		if js := &jobSets[i]; kueueManagedCopy(js, memberNamespace) {
+			namespaces[js.Namespace] = true
+		}
+	}
+	var workloads []kueueWorkload
+	for ns := range namespaces {
+		list := &unstructured.UnstructuredList{}
+		list.SetAPIVersion(kueueAPIVersion)
+		list.SetKind("WorkloadList")
+		err := c.List(ctx, list, client.InNamespace(ns))
+		if meta.IsNoMatchError(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("listing Kueue Workloads of namespace %s: %w", ns, err)
+		}
+		for i := range list.Items {
+			var wl kueueWorkload
+			if err := fromUnstructured(&list.Items[i], &wl); err != nil {
+				return err
+			}
+			workloads = append(workloads, wl)
+		}
+	}
+	for _, ch := range FenceKueueChanges(jobSets, workloads, memberNamespace) {
+		if err := applyWorkloadChange(ctx, c, ch); err != nil {
+			return err
+		}
+		log.FromContext(ctx).Info("Deactivated the Kueue Workload of a fleet JobSet while fenced", "workload", ch.Namespace+"/"+ch.Name)
 	}
 	return nil
 }

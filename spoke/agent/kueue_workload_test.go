@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"maps"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -148,5 +150,57 @@ func TestPlanKueueWorkloads(t *testing.T) {
 	p = plan(suspended, KueueCopy{Workloads: []kueueWorkload{wl(true, false)}}, false)
 	if len(p.Workloads) != 0 || p.Update == nil || !p.Update.IsSuspended() {
 		t.Errorf("no Kueue: Workloads %+v; want none, and the copy suspended itself", p.Workloads)
+	}
+}
+
+// TestFenceKueueChanges: a fenced agent deactivates the Workload of every
+// live, unfinished fleet copy its member's Kueue manages, admitted or
+// held, and no other Workload.
+func TestFenceKueueChanges(t *testing.T) {
+	const memberNS = "fleet-member-a"
+	named := func(name string, mutate func(*jobset.JobSet)) *jobset.JobSet {
+		d := testDispatch(1)
+		d.Spec.Origin.Name, d.Name = name, "team."+name
+		js := kueueCopy(d)
+		js.UID = "uid-" + types.UID(name)
+		if mutate != nil {
+			mutate(js)
+		}
+		return js
+	}
+	admitted := named("admitted", nil)
+	held := named("held", func(js *jobset.JobSet) { js.Spec.Suspend = ptr.To(true) })
+	noQueue := named("no-queue", func(js *jobset.JobSet) { delete(js.Labels, fleet.KueueQueueNameLabel) })
+	finished := named("finished", func(js *jobset.JobSet) { js.Status.TerminalState = string(jobset.JobSetFailed) })
+	deleting := named("deleting", func(js *jobset.JobSet) { js.DeletionTimestamp = &now })
+	otherHub := named("other-hub", func(js *jobset.JobSet) {
+		js.Annotations[fleet.DispatchAnnotation] = "fleet-member-b/team.other-hub"
+	})
+	users := named("users", func(js *jobset.JobSet) { delete(js.Annotations, fleet.DispatchAnnotation) })
+	already := named("already", nil)
+
+	var jobSets []jobset.JobSet
+	var workloads []kueueWorkload
+	for _, js := range []*jobset.JobSet{admitted, held, noQueue, finished, deleting, otherHub, users, already} {
+		jobSets = append(jobSets, *js)
+		wl := workloadOf(js, nil, false)
+		if js == already {
+			wl = workloadOf(js, ptr.To(false), true)
+		}
+		workloads = append(workloads, wl)
+	}
+	orphan := workloadOf(named("orphan", nil), nil, false) // its JobSet is not on the member
+	workloads = append(workloads, orphan)
+
+	got := map[string]bool{}
+	for _, ch := range FenceKueueChanges(jobSets, workloads, memberNS) {
+		if ch.Active || ch.Mark == "" {
+			t.Errorf("%s: change %+v, want a marked deactivation", ch.Name, ch)
+		}
+		got[ch.Name] = true
+	}
+	want := map[string]bool{workloadOf(admitted, nil, false).Metadata.Name: true, workloadOf(held, nil, false).Metadata.Name: true}
+	if !maps.Equal(got, want) {
+		t.Errorf("deactivated %v, want %v", got, want)
 	}
 }
