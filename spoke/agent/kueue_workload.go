@@ -167,25 +167,30 @@ func applyWorkloadChange(ctx context.Context, c client.Client, ch WorkloadChange
 // copy would not hold while the hub may already run it elsewhere: Kueue
 // resumes a job whose Workload it admitted, and admits one it holds. The
 // mark has the agent activate it again once it reaches the hub and the hub
-// still wants the copy running there.
-func FenceKueueChanges(jobSets []jobset.JobSet, workloads []kueueWorkload, memberNamespace string) []WorkloadChange {
+// still wants the copy running there. byKueue are the copies whose
+// Workloads are, or are now made, inactive: Kueue suspends them as it
+// evicts them, and a suspend from the agent before the eviction would only
+// have Kueue resume them in between.
+func FenceKueueChanges(jobSets []jobset.JobSet, workloads []kueueWorkload, memberNamespace string) (changes []WorkloadChange, byKueue map[types.UID]bool) {
 	copies := map[types.UID]*jobset.JobSet{}
 	for i := range jobSets {
 		if js := &jobSets[i]; kueueManagedCopy(js, memberNamespace) {
 			copies[js.UID] = js
 		}
 	}
-	var out []WorkloadChange
+	byKueue = map[types.UID]bool{}
 	for i := range workloads {
-		ref := metav1.GetControllerOfNoCopy(&workloads[i].Metadata)
-		if ref == nil || copies[ref.UID] == nil {
+		wl := &workloads[i]
+		ref := metav1.GetControllerOfNoCopy(&wl.Metadata)
+		if ref == nil || copies[ref.UID] == nil || !wl.ownedBy(copies[ref.UID]) {
 			continue
 		}
-		if ch := KueueWorkloadChange(copies[ref.UID], true, &workloads[i]); ch != nil {
-			out = append(out, *ch)
+		byKueue[ref.UID] = true
+		if ch := KueueWorkloadChange(copies[ref.UID], true, wl); ch != nil {
+			changes = append(changes, *ch)
 		}
 	}
-	return out
+	return changes, byKueue
 }
 
 // kueueManagedCopy reports whether js is a live, unfinished fleet copy of
@@ -197,9 +202,9 @@ func kueueManagedCopy(js *jobset.JobSet, memberNamespace string) bool {
 
 // fenceKueueCopies makes FenceKueueChanges for the member's JobSets,
 // reading the Workloads of the namespaces of the copies concerned (live,
-// whole). Nothing is read when no copy names a queue, nor when the member
-// does not serve Kueue's API.
-func fenceKueueCopies(ctx context.Context, c client.Client, jobSets []jobset.JobSet, memberNamespace string) error {
+// whole), and returns the copies Kueue stops. Nothing is read when no copy
+// names a queue, nor when the member does not serve Kueue's API.
+func fenceKueueCopies(ctx context.Context, c client.Client, jobSets []jobset.JobSet, memberNamespace string) (byKueue map[types.UID]bool, err error) {
 	namespaces := map[string]bool{}
 	for i := range jobSets {
 		if js := &jobSets[i]; kueueManagedCopy(js, memberNamespace) {
@@ -213,24 +218,25 @@ func fenceKueueCopies(ctx context.Context, c client.Client, jobSets []jobset.Job
 		list.SetKind("WorkloadList")
 		err := c.List(ctx, list, client.InNamespace(ns))
 		if meta.IsNoMatchError(err) {
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return fmt.Errorf("listing Kueue Workloads of namespace %s: %w", ns, err)
+			return nil, fmt.Errorf("listing Kueue Workloads of namespace %s: %w", ns, err)
 		}
 		for i := range list.Items {
 			var wl kueueWorkload
 			if err := fromUnstructured(&list.Items[i], &wl); err != nil {
-				return err
+				return nil, err
 			}
 			workloads = append(workloads, wl)
 		}
 	}
-	for _, ch := range FenceKueueChanges(jobSets, workloads, memberNamespace) {
+	changes, byKueue := FenceKueueChanges(jobSets, workloads, memberNamespace)
+	for _, ch := range changes {
 		if err := applyWorkloadChange(ctx, c, ch); err != nil {
-			return err
+			return nil, err
 		}
 		log.FromContext(ctx).Info("Deactivated the Kueue Workload of a fleet JobSet while fenced", "workload", ch.Namespace+"/"+ch.Name)
 	}
-	return nil
+	return byKueue, nil
 }

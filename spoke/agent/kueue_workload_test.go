@@ -155,7 +155,8 @@ func TestPlanKueueWorkloads(t *testing.T) {
 
 // TestFenceKueueChanges: a fenced agent deactivates the Workload of every
 // live, unfinished fleet copy its member's Kueue manages, admitted or
-// held, and no other Workload.
+// held, and no other Workload; it leaves those copies, whose Workloads are
+// or become inactive, for Kueue to suspend.
 func TestFenceKueueChanges(t *testing.T) {
 	const memberNS = "fleet-member-a"
 	named := func(name string, mutate func(*jobset.JobSet)) *jobset.JobSet {
@@ -192,8 +193,12 @@ func TestFenceKueueChanges(t *testing.T) {
 	orphan := workloadOf(named("orphan", nil), nil, false) // its JobSet is not on the member
 	workloads = append(workloads, orphan)
 
+	changes, byKueue := FenceKueueChanges(jobSets, workloads, memberNS)
+	if want := map[types.UID]bool{admitted.UID: true, held.UID: true, already.UID: true}; !maps.Equal(byKueue, want) {
+		t.Errorf("stopped by Kueue: %v, want %v", byKueue, want)
+	}
 	got := map[string]bool{}
-	for _, ch := range FenceKueueChanges(jobSets, workloads, memberNS) {
+	for _, ch := range changes {
 		if ch.Active || ch.Mark == "" {
 			t.Errorf("%s: change %+v, want a marked deactivation", ch.Name, ch)
 		}
