@@ -28,12 +28,13 @@ import (
 
 // +kubebuilder:rbac:groups=kueue.x-k8s.io,resources=workloads,verbs=patch
 
-// KueueDeactivatedAnnotation marks a Workload the agent deactivated because
-// the hub suspended its JobSet; its value is the dispatch key. Only such a
-// Workload is activated again when the hub resumes the JobSet: one Kueue
-// deactivated itself (requeuing limit, maximum execution time, rejected
-// admission check) or the member's admin did stays inactive.
-const KueueDeactivatedAnnotation = "fleet.jobset.x-k8s.io/deactivated-by-hub-suspend"
+// KueueDeactivatedAnnotation marks a Workload the agent deactivated, because
+// the hub suspended its JobSet or the agent was fenced; its value is the
+// dispatch key. Only such a Workload is activated again when the hub wants
+// the copy running: one Kueue deactivated itself (requeuing limit, maximum
+// execution time, rejected admission check) or the member's admin did
+// stays inactive.
+const KueueDeactivatedAnnotation = "fleet.jobset.x-k8s.io/deactivated-by-agent"
 
 // kueueWorkload is what the agent reads of a Workload.
 type kueueWorkload struct {
@@ -82,8 +83,9 @@ type WorkloadChange struct {
 //     activated it): only the mark goes, so a later deactivation by Kueue
 //     is not undone.
 //
-// Nothing else: a Workload whose controller is not t (nor t not a fleet
-// copy) is never touched, nor one that finished (its copy too).
+// Nothing else: a Workload whose controller is not t, or that finished, is
+// never touched, nor any Workload of a JobSet that is not a fleet copy or
+// that finished.
 func KueueWorkloadChange(t *jobset.JobSet, hubSuspended bool, wl *kueueWorkload) *WorkloadChange {
 	key := t.Annotations[fleet.DispatchAnnotation]
 	if key == "" || t.Labels[fleet.OriginUIDLabel] == "" || !wl.ownedBy(t) {
