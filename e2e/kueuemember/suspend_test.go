@@ -26,7 +26,8 @@ import (
 // on member-2 (its Jobs suspended, its Pods gone, its Workload inactive
 // and its quota released) and the hub JobSet says so (Suspended, no active
 // Job: what the hub's Kueue also waits for before it counts a preempted
-// JobSet's quota as free). The user resumes it: member-2's Kueue admits
+// JobSet's quota as free, and which it never shows while Pods of the copy
+// live). The user resumes it: member-2's Kueue admits
 // the copy again and it runs. The copy never leaves member-2.
 func TestHubSuspendStopsMemberKueueCopy(t *testing.T) {
 	ctx := context.Background()
@@ -54,14 +55,20 @@ func TestHubSuspendStopsMemberKueueCopy(t *testing.T) {
 	// The user suspends it on the hub.
 	setSuspend(t, js, true)
 	testenv.Eventually(t, timeout, "the copy stopped on member-2 and the hub says so", func() error {
+		// The hub's view first: what it shows must already hold on the
+		// member.
+		h := get(t, js)
 		if n := copies(t, js); n != 1 || copyOn(t, m2, js) == nil {
 			return fmt.Errorf("%d copies, want the one on member-2", n)
 		}
 		c := copyOn(t, m2, js)
+		jobs, pods := jobsAndPods(t, m2, c)
+		if activeJobs(h) == 0 && len(pods) > 0 {
+			t.Fatalf("the hub JobSet shows no active Job while %d Pods of the copy live on member-2", len(pods))
+		}
 		if !c.IsSuspended() {
 			return fmt.Errorf("the copy on member-2 is not suspended")
 		}
-		jobs, pods := jobsAndPods(t, m2, c)
 		for _, j := range jobs {
 			if !ptr.Deref(j.Spec.Suspend, false) {
 				return fmt.Errorf("Job %s not suspended", j.Name)
@@ -77,7 +84,6 @@ func TestHubSuspendStopsMemberKueueCopy(t *testing.T) {
 		if used := reservedCPU(t, m2, queue); !used.IsZero() {
 			return fmt.Errorf("ClusterQueue %s still reserves %s cpu", queue, used.String())
 		}
-		h := get(t, js)
 		if n := activeJobs(h); n != 0 {
 			return fmt.Errorf("the hub JobSet shows %d active Jobs", n)
 		}
