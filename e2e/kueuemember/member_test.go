@@ -53,25 +53,10 @@ func TestMemberKueue(t *testing.T) {
 		quota := map[string]string{"member-1": "1", "member-2": "4"}[mb.name]
 		setupQueue(t, mb, ns, "team-a", quota)
 	}
-	testenv.Eventually(t, timeout, "the hub sees both members' Kueue quotas", func() error {
-		for _, mb := range members {
-			cp := &clusterinventory.ClusterProfile{}
-			if err := hub.Client.Get(ctx, client.ObjectKey{Namespace: inventoryNS, Name: mb.name}, cp); err != nil {
-				return err
-			}
-			q, err := inventory.ParseKueueQuotas(cp.Status.Properties)
-			if err != nil || q == nil {
-				return fmt.Errorf("%s: no Kueue quotas (%v)", mb.name, err)
-			}
-			if _, cq := inventory.LocalQueue(q, ns, "team-a"); cq == nil || cq.Inactive {
-				return fmt.Errorf("%s: ClusterQueue of team-a not reported active: %+v", mb.name, q)
-			}
-		}
-		return nil
-	})
+	awaitQuotas(t, ns, "team-a")
 
 	// 1. The JobSet goes where the queue has room, and Kueue runs it there.
-	first := queuedJobSet(ns, "first", "2", "")
+	first := queuedJobSet(ns, "first", "team-a", "2", "")
 	create(t, hub.Client, first)
 	testenv.Eventually(t, timeout, "first placed on member-2", func() error {
 		if d := dispatchOn(t, first, "member-2"); d == nil {
@@ -112,7 +97,7 @@ func TestMemberKueue(t *testing.T) {
 
 	// 2. A JobSet no queue can admit now waits on member-1, and the hub
 	// says where.
-	second := queuedJobSet(ns, "second", "3", "15s")
+	second := queuedJobSet(ns, "second", "team-a", "3", "15s")
 	create(t, hub.Client, second)
 	m1 := members[0]
 	testenv.Eventually(t, timeout, "second waits in member-1's queue, shown on the hub", func() error {
@@ -186,10 +171,32 @@ func setupQueue(t *testing.T, mb *member, ns, name, cpu string) {
 	create(t, c, kueueObject("LocalQueue", ns, name, map[string]any{"clusterQueue": name}))
 }
 
+// awaitQuotas waits until the hub holds, for both members, an active
+// ClusterQueue behind LocalQueue ns/queue.
+func awaitQuotas(t *testing.T, ns, queue string) {
+	t.Helper()
+	testenv.Eventually(t, timeout, "the hub sees both members' Kueue quotas", func() error {
+		for _, mb := range members {
+			cp := &clusterinventory.ClusterProfile{}
+			if err := hub.Client.Get(context.Background(), client.ObjectKey{Namespace: inventoryNS, Name: mb.name}, cp); err != nil {
+				return err
+			}
+			q, err := inventory.ParseKueueQuotas(cp.Status.Properties)
+			if err != nil || q == nil {
+				return fmt.Errorf("%s: no Kueue quotas (%v)", mb.name, err)
+			}
+			if _, cq := inventory.LocalQueue(q, ns, queue); cq == nil || cq.Inactive {
+				return fmt.Errorf("%s: ClusterQueue of %s not reported active: %+v", mb.name, queue, q)
+			}
+		}
+		return nil
+	})
+}
+
 // queuedJobSet is a JobSet of one pod asking cpu, naming LocalQueue
-// team-a, with a start deadline when startTimeout is set.
-func queuedJobSet(ns, name, cpu, startTimeout string) *jobset.JobSet {
-	js := jstesting.MakeJobSet(ns, name).Label(fleet.KueueQueueNameLabel, "team-a").
+// queue, with a start deadline when startTimeout is set.
+func queuedJobSet(ns, name, queue, cpu, startTimeout string) *jobset.JobSet {
+	js := jstesting.MakeJobSet(ns, name).Label(fleet.KueueQueueNameLabel, queue).
 		ReplicatedJob(jstesting.MakeReplicatedJob("workers").Replicas(1).Parallelism(1).Completions(1).
 			RestartPolicy(corev1.RestartPolicyNever).Container("train", "busybox").
 			Requests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}).Obj())

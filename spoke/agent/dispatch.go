@@ -241,6 +241,12 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		}
 		logger.Info("Updated member JobSet from dispatch", "jobset", client.ObjectKeyFromObject(js), "suspend", js.IsSuspended())
 	}
+	for _, ch := range p.Workloads {
+		if err := applyWorkloadChange(ctx, r.member, ch); err != nil {
+			return ctrl.Result{}, err
+		}
+		logger.Info("Set the member Kueue Workload's spec.active as the hub's suspend asks", "workload", ch.Namespace+"/"+ch.Name, "active", ch.Active)
+	}
 	if p.Status != nil {
 		patch := client.MergeFrom(d.DeepCopy())
 		d.Status = *p.Status

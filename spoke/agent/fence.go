@@ -251,9 +251,21 @@ func (f *fencer) enforce(ctx context.Context) error {
 			jobs[js.UID] = n
 		}
 	}
+	var byKueue map[types.UID]bool
+	if f.action == FenceSuspend {
+		// The member's Kueue stops the copies it manages, through their
+		// Workloads: it would resume them if the agent suspended them.
+		var err error
+		if byKueue, err = fenceKueueCopies(ctx, f.member, list.Items, f.memberNamespace); err != nil {
+			return err
+		}
+	}
 	suspend, del := FenceActions(list.Items, jobs, f.memberNamespace, f.action)
 	logger := log.FromContext(ctx)
 	for _, js := range suspend {
+		if byKueue[js.UID] {
+			continue
+		}
 		patch := client.MergeFrom(js.DeepCopy())
 		js.Spec.Suspend = ptr.To(true)
 		if err := f.member.Patch(ctx, js, patch); err != nil && !apierrors.IsNotFound(err) {

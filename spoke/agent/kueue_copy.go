@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
@@ -33,6 +32,9 @@ type KueueCopy struct {
 	// Queued is set while the copy waits for the member's Kueue to admit
 	// it (and the hub wants it running).
 	Queued *fleet.MemberQueued
+	// Workloads are the Workloads labelled with the copy's UID, read while
+	// the copy is suspended or the hub wants it suspended.
+	Workloads []kueueWorkload
 }
 
 // LeaveToKueue is desired with what the member's Kueue owns on a copy it
@@ -41,7 +43,8 @@ type KueueCopy struct {
 // scheduling gates in the pod templates, and suspends it again to preempt
 // it. The agent changes none of these: a resume would start a copy Kueue
 // has not admitted, and Kueue resumes any copy it admitted that someone
-// else suspended, so a suspend from the agent would only fight it.
+// else suspended, so a suspend from the agent would only fight it. The hub
+// suspends such a copy through its Workload instead (kueue_workload.go).
 // Labels, annotations and the Jobs' parallelism and completions still
 // follow the dispatch.
 func LeaveToKueue(current, desired *jobset.JobSet) *jobset.JobSet {
@@ -59,10 +62,13 @@ func LeaveToKueue(current, desired *jobset.JobSet) *jobset.JobSet {
 }
 
 // observeKueue reads what the member's Kueue does with copy t of d: nothing
-// when t names no LocalQueue or the member does not serve Kueue's API; for
-// a copy Kueue holds suspended while the hub wants it running, the
-// LocalQueue, its ClusterQueue and why Kueue has not admitted it. The
-// reads are live: the agent keeps no informer on Kueue's objects.
+// when t names no LocalQueue or the member does not serve Kueue's API.
+// Otherwise, unless t finished: the Workloads Kueue made for t while t is
+// suspended or the hub wants it suspended (the agent stops and resumes such
+// a copy through its Workload, kueue_workload.go), and, for a copy Kueue
+// holds suspended while the hub wants it running, the LocalQueue, its
+// ClusterQueue and why Kueue has not admitted it. The reads are live: the
+// agent keeps no informer on Kueue's objects.
 func observeKueue(ctx context.Context, c client.Client, d *fleet.JobSetDispatch, t *jobset.JobSet) (KueueCopy, error) {
 	queue := t.Labels[fleet.KueueQueueNameLabel]
 	if queue == "" {
@@ -74,7 +80,30 @@ func observeKueue(ctx context.Context, c client.Client, d *fleet.JobSetDispatch,
 		return KueueCopy{}, fmt.Errorf("looking up Kueue's API: %w", err)
 	}
 	kc := KueueCopy{Managed: true}
-	if !t.IsSuspended() || ptr.Deref(d.Spec.JobSet.Spec.Suspend, false) || t.Status.TerminalState != "" {
+	hubSuspended := ptr.Deref(d.Spec.JobSet.Spec.Suspend, false)
+	if (!t.IsSuspended() && !hubSuspended) || t.Status.TerminalState != "" {
+		return kc, nil
+	}
+	// Kueue labels the Workloads it makes for a job with the job's UID:
+	// the list is narrowed by it, and ownedBy decides.
+	list := &unstructured.UnstructuredList{}
+	list.SetAPIVersion(kueueAPIVersion)
+	list.SetKind("WorkloadList")
+	if err := c.List(ctx, list, client.InNamespace(t.Namespace), client.MatchingLabels{kueueJobUIDLabel: string(t.UID)}); err != nil {
+		return kc, fmt.Errorf("listing Kueue Workloads of JobSet %s/%s: %w", t.Namespace, t.Name, err)
+	}
+	var owned *kueueWorkload
+	for i := range list.Items {
+		var wl kueueWorkload
+		if err := fromUnstructured(&list.Items[i], &wl); err != nil {
+			return kc, err
+		}
+		kc.Workloads = append(kc.Workloads, wl)
+		if owned == nil && wl.ownedBy(t) {
+			owned = &kc.Workloads[len(kc.Workloads)-1]
+		}
+	}
+	if !t.IsSuspended() || hubSuspended {
 		return kc, nil
 	}
 	q := &fleet.MemberQueued{LocalQueue: queue}
@@ -88,33 +117,20 @@ func observeKueue(ctx context.Context, c client.Client, d *fleet.JobSetDispatch,
 	} else {
 		q.ClusterQueue, _, _ = unstructured.NestedString(lq.Object, "spec", "clusterQueue")
 	}
-	list := &unstructured.UnstructuredList{}
-	list.SetAPIVersion(kueueAPIVersion)
-	list.SetKind("WorkloadList")
-	if err := c.List(ctx, list, client.InNamespace(t.Namespace), client.MatchingLabels{kueueJobUIDLabel: string(t.UID)}); err != nil {
-		return kc, fmt.Errorf("listing Kueue Workloads of JobSet %s/%s: %w", t.Namespace, t.Name, err)
-	}
-	if len(list.Items) == 0 {
+	if owned == nil {
 		if q.Message == "" {
 			q.Message = "the member's Kueue has not created its Workload yet"
 		}
 		kc.Queued = q
 		return kc, nil
 	}
-	var wl struct {
-		Status struct {
-			Conditions []metav1.Condition `json:"conditions,omitempty"`
-		} `json:"status"`
-	}
-	if err := fromUnstructured(&list.Items[0], &wl); err != nil {
-		return kc, err
-	}
-	if meta.IsStatusConditionTrue(wl.Status.Conditions, "Admitted") {
+	conds := owned.Status.Conditions
+	if meta.IsStatusConditionTrue(conds, "Admitted") {
 		// Kueue is about to resume it.
 		return kc, nil
 	}
 	for _, typ := range []string{"QuotaReserved", "Admitted"} {
-		if c := meta.FindStatusCondition(wl.Status.Conditions, typ); c != nil && c.Message != "" {
+		if c := meta.FindStatusCondition(conds, typ); c != nil && c.Message != "" {
 			q.Message = c.Message
 			break
 		}

@@ -225,6 +225,9 @@ type Plan struct {
 	Create *jobset.JobSet
 	// Update is the target with the dispatch's mutable fields applied.
 	Update *jobset.JobSet
+	// Workloads are changes of the target's Kueue Workloads: how a copy
+	// the member's Kueue manages is suspended and resumed.
+	Workloads []WorkloadChange
 	// Status is the new dispatch status; nil when it did not change.
 	Status *fleet.JobSetDispatchStatus
 	// Release are copies being deleted whose Jobs are gone and whose last
@@ -456,6 +459,7 @@ func (pl *planner) track(t *jobset.JobSet) {
 	if o.Kueue.Queued != nil && p.ReportAfter == 0 {
 		p.ReportAfter = KueueRecheckInterval
 	}
+	pl.kueueWorkloads(t)
 	switch {
 	case t.Status.TerminalState != "":
 		p.State = StateFinished
