@@ -151,6 +151,7 @@ spec:
 			fmt.Sprintf("%s: %s=%s, %s: %q", fleet.ClusterSelectorAnnotation, poolLabel, poolValue, fleet.StartTimeoutAnnotation, "0"),
 			fmt.Sprintf("%s: open", rotationLabel)))
 		waitPlacedOn(t, ns, "waiting", rotated.name)
+		copies := watchCopies(t, ns, "waiting")
 		rotationCmd(t, "uncordon", kept.name)
 
 		eventually(t, jobSetTimeout, "running's Pod Running on "+rotated.name, func() (bool, string, error) {
@@ -179,7 +180,6 @@ spec:
 		}
 		runningEpoch = js.Status.Fleet.Epoch
 
-		copies := watchCopies(t, ns, "waiting")
 		drain := startRotationCmd(t, "drain", rotated.name, "--timeout", "30s", "--interval", "1s")
 
 		// The hub withdraws waiting from the drained member; once that
@@ -273,6 +273,11 @@ spec:
 		}
 		if want := "Removed " + rotated.name + " from the fleet."; !strings.Contains(out, want) {
 			t.Errorf("unjoin did not say %q", want)
+		}
+		// The agent there lost its hub credentials.
+		secret := &corev1.Secret{}
+		if err := rotated.c.Get(ctx, client.ObjectKey{Namespace: fleet.SystemNamespace, Name: fleet.HubKubeconfigSecret}, secret); !apierrors.IsNotFound(err) {
+			t.Errorf("Secret %s/%s on %s after the unjoin: %v, want it gone", fleet.SystemNamespace, fleet.HubKubeconfigSecret, rotated.name, err)
 		}
 		eventually(t, 2*time.Minute, rotated.name+"'s ClusterProfile and hub namespace gone", func() (bool, string, error) {
 			var left []string
@@ -604,6 +609,7 @@ func (w *copyWatch) stop(t *testing.T, from string) {
 
 // fleetRestore is what keepFleetUsable restores.
 type fleetRestore struct {
+	t *testing.T
 	// unjoinTried: the test ran an unjoin that may have succeeded.
 	unjoinTried bool
 }
@@ -614,7 +620,7 @@ type fleetRestore struct {
 // with its agent installed again if the unjoin took it away; kc healthy on
 // the hub.
 func keepFleetUsable(t *testing.T, kc *kindCluster) *fleetRestore {
-	r := &fleetRestore{}
+	r := &fleetRestore{t: t}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 		defer cancel()
@@ -667,6 +673,7 @@ func (r *fleetRestore) rejoin(ctx context.Context, kc *kindCluster) error {
 		return err
 	}
 	agentKept := kc.c.Get(ctx, client.ObjectKey{Namespace: systemNamespace, Name: agentDeployment}, &appsv1.Deployment{}) == nil
+	r.t.Logf("cleanup: joining %s again (the unjoin kept its agent's Deployment: %t)", kc.name, agentKept)
 	if err := env.join(ctx, kc.name); err != nil {
 		return err
 	}
