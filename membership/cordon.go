@@ -153,7 +153,7 @@ func Drain(ctx context.Context, hub client.Client, opts Options, d DrainOptions)
 			fmt.Fprintf(out, "%s: %s\n%s", opts.ClusterName, drainSummary(ds), table)
 			last = table
 		}
-		if len(ds) == 0 {
+		if unfinished(ds) == 0 {
 			return nil
 		}
 		if !time.Now().Before(deadline) {
@@ -172,13 +172,40 @@ func drainSummary(ds []fleet.JobSetDispatch) string {
 	if len(ds) == 0 {
 		return "no dispatches left"
 	}
-	started := 0
+	started, finished := 0, 0
 	for i := range ds {
-		if memberReportsStarted(&ds[i]) {
+		switch {
+		case finishedCopy(&ds[i]):
+			finished++
+		case memberReportsStarted(&ds[i]):
 			started++
 		}
 	}
-	return fmt.Sprintf("%d dispatches (%d started, %d not started)", len(ds), started, len(ds)-started)
+	if finished == len(ds) {
+		return fmt.Sprintf("nothing left to run (%d finished)", finished)
+	}
+	return fmt.Sprintf("%d dispatches (%d started, %d not started, %d finished)", len(ds), started, len(ds)-started-finished, finished)
+}
+
+// unfinished counts the dispatches whose copy may still run or is being
+// withdrawn. A finished copy's dispatch stays until its hub JobSet goes
+// (deleted, or its TTL): nothing of it runs, so the member is drained
+// without it.
+func unfinished(ds []fleet.JobSetDispatch) int {
+	n := 0
+	for i := range ds {
+		if !finishedCopy(&ds[i]) {
+			n++
+		}
+	}
+	return n
+}
+
+// finishedCopy is a dispatch whose copy ended on the member and that is
+// not being withdrawn.
+func finishedCopy(d *fleet.JobSetDispatch) bool {
+	return d.Status.JobSetStatus.TerminalState != "" && d.DeletionTimestamp == nil &&
+		!meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchDeleted)
 }
 
 // dispatchTable lists the dispatches, one line each, sorted by JobSet.

@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -86,7 +85,7 @@ func TestRotationAndDrain(t *testing.T) {
 	var out bytes.Buffer
 	err = membership.Drain(ctx, hub.Client, rotation, membership.DrainOptions{Timeout: 300 * time.Millisecond, Interval: 100 * time.Millisecond, Out: &out})
 	t.Logf("drain output:\n%s", out.String())
-	if !errors.Is(err, membership.ErrNotDrained) || !strings.Contains(err.Error(), "2 dispatches (1 started, 1 not started)") {
+	if !errors.Is(err, membership.ErrNotDrained) || !strings.Contains(err.Error(), "2 dispatches (1 started, 1 not started, 0 finished)") {
 		t.Errorf("drain with two dispatches left: %v", err)
 	}
 	if got := labels(); got[fleet.DrainingLabel] != "true" || got[fleet.CordonedLabel] != "true" {
@@ -113,17 +112,27 @@ func TestRotationAndDrain(t *testing.T) {
 	}
 	must(t, hub.Client.Get(ctx, types.NamespacedName{Namespace: fleet.DefaultInventoryNamespace, Name: "m1"}, &clusterinventory.ClusterProfile{}))
 
-	// The dispatches go (as the hub and the JobSets finishing would remove
-	// them): the drain returns once none is left, and the unjoin goes on.
+	// The hub withdraws the waiting one and the running one finishes (its
+	// dispatch stays until its hub JobSet goes): nothing is left to run, so
+	// the drain returns and the unjoin goes on.
 	go func() {
 		time.Sleep(500 * time.Millisecond)
-		_ = hub.Client.DeleteAllOf(ctx, &fleet.JobSetDispatch{}, client.InNamespace(fleet.MemberNamespace("m1")))
+		_ = hub.Client.Delete(ctx, &fleet.JobSetDispatch{ObjectMeta: metav1.ObjectMeta{Namespace: fleet.MemberNamespace("m1"), Name: fleet.DispatchName("team", "waiting")}})
+		running := &fleet.JobSetDispatch{}
+		if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: fleet.MemberNamespace("m1"), Name: fleet.DispatchName("team", "running")}, running); err != nil {
+			t.Errorf("reading the running dispatch: %v", err)
+			return
+		}
+		running.Status.JobSetStatus.TerminalState = string(jobset.JobSetCompleted)
+		if err := hub.Client.Status().Update(ctx, running); err != nil {
+			t.Errorf("finishing the running dispatch: %v", err)
+		}
 	}()
 	out.Reset()
 	unjoin.Drain.Timeout = 30 * time.Second
 	must(t, membership.Unjoin(ctx, hub.Client, member.Client, unjoin))
 	t.Logf("unjoin --drain output:\n%s", out.String())
-	if !strings.Contains(out.String(), "team/waiting") || !strings.Contains(out.String(), "m1: no dispatches left") {
+	if !strings.Contains(out.String(), "team/waiting") || !strings.Contains(out.String(), "m1: nothing left to run (1 finished)") {
 		t.Errorf("unjoin --drain output lacks the dispatches or the end:\n%s", out.String())
 	}
 	if err := hub.Client.Get(ctx, types.NamespacedName{Namespace: fleet.DefaultInventoryNamespace, Name: "m1"}, &clusterinventory.ClusterProfile{}); !apierrors.IsNotFound(err) {

@@ -223,7 +223,7 @@ spec:
 			t.Errorf("drain succeeded while running ran on %s:\n%s", rotated.name, out)
 		}
 		last := out[max(0, strings.LastIndex(out, rotated.name+": ")):]
-		for _, want := range []string{membership.ErrNotDrained.Error(), "1 dispatches (1 started, 0 not started)", ns + "/running"} {
+		for _, want := range []string{membership.ErrNotDrained.Error(), "1 dispatches (1 started, 0 not started, 0 finished)", ns + "/running"} {
 			if !strings.Contains(last, want) {
 				t.Errorf("drain's last report does not say %q:\n%s", want, last)
 			}
@@ -266,8 +266,10 @@ spec:
 		waitCompleted(t, ns, "running", jobSetTimeout)
 
 		restore.unjoinTried = true
-		out, err = agentCmd(ctx, "unjoin", unjoinFlags(rotated)...)
-		t.Logf("unjoin once running finished:\n%s", out)
+		// --drain: a finished JobSet's dispatch stays until its hub JobSet
+		// goes, and is nothing left to run.
+		out, err = agentCmd(ctx, "unjoin", append(unjoinFlags(rotated), membership.UnjoinDrainFlag, "--drain-timeout", "1m")...)
+		t.Logf("unjoin --drain once running finished:\n%s", out)
 		if err != nil {
 			t.Fatalf("unjoin: %v", err)
 		}
