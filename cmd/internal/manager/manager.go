@@ -62,7 +62,10 @@ type Flags struct {
 	// non-resource URL /metrics); off: plain HTTP to anyone, for local runs.
 	MetricsSecure bool
 	ProbeAddr     string
-	TLS           TLSFlags
+	// PprofAddr serves net/http/pprof for profiling (a development aid,
+	// off by default: it is unauthenticated).
+	PprofAddr string
+	TLS       TLSFlags
 
 	DisableWebhooks    bool
 	WebhookPort        int
@@ -87,6 +90,7 @@ func (f *Flags) AddFlags(fs *flag.FlagSet, c Component) {
 		"only to clients whose bearer token the apiserver authenticates and authorizes for GET /metrics (e.g. bound to the metrics-reader ClusterRole). "+
 		"False: plain HTTP to anyone, for local development.")
 	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", ":8081", "Health and readiness probe address.")
+	fs.StringVar(&f.PprofAddr, "pprof-bind-address", "", "Serve Go's pprof profiles on this address, unauthenticated (development only); empty disables.")
 	fs.BoolVar(&f.DisableWebhooks, "disable-webhooks", false, "Do not serve the admission webhooks (e.g. for local runs).")
 	fs.IntVar(&f.WebhookPort, "webhook-port", 9443, "Webhook server port.")
 	fs.StringVar(&f.WebhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), c.Name+"-webhook-certs"), "Directory of the webhook serving certificate.")
@@ -133,6 +137,7 @@ func New(f Flags, c Component, cacheOpts cache.Options) (*rest.Config, ctrl.Mana
 		Cache:                   cacheOpts,
 		Metrics:                 metricsOptions(f, tlsOpts),
 		HealthProbeBindAddress:  f.ProbeAddr,
+		PprofBindAddress:        f.PprofAddr,
 		LeaderElection:          f.LeaderElect,
 		LeaderElectionID:        c.Name,
 		LeaderElectionNamespace: f.Namespace,
