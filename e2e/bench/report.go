@@ -47,6 +47,7 @@ type report struct {
 	pods                   []podsResult
 	hub                    *hubResult
 	placement              *placementResult
+	fleetScale             *fleetScaleResult
 }
 
 func (r *report) findMember(key string, mode memberMode) *memberResult {
@@ -67,6 +68,7 @@ func (r *report) markdown() string {
 	r.podsSection(&b)
 	r.hubSection(&b)
 	r.placementSection(&b)
+	r.fleetScaleSection(&b)
 	if len(r.member) > 0 || len(r.pods) > 0 || r.hub != nil {
 		r.targetsSection(&b) // the placement scenario has no target
 	}
