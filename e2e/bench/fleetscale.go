@@ -131,24 +131,29 @@ type fleetScaleRun struct {
 	dir        string
 }
 
-func runFleetScaleFleet(ctx context.Context, o options, cert *apicount.ServingCert, members int) (fleetScaleFleet, error) {
-	res := fleetScaleFleet{members: members, slots: o.fleetSlots}
+func runFleetScaleFleet(ctx context.Context, o options, cert *apicount.ServingCert, members int) (res fleetScaleFleet, err error) {
+	res = fleetScaleFleet{members: members, slots: o.fleetSlots}
 	dir, err := os.MkdirTemp(o.workDir, fmt.Sprintf("fleet-scale-%d-", members))
 	if err != nil {
 		return res, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return res, err
-	}
 	logf("fleet-scale, %d members × %d slots: starting a hub (load %s)", members, o.fleetSlots, procstat.LoadAverage())
-	args := append(slices.Clone(o.oursArgs), fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", port))
+	args := slices.Clone(o.oursArgs)
+	pprofURL := ""
+	if o.profile {
+		port, err := freePort()
+		if err != nil {
+			return res, err
+		}
+		args = append(args, fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", port))
+		pprofURL = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", port)
+	}
 	pf, err := upFleet(ctx, dir, devfleet.Layout{Hub: "hub"}, cert, args)
 	if err != nil {
 		return res, err
 	}
 	defer pf.Stop()
-	f := &fleetScaleRun{dir: dir, cert: cert, pprofURL: fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", port),
+	f := &fleetScaleRun{dir: dir, cert: cert, pprofURL: pprofURL,
 		placementFleet: &placementFleet{proxiedFleet: pf, hub: pf.clusters["hub"], hubProxy: pf.proxies["hub"]["hub"], hubPID: pf.Processes()[0].Pid()}}
 	defer func() {
 		if u, err := procstat.Read(f.hubPID); err == nil {
