@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
+	"maps"
+	"slices"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
@@ -81,7 +85,18 @@ func (r *Reconciler) chooser(ctx context.Context, o *Observed, members []invento
 			}
 			return placement.Place(req)
 		}
-		turn, ok := Admit(queue, r.opts.QueueingStrategy, place, o.JobSet.Namespace+"/"+o.JobSet.Name)
+		// One walk serves every JobSet asking while the queue's state
+		// stays the same: a kick re-evaluating N waiting JobSets costs N
+		// placements, not N²/2.
+		state := fingerprintQueue(queue, members, committed, load)
+		if r.walk == nil || r.walkState != state {
+			r.walk, r.walkState = newWalk(queue, r.opts.QueueingStrategy, place), state
+		}
+		i, ok := r.walk.index[o.JobSet.Namespace+"/"+o.JobSet.Name]
+		var turn Turn
+		if ok {
+			turn = r.walk.turn(i)
+		}
 		if !ok {
 			res, err := place(Pending{JobSet: o.JobSet, Excluded: excluded}, nil, false)
 			return Choice{Result: res}, err
@@ -245,4 +260,68 @@ func nodesOf(m inventory.Member) string {
 	}
 	raw, _ := json.Marshal(m.Nodes)
 	return string(raw)
+}
+
+// queueState fingerprints what a walk of the queue reads: the queue's
+// JobSets (what placement reads of each: identity, spec generation,
+// annotations; its priority, creation time and exclusions), the members
+// as assessed (each from its ClusterProfile's version and its heartbeat's
+// verdict), and the hub's commitments per member. Status writes of the
+// waiting JobSets do not change it.
+type queueState struct {
+	n                  int
+	sum, xor           uint64
+	members, committed string
+}
+
+var queueSeed = maphash.MakeSeed()
+
+func fingerprintQueue(queue []Pending, members []inventory.Member, committed map[string]corev1.ResourceList, load map[string]int) queueState {
+	st := queueState{n: len(queue)}
+	var h maphash.Hash
+	h.SetSeed(queueSeed)
+	for _, p := range queue {
+		js := p.JobSet
+		h.Reset()
+		h.WriteString(string(js.UID))
+		h.WriteString(js.Namespace + "/" + js.Name)
+		h.WriteString(strconv.FormatInt(js.Generation, 10) + "|" + strconv.FormatInt(int64(p.Priority), 10) + "|" + strconv.FormatInt(js.CreationTimestamp.UnixNano(), 10))
+		// Maps hash in any order: each pair's hash is summed.
+		e := h.Sum64() + 31*pairsHash(js.Annotations) + 37*pairsHash(p.Excluded)
+		st.sum += e
+		st.xor ^= e * 0x9e3779b97f4a7c15
+	}
+	var b []byte
+	for _, m := range members {
+		b = append(b, m.Name...)
+		if m.Profile != nil {
+			b = append(b, "|"+m.Profile.ResourceVersion...)
+		} else {
+			b = fmt.Appendf(b, "|%v", m)
+		}
+		b = fmt.Appendf(b, "|%t|%t|%s;", m.Healthy, m.HeartbeatFresh, m.Reason)
+	}
+	st.members = string(b)
+	b = b[:0]
+	for _, name := range slices.Sorted(maps.Keys(committed)) {
+		b = append(b, name+":"...)
+		for _, r := range slices.Sorted(maps.Keys(committed[name])) {
+			q := committed[name][r]
+			b = append(b, string(r)+"="+q.String()+","...)
+		}
+		b = append(b, ';')
+	}
+	for _, name := range slices.Sorted(maps.Keys(load)) {
+		b = append(b, name+"#"+strconv.Itoa(load[name])+";"...)
+	}
+	st.committed = string(b)
+	return st
+}
+
+func pairsHash(m map[string]string) uint64 {
+	var sum uint64
+	for k, v := range m {
+		sum += maphash.String(queueSeed, k+"\x00"+v)
+	}
+	return sum
 }
