@@ -47,8 +47,11 @@ type simAgent struct {
 	mu sync.Mutex
 	// seen: when each dispatch (by name) was first seen by the informer.
 	seen map[string]time.Time
-	// running: accepted, unfinished dispatches, oldest first.
+	// running: accepted, unfinished dispatches, oldest first; taken: the
+	// dispatches accepted so far (the cache may show a dispatch without
+	// the agent's own status write for a moment: it is accepted once).
 	running []string
+	taken   map[string]bool
 	// freed: when each release not yet followed by a new dispatch here
 	// reported Succeeded, oldest first; latencies: freed → the next new
 	// dispatch seen.
@@ -97,7 +100,7 @@ func joinSimMember(ctx context.Context, dir string, admin client.Client, agentPr
 	if err != nil {
 		return nil, err
 	}
-	a := &simAgent{name: name, hub: hub, cache: c, queue: workqueue.NewTyped[string](), seen: map[string]time.Time{}}
+	a := &simAgent{name: name, hub: hub, cache: c, queue: workqueue.NewTyped[string](), seen: map[string]time.Time{}, taken: map[string]bool{}}
 	inf, err := c.GetInformer(ctx, &fleet.JobSetDispatch{})
 	if err != nil {
 		return nil, err
@@ -182,7 +185,10 @@ func (a *simAgent) handle(ctx context.Context, name string) error {
 		controllerutil.RemoveFinalizer(d, fleet.AgentFinalizer)
 		return a.hub.Patch(ctx, d, patch)
 	}
-	if d.Status.ObservedEpoch == d.Spec.Epoch && meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchAccepted) {
+	a.mu.Lock()
+	accepted := a.taken[name]
+	a.mu.Unlock()
+	if accepted || (d.Status.ObservedEpoch == d.Spec.Epoch && meta.IsStatusConditionTrue(d.Status.Conditions, fleet.DispatchAccepted)) {
 		return nil
 	}
 	if !controllerutil.ContainsFinalizer(d, fleet.AgentFinalizer) {
@@ -204,6 +210,7 @@ func (a *simAgent) handle(ctx context.Context, name string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.accepted++
+	a.taken[name] = true
 	a.running = append(a.running, name)
 	if len(a.freed) > 0 {
 		a.latencies = append(a.latencies, a.seen[name].Sub(a.freed[0]))

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"fmt"
+	"hash/maphash"
 	"regexp"
 	"slices"
 	"sort"
@@ -194,7 +195,33 @@ func (w *walk) turn(last int) Turn {
 	for i := len(w.turns); i <= last; i++ {
 		w.turns = append(w.turns, w.step(i))
 	}
-	return w.turns[last]
+	t := w.turns[last]
+	t.Of = len(w.queue) // a resumed walk's turns counted an older queue
+	return t
+}
+
+// resume takes over what old walked, if old's queue up to there is this
+// walk's too (the same JobSets as placement reads them, in the same
+// order) and old placed with the same members and commitments (the
+// caller's to know): JobSets that joined or left behind that point do
+// not change the turns ahead of them.
+func (w *walk) resume(old *walk) {
+	n := len(old.turns)
+	if n > len(w.queue) || w.strategy != old.strategy {
+		return
+	}
+	var h maphash.Hash
+	h.SetSeed(queueSeed)
+	for i := range n {
+		if w.queue[i].key() != old.queue[i].key() || entryHash(&h, w.queue[i]) != entryHash(&h, old.queue[i]) {
+			return
+		}
+	}
+	w.turns = slices.Clone(old.turns)
+	w.reserved = cloneReserved(old.reserved)
+	w.holds = slices.Clone(old.holds)
+	w.unheld = slices.Clone(old.unheld)
+	w.blocker = old.blocker
 }
 
 // step decides queue[i]'s turn, every JobSet ahead of it walked.

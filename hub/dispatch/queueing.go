@@ -90,7 +90,14 @@ func (r *Reconciler) chooser(ctx context.Context, o *Observed, members []invento
 		// placements, not N²/2.
 		state := fingerprintQueue(queue, members, committed, load)
 		if r.walk == nil || r.walkState != state {
-			r.walk, r.walkState = newWalk(queue, r.opts.QueueingStrategy, place), state
+			next := newWalk(queue, r.opts.QueueingStrategy, place)
+			if r.walk != nil && r.walkState.members == state.members && r.walkState.committed == state.committed {
+				// Only JobSets changed: what was walked still holds if
+				// they joined or left behind it (a new JobSet of the same
+				// priority queues last).
+				next.resume(r.walk)
+			}
+			r.walk, r.walkState = next, state
 		}
 		i, ok := r.walk.index[o.JobSet.Namespace+"/"+o.JobSet.Name]
 		var turn Turn
@@ -281,13 +288,7 @@ func fingerprintQueue(queue []Pending, members []inventory.Member, committed map
 	var h maphash.Hash
 	h.SetSeed(queueSeed)
 	for _, p := range queue {
-		js := p.JobSet
-		h.Reset()
-		h.WriteString(string(js.UID))
-		h.WriteString(js.Namespace + "/" + js.Name)
-		h.WriteString(strconv.FormatInt(js.Generation, 10) + "|" + strconv.FormatInt(int64(p.Priority), 10) + "|" + strconv.FormatInt(js.CreationTimestamp.UnixNano(), 10))
-		// Maps hash in any order: each pair's hash is summed.
-		e := h.Sum64() + 31*pairsHash(js.Annotations) + 37*pairsHash(p.Excluded)
+		e := entryHash(&h, p)
 		st.sum += e
 		st.xor ^= e * 0x9e3779b97f4a7c15
 	}
@@ -316,6 +317,17 @@ func fingerprintQueue(queue []Pending, members []inventory.Member, committed map
 	}
 	st.committed = string(b)
 	return st
+}
+
+// entryHash hashes what placement reads of a queued JobSet.
+func entryHash(h *maphash.Hash, p Pending) uint64 {
+	js := p.JobSet
+	h.Reset()
+	h.WriteString(string(js.UID))
+	h.WriteString(js.Namespace + "/" + js.Name)
+	h.WriteString(strconv.FormatInt(js.Generation, 10) + "|" + strconv.FormatInt(int64(p.Priority), 10) + "|" + strconv.FormatInt(js.CreationTimestamp.UnixNano(), 10))
+	// Maps hash in any order: each pair's hash is summed.
+	return h.Sum64() + 31*pairsHash(js.Annotations) + 37*pairsHash(p.Excluded)
 }
 
 func pairsHash(m map[string]string) uint64 {
