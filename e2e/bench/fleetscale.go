@@ -168,14 +168,17 @@ func runFleetScaleFleet(ctx context.Context, o options, cert *apicount.ServingCe
 		return res, err
 	}
 	defer f.agentProxy.Close()
-	if err := f.join(ctx, o, members); err != nil {
-		return res, err
-	}
 	defer func() {
+		if f.members != nil {
+			f.members.Stop()
+		}
 		for _, a := range f.agents {
 			a.Stop()
 		}
 	}()
+	if err := f.join(ctx, o, members); err != nil {
+		return res, err
+	}
 	if err := f.warmUp(ctx); err != nil {
 		return res, err
 	}

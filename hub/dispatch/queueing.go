@@ -175,19 +175,38 @@ func (r *Reconciler) kick() {
 	}
 }
 
-// waitingJobSets are the JobSets of the queue that were evaluated and wait.
+// waitingJobSets are the JobSets of the queue that were evaluated and wait,
+// in queue order: the head, which the freed capacity is most likely for,
+// is reconciled first rather than after the JobSets behind it.
 func (r *Reconciler) waitingJobSets(ctx context.Context, _ client.Object) []reconcile.Request {
 	list := &jobset.JobSetList{}
 	if err := r.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing JobSets waiting in the queue")
 		return nil
 	}
-	var reqs []reconcile.Request
+	classes := &schedulingv1.PriorityClassList{}
+	if err := r.client.List(ctx, classes); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing PriorityClasses to order the queue")
+	}
+	var waiting []Pending
 	for i := range list.Items {
 		js := &list.Items[i]
 		if inQueue(js) && meta.IsStatusConditionFalse(js.Status.Conditions, fleet.ConditionDispatched) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(js)})
+			waiting = append(waiting, Pending{JobSet: js, Priority: Priority(js, classes.Items)})
 		}
+	}
+	slices.SortStableFunc(waiting, func(a, b Pending) int {
+		switch {
+		case queueLess(a, b):
+			return -1
+		case queueLess(b, a):
+			return 1
+		}
+		return 0
+	})
+	reqs := make([]reconcile.Request, len(waiting))
+	for i, p := range waiting {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(p.JobSet)}
 	}
 	return reqs
 }
