@@ -490,18 +490,20 @@ func (r *report) fleetScaleSection(b *strings.Builder) {
 	fmt.Fprintf(b, "\n### The hub at fleet scale (simulated members, %d slots each)\n\n", o.fleetSlots)
 	fmt.Fprintf(b, "Members: each joined by membership.Join and driven by an in-process agent loop under its own agent identity (the hub's RBAC for agents), which renews its heartbeat Lease every %s, accepts each dispatch (finalizer, Accepted, running status) and keeps it running. Each member has room for %d JobSets of 8 Pods of 0.5 CPU. Fill: one JobSet per slot, 50 concurrent creates; decisions/s: JobSets / (first submit → last JobSetDispatch seen by a watch). Pending: that many more JobSets of the same shape wait for capacity; settle: their first submit → no hub write for 3 s. Idle: the hub's writes and CPU over %s with them waiting (goal: 0 writes). Churn: %d releases at %.0f/s, each an agent's Succeeded report on another member; freed → dispatched: that report → the next new dispatch to that member seen by its agent (goal p99 < 2 s); hub CPU per decision: the hub's CPU over the churn / decisions.\n\n",
 		simRenewEvery, o.fleetSlots, o.fleetIdle, o.fleetReleases, o.fleetReleaseRate)
-	b.WriteString("| members | fill decisions/s | fill hub CPU/decision | pending | settle | settle hub CPU | idle hub writes/min | idle hub CPU | freed → dispatched p50 | p99 | max | hub CPU/decision (churn) | hub peak RSS | load |\n")
-	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	b.WriteString("| members | fill decisions/s | fill hub CPU/decision | pending | settle | settle hub CPU | idle hub writes/min | idle hub CPU | freed → dispatched p50 | p99 | max | hub CPU/decision (churn) | hub writes/decision (churn) | hub peak RSS | load |\n")
+	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, f := range fs.fleets {
 		for _, row := range f.rows {
 			maxLat := time.Duration(0)
 			if n := len(row.latencies); n > 0 {
 				maxLat = row.latencies[n-1]
 			}
-			fmt.Fprintf(b, "| %d | %.1f | %.1f ms | %d | %s | %s | %.1f | %s | %s | %s | %s | %.1f ms | %s | %s |\n",
+			_, churnWrites := row.churnHub.Total()
+			fmt.Fprintf(b, "| %d | %.1f | %.1f ms | %d | %s | %s | %.1f | %s | %s | %s | %s | %.1f ms | %.0f | %s | %s |\n",
 				f.members, float64(f.fillN)/f.fillWall.Seconds(), ms(f.fillCPU/time.Duration(max(f.fillN, 1))), row.pending,
 				secs(row.settle), secs(row.settleCPU), row.idleWritesPerMinute(), secs(row.idleCPU),
-				secs(row.p(50)), secs(row.p(99)), secs(maxLat), ms(row.cpuPerDecision()), mib(f.peakRSS), row.load)
+				secs(row.p(50)), secs(row.p(99)), secs(maxLat), ms(row.cpuPerDecision()),
+				float64(churnWrites)/float64(max(len(row.latencies), 1)), mib(f.peakRSS), row.load)
 		}
 	}
 	for _, f := range fs.fleets {
