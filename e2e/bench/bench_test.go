@@ -132,6 +132,66 @@ func TestHarness(t *testing.T) {
 	}
 }
 
+// TestFleetScale runs the fleet-scale scenario at tiny N (2 members of one
+// slot, 2 queued JobSets, one release) against a hub built from this
+// checkout: every slot is filled, the queued JobSets wait without a hub
+// write, and the freed slot goes to a queued JobSet. It asserts no time.
+// About 20 s.
+func TestFleetScale(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	withHubFromCheckout(t)
+	cert, err := apicount.NewServingCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, code := parseOptions([]string{"-scenarios", "fleet-scale", "-fleet-members", "2", "-fleet-slots", "1", "-fleet-pending", "2",
+		"-fleet-releases", "1", "-fleet-idle", "2s", "-work-dir", t.TempDir(), "-run-timeout", "2m"})
+	if code >= 0 {
+		t.Fatalf("parseOptions: exit %d", code)
+	}
+	res, err := runFleetScale(ctx, o, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := res.fleets[0]
+	if f.fillN != 1 || len(f.rows) != 1 {
+		t.Fatalf("fill %d, rows %d; want 1 JobSet filled (the warm-up holds the other slot) and one pending level", f.fillN, len(f.rows))
+	}
+	row := f.rows[0]
+	if _, w := row.idleWrites.Total(); w != 0 {
+		t.Errorf("the hub wrote while nothing changed: %v", row.idleWrites)
+	}
+	if len(row.latencies) != 1 || row.unanswered != 0 {
+		t.Errorf("freed → dispatched measured %d times, %d freed slots never taken; want one and none", len(row.latencies), row.unanswered)
+	}
+}
+
+// withHubFromCheckout builds cmd/hub into a directory that otherwise links
+// the control-plane binaries, and points the test's processes at it: the
+// scenario needs this checkout's hub, not whatever bin/ holds.
+func withHubFromCheckout(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	entries, err := os.ReadDir(binDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.Symlink(filepath.Join(binDir(), e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub := filepath.Join(dir, "jobset-fleet-hub")
+	_ = os.Remove(hub)
+	cmd := exec.Command("go", "build", "-o", hub, "./cmd/hub")
+	cmd.Dir = testenv.RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/hub: %v\n%s", err, out)
+	}
+	t.Setenv("KUBEBUILDER_ASSETS", dir)
+}
+
 // TestSimProperties: the simulated members' report is one a ClusterProfile
 // accepts (a property value holds at most 1024 bytes) and leaves the
 // pending JobSets no GPU, by sums or by node.

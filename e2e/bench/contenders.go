@@ -42,7 +42,7 @@ func findBins(dir string, o options) (benchBins, error) {
 	if o.scenarios["member"] || o.scenarios["pods"] || o.scenarios["hub"] {
 		need = append(need, b.agent)
 	}
-	if o.scenarios["hub"] || o.scenarios["placement"] {
+	if o.scenarios["hub"] || o.scenarios["placement"] || o.scenarios["fleet-scale"] {
 		need = append(need, b.hub)
 	}
 	if (o.scenarios["member"] && o.contenders["upstream"]) || o.scenarios["pods"] || (o.scenarios["hub"] && o.contenders["multikueue"]) {

@@ -263,6 +263,13 @@ func runScenarios(ctx context.Context, o options, bins benchBins, cert *apicount
 			return fmt.Errorf("placement scenario: %w", err)
 		}
 	}
+	if o.scenarios["fleet-scale"] {
+		res, err := runFleetScale(ctx, o, cert)
+		rep.fleetScale = res
+		if err != nil {
+			return fmt.Errorf("fleet-scale scenario: %w", err)
+		}
+	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
 	}

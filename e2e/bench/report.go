@@ -48,6 +48,7 @@ type report struct {
 	hub                    *hubResult
 	hubMultiKueue          *hubResult // the multikueue contender of the hub scenario
 	placement              *placementResult
+	fleetScale             *fleetScaleResult
 }
 
 func (r *report) findMember(key string, mode memberMode) *memberResult {
@@ -69,6 +70,7 @@ func (r *report) markdown() string {
 	r.hubSection(&b)
 	r.multiKueueSection(&b)
 	r.placementSection(&b)
+	r.fleetScaleSection(&b)
 	if len(r.member) > 0 || len(r.pods) > 0 || r.hub != nil {
 		r.targetsSection(&b) // the placement scenario has no target
 	}

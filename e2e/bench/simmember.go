@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -126,17 +125,20 @@ func simMemberName(i int) string { return fmt.Sprintf("sim-%03d", i) }
 // renews their Leases.
 type simMembers struct {
 	names []string
-	stop  context.CancelFunc
-	done  sync.WaitGroup
+	// clients[i] is what member i speaks to the hub with: its agent's
+	// identity (fleet-scale) or the benchmark's admin client (placement).
+	clients []client.Client
+	leases  []*coordinationv1.Lease
+	stop    context.CancelFunc
+	done    sync.WaitGroup
 }
 
 // startSimMembers adds n simulated members to the hub: for each, its
-// namespace and heartbeat Lease, then its ClusterProfile with a healthy
-// control plane and the capacity properties. The Leases are renewed every
-// simRenewEvery until Stop.
+// namespace and its ClusterProfile (created with the admin client), then
+// what its agent would report (reportSimMember). The Leases are renewed
+// every simRenewEvery until Stop.
 func startSimMembers(ctx context.Context, hub client.Client, n int) (*simMembers, error) {
-	now := metav1.Now()
-	props, err := simProperties(simNodeGroups(), now)
+	props, err := simProperties(simNodeGroups(), metav1.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -146,14 +148,8 @@ func startSimMembers(ctx context.Context, hub client.Client, n int) (*simMembers
 	s := &simMembers{}
 	for i := range n {
 		name := simMemberName(i)
-		ns := fleet.MemberNamespace(name)
-		if err := createNamespace(ctx, hub, ns); err != nil {
+		if err := createNamespace(ctx, hub, fleet.MemberNamespace(name)); err != nil {
 			return nil, err
-		}
-		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fleet.HeartbeatLeaseName},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), RenewTime: &metav1.MicroTime{Time: time.Now()}}}
-		if err := hub.Create(ctx, lease); err != nil {
-			return nil, fmt.Errorf("creating the heartbeat Lease of %s: %w", name, err)
 		}
 		p := &clusterinventory.ClusterProfile{
 			ObjectMeta: metav1.ObjectMeta{Namespace: fleet.DefaultInventoryNamespace, Name: name},
@@ -163,21 +159,50 @@ func startSimMembers(ctx context.Context, hub client.Client, n int) (*simMembers
 		if err := hub.Create(ctx, p); err != nil {
 			return nil, fmt.Errorf("creating the ClusterProfile of %s: %w", name, err)
 		}
-		p.Status.Conditions = []metav1.Condition{{Type: clusterinventory.ClusterConditionControlPlaneHealthy,
-			Status: metav1.ConditionTrue, Reason: "Healthy", Message: "simulated by the benchmark", LastTransitionTime: now}}
-		p.Status.Properties = props
-		if err := hub.Status().Update(ctx, p); err != nil {
-			return nil, fmt.Errorf("reporting the status of %s: %w", name, err)
+		if err := s.add(ctx, hub, name, props); err != nil {
+			return nil, err
 		}
-		s.names = append(s.names, name)
 	}
-	ctx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
-	s.done.Go(func() { s.renew(ctx, hub) })
+	s.start(ctx)
 	return s, nil
 }
 
-// renew renews every Lease each simRenewEvery, as n agents would.
-func (s *simMembers) renew(ctx context.Context, hub client.Client) {
+// add reports what member name's agent would, through c: its heartbeat
+// Lease, then its ClusterProfile's status (a healthy control plane and
+// props). Those are the only writes an agent may make outside its
+// dispatches (membership.AgentRules, membership.ProfileRules).
+func (s *simMembers) add(ctx context.Context, c client.Client, name string, props []clusterinventory.Property) error {
+	ns := fleet.MemberNamespace(name)
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fleet.HeartbeatLeaseName},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), RenewTime: &metav1.MicroTime{Time: time.Now()}}}
+	if err := c.Create(ctx, lease); err != nil {
+		return fmt.Errorf("creating the heartbeat Lease of %s: %w", name, err)
+	}
+	p := &clusterinventory.ClusterProfile{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: fleet.DefaultInventoryNamespace, Name: name}, p); err != nil {
+		return fmt.Errorf("reading the ClusterProfile of %s: %w", name, err)
+	}
+	p.Status.Conditions = []metav1.Condition{{Type: clusterinventory.ClusterConditionControlPlaneHealthy,
+		Status: metav1.ConditionTrue, Reason: "Healthy", Message: "simulated by the benchmark", LastTransitionTime: metav1.Now()}}
+	p.Status.Properties = props
+	if err := c.Status().Update(ctx, p); err != nil {
+		return fmt.Errorf("reporting the status of %s: %w", name, err)
+	}
+	s.names = append(s.names, name)
+	s.clients = append(s.clients, c)
+	s.leases = append(s.leases, lease)
+	return nil
+}
+
+// start renews the Leases until Stop.
+func (s *simMembers) start(ctx context.Context) {
+	ctx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
+	s.done.Go(func() { s.renew(ctx) })
+}
+
+// renew renews every Lease each simRenewEvery, as n agents would: an
+// update (an agent may not patch its Lease).
+func (s *simMembers) renew(ctx context.Context) {
 	tick := time.NewTicker(simRenewEvery)
 	defer tick.Stop()
 	for {
@@ -186,11 +211,14 @@ func (s *simMembers) renew(ctx context.Context, hub client.Client) {
 			return
 		case <-tick.C:
 		}
-		for _, name := range s.names {
-			patch := fmt.Appendf(nil, `{"spec":{"renewTime":%q}}`, metav1.NowMicro().Format(metav1.RFC3339Micro))
-			lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: fleet.MemberNamespace(name), Name: fleet.HeartbeatLeaseName}}
-			if err := hub.Patch(ctx, lease, client.RawPatch(types.MergePatchType, patch)); err != nil && ctx.Err() == nil {
-				logf("  renewing the heartbeat of %s: %v", name, err)
+		for i, lease := range s.leases {
+			lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+			err := s.clients[i].Update(ctx, lease)
+			if apierrors.IsConflict(err) {
+				err = s.clients[i].Get(ctx, client.ObjectKeyFromObject(lease), lease)
+			}
+			if err != nil && ctx.Err() == nil {
+				logf("  renewing the heartbeat of %s: %v", s.names[i], err)
 			}
 		}
 	}
@@ -198,6 +226,9 @@ func (s *simMembers) renew(ctx context.Context, hub client.Client) {
 
 // Stop stops renewing the Leases.
 func (s *simMembers) Stop() {
+	if s.stop == nil {
+		return
+	}
 	s.stop()
 	s.done.Wait()
 }

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"maps"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +18,15 @@ import (
 type ledger struct {
 	mu      sync.Mutex
 	entries map[types.UID]commitment
+	// requests caches each dispatch's requests by its UID, for the
+	// generation they were computed at: committed reads every dispatch on
+	// every placement, and its pod templates change only with its spec.
+	requests map[types.UID]cachedRequests
+}
+
+type cachedRequests struct {
+	generation int64
+	requests   corev1.ResourceList
 }
 
 type commitment struct {
@@ -38,6 +48,20 @@ func (l *ledger) forget(uid types.UID) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.entries, uid)
+}
+
+// requestsOf is placement.Requests of the dispatch's JobSet, cached (under
+// l.mu). The cached list is only read (placement.AddTo copies from it).
+func (l *ledger) requestsOf(d *fleet.JobSetDispatch) corev1.ResourceList {
+	if c, ok := l.requests[d.UID]; ok && c.generation == d.Generation && d.Generation != 0 {
+		return c.requests
+	}
+	r := placement.Requests(&d.Spec.JobSet.Spec)
+	if l.requests == nil {
+		l.requests = map[types.UID]cachedRequests{}
+	}
+	l.requests[d.UID] = cachedRequests{generation: d.Generation, requests: r}
+	return r
 }
 
 // committed computes, per member, what the hub has committed there beyond
@@ -69,7 +93,15 @@ func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventor
 		if uid == placing || d.DeletionTimestamp != nil || d.Status.JobSetStatus.TerminalState != "" {
 			continue
 		}
-		add(member, placement.Requests(&d.Spec.JobSet.Spec))
+		add(member, l.requestsOf(d))
+	}
+	if len(l.requests) > 2*len(dispatches)+64 {
+		// Forget the dispatches that are gone.
+		live := make(map[types.UID]bool, len(dispatches))
+		for i := range dispatches {
+			live[dispatches[i].UID] = true
+		}
+		maps.DeleteFunc(l.requests, func(uid types.UID, _ cachedRequests) bool { return !live[uid] })
 	}
 	for uid, e := range l.entries {
 		if uid != placing {

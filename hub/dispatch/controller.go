@@ -86,6 +86,10 @@ type Reconciler struct {
 	// recorded, until the cache shows the record (under placing): a
 	// JobSet the cache still shows pending is not in the queue.
 	placed map[types.UID]int64
+	// walk is the last walk of the fleet queue, valid while the queue's
+	// state is walkState (under placing).
+	walk      *walk
+	walkState queueState
 
 	// kicks re-evaluates the waiting JobSets when one leaves the queue or
 	// a commitment is released (SetupWithManager).

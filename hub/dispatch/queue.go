@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"fmt"
+	"hash/maphash"
 	"regexp"
 	"slices"
 	"sort"
@@ -142,76 +143,147 @@ func (t Turn) Waiting() bool { return t.Result.Cluster == "" }
 //
 // ok is false when target is not in queue.
 func Admit(queue []Pending, strategy QueueingStrategy, place Placer, target string) (turn Turn, ok bool) {
-	sort.SliceStable(queue, func(i, j int) bool { return queueLess(queue[i], queue[j]) })
-	last := -1
-	for i := range queue {
-		if queue[i].key() == target {
-			last = i
-			break
-		}
-	}
-	if last < 0 {
+	w := newWalk(queue, strategy, place)
+	i, ok := w.index[target]
+	if !ok {
 		return Turn{}, false
 	}
-	type hold struct {
-		priority int32
-		key      string
-		member   string
-		requests corev1.ResourceList
+	return w.turn(i), true
+}
+
+// walk is one walk of a sorted queue from its head (Admit). A JobSet's
+// turn depends only on the JobSets ahead of it, so one walk, extended as
+// far as asked, gives every JobSet of that queue its turn: N JobSets of
+// one queue state cost N placements, not N²/2.
+type walk struct {
+	queue    []Pending
+	index    map[string]int // key → place in queue
+	strategy QueueingStrategy
+	place    Placer
+	// turns of queue[:len(turns)], walked so far.
+	turns []Turn
+	// reserved: what the JobSets walked so far took, per member.
+	reserved map[string]corev1.ResourceList
+	// holds of the JobSets walked so far that do not fit; unheld are
+	// those whose holds are not computed yet: a JobSet's holds matter only
+	// to JobSets of lower priority, so they are computed when the walk
+	// reaches the first of those.
+	holds   []hold
+	unheld  []int
+	blocker string
+}
+
+type hold struct {
+	priority int32
+	key      string
+	member   string
+	requests corev1.ResourceList
+}
+
+// newWalk sorts queue (in place) and starts its walk.
+func newWalk(queue []Pending, strategy QueueingStrategy, place Placer) *walk {
+	sort.SliceStable(queue, func(i, j int) bool { return queueLess(queue[i], queue[j]) })
+	w := &walk{queue: queue, index: make(map[string]int, len(queue)), strategy: strategy, place: place, reserved: map[string]corev1.ResourceList{}}
+	for i := range queue {
+		w.index[queue[i].key()] = i
 	}
-	reserved := map[string]corev1.ResourceList{}
-	var holds []hold
-	blocker := ""
-	for i, e := range queue[:last+1] {
-		t := Turn{Position: i + 1, Of: len(queue)}
-		isTarget := i == last
-		if strategy == StrictFIFO && blocker != "" {
-			if isTarget {
-				t.Behind = blocker
-				return t, true
+	return w
+}
+
+// turn walks the queue up to queue[last] and returns its turn.
+func (w *walk) turn(last int) Turn {
+	for i := len(w.turns); i <= last; i++ {
+		w.turns = append(w.turns, w.step(i))
+	}
+	t := w.turns[last]
+	t.Of = len(w.queue) // a resumed walk's turns counted an older queue
+	return t
+}
+
+// resume takes over what old walked, if old's queue up to there is this
+// walk's too (the same JobSets as placement reads them, in the same
+// order) and old placed with the same members and commitments (the
+// caller's to know): JobSets that joined or left behind that point do
+// not change the turns ahead of them.
+func (w *walk) resume(old *walk) {
+	n := len(old.turns)
+	if n > len(w.queue) || w.strategy != old.strategy {
+		return
+	}
+	var h maphash.Hash
+	h.SetSeed(queueSeed)
+	for i := range n {
+		if w.queue[i].key() != old.queue[i].key() || entryHash(&h, w.queue[i]) != entryHash(&h, old.queue[i]) {
+			return
+		}
+	}
+	w.turns = slices.Clone(old.turns)
+	w.reserved = cloneReserved(old.reserved)
+	w.holds = slices.Clone(old.holds)
+	w.unheld = slices.Clone(old.unheld)
+	w.blocker = old.blocker
+}
+
+// step decides queue[i]'s turn, every JobSet ahead of it walked.
+func (w *walk) step(i int) Turn {
+	e := w.queue[i]
+	t := Turn{Position: i + 1, Of: len(w.queue)}
+	if w.strategy == StrictFIFO && w.blocker != "" {
+		t.Behind = w.blocker
+		return t
+	}
+	w.computeHolds(e.Priority)
+	withHolds := cloneReserved(w.reserved)
+	var heldFor []string
+	for _, h := range w.holds {
+		if h.priority > e.Priority {
+			addReserved(withHolds, h.member, h.requests)
+			if !slices.Contains(heldFor, h.key) {
+				heldFor = append(heldFor, h.key)
 			}
+		}
+	}
+	res, err := w.place(e, withHolds, false)
+	t.Result, t.Err = res, err
+	switch {
+	case err != nil:
+	case res.Cluster != "":
+		addReserved(w.reserved, res.Cluster, res.Requests)
+	default:
+		if len(heldFor) > 0 {
+			if unheld, err := w.place(e, w.reserved, false); err == nil && unheld.Cluster != "" {
+				t.HeldFor, t.Unheld = heldFor, unheld
+			}
+		}
+		if w.strategy == StrictFIFO {
+			w.blocker = e.key()
+		} else {
+			w.unheld = append(w.unheld, i)
+		}
+	}
+	return t
+}
+
+// computeHolds computes the holds of the JobSets walked so far, that do
+// not fit and have a higher priority than priority, whose holds are not
+// computed yet: each where it could fit on an emptied member.
+func (w *walk) computeHolds(priority int32) {
+	keep := w.unheld[:0]
+	for _, j := range w.unheld {
+		e := w.queue[j]
+		if e.Priority <= priority {
+			keep = append(keep, j)
 			continue
 		}
-		withHolds := cloneReserved(reserved)
-		var heldFor []string
-		for _, h := range holds {
-			if h.priority > e.Priority {
-				addReserved(withHolds, h.member, h.requests)
-				if !slices.Contains(heldFor, h.key) {
-					heldFor = append(heldFor, h.key)
+		if could, err := w.place(e, nil, true); err == nil {
+			for _, v := range could.Verdicts {
+				if v.Fits {
+					w.holds = append(w.holds, hold{priority: e.Priority, key: e.key(), member: v.Cluster, requests: w.turns[j].Result.Requests})
 				}
 			}
-		}
-		res, err := place(e, withHolds, false)
-		t.Result, t.Err = res, err
-		switch {
-		case err != nil:
-		case res.Cluster != "":
-			addReserved(reserved, res.Cluster, res.Requests)
-		default:
-			if isTarget && len(heldFor) > 0 {
-				if unheld, err := place(e, reserved, false); err == nil && unheld.Cluster != "" {
-					t.HeldFor, t.Unheld = heldFor, unheld
-				}
-			}
-			if strategy == StrictFIFO {
-				blocker = e.key()
-			} else if queue[last].Priority < e.Priority {
-				// Only a lower-priority JobSet behind it needs its holds.
-				if could, err := place(e, nil, true); err == nil {
-					for _, v := range could.Verdicts {
-						if v.Fits {
-							holds = append(holds, hold{priority: e.Priority, key: e.key(), member: v.Cluster, requests: res.Requests})
-						}
-					}
-				}
-			}
-		}
-		if isTarget {
-			return t, true
 		}
 	}
-	return Turn{}, false
+	w.unheld = keep
 }
 
 func cloneReserved(in map[string]corev1.ResourceList) map[string]corev1.ResourceList {

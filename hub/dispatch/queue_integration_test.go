@@ -172,6 +172,29 @@ func TestQueueBestEffortFIFO(t *testing.T) {
 	}
 }
 
+// TestQueueMovesWhenAJobSetFinishes: the capacity a finished JobSet held
+// goes to the JobSet waiting for it, though the member reports nothing
+// new (its report may lag; the hub's commitments are what changed).
+func TestQueueMovesWhenAJobSetFinishes(t *testing.T) {
+	clearQueue(t)
+	startHub(t, placement.Spread)
+	ns := namespace(t, "queue-finish")
+	m := join(t, "qf-a", "8", map[string]string{"queue-test": "finish"})
+	m.report("8", "8")
+
+	first := only(fleetJobSet(ns, "first", 1, "8"), "finish").Obj()
+	create(t, first)
+	d := waitDispatched(t, first, "qf-a")
+	second := only(fleetJobSet(ns, "second", 1, "8"), "finish").Obj()
+	create(t, second)
+	waitsWith(t, second, fleet.ReasonNoFit)
+
+	reportStatus(t, d, func(st *fleet.JobSetDispatchStatus) {
+		st.JobSetStatus.TerminalState = string(jobset.JobSetCompleted)
+	})
+	waitDispatched(t, second, "qf-a")
+}
+
 // TestStartDeadlineWithdrawsSafely: a JobSet none of whose Pods starts
 // within its start deadline is withdrawn and runs on the other member,
 // and its second dispatch is created only after the agent confirmed the

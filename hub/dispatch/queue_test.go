@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,35 @@ func placer(members ...inventory.Member) Placer {
 			req.Members, req.Committed = emptiedMembers(members), nil
 		}
 		return placement.Place(req)
+	}
+}
+
+// sharedWalkAgrees: one walk serves every JobSet of the queue, each
+// getting the turn Admit gives it alone; and a walk resumed after a
+// JobSet joined at the end gives the turns a fresh walk gives.
+func sharedWalkAgrees(t *testing.T, queue []Pending, strategy QueueingStrategy, place Placer) {
+	t.Helper()
+	same := func(a, b Turn) bool {
+		return a.Result.Cluster == b.Result.Cluster && a.Position == b.Position && a.Of == b.Of && a.Behind == b.Behind &&
+			strings.Join(a.HeldFor, ",") == strings.Join(b.HeldFor, ",") && a.Unheld.Cluster == b.Unheld.Cluster && (a.Err == nil) == (b.Err == nil)
+	}
+	w := newWalk(slices.Clone(queue), strategy, place)
+	for i := len(w.queue) - 1; i >= 0; i-- { // the last first: the others are served from its walk
+		alone, _ := Admit(slices.Clone(queue), strategy, place, w.queue[i].key())
+		if got := w.turn(i); !same(got, alone) {
+			t.Errorf("shared walk gives %s %+v, alone %+v", w.queue[i].key(), got, alone)
+		}
+	}
+	joined := append(slices.Clone(queue), queued("late", "1", -1, time.Hour))
+	fresh, resumed := newWalk(slices.Clone(joined), strategy, place), newWalk(slices.Clone(joined), strategy, place)
+	resumed.resume(w)
+	if len(resumed.turns) != len(queue) {
+		t.Errorf("resumed %d turns, want the %d walked", len(resumed.turns), len(queue))
+	}
+	for i := range joined {
+		if a, b := fresh.turn(i), resumed.turn(i); !same(a, b) {
+			t.Errorf("resumed walk gives %s %+v, fresh %+v", fresh.queue[i].key(), b, a)
+		}
 	}
 }
 
@@ -142,10 +172,11 @@ func TestAdmit(t *testing.T) {
 			if strategy == "" {
 				strategy = BestEffortFIFO
 			}
-			turn, ok := Admit(tc.queue, strategy, placer(tc.members...), tc.target)
+			turn, ok := Admit(slices.Clone(tc.queue), strategy, placer(tc.members...), tc.target)
 			if !ok {
 				t.Fatal("target not in the queue")
 			}
+			sharedWalkAgrees(t, tc.queue, strategy, placer(tc.members...))
 			got := want{member: turn.Result.Cluster, position: turn.Position, behind: turn.Behind, heldFor: strings.Join(turn.HeldFor, ",")}
 			if got != tc.want {
 				t.Errorf("turn = %+v, want %+v (verdicts %s)", got, tc.want, turn.Result.Explain())

@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
+	"maps"
+	"slices"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
@@ -81,7 +85,25 @@ func (r *Reconciler) chooser(ctx context.Context, o *Observed, members []invento
 			}
 			return placement.Place(req)
 		}
-		turn, ok := Admit(queue, r.opts.QueueingStrategy, place, o.JobSet.Namespace+"/"+o.JobSet.Name)
+		// One walk serves every JobSet asking while the queue's state
+		// stays the same: a kick re-evaluating N waiting JobSets costs N
+		// placements, not N²/2.
+		state := fingerprintQueue(queue, members, committed, load)
+		if r.walk == nil || r.walkState != state {
+			next := newWalk(queue, r.opts.QueueingStrategy, place)
+			if r.walk != nil && r.walkState.members == state.members && r.walkState.committed == state.committed {
+				// Only JobSets changed: what was walked still holds if
+				// they joined or left behind it (a new JobSet of the same
+				// priority queues last).
+				next.resume(r.walk)
+			}
+			r.walk, r.walkState = next, state
+		}
+		i, ok := r.walk.index[o.JobSet.Namespace+"/"+o.JobSet.Name]
+		var turn Turn
+		if ok {
+			turn = r.walk.turn(i)
+		}
 		if !ok {
 			res, err := place(Pending{JobSet: o.JobSet, Excluded: excluded}, nil, false)
 			return Choice{Result: res}, err
@@ -153,19 +175,38 @@ func (r *Reconciler) kick() {
 	}
 }
 
-// waitingJobSets are the JobSets of the queue that were evaluated and wait.
+// waitingJobSets are the JobSets of the queue that were evaluated and wait,
+// in queue order: the head, which the freed capacity is most likely for,
+// is reconciled first rather than after the JobSets behind it.
 func (r *Reconciler) waitingJobSets(ctx context.Context, _ client.Object) []reconcile.Request {
 	list := &jobset.JobSetList{}
 	if err := r.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing JobSets waiting in the queue")
 		return nil
 	}
-	var reqs []reconcile.Request
+	classes := &schedulingv1.PriorityClassList{}
+	if err := r.client.List(ctx, classes); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing PriorityClasses to order the queue")
+	}
+	var waiting []Pending
 	for i := range list.Items {
 		js := &list.Items[i]
 		if inQueue(js) && meta.IsStatusConditionFalse(js.Status.Conditions, fleet.ConditionDispatched) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(js)})
+			waiting = append(waiting, Pending{JobSet: js, Priority: Priority(js, classes.Items)})
 		}
+	}
+	slices.SortStableFunc(waiting, func(a, b Pending) int {
+		switch {
+		case queueLess(a, b):
+			return -1
+		case queueLess(b, a):
+			return 1
+		}
+		return 0
+	})
+	reqs := make([]reconcile.Request, len(waiting))
+	for i, p := range waiting {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(p.JobSet)}
 	}
 	return reqs
 }
@@ -245,4 +286,73 @@ func nodesOf(m inventory.Member) string {
 	}
 	raw, _ := json.Marshal(m.Nodes)
 	return string(raw)
+}
+
+// queueState fingerprints what a walk of the queue reads: the queue's
+// JobSets (what placement reads of each: identity, spec generation,
+// annotations; its priority, creation time and exclusions), the members
+// as assessed (each from its ClusterProfile's version and its heartbeat's
+// verdict), and the hub's commitments per member. Status writes of the
+// waiting JobSets do not change it.
+type queueState struct {
+	n                  int
+	sum, xor           uint64
+	members, committed string
+}
+
+var queueSeed = maphash.MakeSeed()
+
+func fingerprintQueue(queue []Pending, members []inventory.Member, committed map[string]corev1.ResourceList, load map[string]int) queueState {
+	st := queueState{n: len(queue)}
+	var h maphash.Hash
+	h.SetSeed(queueSeed)
+	for _, p := range queue {
+		e := entryHash(&h, p)
+		st.sum += e
+		st.xor ^= e * 0x9e3779b97f4a7c15
+	}
+	var b []byte
+	for _, m := range members {
+		b = append(b, m.Name...)
+		if m.Profile != nil {
+			b = append(b, "|"+m.Profile.ResourceVersion...)
+		} else {
+			b = fmt.Appendf(b, "|%v", m)
+		}
+		b = fmt.Appendf(b, "|%t|%t|%s;", m.Healthy, m.HeartbeatFresh, m.Reason)
+	}
+	st.members = string(b)
+	b = b[:0]
+	for _, name := range slices.Sorted(maps.Keys(committed)) {
+		b = append(b, name+":"...)
+		for _, r := range slices.Sorted(maps.Keys(committed[name])) {
+			q := committed[name][r]
+			b = append(b, string(r)+"="+q.String()+","...)
+		}
+		b = append(b, ';')
+	}
+	for _, name := range slices.Sorted(maps.Keys(load)) {
+		b = append(b, name+"#"+strconv.Itoa(load[name])+";"...)
+	}
+	st.committed = string(b)
+	return st
+}
+
+// entryHash hashes what placement reads of a queued JobSet.
+func entryHash(h *maphash.Hash, p Pending) uint64 {
+	js := p.JobSet
+	h.Reset()
+	h.WriteString(string(js.UID))
+	h.WriteString(js.Namespace + "/" + js.Name)
+	h.WriteString(strconv.FormatInt(js.Generation, 10) + "|" + strconv.FormatInt(int64(p.Priority), 10) + "|" + strconv.FormatInt(js.CreationTimestamp.UnixNano(), 10))
+	// Maps hash in any order: each pair's hash is summed.
+	return h.Sum64() + 31*pairsHash(js.Annotations) + 37*pairsHash(p.Excluded)
+}
+
+func pairsHash(m map[string]string) uint64 {
+	var sum uint64
+	for k, v := range m {
+		sum += maphash.String(queueSeed, k+"\x00"+v)
+	}
+	return sum
 }

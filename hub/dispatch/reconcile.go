@@ -55,6 +55,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 
+	// Judged before apply, which writes the plan's status into o.JobSet.
+	frees := freesTheQueue(o, p)
 	res, err := r.apply(ctx, o, p)
 	if err != nil && p.Create != nil {
 		// The dispatch may not exist; the next reconcile places again.
@@ -68,7 +70,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		delete(r.placed, o.JobSet.UID)
 		r.placing.Unlock()
 	}
-	if err == nil && freesTheQueue(o, p) {
+	if err == nil && frees {
 		r.kick()
 	}
 	return res, err

@@ -69,6 +69,7 @@ type Member struct {
 	// schedulable nodes grouped by labels and taints, with their free
 	// capacity rounded down. Nil when the agent publishes none or one the
 	// hub cannot use (Reason then says why; the member stays healthy).
+	// Shared between assessments of the same summary: read only.
 	Nodes *fleet.NodeSummary
 	// Kueue is the member's Kueue quotas (property kueue-quotas): its
 	// LocalQueues and the quota their ClusterQueues have free. Nil when

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	clusterinventory "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 
@@ -32,14 +33,50 @@ func ParseNodeSummary(props []clusterinventory.Property) (*fleet.NodeSummary, er
 	if !found || err != nil {
 		return nil, err
 	}
+	return parseSummary(raw)
+}
+
+// summaries caches parsed node summaries by their text: every assessment
+// of every member reads its summary (each placement assesses the fleet),
+// and the text changes only when the member's nodes do. The summaries are
+// shared by every Member assessed from the same text: read them only
+// (DeepCopy to change one).
+var summaries struct {
+	mu sync.Mutex
+	m  map[string]parsedSummary
+}
+
+type parsedSummary struct {
+	s   *fleet.NodeSummary
+	err error
+}
+
+// maxCachedSummaries bounds the cache: a few versions per member of a
+// large fleet. It is emptied when full.
+const maxCachedSummaries = 1024
+
+func parseSummary(raw string) (*fleet.NodeSummary, error) {
+	summaries.mu.Lock()
+	p, ok := summaries.m[raw]
+	summaries.mu.Unlock()
+	if ok {
+		return p.s, p.err
+	}
 	s := &fleet.NodeSummary{}
 	if err := json.Unmarshal([]byte(raw), s); err != nil {
-		return nil, fmt.Errorf("not JSON of a node summary: %w", err)
+		p = parsedSummary{err: fmt.Errorf("not JSON of a node summary: %w", err)}
+	} else if err := validNodeSummary(s); err != nil {
+		p = parsedSummary{err: err}
+	} else {
+		p = parsedSummary{s: s}
 	}
-	if err := validNodeSummary(s); err != nil {
-		return nil, err
+	summaries.mu.Lock()
+	if summaries.m == nil || len(summaries.m) >= maxCachedSummaries {
+		summaries.m = map[string]parsedSummary{}
 	}
-	return s, nil
+	summaries.m[raw] = p
+	summaries.mu.Unlock()
+	return p.s, p.err
 }
 
 func validNodeSummary(s *fleet.NodeSummary) error {

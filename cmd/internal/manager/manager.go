@@ -67,7 +67,10 @@ type Flags struct {
 	// non-resource URL /metrics); off: plain HTTP to anyone, for local runs.
 	MetricsSecure bool
 	ProbeAddr     string
-	TLS           TLSFlags
+	// PprofAddr serves net/http/pprof for profiling (a development aid,
+	// off by default: it is unauthenticated).
+	PprofAddr string
+	TLS       TLSFlags
 
 	DisableWebhooks    bool
 	WebhookPort        int
@@ -106,6 +109,7 @@ func (f *Flags) AddFlags(fss *cliflag.NamedFlagSets, c Component) {
 		"only to clients whose bearer token the apiserver authenticates and authorizes for GET /metrics (e.g. bound to the metrics-reader ClusterRole). "+
 		"False: plain HTTP to anyone, for local development.")
 	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", ":8081", "Health and readiness probe address.")
+	fs.StringVar(&f.PprofAddr, "pprof-bind-address", "", "Serve Go's pprof profiles on this address, unauthenticated (development only); empty disables.")
 	fs = fss.FlagSet(SectionWebhooks)
 	fs.BoolVar(&f.DisableWebhooks, "disable-webhooks", false, "Do not serve the admission webhooks (e.g. for local runs).")
 	fs.IntVar(&f.WebhookPort, "webhook-port", 9443, "Webhook server port.")
@@ -153,6 +157,7 @@ func New(f Flags, c Component, cacheOpts cache.Options) (*rest.Config, ctrl.Mana
 		Cache:                   cacheOpts,
 		Metrics:                 metricsOptions(f, tlsOpts),
 		HealthProbeBindAddress:  f.ProbeAddr,
+		PprofBindAddress:        f.PprofAddr,
 		LeaderElection:          f.LeaderElect,
 		LeaderElectionID:        c.Name,
 		LeaderElectionNamespace: f.Namespace,
