@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -104,8 +105,8 @@ type Placer func(p Pending, reserved map[string]corev1.ResourceList, emptied boo
 
 // Turn is where a queued JobSet stands.
 type Turn struct {
-	// Position is its place in the queue, from 1; Of the queue's length.
-	Position, Of int
+	// Position is its place in the queue, from 1.
+	Position int
 	// Result is its placement given the JobSets ahead of it. Result.Cluster
 	// set: it is its turn, and it goes there.
 	Result placement.Result
@@ -195,9 +196,7 @@ func (w *walk) turn(last int) Turn {
 	for i := len(w.turns); i <= last; i++ {
 		w.turns = append(w.turns, w.step(i))
 	}
-	t := w.turns[last]
-	t.Of = len(w.queue) // a resumed walk's turns counted an older queue
-	return t
+	return w.turns[last]
 }
 
 // resume takes over what old walked, if old's queue up to there is this
@@ -227,7 +226,7 @@ func (w *walk) resume(old *walk) {
 // step decides queue[i]'s turn, every JobSet ahead of it walked.
 func (w *walk) step(i int) Turn {
 	e := w.queue[i]
-	t := Turn{Position: i + 1, Of: len(w.queue)}
+	t := Turn{Position: i + 1}
 	if w.strategy == StrictFIFO && w.blocker != "" {
 		t.Behind = w.blocker
 		return t
@@ -302,9 +301,9 @@ func addReserved(r map[string]corev1.ResourceList, member string, l corev1.Resou
 }
 
 // queuedMessage is the Dispatched=False message of a waiting JobSet:
-// "Queued: 3rd of 12; <what it waits for>".
+// "Queued: 3rd; <what it waits for>", "Queued: within the first 100; …".
 func queuedMessage(t Turn, strategy QueueingStrategy) (reason, msg string) {
-	head := fmt.Sprintf("Queued: %s of %d; ", ordinal(t.Position), t.Of)
+	head := "Queued: " + queuePlace(t.Position) + "; "
 	switch {
 	case t.Behind != "":
 		return fleet.ReasonQueued, head + fmt.Sprintf("waits behind %s, first in the queue, which does not fit (queueing strategy %s)", t.Behind, strategy)
@@ -313,6 +312,27 @@ func queuedMessage(t Turn, strategy QueueingStrategy) (reason, msg string) {
 			len(t.HeldFor), strings.Join(firstN(t.HeldFor, 3), ", "), t.Unheld.Cluster)
 	}
 	return fleet.ReasonNoFit, head + "no member cluster fits: " + t.Result.Explain()
+}
+
+// exactPlaces are the queue positions stated exactly; behind them a
+// waiting JobSet's place is stated by the power of ten it is within.
+const exactPlaces = 3
+
+// queuePlace is where a JobSet stands as its condition says it: exactly
+// at the head ("2nd"), coarsely behind it ("within the first 100"). Every
+// placement from the queue moves every JobSet behind it up one place; the
+// condition is rewritten only when what it says changes, so a placement
+// rewrites the few JobSets at the head and those crossing a power of ten,
+// not the whole queue (which is also why the queue's length is not said).
+func queuePlace(position int) string {
+	if position <= exactPlaces {
+		return ordinal(position)
+	}
+	band := 10
+	for band < position {
+		band *= 10
+	}
+	return fmt.Sprintf("within the first %d", band)
 }
 
 func firstN(s []string, n int) []string {
@@ -337,21 +357,31 @@ func ordinal(n int) string {
 }
 
 var (
-	queueLength = regexp.MustCompile(`^(Queued: \S+) of \d+; `)
-	liveNumber  = regexp.MustCompile(`(^|[^\w.-])[0-9]+(\.[0-9]+)?[a-zA-Z%]*`)
+	// queueHead also matches the head of messages of earlier hubs
+	// ("Queued: 412th of 5000; "), whose queue length is dropped.
+	queueHead  = regexp.MustCompile(`^Queued: ([^;]*?)(?: of \d+)?; `)
+	liveNumber = regexp.MustCompile(`(^|[^\w.-])[0-9]+(\.[0-9]+)?[a-zA-Z%]*`)
 )
 
 // waitSignature is what a waiting JobSet's message says, without the live
 // numbers that churn while nothing that matters changes (free amounts,
-// percentages, the queue's length); its position stays. A waiting
-// JobSet's condition is rewritten only when its reason or signature
-// changes, so an idle fleet writes nothing.
+// percentages); its place in the queue stays (queuePlace keeps that
+// coarse). A waiting JobSet's condition is rewritten only when its reason
+// or signature changes, so an idle fleet writes nothing.
 func waitSignature(reason, msg string) string {
 	head, rest := "", msg
-	if m := queueLength.FindStringSubmatchIndex(msg); m != nil {
+	if m := queueHead.FindStringSubmatchIndex(msg); m != nil {
 		head, rest = msg[m[2]:m[3]], msg[m[1]:]
 	}
 	return reason + "|" + head + "|" + liveNumber.ReplaceAllString(rest, "${1}#")
+}
+
+// waitUnchanged reports whether a Dispatched condition c already says what
+// a waiting JobSet would be told (reason, msg) but for live numbers: then
+// nothing is written.
+func waitUnchanged(c *metav1.Condition, reason, msg string) bool {
+	return c != nil && c.Status == metav1.ConditionFalse &&
+		((c.Reason == reason && c.Message == msg) || waitSignature(c.Reason, c.Message) == waitSignature(reason, msg))
 }
 
 // suspended reports whether the JobSet is suspended on the hub.

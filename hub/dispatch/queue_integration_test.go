@@ -118,7 +118,7 @@ func TestQueuePriorityNoOvertake(t *testing.T) {
 	// capacity urgent waits for. It must keep waiting, and say why.
 	m.report("8", "4")
 	msg := waitsWith(t, low, fleet.ReasonQueued)
-	if !strings.Contains(msg, "Queued: 2nd of 2") || !strings.Contains(msg, ns+"/urgent") {
+	if !strings.Contains(msg, "Queued: 2nd; ") || !strings.Contains(msg, ns+"/urgent") {
 		t.Errorf("low's message %q does not give its position and whom it waits for", msg)
 	}
 	neverDispatched(t, low, 2*time.Second)
