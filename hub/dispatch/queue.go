@@ -1,8 +1,10 @@
 package dispatch
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -11,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -172,6 +175,69 @@ type walk struct {
 	holds   []hold
 	unheld  []int
 	blocker string
+	// fits counts the JobSets walked so far that took capacity; a turn
+	// that did not fit is reused (same) for a JobSet of the same shape
+	// and priority while fits and holds stay as they were: placement
+	// would read the same and say the same. A long queue of alike
+	// JobSets costs a placement per shape, not per JobSet.
+	fits   int
+	same   map[shapeKey]sameTurn
+	could  map[shapeKey]placement.Result
+	shapes *shapeCache
+}
+
+// shapeKey is what placement reads of a queued JobSet but its identity.
+type shapeKey struct {
+	shape, excluded uint64
+	priority        int32
+}
+
+type sameTurn struct {
+	turn        Turn
+	fits, holds int
+}
+
+// shapeCache keeps each queued JobSet's shape while its object does not
+// change; walks of one queue pass it on.
+type shapeCache struct {
+	byUID map[types.UID]shapeOf
+}
+
+type shapeOf struct {
+	resourceVersion string
+	shape           uint64
+}
+
+// key is the shape of p: its namespace, labels, annotations and spec,
+// with its priority and exclusions.
+func (c *shapeCache) key(p Pending) shapeKey {
+	js := p.JobSet
+	k := shapeKey{excluded: pairsHash(p.Excluded), priority: p.Priority}
+	if s, ok := c.byUID[js.UID]; ok && s.resourceVersion == js.ResourceVersion && js.ResourceVersion != "" {
+		k.shape = s.shape
+		return k
+	}
+	spec, _ := json.Marshal(&js.Spec)
+	var h maphash.Hash
+	h.SetSeed(queueSeed)
+	h.WriteString(js.Namespace)
+	h.WriteByte(0)
+	h.Write(spec)
+	k.shape = h.Sum64() + 31*pairsHash(js.Annotations) + 37*pairsHash(js.Labels)
+	c.byUID[js.UID] = shapeOf{resourceVersion: js.ResourceVersion, shape: k.shape}
+	return k
+}
+
+// prune forgets the JobSets no longer in queue.
+func (c *shapeCache) prune(queue []Pending) {
+	if len(c.byUID) <= 2*len(queue)+64 {
+		return
+	}
+	live := make(map[types.UID]bool, len(queue))
+	for _, p := range queue {
+		live[p.JobSet.UID] = true
+	}
+	maps.DeleteFunc(c.byUID, func(uid types.UID, _ shapeOf) bool { return !live[uid] })
 }
 
 type hold struct {
@@ -184,11 +250,18 @@ type hold struct {
 // newWalk sorts queue (in place) and starts its walk.
 func newWalk(queue []Pending, strategy QueueingStrategy, place Placer) *walk {
 	sort.SliceStable(queue, func(i, j int) bool { return queueLess(queue[i], queue[j]) })
-	w := &walk{queue: queue, index: make(map[string]int, len(queue)), strategy: strategy, place: place, reserved: map[string]corev1.ResourceList{}}
+	w := &walk{queue: queue, index: make(map[string]int, len(queue)), strategy: strategy, place: place, reserved: map[string]corev1.ResourceList{},
+		same: map[shapeKey]sameTurn{}, could: map[shapeKey]placement.Result{}, shapes: &shapeCache{byUID: map[types.UID]shapeOf{}}}
 	for i := range queue {
 		w.index[queue[i].key()] = i
 	}
 	return w
+}
+
+// keepShapes takes over old's shape cache.
+func (w *walk) keepShapes(old *walk) {
+	w.shapes = old.shapes
+	w.shapes.prune(w.queue)
 }
 
 // turn walks the queue up to queue[last] and returns its turn.
@@ -221,6 +294,7 @@ func (w *walk) resume(old *walk) {
 	w.holds = slices.Clone(old.holds)
 	w.unheld = slices.Clone(old.unheld)
 	w.blocker = old.blocker
+	w.fits = old.fits
 }
 
 // step decides queue[i]'s turn, every JobSet ahead of it walked.
@@ -232,6 +306,12 @@ func (w *walk) step(i int) Turn {
 		return t
 	}
 	w.computeHolds(e.Priority)
+	key := w.shapes.key(e)
+	if s, ok := w.same[key]; ok && s.fits == w.fits && s.holds == len(w.holds) {
+		t.Result, t.Err, t.HeldFor, t.Unheld = s.turn.Result, s.turn.Err, s.turn.HeldFor, s.turn.Unheld
+		w.waits(i, t)
+		return t
+	}
 	withHolds := cloneReserved(w.reserved)
 	var heldFor []string
 	for _, h := range w.holds {
@@ -244,23 +324,32 @@ func (w *walk) step(i int) Turn {
 	}
 	res, err := w.place(e, withHolds, false)
 	t.Result, t.Err = res, err
-	switch {
-	case err != nil:
-	case res.Cluster != "":
+	if err == nil && res.Cluster != "" {
 		addReserved(w.reserved, res.Cluster, res.Requests)
-	default:
-		if len(heldFor) > 0 {
-			if unheld, err := w.place(e, w.reserved, false); err == nil && unheld.Cluster != "" {
-				t.HeldFor, t.Unheld = heldFor, unheld
-			}
-		}
-		if w.strategy == StrictFIFO {
-			w.blocker = e.key()
-		} else {
-			w.unheld = append(w.unheld, i)
+		w.fits++
+		return t
+	}
+	if err == nil && len(heldFor) > 0 {
+		if unheld, err := w.place(e, w.reserved, false); err == nil && unheld.Cluster != "" {
+			t.HeldFor, t.Unheld = heldFor, unheld
 		}
 	}
+	w.same[key] = sameTurn{turn: t, fits: w.fits, holds: len(w.holds)}
+	w.waits(i, t)
 	return t
+}
+
+// waits notes that queue[i] does not fit (t): it blocks a StrictFIFO
+// queue, and holds capacity against lower priorities in a BestEffortFIFO
+// one.
+func (w *walk) waits(i int, t Turn) {
+	switch {
+	case t.Err != nil:
+	case w.strategy == StrictFIFO:
+		w.blocker = w.queue[i].key()
+	default:
+		w.unheld = append(w.unheld, i)
+	}
 }
 
 // computeHolds computes the holds of the JobSets walked so far, that do
@@ -274,7 +363,17 @@ func (w *walk) computeHolds(priority int32) {
 			keep = append(keep, j)
 			continue
 		}
-		if could, err := w.place(e, nil, true); err == nil {
+		key := w.shapes.key(e)
+		could, ok := w.could[key]
+		var err error
+		if !ok {
+			// Emptied members: what the walk reserved does not matter.
+			could, err = w.place(e, nil, true)
+			if err == nil {
+				w.could[key] = could
+			}
+		}
+		if err == nil {
 			for _, v := range could.Verdicts {
 				if v.Fits {
 					w.holds = append(w.holds, hold{priority: e.Priority, key: e.key(), member: v.Cluster, requests: w.turns[j].Result.Requests})

@@ -278,3 +278,36 @@ func TestOrdinal(t *testing.T) {
 		}
 	}
 }
+
+// TestWalkPlacesEachShapeOnce: alike JobSets that do not fit cost one
+// placement while nothing was placed between them; a JobSet placed
+// between them makes the next one be placed again.
+func TestWalkPlacesEachShapeOnce(t *testing.T) {
+	queue := []Pending{queued("a", "8", 0, 0)}
+	for i, name := range []string{"b", "c", "d", "e", "f"} {
+		queue = append(queue, queued(name, "8", 0, time.Duration(i+1)*time.Second))
+	}
+	queue = append(queue, queued("g", "2", 0, 10*time.Second), queued("h", "8", 0, 11*time.Second), queued("i", "2", 0, 12*time.Second))
+	calls := 0
+	place := placer(cpuMember("m1", "10", "10"))
+	counted := func(p Pending, reserved map[string]corev1.ResourceList, emptied bool) (placement.Result, error) {
+		calls++
+		return place(p, reserved, emptied)
+	}
+	w := newWalk(slices.Clone(queue), BestEffortFIFO, counted)
+	var got []string
+	for i := range w.queue {
+		tn := w.turn(i)
+		got = append(got, w.queue[i].JobSet.Name+"="+tn.Result.Cluster)
+		if tn.Waiting() && !strings.Contains(tn.Result.Explain(), "insufficient") {
+			t.Errorf("%s waits with %q", w.queue[i].JobSet.Name, tn.Result.Explain())
+		}
+	}
+	if want := "a=m1 b= c= d= e= f= g=m1 h= i="; strings.Join(got, " ") != want {
+		t.Errorf("turns %s, want %s", strings.Join(got, " "), want)
+	}
+	if calls != 5 { // a, b (c-f alike), g, h (after g took room), i
+		t.Errorf("%d placements, want 5", calls)
+	}
+	sharedWalkAgrees(t, queue, BestEffortFIFO, place)
+}

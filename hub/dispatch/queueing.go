@@ -113,6 +113,9 @@ func (r *Reconciler) walkQueue(ctx context.Context, queue []Pending, members []i
 	state := fingerprintQueue(queue, members, committed, load)
 	if r.walk == nil || r.walkState != state {
 		next := newWalk(queue, r.opts.QueueingStrategy, place)
+		if r.walk != nil {
+			next.keepShapes(r.walk)
+		}
 		if r.walk != nil && r.walkState.members == state.members && r.walkState.committed == state.committed {
 			// Only JobSets changed: what was walked still holds if
 			// they joined or left behind it (a new JobSet of the same
