@@ -159,9 +159,9 @@ func managedByFleet() predicate.Predicate {
 
 // affectedBy maps a member change to the JobSets it may affect: those on
 // that member, those being deleted or waiting for an old copy (which may be
-// on any member), and those waiting for a member only when the change could
-// let them fit (couldLetFit): a member's report that only churns does not
-// re-evaluate the queue.
+// on any member); when the change could let a waiting JobSet fit
+// (couldLetFit), a kick re-evaluates those of the queue it moves: a
+// member's report that only churns does not re-evaluate the queue.
 func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcile.Request {
 	member := o.(*clusterinventory.ClusterProfile).Name
 	help, capacityChanged := r.noteMember(ctx, member)
@@ -184,9 +184,12 @@ func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcil
 		waiting := !queued && !held && (!meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionDispatched) ||
 			meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionMemberStatusStale))
 		if fs.Cluster == member || waiting || js.DeletionTimestamp != nil ||
-			(queued && (help || (capacityChanged && withdrawnFromMember(fs, member)))) {
+			(queued && capacityChanged && withdrawnFromMember(fs, member)) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(js)})
 		}
+	}
+	if help {
+		r.kick() // the queue's JobSets whose turn or condition changes
 	}
 	return reqs
 }

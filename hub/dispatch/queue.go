@@ -123,6 +123,20 @@ type Turn struct {
 	// this one would take: without them it would fit (Unheld).
 	HeldFor []string
 	Unheld  placement.Result
+	// explained is Result.Explain(), made once for the turns of alike
+	// JobSets that share Result (walk.same).
+	explained *string
+}
+
+// explain is Result.Explain(), once per shared Result.
+func (t Turn) explain() string {
+	if t.explained == nil {
+		return t.Result.Explain()
+	}
+	if *t.explained == "" {
+		*t.explained = t.Result.Explain()
+	}
+	return *t.explained
 }
 
 // Waiting reports whether the JobSet may not be placed now.
@@ -308,7 +322,7 @@ func (w *walk) step(i int) Turn {
 	w.computeHolds(e.Priority)
 	key := w.shapes.key(e)
 	if s, ok := w.same[key]; ok && s.fits == w.fits && s.holds == len(w.holds) {
-		t.Result, t.Err, t.HeldFor, t.Unheld = s.turn.Result, s.turn.Err, s.turn.HeldFor, s.turn.Unheld
+		t.Result, t.Err, t.HeldFor, t.Unheld, t.explained = s.turn.Result, s.turn.Err, s.turn.HeldFor, s.turn.Unheld, s.turn.explained
 		w.waits(i, t)
 		return t
 	}
@@ -334,6 +348,7 @@ func (w *walk) step(i int) Turn {
 			t.HeldFor, t.Unheld = heldFor, unheld
 		}
 	}
+	t.explained = new(string)
 	w.same[key] = sameTurn{turn: t, fits: w.fits, holds: len(w.holds)}
 	w.waits(i, t)
 	return t
@@ -410,7 +425,7 @@ func queuedMessage(t Turn, strategy QueueingStrategy) (reason, msg string) {
 		return fleet.ReasonQueued, head + fmt.Sprintf("the capacity it would take is held for %d higher-priority JobSet(s) waiting ahead of it (%s); without them it would fit on %s",
 			len(t.HeldFor), strings.Join(firstN(t.HeldFor, 3), ", "), t.Unheld.Cluster)
 	}
-	return fleet.ReasonNoFit, head + "no member cluster fits: " + t.Result.Explain()
+	return fleet.ReasonNoFit, head + "no member cluster fits: " + t.explain()
 }
 
 // exactPlaces are the queue positions stated exactly; behind them a

@@ -32,7 +32,8 @@ import (
 // Admit decides whose turn it is. Waiting JobSets are re-evaluated only
 // when something that could let them fit happened: a member change that
 // could (affectedBy), a JobSet leaving the queue, or a commitment released
-// (kick).
+// (kick); and then only those whose turn came or whose condition would
+// say something else (waitingJobSets).
 
 // inQueue reports whether a hub JobSet waits for a member: no recorded
 // placement, alive and unfinished, and not held by a Kueue queue (until
