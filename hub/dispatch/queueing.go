@@ -35,8 +35,8 @@ import (
 // inQueue reports whether a hub JobSet waits for a member: no recorded
 // placement, alive and unfinished, and not held by a Kueue queue (until
 // admitted it asks for no member, and takes no turn).
-func inQueue(js *jobset.JobSet) bool {
-	_, held := heldByQueue(js)
+func inQueue(js *jobset.JobSet, kueueOnHub bool) bool {
+	_, held := heldByQueue(js, kueueOnHub)
 	return ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet && js.DeletionTimestamp == nil &&
 		!IsFinished(&js.Status) && fleetOf(&js.Status).Cluster == "" && !held
 }
@@ -133,7 +133,7 @@ func (r *Reconciler) queue(ctx context.Context, o *Observed, excluded map[string
 		if epoch, ok := r.placed[js.UID]; ok && fleetOf(&js.Status).Epoch >= epoch {
 			delete(r.placed, js.UID) // the cache shows the placement
 		}
-		if js.UID == self || !inQueue(js) || fleet.NamespaceDenied(js.Namespace, r.opts.DeniedNamespaces) {
+		if js.UID == self || !inQueue(js, r.kueueOnHub()) || fleet.NamespaceDenied(js.Namespace, r.opts.DeniedNamespaces) {
 			continue
 		}
 		if _, lagging := r.placed[js.UID]; lagging {
@@ -191,7 +191,7 @@ func (r *Reconciler) waitingJobSets(ctx context.Context, _ client.Object) []reco
 	var waiting []Pending
 	for i := range list.Items {
 		js := &list.Items[i]
-		if inQueue(js) && meta.IsStatusConditionFalse(js.Status.Conditions, fleet.ConditionDispatched) {
+		if inQueue(js, r.kueueOnHub()) && meta.IsStatusConditionFalse(js.Status.Conditions, fleet.ConditionDispatched) {
 			waiting = append(waiting, Pending{JobSet: js, Priority: Priority(js, classes.Items)})
 		}
 	}

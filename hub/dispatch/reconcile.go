@@ -85,7 +85,7 @@ func freesTheQueue(o *Observed, p Plan) bool {
 	if js == nil {
 		return len(p.Delete) > 0
 	}
-	wasQueued := inQueue(js) || (js.DeletionTimestamp != nil && fleetOf(&js.Status).Cluster == "")
+	wasQueued := inQueue(js, o.KueueOnHub) || (js.DeletionTimestamp != nil && fleetOf(&js.Status).Cluster == "")
 	if wasQueued && (p.Create != nil || p.RemoveFinalizer) {
 		return true
 	}
@@ -107,6 +107,7 @@ func (r *Reconciler) observe(ctx context.Context, key types.NamespacedName) (*Ob
 		InventoryNamespace: r.inventory.Namespace(),
 		StartTimeout:       r.opts.StartTimeout,
 		Strategy:           r.opts.QueueingStrategy,
+		KueueOnHub:         r.kueueOnHub(),
 	}
 	js := &jobset.JobSet{}
 	switch err := r.client.Get(ctx, key, js); {
