@@ -221,7 +221,7 @@ func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 		return nil, err
 	}
 	if o.Kueue != "" {
-		o.step("installing Kueue on %s and starting its managers", strings.Join(f.kueueClusters(), ", "))
+		o.step("installing Kueue and starting its manager on %s", strings.Join(f.kueueClusters(), ", "))
 		if err := f.startKueue(ctx); err != nil {
 			return nil, err
 		}

@@ -159,12 +159,13 @@ waits in its queue (QueuedOnMember):
   kubectl --context hub get jobsets -o custom-columns=NAME:.metadata.name,MEMBER:.status.fleet.cluster
   kubectl fleet --context hub why train-1
   kubectl --context member-2 get workloads
-  kubectl --context hub get jobset train-2 -o jsonpath='{.status.conditions[?(@.type=="QueuedOnMember")].message}{"\n"}'
+  kubectl --context hub get jobsets -o jsonpath='{range .items[*]}{.metadata.name}{": "}{.status.conditions[?(@.type=="QueuedOnMember")].message}{"\n"}{end}'
 
-Delete the one that runs: member-2's Kueue admits the other, and its
-QueuedOnMember condition goes away.
+Which of the two member-2's Kueue admits first varies. Delete that one
+(the one without a message): the other is admitted, and its QueuedOnMember
+condition goes away.
 
-  kubectl --context hub delete jobset train-1
+  kubectl --context hub delete jobset train-1   # or train-2
 `, filepath.Join(o.Dir, "logs"))
 	}
 }
