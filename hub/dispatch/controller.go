@@ -125,7 +125,7 @@ func NewReconciler(c client.Client, reader client.Reader, inv *inventory.Invento
 // SetupWithManager registers the index, metrics and controller. The
 // inventory must be set up on the same manager.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	kueue, err := newKueueOnHub(mgr.GetConfig())
+	kueue, err := newKueueOnHub(mgr.GetConfig(), r.opts.Clock)
 	if err != nil {
 		return err
 	}
@@ -164,6 +164,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 // SetupWithManager looked (holding is the safe side).
 func (r *Reconciler) kueueOnHub() bool {
 	return r.kueue == nil || r.kueue.Served()
+}
+
+// kueueOnHubFor answers for the JobSet being reconciled, looking again
+// when Kueue may have suspended it since the last look.
+func (r *Reconciler) kueueOnHubFor(ctx context.Context, js *jobset.JobSet) bool {
+	return r.kueue == nil || r.kueue.ServedFor(ctx, js)
 }
 
 func managedByFleet() predicate.Predicate {
