@@ -74,15 +74,16 @@ e2e-kind: ## Kind clusters hub, member-1, member-2 from `make release` (dist/): 
 	hack/tools.sh kubectl helm
 	JOBSET_FLEET_E2E_KIND=1 go test -timeout 45m -count 1 -v ./e2e/kindfleet/
 
-# KUEUE=1: Kueue on the hub too (make run KUEUE=1, make dev-up KUEUE=1).
-DEVFLEET_FLAGS = $(if $(KUEUE),-kueue)
+# KUEUE=hub (or 1): Kueue on the hub too; KUEUE=members: Kueue on each
+# member, none on the hub (make run KUEUE=..., make dev-up KUEUE=...).
+DEVFLEET_FLAGS = $(if $(KUEUE),-kueue=$(KUEUE))
 
 .PHONY: run
-run: tools build $(if $(KUEUE),tools-kueue) ## The local fleet (hub, member-1, member-2 as kwok clusters) in the foreground; Ctrl-C tears it down. KUEUE=1: with Kueue on the hub.
+run: tools build $(if $(KUEUE),tools-kueue) ## The local fleet (hub, member-1, member-2 as kwok clusters) in the foreground; Ctrl-C tears it down. KUEUE=hub (or 1): with Kueue on the hub; KUEUE=members: on each member.
 	go run ./hack/devfleet $(DEVFLEET_FLAGS) run
 
 .PHONY: dev-up
-dev-up: tools build $(if $(KUEUE),tools-kueue) ## The local fleet, in the background. KUEUE=1: with Kueue on the hub.
+dev-up: tools build $(if $(KUEUE),tools-kueue) ## The local fleet, in the background. KUEUE=hub (or 1): with Kueue on the hub; KUEUE=members: on each member.
 	go run ./hack/devfleet $(DEVFLEET_FLAGS) up
 
 .PHONY: dev-down

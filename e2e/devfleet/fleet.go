@@ -58,9 +58,10 @@ type Options struct {
 	Connect func(process, cluster string, target *rest.Config, kubeconfig string) (path string, closeConnection func(), err error)
 	// ExtraArgs go to every process after its own flags.
 	ExtraArgs []string
-	// Kueue installs Kueue (the version hack/kueue pins) on the hub and
-	// runs its manager, bin/kueue-manager, with the fleet (make run KUEUE=1).
-	Kueue bool
+	// Kueue installs Kueue (the version hack/kueue pins) on the hub or on
+	// every member and runs its manager, bin/kueue-manager, there (make run
+	// KUEUE=hub|members); "": no Kueue.
+	Kueue KueueOn
 }
 
 // Cluster is one cluster of the fleet as Options.Clusters makes it.
@@ -92,7 +93,7 @@ type Fleet struct {
 	ports   map[string]ports
 	stops   []func() // clusters' Stop, in start order
 	closes  []func() // Connect's
-	kueue   *testenv.Kueue
+	kueues  []*testenv.Kueue
 }
 
 func (o Options) path(elem ...string) string {
@@ -219,8 +220,8 @@ func Up(ctx context.Context, l Layout, o Options) (_ *Fleet, err error) {
 	if err := f.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	if o.Kueue {
-		o.step("installing Kueue on the hub and starting its manager")
+	if o.Kueue != "" {
+		o.step("installing Kueue and starting its manager on %s", strings.Join(f.kueueClusters(), ", "))
 		if err := f.startKueue(ctx); err != nil {
 			return nil, err
 		}
@@ -487,10 +488,10 @@ func (f *Fleet) Wait(ctx context.Context) error {
 }
 
 // Processes are the hub's and the agents' processes, hub first, then
-// Kueue's manager if it runs.
+// Kueue's managers if they run.
 func (f *Fleet) Processes() []*testenv.Process {
 	var out []*testenv.Process
-	for _, name := range append(f.processNames(), kueueProcess) {
+	for _, name := range append(f.processNames(), f.kueueProcesses()...) {
 		if p := f.procs[name]; p != nil {
 			out = append(out, p)
 		}
@@ -516,8 +517,8 @@ func (f *Fleet) Stop() {
 	for _, p := range f.Processes() {
 		p.Stop()
 	}
-	if f.kueue != nil {
-		f.kueue.Stop()
+	for _, k := range f.kueues {
+		k.Stop()
 	}
 	for _, c := range slices.Backward(f.closes) {
 		c()
@@ -525,7 +526,7 @@ func (f *Fleet) Stop() {
 	for _, s := range slices.Backward(f.stops) {
 		s()
 	}
-	f.procs, f.closes, f.stops = map[string]*testenv.Process{}, nil, nil
+	f.procs, f.closes, f.stops, f.kueues = map[string]*testenv.Process{}, nil, nil, nil
 }
 
 // Down stops the processes, deletes the clusters and removes Dir. It

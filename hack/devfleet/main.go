@@ -5,7 +5,9 @@
 //	devfleet down   tear it down (make dev-down)
 //	devfleet run    bring it up, wait, tear it down on Ctrl-C (make run)
 //
-// With -kueue (make run KUEUE=1) Kueue runs on the hub too.
+// With -kueue=hub (or -kueue; make run KUEUE=1 or KUEUE=hub) Kueue runs on
+// the hub too; with -kueue=members (make run KUEUE=members) on each member
+// instead, and the hub places against the members' queues.
 //
 // It uses the binaries in bin/ (make tools build).
 package main
@@ -39,7 +41,8 @@ func main() {
 	o := devfleet.Options{Progress: os.Stdout}
 	fs.StringVar(&o.Dir, "dir", filepath.Join(testenv.RepoRoot(), ".dev"), "Where the fleet keeps its kubeconfigs, logs and state.")
 	fs.IntVar(&o.PortBase, "port-base", 18080, "First port of the hub and the agents (metrics, probes, webhooks).")
-	fs.BoolVar(&o.Kueue, "kueue", false, "Install Kueue on the hub and run its manager (bin/kueue-manager, make tools-kueue): JobSets naming a LocalQueue wait for admission.")
+	fs.Var((*kueueFlag)(&o.Kueue), "kueue", "Install Kueue and run its manager (bin/kueue-manager, make tools-kueue) on the hub (-kueue or -kueue=hub: "+
+		"JobSets naming a LocalQueue wait for admission at the hub) or on each member (-kueue=members: the hub runs none and places against the members' queues).")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -83,6 +86,28 @@ func run(verb string, o devfleet.Options) error {
 	return fmt.Errorf("unknown command %q (up, down, run)", verb)
 }
 
+// kueueFlag is -kueue: "hub" (also bare, "1" or "true", as KUEUE=1
+// passes it) or "members".
+type kueueFlag devfleet.KueueOn
+
+func (k *kueueFlag) String() string { return string(*k) }
+
+func (k *kueueFlag) IsBoolFlag() bool { return true }
+
+func (k *kueueFlag) Set(s string) error {
+	switch s {
+	case "hub", "1", "true":
+		*k = kueueFlag(devfleet.KueueOnHub)
+	case "members":
+		*k = kueueFlag(devfleet.KueueOnMembers)
+	case "", "0", "false":
+		*k = ""
+	default:
+		return fmt.Errorf("%q: want hub (or 1) or members", s)
+	}
+	return nil
+}
+
 func printUsage(f *devfleet.Fleet, o devfleet.Options) {
 	fmt.Printf(`
 The fleet is up. Kubeconfig: %[1]s (contexts: %[2]s)
@@ -104,7 +129,8 @@ kubectl fleet (bin/kubectl-fleet), against the hub only:
 
 Logs: %[3]s/  (hub.log, agent-member-1.log, agent-member-2.log)
 `, f.Kubeconfig, fmt.Sprint(f.Layout.Clusters()), filepath.Join(o.Dir, "logs"), filepath.Join(testenv.RepoRoot(), "bin"))
-	if o.Kueue {
+	switch o.Kueue {
+	case devfleet.KueueOnHub:
 		fmt.Printf(`
 Kueue runs on the hub (log: %[1]s). Try a ClusterQueue with one flavor per member,
 and JobSets that wait for it (each asks for 8 cpu: 2 fit member-1's quota, 1 member-2's):
@@ -114,5 +140,32 @@ and JobSets that wait for it (each asks for 8 cpu: 2 fit member-1's quota, 1 mem
   kubectl --context hub get jobsets,workloads -o wide
   kubectl --context hub get jobsets -o custom-columns=NAME:.metadata.name,SUSPENDED:.spec.suspend,MEMBER:.status.fleet.cluster
 `, filepath.Join(o.Dir, "logs", "kueue.log"))
+	case devfleet.KueueOnMembers:
+		fmt.Printf(`
+Kueue runs on each member, none on the hub (logs: %[1]s/kueue-member-*.log).
+Give team-a 4 cpu of quota on member-1 and 8 on member-2:
+
+  for m in member-1 member-2; do
+    kubectl --context $m apply --server-side -f examples/kueue-members.yaml -l examples.jobset-fleet.io/member=$m
+  done
+
+Wait until both agents published their queues (at most 30 s), then apply two
+JobSets of 8 cpu to the hub: both go to member-2, whose queue has room,
+although member-1 has more free nodes; member-2's Kueue admits one, the other
+waits in its queue (QueuedOnMember):
+
+  kubectl --context hub -n fleet-system get clusterprofiles -o custom-columns='NAME:.metadata.name,KUEUE:.status.properties[?(@.name=="kueue-quotas")].value'
+  kubectl --context hub apply --server-side -f examples/kueue-members-jobset.yaml
+  kubectl --context hub get jobsets -o custom-columns=NAME:.metadata.name,MEMBER:.status.fleet.cluster
+  kubectl fleet --context hub why train-1
+  kubectl --context member-2 get workloads
+  kubectl --context hub get jobsets -o jsonpath='{range .items[*]}{.metadata.name}{": "}{.status.conditions[?(@.type=="QueuedOnMember")].message}{"\n"}{end}'
+
+Which of the two member-2's Kueue admits first varies. Delete that one
+(the one without a message): the other is admitted, and its QueuedOnMember
+condition goes away.
+
+  kubectl --context hub delete jobset train-1   # or train-2
+`, filepath.Join(o.Dir, "logs"))
 	}
 }

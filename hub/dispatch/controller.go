@@ -82,6 +82,8 @@ type Reconciler struct {
 	// queue order.
 	placing sync.Mutex
 	ledger  ledger
+	// kueue says whether the hub runs Kueue (SetupWithManager).
+	kueue *kueueOnHub
 	// placed are the JobSets this process placed, by the epoch it
 	// recorded, until the cache shows the record (under placing): a
 	// JobSet the cache still shows pending is not in the queue.
@@ -123,7 +125,15 @@ func NewReconciler(c client.Client, reader client.Reader, inv *inventory.Invento
 // SetupWithManager registers the index, metrics and controller. The
 // inventory must be set up on the same manager.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	registerMetrics(mgr.GetClient(), r.inventory, mgr.Elected())
+	kueue, err := newKueueOnHub(mgr.GetConfig(), r.opts.Clock)
+	if err != nil {
+		return err
+	}
+	r.kueue = kueue
+	if err := mgr.Add(kueue); err != nil {
+		return fmt.Errorf("adding the Kueue-on-hub check: %w", err)
+	}
+	registerMetrics(mgr.GetClient(), r.inventory, mgr.Elected(), kueue.Served)
 	ctx := context.Background()
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &fleet.JobSetDispatch{}, OriginIndex, func(o client.Object) []string {
 		origin := o.(*fleet.JobSetDispatch).Spec.Origin
@@ -148,6 +158,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Channel(r.kicks, handler.EnqueueRequestsFromMapFunc(r.waitingJobSets))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
 		Complete(r)
+}
+
+// kueueOnHub reports whether the hub runs Kueue; true until
+// SetupWithManager looked (holding is the safe side).
+func (r *Reconciler) kueueOnHub() bool {
+	return r.kueue == nil || r.kueue.Served()
+}
+
+// kueueOnHubFor answers for the JobSet being reconciled, looking again
+// when Kueue may have suspended it since the last look.
+func (r *Reconciler) kueueOnHubFor(ctx context.Context, js *jobset.JobSet) bool {
+	return r.kueue == nil || r.kueue.ServedFor(ctx, js)
 }
 
 func managedByFleet() predicate.Predicate {
@@ -177,9 +199,9 @@ func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcil
 			continue
 		}
 		fs := fleetOf(&js.Status)
-		queued := inQueue(js)
+		queued := inQueue(js, r.kueueOnHub())
 		// A JobSet a Kueue queue holds waits for admission, not for members.
-		_, held := heldByQueue(js)
+		_, held := heldByQueue(js, r.kueueOnHub())
 		held = held && fs.Cluster == ""
 		waiting := !queued && !held && (!meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionDispatched) ||
 			meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionMemberStatusStale))

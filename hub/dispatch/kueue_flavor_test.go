@@ -56,7 +56,7 @@ func TestFlavorPerMember(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			members := []inventory.Member{planMember("a"), planMember("b")}
-			o := Observed{JobSet: tc.js, Members: map[string]inventory.Member{}, Now: t0, LostTimeout: lostAfter}
+			o := Observed{JobSet: tc.js, Members: map[string]inventory.Member{}, Now: t0, LostTimeout: lostAfter, KueueOnHub: true}
 			for _, m := range members {
 				o.Members[m.Name] = m
 			}

@@ -19,7 +19,7 @@ import (
 // started stays where it is: suspending and resuming it there keeps what
 // its Pods wrote on that member. It reports whether it handled d.
 func (pl *planner) backToQueue(d *fleet.JobSetDispatch, fs jobset.FleetStatus) bool {
-	queue, held := heldByQueue(pl.o.JobSet)
+	queue, held := heldByQueue(pl.o.JobSet, pl.o.KueueOnHub)
 	if !held || fs.StartedEpoch == fs.Epoch || started(d) || IsFinished(pl.status) {
 		return false
 	}

@@ -72,7 +72,7 @@ func TestBackToQueue(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			members := []inventory.Member{planMember("a"), planMember("b")}
-			o := Observed{JobSet: tc.js, Dispatches: []fleet.JobSetDispatch{planDispatch(tc.js, at, tc.dispatch...)},
+			o := Observed{JobSet: tc.js, KueueOnHub: true, Dispatches: []fleet.JobSetDispatch{planDispatch(tc.js, at, tc.dispatch...)},
 				Members: map[string]inventory.Member{}, Now: t0, LostTimeout: lostAfter}
 			for _, m := range members {
 				o.Members[m.Name] = m

@@ -70,8 +70,8 @@ const reasonNotEvaluated = "Pending"
 // gauges read reader (the latest manager's cache) and inv, once elected
 // closes: a standby hub observes no heartbeats, so it would report every
 // member lost.
-func registerMetrics(reader client.Reader, inv *inventory.Inventory, elected <-chan struct{}) {
-	fleetGauges.set(reader, inv, elected)
+func registerMetrics(reader client.Reader, inv *inventory.Inventory, elected <-chan struct{}, kueueOnHub func() bool) {
+	fleetGauges.set(reader, inv, elected, kueueOnHub)
 	registerOnce.Do(func() {
 		inventory.TrackMembers(startLatency.MetricVec)
 		for _, c := range []prometheus.Collector{dispatchLatency, startLatency, queueWait, fleetGauges} {
@@ -137,12 +137,13 @@ type fleetCollector struct {
 	reader    client.Reader
 	inventory *inventory.Inventory
 	elected   <-chan struct{}
+	kueue     func() bool
 }
 
-func (c *fleetCollector) set(r client.Reader, inv *inventory.Inventory, elected <-chan struct{}) {
+func (c *fleetCollector) set(r client.Reader, inv *inventory.Inventory, elected <-chan struct{}, kueueOnHub func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.reader, c.inventory, c.elected = r, inv, elected
+	c.reader, c.inventory, c.elected, c.kueue = r, inv, elected, kueueOnHub
 }
 
 func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -158,7 +159,7 @@ const scrapeTimeout = 5 * time.Second
 
 func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	reader, inv, elected := c.reader, c.inventory, c.elected
+	reader, inv, elected, kueueOnHub := c.reader, c.inventory, c.elected, c.kueue
 	c.mu.Unlock()
 	if reader == nil || inv == nil {
 		return
@@ -179,7 +180,7 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		members = nil // the JobSet gauges still count; member states need the members
 	}
-	g := computeGauges(members, inv.MemberLostTimeout(), jobSets.Items, dispatches.Items)
+	g := computeGauges(members, inv.MemberLostTimeout(), jobSets.Items, dispatches.Items, kueueOnHub())
 	for reason, n := range g.Waiting {
 		ch <- prometheus.MustNewConstMetric(waitingDesc, prometheus.GaugeValue, float64(n), reason)
 	}
@@ -216,7 +217,7 @@ type gauges struct {
 // computeGauges derives the fleet gauges. Every member and every waiting
 // reason has a value, 0 when nothing counts for it; a member that left the
 // fleet keeps an awaiting-fence value only while JobSets still wait on it.
-func computeGauges(members []inventory.Member, lostTimeout time.Duration, jobSets []jobset.JobSet, dispatches []fleet.JobSetDispatch) gauges {
+func computeGauges(members []inventory.Member, lostTimeout time.Duration, jobSets []jobset.JobSet, dispatches []fleet.JobSetDispatch, kueueOnHub bool) gauges {
 	g := gauges{Waiting: map[string]int{}, PerMember: map[string]int{}, AwaitingFence: map[string]int{}, States: map[string]string{}}
 	for _, r := range waitingReasons {
 		g.Waiting[r] = 0
@@ -246,7 +247,7 @@ func computeGauges(members []inventory.Member, lostTimeout time.Duration, jobSet
 			}
 		}
 		switch {
-		case inQueue(js):
+		case inQueue(js, kueueOnHub):
 			reason := reasonNotEvaluated
 			if c := meta.FindStatusCondition(js.Status.Conditions, fleet.ConditionDispatched); c != nil && c.Status != metav1.ConditionTrue {
 				reason = c.Reason

@@ -56,7 +56,7 @@ func TestComputeGauges(t *testing.T) {
 		dispatches[i].Finalizers = append(dispatches[i].Finalizers, fleet.DispatchFinalizer)
 	}
 
-	g := computeGauges(members, lostAfter, jobSets, dispatches)
+	g := computeGauges(members, lostAfter, jobSets, dispatches, true)
 
 	wantWaiting := map[string]int{}
 	for _, r := range waitingReasons {

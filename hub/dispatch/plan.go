@@ -52,6 +52,9 @@ type Observed struct {
 	StartTimeout time.Duration
 	// Strategy is the fleet queue's, for messages.
 	Strategy QueueingStrategy
+	// KueueOnHub: the hub serves Kueue's API, so a suspended JobSet that
+	// names a queue waits for Kueue's admission (heldByQueue).
+	KueueOnHub bool
 }
 
 // Chooser runs placement for the JobSet with some members excluded (the
@@ -498,7 +501,7 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 		pl.awaitingFence(blocker, "")
 		return nil
 	}
-	if queue, held := heldByQueue(pl.o.JobSet); held {
+	if queue, held := heldByQueue(pl.o.JobSet, pl.o.KueueOnHub); held {
 		// Placed once admitted, against the capacity of that moment and
 		// with what admission injected.
 		fs.Cluster = ""

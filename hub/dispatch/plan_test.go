@@ -193,6 +193,7 @@ func TestComputePlan(t *testing.T) {
 		wantMsg    []string // substrings of the MemberStatusStale message
 		notMsg     []string // not in the MemberStatusStale message
 		check      func(t *testing.T, p Plan)
+		noKueue    bool // the hub serves no Kueue API
 	}
 	none := func(*jobset.JobSet) []fleet.JobSetDispatch { return nil }
 	on := func(fs jobset.FleetStatus, mutate ...func(*fleet.JobSetDispatch)) func(*jobset.JobSet) []fleet.JobSetDispatch {
@@ -501,6 +502,11 @@ func TestComputePlan(t *testing.T) {
 			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonDispatched}, MaxRestartsThere: 3},
 		},
 		{
+			name: "queue-named and suspended on a hub without Kueue: the queue is a member's; placed and held suspended there",
+			js:   inKueue(planJobSet(jobset.FleetStatus{}), "team-a", true), dispatches: none, members: healthy, noKueue: true,
+			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonDispatched}, MaxRestartsThere: 3},
+		},
+		{
 			name: "preempted by Kueue after a Pod started: the suspend goes to the member copy, which stays there",
 			js:   inKueue(planJobSet(jobset.FleetStatus{Cluster: "a", Epoch: 1, StartedEpoch: 1}), "team-a", true), members: healthy,
 			dispatches: on(at("a", 1), func(d *fleet.JobSetDispatch) { d.Spec.JobSet.Spec.Suspend = ptr.To(false) }),
@@ -532,6 +538,7 @@ func TestComputePlan(t *testing.T) {
 			o := Observed{
 				JobSet: tc.js, Dispatches: tc.dispatches(tc.js), Members: map[string]inventory.Member{},
 				Copies: tc.copies, Now: t0.Add(time.Hour), LostTimeout: lostAfter, InventoryNamespace: fleet.DefaultInventoryNamespace,
+				KueueOnHub: !tc.noKueue,
 			}
 			if tc.orphans != nil {
 				o.Orphans = tc.orphans()

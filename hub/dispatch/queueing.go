@@ -38,8 +38,8 @@ import (
 // inQueue reports whether a hub JobSet waits for a member: no recorded
 // placement, alive and unfinished, and not held by a Kueue queue (until
 // admitted it asks for no member, and takes no turn).
-func inQueue(js *jobset.JobSet) bool {
-	_, held := heldByQueue(js)
+func inQueue(js *jobset.JobSet, kueueOnHub bool) bool {
+	_, held := heldByQueue(js, kueueOnHub)
 	return ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet && js.DeletionTimestamp == nil &&
 		!IsFinished(&js.Status) && fleetOf(&js.Status).Cluster == "" && !held
 }
@@ -151,7 +151,7 @@ func (r *Reconciler) queue(ctx context.Context, o *Observed, excluded map[string
 		if epoch, ok := r.placed[js.UID]; ok && fleetOf(&js.Status).Epoch >= epoch {
 			delete(r.placed, js.UID) // the cache shows the placement
 		}
-		if (self != "" && js.UID == self) || !inQueue(js) || fleet.NamespaceDenied(js.Namespace, r.opts.DeniedNamespaces) {
+		if (self != "" && js.UID == self) || !inQueue(js, r.kueueOnHub()) || fleet.NamespaceDenied(js.Namespace, r.opts.DeniedNamespaces) {
 			continue
 		}
 		if _, lagging := r.placed[js.UID]; lagging {

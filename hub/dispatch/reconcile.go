@@ -85,7 +85,7 @@ func freesTheQueue(o *Observed, p Plan) bool {
 	if js == nil {
 		return len(p.Delete) > 0
 	}
-	wasQueued := inQueue(js) || (js.DeletionTimestamp != nil && fleetOf(&js.Status).Cluster == "")
+	wasQueued := inQueue(js, o.KueueOnHub) || (js.DeletionTimestamp != nil && fleetOf(&js.Status).Cluster == "")
 	if wasQueued && (p.Create != nil || p.RemoveFinalizer) {
 		return true
 	}
@@ -116,6 +116,7 @@ func (r *Reconciler) observe(ctx context.Context, key types.NamespacedName) (*Ob
 	case ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet:
 		o.JobSet = js
 	}
+	o.KueueOnHub = r.kueueOnHubFor(ctx, o.JobSet)
 
 	list := &fleet.JobSetDispatchList{}
 	if err := r.client.List(ctx, list, client.MatchingFields{OriginIndex: key.String()}); err != nil {
