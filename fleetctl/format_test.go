@@ -43,8 +43,10 @@ func TestStateAndQueue(t *testing.T) {
 		{name: "held by Kueue", suspend: true, state: "Suspended", queue: "AwaitingAdmission"},
 		{name: "running", conditions: []metav1.Condition{dispatched(true, fleet.ReasonDispatched, "dispatched to member m1 (epoch 1)")}, state: "Running", queue: "-"},
 		{name: "member lost, awaiting fence", conditions: []metav1.Condition{dispatched(true, fleet.ReasonDispatched, ""), stale}, state: "Running (stale)", queue: fleet.ReasonAwaitingFence},
-		{name: "no fit, with position", conditions: []metav1.Condition{dispatched(false, fleet.ReasonNoFit, "Queued: 2nd of 5; no member cluster fits: m1: x")}, state: "Pending", queue: "NoFit 2nd of 5"},
-		{name: "queued behind the head", conditions: []metav1.Condition{dispatched(false, fleet.ReasonQueued, "Queued: 11th of 12; waits behind a/b")}, state: "Pending", queue: "Queued 11th of 12"},
+		{name: "no fit, with position", conditions: []metav1.Condition{dispatched(false, fleet.ReasonNoFit, "Queued: 2nd; no member cluster fits: m1: x")}, state: "Pending", queue: "NoFit 2nd"},
+		{name: "queued behind the head", conditions: []metav1.Condition{dispatched(false, fleet.ReasonQueued, "Queued: 3rd; waits behind a/b")}, state: "Pending", queue: "Queued 3rd"},
+		{name: "queued further back", conditions: []metav1.Condition{dispatched(false, fleet.ReasonQueued, "Queued: within the first 100; waits behind a/b")}, state: "Pending", queue: "Queued first 100"},
+		{name: "an earlier hub's message", conditions: []metav1.Condition{dispatched(false, fleet.ReasonQueued, "Queued: 11th of 12; waits behind a/b")}, state: "Pending", queue: "Queued 11th of 12"},
 		{name: "withdrawn", conditions: []metav1.Condition{dispatched(false, fleet.ReasonStartTimeout, "no Pod started")}, state: "Pending", queue: fleet.ReasonStartTimeout},
 		{name: "finished", terminal: "Completed", conditions: []metav1.Condition{dispatched(true, fleet.ReasonDispatched, "")}, state: "Completed", queue: "-"},
 	}

@@ -146,13 +146,15 @@ func State(js *jobset.JobSet) string {
 	return state
 }
 
-// queuePosition finds "Queued: 3rd of 12; " at the start of a waiting
-// JobSet's Dispatched message (hub/dispatch writes it so).
-var queuePosition = regexp.MustCompile(`^Queued: (\S+ of \d+); `)
+// queuePosition finds the place at the start of a waiting JobSet's
+// Dispatched message, as hub/dispatch writes it: "Queued: 3rd; ",
+// "Queued: within the first 100; " (earlier hubs: "Queued: 3rd of 12; ").
+var queuePosition = regexp.MustCompile(`^Queued: (?:within the )?([^;]+); `)
 
 // Queue is where a JobSet stands in the fleet queue: "-" once dispatched
 // or finished; for a waiting one the Dispatched reason with its position
-// ("NoFit 2nd of 5", "Queued 1st of 3", "AwaitingFence", "StartTimeout");
+// ("NoFit 1st", "Queued 2nd", "Queued first 100", "AwaitingFence",
+// "StartTimeout");
 // AwaitingAdmission for a suspended JobSet that was never placed (held by
 // Kueue or a user); Pending before the hub has looked at it.
 func Queue(js *jobset.JobSet) string {

@@ -155,7 +155,7 @@ func running(member string, epoch int64) jobset.JobSetStatus {
 func waiting() jobset.JobSetStatus {
 	return jobset.JobSetStatus{
 		Conditions: []metav1.Condition{{Type: fleet.ConditionDispatched, Status: metav1.ConditionFalse, Reason: fleet.ReasonNoFit,
-			Message:            "Queued: 2nd of 3; no member cluster fits: member-1: insufficient resources: needs cpu 40, 6 free; member-2: insufficient resources: needs cpu 40, 1 free",
+			Message:            "Queued: 2nd; no member cluster fits: member-1: insufficient resources: needs cpu 40, 6 free; member-2: insufficient resources: needs cpu 40, 1 free",
 			LastTransitionTime: metav1.Now()}},
 		Fleet: &jobset.FleetStatus{},
 	}
@@ -189,11 +189,11 @@ func TestGetJobSets(t *testing.T) {
 	if strings.Contains(lines[0], "EPOCH") {
 		t.Errorf("EPOCH is a wide column:\n%s", out)
 	}
-	mustContain(t, "big's row", lines[1], "big", "<none>", "Pending", "NoFit 2nd of 3")
+	mustContain(t, "big's row", lines[1], "big", "<none>", "Pending", "NoFit 2nd")
 	mustContain(t, "trainer's row", lines[2], "trainer", "member-1", "Running", " 2 ")
 
 	out, _, _ = run(t, "get", "jobsets", "-n", ns, "-o", "wide")
-	mustContain(t, "wide", out, "EPOCH", "MESSAGE", "dispatched to member member-1 (epoch 3)", "Queued: 2nd of 3; no member cluster fits")
+	mustContain(t, "wide", out, "EPOCH", "MESSAGE", "dispatched to member member-1 (epoch 3)", "Queued: 2nd; no member cluster fits")
 
 	out, _, _ = run(t, "get", "jobsets", "-A")
 	mustContain(t, "-A", out, "NAMESPACE", ns+"   ")
@@ -317,7 +317,7 @@ func TestWhy(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	mustContain(t, "why", out,
-		"JobSet "+ns+"/big waits (NoFit", "Queued: 2nd of 3",
+		"JobSet "+ns+"/big waits (NoFit", "Queued: 2nd;",
 		"The hub's last placement decision:", "Chosen:", "<none>",
 		"member-1", "insufficient resources: needs cpu 40, 6 free",
 		"If placed now",

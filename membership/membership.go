@@ -186,6 +186,24 @@ func (o *Options) defaults() error {
 	return nil
 }
 
+// memberSide reads what a join needs of the member before it writes
+// anything: the CRDs it installs there, checked against the member's, and
+// the member's identity.
+func memberSide(ctx context.Context, member client.Client, opts Options) ([]*unstructured.Unstructured, string, error) {
+	crds, err := opts.crds()
+	if err != nil {
+		return nil, "", err
+	}
+	clusterID, err := ClusterID(ctx, member)
+	if err != nil {
+		return nil, "", fmt.Errorf("member: %w", err)
+	}
+	if err := checkMemberCRDs(ctx, member, crds); err != nil {
+		return nil, "", fmt.Errorf("member: %w", err)
+	}
+	return crds, clusterID, nil
+}
+
 // crds are the CRDs Join installs on the member (none with SkipCRDs).
 func (o *Options) crds() ([]*unstructured.Unstructured, error) {
 	if o.SkipCRDs {
@@ -249,16 +267,9 @@ func Join(ctx context.Context, hub, member client.Client, opts Options) ([]byte,
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	crds, err := opts.crds()
+	crds, clusterID, err := memberSide(ctx, member, opts)
 	if err != nil {
 		return nil, err
-	}
-	clusterID, err := ClusterID(ctx, member)
-	if err != nil {
-		return nil, fmt.Errorf("member: %w", err)
-	}
-	if err := checkMemberCRDs(ctx, member, crds); err != nil {
-		return nil, fmt.Errorf("member: %w", err)
 	}
 	if _, err := prepareHub(ctx, hub, opts, clusterID); err != nil {
 		return nil, err

@@ -331,16 +331,9 @@ func JoinWithToken(ctx context.Context, member client.Client, t *JoinToken, opts
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
-	crds, err := opts.crds()
+	crds, clusterID, err := memberSide(ctx, member, opts)
 	if err != nil {
 		return nil, err
-	}
-	clusterID, err := ClusterID(ctx, member)
-	if err != nil {
-		return nil, fmt.Errorf("member: %w", err)
-	}
-	if err := checkMemberCRDs(ctx, member, crds); err != nil {
-		return nil, fmt.Errorf("member: %w", err)
 	}
 	cp := &clusterinventory.ClusterProfile{}
 	if err := hub.Get(ctx, client.ObjectKey{Namespace: opts.InventoryNamespace, Name: opts.ClusterName}, cp); err != nil {

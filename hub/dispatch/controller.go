@@ -125,7 +125,7 @@ func NewReconciler(c client.Client, reader client.Reader, inv *inventory.Invento
 // SetupWithManager registers the index, metrics and controller. The
 // inventory must be set up on the same manager.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	kueue, err := newKueueOnHub(mgr.GetConfig())
+	kueue, err := newKueueOnHub(mgr.GetConfig(), r.opts.Clock)
 	if err != nil {
 		return err
 	}
@@ -166,6 +166,12 @@ func (r *Reconciler) kueueOnHub() bool {
 	return r.kueue == nil || r.kueue.Served()
 }
 
+// kueueOnHubFor answers for the JobSet being reconciled, looking again
+// when Kueue may have suspended it since the last look.
+func (r *Reconciler) kueueOnHubFor(ctx context.Context, js *jobset.JobSet) bool {
+	return r.kueue == nil || r.kueue.ServedFor(ctx, js)
+}
+
 func managedByFleet() predicate.Predicate {
 	return predicate.NewPredicateFuncs(func(o client.Object) bool {
 		js, ok := o.(*jobset.JobSet)
@@ -175,9 +181,9 @@ func managedByFleet() predicate.Predicate {
 
 // affectedBy maps a member change to the JobSets it may affect: those on
 // that member, those being deleted or waiting for an old copy (which may be
-// on any member), and those waiting for a member only when the change could
-// let them fit (couldLetFit): a member's report that only churns does not
-// re-evaluate the queue.
+// on any member); when the change could let a waiting JobSet fit
+// (couldLetFit), a kick re-evaluates those of the queue it moves: a
+// member's report that only churns does not re-evaluate the queue.
 func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcile.Request {
 	member := o.(*clusterinventory.ClusterProfile).Name
 	help, capacityChanged := r.noteMember(ctx, member)
@@ -200,9 +206,12 @@ func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcil
 		waiting := !queued && !held && (!meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionDispatched) ||
 			meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionMemberStatusStale))
 		if fs.Cluster == member || waiting || js.DeletionTimestamp != nil ||
-			(queued && (help || (capacityChanged && withdrawnFromMember(fs, member)))) {
+			(queued && capacityChanged && withdrawnFromMember(fs, member)) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(js)})
 		}
+	}
+	if help {
+		r.kick() // the queue's JobSets whose turn or condition changes
 	}
 	return reqs
 }

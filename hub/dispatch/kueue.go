@@ -3,11 +3,12 @@ package dispatch
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -45,27 +46,37 @@ const kueueGroup = "kueue.x-k8s.io"
 // Kueue's API (Kueue installed or removed while the hub runs).
 const kueueOnHubInterval = 30 * time.Second
 
+// kueueRecheckAfter bounds how old a "not served" answer may be when a
+// suspended queue-named JobSet asks: Kueue's webhook may have suspended it
+// after Kueue was installed on a running hub, and such a JobSet must wait
+// for admission from the first reconcile, not from the next periodic look.
+const kueueRecheckAfter = time.Second
+
 // kueueOnHub tells whether the hub cluster serves Kueue's API, and so
 // whether a suspended queue-named JobSet waits for Kueue's admission on
 // the hub or for its member's queue.
 type kueueOnHub struct {
-	served atomic.Bool
-	check  func() (bool, error)
+	clock clock.PassiveClock
+	check func() (bool, error)
+
+	// mu serializes looks, so that concurrent reconciles asking at once
+	// cause one request.
+	mu        sync.Mutex
+	served    bool
+	checkedAt time.Time
 }
 
 // newKueueOnHub looks once, before any reconcile: a JobSet Kueue holds
-// must never be placed because the hub had not looked yet. When the hub
-// cannot tell, it assumes Kueue runs (holding is the safe side: a JobSet
-// waits rather than runs before admission).
-func newKueueOnHub(cfg *rest.Config) (*kueueOnHub, error) {
+// must never be placed because the hub had not looked yet.
+func newKueueOnHub(cfg *rest.Config, clk clock.PassiveClock) (*kueueOnHub, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("discovery client: %w", err)
 	}
-	k := &kueueOnHub{check: func() (bool, error) {
+	k := newKueueOnHubWith(clk, func() (bool, error) {
 		groups, err := dc.ServerGroups()
 		if err != nil {
-			return true, err
+			return false, err
 		}
 		for _, g := range groups.Groups {
 			if g.Name == kueueGroup {
@@ -73,14 +84,55 @@ func newKueueOnHub(cfg *rest.Config) (*kueueOnHub, error) {
 			}
 		}
 		return false, nil
-	}}
-	served, _ := k.check()
-	k.served.Store(served)
+	})
+	k.look(context.Background())
 	return k, nil
 }
 
+func newKueueOnHubWith(clk clock.PassiveClock, check func() (bool, error)) *kueueOnHub {
+	// Until the first look answers, assume Kueue runs: holding is the safe
+	// side (a JobSet waits rather than runs before admission).
+	return &kueueOnHub{clock: clk, check: check, served: true}
+}
+
+// look asks the apiserver; when it cannot tell, the last answer stays.
+func (k *kueueOnHub) look(ctx context.Context) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.lookLocked(ctx)
+}
+
+func (k *kueueOnHub) lookLocked(ctx context.Context) {
+	served, err := k.check()
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Looking whether the hub serves Kueue's API; keeping the last answer", "served", k.served)
+		return
+	}
+	k.checkedAt = k.clock.Now()
+	if served != k.served {
+		ctrl.LoggerFrom(ctx).Info("Kueue on the hub changed", "served", served)
+	}
+	k.served = served
+}
+
 // Served reports the last answer.
-func (k *kueueOnHub) Served() bool { return k.served.Load() }
+func (k *kueueOnHub) Served() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.served
+}
+
+// ServedFor answers for js: for a suspended JobSet that names a queue, a
+// "not served" older than kueueRecheckAfter is looked at again first.
+func (k *kueueOnHub) ServedFor(ctx context.Context, js *jobset.JobSet) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.served && js != nil && js.Labels[fleet.KueueQueueNameLabel] != "" && suspended(js) &&
+		k.clock.Since(k.checkedAt) >= kueueRecheckAfter {
+		k.lookLocked(ctx)
+	}
+	return k.served
+}
 
 // Start looks again every kueueOnHubInterval until ctx ends.
 func (k *kueueOnHub) Start(ctx context.Context) error {
@@ -92,13 +144,7 @@ func (k *kueueOnHub) Start(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		served, err := k.check()
-		if err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Looking whether the hub serves Kueue's API; assuming it does")
-		}
-		if k.served.Swap(served) != served {
-			ctrl.LoggerFrom(ctx).Info("Kueue on the hub changed", "served", served)
-		}
+		k.look(ctx)
 	}
 }
 

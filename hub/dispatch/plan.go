@@ -558,8 +558,7 @@ func (pl *planner) place(choose Chooser, excluded map[string]string, moving bool
 // changes. It reports whether it set the condition.
 func (pl *planner) wait(reason, msg string) bool {
 	msg = fleet.Bounded(msg, fleet.MaxConditionMessage)
-	if c := meta.FindStatusCondition(pl.status.Conditions, fleet.ConditionDispatched); c != nil && c.Status == metav1.ConditionFalse &&
-		((c.Reason == reason && c.Message == msg) || waitSignature(c.Reason, c.Message) == waitSignature(reason, msg)) {
+	if waitUnchanged(meta.FindStatusCondition(pl.status.Conditions, fleet.ConditionDispatched), reason, msg) {
 		return false
 	}
 	pl.setCondition(fleet.ConditionDispatched, false, reason, msg)

@@ -1,8 +1,10 @@
 package dispatch
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -10,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
@@ -104,8 +108,8 @@ type Placer func(p Pending, reserved map[string]corev1.ResourceList, emptied boo
 
 // Turn is where a queued JobSet stands.
 type Turn struct {
-	// Position is its place in the queue, from 1; Of the queue's length.
-	Position, Of int
+	// Position is its place in the queue, from 1.
+	Position int
 	// Result is its placement given the JobSets ahead of it. Result.Cluster
 	// set: it is its turn, and it goes there.
 	Result placement.Result
@@ -119,6 +123,20 @@ type Turn struct {
 	// this one would take: without them it would fit (Unheld).
 	HeldFor []string
 	Unheld  placement.Result
+	// explained is Result.Explain(), made once for the turns of alike
+	// JobSets that share Result (walk.same).
+	explained *string
+}
+
+// explain is Result.Explain(), once per shared Result.
+func (t Turn) explain() string {
+	if t.explained == nil {
+		return t.Result.Explain()
+	}
+	if *t.explained == "" {
+		*t.explained = t.Result.Explain()
+	}
+	return *t.explained
 }
 
 // Waiting reports whether the JobSet may not be placed now.
@@ -171,6 +189,69 @@ type walk struct {
 	holds   []hold
 	unheld  []int
 	blocker string
+	// fits counts the JobSets walked so far that took capacity; a turn
+	// that did not fit is reused (same) for a JobSet of the same shape
+	// and priority while fits and holds stay as they were: placement
+	// would read the same and say the same. A long queue of alike
+	// JobSets costs a placement per shape, not per JobSet.
+	fits   int
+	same   map[shapeKey]sameTurn
+	could  map[shapeKey]placement.Result
+	shapes *shapeCache
+}
+
+// shapeKey is what placement reads of a queued JobSet but its identity.
+type shapeKey struct {
+	shape, excluded uint64
+	priority        int32
+}
+
+type sameTurn struct {
+	turn        Turn
+	fits, holds int
+}
+
+// shapeCache keeps each queued JobSet's shape while its object does not
+// change; walks of one queue pass it on.
+type shapeCache struct {
+	byUID map[types.UID]shapeOf
+}
+
+type shapeOf struct {
+	resourceVersion string
+	shape           uint64
+}
+
+// key is the shape of p: its namespace, labels, annotations and spec,
+// with its priority and exclusions.
+func (c *shapeCache) key(p Pending) shapeKey {
+	js := p.JobSet
+	k := shapeKey{excluded: pairsHash(p.Excluded), priority: p.Priority}
+	if s, ok := c.byUID[js.UID]; ok && s.resourceVersion == js.ResourceVersion && js.ResourceVersion != "" {
+		k.shape = s.shape
+		return k
+	}
+	spec, _ := json.Marshal(&js.Spec)
+	var h maphash.Hash
+	h.SetSeed(queueSeed)
+	h.WriteString(js.Namespace)
+	h.WriteByte(0)
+	h.Write(spec)
+	k.shape = h.Sum64() + 31*pairsHash(js.Annotations) + 37*pairsHash(js.Labels)
+	c.byUID[js.UID] = shapeOf{resourceVersion: js.ResourceVersion, shape: k.shape}
+	return k
+}
+
+// prune forgets the JobSets no longer in queue.
+func (c *shapeCache) prune(queue []Pending) {
+	if len(c.byUID) <= 2*len(queue)+64 {
+		return
+	}
+	live := make(map[types.UID]bool, len(queue))
+	for _, p := range queue {
+		live[p.JobSet.UID] = true
+	}
+	maps.DeleteFunc(c.byUID, func(uid types.UID, _ shapeOf) bool { return !live[uid] })
 }
 
 type hold struct {
@@ -183,11 +264,18 @@ type hold struct {
 // newWalk sorts queue (in place) and starts its walk.
 func newWalk(queue []Pending, strategy QueueingStrategy, place Placer) *walk {
 	sort.SliceStable(queue, func(i, j int) bool { return queueLess(queue[i], queue[j]) })
-	w := &walk{queue: queue, index: make(map[string]int, len(queue)), strategy: strategy, place: place, reserved: map[string]corev1.ResourceList{}}
+	w := &walk{queue: queue, index: make(map[string]int, len(queue)), strategy: strategy, place: place, reserved: map[string]corev1.ResourceList{},
+		same: map[shapeKey]sameTurn{}, could: map[shapeKey]placement.Result{}, shapes: &shapeCache{byUID: map[types.UID]shapeOf{}}}
 	for i := range queue {
 		w.index[queue[i].key()] = i
 	}
 	return w
+}
+
+// keepShapes takes over old's shape cache.
+func (w *walk) keepShapes(old *walk) {
+	w.shapes = old.shapes
+	w.shapes.prune(w.queue)
 }
 
 // turn walks the queue up to queue[last] and returns its turn.
@@ -195,9 +283,7 @@ func (w *walk) turn(last int) Turn {
 	for i := len(w.turns); i <= last; i++ {
 		w.turns = append(w.turns, w.step(i))
 	}
-	t := w.turns[last]
-	t.Of = len(w.queue) // a resumed walk's turns counted an older queue
-	return t
+	return w.turns[last]
 }
 
 // resume takes over what old walked, if old's queue up to there is this
@@ -222,17 +308,24 @@ func (w *walk) resume(old *walk) {
 	w.holds = slices.Clone(old.holds)
 	w.unheld = slices.Clone(old.unheld)
 	w.blocker = old.blocker
+	w.fits = old.fits
 }
 
 // step decides queue[i]'s turn, every JobSet ahead of it walked.
 func (w *walk) step(i int) Turn {
 	e := w.queue[i]
-	t := Turn{Position: i + 1, Of: len(w.queue)}
+	t := Turn{Position: i + 1}
 	if w.strategy == StrictFIFO && w.blocker != "" {
 		t.Behind = w.blocker
 		return t
 	}
 	w.computeHolds(e.Priority)
+	key := w.shapes.key(e)
+	if s, ok := w.same[key]; ok && s.fits == w.fits && s.holds == len(w.holds) {
+		t.Result, t.Err, t.HeldFor, t.Unheld, t.explained = s.turn.Result, s.turn.Err, s.turn.HeldFor, s.turn.Unheld, s.turn.explained
+		w.waits(i, t)
+		return t
+	}
 	withHolds := cloneReserved(w.reserved)
 	var heldFor []string
 	for _, h := range w.holds {
@@ -245,23 +338,33 @@ func (w *walk) step(i int) Turn {
 	}
 	res, err := w.place(e, withHolds, false)
 	t.Result, t.Err = res, err
-	switch {
-	case err != nil:
-	case res.Cluster != "":
+	if err == nil && res.Cluster != "" {
 		addReserved(w.reserved, res.Cluster, res.Requests)
-	default:
-		if len(heldFor) > 0 {
-			if unheld, err := w.place(e, w.reserved, false); err == nil && unheld.Cluster != "" {
-				t.HeldFor, t.Unheld = heldFor, unheld
-			}
-		}
-		if w.strategy == StrictFIFO {
-			w.blocker = e.key()
-		} else {
-			w.unheld = append(w.unheld, i)
+		w.fits++
+		return t
+	}
+	if err == nil && len(heldFor) > 0 {
+		if unheld, err := w.place(e, w.reserved, false); err == nil && unheld.Cluster != "" {
+			t.HeldFor, t.Unheld = heldFor, unheld
 		}
 	}
+	t.explained = new(string)
+	w.same[key] = sameTurn{turn: t, fits: w.fits, holds: len(w.holds)}
+	w.waits(i, t)
 	return t
+}
+
+// waits notes that queue[i] does not fit (t): it blocks a StrictFIFO
+// queue, and holds capacity against lower priorities in a BestEffortFIFO
+// one.
+func (w *walk) waits(i int, t Turn) {
+	switch {
+	case t.Err != nil:
+	case w.strategy == StrictFIFO:
+		w.blocker = w.queue[i].key()
+	default:
+		w.unheld = append(w.unheld, i)
+	}
 }
 
 // computeHolds computes the holds of the JobSets walked so far, that do
@@ -275,7 +378,17 @@ func (w *walk) computeHolds(priority int32) {
 			keep = append(keep, j)
 			continue
 		}
-		if could, err := w.place(e, nil, true); err == nil {
+		key := w.shapes.key(e)
+		could, ok := w.could[key]
+		var err error
+		if !ok {
+			// Emptied members: what the walk reserved does not matter.
+			could, err = w.place(e, nil, true)
+			if err == nil {
+				w.could[key] = could
+			}
+		}
+		if err == nil {
 			for _, v := range could.Verdicts {
 				if v.Fits {
 					w.holds = append(w.holds, hold{priority: e.Priority, key: e.key(), member: v.Cluster, requests: w.turns[j].Result.Requests})
@@ -302,9 +415,9 @@ func addReserved(r map[string]corev1.ResourceList, member string, l corev1.Resou
 }
 
 // queuedMessage is the Dispatched=False message of a waiting JobSet:
-// "Queued: 3rd of 12; <what it waits for>".
+// "Queued: 3rd; <what it waits for>", "Queued: within the first 100; …".
 func queuedMessage(t Turn, strategy QueueingStrategy) (reason, msg string) {
-	head := fmt.Sprintf("Queued: %s of %d; ", ordinal(t.Position), t.Of)
+	head := "Queued: " + queuePlace(t.Position) + "; "
 	switch {
 	case t.Behind != "":
 		return fleet.ReasonQueued, head + fmt.Sprintf("waits behind %s, first in the queue, which does not fit (queueing strategy %s)", t.Behind, strategy)
@@ -312,7 +425,28 @@ func queuedMessage(t Turn, strategy QueueingStrategy) (reason, msg string) {
 		return fleet.ReasonQueued, head + fmt.Sprintf("the capacity it would take is held for %d higher-priority JobSet(s) waiting ahead of it (%s); without them it would fit on %s",
 			len(t.HeldFor), strings.Join(firstN(t.HeldFor, 3), ", "), t.Unheld.Cluster)
 	}
-	return fleet.ReasonNoFit, head + "no member cluster fits: " + t.Result.Explain()
+	return fleet.ReasonNoFit, head + "no member cluster fits: " + t.explain()
+}
+
+// exactPlaces are the queue positions stated exactly; behind them a
+// waiting JobSet's place is stated by the power of ten it is within.
+const exactPlaces = 3
+
+// queuePlace is where a JobSet stands as its condition says it: exactly
+// at the head ("2nd"), coarsely behind it ("within the first 100"). Every
+// placement from the queue moves every JobSet behind it up one place; the
+// condition is rewritten only when what it says changes, so a placement
+// rewrites the few JobSets at the head and those crossing a power of ten,
+// not the whole queue (which is also why the queue's length is not said).
+func queuePlace(position int) string {
+	if position <= exactPlaces {
+		return ordinal(position)
+	}
+	band := 10
+	for band < position {
+		band *= 10
+	}
+	return fmt.Sprintf("within the first %d", band)
 }
 
 func firstN(s []string, n int) []string {
@@ -337,21 +471,31 @@ func ordinal(n int) string {
 }
 
 var (
-	queueLength = regexp.MustCompile(`^(Queued: \S+) of \d+; `)
-	liveNumber  = regexp.MustCompile(`(^|[^\w.-])[0-9]+(\.[0-9]+)?[a-zA-Z%]*`)
+	// queueHead also matches the head of messages of earlier hubs
+	// ("Queued: 412th of 5000; "), whose queue length is dropped.
+	queueHead  = regexp.MustCompile(`^Queued: ([^;]*?)(?: of \d+)?; `)
+	liveNumber = regexp.MustCompile(`(^|[^\w.-])[0-9]+(\.[0-9]+)?[a-zA-Z%]*`)
 )
 
 // waitSignature is what a waiting JobSet's message says, without the live
 // numbers that churn while nothing that matters changes (free amounts,
-// percentages, the queue's length); its position stays. A waiting
-// JobSet's condition is rewritten only when its reason or signature
-// changes, so an idle fleet writes nothing.
+// percentages); its place in the queue stays (queuePlace keeps that
+// coarse). A waiting JobSet's condition is rewritten only when its reason
+// or signature changes, so an idle fleet writes nothing.
 func waitSignature(reason, msg string) string {
 	head, rest := "", msg
-	if m := queueLength.FindStringSubmatchIndex(msg); m != nil {
+	if m := queueHead.FindStringSubmatchIndex(msg); m != nil {
 		head, rest = msg[m[2]:m[3]], msg[m[1]:]
 	}
 	return reason + "|" + head + "|" + liveNumber.ReplaceAllString(rest, "${1}#")
+}
+
+// waitUnchanged reports whether a Dispatched condition c already says what
+// a waiting JobSet would be told (reason, msg) but for live numbers: then
+// nothing is written.
+func waitUnchanged(c *metav1.Condition, reason, msg string) bool {
+	return c != nil && c.Status == metav1.ConditionFalse &&
+		((c.Reason == reason && c.Message == msg) || waitSignature(c.Reason, c.Message) == waitSignature(reason, msg))
 }
 
 // suspended reports whether the JobSet is suspended on the hub.

@@ -118,7 +118,7 @@ func TestQueuePriorityNoOvertake(t *testing.T) {
 	// capacity urgent waits for. It must keep waiting, and say why.
 	m.report("8", "4")
 	msg := waitsWith(t, low, fleet.ReasonQueued)
-	if !strings.Contains(msg, "Queued: 2nd of 2") || !strings.Contains(msg, ns+"/urgent") {
+	if !strings.Contains(msg, "Queued: 2nd; ") || !strings.Contains(msg, ns+"/urgent") {
 		t.Errorf("low's message %q does not give its position and whom it waits for", msg)
 	}
 	neverDispatched(t, low, 2*time.Second)
@@ -415,4 +415,91 @@ func TestIdleFleetWritesNothing(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPlacementFromALongQueueRewritesFew: when capacity frees and the head
+// of a queue of 40 is placed, every JobSet behind it moves up one place,
+// but only those whose condition then says something else are written:
+// the exact places at the head and the one crossing into the first 10.
+// (Stating exact places, the hub rewrote all 39.)
+func TestPlacementFromALongQueueRewritesFew(t *testing.T) {
+	clearQueue(t)
+	startHub(t, placement.Spread)
+	ns := namespace(t, "queue-long")
+	m := join(t, "ql-a", "8", map[string]string{"queue-test": "long"})
+	m.report("8", "8")
+	running := only(fleetJobSet(ns, "running", 1, "8"), "long").Obj()
+	create(t, running)
+	d := waitDispatched(t, running, "ql-a")
+
+	const pending = 40
+	queued := make([]*jobset.JobSet, pending)
+	for i := range queued {
+		queued[i] = only(fleetJobSet(ns, fmt.Sprintf("js-%02d", i), 1, "8"), "long").Obj()
+		create(t, queued[i])
+		time.Sleep(5 * time.Millisecond) // distinct submission order
+	}
+	for i, js := range queued {
+		if want := map[int]string{0: "Queued: 1st; ", 4: "Queued: within the first 10; ", 39: "Queued: within the first 100; "}[i]; want != "" {
+			testenv.Eventually(t, timeout, js.Name+" stating its place", func() error {
+				if c := condition(get(t, js), fleet.ConditionDispatched); c == nil || !strings.HasPrefix(c.Message, want) {
+					return fmt.Errorf("Dispatched is %+v, want %q", c, want)
+				}
+				return nil
+			})
+		}
+	}
+	waitsWith(t, queued[pending-1], fleet.ReasonNoFit)
+	time.Sleep(2 * time.Second) // let the last writes land before counting
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wc, err := client.NewWithWatch(hub.Config, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(ctx, &jobset.JobSetList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	written := map[string]bool{}
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			if o, ok := ev.Object.(client.Object); ok && ev.Type == watch.Modified {
+				mu.Lock()
+				written[o.GetName()] = true
+				mu.Unlock()
+			}
+		}
+	}()
+
+	reportStatus(t, d, func(st *fleet.JobSetDispatchStatus) {
+		st.JobSetStatus.TerminalState = string(jobset.JobSetCompleted)
+	})
+	waitDispatched(t, queued[0], "ql-a")
+	testenv.Eventually(t, timeout, "the new head stating its place", func() error {
+		if c := condition(get(t, queued[1]), fleet.ConditionDispatched); c == nil || !strings.HasPrefix(c.Message, "Queued: 1st; ") {
+			return fmt.Errorf("Dispatched is %+v", c)
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second) // writes the hub would still make land
+
+	mu.Lock()
+	defer mu.Unlock()
+	var behind []string
+	for _, js := range queued[1:] {
+		if written[js.Name] {
+			behind = append(behind, js.Name)
+		}
+	}
+	// 2nd→1st, 3rd→2nd, 4th→3rd, 11th→within the first 10.
+	if want := []string{"js-01", "js-02", "js-03", "js-10"}; strings.Join(behind, ",") != strings.Join(want, ",") {
+		t.Errorf("the placement of the head rewrote %v of the JobSets behind it, want %v", behind, want)
+	}
+	if c := condition(get(t, queued[pending-1]), fleet.ConditionDispatched); c == nil || !strings.HasPrefix(c.Message, "Queued: within the first 100; ") {
+		t.Errorf("the last JobSet's condition is %+v", c)
+	}
 }

@@ -52,7 +52,7 @@ func placer(members ...inventory.Member) Placer {
 func sharedWalkAgrees(t *testing.T, queue []Pending, strategy QueueingStrategy, place Placer) {
 	t.Helper()
 	same := func(a, b Turn) bool {
-		return a.Result.Cluster == b.Result.Cluster && a.Position == b.Position && a.Of == b.Of && a.Behind == b.Behind &&
+		return a.Result.Cluster == b.Result.Cluster && a.Position == b.Position && a.Behind == b.Behind &&
 			strings.Join(a.HeldFor, ",") == strings.Join(b.HeldFor, ",") && a.Unheld.Cluster == b.Unheld.Cluster && (a.Err == nil) == (b.Err == nil)
 	}
 	w := newWalk(slices.Clone(queue), strategy, place)
@@ -181,9 +181,6 @@ func TestAdmit(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("turn = %+v, want %+v (verdicts %s)", got, tc.want, turn.Result.Explain())
 			}
-			if turn.Of != len(tc.queue) {
-				t.Errorf("Of = %d, want %d", turn.Of, len(tc.queue))
-			}
 			if turn.Waiting() {
 				reason, msg := queuedMessage(turn, strategy)
 				if !strings.HasPrefix(msg, "Queued: ") || reason == "" {
@@ -231,21 +228,46 @@ func TestPriority(t *testing.T) {
 }
 
 func TestWaitSignatureIgnoresLiveNumbers(t *testing.T) {
-	a := waitSignature(fleet.ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free")
-	b := waitSignature(fleet.ReasonNoFit, "Queued: 3rd of 14; no member cluster fits: m1: insufficient resources: needs cpu 16, 3900m free")
+	a := waitSignature(fleet.ReasonNoFit, "Queued: within the first 100; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free")
+	b := waitSignature(fleet.ReasonNoFit, "Queued: within the first 100; no member cluster fits: m1: insufficient resources: needs cpu 16, 3900m free")
 	if a != b {
-		t.Errorf("free amounts and the queue's length changed the signature:\n%s\n%s", a, b)
+		t.Errorf("free amounts changed the signature:\n%s\n%s", a, b)
 	}
 	for _, other := range []string{
-		waitSignature(fleet.ReasonNoFit, "Queued: 2nd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
-		waitSignature(fleet.ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m1: unhealthy: heartbeat not renewed"),
-		waitSignature(fleet.ReasonQueued, "Queued: 3rd of 12; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
+		waitSignature(fleet.ReasonNoFit, "Queued: within the first 10; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
+		waitSignature(fleet.ReasonNoFit, "Queued: within the first 100; no member cluster fits: m1: unhealthy: heartbeat not renewed"),
+		waitSignature(fleet.ReasonQueued, "Queued: within the first 100; no member cluster fits: m1: insufficient resources: needs cpu 16, 3950m free"),
 		// Digits in names are names: another member, not a live number.
-		waitSignature(fleet.ReasonNoFit, "Queued: 3rd of 12; no member cluster fits: m2: insufficient resources: needs cpu 16, 3950m free"),
+		waitSignature(fleet.ReasonNoFit, "Queued: within the first 100; no member cluster fits: m2: insufficient resources: needs cpu 16, 3950m free"),
 	} {
 		if other == a {
-			t.Errorf("a new position, verdict or reason kept the signature: %s", other)
+			t.Errorf("a new place, verdict or reason kept the signature: %s", other)
 		}
+	}
+	// An earlier hub's message: its queue length is not compared.
+	if old, cur := waitSignature(fleet.ReasonNoFit, "Queued: 2nd of 12; no member cluster fits: m1: x"), waitSignature(fleet.ReasonNoFit, "Queued: 2nd; no member cluster fits: m1: x"); old != cur {
+		t.Errorf("an earlier hub's message has another signature:\n%s\n%s", old, cur)
+	}
+}
+
+// TestQueuePlaceIsCoarse: a placement from the queue moves every JobSet
+// behind it up one place, and what their conditions say changes for few
+// of them: the exact places at the head and those crossing a power of ten.
+func TestQueuePlaceIsCoarse(t *testing.T) {
+	for p, want := range map[int]string{1: "1st", 2: "2nd", 3: "3rd", 4: "within the first 10", 10: "within the first 10", 11: "within the first 100", 100: "within the first 100", 101: "within the first 1000", 4999: "within the first 10000"} {
+		if got := queuePlace(p); got != want {
+			t.Errorf("queuePlace(%d) = %q, want %q", p, got, want)
+		}
+	}
+	const queued = 5000
+	changed := 0
+	for p := 2; p <= queued; p++ { // the head left: everyone moves up one
+		if queuePlace(p) != queuePlace(p-1) {
+			changed++
+		}
+	}
+	if changed > exactPlaces+4 {
+		t.Errorf("one placement from a queue of %d changes what %d conditions say", queued, changed)
 	}
 }
 
@@ -255,4 +277,37 @@ func TestOrdinal(t *testing.T) {
 			t.Errorf("ordinal(%d) = %s, want %s", n, got, want)
 		}
 	}
+}
+
+// TestWalkPlacesEachShapeOnce: alike JobSets that do not fit cost one
+// placement while nothing was placed between them; a JobSet placed
+// between them makes the next one be placed again.
+func TestWalkPlacesEachShapeOnce(t *testing.T) {
+	queue := []Pending{queued("a", "8", 0, 0)}
+	for i, name := range []string{"b", "c", "d", "e", "f"} {
+		queue = append(queue, queued(name, "8", 0, time.Duration(i+1)*time.Second))
+	}
+	queue = append(queue, queued("g", "2", 0, 10*time.Second), queued("h", "8", 0, 11*time.Second), queued("i", "2", 0, 12*time.Second))
+	calls := 0
+	place := placer(cpuMember("m1", "10", "10"))
+	counted := func(p Pending, reserved map[string]corev1.ResourceList, emptied bool) (placement.Result, error) {
+		calls++
+		return place(p, reserved, emptied)
+	}
+	w := newWalk(slices.Clone(queue), BestEffortFIFO, counted)
+	var got []string
+	for i := range w.queue {
+		tn := w.turn(i)
+		got = append(got, w.queue[i].JobSet.Name+"="+tn.Result.Cluster)
+		if tn.Waiting() && !strings.Contains(tn.Result.Explain(), "insufficient") {
+			t.Errorf("%s waits with %q", w.queue[i].JobSet.Name, tn.Result.Explain())
+		}
+	}
+	if want := "a=m1 b= c= d= e= f= g=m1 h= i="; strings.Join(got, " ") != want {
+		t.Errorf("turns %s, want %s", strings.Join(got, " "), want)
+	}
+	if calls != 5 { // a, b (c-f alike), g, h (after g took room), i
+		t.Errorf("%d placements, want 5", calls)
+	}
+	sharedWalkAgrees(t, queue, BestEffortFIFO, place)
 }

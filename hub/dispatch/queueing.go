@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,7 +32,8 @@ import (
 // Admit decides whose turn it is. Waiting JobSets are re-evaluated only
 // when something that could let them fit happened: a member change that
 // could (affectedBy), a JobSet leaving the queue, or a commitment released
-// (kick).
+// (kick); and then only those whose turn came or whose condition would
+// say something else (waitingJobSets).
 
 // inQueue reports whether a hub JobSet waits for a member: no recorded
 // placement, alive and unfinished, and not held by a Kueue queue (until
@@ -55,59 +58,20 @@ func withdrawnFromMember(fs jobset.FleetStatus, member string) bool {
 // fleet queue's order.
 func (r *Reconciler) chooser(ctx context.Context, o *Observed, members []inventory.Member) Chooser {
 	return func(excluded map[string]string) (Choice, error) {
-		all := &fleet.JobSetDispatchList{}
-		// Read-only and under the placement lock: no copy of every dispatch.
-		if err := r.client.List(ctx, all, client.UnsafeDisableDeepCopy); err != nil {
-			return Choice{}, fmt.Errorf("listing dispatches for commitments: %w", err)
-		}
-		committed, load := r.ledger.committed(all.Items, members, o.JobSet.UID)
-		queue, err := r.queue(ctx, o, excluded)
+		queue, err := r.queue(ctx, o, excluded, o.Members)
 		if err != nil {
 			return Choice{}, err
 		}
-		place := func(p Pending, reserved map[string]corev1.ResourceList, emptied bool) (placement.Result, error) {
-			req := placement.Request{
-				JobSet: p.JobSet, Members: members, Excluded: p.Excluded, Policy: r.opts.Policy,
-				DeniedNamespaces: r.opts.DeniedNamespaces,
-			}
-			if emptied {
-				req.Members = emptiedMembers(members)
-				return placement.Place(req)
-			}
-			req.Committed = cloneReserved(committed)
-			req.Load = make(map[string]int, len(load))
-			for m, n := range load {
-				req.Load[m] = n
-			}
-			for m, l := range reserved {
-				addReserved(req.Committed, m, l)
-				req.Load[m]++
-			}
-			return placement.Place(req)
+		w, place, err := r.walkQueue(ctx, queue, members, o.JobSet.UID)
+		if err != nil {
+			return Choice{}, err
 		}
-		// One walk serves every JobSet asking while the queue's state
-		// stays the same: a kick re-evaluating N waiting JobSets costs N
-		// placements, not N²/2.
-		state := fingerprintQueue(queue, members, committed, load)
-		if r.walk == nil || r.walkState != state {
-			next := newWalk(queue, r.opts.QueueingStrategy, place)
-			if r.walk != nil && r.walkState.members == state.members && r.walkState.committed == state.committed {
-				// Only JobSets changed: what was walked still holds if
-				// they joined or left behind it (a new JobSet of the same
-				// priority queues last).
-				next.resume(r.walk)
-			}
-			r.walk, r.walkState = next, state
-		}
-		i, ok := r.walk.index[o.JobSet.Namespace+"/"+o.JobSet.Name]
-		var turn Turn
-		if ok {
-			turn = r.walk.turn(i)
-		}
+		i, ok := w.index[o.JobSet.Namespace+"/"+o.JobSet.Name]
 		if !ok {
 			res, err := place(Pending{JobSet: o.JobSet, Excluded: excluded}, nil, false)
 			return Choice{Result: res}, err
 		}
+		turn := w.turn(i)
 		if turn.Err != nil {
 			return Choice{}, turn.Err
 		}
@@ -115,8 +79,58 @@ func (r *Reconciler) chooser(ctx context.Context, o *Observed, members []invento
 	}
 }
 
-// queue is the fleet queue as the cache has it, with the JobSet o asking.
-func (r *Reconciler) queue(ctx context.Context, o *Observed, excluded map[string]string) ([]Pending, error) {
+// walkQueue returns the walk of queue against the members and the hub's
+// commitments (but placing's), and the placer it walks with. Under the
+// placement lock. One walk serves every JobSet asking while the queue's
+// state stays the same: a kick re-evaluating N waiting JobSets costs N
+// placements, not N²/2.
+func (r *Reconciler) walkQueue(ctx context.Context, queue []Pending, members []inventory.Member, placing types.UID) (*walk, Placer, error) {
+	all := &fleet.JobSetDispatchList{}
+	// Read-only and under the placement lock: no copy of every dispatch.
+	if err := r.client.List(ctx, all, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, fmt.Errorf("listing dispatches for commitments: %w", err)
+	}
+	committed, load := r.ledger.committed(all.Items, members, placing)
+	place := func(p Pending, reserved map[string]corev1.ResourceList, emptied bool) (placement.Result, error) {
+		req := placement.Request{
+			JobSet: p.JobSet, Members: members, Excluded: p.Excluded, Policy: r.opts.Policy,
+			DeniedNamespaces: r.opts.DeniedNamespaces,
+		}
+		if emptied {
+			req.Members = emptiedMembers(members)
+			return placement.Place(req)
+		}
+		req.Committed = cloneReserved(committed)
+		req.Load = make(map[string]int, len(load))
+		for m, n := range load {
+			req.Load[m] = n
+		}
+		for m, l := range reserved {
+			addReserved(req.Committed, m, l)
+			req.Load[m]++
+		}
+		return placement.Place(req)
+	}
+	state := fingerprintQueue(queue, members, committed, load)
+	if r.walk == nil || r.walkState != state {
+		next := newWalk(queue, r.opts.QueueingStrategy, place)
+		if r.walk != nil {
+			next.keepShapes(r.walk)
+		}
+		if r.walk != nil && r.walkState.members == state.members && r.walkState.committed == state.committed {
+			// Only JobSets changed: what was walked still holds if
+			// they joined or left behind it (a new JobSet of the same
+			// priority queues last).
+			next.resume(r.walk)
+		}
+		r.walk, r.walkState = next, state
+	}
+	return r.walk, place, nil
+}
+
+// queue is the fleet queue as the cache has it, with the JobSet o asking
+// (none when o is nil).
+func (r *Reconciler) queue(ctx context.Context, o *Observed, excluded map[string]string, members map[string]inventory.Member) ([]Pending, error) {
 	classes := &schedulingv1.PriorityClassList{}
 	if err := r.client.List(ctx, classes); err != nil {
 		return nil, fmt.Errorf("listing PriorityClasses: %w", err)
@@ -125,21 +139,25 @@ func (r *Reconciler) queue(ctx context.Context, o *Observed, excluded map[string
 	if err := r.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing JobSets for the queue: %w", err)
 	}
-	self := o.JobSet.UID
-	delete(r.placed, self) // it asks for a member: it waits, whatever was placed before
-	queue := []Pending{{JobSet: o.JobSet, Priority: Priority(o.JobSet, classes.Items), Excluded: excluded}}
+	var queue []Pending
+	var self types.UID
+	if o != nil {
+		self = o.JobSet.UID
+		delete(r.placed, self) // it asks for a member: it waits, whatever was placed before
+		queue = append(queue, Pending{JobSet: o.JobSet, Priority: Priority(o.JobSet, classes.Items), Excluded: excluded})
+	}
 	for i := range list.Items {
 		js := &list.Items[i]
 		if epoch, ok := r.placed[js.UID]; ok && fleetOf(&js.Status).Epoch >= epoch {
 			delete(r.placed, js.UID) // the cache shows the placement
 		}
-		if js.UID == self || !inQueue(js, r.kueueOnHub()) || fleet.NamespaceDenied(js.Namespace, r.opts.DeniedNamespaces) {
+		if (self != "" && js.UID == self) || !inQueue(js, r.kueueOnHub()) || fleet.NamespaceDenied(js.Namespace, r.opts.DeniedNamespaces) {
 			continue
 		}
 		if _, lagging := r.placed[js.UID]; lagging {
 			continue // placed by this process; the cache does not show it yet
 		}
-		queue = append(queue, Pending{JobSet: js, Priority: Priority(js, classes.Items), Excluded: withdrawnExclusions(fleetOf(&js.Status), o.Members)})
+		queue = append(queue, Pending{JobSet: js, Priority: Priority(js, classes.Items), Excluded: withdrawnExclusions(fleetOf(&js.Status), members)})
 	}
 	return queue, nil
 }
@@ -175,38 +193,57 @@ func (r *Reconciler) kick() {
 	}
 }
 
-// waitingJobSets are the JobSets of the queue that were evaluated and wait,
-// in queue order: the head, which the freed capacity is most likely for,
-// is reconciled first rather than after the JobSets behind it.
+// waitingJobSets are the JobSets of the queue, evaluated and waiting,
+// whose reconcile would now do something: those whose turn came (the walk
+// places them) and those whose Dispatched condition would say something
+// else (another reason, place or verdict; waitUnchanged), in queue order:
+// the head, which freed capacity is most likely for, first. One walk of
+// the queue decides it, and their reconciles share it; the others are
+// left alone: a placement from the queue no longer re-evaluates every
+// JobSet behind it. When the walk cannot be made, every waiting JobSet is
+// re-evaluated.
 func (r *Reconciler) waitingJobSets(ctx context.Context, _ client.Object) []reconcile.Request {
-	list := &jobset.JobSetList{}
-	if err := r.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing JobSets waiting in the queue")
+	log := ctrl.LoggerFrom(ctx)
+	members, err := r.inventory.Members(ctx)
+	if err != nil {
+		log.Error(err, "Reading members to walk the queue")
+	}
+	byName := make(map[string]inventory.Member, len(members))
+	for _, m := range members {
+		byName[m.Name] = m
+	}
+	r.placing.Lock()
+	defer r.placing.Unlock()
+	queue, qerr := r.queue(ctx, nil, nil, byName)
+	if qerr != nil {
+		log.Error(qerr, "Listing the queue after capacity was freed")
 		return nil
 	}
-	classes := &schedulingv1.PriorityClassList{}
-	if err := r.client.List(ctx, classes); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing PriorityClasses to order the queue")
-	}
-	var waiting []Pending
-	for i := range list.Items {
-		js := &list.Items[i]
-		if inQueue(js, r.kueueOnHub()) && meta.IsStatusConditionFalse(js.Status.Conditions, fleet.ConditionDispatched) {
-			waiting = append(waiting, Pending{JobSet: js, Priority: Priority(js, classes.Items)})
+	var w *walk
+	if err == nil {
+		if w, _, err = r.walkQueue(ctx, queue, members, ""); err != nil {
+			log.Error(err, "Walking the queue after capacity was freed")
 		}
 	}
-	slices.SortStableFunc(waiting, func(a, b Pending) int {
-		switch {
-		case queueLess(a, b):
-			return -1
-		case queueLess(b, a):
-			return 1
+	if w == nil {
+		w = newWalk(queue, r.opts.QueueingStrategy, nil) // only sorted
+	}
+	var reqs []reconcile.Request
+	for i, p := range w.queue {
+		c := meta.FindStatusCondition(p.JobSet.Status.Conditions, fleet.ConditionDispatched)
+		if c == nil || c.Status != metav1.ConditionFalse {
+			continue // not evaluated yet: its own event brings it
 		}
-		return 0
-	})
-	reqs := make([]reconcile.Request, len(waiting))
-	for i, p := range waiting {
-		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(p.JobSet)}
+		if w.place != nil {
+			t := w.turn(i)
+			if t.Err == nil && t.Waiting() {
+				reason, msg := queuedMessage(t, r.opts.QueueingStrategy)
+				if waitUnchanged(c, reason, fleet.Bounded(msg, fleet.MaxConditionMessage)) {
+					continue
+				}
+			}
+		}
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(p.JobSet)})
 	}
 	return reqs
 }

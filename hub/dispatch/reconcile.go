@@ -107,7 +107,6 @@ func (r *Reconciler) observe(ctx context.Context, key types.NamespacedName) (*Ob
 		InventoryNamespace: r.inventory.Namespace(),
 		StartTimeout:       r.opts.StartTimeout,
 		Strategy:           r.opts.QueueingStrategy,
-		KueueOnHub:         r.kueueOnHub(),
 	}
 	js := &jobset.JobSet{}
 	switch err := r.client.Get(ctx, key, js); {
@@ -117,6 +116,7 @@ func (r *Reconciler) observe(ctx context.Context, key types.NamespacedName) (*Ob
 	case ptr.Deref(js.Spec.ManagedBy, "") == fleet.ManagedByFleet:
 		o.JobSet = js
 	}
+	o.KueueOnHub = r.kueueOnHubFor(ctx, o.JobSet)
 
 	list := &fleet.JobSetDispatchList{}
 	if err := r.client.List(ctx, list, client.MatchingFields{OriginIndex: key.String()}); err != nil {

@@ -285,7 +285,7 @@ func TestWaitingIsQuiet(t *testing.T) {
 		o := Observed{JobSet: js, Now: t0, LostTimeout: lostAfter, Members: map[string]inventory.Member{"m1": m}}
 		p, err := ComputePlan(o, func(excluded map[string]string) (Choice, error) {
 			res, err := placement.Place(placement.Request{JobSet: js, Members: []inventory.Member{m}, Excluded: excluded})
-			return Choice{Result: res, Queue: &Turn{Position: 1, Of: 1, Result: res}}, err
+			return Choice{Result: res, Queue: &Turn{Position: 1, Result: res}}, err
 		})
 		if err != nil {
 			t.Fatal(err)
