@@ -1,9 +1,9 @@
 // Package kindfleet is the end-to-end test of the fleet on real clusters:
 // three kind clusters (hub, member-1 and member-2, each member with two
 // workers in different racks) with the hub and the agents installed from a
-// release (hack/release.sh, version v0.0.0-e2e: the images' tarballs, the
-// rendered install-hub.yaml and install-agent.yaml, and the agent chart on
-// member-2) as the README tells a cluster admin, running under their
+// release (hack/release.sh, of the VERSION the README's install block
+// exports): the hub and member-1 by that block, run word for word with bash
+// outside the checkout, member-2 by the agent chart, running under their
 // generated RBAC, and JobSets whose containers
 // (e2e/kindfleet/workload) really resolve, call and wait for each other.
 //

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -51,12 +52,13 @@ const (
 	// runNodeImage is this harness's tag of the node image it runs.
 	runNodeImage = "jobset-fleet/kind-node:kindfleet"
 
-	// releaseVersion is the version of the release (hack/release.sh) the
-	// fleet is installed from.
-	releaseVersion = "v0.0.0-e2e"
-	// helmMember installs the agent chart of the release; the others apply
-	// its install-agent.yaml.
-	helmMember = "member-2"
+	// readmeMember is installed and joined by the README's install block
+	// (readmeMarker), run word for word; helmMember by the agent chart of
+	// the release and the token join.
+	readmeMember = "member-1"
+	helmMember   = "member-2"
+	// readmeMarker is the line right before the README's install block.
+	readmeMarker = "<!-- e2e: install -->"
 
 	systemNamespace = "jobset-fleet-system"
 	hubDeployment   = "jobset-fleet-hub"
@@ -64,7 +66,7 @@ const (
 	agentReplicas   = 2
 )
 
-var memberNames = []string{"member-1", "member-2"}
+var memberNames = []string{readmeMember, helmMember}
 
 // kindCluster is one cluster of the fleet, as the tests reach it.
 type kindCluster struct {
@@ -84,9 +86,11 @@ type fleetEnv struct {
 	hub        *kindCluster
 	members    map[string]*kindCluster
 	images     struct{ hub, agent, workload string }
-	// dist is the release the fleet is installed from (make release).
-	dist   string
-	logDir string
+	// dist is the release the fleet is installed from (make release), of
+	// the version the README's install block exports.
+	dist    string
+	version string
+	logDir  string
 	// reused are the clusters kept from an earlier run (KEEP_CLUSTERS=1).
 	reused map[string]bool
 }
@@ -215,9 +219,24 @@ func envOr(name, def string) string {
 func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 	root := testenv.RepoRoot()
 	e := &fleetEnv{root: root, members: map[string]*kindCluster{}, reused: map[string]bool{}}
+	// The README's install block is what installs the hub and readmeMember:
+	// read now, so that a README edit is what this run tests.
+	block, err := readmeInstallBlock(filepath.Join(root, "README.md"))
+	if err != nil {
+		return e, err
+	}
+	if e.version, err = exportedValue(block, "VERSION"); err != nil {
+		return e, err
+	}
+	// member-2's token join must name the hub as the block's join does.
+	if server, err := exportedValue(block, "HUB_SERVER"); err != nil {
+		return e, err
+	} else if server != hubServer {
+		return e, fmt.Errorf("README.md's install block exports HUB_SERVER=%s, the kind hub is %s", server, hubServer)
+	}
 	// The release's image references (install-*.yaml, the charts' appVersion).
-	e.images.hub = "jobset-fleet/hub:" + releaseVersion
-	e.images.agent = "jobset-fleet/agent:" + releaseVersion
+	e.images.hub = "jobset-fleet/hub:" + e.version
+	e.images.agent = "jobset-fleet/agent:" + e.version
 	e.images.workload = envOr("IMG_WORKLOAD", "jobset-fleet/workload:dev")
 	e.kubectl = filepath.Join(root, "bin", "kubectl")
 	if _, err := os.Stat(e.kubectl); err != nil {
@@ -246,13 +265,14 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 	imgs.Node = runNodeImage
 
 	// The release as a user downloads it (images as tarballs, rendered
-	// YAML, charts), in a dist/ of the harness's own so that a release in
-	// the checkout's dist/ is left alone; the binaries join runs, and the
-	// workload image, which no release ships.
+	// YAML, binaries, charts), in a dist/ of the harness's own so that a
+	// release in the checkout's dist/ is left alone; bin/'s binaries, which
+	// the token join and the tests run, the workload image, which no
+	// release ships, and the kind CLI the README's block calls.
 	e.dist = filepath.Join(dir, "dist")
-	progress(start, "make release VERSION=%s (DIST=%s), make build, the workload image", releaseVersion, e.dist)
+	progress(start, "make release VERSION=%s (the README's; DIST=%s), make build, the workload image, kind", e.version, e.dist)
 	rel := exec.CommandContext(ctx, filepath.Join(root, "hack", "release.sh"))
-	rel.Env = append(os.Environ(), "VERSION="+releaseVersion, "DIST="+e.dist, "RELEASE_PARTS=images manifests charts")
+	rel.Env = append(os.Environ(), "VERSION="+e.version, "DIST="+e.dist)
 	rel.Stdout, rel.Stderr = &prefixed{prefix: "release: "}, &prefixed{prefix: "release: "}
 	if err := rel.Run(); err != nil {
 		return e, fmt.Errorf("hack/release.sh: %w", err)
@@ -266,6 +286,10 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 	img.Stdout, img.Stderr = &prefixed{prefix: "images: "}, &prefixed{prefix: "images: "}
 	if err := img.Run(); err != nil {
 		return e, fmt.Errorf("hack/images/build.sh workload=%s: %w", e.images.workload, err)
+	}
+	pathDir, err := readmeTools(ctx, root, e.kubectl, filepath.Join(dir, "path"))
+	if err != nil {
+		return e, err
 	}
 
 	progress(start, "creating the clusters hub, %s", strings.Join(memberNames, ", "))
@@ -292,43 +316,44 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 		return e, err
 	}
 
-	progress(start, "loading images into the clusters (the release's tarballs, kind load image-archive)")
+	progress(start, "the README's install block (hub, %s) in a copy of the release outside the checkout; meanwhile the images of %s and the workload image", readmeMember, helmMember)
 	var g errgroup.Group
-	g.Go(func() error { return e.loadImageArchive(hubName, "hub") })
-	for _, m := range memberNames {
-		g.Go(func() error {
-			if err := e.loadImageArchive(m, "agent"); err != nil {
-				return err
-			}
-			return cluster.LoadImages(m, e.images.workload)
-		})
-	}
+	g.Go(func() error { return e.runReadmeBlock(ctx, block, pathDir) })
+	g.Go(func() error {
+		var lg errgroup.Group
+		lg.Go(func() error { return e.loadImageArchive(helmMember, "agent") })
+		for _, m := range memberNames {
+			lg.Go(func() error { return cluster.LoadImages(m, e.images.workload) })
+		}
+		if err := lg.Wait(); err != nil {
+			return fmt.Errorf("loading images: %w", err)
+		}
+		return nil
+	})
 	if err := g.Wait(); err != nil {
-		return e, fmt.Errorf("loading images: %w", err)
-	}
-
-	progress(start, "installing the hub: kubectl apply --server-side of the release's install-hub.yaml (e2e component)")
-	if err := e.install(ctx, e.hub, "hub", hubDeployment); err != nil {
 		return e, err
 	}
 
-	for _, m := range memberNames {
-		progress(start, "joining %s: jobset-fleet-agent join --hub-server %s", m, hubServer)
-		if err := e.join(ctx, m); err != nil {
-			return e, err
-		}
+	// What the tests need beyond the README: the e2e components (short
+	// timeouts) over what the block applied, and the pool label the token
+	// join gives helmMember.
+	progress(start, "the e2e components over the block's install (hub, then %s); the label %s=%s on %s", readmeMember, poolLabel, poolValue, readmeMember)
+	if _, err := e.kubectlCmd(ctx, e.hub, nil, "-n", fleet.DefaultInventoryNamespace, "label", "--overwrite",
+		"clusterprofile/"+readmeMember, poolLabel+"="+poolValue); err != nil {
+		return e, err
 	}
-
-	progress(start, "installing the agents: install-agent.yaml (e2e component) on all but %s, the agent chart of the release there", helmMember)
+	if err := e.install(ctx, e.hub, "hub", hubDeployment); err != nil {
+		return e, err
+	}
 	ig, gctx := errgroup.WithContext(ctx)
-	for _, m := range memberNames {
-		ig.Go(func() error {
-			if m == helmMember {
-				return e.helmInstallAgent(gctx, e.members[m])
-			}
-			return e.install(gctx, e.members[m], "agent", agentDeployment)
-		})
-	}
+	ig.Go(func() error { return e.install(gctx, e.members[readmeMember], "agent", agentDeployment) })
+	ig.Go(func() error {
+		progress(start, "joining %s: jobset-fleet-agent token create, then join --token; the agent chart of the release", helmMember)
+		if err := e.join(gctx, helmMember); err != nil {
+			return err
+		}
+		return e.helmInstallAgent(gctx, e.members[helmMember])
+	})
 	if err := ig.Wait(); err != nil {
 		return e, err
 	}
@@ -343,6 +368,140 @@ func setUp(ctx context.Context, start time.Time, keep bool) (*fleetEnv, error) {
 		}
 	}
 	return e, nil
+}
+
+// readmeInstallBlock is the shell block right after the line readmeMarker
+// in the README: the marker exactly once, then a line "```sh", then the
+// block up to the next line "```".
+func readmeInstallBlock(readme string) (string, error) {
+	data, err := os.ReadFile(readme)
+	if err != nil {
+		return "", err
+	}
+	lines := strings.Split(string(data), "\n")
+	at := -1
+	for i, l := range lines {
+		if strings.TrimRight(l, " \r") != readmeMarker {
+			continue
+		}
+		if at >= 0 {
+			return "", fmt.Errorf("%s: %q on lines %d and %d: want it once, right before the install block", readme, readmeMarker, at+1, i+1)
+		}
+		at = i
+	}
+	if at < 0 {
+		return "", fmt.Errorf("%s: no line %q (it marks the install block e2e/kindfleet runs)", readme, readmeMarker)
+	}
+	if at+1 >= len(lines) || strings.TrimRight(lines[at+1], " \r") != "```sh" {
+		return "", fmt.Errorf("%s:%d: want \"```sh\" right after %q", readme, at+2, readmeMarker)
+	}
+	for i := at + 2; i < len(lines); i++ {
+		if strings.TrimRight(lines[i], " \r") == "```" {
+			if i == at+2 {
+				return "", fmt.Errorf("%s:%d: the install block is empty", readme, at+2)
+			}
+			return strings.Join(lines[at+2:i], "\n") + "\n", nil
+		}
+	}
+	return "", fmt.Errorf("%s:%d: the install block is not closed by a line \"```\"", readme, at+2)
+}
+
+// exportedValue is the value of the block's one line `export NAME=value`
+// (a plain word: no quotes, no expansion).
+func exportedValue(block, name string) (string, error) {
+	re := regexp.MustCompile(`(?m)^export ` + regexp.QuoteMeta(name) + `=([^\s'"$#]+)(?:\s|$)`)
+	ms := re.FindAllStringSubmatch(block, -1)
+	if len(ms) != 1 {
+		return "", fmt.Errorf("README.md's install block: want one line `export %s=value` (a plain word), found %d", name, len(ms))
+	}
+	return ms[0][1], nil
+}
+
+// readmeTools fills dir with what the README's block runs besides the
+// release and the shell's basics: kubectl (bin/'s) and the kind CLI, built
+// from the kind module this harness uses.
+func readmeTools(ctx context.Context, root, kubectl, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "kind"), "sigs.k8s.io/kind")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build sigs.k8s.io/kind: %w\n%s", err, out)
+	}
+	link := filepath.Join(dir, "kubectl")
+	_ = os.Remove(link)
+	if err := os.Symlink(kubectl, link); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// runReadmeBlock runs the README's install block with bash, word for word
+// and stopping at the first failing command, in a new directory outside the
+// checkout that holds a copy of the release and nothing else: PATH has
+// kind and kubectl (tools) first, KUBECONFIG the fleet's contexts, and
+// VERSION and HUB_SERVER are what the block exports.
+func (e *fleetEnv) runReadmeBlock(ctx context.Context, block, tools string) error {
+	work, err := os.MkdirTemp("", "kindfleet-readme-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	if rel, err := filepath.Rel(e.root, work); err != nil || !strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("%s is inside the checkout %s: set TMPDIR elsewhere", work, e.root)
+	}
+	files, err := os.ReadDir(e.dist)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if !f.Type().IsRegular() {
+			continue
+		}
+		if err := copyFile(filepath.Join(e.dist, f.Name()), filepath.Join(work, f.Name())); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-euxo", "pipefail", "-c", block)
+	cmd.Dir = work
+	cmd.Env = []string{"PATH=" + tools + string(os.PathListSeparator) + os.Getenv("PATH"), "KUBECONFIG=" + e.kubeconfig}
+	for _, kv := range os.Environ() {
+		switch name, _, _ := strings.Cut(kv, "="); name {
+		case "PATH", "KUBECONFIG", "VERSION", "HUB_SERVER":
+		default:
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	out := &prefixed{prefix: "readme: "}
+	cmd.Stdout, cmd.Stderr = out, out
+	// The block's commands (kubectl waiting, kind loading) go with bash.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("README.md's install block (after %q), run with bash -euxo pipefail in %s: %w (its output is above, prefixed readme:)", readmeMarker, work, err)
+	}
+	return nil
+}
+
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
 }
 
 // createCluster creates one cluster of the fleet, or reuses it. A cluster
@@ -510,7 +669,7 @@ components:
 // the e2e component (overlays/agent/values.yaml), as the README's Helm
 // section does after join.
 func (e *fleetEnv) helmInstallAgent(ctx context.Context, kc *kindCluster) error {
-	chart := filepath.Join(e.dist, "jobset-fleet-agent-"+strings.TrimPrefix(releaseVersion, "v")+".tgz")
+	chart := filepath.Join(e.dist, "jobset-fleet-agent-"+strings.TrimPrefix(e.version, "v")+".tgz")
 	home, err := os.MkdirTemp("", "kindfleet-helm-")
 	if err != nil {
 		return err
@@ -563,7 +722,7 @@ func (e *fleetEnv) agentsAgree(ctx context.Context) error {
 // loadImageArchive loads the release's image tarball of a component into
 // every node of a cluster, as kind load image-archive does.
 func (e *fleetEnv) loadImageArchive(clusterName, component string) error {
-	archive := filepath.Join(e.dist, "jobset-fleet-"+component+"-"+releaseVersion+".image.tar")
+	archive := filepath.Join(e.dist, "jobset-fleet-"+component+"-"+e.version+".image.tar")
 	ns, err := kindcluster.NewProvider(kindcluster.ProviderWithDocker()).ListNodes(clusterName)
 	if err != nil {
 		return err
@@ -585,11 +744,10 @@ func (e *fleetEnv) loadImageArchive(clusterName, component string) error {
 	return g.Wait()
 }
 
-// join runs the real `jobset-fleet-agent join`: member-1 with admin
-// kubeconfigs of the hub and the member, as one admin holding both does;
-// member-2 in two steps that share no credentials, as a hub team and a
-// member team do (`token create` with the hub's kubeconfig alone, then
-// `join --token` with the member's alone).
+// join runs the real `jobset-fleet-agent join` in two steps that share no
+// credentials, as a hub team and a member team do (`token create` with the
+// hub's kubeconfig alone, then `join --token` with the member's alone). The
+// join of one admin holding both kubeconfigs is the README block's.
 func (e *fleetEnv) join(ctx context.Context, member string) error {
 	dir, err := os.MkdirTemp("", "kindfleet-join-")
 	if err != nil {
@@ -615,12 +773,6 @@ func (e *fleetEnv) join(ctx context.Context, member string) error {
 			return nil, fmt.Errorf("jobset-fleet-agent %s (%s): %w\n%s%s", args[0], member, err, out, stderrOf(err))
 		}
 		return out, nil
-	}
-	if member == memberNames[0] {
-		out, err := agent("join", "--hub-kubeconfig", paths[hubName], "--member-kubeconfig", paths[member],
-			"--cluster-name", member, "--hub-server", hubServer, "--labels", poolLabel+"="+poolValue)
-		fmt.Printf("    join: %s", out)
-		return err
 	}
 	token, err := agent("token", "create", "--hub-kubeconfig", paths[hubName], "--cluster-name", member,
 		"--hub-server", hubServer, "--labels", poolLabel+"="+poolValue, "--ttl", "10m", "-o", "token")
