@@ -69,9 +69,12 @@ type fleetScaleRow struct {
 	idleWrites  apicount.Counts
 	agentWrites int64 // the agents' writes over the same window (heartbeats)
 	// churn: releases finished JobSets, each followed by a dispatch;
-	// latencies freed → dispatched, sorted.
+	// latencies freed → dispatched, sorted; slowest: which release, in
+	// the order of the releases (1 = the first after the idle window),
+	// took the longest.
 	releases   int
 	latencies  []time.Duration
+	slowest    int
 	churnWall  time.Duration
 	churnCPU   time.Duration
 	churnHub   apicount.Counts
@@ -204,8 +207,8 @@ func runFleetScaleFleet(ctx context.Context, o options, cert *apicount.ServingCe
 			res.profiles = append(res.profiles, path)
 		}
 		res.rows = append(res.rows, row)
-		logf("  %d members, %d pending: settled in %s (hub CPU %s); idle: %.1f hub writes/min, hub CPU %s in %s; churn: %d freed → dispatched p50 %s p99 %s, hub CPU %.1f ms/decision",
-			members, p, secs(row.settle), secs(row.settleCPU), row.idleWritesPerMinute(), secs(row.idleCPU), row.idleFor, len(row.latencies), secs(row.p(50)), secs(row.p(99)), ms(row.cpuPerDecision()))
+		logf("  %d members, %d pending: settled in %s (hub CPU %s); idle: %.1f hub writes/min, hub CPU %s in %s; churn: %d freed → dispatched p50 %s p99 %s (the slowest: release %d), hub CPU %.1f ms/decision",
+			members, p, secs(row.settle), secs(row.settleCPU), row.idleWritesPerMinute(), secs(row.idleCPU), row.idleFor, len(row.latencies), secs(row.p(50)), secs(row.p(99)), row.slowest, ms(row.cpuPerDecision()))
 	}
 	return res, f.agentErr()
 }
@@ -436,8 +439,16 @@ func (f *fleetScaleRun) churn(ctx context.Context, o options, row *fleetScaleRow
 		return err
 	}
 	row.churnCPU, row.churnHub = cpu1-cpu0, f.hubProxy.Snapshot().Minus(base)
+	var slots []freedSlot
 	for _, a := range f.agents {
-		row.latencies = append(row.latencies, a.takeLatencies()...)
+		slots = append(slots, a.takeLatencies()...)
+	}
+	slices.SortFunc(slots, func(a, b freedSlot) int { return a.freed.Compare(b.freed) })
+	for i, s := range slots {
+		if row.slowest == 0 || s.took > slots[row.slowest-1].took {
+			row.slowest = i + 1
+		}
+		row.latencies = append(row.latencies, s.took)
 	}
 	slices.Sort(row.latencies)
 	return nil

@@ -56,7 +56,7 @@ type simAgent struct {
 	// reported Succeeded, oldest first; latencies: freed → the next new
 	// dispatch seen.
 	freed     []time.Time
-	latencies []time.Duration
+	latencies []freedSlot
 	accepted  int
 	err       error
 }
@@ -213,7 +213,7 @@ func (a *simAgent) handle(ctx context.Context, name string) error {
 	a.taken[name] = true
 	a.running = append(a.running, name)
 	if len(a.freed) > 0 {
-		a.latencies = append(a.latencies, a.seen[name].Sub(a.freed[0]))
+		a.latencies = append(a.latencies, freedSlot{freed: a.freed[0], took: a.seen[name].Sub(a.freed[0])})
 		a.freed = a.freed[1:]
 	}
 	return nil
@@ -270,8 +270,15 @@ func (a *simAgent) counts() (accepted, running, waiting int, err error) {
 	return a.accepted, len(a.running), len(a.freed), a.err
 }
 
+// freedSlot is one release: when the slot was freed, and how long until a
+// queued JobSet was dispatched into it.
+type freedSlot struct {
+	freed time.Time
+	took  time.Duration
+}
+
 // takeLatencies returns and clears the freed → dispatched latencies.
-func (a *simAgent) takeLatencies() []time.Duration {
+func (a *simAgent) takeLatencies() []freedSlot {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := a.latencies

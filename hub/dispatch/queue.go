@@ -371,6 +371,12 @@ func (w *walk) waits(i int, t Turn) {
 // not fit and have a higher priority than priority, whose holds are not
 // computed yet: each where it could fit on an emptied member.
 func (w *walk) computeHolds(priority int32) {
+	// The queue is walked in priority order, so unheld[0] has the highest
+	// priority of them: while it is not higher than priority, nothing is
+	// to compute (a queue of one priority walks in linear time).
+	if len(w.unheld) == 0 || w.queue[w.unheld[0]].Priority <= priority {
+		return
+	}
 	keep := w.unheld[:0]
 	for _, j := range w.unheld {
 		e := w.queue[j]

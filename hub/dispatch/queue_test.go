@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -310,4 +311,26 @@ func TestWalkPlacesEachShapeOnce(t *testing.T) {
 		t.Errorf("%d placements, want 5", calls)
 	}
 	sharedWalkAgrees(t, queue, BestEffortFIFO, place)
+}
+
+// BenchmarkWalkLongQueue walks a queue of n waiting JobSets of one
+// priority behind a higher-priority one, as a kick after freed capacity
+// does. The cost per JobSet should not grow with n.
+func BenchmarkWalkLongQueue(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		queue := []Pending{queued("urgent", "16", 10, 0)}
+		for i := range n {
+			queue = append(queue, queued(fmt.Sprintf("js-%05d", i), "8", 0, time.Duration(i+1)*time.Second))
+		}
+		place := placer(cpuMember("m1", "10", "4"))
+		b.Run(fmt.Sprintf("pending=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				w := newWalk(slices.Clone(queue), BestEffortFIFO, place)
+				for i := range w.queue {
+					w.turn(i)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/pending")
+		})
+	}
 }
