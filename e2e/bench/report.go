@@ -175,6 +175,10 @@ func (r *report) hubSection(b *strings.Builder) {
 		fmt.Fprintf(b, "- %s, hub apiserver, by the agents: %s\n", p.name, p.hubByAgents.WritesString(p.failedAgentsHub))
 		fmt.Fprintf(b, "- %s, member apiservers, by the agents: %s\n", p.name, p.memberByAgents.WritesString(p.failedMember))
 	}
+	b.WriteString("\nHub apiserver response bytes per JobSet, largest first (a write returns the object it stored, a watch streams it once per change):\n\n")
+	for _, p := range h.phases {
+		fmt.Fprintf(b, "- %s: %s\n", p.name, p.hubBytes.BytesString(p.n, 8))
+	}
 	r.usageTable(b, h)
 	fmt.Fprintf(b, "\nMinimum writes per JobSet the design needs: hub %d (status.fleet placement record, JobSetDispatch create, PlacementDecision create, the agent's dispatch status report, the hub's status mirror; the finalizer comes with the user's create); member %d (the local JobSet, %d Jobs, the Service, one JobSet status write). Events are counted in the writes.\n",
 		minHubWrites, minMemberFleetWrites, workload.JobsPerJobSet)

@@ -91,6 +91,27 @@ func (c Counts) WritesString(failed Counts) string {
 	return strings.Join(parts, ", ")
 }
 
+// BytesString lists the largest byte counts by kind divided by n (per
+// JobSet), largest first, at most limit of them, e.g. "watch
+// jobsetdispatches 2.1 KiB, patch jobsetdispatches/status 1.0 KiB".
+func (c Counts) BytesString(n, limit int) string {
+	keys := slices.Collect(maps.Keys(c))
+	slices.SortFunc(keys, func(a, b ReqKey) int {
+		if c[a] != c[b] {
+			return int(c[b] - c[a])
+		}
+		return strings.Compare(a.Verb+a.Resource, b.Verb+b.Resource)
+	})
+	var parts []string
+	for _, k := range keys[:min(len(keys), limit)] {
+		parts = append(parts, fmt.Sprintf("%s %s %.1f KiB", k.Verb, k.Resource, float64(c[k])/float64(n)/1024))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
 // Classify turns an apiserver request into a ReqKey, from its method and
 // path (/api/v1/namespaces/ns/jobs/name/status, /apis/g/v/...).
 func Classify(method, path, rawQuery string) ReqKey {
