@@ -175,9 +175,11 @@ func (r *report) hubSection(b *strings.Builder) {
 		fmt.Fprintf(b, "- %s, hub apiserver, by the agents: %s\n", p.name, p.hubByAgents.WritesString(p.failedAgentsHub))
 		fmt.Fprintf(b, "- %s, member apiservers, by the agents: %s\n", p.name, p.memberByAgents.WritesString(p.failedMember))
 	}
-	b.WriteString("\nHub apiserver response bytes per JobSet, largest first (a write returns the object it stored, a watch streams it once per change):\n\n")
+	b.WriteString("\nHub apiserver response bytes per JobSet: in all, of which watches, then the largest kinds (a write returns the object it stored, a watch streams it once per change to each watcher):\n\n")
 	for _, p := range h.phases {
-		fmt.Fprintf(b, "- %s: %s\n", p.name, p.hubBytes.BytesString(p.n, 8))
+		all, _ := p.hubBytes.Total()
+		kib := func(n int64) float64 { return float64(n) / float64(p.n) / 1024 }
+		fmt.Fprintf(b, "- %s: %.1f KiB (watches %.1f KiB); %s\n", p.name, kib(all), kib(p.hubBytes.OfVerb("watch")), p.hubBytes.BytesString(p.n, 10))
 	}
 	r.usageTable(b, h)
 	fmt.Fprintf(b, "\nMinimum writes per JobSet the design needs: hub %d (status.fleet placement record, JobSetDispatch create, PlacementDecision create, the agent's dispatch status report, the hub's status mirror; the finalizer comes with the user's create); member %d (the local JobSet, %d Jobs, the Service, one JobSet status write). Events are counted in the writes.\n",

@@ -57,6 +57,17 @@ func (c Counts) Total() (all, writes int64) {
 	return all, writes
 }
 
+// OfVerb sums the counts of one verb (e.g. "watch").
+func (c Counts) OfVerb(verb string) int64 {
+	var n int64
+	for k, v := range c {
+		if k.Verb == verb {
+			n += v
+		}
+	}
+	return n
+}
+
 // WritesString lists the writes by kind, largest first, with how many of
 // them failed (from failed, may be nil), e.g. "create jobs 4000, create
 // namespaces 1000 (1000 failed)".

@@ -36,3 +36,13 @@ func TestBytesString(t *testing.T) {
 		t.Errorf("empty BytesString = %q, want none", got)
 	}
 }
+
+func TestOfVerb(t *testing.T) {
+	c := Counts{{"watch", "jobsets"}: 3, {"watch", "jobsetdispatches"}: 4, {"patch", "jobsets/status"}: 5}
+	if got := c.OfVerb("watch"); got != 7 {
+		t.Errorf("OfVerb(watch) = %d, want 7", got)
+	}
+	if got := c.OfVerb("get"); got != 0 {
+		t.Errorf("OfVerb(get) = %d, want 0", got)
+	}
+}
