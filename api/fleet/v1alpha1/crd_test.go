@@ -134,12 +134,12 @@ func TestDispatchOwnershipNamesSpecAndStatusWhole(t *testing.T) {
 	}
 	for _, e := range d.ManagedFields {
 		var fields map[string]any
-		if err := json.Unmarshal(e.FieldsV1.Raw, &fields); err != nil {
+		if err := json.Unmarshal(e.FieldsV1.GetRawBytes(), &fields); err != nil {
 			t.Fatal(err)
 		}
 		for _, top := range []string{"f:spec", "f:status"} {
 			if v, ok := fields[top]; ok && len(v.(map[string]any)) != 0 {
-				t.Errorf("manager %s (%s): %s recorded field by field: %s", e.Manager, e.Subresource, top, e.FieldsV1.Raw)
+				t.Errorf("manager %s (%s): %s recorded field by field: %s", e.Manager, e.Subresource, top, e.FieldsV1.GetRawString())
 			}
 		}
 	}
