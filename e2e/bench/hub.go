@@ -46,11 +46,13 @@ type hubPhase struct {
 	hubByHub, hubByAgents, memberByAgents apicount.Counts
 	// Of those, the requests answered with an error.
 	failedHub, failedAgentsHub, failedMember apicount.Counts
-	hubAPIServerCPU                          time.Duration
-	usage                                    phaseUsage        // every control plane and controller, first submit → quiet
-	release                                  releaseStats      // submit → every Job unsuspended
-	profiles                                 map[string]string // process → top of its CPU profile
-	load                                     string
+	// Response bytes on the hub apiserver (the hub's and the agents').
+	hubBytes        apicount.Counts
+	hubAPIServerCPU time.Duration
+	usage           phaseUsage        // every control plane and controller, first submit → quiet
+	release         releaseStats      // submit → every Job unsuspended
+	profiles        map[string]string // process → top of its CPU profile
+	load            string
 }
 
 func (p *hubPhase) hubWrites() int64 {
@@ -337,6 +339,11 @@ func (f *hubFleet) warmUpJobSets(ctx context.Context, deadline time.Time) error 
 	}
 }
 
+// allHubProxies are the proxies in front of the hub apiserver.
+func (f *hubFleet) allHubProxies() []*apicount.Proxy {
+	return append([]*apicount.Proxy{f.hubProxy}, f.agentHubProxies...)
+}
+
 func (f *hubFleet) allProxies() []*apicount.Proxy {
 	out := []*apicount.Proxy{f.hubProxy}
 	out = append(out, f.agentHubProxies...)
@@ -383,6 +390,7 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	}
 	baseHub, baseAgentsHub, baseAgentsMember := f.hubProxy.Snapshot(), apicount.Sum(f.agentHubProxies, (*apicount.Proxy).Snapshot), apicount.Sum(f.agentMemberProxies, (*apicount.Proxy).Snapshot)
 	baseFHub, baseFAgentsHub, baseFMember := f.hubProxy.Failures(), apicount.Sum(f.agentHubProxies, (*apicount.Proxy).Failures), apicount.Sum(f.agentMemberProxies, (*apicount.Proxy).Failures)
+	hubBytes0 := apicount.Sum(f.allHubProxies(), (*apicount.Proxy).Bytes)
 	apiA0, _ := f.hub.cpu()
 	usage0 := sampleUsage(f.clusters, f.Processes())
 
@@ -457,6 +465,7 @@ func (f *hubFleet) runPhase(ctx context.Context, o options, ph *hubPhase) error 
 	ph.failedHub = f.hubProxy.Failures().Minus(baseFHub)
 	ph.failedAgentsHub = apicount.Sum(f.agentHubProxies, (*apicount.Proxy).Failures).Minus(baseFAgentsHub)
 	ph.failedMember = apicount.Sum(f.agentMemberProxies, (*apicount.Proxy).Failures).Minus(baseFMember)
+	ph.hubBytes = apicount.Sum(f.allHubProxies(), (*apicount.Proxy).Bytes).Minus(hubBytes0)
 
 	f.mu.Lock()
 	var firstSubmit, lastSubmit, lastDone time.Time

@@ -24,8 +24,10 @@ const (
 	// Hub: the placement recorded in the JobSet's status.fleet before
 	// anything else (it is what makes at-most-one-copy safe), the
 	// JobSetDispatch create, the PlacementDecision create, the agent's
-	// one dispatch status report, the hub's one mirror of that status into
-	// the JobSet. The finalizer comes with the user's create (admission).
+	// finalizer on the dispatch and its one status report. The hub mirrors
+	// status into the JobSet once the member reports progress (a first
+	// report of nothing started is not mirrored). The JobSet's finalizer
+	// comes with the user's create (admission).
 	minHubWrites = 5
 )
 
@@ -175,8 +177,14 @@ func (r *report) hubSection(b *strings.Builder) {
 		fmt.Fprintf(b, "- %s, hub apiserver, by the agents: %s\n", p.name, p.hubByAgents.WritesString(p.failedAgentsHub))
 		fmt.Fprintf(b, "- %s, member apiservers, by the agents: %s\n", p.name, p.memberByAgents.WritesString(p.failedMember))
 	}
+	b.WriteString("\nHub apiserver response bytes per JobSet: in all, of which watches, then the largest kinds (a write returns the object it stored, a watch streams it once per change to each watcher):\n\n")
+	for _, p := range h.phases {
+		all, _ := p.hubBytes.Total()
+		kib := func(n int64) float64 { return float64(n) / float64(p.n) / 1024 }
+		fmt.Fprintf(b, "- %s: %.1f KiB (watches %.1f KiB); %s\n", p.name, kib(all), kib(p.hubBytes.OfVerb("watch")), p.hubBytes.BytesString(p.n, 10))
+	}
 	r.usageTable(b, h)
-	fmt.Fprintf(b, "\nMinimum writes per JobSet the design needs: hub %d (status.fleet placement record, JobSetDispatch create, PlacementDecision create, the agent's dispatch status report, the hub's status mirror; the finalizer comes with the user's create); member %d (the local JobSet, %d Jobs, the Service, one JobSet status write). Events are counted in the writes.\n",
+	fmt.Fprintf(b, "\nMinimum writes per JobSet the design needs: hub %d (status.fleet placement record, JobSetDispatch create, PlacementDecision create, the agent's finalizer on the dispatch and its first status report; the hub mirrors status once the member reports progress, and the JobSet's finalizer comes with the user's create); member %d (the local JobSet, %d Jobs, the Service, one JobSet status write). Events are counted in the writes.\n",
 		minHubWrites, minMemberFleetWrites, workload.JobsPerJobSet)
 	if len(h.phases) > 0 && len(h.phases[0].latencies) > 0 {
 		b.WriteString("\n```\n")

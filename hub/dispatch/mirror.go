@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -53,7 +54,9 @@ func mirrorStatus(current jobset.JobSetStatus, d *fleet.JobSetDispatch, fs jobse
 	out.Restarts = max(out.Restarts, ms.Restarts+fs.RestartsCarried)
 	out.RestartsCountTowardsMax = max(out.RestartsCountTowardsMax, ms.RestartsCountTowardsMax+fs.RestartsCountTowardsMaxCarried)
 	out.TerminalState = ms.TerminalState
-	out.ReplicatedJobsStatus = ms.ReplicatedJobsStatus
+	if len(current.ReplicatedJobsStatus) > 0 || !noJobCounts(ms.ReplicatedJobsStatus) {
+		out.ReplicatedJobsStatus = ms.ReplicatedJobsStatus
+	}
 	out.PreviousInPlaceRestartAttempt = ms.PreviousInPlaceRestartAttempt
 	out.CurrentInPlaceRestartAttempt = ms.CurrentInPlaceRestartAttempt
 
@@ -73,6 +76,20 @@ func mirrorStatus(current jobset.JobSetStatus, d *fleet.JobSetDispatch, fs jobse
 	}
 	out.Conditions = conds
 	return out
+}
+
+// noJobCounts reports whether replicated Job counts are all zero. Before
+// the user's JobSet shows any, such counts say no more than none do, and
+// the member reports them as soon as it takes the copy: leaving them out
+// spares the hub a status write per JobSet that nobody could tell from no
+// write. Once counts are shown they are mirrored as they are.
+func noJobCounts(rs []jobset.ReplicatedJobStatus) bool {
+	for _, r := range rs {
+		if r.Ready != 0 || r.Succeeded != 0 || r.Failed != 0 || r.Active != 0 || r.Suspended != 0 || slices.ContainsFunc(r.JobRestarts, func(n int32) bool { return n != 0 }) {
+			return false
+		}
+	}
+	return true
 }
 
 // IsFinished reports whether a JobSet status is terminal.

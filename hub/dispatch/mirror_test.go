@@ -46,6 +46,7 @@ func TestMirrorStatus(t *testing.T) {
 		{"carried restarts add up", jobset.JobSetStatus{Conditions: hubConds}, reportedAt(2, 2, memberStatus), jobset.FleetStatus{RestartsCarried: 3, RestartsCountTowardsMaxCarried: 2}, 4, 2, []string{"Dispatched=True", "Suspended=False"}},
 		{"carried shown before the new member reports", jobset.JobSetStatus{Restarts: 1}, reportedAt(2, 0, memberStatus), jobset.FleetStatus{RestartsCarried: 3}, 3, 0, nil},
 		{"restarts never go backwards (a copy re-created with fewer)", jobset.JobSetStatus{Restarts: 5}, reportedAt(1, 1, memberStatus), jobset.FleetStatus{}, 5, 2, []string{"Suspended=False"}},
+		{"nothing started yet: no counts shown", jobset.JobSetStatus{Conditions: hubConds}, reportedAt(1, 1, jobset.JobSetStatus{ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "w"}}}), jobset.FleetStatus{}, 0, 0, []string{"Dispatched=True"}},
 		{"finished stays finished", jobset.JobSetStatus{TerminalState: "Failed", Restarts: 7}, reportedAt(1, 1, memberStatus), jobset.FleetStatus{}, 7, 0, nil},
 	}
 	for _, tc := range tests {
@@ -60,6 +61,9 @@ func TestMirrorStatus(t *testing.T) {
 			}
 			if active != tc.active {
 				t.Errorf("active = %d, want %d", active, tc.active)
+			}
+			if tc.active == 0 && len(tc.current.ReplicatedJobsStatus) == 0 && len(got.ReplicatedJobsStatus) > 0 {
+				t.Errorf("counts of nothing shown: %+v", got.ReplicatedJobsStatus)
 			}
 			if len(got.Conditions) != len(tc.conds) {
 				t.Fatalf("conditions %+v, want %v", got.Conditions, tc.conds)
@@ -135,5 +139,34 @@ func TestTTLExpiry(t *testing.T) {
 				t.Fatalf("TTLExpiry = %v, %v; want %v, %v", got, ok, tc.want, tc.wantOK)
 			}
 		})
+	}
+}
+
+func TestNoJobCounts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rs   []jobset.ReplicatedJobStatus
+		want bool
+	}{
+		{"none", nil, true},
+		{"all zero", []jobset.ReplicatedJobStatus{{Name: "a"}, {Name: "b", JobRestarts: []int32{0, 0}}}, true},
+		{"one active", []jobset.ReplicatedJobStatus{{Name: "a"}, {Name: "b", Active: 1}}, false},
+		{"suspended", []jobset.ReplicatedJobStatus{{Name: "a", Suspended: 2}}, false},
+		{"succeeded", []jobset.ReplicatedJobStatus{{Name: "a", Succeeded: 1}}, false},
+		{"a Job restarted", []jobset.ReplicatedJobStatus{{Name: "a", JobRestarts: []int32{0, 1}}}, false},
+	} {
+		if got := noJobCounts(tc.rs); got != tc.want {
+			t.Errorf("%s: noJobCounts = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Counts already shown are mirrored as they are, zeros included: a JobSet
+// whose Jobs went back to none active says so.
+func TestMirrorStatusKeepsShownCountsExact(t *testing.T) {
+	current := jobset.JobSetStatus{ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "w", Active: 2}}}
+	got := mirrorStatus(current, reportedAt(1, 1, jobset.JobSetStatus{ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "w"}}}), jobset.FleetStatus{})
+	if len(got.ReplicatedJobsStatus) != 1 || got.ReplicatedJobsStatus[0].Active != 0 {
+		t.Errorf("ReplicatedJobsStatus = %+v, want w with none active", got.ReplicatedJobsStatus)
 	}
 }

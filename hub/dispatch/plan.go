@@ -802,8 +802,8 @@ func (pl *planner) ttl() {
 	pl.p.DeleteJobSet = true
 }
 
-// finishStatus sets Status when it changed, with one event per hub
-// condition that changed status or reason.
+// finishStatus sets Status when it changed, with an event per hub
+// condition that changed status or reason (conditionEvent).
 func (pl *planner) finishStatus() {
 	old := &pl.o.JobSet.Status
 	if equality.Semantic.DeepEqual(*old, *pl.status) {
@@ -811,19 +811,32 @@ func (pl *planner) finishStatus() {
 	}
 	for _, t := range []string{fleet.ConditionDispatched, fleet.ConditionMemberStatusStale} {
 		before, after := meta.FindStatusCondition(old.Conditions, t), meta.FindStatusCondition(pl.status.Conditions, t)
-		if after == nil || (before != nil && before.Status == after.Status && before.Reason == after.Reason) {
-			continue
+		if e, ok := conditionEvent(before, after); ok {
+			pl.p.Events = append(pl.p.Events, e)
 		}
-		if t == fleet.ConditionMemberStatusStale && before == nil && after.Status == metav1.ConditionFalse {
-			continue // the first "fresh" is not news
-		}
-		typ := corev1.EventTypeNormal
-		if (t == fleet.ConditionDispatched) != (after.Status == metav1.ConditionTrue) {
-			typ = corev1.EventTypeWarning
-		}
-		pl.p.Events = append(pl.p.Events, Event{Type: typ, Reason: after.Reason, Message: fleet.Bounded(after.Message, fleet.MaxEventNote)})
 	}
 	pl.p.Status = pl.status
+}
+
+// conditionEvent is the event for a hub condition going from before to
+// after: Warning when it turns bad, Normal when it recovers. A condition
+// first set to good (Dispatched=True, MemberStatusStale=False) gets none:
+// that is every JobSet's happy path, the condition says it, and an event
+// would be one more write of the hub apiserver per JobSet. How a JobSet
+// got out of trouble (dispatched after waiting, moved) keeps its event.
+func conditionEvent(before, after *metav1.Condition) (Event, bool) {
+	if after == nil || (before != nil && before.Status == after.Status && before.Reason == after.Reason) {
+		return Event{}, false
+	}
+	good := (after.Type == fleet.ConditionDispatched) == (after.Status == metav1.ConditionTrue)
+	if good && before == nil {
+		return Event{}, false
+	}
+	typ := corev1.EventTypeNormal
+	if !good {
+		typ = corev1.EventTypeWarning
+	}
+	return Event{Type: typ, Reason: after.Reason, Message: fleet.Bounded(after.Message, fleet.MaxEventNote)}, true
 }
 
 func (pl *planner) setFleet(fs jobset.FleetStatus) {

@@ -207,7 +207,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "new JobSet: recorded, then dispatched, as epoch 1",
 			js:   planJobSet(jobset.FleetStatus{}), dispatches: none, members: healthy,
-			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonDispatched}, MaxRestartsThere: 3},
+			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", MaxRestartsThere: 3},
 		},
 		{
 			name: "placed on a healthy member: nothing to do",
@@ -494,17 +494,17 @@ func TestComputePlan(t *testing.T) {
 		{
 			name: "admitted by Kueue (unsuspended): placed",
 			js:   inKueue(planJobSet(jobset.FleetStatus{}), "team-a", false), dispatches: none, members: healthy,
-			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonDispatched}, MaxRestartsThere: 3},
+			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", MaxRestartsThere: 3},
 		},
 		{
 			name: "suspended by its user, no queue: placed and held suspended on the member, as before",
 			js:   inKueue(planJobSet(jobset.FleetStatus{}), "", true), dispatches: none, members: healthy,
-			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonDispatched}, MaxRestartsThere: 3},
+			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", MaxRestartsThere: 3},
 		},
 		{
 			name: "queue-named and suspended on a hub without Kueue: the queue is a member's; placed and held suspended there",
 			js:   inKueue(planJobSet(jobset.FleetStatus{}), "team-a", true), dispatches: none, members: healthy, noKueue: true,
-			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", EventReasons: []string{fleet.ReasonDispatched}, MaxRestartsThere: 3},
+			want: summary{Record: "a/1", Create: "a/1", Dispatched: "True/Dispatched", Stale: "False/HeartbeatFresh", MaxRestartsThere: 3},
 		},
 		{
 			name: "preempted by Kueue after a Pod started: the suspend goes to the member copy, which stays there",
@@ -589,4 +589,41 @@ func inKueue(js *jobset.JobSet, queue string, suspend bool) *jobset.JobSet {
 	}
 	js.Spec.Suspend = ptr.To(suspend)
 	return js
+}
+
+func TestConditionEvent(t *testing.T) {
+	cond := func(typ string, ok bool, reason string) *metav1.Condition {
+		st := metav1.ConditionFalse
+		if ok {
+			st = metav1.ConditionTrue
+		}
+		return &metav1.Condition{Type: typ, Status: st, Reason: reason, Message: "m"}
+	}
+	dispatched, stale := fleet.ConditionDispatched, fleet.ConditionMemberStatusStale
+	for _, tc := range []struct {
+		name          string
+		before, after *metav1.Condition
+		want          string // event type, "" for none
+	}{
+		{"first placement: the condition says it", nil, cond(dispatched, true, fleet.ReasonDispatched), ""},
+		{"first fresh heartbeat", nil, cond(stale, false, fleet.ReasonHeartbeatFresh), ""},
+		{"cannot be placed", nil, cond(dispatched, false, fleet.ReasonNoFit), corev1.EventTypeWarning},
+		{"first seen stale", nil, cond(stale, true, fleet.ReasonHeartbeatStale), corev1.EventTypeWarning},
+		{"dispatched after waiting", cond(dispatched, false, fleet.ReasonNoFit), cond(dispatched, true, fleet.ReasonDispatched), corev1.EventTypeNormal},
+		{"moved", cond(dispatched, true, fleet.ReasonDispatched), cond(dispatched, true, fleet.ReasonRedispatched), corev1.EventTypeNormal},
+		{"stale again fresh", cond(stale, true, fleet.ReasonHeartbeatStale), cond(stale, false, fleet.ReasonHeartbeatFresh), corev1.EventTypeNormal},
+		{"lost", cond(stale, false, fleet.ReasonHeartbeatFresh), cond(stale, true, fleet.ReasonMemberLost), corev1.EventTypeWarning},
+		{"unchanged but for the message", cond(dispatched, false, fleet.ReasonNoFit), cond(dispatched, false, fleet.ReasonNoFit), ""},
+		{"removed", cond(stale, false, fleet.ReasonHeartbeatFresh), nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, ok := conditionEvent(tc.before, tc.after)
+			switch {
+			case tc.want == "" && ok:
+				t.Errorf("event %+v, want none", e)
+			case tc.want != "" && (!ok || e.Type != tc.want || e.Reason != tc.after.Reason):
+				t.Errorf("event %+v (%v), want %s %s", e, ok, tc.want, tc.after.Reason)
+			}
+		})
+	}
 }

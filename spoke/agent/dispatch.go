@@ -176,7 +176,7 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		// The cache may lag behind the hub right after a reconnect; never
 		// delete work the hub still wants.
 		ns, name, _ := strings.Cut(o.Key, "/")
-		err := r.hubReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &fleet.JobSetDispatch{})
+		_, err := r.liveDispatch(ctx, client.ObjectKey{Namespace: ns, Name: name})
 		switch {
 		case err == nil:
 			logger.V(2).Info("Dispatch still exists on the hub; waiting for the cache")
@@ -186,8 +186,7 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		}
 	}
 	if p.ConfirmDispatchCurrent {
-		live := &fleet.JobSetDispatch{}
-		err := r.hubReader.Get(ctx, client.ObjectKeyFromObject(o.Dispatch), live)
+		live, err := r.liveDispatch(ctx, client.ObjectKeyFromObject(o.Dispatch))
 		switch {
 		case apierrors.IsNotFound(err) || (err == nil && (live.DeletionTimestamp != nil || live.ResourceVersion != o.Dispatch.ResourceVersion)):
 			logger.Info("Not starting work from a cached dispatch the hub has changed or removed; waiting for the cache")
@@ -280,6 +279,15 @@ func (r *dispatchReconciler) apply(ctx context.Context, o Observed, p Plan) (ctr
 		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
 	}
 	return ctrl.Result{RequeueAfter: p.ReportAfter}, nil
+}
+
+// liveDispatch reads a dispatch's metadata from the hub apiserver. The
+// live checks need only whether it exists, its resourceVersion and its
+// deletion timestamp, not the JobSet it carries.
+func (r *dispatchReconciler) liveDispatch(ctx context.Context, key client.ObjectKey) (*metav1.PartialObjectMetadata, error) {
+	live := &metav1.PartialObjectMetadata{}
+	live.SetGroupVersionKind(fleet.GroupVersion.WithKind("JobSetDispatch"))
+	return live, r.hubReader.Get(ctx, key, live)
 }
 
 // refusal is why the member will not run a copy: a reason of the

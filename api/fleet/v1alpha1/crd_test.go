@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleet "github.com/jobset-fleet/jobset-fleet/api/fleet/v1alpha1"
 	jobset "github.com/jobset-fleet/jobset-fleet/api/jobset/v1alpha2"
@@ -106,6 +108,40 @@ func TestDispatchRejectsZeroEpoch(t *testing.T) {
 	err := cluster.Client.Create(context.Background(), d)
 	if err == nil || !strings.Contains(err.Error(), "spec.epoch") {
 		t.Fatalf("want an error naming spec.epoch, got %v", err)
+	}
+}
+
+// The hub writes a dispatch's spec whole and the agent its status:
+// field ownership records each as one value (the CRD's atomic spec and
+// status), not every field of the JobSet it carries, which would double
+// the size of every write, watch event and stored copy of the dispatch.
+func TestDispatchOwnershipNamesSpecAndStatusWhole(t *testing.T) {
+	ctx := context.Background()
+	d := dispatch()
+	d.Name = "ownership"
+	if err := cluster.Client.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Status = fleet.JobSetDispatchStatus{
+		ObservedEpoch:      1,
+		ObservedGeneration: d.Generation,
+		Conditions:         []metav1.Condition{{Type: fleet.DispatchAccepted, Status: metav1.ConditionTrue, Reason: fleet.ReasonAccepted, LastTransitionTime: metav1.Now()}},
+		JobSetStatus:       jobset.JobSetStatus{ReplicatedJobsStatus: []jobset.ReplicatedJobStatus{{Name: "workers", Active: 2}}},
+	}
+	if err := cluster.Client.Status().Patch(ctx, d, patch); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range d.ManagedFields {
+		var fields map[string]any
+		if err := json.Unmarshal(e.FieldsV1.GetRawBytes(), &fields); err != nil {
+			t.Fatal(err)
+		}
+		for _, top := range []string{"f:spec", "f:status"} {
+			if v, ok := fields[top]; ok && len(v.(map[string]any)) != 0 {
+				t.Errorf("manager %s (%s): %s recorded field by field: %s", e.Manager, e.Subresource, top, e.FieldsV1.GetRawString())
+			}
+		}
 	}
 }
 

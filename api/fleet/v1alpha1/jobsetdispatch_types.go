@@ -78,7 +78,10 @@ type JobSetDispatch struct {
 	Status JobSetDispatchStatus `json:"status,omitempty"`
 }
 
-// JobSetDispatchSpec is what the member must run.
+// JobSetDispatchSpec is what the member must run. The hub writes it whole,
+// so for field ownership it is one value: the dispatch's managedFields then
+// name it instead of every field of the JobSet it carries.
+// +structType=atomic
 type JobSetDispatchSpec struct {
 	// origin identifies the user's JobSet on the hub.
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="Value is immutable"
@@ -122,7 +125,9 @@ type JobSetTemplate struct {
 	Spec jobset.JobSetSpec `json:"spec"`
 }
 
-// JobSetDispatchStatus is what the member reports.
+// JobSetDispatchStatus is what the member reports. The agent writes it
+// whole, so for field ownership it is one value, like the spec.
+// +structType=atomic
 type JobSetDispatchStatus struct {
 	// jobSetStatus is the member JobSet's status, as the member sees it.
 	// +optional

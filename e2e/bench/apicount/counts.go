@@ -57,6 +57,17 @@ func (c Counts) Total() (all, writes int64) {
 	return all, writes
 }
 
+// OfVerb sums the counts of one verb (e.g. "watch").
+func (c Counts) OfVerb(verb string) int64 {
+	var n int64
+	for k, v := range c {
+		if k.Verb == verb {
+			n += v
+		}
+	}
+	return n
+}
+
 // WritesString lists the writes by kind, largest first, with how many of
 // them failed (from failed, may be nil), e.g. "create jobs 4000, create
 // namespaces 1000 (1000 failed)".
@@ -84,6 +95,27 @@ func (c Counts) WritesString(failed Counts) string {
 			part += fmt.Sprintf(" (%d failed)", f)
 		}
 		parts = append(parts, part)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// BytesString lists the largest byte counts by kind divided by n (per
+// JobSet), largest first, at most limit of them, e.g. "watch
+// jobsetdispatches 2.1 KiB, patch jobsetdispatches/status 1.0 KiB".
+func (c Counts) BytesString(n, limit int) string {
+	keys := slices.Collect(maps.Keys(c))
+	slices.SortFunc(keys, func(a, b ReqKey) int {
+		if c[a] != c[b] {
+			return int(c[b] - c[a])
+		}
+		return strings.Compare(a.Verb+a.Resource, b.Verb+b.Resource)
+	})
+	var parts []string
+	for _, k := range keys[:min(len(keys), limit)] {
+		parts = append(parts, fmt.Sprintf("%s %s %.1f KiB", k.Verb, k.Resource, float64(c[k])/float64(n)/1024))
 	}
 	if len(parts) == 0 {
 		return "none"

@@ -26,3 +26,23 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestBytesString(t *testing.T) {
+	c := Counts{{"watch", "jobsetdispatches"}: 4096, {"patch", "jobsetdispatches/status"}: 2048, {"create", "events"}: 1024}
+	if got, want := c.BytesString(2, 2), "watch jobsetdispatches 2.0 KiB, patch jobsetdispatches/status 1.0 KiB"; got != want {
+		t.Errorf("BytesString = %q, want %q", got, want)
+	}
+	if got := (Counts{}).BytesString(1, 8); got != "none" {
+		t.Errorf("empty BytesString = %q, want none", got)
+	}
+}
+
+func TestOfVerb(t *testing.T) {
+	c := Counts{{"watch", "jobsets"}: 3, {"watch", "jobsetdispatches"}: 4, {"patch", "jobsets/status"}: 5}
+	if got := c.OfVerb("watch"); got != 7 {
+		t.Errorf("OfVerb(watch) = %d, want 7", got)
+	}
+	if got := c.OfVerb("get"); got != 0 {
+		t.Errorf("OfVerb(get) = %d, want 0", got)
+	}
+}

@@ -41,13 +41,31 @@ type Proxy struct {
 	// failed counts the requests answered with an error status (a create
 	// that meets AlreadyExists, a conflict): wasted round trips.
 	failed Counts
+	// bytes counts the response bytes by kind: a write returns the whole
+	// object it stored, a watch streams it once per change, so they show
+	// what each write of an object costs to encode.
+	bytes Counts
 }
 
-// statusRecorder remembers the status code written through it; Unwrap
-// keeps http.ResponseController (the reverse proxy's flushing) working.
+// statusRecorder remembers the status code and counts the bytes written
+// through it; Unwrap keeps http.ResponseController (the reverse proxy's
+// flushing) working.
 type statusRecorder struct {
 	http.ResponseWriter
-	code int
+	code  int
+	bytes atomic.Int64
+	// onWrite, when set, is told of every write instead.
+	onWrite func(n int)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	n, err := s.ResponseWriter.Write(b)
+	if s.onWrite != nil {
+		s.onWrite(n)
+	} else {
+		s.bytes.Add(int64(n))
+	}
+	return n, err
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -76,7 +94,7 @@ func Start(target *rest.Config, cert *ServingCert) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{URL: "https://" + ln.Addr().String(), ln: ln, counts: Counts{}, failed: Counts{}}
+	p := &Proxy{URL: "https://" + ln.Addr().String(), ln: ln, counts: Counts{}, failed: Counts{}, bytes: Counts{}}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(targetURL)
@@ -106,12 +124,20 @@ func Start(target *rest.Config, cert *ServingCert) (*Proxy, error) {
 			p.counts[k]++
 			p.mu.Unlock()
 			rec := &statusRecorder{ResponseWriter: w}
-			rp.ServeHTTP(rec, r)
-			if rec.code >= 400 {
-				p.mu.Lock()
-				p.failed[k]++
-				p.mu.Unlock()
+			if k.Verb == "watch" {
+				// A watch lasts the whole run: count its bytes as they come,
+				// so a snapshot sees them.
+				rec.onWrite = func(n int) { p.mu.Lock(); p.bytes[k] += int64(n); p.mu.Unlock() }
 			}
+			rp.ServeHTTP(rec, r)
+			p.mu.Lock()
+			if rec.onWrite == nil {
+				p.bytes[k] += rec.bytes.Load()
+			}
+			if rec.code >= 400 {
+				p.failed[k]++
+			}
+			p.mu.Unlock()
 		}),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert.pair}, NextProtos: []string{"h2", "http/1.1"}},
 		ReadHeaderTimeout: time.Minute,
@@ -129,6 +155,13 @@ func (p *Proxy) Snapshot() Counts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return maps.Clone(p.counts)
+}
+
+// Bytes copies the response bytes by kind so far.
+func (p *Proxy) Bytes() Counts {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.bytes)
 }
 
 // Failures copies the counts of failed requests so far.
