@@ -33,6 +33,25 @@ type commitment struct {
 	member    string
 	epoch     int64
 	resources corev1.ResourceList
+	// queue is the member LocalQueue the copy names (queueOf), or "".
+	queue string
+}
+
+// queueOf is the member LocalQueue a dispatch's copy names,
+// "namespace/name" (the copy lives in its origin's namespace), or "".
+func queueOf(d *fleet.JobSetDispatch) string {
+	q := d.Spec.JobSet.Labels[fleet.KueueQueueNameLabel]
+	if q == "" {
+		return ""
+	}
+	return d.Spec.Origin.Namespace + "/" + q
+}
+
+// awaitsMemberQueue reports whether a dispatch's copy is demand its
+// member's Kueue quotas do not show yet: not reported at its epoch, or
+// waiting in the member's queue. Once admitted it is in the quotas.
+func awaitsMemberQueue(d *fleet.JobSetDispatch) bool {
+	return d.Status.ObservedEpoch != d.Spec.Epoch || d.Status.Queued != nil
 }
 
 func (l *ledger) put(uid types.UID, c commitment) {
@@ -72,11 +91,28 @@ func (l *ledger) requestsOf(d *fleet.JobSetDispatch) corev1.ResourceList {
 // keeps a burst honest while its pods do not exist yet. load counts those
 // dispatches per member. dispatches may be shared with the cache: they are
 // only read.
-func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventory.Member, placing types.UID) (committed map[string]corev1.ResourceList, load map[string]int) {
+//
+// queueDemand is, per member and LocalQueue, the requests of the copies
+// that name one and that the member's Kueue quotas do not show yet
+// (awaitsMemberQueue; placement.Request.QueueDemand).
+func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventory.Member, placing types.UID) (committed map[string]corev1.ResourceList, load map[string]int, queueDemand map[string]map[string]corev1.ResourceList) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := map[string]corev1.ResourceList{}
 	load = map[string]int{}
+	queueDemand = map[string]map[string]corev1.ResourceList{}
+	demand := func(member, queue string, res corev1.ResourceList) {
+		if queue == "" {
+			return
+		}
+		if queueDemand[member] == nil {
+			queueDemand[member] = map[string]corev1.ResourceList{}
+		}
+		if queueDemand[member][queue] == nil {
+			queueDemand[member][queue] = corev1.ResourceList{}
+		}
+		placement.AddTo(queueDemand[member][queue], res)
+	}
 	add := func(member string, res corev1.ResourceList) {
 		load[member]++
 		if out[member] == nil {
@@ -93,7 +129,11 @@ func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventor
 		if uid == placing || d.DeletionTimestamp != nil || d.Status.JobSetStatus.TerminalState != "" {
 			continue
 		}
-		add(member, l.requestsOf(d))
+		res := l.requestsOf(d)
+		add(member, res)
+		if awaitsMemberQueue(d) {
+			demand(member, queueOf(d), res)
+		}
 	}
 	if len(l.requests) > 2*len(dispatches)+64 {
 		// Forget the dispatches that are gone.
@@ -106,6 +146,7 @@ func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventor
 	for uid, e := range l.entries {
 		if uid != placing {
 			add(e.member, e.resources)
+			demand(e.member, e.queue, e.resources)
 		}
 	}
 	for _, m := range members {
@@ -122,5 +163,5 @@ func (l *ledger) committed(dispatches []fleet.JobSetDispatch, members []inventor
 			c[name] = q
 		}
 	}
-	return out, load
+	return out, load, queueDemand
 }

@@ -90,11 +90,11 @@ func (r *Reconciler) walkQueue(ctx context.Context, queue []Pending, members []i
 	if err := r.client.List(ctx, all, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, nil, fmt.Errorf("listing dispatches for commitments: %w", err)
 	}
-	committed, load := r.ledger.committed(all.Items, members, placing)
+	committed, load, queueDemand := r.ledger.committed(all.Items, members, placing)
 	place := func(p Pending, reserved map[string]corev1.ResourceList, emptied bool) (placement.Result, error) {
 		req := placement.Request{
 			JobSet: p.JobSet, Members: members, Excluded: p.Excluded, Policy: r.opts.Policy,
-			DeniedNamespaces: r.opts.DeniedNamespaces,
+			DeniedNamespaces: r.opts.DeniedNamespaces, QueueDemand: queueDemand,
 		}
 		if emptied {
 			req.Members = emptiedMembers(members)
@@ -111,7 +111,7 @@ func (r *Reconciler) walkQueue(ctx context.Context, queue []Pending, members []i
 		}
 		return placement.Place(req)
 	}
-	state := fingerprintQueue(queue, members, committed, load)
+	state := fingerprintQueue(queue, members, committed, load, queueDemand)
 	if r.walk == nil || r.walkState != state {
 		next := newWalk(queue, r.opts.QueueingStrategy, place)
 		if r.walk != nil {
@@ -329,8 +329,8 @@ func nodesOf(m inventory.Member) string {
 // JobSets (what placement reads of each: identity, spec generation,
 // annotations; its priority, creation time and exclusions), the members
 // as assessed (each from its ClusterProfile's version and its heartbeat's
-// verdict), and the hub's commitments per member. Status writes of the
-// waiting JobSets do not change it.
+// verdict), and the hub's commitments per member and per member queue.
+// Status writes of the waiting JobSets do not change it.
 type queueState struct {
 	n                  int
 	sum, xor           uint64
@@ -339,7 +339,7 @@ type queueState struct {
 
 var queueSeed = maphash.MakeSeed()
 
-func fingerprintQueue(queue []Pending, members []inventory.Member, committed map[string]corev1.ResourceList, load map[string]int) queueState {
+func fingerprintQueue(queue []Pending, members []inventory.Member, committed map[string]corev1.ResourceList, load map[string]int, queueDemand map[string]map[string]corev1.ResourceList) queueState {
 	st := queueState{n: len(queue)}
 	var h maphash.Hash
 	h.SetSeed(queueSeed)
@@ -360,13 +360,22 @@ func fingerprintQueue(queue []Pending, members []inventory.Member, committed map
 	}
 	st.members = string(b)
 	b = b[:0]
-	for _, name := range slices.Sorted(maps.Keys(committed)) {
-		b = append(b, name+":"...)
-		for _, r := range slices.Sorted(maps.Keys(committed[name])) {
-			q := committed[name][r]
+	appendResources := func(b []byte, l corev1.ResourceList) []byte {
+		for _, r := range slices.Sorted(maps.Keys(l)) {
+			q := l[r]
 			b = append(b, string(r)+"="+q.String()+","...)
 		}
-		b = append(b, ';')
+		return append(b, ';')
+	}
+	for _, name := range slices.Sorted(maps.Keys(committed)) {
+		b = append(b, name+":"...)
+		b = appendResources(b, committed[name])
+	}
+	for _, name := range slices.Sorted(maps.Keys(queueDemand)) {
+		for _, q := range slices.Sorted(maps.Keys(queueDemand[name])) {
+			b = append(b, name+"@"+q+":"...)
+			b = appendResources(b, queueDemand[name][q])
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(load)) {
 		b = append(b, name+"#"+strconv.Itoa(load[name])+";"...)

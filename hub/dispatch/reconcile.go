@@ -47,7 +47,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	r.placing.Lock()
 	p, err := ComputePlan(*o, r.chooser(ctx, o, members))
 	if err == nil && p.Create != nil {
-		r.ledger.put(o.JobSet.UID, commitment{member: memberOf(p.Create), epoch: p.Create.Spec.Epoch, resources: p.Reserve})
+		r.ledger.put(o.JobSet.UID, commitment{member: memberOf(p.Create), epoch: p.Create.Spec.Epoch, resources: p.Reserve, queue: queueOf(p.Create)})
 		r.placed[o.JobSet.UID] = p.Create.Spec.Epoch
 	}
 	r.placing.Unlock()

@@ -23,8 +23,12 @@ import (
 // QueueShortfall says why member m's Kueue cannot admit js's requests now,
 // or "" when it can, or when the hub cannot tell: js names no LocalQueue,
 // the member publishes no Kueue quotas (it runs no Kueue, so the label is
-// inert there), or its report left the LocalQueue out.
-func QueueShortfall(m inventory.Member, js *jobset.JobSet, requests corev1.ResourceList) string {
+// inert there), or its report left the LocalQueue out. demand is what the
+// hub sent to m's LocalQueues ("namespace/name") that m's quotas do not
+// show yet (Request.QueueDemand): what goes to js's ClusterQueue is taken
+// from its free quota first, so that a burst does not all prefer the
+// member whose last report had room for one.
+func QueueShortfall(m inventory.Member, js *jobset.JobSet, requests corev1.ResourceList, demand map[string]corev1.ResourceList) string {
 	name := js.Labels[fleet.KueueQueueNameLabel]
 	if name == "" || m.Kueue == nil {
 		return ""
@@ -40,14 +44,31 @@ func QueueShortfall(m inventory.Member, js *jobset.JobSet, requests corev1.Resou
 	case cq.Inactive:
 		return fmt.Sprintf("ClusterQueue %s is not active", cq.Name)
 	}
-	return clusterQueueShortfall(cq, requests)
+	return clusterQueueShortfall(cq, requests, demandOn(m.Kueue, cq.Name, demand))
 }
 
-// clusterQueueShortfall says why cq cannot admit requests now ("" when it
-// can): Kueue takes all the resources a resource group covers from one
-// flavor of the group, so some flavor of each group must have them all
-// free. A requested resource no group covers cannot be admitted at all.
-func clusterQueueShortfall(cq *fleet.KueueClusterQueue, requests corev1.ResourceList) string {
+// demandOn sums the demand of the LocalQueues that feed ClusterQueue cq.
+func demandOn(q *fleet.KueueQuotas, cq string, demand map[string]corev1.ResourceList) corev1.ResourceList {
+	var ahead corev1.ResourceList
+	for key, l := range demand {
+		ns, name, _ := strings.Cut(key, "/")
+		if _, c := inventory.LocalQueue(q, ns, name); c != nil && c.Name == cq {
+			if ahead == nil {
+				ahead = corev1.ResourceList{}
+			}
+			AddTo(ahead, l)
+		}
+	}
+	return ahead
+}
+
+// clusterQueueShortfall says why cq cannot admit requests after ahead
+// ("" when it can): Kueue takes all the resources a resource group covers
+// from one flavor of the group, so some flavor of each group must have
+// them all free. A requested resource no group covers cannot be admitted
+// at all. ahead, what is sent to cq and not yet in its figures, is counted
+// against every flavor: the hub cannot tell which one Kueue will take.
+func clusterQueueShortfall(cq *fleet.KueueClusterQueue, requests, ahead corev1.ResourceList) string {
 	covered := map[corev1.ResourceName]bool{}
 	for _, rg := range cq.ResourceGroups {
 		var groupHas []corev1.ResourceName
@@ -62,6 +83,10 @@ func clusterQueueShortfall(cq *fleet.KueueClusterQueue, requests corev1.Resource
 		for _, r := range groupHas {
 			covered[r] = true
 			if q, ok := requests[r]; ok {
+				q = q.DeepCopy()
+				if a, ok := ahead[r]; ok {
+					q.Add(a)
+				}
 				want[r] = q
 			}
 		}
@@ -77,8 +102,11 @@ func clusterQueueShortfall(cq *fleet.KueueClusterQueue, requests corev1.Resource
 				admits = true
 				break
 			}
-			if have, need := f.Free[short], want[short]; closest == "" || have.Cmp(closestFree) > 0 {
+			if have, need := f.Free[short], requests[short]; closest == "" || have.Cmp(closestFree) > 0 {
 				closest, closestFree = fmt.Sprintf("%s %s free, needs %s", have.String(), short, need.String()), have
+				if a, ok := ahead[short]; ok && !a.IsZero() {
+					closest += fmt.Sprintf(" after %s for JobSets dispatched there before it", a.String())
+				}
 				if len(rg.Flavors) > 1 {
 					closest += " (flavor " + f.Name + ")"
 				}

@@ -54,6 +54,11 @@ type Request struct {
 	// Excluded members are not candidates; the value says why (e.g. the
 	// member the JobSet was lost on).
 	Excluded map[string]string
+	// QueueDemand is, per member and per LocalQueue of it
+	// ("namespace/name"), what the hub dispatched there that the member's
+	// Kueue quotas do not show yet: copies not yet reported and copies
+	// waiting in the member's queue (QueueShortfall).
+	QueueDemand map[string]map[string]corev1.ResourceList
 	// Load is, per member, how many unfinished JobSets the hub has placed
 	// there. It decides between members that resources cannot tell apart,
 	// such as for JobSets that request nothing.
@@ -200,7 +205,7 @@ func Place(req Request) (Result, error) {
 		} else {
 			v = fit(m, res.Requests, req.Committed[m.Name])
 			v.Load = req.Load[m.Name]
-			if v.QueueShortfall = QueueShortfall(m, js, res.Requests); v.Fits && v.QueueShortfall != "" {
+			if v.QueueShortfall = QueueShortfall(m, js, res.Requests, req.QueueDemand[m.Name]); v.Fits && v.QueueShortfall != "" {
 				v.Reason += "; ranked after members whose Kueue can admit it now: " + v.QueueShortfall
 			}
 		}
