@@ -345,9 +345,7 @@ func (f *hubFleet) allHubProxies() []*apicount.Proxy {
 }
 
 func (f *hubFleet) allProxies() []*apicount.Proxy {
-	out := []*apicount.Proxy{f.hubProxy}
-	out = append(out, f.agentHubProxies...)
-	return append(out, f.agentMemberProxies...)
+	return append(f.allHubProxies(), f.agentMemberProxies...)
 }
 
 // runPhase submits one phase's JobSets in a namespace of its own and

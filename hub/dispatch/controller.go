@@ -192,6 +192,7 @@ func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcil
 		ctrl.LoggerFrom(ctx).Error(err, "Listing JobSets for a member change", "member", member)
 		return nil
 	}
+	onHub := r.kueueOnHub() // one answer for the whole pass
 	var reqs []reconcile.Request
 	for i := range list.Items {
 		js := &list.Items[i]
@@ -199,9 +200,9 @@ func (r *Reconciler) affectedBy(ctx context.Context, o client.Object) []reconcil
 			continue
 		}
 		fs := fleetOf(&js.Status)
-		queued := inQueue(js, r.kueueOnHub())
+		queued := inQueue(js, onHub)
 		// A JobSet a Kueue queue holds waits for admission, not for members.
-		_, held := heldByQueue(js, r.kueueOnHub())
+		_, held := heldByQueue(js, onHub)
 		held = held && fs.Cluster == ""
 		waiting := !queued && !held && (!meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionDispatched) ||
 			meta.IsStatusConditionTrue(js.Status.Conditions, fleet.ConditionMemberStatusStale))

@@ -139,6 +139,7 @@ func (r *Reconciler) queue(ctx context.Context, o *Observed, excluded map[string
 	if err := r.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing JobSets for the queue: %w", err)
 	}
+	onHub := r.kueueOnHub() // one answer for the whole queue
 	var queue []Pending
 	var self types.UID
 	if o != nil {
@@ -151,7 +152,7 @@ func (r *Reconciler) queue(ctx context.Context, o *Observed, excluded map[string
 		if epoch, ok := r.placed[js.UID]; ok && fleetOf(&js.Status).Epoch >= epoch {
 			delete(r.placed, js.UID) // the cache shows the placement
 		}
-		if (self != "" && js.UID == self) || !inQueue(js, r.kueueOnHub()) || fleet.NamespaceDenied(js.Namespace, r.opts.DeniedNamespaces) {
+		if (self != "" && js.UID == self) || !inQueue(js, onHub) || fleet.NamespaceDenied(js.Namespace, r.opts.DeniedNamespaces) {
 			continue
 		}
 		if _, lagging := r.placed[js.UID]; lagging {

@@ -52,19 +52,15 @@ type Proxy struct {
 // flushing) working.
 type statusRecorder struct {
 	http.ResponseWriter
-	code  int
-	bytes atomic.Int64
-	// onWrite, when set, is told of every write instead.
+	code int
+	// onWrite is told of every write, as it happens: a watch lasts the
+	// whole run, and a snapshot must see what it streamed so far.
 	onWrite func(n int)
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
 	n, err := s.ResponseWriter.Write(b)
-	if s.onWrite != nil {
-		s.onWrite(n)
-	} else {
-		s.bytes.Add(int64(n))
-	}
+	s.onWrite(n)
 	return n, err
 }
 
@@ -123,21 +119,13 @@ func Start(target *rest.Config, cert *ServingCert) (*Proxy, error) {
 			p.mu.Lock()
 			p.counts[k]++
 			p.mu.Unlock()
-			rec := &statusRecorder{ResponseWriter: w}
-			if k.Verb == "watch" {
-				// A watch lasts the whole run: count its bytes as they come,
-				// so a snapshot sees them.
-				rec.onWrite = func(n int) { p.mu.Lock(); p.bytes[k] += int64(n); p.mu.Unlock() }
-			}
+			rec := &statusRecorder{ResponseWriter: w, onWrite: func(n int) { p.mu.Lock(); p.bytes[k] += int64(n); p.mu.Unlock() }}
 			rp.ServeHTTP(rec, r)
-			p.mu.Lock()
-			if rec.onWrite == nil {
-				p.bytes[k] += rec.bytes.Load()
-			}
 			if rec.code >= 400 {
+				p.mu.Lock()
 				p.failed[k]++
+				p.mu.Unlock()
 			}
-			p.mu.Unlock()
 		}),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert.pair}, NextProtos: []string{"h2", "http/1.1"}},
 		ReadHeaderTimeout: time.Minute,
